@@ -1,0 +1,124 @@
+"""Keras builders for aepca's autoencoders.
+
+Every network is a plain Keras 3 functional model made of built-in layers, so
+it saves to the ``.keras`` format and loads in ``safe_mode`` without custom
+objects, on any backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aepca._backend import set_default_backend
+
+set_default_backend()
+
+import keras  # noqa: E402
+
+
+@dataclass(frozen=True)
+class AutoencoderNet:
+    """An autoencoder and its two halves; the halves share the layers."""
+
+    autoencoder: keras.Model
+    encoder: keras.Model
+    decoder: keras.Model
+
+
+def check_activation(name: str, what: str = "activation") -> str:
+    try:
+        keras.activations.get(name)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"Received an invalid value for {what}, expected a Keras activation name such as "
+            f"'elu', 'relu', 'tanh', 'sigmoid' or 'linear'. Received: {what}={name!r}"
+        ) from None
+    return name
+
+
+def _layer_seed(seed: int | None, index: int) -> int | None:
+    return None if seed is None else int(seed) * 1009 + index
+
+
+def _dense(units, activation, name, seed, index, zero=False):
+    kernel = "zeros" if zero else keras.initializers.GlorotUniform(seed=_layer_seed(seed, index))
+    return keras.layers.Dense(units, activation=activation, kernel_initializer=kernel, name=name)
+
+
+def _mlp(x, sizes, activation, prefix, seed, first_index):
+    for i, units in enumerate(sizes):
+        x = _dense(units, activation, f"{prefix}_{i}", seed, first_index + i)(x)
+    return x
+
+
+def build_autoencoder(
+    n_features: int,
+    n_components: int,
+    *,
+    hidden=(512, 128),
+    activation: str = "elu",
+    output_activation: str = "sigmoid",
+    seed: int | None = None,
+    pca: tuple[np.ndarray, np.ndarray] | None = None,
+) -> AutoencoderNet:
+    """A mirrored multilayer autoencoder ``d - hidden - k - reversed(hidden) - d``.
+
+    The code layer is linear, as in the classic recipe and in Hinton &
+    Salakhutdinov (2006): a bounded code would waste capacity.
+
+    With ``pca=(components, mean)`` (``components`` of shape ``(k, d)``) the
+    network is *PCA-initialised*: the encoder is the PCA projection plus a
+    nonlinear residual branch, and the decoder the PCA reconstruction plus a
+    nonlinear residual branch. Each branch's last layer starts at zero, so at
+    step 0 the model *is* PCA and training can only start from PCA's error.
+    The output is then linear (a sigmoid would distort the PCA start).
+    """
+    check_activation(activation)
+    check_activation(output_activation, "output_activation")
+    hidden = tuple(int(h) for h in hidden)
+    inputs = keras.Input(shape=(n_features,), name="features")
+    code_inputs = keras.Input(shape=(n_components,), name="code_in")
+    decoder_sizes = tuple(reversed(hidden))
+    n_hidden = len(hidden)
+
+    if pca is None:
+        h = _mlp(inputs, hidden, activation, "encoder", seed, 0)
+        code = _dense(n_components, "linear", "code", seed, n_hidden)(h)
+        h = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
+        outputs = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)(h)
+    else:
+        components, mean = (np.asarray(a, dtype=np.float32) for a in pca)
+        if components.shape != (n_components, n_features) or mean.shape != (n_features,):
+            raise ValueError(
+                f"Received an invalid value for pca, expected components of shape "
+                f"({n_components}, {n_features}) and a mean of shape ({n_features},). "
+                f"Received: components.shape={components.shape}, mean.shape={mean.shape}"
+            )
+        projection = keras.layers.Dense(n_components, name="pca_projection")
+        residual = _mlp(inputs, hidden, activation, "encoder", seed, 0)
+        residual = _dense(n_components, "linear", "encoder_residual", seed, n_hidden, zero=True)(residual)
+        code = keras.layers.Add(name="code")([projection(inputs), residual])
+        projection.set_weights([components.T, -mean @ components.T])
+
+        reconstruction = keras.layers.Dense(n_features, name="pca_reconstruction")
+        residual = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
+        residual = _dense(n_features, "linear", "decoder_residual", seed, 2 * n_hidden + 1, zero=True)(residual)
+        outputs = keras.layers.Add(name="reconstruction")([reconstruction(code_inputs), residual])
+        reconstruction.set_weights([components, mean])
+
+    encoder = keras.Model(inputs, code, name="encoder")
+    decoder = keras.Model(code_inputs, outputs, name="decoder")
+    autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
+    return AutoencoderNet(autoencoder, encoder, decoder)
+
+
+def split_autoencoder(autoencoder: keras.Model) -> AutoencoderNet:
+    """Recover the encoder and decoder halves of a (loaded) autoencoder."""
+    try:
+        return AutoencoderNet(autoencoder, autoencoder.get_layer("encoder"), autoencoder.get_layer("decoder"))
+    except ValueError:
+        raise ValueError(
+            "The model has no 'encoder' and 'decoder' sub-models; it was not made by aepca."
+        ) from None

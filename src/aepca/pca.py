@@ -1,0 +1,167 @@
+"""Exact PCA from scatter matrices accumulated over batches.
+
+The covariance is accumulated in float64 batch by batch (Chan, Golub and
+LeVeque's pairwise update of mean and centred scatter), so data never has to
+be in memory at once, and a symmetric eigendecomposition of the d x d scatter
+gives every principal direction. That is both exact (it matches a full SVD of
+the centred data to float64 round-off) and cheaper than an SVD when there are
+many more samples than features.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+import scipy.linalg
+from scipy.linalg.blas import dsyrk
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+class ScatterAccumulator:
+    """Running count, mean and centred scatter matrix of row batches, in float64."""
+
+    def __init__(self, n_features: int):
+        self.n = 0
+        self.mean = np.zeros(n_features)
+        # Only the upper triangle is maintained (dsyrk writes that half).
+        self.scatter = np.zeros((n_features, n_features), order="F")
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, dtype=np.float64)
+        m = batch.shape[0]
+        if m == 0:
+            return
+        batch_mean = batch.mean(axis=0)
+        centred = np.asfortranarray(batch - batch_mean)
+        batch_scatter = dsyrk(1.0, centred, trans=1, lower=0)
+        total = self.n + m
+        delta = batch_mean - self.mean
+        self.scatter += batch_scatter + np.outer(delta, delta) * (self.n * m / total)
+        self.mean += delta * (m / total)
+        self.n = total
+
+    def covariance(self) -> np.ndarray:
+        upper = np.triu(self.scatter)
+        full = upper + np.triu(upper, 1).T
+        return full / max(self.n - 1, 1)
+
+
+class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Exact principal component analysis, fitted by streaming batches.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of principal directions kept by ``transform``. All directions
+        are learned, so reconstruction errors for every code size are
+        available from :meth:`mse_by_components` at no extra cost.
+    batch_size : int, default=8192
+        Rows per accumulated batch; bounds the float64 working memory.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+    explained_variance_ : ndarray of shape (n_components,)
+    explained_variance_ratio_ : ndarray of shape (n_components,)
+    mean_ : ndarray of shape (n_features,)
+    all_components_ : ndarray of shape (n_features, n_features)
+        Every principal direction, by decreasing variance.
+    all_explained_variance_ : ndarray of shape (n_features,)
+    n_samples_seen_ : int
+    n_features_in_ : int
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, n_components=2, *, batch_size=8192):
+        self.n_components = n_components
+        self.batch_size = batch_size
+
+    def fit(self, X, y=None):
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        n_features = X.shape[1]
+        if self.n_components > n_features:
+            raise ValueError(
+                f"Received an invalid value for n_components, expected at most the number of "
+                f"features ({n_features}). Received: n_components={self.n_components}"
+            )
+        accumulator = ScatterAccumulator(n_features)
+        for start in range(0, X.shape[0], self.batch_size):
+            accumulator.update(X[start : start + self.batch_size])
+        self._set_from_accumulator(accumulator)
+        return self
+
+    def _set_from_accumulator(self, accumulator: ScatterAccumulator) -> None:
+        eigenvalues, eigenvectors = scipy.linalg.eigh(accumulator.covariance())
+        order = np.argsort(eigenvalues)[::-1]
+        eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+        directions = eigenvectors[:, order].T
+        # Deterministic signs: the largest-magnitude loading of each direction is positive.
+        signs = np.sign(directions[np.arange(len(directions)), np.argmax(np.abs(directions), axis=1)])
+        directions *= signs[:, None]
+        self.mean_ = accumulator.mean.copy()
+        self.n_samples_seen_ = accumulator.n
+        self.all_components_ = directions
+        self.all_explained_variance_ = eigenvalues
+        total = eigenvalues.sum()
+        k = self.n_components
+        self.components_ = directions[:k]
+        self.explained_variance_ = eigenvalues[:k]
+        self.explained_variance_ratio_ = eigenvalues[:k] / total if total > 0 else np.zeros(k)
+        self._n_features_out = k
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return (X - self.mean_) @ self.components_.T
+
+    def inverse_transform(self, X):
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_components:
+            raise ValueError(
+                f"Received an invalid value for X, expected codes of shape (n_samples, "
+                f"{self.n_components}). Received: X.shape={X.shape}"
+            )
+        return X @ self.components_ + self.mean_
+
+    def mse_by_components(self, X, max_components=None) -> np.ndarray:
+        """Mean squared reconstruction error of ``X`` for code sizes 0..max_components.
+
+        Entry ``k`` is the MSE (averaged over samples and features) of the
+        reconstruction from the first ``k`` principal directions. Because the
+        directions are orthonormal, one projection gives every ``k``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64], reset=False)
+        n_features = X.shape[1]
+        max_components = n_features if max_components is None else min(max_components, n_features)
+        centred = X - self.mean_
+        total = np.einsum("ij,ij->", centred, centred)
+        projections = centred @ self.all_components_[:max_components].T
+        captured = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->j", projections, projections))])
+        return np.maximum(total - captured, 0.0) / X.size
+
+    def reconstruction_mse(self, X) -> float:
+        """Mean squared error of reconstructing ``X`` from ``n_components`` directions."""
+        return float(self.mse_by_components(X, self.n_components)[self.n_components])
+
+    def score(self, X, y=None) -> float:
+        """Negative reconstruction MSE (higher is better)."""
+        return -self.reconstruction_mse(X)
+
+
+def equivalent_components(mse_by_k: np.ndarray, target_mse: float) -> int:
+    """The smallest code size whose PCA error is at or below ``target_mse``.
+
+    Returns ``len(mse_by_k)`` when no size in the curve is good enough.
+    """
+    good = np.flatnonzero(np.asarray(mse_by_k) <= target_mse)
+    return int(good[0]) if good.size else len(mse_by_k)

@@ -1,0 +1,525 @@
+"""Training loops for aepca's Keras autoencoders.
+
+On the JAX backend (the default) training runs through Keras' stateless API
+inside compiled chunks of an epoch: the data stays on the device, a
+``jax.lax.scan`` runs many optimizer steps per call, and Python only sees the
+loop a few times per epoch (often enough for a progress bar). Other backends
+use ``model.fit``, which is correct but slower. Both paths share the optimizer,
+schedule, loss, validation, best-weight and divergence rules defined here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from aepca._backend import set_default_backend
+
+set_default_backend()
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+
+class DivergenceError(RuntimeError):
+    """Training kept producing non-finite losses after every allowed retry."""
+
+
+def mse_per_sample(x, reconstruction):
+    return ops.mean(ops.square(reconstruction - x), axis=-1)
+
+
+def binary_crossentropy_per_sample(x, reconstruction):
+    return ops.mean(ops.binary_crossentropy(x, reconstruction), axis=-1)
+
+
+LOSSES: dict[str, Callable] = {
+    "mse": mse_per_sample,
+    "binary_crossentropy": binary_crossentropy_per_sample,
+}
+
+OPTIMIZERS: dict[str, Callable] = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "nadam": keras.optimizers.Nadam,
+}
+
+SCHEDULES = ("constant", "cosine")
+
+
+def _choose(table, value, what):
+    if value not in table:
+        raise ValueError(
+            f"Received an invalid value for {what}, expected one of {sorted(table)}. "
+            f"Received: {what}={value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: every field is a measured choice documented in docs/recipes.md.
+
+    ``schedule="cosine"`` warms the learning rate up linearly over
+    ``warmup_epochs`` then decays it along a cosine to ``min_lr_fraction`` of
+    its peak at the last step. ``restore_best`` keeps the weights with the
+    lowest validation loss, the starting weights included, so training can
+    never end worse on validation than where it began.
+    """
+
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    min_lr_fraction: float = 0.0
+    loss: str = "mse"
+    seed: int = 0
+    restore_best: bool = False
+    max_divergence_retries: int = 3
+    chunks_per_epoch: int = 10
+
+    def __post_init__(self):
+        _choose(LOSSES, self.loss, "loss")
+        _choose(OPTIMIZERS, self.optimizer, "optimizer")
+        _choose(dict.fromkeys(SCHEDULES), self.schedule, "schedule")
+        for name in ("epochs", "batch_size", "chunks_per_epoch"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(
+                    f"Received an invalid value for {name}, expected a positive integer. "
+                    f"Received: {name}={value!r}"
+                )
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
+            raise ValueError(
+                "Received an invalid value for learning_rate, expected a positive finite number. "
+                f"Received: learning_rate={self.learning_rate!r}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def steps_per_epoch(n_samples: int, batch_size: int) -> int:
+    return math.ceil(n_samples / batch_size)
+
+
+def make_optimizer(config: TrainConfig, n_samples: int) -> keras.optimizers.Optimizer:
+    learning_rate = config.learning_rate
+    if config.schedule == "cosine":
+        per_epoch = steps_per_epoch(n_samples, config.batch_size)
+        total = per_epoch * config.epochs
+        warmup = min(int(round(config.warmup_epochs * per_epoch)), total - 1)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate if warmup == 0 else 0.0,
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+            decay_steps=max(total - warmup, 1),
+            alpha=config.min_lr_fraction,
+        )
+    return OPTIMIZERS[config.optimizer](learning_rate=learning_rate)
+
+
+class EpochCallback(Protocol):
+    def __call__(self, epoch: int, logs: dict, snapshot: Callable[[], "TrainState"]) -> None: ...
+
+
+@dataclass
+class TrainState:
+    """Host copies of everything needed to continue training exactly."""
+
+    trainable: list
+    non_trainable: list
+    optimizer: list
+    epoch: int
+    lr_scale: float
+    history: dict = field(default_factory=dict)
+    best: "tuple[float, list, list] | None" = None
+
+    @staticmethod
+    def capture(trainable, non_trainable, optimizer, epoch, lr_scale, history, best):
+        to_host = lambda values: [np.array(v) for v in values]  # noqa: E731
+        return TrainState(
+            to_host(trainable), to_host(non_trainable), to_host(optimizer), epoch, lr_scale,
+            {k: list(v) for k, v in history.items()}, best,
+        )
+
+
+def _empty_history() -> dict:
+    return {"loss": [], "val_loss": [], "val_mse": [], "seconds": [], "lr_scale": []}
+
+
+def train(
+    model: keras.Model,
+    x: np.ndarray,
+    *,
+    x_val: np.ndarray | None = None,
+    config: TrainConfig = TrainConfig(),
+    progress: bool = False,
+    callbacks: tuple[EpochCallback, ...] = (),
+    resume: TrainState | None = None,
+) -> dict:
+    """Train ``model`` to reconstruct ``x``; return the per-epoch history.
+
+    The history has ``loss`` (mean training loss over the epoch), ``val_loss``
+    and ``val_mse`` on ``x_val`` (when given), ``seconds`` (wall time since the
+    first step, cumulative) and ``lr_scale`` (1 unless divergence lowered the
+    learning rate). The model's weights are updated in place.
+    """
+    backend = keras.backend.backend()
+    runner = _JaxRunner if backend == "jax" else _KerasFitRunner
+    return runner(model, x, x_val, config).run(progress=progress, callbacks=callbacks, resume=resume)
+
+
+class _Runner:
+    """The epoch loop shared by every backend: validation, best weights, divergence."""
+
+    def __init__(self, model, x, x_val, config: TrainConfig):
+        self.model = model
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.x_val = None if x_val is None else np.ascontiguousarray(x_val, dtype=np.float32)
+        self.config = config
+        self.optimizer = make_optimizer(config, len(self.x))
+        self.optimizer.build(model.trainable_variables)
+
+    # Backend-specific pieces -------------------------------------------------
+    def state(self) -> tuple[list, list, list]:
+        raise NotImplementedError
+
+    def set_state(self, trainable, non_trainable, optimizer) -> None:
+        raise NotImplementedError
+
+    def run_epoch(self, epoch: int, lr_scale: float, tick: Callable[[int], None]) -> float:
+        """Train one epoch; return the mean training loss."""
+        raise NotImplementedError
+
+    def evaluate(self, x: np.ndarray) -> tuple[float, float]:
+        """Mean loss and mean squared error of reconstructing ``x``."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Write the final state into the Keras variables."""
+
+    # Shared loop -------------------------------------------------------------
+    def run(self, *, progress, callbacks, resume: TrainState | None) -> dict:
+        config = self.config
+        history = _empty_history()
+        lr_scale, start_epoch, best = 1.0, 0, None
+        if resume is not None:
+            self.set_state(resume.trainable, resume.non_trainable, resume.optimizer)
+            history = {k: list(v) for k, v in resume.history.items()}
+            lr_scale, start_epoch, best = resume.lr_scale, resume.epoch, resume.best
+        elif config.restore_best and self.x_val is not None:
+            # The starting point competes too: a PCA-initialised model can
+            # then never end worse on validation than PCA.
+            val_loss, _ = self.evaluate(self.x_val)
+            best = (val_loss, *self._host_weights())
+
+        bar = _progress_bar(progress, config.epochs, start_epoch, steps_per_epoch(len(self.x), config.batch_size))
+        started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+        epoch, retries = start_epoch, 0
+        try:
+            while epoch < config.epochs:
+                before = self.state()
+                before = [[np.array(v) for v in part] for part in before]
+                loss = self.run_epoch(epoch, lr_scale, bar.update if bar else _ignore)
+                if not (math.isfinite(loss) and self._weights_finite()):
+                    retries += 1
+                    if retries > config.max_divergence_retries:
+                        self.set_state(*before)
+                        raise DivergenceError(
+                            f"Training diverged (non-finite loss) in epoch {epoch + 1} even at "
+                            f"{lr_scale:g} x the learning rate {config.learning_rate:g}. "
+                            "Lower learning_rate or scale the data (scale='standard')."
+                        )
+                    lr_scale *= 0.1
+                    warnings.warn(
+                        f"Loss became non-finite in epoch {epoch + 1}; restored the weights from "
+                        f"the start of the epoch and retrying at {lr_scale:g} x the learning rate.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    self.set_state(*before)
+                    if bar:
+                        bar.reset_epoch(epoch)
+                    continue
+                history["loss"].append(loss)
+                if self.x_val is not None:
+                    val_loss, val_mse = self.evaluate(self.x_val)
+                    history["val_loss"].append(val_loss)
+                    history["val_mse"].append(val_mse)
+                    if config.restore_best and (best is None or val_loss < best[0]):
+                        best = (val_loss, *self._host_weights())
+                history["seconds"].append(time.perf_counter() - started)
+                history["lr_scale"].append(lr_scale)
+                epoch += 1
+                if bar:
+                    bar.set_postfix(_postfix(history))
+                snapshot = lambda e=epoch: TrainState.capture(  # noqa: E731
+                    *self.state(), e, lr_scale, history, best
+                )
+                for callback in callbacks:
+                    callback(epoch, history, snapshot)
+        finally:
+            if bar:
+                bar.close()
+        if config.restore_best and best is not None:
+            self._restore_weights(best[1], best[2])
+            history["best_val_loss"] = best[0]
+        self.finish()
+        return history
+
+    def _host_weights(self):
+        trainable, non_trainable, _ = self.state()
+        return [np.array(v) for v in trainable], [np.array(v) for v in non_trainable]
+
+    def _restore_weights(self, trainable, non_trainable):
+        _, _, optimizer = self.state()
+        self.set_state(trainable, non_trainable, optimizer)
+
+    def _weights_finite(self) -> bool:
+        return all(bool(np.all(np.isfinite(np.asarray(v)))) for v in self.state()[0])
+
+
+def _ignore(_steps: int) -> None:
+    pass
+
+
+def _postfix(history):
+    postfix = {"loss": f"{history['loss'][-1]:.4f}"}
+    if history["val_loss"]:
+        postfix["val"] = f"{history['val_loss'][-1]:.4f}"
+    return postfix
+
+
+class _EpochBar:
+    """A tqdm bar counting optimizer steps across all epochs."""
+
+    def __init__(self, epochs, start_epoch, per_epoch):
+        from tqdm.auto import tqdm
+
+        self.per_epoch = per_epoch
+        self.bar = tqdm(total=epochs * per_epoch, initial=start_epoch * per_epoch, unit="step", desc="training", leave=False)
+
+    def update(self, steps):
+        self.bar.update(steps)
+
+    def reset_epoch(self, epoch):
+        self.bar.n = epoch * self.per_epoch
+        self.bar.refresh()
+
+    def set_postfix(self, postfix):
+        self.bar.set_postfix(postfix)
+
+    def close(self):
+        self.bar.close()
+
+
+def _progress_bar(progress, epochs, start_epoch, per_epoch):
+    return _EpochBar(epochs, start_epoch, per_epoch) if progress else None
+
+
+def epoch_permutation(seed: int, epoch: int, n_samples: int) -> np.ndarray:
+    """The shuffle of one epoch, a pure function of seed and epoch so a resumed
+    run sees exactly the batches an uninterrupted one would."""
+    return np.random.default_rng([seed, epoch]).permutation(n_samples)
+
+
+class _JaxRunner(_Runner):
+    """Compiled chunks of an epoch through Keras' stateless API."""
+
+    EVAL_BATCH = 4096
+
+    def __init__(self, model, x, x_val, config):
+        super().__init__(model, x, x_val, config)
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.x_device = jnp.asarray(self.x)
+        self.x_val_device = None if self.x_val is None else jnp.asarray(self.x_val)
+        self._state = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            [v.value for v in self.optimizer.variables],
+        )
+        self._train_chunk = jax.jit(self._make_train_chunk(), donate_argnums=(0,))
+        self._eval_batch = jax.jit(self._make_eval_batch())
+
+    def _make_train_chunk(self):
+        jax, jnp = self.jax, self.jnp
+        model, optimizer = self.model, self.optimizer
+        loss_per_sample = LOSSES[self.config.loss]
+
+        def batch_loss(trainable, non_trainable, xb, weights):
+            reconstruction, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=True)
+            total = jnp.sum(loss_per_sample(xb, reconstruction) * weights)
+            # The mean over the real samples of a partial batch, as model.fit does.
+            return total / jnp.maximum(jnp.sum(weights), 1.0), (non_trainable, total)
+
+        grad = jax.value_and_grad(batch_loss, has_aux=True)
+
+        def train_chunk(state, x, indices, weights, lr_scale):
+            def step(state, batch):
+                idx, w = batch
+
+                def update(state):
+                    trainable, non_trainable, opt = state
+                    (_, (non_trainable, total)), grads = grad(trainable, non_trainable, x[idx], w)
+                    new_trainable, opt = optimizer.stateless_apply(opt, grads, trainable)
+                    # Adam's step is linear in the learning rate, so scaling the
+                    # step scales the rate without recompiling.
+                    new_trainable = [t + lr_scale * (n - t) for t, n in zip(trainable, new_trainable)]
+                    return (new_trainable, non_trainable, opt), total
+
+                def skip(state):
+                    return state, jnp.zeros((), jnp.float32)
+
+                # Padding steps (to equal chunk lengths) leave the state untouched.
+                return jax.lax.cond(jnp.any(w > 0), update, skip, state)
+
+            return jax.lax.scan(step, state, (indices, weights))
+
+        return train_chunk
+
+    def _make_eval_batch(self):
+        jnp = self.jnp
+        model = self.model
+        loss_per_sample = LOSSES[self.config.loss]
+
+        def eval_batch(trainable, non_trainable, xb, weights):
+            reconstruction, _ = model.stateless_call(trainable, non_trainable, xb, training=False)
+            loss = jnp.sum(loss_per_sample(xb, reconstruction) * weights)
+            mse = jnp.sum(mse_per_sample(xb, reconstruction) * weights)
+            return loss, mse
+
+        return eval_batch
+
+    def state(self):
+        return self._state
+
+    def set_state(self, trainable, non_trainable, optimizer):
+        as_device = lambda values: [self.jnp.asarray(v) for v in values]  # noqa: E731
+        self._state = (as_device(trainable), as_device(non_trainable), as_device(optimizer))
+
+    def _chunks(self, epoch):
+        config = self.config
+        n = len(self.x)
+        steps = steps_per_epoch(n, config.batch_size)
+        n_chunks = min(config.chunks_per_epoch, steps)
+        chunk_steps = math.ceil(steps / n_chunks)
+        padded = n_chunks * chunk_steps * config.batch_size
+        indices = np.zeros(padded, dtype=np.int32)
+        weights = np.zeros(padded, dtype=np.float32)
+        indices[:n] = epoch_permutation(config.seed, epoch, n)
+        weights[:n] = 1.0
+        shape = (n_chunks, chunk_steps, config.batch_size)
+        return indices.reshape(shape), weights.reshape(shape), min(chunk_steps, steps)
+
+    def run_epoch(self, epoch, lr_scale, tick):
+        indices, weights, _ = self._chunks(epoch)
+        steps_left = steps_per_epoch(len(self.x), self.config.batch_size)
+        totals = []
+        for chunk_indices, chunk_weights in zip(indices, weights):
+            self._state, chunk_totals = self._train_chunk(
+                self._state, self.x_device, chunk_indices, chunk_weights, np.float32(lr_scale)
+            )
+            totals.append(chunk_totals)
+            done = min(len(chunk_indices), steps_left)
+            steps_left -= done
+            tick(done)
+        return float(np.sum([np.sum(np.asarray(t), dtype=np.float64) for t in totals]) / len(self.x))
+
+    def evaluate(self, x):
+        x_device = self.x_val_device if x is self.x_val else self.jnp.asarray(x)
+        trainable, non_trainable, _ = self._state
+        loss = mse = 0.0
+        size = self.EVAL_BATCH
+        for start in range(0, len(x), size):
+            xb = x_device[start : start + size]
+            weights = np.ones(size, dtype=np.float32)
+            if len(xb) < size:
+                # One compiled shape for every batch: pad the last and mask it out.
+                weights[len(xb) :] = 0.0
+                xb = self.jnp.pad(xb, ((0, size - len(xb)), (0, 0)))
+            batch_loss, batch_mse = self._eval_batch(trainable, non_trainable, xb, weights)
+            loss += float(batch_loss)
+            mse += float(batch_mse)
+        return loss / len(x), mse / len(x)
+
+    def finish(self):
+        trainable, non_trainable, optimizer = self._state
+        for variable, value in zip(self.model.trainable_variables, trainable):
+            variable.assign(value)
+        for variable, value in zip(self.model.non_trainable_variables, non_trainable):
+            variable.assign(value)
+        for variable, value in zip(self.optimizer.variables, optimizer):
+            variable.assign(value)
+
+
+class _KerasFitRunner(_Runner):
+    """``model.fit`` one epoch at a time, for backends without the compiled path."""
+
+    def __init__(self, model, x, x_val, config):
+        super().__init__(model, x, x_val, config)
+        self.lr_scale = 1.0
+        self._compile()
+
+    def _compile(self):
+        loss_per_sample = LOSSES[self.config.loss]
+        self.model.compile(optimizer=self.optimizer, loss=lambda y, p: loss_per_sample(y, p))
+
+    def _rescale_learning_rate(self, lr_scale):
+        """Swap in an optimizer at the scaled rate that keeps the old one's state."""
+        old = self.optimizer
+        scaled = dataclasses.replace(self.config, learning_rate=self.config.learning_rate * lr_scale)
+        self.optimizer = make_optimizer(scaled, len(self.x))
+        self.optimizer.build(self.model.trainable_variables)
+        for new_variable, old_variable in zip(self.optimizer.variables, old.variables):
+            if "learning_rate" not in new_variable.path:
+                new_variable.assign(old_variable)
+        self.lr_scale = lr_scale
+        self._compile()
+
+    def state(self):
+        return (
+            [np.array(v) for v in self.model.trainable_variables],
+            [np.array(v) for v in self.model.non_trainable_variables],
+            [np.array(v) for v in self.optimizer.variables],
+        )
+
+    def set_state(self, trainable, non_trainable, optimizer):
+        for variable, value in zip(self.model.trainable_variables, trainable):
+            variable.assign(value)
+        for variable, value in zip(self.model.non_trainable_variables, non_trainable):
+            variable.assign(value)
+        for variable, value in zip(self.optimizer.variables, optimizer):
+            if "learning_rate" not in variable.path:
+                variable.assign(value)
+
+    def run_epoch(self, epoch, lr_scale, tick):
+        if lr_scale != self.lr_scale:
+            self._rescale_learning_rate(lr_scale)
+        order = epoch_permutation(self.config.seed, epoch, len(self.x))
+        result = self.model.fit(
+            self.x[order], self.x[order], batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0
+        )
+        tick(steps_per_epoch(len(self.x), self.config.batch_size))
+        return float(result.history["loss"][-1])
+
+    def evaluate(self, x):
+        loss_per_sample = LOSSES[self.config.loss]
+        loss = mse = 0.0
+        for start in range(0, len(x), 4096):
+            xb = x[start : start + 4096]
+            reconstruction = self.model(xb, training=False)
+            loss += float(ops.sum(loss_per_sample(xb, reconstruction)))
+            mse += float(ops.sum(mse_per_sample(xb, reconstruction)))
+        return loss / len(x), mse / len(x)
