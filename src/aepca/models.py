@@ -39,7 +39,7 @@ def check_activation(name: str, what: str = "activation") -> str:
 
 
 def _layer_seed(seed: int | None, index: int) -> int | None:
-    return None if seed is None else int(seed) * 1009 + index
+    return None if seed is None else (int(seed) * 1009 + index) % (2**31 - 1)
 
 
 def _dense(units, activation, name, seed, index, zero=False):

@@ -1,0 +1,432 @@
+"""``Autoencoder``: a scikit-learn transformer backed by a Keras 3 autoencoder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from aepca._backend import set_default_backend
+
+set_default_backend()
+
+import keras  # noqa: E402
+
+from aepca import __version__  # noqa: E402
+from aepca.models import AutoencoderNet, build_autoencoder, check_activation, split_autoencoder  # noqa: E402
+from aepca.pca import PCA  # noqa: E402
+from aepca.preprocessing import Scaler  # noqa: E402
+from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, train  # noqa: E402
+
+MODEL_FILE = "model.keras"
+METADATA_FILE = "aepca.json"
+FORMAT_VERSION = 1
+PREDICT_BATCH = 8192
+
+
+class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Nonlinear PCA: a deep autoencoder with the scikit-learn transformer API.
+
+    ``transform`` gives the code (the nonlinear principal components),
+    ``inverse_transform`` decodes codes back to the data's own units, and
+    ``score`` is the negative reconstruction MSE (higher is better) in those
+    units, so it compares directly with :class:`aepca.PCA`.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Size of the code layer.
+    hidden : tuple of int, default=(512, 128)
+        Encoder hidden layer widths; the decoder mirrors them. The defaults
+        give the classic 784-512-128-k-128-512-784 network.
+    activation : str, default="elu"
+        Hidden activation (any Keras activation name).
+    output_activation : str, default="auto"
+        ``"auto"`` is ``"sigmoid"`` when the (scaled) training data lies in
+        [0, 1] and the network is randomly initialised, else ``"linear"``.
+    init : {"random", "pca"}, default="random"
+        ``"pca"`` starts the network exactly at PCA's solution (a PCA layer
+        plus zero-initialised nonlinear residual branches): training can only
+        improve on PCA.
+    scale : {"none", "auto", "minmax", "standard"}, default="none"
+        Per-feature scaling learned on the training data. Every output and
+        score is mapped back to the original units.
+    epochs, batch_size, learning_rate, optimizer, schedule, warmup_epochs, loss
+        Training settings; see :class:`aepca.training.TrainConfig`.
+    validation_fraction : float, default=0.0
+        Share of the training rows held out to monitor (and, with
+        ``restore_best``, select) the weights.
+    restore_best : bool, default=False
+        Keep the weights with the lowest validation loss, the initial ones
+        included.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, shuffling and the validation split.
+    verbose : bool, default=False
+        Show a progress bar while training.
+
+    Attributes
+    ----------
+    model_, encoder_, decoder_ : keras.Model
+    scaler_ : aepca.preprocessing.Scaler
+    history_ : dict
+        Per-epoch ``loss``, ``val_loss``, ``val_mse``, ``seconds``.
+    output_activation_ : str
+    n_features_in_ : int
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden": ["array-like"],
+        "activation": [str],
+        "output_activation": [str],
+        "init": [StrOptions({"random", "pca"})],
+        "scale": [StrOptions({"none", "auto", "minmax", "standard"})],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "schedule": [StrOptions(set(SCHEDULES))],
+        "warmup_epochs": [Interval(Real, 0, None, closed="left")],
+        "loss": [StrOptions(set(LOSSES))],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "restore_best": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden=(512, 128),
+        activation="elu",
+        output_activation="auto",
+        init="random",
+        scale="none",
+        epochs=5,
+        batch_size=128,
+        learning_rate=1e-3,
+        optimizer="adam",
+        schedule="constant",
+        warmup_epochs=0.0,
+        loss="mse",
+        validation_fraction=0.0,
+        restore_best=False,
+        random_state=None,
+        verbose=False,
+    ):
+        self.n_components = n_components
+        self.hidden = hidden
+        self.activation = activation
+        self.output_activation = output_activation
+        self.init = init
+        self.scale = scale
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.warmup_epochs = warmup_epochs
+        self.loss = loss
+        self.validation_fraction = validation_fraction
+        self.restore_best = restore_best
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # Fitting -----------------------------------------------------------------
+    def fit(self, X, y=None, *, X_val=None):
+        """Fit on ``X``; ``X_val`` (optional) is monitored each epoch."""
+        self._validate_params()
+        check_activation(self.activation)
+        if self.output_activation != "auto":
+            check_activation(self.output_activation, "output_activation")
+        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        n_features = X.shape[1]
+        if self.n_components > n_features:
+            raise ValueError(
+                f"Received an invalid value for n_components, expected at most the number of "
+                f"features. Received: n_components={self.n_components}, n_features={n_features}. "
+                "Choose a smaller code size."
+            )
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        self.scaler_ = Scaler(self.scale).fit(X)
+        X_scaled = self.scaler_.transform(X)
+        X_train, X_monitor = self._split_validation(X_scaled, X_val, seed)
+        net = self._build(X_train, seed)
+        self.history_ = self._train(net, X_train, X_monitor, seed)
+        self._set_net(net)
+        return self
+
+    def _split_validation(self, X, X_val, seed):
+        if X_val is not None:
+            X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
+            return X, self.scaler_.transform(X_val)
+        if self.validation_fraction == 0:
+            return X, None
+        n_val = int(round(self.validation_fraction * len(X)))
+        if n_val < 1 or n_val >= len(X):
+            raise ValueError(
+                f"Received an invalid value for validation_fraction, expected a share leaving at "
+                f"least one row on each side. Received: validation_fraction={self.validation_fraction} "
+                f"with {len(X)} rows."
+            )
+        order = np.random.default_rng(seed).permutation(len(X))
+        return X[order[n_val:]], X[order[:n_val]]
+
+    def _resolve_output_activation(self) -> str:
+        if self.output_activation != "auto":
+            return self.output_activation
+        if self.init == "random" and self.scaler_.unit_interval_:
+            return "sigmoid"
+        return "linear"
+
+    def _build(self, X_train, seed) -> AutoencoderNet:
+        """Build the network; override to fit a different architecture."""
+        pca = None
+        if self.init == "pca":
+            fitted = PCA(self.n_components).fit(X_train)
+            pca = (fitted.components_, fitted.mean_)
+        self.output_activation_ = "linear" if self.init == "pca" else self._resolve_output_activation()
+        return build_autoencoder(
+            X_train.shape[1],
+            self.n_components,
+            hidden=tuple(self.hidden),
+            activation=self.activation,
+            output_activation=self.output_activation_,
+            seed=seed,
+            pca=pca,
+        )
+
+    def _train_config(self, seed) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=float(self.learning_rate),
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            warmup_epochs=float(self.warmup_epochs),
+            loss=self.loss,
+            seed=seed,
+            restore_best=bool(self.restore_best),
+        )
+
+    def _train(self, net: AutoencoderNet, X_train, X_monitor, seed) -> dict:
+        """The learning step; variants override this and reuse everything else."""
+        return train(
+            net.autoencoder, X_train, x_val=X_monitor, config=self._train_config(seed), progress=bool(self.verbose)
+        )
+
+    def _set_net(self, net: AutoencoderNet) -> None:
+        self.model_, self.encoder_, self.decoder_ = net.autoencoder, net.encoder, net.decoder
+        self._n_features_out = self.n_components
+
+    # Transforms --------------------------------------------------------------
+    def transform(self, X):
+        """The code of each sample, shape ``(n_samples, n_components)``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return _predict(self.encoder_, self.scaler_.transform(X))
+
+    def inverse_transform(self, X):
+        """Decode codes back to reconstructions in the data's original units."""
+        check_is_fitted(self)
+        codes = np.asarray(X, dtype=np.float32)
+        if codes.ndim != 2 or codes.shape[1] != self.n_components:
+            raise ValueError(
+                f"Received an invalid value for X, expected codes of shape (n_samples, "
+                f"{self.n_components}). Received: X.shape={codes.shape}. Pass the output of transform."
+            )
+        if not np.all(np.isfinite(codes)):
+            raise ValueError("Received codes with NaN or infinite values; pass the output of transform.")
+        return self.scaler_.inverse_transform(_predict(self.decoder_, codes))
+
+    def reconstruct(self, X):
+        """``inverse_transform(transform(X))`` in one pass."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return self.scaler_.inverse_transform(_predict(self.model_, self.scaler_.transform(X)))
+
+    def score_samples(self, X):
+        """Negative per-sample reconstruction MSE, in the data's units."""
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        error = self.reconstruct(X).astype(np.float64) - X
+        return -np.mean(np.square(error), axis=1)
+
+    def score(self, X, y=None):
+        """Negative reconstruction MSE over all entries (higher is better)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    # Persistence -------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write ``path/model.keras`` and ``path/aepca.json`` (atomically)."""
+        check_is_fitted(self)
+        self._check_finite_weights()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.model_.save(staging / MODEL_FILE)
+            metadata = self._metadata()
+            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+            _replace_dir(staging, path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return path
+
+    def _check_finite_weights(self) -> None:
+        if not all(np.all(np.isfinite(w)) for w in self.model_.get_weights()):
+            raise ValueError("The model has non-finite weights and is not saved; retrain with a lower learning_rate.")
+
+    def _metadata(self) -> dict:
+        params = self.get_params()
+        params["hidden"] = list(params["hidden"])
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None
+        return {
+            "format": FORMAT_VERSION,
+            "aepca_version": __version__,
+            "keras_version": keras.__version__,
+            "backend": keras.backend.backend(),
+            "params": params,
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": [str(n) for n in getattr(self, "feature_names_in_", [])] or None,
+            "output_activation": self.output_activation_,
+            "scaler": self.scaler_.to_dict(),
+            "history": self.history_,
+            "weights_sha256": weights_digest(self.model_),
+        }
+
+    def __getstate__(self):
+        # Keras models are stored as .keras bytes so a pickle is portable.
+        state = self.__dict__.copy()
+        model = state.pop("model_", None)
+        state.pop("encoder_", None)
+        state.pop("decoder_", None)
+        if model is not None:
+            state["_model_bytes"] = _model_to_bytes(model)
+        return state
+
+    def __setstate__(self, state):
+        model_bytes = state.pop("_model_bytes", None)
+        self.__dict__.update(state)
+        if model_bytes is not None:
+            self._set_net(split_autoencoder(_model_from_bytes(model_bytes)))
+
+
+def weights_digest(model: keras.Model) -> str:
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
+    parts = [
+        keras.ops.convert_to_numpy(model(X[start : start + PREDICT_BATCH], training=False))
+        for start in range(0, len(X), PREDICT_BATCH)
+    ]
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def _model_to_bytes(model: keras.Model) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / MODEL_FILE
+        model.save(file)
+        return file.read_bytes()
+
+
+def _model_from_bytes(data: bytes) -> keras.Model:
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / MODEL_FILE
+        file.write_bytes(data)
+        return keras.saving.load_model(file, compile=False, safe_mode=True)
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``; an existing target is only removed once the new one is in place."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def load_model(path) -> Autoencoder:
+    """Load a model saved by :meth:`Autoencoder.save`.
+
+    Nothing from the files is executed or unpickled: Keras loads the network
+    in ``safe_mode`` and aepca's metadata is JSON. A model whose weights do
+    not match the recorded SHA-256, or that was written by an incompatible
+    version, is refused.
+    """
+    path = Path(path)
+    model_file, metadata_file = path / MODEL_FILE, path / METADATA_FILE
+    for file in (model_file, metadata_file):
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"{file} does not exist; pass the folder written by Autoencoder.save (it holds "
+                f"{MODEL_FILE} and {METADATA_FILE})."
+            )
+    try:
+        metadata = json.loads(metadata_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{metadata_file} is not valid JSON ({error}); the model folder is corrupt.") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"{metadata_file} has format {metadata.get('format') if isinstance(metadata, dict) else None!r}, "
+            f"expected {FORMAT_VERSION}; re-save the model with this aepca version ({__version__})."
+        )
+    try:
+        model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for corrupt archives.
+        raise ValueError(f"{model_file} could not be loaded safely: {error}") from None
+    if weights_digest(model) != metadata.get("weights_sha256"):
+        raise ValueError(
+            f"{model_file} does not match the weights' SHA-256 recorded in {metadata_file}; "
+            "the file was modified or corrupted. Re-save the model from a trusted source."
+        )
+    estimator = Autoencoder(**_params_from_metadata(metadata["params"]))
+    net = split_autoencoder(model)
+    if net.autoencoder.input_shape[-1] != metadata["n_features_in"]:
+        raise ValueError(
+            f"{model_file} takes {net.autoencoder.input_shape[-1]} features but the metadata says "
+            f"{metadata['n_features_in']}; the model folder is inconsistent."
+        )
+    estimator._set_net(net)
+    estimator.n_features_in_ = metadata["n_features_in"]
+    if metadata.get("feature_names_in"):
+        estimator.feature_names_in_ = np.asarray(metadata["feature_names_in"], dtype=object)
+    estimator.output_activation_ = metadata["output_activation"]
+    estimator.scaler_ = Scaler.from_dict(metadata["scaler"])
+    estimator.history_ = metadata["history"]
+    return estimator
+
+
+def _params_from_metadata(params: dict) -> dict:
+    valid = Autoencoder().get_params()
+    unknown = set(params) - set(valid)
+    if unknown:
+        raise ValueError(f"The model metadata has unknown parameters {sorted(unknown)}; it was written by another aepca version.")
+    params = dict(params)
+    params["hidden"] = tuple(params["hidden"])
+    return params
+
