@@ -132,22 +132,34 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
         return X @ self.components_ + self.mean_
 
-    def mse_by_components(self, X, max_components=None) -> np.ndarray:
+    def mse_by_components(self, X, max_components=None, feature_weights=None) -> np.ndarray:
         """Mean squared reconstruction error of ``X`` for code sizes 0..max_components.
 
         Entry ``k`` is the MSE (averaged over samples and features) of the
         reconstruction from the first ``k`` principal directions. Because the
         directions are orthonormal, one projection gives every ``k``.
+        ``feature_weights`` weighs each feature's squared error, e.g. by the
+        squared scale of standardised data to report errors in original units;
+        that breaks orthogonality, so residuals are then updated per direction.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64], reset=False)
         n_features = X.shape[1]
         max_components = n_features if max_components is None else min(max_components, n_features)
         centred = X - self.mean_
-        total = np.einsum("ij,ij->", centred, centred)
-        projections = centred @ self.all_components_[:max_components].T
-        captured = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->j", projections, projections))])
-        return np.maximum(total - captured, 0.0) / X.size
+        directions = self.all_components_[:max_components]
+        projections = centred @ directions.T
+        if feature_weights is None:
+            total = np.einsum("ij,ij->", centred, centred)
+            captured = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->j", projections, projections))])
+            return np.maximum(total - captured, 0.0) / X.size
+        weights = np.asarray(feature_weights, dtype=np.float64)
+        residual = centred.copy()
+        errors = [np.einsum("ij,ij,j->", residual, residual, weights)]
+        for k in range(max_components):
+            residual -= np.outer(projections[:, k], directions[k])
+            errors.append(np.einsum("ij,ij,j->", residual, residual, weights))
+        return np.maximum(np.asarray(errors), 0.0) / X.size
 
     def reconstruction_mse(self, X) -> float:
         """Mean squared error of reconstructing ``X`` from ``n_components`` directions."""

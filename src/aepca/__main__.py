@@ -1,0 +1,5 @@
+import sys
+
+from aepca.cli import main
+
+sys.exit(main())

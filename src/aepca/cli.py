@@ -1,0 +1,185 @@
+"""The ``aepca`` command line: a thin layer over the library's experiments.
+
+Every subcommand parses its arguments, calls one library function and prints
+a table. Bad input ends with one line on stderr and exit status 2; Ctrl-C
+with exit status 130. Heavy imports happen inside the handlers so that
+``aepca --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot work."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [positive_int(part) for part in text.split(",") if part.strip()]
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers: {error}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, received {text!r}")
+    return sorted(set(values))
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, received {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, received {value}")
+    return value
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", nargs="?", type=Path, help="your data: .csv, .npy, .npz or .parquet (default: --dataset)")
+    parser.add_argument("--dataset", default=None, help="a bundled data set when no PATH is given (default: mnist)")
+    parser.add_argument("--label-column", help="column holding labels: kept out of the features, used to colour plots")
+    parser.add_argument("--test", type=Path, help="a separate test file with the same columns (instead of --test-size)")
+    parser.add_argument("--test-size", type=fraction, default=0.2, help="share of rows held out for testing (default: 0.2)")
+    parser.add_argument("--scale", choices=["auto", "minmax", "standard", "none"], default="auto",
+                        help="per-feature scaling seen by both methods; errors are reported in original units (default: auto)")
+    parser.add_argument("--drop-constant", action="store_true", help="drop constant columns instead of failing")
+    parser.add_argument("--impute", choices=["mean"], help="fill missing values with the training mean instead of failing")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", choices=["classic", "fast", "linear"], default=None,
+                        help="training recipe (default: classic on MNIST, fast on your data)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for the split, weights and shuffling (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aepca", description="Deep autoencoders vs PCA, measured on the same data and split.")
+    from aepca import __version__
+
+    parser.add_argument("--version", action="version", version=f"aepca {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    compare = commands.add_parser("compare", help="train PCA and an autoencoder, print a table, write figures and a report")
+    add_data_arguments(compare)
+    compare.add_argument("--code-dim", type=positive_int, default=2, help="code size k for both methods (default: 2)")
+    add_training_arguments(compare)
+    compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
+    compare.set_defaults(handler=run_compare)
+    return parser
+
+
+def load_data(args):
+    """The data set named by the data arguments, split into train and test."""
+    if args.path is not None:
+        if args.dataset is not None:
+            raise UsageError("give either PATH or --dataset, not both")
+        from aepca.data.readers import load_user_data
+
+        return load_user_data(
+            args.path, test=args.test, test_size=args.test_size, label_column=args.label_column,
+            seed=args.seed, drop_constant=args.drop_constant, impute=args.impute,
+        )
+    for option in ("label_column", "test", "impute"):
+        if getattr(args, option):
+            raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
+    from aepca.data import load_dataset
+
+    return load_dataset(args.dataset or "mnist")
+
+
+def default_recipe(args) -> str:
+    if args.recipe:
+        return args.recipe
+    return "classic" if args.path is None and (args.dataset or "mnist") == "mnist" else "fast"
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    headers = list(rows[0])
+    cells = [[_format_cell(row.get(h)) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    line = lambda values: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(c) for c in cells)])
+
+
+def _format_cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 100 else f"{value:.4g}"
+    return str(value)
+
+
+def run_compare(args) -> int:
+    from aepca.experiments.output import check_writable, staged_output
+
+    check_writable(args.out)
+    dataset = load_data(args)
+    from aepca.experiments.compare import check_code_dim, compare, write_outputs
+
+    check_code_dim(args.code_dim, dataset.n_features)
+    recipe = default_recipe(args)
+    print(
+        f"{dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_test)} test, "
+        f"{dataset.n_features} features; code size {args.code_dim}; recipe {recipe}",
+        flush=True,
+    )
+    comparison = compare(
+        dataset, code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed,
+        scale=args.scale, progress=not args.no_progress,
+    )
+    with staged_output(args.out) as staging:
+        write_outputs(comparison, dataset, staging)
+    print(format_table(comparison.table_rows()))
+    print(f"(MSE in {comparison.metrics['units']}; fit seconds include compilation)")
+    for note in comparison.notes:
+        print(f"note: {note}")
+    for item in comparison.diagnostics:
+        print(f"diagnosis: {item['problem']} ({item['evidence']}); fix: {item['fix']}")
+    print(f"wrote {args.out}/ (metrics.json, codes.png, reconstructions.png, loss.png, report.html, model/)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("aepca: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError, RuntimeError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"aepca: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

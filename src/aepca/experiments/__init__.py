@@ -1,0 +1,1 @@
+"""Experiments: PCA-vs-autoencoder comparisons, sweeps and reproductions."""
