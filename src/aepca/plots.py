@@ -1,0 +1,567 @@
+"""Figures comparing PCA with an autoencoder, written as PNG files.
+
+Every function draws on a ``matplotlib.figure.Figure`` with an Agg canvas, so
+the user's global matplotlib backend is never touched, and matplotlib is
+imported only when a figure is drawn (it costs the command line ~0.3 s).
+PCA is always drawn in ``PCA_COLOR`` and the autoencoder in ``AE_COLOR`` so a
+reader learns the colours once for the whole report.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from aepca.report import write_atomic
+
+__all__ = [
+    "AE_COLOR",
+    "ORIGINAL_COLOR",
+    "PCA_COLOR",
+    "plot_codes",
+    "plot_loss",
+    "plot_reconstructions",
+    "plot_sweep",
+]
+
+PCA_COLOR = "#3a6fb0"
+AE_COLOR = "#e07b24"
+ORIGINAL_COLOR = "#222222"
+DPI = 120
+# Beyond this many classes a legend stops being readable; a colorbar is used.
+_MAX_LEGEND_CLASSES = 20
+# Lines in small multiples get markers only while markers stay distinguishable.
+_MAX_MARKED_POINTS = 30
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _new_figure(width, height):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}"
+
+
+def _as_matrix(name, values) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(
+            f"Received an invalid value for {name}, expected a non-empty 2-D array "
+            f"(samples x dimensions). Received: {name}.shape={np.shape(values)}. "
+            "Pass one row per sample."
+        )
+    return array
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"Received an invalid value for {name}, expected a positive integer. "
+            f"Received: {name}={value!r}. Pass an integer >= 1."
+        )
+
+
+def _optional_number(name, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(
+            f"Received an invalid value for {name}, expected a number or None. "
+            f"Received: {name}={value!r}. Pass the test MSE as a float."
+        )
+    return float(value)
+
+
+def _use_log_scale(values, min_ratio) -> bool:
+    """Log scale only helps when all values are positive and span a wide range."""
+    finite = np.asarray([v for v in values if v is not None], dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0 or finite.min() <= 0:
+        return False
+    return finite.max() / finite.min() > min_ratio
+
+
+# --------------------------------------------------------------------------- codes
+
+
+class _Labels:
+    """How labels colour points: none, a few classes (legend) or a continuum (colorbar)."""
+
+    def __init__(self, labels, n, label_names, title):
+        self.title = title
+        self.values = None
+        self.kind = "none"
+        if labels is None:
+            return
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.shape[0] != n:
+            raise ValueError(
+                "Received an invalid value for labels, expected one label per sample "
+                f"({n}). Received: labels.shape={labels.shape}. "
+                "Pass a 1-D array aligned with the codes, or labels=None."
+            )
+        numeric = np.issubdtype(labels.dtype, np.number) or labels.dtype == bool
+        if numeric:
+            labels = labels.astype(float)
+            finite = labels[np.isfinite(labels)]
+            integral = finite.size > 0 and np.all(finite == np.round(finite))
+            classes = np.unique(finite)
+        else:
+            labels = labels.astype(str)
+            integral = True
+            classes = np.unique(labels)
+        if integral and classes.size <= _MAX_LEGEND_CLASSES:
+            self.kind = "classes"
+            self.classes = classes
+            self.index = {c: i for i, c in enumerate(classes)}
+            self.names = [self._name(c, label_names) for c in classes]
+            self.values = labels
+            self.title = title or "class"
+        elif numeric:
+            self.kind = "continuous"
+            self.values = labels
+            self.norm_range = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+            self.title = title or "label value"
+        else:
+            # Many string classes: colour by class index and show the index scale.
+            self.kind = "continuous"
+            self.values = np.searchsorted(classes, labels).astype(float)
+            self.norm_range = (0.0, float(classes.size - 1))
+            self.title = title or "class index"
+
+    @staticmethod
+    def _name(value, label_names):
+        key = int(value) if isinstance(value, float) else value
+        if label_names is None:
+            return str(key)
+        try:
+            return str(label_names[key])
+        except (KeyError, IndexError, TypeError):
+            return str(key)
+
+    def class_colors(self):
+        import matplotlib
+
+        cmap = matplotlib.colormaps["tab10" if self.classes.size <= 10 else "tab20"]
+        return [cmap(i) for i in range(self.classes.size)]
+
+    def class_positions(self, subset):
+        """Row of each point's class, for strip plots; NaN labels get NaN."""
+        return np.array([self.index.get(v, np.nan) for v in subset], dtype=float)
+
+
+def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
+    """Draw one method's codes; returns the artist that a colorbar should use."""
+    k = codes.shape[1]
+    sub = codes[idx]
+    finite = np.all(np.isfinite(sub), axis=1)
+    dropped = int((~finite).sum())
+    sub = sub[finite]
+    lab = labels.values[idx][finite] if labels.values is not None else None
+    mappable = None
+    if k == 1:
+        x = sub[:, 0]
+        ax.set_xlabel(axis_names[0])
+        if labels.kind == "none":
+            ax.hist(x, bins=min(50, max(10, int(np.sqrt(x.size)))), color=color, alpha=0.85)
+            ax.set_ylabel("count (points)")
+        elif labels.kind == "classes":
+            rows = labels.class_positions(lab)
+            jitter = rng.uniform(-0.3, 0.3, size=rows.size)
+            colors = labels.class_colors()
+            point_colors = [colors[int(r)] if np.isfinite(r) else "lightgrey" for r in rows]
+            ax.scatter(x, rows + jitter, c=point_colors, s=5, alpha=0.6, linewidths=0)
+            ax.set_yticks(range(len(labels.names)), labels=labels.names)
+            ax.set_ylabel(labels.title)
+        else:
+            mappable = ax.scatter(
+                x, lab, c=lab, cmap="viridis", vmin=labels.norm_range[0],
+                vmax=labels.norm_range[1], s=5, alpha=0.7, linewidths=0,
+            )
+            ax.set_ylabel(labels.title)
+    else:
+        x, y = sub[:, 0], sub[:, 1]
+        if labels.kind == "none":
+            ax.scatter(x, y, color=color, s=5, alpha=0.5, linewidths=0)
+        elif labels.kind == "classes":
+            rows = labels.class_positions(lab)
+            colors = labels.class_colors()
+            point_colors = [colors[int(r)] if np.isfinite(r) else "lightgrey" for r in rows]
+            ax.scatter(x, y, c=point_colors, s=5, alpha=0.6, linewidths=0)
+        else:
+            mappable = ax.scatter(
+                x, y, c=lab, cmap="viridis", vmin=labels.norm_range[0],
+                vmax=labels.norm_range[1], s=5, alpha=0.7, linewidths=0,
+            )
+        ax.set_xlabel(axis_names[0])
+        ax.set_ylabel(axis_names[1])
+    ax.grid(True, color="#e5e5e5", linewidth=0.6)
+    ax.set_axisbelow(True)
+    if dropped:
+        ax.text(
+            0.01, 0.99, f"{dropped} non-finite point(s) omitted", transform=ax.transAxes,
+            ha="left", va="top", fontsize=8, color="#b00020",
+        )
+    return mappable
+
+
+def _axis_names(prefix, k):
+    if k <= 2:
+        return [f"{prefix} {i}" for i in (1, 2)]
+    return [f"{prefix} {i} (of {k})" for i in (1, 2)]
+
+
+def plot_codes(
+    pca_codes,
+    ae_codes,
+    labels,
+    path,
+    *,
+    title=None,
+    max_points=5000,
+    seed=0,
+    label_names=None,
+    label_title=None,
+):
+    """Scatter PCA's and the autoencoder's codes side by side, coloured by label.
+
+    Codes with more than two dimensions show their first two; a 1-D code is
+    drawn against the label (or as a histogram when there are no labels).
+    Labels with at most 20 integer (or string) values get a legend, named by
+    ``label_names`` (a sequence or mapping from label to name); other numeric
+    labels get a colorbar titled ``label_title``. At most ``max_points``
+    points, a subsample drawn with ``seed``, are shown. Returns the PNG path.
+    """
+    from matplotlib.lines import Line2D
+
+    pca_codes = _as_matrix("pca_codes", pca_codes)
+    ae_codes = _as_matrix("ae_codes", ae_codes)
+    n = pca_codes.shape[0]
+    if ae_codes.shape[0] != n:
+        raise ValueError(
+            "Received an invalid value for ae_codes, expected as many rows as pca_codes "
+            f"({n}). Received: ae_codes.shape={ae_codes.shape}. "
+            "Encode the same samples with both methods."
+        )
+    _check_positive_int("max_points", max_points)
+    labels = _Labels(labels, n, label_names, label_title)
+
+    rng = np.random.default_rng(seed)
+    # A random order also keeps the last class from being painted over the rest.
+    idx = rng.permutation(n)[:max_points]
+
+    fig = _new_figure(11.5, 5.0)
+    axes = fig.subplots(1, 2)
+    mappable = None
+    panels = [
+        (axes[0], pca_codes, PCA_COLOR, "PCA", _axis_names("PC", pca_codes.shape[1])),
+        (axes[1], ae_codes, AE_COLOR, "Autoencoder", _axis_names("code", ae_codes.shape[1])),
+    ]
+    for ax, codes, color, name, axis_names in panels:
+        k = codes.shape[1]
+        mappable = _scatter_panel(ax, codes, labels, idx, color, axis_names, rng) or mappable
+        detail = f"{k}-D code" + (", first 2 shown" if k > 2 else "")
+        ax.set_title(f"{name}  ({detail})", color=color, fontweight="bold")
+
+    shown = f"{idx.size:,} of {n:,} points" if idx.size < n else f"{n:,} points"
+    fig.suptitle(f"{title or 'Codes: PCA vs autoencoder'}  —  {shown}")
+    if labels.kind == "classes":
+        handles = [
+            Line2D([], [], linestyle="", marker="o", markersize=7, color=c, label=name)
+            for c, name in zip(labels.class_colors(), labels.names)
+        ]
+        fig.legend(handles=handles, title=labels.title, loc="outside right center", frameon=False)
+    elif mappable is not None:
+        fig.colorbar(mappable, ax=list(axes), label=labels.title, shrink=0.9)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- reconstructions
+
+
+def _row_label(name, mse):
+    return name if mse is None else f"{name}\ntest MSE {_fmt(mse)}"
+
+
+def plot_reconstructions(
+    originals,
+    pca_recon,
+    ae_recon,
+    path,
+    *,
+    image_shape=None,
+    n=10,
+    pca_mse=None,
+    ae_mse=None,
+    feature_names=None,
+):
+    """Show the first ``n`` samples next to their PCA and autoencoder reconstructions.
+
+    With ``image_shape`` (height, width) the rows are grey images: original,
+    PCA, autoencoder. Without it each sample gets a small panel with its
+    feature profile (original and both reconstructions as lines), with the
+    features named by ``feature_names`` when there are few enough to read.
+    ``pca_mse`` / ``ae_mse`` (test MSE) are shown with each method's label.
+    Returns the PNG path.
+    """
+    originals = _as_matrix("originals", originals)
+    recons = {"pca_recon": _as_matrix("pca_recon", pca_recon),
+              "ae_recon": _as_matrix("ae_recon", ae_recon)}
+    for name, array in recons.items():
+        if array.shape != originals.shape:
+            raise ValueError(
+                f"Received an invalid value for {name}, expected the shape of originals "
+                f"{originals.shape}. Received: {name}.shape={array.shape}. "
+                "Reconstruct the same samples that are passed as originals."
+            )
+    _check_positive_int("n", n)
+    pca_mse = _optional_number("pca_mse", pca_mse)
+    ae_mse = _optional_number("ae_mse", ae_mse)
+    n = min(n, originals.shape[0])
+    rows = [
+        (_row_label("Original", None), originals[:n], ORIGINAL_COLOR),
+        (_row_label("PCA", pca_mse), recons["pca_recon"][:n], PCA_COLOR),
+        (_row_label("Autoencoder", ae_mse), recons["ae_recon"][:n], AE_COLOR),
+    ]
+    if image_shape is not None:
+        fig = _image_rows(rows, tuple(image_shape), originals.shape[1], n)
+    else:
+        fig = _profile_grid(rows, n, feature_names, originals.shape[1])
+    return _save(fig, path)
+
+
+def _image_rows(rows, image_shape, n_features, n):
+    if len(image_shape) != 2 or math.prod(image_shape) != n_features:
+        raise ValueError(
+            "Received an invalid value for image_shape, expected (height, width) with "
+            f"height * width == {n_features} features. Received: image_shape={image_shape}. "
+            "Pass the dataset's image_shape, or None for tabular data."
+        )
+    shown = rows[0][1]
+    # One grey scale for all rows, so a washed-out reconstruction looks washed out.
+    vmin, vmax = float(np.nanmin(shown)), float(np.nanmax(shown))
+    if not vmax > vmin:
+        vmax = vmin + 1.0
+    aspect = image_shape[0] / image_shape[1]
+    fig = _new_figure(1.6 + 1.05 * n, 0.5 + 3 * 1.05 * aspect + 0.35)
+    axes = np.asarray(fig.subplots(3, n, squeeze=False))
+    for r, (label, data, color) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(data[c].reshape(image_shape), cmap="gray", vmin=vmin, vmax=vmax,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", color=color,
+                              fontsize=10, fontweight="bold")
+    fig.suptitle(f"Reconstructions of {n} samples (same grey scale in every row)")
+    return fig
+
+
+def _profile_grid(rows, n, feature_names, n_features):
+    from matplotlib.lines import Line2D
+
+    if feature_names is not None and len(feature_names) != n_features:
+        raise ValueError(
+            f"Received an invalid value for feature_names, expected {n_features} names. "
+            f"Received: len(feature_names)={len(feature_names)}. "
+            "Pass one name per column, or None."
+        )
+    ncols = min(n, 5)
+    nrows = math.ceil(n / ncols)
+    fig = _new_figure(2.6 * ncols + 0.6, 2.3 * nrows + 1.0)
+    axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False, sharex=True))
+    x = np.arange(1, n_features + 1)
+    marker = "o" if n_features <= _MAX_MARKED_POINTS else None
+    styles = [("-", 1.8), ("--", 1.4), ("-.", 1.4)]
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_visible(False)
+            continue
+        for (label, data, color), (linestyle, width) in zip(rows, styles):
+            ax.plot(x, data[i], linestyle=linestyle, linewidth=width, color=color,
+                    marker=marker, markersize=3)
+        ax.set_title(f"sample {i + 1}", fontsize=9)
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+        ax.tick_params(labelsize=8)
+        if i % ncols == 0:
+            ax.set_ylabel("feature value", fontsize=9)
+        if i // ncols == nrows - 1 or i + ncols >= n:
+            ax.set_xlabel("feature", fontsize=9)
+            ax.xaxis.set_tick_params(labelbottom=True)
+            if feature_names is not None and n_features <= 12:
+                ax.set_xticks(x, labels=[str(f) for f in feature_names], rotation=60,
+                              ha="right", fontsize=7)
+    if feature_names is None or n_features > 12:
+        from matplotlib.ticker import MaxNLocator
+
+        axes.flat[0].xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    handles = [
+        Line2D([], [], linestyle=linestyle, linewidth=width, color=color, marker=marker,
+               markersize=4, label=label.replace("\n", ", "))
+        for (label, _, color), (linestyle, width) in zip(rows, styles)
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    fig.suptitle(f"Reconstructions of {n} samples: feature profiles")
+    return fig
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def plot_loss(history, path, *, pca_test_mse=None, loss_name="MSE", units=None):
+    """Training and validation loss per epoch, with PCA's test MSE for reference.
+
+    ``history`` is a Keras-style ``{"loss": [...], "val_loss": [...]}``
+    (``val_loss`` optional). The y axis turns logarithmic when the values span
+    more than 10x. Returns the PNG path.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    if not isinstance(history, Mapping) or len(history.get("loss", ())) == 0:
+        raise ValueError(
+            "Received an invalid value for history, expected a mapping with a non-empty "
+            f"'loss' list. Received: history={history!r:.200}. "
+            "Pass the History.history dict from training."
+        )
+    pca_test_mse = _optional_number("pca_test_mse", pca_test_mse)
+    curves = [("training", "loss", "-", "o"), ("validation", "val_loss", "--", "s")]
+    fig = _new_figure(7.5, 4.6)
+    ax = fig.subplots()
+    everything = []
+    n_epochs = 0
+    for name, key, linestyle, marker in curves:
+        values = np.asarray(history.get(key) or [], dtype=float)
+        if values.size == 0:
+            continue
+        epochs = np.arange(1, values.size + 1)
+        n_epochs = max(n_epochs, values.size)
+        ax.plot(epochs, values, linestyle=linestyle, color=AE_COLOR, linewidth=1.8,
+                marker=marker if values.size <= _MAX_MARKED_POINTS else None,
+                markersize=4, label=f"Autoencoder {name} loss")
+        everything.extend(values.tolist())
+        if key == "val_loss" and np.isfinite(values).any():
+            best = int(np.nanargmin(values))
+            ax.plot(best + 1, values[best], marker="*", markersize=13, color=AE_COLOR,
+                    markeredgecolor="black", linestyle="",
+                    label=f"best validation: epoch {best + 1}, {_fmt(values[best])}")
+    if pca_test_mse is not None:
+        ax.axhline(pca_test_mse, linestyle="--", color=PCA_COLOR, linewidth=1.5,
+                   label=f"PCA test {loss_name} = {_fmt(pca_test_mse)}")
+        everything.append(pca_test_mse)
+    if not np.isfinite(np.asarray(everything, dtype=float)).any():
+        ax.text(0.5, 0.5, "no finite loss values (training diverged?)", transform=ax.transAxes,
+                ha="center", va="center", color="#b00020")
+    if _use_log_scale(everything, 10.0):
+        ax.set_yscale("log")
+    # Half an epoch of room on both sides keeps a 1-epoch run from zooming into 0.99..1.01.
+    ax.set_xlim(0.5, n_epochs + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(loss_name if units is None else f"{loss_name} ({units})")
+    ax.set_title(f"Autoencoder training: {loss_name} per epoch")
+    ax.grid(True, which="major", color="#e5e5e5", linewidth=0.6)
+    ax.legend(frameon=False)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+_SWEEP_KEYS = ("k", "pca_test_mse", "autoencoder_test_mse")
+
+
+def _equivalent_label(value) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return f"≈{value:.3g}" if math.isfinite(value) else ""
+    return f"≈{value}"
+
+
+def plot_sweep(rows, path, *, title=None, units=None):
+    """Test MSE against code size ``k`` for PCA and the autoencoder.
+
+    ``rows`` are dicts with ``k``, ``pca_test_mse`` and ``autoencoder_test_mse``;
+    an autoencoder point is annotated with ``pca_equivalent_components`` (how
+    many principal components reach the same MSE) when the row has it.
+    Returns the PNG path.
+    """
+    from matplotlib.ticker import NullLocator
+
+    if not isinstance(rows, Sequence) or len(rows) == 0:
+        raise ValueError(
+            "Received an invalid value for rows, expected a non-empty list of dicts. "
+            f"Received: rows={rows!r:.200}. Pass one dict per code size."
+        )
+    for i, row in enumerate(rows):
+        missing = [key for key in _SWEEP_KEYS if not isinstance(row, Mapping) or key not in row]
+        if missing:
+            raise ValueError(
+                f"Received an invalid value for rows[{i}], expected keys {list(_SWEEP_KEYS)}. "
+                f"Received: rows[{i}] lacks {missing}. Add the missing results to every row."
+            )
+        k = row["k"]
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(
+                f"Received an invalid value for rows[{i}]['k'], expected a positive integer "
+                f"code size. Received: k={k!r}. Store k as an int."
+            )
+    rows = sorted(rows, key=lambda row: row["k"])
+    ks = [row["k"] for row in rows]
+
+    def column(key):
+        return np.asarray([np.nan if row[key] is None else row[key] for row in rows], dtype=float)
+
+    pca, ae = column("pca_test_mse"), column("autoencoder_test_mse")
+    fig = _new_figure(7.5, 4.8)
+    ax = fig.subplots()
+    has_equivalent = any(row.get("pca_equivalent_components") is not None for row in rows)
+    ae_label = "Autoencoder"
+    if has_equivalent:
+        ae_label += " (≈N: principal components needed for the same MSE)"
+    ax.plot(ks, pca, marker="o", color=PCA_COLOR, linewidth=1.8, label="PCA")
+    ax.plot(ks, ae, marker="s", color=AE_COLOR, linewidth=1.8, label=ae_label)
+    for row, k, value in zip(rows, ks, ae):
+        equivalent = row.get("pca_equivalent_components")
+        if equivalent is not None and np.isfinite(value):
+            # Up and right of the point: clear of a curve that falls with k.
+            ax.annotate(_equivalent_label(equivalent), (k, value), xytext=(5, 4),
+                        textcoords="offset points", ha="left", va="bottom", fontsize=8,
+                        color=AE_COLOR)
+    if _use_log_scale(list(pca) + list(ae), 0.0):
+        ax.set_yscale("log")
+    if min(ks) > 0 and max(ks) / min(ks) >= 8:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(ks, labels=[str(k) for k in ks])
+    ax.margins(x=0.08)
+    ax.set_xlabel("code size k (dimensions)")
+    ax.set_ylabel("test MSE" if units is None else f"test MSE ({units})")
+    ax.set_title(title or "Test reconstruction error vs code size")
+    ax.grid(True, which="major", color="#e5e5e5", linewidth=0.6)
+    ax.legend(frameon=False)
+    return _save(fig, path)

@@ -1,0 +1,244 @@
+"""One self-contained HTML page with a run's results, figures and diagnostics.
+
+The page embeds its images as ``data:`` URIs and its CSS inline, so it can be
+mailed or archived as a single file and opened offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["write_atomic", "write_report"]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MISSING = "—"
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+       color: #222; background: #fff; max-width: 1100px; margin: 2rem auto;
+       padding: 0 1.2rem; line-height: 1.5; }
+h1 { font-size: 1.7rem; margin-bottom: 0.2rem; }
+h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd;
+     padding-bottom: 0.2rem; }
+h3 { font-size: 1.05rem; margin: 0 0 0.4rem; }
+table { border-collapse: collapse; font-size: 0.92rem; margin: 0.6rem 0; }
+th, td { padding: 0.35rem 0.7rem; border-bottom: 1px solid #e3e3e3; text-align: left; }
+th { background: #f3f5f8; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+.table-wrap { overflow-x: auto; }
+figure { margin: 1.4rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.92rem; margin-top: 0.3rem; }
+ul.notes li { margin: 0.25rem 0; }
+.diag { border-left: 4px solid #c0392b; background: #fdf3f2; padding: 0.7rem 1rem;
+        margin: 0.8rem 0; }
+.diag dt { font-weight: 600; }
+.diag dd { margin: 0 0 0.4rem 0; }
+dl.settings { display: grid; grid-template-columns: max-content 1fr; gap: 0.2rem 1.2rem; }
+dl.settings dt { font-weight: 600; }
+dl.settings dd { margin: 0; font-family: ui-monospace, Menlo, Consolas, monospace; }
+details { margin-top: 0.8rem; }
+summary { cursor: pointer; color: #3a6fb0; }
+pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
+footer { margin-top: 3rem; color: #777; font-size: 0.85rem; border-top: 1px solid #ddd;
+         padding-top: 0.6rem; }
+"""
+
+
+def write_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so readers never see a half-written file.
+
+    The bytes go to a temporary file in the same folder (so the final
+    ``os.replace`` is a rename on one file system). Missing parent folders are
+    created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        # mkstemp creates 0600 files; a report is meant to be shared.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("aepca")
+    except metadata.PackageNotFoundError:
+        import aepca
+
+        return getattr(aepca, "__version__", "unknown")
+
+
+def _format_value(value) -> str:
+    """Text for one cell: 4 significant digits for floats, an em dash for None."""
+    if value is None:
+        return _MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "∞" if value > 0 else "−∞"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    return str(value)
+
+
+def _table(rows) -> str:
+    if not rows:
+        return "<p>No results.</p>"
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            css = ' class="num"' if _is_number(value) else ""
+            cells.append(f"<td{css}>{_esc(_format_value(value))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        '<div class="table-wrap"><table>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+        "</table></div>"
+    )
+
+
+def _figure(caption, png_path) -> str:
+    png_path = Path(png_path)
+    if not png_path.is_file():
+        raise FileNotFoundError(
+            f"Received an invalid value for figures, expected an existing PNG file. "
+            f"Received: png_path={str(png_path)!r}. Write the figure before the report."
+        )
+    data = png_path.read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError(
+            f"Received an invalid value for figures, expected a PNG file. "
+            f"Received: png_path={str(png_path)!r} (no PNG signature). Save figures as PNG."
+        )
+    encoded = base64.b64encode(data).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{encoded}" alt="{_esc(caption)}">'
+        f"<figcaption>{_esc(caption)}</figcaption></figure>"
+    )
+
+
+def _diagnostic(item) -> str:
+    if not isinstance(item, Mapping) or "problem" not in item:
+        raise ValueError(
+            "Received an invalid value for diagnostics, expected dicts with keys "
+            f"'problem', 'evidence' and 'fix'. Received: {item!r:.200}. "
+            "Describe each problem as such a dict."
+        )
+    details = "".join(
+        f"<dt>{label}</dt><dd>{_esc(item[key])}</dd>"
+        for key, label in (("evidence", "Evidence"), ("fix", "Fix"))
+        if item.get(key) is not None
+    )
+    return f'<div class="diag"><h3>{_esc(item["problem"])}</h3><dl>{details}</dl></div>'
+
+
+def _settings(metrics) -> str:
+    scalars = [
+        (key, value)
+        for key, value in metrics.items()
+        if value is None or isinstance(value, (str, numbers.Number))
+    ]
+    parts = []
+    if scalars:
+        items = "".join(
+            f"<dt>{_esc(key)}</dt><dd>{_esc(_format_value(value))}</dd>" for key, value in scalars
+        )
+        parts.append(f'<dl class="settings">{items}</dl>')
+    full = json.dumps(metrics, indent=2, default=_json_default, ensure_ascii=False)
+    parts.append(
+        f"<details><summary>Full run settings and metrics (JSON)</summary>"
+        f"<pre>{_esc(full)}</pre></details>"
+    )
+    return "".join(parts)
+
+
+def write_report(path, *, title, metrics, figures, table_rows, notes=(), diagnostics=()):
+    """Write one self-contained HTML report and return its path.
+
+    ``metrics`` is a JSON-able dict of run settings and results (top-level
+    scalars are listed, the whole dict is shown as JSON on demand);
+    ``figures`` is a list of ``(caption, png_path)``; ``table_rows`` a list of
+    dicts that share their keys; ``notes`` short conclusions; ``diagnostics``
+    dicts with ``problem``, ``evidence`` and ``fix``. All text is escaped and
+    the file is replaced atomically.
+    """
+    if not isinstance(metrics, Mapping):
+        raise ValueError(
+            "Received an invalid value for metrics, expected a dict. "
+            f"Received: metrics={metrics!r:.200}. Pass the run's metrics dict."
+        )
+    for i, row in enumerate(table_rows):
+        if not isinstance(row, Mapping):
+            raise ValueError(
+                f"Received an invalid value for table_rows[{i}], expected a dict. "
+                f"Received: {row!r:.200}. Pass one dict per table row."
+            )
+    sections = []
+    if notes:
+        items = "".join(f"<li>{_esc(note)}</li>" for note in notes)
+        sections.append(f'<h2>Notes</h2><ul class="notes">{items}</ul>')
+    if diagnostics:
+        sections.append("<h2>Diagnostics</h2>" + "".join(_diagnostic(d) for d in diagnostics))
+    sections.append("<h2>Results</h2>" + _table(list(table_rows)))
+    if figures:
+        sections.append(
+            "<h2>Figures</h2>" + "".join(_figure(caption, png) for caption, png in figures)
+        )
+    if metrics:
+        sections.append("<h2>Run settings</h2>" + _settings(metrics))
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>"
+        f"<h1>{_esc(title)}</h1>\n"
+        + "\n".join(sections)
+        + f"\n<footer>Generated by aepca {_esc(_version())} on {_esc(now)}.</footer>"
+        "</body></html>\n"
+    )
+    return write_atomic(path, page.encode("utf-8"))

@@ -1,0 +1,197 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aepca import plots
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path):
+    path = Path(path)
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(data) > 5_000
+    from matplotlib.image import imread
+
+    image = imread(path)
+    assert image.ndim == 3 and min(image.shape[:2]) > 200
+    # A blank canvas would mean nothing was drawn.
+    assert image[..., :3].std() > 0.05
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def _labels(kind, n, rng):
+    return {
+        "classes": rng.integers(0, 10, n),
+        "continuous": rng.uniform(0, 5, n),
+        "none": None,
+        "strings": rng.choice(["cat", "dog", "bird"], n),
+        "many_classes": rng.integers(0, 50, n),
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    ("k_pca", "k_ae", "label_kind"),
+    [
+        (2, 2, "classes"),
+        (3, 3, "classes"),
+        (2, 5, "none"),
+        (2, 2, "continuous"),
+        (1, 1, "classes"),
+        (1, 1, "none"),
+        (1, 1, "continuous"),
+        (1, 3, "strings"),
+        (2, 2, "many_classes"),
+    ],
+)
+def test_plot_codes_writes_png(tmp_path, rng, k_pca, k_ae, label_kind):
+    n = 300
+    path = plots.plot_codes(
+        rng.normal(size=(n, k_pca)),
+        rng.normal(size=(n, k_ae)),
+        _labels(label_kind, n, rng),
+        tmp_path / "codes.png",
+        max_points=200,
+        title="test",
+    )
+    assert path == tmp_path / "codes.png"
+    assert_png(path)
+
+
+def test_plot_codes_accepts_1d_arrays_label_names_and_nan(tmp_path, rng):
+    codes = rng.normal(size=120)
+    codes[:5] = np.nan
+    path = plots.plot_codes(
+        codes, rng.normal(size=120), rng.integers(0, 3, 120), tmp_path / "sub" / "c.png",
+        label_names={0: "zero", 1: "one", 2: "two"},
+    )
+    assert_png(path)
+
+
+def test_plot_codes_rejects_misaligned_inputs(tmp_path, rng):
+    with pytest.raises(ValueError, match="ae_codes, expected as many rows"):
+        plots.plot_codes(rng.normal(size=(10, 2)), rng.normal(size=(9, 2)), None,
+                         tmp_path / "c.png")
+    with pytest.raises(ValueError, match="labels, expected one label per sample"):
+        plots.plot_codes(rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), np.zeros(4),
+                         tmp_path / "c.png")
+    with pytest.raises(ValueError, match="max_points"):
+        plots.plot_codes(rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), None,
+                         tmp_path / "c.png", max_points=0)
+
+
+def test_plot_reconstructions_images(tmp_path, rng):
+    x = rng.uniform(size=(12, 64))
+    path = plots.plot_reconstructions(
+        x, x + rng.normal(0, 0.1, x.shape), x + rng.normal(0, 0.05, x.shape),
+        tmp_path / "r.png", image_shape=(8, 8), n=4, pca_mse=0.01, ae_mse=0.0025,
+    )
+    assert_png(path)
+
+
+@pytest.mark.parametrize(("n_features", "names"), [(6, True), (40, False)])
+def test_plot_reconstructions_tabular(tmp_path, rng, n_features, names):
+    x = rng.normal(size=(5, n_features))
+    feature_names = [f"f{i}" for i in range(n_features)] if names else None
+    # n=7 asks for more samples than the 5 given: all 5 are shown.
+    path = plots.plot_reconstructions(
+        x, x * 0.9, x * 0.95, tmp_path / "t.png", n=7, pca_mse=0.1,
+        feature_names=feature_names,
+    )
+    assert_png(path)
+
+
+def test_plot_reconstructions_partial_grid(tmp_path, rng):
+    x = rng.normal(size=(8, 5))
+    assert_png(plots.plot_reconstructions(x, x, x, tmp_path / "t.png", n=7))
+
+
+def test_plot_reconstructions_rejects_bad_shapes(tmp_path, rng):
+    x = rng.normal(size=(4, 10))
+    with pytest.raises(ValueError, match="image_shape, expected \\(height, width\\)"):
+        plots.plot_reconstructions(x, x, x, tmp_path / "r.png", image_shape=(3, 3))
+    with pytest.raises(ValueError, match="ae_recon, expected the shape of originals"):
+        plots.plot_reconstructions(x, x, x[:, :9], tmp_path / "r.png")
+    with pytest.raises(ValueError, match="feature_names, expected 10 names"):
+        plots.plot_reconstructions(x, x, x, tmp_path / "r.png", feature_names=["a"])
+
+
+@pytest.mark.parametrize(
+    ("history", "pca"),
+    [
+        ({"loss": [0.05], "val_loss": [0.06]}, 0.04),
+        ({"loss": list(np.geomspace(1.0, 0.01, 40)), "val_loss": list(np.geomspace(1.2, 0.02, 40))},
+         0.03),
+        ({"loss": [0.3, 0.2, 0.15]}, None),
+        ({"loss": [0.3, float("nan"), 0.1], "val_loss": [float("nan")] * 3}, 0.2),
+    ],
+)
+def test_plot_loss_writes_png(tmp_path, history, pca):
+    path = plots.plot_loss(history, tmp_path / "loss.png", pca_test_mse=pca,
+                           units="pixel intensity²")
+    assert_png(path)
+
+
+def test_plot_loss_rejects_empty_history(tmp_path):
+    with pytest.raises(ValueError, match="non-empty 'loss' list"):
+        plots.plot_loss({"loss": []}, tmp_path / "l.png")
+    with pytest.raises(ValueError, match="pca_test_mse, expected a number"):
+        plots.plot_loss({"loss": [1.0]}, tmp_path / "l.png", pca_test_mse="low")
+
+
+def _sweep_rows(ks, equivalent=True):
+    rows = []
+    for k in ks:
+        row = {"k": k, "pca_test_mse": 0.05 * k ** -0.5, "autoencoder_test_mse": 0.03 * k ** -0.7,
+               "train_seconds": 1.5}
+        if equivalent:
+            row["pca_equivalent_components"] = round(2.1 * k)
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [_sweep_rows([32, 2, 8, 64, 4, 16]), _sweep_rows([1, 2, 3], equivalent=False), _sweep_rows([5])],
+)
+def test_plot_sweep_writes_png(tmp_path, rows):
+    assert_png(plots.plot_sweep(rows, tmp_path / "sweep.png"))
+
+
+def test_plot_sweep_tolerates_missing_values(tmp_path):
+    rows = _sweep_rows([2, 4, 8])
+    rows[1]["autoencoder_test_mse"] = None
+    rows[2]["pca_equivalent_components"] = None
+    assert_png(plots.plot_sweep(rows, tmp_path / "sweep.png"))
+
+
+def test_plot_sweep_rejects_bad_rows(tmp_path):
+    with pytest.raises(ValueError, match="rows, expected a non-empty list"):
+        plots.plot_sweep([], tmp_path / "s.png")
+    with pytest.raises(ValueError, match=r"rows\[0\] lacks \['autoencoder_test_mse'\]"):
+        plots.plot_sweep([{"k": 2, "pca_test_mse": 0.1}], tmp_path / "s.png")
+    with pytest.raises(ValueError, match="expected a positive integer code size"):
+        plots.plot_sweep([{"k": 0, "pca_test_mse": 0.1, "autoencoder_test_mse": 0.1}],
+                         tmp_path / "s.png")
+
+
+def test_import_is_lazy_and_leaves_global_backend_alone(tmp_path):
+    code = (
+        "import sys, numpy as np\n"
+        "import aepca.plots as p\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'\n"
+        f"p.plot_loss({{'loss': [1.0, 0.5]}}, {str(tmp_path / 'l.png')!r})\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    assert_png(tmp_path / "l.png")
