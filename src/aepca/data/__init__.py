@@ -1,19 +1,46 @@
 """Data sets: the bundled MNIST, readers for users' files, synthetic sets."""
 
 from aepca.data._dataset import Dataset
-from aepca.data.mnist import MNIST_SHA256, array_digest, load_mnist
+from aepca.data.mnist import MNIST_SHA256, array_digest, download_mnist, load_mnist, load_mnist_file
+from aepca.data.readers import Table, load_user_data, read_table
+from aepca.data.synthetic import curves, low_rank, s_curve, swiss_roll
 
-__all__ = ["Dataset", "MNIST_SHA256", "array_digest", "load_dataset", "load_mnist"]
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "MNIST_SHA256",
+    "Table",
+    "array_digest",
+    "curves",
+    "download_mnist",
+    "load_dataset",
+    "load_mnist",
+    "load_mnist_file",
+    "load_user_data",
+    "low_rank",
+    "read_table",
+    "s_curve",
+    "swiss_roll",
+]
+
+# Named data sets; each loader's keyword defaults are its standard size, and
+# synthetic sets are split 80/20 by a shuffle seeded with ``seed``.
+DATASETS = {
+    "mnist": load_mnist,
+    "curves": curves,
+    "low_rank": low_rank,
+    "s_curve": s_curve,
+    "swiss_roll": swiss_roll,
+}
 
 
 def load_dataset(name: str, **kwargs) -> Dataset:
-    """Load a named data set (currently ``"mnist"``) as a :class:`Dataset`."""
-    loaders = {"mnist": load_mnist}
+    """Load a named data set (one of :data:`DATASETS`) as a :class:`Dataset`."""
     try:
-        loader = loaders[name]
+        loader = DATASETS[name]
     except KeyError:
         raise ValueError(
-            f"Received an invalid value for dataset, expected one of {sorted(loaders)}. "
+            f"Received an invalid value for dataset, expected one of {sorted(DATASETS)}. "
             f"Received: dataset={name!r}"
         ) from None
     return loader(**kwargs)

@@ -6,8 +6,19 @@ from, their licence and how ``scripts/build_mnist.py`` converted them.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import http.client
+import math
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -59,7 +70,10 @@ def load_mnist(n_train: int | None = None, n_test: int | None = None) -> Dataset
 
     ``n_train`` / ``n_test`` keep the first images only (for quick runs).
     """
-    arrays = load_mnist_arrays()
+    return _mnist_dataset(load_mnist_arrays(), n_train, n_test, {})
+
+
+def _mnist_dataset(arrays: dict[str, np.ndarray], n_train: int | None, n_test: int | None, notes: dict) -> Dataset:
     scale = np.float32(1.0 / 255.0)
     x_train = arrays["x_train"][:n_train].reshape(-1, 784).astype(np.float32) * scale
     x_test = arrays["x_test"][:n_test].reshape(-1, 784).astype(np.float32) * scale
@@ -70,5 +84,157 @@ def load_mnist(n_train: int | None = None, n_test: int | None = None) -> Dataset
         y_train=arrays["y_train"][:n_train],
         y_test=arrays["y_test"][:n_test],
         image_shape=(28, 28),
-        notes={"units": "pixel intensity / 255"},
+        notes={"units": "pixel intensity / 255", **notes},
     )
+
+
+# The standard IDX file names (yann.lecun.com); some mirrors write ".idx"
+# instead of "-idx", and most ship them gzipped.
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+_IDX_UBYTE = 0x08  # IDX type code for unsigned bytes
+_CORRUPT_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+MAX_DOWNLOAD_BYTES = 256 * 2**20  # mnist.npz is ~11 MiB; refuse to fill the disk
+_CHUNK_BYTES = 2**20
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Parse one IDX file of unsigned bytes (optionally gzipped) with ``ndim`` dimensions."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except _CORRUPT_ERRORS as err:
+        raise ValueError(f"{path} cannot be read ({err}); it may be truncated or corrupt. Download it again.") from None
+    header = 4 + 4 * ndim
+    expected_magic = (_IDX_UBYTE << 8) | ndim
+    magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+    if magic != expected_magic:
+        found = "no header" if magic is None else f"magic number 0x{magic:08x}"
+        raise ValueError(
+            f"{path} has {found}, expected 0x{expected_magic:08x} (IDX, unsigned bytes, {ndim}-D). "
+            "It is not this MNIST file, or it is compressed without a .gz extension."
+        )
+    if len(data) < header:
+        raise ValueError(f"{path} ends inside its IDX header; it is truncated. Download it again.")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    size = len(data) - header
+    if size != math.prod(shape):
+        raise ValueError(
+            f"{path}: the IDX header declares shape {shape} ({math.prod(shape)} bytes) but {size} bytes "
+            "follow; the file is truncated or corrupt. Download it again."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, f"{stem}.gz", dotted, f"{dotted}.gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(
+        f"{folder} has no {stem} or {stem}.gz. Put the four MNIST IDX files "
+        f"({', '.join(IDX_FILES.values())}, optionally .gz) in that folder."
+    )
+
+
+def _read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
+    return {
+        name: _read_idx(_find_idx(folder, stem), 3 if name.startswith("x") else 1)
+        for name, stem in IDX_FILES.items()
+    }
+
+
+def _read_mnist_npz(path: Path, source: str) -> dict[str, np.ndarray]:
+    fix = "Download it again."
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except _CORRUPT_ERRORS as err:
+        raise ValueError(f"{source} is not a readable .npz file ({err}); it may be truncated or corrupt. {fix}") from None
+    if isinstance(archive, np.ndarray):
+        raise ValueError(f"{source} holds a single array, expected a .npz archive with {sorted(MNIST_SHA256)}.")
+    with archive:
+        try:
+            return {name: archive[name] for name in MNIST_SHA256 if name in archive.files}
+        except _CORRUPT_ERRORS as err:
+            raise ValueError(f"{source} has a damaged array ({err}); it is truncated or corrupt. {fix}") from None
+
+
+def load_mnist_file(path, n_train: int | None = None, n_test: int | None = None) -> Dataset:
+    """MNIST from the user's own copy, verified against the bundled checksums.
+
+    ``path`` is the Keras ``mnist.npz`` (arrays ``x_train``, ``y_train``,
+    ``x_test``, ``y_test``) or a folder holding the four IDX files
+    (``train-images-idx3-ubyte[.gz]`` and so on).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such file or folder: {path}. Check the path.")
+    if path.is_dir():
+        arrays = _read_idx_folder(path)
+    elif path.suffix.lower() == ".npz":
+        arrays = _read_mnist_npz(path, str(path))
+    else:
+        raise ValueError(
+            f"Received an invalid value for the MNIST path, expected a .npz file or a folder of IDX files. "
+            f"Received: {path}. Pass the Keras mnist.npz or the folder that holds the IDX files."
+        )
+    verify_mnist_arrays(arrays, str(path))
+    return _mnist_dataset(arrays, n_train, n_test, {"source": str(path)})
+
+
+def _copy_limited(response, out, url: str) -> None:
+    total = 0
+    while chunk := response.read(_CHUNK_BYTES):
+        total += len(chunk)
+        if total > MAX_DOWNLOAD_BYTES:
+            raise ValueError(
+                f"{url} sent more than {MAX_DOWNLOAD_BYTES // 2**20} MiB, far more than mnist.npz (~11 MiB). "
+                "Check the URL."
+            )
+        out.write(chunk)
+
+
+def download_mnist(url: str, dest, *, timeout: float = 30) -> Path:
+    """Download a Keras-format ``mnist.npz`` from ``url`` to ``dest`` and verify it.
+
+    The bytes go to a temporary file beside ``dest``, which replaces ``dest``
+    atomically only once the checksums match, so ``dest`` is never partial.
+    ``dest`` may be a folder (the file is then ``mnist.npz`` inside it).
+    Returns the final path.
+    """
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(
+            f"Received an invalid value for url, expected an http:// or https:// URL. Received: url={url!r}. "
+            "For a local copy use load_mnist_file(path)."
+        )
+    dest = Path(dest)
+    if dest.is_dir():
+        dest = dest / "mnist.npz"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    _copy_limited(response, out, url)
+            except urllib.error.HTTPError as err:
+                raise ValueError(f"Downloading {url} failed: HTTP {err.code} {err.reason}. Check the URL.") from None
+            except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as err:
+                reason = getattr(err, "reason", None) or err
+                raise ConnectionError(
+                    f"Downloading {url} failed: {reason}. Check the network and the URL, or fetch mnist.npz "
+                    "another way and use load_mnist_file(path)."
+                ) from None
+        verify_mnist_arrays(_read_mnist_npz(tmp, f"download from {url}"), f"download from {url}")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest

@@ -1,0 +1,185 @@
+"""Input checks shared by the estimators, the readers and the CLI.
+
+Every check either returns a clean value or raises ``ValueError`` with one
+line that names the value, the rule it broke and how to fix it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+# float32 holds values up to ~3.4e38, but past ~1e15 its 24-bit mantissa makes
+# squared errors and variances meaningless, so such data must be rescaled.
+MAX_ABS_VALUE = 1e15
+_ACCEPTED_KINDS = "biuf"  # bool, signed int, unsigned int, float
+
+
+def describe_names(names: Sequence, limit: int = 5) -> str:
+    """``'a', 'b', 'c' and 2 more`` -- a short, quoted list for error messages."""
+    shown = ", ".join(repr(n) if isinstance(n, str) else str(n) for n in names[:limit])
+    extra = len(names) - limit
+    return f"{shown} and {extra} more" if extra > 0 else shown
+
+
+def _invalid(name: str, expected: str, received: str, fix: str) -> ValueError:
+    return ValueError(
+        f"Received an invalid value for {name}, expected {expected}. Received: {received}. {fix}"
+    )
+
+
+def _frame_to_array(frame: pd.DataFrame, name: str) -> np.ndarray:
+    dtypes = frame.dtypes
+    text = [c for c, dt in dtypes.items() if not pd.api.types.is_numeric_dtype(dt)]
+    if text:
+        raise _invalid(
+            name,
+            "numeric columns only",
+            f"non-numeric columns {describe_names(text)}",
+            "Convert them to numbers or drop them.",
+        )
+    if any(pd.api.types.is_complex_dtype(dt) for dt in dtypes):
+        raise _invalid(name, "real numbers", "complex columns", "Take .real or abs() first.")
+    if len(set(dtypes)) == 1 and isinstance(dtypes.iloc[0], np.dtype):
+        return frame.to_numpy()  # homogeneous: no float64 copy of e.g. uint8 pixels
+    # Mixed or nullable columns (which hold pd.NA): convert to float64 with NaN
+    # so the finite check reports missing values like any other.
+    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _check_dtype(array: np.ndarray, name: str) -> None:
+    kind = array.dtype.kind
+    if kind in _ACCEPTED_KINDS:
+        return
+    if kind == "c":
+        raise _invalid(
+            name, "real numbers", f"{name} with dtype {array.dtype}", "Take .real or abs() first."
+        )
+    raise _invalid(
+        name,
+        "a numeric array (bool, int or float)",
+        f"{name} with dtype {array.dtype}",
+        "Convert text or object values to numbers, or drop those columns.",
+    )
+
+
+def _check_shape(array: np.ndarray, name: str, min_rows: int) -> None:
+    if array.ndim == 1:
+        raise _invalid(
+            name,
+            "a 2-D array (samples x features)",
+            f"a 1-D array of shape {array.shape}",
+            f"Use {name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) for a single sample.",
+        )
+    if array.ndim != 2:
+        raise _invalid(
+            name,
+            "a 2-D array (samples x features)",
+            f"an array of shape {array.shape}",
+            f"Flatten each sample, e.g. {name}.reshape(len({name}), -1).",
+        )
+    n_rows, n_cols = array.shape
+    if n_rows == 0:
+        raise _invalid(name, "at least 1 row", f"{name} with 0 rows", "Pass a non-empty array.")
+    if n_rows < min_rows:
+        raise _invalid(
+            name,
+            f"at least {min_rows} rows",
+            f"{name} with {n_rows} rows",
+            "Provide more samples.",
+        )
+    if n_cols == 0:
+        raise _invalid(
+            name, "at least 1 feature", f"{name} with shape {array.shape}", "Pass some feature columns."
+        )
+
+
+def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            cols = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
+            raise _invalid(
+                name,
+                "finite values",
+                f"{int(bad.sum())} NaN or infinite values in columns {describe_names(cols)}",
+                "Impute or drop the missing values (e.g. --impute mean) before fitting.",
+            )
+    if array.dtype.kind == "b" or array.size == 0:
+        return
+    # Reduce per column first: never materialise an |X| copy of a large input.
+    col_max = np.maximum(np.abs(array.max(axis=0).astype(np.float64)), np.abs(array.min(axis=0).astype(np.float64)))
+    huge = col_max > MAX_ABS_VALUE
+    if huge.any():
+        cols = [columns[i] for i in np.flatnonzero(huge)]
+        largest = float(col_max.max())
+        raise _invalid(
+            name,
+            f"values with magnitude at most {MAX_ABS_VALUE:.0e} (float32 loses all precision beyond)",
+            f"values up to {largest:.3g} in columns {describe_names(cols)}",
+            f"Rescale the data first, e.g. divide those columns by {10.0 ** np.floor(np.log10(largest)):.0e} "
+            "or change their units.",
+        )
+
+
+def check_features(X, *, name: str = "X", min_rows: int = 1, n_features: int | None = None) -> np.ndarray:
+    """Validate a feature matrix and return it as C-contiguous float32.
+
+    Accepts bool, integer and float arrays, nested sequences and pandas
+    DataFrames (whose column names then appear in error messages).
+    """
+    if sparse.issparse(X):
+        raise _invalid(
+            name, "a dense array", f"a sparse {type(X).__name__}", f"Use {name}.toarray() first."
+        )
+    columns: Sequence | None = None
+    if isinstance(X, pd.DataFrame):
+        columns = list(X.columns)
+        array = _frame_to_array(X, name)
+    else:
+        try:
+            array = np.asarray(X)
+        except (ValueError, TypeError) as err:
+            raise _invalid(
+                name,
+                "a rectangular numeric array",
+                f"an object numpy cannot convert ({err})",
+                "Make every row the same length.",
+            ) from None
+    _check_dtype(array, name)
+    _check_shape(array, name, min_rows)
+    if columns is None:
+        columns = range(array.shape[1])
+    _check_values(array, name, columns)
+    if n_features is not None and array.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {array.shape[1]} features, but the model was fitted with {n_features}. "
+            f"Pass data with the same {n_features} columns, in the same order, as at fit time."
+        )
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_n_components(n_components, n_features: int, *, allow_equal: bool = False) -> int:
+    """Return ``n_components`` as an int in ``[1, n_features)``.
+
+    ``allow_equal=True`` also admits ``n_features`` (a full-rank PCA).
+    """
+    upper = "<=" if allow_equal else "<"
+    expected = f"an integer with 1 <= n_components {upper} n_features={n_features}"
+    valid_type = isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool | np.bool_)
+    if valid_type:
+        n = int(n_components)
+        in_range = 1 <= n and (n <= n_features if allow_equal else n < n_features)
+        if in_range:
+            return n
+    limit = n_features if allow_equal else n_features - 1
+    raise _invalid(
+        "n_components",
+        expected,
+        f"n_components={n_components!r}",
+        f"Choose a whole number between 1 and {limit}." if limit >= 1 else "The data needs more features.",
+    )

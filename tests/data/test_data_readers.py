@@ -1,0 +1,265 @@
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aepca.data import Dataset, load_user_data, read_table
+
+RNG = np.random.default_rng(0)
+FRAME = pd.DataFrame(
+    {"a": [1.0, 2.0, 3.0, 4.0, 5.0], "b": [0, 1, 0, 1, 1], "label": ["x", "y", "x", "y", "x"]}
+)
+
+
+def write(path: Path, content) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content)
+    elif isinstance(content, pd.DataFrame):
+        content.to_csv(path, index=False) if path.suffix == ".csv" else content.to_parquet(path)
+    elif isinstance(content, dict):
+        np.savez(path, **content)
+    else:
+        np.save(path, content)
+    return path
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+# --- good files -------------------------------------------------------------------------------------
+
+
+def test_csv_with_label_column(tmp_path):
+    table = read_table(write(tmp_path / "d.csv", FRAME), label_column="label")
+    assert table.features.dtype == np.float32 and table.features.shape == (5, 2)
+    assert table.feature_names == ("a", "b")
+    assert list(table.labels) == ["x", "y", "x", "y", "x"]
+    np.testing.assert_array_equal(table.features[:, 0], FRAME["a"])
+
+
+def test_parquet_matches_csv(tmp_path):
+    frame = FRAME.drop(columns="label")
+    parquet = read_table(write(tmp_path / "d.parquet", frame))
+    csv = read_table(write(tmp_path / "d.csv", frame))
+    np.testing.assert_array_equal(parquet.features, csv.features)
+    assert parquet.feature_names == csv.feature_names == ("a", "b")
+
+
+@pytest.mark.parametrize("x_name, y_name", [("x", "y"), ("X", "y"), ("X", "Y"), ("features", None)])
+def test_npz_arrays(tmp_path, x_name, y_name):
+    x = RNG.standard_normal((6, 3))
+    arrays = {x_name: x} | ({y_name: np.arange(6).reshape(6, 1)} if y_name else {})
+    table = read_table(write(tmp_path / "d.npz", arrays))
+    np.testing.assert_allclose(table.features, x.astype(np.float32))
+    assert table.feature_names == ("x0", "x1", "x2")
+    if y_name:
+        np.testing.assert_array_equal(table.labels, np.arange(6))
+    else:
+        assert table.labels is None
+
+
+def test_npy_images_keep_their_shape_until_a_column_is_dropped(tmp_path):
+    images = RNG.uniform(size=(5, 4, 3)).astype(np.float32)
+    table = read_table(write(tmp_path / "d.npy", images))
+    assert table.image_shape == (4, 3) and table.features.shape == (5, 12)
+    images[:, 0, 0] = 0.0
+    dropped = read_table(write(tmp_path / "d.npy", images), drop_constant=True)
+    assert dropped.image_shape is None and dropped.features.shape == (5, 11)
+    assert "x0" not in dropped.feature_names
+
+
+def test_structured_npy_uses_field_names(tmp_path):
+    array = np.array([(1.0, 2), (3.0, 4), (5.0, 7)], dtype=[("height", "f8"), ("count", "i4")])
+    table = read_table(write(tmp_path / "d.npy", array))
+    assert table.feature_names == ("height", "count")
+
+
+def test_impute_mean_and_drop_constant(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b,c\n1,5,1\n,6,1\n3,,1\n")
+    table = read_table(path, impute="mean", drop_constant=True)
+    assert table.feature_names == ("a", "b")
+    np.testing.assert_array_equal(table.features, [[1, 5], [2, 6], [3, 5.5]])
+
+
+# --- bad files --------------------------------------------------------------------------------------
+
+BAD_FILES = [
+    ("d.txt", "a,b\n1,2\n", {}, ValueError, r"expected one of \['\.csv', '\.npy', '\.npz', '\.parquet'\].*'d\.txt'"),
+    ("d.csv", b"", {}, ValueError, r"d\.csv is empty \(0 bytes\)"),
+    ("d.csv", "\n\n", {}, ValueError, r"no header row"),
+    ("d.csv", "a,b\n", {}, ValueError, r"has 0 rows, expected at least 3"),
+    ("d.csv", "a,b\n1,2\n3,4\n", {}, ValueError, r"has 2 rows, expected at least 3"),
+    ("d.csv", b"\xff\xfe\x00\x81binary", {}, ValueError, r"not a readable CSV file"),
+    ("d.csv", "a,city\n1,Paris\n2,Rome\n3,Oslo\n", {}, ValueError,
+     r"non-numeric columns 'city' \(e\.g\. 'city' holds 'Paris'\).*--label-column"),
+    ("d.csv", "a,b,c\n1,,3\n4,5,\n7,8,9\n", {}, ValueError,
+     r"2 missing values .* in columns 'b', 'c'.*--impute mean"),
+    ("d.csv", "a,b\n1,0\n2,0\n3,0\n", {}, ValueError, r"constant columns 'b' \(1 in all\).*--drop-constant"),
+    ("d.csv", "a,b\n1,1\n1,1\n1,1\n", {"drop_constant": True}, ValueError, r"Every feature column .* is constant"),
+    ("d.csv", "a,b\n1,\n2,\n3,\n", {"impute": "mean"}, ValueError, r"no values at all: 'b'"),
+    ("d.csv", "a,b\n1,2\n3,4\n5,6\n", {"label_column": "lbl"}, ValueError,
+     r"expected one of the columns of d\.csv: 'a', 'b'\. Received: label_column='lbl'"),
+    ("d.csv", "lbl\n1\n2\n3\n", {"label_column": "lbl"}, ValueError, r"no feature columns"),
+    ("d.csv", "a,b\n1,2\n3,inf\n5,6\n", {}, ValueError, r"NaN or infinite values in columns 'b'"),
+    ("d.csv", "a,b\n1,2\n3,1e30\n5,6\n", {}, ValueError, r"values up to 1e\+30 in columns 'b'.*Rescale"),
+    ("d.csv", "a,b\n1,2\n3,4\n5,6\n", {"impute": "median"}, ValueError, r"expected one of \[None, 'mean'\].*'median'"),
+    ("d.npy", npy_bytes(np.arange(6.0))[:-8], {}, ValueError, r"not a readable \.npy file.*truncated or corrupt"),
+    ("d.npy", b"not numpy at all", {}, ValueError, r"not a readable \.npy file"),
+    ("d.npy", npz_bytes(x=np.ones((3, 2))), {}, ValueError, r"is a \.npz archive.*Rename"),
+    ("d.npy", npy_bytes(np.arange(5.0)), {}, ValueError, r"shape \(5,\), expected 2-D.*reshape\(-1, 1\)"),
+    ("d.npy", npy_bytes(np.array([["a", "b"]] * 3)), {}, ValueError, r"non-numeric columns 'x0', 'x1'"),
+    ("d.npz", npz_bytes(x=np.ones((30, 20)))[:-40], {}, ValueError, r"not a readable \.npz file.*truncated"),
+    ("d.npz", npz_bytes(a=np.ones((3, 2)), b=np.ones(3)), {}, ValueError,
+     r"holds arrays \['a', 'b'\], expected a single array or arrays named 'x'"),
+    ("d.npz", npz_bytes(x=np.ones((3, 2)), y=np.ones(4)), {}, ValueError, r"labels 'y' have shape \(4,\)"),
+    ("d.npz", npz_bytes(x=np.arange(6.0).reshape(3, 2), y=np.ones(3)), {"label_column": "x0"}, ValueError,
+     r"already holds labels"),
+    ("d.npz", npy_bytes(np.ones((3, 2))), {}, ValueError, r"is a \.npy array, not a \.npz archive"),
+    ("d.parquet", "a,b\n1,2\n", {}, ValueError, r"not a Parquet file.*wrong extension"),
+    ("d.parquet", b"PAR1 truncated", {}, ValueError, r"not a Parquet file.*truncated"),
+    ("d.parquet", b"PAR1" + b"\x00" * 20 + b"PAR1", {}, ValueError, r"not a readable Parquet file"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "kwargs", "error", "match"), BAD_FILES)
+def test_bad_file(tmp_path, name, content, kwargs, error, match):
+    path = write(tmp_path / name, content)
+    with pytest.raises(error, match=match) as info:
+        read_table(path, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No such file: .*nope\.csv"):
+        read_table(tmp_path / "nope.csv")
+
+
+def test_directory(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(ValueError, match=r"is a directory"):
+        read_table(tmp_path / "d.csv")
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    path = write(tmp_path / "d.csv", FRAME)
+    monkeypatch.setattr(os, "access", lambda *args: False)
+    with pytest.raises(PermissionError, match=r"permission denied.*chmod"):
+        read_table(path)
+
+
+def test_parquet_without_pyarrow(tmp_path, monkeypatch):
+    path = write(tmp_path / "d.parquet", FRAME)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(ImportError, match=r"pip install 'aepca\[parquet\]'"):
+        read_table(path)
+
+
+# --- property test ----------------------------------------------------------------------------------
+
+cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.integers(-(2**40), 2**40),
+    st.booleans(),
+    st.just(""),
+    st.text(alphabet="abc", min_size=1, max_size=3),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    columns=st.lists(st.lists(cells, min_size=0, max_size=5), min_size=1, max_size=4),
+    n_rows=st.integers(0, 5),
+    suffix=st.sampled_from([".csv", ".npy"]),
+    impute=st.sampled_from([None, "mean"]),
+    drop_constant=st.booleans(),
+)
+def test_property_clear_error_or_finite_float32(columns, n_rows, suffix, impute, drop_constant):
+    data = {f"c{i}": (col * (n_rows // max(len(col), 1) + 1))[:n_rows] if col else [1.5] * n_rows
+            for i, col in enumerate(columns)}
+    frame = pd.DataFrame(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"t{suffix}"
+        if suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            try:
+                array = frame.to_numpy(dtype=np.float64)
+            except (ValueError, TypeError):
+                array = frame.to_numpy().astype(str)
+            np.save(path, array)
+        try:
+            table = read_table(path, impute=impute, drop_constant=drop_constant)
+        except ValueError as err:
+            assert "\n" not in str(err) and str(err)
+            return
+    assert table.features.dtype == np.float32 and table.features.ndim == 2
+    assert table.features.shape[0] >= 3 and np.isfinite(table.features).all()
+    assert len(table.feature_names) == table.features.shape[1]
+
+
+# --- load_user_data ---------------------------------------------------------------------------------
+
+TEN = pd.DataFrame({"a": np.arange(10.0), "b": np.arange(10.0) ** 2, "y": np.arange(10) % 3})
+
+
+def test_split_is_seeded_and_complete(tmp_path):
+    path = write(tmp_path / "ten.csv", TEN)
+    data = load_user_data(path, label_column="y", seed=1)
+    again = load_user_data(path, label_column="y", seed=1)
+    other = load_user_data(path, label_column="y", seed=2)
+    assert isinstance(data, Dataset)
+    assert data.x_train.shape == (8, 2) and data.x_test.shape == (2, 2)
+    np.testing.assert_array_equal(data.x_test, again.x_test)
+    assert not np.array_equal(data.x_test, other.x_test)
+    rows = np.concatenate([data.x_train, data.x_test])
+    np.testing.assert_array_equal(np.sort(rows[:, 0]), TEN["a"])
+    np.testing.assert_array_equal(data.y_train, rows[:8, 0].astype(int) % 3)
+    assert data.name == "ten" and data.feature_names == ("a", "b")
+    assert data.notes["units"] == "original units of ten.csv"
+
+
+def test_separate_test_file_learns_cleaning_on_train_only(tmp_path):
+    train = write(tmp_path / "train.csv", "a,b,c\n1,5,0\n,7,0\n3,9,0\n")
+    test = write(tmp_path / "test.csv", "c,b,a\n4,,10\n5,1,\n")  # other order; c varies here
+    data = load_user_data(train, test=test, impute="mean", drop_constant=True)
+    assert data.feature_names == ("a", "b")
+    np.testing.assert_array_equal(data.x_train, [[1, 5], [2, 7], [3, 9]])
+    np.testing.assert_array_equal(data.x_test, [[10, 7], [2, 1]])  # train means: a=2, b=7
+    assert data.notes["dropped_constant_columns"] == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("train", "test", "kwargs", "match"),
+    [
+        ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {}, r"leaves 4 training and 1 test rows.*at least 2 on each side"),
+        ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {"test_size": 1.5}, r"test_size=1\.5"),
+        ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n", {}, r"test\.csv has 1 rows, expected at least 2"),
+        ("a,b\n1,2\n3,4\n5,7\n", "a,c\n1,2\n3,3\n", {}, r"missing 'b', extra 'c'"),
+        ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n3,\n", {}, r"test\.csv has 1 missing values"),
+        ("a,b,y\n1,2,0\n3,4,1\n5,7,1\n", "a,b\n1,2\n3,4\n", {"label_column": "y"}, r"columns of test\.csv"),
+    ],
+)
+def test_load_user_data_errors(tmp_path, train, test, kwargs, match):
+    train_path = write(tmp_path / "train.csv", train)
+    test_path = None if test is None else write(tmp_path / "test.csv", test)
+    with pytest.raises(ValueError, match=match):
+        load_user_data(train_path, test=test_path, **kwargs)

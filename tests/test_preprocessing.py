@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pytest
+
+from aepca.preprocessing import Scaler, in_unit_interval
+
+RNG = np.random.default_rng(0)
+PIXELS = RNG.uniform(0.0, 1.0, size=(50, 6)).astype(np.float32)
+TABULAR = (RNG.standard_normal((50, 4)) * [1.0, 10.0, 1e3, 0.01] + [0.0, -5.0, 1e4, 3.0]).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("method", "X", "resolved"),
+    [
+        ("auto", PIXELS, "none"),
+        ("auto", TABULAR, "standard"),
+        ("minmax", TABULAR, "minmax"),
+        ("standard", PIXELS, "standard"),
+        ("none", TABULAR, "none"),
+    ],
+)
+def test_round_trip(method, X, resolved):
+    scaler = Scaler(method).fit(X)
+    assert scaler.method_ == resolved
+    assert scaler.offset_.dtype == np.float64 and scaler.scale_.dtype == np.float64
+    Z = scaler.transform(X)
+    assert Z.dtype == np.float32
+    np.testing.assert_allclose(scaler.inverse_transform(Z), X, rtol=1e-5, atol=1e-5 * np.abs(X).max())
+    np.testing.assert_allclose(Z, (X - scaler.offset_) / scaler.scale_, rtol=1e-5, atol=1e-5)
+
+
+def test_standard_gives_zero_mean_unit_variance():
+    Z = Scaler("standard").fit_transform(TABULAR)
+    np.testing.assert_allclose(Z.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(Z.std(axis=0), 1.0, atol=1e-5)
+
+
+def test_standard_matches_numpy_moments_across_chunks(monkeypatch):
+    monkeypatch.setattr("aepca.preprocessing._CHUNK_ROWS", 7)
+    scaler = Scaler("standard").fit(TABULAR)
+    np.testing.assert_allclose(scaler.offset_, TABULAR.astype(np.float64).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scaler.scale_, TABULAR.astype(np.float64).std(axis=0), rtol=1e-12)
+
+
+def test_minmax_maps_training_data_to_unit_interval():
+    scaler = Scaler("minmax").fit(TABULAR)
+    Z = scaler.transform(TABULAR)
+    np.testing.assert_allclose(Z.min(axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(Z.max(axis=0), 1.0, atol=1e-6)
+    assert scaler.unit_interval_
+
+
+@pytest.mark.parametrize("method", ["minmax", "standard"])
+def test_constant_column_gets_scale_one(method):
+    X = np.column_stack([np.full(10, 7.0), np.arange(10.0)])
+    scaler = Scaler(method).fit(X)
+    assert scaler.scale_[0] == 1.0
+    Z = scaler.transform(X)
+    assert np.isfinite(Z).all() and (Z[:, 0] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("method", "X", "expected"),
+    [("auto", PIXELS, True), ("auto", TABULAR, False), ("minmax", TABULAR, True), ("none", PIXELS, True),
+     ("none", TABULAR, False), ("standard", PIXELS, False)],
+)
+def test_unit_interval(method, X, expected):
+    assert Scaler(method).fit(X).unit_interval_ is expected
+
+
+@pytest.mark.parametrize(("X", "expected"), [(PIXELS, True), (TABULAR, False), ([[0.0, 1.0]], True), ([[-1e-9]], False)])
+def test_in_unit_interval(X, expected):
+    assert in_unit_interval(X) is expected
+
+
+@pytest.mark.parametrize("method", ["auto", "minmax", "standard", "none"])
+def test_to_dict_round_trips_exactly_through_json(method):
+    scaler = Scaler(method).fit(TABULAR)
+    restored = Scaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    assert restored.method == method and restored.method_ == scaler.method_
+    np.testing.assert_array_equal(restored.offset_, scaler.offset_)
+    np.testing.assert_array_equal(restored.scale_, scaler.scale_)
+    assert restored.unit_interval_ == scaler.unit_interval_
+    np.testing.assert_array_equal(restored.transform(TABULAR), scaler.transform(TABULAR))
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: Scaler("zscore").fit(TABULAR), r"expected one of \['auto', 'minmax', 'standard', 'none'\].*method='zscore'"),
+        (lambda: Scaler().transform(TABULAR), r"not fitted yet"),
+        (lambda: Scaler().fit(TABULAR).transform(PIXELS), r"X has 6 features, but the model was fitted with 4"),
+        (lambda: Scaler().fit(TABULAR).inverse_transform(np.ones((2, 3))), r"Z has 3 features"),
+        (lambda: Scaler().fit(np.array([[np.nan]])), r"NaN"),
+        (lambda: Scaler.from_dict({"method": "auto"}), r"missing \['method_', 'offset', 'scale', 'unit_interval'\]"),
+        (lambda: Scaler.from_dict({"method": "auto", "method_": "bogus", "offset": [0.0], "scale": [1.0],
+                                   "unit_interval": True}), r"method_='bogus'"),
+        (lambda: Scaler.from_dict({"method": "auto", "method_": "none", "offset": [0.0], "scale": [1.0, 2.0],
+                                   "unit_interval": True}), r"equal-length"),
+    ],
+)
+def test_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
