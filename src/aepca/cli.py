@@ -9,6 +9,10 @@ with exit status 130. Heavy imports happen inside the handlers so that
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -35,14 +39,20 @@ def positive_int(text: str) -> int:
     return value
 
 
-def int_list(text: str) -> list[int]:
+def widths(text: str) -> list[int]:
+    """Comma-separated positive integers, in the given order."""
     try:
         values = [positive_int(part) for part in text.split(",") if part.strip()]
     except argparse.ArgumentTypeError as error:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers: {error}") from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, received {text!r}")
-    return sorted(set(values))
+    return values
+
+
+def int_list(text: str) -> list[int]:
+    """Comma-separated positive integers, sorted without repeats."""
+    return sorted(set(widths(text)))
 
 
 def fraction(text: str) -> float:
@@ -71,6 +81,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", choices=["classic", "fast", "linear"], default=None,
                         help="training recipe (default: classic on MNIST, fast on your data)")
     parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's)")
+    parser.add_argument("--hidden", type=widths, default=None, metavar="W1,W2,...",
+                        help="encoder hidden widths, mirrored by the decoder (default: the recipe's, 512,128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the split, weights and shuffling (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -87,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--code-dim", type=positive_int, default=2, help="code size k for both methods (default: 2)")
     add_training_arguments(compare)
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
+    compare.add_argument("--resume", type=Path, metavar="DIR",
+                         help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
     compare.set_defaults(handler=run_compare)
     return parser
 
@@ -134,9 +148,57 @@ def _format_cell(value) -> str:
     return str(value)
 
 
+CHECKPOINT_DIR = "checkpoint"
+ARGS_FILE = "args.json"
+
+
+def resumed_args(args, parser_args: list[str]):
+    """Arguments of the interrupted run whose checkpoint lies in ``args.resume``."""
+    checkpoint = args.resume / CHECKPOINT_DIR
+    try:
+        argv = json.loads((checkpoint / ARGS_FILE).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"--resume {args.resume}: no checkpoint found ({checkpoint / ARGS_FILE} is missing); "
+            "pass the --out folder of an interrupted run."
+        ) from None
+    resumed = build_parser().parse_args([*parser_args, *argv])
+    resumed.argv, resumed.out = argv, args.resume
+    return resumed
+
+
+@contextlib.contextmanager
+def checkpointing(out: Path, argv: list[str]):
+    """A checkpoint folder inside ``out`` that outlives interruptions only.
+
+    It is removed when the run ends normally or fails on an error, and kept
+    (with the arguments needed to resume) when the run is interrupted.
+    """
+    folder = out / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ARGS_FILE).write_text(json.dumps(argv))
+    try:
+        yield folder
+    except KeyboardInterrupt:
+        print(f"aepca: interrupted; checkpoint kept in {folder}. Continue with: aepca compare --resume {out}", file=sys.stderr)
+        raise
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        _remove_if_empty(out)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def run_compare(args) -> int:
     from aepca.experiments.output import check_writable, staged_output
 
+    if args.resume is not None:
+        args = resumed_args(args, ["compare"])
     check_writable(args.out)
     dataset = load_data(args)
     from aepca.experiments.compare import check_code_dim, compare, write_outputs
@@ -148,12 +210,14 @@ def run_compare(args) -> int:
         f"{dataset.n_features} features; code size {args.code_dim}; recipe {recipe}",
         flush=True,
     )
-    comparison = compare(
-        dataset, code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed,
-        scale=args.scale, progress=not args.no_progress,
-    )
-    with staged_output(args.out) as staging:
-        write_outputs(comparison, dataset, staging)
+    with checkpointing(args.out, args.argv) as checkpoint:
+        comparison = compare(
+            dataset, code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed,
+            scale=args.scale, progress=not args.no_progress, checkpoint_dir=str(checkpoint),
+            hidden=None if args.hidden is None else tuple(args.hidden),
+        )
+        with staged_output(args.out) as staging:
+            write_outputs(comparison, dataset, staging)
     print(format_table(comparison.table_rows()))
     print(f"(MSE in {comparison.metrics['units']}; fit seconds include compilation)")
     for note in comparison.notes:
@@ -164,10 +228,18 @@ def run_compare(args) -> int:
     return 0
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C.
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         args = parser.parse_args(argv)
+        args.argv = argv[1:]
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE
@@ -179,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"aepca: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ set_default_backend()
 import keras  # noqa: E402
 
 from aepca import __version__  # noqa: E402
+from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
 from aepca.preprocessing import Scaler  # noqa: E402
@@ -32,6 +33,10 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "aepca.json"
 FORMAT_VERSION = 1
 PREDICT_BATCH = 8192
+# restore_best keeps trained weights over the starting ones only when their
+# validation MSE is lower by more than this many standard errors (a one-sided
+# paired test at about the 0.1% level), measured in docs/never_worse.md.
+CLEAR_IMPROVEMENT_Z = 3.0
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -68,11 +73,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``restore_best``, select) the weights.
     restore_best : bool, default=False
         Keep the weights with the lowest validation loss, the initial ones
-        included.
+        included; then keep the initial weights unless the chosen ones are
+        clearly better on validation (see ``CLEAR_IMPROVEMENT_Z``), so a
+        PCA-initialised model does not end worse than PCA by chance.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, shuffling and the validation split.
     verbose : bool, default=False
         Show a progress bar while training.
+    checkpoint_dir : str, path or None, default=None
+        Write a checkpoint there after every epoch, and resume from the one
+        found there (written by the same settings on the same data), ending
+        with the same weights as an uninterrupted fit.
 
     Attributes
     ----------
@@ -102,6 +113,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "restore_best": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "checkpoint_dir": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -124,6 +136,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         restore_best=False,
         random_state=None,
         verbose=False,
+        checkpoint_dir=None,
     ):
         self.n_components = n_components
         self.hidden = hidden
@@ -142,6 +155,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.restore_best = restore_best
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
 
     # Fitting -----------------------------------------------------------------
     def fit(self, X, y=None, *, X_val=None):
@@ -162,10 +176,35 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.scaler_ = Scaler(self.scale).fit(X)
         X_scaled = self.scaler_.transform(X)
         X_train, X_monitor = self._split_validation(X_scaled, X_val, seed)
-        net = self._build(X_train, seed)
+        # A PCA start fitted on every training row is exactly the PCA it is compared with.
+        net = self._build(X_scaled, seed)
+        start = net.autoencoder.get_weights()
         self.history_ = self._train(net, X_train, X_monitor, seed)
+        if self.restore_best and X_monitor is not None:
+            self.history_["kept_start"] = self._keep_start_unless_clearly_better(net.autoencoder, start, X_monitor)
         self._set_net(net)
         return self
+
+    def _keep_start_unless_clearly_better(self, model, start, X_monitor) -> bool:
+        """Go back to the starting weights unless the trained ones are clearly better.
+
+        Selecting the best epoch on the validation rows favours weights that
+        are better there by chance, so a trained model may still be worse than
+        its (PCA) start on new data. It is kept only when its validation MSE,
+        in the data's units, is lower by more than ``CLEAR_IMPROVEMENT_Z``
+        standard errors of the per-sample differences. Returns whether the
+        start was kept.
+        """
+        weights = np.square(self.scaler_.scale_)
+        trained = model.get_weights()
+        trained_errors = _sample_errors(model, X_monitor, weights)
+        model.set_weights(start)
+        gains = _sample_errors(model, X_monitor, weights) - trained_errors
+        standard_error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else np.inf
+        if gains.mean() > CLEAR_IMPROVEMENT_Z * standard_error:
+            model.set_weights(trained)
+            return False
+        return True
 
     def _split_validation(self, X, X_val, seed):
         if X_val is not None:
@@ -222,9 +261,27 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def _train(self, net: AutoencoderNet, X_train, X_monitor, seed) -> dict:
         """The learning step; variants override this and reuse everything else."""
+        callbacks, resume = (), None
+        if self.checkpoint_dir is not None:
+            fingerprint = self._fingerprint(X_train, X_monitor, seed)
+            resume = load_checkpoint(self.checkpoint_dir, fingerprint)
+            callbacks = (Checkpointer(self.checkpoint_dir, fingerprint),)
         return train(
-            net.autoencoder, X_train, x_val=X_monitor, config=self._train_config(seed), progress=bool(self.verbose)
+            net.autoencoder,
+            X_train,
+            x_val=X_monitor,
+            config=self._train_config(seed),
+            progress=bool(self.verbose),
+            callbacks=callbacks,
+            resume=resume,
         )
+
+    def _fingerprint(self, X_train, X_monitor, seed) -> dict:
+        digest = hashlib.sha256(np.ascontiguousarray(X_train).tobytes())
+        if X_monitor is not None:
+            digest.update(np.ascontiguousarray(X_monitor).tobytes())
+        params = {k: v for k, v in self._metadata_params().items() if k not in ("verbose", "checkpoint_dir")}
+        return {"params": params, "seed": seed, "data_sha256": digest.hexdigest(), "backend": keras.backend.backend()}
 
     def _set_net(self, net: AutoencoderNet) -> None:
         self.model_, self.encoder_, self.decoder_ = net.autoencoder, net.encoder, net.decoder
@@ -293,11 +350,16 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         if not all(np.all(np.isfinite(w)) for w in self.model_.get_weights()):
             raise ValueError("The model has non-finite weights and is not saved; retrain with a lower learning_rate.")
 
-    def _metadata(self) -> dict:
+    def _metadata_params(self) -> dict:
         params = self.get_params()
-        params["hidden"] = list(params["hidden"])
+        params["hidden"] = [int(h) for h in params["hidden"]]
         if not isinstance(params["random_state"], (int, type(None))):
             params["random_state"] = None
+        params["checkpoint_dir"] = None if params["checkpoint_dir"] is None else str(params["checkpoint_dir"])
+        return params
+
+    def _metadata(self) -> dict:
+        params = self._metadata_params()
         return {
             "format": FORMAT_VERSION,
             "aepca_version": __version__,
@@ -334,6 +396,12 @@ def weights_digest(model: keras.Model) -> str:
     for weight in model.get_weights():
         digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
     return digest.hexdigest()
+
+
+def _sample_errors(model: keras.Model, X_scaled: np.ndarray, feature_weights: np.ndarray) -> np.ndarray:
+    """Per-sample reconstruction MSE, each feature's squared error weighted (e.g. back to original units)."""
+    error = _predict(model, X_scaled).astype(np.float64) - X_scaled
+    return np.mean(np.square(error) * feature_weights, axis=1)
 
 
 def _predict(model: keras.Model, X: np.ndarray) -> np.ndarray:

@@ -1,0 +1,115 @@
+"""Atomic per-epoch training checkpoints, and resuming from them.
+
+A checkpoint holds everything the training loop needs to continue exactly
+where it stopped: weights, optimizer state (step counter and moments), the
+number of finished epochs, the learning-rate scale, the history and the best
+weights so far. Shuffling is a pure function of (seed, epoch), so a resumed
+run sees the same batches as an uninterrupted one. Arrays go to an ``.npz``
+(loaded with ``allow_pickle=False``) and the rest to JSON: nothing in a
+checkpoint is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from aepca.training import TrainState
+
+ARRAYS_FILE = "state.npz"
+META_FILE = "state.json"
+GROUPS = ("trainable", "non_trainable", "optimizer", "best_trainable", "best_non_trainable")
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(folder, state: TrainState, fingerprint: dict) -> Path:
+    """Write ``state`` into ``folder``; a crash mid-write leaves the previous one intact.
+
+    ``fingerprint`` describes the run (settings and data shape); resuming a
+    different run from this checkpoint is refused.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    best_loss, best_trainable, best_non_trainable = state.best if state.best else (None, [], [])
+    groups = {
+        "trainable": state.trainable,
+        "non_trainable": state.non_trainable,
+        "optimizer": state.optimizer,
+        "best_trainable": best_trainable,
+        "best_non_trainable": best_non_trainable,
+    }
+    arrays = {f"{group}_{i}": np.asarray(value) for group, values in groups.items() for i, value in enumerate(values)}
+    meta = {
+        "epoch": state.epoch,
+        "lr_scale": state.lr_scale,
+        "history": state.history,
+        "best_loss": best_loss,
+        "counts": {group: len(values) for group, values in groups.items()},
+        "fingerprint": fingerprint,
+    }
+    # Arrays first, then the JSON that refers to them: the JSON is the commit point.
+    _atomic_write(folder / ARRAYS_FILE, lambda fh: np.savez(fh, **arrays))
+    _atomic_write(folder / META_FILE, lambda fh: fh.write(json.dumps(meta).encode()))
+    return folder
+
+
+def load_checkpoint(folder, fingerprint: dict) -> TrainState | None:
+    """The checkpoint in ``folder``, or None when there is none yet."""
+    folder = Path(folder)
+    meta_file, arrays_file = folder / META_FILE, folder / ARRAYS_FILE
+    if not meta_file.exists():
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+        with np.load(arrays_file, allow_pickle=False) as npz:
+            groups = {
+                group: [npz[f"{group}_{i}"] for i in range(meta["counts"][group])] for group in GROUPS
+            }
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"The checkpoint in {folder} is unreadable ({error}); delete the folder to start over."
+        ) from None
+    if meta.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"The checkpoint in {folder} was written by a run with other settings or data; "
+            "resume with the same arguments, or delete the folder to start over."
+        )
+    best = None
+    if meta["best_loss"] is not None:
+        best = (meta["best_loss"], groups["best_trainable"], groups["best_non_trainable"])
+    return TrainState(
+        trainable=groups["trainable"],
+        non_trainable=groups["non_trainable"],
+        optimizer=groups["optimizer"],
+        epoch=meta["epoch"],
+        lr_scale=meta["lr_scale"],
+        history=meta["history"],
+        best=best,
+    )
+
+
+class Checkpointer:
+    """A training callback writing a checkpoint after every epoch."""
+
+    def __init__(self, folder, fingerprint: dict):
+        self.folder = Path(folder)
+        self.fingerprint = fingerprint
+
+    def __call__(self, epoch, history, snapshot) -> None:
+        save_checkpoint(self.folder, snapshot(), self.fingerprint)
