@@ -86,7 +86,7 @@ def arrays(draw):
     return draw(hnp.arrays(dtype, shape, elements=elements))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(arrays())
 def test_property_clear_error_or_finite_float32(X):
     try:

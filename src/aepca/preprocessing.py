@@ -92,6 +92,8 @@ class Scaler:
         return self.offset_.astype(np.float32), self.scale_.astype(np.float32)
 
     def transform(self, X) -> np.ndarray:
+        """Scaled float32 copy of ``X``; with ``method_ == "none"`` the validated
+        input itself (no copy of large pixel data)."""
         self._check_fitted()
         X = check_features(X, n_features=self.n_features_in_)
         if self.method_ == "none":

@@ -9,16 +9,13 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from aepca.data import load_mnist, load_mnist_file
+from aepca.data import load_mnist_file
 from aepca.data import mnist as mnist_module
-from aepca.data.mnist import IDX_FILES, array_digest, download_mnist, load_mnist_arrays
+from aepca.data.mnist import IDX_FILES, array_digest, download_mnist
 
 BUNDLED = resources.files("aepca.data").joinpath("mnist.npz")
 
 
-@pytest.fixture(scope="module")
-def bundled_arrays():
-    return load_mnist_arrays()
 
 
 @pytest.fixture
@@ -150,7 +147,7 @@ def leftovers(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_download_bundled_copy(server, tmp_path, bundled_arrays):
+def test_download_bundled_copy(server, tmp_path):
     root, base = server
     with resources.as_file(BUNDLED) as bundled:
         shutil.copy(bundled, root / "mnist.npz")
@@ -158,22 +155,30 @@ def test_download_bundled_copy(server, tmp_path, bundled_arrays):
     path = download_mnist(f"{base}/mnist.npz", dest / "mnist.npz")
     assert path == dest / "mnist.npz" and leftovers(dest) == ["mnist.npz"]
     data = load_mnist_file(path, n_train=20, n_test=10)
-    np.testing.assert_array_equal(data.x_train, load_mnist(n_train=20, n_test=10).x_train)
-    np.testing.assert_array_equal(data.y_test, bundled_arrays["y_test"][:10])
+    with np.load(root / "mnist.npz") as raw:
+        np.testing.assert_array_equal(np.rint(data.x_train * 255), raw["x_train"][:20].reshape(20, 784))
+        np.testing.assert_array_equal(data.y_test, raw["y_test"][:10])
     assert data.image_shape == (28, 28) and data.notes["source"] == str(path)
 
 
-def test_download_with_wrong_checksum_leaves_nothing(server, tmp_path, bundled_arrays):
+def test_download_truncated_bundled_copy_keeps_previous_file(server, tmp_path):
     root, base = server
-    x_train = bundled_arrays["x_train"].copy()
-    x_train[0, 0, 0] ^= 1
-    np.savez(root / "mnist.npz", **(bundled_arrays | {"x_train": x_train}))
+    with resources.as_file(BUNDLED) as bundled:
+        (root / "mnist.npz").write_bytes(bundled.read_bytes()[:-1000])
     dest = tmp_path / "cache"
     dest.mkdir()
     (dest / "mnist.npz").write_bytes(b"previous")
-    with pytest.raises(ValueError, match=r"download from .*: x_train does not match the canonical MNIST checksum"):
+    with pytest.raises(ValueError, match=r"download from .* is not a readable \.npz file"):
         download_mnist(f"{base}/mnist.npz", dest)  # a folder: the file is mnist.npz inside
     assert leftovers(dest) == ["mnist.npz"] and (dest / "mnist.npz").read_bytes() == b"previous"
+
+
+def test_download_with_wrong_checksum_leaves_nothing(server, tmp_path, tiny_mnist):
+    root, base = server
+    np.savez(root / "mnist.npz", **(tiny_mnist | {"y_test": tiny_mnist["y_test"][::-1]}))
+    with pytest.raises(ValueError, match=r"download from .*: y_test does not match the canonical MNIST checksum"):
+        download_mnist(f"{base}/mnist.npz", tmp_path / "out" / "mnist.npz")
+    assert leftovers(tmp_path / "out") == []
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,8 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
             f"{path}: the IDX header declares shape {shape} ({math.prod(shape)} bytes) but {size} bytes "
             "follow; the file is truncated or corrupt. Download it again."
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    # Copy: a frombuffer view of bytes is read-only, unlike the bundled arrays.
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -154,7 +155,9 @@ def _read_mnist_npz(path: Path, source: str) -> dict[str, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except _CORRUPT_ERRORS as err:
-        raise ValueError(f"{source} is not a readable .npz file ({err}); it may be truncated or corrupt. {fix}") from None
+        raise ValueError(
+            f"{source} is not a readable .npz file ({err}); it may be truncated or corrupt. {fix}"
+        ) from None
     if isinstance(archive, np.ndarray):
         raise ValueError(f"{source} holds a single array, expected a .npz archive with {sorted(MNIST_SHA256)}.")
     with archive:

@@ -10,6 +10,7 @@ rows, so no test information leaks into preprocessing.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import zipfile
 import zlib
@@ -79,9 +80,12 @@ def _read_csv(path: Path) -> _Raw:
     try:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path} has no header row and no data. Write a header line of column names, then the rows.") from None
+        raise ValueError(
+            f"{path} has no header row and no data. Write a header line of column names, then the rows."
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise _corrupt(path, "CSV", err, "Check that it is comma-separated text with the same number of fields on every line.") from None
+        fix = "Check that it is comma-separated text with the same number of fields on every line."
+        raise _corrupt(path, "CSV", err, fix) from None
     frame.columns = [str(c) for c in frame.columns]
     return _Raw(frame, None, None)
 
@@ -161,7 +165,9 @@ _READERS = {".csv": _read_csv, ".npy": _read_npy, ".npz": _read_npz, ".parquet":
 def _read_raw(path) -> _Raw:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"No such file: {path}. Check the path and the current directory ({Path.cwd()}).")
+        raise FileNotFoundError(
+            f"No such file: {path}. Check the path and the current directory ({Path.cwd()})."
+        )
     if path.is_dir():
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(_READERS)}).")
     reader = _READERS.get(path.suffix.lower())
@@ -171,7 +177,9 @@ def _read_raw(path) -> _Raw:
             f"Received: {path.name!r}. Convert the file to CSV (with a header row), .npy, .npz or Parquet."
         )
     if not os.access(path, os.R_OK):
-        raise PermissionError(f"Cannot read {path}: permission denied. Make it readable (chmod u+r) or copy it elsewhere.")
+        raise PermissionError(
+            f"Cannot read {path}: permission denied. Make it readable (chmod u+r) or copy it elsewhere."
+        )
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty (0 bytes). Point to a file that holds data.")
     return reader(path)
@@ -284,7 +292,9 @@ def _image_shape(image_shape: tuple | None, n_features: int) -> tuple | None:
     return image_shape if image_shape and math.prod(image_shape) == n_features else None
 
 
-def read_table(path, *, label_column: str | None = None, drop_constant: bool = False, impute: str | None = None) -> Table:
+def read_table(
+    path, *, label_column: str | None = None, drop_constant: bool = False, impute: str | None = None
+) -> Table:
     """Read a ``.csv`` (with a header row), ``.npy``, ``.npz`` or ``.parquet`` file.
 
     ``label_column`` names a column to return as labels instead of a feature
@@ -303,7 +313,7 @@ def read_table(path, *, label_column: str | None = None, drop_constant: bool = F
 
 def split_indices(n_rows: int, test_size: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded shuffle of ``range(n_rows)`` into (train, test) index arrays."""
-    if isinstance(test_size, bool) or not isinstance(test_size, int | float) or not 0.0 < test_size < 1.0:
+    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or not 0.0 < test_size < 1.0:
         raise ValueError(
             f"Received an invalid value for test_size, expected a fraction strictly between 0 and 1. "
             f"Received: test_size={test_size!r}. Use e.g. 0.2."
