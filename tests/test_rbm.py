@@ -206,9 +206,10 @@ def test_logistic_pca_starts_at_pca_and_training_lowers_cross_entropy(patterns):
         (lambda x: train_rbm(x, 0), "n_hidden, expected an integer >= 1"),
         (lambda x: train_rbm(x, 2, progress="yes"), "progress, expected None"),
         (lambda x: pretrain_stack(x, (), epochs=1), "sizes, expected a non-empty"),
-        (lambda x: up_pass(train_rbm(x, 2, epochs=0), x[:, :3]), "expected a non-empty 2-D"),
+        (lambda x: up_pass(train_rbm(x, 2, epochs=0), x[:, :3]), "has 3 features, but the model was fitted with 16"),
         (lambda x: logistic_pca(x, 17, epochs=0, batch_size=10, learning_rate=1e-3, seed=0),
-         "n_components, expected at most"),
+         "n_components, expected an integer"),
+        (lambda x: train_rbm(x[:, 0], 2), "expected a 2-D array"),
     ],
 )
 def test_bad_input_is_rejected(patterns, call, match):

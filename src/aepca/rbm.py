@@ -51,6 +51,7 @@ import keras  # noqa: E402
 
 from aepca.models import AutoencoderNet  # noqa: E402
 from aepca.training import TrainConfig, train  # noqa: E402
+from aepca.validation import check_features, check_n_components  # noqa: E402
 
 __all__ = [
     "RBMLayer",
@@ -310,23 +311,27 @@ def train_rbm(
 
 def up_pass(layer: RBMLayer, data) -> np.ndarray:
     """Hidden probabilities (binary) or means (Gaussian) of ``layer`` given ``data``."""
-    x = _check_features(data, "data", layer.n_visible)
+    x = check_features(data, name="data", n_features=layer.n_visible)
     return np.asarray(_hidden_means(layer.params(), jnp.asarray(x), layer.hidden_type))
 
 
 def reconstruction_error(layer: RBMLayer, data) -> float:
     """Deterministic mean-field reconstruction error: the mean over cases of the summed
     squared difference between ``data`` and sigmoid(up_pass(data) @ W.T + b)."""
-    x = _check_features(data, "data", layer.n_visible)
-    params = layer.params()
-    hidden = _hidden_means(params, jnp.asarray(x), layer.hidden_type)
-    reconstruction = jax.nn.sigmoid(hidden @ params.weights.T + params.visible_bias)
-    return float(jnp.sum((x - reconstruction) ** 2) / x.shape[0])
+    x = check_features(data, name="data", n_features=layer.n_visible)
+    return float(_mean_field_error(layer.params(), jnp.asarray(x), layer.hidden_type))
 
 
 @functools.partial(jax.jit, static_argnames="hidden_type")
 def _hidden_means(params, x, hidden_type):
     return _HIDDEN_MEAN[hidden_type](x @ params.weights + params.hidden_bias)
+
+
+@functools.partial(jax.jit, static_argnames="hidden_type")
+def _mean_field_error(params, x, hidden_type):
+    hidden = _hidden_means(params, x, hidden_type)
+    reconstruction = jax.nn.sigmoid(hidden @ params.weights.T + params.visible_bias)
+    return jnp.sum((x - reconstruction) ** 2) / x.shape[0]
 
 
 def pretrain_stack(
@@ -461,12 +466,7 @@ def logistic_pca(
     the input, as in the other autoencoders of the comparison.
     """
     x = _check_unit_interval(x_train, "x_train")
-    n_components = _check_int(n_components, "n_components", minimum=1)
-    if n_components > x.shape[1]:
-        raise ValueError(
-            "Received an invalid value for n_components, expected at most the number of "
-            f"features ({x.shape[1]}). Received: n_components={n_components}"
-        )
+    n_components = check_n_components(n_components, x.shape[1], allow_equal=True)
     epochs = _check_int(epochs, "epochs", minimum=0)
     mean = x.mean(axis=0, dtype=np.float64)
     centred = x - mean
@@ -508,30 +508,14 @@ def _check_int(value, name, *, minimum):
     return int(value)
 
 
-def _check_features(data, name, n_features=None) -> np.ndarray:
-    x = np.asarray(data, dtype=np.float32)
-    if x.ndim != 2 or x.shape[0] == 0 or (n_features is not None and x.shape[1] != n_features):
-        expected = f"{n_features} columns" if n_features is not None else "at least one column"
-        raise ValueError(
-            f"Received an invalid value for {name}, expected a non-empty 2-D array "
-            f"(n_samples, n_features) with {expected}. Received: {name}.shape={x.shape}"
-        )
-    if not np.all(np.isfinite(x)):
-        raise ValueError(
-            f"Received an invalid value for {name}, expected finite values. "
-            f"Received: {name} with NaN or infinite entries; drop or impute them first."
-        )
-    return x
-
-
 def _check_unit_interval(data, name) -> np.ndarray:
-    x = _check_features(data, name)
+    x = check_features(data, name=name)
     low, high = float(x.min()), float(x.max())
     if low < 0 or high > 1:
         raise ValueError(
             f"Received an invalid value for {name}, expected values in [0, 1] for logistic "
-            f"units. Received: {name} in [{low:g}, {high:g}]; rescale it, e.g. with a "
-            "min-max scaler."
+            f"units. Received: {name} in [{low:g}, {high:g}]. Min-max scale it to [0, 1] "
+            "first."
         )
     return x
 
