@@ -26,6 +26,11 @@ def describe_names(names: Sequence, limit: int = 5) -> str:
     return f"{shown} and {extra} more" if extra > 0 else shown
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _invalid(name: str, expected: str, received: str, fix: str) -> ValueError:
     return ValueError(
         f"Received an invalid value for {name}, expected {expected}. Received: {received}. {fix}"
@@ -89,7 +94,7 @@ def _check_shape(array: np.ndarray, name: str, min_rows: int) -> None:
         raise _invalid(
             name,
             f"at least {min_rows} rows",
-            f"{name} with {n_rows} rows",
+            f"{name} with {plural(n_rows, 'row')}",
             "Provide more samples.",
         )
     if n_cols == 0:
@@ -106,7 +111,7 @@ def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
             raise _invalid(
                 name,
                 "finite values",
-                f"{int(bad.sum())} NaN or infinite values in columns {describe_names(cols)}",
+                f"{plural(int(bad.sum()), 'NaN or infinite value')} in columns {describe_names(cols)}",
                 "Impute or drop the missing values (e.g. --impute mean) before fitting.",
             )
     if array.dtype.kind == "b" or array.size == 0:
@@ -119,7 +124,8 @@ def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
         largest = float(col_max.max())
         raise _invalid(
             name,
-            f"values with magnitude at most {MAX_ABS_VALUE:.0e} (float32 loses all precision beyond)",
+            f"values with magnitude at most {MAX_ABS_VALUE:.0e} (beyond, float32 squared errors lose all "
+            "precision or overflow)",
             f"values up to {largest:.3g} in columns {describe_names(cols)}",
             f"Rescale the data first, e.g. divide those columns by {10.0 ** np.floor(np.log10(largest)):.0e} "
             "or change their units.",

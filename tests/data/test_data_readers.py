@@ -118,7 +118,7 @@ BAD_FILES = [
     ("d.csv", "a,b\n1,2\n3,4\n5,6\n", {"label_column": "lbl"}, ValueError,
      r"expected one of the columns of d\.csv: 'a', 'b'\. Received: label_column='lbl'"),
     ("d.csv", "lbl\n1\n2\n3\n", {"label_column": "lbl"}, ValueError, r"no feature columns"),
-    ("d.csv", "a,b\n1,2\n3,inf\n5,6\n", {}, ValueError, r"NaN or infinite values in columns 'b'"),
+    ("d.csv", "a,b\n1,2\n3,inf\n5,6\n", {}, ValueError, r"1 NaN or infinite value in columns 'b'"),
     ("d.csv", "a,b\n1,2\n3,1e30\n5,6\n", {}, ValueError, r"values up to 1e\+30 in columns 'b'.*Rescale"),
     ("d.csv", "a,b\n1,2\n3,4\n5,6\n", {"impute": "median"}, ValueError, r"expected one of \[None, 'mean'\].*'median'"),
     ("d.npy", npy_bytes(np.arange(6.0))[:-8], {}, ValueError, r"not a readable \.npy file.*truncated or corrupt"),
@@ -250,11 +250,11 @@ def test_separate_test_file_learns_cleaning_on_train_only(tmp_path):
 @pytest.mark.parametrize(
     ("train", "test", "kwargs", "match"),
     [
-        ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {}, r"leaves 4 training and 1 test rows.*at least 2 on each side"),
+        ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {}, r"leaves 4 training and 1 test row, expected at least 2 on each side"),
         ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {"test_size": 1.5}, r"test_size=1\.5"),
-        ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n", {}, r"test\.csv has 1 rows, expected at least 2"),
+        ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n", {}, r"test\.csv has 1 row, expected at least 2"),
         ("a,b\n1,2\n3,4\n5,7\n", "a,c\n1,2\n3,3\n", {}, r"missing 'b', extra 'c'"),
-        ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n3,\n", {}, r"test\.csv has 1 missing values"),
+        ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n3,\n", {}, r"test\.csv has 1 missing value \("),
         ("a,b,y\n1,2,0\n3,4,1\n5,7,1\n", "a,b\n1,2\n3,4\n", {"label_column": "y"}, r"columns of test\.csv"),
     ],
 )

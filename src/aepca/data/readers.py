@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from aepca.data._dataset import Dataset
-from aepca.validation import check_features, describe_names
+from aepca.validation import check_features, describe_names, plural
 
 MIN_ROWS = 3
 MIN_SPLIT_ROWS = 2
-IMPUTE_OPTIONS = (None, "mean")
+# Imputation strategies: per-column fill values computed from the training rows.
+IMPUTERS = {"mean": pd.DataFrame.mean}
 _CORRUPT_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
@@ -207,7 +208,9 @@ def _pop_labels(raw: _Raw, label_column: str | None, source: str) -> tuple[pd.Da
 
 def _check_rows(frame: pd.DataFrame, source: str, min_rows: int) -> None:
     if len(frame) < min_rows:
-        raise ValueError(f"{source} has {len(frame)} rows, expected at least {min_rows}. Provide more samples.")
+        raise ValueError(
+            f"{source} has {plural(len(frame), 'row')}, expected at least {min_rows}. Provide more samples."
+        )
 
 
 def _check_numeric(frame: pd.DataFrame, source: str) -> None:
@@ -228,16 +231,16 @@ def _check_missing(frame: pd.DataFrame, source: str) -> None:
     counts = counts[counts > 0]
     if len(counts):
         raise ValueError(
-            f"{source} has {int(counts.sum())} missing values (NaN or empty cells) in columns "
+            f"{source} has {plural(int(counts.sum()), 'missing value')} (NaN or empty cells) in columns "
             f"{describe_names(list(counts.index))}. Fill them with the column mean using impute='mean' "
             "(--impute mean), or remove those rows."
         )
 
 
 def _check_impute(impute) -> None:
-    if impute not in IMPUTE_OPTIONS:
+    if impute is not None and impute not in IMPUTERS:
         raise ValueError(
-            f"Received an invalid value for impute, expected one of {list(IMPUTE_OPTIONS)}. "
+            f"Received an invalid value for impute, expected one of {[None, *IMPUTERS]}. "
             f"Received: impute={impute!r}. Use 'mean' or leave it unset."
         )
 
@@ -255,15 +258,15 @@ class _Cleaning:
             raise ValueError(f"{source} has no feature columns besides the labels. Add feature columns.")
         _check_numeric(frame, source)
         fill = {}
-        if impute == "mean":
-            means = frame.mean()
-            empty = list(means.index[means.isna()])
+        if impute is not None:
+            values = IMPUTERS[impute](frame)
+            empty = list(values.index[values.isna()])
             if empty:
                 raise ValueError(
-                    f"{source} has columns with no values at all: {describe_names(empty)}, so there is no mean "
-                    "to impute. Remove those columns."
+                    f"{source} has columns with no values at all: {describe_names(empty)}, so there is no "
+                    f"{impute} to impute. Remove those columns."
                 )
-            fill = means.to_dict()
+            fill = values.to_dict()
         else:
             _check_missing(frame, source)
         # min/max skip NaN, and a mean-imputed constant column stays constant.
@@ -323,7 +326,7 @@ def split_indices(n_rows: int, test_size: float, seed: int, source: str) -> tupl
     if min(n_train, n_test) < MIN_SPLIT_ROWS:
         raise ValueError(
             f"Splitting the {n_rows} rows of {source} with test_size={test_size} leaves {n_train} training and "
-            f"{n_test} test rows, expected at least {MIN_SPLIT_ROWS} on each side. Provide more rows, change "
+            f"{plural(n_test, 'test row')}, expected at least {MIN_SPLIT_ROWS} on each side. Provide more rows, change "
             "test_size, or pass a separate test file."
         )
     order = np.random.default_rng(seed).permutation(n_rows)
