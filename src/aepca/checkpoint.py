@@ -20,8 +20,7 @@ import numpy as np
 
 from aepca.training import TrainState
 
-ARRAYS_FILE = "state.npz"
-META_FILE = "state.json"
+CHECKPOINT_FILE = "checkpoint.npz"
 GROUPS = ("trainable", "non_trainable", "optimizer", "best_trainable", "best_non_trainable")
 
 
@@ -63,21 +62,28 @@ def save_checkpoint(folder, state: TrainState, fingerprint: dict) -> Path:
         "counts": {group: len(values) for group, values in groups.items()},
         "fingerprint": fingerprint,
     }
-    # Arrays first, then the JSON that refers to them: the JSON is the commit point.
-    _atomic_write(folder / ARRAYS_FILE, lambda fh: np.savez(fh, **arrays))
-    _atomic_write(folder / META_FILE, lambda fh: fh.write(json.dumps(meta).encode()))
+    arrays["meta"] = np.array(json.dumps(meta))
+    _atomic_write(folder / CHECKPOINT_FILE, lambda fh: np.savez(fh, **arrays))
     return folder
+
+
+def checkpoint_epoch(folder) -> int:
+    """Epochs finished in the checkpoint in ``folder`` (0 when there is none)."""
+    try:
+        with np.load(Path(folder) / CHECKPOINT_FILE, allow_pickle=False) as npz:
+            return int(json.loads(str(npz["meta"]))["epoch"])
+    except FileNotFoundError:
+        return 0
 
 
 def load_checkpoint(folder, fingerprint: dict) -> TrainState | None:
     """The checkpoint in ``folder``, or None when there is none yet."""
-    folder = Path(folder)
-    meta_file, arrays_file = folder / META_FILE, folder / ARRAYS_FILE
-    if not meta_file.exists():
+    file = Path(folder) / CHECKPOINT_FILE
+    if not file.exists():
         return None
     try:
-        meta = json.loads(meta_file.read_text())
-        with np.load(arrays_file, allow_pickle=False) as npz:
+        with np.load(file, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
             groups = {
                 group: [npz[f"{group}_{i}"] for i in range(meta["counts"][group])] for group in GROUPS
             }
