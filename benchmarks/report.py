@@ -1,0 +1,263 @@
+"""Render ``benchmarks.json`` (written by ``benchmarks/run.py``) as ``benchmarks.md``.
+
+    .venv/bin/python benchmarks/report.py docs/benchmarks.json
+
+rewrites ``docs/benchmarks.md`` from the JSON alone, so no number in the markdown is ever
+typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+TITLES = {
+    "reference": "reference: Keras 3 `fit`, TensorFlow",
+    "classic": "aepca `classic` (JAX)",
+    "fast": "aepca `fast` (JAX)",
+}
+
+
+def fmt(value, digits=2, suffix=""):
+    return "—" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def with_ratio(entry, metric, digits=2, reached_of=None, baseline=False):
+    text = fmt(entry.get(metric), digits)
+    if reached_of is not None and entry.get(f"{metric}_reached", 0) < reached_of:
+        text += f" ({entry.get(f'{metric}_reached', 0)}/{reached_of} runs)"
+    ratio = entry.get(f"{metric}_ratio")
+    if not baseline and ratio is not None and entry.get(metric) is not None:
+        text += f" ({ratio:.2f}×)"
+    return text
+
+
+def describe_training_run(run: dict) -> str:
+    """One line per run, for the progress output of run.py."""
+    return (
+        f"{len(run['seconds'])} epochs, first {run['first_epoch_s']:.2f} s, "
+        f"then {fmt(run['epoch_s'])} s/epoch, loop {run['train_loop_s']:.2f} s, "
+        f"first step at {fmt(run['first_step_s'])} s, final test MSE {run['final_test_mse']:.5f}, "
+        f"peak RSS {run['peak_rss_mib']:.0f} MiB"
+    )
+
+
+def table(header, rows) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def training_section(results) -> list[str]:
+    settings = results["settings"]
+    summary = results["summary"]["training"]
+    keys = settings["training_order"]
+    repeats, epochs = settings["repeats"], settings["epochs"]
+    thresholds = settings["thresholds"]
+    n_train = settings["n_train"] or 60000
+    n_test = settings["n_test"] or 10000
+
+    def row(label, metric, digits=2):
+        return [label, *(with_ratio(summary[key], metric, digits, baseline=key == keys[0]) for key in keys)]
+
+    def threshold_row(name):
+        cells = []
+        for key in keys:
+            entry = summary[key]
+            text = with_ratio(entry, f"time_to_{name}_s", 2, repeats, baseline=key == keys[0])
+            if entry.get(f"epochs_to_{name}") is not None:
+                text += f", epoch {entry[f'epochs_to_{name}']:g}"
+            cells.append(text)
+        return [f"Test MSE first below {thresholds[name]} (s since the loop began)", *cells]
+
+    lines = [
+        f"## Training: MNIST ({n_train:,} train / {n_test:,} test), 784-512-128-2-128-512-784, batch 128, {epochs} epoch(s)",
+        "",
+        f"Medians of {repeats} run(s) per contender, each in a fresh process, contenders alternating run by "
+        "run. In parentheses: the median over repeats of the ratio to the reference run of the same "
+        "repeat (below 1 = less time / memory / error than the reference).",
+        "",
+    ]
+    lines += table(
+        ["", *(TITLES[key] for key in keys)],
+        [
+            row("Start-up: process start → first training step done (s)", "first_step_s"),
+            row("Process start → training called (imports, data, s)", "fit_start_s"),
+            row(f"Seconds per epoch, median of epochs 2–{epochs}" if epochs > 1 else "Seconds per epoch (needs 2+ epochs)", "epoch_s"),
+            row("First epoch, includes compilation (s)", "first_epoch_s"),
+            row("Training loop, all epochs (s)", "train_loop_s"),
+            row("Build + train, the whole `fit` (s)", "fit_wall_s"),
+            threshold_row("pca2"),
+            threshold_row("target"),
+            row("Final test MSE", "final_test_mse", digits=5),
+            row("Peak RSS of the process (MiB)", "peak_rss_mib", digits=0),
+            row("Whole process, start to exit (s)", "process_wall_s"),
+        ],
+    )
+    chunk_steps = sorted({r["first_step_steps"] for r in results["runs"]["training"] if r["key"] != "reference"})
+    lines += [
+        "",
+        "How each number is taken:",
+        "",
+        "- Process start is the parent's `time.time()` just before it spawns the run (passed in "
+        "`AEPCA_BENCH_T0`), so start-up includes interpreter start, imports and loading MNIST.",
+        "- First training step: for the reference, the end of its first batch (a Keras "
+        "`on_train_batch_end` callback). aepca returns to Python only once per compiled chunk, so for "
+        f"aepca it is the end of the first chunk ({', '.join(map(str, chunk_steps)) or '—'} steps, "
+        "blocked until computed) — an upper bound that includes the steps after the first.",
+        "- Epoch times are wall time from the start of the training loop to each epoch's end "
+        "(Keras `on_train_begin` / `on_epoch_end`; aepca `history_['seconds']`), validation pass included. "
+        "Times to a test MSE are at epoch-end resolution, not interpolated; "
+        f"{thresholds['pca2']} is PCA(2)'s test MSE, {thresholds['target']} the level to reach.",
+        "- Test MSE per epoch: the reference's `val_loss` (MSE on the test set, its validation data); "
+        "`classic`'s `history_['val_mse']` (the test set is its `X_val`); `fast` holds out 5% of the "
+        "training set for its own validation, so the benchmark measures the test MSE of the current "
+        "weights after each epoch with an aepca epoch callback and subtracts that callback's time "
+        "from every time reported.",
+        "- Final test MSE: float64 mean over the test set of the trained model's reconstruction "
+        "(`fast` keeps its best weights on its validation split).",
+        "- Peak RSS: the run's own `ru_maxrss` at exit. Threads: each library's default.",
+        "- No progress bar for any contender (`verbose=0` / `verbose=False`).",
+    ]
+    return lines
+
+
+def pca_section(results) -> list[str]:
+    summary = results["summary"]["pca"]
+    rows = []
+    for dtype in ("float32", "float64"):
+        if dtype not in summary:
+            continue
+        sklearn, aepca = summary[dtype][f"sklearn/{dtype}"], summary[dtype][f"aepca/{dtype}"]
+        rows.append([
+            dtype, fmt(sklearn["fit_s"], 3), with_ratio(aepca, "fit_s", 3),
+            fmt(sklearn["test_mse"], 6), fmt(aepca["test_mse"], 6),
+            fmt(sklearn["peak_rss_mib"], 0), with_ratio(aepca, "peak_rss_mib", 0),
+        ])
+    lines = [
+        "## PCA(2) fit on the MNIST training set",
+        "",
+        "Each fit in a fresh process (imports and data loading not timed), implementations alternating. "
+        "In parentheses: aepca / scikit-learn, median over repeats.",
+        "",
+    ]
+    lines += table(
+        ["input", 'sklearn `PCA(2, svd_solver="full")` fit (s)', "`aepca.pca.PCA(2)` fit (s)",
+         "test MSE sklearn", "test MSE aepca", "peak RSS sklearn (MiB)", "peak RSS aepca (MiB)"],
+        rows,
+    )
+    lines += ["", f"Largest relative difference of the two test reconstruction MSEs: {summary['max_rel_diff_test_mse']:.2e}."]
+    return lines
+
+
+def floor_section(results) -> list[str]:
+    floor = results["summary"]["floor"]
+    m, k, n = floor["gemm_shape"]
+    quick = results["settings"]["epochs"] < 2
+    lines = [
+        "## Arithmetic floor",
+        "",
+        f"numpy float32 GEMM {m}×{k} @ {k}×{n} (one layer's batch): {floor['gflops']:.1f} GFLOP/s "
+        "(median over processes of each one's best of "
+        f"{results['settings']['gemm']['samples']} timed samples). A training epoch needs at least "
+        f"6 × parameters × {floor['n_train']:,} samples flops (2 forward, 4 backward per weight), so:",
+        "",
+    ]
+    lines += table(
+        ["", "parameters", "floor (s/epoch)", "measured s/epoch / floor"],
+        [
+            [TITLES[key], f"{c['n_params']:,}", fmt(c["epoch_floor_s"], 3), fmt(c["epoch_s_over_floor"], 1, "×")]
+            for key, c in floor["contenders"].items()
+        ],
+    )
+    if quick:
+        lines += ["", "(One epoch only: the measured time is the first epoch, compilation included.)"]
+    return lines
+
+
+def runs_section(results) -> list[str]:
+    lines = ["## Every run", ""]
+    lines += table(
+        ["#", "contender", "seed", "first step (s)", "first epoch (s)", "s/epoch", "loop (s)", "final test MSE", "peak RSS (MiB)"],
+        [
+            [i, r["key"], r["seed"], fmt(r["first_step_s"]), fmt(r["first_epoch_s"]), fmt(r["epoch_s"]),
+             fmt(r["train_loop_s"]), fmt(r["final_test_mse"], 5), fmt(r["peak_rss_mib"], 0)]
+            for i, r in enumerate(results["runs"]["training"], 1)
+        ],
+    )
+    lines.append("")
+    lines += table(
+        ["#", "PCA", "input", "fit (s)", "test MSE", "peak RSS (MiB)"],
+        [
+            [i, r["impl"], r["dtype"], fmt(r["fit_s"], 3), fmt(r["test_mse"], 6), fmt(r["peak_rss_mib"], 0)]
+            for i, r in enumerate(results["runs"]["pca"], 1)
+        ],
+    )
+    return lines
+
+
+def machine_section(results) -> list[str]:
+    machine = results["machine"]
+    load = lambda values: "—" if values is None else ", ".join(f"{v:.2f}" for v in values)  # noqa: E731
+    return [
+        "## Machine",
+        "",
+        f"- CPU: {machine['cpu_model']}; {machine['logical_cpus']} logical CPUs, {machine['usable_cpus']} usable; "
+        f"{fmt(machine['memory_gib'], 1)} GiB memory",
+        f"- {machine['platform']}",
+        "- " + ", ".join(f"{name} {version}" for name, version in machine["versions"].items()),
+        f"- Load average (1, 5, 15 min) before: {load(machine['load_average_before'])}; "
+        f"after: {load(machine['load_average_after'])}",
+        f"- Source tree: `{machine['git']}`; the whole benchmark took {results['duration_s'] / 60:.1f} min",
+    ]
+
+
+def gpu_section(results) -> list[str]:
+    gpus = results["machine"]["gpus"]
+    devices = sorted({f"{r['key']}: {r['device']}" for r in results["runs"]["training"]})
+    if not gpus:
+        return ["## GPU", "", "No GPU was available for this run (`nvidia-smi` found none); every number above is CPU-only."]
+    return [
+        "## GPU",
+        "",
+        f"GPU(s) detected: {'; '.join(gpus)}. Devices the training runs used: {', '.join(devices)}.",
+    ]
+
+
+def render(results: dict) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {results['date']} by the command below, then rendered from `benchmarks.json` by "
+        "`benchmarks/report.py`; do not edit by hand. Rerun the command to update, or re-render with "
+        "`.venv/bin/python benchmarks/report.py docs/benchmarks.json`.",
+        "",
+        "```",
+        results["command"],
+        "```",
+        "",
+    ]
+    if results["quick"]:
+        lines += [
+            "> **Smoke run (`--quick`)**: a small subset, one epoch, one repeat. These numbers check that "
+            "the benchmark works; they measure nothing.",
+            "",
+        ]
+    for section in (training_section, pca_section, floor_section, runs_section, machine_section, gpu_section):
+        lines += section(results)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(json_path) -> Path:
+    json_path = Path(json_path)
+    markdown = json_path.with_suffix(".md")
+    markdown.write_text(render(json.loads(json_path.read_text())))
+    return markdown
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: report.py PATH/benchmarks.json")
+    print(f"wrote {main(sys.argv[1])}")

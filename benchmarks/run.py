@@ -1,0 +1,305 @@
+"""The one benchmark command: Keras reference vs aepca's recipes, PCA fits, the arithmetic floor.
+
+    .venv/bin/python benchmarks/run.py [--repeats N] [--quick] [--out DIR]
+
+Every run is its own fresh process (``benchmarks/worker.py``), so imports, start-up and peak
+RSS belong to that run alone, and the contenders alternate run by run (A B C A B C ...) so
+that slow phases of a shared machine hit all of them alike. Ratios are taken within a repeat
+and their median reported. Raw numbers and medians go to ``benchmarks.json``;
+``benchmarks.md`` is rendered from that file by ``benchmarks/report.py`` and never edited.
+
+``--quick`` is a smoke test: 6,000 training / 1,000 test images, 1 epoch, 1 repeat, output
+to a temporary folder unless ``--out`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import report
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "worker.py"
+
+# Test MSE of PCA(2) on MNIST, and the level the classic recipe ends at after 5 epochs.
+THRESHOLDS = {"pca2": 0.0557, "target": 0.0407}
+TRAINING = ("reference", "classic", "fast")
+BACKENDS = {"reference": "tensorflow", "classic": "jax", "fast": "jax"}
+PCA_CASES = tuple((dtype, impl) for dtype in ("float32", "float64") for impl in ("aepca", "sklearn"))
+GEMM = {"shape": (128, 784, 512), "samples": 7, "sample_s": 0.3}
+PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "numpy", "scipy", "scikit-learn")
+
+
+def spawn(task: str, spec: dict, backend: str = "jax") -> dict:
+    with tempfile.TemporaryDirectory(prefix="aepca-bench-run-") as tmp:
+        result_path = Path(tmp) / "result.json"
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        started = time.time()
+        env["AEPCA_BENCH_T0"] = repr(started)
+        proc = subprocess.run(
+            [sys.executable, str(WORKER), task, json.dumps(spec), str(result_path)],
+            env=env, cwd=ROOT, capture_output=True, text=True,
+        )
+        wall_s = time.time() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark run {task} {spec} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        result = json.loads(result_path.read_text())
+    result.update(task=task, seed=spec.get("seed"), process_wall_s=wall_s)
+    return result
+
+
+# Per-run derived numbers -------------------------------------------------------------
+def epoch_seconds(cumulative: list[float]) -> list[float]:
+    return [b - a for a, b in zip([0.0, *cumulative], cumulative)]
+
+
+def time_to(run: dict, threshold: float):
+    """Training-loop seconds at the end of the first epoch whose test MSE is below ``threshold``."""
+    for epoch, (value, seconds) in enumerate(zip(run["test_mse"], run["seconds"]), start=1):
+        if value < threshold:
+            return seconds, epoch
+    return None, None
+
+
+def derive(run: dict) -> dict:
+    per_epoch = epoch_seconds(run["seconds"])
+    derived = {
+        "first_epoch_s": per_epoch[0],
+        "epoch_s": statistics.median(per_epoch[1:]) if len(per_epoch) > 1 else None,
+        "train_loop_s": run["seconds"][-1],
+    }
+    for name, threshold in THRESHOLDS.items():
+        derived[f"time_to_{name}_s"], derived[f"epochs_to_{name}"] = time_to(run, threshold)
+    run.update(epoch_seconds=per_epoch, **derived)
+    return run
+
+
+TRAINING_METRICS = (
+    "first_step_s", "fit_start_s", "epoch_s", "first_epoch_s", "train_loop_s", "fit_wall_s",
+    "time_to_pca2_s", "time_to_target_s", "epochs_to_pca2", "epochs_to_target", "final_test_mse",
+    "peak_rss_mib", "process_wall_s",
+)
+
+
+def median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(runs: list[dict], keys, metrics) -> dict:
+    """Medians per contender, and per-repeat ratios to the first contender (median over repeats)."""
+    groups = {key: [r for r in runs if r["key"] == key] for key in keys}
+    baseline = groups[keys[0]]
+    summary = {}
+    for key, group in groups.items():
+        entry = {"n_runs": len(group)}
+        for metric in metrics:
+            entry[metric] = median_or_none([r.get(metric) for r in group])
+            entry[f"{metric}_reached"] = sum(r.get(metric) is not None for r in group)
+            ratios = [
+                r[metric] / b[metric]
+                for r, b in zip(group, baseline)
+                if r.get(metric) is not None and b.get(metric)
+            ]
+            entry[f"{metric}_ratio"] = statistics.median(ratios) if ratios else None
+        summary[key] = entry
+    return summary
+
+
+# Machine facts -------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_gib():
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        return None
+
+
+def gpus() -> list[str]:
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in listing.splitlines() if line.strip()]
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def git_revision() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        ).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def machine() -> dict:
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "platform": platform.platform(),
+        "gpus": gpus(),
+        "versions": versions(),
+        "git": git_revision(),
+    }
+
+
+def load_average():
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def command_line(argv) -> str:
+    python = Path(sys.executable)
+    try:
+        python = python.relative_to(ROOT)
+    except ValueError:
+        pass
+    return shlex.join([str(python), "benchmarks/run.py", *argv])
+
+
+# Main ----------------------------------------------------------------------------------
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=None, help="runs per contender (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke test on a small subset, 1 epoch, written to a temp folder")
+    parser.add_argument("--out", type=Path, default=None, help="folder for benchmarks.json/.md (default docs/)")
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        parser.error(f"--repeats must be a positive integer; received {args.repeats}")
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="aepca-bench-")) if args.quick else ROOT / "docs"
+    return args
+
+
+def main(argv=None) -> Path:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    data = {"n_train": 6000, "n_test": 1000} if args.quick else {"n_train": None, "n_test": None}
+    epochs = 1 if args.quick else 5
+    load_before = load_average()
+    started = time.time()
+
+    def announce(i, total, label, text):
+        print(f"[{i}/{total}] {label}: {text}", flush=True)
+
+    training = []
+    order = [(repeat, task) for repeat in range(args.repeats) for task in TRAINING]
+    for i, (repeat, task) in enumerate(order, 1):
+        run = derive(spawn(task, {**data, "epochs": epochs, "seed": repeat}, BACKENDS[task]))
+        run.update(key=task, repeat=repeat)
+        training.append(run)
+        announce(i, len(order), f"{task} seed={repeat}", report.describe_training_run(run))
+
+    pca = []
+    order = [(repeat, case) for repeat in range(args.repeats) for case in PCA_CASES]
+    for i, (repeat, (dtype, impl)) in enumerate(order, 1):
+        run = spawn("pca", {**data, "impl": impl, "dtype": dtype})
+        run.update(key=f"{impl}/{dtype}", impl=impl, dtype=dtype, repeat=repeat)
+        pca.append(run)
+        announce(i, len(order), f"PCA {impl} {dtype}", f"fit {run['fit_s']:.2f} s, test MSE {run['test_mse']:.5f}")
+
+    gemm = []
+    for repeat in range(args.repeats):
+        run = spawn("gemm", GEMM)
+        run.update(repeat=repeat)
+        gemm.append(run)
+        announce(repeat + 1, args.repeats, "GEMM", f"{run['gflops']:.1f} GFLOP/s")
+
+    results = {
+        "schema": 1,
+        "command": command_line(argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "duration_s": time.time() - started,
+        "settings": {
+            "repeats": args.repeats, "epochs": epochs, **data, "thresholds": THRESHOLDS,
+            "training_order": list(TRAINING), "backends": BACKENDS, "gemm": GEMM,
+        },
+        "machine": {**machine(), "load_average_before": load_before, "load_average_after": load_average()},
+        "runs": {"training": training, "pca": pca, "gemm": gemm},
+        "summary": {
+            "training": summarise(training, TRAINING, TRAINING_METRICS),
+            "pca": summarise_pca(pca),
+            "floor": floor(gemm, training, data),
+        },
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "benchmarks.json"
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "benchmarks.md").write_text(report.render(results))
+    print(f"wrote {json_path} and {args.out / 'benchmarks.md'}")
+    return args.out
+
+
+def summarise_pca(runs: list[dict]) -> dict:
+    summary = {}
+    for dtype in sorted({r["dtype"] for r in runs}):
+        keys = [f"{impl}/{dtype}" for impl in ("sklearn", "aepca")]
+        summary[dtype] = summarise([r for r in runs if r["dtype"] == dtype], keys, ("fit_s", "test_mse", "peak_rss_mib"))
+    pairs = [
+        (a["test_mse"], s["test_mse"])
+        for a in runs if a["impl"] == "aepca"
+        for s in runs if s["impl"] == "sklearn" and (s["dtype"], s["repeat"]) == (a["dtype"], a["repeat"])
+    ]
+    summary["max_rel_diff_test_mse"] = max(abs(a - s) / s for a, s in pairs)
+    return summary
+
+
+def floor(gemm: list[dict], training: list[dict], data: dict) -> dict:
+    """6 flops per parameter per sample (2 forward, 4 backward) at the measured GEMM rate."""
+    gflops = statistics.median(run["gflops"] for run in gemm)
+    n_train = data["n_train"] or 60000
+    per_contender = {}
+    for key in TRAINING:
+        runs = [r for r in training if r["key"] == key]
+        n_params = runs[0]["n_params"]
+        floor_s = 6 * n_params * n_train / (gflops * 1e9)
+        epoch_s = median_or_none([r["epoch_s"] for r in runs]) or median_or_none([r["first_epoch_s"] for r in runs])
+        per_contender[key] = {
+            "n_params": n_params, "epoch_floor_s": floor_s,
+            "epoch_s_over_floor": epoch_s / floor_s if epoch_s else None,
+        }
+    return {"gflops": gflops, "gemm_shape": GEMM["shape"], "n_train": n_train, "contenders": per_contender}
+
+
+if __name__ == "__main__":
+    main()

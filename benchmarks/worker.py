@@ -1,0 +1,282 @@
+"""One benchmark run, in the fresh process that ``benchmarks/run.py`` starts for it.
+
+Usage (by run.py only): ``python benchmarks/worker.py TASK SPEC_JSON RESULT_PATH`` with
+``AEPCA_BENCH_T0`` set to the parent's ``time.time()`` taken just before it spawned this
+process, so "seconds since process start" includes interpreter start-up and every import.
+The result is written as JSON to RESULT_PATH (stdout is left to the libraries' chatter).
+
+Tasks: ``reference`` (Keras on whatever ``KERAS_BACKEND`` the parent set, the recipe as it is
+usually copied), ``classic`` and ``fast`` (aepca's recipes), ``pca`` and ``gemm``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+T0 = float(os.environ["AEPCA_BENCH_T0"])
+EVAL_BATCH = 8192
+
+
+def since_start() -> float:
+    return time.time() - T0
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def load_mnist(spec):
+    from aepca.data import load_dataset
+
+    data = load_dataset("mnist", n_train=spec["n_train"], n_test=spec["n_test"])
+    return data.x_train, data.x_test
+
+
+def mse(reconstruction, x) -> float:
+    return float(np.mean(np.square(np.asarray(reconstruction, np.float64) - np.asarray(x, np.float64))))
+
+
+# Training ------------------------------------------------------------------------------
+def run_reference(spec) -> dict:
+    started = time.perf_counter()
+    import keras
+    from keras import layers
+
+    import_s = time.perf_counter() - started
+    x_train, x_test = load_mnist(spec)
+    keras.utils.set_random_seed(spec["seed"])
+
+    class Clock(keras.callbacks.Callback):
+        """Per-epoch wall time (from the start of fit's loop) and when the first batch ended."""
+
+        def __init__(self):
+            super().__init__()
+            self.first_step = None
+            self.seconds, self.loss, self.val_loss = [], [], []
+
+        def on_train_begin(self, logs=None):
+            self.begin = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.first_step is None:
+                self.first_step = since_start()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.begin)
+            self.loss.append(float(logs["loss"]))
+            self.val_loss.append(float(logs["val_loss"]))
+
+    clock = Clock()
+    fit_start = since_start()
+    fit_started = time.perf_counter()
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(784,)),
+            layers.Dense(512, activation="elu"),
+            layers.Dense(128, activation="elu"),
+            layers.Dense(2, activation="linear"),
+            layers.Dense(128, activation="elu"),
+            layers.Dense(512, activation="elu"),
+            layers.Dense(784, activation="sigmoid"),
+        ]
+    )
+    model.compile(loss="mean_squared_error", optimizer=keras.optimizers.Adam())
+    model.fit(
+        x_train, x_train, batch_size=128, epochs=spec["epochs"], validation_data=(x_test, x_test),
+        callbacks=[clock], verbose=0,
+    )
+    fit_wall_s = time.perf_counter() - fit_started
+    final = mse(model.predict(x_test, batch_size=EVAL_BATCH, verbose=0), x_test)
+    import tensorflow as tf
+
+    return {
+        "import_s": import_s,
+        "fit_start_s": fit_start,
+        "first_step_s": clock.first_step,
+        "first_step_steps": 1,
+        "fit_wall_s": fit_wall_s,
+        "seconds": clock.seconds,
+        "loss": clock.loss,
+        "test_mse": clock.val_loss,  # the loss is MSE and validation data is the test set
+        "final_test_mse": final,
+        "n_params": int(model.count_params()),
+        "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
+    }
+
+
+def run_aepca(spec, recipe_name) -> dict:
+    started = time.perf_counter()
+    import jax
+
+    from aepca import training
+    from aepca.estimator import Autoencoder
+    from aepca.experiments.recipes import get_recipe
+
+    import_s = time.perf_counter() - started
+    x_train, x_test = load_mnist(spec)
+    recipe = get_recipe(recipe_name)
+    first_step = {}
+
+    class FirstChunkRunner(training._JaxRunner):
+        """aepca's runner, timing when its first compiled chunk of steps has finished.
+
+        The loop only returns to Python once per chunk, so this is the earliest point that can
+        be seen from outside; JAX dispatches asynchronously, hence the explicit block.
+        """
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            train_chunk = self._train_chunk
+
+            def first_chunk(*chunk_args):
+                result = jax.block_until_ready(train_chunk(*chunk_args))
+                first_step["at"] = since_start()
+                first_step["steps"] = int(chunk_args[2].shape[0])
+                self._train_chunk = train_chunk
+                return result
+
+            self._train_chunk = first_chunk
+
+    # A private name, patched here only: if it is renamed this fails loudly rather than
+    # silently reporting no start-up time.
+    assert hasattr(training, "_JaxRunner"), "aepca.training._JaxRunner is gone; update benchmarks/worker.py"
+    training._JaxRunner = FirstChunkRunner
+
+    probe = TestProbe(x_test) if not recipe.monitor_test else None
+
+    class Benchmarked(Autoencoder):
+        def _train(self, net, X_train, X_monitor, seed):
+            callbacks = (probe.bind(net.autoencoder, self.scaler_),) if probe else ()
+            return training.train(
+                net.autoencoder, X_train, x_val=X_monitor, config=self._train_config(seed), callbacks=callbacks
+            )
+
+    params = recipe.estimator_params(epochs=spec["epochs"])
+    estimator = Benchmarked(**{**params, "n_components": 2, "random_state": spec["seed"]})
+    fit_start = since_start()
+    fit_started = time.perf_counter()
+    estimator.fit(x_train, X_val=x_test if recipe.monitor_test else None)
+    probe_s = probe.total_s if probe else 0.0
+    fit_wall_s = time.perf_counter() - fit_started - probe_s
+    history = estimator.history_
+    if probe:
+        # The probe ran after each epoch's clock reading, so epoch k's cumulative time holds the
+        # probes of epochs before it; take them out.
+        seconds = [s - sum(probe.seconds[:k]) for k, s in enumerate(history["seconds"])]
+        test_mse = probe.mse
+    else:
+        seconds, test_mse = history["seconds"], history["val_mse"]
+    return {
+        "import_s": import_s,
+        "fit_start_s": fit_start,
+        "first_step_s": first_step.get("at"),
+        "first_step_steps": first_step.get("steps"),
+        "fit_wall_s": fit_wall_s,
+        "seconds": seconds,
+        "loss": history["loss"],
+        "test_mse": test_mse,
+        "val_mse": history["val_mse"],
+        "test_mse_source": "benchmark probe after each epoch (excluded from times)" if probe else "history_['val_mse'] on the test set",
+        "probe_s": probe_s,
+        "final_test_mse": -estimator.score(x_test),
+        "n_params": int(estimator.model_.count_params()),
+        "device": jax.default_backend(),
+    }
+
+
+class TestProbe:
+    """An aepca epoch callback measuring the test MSE of the current weights, and its own cost."""
+
+    def __init__(self, x_test):
+        self.x_test = x_test
+        self.mse, self.seconds = [], []
+
+    def bind(self, model, scaler):
+        self.model, self.x = model, scaler.transform(self.x_test)
+        return self
+
+    def __call__(self, epoch, logs, snapshot):
+        started = time.perf_counter()
+        state = snapshot()
+        squared = 0.0
+        for start in range(0, len(self.x), EVAL_BATCH):
+            xb = self.x[start : start + EVAL_BATCH]
+            reconstruction, _ = self.model.stateless_call(state.trainable, state.non_trainable, xb, training=False)
+            squared += float(np.sum(np.square(np.asarray(reconstruction, np.float64) - xb)))
+        self.mse.append(squared / self.x.size)
+        self.seconds.append(time.perf_counter() - started)
+
+    @property
+    def total_s(self) -> float:
+        return float(sum(self.seconds))
+
+
+# PCA and GEMM --------------------------------------------------------------------------
+def run_pca(spec) -> dict:
+    started = time.perf_counter()
+    if spec["impl"] == "aepca":
+        from aepca.pca import PCA
+
+        pca = PCA(2)
+    else:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(2, svd_solver="full")
+    import_s = time.perf_counter() - started
+    x_train, x_test = load_mnist(spec)
+    dtype = np.dtype(spec["dtype"])
+    x_train, x_test = x_train.astype(dtype, copy=False), x_test.astype(dtype, copy=False)
+    started = time.perf_counter()
+    pca.fit(x_train)
+    fit_s = time.perf_counter() - started
+    return {
+        "import_s": import_s,
+        "fit_s": fit_s,
+        "test_mse": mse(pca.inverse_transform(pca.transform(x_test)), x_test),
+    }
+
+
+def run_gemm(spec) -> dict:
+    m, k, n = spec["shape"]
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = np.empty((m, n), np.float32)
+    for _ in range(50):
+        np.matmul(a, b, out=out)
+    rates = []
+    for _ in range(spec["samples"]):
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < spec["sample_s"]:
+            np.matmul(a, b, out=out)
+            calls += 1
+        rates.append(2.0 * m * k * n * calls / elapsed / 1e9)
+    # The best sample: a floor should use the fastest rate the hardware actually delivered.
+    return {"gflops": float(max(rates)), "gflops_samples": rates}
+
+
+TASKS = {
+    "reference": run_reference,
+    "classic": lambda spec: run_aepca(spec, "classic"),
+    "fast": lambda spec: run_aepca(spec, "fast"),
+    "pca": run_pca,
+    "gemm": run_gemm,
+}
+
+
+def main(task: str, spec_json: str, result_path: str) -> None:
+    result = TASKS[task](json.loads(spec_json))
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["process_s"] = since_start()
+    with open(result_path, "w") as fh:
+        json.dump(result, fh)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
