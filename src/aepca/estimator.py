@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 PREDICT_BATCH = 8192
 # restore_best keeps trained weights over the starting ones only when their
 # validation MSE is lower by more than this many standard errors (a one-sided
-# paired test at about the 0.1% level), measured in docs/never_worse.md.
+# paired test at about the 0.1% level); see tests/experiments/test_never_worse.py.
 CLEAR_IMPROVEMENT_Z = 3.0
 
 

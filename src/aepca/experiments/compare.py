@@ -154,6 +154,9 @@ def compare(
         estimator=estimator,
     )
     comparison.notes.extend(_notes(metrics, params))
+    from aepca.experiments.diagnostics import check_comparison
+
+    comparison.diagnostics.extend(check_comparison(metrics, estimator, x_train, seed))
     return comparison
 
 

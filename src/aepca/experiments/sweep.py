@@ -1,0 +1,149 @@
+"""PCA and the autoencoder across code sizes: one :func:`compare` per size.
+
+PCA's test error for every code size comes from one fit
+(:meth:`aepca.PCA.mse_by_components`); the autoencoder is trained once per
+requested size on the same split, scaling and seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from aepca.data import Dataset
+from aepca.experiments.compare import check_code_dim, compare
+from aepca.experiments.recipes import Recipe, get_recipe
+
+SWEEP_JSON, SWEEP_PNG, REPORT_HTML = "sweep.json", "sweep.png", "report.html"
+
+
+@dataclass
+class SweepResult:
+    """A sweep's header (data, recipe, units), one row per code size and PCA's whole curve."""
+
+    header: dict
+    rows: list[dict]
+    pca_test_mse_by_components: list[float]
+    diagnostics: list[dict] = field(default_factory=list)
+
+    def table_rows(self) -> list[dict]:
+        return [
+            {
+                "k": row["k"],
+                "PCA test MSE": row["pca_test_mse"],
+                "AE test MSE": row["autoencoder_test_mse"],
+                "AE / PCA": row["autoencoder_test_mse"] / row["pca_test_mse"] if row["pca_test_mse"] > 0 else None,
+                "PCA-equivalent components": row["pca_equivalent_components"],
+                "AE train MSE": row["autoencoder_train_mse"],
+                "fit seconds": row["fit_seconds"],
+            }
+            for row in self.rows
+        ]
+
+    def notes(self) -> list[str]:
+        better = [row["k"] for row in self.rows if row["autoencoder_test_mse"] < row["pca_test_mse"]]
+        notes = []
+        if better:
+            notes.append(f"The autoencoder's test MSE is below PCA's at k = {', '.join(map(str, better))}.")
+        rest = [row["k"] for row in self.rows if row["k"] not in better]
+        if rest:
+            notes.append(f"The autoencoder did not beat PCA at k = {', '.join(map(str, rest))}.")
+        return notes
+
+    def to_dict(self) -> dict:
+        return {**self.header, "pca_test_mse_by_components": self.pca_test_mse_by_components, "rows": self.rows}
+
+
+def check_code_dims(code_dims, n_features: int) -> list[int]:
+    """Sorted, distinct code sizes, each from 1 to ``n_features - 1``."""
+    dims = sorted(set(code_dims)) if isinstance(code_dims, (list, tuple, set, range, np.ndarray)) else None
+    if not dims:
+        raise ValueError(
+            f"Received an invalid value for code_dims, expected a non-empty list of code sizes. "
+            f"Received: code_dims={code_dims!r}. Pass e.g. [1, 2, 5]."
+        )
+    for k in dims:
+        check_code_dim(k, n_features)
+    return [int(k) for k in dims]
+
+
+def sweep(
+    dataset: Dataset,
+    code_dims,
+    *,
+    recipe: str | Recipe = "fast",
+    epochs: int | None = None,
+    seed: int = 0,
+    scale: str = "auto",
+    progress: bool = False,
+    on_row: Callable[[dict], None] | None = None,
+    **overrides,
+) -> SweepResult:
+    """Train PCA and the autoencoder for each code size in ``code_dims``.
+
+    Every size uses :func:`aepca.experiments.compare.compare` with the same
+    ``recipe``, ``epochs``, ``seed`` and ``scale`` (and estimator
+    ``overrides``); ``on_row`` is called with each row as soon as it is done.
+    """
+    recipe = get_recipe(recipe)
+    dims = check_code_dims(code_dims, dataset.n_features)
+    rows, diagnostics, header, curve = [], [], None, None
+    for k in dims:
+        comparison = compare(
+            dataset, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale, progress=progress, **overrides
+        )
+        metrics = comparison.metrics
+        pca, ae = metrics["pca"], metrics["autoencoder"]
+        if header is None:
+            header = {
+                key: metrics[key]
+                for key in ("dataset", "n_train", "n_test", "n_features", "recipe", "backend", "seed", "scale", "units", "validation")
+            }
+            header["code_dims"] = dims
+            header["params"] = {key: value for key, value in ae["params"].items() if key != "n_components"}
+            curve = pca["test_mse_by_components"]
+        row = {
+            "k": k,
+            "pca_test_mse": pca["test_mse"],
+            "autoencoder_test_mse": ae["test_mse"],
+            "pca_equivalent_components": ae["pca_equivalent_components"],
+            "pca_train_mse": pca["train_mse"],
+            "autoencoder_train_mse": ae["train_mse"],
+            "fit_seconds": ae["fit_seconds"],
+            "pca_fit_seconds": pca["fit_seconds"],
+            "epochs": ae["epochs"],
+            "kept_pca_start": comparison.estimator.history_.get("kept_start"),
+            "diagnoses": [item["problem"] for item in comparison.diagnostics],
+        }
+        rows.append(row)
+        diagnostics.extend({**item, "problem": f"k={k}: {item['problem']}"} for item in comparison.diagnostics)
+        if on_row is not None:
+            on_row(row)
+    return SweepResult(header=header, rows=rows, pca_test_mse_by_components=curve, diagnostics=diagnostics)
+
+
+def write_sweep_outputs(result: SweepResult, folder) -> dict:
+    """Write sweep.json, sweep.png and report.html into ``folder``; return the JSON written."""
+    from aepca.plots import plot_sweep
+    from aepca.report import write_report
+
+    folder = Path(folder)
+    data = result.to_dict()
+    (folder / SWEEP_JSON).write_text(json.dumps(data, indent=2))
+    header = result.header
+    title = f"PCA vs autoencoder across code sizes on {header['dataset']}"
+    png = plot_sweep(result.rows, folder / SWEEP_PNG, title=f"{header['dataset']}: test MSE vs code size", units=header["units"])
+    write_report(
+        folder / REPORT_HTML,
+        title=title,
+        metrics=data,
+        figures=[("Test MSE against code size k; ≈N: principal components PCA needs for the autoencoder's MSE", png)],
+        table_rows=result.table_rows(),
+        notes=result.notes(),
+        diagnostics=result.diagnostics,
+    )
+    return data

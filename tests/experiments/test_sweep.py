@@ -1,0 +1,84 @@
+"""Sweeps across code sizes: rows, outputs and the ``aepca sweep`` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aepca.cli import main
+from aepca.data import low_rank
+from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
+
+SMALL_NET = (16, 8)
+ROW_KEYS = {
+    "k", "pca_test_mse", "autoencoder_test_mse", "pca_equivalent_components", "pca_train_mse",
+    "autoencoder_train_mse", "fit_seconds", "pca_fit_seconds", "epochs", "kept_pca_start", "diagnoses",
+}
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return low_rank(n_samples=300, n_features=5, rank=2, noise=0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def result(dataset):
+    rows = []
+    out = sweep(dataset, [4, 1, 1], recipe="fast", epochs=2, seed=0, hidden=SMALL_NET, on_row=rows.append)
+    assert rows == out.rows
+    return out
+
+
+def test_rows_cover_each_code_size_once_and_never_lose_to_pca(result, dataset):
+    assert [row["k"] for row in result.rows] == [1, 4]
+    mean_square = float(np.mean(np.square(dataset.x_test.astype(np.float64))))
+    for row in result.rows:
+        assert set(row) == ROW_KEYS
+        assert row["autoencoder_test_mse"] <= row["pca_test_mse"] * (1 + 1e-6) + 1e-6 * mean_square
+        # PCA's curve from one fit agrees with each comparison's own PCA.
+        assert result.pca_test_mse_by_components[row["k"]] == pytest.approx(row["pca_test_mse"], rel=1e-5)
+    assert len(result.pca_test_mse_by_components) == dataset.n_features + 1
+    assert result.header["dataset"] == "low_rank" and result.header["recipe"] == "fast"
+    assert result.header["code_dims"] == [1, 4]
+
+
+def test_write_outputs(result, tmp_path):
+    written = write_sweep_outputs(result, tmp_path)
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    assert data == json.loads(json.dumps(written))
+    assert {"dataset", "recipe", "units", "rows", "pca_test_mse_by_components"} <= set(data)
+    assert [row["k"] for row in data["rows"]] == [1, 4]
+    assert (tmp_path / "sweep.png").read_bytes().startswith(b"\x89PNG")
+    html = (tmp_path / "report.html").read_text()
+    assert "PCA vs autoencoder across code sizes on low_rank" in html
+
+
+@pytest.mark.parametrize("code_dims", [[], [0], [5], "1,2", None])
+def test_code_dims_are_checked(code_dims):
+    with pytest.raises(ValueError, match="code_dim"):
+        check_code_dims(code_dims, 5)
+
+
+def test_cli_sweep(dataset, tmp_path, capsys):
+    path = tmp_path / "table.csv"
+    np.savetxt(path, dataset.x_train, delimiter=",", header="a,b,c,d,e", comments="")
+    out = tmp_path / "run"
+    status = main([
+        "sweep", str(path), "--code-dims", "2,1", "--epochs", "1", "--hidden", "8", "--no-progress", "--out", str(out),
+    ])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "code sizes 1,2; recipe fast" in printed and "PCA test MSE" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "sweep.json", "sweep.png"]
+    assert [row["k"] for row in json.loads((out / "sweep.json").read_text())["rows"]] == [1, 2]
+
+
+def test_cli_sweep_rejects_code_sizes_of_at_least_the_feature_count(dataset, tmp_path, capsys):
+    path = tmp_path / "table.csv"
+    np.savetxt(path, dataset.x_train, delimiter=",", header="a,b,c,d,e", comments="")
+    status = main(["sweep", str(path), "--code-dims", "2,5", "--out", str(tmp_path / "run")])
+    assert status == 2
+    assert "code_dim" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
