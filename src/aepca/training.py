@@ -234,6 +234,7 @@ class _Runner:
                     retries += 1
                     if retries > config.max_divergence_retries:
                         self.set_state(*before)
+                        self.finish()  # the model keeps the weights from before the failing epoch
                         raise DivergenceError(
                             f"Training diverged (non-finite loss) in epoch {epoch + 1} even at "
                             f"{lr_scale:g} x the learning rate {config.learning_rate:g}. "
@@ -345,11 +346,14 @@ class _JaxRunner(_Runner):
         self.jax, self.jnp = jax, jnp
         self.x_device = jnp.asarray(self.x)
         self.x_val_device = None if self.x_val is None else jnp.asarray(self.x_val)
-        self._state = (
+        # Copies: the compiled chunks donate (delete) their input state, and the
+        # model's own buffers must stay valid if training stops with an error.
+        copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+        self._state = copy_tree((
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
             [v.value for v in self.optimizer.variables],
-        )
+        ))
         self._train_chunk = jax.jit(self._make_train_chunk(), donate_argnums=(0,))
         self._eval_batch = jax.jit(self._make_eval_batch())
 

@@ -1,0 +1,91 @@
+"""Shared fixtures: the bundled MNIST (loaded once), a PCA fitted on all of it, small seeded data.
+
+Nothing here selects a Keras backend: importing aepca sets JAX only as a default, so a
+``KERAS_BACKEND`` chosen by whoever runs the tests is respected.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache(tmp_path_factory):
+    """Share XLA compilations between the many identical tiny networks the tests train.
+
+    Every fit jit-compiles its own training step; with a persistent cache (in this
+    session's temporary folder) networks of the same shapes compile once, which makes
+    the estimator checks several times faster. It changes no result and no backend.
+    """
+    if os.environ.get("KERAS_BACKEND", "jax") != "jax":
+        yield
+        return
+    import jax
+
+    settings = {
+        "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax-cache")),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": -1,
+    }
+    previous = {name: getattr(jax.config, name) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+
+
+def make_low_rank(n_samples=400, n_features=10, rank=3, noise=0.05, seed=0, *, scales=None) -> np.ndarray:
+    """Seeded float32 data on a ``rank``-dimensional subspace plus isotropic noise.
+
+    ``scales`` (length ``rank``) gives the latent factors distinct variances, so the
+    principal directions are well separated and unique up to sign.
+    """
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(3.0, 1.0, rank) if scales is None else np.asarray(scales, dtype=np.float64)
+    latent = rng.standard_normal((n_samples, rank)) * scales
+    basis, _ = np.linalg.qr(rng.standard_normal((n_features, rank)))
+    X = latent @ basis.T + noise * rng.standard_normal((n_samples, n_features))
+    return X.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The bundled, checksum-verified MNIST split (784 features in [0, 1]). Do not mutate."""
+    from aepca.data import load_dataset
+
+    return load_dataset("mnist")
+
+
+@pytest.fixture(scope="session")
+def mnist_pca(mnist):
+    """aepca's PCA fitted on all 60,000 training images (k=30; all directions are kept)."""
+    from aepca.pca import PCA
+
+    return PCA(n_components=30).fit(mnist.x_train)
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist):
+    """The first 2,000 training and 300 test images, as float32 copies."""
+    return mnist.x_train[:2000].copy(), mnist.x_test[:300].copy()
+
+
+@pytest.fixture(scope="session")
+def low_rank_data():
+    """The :func:`make_low_rank` factory, for tests that need other sizes."""
+    return make_low_rank
+
+
+@pytest.fixture
+def small_tabular():
+    """400 x 10 float32, rank 3 plus noise 0.05, seed 0 (a fresh copy per test)."""
+    return make_low_rank()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,128 @@
+"""``compare``: metrics on an MNIST subset, the files it writes, the linear sanity check."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aepca.data import Dataset, load_mnist
+from aepca.experiments.compare import LINEAR_TOLERANCE, _notes, check_code_dim, compare, mse, write_outputs
+from aepca.experiments.recipes import CLASSIC, RECIPES, get_recipe
+from aepca.pca import PCA
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def mnist_subset():
+    return load_mnist(n_train=3000, n_test=500)
+
+
+@pytest.fixture(scope="module")
+def comparison(mnist_subset):
+    return compare(mnist_subset, code_dim=2, recipe="classic", epochs=1, seed=0)
+
+
+def test_metrics_have_the_documented_keys(comparison):
+    metrics = comparison.metrics
+    assert set(metrics) >= {"dataset", "n_train", "n_test", "n_components", "recipe", "backend", "pca", "autoencoder"}
+    assert set(metrics["pca"]) >= {"train_mse", "test_mse", "fit_seconds"}
+    assert set(metrics["autoencoder"]) >= {"train_mse", "test_mse", "fit_seconds", "epochs", "history", "pca_equivalent_components"}
+    assert set(metrics["autoencoder"]["history"]) >= {"loss", "val_loss"}
+    import keras
+
+    assert (metrics["dataset"], metrics["n_train"], metrics["n_test"], metrics["n_components"]) == ("mnist", 3000, 500, 2)
+    assert (metrics["recipe"], metrics["backend"]) == ("classic", keras.backend.backend())
+    assert metrics["autoencoder"]["epochs"] == 1
+    history = metrics["autoencoder"]["history"]
+    # The classic recipe monitors the test split every epoch.
+    assert len(history["loss"]) == len(history["val_loss"]) == 1
+    assert isinstance(metrics["autoencoder"]["pca_equivalent_components"], int)
+    assert metrics["pca"]["fit_seconds"] > 0 and metrics["autoencoder"]["fit_seconds"] > 0
+    assert json.loads(json.dumps(metrics)) == metrics  # plain JSON, nothing lost
+
+
+def test_metrics_values_are_consistent(comparison, mnist_subset):
+    metrics = comparison.metrics
+    pca = PCA(n_components=2).fit(mnist_subset.x_train)
+    assert metrics["pca"]["test_mse"] == pytest.approx(pca.reconstruction_mse(mnist_subset.x_test), rel=1e-5)
+    assert metrics["pca"]["train_mse"] == pytest.approx(pca.reconstruction_mse(mnist_subset.x_train), rel=1e-5)
+    assert metrics["autoencoder"]["test_mse"] == pytest.approx(mse(comparison.ae_reconstruction, mnist_subset.x_test), rel=1e-12)
+    assert metrics["autoencoder"]["test_mse"] == pytest.approx(-comparison.estimator.score(mnist_subset.x_test), rel=1e-6)
+    curve = metrics["pca"]["test_mse_by_components"]
+    k = metrics["autoencoder"]["pca_equivalent_components"]
+    assert curve[k] <= metrics["autoencoder"]["test_mse"] and (k == 0 or curve[k - 1] > metrics["autoencoder"]["test_mse"])
+    assert comparison.pca_codes.shape == comparison.ae_codes.shape == (500, 2)
+    assert comparison.pca_reconstruction.shape == comparison.ae_reconstruction.shape == (500, 784)
+    rows = comparison.table_rows()
+    assert [row["method"] for row in rows] == ["PCA (k=2)", "Autoencoder (classic, k=2)"]
+    assert rows[0]["test MSE"] == metrics["pca"]["test_mse"]
+    assert comparison.notes and "k=2" in comparison.notes[0]
+
+
+def test_write_outputs_writes_every_file(comparison, mnist_subset, tmp_path):
+    from aepca import load_model
+
+    metrics = write_outputs(comparison, mnist_subset, tmp_path)
+    for name in ("metrics.json", "codes.png", "reconstructions.png", "loss.png", "report.html"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    for name in ("codes.png", "reconstructions.png", "loss.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics == comparison.metrics
+    report = (tmp_path / "report.html").read_text()
+    assert report.lstrip().lower().startswith("<!doctype html") and "data:image/png;base64," in report
+    model = load_model(tmp_path / "model")
+    assert mse(model.reconstruct(mnist_subset.x_test), mnist_subset.x_test) == pytest.approx(metrics["autoencoder"]["test_mse"], rel=1e-6)
+
+
+def test_linear_autoencoder_converges_to_pca(low_rank_data):
+    X = low_rank_data(n_samples=1000, n_features=10, rank=3, noise=0.3, seed=0)
+    dataset = Dataset(name="low_rank", x_train=X[:800], x_test=X[800:])
+    result = compare(dataset, code_dim=3, recipe="linear", epochs=30, batch_size=32, learning_rate=2e-2, seed=0)
+    pca, ae = result.metrics["pca"]["test_mse"], result.metrics["autoencoder"]["test_mse"]
+    assert abs(ae / pca - 1) <= LINEAR_TOLERANCE
+    assert result.metrics["scale"] == "standard"  # data outside [0, 1]: both saw standardised data
+    sanity = [note for note in result.notes if note.startswith("Linear sanity check")]
+    assert len(sanity) == 1 and sanity[0].startswith("Linear sanity check passes: a linear autoencoder should converge to PCA")
+
+
+def _metrics(pca_mse, ae_mse):
+    return {"n_components": 3, "pca": {"test_mse": pca_mse}, "autoencoder": {"test_mse": ae_mse, "pca_equivalent_components": 5}}
+
+
+def test_notes_report_the_sanity_check_and_the_winner():
+    linear = get_recipe("linear").estimator_params()
+    notes = _notes(_metrics(1.0, 1.5), linear)
+    assert notes == [
+        "The autoencoder did not beat PCA at k=3 (test MSE 1.5 vs 1).",
+        "Linear sanity check fails: a linear autoencoder should converge to PCA; its test MSE is +50.00% from "
+        "PCA's (tolerance 2%).",
+    ]
+    assert _notes(_metrics(1.0, 1.01), linear)[1].startswith("Linear sanity check passes")
+    nonlinear = _notes(_metrics(1.0, 0.8), CLASSIC.estimator_params())
+    assert nonlinear == ["The autoencoder's test MSE is 20.0% below PCA's at k=3; PCA needs 5 components to match it."]
+
+
+def test_recipes():
+    assert sorted(RECIPES) == ["classic", "fast", "linear"]
+    classic = CLASSIC.estimator_params()
+    assert classic["hidden"] == (512, 128) and classic["activation"] == "elu" and classic["epochs"] == 5
+    assert CLASSIC.estimator_params(epochs=2, hidden=None)["epochs"] == 2
+    assert CLASSIC.estimator_params(hidden=None)["hidden"] == (512, 128)  # None keeps the recipe's value
+    assert get_recipe(CLASSIC) is CLASSIC
+    with pytest.raises(ValueError, match=r"invalid value for recipe, expected one of \['classic', 'fast', 'linear'\]\. Received: recipe='slow'"):
+        get_recipe("slow")
+
+
+@pytest.mark.parametrize("code_dim", [0, 10, 11, 2.0])
+def test_check_code_dim(code_dim):
+    with pytest.raises(ValueError, match=rf"code_dim, expected an integer from 1 to 9 \(fewer than the 10 features\)\. Received: code_dim={code_dim!r}"):
+        check_code_dim(code_dim, 10)
+
+
+def test_compare_refuses_a_code_dim_before_training():
+    dataset = Dataset(name="tiny", x_train=np.ones((5, 3), np.float32), x_test=np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"Received: code_dim=3"):
+        compare(dataset, code_dim=3)

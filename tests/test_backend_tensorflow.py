@@ -1,0 +1,58 @@
+"""``KERAS_BACKEND=tensorflow`` works end to end (in a subprocess: a backend is fixed per process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# find_spec, not importorskip: importing TensorFlow here would cost seconds for nothing.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="the tensorflow extra is not installed")
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import aepca
+    from aepca import Autoencoder, load_model
+    import keras
+
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((200, 3)) @ rng.standard_normal((3, 10))).astype(np.float32)
+    model = Autoencoder(n_components=2, hidden=(8,), epochs=2, batch_size=32, random_state=0).fit(X)
+    codes = model.transform(X)
+    loaded = load_model(model.save(sys.argv[1]))
+    print(json.dumps({
+        "backend": keras.backend.backend(),
+        "tensorflow_imported": "tensorflow" in sys.modules,
+        "codes_shape": list(codes.shape),
+        "codes_finite": bool(np.isfinite(codes).all()),
+        "loaded_equal": bool(np.array_equal(loaded.transform(X), codes)),
+        "saved_backend": json.load(open(sys.argv[1] + "/aepca.json"))["backend"],
+        "epochs": len(model.history_["loss"]),
+        "loss": model.history_["loss"],
+        "score": model.score(X),
+    }))
+    """
+)
+
+
+def test_fit_transform_save_load_on_tensorflow(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "model")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "tensorflow" and report["saved_backend"] == "tensorflow"
+    assert report["tensorflow_imported"]
+    assert report["codes_shape"] == [200, 2] and report["codes_finite"]
+    assert report["loaded_equal"]
+    assert report["epochs"] == 2 and report["loss"][1] < report["loss"][0]
+    assert report["score"] < 0

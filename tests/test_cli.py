@@ -1,0 +1,151 @@
+"""The ``aepca`` command line: help, one-line errors with exit status 2, a small real run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aepca.cli import EXIT_USAGE, main
+
+
+def _write_csv(path, header, rows):
+    path.write_text(",".join(header) + "\n" + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def four_columns(tmp_path):
+    values = np.round(np.random.default_rng(0).random((12, 4)), 3)
+    return _write_csv(tmp_path / "four.csv", ["a", "b", "c", "d"], values.tolist())
+
+
+# Help --------------------------------------------------------------------------------
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: aepca") and "compare" in out
+
+
+def test_compare_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: aepca compare")
+    for option in ("--code-dim", "--recipe", "--epochs", "--out", "--dataset", "--label-column", "--scale"):
+        assert option in out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == EXIT_USAGE
+    assert capsys.readouterr().out.startswith("usage: aepca")
+
+
+def test_python_dash_m_help_in_a_subprocess():
+    result = subprocess.run([sys.executable, "-m", "aepca", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: aepca") and "compare" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+# Bad arguments: exit 2, one line on stderr, nothing written -----------------------------
+def _assert_usage_error(capsys, argv, out, match):
+    assert main(argv) == EXIT_USAGE
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("aepca: error: ")
+    assert match in err, err
+    assert not out.exists() or not any(out.iterdir()), f"{out} was written to"
+
+
+def test_unknown_dataset(capsys, tmp_path):
+    out = tmp_path / "out"
+    _assert_usage_error(capsys, ["compare", "--dataset", "imagenet", "--out", str(out)], out,
+                        "Received an invalid value for dataset, expected one of ['curves', 'low_rank', 'mnist', "
+                        "'s_curve', 'swiss_roll']. Received: dataset='imagenet'")
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_code_dim_must_be_a_positive_integer(capsys, tmp_path, value):
+    out = tmp_path / "out"
+    _assert_usage_error(capsys, ["compare", "--code-dim", value, "--out", str(out)], out,
+                        "aepca compare: argument --code-dim: expected a positive integer, received")
+
+
+def test_code_dim_must_be_below_the_feature_count(capsys, tmp_path, four_columns):
+    out = tmp_path / "out"
+    _assert_usage_error(capsys, ["compare", str(four_columns), "--code-dim", "4", "--out", str(out)], out,
+                        "code_dim, expected an integer from 1 to 3 (fewer than the 4 features). Received: code_dim=4")
+
+
+def test_unwritable_out(capsys, tmp_path, four_columns):
+    # Root ignores permission bits, so make the path impossible instead: a folder under a file.
+    (tmp_path / "file.txt").write_text("not a folder")
+    out = tmp_path / "file.txt" / "out"
+    _assert_usage_error(capsys, ["compare", str(four_columns), "--out", str(out)], out,
+                        "file.txt is a file, not a folder; choose another path.")
+    assert (tmp_path / "file.txt").read_text() == "not a folder"
+
+
+def test_text_column(capsys, tmp_path):
+    csv = _write_csv(tmp_path / "text.csv", ["a", "b", "c"], [[i, f"x{i}", i * i] for i in range(12)])
+    out = tmp_path / "out"
+    _assert_usage_error(capsys, ["compare", str(csv), "--out", str(out)], out, "text.csv has non-numeric columns 'b'")
+
+
+def test_missing_value(capsys, tmp_path):
+    csv = _write_csv(tmp_path / "nan.csv", ["a", "b", "c"], [[i, "nan" if i == 4 else i % 3, i * i] for i in range(12)])
+    out = tmp_path / "out"
+    _assert_usage_error(capsys, ["compare", str(csv), "--out", str(out)], out,
+                        "nan.csv has 1 missing value (NaN or empty cells) in columns 'b'")
+
+
+def test_too_few_rows(capsys, tmp_path):
+    csv = _write_csv(tmp_path / "two.csv", ["a", "b", "c"], [[1, 2, 3], [2, 3, 5]])
+    out = tmp_path / "out"
+    _assert_usage_error(capsys, ["compare", str(csv), "--out", str(out)], out, "two.csv has 2 rows, expected at least 3.")
+
+
+def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "aepca", "compare", "--code-dim", "0", "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.strip().splitlines() == [
+        "aepca: error: aepca compare: argument --code-dim: expected a positive integer, received 0 "
+        "(see aepca compare --help)"
+    ]
+    assert not out.exists()
+
+
+# A real run ------------------------------------------------------------------------------
+def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((300, 2))
+    features = latent @ rng.standard_normal((2, 5)) + 0.1 * rng.standard_normal((300, 5))
+    labels = (latent[:, 0] > 0).astype(int)
+    rows = [[*np.round(row, 4), label] for row, label in zip(features, labels)]
+    csv = _write_csv(tmp_path / "data.csv", ["f0", "f1", "f2", "f3", "f4", "y"], rows)
+    out = tmp_path / "run"
+
+    status = main(["compare", str(csv), "--label-column", "y", "--epochs", "2", "--no-progress", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "data: 240 train / 60 test, 5 features; code size 2; recipe fast" in captured.out
+    assert "PCA (k=2)" in captured.out and "Autoencoder (fast, k=2)" in captured.out
+    names = {p.name for p in out.iterdir()}
+    assert names == {"metrics.json", "codes.png", "reconstructions.png", "loss.png", "report.html", "model"}
+    for name in ("codes.png", "reconstructions.png", "loss.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["n_train"], metrics["n_test"], metrics["n_features"], metrics["n_components"]) == (240, 60, 5, 2)
+    assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] == 2
+    assert sorted(os.listdir(out / "model")) == ["aepca.json", "model.keras"]

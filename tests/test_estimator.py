@@ -1,0 +1,235 @@
+"""The ``Autoencoder`` estimator: transforms, scores, persistence, seeds, PCA start, scaling, errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aepca import load_model
+from aepca.estimator import METADATA_FILE, MODEL_FILE, Autoencoder
+from aepca.pca import PCA
+
+import keras  # noqa: E402
+
+PARAMS = dict(n_components=2, hidden=(8,), epochs=10, batch_size=32, learning_rate=1e-2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def data(low_rank_data):
+    X = low_rank_data(n_samples=300, n_features=10, rank=3, noise=0.05, seed=1)
+    return X[:240], X[240:]
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return Autoencoder(**PARAMS).fit(data[0])
+
+
+def _mse(a, b) -> float:
+    return float(np.mean(np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+# Transforms and scores ---------------------------------------------------------------
+def test_shapes_dtypes_and_feature_names(fitted, data):
+    X_train, X_test = data
+    codes = fitted.transform(X_test)
+    assert codes.shape == (60, 2) and codes.dtype == np.float32
+    reconstruction = fitted.inverse_transform(codes)
+    assert reconstruction.shape == (60, 10) and reconstruction.dtype == np.float32
+    assert fitted.n_features_in_ == 10
+    assert list(fitted.get_feature_names_out()) == ["autoencoder0", "autoencoder1"]
+    assert set(fitted.history_) >= {"loss", "val_loss", "val_mse", "seconds", "lr_scale"}
+    assert len(fitted.history_["loss"]) == 10
+    # Unscaled data outside [0, 1] with a random start: a linear output.
+    assert fitted.output_activation_ == "linear"
+    assert fitted.scaler_.method_ == "none"
+
+
+def test_reconstruct_is_inverse_of_transform_and_score_is_minus_mse(fitted, data):
+    X_test = data[1]
+    reconstruction = fitted.reconstruct(X_test)
+    np.testing.assert_allclose(reconstruction, fitted.inverse_transform(fitted.transform(X_test)), rtol=1e-5, atol=1e-5)
+    samples = fitted.score_samples(X_test)
+    assert samples.shape == (60,)
+    np.testing.assert_allclose(samples, -np.mean(np.square(reconstruction.astype(np.float64) - X_test), axis=1), rtol=1e-12)
+    assert fitted.score(X_test) == pytest.approx(-_mse(reconstruction, X_test), rel=1e-12)
+    # It learned something: far better than predicting the mean.
+    assert -fitted.score(X_test) < 0.5 * _mse(X_test, X_test.mean(axis=0))
+
+
+def test_random_state_makes_fits_repeatable(fitted, data):
+    X_train, X_test = data
+    again = Autoencoder(**PARAMS)
+    codes = again.fit_transform(X_train)
+    np.testing.assert_array_equal(codes, fitted.transform(X_train))
+    np.testing.assert_array_equal(again.transform(X_test), fitted.transform(X_test))
+    assert again.history_["loss"] == fitted.history_["loss"]
+    other = Autoencoder(**{**PARAMS, "random_state": 1, "epochs": 1}).fit(X_train)
+    assert not np.allclose(other.transform(X_test), fitted.transform(X_test), atol=1e-3)
+
+
+# Persistence -------------------------------------------------------------------------
+def test_save_and_load_round_trip(fitted, data, tmp_path):
+    X_test = data[1]
+    path = fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == [METADATA_FILE, MODEL_FILE]
+    fitted.save(path)  # overwriting an existing model folder works
+    loaded = load_model(path)
+    assert isinstance(loaded, Autoencoder)
+    np.testing.assert_array_equal(loaded.transform(X_test), fitted.transform(X_test))
+    np.testing.assert_array_equal(loaded.reconstruct(X_test), fitted.reconstruct(X_test))
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.history_ == fitted.history_
+    assert loaded.output_activation_ == fitted.output_activation_
+    assert loaded.n_features_in_ == 10
+    metadata = json.loads((path / METADATA_FILE).read_text())
+    assert metadata["backend"] == keras.backend.backend()
+    assert len(metadata["weights_sha256"]) == 64
+
+
+def test_pickle_round_trip(fitted, data):
+    clone = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(clone.transform(data[1]), fitted.transform(data[1]))
+    np.testing.assert_array_equal(clone.inverse_transform(np.ones((3, 2), np.float32)), fitted.inverse_transform(np.ones((3, 2), np.float32)))
+    assert "model_" in fitted.__dict__  # pickling left the original intact
+
+
+def test_tampered_weights_are_refused(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    metadata_before = (path / METADATA_FILE).read_text()
+    model = keras.saving.load_model(path / MODEL_FILE, compile=False, safe_mode=True)
+    weights = model.get_weights()
+    weights[0] = weights[0] + np.float32(1e-3)
+    model.set_weights(weights)
+    model.save(path / MODEL_FILE)  # a valid archive with other weights; the old JSON stays
+    assert (path / METADATA_FILE).read_text() == metadata_before
+    with pytest.raises(ValueError, match=r"model\.keras does not match the weights' SHA-256 recorded in .*aepca\.json; "
+                       r"the file was modified or corrupted"):
+        load_model(path)
+
+
+def test_corrupt_or_missing_model_folders_are_refused(fitted, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"model\.keras does not exist; pass the folder written by Autoencoder\.save"):
+        load_model(tmp_path / "nowhere")
+    path = fitted.save(tmp_path / "model")
+    metadata = json.loads((path / METADATA_FILE).read_text())
+    (path / METADATA_FILE).write_text(json.dumps({**metadata, "format": 99}))
+    with pytest.raises(ValueError, match=r"has format 99, expected 1; re-save the model"):
+        load_model(path)
+    (path / METADATA_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match=r"aepca\.json is not valid JSON .*; the model folder is corrupt"):
+        load_model(path)
+    (path / METADATA_FILE).write_text(json.dumps(metadata))
+    (path / MODEL_FILE).write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match=r"model\.keras could not be loaded safely"):
+        load_model(path)
+
+
+def test_non_finite_weights_are_not_saved(data, tmp_path):
+    model = pickle.loads(pickle.dumps(Autoencoder(**{**PARAMS, "epochs": 1}).fit(data[0])))
+    weights = model.model_.get_weights()
+    weights[0][0, 0] = np.nan
+    model.model_.set_weights(weights)
+    with pytest.raises(ValueError, match="non-finite weights and is not saved; retrain with a lower learning_rate"):
+        model.save(tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_dataframe_feature_names_survive_saving(data, tmp_path):
+    X_train = pd.DataFrame(data[0], columns=[f"f{i}" for i in range(10)])
+    model = Autoencoder(**{**PARAMS, "epochs": 1}).fit(X_train)
+    loaded = load_model(model.save(tmp_path / "model"))
+    assert list(loaded.feature_names_in_) == list(X_train.columns)
+    np.testing.assert_array_equal(loaded.transform(X_train), model.transform(X_train))
+    with pytest.raises(ValueError, match="The feature names should match those that were passed during fit"):
+        loaded.transform(X_train.rename(columns={"f0": "g0"}))
+
+
+# PCA start and scaling -----------------------------------------------------------------
+def test_pca_start_with_a_tiny_learning_rate_scores_like_pca(data):
+    X_train, X_test = data
+    model = Autoencoder(**{**PARAMS, "init": "pca", "learning_rate": 1e-7, "epochs": 1}).fit(X_train)
+    pca = PCA(n_components=2).fit(X_train)
+    assert model.output_activation_ == "linear"
+    assert model.score(X_test) == pytest.approx(pca.score(X_test), rel=1e-4)
+    codes = model.transform(X_test)
+    np.testing.assert_allclose(codes, pca.transform(X_test), atol=1e-3)
+
+
+def test_standard_scaling_reports_in_original_units(data):
+    X_train, X_test = data
+    units = np.float32(10.0) ** np.arange(-2, 3, 0.5, dtype=np.float32)  # 0.01 ... 316
+    X_train, X_test = X_train * units + 5.0, X_test * units + 5.0
+    model = Autoencoder(**{**PARAMS, "init": "pca", "scale": "standard", "learning_rate": 1e-7, "epochs": 1}).fit(X_train)
+    assert model.scaler_.method_ == "standard"
+    reconstruction = model.reconstruct(X_test)
+    # The score is the MSE in the data's own units ...
+    assert model.score(X_test) == pytest.approx(-_mse(reconstruction, X_test), rel=1e-6)
+    # ... and equals PCA fitted on standardised data, mapped back to original units.
+    mean, std = X_train.mean(axis=0, dtype=np.float64), X_train.std(axis=0, dtype=np.float64)
+    pca = PCA(n_components=2).fit((X_train - mean) / std)
+    expected = pca.inverse_transform(pca.transform((X_test - mean) / std)) * std + mean
+    assert model.score(X_test) == pytest.approx(-_mse(expected, X_test), rel=1e-3)
+    # Not the scaled units: those errors are orders of magnitude smaller here.
+    assert -model.score(X_test) > 100 * _mse(pca.inverse_transform(pca.transform((X_test - mean) / std)), (X_test - mean) / std)
+
+
+def test_validation_fraction_monitors_a_held_out_share(data):
+    model = Autoencoder(**{**PARAMS, "epochs": 2, "validation_fraction": 0.25, "restore_best": True}).fit(data[0])
+    assert len(model.history_["val_loss"]) == 2
+    assert model.history_["best_val_loss"] <= min(model.history_["val_loss"])
+
+
+# Bad input -------------------------------------------------------------------------------
+def test_feature_count_mismatch_at_transform(fitted):
+    with pytest.raises(ValueError, match=r"X has 5 features, but Autoencoder is expecting 10 features as input"):
+        fitted.transform(np.ones((4, 5), np.float32))
+    with pytest.raises(ValueError, match=r"X has 5 features, but Autoencoder is expecting 10 features as input"):
+        fitted.score(np.ones((4, 5), np.float32))
+
+
+def test_bad_codes_are_refused(fitted):
+    with pytest.raises(ValueError, match=r"expected codes of shape \(n_samples, 2\)\. Received: X\.shape=\(4, 3\)\. Pass the output of transform"):
+        fitted.inverse_transform(np.ones((4, 3)))
+    codes = np.ones((4, 2))
+    codes[1, 1] = np.inf
+    with pytest.raises(ValueError, match="Received codes with NaN or infinite values"):
+        fitted.inverse_transform(codes)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"n_components": 11}, r"n_components, expected at most the number of features\. Received: n_components=11, n_features=10"),
+        ({"activation": "nope"}, r"Received an invalid value for activation, expected a Keras activation name .* Received: activation='nope'"),
+        ({"output_activation": "nope"}, r"Received: output_activation='nope'"),
+        ({"init": "svd"}, r"The 'init' parameter of Autoencoder must be a str among"),
+        ({"scale": "robust"}, r"The 'scale' parameter of Autoencoder must be a str among"),
+        ({"epochs": 0}, r"The 'epochs' parameter of Autoencoder must be an int in the range \[1, inf\)"),
+        ({"validation_fraction": 0.001}, r"validation_fraction, expected a share leaving at least one row on each side\. Received: validation_fraction=0\.001 with 20 rows"),
+    ],
+)
+def test_invalid_parameters_are_refused_at_fit(params, match):
+    X = np.random.default_rng(0).random((20, 10)).astype(np.float32)
+    with pytest.raises(ValueError, match=match):
+        Autoencoder(**{**PARAMS, **params}).fit(X)
+
+
+def test_bad_training_data_is_refused():
+    with pytest.raises(ValueError, match=r"Found array with 1 sample\(s\) \(shape=\(1, 10\)\) while a minimum of 2 is required"):
+        Autoencoder(**PARAMS).fit(np.ones((1, 10), np.float32))
+    X = np.random.default_rng(0).random((20, 10))
+    X[2, 3] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        Autoencoder(**PARAMS).fit(X)
+
+
+def test_unfitted_estimator_says_so():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="This Autoencoder instance is not fitted yet"):
+        Autoencoder().transform(np.ones((2, 3)))

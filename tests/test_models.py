@@ -1,0 +1,119 @@
+"""Keras builders: the classic architecture, PCA initialisation, seeds and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aepca.models import build_autoencoder, check_activation, split_autoencoder
+from aepca.pca import PCA
+
+import keras  # noqa: E402  (after aepca, which only sets a default backend)
+
+
+def _dense_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def _predict(model, x):
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def test_classic_architecture_layer_sizes_and_parameter_count():
+    net = build_autoencoder(784, 2, seed=0)
+    encoder, decoder = _dense_layers(net.encoder), _dense_layers(net.decoder)
+    sizes = [784] + [layer.units for layer in encoder] + [layer.units for layer in decoder]
+    assert sizes == [784, 512, 128, 2, 128, 512, 784]
+    expected = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    assert expected == 936_466  # ~0.93 M
+    assert net.autoencoder.count_params() == expected
+    assert net.encoder.count_params() + net.decoder.count_params() == expected
+    assert net.autoencoder.input_shape == (None, 784)
+    assert net.encoder.output_shape == (None, 2)
+    assert net.decoder.input_shape == (None, 2)
+    assert net.autoencoder.output_shape == (None, 784)
+
+
+def test_activations_code_layer_is_linear_output_is_sigmoid():
+    net = build_autoencoder(784, 2, seed=0)
+    layers = {layer.name: layer for layer in _dense_layers(net.encoder) + _dense_layers(net.decoder)}
+    activation = lambda name: keras.activations.serialize(layers[name].activation)  # noqa: E731
+    assert activation("code") == "linear"
+    assert activation("reconstruction") == "sigmoid"
+    for name in ("encoder_0", "encoder_1", "decoder_0", "decoder_1"):
+        assert activation(name) == "elu"
+    out = _predict(net.autoencoder, np.random.default_rng(0).normal(0, 10, (32, 784)).astype(np.float32))
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_output_activation_and_hidden_are_configurable():
+    net = build_autoencoder(10, 3, hidden=(), activation="linear", output_activation="linear", seed=0)
+    assert [layer.units for layer in _dense_layers(net.encoder)] == [3]
+    assert [layer.units for layer in _dense_layers(net.decoder)] == [10]
+    assert keras.activations.serialize(_dense_layers(net.decoder)[0].activation) == "linear"
+    assert net.autoencoder.count_params() == 10 * 3 + 3 + 3 * 10 + 10
+
+
+def test_the_shared_halves_compose_to_the_autoencoder():
+    net = build_autoencoder(20, 3, hidden=(16, 8), seed=1)
+    x = np.random.default_rng(0).random((7, 20)).astype(np.float32)
+    np.testing.assert_allclose(
+        _predict(net.decoder, _predict(net.encoder, x)), _predict(net.autoencoder, x), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_seed_fixes_the_initial_weights():
+    a, b, c = (build_autoencoder(20, 3, hidden=(16,), seed=s).autoencoder.get_weights() for s in (5, 5, 6))
+    for wa, wb in zip(a, b):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_pca_initialised_model_is_pca_at_step_zero(mnist_small):
+    x_train, x_test = mnist_small
+    pca = PCA(n_components=9).fit(x_train)
+    net = build_autoencoder(784, 9, hidden=(64, 16), seed=0, pca=(pca.components_, pca.mean_))
+    codes = _predict(net.encoder, x_test)
+    np.testing.assert_allclose(codes, pca.transform(x_test), rtol=0, atol=5e-5)
+    expected = pca.inverse_transform(pca.transform(x_test))
+    reconstruction = _predict(net.autoencoder, x_test)
+    np.testing.assert_allclose(reconstruction, expected, rtol=0, atol=1e-5)
+    mse = float(np.mean(np.square(reconstruction.astype(np.float64) - x_test)))
+    assert mse == pytest.approx(pca.reconstruction_mse(x_test), rel=1e-5)
+    # The output is linear: a sigmoid would distort the PCA start.
+    assert {layer.name for layer in net.decoder.layers} >= {"pca_reconstruction", "decoder_residual"}
+    assert np.all(net.decoder.get_layer("decoder_residual").get_weights()[0] == 0)
+    assert np.all(net.encoder.get_layer("encoder_residual").get_weights()[0] == 0)
+
+
+def test_pca_shapes_must_match():
+    with pytest.raises(
+        ValueError,
+        match=r"invalid value for pca, expected components of shape \(3, 10\) and a mean of shape \(10,\)\. "
+        r"Received: components\.shape=\(2, 10\), mean\.shape=\(10,\)",
+    ):
+        build_autoencoder(10, 3, pca=(np.zeros((2, 10)), np.zeros(10)))
+
+
+@pytest.mark.parametrize("what", ["activation", "output_activation"])
+def test_unknown_activation_is_refused(what):
+    with pytest.raises(
+        ValueError,
+        match=rf"Received an invalid value for {what}, expected a Keras activation name such as 'elu', "
+        rf"'relu', 'tanh', 'sigmoid' or 'linear'\. Received: {what}='swishy'",
+    ):
+        build_autoencoder(10, 2, **{what: "swishy"})
+
+
+def test_check_activation_returns_known_names():
+    assert check_activation("tanh") == "tanh"
+
+
+def test_split_autoencoder_finds_the_halves_and_refuses_foreign_models():
+    net = build_autoencoder(10, 2, hidden=(4,), seed=0)
+    halves = split_autoencoder(net.autoencoder)
+    assert halves.encoder is net.encoder and halves.decoder is net.decoder
+    inputs = keras.Input(shape=(10,))
+    foreign = keras.Model(inputs, keras.layers.Dense(10)(inputs))
+    with pytest.raises(ValueError, match="no 'encoder' and 'decoder' sub-models; it was not made by aepca"):
+        split_autoencoder(foreign)

@@ -1,0 +1,220 @@
+"""The training loop: agreement with plain ``model.fit``, best weights, divergence, config checks."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from aepca.models import build_autoencoder
+from aepca.pca import PCA
+from aepca.training import (
+    DivergenceError,
+    TrainConfig,
+    _KerasFitRunner,
+    epoch_permutation,
+    make_optimizer,
+    steps_per_epoch,
+    train,
+)
+
+import keras  # noqa: E402
+
+# 70 rows in batches of 16: the last batch of each epoch is partial (6 rows).
+N_ROWS, N_FEATURES, BATCH = 70, 10, 16
+
+
+@pytest.fixture
+def x(small_tabular):
+    return small_tabular[:N_ROWS]
+
+
+def _tiny_net(seed=0, **kwargs):
+    return build_autoencoder(N_FEATURES, 2, hidden=(6,), output_activation="linear", seed=seed, **kwargs)
+
+
+def _assert_weights_close(a, b, rtol=1e-4, atol=1e-6):
+    assert len(a) == len(b)
+    for wa, wb in zip(a, b):
+        np.testing.assert_allclose(wa, wb, rtol=rtol, atol=atol)
+
+
+def _fit_reference(model, x, config):
+    """The slow reference: Keras' own ``fit``, fed aepca's shuffles in order."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss="mse")
+    losses = []
+    for epoch in range(config.epochs):
+        order = epoch_permutation(config.seed, epoch, len(x))
+        result = model.fit(x[order], x[order], batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+        losses.append(result.history["loss"][-1])
+    return losses
+
+
+def test_compiled_loop_matches_plain_keras_fit(x):
+    config = TrainConfig(epochs=2, batch_size=BATCH, learning_rate=1e-2, seed=3, chunks_per_epoch=2)
+    ours, reference = _tiny_net(), _tiny_net()
+    initial = ours.autoencoder.get_weights()
+    _assert_weights_close(initial, reference.autoencoder.get_weights(), rtol=0, atol=0)
+
+    epochs_seen = []
+    history = train(
+        ours.autoencoder, x, config=config, progress=True,
+        callbacks=(lambda epoch, logs, snapshot: epochs_seen.append((epoch, snapshot().epoch, len(logs["loss"]))),),
+    )
+    reference_losses = _fit_reference(reference.autoencoder, x, config)
+
+    assert epochs_seen == [(1, 1, 1), (2, 2, 2)]
+    np.testing.assert_allclose(history["loss"], reference_losses, rtol=1e-4)
+    assert history["loss"][1] < history["loss"][0]
+    _assert_weights_close(ours.autoencoder.get_weights(), reference.autoencoder.get_weights())
+    # Training really moved the weights, so the comparison above means something.
+    assert not np.allclose(ours.autoencoder.get_weights()[0], initial[0], atol=1e-3)
+    assert history["lr_scale"] == [1.0, 1.0]
+    assert len(history["seconds"]) == 2 and history["seconds"][1] >= history["seconds"][0] > 0
+    assert history["val_loss"] == [] and "best_val_loss" not in history
+
+
+def test_keras_fit_runner_matches_the_compiled_loop(x):
+    """The path other backends take gives the same numbers (run here on the current backend)."""
+    config = TrainConfig(epochs=2, batch_size=BATCH, learning_rate=1e-2, seed=3)
+    ours, fallback = _tiny_net(), _tiny_net()
+    x_val = x[:20] + 0.5
+    history = train(ours.autoencoder, x, x_val=x_val, config=config)
+    fallback_history = _KerasFitRunner(fallback.autoencoder, x, x_val, config).run(progress=False, callbacks=(), resume=None)
+    for key in ("loss", "val_loss", "val_mse"):
+        np.testing.assert_allclose(history[key], fallback_history[key], rtol=1e-4)
+    _assert_weights_close(ours.autoencoder.get_weights(), fallback.autoencoder.get_weights())
+
+
+def test_validation_metrics_match_the_trained_model(x):
+    x_val = x[:37] * 1.5  # not a multiple of any batch size: exercises the masked last batch
+    net = _tiny_net()
+    history = train(net.autoencoder, x, x_val=x_val, config=TrainConfig(epochs=1, batch_size=BATCH, learning_rate=1e-2))
+    reconstruction = keras.ops.convert_to_numpy(net.autoencoder(x_val, training=False)).astype(np.float64)
+    expected = float(np.mean(np.square(reconstruction - x_val)))
+    assert history["val_mse"][0] == pytest.approx(expected, rel=1e-5)
+    assert history["val_loss"][0] == pytest.approx(expected, rel=1e-5)  # loss="mse"
+
+
+def test_chunking_does_not_change_the_result(x):
+    # 70 steps of one row: split in chunks, the last chunk ends with padding steps that must do nothing.
+    results = []
+    for chunks in (1, 3):
+        net = _tiny_net()
+        config = TrainConfig(epochs=1, batch_size=1, learning_rate=1e-3, chunks_per_epoch=chunks)
+        results.append((train(net.autoencoder, x, config=config)["loss"], net.autoencoder.get_weights()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    _assert_weights_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-7)
+
+
+def test_restore_best_keeps_the_initial_weights_when_training_only_hurts():
+    # Exactly rank-3 data: a PCA-initialised k=3 model starts at zero error, so every step hurts.
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.standard_normal((N_FEATURES, 3)))
+    data = (rng.standard_normal((120, 3)) @ basis.T).astype(np.float32)
+    x_train, x_val = data[:90], data[90:]
+    pca = PCA(n_components=3).fit(x_train)
+    net = build_autoencoder(N_FEATURES, 3, hidden=(8,), output_activation="linear", seed=0, pca=(pca.components_, pca.mean_))
+    initial = net.autoencoder.get_weights()
+    config = TrainConfig(epochs=2, batch_size=BATCH, learning_rate=0.5, restore_best=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # must not be a divergence case
+        history = train(net.autoencoder, x_train, x_val=x_val, config=config)
+    assert history["best_val_loss"] < 1e-8
+    # Every epoch ended clearly worse than the start, so the start must be what is kept.
+    assert len(history["val_loss"]) == 2
+    assert min(history["val_loss"]) > 100 * history["best_val_loss"] + 1e-6
+    _assert_weights_close(net.autoencoder.get_weights(), initial, rtol=0, atol=0)
+
+
+def _linear_net():
+    return build_autoencoder(N_FEATURES, 3, hidden=(), activation="linear", output_activation="linear", seed=0)
+
+
+def test_divergence_restores_the_epoch_and_retries_at_a_lower_rate():
+    x = np.random.default_rng(0).standard_normal((64, N_FEATURES)).astype(np.float32)
+    # At 1e7 the first epoch overflows float32; at 0.1 x that it stays finite.
+    net = _linear_net()
+    with pytest.warns(RuntimeWarning) as record:
+        history = train(net.autoencoder, x, config=TrainConfig(epochs=2, batch_size=BATCH, learning_rate=1e7))
+    messages = [str(w.message) for w in record if issubclass(w.category, RuntimeWarning)]
+    assert messages == [
+        "Loss became non-finite in epoch 1; restored the weights from the start of the epoch and "
+        "retrying at 0.1 x the learning rate."
+    ]
+    assert history["lr_scale"] == [0.1, 0.1]
+    assert all(math.isfinite(v) for v in history["loss"])
+    # The retry restarted from the initial weights: it is the run at 1e6 from the start.
+    same = _linear_net()
+    expected = train(same.autoencoder, x, config=TrainConfig(epochs=2, batch_size=BATCH, learning_rate=1e6))
+    np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-4)
+    _assert_weights_close(net.autoencoder.get_weights(), same.autoencoder.get_weights(), rtol=1e-4, atol=0)
+
+
+def test_divergence_raises_after_the_bounded_retries():
+    x = np.random.default_rng(0).standard_normal((64, N_FEATURES)).astype(np.float32)
+    net = _linear_net()
+    initial = net.autoencoder.get_weights()
+    config = TrainConfig(epochs=2, batch_size=BATCH, learning_rate=1e30, max_divergence_retries=2)
+    with pytest.warns(RuntimeWarning) as record:
+        with pytest.raises(
+            DivergenceError,
+            match=r"diverged \(non-finite loss\) in epoch 1 even at 0\.01 x the learning rate 1e\+30\. "
+            r"Lower learning_rate or scale the data \(scale='standard'\)\.",
+        ):
+            train(net.autoencoder, x, config=config)
+    retries = [str(w.message) for w in record if "retrying at" in str(w.message)]
+    assert [m.split("retrying at ")[1] for m in retries] == ["0.1 x the learning rate.", "0.01 x the learning rate."]
+    assert issubclass(DivergenceError, RuntimeError)
+    # The model never received the non-finite weights.
+    _assert_weights_close(net.autoencoder.get_weights(), initial, rtol=0, atol=0)
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    config = TrainConfig(epochs=4, batch_size=10, learning_rate=0.1, schedule="cosine", warmup_epochs=1, min_lr_fraction=0.1)
+    # 10 steps per epoch, 40 in all. Keras keeps the schedule itself in _learning_rate.
+    schedule = make_optimizer(config, n_samples=100)._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    lr = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    assert steps_per_epoch(100, 10) == 10 and steps_per_epoch(101, 10) == 11
+    assert lr(0) == pytest.approx(0.0, abs=1e-9)
+    assert lr(5) == pytest.approx(0.05, rel=1e-5)
+    assert lr(10) == pytest.approx(0.1, rel=1e-5)
+    assert lr(40) == pytest.approx(0.01, rel=1e-5)
+    constant = make_optimizer(TrainConfig(learning_rate=0.3), n_samples=100)
+    assert float(keras.ops.convert_to_numpy(constant.learning_rate)) == pytest.approx(0.3)
+
+
+def test_epoch_permutation_is_a_pure_function_of_seed_and_epoch():
+    a = epoch_permutation(1, 0, 50)
+    np.testing.assert_array_equal(a, epoch_permutation(1, 0, 50))
+    np.testing.assert_array_equal(np.sort(a), np.arange(50))
+    assert not np.array_equal(a, epoch_permutation(1, 1, 50))
+    assert not np.array_equal(a, epoch_permutation(2, 0, 50))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"loss": "l1"}, r"invalid value for loss, expected one of \['binary_crossentropy', 'mse'\]\. Received: loss='l1'"),
+        ({"optimizer": "sgd"}, r"invalid value for optimizer, expected one of \['adam', 'adamw', 'nadam'\]\. Received: optimizer='sgd'"),
+        ({"schedule": "step"}, r"invalid value for schedule, expected one of \['constant', 'cosine'\]\. Received: schedule='step'"),
+        ({"epochs": 0}, r"invalid value for epochs, expected a positive integer\. Received: epochs=0"),
+        ({"batch_size": 2.5}, r"invalid value for batch_size, expected a positive integer\. Received: batch_size=2\.5"),
+        ({"chunks_per_epoch": -1}, r"invalid value for chunks_per_epoch, expected a positive integer\. Received: chunks_per_epoch=-1"),
+        ({"learning_rate": 0.0}, r"invalid value for learning_rate, expected a positive finite number\. Received: learning_rate=0\.0"),
+        ({"learning_rate": math.inf}, r"Received: learning_rate=inf"),
+        ({"learning_rate": math.nan}, r"Received: learning_rate=nan"),
+        ({"learning_rate": "1e-3"}, r"Received: learning_rate='1e-3'"),
+    ],
+)
+def test_train_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_train_config_to_dict_round_trips():
+    config = TrainConfig(epochs=3, schedule="cosine", warmup_epochs=0.5)
+    assert TrainConfig(**config.to_dict()) == config
