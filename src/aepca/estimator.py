@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
 from aepca.preprocessing import Scaler  # noqa: E402
-from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, train  # noqa: E402
+from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train  # noqa: E402
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "aepca.json"
@@ -37,6 +38,7 @@ PREDICT_BATCH = 8192
 # validation MSE is lower by more than this many standard errors (a one-sided
 # paired test at about the 0.1% level); see tests/experiments/test_never_worse.py.
 CLEAR_IMPROVEMENT_Z = 3.0
+MIN_VALIDATION_ROWS = 50
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -59,15 +61,21 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     output_activation : str, default="auto"
         ``"auto"`` is ``"sigmoid"`` when the (scaled) training data lies in
         [0, 1] and the network is randomly initialised, else ``"linear"``.
-    init : {"random", "pca"}, default="random"
+    init : {"random", "pca", "auto"}, default="random"
         ``"pca"`` starts the network exactly at PCA's solution (a PCA layer
         plus zero-initialised nonlinear residual branches): training can only
-        improve on PCA.
+        improve on PCA. ``"auto"`` trains a randomly initialised network (which
+        learns faster on data like MNIST and can unfold manifolds that a PCA
+        start cannot) and, unless it is clearly better than PCA on the
+        validation rows, trains a PCA-initialised one instead: the result is
+        never worse than PCA. ``init_`` records which was kept.
     scale : {"none", "auto", "minmax", "standard"}, default="none"
         Per-feature scaling learned on the training data. Every output and
         score is mapped back to the original units.
     epochs, batch_size, learning_rate, optimizer, schedule, warmup_epochs, loss
         Training settings; see :class:`aepca.training.TrainConfig`.
+    min_steps : int or None, default=None
+        Train at least this many optimizer steps (more epochs on small data).
     validation_fraction : float, default=0.0
         Share of the training rows held out to monitor (and, with
         ``restore_best``, select) the weights.
@@ -92,6 +100,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     history_ : dict
         Per-epoch ``loss``, ``val_loss``, ``val_mse``, ``seconds``.
     output_activation_ : str
+    init_ : str
+        How the kept network was started ("random" or "pca").
     n_features_in_ : int
     """
 
@@ -100,9 +110,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "hidden": ["array-like"],
         "activation": [str],
         "output_activation": [str],
-        "init": [StrOptions({"random", "pca"})],
+        "init": [StrOptions({"random", "pca", "auto"})],
         "scale": [StrOptions({"none", "auto", "minmax", "standard"})],
         "epochs": [Interval(Integral, 1, None, closed="left")],
+        "min_steps": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
@@ -126,6 +137,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         init="random",
         scale="none",
         epochs=5,
+        min_steps=None,
         batch_size=128,
         learning_rate=1e-3,
         optimizer="adam",
@@ -145,6 +157,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.init = init
         self.scale = scale
         self.epochs = epochs
+        self.min_steps = min_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.optimizer = optimizer
@@ -176,32 +189,58 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.scaler_ = Scaler(self.scale).fit(X)
         X_scaled = self.scaler_.transform(X)
         X_train, X_monitor = self._split_validation(X_scaled, X_val, seed)
-        # A PCA start fitted on every training row is exactly the PCA it is compared with.
-        net = self._build(X_scaled, seed)
-        start = net.autoencoder.get_weights()
-        self.history_ = self._train(net, X_train, X_monitor, seed)
-        if self.restore_best and X_monitor is not None:
-            self.history_["kept_start"] = self._keep_start_unless_clearly_better(net.autoencoder, start, X_monitor)
+        # The PCA is fitted on every training row: exactly the PCA it is compared with.
+        pca = PCA(self.n_components).fit(X_scaled) if self.init in ("pca", "auto") else None
+        if self.init == "auto":
+            net, self.history_ = self._fit_network("random", X_train, X_monitor, seed, pca)
+            judge = X_train if X_monitor is None else X_monitor
+            if not self._clearly_better(_pca_sample_errors(pca, judge, self._feature_weights()), self._errors(net, judge)):
+                # The nonlinear network is not clearly better than PCA: start
+                # again from PCA itself, which training can only improve on.
+                net, self.history_ = self._fit_network("pca", X_train, X_monitor, seed, pca)
+        else:
+            net, self.history_ = self._fit_network(self.init, X_train, X_monitor, seed, pca)
         self._set_net(net)
         return self
 
+    def _fit_network(self, init, X_train, X_monitor, seed, pca):
+        """Build and train one network started as ``init``; returns it and its history."""
+        self.init_ = init
+        net = self._build(X_train, seed, None if init == "random" else pca)
+        start = net.autoencoder.get_weights()
+        history = self._train(net, X_train, X_monitor, seed)
+        history["init"] = init
+        if init == "pca" and self.restore_best and X_monitor is not None:
+            history["kept_start"] = self._keep_start_unless_clearly_better(net.autoencoder, start, X_monitor)
+        return net, history
+
+    def _feature_weights(self) -> np.ndarray:
+        # Squared-error weights that turn scaled errors into the data's units.
+        return np.square(self.scaler_.scale_)
+
+    def _errors(self, net: AutoencoderNet, X_scaled) -> np.ndarray:
+        return _sample_errors(net.autoencoder, X_scaled, self._feature_weights())
+
+    @staticmethod
+    def _clearly_better(reference_errors, candidate_errors) -> bool:
+        """Whether the candidate's per-sample errors are lower by more than
+        ``CLEAR_IMPROVEMENT_Z`` standard errors of the paired differences."""
+        gains = np.asarray(reference_errors) - np.asarray(candidate_errors)
+        standard_error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else np.inf
+        return bool(gains.mean() > CLEAR_IMPROVEMENT_Z * standard_error)
+
     def _keep_start_unless_clearly_better(self, model, start, X_monitor) -> bool:
-        """Go back to the starting weights unless the trained ones are clearly better.
+        """Go back to the starting (PCA) weights unless the trained ones are clearly better.
 
         Selecting the best epoch on the validation rows favours weights that
         are better there by chance, so a trained model may still be worse than
-        its (PCA) start on new data. It is kept only when its validation MSE,
-        in the data's units, is lower by more than ``CLEAR_IMPROVEMENT_Z``
-        standard errors of the per-sample differences. Returns whether the
-        start was kept.
+        its PCA start on new data. Returns whether the start was kept.
         """
-        weights = np.square(self.scaler_.scale_)
+        weights = self._feature_weights()
         trained = model.get_weights()
         trained_errors = _sample_errors(model, X_monitor, weights)
         model.set_weights(start)
-        gains = _sample_errors(model, X_monitor, weights) - trained_errors
-        standard_error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else np.inf
-        if gains.mean() > CLEAR_IMPROVEMENT_Z * standard_error:
+        if self._clearly_better(_sample_errors(model, X_monitor, weights), trained_errors):
             model.set_weights(trained)
             return False
         return True
@@ -212,7 +251,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             return X, self.scaler_.transform(X_val)
         if self.validation_fraction == 0:
             return X, None
-        n_val = int(round(self.validation_fraction * len(X)))
+        # Enough rows for the paired improvement test to mean something.
+        n_val = max(int(round(self.validation_fraction * len(X))), min(MIN_VALIDATION_ROWS, len(X) // 5))
         if n_val < 1 or n_val >= len(X):
             raise ValueError(
                 f"Received an invalid value for validation_fraction, expected a share leaving at "
@@ -225,17 +265,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _resolve_output_activation(self) -> str:
         if self.output_activation != "auto":
             return self.output_activation
-        if self.init == "random" and self.scaler_.unit_interval_:
+        if self.scaler_.unit_interval_:
             return "sigmoid"
         return "linear"
 
-    def _build(self, X_train, seed) -> AutoencoderNet:
-        """Build the network; override to fit a different architecture."""
-        pca = None
-        if self.init == "pca":
-            fitted = PCA(self.n_components).fit(X_train)
-            pca = (fitted.components_, fitted.mean_)
-        self.output_activation_ = "linear" if self.init == "pca" else self._resolve_output_activation()
+    def _build(self, X_train, seed, pca: PCA | None) -> AutoencoderNet:
+        """Build the network (PCA-initialised when ``pca`` is given); override for other architectures."""
+        self.output_activation_ = "linear" if pca is not None else self._resolve_output_activation()
         return build_autoencoder(
             X_train.shape[1],
             self.n_components,
@@ -243,12 +279,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             activation=self.activation,
             output_activation=self.output_activation_,
             seed=seed,
-            pca=pca,
+            pca=None if pca is None else (pca.components_, pca.mean_),
         )
 
-    def _train_config(self, seed) -> TrainConfig:
+    def _epochs(self, n_train: int) -> int:
+        if self.min_steps is None:
+            return self.epochs
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch(n_train, self.batch_size)))
+
+    def _train_config(self, seed, n_train) -> TrainConfig:
         return TrainConfig(
-            epochs=self.epochs,
+            epochs=self._epochs(n_train),
             batch_size=self.batch_size,
             learning_rate=float(self.learning_rate),
             optimizer=self.optimizer,
@@ -263,14 +304,16 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """The learning step; variants override this and reuse everything else."""
         callbacks, resume = (), None
         if self.checkpoint_dir is not None:
+            # One folder per network trained (init="auto" may train two).
+            folder = Path(self.checkpoint_dir) / self.init_
             fingerprint = self._fingerprint(X_train, X_monitor, seed)
-            resume = load_checkpoint(self.checkpoint_dir, fingerprint)
-            callbacks = (Checkpointer(self.checkpoint_dir, fingerprint),)
+            resume = load_checkpoint(folder, fingerprint)
+            callbacks = (Checkpointer(folder, fingerprint),)
         return train(
             net.autoencoder,
             X_train,
             x_val=X_monitor,
-            config=self._train_config(seed),
+            config=self._train_config(seed, len(X_train)),
             progress=bool(self.verbose),
             callbacks=callbacks,
             resume=resume,
@@ -281,7 +324,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         if X_monitor is not None:
             digest.update(np.ascontiguousarray(X_monitor).tobytes())
         params = {k: v for k, v in self._metadata_params().items() if k not in ("verbose", "checkpoint_dir")}
-        return {"params": params, "seed": seed, "data_sha256": digest.hexdigest(), "backend": keras.backend.backend()}
+        return {
+            "params": params, "init": self.init_, "seed": seed,
+            "data_sha256": digest.hexdigest(), "backend": keras.backend.backend(),
+        }
 
     def _set_net(self, net: AutoencoderNet) -> None:
         self.model_, self.encoder_, self.decoder_ = net.autoencoder, net.encoder, net.decoder
@@ -369,6 +415,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": [str(n) for n in getattr(self, "feature_names_in_", [])] or None,
             "output_activation": self.output_activation_,
+            "init": self.init_,
             "scaler": self.scaler_.to_dict(),
             "history": self.history_,
             "weights_sha256": weights_digest(self.model_),
@@ -402,6 +449,11 @@ def _sample_errors(model: keras.Model, X_scaled: np.ndarray, feature_weights: np
     """Per-sample reconstruction MSE, each feature's squared error weighted (e.g. back to original units)."""
     error = _predict(model, X_scaled).astype(np.float64) - X_scaled
     return np.mean(np.square(error) * feature_weights, axis=1)
+
+
+def _pca_sample_errors(pca: PCA, X_scaled: np.ndarray, feature_weights: np.ndarray) -> np.ndarray:
+    reconstruction = pca.inverse_transform(pca.transform(X_scaled))
+    return np.mean(np.square(reconstruction - X_scaled) * feature_weights, axis=1)
 
 
 def _predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
@@ -484,6 +536,7 @@ def load_model(path) -> Autoencoder:
     if metadata.get("feature_names_in"):
         estimator.feature_names_in_ = np.asarray(metadata["feature_names_in"], dtype=object)
     estimator.output_activation_ = metadata["output_activation"]
+    estimator.init_ = metadata.get("init", estimator.init)
     estimator.scaler_ = Scaler.from_dict(metadata["scaler"])
     estimator.history_ = metadata["history"]
     return estimator

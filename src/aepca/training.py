@@ -51,6 +51,7 @@ OPTIMIZERS: dict[str, Callable] = {
 }
 
 SCHEDULES = ("constant", "cosine")
+MIN_CHUNK_STEPS = 20
 
 
 def _choose(table, value, what):
@@ -417,7 +418,8 @@ class _JaxRunner(_Runner):
         config = self.config
         n = len(self.x)
         steps = steps_per_epoch(n, config.batch_size)
-        n_chunks = min(config.chunks_per_epoch, steps)
+        # Chunks of at least MIN_CHUNK_STEPS steps: fewer dispatches on small data.
+        n_chunks = max(1, min(config.chunks_per_epoch, steps // MIN_CHUNK_STEPS))
         chunk_steps = math.ceil(steps / n_chunks)
         padded = n_chunks * chunk_steps * config.batch_size
         indices = np.zeros(padded, dtype=np.int32)
@@ -445,7 +447,7 @@ class _JaxRunner(_Runner):
         x_device = self.x_val_device if x is self.x_val else self.jnp.asarray(x)
         trainable, non_trainable, _ = self._state
         loss = mse = 0.0
-        size = self.EVAL_BATCH
+        size = min(self.EVAL_BATCH, len(x))
         for start in range(0, len(x), size):
             xb = x_device[start : start + size]
             weights = np.ones(size, dtype=np.float32)
