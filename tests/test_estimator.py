@@ -210,11 +210,12 @@ def test_bad_codes_are_refused(fitted):
         ({"init": "svd"}, r"The 'init' parameter of Autoencoder must be a str among"),
         ({"scale": "robust"}, r"The 'scale' parameter of Autoencoder must be a str among"),
         ({"epochs": 0}, r"The 'epochs' parameter of Autoencoder must be an int in the range \[1, inf\)"),
-        ({"validation_fraction": 0.001}, r"validation_fraction, expected a share leaving at least one row on each side\. Received: validation_fraction=0\.001 with 20 rows"),
+        ({"validation_fraction": 0.001}, r"validation_fraction, expected a share leaving at least one row on each side\. Received: validation_fraction=0\.001 with 3 rows"),
     ],
 )
 def test_invalid_parameters_are_refused_at_fit(params, match):
-    X = np.random.default_rng(0).random((20, 10)).astype(np.float32)
+    # Three rows: too few to hold any out for validation.
+    X = np.random.default_rng(0).random((3, 10)).astype(np.float32)
     with pytest.raises(ValueError, match=match):
         Autoencoder(**{**PARAMS, **params}).fit(X)
 
