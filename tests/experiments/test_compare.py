@@ -9,7 +9,7 @@ import pytest
 
 from aepca.data import Dataset, load_mnist
 from aepca.experiments.compare import LINEAR_TOLERANCE, _notes, check_code_dim, compare, mse, write_outputs
-from aepca.experiments.recipes import CLASSIC, RECIPES, get_recipe
+from aepca.experiments.recipes import CLASSIC, FAST, RECIPES, get_recipe
 from aepca.pca import PCA
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -112,6 +112,10 @@ def test_recipes():
     assert CLASSIC.estimator_params(epochs=2, hidden=None)["epochs"] == 2
     assert CLASSIC.estimator_params(hidden=None)["hidden"] == (512, 128)  # None keeps the recipe's value
     assert get_recipe(CLASSIC) is CLASSIC
+    # The fast recipe's step floor stretches its own epochs, never an explicit count.
+    assert FAST.estimator_params().get("min_steps") is not None
+    assert "min_steps" not in FAST.estimator_params(epochs=2)
+    assert FAST.estimator_params(epochs=2, min_steps=10)["min_steps"] == 10
     with pytest.raises(ValueError, match=r"invalid value for recipe, expected one of \['classic', 'fast', 'linear'\]\. Received: recipe='slow'"):
         get_recipe("slow")
 

@@ -24,6 +24,10 @@ class Recipe:
     def estimator_params(self, **overrides) -> dict:
         params = dict(self.params)
         params.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("epochs") is not None and overrides.get("min_steps") is None:
+            # An explicit epoch count (e.g. --epochs) is exact: the recipe's step floor
+            # only stretches the recipe's own default.
+            params.pop("min_steps", None)
         return params
 
 
