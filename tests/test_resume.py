@@ -12,10 +12,11 @@ import pytest
 
 from aepca.checkpoint import checkpoint_epoch
 
-EPOCHS = 30
+# Enough epochs that the run is still going when the test interrupts it at epoch 3.
+EPOCHS = 100
 
 
-def write_csv(path, n_rows=300, n_features=8, seed=0):
+def write_csv(path, n_rows=3000, n_features=8, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_rows, 3)) @ rng.normal(size=(3, n_features))
     x += 0.1 * rng.normal(size=x.shape)
@@ -26,8 +27,8 @@ def write_csv(path, n_rows=300, n_features=8, seed=0):
 
 def compare_command(csv, out, *extra):
     return [
-        sys.executable, "-m", "aepca", "compare", str(csv), "--label-column", "y", "--hidden", "16",
-        "--epochs", str(EPOCHS), "--out", str(out), "--no-progress", *extra,
+        sys.executable, "-m", "aepca", "compare", str(csv), "--label-column", "y", "--hidden", "32",
+        "--epochs", str(EPOCHS), "--recipe", "classic", "--out", str(out), "--no-progress", *extra,
     ]
 
 
@@ -38,7 +39,7 @@ def wait_for_epoch(folder, epoch, process, timeout=120):
             pytest.fail(f"the run ended before epoch {epoch}: {process.communicate()}")
         if checkpoint_epoch(folder) >= epoch:
             return
-        time.sleep(0.05)
+        time.sleep(0.01)
     pytest.fail(f"no checkpoint of epoch {epoch} within {timeout} s")
 
 
@@ -61,7 +62,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, uninterru
     env = ENV
     out = tmp_path / "interrupted"
     process = subprocess.Popen(compare_command(csv, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    wait_for_epoch(out / "checkpoint", 3, process)
+    # One checkpoint folder per network trained; the classic recipe trains one, from a random start.
+    wait_for_epoch(out / "checkpoint" / "random", 3, process)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aepca: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, OSError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError, ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"aepca: error: {message}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,166 @@
+"""Every kind of bad input, through the CLI and the Python API.
+
+CLI: exit status 2, one line on stderr naming the problem, no traceback, and
+the output folder left exactly as it was. API: ValueError (FileNotFoundError
+or PermissionError for files). Property test: the estimator either refuses
+input with a clear ValueError or gives finite output, never anything else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aepca import Autoencoder
+from aepca.cli import EXIT_USAGE, main
+from aepca.data.readers import load_user_data
+
+HEADER = "a,b,c,d,y\n"
+
+
+def good_rows(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return "".join(f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{r[3]:.4f},{i % 2}\n" for i, r in enumerate(rng.random((n, 4))))
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+def truncated_npz(tmp_path):
+    full = tmp_path / "full.npz"
+    np.savez(full, x=np.random.default_rng(0).random((50, 4)))
+    return full.read_bytes()[:200]
+
+
+# (file name, content, extra CLI args, text the one-line error must contain)
+CASES = {
+    "nan": ("data.csv", HEADER + good_rows() + "0.1,nan,0.3,0.4,1\n", ["--label-column", "y"], "NaN"),
+    "inf": ("data.csv", HEADER + good_rows() + "0.1,inf,0.3,0.4,1\n", ["--label-column", "y"], "inf"),
+    "text column": ("data.csv", "a,b,c,d,y\n" + "".join(f"0.1,0.2,x{i},0.4,1\n" for i in range(40)), [], "c"),
+    "empty file": ("data.csv", "", [], "empty"),
+    "header only": ("data.csv", HEADER, ["--label-column", "y"], "row"),
+    "single row": ("data.csv", HEADER + "0.1,0.2,0.3,0.4,1\n", ["--label-column", "y"], "row"),
+    "constant column": ("data.csv", "a,b,c,d,y\n" + "".join(f"{i},1.0,{i * i},{i % 3},1\n" for i in range(40)), [], "constant"),
+    "huge values": ("data.csv", HEADER + good_rows() + "1e30,0.2,0.3,0.4,1\n", ["--label-column", "y"], "1e+30"),
+    "code size = features": ("data.csv", HEADER + good_rows(), [*["--label-column", "y"], "--code-dim", "4"], "code_dim"),
+    "unknown extension": ("data.xlsx", "whatever", [], ".csv"),
+    "text named parquet": ("data.parquet", "this is not parquet\n", [], "data.parquet"),
+    "truncated npz": ("data.npz", None, [], "data.npz"),
+    "missing label column": ("data.csv", HEADER + good_rows(), ["--label-column", "label"], "label"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cli_refuses_bad_input_with_one_line_and_exit_2(tmp_path, capsys, case):
+    name, content, extra, expected = CASES[case]
+    if content is None:
+        content = truncated_npz(tmp_path)
+    path = write(tmp_path, name, content)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier result")
+    code = main(["compare", str(path), *extra, "--epochs", "1", "--hidden", "4", "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_USAGE
+    assert err.startswith("aepca: error: ") and "\n" not in err and "Traceback" not in err, err
+    assert expected.lower() in err.lower(), err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "earlier result"
+
+
+def test_cli_missing_file(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "out")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "nope.csv" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_unwritable_out(tmp_path, capsys):
+    path = write(tmp_path, "data.csv", HEADER + good_rows())
+    blocker = write(tmp_path, "file.txt", "a file, not a folder")
+    assert main(["compare", str(path), "--label-column", "y", "--out", str(blocker / "out")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--out" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", ["nan", "text column", "single row", "huge values", "empty file", "truncated npz"])
+def test_api_readers_raise_value_error(tmp_path, case):
+    name, content, _, expected = CASES[case]
+    if content is None:
+        content = truncated_npz(tmp_path)
+    path = write(tmp_path, name, content)
+    with pytest.raises(ValueError, match=f"(?i){expected}" if expected != "1e+30" else "1e\\+30"):
+        load_user_data(path)
+
+
+def test_api_missing_file_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        load_user_data(tmp_path / "nope.csv")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    x = np.random.default_rng(0).random((60, 5)).astype(np.float32)
+    return Autoencoder(2, hidden=(4,), epochs=1, random_state=0).fit(x)
+
+
+@pytest.mark.parametrize(
+    "method, X, match",
+    [
+        ("transform", np.zeros((3, 4)), "5 features"),
+        ("transform", np.zeros(5), "1-D|2D array|reshape"),
+        ("transform", np.array([["a"] * 5] * 3, dtype=object), "could not convert|numeric|string"),
+        ("transform", np.full((3, 5), np.nan), "NaN"),
+        ("inverse_transform", np.zeros((3, 3)), "codes of shape"),
+        ("inverse_transform", np.full((3, 2), np.inf), "NaN or infinite"),
+        ("score", np.zeros((3, 6)), "5 features"),
+    ],
+)
+def test_api_transform_time_input_is_checked(tiny_model, method, X, match):
+    with pytest.raises(ValueError, match=match):
+        getattr(tiny_model, method)(X)
+
+
+@pytest.mark.parametrize(
+    "X, params, match",
+    [
+        (np.zeros((10, 3)), {"n_components": 4}, "n_components"),
+        (np.zeros((1, 3)), {}, "sample"),
+        (np.full((10, 3), np.inf), {}, "infinity|inf"),
+    ],
+)
+def test_api_fit_input_is_checked(X, params, match):
+    with pytest.raises(ValueError, match=match):
+        Autoencoder(**{"n_components": 1, "hidden": (2,), "epochs": 1, **params}).fit(X)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_rows=st.integers(min_value=0, max_value=12),
+    n_cols=st.integers(min_value=1, max_value=4),
+    dtype=st.sampled_from(["float32", "float64", "int64", "bool", "object"]),
+    nan_at=st.one_of(st.none(), st.tuples(st.integers(0, 11), st.integers(0, 3))),
+    scale=st.sampled_from([1.0, 1e6, 1e30]),
+)
+def test_property_estimator_refuses_clearly_or_returns_finite(tiny_model, n_rows, n_cols, dtype, nan_at, scale):
+    rng = np.random.default_rng(n_rows * 7 + n_cols)
+    X = rng.random((n_rows, n_cols)) * scale
+    if nan_at is not None and nan_at[0] < n_rows and nan_at[1] < n_cols:
+        X[nan_at] = np.nan
+    with np.errstate(invalid="ignore"):  # NaN cast to an integer type is any integer: fine here
+        X = X.astype(dtype) if dtype != "object" else X.astype(str).astype(object)
+    try:
+        model = Autoencoder(1, hidden=(2,), epochs=1, scale="standard", random_state=0).fit(X)
+    except ValueError as error:
+        assert str(error).strip(), "an error must say what is wrong"
+        return
+    codes = model.transform(X)
+    assert np.all(np.isfinite(codes)) and np.all(np.isfinite(model.inverse_transform(codes)))
