@@ -154,7 +154,7 @@ def run_aepca(spec, recipe_name) -> dict:
         def _train(self, net, X_train, X_monitor, seed):
             callbacks = (probe.bind(net.autoencoder, self.scaler_),) if probe else ()
             return training.train(
-                net.autoencoder, X_train, x_val=X_monitor, config=self._train_config(seed), callbacks=callbacks
+                net.autoencoder, X_train, x_val=X_monitor, config=self._train_config(seed, len(X_train)), callbacks=callbacks
             )
 
     params = recipe.estimator_params(epochs=spec["epochs"])

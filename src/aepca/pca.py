@@ -58,7 +58,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Number of principal directions kept by ``transform``. All directions
         are learned, so reconstruction errors for every code size are
         available from :meth:`mse_by_components` at no extra cost.
-    batch_size : int, default=8192
+    batch_size : int, default=2048
         Rows per accumulated batch; bounds the float64 working memory.
 
     Attributes
@@ -79,7 +79,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_components=2, *, batch_size=8192):
+    def __init__(self, n_components=2, *, batch_size=2048):
         self.n_components = n_components
         self.batch_size = batch_size
 

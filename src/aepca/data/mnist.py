@@ -65,6 +65,13 @@ def load_mnist_arrays() -> dict[str, np.ndarray]:
     return arrays
 
 
+def _scaled(images: np.ndarray, scale: np.float32) -> np.ndarray:
+    # In place: a second full-size float32 temporary would double the peak memory.
+    flat = images.reshape(len(images), -1).astype(np.float32)
+    flat *= scale
+    return flat
+
+
 def load_mnist(n_train: int | None = None, n_test: int | None = None) -> Dataset:
     """MNIST flattened to 784 features scaled by 1/255, the canonical split.
 
@@ -75,8 +82,8 @@ def load_mnist(n_train: int | None = None, n_test: int | None = None) -> Dataset
 
 def _mnist_dataset(arrays: dict[str, np.ndarray], n_train: int | None, n_test: int | None, notes: dict) -> Dataset:
     scale = np.float32(1.0 / 255.0)
-    x_train = arrays["x_train"][:n_train].reshape(-1, 784).astype(np.float32) * scale
-    x_test = arrays["x_test"][:n_test].reshape(-1, 784).astype(np.float32) * scale
+    x_train = _scaled(arrays["x_train"][:n_train], scale)
+    x_test = _scaled(arrays["x_test"][:n_test], scale)
     return Dataset(
         name="mnist",
         x_train=x_train,
