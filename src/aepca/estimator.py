@@ -28,6 +28,7 @@ from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
 from aepca.preprocessing import Scaler  # noqa: E402
+from aepca.validation import check_codes  # noqa: E402
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train  # noqa: E402
 
 MODEL_FILE = "model.keras"
@@ -343,14 +344,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def inverse_transform(self, X):
         """Decode codes back to reconstructions in the data's original units."""
         check_is_fitted(self)
-        codes = np.asarray(X, dtype=np.float32)
-        if codes.ndim != 2 or codes.shape[1] != self.n_components:
-            raise ValueError(
-                f"Received an invalid value for X, expected codes of shape (n_samples, "
-                f"{self.n_components}). Received: X.shape={codes.shape}. Pass the output of transform."
-            )
-        if not np.all(np.isfinite(codes)):
-            raise ValueError("Received codes with NaN or infinite values; pass the output of transform.")
+        codes = check_codes(X, self.n_components)
         return self.scaler_.inverse_transform(_predict(self.decoder_, codes))
 
     def reconstruct(self, X):

@@ -19,6 +19,8 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aepca.validation import check_codes
+
 
 class ScatterAccumulator:
     """Running count, mean and centred scatter matrix of row batches, in float64."""
@@ -124,12 +126,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def inverse_transform(self, X):
         check_is_fitted(self)
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_components:
-            raise ValueError(
-                f"Received an invalid value for X, expected codes of shape (n_samples, "
-                f"{self.n_components}). Received: X.shape={X.shape}"
-            )
+        X = check_codes(X, self.n_components, dtype=np.float64)
         return X @ self.components_ + self.mean_
 
     def mse_by_components(self, X, max_components=None, feature_weights=None) -> np.ndarray:

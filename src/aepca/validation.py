@@ -189,3 +189,16 @@ def check_n_components(n_components, n_features: int, *, allow_equal: bool = Fal
         f"n_components={n_components!r}",
         f"Choose a whole number between 1 and {limit}." if limit >= 1 else "The data needs more features.",
     )
+
+
+def check_codes(codes, n_components: int, dtype=np.float32) -> np.ndarray:
+    """Codes to decode: a finite 2-D array with ``n_components`` columns."""
+    codes = np.asarray(codes, dtype=dtype)
+    if codes.ndim != 2 or codes.shape[1] != n_components:
+        raise ValueError(
+            f"Received an invalid value for X, expected codes of shape (n_samples, "
+            f"{n_components}). Received: X.shape={codes.shape}. Pass the output of transform."
+        )
+    if not np.all(np.isfinite(codes)):
+        raise ValueError("Received codes with NaN or infinite values; pass the output of transform.")
+    return codes
