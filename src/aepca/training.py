@@ -65,7 +65,7 @@ def _choose(table, value, what):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: every field is a measured choice documented in docs/recipes.md.
+    """How to train one network (the recipes in docs/recipes.md say which values were measured).
 
     ``schedule="cosine"`` warms the learning rate up linearly over
     ``warmup_epochs`` then decays it along a cosine to ``min_lr_fraction`` of
@@ -228,8 +228,7 @@ class _Runner:
         epoch, retries = start_epoch, 0
         try:
             while epoch < config.epochs:
-                before = self.state()
-                before = [[np.array(v) for v in part] for part in before]
+                before = [[np.array(v) for v in part] for part in self.state()]
                 loss = self.run_epoch(epoch, lr_scale, bar.update if bar else _ignore)
                 if not (math.isfinite(loss) and self._weights_finite()):
                     retries += 1
