@@ -149,6 +149,8 @@ def compare(
             "epochs": len(history.get("loss", [])),
             "history": history,
             "pca_equivalent_components": equivalent_components(pca_curve, ae_test_mse),
+            # With init="auto", whether the random or the PCA start was kept.
+            "init": estimator.init_,
             "params": _jsonable(estimator.get_params()),
         },
     }
