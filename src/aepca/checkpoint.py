@@ -11,30 +11,17 @@ checkpoint is ever executed.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from aepca._files import write_atomic
 from aepca.training import TrainState
 
 CHECKPOINT_FILE = "checkpoint.npz"
 GROUPS = ("trainable", "non_trainable", "optimizer", "best_trainable", "best_non_trainable")
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(folder, state: TrainState, fingerprint: dict) -> Path:
@@ -63,7 +50,9 @@ def save_checkpoint(folder, state: TrainState, fingerprint: dict) -> Path:
         "fingerprint": fingerprint,
     }
     arrays["meta"] = np.array(json.dumps(meta))
-    _atomic_write(folder / CHECKPOINT_FILE, lambda fh: np.savez(fh, **arrays))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(folder / CHECKPOINT_FILE, buffer.getvalue(), durable=True)
     return folder
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aepca.report import write_atomic
+from aepca._files import write_atomic
 
 __all__ = [
     "AE_COLOR",

@@ -12,10 +12,10 @@ import html
 import json
 import math
 import numbers
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from aepca._files import write_atomic
 
 __all__ = ["write_atomic", "write_report"]
 
@@ -53,28 +53,6 @@ pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem
 footer { margin-top: 3rem; color: #777; font-size: 0.85rem; border-top: 1px solid #ddd;
          padding-top: 0.6rem; }
 """
-
-
-def write_atomic(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so readers never see a half-written file.
-
-    The bytes go to a temporary file in the same folder (so the final
-    ``os.replace`` is a rename on one file system). Missing parent folders are
-    created.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates 0600 files; a report is meant to be shared.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _version() -> str:
