@@ -123,17 +123,26 @@ def _explicit_mse(pca: PCA, X: np.ndarray, k: int, weights=None) -> float:
     return float(np.mean(np.square(error) * weights))
 
 
+@pytest.mark.parametrize("batch_size", [7, 2048])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_mse_by_components_equals_explicit_reconstructions(weighted):
+def test_mse_by_components_equals_explicit_reconstructions(weighted, batch_size):
     X = _well_conditioned(n_samples=300, n_features=10, seed=2)
     X_test = _well_conditioned(n_samples=100, n_features=10, seed=3)
     weights = np.linspace(0.5, 4.0, 10) if weighted else None
-    pca = PCA(n_components=2).fit(X)
+    pca = PCA(n_components=2, batch_size=batch_size).fit(X)
     curve = pca.mse_by_components(X_test, feature_weights=weights)
     assert curve.shape == (11,)
     for k in (0, 1, 2, 5, 9, 10):
         assert curve[k] == pytest.approx(_explicit_mse(pca, X_test, k, weights), rel=1e-9, abs=1e-14)
     assert np.all(np.diff(pca.mse_by_components(X)) <= 1e-12)  # more directions never hurt on the fitted data
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transform_in_batches_equals_one_projection(dtype):
+    X = _well_conditioned(n_samples=103, n_features=10, seed=4).astype(dtype)
+    pca = PCA(n_components=3, batch_size=10).fit(X)
+    expected = (X.astype(np.float64) - pca.mean_) @ pca.components_.T
+    np.testing.assert_allclose(pca.transform(X), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_mse_by_components_caps_max_components():

@@ -17,11 +17,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aepca._backend import set_default_backend
+from aepca._backend import load_keras
 
-set_default_backend()
-
-import keras  # noqa: E402
+keras = load_keras()
 
 from aepca import __version__  # noqa: E402
 from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
@@ -321,9 +319,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         )
 
     def _fingerprint(self, X_train, X_monitor, seed) -> dict:
-        digest = hashlib.sha256(np.ascontiguousarray(X_train).tobytes())
+        # Hashing the buffers themselves: .tobytes() would copy the whole data set.
+        digest = hashlib.sha256(np.ascontiguousarray(X_train))
         if X_monitor is not None:
-            digest.update(np.ascontiguousarray(X_monitor).tobytes())
+            digest.update(np.ascontiguousarray(X_monitor))
         params = {k: v for k, v in self._metadata_params().items() if k not in ("verbose", "checkpoint_dir")}
         return {
             "params": params, "init": self.init_, "seed": seed,

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aepca._backend import set_default_backend
+from aepca._backend import load_keras
 
-set_default_backend()
-
-import keras  # noqa: E402
+keras = load_keras()
 
 
 @dataclass(frozen=True)

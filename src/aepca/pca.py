@@ -61,7 +61,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         are learned, so reconstruction errors for every code size are
         available from :meth:`mse_by_components` at no extra cost.
     batch_size : int, default=2048
-        Rows per accumulated batch; bounds the float64 working memory.
+        Rows per batch in ``fit``, ``transform`` and ``mse_by_components``;
+        bounds their float64 working memory.
 
     Attributes
     ----------
@@ -122,7 +123,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def transform(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return (X - self.mean_) @ self.components_.T
+        codes = np.empty((X.shape[0], self.n_components))
+        # A batch of rows at a time: no float64 copy of the whole of X.
+        for start in range(0, X.shape[0], self.batch_size):
+            stop = start + self.batch_size
+            codes[start:stop] = (X[start:stop] - self.mean_) @ self.components_.T
+        return codes
 
     def inverse_transform(self, X):
         check_is_fitted(self)
@@ -140,23 +146,27 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         that breaks orthogonality, so residuals are then updated per direction.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64], reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         n_features = X.shape[1]
         max_components = n_features if max_components is None else min(max_components, n_features)
-        centred = X - self.mean_
         directions = self.all_components_[:max_components]
-        projections = centred @ directions.T
-        if feature_weights is None:
-            total = np.einsum("ij,ij->", centred, centred)
-            captured = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->j", projections, projections))])
-            return np.maximum(total - captured, 0.0) / X.size
-        weights = np.asarray(feature_weights, dtype=np.float64)
-        residual = centred.copy()
-        errors = [np.einsum("ij,ij,j->", residual, residual, weights)]
-        for k in range(max_components):
-            residual -= np.outer(projections[:, k], directions[k])
-            errors.append(np.einsum("ij,ij,j->", residual, residual, weights))
-        return np.maximum(np.asarray(errors), 0.0) / X.size
+        weights = None if feature_weights is None else np.asarray(feature_weights, dtype=np.float64)
+        errors = np.zeros(max_components + 1)
+        # A batch of rows at a time: no float64 copy of the whole of X.
+        for start in range(0, X.shape[0], self.batch_size):
+            centred = X[start : start + self.batch_size].astype(np.float64) - self.mean_
+            projections = centred @ directions.T
+            if weights is None:
+                total = np.einsum("ij,ij->", centred, centred)
+                captured = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->j", projections, projections))])
+                errors += total - captured
+                continue
+            residual = centred
+            errors[0] += np.einsum("ij,ij,j->", residual, residual, weights)
+            for k in range(max_components):
+                residual -= np.outer(projections[:, k], directions[k])
+                errors[k + 1] += np.einsum("ij,ij,j->", residual, residual, weights)
+        return np.maximum(errors, 0.0) / X.size
 
     def reconstruction_mse(self, X) -> float:
         """Mean squared error of reconstructing ``X`` from ``n_components`` directions."""

@@ -63,8 +63,10 @@ def _fmt(value) -> str:
     return f"{value:.4g}"
 
 
-def _as_matrix(name, values) -> np.ndarray:
-    array = np.asarray(values, dtype=float)
+def _as_matrix(name, values, rows: int | None = None) -> np.ndarray:
+    """``values`` as a 2-D float array, only its first ``rows`` rows when given
+    (a figure showing a few samples converts no more than those)."""
+    array = np.asarray(values)
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -73,7 +75,7 @@ def _as_matrix(name, values) -> np.ndarray:
             f"(samples x dimensions). Received: {name}.shape={np.shape(values)}. "
             "Pass one row per sample."
         )
-    return array
+    return np.asarray(array[:rows], dtype=float)
 
 
 def _check_positive_int(name, value):
@@ -327,17 +329,17 @@ def plot_reconstructions(
     ``pca_mse`` / ``ae_mse`` (test MSE) are shown with each method's label.
     Returns the PNG path.
     """
-    originals = _as_matrix("originals", originals)
-    recons = {"pca_recon": _as_matrix("pca_recon", pca_recon),
-              "ae_recon": _as_matrix("ae_recon", ae_recon)}
-    for name, array in recons.items():
-        if array.shape != originals.shape:
+    _check_positive_int("n", n)
+    for name, values in (("pca_recon", pca_recon), ("ae_recon", ae_recon)):
+        if np.shape(values) != np.shape(originals):
             raise ValueError(
                 f"Received an invalid value for {name}, expected the shape of originals "
-                f"{originals.shape}. Received: {name}.shape={array.shape}. "
+                f"{np.shape(originals)}. Received: {name}.shape={np.shape(values)}. "
                 "Reconstruct the same samples that are passed as originals."
             )
-    _check_positive_int("n", n)
+    originals = _as_matrix("originals", originals, rows=n)
+    recons = {"pca_recon": _as_matrix("pca_recon", pca_recon, rows=n),
+              "ae_recon": _as_matrix("ae_recon", ae_recon, rows=n)}
     pca_mse = _optional_number("pca_mse", pca_mse)
     ae_mse = _optional_number("ae_mse", ae_mse)
     n = min(n, originals.shape[0])

@@ -43,11 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aepca._backend import set_default_backend
+from aepca._backend import load_keras
 
-set_default_backend()
-
-import keras  # noqa: E402
+keras = load_keras()
 
 from aepca.models import AutoencoderNet  # noqa: E402
 from aepca.training import TrainConfig, train  # noqa: E402

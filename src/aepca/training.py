@@ -19,11 +19,10 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from aepca._backend import set_default_backend
+from aepca._backend import load_keras
+from aepca._memory import to_device
 
-set_default_backend()
-
-import keras  # noqa: E402
+keras = load_keras()
 from keras import ops  # noqa: E402
 
 
@@ -344,8 +343,8 @@ class _JaxRunner(_Runner):
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
-        self.x_device = jnp.asarray(self.x)
-        self.x_val_device = None if self.x_val is None else jnp.asarray(self.x_val)
+        self.x_device = to_device(self.x)
+        self.x_val_device = None if self.x_val is None else to_device(self.x_val)
         # Copies: the compiled chunks donate (delete) their input state, and the
         # model's own buffers must stay valid if training stops with an error.
         copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))

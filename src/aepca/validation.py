@@ -104,24 +104,26 @@ def _check_shape(array: np.ndarray, name: str, min_rows: int) -> None:
 
 
 def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
-    if array.dtype.kind == "f":
-        bad = ~np.isfinite(array)
-        if bad.any():
-            cols = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
-            raise _invalid(
-                name,
-                "finite values",
-                f"{plural(int(bad.sum()), 'NaN or infinite value')} in columns {describe_names(cols)}",
-                "Impute or drop the missing values (e.g. --impute mean) before fitting.",
-            )
     if array.dtype.kind == "b" or array.size == 0:
         return
-    # Reduce per column first: never materialise an |X| copy of a large input.
-    col_max = np.maximum(np.abs(array.max(axis=0).astype(np.float64)), np.abs(array.min(axis=0).astype(np.float64)))
-    huge = col_max > MAX_ABS_VALUE
+    # Column extremes first: a NaN or an infinity shows in them, and no
+    # full-size temporary (a mask or |X|) is made for a large valid input.
+    col_min = array.min(axis=0).astype(np.float64)
+    col_max = array.max(axis=0).astype(np.float64)
+    if array.dtype.kind == "f" and not (np.isfinite(col_min).all() and np.isfinite(col_max).all()):
+        bad = ~np.isfinite(array)
+        cols = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
+        raise _invalid(
+            name,
+            "finite values",
+            f"{plural(int(bad.sum()), 'NaN or infinite value')} in columns {describe_names(cols)}",
+            "Impute or drop the missing values (e.g. --impute mean) before fitting.",
+        )
+    col_abs_max = np.maximum(np.abs(col_max), np.abs(col_min))
+    huge = col_abs_max > MAX_ABS_VALUE
     if huge.any():
         cols = [columns[i] for i in np.flatnonzero(huge)]
-        largest = float(col_max.max())
+        largest = float(col_abs_max.max())
         raise _invalid(
             name,
             f"values with magnitude at most {MAX_ABS_VALUE:.0e} (beyond, float32 squared errors lose all "

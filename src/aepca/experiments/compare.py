@@ -54,16 +54,26 @@ class Comparison:
         ]
 
 
+BLOCK_ROWS = 2048
+
+
 def mse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+    """Mean squared difference in float64, a block of rows at a time (no
+    float64 copy of whole data sets)."""
+    a, b = np.asarray(a), np.asarray(b)
+    total = sum(
+        float(np.sum(np.square(a[i : i + BLOCK_ROWS].astype(np.float64) - b[i : i + BLOCK_ROWS])))
+        for i in range(0, len(a), BLOCK_ROWS)
+    )
+    return total / a.size
 
 
-def reconstruction_mse(reconstruct, x: np.ndarray, rows: int = 8192) -> float:
+def reconstruction_mse(reconstruct, x: np.ndarray) -> float:
     """MSE of ``reconstruct(x)``, a block of rows at a time: the full-size
     reconstruction and its float64 error never exist at once."""
     total = sum(
-        float(np.sum(np.square(reconstruct(x[i : i + rows]).astype(np.float64) - x[i : i + rows])))
-        for i in range(0, len(x), rows)
+        mse(reconstruct(x[i : i + BLOCK_ROWS]), x[i : i + BLOCK_ROWS]) * x[i : i + BLOCK_ROWS].size
+        for i in range(0, len(x), BLOCK_ROWS)
     )
     return total / x.size
 

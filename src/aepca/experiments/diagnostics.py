@@ -40,7 +40,9 @@ TIE = 1e-6
 
 def _hidden_layers(model):
     """The hidden Dense layers of an aepca autoencoder, by sub-model."""
-    import keras
+    from aepca._backend import load_keras
+
+    keras = load_keras()
 
     for part in ("encoder", "decoder"):
         submodel = model.get_layer(part)
@@ -61,7 +63,9 @@ def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
 
     ``x_scaled`` are training rows already scaled by the estimator's scaler.
     """
-    import keras
+    from aepca._backend import load_keras
+
+    keras = load_keras()
 
     codes = np.asarray(estimator.encoder_(x_scaled, training=False))
     inputs = {"encoder": x_scaled, "decoder": codes}

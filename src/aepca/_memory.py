@@ -1,0 +1,70 @@
+"""Host arrays that XLA's CPU client can use in place.
+
+``jax.device_put(x, may_alias=True)`` on the CPU backend shares ``x``'s memory
+instead of copying it, but only when the buffer is 64-byte aligned; numpy
+places large arrays 16 bytes past a page boundary, so a training set of
+MNIST's size (188 MB as float32) was copied once more onto the "device".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+XLA_CPU_ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(n_bytes + XLA_CPU_ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % XLA_CPU_ALIGNMENT
+    return raw[start : start + n_bytes].view(dtype).reshape(shape)
+
+
+def is_aligned(x: np.ndarray) -> bool:
+    return x.flags.c_contiguous and x.ctypes.data % XLA_CPU_ALIGNMENT == 0
+
+
+def to_device(x: np.ndarray):
+    """``x`` as a JAX array, sharing its memory on CPU where possible."""
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return jax.device_put(x)
+    if not is_aligned(x):
+        aligned = aligned_empty(x.shape, x.dtype)
+        aligned[...] = x
+        x = aligned
+    # The array is only read by the compiled steps, never donated or written.
+    return jax.device_put(x, may_alias=True)
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_RETURN_THRESHOLD = 1 << 20
+
+
+def return_freed_memory_promptly() -> bool:
+    """Ask glibc to give freed blocks above 1 MiB back to the system at once.
+
+    By default glibc raises its mmap threshold after each large free and keeps
+    freed heap memory for reuse, so the many short-lived row blocks and
+    compiler buffers of a run pile up: measured on ``aepca compare``, the peak
+    resident memory fell from 1.12 GB to 0.96 GB with these two settings.
+    Process-wide, so only the command line calls it; returns whether the
+    settings were applied (False off glibc).
+    """
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _RETURN_THRESHOLD)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, _RETURN_THRESHOLD)
+        )
+    except (OSError, AttributeError):
+        return False

@@ -1,0 +1,74 @@
+"""Memory: host arrays XLA can share, glibc settings, no TensorFlow import on save."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from aepca._memory import XLA_CPU_ALIGNMENT, aligned_empty, is_aligned, return_freed_memory_promptly, to_device
+
+
+@pytest.mark.parametrize("shape", [(1,), (3, 5), (1000, 784)])
+def test_aligned_empty_is_aligned_and_contiguous(shape):
+    array = aligned_empty(shape, np.float32)
+    assert array.shape == shape and array.dtype == np.float32
+    assert array.ctypes.data % XLA_CPU_ALIGNMENT == 0 and array.flags.c_contiguous and array.flags.writeable
+
+
+def test_to_device_shares_aligned_memory_on_cpu():
+    x = aligned_empty((500, 16), np.float32)
+    x[...] = np.arange(x.size, dtype=np.float32).reshape(x.shape)
+    on_device = to_device(x)
+    assert on_device.unsafe_buffer_pointer() == x.ctypes.data
+    np.testing.assert_array_equal(np.asarray(on_device), x)
+
+
+def test_to_device_copies_unaligned_memory_into_an_aligned_buffer():
+    raw = np.zeros(16 * 100 + 1, dtype=np.float32)
+    x = raw[1:].reshape(100, 16)  # 4 bytes past an aligned start
+    x[...] = 3.0
+    assert not is_aligned(x)
+    on_device = to_device(x)
+    assert on_device.unsafe_buffer_pointer() % XLA_CPU_ALIGNMENT == 0
+    np.testing.assert_array_equal(np.asarray(on_device), x)
+
+
+def test_mnist_arrays_are_aligned_for_sharing(mnist):
+    assert is_aligned(mnist.x_train) and is_aligned(mnist.x_test)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_glibc_settings_apply():
+    assert return_freed_memory_promptly() is True
+
+
+SAVE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from aepca import Autoencoder, load_model
+
+    X = np.random.default_rng(0).random((64, 6)).astype(np.float32)
+    model = Autoencoder(n_components=2, hidden=(4,), epochs=1, batch_size=32, random_state=0).fit(X)
+    loaded = load_model(model.save(sys.argv[1]))
+    print(json.dumps({"tensorflow_imported": "tensorflow" in sys.modules,
+                      "same": bool(np.array_equal(loaded.transform(X), model.transform(X)))}))
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="only matters with TensorFlow installed")
+def test_saving_on_jax_does_not_import_tensorflow(tmp_path):
+    # Keras would import TensorFlow (seconds, ~300 MB) just to check types while saving.
+    env = {"KERAS_BACKEND": "jax", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", SAVE_SCRIPT, str(tmp_path / "model")], capture_output=True,
+                          text=True, timeout=300, env=env, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"tensorflow_imported": False, "same": True}
