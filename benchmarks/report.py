@@ -123,6 +123,28 @@ def training_section(results) -> list[str]:
     return lines
 
 
+def compare_section(results) -> list[str]:
+    runs = results["runs"].get("compare")
+    if not runs:
+        return []
+    summary = results["summary"]["compare"]
+    lines = [
+        "## The default command: `aepca compare`",
+        "",
+        f"`{runs[0]['command']} --out TMP` (MNIST, classic recipe, PCA and autoencoder, figures, report, "
+        "saved model), each run a fresh process; peak RSS is that process's own `ru_maxrss` (`os.wait4`).",
+        "",
+    ]
+    lines += table(
+        ["", "median", "every run"],
+        [
+            ["wall time, start to exit (s)", fmt(summary["wall_s"], 1), ", ".join(fmt(r["wall_s"], 1) for r in runs)],
+            ["peak RSS (MiB)", fmt(summary["peak_rss_mib"], 0), ", ".join(fmt(r["peak_rss_mib"], 0) for r in runs)],
+        ],
+    )
+    return lines
+
+
 def pca_section(results) -> list[str]:
     summary = results["summary"]["pca"]
     rows = []
@@ -244,7 +266,7 @@ def render(results: dict) -> str:
             "the benchmark works; they measure nothing.",
             "",
         ]
-    for section in (training_section, pca_section, floor_section, runs_section, machine_section, gpu_section):
+    for section in (training_section, compare_section, pca_section, floor_section, runs_section, machine_section, gpu_section):
         lines += section(results)
         lines.append("")
     return "\n".join(lines)

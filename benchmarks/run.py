@@ -61,6 +61,27 @@ def spawn(task: str, spec: dict, backend: str = "jax") -> dict:
     return result
 
 
+def run_compare_command(quick: bool) -> dict:
+    """The default ``aepca compare`` as a user runs it: its wall time and its own peak RSS."""
+    command = [str(Path(sys.executable).with_name("aepca")), "compare", "--no-progress"]
+    if quick:
+        command += ["--epochs", "1"]
+    with tempfile.TemporaryDirectory(prefix="aepca-bench-compare-") as tmp:
+        log = Path(tmp) / "log.txt"
+        with log.open("w") as sink:
+            started = time.time()
+            proc = subprocess.Popen(command + ["--out", str(Path(tmp) / "out")], cwd=ROOT, stdout=sink,
+                                    stderr=subprocess.STDOUT, env=dict(os.environ, KERAS_BACKEND="jax"))
+            # wait4: this child's own rusage (ru_maxrss in KiB on Linux), not all children's maximum.
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall_s = time.time() - started
+        output = log.read_text().splitlines()
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{shlex.join(command)} failed:\n" + "\n".join(output[-40:]))
+    return {"command": shlex.join(["aepca", *command[1:]]), "wall_s": wall_s,
+            "peak_rss_mib": usage.ru_maxrss / 1024, "output_tail": output[-6:]}
+
+
 # Per-run derived numbers -------------------------------------------------------------
 def epoch_seconds(cumulative: list[float]) -> list[float]:
     return [b - a for a, b in zip([0.0, *cumulative], cumulative)]
@@ -229,6 +250,13 @@ def main(argv=None) -> Path:
         training.append(run)
         announce(i, len(order), f"{task} seed={repeat}", report.describe_training_run(run))
 
+    compare_runs = []
+    for repeat in range(args.repeats):
+        run = run_compare_command(args.quick)
+        compare_runs.append(run)
+        announce(repeat + 1, args.repeats, "aepca compare",
+                 f"{run['wall_s']:.1f} s, peak RSS {run['peak_rss_mib']:.0f} MiB")
+
     pca = []
     order = [(repeat, case) for repeat in range(args.repeats) for case in PCA_CASES]
     for i, (repeat, (dtype, impl)) in enumerate(order, 1):
@@ -255,9 +283,12 @@ def main(argv=None) -> Path:
             "training_order": list(TRAINING), "backends": BACKENDS, "gemm": GEMM,
         },
         "machine": {**machine(), "load_average_before": load_before, "load_average_after": load_average()},
-        "runs": {"training": training, "pca": pca, "gemm": gemm},
+        "runs": {"training": training, "compare": compare_runs, "pca": pca, "gemm": gemm},
         "summary": {
             "training": summarise(training, TRAINING, TRAINING_METRICS),
+            "compare": {"wall_s": median_or_none([r["wall_s"] for r in compare_runs]),
+                        "peak_rss_mib": median_or_none([r["peak_rss_mib"] for r in compare_runs]),
+                        "max_peak_rss_mib": max(r["peak_rss_mib"] for r in compare_runs)},
             "pca": summarise_pca(pca),
             "floor": floor(gemm, training, data),
         },

@@ -189,15 +189,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         X_scaled = self.scaler_.transform(X)
         X_train, X_monitor = self._split_validation(X_scaled, X_val, seed)
         # The PCA is fitted on every training row: exactly the PCA it is compared with.
-        pca = PCA(self.n_components).fit(X_scaled) if self.init in ("pca", "auto") else None
         if self.init == "auto":
-            net, self.history_ = self._fit_network("random", X_train, X_monitor, seed, pca)
+            net, self.history_ = self._fit_network("random", X_train, X_monitor, seed, None)
+            # Fitted only now, so the first training step does not wait for it.
+            pca = PCA(self.n_components).fit(X_scaled)
             judge = X_train if X_monitor is None else X_monitor
             if not self._clearly_better(_pca_sample_errors(pca, judge, self._feature_weights()), self._errors(net, judge)):
                 # The nonlinear network is not clearly better than PCA: start
                 # again from PCA itself, which training can only improve on.
                 net, self.history_ = self._fit_network("pca", X_train, X_monitor, seed, pca)
         else:
+            pca = PCA(self.n_components).fit(X_scaled) if self.init == "pca" else None
             net, self.history_ = self._fit_network(self.init, X_train, X_monitor, seed, pca)
         self._set_net(net)
         return self
