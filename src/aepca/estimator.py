@@ -325,7 +325,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         digest = hashlib.sha256(np.ascontiguousarray(X_train))
         if X_monitor is not None:
             digest.update(np.ascontiguousarray(X_monitor))
-        params = {k: v for k, v in self._metadata_params().items() if k not in ("verbose", "checkpoint_dir")}
+        params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir")}
         return {
             "params": params, "init": self.init_, "seed": seed,
             "data_sha256": digest.hexdigest(), "backend": keras.backend.backend(),
@@ -391,7 +391,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         if not all(np.all(np.isfinite(w)) for w in self.model_.get_weights()):
             raise ValueError("The model has non-finite weights and is not saved; retrain with a lower learning_rate.")
 
-    def _metadata_params(self) -> dict:
+    def json_params(self) -> dict:
+        """``get_params()`` as JSON values (a RandomState becomes None, paths strings)."""
         params = self.get_params()
         params["hidden"] = [int(h) for h in params["hidden"]]
         if not isinstance(params["random_state"], (int, type(None))):
@@ -400,7 +401,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return params
 
     def _metadata(self) -> dict:
-        params = self._metadata_params()
+        params = self.json_params()
         return {
             "format": FORMAT_VERSION,
             "aepca_version": __version__,

@@ -161,7 +161,7 @@ def compare(
             "pca_equivalent_components": equivalent_components(pca_curve, ae_test_mse),
             # With init="auto", whether the random or the PCA start was kept.
             "init": estimator.init_,
-            "params": _jsonable(estimator.get_params()),
+            "params": estimator.json_params(),
         },
     }
     rng = np.random.default_rng(seed)
@@ -180,10 +180,6 @@ def compare(
 
     comparison.diagnostics.extend(check_comparison(metrics, estimator, x_train, seed))
     return comparison
-
-
-def _jsonable(params: dict) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items() if k != "random_state" or isinstance(v, (int, type(None)))}
 
 
 def _notes(metrics: dict, params: dict) -> list[str]:
