@@ -5,7 +5,9 @@ The network is trained on 55,000 training images and its best epoch kept on the 
 5,000 (``validation_split``), exactly as ``aepca reproduce hinton2006`` does; the test
 set is used once, at the end.
 
-    .venv/bin/python scripts/hinton2006_best_row.py runs/best_full.json
+    .venv/bin/python scripts/hinton2006_best_row.py runs/best_full.json [LEARNING_RATE]
+
+An optional peak learning rate replaces the recipe's (to measure alternatives).
 """
 
 import json
@@ -20,7 +22,9 @@ from aepca.data.mnist import load_mnist  # noqa: E402
 from aepca.experiments import hinton2006 as h  # noqa: E402
 
 
-def main(out: str) -> None:
+def main(out: str, learning_rate: float | None = None) -> None:
+    if learning_rate is not None:
+        h.BEST_RECIPE["learning_rate"] = learning_rate
     started = time.perf_counter()
     mnist = load_mnist()
     x, x_test = mnist.x_train, mnist.x_test
@@ -44,4 +48,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else None)
