@@ -287,8 +287,7 @@ def main(argv=None) -> Path:
         "summary": {
             "training": summarise(training, TRAINING, TRAINING_METRICS),
             "compare": {"wall_s": median_or_none([r["wall_s"] for r in compare_runs]),
-                        "peak_rss_mib": median_or_none([r["peak_rss_mib"] for r in compare_runs]),
-                        "max_peak_rss_mib": max(r["peak_rss_mib"] for r in compare_runs)},
+                        "peak_rss_mib": median_or_none([r["peak_rss_mib"] for r in compare_runs])},
             "pca": summarise_pca(pca),
             "floor": floor(gemm, training, data),
         },

@@ -4,7 +4,8 @@ import re
 import numpy as np
 import pytest
 
-from aepca.report import write_atomic, write_report
+from aepca._files import write_atomic
+from aepca.report import write_report
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"not really pixels but enough for embedding"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aepca._files import write_atomic
 
-__all__ = ["write_atomic", "write_report"]
+__all__ = ["write_report"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MISSING = "—"

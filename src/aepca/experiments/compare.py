@@ -71,11 +71,8 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
 def reconstruction_mse(reconstruct, x: np.ndarray) -> float:
     """MSE of ``reconstruct(x)``, a block of rows at a time: the full-size
     reconstruction and its float64 error never exist at once."""
-    total = sum(
-        mse(reconstruct(x[i : i + BLOCK_ROWS]), x[i : i + BLOCK_ROWS]) * x[i : i + BLOCK_ROWS].size
-        for i in range(0, len(x), BLOCK_ROWS)
-    )
-    return total / x.size
+    blocks = (x[i : i + BLOCK_ROWS] for i in range(0, len(x), BLOCK_ROWS))
+    return sum(mse(reconstruct(block), block) * block.size for block in blocks) / x.size
 
 
 def check_code_dim(code_dim: int, n_features: int) -> None:
