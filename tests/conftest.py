@@ -25,8 +25,11 @@ def jax_compilation_cache(tmp_path_factory):
         return
     import jax
 
+    cache = str(tmp_path_factory.mktemp("jax-cache"))
+    # Subprocesses running the CLI use it too, instead of the user's ~/.cache.
+    os.environ.setdefault("AEPCA_COMPILATION_CACHE", cache)
     settings = {
-        "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax-cache")),
+        "jax_compilation_cache_dir": cache,
         "jax_persistent_cache_min_compile_time_secs": 0.0,
         "jax_persistent_cache_min_entry_size_bytes": -1,
     }

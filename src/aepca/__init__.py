@@ -4,15 +4,18 @@ Heavy modules (Keras, JAX, matplotlib) load only when first used, so the
 command line starts quickly.
 """
 
-from aepca._backend import set_default_backend
+from aepca._backend import DEFERRED_AT_IMPORT, defer_import, set_default_backend
 
 set_default_backend()
+for _name in DEFERRED_AT_IMPORT:
+    defer_import(_name)
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Autoencoder": "aepca.estimator",
     "PCA": "aepca.pca",
+    "enable_compilation_cache": "aepca._backend",
     "load_dataset": "aepca.data",
     "load_model": "aepca.estimator",
 }

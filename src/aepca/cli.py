@@ -348,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE
+        from aepca._backend import enable_compilation_cache
+
+        enable_compilation_cache()
         return args.handler(args)
     except KeyboardInterrupt:
         print("aepca: interrupted", file=sys.stderr)

@@ -1,0 +1,105 @@
+"""Start-up helpers in ``aepca._backend``: deferred imports and the compilation cache.
+
+Each case runs in a fresh interpreter: both act on a process's first import or compile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+jax_only = pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "jax") != "jax", reason="JAX's cache only")
+
+
+def run_python(code: str, **env) -> dict:
+    environment = {k: v for k, v in os.environ.items() if k not in ("AEPCA_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    environment.update(env, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_keras_import_defers_scipy_stats_and_pyplot_until_used():
+    report = run_python(
+        """
+        import json, sys
+        import aepca.estimator  # imports Keras and scikit-learn
+        kinds = {name: type(sys.modules[name]).__name__ for name in ("scipy.stats", "matplotlib.pyplot")}
+        import scipy.stats
+        half = float(scipy.stats.norm.cdf(0.0))
+        print(json.dumps({"kinds": kinds, "half": half, "loaded": type(sys.modules["scipy.stats"]).__name__}))
+        """
+    )
+    assert report["kinds"] == {"scipy.stats": "_DeferredModule", "matplotlib.pyplot": "_DeferredModule"}
+    assert report["half"] == 0.5 and report["loaded"] == "module"
+
+
+def test_modules_imported_before_keras_stay_as_they_are():
+    report = run_python(
+        """
+        import json, sys
+        import scipy.stats
+        import aepca.estimator
+        print(json.dumps({"kind": type(sys.modules["scipy.stats"]).__name__}))
+        """
+    )
+    assert report["kind"] == "module"
+
+
+CACHED_FIT = """
+    import json, os, sys
+    import numpy as np
+    from aepca import _backend
+    _backend.CACHE_MIN_COMPILE_SECONDS = 0.0  # store every program, however quick its compile here
+    directory = _backend.enable_compilation_cache({directory})
+    from aepca import Autoencoder
+    X = np.random.default_rng(0).random((128, 6)).astype(np.float32)
+    model = Autoencoder(n_components=2, hidden=(4,), epochs=2, batch_size=32, random_state=0).fit(X)
+    print(json.dumps({{"directory": None if directory is None else str(directory),
+                      "files": sorted(os.listdir(directory)) if directory else [],
+                      "codes": model.transform(X).tolist()}}))
+"""
+
+
+@jax_only
+def test_compilation_cache_is_written_then_reused_with_identical_results(tmp_path):
+    first = run_python(CACHED_FIT.format(directory="None"), AEPCA_COMPILATION_CACHE=str(tmp_path / "c"))
+    assert first["directory"] == str(tmp_path / "c")
+    assert any(name.startswith("jit_train_chunk") for name in first["files"]), first["files"]
+    second = run_python(CACHED_FIT.format(directory="None"), AEPCA_COMPILATION_CACHE=str(tmp_path / "c"))
+    training_programs = lambda run: [n for n in run["files"] if n.startswith(("jit_train_chunk", "jit__uniform"))]  # noqa: E731
+    assert training_programs(second) == training_programs(first)  # loaded, not compiled again
+    assert second["codes"] == first["codes"]
+
+
+@jax_only
+@pytest.mark.parametrize("setting", ["off", "0"])
+def test_compilation_cache_can_be_switched_off(setting):
+    assert run_python(CACHED_FIT.format(directory="None"), AEPCA_COMPILATION_CACHE=setting)["directory"] is None
+
+
+@jax_only
+def test_compilation_cache_leaves_a_users_jax_setting_alone(tmp_path):
+    report = run_python(CACHED_FIT.format(directory=repr(str(tmp_path / "mine"))),
+                        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "users"))
+    assert report["directory"] == str(tmp_path / "users")
+
+
+@jax_only
+def test_compilation_cache_is_skipped_where_it_cannot_be_written(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert run_python(CACHED_FIT.format(directory=repr(str(blocker / "cache"))))["directory"] is None
+
+
+def test_compilation_cache_does_not_apply_to_other_backends(monkeypatch):
+    from aepca import _backend
+
+    monkeypatch.setattr(_backend, "_backend_in_use", lambda: "tensorflow")
+    assert _backend.enable_compilation_cache("/nonexistent/never-created") is None
