@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 # find_spec, not importorskip: importing TensorFlow here would cost seconds for nothing.
@@ -37,6 +38,8 @@ SCRIPT = textwrap.dedent(
         "epochs": len(model.history_["loss"]),
         "loss": model.history_["loss"],
         "score": model.score(X),
+        "X": X.tolist(),
+        "refined_codes": loaded.set_params(refine_steps=20).transform(X).tolist(),
     }))
     """
 )
@@ -56,3 +59,11 @@ def test_fit_transform_save_load_on_tensorflow(tmp_path):
     assert report["loaded_equal"]
     assert report["epochs"] == 2 and report["loss"][1] < report["loss"][0]
     assert report["score"] < 0
+
+    # Code refinement on TensorFlow gives the JAX path's codes for the same saved network.
+    if os.environ.get("KERAS_BACKEND", "jax") == "jax":
+        from aepca import load_model
+
+        X = np.asarray(report["X"], dtype=np.float32)
+        here = load_model(tmp_path / "model").set_params(refine_steps=20).transform(X)
+        np.testing.assert_allclose(np.asarray(report["refined_codes"]), here, rtol=1e-4, atol=1e-4)

@@ -26,6 +26,7 @@ from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
 from aepca.preprocessing import Scaler  # noqa: E402
+from aepca.refine import refine_codes  # noqa: E402
 from aepca.validation import check_codes  # noqa: E402
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train  # noqa: E402
 
@@ -91,6 +92,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Write a checkpoint there after every epoch, and resume from the one
         found there (written by the same settings on the same data), ending
         with the same weights as an uninterrupted fit.
+    refine_steps : int, default=0
+        After encoding, improve each sample's code by this many Adam steps on
+        its reconstruction loss through the decoder (see :mod:`aepca.refine`):
+        better codes and reconstructions on new data, at the cost of that many
+        decoder passes in ``transform`` and ``reconstruct``. JAX and TensorFlow
+        backends. Training and the checks during ``fit`` use the plain encoder.
 
     Attributes
     ----------
@@ -124,6 +131,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "checkpoint_dir": [str, os.PathLike, None],
+        "refine_steps": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
@@ -148,6 +156,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         random_state=None,
         verbose=False,
         checkpoint_dir=None,
+        refine_steps=0,
     ):
         self.n_components = n_components
         self.hidden = hidden
@@ -168,6 +177,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.random_state = random_state
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
+        self.refine_steps = refine_steps
 
     # Fitting -----------------------------------------------------------------
     def fit(self, X, y=None, *, X_val=None):
@@ -340,7 +350,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """The code of each sample, shape ``(n_samples, n_components)``."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        return _predict(self.encoder_, self.scaler_.transform(X))
+        return self._codes(self.scaler_.transform(X))
+
+    def _codes(self, X_scaled):
+        codes = _predict(self.encoder_, X_scaled)
+        if not self.refine_steps:
+            return codes
+        return refine_codes(self.decoder_, X_scaled, codes, steps=int(self.refine_steps), loss=self.loss)
 
     def inverse_transform(self, X):
         """Decode codes back to reconstructions in the data's original units."""
@@ -352,7 +368,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """``inverse_transform(transform(X))`` in one pass."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        return self.scaler_.inverse_transform(_predict(self.model_, self.scaler_.transform(X)))
+        X_scaled = self.scaler_.transform(X)
+        if self.refine_steps:
+            return self.scaler_.inverse_transform(_predict(self.decoder_, self._codes(X_scaled)))
+        return self.scaler_.inverse_transform(_predict(self.model_, X_scaled))
 
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE, in the data's units."""

@@ -1,0 +1,108 @@
+"""Code refinement: a hand-computed reference, its guarantees, and the estimator's use of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aepca import Autoencoder, load_model
+from aepca._backend import load_keras
+from aepca.refine import refine_codes
+
+keras = load_keras()
+
+
+def linear_decoder(weights, bias):
+    code = keras.Input(shape=(weights.shape[0],))
+    layer = keras.layers.Dense(weights.shape[1])
+    decoder = keras.Model(code, layer(code))
+    layer.set_weights([weights, bias])
+    return decoder
+
+
+def adam_reference(codes, x, weights, bias, steps, learning_rate):
+    """Keras' Adam on each code, with the gradient of the per-sample MSE written out by hand."""
+    beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7
+    c = codes.astype(np.float64)
+    m, v = np.zeros_like(c), np.zeros_like(c)
+    for t in range(1, steps + 1):
+        grad = 2.0 / x.shape[1] * (c @ weights + bias - x) @ weights.T
+        m += (grad - m) * (1 - beta_1)
+        v += (grad**2 - v) * (1 - beta_2)
+        c -= learning_rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (np.sqrt(v) + epsilon)
+    return c
+
+
+def test_refinement_matches_a_hand_computed_adam_on_a_linear_decoder():
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal((3, 8)).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    start = rng.standard_normal((50, 3)).astype(np.float32)
+    refined = refine_codes(linear_decoder(weights, bias), x, start, steps=5, learning_rate=0.05)
+    expected = adam_reference(start, x, weights, bias, steps=5, learning_rate=0.05)
+    np.testing.assert_allclose(refined, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_refinement_reaches_the_least_squares_code_of_a_linear_decoder():
+    rng = np.random.default_rng(1)
+    weights = rng.standard_normal((2, 6)).astype(np.float32)
+    x = rng.standard_normal((20, 6)).astype(np.float32)
+    refined = refine_codes(linear_decoder(weights, np.zeros(6, np.float32)), x, np.zeros((20, 2), np.float32),
+                           steps=2000, learning_rate=0.01)
+    exact = np.linalg.lstsq(weights.T.astype(np.float64), x.T.astype(np.float64), rcond=None)[0].T
+    np.testing.assert_allclose(refined, exact, atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def undertrained():
+    """A small autoencoder of a curved 2-D manifold, whose encoder misses its decoder's best
+    codes on new data by ~7% in MSE (measured: 0.0283 -> 0.0262 after 50 steps)."""
+    rng = np.random.default_rng(3)
+    latent = rng.standard_normal((1200, 2))
+    X = np.tanh(latent @ rng.standard_normal((2, 12))).astype(np.float32)
+    model = Autoencoder(n_components=2, hidden=(16,), epochs=10, batch_size=64, random_state=0).fit(X[:1000])
+    return model, X[1000:]
+
+
+def test_refined_codes_never_reconstruct_worse_and_help_on_average(undertrained):
+    model, X = undertrained
+    X_scaled = model.scaler_.transform(X)
+    start = model.encoder_.predict(X_scaled, verbose=0)
+    refined = refine_codes(model.decoder_, X_scaled, start, steps=50)
+    errors = lambda codes: np.mean(np.square(model.decoder_.predict(codes, verbose=0) - X_scaled), axis=1)  # noqa: E731
+    assert np.all(errors(refined) <= errors(start) + 1e-7)
+    assert errors(refined).mean() < 0.95 * errors(start).mean()
+
+
+def test_estimator_refine_steps_improve_the_score_and_survive_save_load(undertrained, tmp_path):
+    model, X = undertrained
+    plain = model.score(X)
+    refined_model = load_model(model.save(tmp_path / "m")).set_params(refine_steps=50)
+    assert refined_model.score(X) > plain
+    assert refined_model.transform(X).shape == (len(X), 2)
+    np.testing.assert_allclose(
+        refined_model.inverse_transform(refined_model.transform(X)), refined_model.reconstruct(X), atol=1e-6
+    )
+    again = load_model(refined_model.save(tmp_path / "r"))
+    assert again.refine_steps == 50
+    np.testing.assert_array_equal(again.transform(X), refined_model.transform(X))
+
+
+def test_zero_steps_returns_the_codes_unchanged():
+    codes = np.arange(6, dtype=np.float32).reshape(3, 2)
+    out = refine_codes(linear_decoder(np.eye(2, dtype=np.float32), np.zeros(2, np.float32)), codes, codes, steps=0)
+    np.testing.assert_array_equal(out, codes)
+    assert out is not codes
+
+
+@pytest.mark.parametrize("steps", [-1, 1.5, True])
+def test_invalid_steps_are_refused(steps):
+    with pytest.raises(ValueError, match=r"invalid value for steps, expected an integer >= 0. Received: steps="):
+        refine_codes(None, np.zeros((1, 2)), np.zeros((1, 1)), steps=steps)
+
+
+def test_other_backends_get_a_clear_error(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with pytest.raises(ValueError, match=r"jax and tensorflow backends; Keras runs on 'torch'. Set KERAS_BACKEND=jax"):
+        refine_codes(None, np.zeros((1, 2)), np.zeros((1, 1)), steps=1)
