@@ -108,8 +108,8 @@ def training_section(results) -> list[str]:
         f"aepca it is the end of the first chunk ({', '.join(map(str, chunk_steps)) or '—'} steps, "
         "blocked until computed) — an upper bound that includes the steps after the first.",
         "- aepca keeps JAX's compiled programs on disk (`aepca.enable_compilation_cache`, which the "
-        "command line calls). The benchmark starts with an empty cache, so each recipe's first run "
-        "(seed 0) compiles everything (*empty compilation cache*) and its later runs load the programs "
+        "command line calls). Each recipe gets its own cache, empty when the benchmark starts, so "
+        "its first run (seed 0) compiles everything (*empty compilation cache*) and its later runs load the programs "
         "(*filled*). Keras on TensorFlow has no such cache: all its runs count in both rows.",
         "- Epoch times are wall time from the start of the training loop to each epoch's end "
         "(Keras `on_train_begin` / `on_epoch_end`; aepca `history_['seconds']`), validation pass included. "
@@ -137,7 +137,8 @@ def compare_section(results) -> list[str]:
         "## The default command: `aepca compare`",
         "",
         f"`{runs[0]['command']} --out TMP` (MNIST, classic recipe, PCA and autoencoder, figures, report, "
-        "saved model), each run a fresh process; peak RSS is that process's own `ru_maxrss` (`os.wait4`).",
+        "saved model), each run a fresh process; peak RSS is that process's own `ru_maxrss` (`os.wait4`). "
+        "The first run starts with an empty compilation cache, the later ones find the first run's programs.",
         "",
     ]
     lines += table(

@@ -43,14 +43,18 @@ GEMM = {"shape": (128, 784, 512), "samples": 7, "sample_s": 0.3}
 PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "numpy", "scipy", "scikit-learn")
 
 
-# One JAX compilation cache for the whole benchmark (set in main): empty at aepca's first run.
-CACHE_ENV = {}
+# JAX compilation caches, one per contender, all empty when the benchmark starts (set in main).
+CACHE_ROOT: list[Path] = []
+
+
+def cache_env(contender: str) -> dict:
+    return {"AEPCA_COMPILATION_CACHE": str(CACHE_ROOT[0] / contender)} if CACHE_ROOT else {}
 
 
 def spawn(task: str, spec: dict, backend: str = "jax") -> dict:
     with tempfile.TemporaryDirectory(prefix="aepca-bench-run-") as tmp:
         result_path = Path(tmp) / "result.json"
-        env = dict(os.environ, KERAS_BACKEND=backend, **CACHE_ENV)
+        env = dict(os.environ, KERAS_BACKEND=backend, **cache_env(task))
         started = time.time()
         env["AEPCA_BENCH_T0"] = repr(started)
         proc = subprocess.run(
@@ -75,7 +79,7 @@ def run_compare_command(quick: bool) -> dict:
         with log.open("w") as sink:
             started = time.time()
             proc = subprocess.Popen(command + ["--out", str(Path(tmp) / "out")], cwd=ROOT, stdout=sink,
-                                    stderr=subprocess.STDOUT, env=dict(os.environ, KERAS_BACKEND="jax", **CACHE_ENV))
+                                    stderr=subprocess.STDOUT, env=dict(os.environ, KERAS_BACKEND="jax", **cache_env("compare")))
             # wait4: this child's own rusage (ru_maxrss in KiB on Linux), not all children's maximum.
             _, status, usage = os.wait4(proc.pid, 0)
             wall_s = time.time() - started
@@ -248,7 +252,7 @@ def main(argv=None) -> Path:
     load_before = load_average()
     started = time.time()
     cache_dir = tempfile.mkdtemp(prefix="aepca-bench-jax-cache-")
-    CACHE_ENV["AEPCA_COMPILATION_CACHE"] = cache_dir
+    CACHE_ROOT[:] = [Path(cache_dir)]
 
     def announce(i, total, label, text):
         print(f"[{i}/{total}] {label}: {text}", flush=True)

@@ -115,8 +115,8 @@ def run_aepca(spec, recipe_name) -> dict:
     started = time.perf_counter()
     from aepca._backend import enable_compilation_cache
 
-    # As the command line does; run.py gives every benchmark one fresh cache folder, so a
-    # recipe's first run compiles everything and its later runs load from the cache.
+    # As the command line does; run.py gives each recipe a cache folder that is empty when the
+    # benchmark starts, so its first run compiles everything and its later runs load from it.
     cache = enable_compilation_cache()
     cache_state = "warm" if cache is not None and any(cache.iterdir()) else "cold"
     import jax

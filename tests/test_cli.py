@@ -127,6 +127,23 @@ def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
 
 
 # A real run ------------------------------------------------------------------------------
+def test_compare_refine_steps_reach_the_saved_model(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    features = np.tanh(rng.standard_normal((200, 2)) @ rng.standard_normal((2, 6)))
+    csv = _write_csv(tmp_path / "data.csv", [f"f{i}" for i in range(6)], np.round(features, 4).tolist())
+    out = tmp_path / "run"
+
+    status = main(["compare", str(csv), "--epochs", "2", "--refine-steps", "7", "--no-progress", "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    saved = json.loads((out / "model" / "aepca.json").read_text())
+    assert saved["params"]["refine_steps"] == 7
+
+
+def test_refine_steps_must_not_be_negative(capsys):
+    assert main(["compare", "--refine-steps", "-1"]) == 2
+    assert "--refine-steps: expected an integer >= 0, received -1" in capsys.readouterr().err
+
+
 def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     rng = np.random.default_rng(0)
     latent = rng.standard_normal((300, 2))

@@ -17,7 +17,7 @@ from aepca.experiments.hinton2006 import (
 )
 
 TINY = dict(n_train=1000, n_test=200, rbm_epochs=1, finetune_epochs=1, best_epochs=1,
-            logistic_epochs=1, curves_samples=500, curves_finetune_epochs=1)
+            logistic_epochs=1, curves_samples=500, curves_finetune_epochs=1, refine_steps=2)
 
 # Every part of the pipeline, on a sliver of the data and with shallower stacks: most of
 # the run is compilation, one per RBM layer and per network, whatever the widths.
@@ -32,6 +32,7 @@ def expected_rows(mnist_sizes, curves_sizes):
         ("mnist", f"autoencoder {arch(mnist_sizes)}, RBM-pretrained", 30, PAPER["mnist"]["autoencoder"]),
         ("mnist", "same network, no pretraining", 30, None),
         ("mnist", f"aepca best: {arch(mnist_sizes)}", 30, None),
+        ("mnist", f"aepca best, refined codes: {arch(mnist_sizes)}", 30, None),
         ("mnist", "PCA", 2, None),
         ("mnist", f"autoencoder {arch((*mnist_sizes[:-1], 2))}, RBM-pretrained", 2, None),
         ("curves", "PCA", 6, None),
