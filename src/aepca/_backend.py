@@ -142,8 +142,8 @@ def enable_compilation_cache(directory: "str | os.PathLike | None" = None) -> "P
     """Keep JAX's compiled programs on disk so later runs skip compilation.
 
     A repeated run (same network shapes, batch size and JAX version) then
-    starts ~3-4 s sooner on CPU: weight initialisers and training chunks load
-    instead of compiling. Returns the directory in use, or ``None`` where no
+    starts about 2 s sooner on CPU (docs/benchmarks.md): weight initialisers
+    and training chunks load instead of compiling. Returns the directory in use, or ``None`` where no
     cache applies (not the JAX backend, switched off, or not writable).
 
     ``directory`` defaults to ``$AEPCA_COMPILATION_CACHE``, then

@@ -335,7 +335,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         digest = hashlib.sha256(np.ascontiguousarray(X_train))
         if X_monitor is not None:
             digest.update(np.ascontiguousarray(X_monitor))
-        params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir")}
+        # Settings that do not change training do not invalidate a checkpoint.
+        params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")}
         return {
             "params": params, "init": self.init_, "seed": seed,
             "data_sha256": digest.hexdigest(), "backend": keras.backend.backend(),

@@ -7,8 +7,9 @@ is the exact optimum for its linear decoder. Refinement closes most of the
 gap for an autoencoder: starting from the encoder's code, a few hundred Adam
 steps on each sample's own code minimise its reconstruction loss through the
 fixed decoder. The code stays ``n_components`` numbers; only how it is found
-changes. Measured on MNIST with a 784-1000-500-250-30 network (docs/hinton2006.md):
-test error 3.10 -> 2.26 after 100 steps.
+changes. Measured on MNIST with a 784-1000-500-250-30 network trained for 60
+epochs (docs/hinton2006.md): summed squared error per test image 2.83 with the
+encoder's codes, 2.00 after 100 steps, 1.85 after 300.
 
 A sample whose refined code does not lower its loss keeps the encoder's code,
 so refinement never makes a reconstruction worse (in the training loss).
@@ -51,9 +52,11 @@ def refine_codes(decoder: keras.Model, x: np.ndarray, codes: np.ndarray, *, step
             f"Code refinement runs on the {' and '.join(sorted(_REFINERS))} backends; Keras runs on "
             f"{backend!r}. Set KERAS_BACKEND=jax, or refine_steps=0."
         )
-    refine_batch = _REFINERS[backend](decoder, LOSSES[loss], int(steps), float(learning_rate))
-    for start in range(0, len(codes), BATCH_SIZE):
-        stop = min(start + BATCH_SIZE, len(codes))
+    # One compiled shape: batches of BATCH_SIZE rows, or all rows when fewer.
+    size = min(BATCH_SIZE, len(codes))
+    refine_batch = _REFINERS[backend](decoder, LOSSES[loss], int(steps), float(learning_rate), size)
+    for start in range(0, len(codes), size):
+        stop = min(start + size, len(codes))
         codes[start:stop] = refine_batch(x[start:stop], codes[start:stop])
     return codes
 
@@ -66,7 +69,7 @@ def _adam_step(code, m, v, grad, t, learning_rate, ops):
     return code - alpha * m / (ops.sqrt(v) + _EPSILON), m, v
 
 
-def _jax_refiner(decoder, per_sample, steps, learning_rate):
+def _jax_refiner(decoder, per_sample, steps, learning_rate, size):
     import jax
     import jax.numpy as jnp
 
@@ -94,15 +97,15 @@ def _jax_refiner(decoder, per_sample, steps, learning_rate):
 
     def refine_batch(xb, start):
         n = len(xb)
-        if n < BATCH_SIZE:  # one compiled shape: pad, then drop the padding
-            xb = np.pad(xb, ((0, BATCH_SIZE - n), (0, 0)))
-            start = np.pad(start, ((0, BATCH_SIZE - n), (0, 0)))
+        if n < size:  # the last batch: pad to the compiled shape, then drop the padding
+            xb = np.pad(xb, ((0, size - n), (0, 0)))
+            start = np.pad(start, ((0, size - n), (0, 0)))
         return np.asarray(refine(weights, xb, start))[:n]
 
     return refine_batch
 
 
-def _tensorflow_refiner(decoder, per_sample, steps, learning_rate):
+def _tensorflow_refiner(decoder, per_sample, steps, learning_rate, size):
     import tensorflow as tf
 
     def losses(code, xb):

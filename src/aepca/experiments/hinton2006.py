@@ -483,14 +483,14 @@ def reproduce_hinton2006(
 
 
 def _refined_row(add, net, x, x_test, steps, epochs, fit_seconds):
+    from aepca.refine import LEARNING_RATE
+
     started = time.perf_counter()
     reconstruct = _refined_reconstruct(net, steps, BEST_RECIPE["loss"])
     test_error = summed_error(reconstruct, x_test)
     train_rows = min(REFINED_TRAIN_ROWS, len(x))
     train_error = summed_error(reconstruct, x[:train_rows])
     seconds = fit_seconds + time.perf_counter() - started
-    from aepca.refine import LEARNING_RATE
-
     add("mnist", f"aepca best, refined codes: {_arch(MNIST_SIZES)}", MNIST_SIZES[-1], test_error,
         train_error, None,
         f"the network above; each code refined by {steps} Adam steps ({LEARNING_RATE:g}) on its "
