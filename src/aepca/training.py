@@ -445,7 +445,9 @@ class _JaxRunner(_Runner):
         x_device = self.x_val_device if x is self.x_val else self.jnp.asarray(x)
         trainable, non_trainable, _ = self._state
         loss = mse = 0.0
-        size = min(self.EVAL_BATCH, len(x))
+        # Equal batches of at most EVAL_BATCH rows: 10,000 rows run as 3 x 3,334,
+        # not as 3 x 4,096 with a fifth of the work spent on padding.
+        size = math.ceil(len(x) / math.ceil(len(x) / self.EVAL_BATCH))
         for start in range(0, len(x), size):
             xb = x_device[start : start + size]
             weights = np.ones(size, dtype=np.float32)
