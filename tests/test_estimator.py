@@ -160,6 +160,16 @@ def test_pca_start_with_a_tiny_learning_rate_scores_like_pca(data):
     np.testing.assert_allclose(codes, pca.transform(X_test), atol=1e-3)
 
 
+def test_output_bias_mean_starts_the_output_at_the_training_mean(data):
+    X = data[0]
+    # A vanishing learning rate leaves the starting weights in place.
+    ae = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-30, "output_bias": "mean", "output_activation": "linear"}).fit(X)
+    bias = ae.decoder_.get_layer("reconstruction").get_weights()[1]
+    np.testing.assert_allclose(bias, X.mean(axis=0), rtol=1e-5, atol=1e-6)
+    default = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-30, "output_activation": "linear"}).fit(X)
+    np.testing.assert_allclose(default.decoder_.get_layer("reconstruction").get_weights()[1], 0.0, atol=1e-20)
+
+
 def test_standard_scaling_reports_in_original_units(data):
     X_train, X_test = data
     units = np.float32(10.0) ** np.arange(-2, 3, 0.5, dtype=np.float32)  # 0.01 ... 316
@@ -210,6 +220,9 @@ def test_bad_codes_are_refused(fitted):
         ({"init": "svd"}, r"The 'init' parameter of Autoencoder must be a str among"),
         ({"scale": "robust"}, r"The 'scale' parameter of Autoencoder must be a str among"),
         ({"epochs": 0}, r"The 'epochs' parameter of Autoencoder must be an int in the range \[1, inf\)"),
+        ({"output_bias": "median"}, r"The 'output_bias' parameter of Autoencoder must be a str among"),
+        ({"beta_2": 1.0}, r"The 'beta_2' parameter of Autoencoder must be a float in the range \(0\.0, 1\.0\)\. Got 1\.0 instead"),
+        ({"output_bias": "mean", "output_activation": "relu"}, r"expected one of \['linear', 'sigmoid', 'tanh'\] when the output bias starts at the data mean\. Received: output_activation='relu'"),
         ({"validation_fraction": 0.001}, r"validation_fraction, expected a share leaving at least one row on each side\. Received: validation_fraction=0\.001 with 3 rows"),
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aepca.models import build_autoencoder, check_activation, split_autoencoder
+from aepca.models import build_autoencoder, check_activation, output_bias_for, split_autoencoder
 from aepca.pca import PCA
 
 import keras  # noqa: E402  (after aepca, which only sets a default backend)
@@ -93,6 +93,35 @@ def test_pca_shapes_must_match():
         r"Received: components\.shape=\(2, 10\), mean\.shape=\(10,\)",
     ):
         build_autoencoder(10, 3, pca=(np.zeros((2, 10)), np.zeros(10)))
+
+
+@pytest.mark.parametrize("output_activation", ["sigmoid", "linear", "tanh"])
+def test_output_mean_starts_the_reconstruction_at_the_mean(output_activation):
+    rng = np.random.default_rng(0)
+    mean = rng.uniform(0.1, 0.9, size=10).astype(np.float32)
+    net = build_autoencoder(10, 2, hidden=(6,), output_activation=output_activation, seed=0, output_mean=mean)
+    last = net.decoder.get_layer("reconstruction")
+    kernel, bias = last.get_weights()
+    assert np.any(kernel != 0)  # only the bias is set; the kernel keeps its random start
+    last.set_weights([np.zeros_like(kernel), bias])
+    np.testing.assert_allclose(_predict(net.autoencoder, rng.normal(size=(5, 10))), np.tile(mean, (5, 1)), rtol=1e-5)
+
+
+def test_output_bias_keeps_sigmoid_and_tanh_targets_off_their_asymptotes():
+    np.testing.assert_allclose(output_bias_for(np.array([0.0, 1.0, 0.5]), "sigmoid"), [np.log(1e-3 / (1 - 1e-3)), np.log((1 - 1e-3) / 1e-3), 0.0], rtol=1e-6)
+    assert np.all(np.isfinite(output_bias_for(np.array([-1.0, 1.0]), "tanh")))
+    np.testing.assert_array_equal(output_bias_for(np.array([-3.0, 7.0]), "linear"), [-3.0, 7.0])
+
+
+def test_output_mean_needs_an_invertible_output_activation_and_the_right_shape():
+    with pytest.raises(
+        ValueError,
+        match=r"invalid value for output_activation, expected one of \['linear', 'sigmoid', 'tanh'\] when the "
+        r"output bias starts at the data mean\. Received: output_activation='relu'\. Use output_bias='zeros'",
+    ):
+        build_autoencoder(10, 2, output_activation="relu", output_mean=np.zeros(10))
+    with pytest.raises(ValueError, match=r"invalid value for output_mean, expected shape \(10,\)\. Received: output_mean\.shape=\(9,\)"):
+        build_autoencoder(10, 2, output_mean=np.zeros(9))
 
 
 @pytest.mark.parametrize("what", ["activation", "output_activation"])

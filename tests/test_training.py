@@ -208,11 +208,19 @@ def test_epoch_permutation_is_a_pure_function_of_seed_and_epoch():
         ({"learning_rate": math.inf}, r"Received: learning_rate=inf"),
         ({"learning_rate": math.nan}, r"Received: learning_rate=nan"),
         ({"learning_rate": "1e-3"}, r"Received: learning_rate='1e-3'"),
+        ({"beta_2": 1.0}, r"invalid value for beta_2, expected a number between 0 and 1 \(exclusive\)\. Received: beta_2=1\.0"),
+        ({"beta_2": 0}, r"Received: beta_2=0"),
     ],
 )
 def test_train_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "nadam"])
+def test_beta_2_reaches_every_optimizer(optimizer):
+    assert make_optimizer(TrainConfig(optimizer=optimizer, beta_2=0.95), n_samples=100).beta_2 == 0.95
+    assert make_optimizer(TrainConfig(optimizer=optimizer), n_samples=100).beta_2 == 0.999
 
 
 def test_train_config_to_dict_round_trips():

@@ -69,10 +69,15 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         start cannot) and, unless it is clearly better than PCA on the
         validation rows, trains a PCA-initialised one instead: the result is
         never worse than PCA. ``init_`` records which was kept.
+    output_bias : {"zeros", "mean"}, default="zeros"
+        How a randomly initialised network's output layer bias starts:
+        Keras' zeros, or where the output activation gives the (scaled)
+        training mean, so training need not first learn the mean (linear,
+        sigmoid and tanh outputs). A PCA start always includes the mean.
     scale : {"none", "auto", "minmax", "standard"}, default="none"
         Per-feature scaling learned on the training data. Every output and
         score is mapped back to the original units.
-    epochs, batch_size, learning_rate, optimizer, schedule, warmup_epochs, loss
+    epochs, batch_size, learning_rate, optimizer, beta_2, schedule, warmup_epochs, loss
         Training settings; see :class:`aepca.training.TrainConfig`.
     min_steps : int or None, default=None
         Train at least this many optimizer steps (more epochs on small data).
@@ -117,12 +122,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "activation": [str],
         "output_activation": [str],
         "init": [StrOptions({"random", "pca", "auto"})],
+        "output_bias": [StrOptions({"zeros", "mean"})],
         "scale": [StrOptions({"none", "auto", "minmax", "standard"})],
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "min_steps": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "beta_2": [Interval(Real, 0, 1, closed="neither")],
         "schedule": [StrOptions(set(SCHEDULES))],
         "warmup_epochs": [Interval(Real, 0, None, closed="left")],
         "loss": [StrOptions(set(LOSSES))],
@@ -142,12 +149,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         activation="elu",
         output_activation="auto",
         init="random",
+        output_bias="zeros",
         scale="none",
         epochs=5,
         min_steps=None,
         batch_size=128,
         learning_rate=1e-3,
         optimizer="adam",
+        beta_2=0.999,
         schedule="constant",
         warmup_epochs=0.0,
         loss="mse",
@@ -163,12 +172,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.activation = activation
         self.output_activation = output_activation
         self.init = init
+        self.output_bias = output_bias
         self.scale = scale
         self.epochs = epochs
         self.min_steps = min_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.optimizer = optimizer
+        self.beta_2 = beta_2
         self.schedule = schedule
         self.warmup_epochs = warmup_epochs
         self.loss = loss
@@ -291,6 +302,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             output_activation=self.output_activation_,
             seed=seed,
             pca=None if pca is None else (pca.components_, pca.mean_),
+            output_mean=X_train.mean(axis=0, dtype=np.float64) if pca is None and self.output_bias == "mean" else None,
         )
 
     def _epochs(self, n_train: int) -> int:
@@ -304,6 +316,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             batch_size=self.batch_size,
             learning_rate=float(self.learning_rate),
             optimizer=self.optimizer,
+            beta_2=float(self.beta_2),
             schedule=self.schedule,
             warmup_epochs=float(self.warmup_epochs),
             loss=self.loss,

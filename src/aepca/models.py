@@ -36,6 +36,32 @@ def check_activation(name: str, what: str = "activation") -> str:
     return name
 
 
+# Where an output activation can be inverted: the pre-activation giving a
+# wanted output. Sigmoid and tanh targets are kept off their asymptotes (a mean
+# of exactly 0 or 1 would need an infinite bias).
+_OUTPUT_BIAS_FOR = {
+    "linear": lambda target: target,
+    "sigmoid": lambda target: np.log(target) - np.log1p(-target),
+    "tanh": np.arctanh,
+}
+_OUTPUT_RANGE = {"sigmoid": (1e-3, 1 - 1e-3), "tanh": (-1 + 2e-3, 1 - 2e-3)}
+
+
+def output_bias_for(mean: np.ndarray, output_activation: str) -> np.ndarray:
+    """The output layer's bias that makes a network with zero last-layer
+    weights reconstruct every sample as ``mean``."""
+    if output_activation not in _OUTPUT_BIAS_FOR:
+        raise ValueError(
+            f"Received an invalid value for output_activation, expected one of "
+            f"{sorted(_OUTPUT_BIAS_FOR)} when the output bias starts at the data mean. "
+            f"Received: output_activation={output_activation!r}. Use output_bias='zeros' "
+            "or one of those output activations."
+        )
+    low, high = _OUTPUT_RANGE.get(output_activation, (-np.inf, np.inf))
+    target = np.clip(np.asarray(mean, dtype=np.float64), low, high)
+    return _OUTPUT_BIAS_FOR[output_activation](target).astype(np.float32)
+
+
 def _layer_seed(seed: int | None, index: int) -> int | None:
     return None if seed is None else (int(seed) * 1009 + index) % (2**31 - 1)
 
@@ -60,6 +86,7 @@ def build_autoencoder(
     output_activation: str = "sigmoid",
     seed: int | None = None,
     pca: tuple[np.ndarray, np.ndarray] | None = None,
+    output_mean: np.ndarray | None = None,
 ) -> AutoencoderNet:
     """A mirrored multilayer autoencoder ``d - hidden - k - reversed(hidden) - d``.
 
@@ -72,6 +99,11 @@ def build_autoencoder(
     nonlinear residual branch. Each branch's last layer starts at zero, so at
     step 0 the model *is* PCA and training can only start from PCA's error.
     The output is then linear (a sigmoid would distort the PCA start).
+
+    With ``output_mean`` (shape ``(d,)``, random starts only) the output
+    layer's bias starts where the output activation gives the data mean, so
+    the first steps spend no effort learning the mean (the PCA start already
+    includes it).
     """
     check_activation(activation)
     check_activation(output_activation, "output_activation")
@@ -80,12 +112,21 @@ def build_autoencoder(
     code_inputs = keras.Input(shape=(n_components,), name="code_in")
     decoder_sizes = tuple(reversed(hidden))
     n_hidden = len(hidden)
+    if output_mean is not None and np.shape(output_mean) != (n_features,):
+        raise ValueError(
+            f"Received an invalid value for output_mean, expected shape ({n_features},). "
+            f"Received: output_mean.shape={np.shape(output_mean)}"
+        )
 
     if pca is None:
         h = _mlp(inputs, hidden, activation, "encoder", seed, 0)
         code = _dense(n_components, "linear", "code", seed, n_hidden)(h)
         h = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
-        outputs = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)(h)
+        output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
+        outputs = output_layer(h)
+        if output_mean is not None:
+            kernel, _ = output_layer.get_weights()
+            output_layer.set_weights([kernel, output_bias_for(output_mean, output_activation)])
     else:
         components, mean = (np.asarray(a, dtype=np.float32) for a in pca)
         if components.shape != (n_components, n_features) or mean.shape != (n_features,):

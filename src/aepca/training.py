@@ -70,13 +70,16 @@ class TrainConfig:
     ``warmup_epochs`` then decays it along a cosine to ``min_lr_fraction`` of
     its peak at the last step. ``restore_best`` keeps the weights with the
     lowest validation loss, the starting weights included, so training can
-    never end worse on validation than where it began.
+    never end worse on validation than where it began. ``beta_2`` is the
+    decay rate of the optimizer's second-moment average (Keras' name); lower
+    values let the step size follow the gradient scale sooner.
     """
 
     epochs: int = 5
     batch_size: int = 128
     learning_rate: float = 1e-3
     optimizer: str = "adam"
+    beta_2: float = 0.999
     schedule: str = "constant"
     warmup_epochs: float = 0.0
     min_lr_fraction: float = 0.0
@@ -103,6 +106,12 @@ class TrainConfig:
                 f"Received: learning_rate={self.learning_rate!r}"
             )
 
+        if not (isinstance(self.beta_2, (int, float)) and 0 < self.beta_2 < 1):
+            raise ValueError(
+                "Received an invalid value for beta_2, expected a number between 0 and 1 (exclusive). "
+                f"Received: beta_2={self.beta_2!r}"
+            )
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -124,7 +133,7 @@ def make_optimizer(config: TrainConfig, n_samples: int) -> keras.optimizers.Opti
             decay_steps=max(total - warmup, 1),
             alpha=config.min_lr_fraction,
         )
-    return OPTIMIZERS[config.optimizer](learning_rate=learning_rate)
+    return OPTIMIZERS[config.optimizer](learning_rate=learning_rate, beta_2=config.beta_2)
 
 
 class EpochCallback(Protocol):

@@ -74,7 +74,7 @@ def test_divergence(x):
 def test_compare_reports_facts_always_and_problems_when_pca_wins():
     dataset = low_rank(n_samples=300, n_features=6, rank=3, noise=0.1, seed=0)
     # Linear data at k = rank: nothing to gain on PCA, the PCA start is kept.
-    comparison = compare(dataset, code_dim=3, recipe="fast", epochs=3, hidden=SMALL_NET)
+    comparison = compare(dataset, code_dim=3, recipe="fast", hidden=SMALL_NET)
     health = comparison.metrics["autoencoder"]["health"]
     assert health["dead_fraction"] == 0.0 and health["saturated_fraction"] == 0.0
     assert health["hidden_units"] == 2 * sum(SMALL_NET)

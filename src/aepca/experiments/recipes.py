@@ -44,12 +44,13 @@ CLASSIC = Recipe(
 FAST = Recipe(
     name="fast",
     description=(
-        "aepca's measured default: the classic network at a 5x learning rate with warm-up and "
-        "cosine decay, best weights kept on a validation split, never worse than PCA (init='auto')."
+        "aepca's measured default: the classic network trained 3 epochs by Nadam (beta_2 0.95) at "
+        "an 8x learning rate with warm-up and cosine decay, the output starting at the data mean, "
+        "best weights kept on a validation split, never worse than PCA (init='auto')."
     ),
     params=dict(
-        hidden=(512, 128), activation="elu", output_activation="auto", init="auto",
-        epochs=5, min_steps=1500, batch_size=128, learning_rate=5e-3, optimizer="adam",
+        hidden=(512, 128), activation="elu", output_activation="auto", init="auto", output_bias="mean",
+        epochs=3, min_steps=1200, batch_size=128, learning_rate=8e-3, optimizer="nadam", beta_2=0.95,
         schedule="cosine", warmup_epochs=0.2, loss="mse", validation_fraction=0.05, restore_best=True,
     ),
 )
