@@ -25,19 +25,32 @@ def run_python(code: str, **env) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_keras_import_defers_scipy_stats_and_pyplot_until_used():
+DEFERRED = ("scipy.stats", "matplotlib.pyplot", "h5py", "requests")
+
+
+def test_start_up_defers_unused_modules_until_used(tmp_path):
     report = run_python(
-        """
+        f"""
         import json, sys
-        import aepca.estimator  # imports Keras and scikit-learn
-        kinds = {name: type(sys.modules[name]).__name__ for name in ("scipy.stats", "matplotlib.pyplot")}
+        import numpy as np
+        import aepca.estimator, aepca.data  # Keras, scikit-learn and the data sets
+        kinds = {{name: type(sys.modules[name]).__name__ for name in {DEFERRED!r}}}
+        not_imported = "sklearn.datasets" not in sys.modules
         import scipy.stats
         half = float(scipy.stats.norm.cdf(0.0))
-        print(json.dumps({"kinds": kinds, "half": half, "loaded": type(sys.modules["scipy.stats"]).__name__}))
+        # Saving and loading a model use h5py: it loads then.
+        x = np.random.default_rng(0).random((20, 4)).astype(np.float32)
+        fitted = aepca.estimator.Autoencoder(1, hidden=(3,), epochs=1, random_state=0).fit(x)
+        loaded = aepca.load_model(fitted.save({str(tmp_path / "model")!r}))
+        same = bool(np.array_equal(loaded.transform(x), fitted.transform(x)))
+        print(json.dumps({{"kinds": kinds, "not_imported": not_imported, "half": half, "same": same,
+                          "loaded": {{name: type(sys.modules[name]).__name__ for name in ("scipy.stats", "h5py")}}}}))
         """
     )
-    assert report["kinds"] == {"scipy.stats": "_DeferredModule", "matplotlib.pyplot": "_DeferredModule"}
-    assert report["half"] == 0.5 and report["loaded"] == "module"
+    assert report["kinds"] == dict.fromkeys(DEFERRED, "_DeferredModule")
+    assert report["not_imported"]
+    assert report["half"] == 0.5 and report["same"]
+    assert report["loaded"] == {"scipy.stats": "module", "h5py": "module"}
 
 
 def test_modules_imported_before_keras_stay_as_they_are():

@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from aepca._memory import XLA_CPU_ALIGNMENT, aligned_empty, is_aligned, return_freed_memory_promptly, to_device
+from aepca._memory import XLA_CPU_ALIGNMENT, aligned_empty, is_aligned, return_freed_memory_promptly, take_rows, to_device
 
 
 @pytest.mark.parametrize("shape", [(1,), (3, 5), (1000, 784)])
@@ -38,6 +38,14 @@ def test_to_device_copies_unaligned_memory_into_an_aligned_buffer():
     on_device = to_device(x)
     assert on_device.unsafe_buffer_pointer() % XLA_CPU_ALIGNMENT == 0
     np.testing.assert_array_equal(np.asarray(on_device), x)
+
+
+def test_take_rows_equals_fancy_indexing_into_aligned_memory():
+    x = np.arange(7 * 5, dtype=np.float32).reshape(7, 5)
+    rows = np.array([6, 0, 3, 3])
+    taken = take_rows(x, rows)
+    np.testing.assert_array_equal(taken, x[rows])
+    assert is_aligned(taken) and taken.dtype == np.float32
 
 
 def test_mnist_arrays_are_aligned_for_sharing(mnist):

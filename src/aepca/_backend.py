@@ -14,14 +14,16 @@ from pathlib import Path
 DEFAULT_BACKEND = "jax"
 
 # Imported eagerly by optional integrations but used only inside functions:
-# scikit-learn reaches scipy.stats from sklearn.base (via sklearn.utils.fixes),
-# and Keras 3.15 imports pyplot for its image gallery. Together they cost ~1.2 s
-# of every start (-X importtime), so aepca registers them as lazy modules,
-# executed on first attribute access by whoever uses them. scipy.stats is
-# deferred when aepca is imported (before any scikit-learn import), pyplot just
-# before Keras (so that plain ``import aepca`` does not load matplotlib).
+# scikit-learn reaches scipy.stats from sklearn.base (via sklearn.utils.fixes);
+# Keras 3.15 imports pyplot for its image gallery, h5py for its legacy .h5
+# format and requests for its RemoteMonitor callback. Together they cost
+# ~1.4 s of every start (-X importtime), so aepca registers them as lazy
+# modules, executed on first attribute access by whoever uses them (saving a
+# .keras file loads h5py then). scipy.stats is deferred when aepca is imported
+# (before any scikit-learn import), the others just before Keras (so that
+# plain ``import aepca`` does not load them).
 DEFERRED_AT_IMPORT = ("scipy.stats",)
-DEFERRED_WITH_KERAS = ("matplotlib.pyplot",)
+DEFERRED_WITH_KERAS = ("matplotlib.pyplot", "h5py", "requests")
 
 CACHE_ENV = "AEPCA_COMPILATION_CACHE"
 CACHE_OFF = ("0", "off", "false", "no")

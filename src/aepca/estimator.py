@@ -22,6 +22,7 @@ from aepca._backend import load_keras
 keras = load_keras()
 
 from aepca import __version__  # noqa: E402
+from aepca._memory import take_rows  # noqa: E402
 from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
@@ -282,7 +283,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 f"with {len(X)} rows."
             )
         order = np.random.default_rng(seed).permutation(len(X))
-        return X[order[n_val:]], X[order[:n_val]]
+        return take_rows(X, order[n_val:]), take_rows(X, order[:n_val])
 
     def _resolve_output_activation(self) -> str:
         if self.output_activation != "auto":
