@@ -21,6 +21,8 @@ import numpy as np
 
 T0 = float(os.environ["AEPCA_BENCH_T0"])
 EVAL_BATCH = 8192
+# The reference's early probe interval: about aepca's chunk (a tenth of an epoch of batch 128).
+EARLY_STEPS = 47
 
 
 def since_start() -> float:
@@ -52,23 +54,35 @@ def run_reference(spec) -> dict:
     x_train, x_test = load_mnist(spec)
     keras.utils.set_random_seed(spec["seed"])
 
+    early = EarlyProbe(spec["early_threshold"])
+
     class Clock(keras.callbacks.Callback):
-        """Per-epoch wall time (from the start of fit's loop) and when the first batch ended."""
+        """Per-epoch wall time (from the start of fit's loop), when the first batch ended, and
+        the early test MSE every EARLY_STEPS batches of the first epoch."""
 
         def __init__(self):
             super().__init__()
             self.first_step = None
+            self.epoch = 0
             self.seconds, self.loss, self.val_loss = [], [], []
 
         def on_train_begin(self, logs=None):
             self.begin = time.perf_counter()
 
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
         def on_train_batch_end(self, batch, logs=None):
             if self.first_step is None:
                 self.first_step = since_start()
+            if self.epoch == 0 and not early.done and (batch + 1) % EARLY_STEPS == 0:
+                early.record(
+                    time.perf_counter() - self.begin,
+                    lambda: mse(self.model.predict(x_test, batch_size=EVAL_BATCH, verbose=0), x_test),
+                )
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.begin)
+            self.seconds.append(time.perf_counter() - self.begin - early.spent)
             self.loss.append(float(logs["loss"]))
             self.val_loss.append(float(logs["val_loss"]))
 
@@ -91,7 +105,7 @@ def run_reference(spec) -> dict:
         x_train, x_train, batch_size=128, epochs=spec["epochs"], validation_data=(x_test, x_test),
         callbacks=[clock], verbose=0,
     )
-    fit_wall_s = time.perf_counter() - fit_started
+    fit_wall_s = time.perf_counter() - fit_started - early.spent
     final = mse(model.predict(x_test, batch_size=EVAL_BATCH, verbose=0), x_test)
     import tensorflow as tf
 
@@ -105,6 +119,7 @@ def run_reference(spec) -> dict:
         "seconds": clock.seconds,
         "loss": clock.loss,
         "test_mse": clock.val_loss,  # the loss is MSE and validation data is the test set
+        "early_test_mse": early.points,
         "final_test_mse": final,
         "n_params": int(model.count_params()),
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
@@ -130,25 +145,39 @@ def run_aepca(spec, recipe_name) -> dict:
     recipe = get_recipe(recipe_name)
     first_step = {}
 
+    early = EarlyProbe(spec["early_threshold"])
+    monitored = {}
+
     class FirstChunkRunner(training._JaxRunner):
-        """aepca's runner, timing when its first compiled chunk of steps has finished.
+        """aepca's runner, timing when its first compiled chunk of steps has finished and
+        measuring the early test MSE after each chunk of the first epoch.
 
         The loop only returns to Python once per chunk, so this is the earliest point that can
-        be seen from outside; JAX dispatches asynchronously, hence the explicit block.
+        be seen from outside; JAX dispatches asynchronously, hence the explicit blocks.
         """
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             train_chunk = self._train_chunk
+            chunks_per_epoch = self._chunks(0)[0].shape[0]
 
-            def first_chunk(*chunk_args):
+            def probed_chunk(*chunk_args):
+                began = first_step.setdefault("began", time.perf_counter())
                 result = jax.block_until_ready(train_chunk(*chunk_args))
-                first_step["at"] = since_start()
-                first_step["steps"] = int(chunk_args[2].shape[0])
-                self._train_chunk = train_chunk
+                if "at" not in first_step:
+                    first_step["at"] = since_start()
+                    first_step["steps"] = int(chunk_args[2].shape[0])
+                if len(early.points) < chunks_per_epoch and not early.done:
+                    trainable, non_trainable, _ = result[0]
+                    early.record(
+                        time.perf_counter() - began,
+                        lambda: model_mse(self.model, trainable, non_trainable, monitored["x_test"]),
+                    )
+                else:
+                    self._train_chunk = train_chunk
                 return result
 
-            self._train_chunk = first_chunk
+            self._train_chunk = probed_chunk
 
     # A private name, patched here only: if it is renamed this fails loudly rather than
     # silently reporting no start-up time.
@@ -159,6 +188,7 @@ def run_aepca(spec, recipe_name) -> dict:
 
     class Benchmarked(Autoencoder):
         def _train(self, net, X_train, X_monitor, seed):
+            monitored["x_test"] = self.scaler_.transform(x_test)
             callbacks = (probe.bind(net.autoencoder, self.scaler_),) if probe else ()
             return training.train(
                 net.autoencoder, X_train, x_val=X_monitor, config=self._train_config(seed, len(X_train)), callbacks=callbacks
@@ -169,16 +199,14 @@ def run_aepca(spec, recipe_name) -> dict:
     fit_start = since_start()
     fit_started = time.perf_counter()
     estimator.fit(x_train, X_val=x_test if recipe.monitor_test else None)
-    probe_s = probe.total_s if probe else 0.0
+    probe_s = (probe.total_s if probe else 0.0) + early.spent
     fit_wall_s = time.perf_counter() - fit_started - probe_s
     history = estimator.history_
-    if probe:
-        # The probe ran after each epoch's clock reading, so epoch k's cumulative time holds the
-        # probes of epochs before it; take them out.
-        seconds = [s - sum(probe.seconds[:k]) for k, s in enumerate(history["seconds"])]
-        test_mse = probe.mse
-    else:
-        seconds, test_mse = history["seconds"], history["val_mse"]
+    # The early probes all ran inside the first epoch; the epoch probe ran after each epoch's
+    # clock reading, so epoch k's cumulative time holds the probes of epochs before it.
+    epoch_probes = probe.seconds if probe else [0.0] * len(history["seconds"])
+    seconds = [s - early.spent - sum(epoch_probes[:k]) for k, s in enumerate(history["seconds"])]
+    test_mse = probe.mse if probe else history["val_mse"]
     return {
         "import_s": import_s,
         "fit_start_s": fit_start,
@@ -192,10 +220,39 @@ def run_aepca(spec, recipe_name) -> dict:
         "val_mse": history["val_mse"],
         "test_mse_source": "benchmark probe after each epoch (excluded from times)" if probe else "history_['val_mse'] on the test set",
         "probe_s": probe_s,
+        "early_test_mse": early.points,
         "final_test_mse": -estimator.score(x_test),
         "n_params": int(estimator.model_.count_params()),
         "device": jax.default_backend(),
     }
+
+
+def model_mse(model, trainable, non_trainable, x) -> float:
+    """Test MSE of a Keras model at the given weights (stateless, so training is undisturbed)."""
+    squared = 0.0
+    for start in range(0, len(x), EVAL_BATCH):
+        xb = x[start : start + EVAL_BATCH]
+        reconstruction, _ = model.stateless_call(trainable, non_trainable, xb, training=False)
+        squared += float(np.sum(np.square(np.asarray(reconstruction, np.float64) - xb)))
+    return squared / x.size
+
+
+class EarlyProbe:
+    """The test MSE at a finer grain than epochs early in training, until it falls below a
+    threshold; its own time is kept in ``spent`` and left out of every time reported."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.points: list[tuple[float, float]] = []  # (training seconds so far, test MSE)
+        self.spent = 0.0
+        self.done = False
+
+    def record(self, elapsed: float, measure) -> None:
+        started = time.perf_counter()
+        value = measure()
+        self.points.append((elapsed - self.spent, value))
+        self.done = value < self.threshold
+        self.spent += time.perf_counter() - started
 
 
 class TestProbe:
@@ -212,12 +269,7 @@ class TestProbe:
     def __call__(self, epoch, logs, snapshot):
         started = time.perf_counter()
         state = snapshot()
-        squared = 0.0
-        for start in range(0, len(self.x), EVAL_BATCH):
-            xb = self.x[start : start + EVAL_BATCH]
-            reconstruction, _ = self.model.stateless_call(state.trainable, state.non_trainable, xb, training=False)
-            squared += float(np.sum(np.square(np.asarray(reconstruction, np.float64) - xb)))
-        self.mse.append(squared / self.x.size)
+        self.mse.append(model_mse(self.model, state.trainable, state.non_trainable, self.x))
         self.seconds.append(time.perf_counter() - started)
 
     @property
