@@ -130,7 +130,7 @@ def training_section(results) -> list[str]:
         "until it is below PCA(2)'s; seconds of training from the start of the first chunk (aepca) or "
         "of the loop (reference), compilation included, the checks' own time excluded from every time "
         "reported.",
-                "- Final test MSE: float64 mean over the test set of the trained model's reconstruction "
+        "- Final test MSE: float64 mean over the test set of the trained model's reconstruction "
         "(`fast` keeps its best weights on its validation split).",
         "- Peak RSS: the run's own `ru_maxrss` at exit. Threads: each library's default.",
         "- No progress bar for any contender (`verbose=0` / `verbose=False`).",

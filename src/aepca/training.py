@@ -105,7 +105,6 @@ class TrainConfig:
                 "Received an invalid value for learning_rate, expected a positive finite number. "
                 f"Received: learning_rate={self.learning_rate!r}"
             )
-
         if not (isinstance(self.beta_2, (int, float)) and 0 < self.beta_2 < 1):
             raise ValueError(
                 "Received an invalid value for beta_2, expected a number between 0 and 1 (exclusive). "
