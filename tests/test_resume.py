@@ -12,8 +12,10 @@ import pytest
 
 from aepca.checkpoint import checkpoint_epoch
 
-# Enough epochs that the run is still going when the test interrupts it at epoch 3.
-EPOCHS = 100
+# Enough epochs that the run is still going when the test interrupts it at epoch 3,
+# even when the test process is slow to notice that epoch (both cores busy with the
+# run): 100 epochs (about 2 s) once finished first in CI; 300 leave about 6 s.
+EPOCHS = 300
 
 
 def write_csv(path, n_rows=3000, n_features=8, seed=0):
