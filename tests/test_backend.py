@@ -69,7 +69,6 @@ CACHED_FIT = """
     import json, os, sys
     import numpy as np
     from aepca import _backend
-    _backend.CACHE_MIN_COMPILE_SECONDS = 0.0  # store every program, however quick its compile here
     directory = _backend.enable_compilation_cache({directory})
     from aepca import Autoencoder
     X = np.random.default_rng(0).random((128, 6)).astype(np.float32)
