@@ -6,12 +6,12 @@ each candidate setting, and prints the validation MSE after every epoch as
 one JSON line per setting. Quality per epoch does not depend on machine load,
 so this can run anywhere; speed is measured by benchmarks/run.py.
 
-    .venv/bin/python benchmarks/tune_fast.py [--round 1|2] > tune.jsonl
+    .venv/bin/python benchmarks/tune_fast.py [--round 1|2|3|4] > tune.jsonl
 
 Round 1 chose the first recipe; round 2 asked whether smaller batches reach
-the classic 5-epoch level within two epochs; round 3 tried Nadam with a shorter
-second-moment memory and the output bias at the data mean over three epochs,
-and round 4 the same over two epochs (the current recipe).
+the classic 5-epoch level within two epochs; round 3 tried a shorter
+second-moment memory (beta_2), Nadam and the output bias at the data mean,
+mostly over three epochs (the current recipe), and round 4 the same over two.
 """
 
 import argparse
