@@ -12,10 +12,8 @@ import pytest
 
 from aepca.checkpoint import checkpoint_epoch
 
-# Enough epochs that the run is still going when the test interrupts it at epoch 3,
-# even when the test process is slow to notice that epoch (both cores busy with the
-# run): 100 epochs (about 2 s) once finished first in CI; 300 leave about 6 s.
-EPOCHS = 300
+# Enough epochs that the run is still going when the test interrupts it at epoch 3.
+EPOCHS = 100
 
 
 def write_csv(path, n_rows=3000, n_features=8, seed=0):
@@ -48,6 +46,13 @@ def wait_for_epoch(folder, epoch, process, timeout=120):
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
+def _interruptible():
+    # A shell without job control starts background jobs with SIGINT ignored, and
+    # children inherit that (a CI run launched with `&` did): give the run the
+    # default disposition, as a terminal's Ctrl-C would find it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("uninterrupted")
@@ -63,7 +68,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, uninterru
     csv, full = uninterrupted
     env = ENV
     out = tmp_path / "interrupted"
-    process = subprocess.Popen(compare_command(csv, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(compare_command(csv, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, preexec_fn=_interruptible)
     # One checkpoint folder per network trained; the classic recipe trains one, from a random start.
     wait_for_epoch(out / "checkpoint" / "random", 3, process)
     process.send_signal(signum)
