@@ -46,11 +46,15 @@ def wait_for_epoch(folder, epoch, process, timeout=120):
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def _interruptible():
-    # A shell without job control starts background jobs with SIGINT ignored, and
-    # children inherit that (a CI run launched with `&` did): give the run the
-    # default disposition, as a terminal's Ctrl-C would find it.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A shell without job control starts background jobs with SIGINT ignored, and
+# children inherit that (a CI run launched with `&` did), so Python installs no
+# Ctrl-C handler. The interrupted run restores it first, as a terminal would find
+# it, then runs the command line exactly as `python -m aepca` does. (Not through
+# preexec_fn: forking the multithreaded JAX test process can deadlock.)
+INTERRUPTIBLE = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from aepca.cli import main; sys.exit(main())"
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +72,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, uninterru
     csv, full = uninterrupted
     env = ENV
     out = tmp_path / "interrupted"
-    process = subprocess.Popen(compare_command(csv, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env, preexec_fn=_interruptible)
+    command = [sys.executable, "-c", INTERRUPTIBLE, *compare_command(csv, out)[3:]]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     # One checkpoint folder per network trained; the classic recipe trains one, from a random start.
     wait_for_epoch(out / "checkpoint" / "random", 3, process)
     process.send_signal(signum)
