@@ -25,9 +25,9 @@ def write_csv(path, n_rows=3000, n_features=8, seed=0):
     path.write_text("\n".join([header, *rows]) + "\n")
 
 
-def compare_command(csv, out, *extra):
+def compare_command(csv, out, *extra, launcher=(sys.executable, "-m", "aepca")):
     return [
-        sys.executable, "-m", "aepca", "compare", str(csv), "--label-column", "y", "--hidden", "32",
+        *launcher, "compare", str(csv), "--label-column", "y", "--hidden", "32",
         "--epochs", str(EPOCHS), "--recipe", "classic", "--out", str(out), "--no-progress", *extra,
     ]
 
@@ -52,8 +52,9 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 # it, then runs the command line exactly as `python -m aepca` does. (Not through
 # preexec_fn: forking the multithreaded JAX test process can deadlock.)
 INTERRUPTIBLE = (
+    sys.executable, "-c",
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from aepca.cli import main; sys.exit(main())"
+    "from aepca.cli import main; sys.exit(main())",
 )
 
 
@@ -72,8 +73,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, uninterru
     csv, full = uninterrupted
     env = ENV
     out = tmp_path / "interrupted"
-    command = [sys.executable, "-c", INTERRUPTIBLE, *compare_command(csv, out)[3:]]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(compare_command(csv, out, launcher=INTERRUPTIBLE), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     # One checkpoint folder per network trained; the classic recipe trains one, from a random start.
     wait_for_epoch(out / "checkpoint" / "random", 3, process)
     process.send_signal(signum)

@@ -37,29 +37,28 @@ def check_activation(name: str, what: str = "activation") -> str:
 
 
 # Where an output activation can be inverted: the pre-activation giving a
-# wanted output. Sigmoid and tanh targets are kept off their asymptotes (a mean
-# of exactly 0 or 1 would need an infinite bias).
-_OUTPUT_BIAS_FOR = {
-    "linear": lambda target: target,
-    "sigmoid": lambda target: np.log(target) - np.log1p(-target),
-    "tanh": np.arctanh,
+# wanted output, and the range the wanted output is clipped to. Sigmoid and
+# tanh targets are kept off their asymptotes (a mean of exactly 0 or 1 would
+# need an infinite bias).
+_OUTPUT_INVERSES = {
+    "linear": (lambda target: target, -np.inf, np.inf),
+    "sigmoid": (lambda target: np.log(target) - np.log1p(-target), 1e-3, 1 - 1e-3),
+    "tanh": (np.arctanh, -1 + 2e-3, 1 - 2e-3),
 }
-_OUTPUT_RANGE = {"sigmoid": (1e-3, 1 - 1e-3), "tanh": (-1 + 2e-3, 1 - 2e-3)}
 
 
 def output_bias_for(mean: np.ndarray, output_activation: str) -> np.ndarray:
     """The output layer's bias that makes a network with zero last-layer
     weights reconstruct every sample as ``mean``."""
-    if output_activation not in _OUTPUT_BIAS_FOR:
+    if output_activation not in _OUTPUT_INVERSES:
         raise ValueError(
             f"Received an invalid value for output_activation, expected one of "
-            f"{sorted(_OUTPUT_BIAS_FOR)} when the output bias starts at the data mean. "
+            f"{sorted(_OUTPUT_INVERSES)} when the output bias starts at the data mean. "
             f"Received: output_activation={output_activation!r}. Use output_bias='zeros' "
             "or one of those output activations."
         )
-    low, high = _OUTPUT_RANGE.get(output_activation, (-np.inf, np.inf))
-    target = np.clip(np.asarray(mean, dtype=np.float64), low, high)
-    return _OUTPUT_BIAS_FOR[output_activation](target).astype(np.float32)
+    inverse, low, high = _OUTPUT_INVERSES[output_activation]
+    return inverse(np.clip(np.asarray(mean, dtype=np.float64), low, high)).astype(np.float32)
 
 
 def _layer_seed(seed: int | None, index: int) -> int | None:
