@@ -25,7 +25,7 @@ def run_python(code: str, **env) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-DEFERRED = ("scipy.stats", "matplotlib.pyplot", "h5py", "requests")
+DEFERRED = ("scipy.stats", "matplotlib", "matplotlib.pyplot", "matplotlib.patches", "h5py", "requests")
 
 
 def test_start_up_defers_unused_modules_until_used(tmp_path):

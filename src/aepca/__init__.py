@@ -4,7 +4,8 @@ Heavy modules (Keras, JAX, matplotlib) load only when first used, so the
 command line starts quickly.
 """
 
-from aepca._backend import DEFERRED_AT_IMPORT, defer_import, set_default_backend
+from aepca._backend import DEFERRED_AT_IMPORT, set_default_backend
+from aepca._deferred import defer_import
 
 set_default_backend()
 for _name in DEFERRED_AT_IMPORT:

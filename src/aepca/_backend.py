@@ -4,26 +4,25 @@ JAX is the default because it trained aepca's networks fastest on CPU; a
 ``KERAS_BACKEND`` set by the user always wins.
 """
 
-import importlib.util
 import os
 import sys
-import threading
-import types
 from pathlib import Path
+
+from aepca._deferred import defer_import
 
 DEFAULT_BACKEND = "jax"
 
 # Imported eagerly by optional integrations but used only inside functions:
 # scikit-learn reaches scipy.stats from sklearn.base (via sklearn.utils.fixes);
-# Keras 3.15 imports pyplot for its image gallery, h5py for its legacy .h5
-# format and requests for its RemoteMonitor callback. Together they cost
-# ~1.4 s of every start (-X importtime), so aepca registers them as lazy
-# modules, executed on first attribute access by whoever uses them (saving a
-# .keras file loads h5py then). scipy.stats is deferred when aepca is imported
-# (before any scikit-learn import), the others just before Keras (so that
-# plain ``import aepca`` does not load them).
+# Keras 3.15 imports pyplot and matplotlib.patches for its image galleries,
+# h5py for its legacy .h5 format and requests for its RemoteMonitor callback.
+# Together they cost ~1.6 s of every start (-X importtime), so aepca registers
+# them as deferred modules (aepca._deferred), executed on first use by whoever
+# uses them (saving a .keras file loads h5py then). scipy.stats is deferred
+# when aepca is imported (before any scikit-learn import), the others just
+# before Keras (so that plain ``import aepca`` does not load them).
 DEFERRED_AT_IMPORT = ("scipy.stats",)
-DEFERRED_WITH_KERAS = ("matplotlib.pyplot", "h5py", "requests")
+DEFERRED_WITH_KERAS = ("matplotlib.pyplot", "matplotlib.patches", "h5py", "requests")
 
 CACHE_ENV = "AEPCA_COMPILATION_CACHE"
 CACHE_OFF = ("0", "off", "false", "no")
@@ -55,52 +54,6 @@ def load_keras():
     if keras.backend.backend() != "tensorflow":
         _probe_tensorflow_only_if_imported()
     return keras
-
-
-def defer_import(name: str) -> None:
-    """Register ``name`` as a module whose code runs on first use.
-
-    Nothing happens if it is already imported or cannot be found; its parent
-    package is imported now (that part is cheap for the modules deferred here).
-    """
-    if name in sys.modules:
-        return
-    try:
-        spec = importlib.util.find_spec(name)
-    except ModuleNotFoundError:
-        return
-    if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-        return
-    module = importlib.util.module_from_spec(spec)
-    module.__class__ = _DeferredModule
-    sys.modules[name] = module
-    parent, _, child = name.rpartition(".")
-    if parent:
-        setattr(sys.modules[parent], child, module)
-
-
-class _DeferredModule(types.ModuleType):
-    """A module whose code runs at the first access to anything but its import metadata.
-
-    Unlike ``importlib.util.LazyLoader``, a later ``import`` statement (which
-    reads ``__spec__``) does not run it: only real use does.
-    """
-
-    _METADATA = frozenset(("__spec__", "__name__", "__loader__", "__package__", "__path__", "__file__", "__class__"))
-    _lock = threading.RLock()
-
-    def __getattribute__(self, attr):
-        if attr in _DeferredModule._METADATA:
-            return super().__getattribute__(attr)
-        with _DeferredModule._lock:
-            if type(self) is _DeferredModule:
-                self.__class__ = types.ModuleType
-                try:
-                    self.__spec__.loader.exec_module(self)
-                except BaseException:
-                    sys.modules.pop(self.__name__, None)  # as a failed import leaves it
-                    raise
-        return getattr(self, attr)
 
 
 def _probe_tensorflow_only_if_imported() -> None:

@@ -1,0 +1,141 @@
+"""Modules registered now and executed at their first real use.
+
+Keras and scikit-learn import some optional integrations eagerly that aepca
+never touches (see ``aepca._backend``). Registering such a module as
+*deferred* puts a placeholder in ``sys.modules``: ``import name`` is then
+free, and the module's code runs the first time anything but its import
+metadata is read.
+
+A package is deferred with the submodule that made it needed: Keras imports
+``matplotlib.pyplot`` and ``from matplotlib import patches``, and
+matplotlib's own ``__init__`` costs as much as those (~0.2 s). Two rules keep
+a deferred package correct when something else imports from it:
+
+* a deferred submodule is handed out as the package's attribute without
+  running the package (``from matplotlib import patches``,
+  ``import matplotlib.pyplot as plt``);
+* any other submodule runs the package first, as a normal import would
+  (:class:`_RunDeferredPackages`). Running the submodule first instead broke
+  packages whose ``__init__`` imports that same submodule (``h5py._hl.files``).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+import types
+
+
+def defer_import(name: str) -> None:
+    """Register ``name`` (and any package above it not imported yet) as deferred.
+
+    Nothing happens if it is already imported or cannot be found.
+    """
+    if name in sys.modules:
+        return
+    spec = _spec_without_running(name)
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        return
+    package, _, child = name.rpartition(".")
+    if package:
+        defer_import(package)
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = _DeferredModule
+    sys.modules[name] = module
+    if package:
+        # ModuleType.__setattr__: this does not run a deferred package.
+        setattr(sys.modules[package], child, module)
+    if not any(isinstance(finder, _RunDeferredPackages) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _RunDeferredPackages())
+
+
+def _spec_without_running(name: str):
+    """``importlib.util.find_spec``, except that it imports no package above ``name``."""
+    package = name.rpartition(".")[0]
+    if not package:
+        try:
+            return importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+    imported = sys.modules.get(package)
+    package_spec = _spec_without_running(package) if imported is None else getattr(imported, "__spec__", None)
+    locations = getattr(package_spec, "submodule_search_locations", None)
+    return None if locations is None else importlib.machinery.PathFinder.find_spec(name, list(locations))
+
+
+def is_deferred(module) -> bool:
+    """Whether ``module`` is a placeholder whose code has not run yet."""
+    return type(module) is _DeferredModule
+
+
+def _run(module: _DeferredModule) -> None:
+    with _DeferredModule._lock:
+        if type(module) is not _DeferredModule:
+            return
+        module.__class__ = types.ModuleType
+        try:
+            module.__spec__.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(module.__name__, None)  # as a failed import leaves it
+            raise
+
+
+class _DeferredModule(types.ModuleType):
+    """A module whose code runs at the first access to anything but its import metadata.
+
+    Unlike ``importlib.util.LazyLoader``, a later ``import`` statement (which
+    reads ``__spec__``, and ``__path__`` for ``from package import x``) does
+    not run it: only real use does.
+    """
+
+    _METADATA = frozenset(("__spec__", "__name__", "__loader__", "__package__", "__path__", "__file__", "__class__"))
+    _lock = threading.RLock()
+
+    def __getattribute__(self, attr):
+        if attr in _DeferredModule._METADATA:
+            return super().__getattribute__(attr)
+        if type(self) is _DeferredModule:
+            child = super().__getattribute__("__dict__").get(attr)
+            if type(child) is _DeferredModule:
+                return child
+            _run(self)
+        return getattr(self, attr)
+
+
+class _RunDeferredPackages:
+    """A meta path finder that runs a deferred package before any submodule of
+    it is imported, and hands over a submodule that the package imported itself.
+
+    It finds nothing itself: the usual finders find the submodule next.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        package = sys.modules.get(name.rpartition(".")[0])
+        if not is_deferred(package):
+            return None
+        _run(package)
+        imported = sys.modules.get(name)
+        if imported is None:
+            return None
+        # The import system would load the module again from a found spec;
+        # this loader gives it the module the package has already loaded.
+        del sys.modules[name]
+        return importlib.util.spec_from_loader(name, _AlreadyImported(imported), is_package=hasattr(imported, "__path__"))
+
+    def invalidate_caches(self):
+        pass
+
+
+class _AlreadyImported:
+    def __init__(self, module):
+        self.module = module
+        self.spec = module.__spec__
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module):
+        # Loading set this loader's spec on the module; it keeps its own.
+        module.__spec__ = self.spec
