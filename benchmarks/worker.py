@@ -187,11 +187,13 @@ def run_aepca(spec, recipe_name) -> dict:
     probe = TestProbe(x_test) if not recipe.monitor_test else None
 
     class Benchmarked(Autoencoder):
-        def _train(self, net, X_train, X_monitor, seed):
+        def _train(self, net, X, train_rows, X_monitor, seed):
             monitored["x_test"] = self.scaler_.transform(x_test)
             callbacks = (probe.bind(net.autoencoder, self.scaler_),) if probe else ()
+            n_train = len(X) if train_rows is None else len(train_rows)
             return training.train(
-                net.autoencoder, X_train, x_val=X_monitor, config=self._train_config(seed, len(X_train)), callbacks=callbacks
+                net.autoencoder, X, rows=train_rows, x_val=X_monitor, config=self._train_config(seed, n_train),
+                callbacks=callbacks,
             )
 
     params = recipe.estimator_params(epochs=spec["epochs"])

@@ -12,7 +12,15 @@ import textwrap
 import numpy as np
 import pytest
 
-from aepca._memory import XLA_CPU_ALIGNMENT, aligned_empty, is_aligned, return_freed_memory_promptly, take_rows, to_device
+from aepca._memory import (
+    XLA_CPU_ALIGNMENT,
+    aligned_empty,
+    is_aligned,
+    mean_of_rows,
+    return_freed_memory_promptly,
+    take_rows,
+    to_device,
+)
 
 
 @pytest.mark.parametrize("shape", [(1,), (3, 5), (1000, 784)])
@@ -46,6 +54,15 @@ def test_take_rows_equals_fancy_indexing_into_aligned_memory():
     taken = take_rows(x, rows)
     np.testing.assert_array_equal(taken, x[rows])
     assert is_aligned(taken) and taken.dtype == np.float32
+
+
+def test_mean_of_rows_equals_the_mean_of_the_gathered_rows():
+    x = np.random.default_rng(0).random((1000, 6)).astype(np.float32)
+    rows = np.random.default_rng(1).permutation(1000)[:777]
+    # Blocks of 100 rows: eight partial sums, the last one short.
+    np.testing.assert_allclose(mean_of_rows(x, rows, block_rows=100), x[rows].mean(axis=0, dtype=np.float64), rtol=1e-13)
+    np.testing.assert_array_equal(mean_of_rows(x), x.mean(axis=0, dtype=np.float64))
+    assert mean_of_rows(x, rows).dtype == np.float64
 
 
 def test_mnist_arrays_are_aligned_for_sharing(mnist):

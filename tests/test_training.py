@@ -88,6 +88,38 @@ def test_keras_fit_runner_matches_the_compiled_loop(x):
     _assert_weights_close(ours.autoencoder.get_weights(), fallback.autoencoder.get_weights())
 
 
+@pytest.mark.parametrize("runner", ["compiled", "keras_fit"])
+def test_training_on_rows_in_place_equals_training_on_their_copy(x, runner):
+    """``rows`` (how a validation split avoids copying the training set) trains on
+    exactly the batches of ``x[rows]``."""
+    rows = np.random.default_rng(5).permutation(N_ROWS)[:53]
+    config = TrainConfig(epochs=2, batch_size=BATCH, learning_rate=1e-2, seed=3, chunks_per_epoch=2)
+    on_rows, on_copy = _tiny_net(), _tiny_net()
+    if runner == "compiled":
+        history = train(on_rows.autoencoder, x, rows=rows, config=config)
+        expected = train(on_copy.autoencoder, x[rows], config=config)
+    else:
+        history = _KerasFitRunner(on_rows.autoencoder, x, None, config, rows).run(progress=False, callbacks=(), resume=None)
+        expected = _KerasFitRunner(on_copy.autoencoder, x[rows], None, config).run(progress=False, callbacks=(), resume=None)
+    assert history["loss"] == expected["loss"]
+    _assert_weights_close(on_rows.autoencoder.get_weights(), on_copy.autoencoder.get_weights(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        (np.array([], dtype=int), r"rows with shape \(0,\) and dtype int64"),
+        (np.array([0, N_ROWS]), rf" in \[0, {N_ROWS}\)\. Received: rows with shape \(2,\) and dtype int64, from 0 to {N_ROWS}"),
+        (np.array([-1, 2]), r"from -1 to 2"),
+        (np.array([0.0, 1.0]), r"dtype float64$"),
+        (np.array([[0, 1]]), r"shape \(1, 2\)"),
+    ],
+)
+def test_invalid_rows_are_rejected(x, rows, match):
+    with pytest.raises(ValueError, match=r"Received an invalid value for rows, expected a non-empty 1-D array of row indices.*" + match):
+        train(_tiny_net().autoencoder, x, rows=rows, config=TrainConfig(epochs=1, batch_size=BATCH))
+
+
 def test_validation_metrics_match_the_trained_model(x):
     x_val = x[:37] * 1.5  # not a multiple of any batch size: exercises the masked last batch
     net = _tiny_net()

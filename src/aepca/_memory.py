@@ -34,6 +34,17 @@ def take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.take(x, rows, axis=0, out=out, mode="clip")
 
 
+def mean_of_rows(x: np.ndarray, rows: np.ndarray | None = None, block_rows: int = 8192) -> np.ndarray:
+    """Column means of ``x[rows]`` (every row when ``rows`` is None) summed in
+    float64, gathering a block of rows at a time instead of the whole selection."""
+    if rows is None:
+        return x.mean(axis=0, dtype=np.float64)
+    total = np.zeros(x.shape[1:], dtype=np.float64)
+    for start in range(0, len(rows), block_rows):
+        total += np.take(x, rows[start : start + block_rows], axis=0).sum(axis=0, dtype=np.float64)
+    return total / len(rows)
+
+
 def to_device(x: np.ndarray):
     """``x`` as a JAX array, sharing its memory on CPU where possible."""
     import jax

@@ -22,7 +22,7 @@ from aepca._backend import load_keras
 keras = load_keras()
 
 from aepca import __version__  # noqa: E402
-from aepca._memory import take_rows  # noqa: E402
+from aepca._memory import mean_of_rows, take_rows  # noqa: E402
 from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
@@ -209,29 +209,32 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         self.scaler_ = Scaler(self.scale).fit(X)
         X_scaled = self.scaler_.transform(X)
-        X_train, X_monitor = self._split_validation(X_scaled, X_val, seed)
+        train_rows, X_monitor = self._split_validation(X_scaled, X_val, seed)
         # The PCA is fitted on every training row: exactly the PCA it is compared with.
         if self.init == "auto":
-            net, self.history_ = self._fit_network("random", X_train, X_monitor, seed, None)
+            net, self.history_ = self._fit_network("random", X_scaled, train_rows, X_monitor, seed, None)
             # Fitted only now, so the first training step does not wait for it.
             pca = PCA(self.n_components).fit(X_scaled)
-            judge = X_train if X_monitor is None else X_monitor
+            judge = X_scaled if X_monitor is None else X_monitor
             if not self._clearly_better(_pca_sample_errors(pca, judge, self._feature_weights()), self._errors(net, judge)):
                 # The nonlinear network is not clearly better than PCA: start
                 # again from PCA itself, which training can only improve on.
-                net, self.history_ = self._fit_network("pca", X_train, X_monitor, seed, pca)
+                net, self.history_ = self._fit_network("pca", X_scaled, train_rows, X_monitor, seed, pca)
         else:
             pca = PCA(self.n_components).fit(X_scaled) if self.init == "pca" else None
-            net, self.history_ = self._fit_network(self.init, X_train, X_monitor, seed, pca)
+            net, self.history_ = self._fit_network(self.init, X_scaled, train_rows, X_monitor, seed, pca)
         self._set_net(net)
         return self
 
-    def _fit_network(self, init, X_train, X_monitor, seed, pca):
-        """Build and train one network started as ``init``; returns it and its history."""
+    def _fit_network(self, init, X, train_rows, X_monitor, seed, pca):
+        """Build and train one network started as ``init``; returns it and its history.
+
+        It trains on the rows ``train_rows`` of ``X`` (all of them when ``None``).
+        """
         self.init_ = init
-        net = self._build(X_train, seed, None if init == "random" else pca)
+        net = self._build(X, train_rows, seed, None if init == "random" else pca)
         start = net.autoencoder.get_weights()
-        history = self._train(net, X_train, X_monitor, seed)
+        history = self._train(net, X, train_rows, X_monitor, seed)
         history["init"] = init
         if init == "pca" and self.restore_best and X_monitor is not None:
             history["kept_start"] = self._keep_start_unless_clearly_better(net.autoencoder, start, X_monitor)
@@ -269,11 +272,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return True
 
     def _split_validation(self, X, X_val, seed):
+        """The rows of ``X`` to train on (``None``: all of them) and the scaled
+        validation rows (``None``: no validation)."""
         if X_val is not None:
             X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
-            return X, self.scaler_.transform(X_val)
+            return None, self.scaler_.transform(X_val)
         if self.validation_fraction == 0:
-            return X, None
+            return None, None
         # Enough rows for the paired improvement test to mean something.
         n_val = max(int(round(self.validation_fraction * len(X))), min(MIN_VALIDATION_ROWS, len(X) // 5))
         if n_val < 1 or n_val >= len(X):
@@ -283,7 +288,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 f"with {len(X)} rows."
             )
         order = np.random.default_rng(seed).permutation(len(X))
-        return take_rows(X, order[n_val:]), take_rows(X, order[:n_val])
+        # Only the validation rows are copied; training reads its rows in place.
+        return order[n_val:], take_rows(X, order[:n_val])
 
     def _resolve_output_activation(self) -> str:
         if self.output_activation != "auto":
@@ -292,18 +298,18 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             return "sigmoid"
         return "linear"
 
-    def _build(self, X_train, seed, pca: PCA | None) -> AutoencoderNet:
+    def _build(self, X, train_rows, seed, pca: PCA | None) -> AutoencoderNet:
         """Build the network (PCA-initialised when ``pca`` is given); override for other architectures."""
         self.output_activation_ = "linear" if pca is not None else self._resolve_output_activation()
         return build_autoencoder(
-            X_train.shape[1],
+            X.shape[1],
             self.n_components,
             hidden=tuple(self.hidden),
             activation=self.activation,
             output_activation=self.output_activation_,
             seed=seed,
             pca=None if pca is None else (pca.components_, pca.mean_),
-            output_mean=X_train.mean(axis=0, dtype=np.float64) if pca is None and self.output_bias == "mean" else None,
+            output_mean=mean_of_rows(X, train_rows) if pca is None and self.output_bias == "mean" else None,
         )
 
     def _epochs(self, n_train: int) -> int:
@@ -325,28 +331,31 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             restore_best=bool(self.restore_best),
         )
 
-    def _train(self, net: AutoencoderNet, X_train, X_monitor, seed) -> dict:
+    def _train(self, net: AutoencoderNet, X, train_rows, X_monitor, seed) -> dict:
         """The learning step; variants override this and reuse everything else."""
         callbacks, resume = (), None
         if self.checkpoint_dir is not None:
             # One folder per network trained (init="auto" may train two).
             folder = Path(self.checkpoint_dir) / self.init_
-            fingerprint = self._fingerprint(X_train, X_monitor, seed)
+            fingerprint = self._fingerprint(X, train_rows, X_monitor, seed)
             resume = load_checkpoint(folder, fingerprint)
             callbacks = (Checkpointer(folder, fingerprint),)
         return train(
             net.autoencoder,
-            X_train,
+            X,
+            rows=train_rows,
             x_val=X_monitor,
-            config=self._train_config(seed, len(X_train)),
+            config=self._train_config(seed, len(X) if train_rows is None else len(train_rows)),
             progress=bool(self.verbose),
             callbacks=callbacks,
             resume=resume,
         )
 
-    def _fingerprint(self, X_train, X_monitor, seed) -> dict:
+    def _fingerprint(self, X, train_rows, X_monitor, seed) -> dict:
         # Hashing the buffers themselves: .tobytes() would copy the whole data set.
-        digest = hashlib.sha256(np.ascontiguousarray(X_train))
+        digest = hashlib.sha256(np.ascontiguousarray(X))
+        if train_rows is not None:
+            digest.update(np.ascontiguousarray(train_rows))
         if X_monitor is not None:
             digest.update(np.ascontiguousarray(X_monitor))
         # Settings that do not change training do not invalidate a checkpoint.
@@ -391,8 +400,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE, in the data's units."""
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        error = self.reconstruct(X).astype(np.float64) - X
-        return -np.mean(np.square(error), axis=1)
+        return -_weighted_errors(self.reconstruct, X, 1.0)
 
     def score(self, X, y=None):
         """Negative reconstruction MSE over all entries (higher is better)."""
@@ -477,13 +485,22 @@ def weights_digest(model: keras.Model) -> str:
 
 def _sample_errors(model: keras.Model, X_scaled: np.ndarray, feature_weights: np.ndarray) -> np.ndarray:
     """Per-sample reconstruction MSE, each feature's squared error weighted (e.g. back to original units)."""
-    error = _predict(model, X_scaled).astype(np.float64) - X_scaled
-    return np.mean(np.square(error) * feature_weights, axis=1)
+    return _weighted_errors(lambda block: _predict(model, block), X_scaled, feature_weights)
 
 
 def _pca_sample_errors(pca: PCA, X_scaled: np.ndarray, feature_weights: np.ndarray) -> np.ndarray:
-    reconstruction = pca.inverse_transform(pca.transform(X_scaled))
-    return np.mean(np.square(reconstruction - X_scaled) * feature_weights, axis=1)
+    return _weighted_errors(lambda block: pca.inverse_transform(pca.transform(block)), X_scaled, feature_weights)
+
+
+def _weighted_errors(reconstruct, X, feature_weights) -> np.ndarray:
+    """Per-sample mean of the weighted squared errors of ``reconstruct(X)``, a
+    block of rows at a time: the float64 errors of every row at once would take
+    several times the memory of ``X`` itself."""
+    errors = [
+        np.mean(np.square(reconstruct(block).astype(np.float64, copy=False) - block) * feature_weights, axis=1)
+        for block in (X[start : start + PREDICT_BATCH] for start in range(0, len(X), PREDICT_BATCH))
+    ]
+    return np.concatenate(errors) if errors else np.zeros(0)
 
 
 def _predict(model: keras.Model, X: np.ndarray) -> np.ndarray:

@@ -168,6 +168,7 @@ def train(
     model: keras.Model,
     x: np.ndarray,
     *,
+    rows: np.ndarray | None = None,
     x_val: np.ndarray | None = None,
     config: TrainConfig = TrainConfig(),
     progress: bool = False,
@@ -176,6 +177,10 @@ def train(
 ) -> dict:
     """Train ``model`` to reconstruct ``x``; return the per-epoch history.
 
+    ``rows`` (integer indices) trains on those rows of ``x`` only, read in
+    place: a validation split then costs no copy of the training rows. The
+    batches are those of training on ``x[rows]``.
+
     The history has ``loss`` (mean training loss over the epoch), ``val_loss``
     and ``val_mse`` on ``x_val`` (when given), ``seconds`` (wall time since the
     first step, cumulative) and ``lr_scale`` (1 unless divergence lowered the
@@ -183,18 +188,20 @@ def train(
     """
     backend = keras.backend.backend()
     runner = _JaxRunner if backend == "jax" else _KerasFitRunner
-    return runner(model, x, x_val, config).run(progress=progress, callbacks=callbacks, resume=resume)
+    return runner(model, x, x_val, config, rows).run(progress=progress, callbacks=callbacks, resume=resume)
 
 
 class _Runner:
     """The epoch loop shared by every backend: validation, best weights, divergence."""
 
-    def __init__(self, model, x, x_val, config: TrainConfig):
+    def __init__(self, model, x, x_val, config: TrainConfig, rows=None):
         self.model = model
         self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.rows = None if rows is None else _checked_rows(rows, len(self.x))
+        self.n_train = len(self.x) if self.rows is None else len(self.rows)
         self.x_val = None if x_val is None else np.ascontiguousarray(x_val, dtype=np.float32)
         self.config = config
-        self.optimizer = make_optimizer(config, len(self.x))
+        self.optimizer = make_optimizer(config, self.n_train)
         self.optimizer.build(model.trainable_variables)
 
     # Backend-specific pieces -------------------------------------------------
@@ -230,7 +237,7 @@ class _Runner:
             val_loss, _ = self.evaluate(self.x_val)
             best = (val_loss, *self._host_weights())
 
-        bar = _progress_bar(progress, config.epochs, start_epoch, steps_per_epoch(len(self.x), config.batch_size))
+        bar = _progress_bar(progress, config.epochs, start_epoch, steps_per_epoch(self.n_train, config.batch_size))
         started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
         epoch, retries = start_epoch, 0
         try:
@@ -284,6 +291,11 @@ class _Runner:
         self.finish()
         return history
 
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The rows of ``x`` in the order epoch ``epoch`` visits them."""
+        order = epoch_permutation(self.config.seed, epoch, self.n_train)
+        return order if self.rows is None else self.rows[order]
+
     def _host_weights(self):
         trainable, non_trainable, _ = self.state()
         return [np.array(v) for v in trainable], [np.array(v) for v in non_trainable]
@@ -334,6 +346,18 @@ def _progress_bar(progress, epochs, start_epoch, per_epoch):
     return _EpochBar(epochs, start_epoch, per_epoch) if progress else None
 
 
+def _checked_rows(rows, n_samples: int) -> np.ndarray:
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer) or rows.min() < 0 or rows.max() >= n_samples:
+        raise ValueError(
+            f"Received an invalid value for rows, expected a non-empty 1-D array of row indices "
+            f"in [0, {n_samples}). Received: rows with shape {rows.shape} and dtype {rows.dtype}"
+            + (f", from {rows.min()} to {rows.max()}" if rows.size and np.issubdtype(rows.dtype, np.integer) else "")
+        )
+    # int32 is what the compiled chunks index with.
+    return rows.astype(np.int32, copy=False)
+
+
 def epoch_permutation(seed: int, epoch: int, n_samples: int) -> np.ndarray:
     """The shuffle of one epoch, a pure function of seed and epoch so a resumed
     run sees exactly the batches an uninterrupted one would."""
@@ -345,8 +369,8 @@ class _JaxRunner(_Runner):
 
     EVAL_BATCH = 4096
 
-    def __init__(self, model, x, x_val, config):
-        super().__init__(model, x, x_val, config)
+    def __init__(self, model, x, x_val, config, rows=None):
+        super().__init__(model, x, x_val, config, rows)
         import jax
         import jax.numpy as jnp
 
@@ -422,7 +446,7 @@ class _JaxRunner(_Runner):
 
     def _chunks(self, epoch):
         config = self.config
-        n = len(self.x)
+        n = self.n_train
         steps = steps_per_epoch(n, config.batch_size)
         # Chunks of at least MIN_CHUNK_STEPS steps: fewer dispatches on small data.
         n_chunks = max(1, min(config.chunks_per_epoch, steps // MIN_CHUNK_STEPS))
@@ -430,14 +454,14 @@ class _JaxRunner(_Runner):
         padded = n_chunks * chunk_steps * config.batch_size
         indices = np.zeros(padded, dtype=np.int32)
         weights = np.zeros(padded, dtype=np.float32)
-        indices[:n] = epoch_permutation(config.seed, epoch, n)
+        indices[:n] = self.epoch_order(epoch)
         weights[:n] = 1.0
         shape = (n_chunks, chunk_steps, config.batch_size)
         return indices.reshape(shape), weights.reshape(shape), min(chunk_steps, steps)
 
     def run_epoch(self, epoch, lr_scale, tick):
         indices, weights, _ = self._chunks(epoch)
-        steps_left = steps_per_epoch(len(self.x), self.config.batch_size)
+        steps_left = steps_per_epoch(self.n_train, self.config.batch_size)
         totals = []
         for chunk_indices, chunk_weights in zip(indices, weights):
             self._state, chunk_totals = self._train_chunk(
@@ -447,7 +471,7 @@ class _JaxRunner(_Runner):
             done = min(len(chunk_indices), steps_left)
             steps_left -= done
             tick(done)
-        return float(np.sum([np.sum(np.asarray(t), dtype=np.float64) for t in totals]) / len(self.x))
+        return float(np.sum([np.sum(np.asarray(t), dtype=np.float64) for t in totals]) / self.n_train)
 
     def evaluate(self, x):
         x_device = self.x_val_device if x is self.x_val else self.jnp.asarray(x)
@@ -481,8 +505,8 @@ class _JaxRunner(_Runner):
 class _KerasFitRunner(_Runner):
     """``model.fit`` one epoch at a time, for backends without the compiled path."""
 
-    def __init__(self, model, x, x_val, config):
-        super().__init__(model, x, x_val, config)
+    def __init__(self, model, x, x_val, config, rows=None):
+        super().__init__(model, x, x_val, config, rows)
         self.lr_scale = 1.0
         self._compile()
 
@@ -494,7 +518,7 @@ class _KerasFitRunner(_Runner):
         """Swap in an optimizer at the scaled rate that keeps the old one's state."""
         old = self.optimizer
         scaled = dataclasses.replace(self.config, learning_rate=self.config.learning_rate * lr_scale)
-        self.optimizer = make_optimizer(scaled, len(self.x))
+        self.optimizer = make_optimizer(scaled, self.n_train)
         self.optimizer.build(self.model.trainable_variables)
         for new_variable, old_variable in zip(self.optimizer.variables, old.variables):
             if "learning_rate" not in new_variable.path:
@@ -521,11 +545,11 @@ class _KerasFitRunner(_Runner):
     def run_epoch(self, epoch, lr_scale, tick):
         if lr_scale != self.lr_scale:
             self._rescale_learning_rate(lr_scale)
-        order = epoch_permutation(self.config.seed, epoch, len(self.x))
+        order = self.epoch_order(epoch)
         result = self.model.fit(
             self.x[order], self.x[order], batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0
         )
-        tick(steps_per_epoch(len(self.x), self.config.batch_size))
+        tick(steps_per_epoch(self.n_train, self.config.batch_size))
         return float(result.history["loss"][-1])
 
     def evaluate(self, x):

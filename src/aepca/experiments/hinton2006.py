@@ -331,7 +331,7 @@ def _fit_best(x, protocol, seed, progress):
         loss=BEST_RECIPE["loss"], seed=seed, restore_best=True,
     )
     started = time.perf_counter()
-    history = train(net.autoencoder, x[fit_rows], x_val=x[val_rows], config=config,
+    history = train(net.autoencoder, x, rows=fit_rows, x_val=x[val_rows], config=config,
                     progress=progress)
     seconds = time.perf_counter() - started
     text = (f"{BEST_RECIPE['activation'].upper()}, Adam {config.learning_rate:g} with "
