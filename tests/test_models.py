@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
-from aepca.models import build_autoencoder, check_activation, output_bias_for, split_autoencoder
+from aepca import models
+from aepca.models import PREDICT_BATCH, build_autoencoder, check_activation, output_bias_for, predict, split_autoencoder
 from aepca.pca import PCA
 
 import keras  # noqa: E402  (after aepca, which only sets a default backend)
@@ -146,3 +149,26 @@ def test_split_autoencoder_finds_the_halves_and_refuses_foreign_models():
     foreign = keras.Model(inputs, keras.layers.Dense(10)(inputs))
     with pytest.raises(ValueError, match="no 'encoder' and 'decoder' sub-models; it was not made by aepca"):
         split_autoencoder(foreign)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 63, 65, PREDICT_BATCH + 3])
+def test_predict_in_blocks_equals_calling_the_model(rows):
+    """Padded and split into blocks (compiled on JAX), the numbers are the model's own."""
+    net = build_autoencoder(10, 2, hidden=(6,), seed=0)
+    x = np.random.default_rng(rows).random((rows, 10)).astype(np.float32)
+    out = predict(net.autoencoder, x)
+    assert out.shape == (rows, 10) and out.dtype == np.float32
+    if rows:
+        np.testing.assert_allclose(out, _predict(net.autoencoder, x), rtol=1e-6, atol=1e-7)
+        # Codes come from the encoder alone, at its current weights.
+        net.encoder.set_weights([w + 0.5 for w in net.encoder.get_weights()])
+        np.testing.assert_allclose(predict(net.encoder, x), _predict(net.encoder, x), rtol=1e-6, atol=1e-6)
+
+
+def test_predict_does_not_keep_models_alive():
+    net = build_autoencoder(10, 2, hidden=(6,), seed=0)
+    predict(net.autoencoder, np.zeros((3, 10), np.float32))
+    before = len(models._FORWARD)
+    del net
+    gc.collect()
+    assert len(models._FORWARD) < before or keras.backend.backend() != "jax"

@@ -24,7 +24,7 @@ keras = load_keras()
 from aepca import __version__  # noqa: E402
 from aepca._memory import mean_of_rows, take_rows  # noqa: E402
 from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
-from aepca.models import AutoencoderNet, build_autoencoder, check_activation, split_autoencoder  # noqa: E402
+from aepca.models import PREDICT_BATCH, AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
 from aepca.preprocessing import Scaler  # noqa: E402
 from aepca.refine import refine_codes  # noqa: E402
@@ -34,7 +34,6 @@ from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per
 MODEL_FILE = "model.keras"
 METADATA_FILE = "aepca.json"
 FORMAT_VERSION = 1
-PREDICT_BATCH = 8192
 # restore_best keeps trained weights over the starting ones only when their
 # validation MSE is lower by more than this many standard errors (a one-sided
 # paired test at about the 0.1% level); see tests/experiments/test_never_worse.py.
@@ -377,7 +376,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return self._codes(self.scaler_.transform(X))
 
     def _codes(self, X_scaled):
-        codes = _predict(self.encoder_, X_scaled)
+        codes = predict(self.encoder_, X_scaled)
         if not self.refine_steps:
             return codes
         return refine_codes(self.decoder_, X_scaled, codes, steps=int(self.refine_steps), loss=self.loss)
@@ -386,7 +385,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Decode codes back to reconstructions in the data's original units."""
         check_is_fitted(self)
         codes = check_codes(X, self.n_components)
-        return self.scaler_.inverse_transform(_predict(self.decoder_, codes))
+        return self.scaler_.inverse_transform(predict(self.decoder_, codes))
 
     def reconstruct(self, X):
         """``inverse_transform(transform(X))`` in one pass."""
@@ -394,8 +393,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         X = validate_data(self, X, dtype=np.float32, reset=False)
         X_scaled = self.scaler_.transform(X)
         if self.refine_steps:
-            return self.scaler_.inverse_transform(_predict(self.decoder_, self._codes(X_scaled)))
-        return self.scaler_.inverse_transform(_predict(self.model_, X_scaled))
+            return self.scaler_.inverse_transform(predict(self.decoder_, self._codes(X_scaled)))
+        return self.scaler_.inverse_transform(predict(self.model_, X_scaled))
 
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE, in the data's units."""
@@ -485,7 +484,7 @@ def weights_digest(model: keras.Model) -> str:
 
 def _sample_errors(model: keras.Model, X_scaled: np.ndarray, feature_weights: np.ndarray) -> np.ndarray:
     """Per-sample reconstruction MSE, each feature's squared error weighted (e.g. back to original units)."""
-    return _weighted_errors(lambda block: _predict(model, block), X_scaled, feature_weights)
+    return _weighted_errors(lambda block: predict(model, block), X_scaled, feature_weights)
 
 
 def _pca_sample_errors(pca: PCA, X_scaled: np.ndarray, feature_weights: np.ndarray) -> np.ndarray:
@@ -501,14 +500,6 @@ def _weighted_errors(reconstruct, X, feature_weights) -> np.ndarray:
         for block in (X[start : start + PREDICT_BATCH] for start in range(0, len(X), PREDICT_BATCH))
     ]
     return np.concatenate(errors) if errors else np.zeros(0)
-
-
-def _predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
-    parts = [
-        keras.ops.convert_to_numpy(model(X[start : start + PREDICT_BATCH], training=False))
-        for start in range(0, len(X), PREDICT_BATCH)
-    ]
-    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 def _model_to_bytes(model: keras.Model) -> bytes:

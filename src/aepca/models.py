@@ -7,6 +7,7 @@ objects, on any backend.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,3 +161,52 @@ def split_autoencoder(autoencoder: keras.Model) -> AutoencoderNet:
         raise ValueError(
             "The model has no 'encoder' and 'decoder' sub-models; it was not made by aepca."
         ) from None
+
+
+PREDICT_BATCH = 8192
+# The smallest padded block: smaller inputs share this one compiled program.
+MIN_PREDICT_BLOCK = 64
+
+
+def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
+    """``model(X)`` as float32 numpy, ``PREDICT_BATCH`` rows at a time.
+
+    On JAX each block runs as one compiled program, about twice as fast as
+    Keras' eager call on MNIST's 60,000 rows and with the same numbers. A short
+    last block is padded to a power of two, so only a handful of shapes is ever
+    compiled (and JAX's disk cache keeps them). Other backends call the model
+    eagerly.
+    """
+    if len(X) == 0:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    forward = _compiled_forward(model) if keras.backend.backend() == "jax" else None
+    parts = []
+    for start in range(0, len(X), PREDICT_BATCH):
+        block = X[start : start + PREDICT_BATCH]
+        if forward is None:
+            parts.append(keras.ops.convert_to_numpy(model(block, training=False)))
+            continue
+        rows = len(block)
+        size = max(MIN_PREDICT_BLOCK, 1 << (rows - 1).bit_length())
+        if size > rows:
+            block = np.pad(block, ((0, size - rows), (0, 0)))
+        parts.append(np.asarray(forward(block))[:rows])
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _compiled_forward(model: keras.Model):
+    """``block -> model(block)`` compiled by JAX, at the model's current weights."""
+    call = _FORWARD.get(model)
+    if call is None:
+        import jax
+
+        # A weak reference: the cache entry must not keep its own key alive.
+        ref = weakref.ref(model)
+        call = jax.jit(lambda trainable, non_trainable, x: ref().stateless_call(trainable, non_trainable, x, training=False)[0])
+        _FORWARD[model] = call
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    return lambda block: call(trainable, non_trainable, block)
+
+
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, object]" = weakref.WeakKeyDictionary()
