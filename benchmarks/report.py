@@ -161,6 +161,42 @@ def compare_section(results) -> list[str]:
     return lines
 
 
+def start_up_section(results) -> list[str]:
+    start_up = results["summary"].get("start_up")
+    if not start_up:
+        return []
+    cases = sorted(start_up["stages"], key=lambda case: (case.split("/")[0] != "classic", case.split("/")[1] != "cold"))
+    labels = [label for label in start_up["stages"][cases[0]] if label != "n_runs"]
+    lines = [
+        "## Where start-up goes",
+        "",
+        "aepca's runs above, stage by stage from process start to the first chunk of training steps "
+        "done (medians; the first run of each recipe compiles into an empty cache, the later ones load "
+        "from it). The first chunk is traced and compiled in two explicit calls so that the two can "
+        "be timed apart; the training code does both inside one jitted call.",
+        "",
+    ]
+    header = ["stage (s)", *(f"`{case.split('/')[0]}`, {'empty' if case.endswith('cold') else 'filled'} cache "
+                              f"({start_up['stages'][case]['n_runs']} run(s))" for case in cases)]
+    rows = [[label, *(fmt(start_up["stages"][case][label]) for case in cases)] for label in labels]
+    rows.append(["**total: first chunk done**", *(fmt(sum(start_up["stages"][case][label] for label in labels)) for case in cases)])
+    lines += table(header, rows)
+    marks = start_up["imports"]
+    if marks:
+        previous, rows = 0.0, []
+        for name, at in marks.items():
+            rows.append([name, fmt(at - previous), fmt(at)])
+            previous = at
+        lines += [
+            "",
+            "The imports alone, in the order a training run loads them (each group timed in fresh processes "
+            "after the ones above it; medians):",
+            "",
+        ]
+        lines += table(["imports", "seconds", "done at (s since process start)"], rows)
+    return lines
+
+
 def pca_section(results) -> list[str]:
     summary = results["summary"]["pca"]
     rows = []
@@ -284,7 +320,7 @@ def render(results: dict) -> str:
             "the benchmark works; they measure nothing.",
             "",
         ]
-    for section in (training_section, compare_section, pca_section, floor_section, runs_section, machine_section, gpu_section):
+    for section in (training_section, start_up_section, compare_section, pca_section, floor_section, runs_section, machine_section, gpu_section):
         lines += section(results)
         lines.append("")
     return "\n".join(lines)

@@ -290,6 +290,13 @@ def main(argv=None) -> Path:
         pca.append(run)
         announce(i, len(order), f"PCA {impl} {dtype}", f"fit {run['fit_s']:.2f} s, test MSE {run['test_mse']:.5f}")
 
+    imports = []
+    for repeat in range(args.repeats):
+        run = spawn("imports", {})
+        run.update(repeat=repeat)
+        imports.append(run)
+        announce(repeat + 1, args.repeats, "imports", ", ".join(f"{name} {at:.2f} s" for name, at in run["marks"]))
+
     gemm = []
     for repeat in range(args.repeats):
         run = spawn("gemm", GEMM)
@@ -308,11 +315,12 @@ def main(argv=None) -> Path:
             "training_order": list(TRAINING), "backends": BACKENDS, "gemm": GEMM,
         },
         "machine": {**machine(), "load_average_before": load_before, "load_average_after": load_average()},
-        "runs": {"training": training, "compare": compare_runs, "pca": pca, "gemm": gemm},
+        "runs": {"training": training, "compare": compare_runs, "imports": imports, "pca": pca, "gemm": gemm},
         "summary": {
             "training": summarise(training, TRAINING, TRAINING_METRICS),
             "compare": {"wall_s": median_or_none([r["wall_s"] for r in compare_runs]),
                         "peak_rss_mib": median_or_none([r["peak_rss_mib"] for r in compare_runs])},
+            "start_up": summarise_start_up(training, imports),
             "pca": summarise_pca(pca),
             "floor": floor(gemm, training, data),
         },
@@ -324,6 +332,47 @@ def main(argv=None) -> Path:
     (args.out / "benchmarks.md").write_text(report.render(results))
     print(f"wrote {json_path} and {args.out / 'benchmarks.md'}")
     return args.out
+
+
+# Where start-up goes: (label, stage reached, stage before it), seconds since process start.
+START_UP_STAGES = (
+    ("interpreter and imports", "imports_done_s", None),
+    ("loading MNIST", "fit_start_s", "imports_done_s"),
+    ("fit → network built, optimizer ready (`fast`: validation split)", "runner_ready_s", "fit_start_s"),
+    ("→ first chunk called (`fast`: the start scored on the validation rows)", "first_chunk_called_s", "runner_ready_s"),
+    ("tracing and lowering the first chunk", "trace_s", "delta"),
+    ("compiling it (filled cache: loading it)", "compile_s", "delta"),
+    ("running it", "first_step_s", "run"),
+)
+
+
+def start_up_stages(stages: dict) -> dict:
+    """Seconds spent in each stage of one aepca run's start."""
+    spent = {}
+    for label, reached, before in START_UP_STAGES:
+        if before == "delta":
+            spent[label] = stages[reached]
+        elif before == "run":
+            spent[label] = stages[reached] - stages["first_chunk_called_s"] - stages["trace_s"] - stages["compile_s"]
+        else:
+            spent[label] = stages[reached] - (stages[before] if before else 0.0)
+    return spent
+
+
+def summarise_start_up(training: list[dict], imports: list[dict]) -> dict:
+    """Median seconds per start-up stage for each aepca recipe and cache state, and the median
+    time at which each group of imports is done."""
+    by_case = {}
+    for run in training:
+        if "stages" in run:
+            by_case.setdefault(f"{run['key']}/{run['compilation_cache']}", []).append(start_up_stages(run["stages"]))
+    stages = {
+        case: {label: statistics.median(r[label] for r in runs) for label, *_ in START_UP_STAGES} | {"n_runs": len(runs)}
+        for case, runs in by_case.items()
+    }
+    names = [name for name, _ in imports[0]["marks"]] if imports else []
+    marks = {name: statistics.median(dict(run["marks"])[name] for run in imports) for name in names}
+    return {"stages": stages, "imports": marks}
 
 
 def summarise_pca(runs: list[dict]) -> dict:

@@ -6,7 +6,7 @@ process, so "seconds since process start" includes interpreter start-up and ever
 The result is written as JSON to RESULT_PATH (stdout is left to the libraries' chatter).
 
 Tasks: ``reference`` (Keras on whatever ``KERAS_BACKEND`` the parent set, the recipe as it is
-usually copied), ``classic`` and ``fast`` (aepca's recipes), ``pca`` and ``gemm``.
+usually copied), ``classic`` and ``fast`` (aepca's recipes), ``imports``, ``pca`` and ``gemm``.
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ def run_aepca(spec, recipe_name) -> dict:
     from aepca.experiments.recipes import get_recipe
 
     import_s = time.perf_counter() - started
+    stages = {"imports_done_s": since_start()}
     x_train, x_test = load_mnist(spec)
     recipe = get_recipe(recipe_name)
     first_step = {}
@@ -149,21 +150,35 @@ def run_aepca(spec, recipe_name) -> dict:
     monitored = {}
 
     class FirstChunkRunner(training._JaxRunner):
-        """aepca's runner, timing when its first compiled chunk of steps has finished and
-        measuring the early test MSE after each chunk of the first epoch.
+        """aepca's runner, timing the stages up to its first compiled chunk of steps done
+        and measuring the early test MSE after each chunk of the first epoch.
 
-        The loop only returns to Python once per chunk, so this is the earliest point that can
-        be seen from outside; JAX dispatches asynchronously, hence the explicit blocks.
+        The loop only returns to Python once per chunk, so the first chunk's end is the
+        earliest point that can be seen from outside; JAX dispatches asynchronously, hence
+        the explicit blocks. The first chunk is traced and compiled in two explicit steps
+        (what the jitted call does in one) to time them apart; every chunk then runs the
+        compiled program.
         """
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            # init="auto" may train a second network; its start is not the process's start-up.
+            stages.setdefault("runner_ready_s", since_start())
             train_chunk = self._train_chunk
             chunks_per_epoch = self._chunks(0)[0].shape[0]
+            compiled = []
 
             def probed_chunk(*chunk_args):
                 began = first_step.setdefault("began", time.perf_counter())
-                result = jax.block_until_ready(train_chunk(*chunk_args))
+                if not compiled:
+                    called, first = since_start(), "trace_s" not in stages
+                    lowered = train_chunk.lower(*chunk_args)
+                    traced = time.perf_counter()
+                    compiled.append(lowered.compile())
+                    if first:
+                        stages.update(first_chunk_called_s=called, trace_s=traced - began,
+                                      compile_s=time.perf_counter() - traced)
+                result = jax.block_until_ready(compiled[0](*chunk_args))
                 if "at" not in first_step:
                     first_step["at"] = since_start()
                     first_step["steps"] = int(chunk_args[2].shape[0])
@@ -174,7 +189,7 @@ def run_aepca(spec, recipe_name) -> dict:
                         lambda: model_mse(self.model, trainable, non_trainable, monitored["x_test"]),
                     )
                 else:
-                    self._train_chunk = train_chunk
+                    self._train_chunk = compiled[0]
                 return result
 
             self._train_chunk = probed_chunk
@@ -214,6 +229,7 @@ def run_aepca(spec, recipe_name) -> dict:
         "fit_start_s": fit_start,
         "first_step_s": first_step.get("at"),
         "first_step_steps": first_step.get("steps"),
+        "stages": {**stages, "fit_start_s": fit_start, "first_step_s": first_step.get("at")},
         "compilation_cache": cache_state,
         "fit_wall_s": fit_wall_s,
         "seconds": seconds,
@@ -279,6 +295,35 @@ class TestProbe:
         return float(sum(self.seconds))
 
 
+# Imports -------------------------------------------------------------------------------
+def run_imports(spec) -> dict:
+    """Seconds since process start after each group of imports a training run needs, in the
+    order aepca loads them (interpreter and numpy come first: this worker imports numpy)."""
+    import aepca  # noqa: F401  (registers its deferred imports first, as any aepca run does)
+
+    marks = [("interpreter, numpy", since_start())]
+    import scipy.linalg  # noqa: F401
+
+    marks.append(("scipy", since_start()))
+    import sklearn.base  # noqa: F401
+    import sklearn.utils.validation  # noqa: F401
+
+    marks.append(("scikit-learn", since_start()))
+    import jax  # noqa: F401
+
+    marks.append(("jax, jaxlib", since_start()))
+    from aepca._backend import load_keras
+
+    load_keras()
+    marks.append(("keras (with the pandas it imports)", since_start()))
+    import aepca.data  # noqa: F401
+    import aepca.estimator  # noqa: F401
+    import aepca.experiments.recipes  # noqa: F401
+
+    marks.append(("aepca's modules", since_start()))
+    return {"marks": marks}
+
+
 # PCA and GEMM --------------------------------------------------------------------------
 def run_pca(spec) -> dict:
     started = time.perf_counter()
@@ -327,6 +372,7 @@ TASKS = {
     "reference": run_reference,
     "classic": lambda spec: run_aepca(spec, "classic"),
     "fast": lambda spec: run_aepca(spec, "fast"),
+    "imports": run_imports,
     "pca": run_pca,
     "gemm": run_gemm,
 }
