@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/report.py docs/benchmarks.json
 
-rewrites ``docs/benchmarks.md`` from the JSON alone, so no number in the markdown is ever
-typed by hand.
+rewrites ``docs/benchmarks.md`` from the JSON alone (and ``benchmarks-gpu.json`` beside it,
+from ``benchmarks/gpu.py``, when present), so no number in the markdown is ever typed by hand.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+GPU_JSON = "benchmarks-gpu.json"
 TITLES = {
     "reference": "reference: Keras 3 `fit`, TensorFlow",
     "classic": "aepca `classic` (JAX)",
@@ -289,19 +290,44 @@ def machine_section(results) -> list[str]:
     ]
 
 
-def gpu_section(results) -> list[str]:
+def gpu_section(results, gpu=None) -> list[str]:
     gpus = results["machine"]["gpus"]
     devices = sorted({f"{r['key']}: {r['device']}" for r in results["runs"]["training"]})
-    if not gpus:
-        return ["## GPU", "", "No GPU was available for this run (`nvidia-smi` found none); every number above is CPU-only."]
-    return [
-        "## GPU",
+    lines = ["## GPU", ""]
+    if gpus:
+        lines.append(f"GPU(s) detected for the runs above: {'; '.join(gpus)}. Devices the training runs used: {', '.join(devices)}.")
+    else:
+        lines.append("No GPU was available for the runs above (`nvidia-smi` found none); every number above is CPU-only.")
+    lines.append("")
+    if gpu is None:
+        lines.append("`benchmarks/gpu.py` (aepca against a plain PyTorch loop on one card) has not been run on a GPU yet.")
+        return lines
+    aepca, torch = gpu["summary"]["aepca"], gpu["summary"].get("torch")
+    settings = gpu["settings"]
+    lines += [
+        f"`{gpu['command']}` on **{gpu['card']}**, {gpu['date']} ({', '.join(f'{k} {v}' for k, v in gpu['versions'].items())}): "
+        f"the classic network, {settings['epochs']} epochs of {settings['n_train']:,} images in batches of {settings['batch']}, "
+        f"the test set scored after each epoch; {gpu['precision']}. Medians of runs 2-{settings['repeats']} "
+        "(the first run of each is start-up).",
         "",
-        f"GPU(s) detected: {'; '.join(gpus)}. Devices the training runs used: {', '.join(devices)}.",
     ]
+    columns = [("aepca (compiled JAX)", aepca)] + ([("plain PyTorch loop", torch)] if torch else [])
+    rows = [
+        ("training loop, a later run (s)", "loop_s", 3),
+        (f"{settings['epochs']} × the median later epoch (s)", "steady_loop_s", 3),
+        ("first run's first epoch beyond a later one: compilation / CUDA start-up (s)", "start_up_s", 2),
+        ("final test MSE", "final_test_mse", 5),
+    ]
+    lines += table(["", *(name for name, _ in columns)], [[label, *(fmt(entry[key], digits) for _, entry in columns)] for label, key, digits in rows])
+    ratios = gpu["summary"].get("torch_over_aepca")
+    if ratios:
+        lines += ["", "PyTorch's time over aepca's: " + ", ".join(f"{key} {value:.1f}×" for key, value in ratios.items()) + "."]
+    return lines
 
 
-def render(results: dict) -> str:
+def render(results: dict, gpu: dict | None = None) -> str:
+    """The markdown for ``results`` (benchmarks.json) and, when given, ``gpu``
+    (benchmarks-gpu.json, written by ``benchmarks/gpu.py`` on a GPU machine)."""
     lines = [
         "# Benchmarks",
         "",
@@ -320,16 +346,23 @@ def render(results: dict) -> str:
             "the benchmark works; they measure nothing.",
             "",
         ]
-    for section in (training_section, start_up_section, compare_section, pca_section, floor_section, runs_section, machine_section, gpu_section):
+    for section in (training_section, start_up_section, compare_section, pca_section, floor_section, runs_section, machine_section):
         lines += section(results)
         lines.append("")
+    lines += gpu_section(results, gpu)
+    lines.append("")
     return "\n".join(lines)
+
+
+def load_gpu(folder: Path) -> dict | None:
+    path = folder / GPU_JSON
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def main(json_path) -> Path:
     json_path = Path(json_path)
     markdown = json_path.with_suffix(".md")
-    markdown.write_text(render(json.loads(json_path.read_text())))
+    markdown.write_text(render(json.loads(json_path.read_text()), load_gpu(json_path.parent)))
     return markdown
 
 
