@@ -74,6 +74,17 @@ def test_glibc_settings_apply():
     assert return_freed_memory_promptly() is True
 
 
+def test_huge_page_advice_is_switched_off_in_a_fresh_process():
+    done = subprocess.run(
+        [sys.executable, "-c", "from numpy._core import multiarray\n"
+         "from aepca._memory import skip_huge_page_advice\n"
+         "print(skip_huge_page_advice(), multiarray._get_madvise_hugepage())"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False"]
+
+
 SAVE_SCRIPT = textwrap.dedent(
     """
     import json, sys
