@@ -16,11 +16,12 @@ DEFAULT_BACKEND = "jax"
 # scikit-learn reaches scipy.stats from sklearn.base (via sklearn.utils.fixes);
 # Keras 3.15 imports pyplot and matplotlib.patches for its image galleries,
 # h5py for its legacy .h5 format and requests for its RemoteMonitor callback.
-# Together they cost ~1.6 s of every start (-X importtime), so aepca registers
-# them as deferred modules (aepca._deferred), executed on first use by whoever
-# uses them (saving a .keras file loads h5py then). scipy.stats is deferred
-# when aepca is imported (before any scikit-learn import), the others just
-# before Keras (so that plain ``import aepca`` does not load them).
+# -X importtime counts ~1.6 s of every start for them (it inflates many small
+# imports, so the real saving is less), so aepca registers them as deferred
+# modules (aepca._deferred), run on first use by whoever uses them (saving a
+# .keras file loads h5py then). scipy.stats is deferred when aepca is imported
+# (before any scikit-learn import), the others just before Keras (so that
+# plain ``import aepca`` does not load them).
 DEFERRED_AT_IMPORT = ("scipy.stats",)
 DEFERRED_WITH_KERAS = ("matplotlib.pyplot", "matplotlib.patches", "h5py", "requests")
 

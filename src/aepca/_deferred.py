@@ -7,9 +7,11 @@ free, and the module's code runs the first time anything but its import
 metadata is read.
 
 A package is deferred with the submodule that made it needed: Keras imports
-``matplotlib.pyplot`` and ``from matplotlib import patches``, and
-matplotlib's own ``__init__`` costs as much as those (~0.2 s). Two rules keep
-a deferred package correct when something else imports from it:
+``matplotlib.pyplot`` and ``from matplotlib import patches``, and running
+matplotlib's own ``__init__`` for them was what deferring pyplot alone left
+(0.13-0.27 s imported by itself; ~0.05-0.1 s of aepca's start, where Keras and
+pandas load some of its dependencies anyway). Two rules keep a deferred
+package correct when something else imports from it:
 
 * a deferred submodule is handed out as the package's attribute without
   running the package (``from matplotlib import patches``,
