@@ -4,6 +4,8 @@ whose modules record when they run."""
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
 import textwrap
 import types
@@ -65,9 +67,13 @@ def test_a_deferred_submodule_does_not_run_its_package(make_package):
 def test_another_submodule_runs_the_package_first(make_package):
     name, ran = make_package({"__init__.py": "", "deferred.py": "", "other.py": "VALUE = 2\n"})
     defer_import(f"{name}.deferred")
+    assert importlib.util.find_spec(f"{name}.other") is not None and ran == []  # finding runs nothing
     other = importlib.import_module(f"{name}.other")
     assert ran == [name, f"{name}.other"]
     assert other.VALUE == 2 and not is_deferred(sys.modules[name])
+    # The module keeps the loader that found it.
+    assert isinstance(other.__loader__, importlib.machinery.SourceFileLoader)
+    assert other.__spec__.loader is other.__loader__
 
 
 def test_a_submodule_the_package_imports_itself_runs_once(make_package):

@@ -19,6 +19,10 @@ package correct when something else imports from it:
 * any other submodule runs the package first, as a normal import would
   (:class:`_RunDeferredPackages`). Running the submodule first instead broke
   packages whose ``__init__`` imports that same submodule (``h5py._hl.files``).
+
+Like ``importlib.util.LazyLoader``, a module runs under a lock at its first
+use; two threads that each first use a different deferred module, while one
+of them imports the other's submodule, could in principle wait on each other.
 """
 
 from __future__ import annotations
@@ -107,37 +111,49 @@ class _DeferredModule(types.ModuleType):
 
 
 class _RunDeferredPackages:
-    """A meta path finder that runs a deferred package before any submodule of
-    it is imported, and hands over a submodule that the package imported itself.
+    """A meta path finder for submodules of deferred packages: their loader runs
+    the package first, as a normal import would have, and hands over the
+    submodule if the package imported it itself.
 
-    It finds nothing itself: the usual finders find the submodule next.
+    The package runs when the submodule is loaded, not here: finders are
+    called under the import system's global lock, and a package run there
+    would block every other thread's imports.
     """
 
     def find_spec(self, name, path=None, target=None):
         package = sys.modules.get(name.rpartition(".")[0])
-        if not is_deferred(package):
+        if not is_deferred(package) or path is None:
             return None
-        _run(package)
-        imported = sys.modules.get(name)
-        if imported is None:
-            return None
-        # The import system would load the module again from a found spec;
-        # this loader gives it the module the package has already loaded.
-        del sys.modules[name]
-        return importlib.util.spec_from_loader(name, _AlreadyImported(imported), is_package=hasattr(imported, "__path__"))
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _PackageFirst(spec.loader, package)
+        return spec
 
     def invalidate_caches(self):
         pass
 
 
-class _AlreadyImported:
-    def __init__(self, module):
-        self.module = module
-        self.spec = module.__spec__
+class _PackageFirst:
+    """A submodule's loader that runs its deferred package before loading it."""
+
+    def __init__(self, loader, package):
+        self.loader, self.package = loader, package
+        self.imported = None
 
     def create_module(self, spec):
-        return self.module
+        _run(self.package)
+        self.imported = sys.modules.get(spec.name)
+        if self.imported is not None:
+            # The package imported this submodule itself: that module is the one.
+            self.spec = self.imported.__spec__
+            return self.imported
+        return self.loader.create_module(spec)
 
     def exec_module(self, module):
-        # Loading set this loader's spec on the module; it keeps its own.
-        module.__spec__ = self.spec
+        if self.imported is not None:
+            module.__spec__ = self.spec  # loading set this loader's spec on it
+            return
+        # The module keeps the loader that found it, not this wrapper.
+        module.__spec__.loader = module.__loader__ = self.loader
+        self.loader.exec_module(module)
