@@ -37,9 +37,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
 SIZES = (784, 512, 128, 2, 128, 512, 784)
 BATCH, LEARNING_RATE, EPSILON = 128, 1e-3, 1e-7
 PACKAGES = ("jax", "jaxlib", "keras", "torch", "numpy")
