@@ -307,7 +307,7 @@ def gpu_section(results, gpu=None) -> list[str]:
     aepca, torch = gpu["summary"]["aepca"], gpu["summary"].get("torch")
     settings = gpu["settings"]
     lines += [
-        f"`{gpu['command']}` on **{gpu['card']}**, {gpu['date']} ({', '.join(f'{k} {v}' for k, v in gpu['versions'].items())}): "
+        f"`{gpu['command']}` on **{gpu['card'] or 'CPU (no GPU found)'}**, {gpu['date']} ({', '.join(f'{k} {v}' for k, v in gpu['versions'].items())}): "
         f"the classic network, {settings['epochs']} epochs of {settings['n_train']:,} images in batches of {settings['batch']}, "
         f"the test set scored after each epoch; {gpu['precision']}. Medians of runs 2-{settings['repeats']} "
         "(the first run of each is start-up).",
@@ -323,7 +323,8 @@ def gpu_section(results, gpu=None) -> list[str]:
     lines += table(["", *(name for name, _ in columns)], [[label, *(fmt(entry[key], digits) for _, entry in columns)] for label, key, digits in rows])
     ratios = gpu["summary"].get("torch_over_aepca")
     if ratios:
-        lines += ["", "PyTorch's time over aepca's: " + ", ".join(f"{key} {value:.1f}×" for key, value in ratios.items()) + "."]
+        names = {"loop_s": "a later run's training loop", "steady_loop_s": f"{settings['epochs']} × the median later epoch"}
+        lines += ["", "PyTorch's time over aepca's: " + ", ".join(f"{names[key]} {value:.1f}×" for key, value in ratios.items()) + "."]
     return lines
 
 
