@@ -139,20 +139,20 @@ class _PackageFirst:
 
     def __init__(self, loader, package):
         self.loader, self.package = loader, package
-        self.imported = None
+        self.imported = self.imported_spec = None
 
     def create_module(self, spec):
         _run(self.package)
         self.imported = sys.modules.get(spec.name)
         if self.imported is not None:
             # The package imported this submodule itself: that module is the one.
-            self.spec = self.imported.__spec__
+            self.imported_spec = self.imported.__spec__
             return self.imported
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
         if self.imported is not None:
-            module.__spec__ = self.spec  # loading set this loader's spec on it
+            module.__spec__ = self.imported_spec  # loading set this loader's spec on it
             return
         # The module keeps the loader that found it, not this wrapper.
         module.__spec__.loader = module.__loader__ = self.loader
