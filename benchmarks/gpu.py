@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
+
+from run import versions  # benchmarks/, beside this file
 
 SIZES = (784, 512, 128, 2, 128, 512, 784)
 BATCH, LEARNING_RATE, EPSILON = 128, 1e-3, 1e-7
@@ -157,16 +157,6 @@ def summarise(runs: list[dict], epochs: int) -> dict:
     }
 
 
-def versions() -> dict:
-    found = {"python": platform.python_version()}
-    for package in PACKAGES:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each (the first is start-up; default 3)")
@@ -209,7 +199,7 @@ def main(argv=None) -> dict:
         "compilation_cache": str(cache) if cache else None,
         "settings": {"repeats": args.repeats, "epochs": args.epochs, "n_train": len(x_train), "n_test": len(x_test),
                      "batch": BATCH, "learning_rate": LEARNING_RATE, "epsilon": EPSILON, "sizes": SIZES},
-        "versions": versions(),
+        "versions": versions(PACKAGES),
         "runs": runs,
         "summary": summary,
     }

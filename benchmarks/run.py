@@ -186,9 +186,10 @@ def gpus() -> list[str]:
     return [line.strip() for line in listing.splitlines() if line.strip()]
 
 
-def versions() -> dict:
+def versions(packages=PACKAGES) -> dict:
+    """Python's version and each installed package's among ``packages``."""
     found = {"python": platform.python_version()}
-    for package in PACKAGES:
+    for package in packages:
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
