@@ -348,11 +348,13 @@ def _progress_bar(progress, epochs, start_epoch, per_epoch):
 
 def _checked_rows(rows, n_samples: int) -> np.ndarray:
     rows = np.asarray(rows)
-    if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer) or rows.min() < 0 or rows.max() >= n_samples:
+    integers = rows.size > 0 and np.issubdtype(rows.dtype, np.integer)
+    low, high = (int(rows.min()), int(rows.max())) if integers else (None, None)
+    if rows.ndim != 1 or not integers or low < 0 or high >= n_samples:
         raise ValueError(
             f"Received an invalid value for rows, expected a non-empty 1-D array of row indices "
             f"in [0, {n_samples}). Received: rows with shape {rows.shape} and dtype {rows.dtype}"
-            + (f", from {rows.min()} to {rows.max()}" if rows.size and np.issubdtype(rows.dtype, np.integer) else "")
+            + (f", from {low} to {high}" if integers else "")
         )
     # int32 is what the compiled chunks index with.
     return rows.astype(np.int32, copy=False)
