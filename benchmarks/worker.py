@@ -129,13 +129,12 @@ def run_reference(spec) -> dict:
 def run_aepca(spec, recipe_name) -> dict:
     started = time.perf_counter()
     from aepca._backend import enable_compilation_cache
-    from aepca._memory import return_freed_memory_promptly, skip_huge_page_advice
+    from aepca._memory import set_process_memory_options
 
     # The process set up as the command line sets it up. run.py gives each recipe a cache
     # folder that is empty when the benchmark starts, so its first run compiles everything
     # and its later runs load from it.
-    return_freed_memory_promptly()
-    skip_huge_page_advice()
+    set_process_memory_options()
     cache = enable_compilation_cache()
     cache_state = "warm" if cache is not None and any(cache.iterdir()) else "cold"
     import jax

@@ -108,3 +108,10 @@ def skip_huge_page_advice() -> bool:
         return False
     switch(False)
     return True
+
+
+def set_process_memory_options() -> None:
+    """The command line's process-wide memory settings, in one place so that
+    benchmarks of it set their process up the same way."""
+    return_freed_memory_promptly()
+    skip_huge_page_advice()

@@ -339,10 +339,9 @@ def _raise_interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aepca._memory import return_freed_memory_promptly, skip_huge_page_advice
+    from aepca._memory import set_process_memory_options
 
-    return_freed_memory_promptly()
-    skip_huge_page_advice()
+    set_process_memory_options()
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C.
