@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aepca._backend import load_keras
+from aepca._initial_values import built
 
 keras = load_keras()
 
@@ -73,7 +74,7 @@ def _dense(units, activation, name, seed, index, zero=False):
 
 def _mlp(x, sizes, activation, prefix, seed, first_index):
     for i, units in enumerate(sizes):
-        x = _dense(units, activation, f"{prefix}_{i}", seed, first_index + i)(x)
+        x = built(_dense(units, activation, f"{prefix}_{i}", seed, first_index + i), x)
     return x
 
 
@@ -120,10 +121,10 @@ def build_autoencoder(
 
     if pca is None:
         h = _mlp(inputs, hidden, activation, "encoder", seed, 0)
-        code = _dense(n_components, "linear", "code", seed, n_hidden)(h)
+        code = built(_dense(n_components, "linear", "code", seed, n_hidden), h)
         h = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
         output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
-        outputs = output_layer(h)
+        outputs = built(output_layer, h)
         if output_mean is not None:
             kernel, _ = output_layer.get_weights()
             output_layer.set_weights([kernel, output_bias_for(output_mean, output_activation)])
@@ -137,14 +138,14 @@ def build_autoencoder(
             )
         projection = keras.layers.Dense(n_components, name="pca_projection")
         residual = _mlp(inputs, hidden, activation, "encoder", seed, 0)
-        residual = _dense(n_components, "linear", "encoder_residual", seed, n_hidden, zero=True)(residual)
-        code = keras.layers.Add(name="code")([projection(inputs), residual])
+        residual = built(_dense(n_components, "linear", "encoder_residual", seed, n_hidden, zero=True), residual)
+        code = keras.layers.Add(name="code")([built(projection, inputs), residual])
         projection.set_weights([components.T, -mean @ components.T])
 
         reconstruction = keras.layers.Dense(n_features, name="pca_reconstruction")
         residual = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
-        residual = _dense(n_features, "linear", "decoder_residual", seed, 2 * n_hidden + 1, zero=True)(residual)
-        outputs = keras.layers.Add(name="reconstruction")([reconstruction(code_inputs), residual])
+        residual = built(_dense(n_features, "linear", "decoder_residual", seed, 2 * n_hidden + 1, zero=True), residual)
+        outputs = keras.layers.Add(name="reconstruction")([built(reconstruction, code_inputs), residual])
         reconstruction.set_weights([components, mean])
 
     encoder = keras.Model(inputs, code, name="encoder")

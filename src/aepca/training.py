@@ -20,6 +20,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from aepca._backend import load_keras
+from aepca._initial_values import with_slots_on_host
 from aepca._memory import to_device
 
 keras = load_keras()
@@ -44,9 +45,10 @@ LOSSES: dict[str, Callable] = {
 }
 
 OPTIMIZERS: dict[str, Callable] = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "nadam": keras.optimizers.Nadam,
+    name: with_slots_on_host(optimizer)
+    for name, optimizer in (
+        ("adam", keras.optimizers.Adam), ("adamw", keras.optimizers.AdamW), ("nadam", keras.optimizers.Nadam),
+    )
 }
 
 SCHEDULES = ("constant", "cosine")
