@@ -65,6 +65,14 @@ def test_mean_of_rows_equals_the_mean_of_the_gathered_rows():
     assert mean_of_rows(x, rows).dtype == np.float64
 
 
+@pytest.mark.parametrize("gather", [take_rows, mean_of_rows])
+@pytest.mark.parametrize("bad", [[0, 7], [-1, 2]])
+def test_row_gathers_refuse_rows_out_of_range_instead_of_clipping(gather, bad):
+    x = np.zeros((7, 3), np.float32)
+    with pytest.raises(IndexError, match=r"row indices must lie in \[0, 7\)"):
+        gather(x, np.array(bad))
+
+
 def test_mnist_arrays_are_aligned_for_sharing(mnist):
     assert is_aligned(mnist.x_train) and is_aligned(mnist.x_test)
 

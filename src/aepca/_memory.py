@@ -29,20 +29,30 @@ def is_aligned(x: np.ndarray) -> bool:
 def take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``x[rows]`` written straight into an aligned array, so that
     :func:`to_device` can share it instead of copying it once more."""
-    out = aligned_empty((len(rows), *x.shape[1:]), x.dtype)
-    # mode="clip" writes in place; the default "raise" buffers a whole copy first.
-    return np.take(x, rows, axis=0, out=out, mode="clip")
+    return _gather(x, rows, aligned_empty((len(rows), *x.shape[1:]), x.dtype))
 
 
 def mean_of_rows(x: np.ndarray, rows: np.ndarray | None = None, block_rows: int = 8192) -> np.ndarray:
     """Column means of ``x[rows]`` (every row when ``rows`` is None) summed in
-    float64, gathering a block of rows at a time instead of the whole selection."""
+    float64, gathering a block of rows at a time into one reused buffer instead
+    of the whole selection. (A fresh buffer per block is fresh memory to fault
+    in: 0.15-0.2 s for MNIST's 54,000 training rows, against ~0.05 s.)"""
     if rows is None:
         return x.mean(axis=0, dtype=np.float64)
     total = np.zeros(x.shape[1:], dtype=np.float64)
+    buffer = np.empty((min(block_rows, len(rows)), *x.shape[1:]), x.dtype)
     for start in range(0, len(rows), block_rows):
-        total += np.take(x, rows[start : start + block_rows], axis=0).sum(axis=0, dtype=np.float64)
+        block = rows[start : start + block_rows]
+        total += _gather(x, block, buffer[: len(block)]).sum(axis=0, dtype=np.float64)
     return total / len(rows)
+
+
+def _gather(x: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    # mode="clip" writes in place (the default "raise" buffers a whole copy
+    # first), so the range it would not check is checked here.
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(x)):
+        raise IndexError(f"row indices must lie in [0, {len(x)}); received {rows.min()} to {rows.max()}")
+    return np.take(x, rows, axis=0, out=out, mode="clip")
 
 
 def to_device(x: np.ndarray):
