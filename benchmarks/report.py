@@ -134,8 +134,8 @@ def training_section(results) -> list[str]:
         "- Final test MSE: float64 mean over the test set of the trained model's reconstruction "
         "(`fast` keeps its best weights on its validation split).",
         "- Peak RSS: the run's own `ru_maxrss` at exit. Threads: each library's default.",
-        "- aepca's runs set their process up as the `aepca` command does: glibc returns freed memory "
-        "promptly and numpy does not advise transparent huge pages (see `aepca._memory`).",
+        "- aepca's runs set their process up as the `aepca` command does: numpy does not advise "
+        "transparent huge pages (see `aepca._memory`).",
         "- No progress bar for any contender (`verbose=0` / `verbose=False`).",
     ]
     return lines

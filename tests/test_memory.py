@@ -1,10 +1,9 @@
-"""Memory: host arrays XLA can share, glibc settings, no TensorFlow import on save."""
+"""Memory: host arrays XLA can share, row gathers, the process settings, no TensorFlow import on save."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import platform
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,6 @@ from aepca._memory import (
     aligned_empty,
     is_aligned,
     mean_of_rows,
-    return_freed_memory_promptly,
     take_rows,
     to_device,
 )
@@ -75,11 +73,6 @@ def test_row_gathers_refuse_rows_out_of_range_instead_of_clipping(gather, bad):
 
 def test_mnist_arrays_are_aligned_for_sharing(mnist):
     assert is_aligned(mnist.x_train) and is_aligned(mnist.x_test)
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_glibc_settings_apply():
-    assert return_freed_memory_promptly() is True
 
 
 def test_huge_page_advice_is_switched_off_in_a_fresh_process():

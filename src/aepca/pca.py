@@ -14,7 +14,7 @@ from numbers import Integral
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg.blas import dsyrk
+from scipy.linalg.blas import dsyr, dsyrk
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -23,25 +23,37 @@ from aepca.validation import check_codes
 
 
 class ScatterAccumulator:
-    """Running count, mean and centred scatter matrix of row batches, in float64."""
+    """Running count, mean and centred scatter matrix of row batches, in float64.
+
+    Each batch is centred into one reused buffer and added to the scatter in
+    place by BLAS (a rank-k and a rank-1 update), so a batch allocates no
+    full-size temporaries: fresh ones cost page faults on every batch (PCA's
+    fit inside ``aepca compare`` took 1.9-2.1 s that way, against ~1 s alone).
+    """
 
     def __init__(self, n_features: int):
         self.n = 0
         self.mean = np.zeros(n_features)
-        # Only the upper triangle is maintained (dsyrk writes that half).
+        # Only the upper triangle is maintained (dsyrk and dsyr write that half).
         self.scatter = np.zeros((n_features, n_features), order="F")
+        self._work = np.empty(0)
 
     def update(self, batch: np.ndarray) -> None:
-        batch = np.asarray(batch, dtype=np.float64)
-        m = batch.shape[0]
+        batch = np.asarray(batch)
+        m, n_features = batch.shape
         if m == 0:
             return
-        batch_mean = batch.mean(axis=0)
-        centred = np.asfortranarray(batch - batch_mean)
-        batch_scatter = dsyrk(1.0, centred, trans=1, lower=0)
+        if self._work.size < m * n_features:
+            self._work = np.empty(m * n_features)
+        centred = self._work[: m * n_features].reshape(m, n_features)
+        batch_mean = batch.mean(axis=0, dtype=np.float64)
+        np.subtract(batch, batch_mean, out=centred)
+        # centred.T is a Fortran-order view, so BLAS reads it without a copy.
+        dsyrk(1.0, centred.T, beta=1.0, c=self.scatter, trans=0, lower=0, overwrite_c=1)
         total = self.n + m
         delta = batch_mean - self.mean
-        self.scatter += batch_scatter + np.outer(delta, delta) * (self.n * m / total)
+        if self.n:
+            dsyr(self.n * m / total, delta, lower=0, a=self.scatter, overwrite_a=1)
         self.mean += delta * (m / total)
         self.n = total
 
