@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aepca._backend import load_keras
+from aepca._initial_values import built
 
 keras = load_keras()
 
@@ -428,7 +429,7 @@ def _build_autoencoder(encoder_specs, decoder_specs) -> AutoencoderNet:
         for spec in specs:
             layer = keras.layers.Dense(spec.kernel.shape[1], activation=spec.activation,
                                        name=spec.name)
-            tensor = layer(tensor)
+            tensor = built(layer, tensor)
             layer.set_weights([np.asarray(spec.kernel, np.float32),
                                np.asarray(spec.bias, np.float32)])
         return keras.Model(inputs, tensor, name=name)
