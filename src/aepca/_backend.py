@@ -28,11 +28,11 @@ DEFERRED_WITH_KERAS = ("matplotlib.pyplot", "matplotlib.patches", "h5py", "reque
 CACHE_ENV = "AEPCA_COMPILATION_CACHE"
 CACHE_OFF = ("0", "off", "false", "no")
 # Every program is stored, however quick its compile (JAX's default skips
-# those under 1 s). The small ones add up: the optimizer's zero-filled slots
-# and the weight initialisers compile one program per shape, ~50 ms each, and
-# caching them too took ~0.35 s more off a repeated start (measured on the
-# classic network: 1.6-1.8 s from fit to the first chunk done at 0.1 s, 1.2-1.4 s
-# at 0). The classic network's cache is then ~21 files, ~220 kB.
+# those under 1 s). The small ones add up: when weight initialisers still
+# compiled one program per shape (before aepca._initial_values), caching them
+# too took ~0.35 s more off a repeated start (classic network: 1.6-1.8 s from
+# fit to the first chunk done at 0.1 s, 1.2-1.4 s at 0), and the weight draw,
+# the state copy and the forward pass's blocks are such programs still.
 CACHE_MIN_COMPILE_SECONDS = 0.0
 
 
@@ -101,9 +101,9 @@ def enable_compilation_cache(directory: "str | os.PathLike | None" = None) -> "P
     """Keep JAX's compiled programs on disk so later runs skip compilation.
 
     A repeated run (same network shapes, batch size and JAX version) then
-    starts about 2 s sooner on CPU (docs/benchmarks.md): weight initialisers
-    and training chunks load instead of compiling. Returns the directory in use, or ``None`` where no
-    cache applies (not the JAX backend, switched off, or not writable).
+    starts 0.3-1.5 s sooner on CPU (docs/benchmarks.md): the training chunks
+    load instead of compiling. Returns the directory in use, or ``None`` where
+    no cache applies (not the JAX backend, switched off, or not writable).
 
     ``directory`` defaults to ``$AEPCA_COMPILATION_CACHE``, then
     ``$XDG_CACHE_HOME/aepca/jax`` (``~/.cache/aepca/jax``). Setting
