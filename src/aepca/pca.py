@@ -48,12 +48,14 @@ class ScatterAccumulator:
         centred = self._work[: m * n_features].reshape(m, n_features)
         batch_mean = batch.mean(axis=0, dtype=np.float64)
         np.subtract(batch, batch_mean, out=centred)
-        # centred.T is a Fortran-order view, so BLAS reads it without a copy.
-        dsyrk(1.0, centred.T, beta=1.0, c=self.scatter, trans=0, lower=0, overwrite_c=1)
+        # centred.T is a Fortran-order view, so BLAS reads it without a copy;
+        # the scatter (Fortran order) is updated in place, and reassigned in
+        # case the wrapper ever had to copy it.
+        self.scatter = dsyrk(1.0, centred.T, beta=1.0, c=self.scatter, trans=0, lower=0, overwrite_c=1)
         total = self.n + m
         delta = batch_mean - self.mean
         if self.n:
-            dsyr(self.n * m / total, delta, lower=0, a=self.scatter, overwrite_a=1)
+            self.scatter = dsyr(self.n * m / total, delta, lower=0, a=self.scatter, overwrite_a=1)
         self.mean += delta * (m / total)
         self.n = total
 
