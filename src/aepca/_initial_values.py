@@ -3,12 +3,14 @@
 Keras fills each zero bias and optimizer slot, and draws each kernel, with an
 eager JAX call, and JAX compiles one small program per (operation, shape): to
 trace and lower each costs ~20-50 ms even when JAX's disk cache holds it, which
-was most of the time between ``fit`` and the first training step. Here zeros
-come from NumPy, and every uniform kernel from one draw program of a fixed
-size: with JAX's partitionable Threefry (its default), the first n values of a
-draw do not depend on how many are drawn, so a kernel is Keras' own value bit
-for bit (tests/test_initial_values.py compares them). Anything else, and every
-other backend, gets the initializer's own call.
+was most of the time spent building a network and its optimizer (classic
+network, cache filled: 0.52 and 0.09 s before, 0.32 and 0.03 s now). Here
+zeros come from NumPy, and every uniform kernel from one draw program of a
+fixed size: with JAX's partitionable Threefry (its default), the first n
+values of a draw do not depend on how many are drawn, so a kernel is Keras' own
+value bit for bit (tests/test_initial_values.py compares them). Other
+initializers, and uniform kernels on other backends, get the initializer's own
+call.
 """
 
 from __future__ import annotations
