@@ -74,7 +74,8 @@ def _draws_are_prefix_stable() -> bool:
         return False
     import jax
 
-    return bool(jax.config.jax_threefry_partitionable)
+    # A JAX without the flag falls back to Keras' own draws: slower, never different.
+    return bool(getattr(jax.config, "jax_threefry_partitionable", False))
 
 
 def built(layer, inputs):
