@@ -21,7 +21,7 @@ import numpy as np
 
 from aepca._backend import load_keras
 from aepca._initial_values import with_slots_on_host
-from aepca._memory import to_device
+from aepca._memory import checked_rows, to_device
 
 keras = load_keras()
 from keras import ops  # noqa: E402
@@ -199,7 +199,8 @@ class _Runner:
     def __init__(self, model, x, x_val, config: TrainConfig, rows=None):
         self.model = model
         self.x = np.ascontiguousarray(x, dtype=np.float32)
-        self.rows = None if rows is None else _checked_rows(rows, len(self.x))
+        # int32 is what the compiled chunks index with.
+        self.rows = None if rows is None else checked_rows(rows, len(self.x)).astype(np.int32, copy=False)
         self.n_train = len(self.x) if self.rows is None else len(self.rows)
         self.x_val = None if x_val is None else np.ascontiguousarray(x_val, dtype=np.float32)
         self.config = config
@@ -346,20 +347,6 @@ class _EpochBar:
 
 def _progress_bar(progress, epochs, start_epoch, per_epoch):
     return _EpochBar(epochs, start_epoch, per_epoch) if progress else None
-
-
-def _checked_rows(rows, n_samples: int) -> np.ndarray:
-    rows = np.asarray(rows)
-    integers = rows.size > 0 and np.issubdtype(rows.dtype, np.integer)
-    low, high = (int(rows.min()), int(rows.max())) if integers else (None, None)
-    if rows.ndim != 1 or not integers or low < 0 or high >= n_samples:
-        raise ValueError(
-            f"Received an invalid value for rows, expected a non-empty 1-D array of row indices "
-            f"in [0, {n_samples}). Received: rows with shape {rows.shape} and dtype {rows.dtype}"
-            + (f", from {low} to {high}" if integers else "")
-        )
-    # int32 is what the compiled chunks index with.
-    return rows.astype(np.int32, copy=False)
 
 
 def epoch_permutation(seed: int, epoch: int, n_samples: int) -> np.ndarray:
