@@ -53,6 +53,25 @@ def test_start_up_defers_unused_modules_until_used(tmp_path):
     assert report["loaded"] == {"scipy.stats": "module", "h5py": "module"}
 
 
+@jax_only
+def test_tpu_attention_kernels_are_deferred_on_jax_and_still_work_when_used():
+    report = run_python(
+        """
+        import json, sys
+        import aepca.estimator
+        from aepca._backend import DEFERRED_WITH_JAX_KERAS
+        kinds = [type(sys.modules[name]).__name__ for name in DEFERRED_WITH_JAX_KERAS]
+        from keras.src.backend.jax import nn
+        mask = nn.splash_attention_mask.CausalMask(shape=(4, 4))
+        print(json.dumps({"kinds": kinds, "mask": mask.shape,
+                          "after": [type(sys.modules[name]).__name__ for name in DEFERRED_WITH_JAX_KERAS]}))
+        """
+    )
+    assert report["kinds"] == ["_DeferredModule", "_DeferredModule"]
+    assert report["mask"] == [4, 4]
+    assert report["after"][1] == "module"
+
+
 def test_modules_imported_before_keras_stay_as_they_are():
     report = run_python(
         """
