@@ -26,8 +26,8 @@ DEFERRED_AT_IMPORT = ("scipy.stats",)
 DEFERRED_WITH_KERAS = ("matplotlib.pyplot", "matplotlib.patches", "h5py", "requests")
 # Keras' JAX backend imports Pallas' TPU splash-attention kernels for
 # dot_product_attention on TPUs, which no aepca network calls: 0.18 s imported
-# alone after JAX; paired over 16 alternating starts, aepca's imports took a
-# median 0.12 s less with them deferred. Deferred only once JAX is imported,
+# alone after JAX; in two runs of 16 alternating pairs, aepca's imports took a
+# median 0.12 and 0.26 s less with them deferred. Deferred only once JAX is imported,
 # so that JAX itself is never a placeholder.
 DEFERRED_WITH_JAX_KERAS = tuple(
     f"jax.experimental.pallas.ops.tpu.splash_attention.splash_attention_{part}" for part in ("kernel", "mask")
