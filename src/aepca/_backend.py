@@ -57,7 +57,7 @@ def load_keras():
     set_default_backend()
     if "keras" not in sys.modules:
         deferred = DEFERRED_WITH_KERAS
-        if os.environ["KERAS_BACKEND"] == "jax":
+        if _backend_in_use() == "jax":
             import jax  # noqa: F401  (Keras imports it next in any case)
 
             deferred += DEFERRED_WITH_JAX_KERAS
