@@ -337,8 +337,7 @@ def main(argv=None) -> Path:
 
 # Where start-up goes: (label, stage reached, stage before it), seconds since process start.
 START_UP_STAGES = (
-    ("interpreter and imports", "imports_done_s", None),
-    ("loading MNIST", "fit_start_s", "imports_done_s"),
+    ("interpreter and imports (MNIST read meanwhile on a second thread)", "fit_start_s", None),
     ("fit → network built, optimizer ready (`fast`: validation split)", "runner_ready_s", "fit_start_s"),
     ("→ first chunk called (`fast`: the start scored on the validation rows)", "first_chunk_called_s", "runner_ready_s"),
     ("tracing and lowering the first chunk", "trace_s", "delta"),

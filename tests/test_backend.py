@@ -142,3 +142,32 @@ def test_compilation_cache_does_not_apply_to_other_backends(monkeypatch):
 
     monkeypatch.setattr(_backend, "_backend_in_use", lambda: "tensorflow")
     assert _backend.enable_compilation_cache("/nonexistent/never-created") is None
+
+
+def test_load_while_importing_loads_on_a_second_thread_and_raises_its_errors(tmp_path):
+    report = run_python(
+        """
+        import json, sys, threading
+        from aepca._backend import load_while_importing
+
+        def load(n):
+            return {"n": n, "thread": threading.current_thread() is not threading.main_thread()}
+
+        def fail():
+            raise ValueError("unreadable file")
+
+        loaded = load_while_importing(load, 3)
+        ready = {"estimator": "aepca.estimator" in sys.modules,
+                 "cache": sys.modules["jax"].config.jax_compilation_cache_dir if "jax" in sys.modules else None}
+        try:
+            load_while_importing(fail)
+        except ValueError as error:
+            raised = str(error)
+        print(json.dumps({"loaded": loaded, "ready": ready, "raised": raised}))
+        """,
+        AEPCA_COMPILATION_CACHE=str(tmp_path / "cache"),
+    )
+    assert report["loaded"] == {"n": 3, "thread": True}
+    expected_cache = str(tmp_path / "cache") if os.environ.get("KERAS_BACKEND", "jax") == "jax" else None
+    assert report["ready"] == {"estimator": True, "cache": expected_cache}
+    assert report["raised"] == "unreadable file"

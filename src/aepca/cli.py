@@ -134,20 +134,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_data(args):
-    """The data set named by the data arguments, split into train and test."""
+def read_data(args):
+    """The data set named by the data arguments, split into train and test.
+
+    It is read on a second thread while this one imports the training
+    libraries (``aepca._backend.load_while_importing``); the arguments are
+    checked first, so that a usage error comes at once.
+    """
+    check_data_arguments(args)
+    import aepca.data  # noqa: F401  (not on the loading thread: see load_while_importing)
+    from aepca._backend import load_while_importing
+
+    return load_while_importing(load_data, args)
+
+
+def check_data_arguments(args) -> None:
     if args.path is not None:
         if args.dataset is not None:
             raise UsageError("give either PATH or --dataset, not both")
+        return
+    for option in ("label_column", "test", "impute"):
+        if getattr(args, option):
+            raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
+
+
+def load_data(args):
+    if args.path is not None:
         from aepca.data.readers import load_user_data
 
         return load_user_data(
             args.path, test=args.test, test_size=args.test_size, label_column=args.label_column,
             seed=args.seed, drop_constant=args.drop_constant, impute=args.impute,
         )
-    for option in ("label_column", "test", "impute"):
-        if getattr(args, option):
-            raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
     from aepca.data import load_dataset
 
     return load_dataset(args.dataset or "mnist")
@@ -229,7 +247,7 @@ def run_compare(args) -> int:
     if args.resume is not None:
         args = resumed_args(args, ["compare"])
     check_writable(args.out)
-    dataset = load_data(args)
+    dataset = read_data(args)
     from aepca.experiments.compare import check_code_dim, compare, write_outputs
 
     check_code_dim(args.code_dim, dataset.n_features)
@@ -264,7 +282,7 @@ def run_sweep(args) -> int:
     from aepca.experiments.output import check_writable, staged_output
 
     check_writable(args.out)
-    dataset = load_data(args)
+    dataset = read_data(args)
     from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
 
     if args.code_dims is None:
@@ -309,10 +327,12 @@ REPRODUCTIONS = {
 def run_reproduce(args) -> int:
     import importlib
 
+    from aepca._backend import enable_compilation_cache
     from aepca.experiments.output import check_writable, staged_output
 
     out = args.out if args.out is not None else Path("runs") / args.paper
     check_writable(out)
+    enable_compilation_cache()
     module_name, run_name, write_name = REPRODUCTIONS[args.paper]
     module = importlib.import_module(module_name)
     print(f"reproducing {args.paper} ({'quick' if args.quick else 'full protocol'}, seed {args.seed})", flush=True)
@@ -352,9 +372,6 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE
-        from aepca._backend import enable_compilation_cache
-
-        enable_compilation_cache()
         return args.handler(args)
     except KeyboardInterrupt:
         print("aepca: interrupted", file=sys.stderr)

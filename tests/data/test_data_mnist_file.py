@@ -121,6 +121,28 @@ def test_npz_errors(tmp_path, tiny_mnist, make, error, match):
         load_mnist_file(path)
 
 
+def test_npz_arrays_are_read_as_numpy_writes_them(tmp_path, tiny_mnist):
+    fortran = {name: np.asfortranarray(array) for name, array in tiny_mnist.items()}
+    path = tiny_npz(tmp_path / "mnist.npz", fortran)
+    data = load_mnist_file(path)
+    np.testing.assert_array_equal(data.x_train, tiny_mnist["x_train"].reshape(3, 784) * np.float32(1 / 255))
+    np.testing.assert_array_equal(data.y_train, tiny_mnist["y_train"])
+    data.y_train[0] = 9  # labels are the caller's own copy
+
+
+def test_npz_with_python_objects_is_refused_unread(tmp_path, tiny_mnist):
+    path = tiny_npz(tmp_path / "mnist.npz", tiny_mnist, y_test=np.array([7, "2"], dtype=object))
+    with pytest.raises(ValueError, match=r"has a damaged array \(an array of Python objects is not loaded"):
+        load_mnist_file(path)
+
+
+def test_bundled_arrays_match_numpys_reading():
+    with resources.as_file(BUNDLED) as bundled, np.load(bundled) as expected:
+        arrays = mnist_module.load_mnist_arrays()
+        for name in mnist_module.MNIST_SHA256:
+            np.testing.assert_array_equal(arrays[name], expected[name])
+
+
 # --- download from a local server (127.0.0.1 only) --------------------------------------------------
 
 
