@@ -340,7 +340,7 @@ START_UP_STAGES = (
     ("interpreter and imports (MNIST read meanwhile on a second thread)", "fit_start_s", None),
     ("fit → network built, optimizer ready (`fast`: validation split)", "runner_ready_s", "fit_start_s"),
     ("→ first chunk called (`fast`: the start scored on the validation rows)", "first_chunk_called_s", "runner_ready_s"),
-    ("tracing and lowering the first chunk", "trace_s", "delta"),
+    ("tracing and lowering the first chunk (filled cache: from its saved trace)", "trace_s", "delta"),
     ("compiling it (filled cache: loading it)", "compile_s", "delta"),
     ("running it", "first_step_s", "run"),
 )

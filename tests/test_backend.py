@@ -103,6 +103,7 @@ def test_compilation_cache_is_written_then_reused_with_identical_results(tmp_pat
     first = run_python(CACHED_FIT.format(directory="None"), AEPCA_COMPILATION_CACHE=str(tmp_path / "c"))
     assert first["directory"] == str(tmp_path / "c")
     assert any(name.startswith("jit_train_chunk") for name in first["files"]), first["files"]
+    assert "aepca-traced" in first["files"]  # the chunk's trace, saved beside it (aepca._saved_traces)
     second = run_python(CACHED_FIT.format(directory="None"), AEPCA_COMPILATION_CACHE=str(tmp_path / "c"))
     training_programs = lambda run: [n for n in run["files"] if n.startswith(("jit_train_chunk", "jit__uniform"))]  # noqa: E731
     assert training_programs(second) == training_programs(first)  # loaded, not compiled again

@@ -22,6 +22,7 @@ import numpy as np
 from aepca._backend import load_keras
 from aepca._initial_values import with_slots_on_host
 from aepca._memory import checked_rows, to_device
+from aepca._saved_traces import jit_with_saved_trace
 
 keras = load_keras()
 from keras import ops  # noqa: E402
@@ -371,13 +372,32 @@ class _JaxRunner(_Runner):
         # Copies: the compiled chunks donate (delete) their input state, and the
         # model's own buffers must stay valid if training stops with an error.
         copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
-        self._state = copy_tree((
+        self._state = self._on_device(copy_tree((
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
             [v.value for v in self.optimizer.variables],
-        ))
-        self._train_chunk = jax.jit(self._make_train_chunk(), donate_argnums=(0,))
+        )))
+        _, chunk_steps = self._chunk_layout()
+        indices, weights = (jax.ShapeDtypeStruct((chunk_steps, config.batch_size), t) for t in (jnp.int32, jnp.float32))
+        self._train_chunk = jit_with_saved_trace(
+            self._make_train_chunk(),
+            (self._state, self.x_device, indices, weights, np.float32(1)),
+            description=self._trace_description(),
+            donate_argnums=(0,),
+        )
         self._eval_batch = jax.jit(self._make_eval_batch())
+
+    def _trace_description(self) -> dict:
+        """What tracing the training chunk reads besides its arguments and
+        aepca's, Keras' and JAX's code (see aepca._saved_traces)."""
+        optimizer = keras.optimizers.serialize(self.optimizer)
+        # Keras numbers a process's optimizers (adam, adam_1, ...): a label.
+        optimizer["config"].pop("name", None)
+        return {
+            "model": _class_and_config(self.model, self.model.get_config()),
+            "optimizer": _class_and_config(self.optimizer, optimizer),
+            "loss": self.config.loss,
+        }
 
     def _make_train_chunk(self):
         jax, jnp = self.jax, self.jnp
@@ -432,16 +452,27 @@ class _JaxRunner(_Runner):
         return self._state
 
     def set_state(self, trainable, non_trainable, optimizer):
-        as_device = lambda values: [self.jnp.asarray(v) for v in values]  # noqa: E731
-        self._state = (as_device(trainable), as_device(non_trainable), as_device(optimizer))
+        self._state = self._on_device((list(trainable), list(non_trainable), list(optimizer)))
+
+    def _on_device(self, state):
+        """``state`` placed explicitly on the data's device, as the chunks'
+        outputs are: the chunk is then lowered and compiled once, not once
+        more for a state that JAX placed by default."""
+        (device,) = self.x_device.devices()
+        return self.jax.device_put(state, device)
+
+    def _chunk_layout(self) -> tuple[int, int]:
+        """How many chunks an epoch runs as, and how many steps each has."""
+        steps = steps_per_epoch(self.n_train, self.config.batch_size)
+        # Chunks of at least MIN_CHUNK_STEPS steps: fewer dispatches on small data.
+        n_chunks = max(1, min(self.config.chunks_per_epoch, steps // MIN_CHUNK_STEPS))
+        return n_chunks, math.ceil(steps / n_chunks)
 
     def _chunks(self, epoch):
         config = self.config
         n = self.n_train
         steps = steps_per_epoch(n, config.batch_size)
-        # Chunks of at least MIN_CHUNK_STEPS steps: fewer dispatches on small data.
-        n_chunks = max(1, min(config.chunks_per_epoch, steps // MIN_CHUNK_STEPS))
-        chunk_steps = math.ceil(steps / n_chunks)
+        n_chunks, chunk_steps = self._chunk_layout()
         padded = n_chunks * chunk_steps * config.batch_size
         indices = np.zeros(padded, dtype=np.int32)
         weights = np.zeros(padded, dtype=np.float32)
@@ -491,6 +522,25 @@ class _JaxRunner(_Runner):
             variable.assign(value)
         for variable, value in zip(self.optimizer.variables, optimizer):
             variable.assign(value)
+
+
+def _class_and_config(instance, config: dict) -> dict:
+    """A Keras object's class and configuration, less its initializers: they
+    only set starting values, which a traced program takes as arguments."""
+    kind = type(instance)
+    return {"module": kind.__module__, "class": kind.__qualname__, "config": _without_initial_values(config)}
+
+
+def _without_initial_values(config):
+    if isinstance(config, dict):
+        return {
+            key: _without_initial_values(value)
+            for key, value in config.items()
+            if not key.endswith("_initializer")
+        }
+    if isinstance(config, list):
+        return [_without_initial_values(value) for value in config]
+    return config
 
 
 class _KerasFitRunner(_Runner):
