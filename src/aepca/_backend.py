@@ -119,8 +119,10 @@ def enable_compilation_cache(directory: "str | os.PathLike | None" = None) -> "P
 
     A repeated run (same network shapes, batch size and JAX version) then
     starts 0.3-1.5 s sooner on CPU (docs/benchmarks.md): the training chunks
-    load instead of compiling. Returns the directory in use, or ``None`` where
-    no cache applies (not the JAX backend, switched off, or not writable).
+    load instead of compiling, and their traces too (``aepca._saved_traces``
+    keeps them in the cache's ``aepca-traced`` folder). Returns the directory
+    in use, or ``None`` where no cache applies (not the JAX backend, switched
+    off, or not writable).
 
     ``directory`` defaults to ``$AEPCA_COMPILATION_CACHE``, then
     ``$XDG_CACHE_HOME/aepca/jax`` (``~/.cache/aepca/jax``). Setting

@@ -377,19 +377,21 @@ class _JaxRunner(_Runner):
             [v.value for v in model.non_trainable_variables],
             [v.value for v in self.optimizer.variables],
         )))
+        self._description = self._trace_description()
         _, chunk_steps = self._chunk_layout()
         indices, weights = (jax.ShapeDtypeStruct((chunk_steps, config.batch_size), t) for t in (jnp.int32, jnp.float32))
         self._train_chunk = jit_with_saved_trace(
             self._make_train_chunk(),
             (self._state, self.x_device, indices, weights, np.float32(1)),
-            description=self._trace_description(),
+            description=self._description,
             donate_argnums=(0,),
         )
-        self._eval_batch = jax.jit(self._make_eval_batch())
+        self._eval_batches = {}
 
     def _trace_description(self) -> dict:
-        """What tracing the training chunk reads besides its arguments and
-        aepca's, Keras' and JAX's code (see aepca._saved_traces)."""
+        """What tracing the training chunk and the evaluation read besides
+        their arguments and aepca's, Keras' and JAX's code (see
+        aepca._saved_traces)."""
         optimizer = keras.optimizers.serialize(self.optimizer)
         # Keras numbers a process's optimizers (adam, adam_1, ...): a label.
         optimizer["config"].pop("name", None)
@@ -434,6 +436,18 @@ class _JaxRunner(_Runner):
             return jax.lax.scan(step, state, (indices, weights))
 
         return train_chunk
+
+    def _eval_batch(self, size: int):
+        """The compiled evaluation of ``size`` rows at a time."""
+        if size not in self._eval_batches:
+            jax, jnp = self.jax, self.jnp
+            trainable, non_trainable, _ = self._state
+            rows = jax.ShapeDtypeStruct((size, self.x.shape[1]), jnp.float32)
+            weights = jax.ShapeDtypeStruct((size,), jnp.float32)
+            self._eval_batches[size] = jit_with_saved_trace(
+                self._make_eval_batch(), (trainable, non_trainable, rows, weights), description=self._description
+            )
+        return self._eval_batches[size]
 
     def _make_eval_batch(self):
         jnp = self.jnp
@@ -509,7 +523,7 @@ class _JaxRunner(_Runner):
                 # One compiled shape for every batch: pad the last and mask it out.
                 weights[len(xb) :] = 0.0
                 xb = self.jnp.pad(xb, ((0, size - len(xb)), (0, 0)))
-            batch_loss, batch_mse = self._eval_batch(trainable, non_trainable, xb, weights)
+            batch_loss, batch_mse = self._eval_batch(size)(trainable, non_trainable, xb, weights)
             loss += float(batch_loss)
             mse += float(batch_mse)
         return loss / len(x), mse / len(x)
