@@ -167,6 +167,27 @@ def compare_section(results) -> list[str]:
     return lines
 
 
+def start_up_only_lines(results) -> list[str]:
+    summary = results["summary"].get("start_up_only")
+    if not summary:
+        return []
+    keys = list(summary)
+    n_runs = {key: len(summary[key]["first_step_s"]) for key in keys}
+    lines = [
+        "",
+        "Start-up alone: the aepca recipes in fresh processes alternating with nothing else between them "
+        "(each training run above starts right after another contender's run), every one with a filled "
+        "cache and stopped once its first chunk is done (medians; "
+        + ", ".join(f"{n_runs[key]} runs of `{key}`" for key in keys) + "):",
+        "",
+    ]
+    labels = list(summary[keys[0]]["stages"])
+    rows = [[label, *(fmt(summary[key]["stages"][label]) for key in keys)] for label in labels]
+    rows.append(["**total: first chunk done**", *(f"**{fmt(summary[key]['median_s'])}**" for key in keys)])
+    rows.append(["every run", *(", ".join(fmt(v) for v in summary[key]["first_step_s"]) for key in keys)])
+    return lines + table(["stage (s)", *(f"`{key}`" for key in keys)], rows)
+
+
 def start_up_section(results) -> list[str]:
     start_up = results["summary"].get("start_up")
     if not start_up:
@@ -188,6 +209,7 @@ def start_up_section(results) -> list[str]:
     rows = [[label, *(fmt(start_up["stages"][case][label]) for case in cases)] for label in labels]
     rows.append(["**total: first chunk done**", *(fmt(sum(start_up["stages"][case][label] for label in labels)) for case in cases)])
     lines += table(header, rows)
+    lines += start_up_only_lines(results)
     marks = start_up["imports"]
     if marks:
         previous, rows = 0.0, []

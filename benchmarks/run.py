@@ -37,6 +37,7 @@ WORKER = Path(__file__).resolve().parent / "worker.py"
 # Test MSE of PCA(2) on MNIST, and the level the classic recipe ends at after 5 epochs.
 THRESHOLDS = {"pca2": 0.0557, "target": 0.0407}
 TRAINING = ("reference", "classic", "fast")
+START_UP_ONLY = ("classic", "fast")
 BACKENDS = {"reference": "tensorflow", "classic": "jax", "fast": "jax"}
 PCA_CASES = tuple((dtype, impl) for dtype in ("float32", "float64") for impl in ("aepca", "sklearn"))
 GEMM = {"shape": (128, 784, 512), "samples": 7, "sample_s": 0.3}
@@ -248,6 +249,12 @@ def parse_args(argv):
     return args
 
 
+def start_up_repeats(args) -> int:
+    """Start-up-only runs per recipe: each takes a few seconds, so more of them than of the
+    training runs, to see through this machine's noise."""
+    return args.repeats if args.quick else 3 * args.repeats
+
+
 def epochs_for(task: str, quick: bool) -> int | None:
     """The reference runs the copied recipe's 5 epochs; aepca's recipes run their own
     (None: the recipe's default), so each is timed as its users would run it."""
@@ -275,6 +282,19 @@ def main(argv=None) -> Path:
         run.update(key=task, repeat=repeat)
         training.append(run)
         announce(i, len(order), f"{task} seed={repeat}", report.describe_training_run(run))
+
+    # Start-up alone: the aepca recipes alternating with nothing else between them (their
+    # training runs above each follow a reference run), every run with a filled cache and
+    # stopped once its first chunk is done.
+    start_up_only = []
+    order = [(repeat, task) for repeat in range(start_up_repeats(args)) for task in START_UP_ONLY]
+    for i, (repeat, task) in enumerate(order, 1):
+        spec = {**data, "epochs": 1, "seed": repeat, "early_threshold": THRESHOLDS["pca2"], "first_chunk_only": True}
+        run = spawn(task, spec, BACKENDS[task])
+        run.update(key=task, repeat=repeat)
+        start_up_only.append(run)
+        announce(i, len(order), f"start-up only, {task}",
+                 f"first chunk done at {run['first_step_s']:.2f} s ({run['compilation_cache']} compilation cache)")
 
     compare_runs = []
     for repeat in range(args.repeats):
@@ -316,12 +336,14 @@ def main(argv=None) -> Path:
             "training_order": list(TRAINING), "backends": BACKENDS, "gemm": GEMM,
         },
         "machine": {**machine(), "load_average_before": load_before, "load_average_after": load_average()},
-        "runs": {"training": training, "compare": compare_runs, "imports": imports, "pca": pca, "gemm": gemm},
+        "runs": {"training": training, "start_up_only": start_up_only, "compare": compare_runs, "imports": imports,
+                 "pca": pca, "gemm": gemm},
         "summary": {
             "training": summarise(training, TRAINING, TRAINING_METRICS),
             "compare": {"wall_s": median_or_none([r["wall_s"] for r in compare_runs]),
                         "peak_rss_mib": median_or_none([r["peak_rss_mib"] for r in compare_runs])},
             "start_up": summarise_start_up(training, imports),
+            "start_up_only": summarise_start_up_only(start_up_only),
             "pca": summarise_pca(pca),
             "floor": floor(gemm, training, data),
         },
@@ -357,6 +379,21 @@ def start_up_stages(stages: dict) -> dict:
         else:
             spent[label] = stages[reached] - (stages[before] if before else 0.0)
     return spent
+
+
+def summarise_start_up_only(runs: list[dict]) -> dict:
+    """Per recipe: every run's seconds to the first chunk done, their median, and each stage's median."""
+    summary = {}
+    for key in START_UP_ONLY:
+        mine = [run for run in runs if run["key"] == key]
+        if mine:
+            stages = [start_up_stages(run["stages"]) for run in mine]
+            summary[key] = {
+                "first_step_s": [run["first_step_s"] for run in mine],
+                "median_s": statistics.median(run["first_step_s"] for run in mine),
+                "stages": {label: statistics.median(s[label] for s in stages) for label, *_ in START_UP_STAGES},
+            }
+    return summary
 
 
 def summarise_start_up(training: list[dict], imports: list[dict]) -> dict:
