@@ -381,17 +381,22 @@ def start_up_stages(stages: dict) -> dict:
     return spent
 
 
+def median_stages(runs: list[dict]) -> dict:
+    """Median seconds per start-up stage over runs."""
+    spent = [start_up_stages(run["stages"]) for run in runs]
+    return {label: statistics.median(s[label] for s in spent) for label, *_ in START_UP_STAGES}
+
+
 def summarise_start_up_only(runs: list[dict]) -> dict:
     """Per recipe: every run's seconds to the first chunk done, their median, and each stage's median."""
     summary = {}
     for key in START_UP_ONLY:
         mine = [run for run in runs if run["key"] == key]
         if mine:
-            stages = [start_up_stages(run["stages"]) for run in mine]
             summary[key] = {
                 "first_step_s": [run["first_step_s"] for run in mine],
                 "median_s": statistics.median(run["first_step_s"] for run in mine),
-                "stages": {label: statistics.median(s[label] for s in stages) for label, *_ in START_UP_STAGES},
+                "stages": median_stages(mine),
             }
     return summary
 
@@ -402,11 +407,8 @@ def summarise_start_up(training: list[dict], imports: list[dict]) -> dict:
     by_case = {}
     for run in training:
         if "stages" in run:
-            by_case.setdefault(f"{run['key']}/{run['compilation_cache']}", []).append(start_up_stages(run["stages"]))
-    stages = {
-        case: {label: statistics.median(r[label] for r in runs) for label, *_ in START_UP_STAGES} | {"n_runs": len(runs)}
-        for case, runs in by_case.items()
-    }
+            by_case.setdefault(f"{run['key']}/{run['compilation_cache']}", []).append(run)
+    stages = {case: median_stages(runs) | {"n_runs": len(runs)} for case, runs in by_case.items()}
     names = [name for name, _ in imports[0]["marks"]] if imports else []
     marks = {name: statistics.median(dict(run["marks"])[name] for run in imports) for name in names}
     return {"stages": stages, "imports": marks}
