@@ -276,7 +276,41 @@ def floor_section(results) -> list[str]:
     )
     if quick:
         lines += ["", "(One epoch only: the measured time is the first epoch, compilation included.)"]
+    if floor.get("xla_gflops"):
+        lines += ["", f"XLA, which runs aepca's and the plain-JAX epochs below, computes the same product at "
+                  f"{floor['xla_gflops']:.1f} GFLOP/s (best of {results['settings']['gemm']['samples']} samples of "
+                  "a compiled loop over distinct matrices, median over processes)."]
+    lines += epoch_pairs_lines(results)
     return lines
+
+
+def epoch_pairs_lines(results) -> list[str]:
+    pairs = results["summary"].get("epoch_pairs")
+    if not pairs:
+        return []
+    n_train = results["summary"]["floor"]["n_train"]
+    skipped = n_train % 128
+    return [
+        "",
+        "### aepca's epoch against the same network in plain JAX",
+        "",
+        f"The classic recipe's epoch through aepca's training runner (Keras' stateless API inside one "
+        f"compiled chunk) and the same network written directly in JAX (dense layers, ELU, sigmoid, MSE "
+        f"and Adam by hand, no Keras), alternating epoch by epoch in one process from the same weights over "
+        f"the same batches ({pairs['pairs']} pairs over {len(results['runs']['epoch_pairs'])} processes; "
+        f"the plain version skips the last partial batch, {skipped} of {n_train:,} rows):",
+        "",
+        *table(
+            ["", "s/epoch (median)"],
+            [["aepca `classic`", fmt(pairs["aepca_epoch_s"])], ["plain JAX", fmt(pairs["plain_jax_epoch_s"])],
+             ["aepca / plain JAX, median of the pairs' ratios",
+              f"{pairs['ratio']:.3f} (aepca faster in {pairs['aepca_faster']} of {pairs['pairs']})"]],
+        ),
+        "",
+        f"Their mean training losses over the last epoch differ by at most "
+        f"{pairs['max_rel_diff_final_loss']:.1e} (relative; the plain version's mean leaves out the partial "
+        "batch), a check that the two train the same network the same way.",
+    ]
 
 
 def runs_section(results) -> list[str]:

@@ -41,6 +41,8 @@ START_UP_ONLY = ("classic", "fast")
 BACKENDS = {"reference": "tensorflow", "classic": "jax", "fast": "jax"}
 PCA_CASES = tuple((dtype, impl) for dtype in ("float32", "float64") for impl in ("aepca", "sklearn"))
 GEMM = {"shape": (128, 784, 512), "samples": 7, "sample_s": 0.3}
+# Timed epochs per process of aepca's runner against plain JAX (after one untimed epoch each).
+EPOCH_PAIRS = 4
 PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "numpy", "scipy", "scikit-learn")
 
 
@@ -323,7 +325,15 @@ def main(argv=None) -> Path:
         run = spawn("gemm", GEMM)
         run.update(repeat=repeat)
         gemm.append(run)
-        announce(repeat + 1, args.repeats, "GEMM", f"{run['gflops']:.1f} GFLOP/s")
+        announce(repeat + 1, args.repeats, "GEMM", f"numpy {run['gflops']:.1f}, XLA {run['xla_gflops']:.1f} GFLOP/s")
+
+    epoch_pairs = []
+    for repeat in range(args.repeats):
+        run = spawn("epoch_pair", {**data, "epochs": 1 if args.quick else EPOCH_PAIRS, "seed": repeat})
+        run.update(repeat=repeat)
+        epoch_pairs.append(run)
+        announce(repeat + 1, args.repeats, "classic epochs, aepca vs plain JAX",
+                 ", ".join(f"{a:.2f}/{p:.2f} s" for a, p in zip(run["seconds"]["aepca"], run["seconds"]["plain_jax"])))
 
     results = {
         "schema": 1,
@@ -337,7 +347,7 @@ def main(argv=None) -> Path:
         },
         "machine": {**machine(), "load_average_before": load_before, "load_average_after": load_average()},
         "runs": {"training": training, "start_up_only": start_up_only, "compare": compare_runs, "imports": imports,
-                 "pca": pca, "gemm": gemm},
+                 "pca": pca, "gemm": gemm, "epoch_pairs": epoch_pairs},
         "summary": {
             "training": summarise(training, TRAINING, TRAINING_METRICS),
             "compare": {"wall_s": median_or_none([r["wall_s"] for r in compare_runs]),
@@ -346,6 +356,7 @@ def main(argv=None) -> Path:
             "start_up_only": summarise_start_up_only(start_up_only),
             "pca": summarise_pca(pca),
             "floor": floor(gemm, training, data),
+            "epoch_pairs": summarise_epoch_pairs(epoch_pairs),
         },
     }
     shutil.rmtree(cache_dir, ignore_errors=True)
@@ -442,7 +453,24 @@ def floor(gemm: list[dict], training: list[dict], data: dict) -> dict:
             "n_params": n_params, "epoch_floor_s": floor_s,
             "epoch_s_over_floor": epoch_s / floor_s if epoch_s else None,
         }
-    return {"gflops": gflops, "gemm_shape": GEMM["shape"], "n_train": n_train, "contenders": per_contender}
+    return {"gflops": gflops, "xla_gflops": median_or_none([run.get("xla_gflops") for run in gemm]),
+            "gemm_shape": GEMM["shape"], "n_train": n_train, "contenders": per_contender}
+
+
+def summarise_epoch_pairs(runs: list[dict]) -> dict:
+    """Medians of both contenders' epochs and of the ratio within each pair (same process,
+    back to back, alternating which goes first)."""
+    aepca = [s for run in runs for s in run["seconds"]["aepca"]]
+    plain = [s for run in runs for s in run["seconds"]["plain_jax"]]
+    final_loss = [(run["loss"]["aepca"][-1], run["loss"]["plain_jax"][-1]) for run in runs]
+    return {
+        "aepca_epoch_s": median_or_none(aepca),
+        "plain_jax_epoch_s": median_or_none(plain),
+        "ratio": median_or_none([a / p for a, p in zip(aepca, plain)]),
+        "pairs": len(aepca),
+        "aepca_faster": sum(a < p for a, p in zip(aepca, plain)),
+        "max_rel_diff_final_loss": max(abs(a - p) / p for a, p in final_loss),
+    }
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ process, so "seconds since process start" includes interpreter start-up and ever
 The result is written as JSON to RESULT_PATH (stdout is left to the libraries' chatter).
 
 Tasks: ``reference`` (Keras on whatever ``KERAS_BACKEND`` the parent set, the recipe as it is
-usually copied), ``classic`` and ``fast`` (aepca's recipes), ``imports``, ``pca`` and ``gemm``.
+usually copied), ``classic`` and ``fast`` (aepca's recipes), ``imports``, ``pca``, ``gemm`` (numpy's
+and XLA's rate on one layer's product) and ``epoch_pair`` (aepca's classic epoch against the same
+network in plain JAX).
 """
 
 from __future__ import annotations
@@ -383,8 +385,112 @@ def run_gemm(spec) -> dict:
             np.matmul(a, b, out=out)
             calls += 1
         rates.append(2.0 * m * k * n * calls / elapsed / 1e9)
+    xla_rates = xla_gemm_gflops(m, k, n, spec["samples"], spec["sample_s"])
     # The best sample: a floor should use the fastest rate the hardware actually delivered.
-    return {"gflops": float(max(rates)), "gflops_samples": rates}
+    return {"gflops": float(max(rates)), "gflops_samples": rates,
+            "xla_gflops": float(max(xla_rates)), "xla_gflops_samples": xla_rates}
+
+
+def xla_gemm_gflops(m, k, n, samples: int, sample_s: float) -> list[float]:
+    """XLA's rate on the same product, each sample a compiled loop over distinct left-hand
+    matrices (so that nothing is hoisted out of it), as inside a training chunk."""
+    import jax
+    import jax.numpy as jnp
+
+    per_call = 32
+    rng = np.random.default_rng(1)
+    lefts = jnp.asarray(rng.standard_normal((per_call, m, k), dtype=np.float32))
+    right = jnp.asarray(rng.standard_normal((k, n), dtype=np.float32))
+
+    @jax.jit
+    def products(lefts, right):
+        return jax.lax.scan(lambda carry, a: (carry + jnp.sum(a @ right), None), jnp.float32(0), lefts)[0]
+
+    jax.block_until_ready(products(lefts, right))
+    rates = []
+    for _ in range(samples):
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < sample_s:
+            jax.block_until_ready(products(lefts, right))
+            calls += 1
+        rates.append(2.0 * m * k * n * per_call * calls / elapsed / 1e9)
+    return rates
+
+
+# aepca's epoch against the same network in plain JAX --------------------------------------
+def run_epoch_pair(spec) -> dict:
+    """Classic-recipe epochs of aepca's training runner and of the same network written in
+    plain JAX (no Keras: dense layers, ELU, sigmoid, MSE and Adam by hand), alternating in
+    one process from the same weights and over the same batches: what aepca's path through
+    Keras costs over the compiled program it could at best be."""
+    import jax
+    import jax.numpy as jnp
+
+    from aepca import training
+    from aepca.models import build_autoencoder
+
+    x_train, _ = load_mnist(spec)
+    config = training.TrainConfig(batch_size=128, seed=spec["seed"])
+    model = build_autoencoder(x_train.shape[1], 2, seed=spec["seed"]).autoencoder
+    runner = training._JaxRunner(model, x_train, None, config)
+    # Keras' Dense kernels and biases, in layer order: (kernel, bias) per layer.
+    weights = [jnp.asarray(v.value) for v in model.trainable_variables]
+    layers = list(zip(weights[0::2], weights[1::2]))
+    n_layers = len(layers)
+    activations = [jax.nn.elu] * n_layers
+    activations[n_layers // 2 - 1], activations[-1] = (lambda h: h), jax.nn.sigmoid
+    learning_rate, beta_1, beta_2, epsilon = 1e-3, 0.9, 0.999, 1e-7  # Keras' Adam defaults
+
+    def loss(layers, xb):
+        h = xb
+        for (kernel, bias), activation in zip(layers, activations):
+            h = activation(h @ kernel + bias)
+        return jnp.mean(jnp.square(h - xb))
+
+    @jax.jit
+    def epoch(state, x, batches):
+        def step(state, idx):
+            layers, m, v, t = state
+            value, grads = jax.value_and_grad(loss)(layers, x[idx])
+            t = t + 1.0
+            m = jax.tree.map(lambda m, g: m + (1 - beta_1) * (g - m), m, grads)
+            v = jax.tree.map(lambda v, g: v + (1 - beta_2) * (g * g - v), v, grads)
+            size = learning_rate * jnp.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+            layers = jax.tree.map(lambda w, m, v: w - size * m / (jnp.sqrt(v) + epsilon), layers, m, v)
+            return (layers, m, v, t), value
+
+        return jax.lax.scan(step, state, batches)
+
+    zeros = jax.tree.map(jnp.zeros_like, layers)
+    plain_state = (layers, zeros, zeros, jnp.float32(0))
+    x_device = jnp.asarray(x_train)
+    steps = training.steps_per_epoch(len(x_train), config.batch_size)
+
+    def plain_epoch(index):
+        nonlocal plain_state
+        order = runner.epoch_order(index)
+        # Whole batches only (a partial last batch would need the runner's masking).
+        batches = jnp.asarray(order[: (len(order) // config.batch_size) * config.batch_size].reshape(-1, config.batch_size))
+        plain_state, losses = epoch(plain_state, x_device, batches)
+        return float(jnp.mean(losses))
+
+    def aepca_epoch(index):
+        return runner.run_epoch(index, 1.0, lambda steps: None)
+
+    seconds = {"aepca": [], "plain_jax": []}
+    losses = {"aepca": [], "plain_jax": []}
+    contenders = {"aepca": aepca_epoch, "plain_jax": plain_epoch}
+    for index in range(spec["epochs"] + 1):
+        # The first epoch of each compiles (or loads) its program: run, not timed.
+        names = list(contenders) if index % 2 == 0 else list(reversed(contenders))
+        for name in names:
+            started = time.perf_counter()
+            value = contenders[name](index)
+            if index:
+                seconds[name].append(time.perf_counter() - started)
+            losses[name].append(value)
+    return {"seconds": seconds, "loss": losses, "steps_per_epoch": steps, "seed": spec["seed"],
+            "device": jax.default_backend()}
 
 
 TASKS = {
@@ -394,8 +500,8 @@ TASKS = {
     "imports": run_imports,
     "pca": run_pca,
     "gemm": run_gemm,
+    "epoch_pair": run_epoch_pair,
 }
-
 
 def main(task: str, spec_json: str, result_path: str) -> None:
     result = TASKS[task](json.loads(spec_json))
