@@ -102,7 +102,9 @@ def test_invalid_steps_are_refused(steps):
         refine_codes(None, np.zeros((1, 2)), np.zeros((1, 1)), steps=steps)
 
 
-def test_other_backends_get_a_clear_error(monkeypatch):
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(ValueError, match=r"jax and tensorflow backends; Keras runs on 'torch'. Set KERAS_BACKEND=jax"):
+def test_backends_without_gradients_get_a_clear_error(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "numpy")
+    with pytest.raises(
+        ValueError, match=r"runs on the 'jax', 'tensorflow', 'torch' backends; Keras runs on 'numpy'. Set KERAS_BACKEND=jax"
+    ):
         refine_codes(None, np.zeros((1, 2)), np.zeros((1, 1)), steps=1)

@@ -258,3 +258,20 @@ def test_beta_2_reaches_every_optimizer(optimizer):
 def test_train_config_to_dict_round_trips():
     config = TrainConfig(epochs=3, schedule="cosine", warmup_epochs=0.5)
     assert TrainConfig(**config.to_dict()) == config
+
+
+def test_a_backend_without_training_gets_a_clear_error(x, monkeypatch):
+    net = _tiny_net()
+    monkeypatch.setattr(keras.backend, "backend", lambda: "numpy")
+    with pytest.raises(ValueError, match=r"trains on the 'jax', 'tensorflow', 'torch' backends; Keras runs on 'numpy'"):
+        train(net.autoencoder, x, config=TrainConfig(epochs=1, batch_size=BATCH))
+
+
+def test_keras_fit_runner_leaves_the_model_uncompiled(x):
+    """It fits a twin over the same layers, so the model saves as on JAX."""
+    net = _tiny_net()
+    runner = _KerasFitRunner(net.autoencoder, x, None, TrainConfig(epochs=1, batch_size=BATCH))
+    runner.run_epoch(0, 1.0, lambda steps: None)
+    assert not net.autoencoder.compiled and runner.trainer.compiled
+    for trained, own in zip(runner.trainer.trainable_variables, net.autoencoder.trainable_variables):
+        assert trained is own

@@ -24,6 +24,7 @@ from aepca._backend import load_keras
 keras = load_keras()
 
 from aepca.training import LOSSES  # noqa: E402
+from aepca.validation import describe_names  # noqa: E402
 
 # Adam's step in code units: measured on MNIST codes (linear code layer, values
 # of order 1-10), where 1e-2 lowered the error steadily for 300 steps.
@@ -38,7 +39,7 @@ def refine_codes(decoder: keras.Model, x: np.ndarray, codes: np.ndarray, *, step
 
     ``x`` is in the units the decoder outputs (for an aepca estimator, the
     scaled data), ``loss`` one of ``aepca.training.LOSSES``. Works on the JAX
-    (compiled) and TensorFlow backends.
+    (compiled), TensorFlow and PyTorch backends.
     """
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 0:
         raise ValueError(f"Received an invalid value for steps, expected an integer >= 0. Received: steps={steps!r}")
@@ -49,7 +50,7 @@ def refine_codes(decoder: keras.Model, x: np.ndarray, codes: np.ndarray, *, step
     backend = keras.backend.backend()
     if backend not in _REFINERS:
         raise ValueError(
-            f"Code refinement runs on the {' and '.join(sorted(_REFINERS))} backends; Keras runs on "
+            f"Code refinement runs on the {describe_names(sorted(_REFINERS))} backends; Keras runs on "
             f"{backend!r}. Set KERAS_BACKEND=jax, or refine_steps=0."
         )
     # One compiled shape: batches of BATCH_SIZE rows, or all rows when fewer.
@@ -125,4 +126,26 @@ def _tensorflow_refiner(decoder, per_sample, steps, learning_rate, size):
     return lambda xb, start: refine(tf.constant(xb), tf.constant(start)).numpy()
 
 
-_REFINERS = {"jax": _jax_refiner, "tensorflow": _tensorflow_refiner}
+def _torch_refiner(decoder, per_sample, steps, learning_rate, size):
+    import torch
+
+    def losses(code, xb):
+        return per_sample(xb, decoder(code, training=False))
+
+    def refine(xb, start):
+        # Keras' tensors, so on the device that holds the decoder's weights.
+        xb, start = keras.ops.convert_to_tensor(xb), keras.ops.convert_to_tensor(start)
+        code, m, v = start.clone().requires_grad_(True), torch.zeros_like(start), torch.zeros_like(start)
+        for t in range(1, steps + 1):
+            (grad,) = torch.autograd.grad(torch.sum(losses(code, xb)), code)
+            with torch.no_grad():
+                code, m, v = _adam_step(code, m, v, grad, torch.tensor(float(t)), learning_rate, torch)
+            code.requires_grad_(True)
+        with torch.no_grad():
+            better = losses(code, xb) < losses(start, xb)
+            return keras.ops.convert_to_numpy(torch.where(better[:, None], code, start))
+
+    return refine
+
+
+_REFINERS = {"jax": _jax_refiner, "tensorflow": _tensorflow_refiner, "torch": _torch_refiner}

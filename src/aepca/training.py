@@ -23,6 +23,7 @@ from aepca._backend import load_keras
 from aepca._initial_values import with_slots_on_host
 from aepca._memory import checked_rows, to_device
 from aepca._saved_traces import jit_with_saved_trace
+from aepca.validation import describe_names
 
 keras = load_keras()
 from keras import ops  # noqa: E402
@@ -53,6 +54,8 @@ OPTIMIZERS: dict[str, Callable] = {
 }
 
 SCHEDULES = ("constant", "cosine")
+# Backends trained through model.fit: correct, slower than JAX's compiled chunks.
+FIT_BACKENDS = ("tensorflow", "torch")
 MIN_CHUNK_STEPS = 20
 
 
@@ -190,6 +193,11 @@ def train(
     learning rate). The model's weights are updated in place.
     """
     backend = keras.backend.backend()
+    if backend != "jax" and backend not in FIT_BACKENDS:
+        raise ValueError(
+            f"aepca trains on the 'jax', {describe_names(FIT_BACKENDS)} backends; Keras runs on {backend!r}. "
+            "Set KERAS_BACKEND=jax (the fastest here)."
+        )
     runner = _JaxRunner if backend == "jax" else _KerasFitRunner
     return runner(model, x, x_val, config, rows).run(progress=progress, callbacks=callbacks, resume=resume)
 
@@ -563,11 +571,14 @@ class _KerasFitRunner(_Runner):
     def __init__(self, model, x, x_val, config, rows=None):
         super().__init__(model, x, x_val, config, rows)
         self.lr_scale = 1.0
+        # A second model over the same layers (so the same weights) is the one
+        # compiled and fitted: the model itself stays uncompiled, as on JAX, and
+        # saves without an optimizer or a loss function in its file.
+        self.trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_trainer")
         self._compile()
 
     def _compile(self):
-        loss_per_sample = LOSSES[self.config.loss]
-        self.model.compile(optimizer=self.optimizer, loss=lambda y, p: loss_per_sample(y, p))
+        self.trainer.compile(optimizer=self.optimizer, loss=LOSSES[self.config.loss])
 
     def _rescale_learning_rate(self, lr_scale):
         """Swap in an optimizer at the scaled rate that keeps the old one's state."""
@@ -601,7 +612,7 @@ class _KerasFitRunner(_Runner):
         if lr_scale != self.lr_scale:
             self._rescale_learning_rate(lr_scale)
         order = self.epoch_order(epoch)
-        result = self.model.fit(
+        result = self.trainer.fit(
             self.x[order], self.x[order], batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0
         )
         tick(steps_per_epoch(self.n_train, self.config.batch_size))
@@ -611,8 +622,10 @@ class _KerasFitRunner(_Runner):
         loss_per_sample = LOSSES[self.config.loss]
         loss = mse = 0.0
         for start in range(0, len(x), 4096):
-            xb = x[start : start + 4096]
+            # A tensor, not the numpy rows: torch will not mix a tensor that
+            # tracks gradients with a numpy array.
+            xb = ops.convert_to_tensor(x[start : start + 4096])
             reconstruction = self.model(xb, training=False)
-            loss += float(ops.sum(loss_per_sample(xb, reconstruction)))
-            mse += float(ops.sum(mse_per_sample(xb, reconstruction)))
+            loss += float(ops.convert_to_numpy(ops.sum(loss_per_sample(xb, reconstruction))))
+            mse += float(ops.convert_to_numpy(ops.sum(mse_per_sample(xb, reconstruction))))
         return loss / len(x), mse / len(x)

@@ -64,10 +64,11 @@ def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
     ``x_scaled`` are training rows already scaled by the estimator's scaler.
     """
     from aepca._backend import load_keras
+    from aepca.models import predict
 
     keras = load_keras()
 
-    codes = np.asarray(estimator.encoder_(x_scaled, training=False))
+    codes = predict(estimator.encoder_, x_scaled)
     inputs = {"encoder": x_scaled, "decoder": codes}
     n_units = n_saturated = n_dead = 0
     activations = set()
@@ -79,7 +80,7 @@ def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
         layer_inputs = layer_inputs if isinstance(layer_inputs, (list, tuple)) else [layer_inputs]
         for layer, layer_input in zip(layers, layer_inputs):
             kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
-            pre = np.asarray(layer_input, dtype=np.float64) @ kernel + bias
+            pre = np.asarray(keras.ops.convert_to_numpy(layer_input), dtype=np.float64) @ kernel + bias
             name = _activation_name(layer)
             activations.add(name)
             n_units += pre.shape[1]
@@ -87,7 +88,7 @@ def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
                 n_dead += int(np.sum(np.all(pre <= 0.0, axis=0)))
             elif name in BOUNDED:
                 low, high = BOUNDED[name]
-                out = np.asarray(layer.activation(pre.astype(np.float32)), dtype=np.float64)
+                out = np.asarray(keras.ops.convert_to_numpy(layer.activation(pre.astype(np.float32))), dtype=np.float64)
                 near = (out - low <= SATURATION_MARGIN * (high - low)) | (high - out <= SATURATION_MARGIN * (high - low))
                 n_saturated += int(np.sum(np.mean(near, axis=0) >= SATURATED_SHARE))
     return {
@@ -122,7 +123,9 @@ def measure(metrics: dict, estimator, x_train_scaled_sample: np.ndarray, scaler)
     history = estimator.history_
     final_loss = None
     if estimator.loss == "mse" and len(x):
-        reconstruction = np.asarray(estimator.model_(x, training=False), dtype=np.float64)
+        from aepca.models import predict
+
+        reconstruction = np.asarray(predict(estimator.model_, x), dtype=np.float64)
         final_loss = float(np.mean(np.square(reconstruction - x)))
     losses = history.get("loss", [])
     lr_scales = history.get("lr_scale", [])
