@@ -144,3 +144,25 @@ def test_traces_are_saved_only_beside_a_local_jax_cache(tmp_path):
     assert _saved_traces.folder_beside(None) is None
     assert _saved_traces.folder_beside(str(tmp_path)) == tmp_path / _saved_traces.FOLDER
     assert _saved_traces.folder_beside("gs://bucket/cache") is None
+
+
+def test_without_flatbuffers_training_runs_unsaved(x, folder, exports, monkeypatch):
+    """jax.export needs flatbuffers to write a program; JAX does not require it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "flatbuffers", None)  # import flatbuffers now fails
+    monkeypatch.delitem(sys.modules, "jax._src.export.serialization", raising=False)
+    _, history = trained(x)
+    assert not exports and saved_files(folder["folder"]) == []
+    assert len(history["loss"]) == CONFIG.epochs and all(np.isfinite(history["loss"]))
+
+
+def test_flatbuffers_is_a_dependency_of_aepca_itself():
+    """Not only of the test extra's TensorFlow: the CLI saves traced programs."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    base = {Requirement(text).name for text in requires("aepca") if Requirement(text).marker is None}
+    assert "flatbuffers" in base
+

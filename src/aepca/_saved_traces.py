@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -50,7 +51,7 @@ def jit_with_saved_trace(function, example_args: tuple, *, description: dict | N
 
     jitted = jax.jit(function, donate_argnums=donate_argnums)
     folder = saved_traces_folder()
-    if folder is None or description is None or not _names_only_traced_packages(description):
+    if folder is None or description is None or not _can_serialize() or not _names_only_traced_packages(description):
         return jitted
     specs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), example_args)
     path = folder / f"{_digest(description, specs)}{SUFFIX}"
@@ -115,6 +116,13 @@ def _loaded_code() -> list:
                 stat = None
             code.append((name, path, None if stat is None else (stat.st_size, stat.st_mtime_ns)))
     return code
+
+
+def _can_serialize() -> bool:
+    """Whether ``jax.export`` can write and read programs: it needs the
+    flatbuffers package, an aepca dependency that JAX itself does not require,
+    so an environment put together by hand may lack it. Without it, run unsaved."""
+    return importlib.util.find_spec("flatbuffers") is not None
 
 
 def _names_only_traced_packages(description) -> bool:
