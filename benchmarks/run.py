@@ -43,7 +43,7 @@ PCA_CASES = tuple((dtype, impl) for dtype in ("float32", "float64") for impl in 
 GEMM = {"shape": (128, 784, 512), "samples": 7, "sample_s": 0.3}
 # Timed epochs per process of aepca's runner against plain JAX (after one untimed epoch each).
 EPOCH_PAIRS = 4
-PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "numpy", "scipy", "scikit-learn")
+PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "torch", "numpy", "scipy", "scikit-learn")
 
 
 # JAX compilation caches, one per contender, all empty when the benchmark starts (set in main).
