@@ -611,10 +611,8 @@ class _KerasFitRunner(_Runner):
     def run_epoch(self, epoch, lr_scale, tick):
         if lr_scale != self.lr_scale:
             self._rescale_learning_rate(lr_scale)
-        order = self.epoch_order(epoch)
-        result = self.trainer.fit(
-            self.x[order], self.x[order], batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0
-        )
+        rows = self.x[self.epoch_order(epoch)]  # one copy serves as inputs and targets
+        result = self.trainer.fit(rows, rows, batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0)
         tick(steps_per_epoch(self.n_train, self.config.batch_size))
         return float(result.history["loss"][-1])
 
