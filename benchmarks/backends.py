@@ -41,10 +41,10 @@ def parse_args(argv):
 
 def summarise(runs: list[dict]) -> dict:
     summary = {}
+    jax_by_repeat = {r["repeat"]: r["epoch_s"] for r in runs if r["backend"] == "jax"}
     for backend in BACKENDS:
         mine = [r for r in runs if r["backend"] == backend]
         entry = {metric: median_or_none([r[metric] for r in mine]) for metric in METRICS}
-        jax_by_repeat = {r["repeat"]: r["epoch_s"] for r in runs if r["backend"] == "jax"}
         entry["epoch_s_over_jax"] = median_or_none([r["epoch_s"] / jax_by_repeat[r["repeat"]] for r in mine])
         summary[backend] = entry
     return summary
