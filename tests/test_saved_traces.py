@@ -5,6 +5,7 @@ traced program could differ."""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -148,21 +149,8 @@ def test_traces_are_saved_only_beside_a_local_jax_cache(tmp_path):
 
 def test_without_flatbuffers_training_runs_unsaved(x, folder, exports, monkeypatch):
     """jax.export needs flatbuffers to write a program; JAX does not require it."""
-    import sys
-
     monkeypatch.setitem(sys.modules, "flatbuffers", None)  # import flatbuffers now fails
     monkeypatch.delitem(sys.modules, "jax._src.export.serialization", raising=False)
     _, history = trained(x)
     assert not exports and saved_files(folder["folder"]) == []
     assert len(history["loss"]) == CONFIG.epochs and all(np.isfinite(history["loss"]))
-
-
-def test_flatbuffers_is_a_dependency_of_aepca_itself():
-    """Not only of the test extra's TensorFlow: the CLI saves traced programs."""
-    from importlib.metadata import requires
-
-    from packaging.requirements import Requirement
-
-    base = {Requirement(text).name for text in requires("aepca") if Requirement(text).marker is None}
-    assert "flatbuffers" in base
-

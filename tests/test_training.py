@@ -273,5 +273,5 @@ def test_keras_fit_runner_leaves_the_model_uncompiled(x):
     runner = _KerasFitRunner(net.autoencoder, x, None, TrainConfig(epochs=1, batch_size=BATCH))
     runner.run_epoch(0, 1.0, lambda steps: None)
     assert not net.autoencoder.compiled and runner.trainer.compiled
-    for trained, own in zip(runner.trainer.trainable_variables, net.autoencoder.trainable_variables):
+    for trained, own in zip(runner.trainer.trainable_variables, net.autoencoder.trainable_variables, strict=True):
         assert trained is own
