@@ -23,6 +23,7 @@ from aepca._backend import load_keras
 from aepca._initial_values import with_slots_on_host
 from aepca._memory import checked_rows, to_device
 from aepca._saved_traces import jit_with_saved_trace
+from aepca.models import predict
 from aepca.validation import describe_names
 
 keras = load_keras()
@@ -620,10 +621,9 @@ class _KerasFitRunner(_Runner):
         loss_per_sample = LOSSES[self.config.loss]
         loss = mse = 0.0
         for start in range(0, len(x), 4096):
-            # A tensor, not the numpy rows: torch will not mix a tensor that
-            # tracks gradients with a numpy array.
-            xb = ops.convert_to_tensor(x[start : start + 4096])
-            reconstruction = self.model(xb, training=False)
+            xb = x[start : start + 4096]
+            # As numpy on every backend, and on PyTorch without recording gradients.
+            reconstruction = predict(self.model, xb)
             loss += float(ops.convert_to_numpy(ops.sum(loss_per_sample(xb, reconstruction))))
             mse += float(ops.convert_to_numpy(ops.sum(mse_per_sample(xb, reconstruction))))
         return loss / len(x), mse / len(x)
