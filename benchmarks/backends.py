@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from report import fmt, table
-from run import ROOT, THRESHOLDS, derive, machine, median_or_none, spawn
+from run import ROOT, THRESHOLDS, derive, machine, spawn, summarise
 
 BACKENDS = ("jax", "tensorflow", "torch")
 METRICS = ("epoch_s", "first_epoch_s", "final_test_mse", "peak_rss_mib", "process_wall_s")
@@ -39,21 +39,10 @@ def parse_args(argv):
     return args
 
 
-def summarise(runs: list[dict]) -> dict:
-    summary = {}
-    jax_by_repeat = {r["repeat"]: r["epoch_s"] for r in runs if r["backend"] == "jax"}
-    for backend in BACKENDS:
-        mine = [r for r in runs if r["backend"] == backend]
-        entry = {metric: median_or_none([r[metric] for r in mine]) for metric in METRICS}
-        entry["epoch_s_over_jax"] = median_or_none([r["epoch_s"] / jax_by_repeat[r["repeat"]] for r in mine])
-        summary[backend] = entry
-    return summary
-
-
 def render(results: dict) -> str:
     summary, settings = results["summary"], results["settings"]
     rows = [
-        ("seconds per epoch (after the first)", lambda e: f"{fmt(e['epoch_s'])} ({e['epoch_s_over_jax']:.2f}x)"),
+        ("seconds per epoch (after the first)", lambda e: f"{fmt(e['epoch_s'])} ({e['epoch_s_ratio']:.2f}x)"),
         ("first epoch, includes compilation (s)", lambda e: fmt(e["first_epoch_s"])),
         (f"test MSE after {settings['epochs']} epochs", lambda e: fmt(e["final_test_mse"], 5)),
         ("peak RSS of the process (MiB)", lambda e: fmt(e["peak_rss_mib"], 0)),
@@ -78,7 +67,7 @@ def render(results: dict) -> str:
     lines += ["", "Every run:", ""]
     lines += table(
         ["backend", "seed", "epoch seconds", "test MSE per epoch"],
-        [[r["backend"], r["seed"], ", ".join(fmt(s) for s in r["epoch_seconds"]), ", ".join(fmt(v, 5) for v in r["test_mse"])]
+        [[r["key"], r["seed"], ", ".join(fmt(s) for s in r["epoch_seconds"]), ", ".join(fmt(v, 5) for v in r["test_mse"])]
          for r in results["runs"]],
     )
     m = results["machine"]
@@ -96,7 +85,7 @@ def main(argv=None) -> Path:
         for backend in BACKENDS:
             spec = {"n_train": None, "n_test": None, "epochs": args.epochs, "seed": repeat, "early_threshold": THRESHOLDS["pca2"]}
             run = derive(spawn("classic", spec, backend))
-            run.update(backend=backend, repeat=repeat)
+            run.update(key=backend, repeat=repeat)
             runs.append(run)
             print(f"{backend} seed={repeat}: epochs {', '.join(f'{s:.2f}' for s in run['epoch_seconds'])} s, "
                   f"test MSE {run['final_test_mse']:.5f}", flush=True)
@@ -107,7 +96,7 @@ def main(argv=None) -> Path:
         "settings": {"repeats": args.repeats, "epochs": args.epochs, "backends": list(BACKENDS)},
         "machine": machine(),
         "runs": runs,
-        "summary": summarise(runs),
+        "summary": summarise(runs, BACKENDS, METRICS),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "backends.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -378,21 +378,27 @@ def run_gemm(spec) -> dict:
     out = np.empty((m, n), np.float32)
     for _ in range(50):
         np.matmul(a, b, out=out)
-    rates = []
-    for _ in range(spec["samples"]):
-        calls, started = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < spec["sample_s"]:
-            np.matmul(a, b, out=out)
-            calls += 1
-        rates.append(2.0 * m * k * n * calls / elapsed / 1e9)
+    rates = sampled_gflops(lambda: np.matmul(a, b, out=out), 2.0 * m * k * n, spec["samples"], spec["sample_s"])
     xla_rates = xla_gemm_gflops(m, k, n, spec["samples"], spec["sample_s"])
     # The best sample: a floor should use the fastest rate the hardware actually delivered.
     return {"gflops": float(max(rates)), "gflops_samples": rates,
             "xla_gflops": float(max(xla_rates)), "xla_gflops_samples": xla_rates}
 
 
+def sampled_gflops(call, flops_per_call: float, samples: int, sample_s: float) -> list[float]:
+    """GFLOP/s of ``call`` in each of ``samples`` samples, each calling it for ``sample_s`` seconds."""
+    rates = []
+    for _ in range(samples):
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < sample_s:
+            call()
+            calls += 1
+        rates.append(flops_per_call * calls / elapsed / 1e9)
+    return rates
+
+
 def xla_gemm_gflops(m, k, n, samples: int, sample_s: float) -> list[float]:
-    """XLA's rate on the same product, each sample a compiled loop over distinct left-hand
+    """XLA's rate on the same product, each call a compiled loop over distinct left-hand
     matrices (so that nothing is hoisted out of it), as inside a training chunk."""
     import jax
     import jax.numpy as jnp
@@ -406,15 +412,9 @@ def xla_gemm_gflops(m, k, n, samples: int, sample_s: float) -> list[float]:
     def products(lefts, right):
         return jax.lax.scan(lambda carry, a: (carry + jnp.sum(a @ right), None), jnp.float32(0), lefts)[0]
 
-    jax.block_until_ready(products(lefts, right))
-    rates = []
-    for _ in range(samples):
-        calls, started = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < sample_s:
-            jax.block_until_ready(products(lefts, right))
-            calls += 1
-        rates.append(2.0 * m * k * n * per_call * calls / elapsed / 1e9)
-    return rates
+    call = lambda: jax.block_until_ready(products(lefts, right))  # noqa: E731
+    call()
+    return sampled_gflops(call, 2.0 * m * k * n * per_call, samples, sample_s)
 
 
 # aepca's epoch against the same network in plain JAX --------------------------------------
