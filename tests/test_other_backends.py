@@ -46,7 +46,16 @@ SCRIPT = textwrap.dedent(
     with zipfile.ZipFile(sys.argv[1] + "/model.keras") as saved:
         saved_config = json.loads(saved.read("config.json"))
     # The whole comparison: validation split, diagnostics and all.
+    # The tensors that predictions and diagnostics read: none may carry a
+    # record for gradients (PyTorch keeps one unless told not to).
+    converted = []
+    convert_to_numpy = keras.ops.convert_to_numpy
+    def recording_convert(x):
+        converted.append(bool(getattr(x, "requires_grad", False)))
+        return convert_to_numpy(x)
+    keras.ops.convert_to_numpy = recording_convert
     comparison = compare(low_rank(n_samples=300, n_features=12, rank=3), recipe="fast", epochs=2)
+    keras.ops.convert_to_numpy = convert_to_numpy
     print(json.dumps({
         "backend": keras.backend.backend(),
         "package_imported": keras.backend.backend() in sys.modules,
@@ -59,6 +68,8 @@ SCRIPT = textwrap.dedent(
         "saved_compiled": bool(saved_config.get("compile_config")),
         "compare_mse": [comparison.metrics[key]["test_mse"] for key in ("pca", "autoencoder")],
         "compare_diagnostics": comparison.diagnostics,
+        "converted": len(converted),
+        "converted_with_gradients": sum(converted),
         "loss": model.history_["loss"],
         "score": model.score(X),
         "X": X.tolist(),
@@ -86,6 +97,7 @@ def test_fit_transform_save_load_on_another_backend(tmp_path, backend):
     # Trained through a compiled twin: the saved model carries no optimizer or loss, as on JAX.
     assert not report["saved_compiled"]
     assert all(np.isfinite(report["compare_mse"])) and isinstance(report["compare_diagnostics"], list)
+    assert report["converted"] > 0 and report["converted_with_gradients"] == 0
     assert report["score"] < 0
 
     # Code refinement on this backend gives the JAX path's codes for the same saved network.

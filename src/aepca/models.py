@@ -7,6 +7,7 @@ objects, on any backend.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from dataclasses import dataclass
 
@@ -176,7 +177,7 @@ def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     Keras' eager call on MNIST's 60,000 rows and with the same numbers. A short
     last block is padded to a power of two, so only a handful of shapes is ever
     compiled (and JAX's disk cache keeps them). Other backends call the model
-    eagerly.
+    eagerly, without recording gradients.
     """
     if len(X) == 0:
         return np.zeros((0, model.output_shape[-1]), np.float32)
@@ -185,7 +186,8 @@ def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     for start in range(0, len(X), PREDICT_BATCH):
         block = X[start : start + PREDICT_BATCH]
         if forward is None:
-            parts.append(keras.ops.convert_to_numpy(model(block, training=False)))
+            with without_gradients():
+                parts.append(keras.ops.convert_to_numpy(model(block, training=False)))
             continue
         rows = len(block)
         size = max(MIN_PREDICT_BLOCK, 1 << (rows - 1).bit_length())
@@ -193,6 +195,21 @@ def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
             block = np.pad(block, ((0, size - rows), (0, 0)))
         parts.append(np.asarray(forward(block))[:rows])
     return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def without_gradients():
+    """A context for eager calls whose results are only read.
+
+    PyTorch records every call on trainable weights for a backward pass and
+    keeps the activations it needs: on MNIST's 60,000 rows that cost
+    predictions ~100 MiB and ~10% of their time. JAX and TensorFlow record
+    nothing outside ``grad`` or a ``GradientTape``.
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
 
 
 def _compiled_forward(model: keras.Model):

@@ -64,7 +64,7 @@ def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
     ``x_scaled`` are training rows already scaled by the estimator's scaler.
     """
     from aepca._backend import load_keras
-    from aepca.models import predict
+    from aepca.models import predict, without_gradients
 
     keras = load_keras()
 
@@ -76,7 +76,8 @@ def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
         if not layers:
             continue
         probe = keras.Model(submodel.input, [layer.input for layer in layers])
-        layer_inputs = probe(inputs[submodel.name], training=False)
+        with without_gradients():
+            layer_inputs = probe(inputs[submodel.name], training=False)
         layer_inputs = layer_inputs if isinstance(layer_inputs, (list, tuple)) else [layer_inputs]
         for layer, layer_input in zip(layers, layer_inputs):
             kernel, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
