@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from report import fmt, table
-from run import ROOT, THRESHOLDS, derive, machine, spawn, summarise
+from report import fmt, machine_section, table
+from run import ROOT, THRESHOLDS, derive, load_average, machine, spawn, summarise
 
 BACKENDS = ("jax", "tensorflow", "torch")
 METRICS = ("epoch_s", "first_epoch_s", "final_test_mse", "peak_rss_mib", "process_wall_s")
@@ -70,9 +70,7 @@ def render(results: dict) -> str:
         [[r["key"], r["seed"], ", ".join(fmt(s) for s in r["epoch_seconds"]), ", ".join(fmt(v, 5) for v in r["test_mse"])]
          for r in results["runs"]],
     )
-    m = results["machine"]
-    lines += ["", f"Machine: {m['cpu_model']}, {m['usable_cpus']} usable CPUs, {m['memory_gib']} GiB; "
-              + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + f"; git {m['git']}."]
+    lines += ["", *machine_section(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -80,6 +78,7 @@ def main(argv=None) -> Path:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     started = time.time()
+    load_before = load_average()
     runs = []
     for repeat in range(args.repeats):
         for backend in BACKENDS:
@@ -94,7 +93,7 @@ def main(argv=None) -> Path:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "duration_s": time.time() - started,
         "settings": {"repeats": args.repeats, "epochs": args.epochs, "backends": list(BACKENDS)},
-        "machine": machine(),
+        "machine": {**machine(), "load_average_before": load_before, "load_average_after": load_average()},
         "runs": runs,
         "summary": summarise(runs, BACKENDS, METRICS),
     }
