@@ -1,4 +1,4 @@
-"""Exact streaming PCA: pinned MNIST errors, equality with scikit-learn, streaming, error curves."""
+"""Exact streaming PCA: pinned MNIST errors, equality with scikit-learn, streaming, chunked fits, error curves."""
 
 from __future__ import annotations
 
@@ -112,6 +112,54 @@ def test_streaming_batch_size_makes_no_difference(dtype):
     np.testing.assert_allclose(small.mean_, large.mean_, rtol=1e-12)
     np.testing.assert_allclose(small.all_explained_variance_, large.all_explained_variance_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(small.components_, large.components_, rtol=0, atol=1e-9)
+
+
+# Fitting a chunk at a time ---------------------------------------------------------
+def test_partial_fit_over_chunks_equals_fit():
+    X = _well_conditioned(n_samples=1003, n_features=12, seed=1, offset=1000.0)
+    whole = PCA(n_components=4).fit(X)
+    chunked = PCA(n_components=4, batch_size=100)
+    for chunk in np.array_split(X, 7):
+        chunked.partial_fit(chunk)
+    assert chunked.n_samples_seen_ == 1003
+    np.testing.assert_allclose(chunked.mean_, whole.mean_, rtol=1e-12)
+    np.testing.assert_allclose(chunked.all_explained_variance_, whole.all_explained_variance_, rtol=1e-9)
+    np.testing.assert_allclose(chunked.components_, whole.components_, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(chunked.explained_variance_ratio_, whole.explained_variance_ratio_, rtol=1e-9)
+
+
+def test_mnist_fitted_a_chunk_at_a_time_from_a_memory_mapped_file(mnist, mnist_pca, tmp_path):
+    path = tmp_path / "train.npy"
+    np.save(path, mnist.x_train)
+    on_disk = np.load(path, mmap_mode="r")
+    chunked = PCA(n_components=30)
+    for start in range(0, len(on_disk), 7000):
+        chunked.partial_fit(on_disk[start : start + 7000])
+    assert chunked.n_samples_seen_ == 60000
+    np.testing.assert_allclose(
+        chunked.mse_by_components(mnist.x_test, 30), mnist_pca.mse_by_components(mnist.x_test, 30), rtol=1e-10
+    )
+    assert chunked.reconstruction_mse(mnist.x_test) * 784 == pytest.approx(13.87, abs=0.005)
+
+
+def test_fit_starts_again_after_partial_fit():
+    X = _well_conditioned(n_samples=200, n_features=6, seed=4)
+    pca = PCA(n_components=2).partial_fit(X[:50]).partial_fit(X[50:120])
+    assert pca.n_samples_seen_ == 120
+    refitted = pca.fit(X[120:])
+    assert refitted.n_samples_seen_ == 80
+    np.testing.assert_allclose(refitted.mean_, X[120:].mean(axis=0), rtol=1e-12)
+
+
+def test_partial_fit_refuses_a_first_chunk_of_one_row_and_a_new_feature_count():
+    X = np.random.default_rng(0).random((20, 5))
+    with pytest.raises(ValueError, match=r"Found array with 1 sample\(s\) \(shape=\(1, 5\)\) while a minimum of 2"):
+        PCA(n_components=2).partial_fit(X[:1])
+    pca = PCA(n_components=2).partial_fit(X[:10])
+    assert pca.partial_fit(X[10:11]).n_samples_seen_ == 11
+    with pytest.raises(ValueError, match=r"X has 4 features, but PCA is expecting 5 features"):
+        pca.partial_fit(X[:, :4])
+    assert pca.n_samples_seen_ == 11
 
 
 # Error curves ----------------------------------------------------------------------

@@ -38,6 +38,16 @@ class ScatterAccumulator:
         self.scatter = np.zeros((n_features, n_features), order="F")
         self._work = np.empty(0)
 
+    @classmethod
+    def from_eigen(cls, n: int, mean: np.ndarray, directions: np.ndarray, variances: np.ndarray) -> ScatterAccumulator:
+        """The accumulator of ``n`` rows whose covariance has these eigen-pairs
+        (``directions`` as rows), as a fitted PCA holds them."""
+        accumulator = cls(len(mean))
+        accumulator.n = n
+        accumulator.mean = np.array(mean, dtype=np.float64)
+        accumulator.scatter = np.asfortranarray((directions.T * (variances * max(n - 1, 1))) @ directions)
+        return accumulator
+
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch)
         m, n_features = batch.shape
@@ -103,17 +113,42 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        self._accumulate(ScatterAccumulator(X.shape[1]), X)
+        return self
+
+    def partial_fit(self, X, y=None):
+        """Add the rows of ``X`` to those seen so far and refit.
+
+        The result equals ``fit`` on all rows at once (to float64 round-off),
+        so data that never fits in memory together can be fitted a chunk at
+        a time: files, row groups, ``np.load(path, mmap_mode="r")`` slices.
+        Each call also solves the d x d eigenproblem again, so chunks of many
+        rows are cheaper than many small ones. The first call needs at least
+        two rows.
+        """
+        first = not hasattr(self, "n_samples_seen_")
+        if first:
+            self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first, ensure_min_samples=2 if first else 1)
+        if first:
+            accumulator = ScatterAccumulator(X.shape[1])
+        else:
+            accumulator = ScatterAccumulator.from_eigen(
+                self.n_samples_seen_, self.mean_, self.all_components_, self.all_explained_variance_
+            )
+        self._accumulate(accumulator, X)
+        return self
+
+    def _accumulate(self, accumulator: ScatterAccumulator, X) -> None:
         n_features = X.shape[1]
         if self.n_components > n_features:
             raise ValueError(
                 f"Received an invalid value for n_components, expected at most the number of "
                 f"features ({n_features}). Received: n_components={self.n_components}"
             )
-        accumulator = ScatterAccumulator(n_features)
         for start in range(0, X.shape[0], self.batch_size):
             accumulator.update(X[start : start + self.batch_size])
         self._set_from_accumulator(accumulator)
-        return self
 
     def _set_from_accumulator(self, accumulator: ScatterAccumulator) -> None:
         eigenvalues, eigenvectors = scipy.linalg.eigh(accumulator.covariance())
