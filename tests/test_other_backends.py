@@ -45,9 +45,9 @@ SCRIPT = textwrap.dedent(
     loaded = load_model(model.save(sys.argv[1]))
     with zipfile.ZipFile(sys.argv[1] + "/model.keras") as saved:
         saved_config = json.loads(saved.read("config.json"))
-    # The whole comparison: validation split, diagnostics and all.
-    # The tensors that predictions and diagnostics read: none may carry a
-    # record for gradients (PyTorch keeps one unless told not to).
+    # The whole comparison: validation split, diagnostics and all. The tensors
+    # that its predictions and diagnostics read may carry no record for
+    # gradients (PyTorch keeps one unless told not to).
     converted = []
     convert_to_numpy = keras.ops.convert_to_numpy
     def recording_convert(x):
