@@ -42,6 +42,15 @@ SCRIPT = textwrap.dedent(
     model = Autoencoder(n_components=2, hidden=(8,), epochs=2, batch_size=32, random_state=0)
     model.fit(X, X_val=X[:50])
     codes = model.transform(X)
+    # Many training steps per call into the compiled step function (100 steps:
+    # 64 + 36 on TensorFlow) give the numbers of one step per call.
+    from aepca import training
+    def fit_steps():
+        return Autoencoder(n_components=2, hidden=(8,), epochs=1, batch_size=2, random_state=0).fit(X, X_val=X[:50]).history_
+    many_steps = fit_steps()
+    training.STEPS_PER_EXECUTION, steps_per_execution = {}, training.STEPS_PER_EXECUTION
+    one_step = fit_steps()
+    training.STEPS_PER_EXECUTION = steps_per_execution
     loaded = load_model(model.save(sys.argv[1]))
     with zipfile.ZipFile(sys.argv[1] + "/model.keras") as saved:
         saved_config = json.loads(saved.read("config.json"))
@@ -71,6 +80,7 @@ SCRIPT = textwrap.dedent(
         "converted": len(converted),
         "converted_with_gradients": sum(converted),
         "loss": model.history_["loss"],
+        "steps_per_call_histories": [[history[key] for key in ("loss", "val_loss")] for history in (many_steps, one_step)],
         "score": model.score(X),
         "X": X.tolist(),
         "refined_codes": loaded.set_params(refine_steps=20).transform(X).tolist(),
@@ -93,6 +103,8 @@ def test_fit_transform_save_load_on_another_backend(tmp_path, backend):
     assert report["codes_shape"] == [200, 2] and report["codes_finite"]
     assert report["loaded_equal"]
     assert report["epochs"] == 2 and report["loss"][1] < report["loss"][0]
+    many_steps, one_step = report["steps_per_call_histories"]
+    np.testing.assert_allclose(many_steps, one_step, rtol=1e-6)
     assert len(report["val_loss"]) == 2 and all(np.isfinite(report["val_loss"]))
     # Trained through a compiled twin: the saved model carries no optimizer or loss, as on JAX.
     assert not report["saved_compiled"]
