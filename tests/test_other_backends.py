@@ -51,6 +51,11 @@ SCRIPT = textwrap.dedent(
     training.STEPS_PER_EXECUTION, steps_per_execution = {}, training.STEPS_PER_EXECUTION
     one_step = fit_steps()
     training.STEPS_PER_EXECUTION = steps_per_execution
+    try:
+        Autoencoder(n_components=2, hidden=(8,), epochs=1, batch_size=32, devices=2).fit(X)
+        several_devices = None
+    except ValueError as error:
+        several_devices = str(error)
     loaded = load_model(model.save(sys.argv[1]))
     with zipfile.ZipFile(sys.argv[1] + "/model.keras") as saved:
         saved_config = json.loads(saved.read("config.json"))
@@ -80,6 +85,7 @@ SCRIPT = textwrap.dedent(
         "converted": len(converted),
         "converted_with_gradients": sum(converted),
         "loss": model.history_["loss"],
+        "several_devices": several_devices,
         "steps_per_call_histories": [[history[key] for key in ("loss", "val_loss")] for history in (many_steps, one_step)],
         "score": model.score(X),
         "X": X.tolist(),
@@ -103,6 +109,10 @@ def test_fit_transform_save_load_on_another_backend(tmp_path, backend):
     assert report["codes_shape"] == [200, 2] and report["codes_finite"]
     assert report["loaded_equal"]
     assert report["epochs"] == 2 and report["loss"][1] < report["loss"][0]
+    assert report["several_devices"] == (
+        f"Received an invalid value for devices, expected 1 on the {backend!r} backend: training splits batches "
+        "over several devices on JAX only. Received: devices=2. Set KERAS_BACKEND=jax or devices=1."
+    )
     many_steps, one_step = report["steps_per_call_histories"]
     np.testing.assert_allclose(many_steps, one_step, rtol=1e-6)
     assert len(report["val_loss"]) == 2 and all(np.isfinite(report["val_loss"]))

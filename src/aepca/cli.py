@@ -95,6 +95,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-steps", type=non_negative_int, default=None, metavar="N",
                         help="refine each code by N gradient steps through the decoder when encoding "
                              "(better reconstructions of new data, N decoder passes each; default: 0)")
+    parser.add_argument("--devices", type=positive_int, default=None, metavar="N",
+                        help="split every batch across N of the devices JAX sees, e.g. GPUs "
+                             "(the same steps as one device; default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the split, weights and shuffling (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -262,6 +265,7 @@ def run_compare(args) -> int:
             dataset, code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed,
             scale=args.scale, progress=not args.no_progress, checkpoint_dir=str(checkpoint),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
+            devices=args.devices,
         )
         with staged_output(args.out) as staging:
             write_outputs(comparison, dataset, staging)
@@ -304,7 +308,7 @@ def run_sweep(args) -> int:
     result = sweep(
         dataset, code_dims, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
         progress=not args.no_progress, on_row=report_row, hidden=None if args.hidden is None else tuple(args.hidden),
-        refine_steps=args.refine_steps,
+        refine_steps=args.refine_steps, devices=args.devices,
     )
     with staged_output(args.out) as staging:
         write_sweep_outputs(result, staging)

@@ -101,8 +101,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         After encoding, improve each sample's code by this many Adam steps on
         its reconstruction loss through the decoder (see :mod:`aepca.refine`):
         better codes and reconstructions on new data, at the cost of that many
-        decoder passes in ``transform`` and ``reconstruct``. JAX and TensorFlow
-        backends. Training and the checks during ``fit`` use the plain encoder.
+        decoder passes in ``transform`` and ``reconstruct``. JAX, TensorFlow
+        and PyTorch backends. Training and the checks during ``fit`` use the
+        plain encoder.
+    devices : int, default=1
+        Train on this many of the devices JAX sees (GPUs; or CPU devices, with
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``), each taking an
+        equal share of every batch, so ``batch_size`` must be a multiple of it.
+        The steps are those of one device. JAX backend only.
 
     Attributes
     ----------
@@ -139,6 +145,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "verbose": ["verbose"],
         "checkpoint_dir": [str, os.PathLike, None],
         "refine_steps": [Interval(Integral, 0, None, closed="left")],
+        "devices": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -166,6 +173,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         verbose=False,
         checkpoint_dir=None,
         refine_steps=0,
+        devices=1,
     ):
         self.n_components = n_components
         self.hidden = hidden
@@ -189,6 +197,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
         self.refine_steps = refine_steps
+        self.devices = devices
 
     # Fitting -----------------------------------------------------------------
     def fit(self, X, y=None, *, X_val=None):
@@ -328,6 +337,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             loss=self.loss,
             seed=seed,
             restore_best=bool(self.restore_best),
+            devices=int(self.devices),
         )
 
     def _train(self, net: AutoencoderNet, X, train_rows, X_monitor, seed) -> dict:

@@ -99,18 +99,24 @@ class TrainConfig:
     restore_best: bool = False
     max_divergence_retries: int = 3
     chunks_per_epoch: int = 10
+    devices: int = 1
 
     def __post_init__(self):
         _choose(LOSSES, self.loss, "loss")
         _choose(OPTIMIZERS, self.optimizer, "optimizer")
         _choose(dict.fromkeys(SCHEDULES), self.schedule, "schedule")
-        for name in ("epochs", "batch_size", "chunks_per_epoch"):
+        for name in ("epochs", "batch_size", "chunks_per_epoch", "devices"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(
                     f"Received an invalid value for {name}, expected a positive integer. "
                     f"Received: {name}={value!r}"
                 )
+        if self.batch_size % self.devices:
+            raise ValueError(
+                f"Received an invalid value for devices, expected a divisor of batch_size={self.batch_size} "
+                f"(each device takes an equal share of every batch). Received: devices={self.devices}"
+            )
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
             raise ValueError(
                 "Received an invalid value for learning_rate, expected a positive finite number. "
@@ -202,6 +208,12 @@ def train(
         raise ValueError(
             f"aepca trains on the 'jax', {describe_names(FIT_BACKENDS)} backends; Keras runs on {backend!r}. "
             "Set KERAS_BACKEND=jax (the fastest here)."
+        )
+    if config.devices > 1 and backend != "jax":
+        raise ValueError(
+            f"Received an invalid value for devices, expected 1 on the {backend!r} backend: training splits "
+            f"batches over several devices on JAX only. Received: devices={config.devices}. "
+            "Set KERAS_BACKEND=jax or devices=1."
         )
     runner = _JaxRunner if backend == "jax" else _KerasFitRunner
     return runner(model, x, x_val, config, rows).run(progress=progress, callbacks=callbacks, resume=resume)
@@ -369,8 +381,29 @@ def epoch_permutation(seed: int, epoch: int, n_samples: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_samples)
 
 
+def data_parallel_mesh(n_devices: int):
+    """A one-axis mesh over the first ``n_devices`` devices JAX sees; ``None`` for one."""
+    if n_devices == 1:
+        return None
+    import jax
+
+    available = jax.devices()
+    if n_devices > len(available):
+        raise ValueError(
+            f"Received an invalid value for devices, expected at most the {len(available)} device(s) JAX sees "
+            f"({', '.join(str(d) for d in available)}). Received: devices={n_devices}"
+        )
+    return jax.sharding.Mesh(available[:n_devices], ("batch",))
+
+
 class _JaxRunner(_Runner):
-    """Compiled chunks of an epoch through Keras' stateless API."""
+    """Compiled chunks of an epoch through Keras' stateless API.
+
+    With ``config.devices > 1`` the data and the training state are copied to
+    every device and each batch is split across them; XLA then sums the
+    gradients over the devices, so the steps are those of one device (the
+    same batches, losses equal to float32 round-off).
+    """
 
     EVAL_BATCH = 4096
 
@@ -380,8 +413,9 @@ class _JaxRunner(_Runner):
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
-        self.x_device = to_device(self.x)
-        self.x_val_device = None if self.x_val is None else to_device(self.x_val)
+        self.mesh = data_parallel_mesh(config.devices)
+        self.x_device = self._put(self.x)
+        self.x_val_device = None if self.x_val is None else self._put(self.x_val)
         # Copies: the compiled chunks donate (delete) their input state, and the
         # model's own buffers must stay valid if training stops with an error.
         copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
@@ -390,7 +424,8 @@ class _JaxRunner(_Runner):
             [v.value for v in model.non_trainable_variables],
             [v.value for v in self.optimizer.variables],
         )))
-        self._description = self._trace_description()
+        # A saved trace is a one-device program (see aepca._saved_traces).
+        self._description = self._trace_description() if self.mesh is None else None
         _, chunk_steps = self._chunk_layout()
         indices, weights = (jax.ShapeDtypeStruct((chunk_steps, config.batch_size), t) for t in (jnp.int32, jnp.float32))
         self._train_chunk = jit_with_saved_trace(
@@ -481,10 +516,22 @@ class _JaxRunner(_Runner):
     def set_state(self, trainable, non_trainable, optimizer):
         self._state = self._on_device((list(trainable), list(non_trainable), list(optimizer)))
 
+    def _put(self, x: np.ndarray):
+        """Rows on the training device, or on every device of the mesh."""
+        if self.mesh is None:
+            return to_device(x)
+        return self.jax.device_put(x, self._sharding())
+
+    def _sharding(self, *spec):
+        """Arrays of the mesh: copied to every device, or split along the axes ``spec`` names."""
+        return self.jax.sharding.NamedSharding(self.mesh, self.jax.sharding.PartitionSpec(*spec))
+
     def _on_device(self, state):
-        """``state`` placed explicitly on the data's device, as the chunks'
+        """``state`` placed explicitly where the data is, as the chunks'
         outputs are: the chunk is then lowered and compiled once, not once
         more for a state that JAX placed by default."""
+        if self.mesh is not None:
+            return self.jax.device_put(state, self._sharding())
         (device,) = self.x_device.devices()
         return self.jax.device_put(state, device)
 
@@ -510,6 +557,9 @@ class _JaxRunner(_Runner):
 
     def run_epoch(self, epoch, lr_scale, tick):
         indices, weights, _ = self._chunks(epoch)
+        if self.mesh is not None:
+            # Each step's batch (the last axis) split across the devices.
+            indices, weights = (self.jax.device_put(a, self._sharding(None, None, "batch")) for a in (indices, weights))
         steps_left = steps_per_epoch(self.n_train, self.config.batch_size)
         totals = []
         for chunk_indices, chunk_weights in zip(indices, weights):
@@ -523,7 +573,7 @@ class _JaxRunner(_Runner):
         return float(np.sum([np.sum(np.asarray(t), dtype=np.float64) for t in totals]) / self.n_train)
 
     def evaluate(self, x):
-        x_device = self.x_val_device if x is self.x_val else self.jnp.asarray(x)
+        x_device = self.x_val_device if x is self.x_val else self._put(x)
         trainable, non_trainable, _ = self._state
         loss = mse = 0.0
         # Equal batches of at most EVAL_BATCH rows: 10,000 rows run as 3 x 3,334,
@@ -543,6 +593,9 @@ class _JaxRunner(_Runner):
 
     def finish(self):
         trainable, non_trainable, optimizer = self._state
+        if self.mesh is not None:
+            # The model's weights on one device again, as Keras made them.
+            trainable, non_trainable, optimizer = self.jax.device_get(self._state)
         for variable, value in zip(self.model.trainable_variables, trainable):
             variable.assign(value)
         for variable, value in zip(self.model.non_trainable_variables, non_trainable):
