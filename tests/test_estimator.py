@@ -163,29 +163,38 @@ def test_pca_start_with_a_tiny_learning_rate_scores_like_pca(data):
 def test_output_bias_mean_starts_the_output_at_the_training_mean(data):
     X = data[0]
     # A vanishing learning rate leaves the starting weights in place.
-    ae = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-30, "output_bias": "mean", "output_activation": "linear"}).fit(X)
+    unit = (X - X.min()) / (X.max() - X.min())  # in [0, 1]: fed as it is to a sigmoid output
+    ae = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-30, "output_bias": "mean", "output_activation": "sigmoid"}).fit(unit)
     bias = ae.decoder_.get_layer("reconstruction").get_weights()[1]
-    np.testing.assert_allclose(bias, X.mean(axis=0), rtol=1e-5, atol=1e-6)
-    default = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-30, "output_activation": "linear"}).fit(X)
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias)), unit.mean(axis=0), rtol=1e-5, atol=1e-6)
+    default = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-30, "output_activation": "sigmoid"}).fit(unit)
     np.testing.assert_allclose(default.decoder_.get_layer("reconstruction").get_weights()[1], 0.0, atol=1e-20)
 
 
-def test_standard_scaling_reports_in_original_units(data):
+def test_a_linear_output_is_standardised_so_a_zero_bias_is_the_training_mean(data):
+    X = data[0] * np.float32(1e-3)  # small units: the network still sees unit-variance columns
+    ae = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-30, "output_activation": "linear"}).fit(X)
+    bias = ae.decoder_.get_layer("reconstruction").get_weights()[1]
+    start = ae.decoder_.get_layer("output_scale")(bias[None]) * ae.network_scale_
+    np.testing.assert_allclose(np.asarray(start)[0], X.mean(axis=0), rtol=1e-4, atol=1e-9)
+    standardised = ae.encoder_.get_layer("standardised")(X / ae.network_scale_)
+    np.testing.assert_allclose(np.std(np.asarray(standardised), axis=0), 1.0, rtol=1e-3)
+
+
+def test_standard_scaling_scores_in_standardised_units(data):
     X_train, X_test = data
     units = np.float32(10.0) ** np.arange(-2, 3, 0.5, dtype=np.float32)  # 0.01 ... 316
     X_train, X_test = X_train * units + 5.0, X_test * units + 5.0
     model = Autoencoder(**{**PARAMS, "init": "pca", "scale": "standard", "learning_rate": 1e-7, "epochs": 1}).fit(X_train)
     assert model.scaler_.method_ == "standard"
-    reconstruction = model.reconstruct(X_test)
-    # The score is the MSE in the data's own units ...
-    assert model.score(X_test) == pytest.approx(-_mse(reconstruction, X_test), rel=1e-6)
-    # ... and equals PCA fitted on standardised data, mapped back to original units.
+    # PCA fitted on StandardScaler's output (population std), scored in those units.
     mean, std = X_train.mean(axis=0, dtype=np.float64), X_train.std(axis=0, dtype=np.float64)
     pca = PCA(n_components=2).fit((X_train - mean) / std)
-    expected = pca.inverse_transform(pca.transform((X_test - mean) / std)) * std + mean
-    assert model.score(X_test) == pytest.approx(-_mse(expected, X_test), rel=1e-3)
-    # Not the scaled units: those errors are orders of magnitude smaller here.
-    assert -model.score(X_test) > 100 * _mse(pca.inverse_transform(pca.transform((X_test - mean) / std)), (X_test - mean) / std)
+    Z_test = (X_test - mean) / std
+    assert model.score(X_test) == pytest.approx(-_mse(pca.inverse_transform(pca.transform(Z_test)), Z_test), rel=1e-4)
+    # Reconstructions stay in the data's own units.
+    expected = pca.inverse_transform(pca.transform(Z_test)) * std + mean
+    assert np.all(np.abs(model.reconstruct(X_test) - expected) <= 1e-3 * units + 1e-3 * np.abs(expected))
 
 
 def test_validation_fraction_monitors_a_held_out_share(data):
@@ -247,3 +256,13 @@ def test_unfitted_estimator_says_so():
 
     with pytest.raises(NotFittedError, match="This Autoencoder instance is not fitted yet"):
         Autoencoder().transform(np.ones((2, 3)))
+
+
+def test_training_does_not_depend_on_the_datas_units(data):
+    X_train, X_test = data
+    params = {**PARAMS, "epochs": 3, "scale": "none", "output_activation": "linear"}
+    big = Autoencoder(**params).fit(X_train)
+    small = Autoencoder(**params).fit(X_train * np.float32(1e-4))
+    # The same network and steps: the error in tiny units is the error in big units times 1e-8.
+    assert small.score(X_test * np.float32(1e-4)) == pytest.approx(big.score(X_test) * 1e-8, rel=1e-3)
+    assert small.history_["loss"][-1] == pytest.approx(big.history_["loss"][-1] * 1e-8, rel=1e-3)

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from aepca.preprocessing import Scaler, in_unit_interval
+from aepca.preprocessing import Scaler, in_unit_interval, network_scaling, shares_one_unit
 
 RNG = np.random.default_rng(0)
 PIXELS = RNG.uniform(0.0, 1.0, size=(50, 6)).astype(np.float32)
@@ -103,3 +103,49 @@ def test_to_dict_round_trips_exactly_through_json(method):
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _mixed_units(rng):
+    """Three columns measured in very different units (years, euros, a ratio)."""
+    return np.column_stack([rng.normal(40, 12, 500), rng.normal(30000, 9000, 500), rng.normal(0.5, 0.1, 500)])
+
+
+def test_auto_keeps_one_unit_data_as_it_is_and_says_why():
+    from sklearn.datasets import load_digits
+
+    # Pixels of 0-16 with near-constant border pixels: one unit, not a reason to standardise.
+    scaler = Scaler("auto").fit(load_digits().data)
+    assert scaler.method_ == "none"
+    assert "standard deviations are within" in scaler.reason_
+    assert scaler.units == "the data's own units"
+
+
+def test_auto_standardises_mixed_units_and_says_why(rng):
+    scaler = Scaler("auto").fit(_mixed_units(rng))
+    assert scaler.method_ == "standard"
+    assert "differ" in scaler.reason_ and "mixed units" in scaler.reason_
+    assert "variance is 1" in scaler.units
+
+
+@pytest.mark.parametrize("name", ["wine", "breast_cancer"])
+def test_scikit_learns_tables_are_mixed_units(name):
+    from sklearn import datasets
+
+    assert shares_one_unit(getattr(datasets, f"load_{name}")().data)[0] is False
+
+
+def test_standard_equals_scikit_learns_standard_scaler_with_a_constant_column(rng):
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.column_stack([_mixed_units(rng), np.full(500, 7.0)])
+    np.testing.assert_allclose(Scaler("standard").fit_transform(X), StandardScaler().fit_transform(X), rtol=1e-5, atol=1e-5)
+
+
+def test_network_scaling_makes_the_units_irrelevant(rng):
+    X = _mixed_units(rng)
+    mean, scale, typical = network_scaling(X)
+    small_mean, small_scale, small_typical = network_scaling(X * 1e-6)
+    np.testing.assert_allclose((mean, scale), (small_mean, small_scale), rtol=1e-9)
+    assert small_typical == pytest.approx(typical * 1e-6)
+    # Floored at a tenth of the typical scale: the ratio column is not blown up.
+    assert scale.min() == pytest.approx(0.1)

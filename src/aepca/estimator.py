@@ -26,7 +26,7 @@ from aepca._memory import mean_of_rows, take_rows  # noqa: E402
 from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
 from aepca.models import PREDICT_BATCH, AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
-from aepca.preprocessing import Scaler  # noqa: E402
+from aepca.preprocessing import Scaler, network_scaling  # noqa: E402
 from aepca.refine import refine_codes  # noqa: E402
 from aepca.validation import check_codes  # noqa: E402
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train  # noqa: E402
@@ -46,8 +46,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     ``transform`` gives the code (the nonlinear principal components),
     ``inverse_transform`` decodes codes back to the data's own units, and
-    ``score`` is the negative reconstruction MSE (higher is better) in those
-    units, so it compares directly with :class:`aepca.PCA`.
+    ``score`` is the negative reconstruction MSE (higher is better) in the
+    error space chosen by ``scale``, so it compares directly with
+    :class:`aepca.PCA` fitted on the same scaled data.
+
+    The network trains on the error space's rows divided by one typical
+    scale, and (with a linear output) standardises each column inside its
+    first layer and undoes that at its output: its loss is exactly that
+    space's MSE, and training does not depend on the data's units.
 
     Parameters
     ----------
@@ -75,8 +81,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         training mean, so training need not first learn the mean (linear,
         sigmoid and tanh outputs). A PCA start always includes the mean.
     scale : {"none", "auto", "minmax", "standard"}, default="none"
-        Per-feature scaling learned on the training data. Every output and
-        score is mapped back to the original units.
+        The error space: per-feature scaling learned on the training data
+        (see :class:`aepca.preprocessing.Scaler`) in which the network is
+        trained and ``score`` measured. Reconstructions are in the original
+        units.
     epochs, batch_size, learning_rate, optimizer, beta_2, schedule, warmup_epochs, loss
         Training settings; see :class:`aepca.training.TrainConfig`.
     min_steps : int or None, default=None
@@ -114,8 +122,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     ----------
     model_, encoder_, decoder_ : keras.Model
     scaler_ : aepca.preprocessing.Scaler
+        The error space.
+    network_scale_ : float
+        The network's inputs are the error space's rows divided by this.
     history_ : dict
-        Per-epoch ``loss``, ``val_loss``, ``val_mse``, ``seconds``.
+        Per-epoch ``loss``, ``val_loss``, ``val_mse`` (in the error space's
+        units), ``seconds``; ``epochs_reason`` says why that many epochs ran.
     output_activation_ : str
     init_ : str
         How the kept network was started ("random" or "pca").
@@ -216,23 +228,32 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         self.scaler_ = Scaler(self.scale).fit(X)
-        X_scaled = self.scaler_.transform(X)
-        train_rows, X_monitor = self._split_validation(X_scaled, X_val, seed)
+        X_space = self.scaler_.transform(X)
+        # Data in [0, 1] are fed as they are (a sigmoid output can reproduce them).
+        self.network_scale_ = 1.0 if self.scaler_.unit_interval_ else network_scaling(X_space)[2]
+        X_net = self._to_network(X_space)
+        train_rows, X_monitor = self._split_validation(X_net, X_val, seed)
         # The PCA is fitted on every training row: exactly the PCA it is compared with.
         if self.init == "auto":
-            net, self.history_ = self._fit_network("random", X_scaled, train_rows, X_monitor, seed, None)
+            net, self.history_ = self._fit_network("random", X_net, train_rows, X_monitor, seed, None)
             # Fitted only now, so the first training step does not wait for it.
-            pca = PCA(self.n_components).fit(X_scaled)
-            judge = X_scaled if X_monitor is None else X_monitor
-            if not self._clearly_better(_pca_sample_errors(pca, judge, self._feature_weights()), self._errors(net, judge)):
+            pca = PCA(self.n_components).fit(X_space)
+            judge = X_net if X_monitor is None else X_monitor
+            if not self._clearly_better(self._pca_errors(pca, judge), self._errors(net, judge)):
                 # The nonlinear network is not clearly better than PCA: start
                 # again from PCA itself, which training can only improve on.
-                net, self.history_ = self._fit_network("pca", X_scaled, train_rows, X_monitor, seed, pca)
+                net, self.history_ = self._fit_network("pca", X_net, train_rows, X_monitor, seed, pca)
         else:
-            pca = PCA(self.n_components).fit(X_scaled) if self.init == "pca" else None
-            net, self.history_ = self._fit_network(self.init, X_scaled, train_rows, X_monitor, seed, pca)
+            pca = PCA(self.n_components).fit(X_space) if self.init == "pca" else None
+            net, self.history_ = self._fit_network(self.init, X_net, train_rows, X_monitor, seed, pca)
         self._set_net(net)
         return self
+
+    def _to_network(self, X_space):
+        """Rows of the error space as the network takes them."""
+        if self.network_scale_ == 1.0:
+            return X_space
+        return (X_space / np.float32(self.network_scale_)).astype(np.float32, copy=False)
 
     def _fit_network(self, init, X, train_rows, X_monitor, seed, pca):
         """Build and train one network started as ``init``; returns it and its history.
@@ -242,18 +263,31 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.init_ = init
         net = self._build(X, train_rows, seed, None if init == "random" else pca)
         start = net.autoencoder.get_weights()
-        history = self._train(net, X, train_rows, X_monitor, seed)
+        history = self._in_space_units(self._train(net, X, train_rows, X_monitor, seed))
         history["init"] = init
+        history["epochs_reason"] = self._epochs_reason(len(X) if train_rows is None else len(train_rows))
         if init == "pca" and self.restore_best and X_monitor is not None:
             history["kept_start"] = self._keep_start_unless_clearly_better(net.autoencoder, start, X_monitor)
         return net, history
 
-    def _feature_weights(self) -> np.ndarray:
-        # Squared-error weights that turn scaled errors into the data's units.
-        return np.square(self.scaler_.scale_)
+    def _in_space_units(self, history: dict) -> dict:
+        """Training's losses (of rows divided by ``network_scale_``) in the error space's units."""
+        factor = self.network_scale_**2
+        keys = ["val_mse"] + (["loss", "val_loss", "best_val_loss"] if self.loss == "mse" else [])
+        for key in keys:
+            if isinstance(history.get(key), list):
+                history[key] = [value * factor for value in history[key]]
+            elif key in history:
+                history[key] *= factor
+        return history
 
-    def _errors(self, net: AutoencoderNet, X_scaled) -> np.ndarray:
-        return _sample_errors(net.autoencoder, X_scaled, self._feature_weights())
+    def _errors(self, net: AutoencoderNet, X_net) -> np.ndarray:
+        """Per-sample MSE of ``net`` in the error space, for rows as the network takes them."""
+        return _sample_errors(lambda block: predict(net.autoencoder, block), X_net) * self.network_scale_**2
+
+    def _pca_errors(self, pca: PCA, X_net) -> np.ndarray:
+        c = self.network_scale_
+        return _sample_errors(lambda block: pca.inverse_transform(pca.transform(block * c)) / c, X_net) * c**2
 
     @staticmethod
     def _clearly_better(reference_errors, candidate_errors) -> bool:
@@ -270,11 +304,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         are better there by chance, so a trained model may still be worse than
         its PCA start on new data. Returns whether the start was kept.
         """
-        weights = self._feature_weights()
+        errors = lambda: _sample_errors(lambda block: predict(model, block), X_monitor)  # noqa: E731
         trained = model.get_weights()
-        trained_errors = _sample_errors(model, X_monitor, weights)
+        trained_errors = errors()
         model.set_weights(start)
-        if self._clearly_better(_sample_errors(model, X_monitor, weights), trained_errors):
+        if self._clearly_better(errors(), trained_errors):
             model.set_weights(trained)
             return False
         return True
@@ -284,7 +318,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         validation rows (``None``: no validation)."""
         if X_val is not None:
             X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
-            return None, self.scaler_.transform(X_val)
+            return None, self._to_network(self.scaler_.transform(X_val))
         if self.validation_fraction == 0:
             return None, None
         # Enough rows for the paired improvement test to mean something.
@@ -309,6 +343,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _build(self, X, train_rows, seed, pca: PCA | None) -> AutoencoderNet:
         """Build the network (PCA-initialised when ``pca`` is given); override for other architectures."""
         self.output_activation_ = "linear" if pca is not None else self._resolve_output_activation()
+        standardise = None
+        if self.output_activation_ == "linear":
+            # Fixed layers standardise each column of the rows the network takes.
+            mean, scale, typical = network_scaling(X)
+            standardise = (mean * typical, scale * typical)
         return build_autoencoder(
             X.shape[1],
             self.n_components,
@@ -317,13 +356,27 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             output_activation=self.output_activation_,
             seed=seed,
             pca=None if pca is None else (pca.components_, pca.mean_),
-            output_mean=mean_of_rows(X, train_rows) if pca is None and self.output_bias == "mean" else None,
+            output_mean=(
+                mean_of_rows(X, train_rows) if pca is None and standardise is None and self.output_bias == "mean" else None
+            ),
+            standardise=standardise,
+            data_scale=self.network_scale_,
         )
 
     def _epochs(self, n_train: int) -> int:
         if self.min_steps is None:
             return self.epochs
         return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch(n_train, self.batch_size)))
+
+    def _epochs_reason(self, n_train: int) -> str:
+        epochs = self._epochs(n_train)
+        if epochs == self.epochs:
+            return f"{epochs} epochs, as set"
+        per_epoch = steps_per_epoch(n_train, self.batch_size)
+        return (
+            f"{epochs} epochs instead of {self.epochs}: {n_train} training rows make {per_epoch} steps per epoch, "
+            f"and at least {self.min_steps} optimizer steps (min_steps) are run"
+        )
 
     def _train_config(self, seed, n_train) -> TrainConfig:
         return TrainConfig(
@@ -383,36 +436,46 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """The code of each sample, shape ``(n_samples, n_components)``."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        return self._codes(self.scaler_.transform(X))
+        return self._codes(self._to_network(self.scaler_.transform(X)))
 
-    def _codes(self, X_scaled):
-        codes = predict(self.encoder_, X_scaled)
+    def _codes(self, X_net):
+        codes = predict(self.encoder_, X_net)
         if not self.refine_steps:
             return codes
-        return refine_codes(self.decoder_, X_scaled, codes, steps=int(self.refine_steps), loss=self.loss)
+        return refine_codes(self.decoder_, X_net, codes, steps=int(self.refine_steps), loss=self.loss)
 
     def inverse_transform(self, X):
         """Decode codes back to reconstructions in the data's original units."""
         check_is_fitted(self)
         codes = check_codes(X, self.n_components)
-        return self.scaler_.inverse_transform(predict(self.decoder_, codes))
+        return self.scaler_.inverse_transform(self._from_network(predict(self.decoder_, codes)))
+
+    def _from_network(self, X_net):
+        if self.network_scale_ == 1.0:
+            return X_net
+        return X_net * np.float32(self.network_scale_)
+
+    def _reconstruct_space(self, X_space):
+        """Reconstructions of rows of the error space, in that space."""
+        X_net = self._to_network(X_space)
+        if self.refine_steps:
+            return self._from_network(predict(self.decoder_, self._codes(X_net)))
+        return self._from_network(predict(self.model_, X_net))
 
     def reconstruct(self, X):
-        """``inverse_transform(transform(X))`` in one pass."""
+        """``inverse_transform(transform(X))`` in one pass, in the data's units."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        X_scaled = self.scaler_.transform(X)
-        if self.refine_steps:
-            return self.scaler_.inverse_transform(predict(self.decoder_, self._codes(X_scaled)))
-        return self.scaler_.inverse_transform(predict(self.model_, X_scaled))
+        return self.scaler_.inverse_transform(self._reconstruct_space(self.scaler_.transform(X)))
 
     def score_samples(self, X):
-        """Negative per-sample reconstruction MSE, in the data's units."""
+        """Negative per-sample reconstruction MSE in the error space (see ``scale``)."""
+        check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, reset=False)
-        return -_weighted_errors(self.reconstruct, X, 1.0)
+        return -_sample_errors(self._reconstruct_space, self.scaler_.transform(X))
 
     def score(self, X, y=None):
-        """Negative reconstruction MSE over all entries (higher is better)."""
+        """Negative reconstruction MSE over all entries, in the error space (higher is better)."""
         return float(np.mean(self.score_samples(X)))
 
     def __sklearn_tags__(self):
@@ -464,6 +527,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             "output_activation": self.output_activation_,
             "init": self.init_,
             "scaler": self.scaler_.to_dict(),
+            "network_scale": self.network_scale_,
             "history": self.history_,
             "weights_sha256": weights_digest(self.model_),
         }
@@ -492,21 +556,12 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def _sample_errors(model: keras.Model, X_scaled: np.ndarray, feature_weights: np.ndarray) -> np.ndarray:
-    """Per-sample reconstruction MSE, each feature's squared error weighted (e.g. back to original units)."""
-    return _weighted_errors(lambda block: predict(model, block), X_scaled, feature_weights)
-
-
-def _pca_sample_errors(pca: PCA, X_scaled: np.ndarray, feature_weights: np.ndarray) -> np.ndarray:
-    return _weighted_errors(lambda block: pca.inverse_transform(pca.transform(block)), X_scaled, feature_weights)
-
-
-def _weighted_errors(reconstruct, X, feature_weights) -> np.ndarray:
-    """Per-sample mean of the weighted squared errors of ``reconstruct(X)``, a
-    block of rows at a time: the float64 errors of every row at once would take
-    several times the memory of ``X`` itself."""
+def _sample_errors(reconstruct, X) -> np.ndarray:
+    """Per-sample mean squared error of ``reconstruct(X)``, a block of rows at
+    a time: the float64 errors of every row at once would take several times
+    the memory of ``X`` itself."""
     errors = [
-        np.mean(np.square(reconstruct(block).astype(np.float64, copy=False) - block) * feature_weights, axis=1)
+        np.mean(np.square(reconstruct(block).astype(np.float64, copy=False) - block), axis=1)
         for block in (X[start : start + PREDICT_BATCH] for start in range(0, len(X), PREDICT_BATCH))
     ]
     return np.concatenate(errors) if errors else np.zeros(0)
@@ -586,6 +641,8 @@ def load_model(path) -> Autoencoder:
     estimator.output_activation_ = metadata["output_activation"]
     estimator.init_ = metadata.get("init", estimator.init)
     estimator.scaler_ = Scaler.from_dict(metadata["scaler"])
+    # Models saved before the network scale existed took the error space as it is.
+    estimator.network_scale_ = float(metadata.get("network_scale", 1.0))
     estimator.history_ = metadata["history"]
     return estimator
 

@@ -89,6 +89,8 @@ def build_autoencoder(
     seed: int | None = None,
     pca: tuple[np.ndarray, np.ndarray] | None = None,
     output_mean: np.ndarray | None = None,
+    standardise: tuple[np.ndarray, np.ndarray] | None = None,
+    data_scale: float = 1.0,
 ) -> AutoencoderNet:
     """A mirrored multilayer autoencoder ``d - hidden - k - reversed(hidden) - d``.
 
@@ -106,6 +108,13 @@ def build_autoencoder(
     layer's bias starts where the output activation gives the data mean, so
     the first steps spend no effort learning the mean (the PCA start already
     includes it).
+
+    With ``standardise=(mean, scale)`` (each of shape ``(d,)``) the hidden
+    layers see each column standardised and the output layer's values are
+    scaled back per column: the network is well conditioned whatever the
+    columns' units, while its loss stays the plain MSE of its inputs.
+    ``data_scale`` says that the inputs are the data divided by it, so that a
+    PCA start (``pca`` in the data's units) keeps PCA's codes.
     """
     check_activation(activation)
     check_activation(output_activation, "output_activation")
@@ -120,8 +129,23 @@ def build_autoencoder(
             f"Received: output_mean.shape={np.shape(output_mean)}"
         )
 
+    if standardise is not None:
+        columns, scales = (np.asarray(a, dtype=np.float32) for a in standardise)
+        if columns.shape != (n_features,) or scales.shape != (n_features,) or not np.all(scales > 0):
+            raise ValueError(
+                f"Received an invalid value for standardise, expected a mean and positive scales of shape "
+                f"({n_features},). Received: shapes {columns.shape} and {scales.shape}"
+            )
+        hidden_inputs = keras.layers.Normalization(mean=columns, variance=np.square(scales), name="standardised")(inputs)
+        # Per-column output scale; the PCA start's own layer already adds the mean.
+        output_mean_shift = np.zeros_like(columns) if pca is not None else columns
+        rescale = keras.layers.Normalization(
+            mean=output_mean_shift, variance=np.square(scales), invert=True, name="output_scale"
+        )
+    else:
+        hidden_inputs, rescale = inputs, None
     if pca is None:
-        h = _mlp(inputs, hidden, activation, "encoder", seed, 0)
+        h = _mlp(hidden_inputs, hidden, activation, "encoder", seed, 0)
         code = built(_dense(n_components, "linear", "code", seed, n_hidden), h)
         h = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
         output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
@@ -129,6 +153,8 @@ def build_autoencoder(
         if output_mean is not None:
             kernel, _ = output_layer.get_weights()
             output_layer.set_weights([kernel, output_bias_for(output_mean, output_activation)])
+        if rescale is not None:
+            outputs = rescale(outputs)
     else:
         components, mean = (np.asarray(a, dtype=np.float32) for a in pca)
         if components.shape != (n_components, n_features) or mean.shape != (n_features,):
@@ -138,16 +164,19 @@ def build_autoencoder(
                 f"Received: components.shape={components.shape}, mean.shape={mean.shape}"
             )
         projection = keras.layers.Dense(n_components, name="pca_projection")
-        residual = _mlp(inputs, hidden, activation, "encoder", seed, 0)
+        residual = _mlp(hidden_inputs, hidden, activation, "encoder", seed, 0)
         residual = built(_dense(n_components, "linear", "encoder_residual", seed, n_hidden, zero=True), residual)
         code = keras.layers.Add(name="code")([built(projection, inputs), residual])
-        projection.set_weights([components.T, -mean @ components.T])
+        # Inputs are data / data_scale; codes and means stay in the data's units.
+        projection.set_weights([components.T * data_scale, -mean @ components.T])
 
         reconstruction = keras.layers.Dense(n_features, name="pca_reconstruction")
         residual = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
         residual = built(_dense(n_features, "linear", "decoder_residual", seed, 2 * n_hidden + 1, zero=True), residual)
+        if rescale is not None:
+            residual = rescale(residual)
         outputs = keras.layers.Add(name="reconstruction")([built(reconstruction, code_inputs), residual])
-        reconstruction.set_weights([components, mean])
+        reconstruction.set_weights([components / data_scale, mean / data_scale])
 
     encoder = keras.Model(inputs, code, name="encoder")
     decoder = keras.Model(code_inputs, outputs, name="decoder")

@@ -1,7 +1,9 @@
-"""Per-feature scaling with JSON-serialisable state.
+"""The error space: per-feature scaling with JSON-serialisable state.
 
-``x_scaled = (x - offset_) / scale_``. The learned offsets and scales are
-float64 so that saved models reproduce the exact transform.
+``x_scaled = (x - offset_) / scale_``. PCA and the autoencoder are both fitted
+and scored on ``x_scaled``, so the scaling chooses the space in which errors
+are measured. The learned offsets and scales are float64 so that saved models
+reproduce the exact transform.
 """
 
 from __future__ import annotations
@@ -11,6 +13,15 @@ import numpy as np
 from aepca.validation import check_features
 
 _CHUNK_ROWS = 8192  # bounds the float64 temporaries of the variance pass
+# Columns share one unit when the standard deviations of the columns that vary
+# densely (non-zero interquartile range) lie within this factor of each other.
+# Measured: pixels (MNIST, digits) and embeddings 1.0-2.2, mixed-unit tables
+# (scikit-learn's wine, breast cancer, raw diabetes) 69 and more.
+ONE_UNIT_SPREAD = 10.0
+UNIT_SAMPLE_ROWS = 20000
+# The network's per-column input scales are at least this share of the typical
+# column scale: near-constant columns (border pixels) are not blown up.
+NETWORK_SCALE_FLOOR = 0.1
 
 
 def in_unit_interval(X) -> bool:
@@ -20,6 +31,28 @@ def in_unit_interval(X) -> bool:
 
 def _within_unit(X: np.ndarray) -> bool:
     return bool(X.min() >= 0.0 and X.max() <= 1.0)
+
+
+def shares_one_unit(X) -> tuple[bool, str]:
+    """Whether the columns of ``X`` look like one quantity in one unit
+    (pixels, embeddings, columns of similar spread), and why."""
+    X = check_features(X)
+    if _within_unit(X):
+        return True, "every value lies in [0, 1]"
+    # An evenly spaced sample of rows is enough to judge spreads.
+    X = X[:: max(1, len(X) // UNIT_SAMPLE_ROWS)]
+    low, high = np.percentile(X, [25, 75], axis=0)
+    stds = X.std(axis=0, dtype=np.float64)
+    dense = stds[(high > low) & (stds > 0)]
+    if dense.size < 2:
+        dense = stds[stds > 0]
+        if dense.size < 2:
+            return True, "at most one column varies"
+    ratio = float(dense.max() / dense.min())
+    what = "the densely varying columns'" if dense.size < np.count_nonzero(stds) else "the columns'"
+    if ratio <= ONE_UNIT_SPREAD:
+        return True, f"{what} standard deviations are within {ratio:.3g}x of each other"
+    return False, f"{what} standard deviations differ {ratio:.3g}-fold (mixed units)"
 
 
 def _identity(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +65,8 @@ def _minmax(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, X.max(axis=0).astype(np.float64) - low
 
 
-def _standard(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _mean_and_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and population standard deviations, in float64."""
     mean = X.mean(axis=0, dtype=np.float64)
     sq = np.zeros(X.shape[1])
     for start in range(0, X.shape[0], _CHUNK_ROWS):
@@ -40,16 +74,23 @@ def _standard(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(sq / X.shape[0])
 
 
-_METHODS = {"minmax": _minmax, "standard": _standard, "none": _identity}
+_METHODS = {"minmax": _minmax, "standard": _mean_and_std, "none": _identity}
 _OPTIONS = ("auto", *_METHODS)
+# How each space's MSE reads, for tables, figures and reports.
+UNITS = {
+    "none": "the data's own units",
+    "standard": "standardised units (each column's training variance is 1)",
+    "minmax": "min-max units (each column's training range is [0, 1])",
+}
 
 
 class Scaler:
     """Scale each feature: ``"minmax"`` to [0, 1], ``"standard"`` to zero mean
-    and unit variance, ``"none"`` unchanged, or ``"auto"``: ``"none"`` when the
-    training data already lies in [0, 1] (pixels), else ``"standard"``.
+    and unit (population) variance as scikit-learn's ``StandardScaler``,
+    ``"none"`` unchanged, or ``"auto"``: ``"none"`` when the columns share one
+    unit (:func:`shares_one_unit`), else ``"standard"``; ``reason_`` says why.
 
-    Constant features get scale 1, so they map to 0 instead of dividing by zero.
+    Constant features get scale 1 (left as they are, less their mean).
     ``unit_interval_`` tells whether the scaled training data lies in [0, 1],
     i.e. whether a sigmoid decoder output can reproduce it.
     """
@@ -57,21 +98,23 @@ class Scaler:
     def __init__(self, method: str = "auto"):
         self.method = method
 
-    def _resolve(self, X: np.ndarray) -> str:
+    def _resolve(self, X: np.ndarray) -> tuple[str, str]:
         if self.method not in _OPTIONS:
             raise ValueError(
                 f"Received an invalid value for method, expected one of {list(_OPTIONS)}. "
                 f"Received: method={self.method!r}. Pick one of the listed options."
             )
         if self.method == "auto":
-            return "none" if _within_unit(X) else "standard"
-        return self.method
+            one_unit, why = shares_one_unit(X)
+            return ("none" if one_unit else "standard"), f"auto: {why}"
+        return self.method, "chosen"
 
     def fit(self, X, y=None) -> Scaler:
         X = check_features(X)
-        method = self._resolve(X)
+        method, reason = self._resolve(X)
         offset, scale = _METHODS[method](X)
         self.method_ = method
+        self.reason_ = reason
         self.offset_ = offset
         self.scale_ = np.where(scale > 0.0, scale, 1.0)
         self.n_features_in_ = X.shape[1]
@@ -112,12 +155,19 @@ class Scaler:
     def fit_transform(self, X, y=None) -> np.ndarray:
         return self.fit(X).transform(X)
 
+    @property
+    def units(self) -> str:
+        """How an MSE in this scaler's space reads."""
+        self._check_fitted()
+        return UNITS[self.method_]
+
     def to_dict(self) -> dict:
         """JSON-ready state; ``Scaler.from_dict`` restores it exactly."""
         self._check_fitted()
         return {
             "method": self.method,
             "method_": self.method_,
+            "reason": self.reason_,
             "offset": self.offset_.tolist(),
             "scale": self.scale_.tolist(),
             "unit_interval": self.unit_interval_,
@@ -141,8 +191,26 @@ class Scaler:
             )
         scaler = cls(method=d["method"])
         scaler.method_ = d["method_"]
+        scaler.reason_ = d.get("reason", "chosen")
         scaler.offset_ = offset
         scaler.scale_ = scale
         scaler.n_features_in_ = offset.shape[0]
         scaler.unit_interval_ = bool(d["unit_interval"])
         return scaler
+
+
+def network_scaling(X) -> tuple[np.ndarray, np.ndarray, float]:
+    """How the network sees rows of the error space ``X``: one scalar ``c`` by
+    which the rows are divided, so that losses are of order one whatever the
+    units, and the per-column means and scales of ``X / c`` that its fixed
+    first layer standardises with and its output undoes (each scale at least
+    ``NETWORK_SCALE_FLOOR`` of the typical one: near-constant columns, such as
+    border pixels, are not blown up).
+
+    Returns ``(mean, scale, c)``. Training on ``X / c`` through such layers
+    minimises exactly the MSE of ``X`` (the loss is that MSE divided by ``c**2``).
+    """
+    mean, std = _mean_and_std(X)
+    typical = float(np.sqrt(np.mean(np.square(std))))
+    typical = typical if typical > 0 else 1.0
+    return mean / typical, np.maximum(std / typical, NETWORK_SCALE_FLOOR), typical

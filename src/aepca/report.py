@@ -173,15 +173,29 @@ def _settings(metrics) -> str:
     return "".join(parts)
 
 
-def write_report(path, *, title, metrics, figures, table_rows, notes=(), diagnostics=()):
+def _record(record: Mapping) -> str:
+    def text(value):
+        if isinstance(value, Mapping):
+            return ", ".join(f"{key} {text(item)}" for key, item in value.items())
+        if isinstance(value, (list, tuple)):
+            return "; ".join(text(item) for item in value)
+        return _format_value(value)
+
+    items = "".join(f"<dt>{_esc(key)}</dt><dd>{_esc(text(value))}</dd>" for key, value in record.items())
+    return f'<dl class="settings">{items}</dl>'
+
+
+def write_report(path, *, title, metrics, figures, table_rows, notes=(), diagnostics=(), tables=(), record=None):
     """Write one self-contained HTML report and return its path.
 
     ``metrics`` is a JSON-able dict of run settings and results (top-level
     scalars are listed, the whole dict is shown as JSON on demand);
     ``figures`` is a list of ``(caption, png_path)``; ``table_rows`` a list of
     dicts that share their keys; ``notes`` short conclusions; ``diagnostics``
-    dicts with ``problem``, ``evidence`` and ``fix``. All text is escaped and
-    the file is replaced atomically.
+    dicts with ``problem``, ``evidence`` and ``fix``; ``tables`` more
+    ``(title, rows)`` after the results; ``record`` how the run was made
+    (command, inputs, preprocessing, versions), listed item by item. All text
+    is escaped and the file is replaced atomically.
     """
     if not isinstance(metrics, Mapping):
         raise ValueError(
@@ -201,10 +215,14 @@ def write_report(path, *, title, metrics, figures, table_rows, notes=(), diagnos
     if diagnostics:
         sections.append("<h2>Diagnostics</h2>" + "".join(_diagnostic(d) for d in diagnostics))
     sections.append("<h2>Results</h2>" + _table(list(table_rows)))
+    for table_title, rows in tables:
+        sections.append(f"<h3>{_esc(table_title)}</h3>" + _table(list(rows)))
     if figures:
         sections.append(
             "<h2>Figures</h2>" + "".join(_figure(caption, png) for caption, png in figures)
         )
+    if record:
+        sections.append("<h2>How this run was made</h2>" + _record(record))
     if metrics:
         sections.append("<h2>Run settings</h2>" + _settings(metrics))
 

@@ -59,7 +59,7 @@ def test_metrics_values_are_consistent(comparison, mnist_subset):
     rows = comparison.table_rows()
     assert [row["method"] for row in rows] == ["PCA (k=2)", "Autoencoder (classic, k=2)"]
     assert rows[0]["test MSE"] == metrics["pca"]["test_mse"]
-    assert comparison.notes and "k=2" in comparison.notes[0]
+    assert comparison.notes[0].startswith("MSE in the data's own units") and "k=2" in comparison.notes[1]
 
 
 def test_write_outputs_writes_every_file(comparison, mnist_subset, tmp_path):
@@ -80,29 +80,42 @@ def test_write_outputs_writes_every_file(comparison, mnist_subset, tmp_path):
 def test_linear_autoencoder_converges_to_pca(low_rank_data):
     X = low_rank_data(n_samples=1000, n_features=10, rank=3, noise=0.3, seed=0)
     dataset = Dataset(name="low_rank", x_train=X[:800], x_test=X[800:])
-    result = compare(dataset, code_dim=3, recipe="linear", epochs=30, batch_size=32, learning_rate=2e-2, seed=0)
+    result = compare(dataset, code_dim=3, recipe="linear", epochs=30, batch_size=32, learning_rate=2e-2, seed=0, scale="standard")
     pca, ae = result.metrics["pca"]["test_mse"], result.metrics["autoencoder"]["test_mse"]
     assert abs(ae / pca - 1) <= LINEAR_TOLERANCE
-    assert result.metrics["scale"] == "standard"  # data outside [0, 1]: both saw standardised data
     sanity = [note for note in result.notes if note.startswith("Linear sanity check")]
     assert len(sanity) == 1 and sanity[0].startswith("Linear sanity check passes: a linear autoencoder should converge to PCA")
 
 
 def _metrics(pca_mse, ae_mse):
-    return {"n_components": 3, "pca": {"test_mse": pca_mse}, "autoencoder": {"test_mse": ae_mse, "pca_equivalent_components": 5}}
+    return {
+        "n_components": 3, "units": "u", "scale": "none", "scale_reason": "r",
+        "pca": {"test_mse": pca_mse}, "autoencoder": {"test_mse": ae_mse, "pca_equivalent_components": 5},
+    }
 
 
 def test_notes_report_the_sanity_check_and_the_winner():
     linear = get_recipe("linear").estimator_params()
     notes = _notes(_metrics(1.0, 1.5), linear)
     assert notes == [
+        "MSE in u; error space chosen: none (r).",
         "The autoencoder did not beat PCA at k=3 (test MSE 1.5 vs 1).",
         "Linear sanity check fails: a linear autoencoder should converge to PCA; its test MSE is +50.00% from "
         "PCA's (tolerance 2%).",
     ]
-    assert _notes(_metrics(1.0, 1.01), linear)[1].startswith("Linear sanity check passes")
+    assert _notes(_metrics(1.0, 1.01), linear)[2].startswith("Linear sanity check passes")
     nonlinear = _notes(_metrics(1.0, 0.8), CLASSIC.estimator_params())
-    assert nonlinear == ["The autoencoder's test MSE is 20.0% below PCA's at k=3; PCA needs 5 components to match it."]
+    assert nonlinear[1] == "The autoencoder's test MSE is 20.0% below PCA's at k=3; PCA needs 5 components to match it."
+
+
+def test_a_tie_with_pca_is_not_called_a_win_by_notes_or_diagnoses():
+    from aepca.experiments.diagnostics import beats
+
+    # A model that kept its PCA start matches PCA to float32 round-off.
+    tie = _metrics(1.0, 1.0 - 1e-9)
+    assert _notes(tie, CLASSIC.estimator_params())[1].startswith("The autoencoder did not beat PCA at k=3")
+    assert not beats(tie["autoencoder"]["test_mse"], tie["pca"]["test_mse"])
+    assert _notes(_metrics(1.0, 0.9995), CLASSIC.estimator_params())[1].startswith("The autoencoder's test MSE is 0.05% below")
 
 
 def test_recipes():
@@ -130,3 +143,75 @@ def test_compare_refuses_a_code_dim_before_training():
     dataset = Dataset(name="tiny", x_train=np.ones((5, 3), np.float32), x_test=np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match=r"Received: code_dim=3"):
         compare(dataset, code_dim=3)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from aepca.data.readers import split_indices
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    train, test = split_indices(len(X), 0.2, 0, "digits")
+    X = X.astype(np.float32)
+    return Dataset(name="digits", x_train=X[train], x_test=X[test], y_train=y[train], y_test=y[test], image_shape=(8, 8))
+
+
+@pytest.fixture(scope="module", params=["none", "standard"])
+def digits_comparison(request, digits):
+    # The classic recipe monitors the test split: its last validation loss is a test MSE.
+    return compare(digits, code_dim=5, recipe="classic", epochs=2, seed=0, scale=request.param)
+
+
+def test_pca_row_is_scikit_learns_pca_in_the_error_space(digits_comparison, digits):
+    from sklearn.decomposition import PCA as ScikitPCA
+    from sklearn.preprocessing import StandardScaler
+
+    metrics = digits_comparison.metrics
+    train, test = digits.x_train.astype(np.float64), digits.x_test.astype(np.float64)
+    if metrics["scale"] == "standard":
+        scaler = StandardScaler().fit(train)
+        train, test = scaler.transform(train), scaler.transform(test)
+        assert "variance is 1" in metrics["units"]
+    else:
+        assert metrics["units"].startswith("the data's own units")
+    for k in (1, 5, 20):
+        reference = ScikitPCA(k, svd_solver="full").fit(train)
+        expected = np.mean(np.square(reference.inverse_transform(reference.transform(test)) - test))
+        assert metrics["pca"]["test_mse_by_components"][k] == pytest.approx(expected, rel=1e-6)
+    assert metrics["pca"]["test_mse"] == metrics["pca"]["test_mse_by_components"][5]
+    # The autoencoder's error, its PCA-equivalent components and PCA's are in that one space.
+    curve = metrics["pca"]["test_mse_by_components"]
+    ae, k = metrics["autoencoder"]["test_mse"], metrics["autoencoder"]["pca_equivalent_components"]
+    assert curve[k] <= ae and (k == 0 or curve[k - 1] > ae)
+    assert ae == pytest.approx(-digits_comparison.estimator.score(digits.x_test), rel=1e-5)
+
+
+def test_loss_figure_shows_the_table_numbers(digits_comparison, digits, tmp_path):
+    from aepca.plots import read_figure_data
+
+    metrics = write_outputs(digits_comparison, digits, tmp_path, save_model=False)
+    shown = read_figure_data(tmp_path / "loss.png")
+    assert shown["pca_test_mse"] == metrics["pca"]["test_mse"]
+    assert shown["validation"][-1] == metrics["autoencoder"]["history"]["val_loss"][-1]
+    assert shown["units"] == metrics["units"]
+    # The last validation loss (on the test split) is the table's test MSE: the same space.
+    assert shown["validation"][-1] == pytest.approx(metrics["autoencoder"]["test_mse"], rel=1e-4)
+
+
+def test_metrics_record_how_the_run_was_made(digits_comparison):
+    record = digits_comparison.metrics["run"]
+    assert record["rows"] == {"train": 1437, "test": 360} and record["columns"] == 64
+    assert any(line.startswith("3 constant column(s) kept") for line in record["preprocessing"])
+    assert any(line.startswith("error space: scale=") for line in record["preprocessing"])
+    assert record["epochs"] == "2 epochs, as set"
+    assert {"python", "aepca", "keras", "numpy", "scikit-learn"} <= set(record["versions"])
+
+
+def test_per_column_errors_are_in_original_units(digits_comparison, digits):
+    columns = digits_comparison.metrics["column_test_mse_original_units"]
+    assert len(columns["columns"]) == len(columns["pca"]) == len(columns["autoencoder"]) == 64
+    expected = np.mean(np.square(digits_comparison.ae_reconstruction.astype(np.float64) - digits.x_test), axis=0)
+    np.testing.assert_allclose(columns["autoencoder"], expected, rtol=1e-9)
+    assert np.mean(columns["pca"]) == pytest.approx(
+        np.mean(np.square(digits_comparison.pca_reconstruction.astype(np.float64) - digits.x_test)), rel=1e-6
+    )

@@ -193,3 +193,38 @@ def curves(n_samples: int = 25000, seed: int = 0) -> Dataset:
             ),
         },
     )
+
+
+def embeddings(
+    n_samples: int = 100_000, n_features: int = 384, latent_dim: int = 16, noise: float = 0.01, seed: int = 0
+) -> Dataset:
+    """Unit-length "sentence embeddings": a smooth nonlinear map of a
+    ``latent_dim``-dimensional Gaussian latent into ``n_features`` dimensions
+    (a random one-hidden-layer tanh network), plus noise, each row normalised
+    to length 1. Every column has the same small spread (about
+    ``1 / sqrt(n_features)``), as in real embedding stores. Labels are the
+    first latent coordinate.
+    """
+    n_samples = _check_int("n_samples", n_samples, 10)
+    n_features = _check_int("n_features", n_features, 2)
+    latent_dim = _check_int("latent_dim", latent_dim, 1)
+    noise = _check_noise(noise)
+    rng = np.random.default_rng(seed)
+    width = 4 * max(latent_dim, 16)
+    lift = rng.standard_normal((latent_dim, width)) * (1.5 / np.sqrt(latent_dim))
+    offset = rng.uniform(-1.0, 1.0, width)
+    mix = rng.standard_normal((width, n_features)) / np.sqrt(width)
+    latent = rng.standard_normal((n_samples, latent_dim))
+    X = np.tanh(latent @ lift + offset) @ mix + noise * rng.standard_normal((n_samples, n_features))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return _split(
+        "embeddings",
+        X,
+        latent[:, 0],
+        seed,
+        notes={
+            "units": "embedding coordinates (rows of length 1)",
+            "intrinsic_dimension": latent_dim,
+            "noise_std": noise,
+        },
+    )

@@ -1,15 +1,24 @@
-"""PCA and an autoencoder on the same data, the same split, the same units."""
+"""PCA and an autoencoder on the same data, the same split, the same error space.
+
+The error space is the data after the chosen scaling (:class:`aepca.preprocessing.Scaler`):
+PCA is fitted on every scaled training row, so it is the best linear baseline
+for the MSE reported, and both methods are scored there. Per-column errors in
+the data's original units are recorded beside.
+"""
 
 from __future__ import annotations
 
 import json
+import platform
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from aepca.data import Dataset
+from aepca.experiments.diagnostics import beats, check_comparison
 from aepca.experiments.recipes import Recipe, get_recipe
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler
@@ -17,6 +26,8 @@ from aepca.preprocessing import Scaler
 # How close a linear autoencoder must come to PCA for the sanity check to pass.
 LINEAR_TOLERANCE = 0.02
 N_CODE_POINTS = 5000
+# Columns listed in the report, by the autoencoder's error in original units.
+WORST_COLUMNS = 10
 
 
 @dataclass
@@ -75,6 +86,31 @@ def reconstruction_mse(reconstruct, x: np.ndarray) -> float:
     return sum(mse(reconstruct(block), block) * block.size for block in blocks) / x.size
 
 
+def column_mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each column's mean squared difference, in float64, a block of rows at a time."""
+    total = np.zeros(np.shape(a)[1])
+    for i in range(0, len(a), BLOCK_ROWS):
+        total += np.sum(np.square(np.asarray(a[i : i + BLOCK_ROWS], np.float64) - b[i : i + BLOCK_ROWS]), axis=0)
+    return total / max(len(a), 1)
+
+
+def percent(share: float) -> str:
+    """A share as a percentage with one decimal, or two significant digits below 0.1%."""
+    value = 100 * share
+    return f"{value:.1f}%" if abs(value) >= 0.1 else f"{value:.2g}%"
+
+
+def versions() -> dict:
+    """Versions of Python and of the libraries a result depends on."""
+    found = {"python": platform.python_version()}
+    for package in ("aepca", "keras", "jax", "tensorflow-cpu", "tensorflow", "torch", "numpy", "scikit-learn"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def check_code_dim(code_dim: int, n_features: int) -> None:
     if not isinstance(code_dim, (int, np.integer)) or code_dim < 1 or code_dim >= n_features:
         raise ValueError(
@@ -92,13 +128,16 @@ def compare(
     seed: int = 0,
     scale: str = "auto",
     progress: bool = False,
+    record: dict | None = None,
     **overrides,
 ) -> Comparison:
     """Fit PCA and an autoencoder with ``code_dim`` components on ``dataset``.
 
-    Both see the same scaled training data; every error is reported in the
-    data's original units. ``overrides`` replace recipe settings (any
-    :class:`aepca.Autoencoder` parameter).
+    Both are fitted and scored in the error space chosen by ``scale``; the
+    metrics say which space, and why when ``scale="auto"``. ``record`` (e.g.
+    the command line and input paths) is stored with the run's record.
+    ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder`
+    parameter).
     """
     from aepca.estimator import Autoencoder
 
@@ -107,16 +146,12 @@ def compare(
     x_train, x_test = dataset.x_train, dataset.x_test
 
     scaler = Scaler(scale).fit(x_train)
+    space_train, space_test = scaler.transform(x_train), scaler.transform(x_test)
     started = time.perf_counter()
-    pca = PCA(code_dim).fit(scaler.transform(x_train))
+    pca = PCA(code_dim).fit(space_train)
     pca_seconds = time.perf_counter() - started
-
-    def pca_reconstruct(x):
-        return scaler.inverse_transform(pca.inverse_transform(pca.transform(scaler.transform(x))).astype(np.float32))
-
-    pca_test_recon = pca_reconstruct(x_test)
-    weights = None if scaler.method_ == "none" else np.square(scaler.scale_)
-    pca_curve = pca.mse_by_components(scaler.transform(x_test), feature_weights=weights)
+    pca_curve = pca.mse_by_components(space_test)
+    pca_test_recon = scaler.inverse_transform(pca.inverse_transform(pca.transform(space_test)).astype(np.float32))
 
     params = recipe.estimator_params(epochs=epochs, **overrides)
     estimator = Autoencoder(n_components=code_dim, scale=scale, random_state=seed, verbose=progress, **params)
@@ -124,11 +159,14 @@ def compare(
     estimator.fit(x_train, X_val=x_test if recipe.monitor_test else None)
     ae_seconds = time.perf_counter() - started
     ae_test_recon = estimator.reconstruct(x_test)
-    ae_test_mse = mse(ae_test_recon, x_test)
+    ae_test_mse = mse(scaler.transform(ae_test_recon), space_test)
 
     from aepca._backend import keras_backend
 
     history = {key: value for key, value in estimator.history_.items() if isinstance(value, list)}
+    units = scaler.units
+    if scaler.method_ == "none" and "units" in dataset.notes:
+        units = f"{units} ({dataset.notes['units']})"
     metrics = {
         "dataset": dataset.name,
         "n_train": int(len(x_train)),
@@ -139,33 +177,41 @@ def compare(
         "backend": keras_backend(),
         "seed": seed,
         "scale": scaler.method_,
-        "units": dataset.notes.get("units", "original units"),
+        "scale_reason": scaler.reason_,
+        "units": units,
         "validation": "test split (monitored, never used for selection)" if recipe.monitor_test else (
             f"{params.get('validation_fraction', 0):.0%} of the training split" if params.get("validation_fraction") else "none"
         ),
         "pca": {
-            "train_mse": reconstruction_mse(pca_reconstruct, x_train),
-            "test_mse": mse(pca_test_recon, x_test),
+            "train_mse": pca.reconstruction_mse(space_train),
+            "test_mse": float(pca_curve[code_dim]),
             "fit_seconds": pca_seconds,
             "test_mse_by_components": [float(v) for v in pca_curve[: min(len(pca_curve), 101)]],
         },
         "autoencoder": {
-            "train_mse": reconstruction_mse(estimator.reconstruct, x_train),
+            "train_mse": reconstruction_mse(estimator._reconstruct_space, space_train),
             "test_mse": ae_test_mse,
             "fit_seconds": ae_seconds,
             "epochs": len(history.get("loss", [])),
+            "epochs_reason": estimator.history_.get("epochs_reason"),
             "history": history,
             "pca_equivalent_components": equivalent_components(pca_curve, ae_test_mse),
             # With init="auto", whether the random or the PCA start was kept.
             "init": estimator.init_,
             "params": estimator.json_params(),
         },
+        "column_test_mse_original_units": {
+            "columns": [str(name) for name in (dataset.feature_names or range(dataset.n_features))],
+            "pca": column_mse(pca_test_recon, x_test).tolist(),
+            "autoencoder": column_mse(ae_test_recon, x_test).tolist(),
+        },
+        "run": _record(dataset, scaler, estimator, record),
     }
     rng = np.random.default_rng(seed)
     shown = np.sort(rng.choice(len(x_test), size=min(N_CODE_POINTS, len(x_test)), replace=False))
     comparison = Comparison(
         metrics=metrics,
-        pca_codes=pca.transform(scaler.transform(x_test[shown])),
+        pca_codes=pca.transform(space_test[shown]),
         ae_codes=estimator.transform(x_test[shown]),
         pca_reconstruction=pca_test_recon,
         ae_reconstruction=ae_test_recon,
@@ -173,19 +219,45 @@ def compare(
         estimator=estimator,
     )
     comparison.notes.extend(_notes(metrics, params))
-    from aepca.experiments.diagnostics import check_comparison
-
     comparison.diagnostics.extend(check_comparison(metrics, estimator, x_train, seed))
     return comparison
+
+
+def _record(dataset: Dataset, scaler: Scaler, estimator, record: dict | None) -> dict:
+    """What a reader needs to reproduce the run: inputs, preprocessing, scaling, epochs, versions."""
+    preprocessing = [str(item) for item in dataset.notes.get("preprocessing", [])]
+    constant = int(np.sum(np.ptp(dataset.x_train, axis=0) == 0))
+    if constant:
+        preprocessing.append(f"{constant} constant column(s) kept (they cost PCA and the autoencoder nothing)")
+    preprocessing.append(f"error space: scale={scaler.method_} ({scaler.reason_})")
+    return {
+        **(record or {}),
+        "rows": {"train": int(len(dataset.x_train)), "test": int(len(dataset.x_test))},
+        "columns": int(dataset.n_features),
+        "preprocessing": preprocessing,
+        "epochs": estimator.history_.get("epochs_reason"),
+        "init": estimator.init_,
+        "versions": versions(),
+    }
+
+
+def worst_columns(columns: dict, n: int = WORST_COLUMNS) -> list[dict]:
+    """The ``n`` columns with the largest autoencoder error, PCA's beside."""
+    ae = np.asarray(columns["autoencoder"])
+    order = np.argsort(-ae, kind="stable")[:n]
+    return [
+        {"column": columns["columns"][i], "PCA test MSE": columns["pca"][i], "AE test MSE": float(ae[i])}
+        for i in order
+    ]
 
 
 def _notes(metrics: dict, params: dict) -> list[str]:
     pca, ae = metrics["pca"]["test_mse"], metrics["autoencoder"]["test_mse"]
     k = metrics["n_components"]
-    notes = []
-    if ae < pca:
+    notes = [f"MSE in {metrics['units']}; error space chosen: {metrics['scale']} ({metrics['scale_reason']})."]
+    if beats(ae, pca):
         notes.append(
-            f"The autoencoder's test MSE is {100 * (1 - ae / pca):.1f}% below PCA's at k={k}; "
+            f"The autoencoder's test MSE is {percent(1 - ae / pca)} below PCA's at k={k}; "
             f"PCA needs {metrics['autoencoder']['pca_equivalent_components']} components to match it."
         )
     else:
@@ -217,7 +289,7 @@ def write_outputs(comparison: Comparison, dataset: Dataset, folder: Path, *, sav
             dataset.x_test, comparison.pca_reconstruction, comparison.ae_reconstruction,
             folder / "reconstructions.png", image_shape=dataset.image_shape, n=10,
             pca_mse=metrics["pca"]["test_mse"], ae_mse=metrics["autoencoder"]["test_mse"])),
-        ("Loss per epoch, with PCA's test MSE for reference", plots.plot_loss(
+        (f"Loss per epoch in {metrics['units']}, with PCA's test MSE in the same units", plots.plot_loss(
             metrics["autoencoder"]["history"], folder / "loss.png",
             pca_test_mse=metrics["pca"]["test_mse"], units=metrics["units"])),
     ]
@@ -229,6 +301,11 @@ def write_outputs(comparison: Comparison, dataset: Dataset, folder: Path, *, sav
         table_rows=comparison.table_rows(),
         notes=comparison.notes,
         diagnostics=comparison.diagnostics,
+        tables=[(
+            f"The {WORST_COLUMNS} columns the autoencoder reconstructs worst (test MSE in original units)",
+            worst_columns(metrics["column_test_mse_original_units"]),
+        )],
+        record=metrics["run"],
     )
     if save_model and comparison.estimator is not None:
         comparison.estimator.save(folder / "model")

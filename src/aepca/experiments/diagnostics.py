@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from aepca.preprocessing import shares_one_unit
+
 # A unit is saturated when its output lies within this distance of an
 # asymptote of its activation on at least SATURATED_SHARE of the sample.
 SATURATION_MARGIN = 0.01
@@ -29,13 +31,15 @@ UNIT_PROBLEM_SHARE = 0.25
 # The last epoch lowering the training loss by more than this share means
 # training stopped while the loss was still falling.
 STILL_FALLING = 0.01
-# Ratio of the largest to the smallest feature standard deviation from which
-# unscaled data is a problem (the loss then ignores the small features).
-SCALE_RATIO = 100.0
 SAMPLE_ROWS = 2000
 # A model that kept its PCA start matches PCA only to float32 round-off: a
 # relative gain below this is a tie, not a win.
 TIE = 1e-6
+
+
+def beats(candidate_mse: float, reference_mse: float) -> bool:
+    """Whether ``candidate_mse`` is below ``reference_mse`` by more than a float32 tie."""
+    return candidate_mse < reference_mse * (1 - TIE)
 
 
 def _hidden_layers(model):
@@ -61,15 +65,16 @@ def _activation_name(layer) -> str:
 def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
     """Shares of saturated and dead hidden units of ``estimator`` on ``x_scaled``.
 
-    ``x_scaled`` are training rows already scaled by the estimator's scaler.
+    ``x_scaled`` are training rows in the estimator's error space.
     """
     from aepca._backend import load_keras
     from aepca.models import predict, without_gradients
 
     keras = load_keras()
 
-    codes = predict(estimator.encoder_, x_scaled)
-    inputs = {"encoder": x_scaled, "decoder": codes}
+    x_net = estimator._to_network(x_scaled)
+    codes = predict(estimator.encoder_, x_net)
+    inputs = {"encoder": x_net, "decoder": codes}
     n_units = n_saturated = n_dead = 0
     activations = set()
     for submodel, layers in _hidden_layers(estimator.model_):
@@ -124,14 +129,11 @@ def measure(metrics: dict, estimator, x_train_scaled_sample: np.ndarray, scaler)
     history = estimator.history_
     final_loss = None
     if estimator.loss == "mse" and len(x):
-        from aepca.models import predict
-
-        reconstruction = np.asarray(predict(estimator.model_, x), dtype=np.float64)
+        reconstruction = np.asarray(estimator._reconstruct_space(x), dtype=np.float64)
         final_loss = float(np.mean(np.square(reconstruction - x)))
     losses = history.get("loss", [])
     lr_scales = history.get("lr_scale", [])
-    stds = np.std(x.astype(np.float64) * scaler.scale_ + scaler.offset_, axis=0) if len(x) else np.zeros(0)
-    varying = stds[stds > 0]
+    one_unit, unit_reason = shares_one_unit(scaler.inverse_transform(x)) if len(x) else (True, "no rows")
     return {
         **unit_facts(estimator, x),
         "non_finite_losses": int(sum(not math.isfinite(v) for v in losses)),
@@ -139,8 +141,9 @@ def measure(metrics: dict, estimator, x_train_scaled_sample: np.ndarray, scaler)
         "last_epoch_improvement": last_epoch_improvement(history, final_loss),
         "epochs": len(losses),
         "scale": scaler.method_,
-        "feature_std_ratio": float(varying.max() / varying.min()) if varying.size >= 2 else 1.0,
-        "beats_pca": metrics["autoencoder"]["test_mse"] < metrics["pca"]["test_mse"] * (1 - TIE),
+        "one_unit": one_unit,
+        "one_unit_reason": unit_reason,
+        "beats_pca": beats(metrics["autoencoder"]["test_mse"], metrics["pca"]["test_mse"]),
     }
 
 
@@ -193,14 +196,11 @@ def diagnose(metrics: dict, estimator, x_train_scaled_sample, scaler, facts: dic
             ),
             "fix": f"train for more epochs (e.g. --epochs {max(2 * facts['epochs'], 10)})",
         })
-    if facts["scale"] == "none" and facts["feature_std_ratio"] >= SCALE_RATIO:
+    if facts["scale"] == "none" and not facts["one_unit"]:
         found.append({
-            "problem": "features on very different scales",
-            "evidence": (
-                f"unscaled features whose standard deviations differ {facts['feature_std_ratio']:.3g}-fold: the "
-                "loss is dominated by the largest ones"
-            ),
-            "fix": "scale the data (scale='standard', --scale standard); errors are still reported in original units",
+            "problem": "columns in mixed units, errors measured unscaled",
+            "evidence": f"{facts['one_unit_reason']}: the MSE is dominated by the columns with the largest spread",
+            "fix": "measure errors in standardised units (scale='standard', --scale standard or auto)",
         })
     if not facts["beats_pca"]:
         pca, ae = metrics["pca"]["test_mse"], metrics["autoencoder"]["test_mse"]

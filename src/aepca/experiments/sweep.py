@@ -16,6 +16,7 @@ import numpy as np
 
 from aepca.data import Dataset
 from aepca.experiments.compare import check_code_dim, compare
+from aepca.experiments.diagnostics import beats
 from aepca.experiments.recipes import Recipe, get_recipe
 
 SWEEP_JSON, SWEEP_PNG, REPORT_HTML = "sweep.json", "sweep.png", "report.html"
@@ -45,8 +46,8 @@ class SweepResult:
         ]
 
     def notes(self) -> list[str]:
-        better = [row["k"] for row in self.rows if row["autoencoder_test_mse"] < row["pca_test_mse"]]
-        notes = []
+        better = [row["k"] for row in self.rows if beats(row["autoencoder_test_mse"], row["pca_test_mse"])]
+        notes = [f"MSE in {self.header['units']}; error space chosen: {self.header['scale']} ({self.header['scale_reason']})."]
         if better:
             notes.append(f"The autoencoder's test MSE is below PCA's at k = {', '.join(map(str, better))}.")
         rest = [row["k"] for row in self.rows if row["k"] not in better]
@@ -81,6 +82,7 @@ def sweep(
     scale: str = "auto",
     progress: bool = False,
     on_row: Callable[[dict], None] | None = None,
+    record: dict | None = None,
     **overrides,
 ) -> SweepResult:
     """Train PCA and the autoencoder for each code size in ``code_dims``.
@@ -94,15 +96,19 @@ def sweep(
     rows, diagnostics, header, curve = [], [], None, None
     for k in dims:
         comparison = compare(
-            dataset, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale, progress=progress, **overrides
+            dataset, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale, progress=progress,
+            record=record, **overrides
         )
         metrics = comparison.metrics
         pca, ae = metrics["pca"], metrics["autoencoder"]
         if header is None:
             header = {
                 key: metrics[key]
-                for key in ("dataset", "n_train", "n_test", "n_features", "recipe", "backend", "seed", "scale", "units", "validation")
+                for key in ("dataset", "n_train", "n_test", "n_features", "recipe", "backend", "seed", "scale",
+                            "scale_reason", "units", "validation", "run")
             }
+            # Epochs and the start kept differ by code size: they are in the rows.
+            header["run"] = {key: value for key, value in header["run"].items() if key not in ("epochs", "init")}
             header["code_dims"] = dims
             header["params"] = {key: value for key, value in ae["params"].items() if key != "n_components"}
             curve = pca["test_mse_by_components"]
@@ -116,6 +122,7 @@ def sweep(
             "fit_seconds": ae["fit_seconds"],
             "pca_fit_seconds": pca["fit_seconds"],
             "epochs": ae["epochs"],
+            "epochs_reason": ae["epochs_reason"],
             "kept_pca_start": comparison.estimator.history_.get("kept_start"),
             "diagnoses": [item["problem"] for item in comparison.diagnostics],
         }
@@ -145,5 +152,6 @@ def write_sweep_outputs(result: SweepResult, folder) -> dict:
         table_rows=result.table_rows(),
         notes=result.notes(),
         diagnostics=result.diagnostics,
+        record=header["run"],
     )
     return data
