@@ -48,7 +48,6 @@ CASES = {
     "empty file": ("data.csv", "", [], "empty"),
     "header only": ("data.csv", HEADER, ["--label-column", "y"], "row"),
     "single row": ("data.csv", HEADER + "0.1,0.2,0.3,0.4,1\n", ["--label-column", "y"], "row"),
-    "constant column": ("data.csv", "a,b,c,d,y\n" + "".join(f"{i},1.0,{i * i},{i % 3},1\n" for i in range(40)), [], "constant"),
     "huge values": ("data.csv", HEADER + good_rows() + "1e30,0.2,0.3,0.4,1\n", ["--label-column", "y"], "1e+30"),
     "code size = features": ("data.csv", HEADER + good_rows(), [*["--label-column", "y"], "--code-dim", "4"], "code_dim"),
     "unknown extension": ("data.xlsx", "whatever", [], ".csv"),

@@ -69,7 +69,7 @@ def _assert_usage_error(capsys, argv, out, match):
 def test_unknown_dataset(capsys, tmp_path):
     out = tmp_path / "out"
     _assert_usage_error(capsys, ["compare", "--dataset", "imagenet", "--out", str(out)], out,
-                        "Received an invalid value for dataset, expected one of ['curves', 'low_rank', 'mnist', "
+                        "Received an invalid value for dataset, expected one of ['curves', 'digits', 'low_rank', 'mnist', "
                         "'s_curve', 'swiss_roll']. Received: dataset='imagenet'")
 
 
@@ -78,6 +78,22 @@ def test_code_dim_must_be_a_positive_integer(capsys, tmp_path, value):
     out = tmp_path / "out"
     _assert_usage_error(capsys, ["compare", "--code-dim", value, "--out", str(out)], out,
                         "aepca compare: argument --code-dim: expected a positive integer, received")
+
+
+@pytest.mark.parametrize("value", ["8by8", "8x0", "2x2x3x1", "x"])
+def test_image_shape_must_be_h_x_w(capsys, tmp_path, four_columns, value):
+    out = tmp_path / "out"
+    _assert_usage_error(capsys, ["compare", str(four_columns), "--image-shape", value, "--out", str(out)], out,
+                        f"argument --image-shape: expected HxW or HxWxC with positive integers, received {value!r}")
+
+
+def test_image_shape_reaches_the_data_and_needs_a_path(four_columns):
+    from aepca.cli import UsageError, build_parser, check_data_arguments, load_data
+
+    args = build_parser().parse_args(["compare", str(four_columns), "--image-shape", "2X2"])
+    assert load_data(args).image_shape == (2, 2)
+    with pytest.raises(UsageError, match=r"--image-shape applies to your own data file \(PATH\) only"):
+        check_data_arguments(build_parser().parse_args(["compare", "--image-shape", "2x2"]))
 
 
 def test_code_dim_must_be_below_the_feature_count(capsys, tmp_path, four_columns):

@@ -29,6 +29,20 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures the plot functions save, for checks on what they draw."""
+    figures = []
+    save = plots._save
+
+    def capture(fig, path, data=None):
+        figures.append(fig)
+        return save(fig, path, data)
+
+    monkeypatch.setattr(plots, "_save", capture)
+    return figures
+
+
 def _labels(kind, n, rng):
     return {
         "classes": rng.integers(0, 10, n),
@@ -77,6 +91,22 @@ def test_plot_codes_accepts_1d_arrays_label_names_and_nan(tmp_path, rng):
     assert_png(path)
 
 
+def test_plot_codes_keeps_the_axes_on_the_bulk_and_counts_the_outliers(tmp_path, rng, saved_figures):
+    bulk = rng.uniform(-1.0, 1.0, size=(400, 2))
+    outliers = np.array([[1e6, 0.0], [-1e6, 0.0], [0.0, 1e6]])
+    path = plots.plot_codes(np.vstack([bulk, outliers]), np.vstack([bulk, bulk[:3]]), None,
+                            tmp_path / "codes.png")
+    pca_ax, ae_ax = saved_figures[0].axes[:2]
+    for limits in (pca_ax.get_xlim(), pca_ax.get_ylim()):
+        assert -1.2 < limits[0] < -0.9 and 0.9 < limits[1] < 1.2
+    assert [t.get_text() for t in pca_ax.texts] == ["3 point(s) outside the axes"]
+    # All the autoencoder's points fit: no note, automatic limits around all of them.
+    assert len(ae_ax.texts) == 0 and ae_ax.get_xlim()[0] < -0.99 and ae_ax.get_xlim()[1] > 0.99
+    panels = plots.read_figure_data(path)["panels"]
+    assert [p["outside_axes"] for p in panels] == [3, 0]
+    np.testing.assert_allclose(panels[0]["xlim"], pca_ax.get_xlim(), rtol=1e-12)
+
+
 def test_plot_codes_rejects_misaligned_inputs(tmp_path, rng):
     with pytest.raises(ValueError, match="ae_codes, expected as many rows"):
         plots.plot_codes(rng.normal(size=(10, 2)), rng.normal(size=(9, 2)), None,
@@ -96,6 +126,35 @@ def test_plot_reconstructions_images(tmp_path, rng):
         tmp_path / "r.png", image_shape=(8, 8), n=4, pca_mse=0.01, ae_mse=0.0025,
     )
     assert_png(path)
+
+
+@pytest.mark.parametrize("image_shape", [(8, 8, 1), (8, 8, 3), (6, 4, 4)])
+def test_plot_reconstructions_grey_and_colour_images(tmp_path, rng, image_shape):
+    x = rng.uniform(size=(6, int(np.prod(image_shape))))
+    path = plots.plot_reconstructions(x, x * 0.9, x * 1.1, tmp_path / "r.png", image_shape=image_shape, n=3)
+    assert_png(path)
+    assert plots.read_figure_data(path)["image_shape"] == list(image_shape)
+
+
+def test_colour_images_share_one_clipped_scale(tmp_path, rng, saved_figures):
+    originals = rng.uniform(10.0, 20.0, size=(2, 12))
+    originals[0, :2] = 10.0, 20.0
+    plots.plot_reconstructions(originals, originals + 100.0, originals, tmp_path / "r.png",
+                               image_shape=(2, 2, 3), n=2)
+    original, pca, ae = (ax.images[0].get_array() for ax in saved_figures[0].axes)
+    assert original.shape == (2, 5, 3)  # two 2x2 images and a one-pixel white gap
+    np.testing.assert_allclose(original[:, :2], (originals[0].reshape(2, 2, 3) - 10.0) / 10.0, atol=1e-12)
+    np.testing.assert_array_equal(original[:, 2], 1.0)
+    np.testing.assert_array_equal(pca, 1.0)  # far above the originals' range: clipped to white
+    np.testing.assert_array_equal(ae, original)
+
+
+@pytest.mark.parametrize("image_shape", [(4, 4, 2), (4, 2, 3), (-4, -4), (0, 16), "4x4"])
+def test_plot_reconstructions_rejects_bad_image_shapes(tmp_path, rng, image_shape):
+    x = rng.uniform(size=(3, 16))
+    with pytest.raises(ValueError, match=r"image_shape, expected \(height, width\), \(height, width, 1\) "
+                                         r"or \(height, width, 3 or 4\) with a product of 16 features"):
+        plots.plot_reconstructions(x, x, x, tmp_path / "r.png", image_shape=image_shape)
 
 
 @pytest.mark.parametrize(("n_features", "names"), [(6, True), (40, False)])
@@ -141,6 +200,32 @@ def test_plot_loss_writes_png(tmp_path, history, pca):
     assert_png(path)
 
 
+def test_plot_loss_stores_the_numbers_it_draws(tmp_path):
+    history = {"loss": [0.5, 0.25, float("nan"), 0.125], "val_loss": [0.6, 0.3, 0.2, 0.15]}
+    path = plots.plot_loss(history, tmp_path / "loss.png", pca_test_mse=0.1875, units="pixel intensity²")
+    assert plots.read_figure_data(path) == {
+        "training": [0.5, 0.25, None, 0.125],
+        "validation": [0.6, 0.3, 0.2, 0.15],
+        "pca_test_mse": 0.1875,
+        "units": "pixel intensity²",
+    }
+    only_training = plots.plot_loss({"loss": [1.0]}, tmp_path / "one.png")
+    assert plots.read_figure_data(only_training) == {
+        "training": [1.0], "validation": [], "pca_test_mse": None, "units": None,
+    }
+
+
+def test_read_figure_data_needs_an_aepca_figure(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "plain.png")
+    with pytest.raises(ValueError, match=r"plain\.png holds no figure data \(no PNG text 'aepca:data'\)"):
+        plots.read_figure_data(tmp_path / "plain.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"text\.png is not an image"):
+        plots.read_figure_data(tmp_path / "text.png")
+
+
 def test_plot_loss_rejects_empty_history(tmp_path):
     with pytest.raises(ValueError, match="non-empty 'loss' list"):
         plots.plot_loss({"loss": []}, tmp_path / "l.png")
@@ -171,7 +256,11 @@ def test_plot_sweep_tolerates_missing_values(tmp_path):
     rows = _sweep_rows([2, 4, 8])
     rows[1]["autoencoder_test_mse"] = None
     rows[2]["pca_equivalent_components"] = None
-    assert_png(plots.plot_sweep(rows, tmp_path / "sweep.png"))
+    path = plots.plot_sweep(rows, tmp_path / "sweep.png")
+    assert_png(path)
+    data = plots.read_figure_data(path)
+    assert data["k"] == [2, 4, 8] and data["pca_equivalent_components"] == [4, 8, None]
+    assert data["autoencoder_test_mse"][1] is None and data["pca_test_mse"][0] == 0.05 * 2 ** -0.5
 
 
 def test_plot_sweep_rejects_bad_rows(tmp_path):

@@ -74,6 +74,17 @@ def fraction(text: str) -> float:
     return value
 
 
+def image_shape(text: str) -> tuple[int, ...]:
+    """``HxW`` or ``HxWxC`` as a tuple of positive integers."""
+    try:
+        values = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        values = ()
+    if len(values) not in (2, 3) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW or HxWxC with positive integers, received {text!r}")
+    return values
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", type=Path, help="your data: .csv, .npy, .npz or .parquet (default: --dataset)")
     parser.add_argument("--dataset", default=None, help="a bundled data set when no PATH is given (default: mnist)")
@@ -82,8 +93,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-size", type=fraction, default=0.2, help="share of rows held out for testing (default: 0.2)")
     parser.add_argument("--scale", choices=["auto", "minmax", "standard", "none"], default="auto",
                         help="per-feature scaling seen by both methods; errors are reported in original units (default: auto)")
-    parser.add_argument("--drop-constant", action="store_true", help="drop constant columns instead of failing")
+    parser.add_argument("--drop-constant", action="store_true",
+                        help="drop constant columns (by default they are kept; they cost nothing)")
     parser.add_argument("--impute", choices=["mean"], help="fill missing values with the training mean instead of failing")
+    parser.add_argument("--image-shape", type=image_shape, metavar="HxW[xC]",
+                        help="rows of PATH are images of this shape, e.g. 8x8 or 32x32x3 (shown as pictures in the figures)")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,7 +170,7 @@ def check_data_arguments(args) -> None:
         if args.dataset is not None:
             raise UsageError("give either PATH or --dataset, not both")
         return
-    for option in ("label_column", "test", "impute"):
+    for option in ("label_column", "test", "impute", "image_shape"):
         if getattr(args, option):
             raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
 
@@ -167,11 +181,22 @@ def load_data(args):
 
         return load_user_data(
             args.path, test=args.test, test_size=args.test_size, label_column=args.label_column,
-            seed=args.seed, drop_constant=args.drop_constant, impute=args.impute,
+            seed=args.seed, drop_constant=args.drop_constant, impute=args.impute, image_shape=args.image_shape,
         )
     from aepca.data import load_dataset
 
     return load_dataset(args.dataset or "mnist")
+
+
+def run_record(args) -> dict:
+    """The command line and input files, for the run's record."""
+    import shlex
+
+    inputs = [str(Path(path).resolve()) for path in (args.path, args.test) if path is not None]
+    return {
+        "command": shlex.join(["aepca", args.command, *args.argv]),
+        "inputs": inputs or [f"bundled data set {args.dataset or 'mnist'}"],
+    }
 
 
 def default_recipe(args) -> str:
@@ -263,14 +288,15 @@ def run_compare(args) -> int:
     with checkpointing(args.out, args.argv) as checkpoint:
         comparison = compare(
             dataset, code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed,
-            scale=args.scale, progress=not args.no_progress, checkpoint_dir=str(checkpoint),
+            scale=args.scale, progress=not args.no_progress, checkpoint_dir=str(checkpoint), record=run_record(args),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
             devices=args.devices,
         )
         with staged_output(args.out) as staging:
             write_outputs(comparison, dataset, staging)
     print(format_table(comparison.table_rows()))
-    print(f"(MSE in {comparison.metrics['units']}; fit seconds include compilation)")
+    print(f"(MSE in {comparison.metrics['units']}: error space {comparison.metrics['scale']}, "
+          f"{comparison.metrics['scale_reason']}; fit seconds include compilation)")
     for note in comparison.notes:
         print(f"note: {note}")
     for item in comparison.diagnostics:
@@ -307,13 +333,14 @@ def run_sweep(args) -> int:
 
     result = sweep(
         dataset, code_dims, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-        progress=not args.no_progress, on_row=report_row, hidden=None if args.hidden is None else tuple(args.hidden),
+        progress=not args.no_progress, on_row=report_row, record=run_record(args), hidden=None if args.hidden is None else tuple(args.hidden),
         refine_steps=args.refine_steps, devices=args.devices,
     )
     with staged_output(args.out) as staging:
         write_sweep_outputs(result, staging)
     print(format_table(result.table_rows()))
-    print(f"(MSE in {result.header['units']}; fit seconds include compilation)")
+    print(f"(MSE in {result.header['units']}: error space {result.header['scale']}, "
+          f"{result.header['scale_reason']}; fit seconds include compilation)")
     for note in result.notes():
         print(f"note: {note}")
     for item in result.diagnostics:

@@ -4,12 +4,15 @@ Every function draws on a ``matplotlib.figure.Figure`` with an Agg canvas, so
 the user's global matplotlib backend is never touched, and matplotlib is
 imported only when a figure is drawn (it costs the command line ~0.3 s).
 PCA is always drawn in ``PCA_COLOR`` and the autoencoder in ``AE_COLOR`` so a
-reader learns the colours once for the whole report.
+reader learns the colours once for the whole report. Each PNG also stores the
+numbers it draws as JSON text (``read_figure_data`` reads them back), so tests
+and users can check exactly what a figure shows.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -18,15 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from aepca._files import write_atomic
+from aepca.validation import IMAGE_CHANNELS, as_image_shape
 
 __all__ = [
     "AE_COLOR",
+    "FIGURE_DATA_KEY",
     "ORIGINAL_COLOR",
     "PCA_COLOR",
     "plot_codes",
     "plot_loss",
     "plot_reconstructions",
     "plot_sweep",
+    "read_figure_data",
 ]
 
 PCA_COLOR = "#3a6fb0"
@@ -37,6 +43,12 @@ DPI = 120
 _MAX_LEGEND_CLASSES = 20
 # Lines in small multiples get markers only while markers stay distinguishable.
 _MAX_MARKED_POINTS = 30
+# The PNG text key holding a figure's numbers as JSON.
+FIGURE_DATA_KEY = "aepca:data"
+# Scatter axes cover these percentiles of the points, padded by this share of
+# their range, so that a few far outliers cannot squash the rest into a dot.
+_BULK_PERCENTILES = (0.5, 99.5)
+_BULK_PAD = 0.05
 
 
 # --------------------------------------------------------------------------- helpers
@@ -51,12 +63,47 @@ def _new_figure(width, height):
     return fig
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, data=None) -> Path:
+    """Write ``fig`` as a PNG with ``data`` (JSON-able) under ``FIGURE_DATA_KEY``."""
     path = Path(path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    metadata = None if data is None else {FIGURE_DATA_KEY: json.dumps(data, allow_nan=False)}
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata=metadata)
     write_atomic(path, buffer.getvalue())
     return path
+
+
+def read_figure_data(path) -> dict:
+    """The numbers a figure of this module draws, read back from its PNG file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}).get(FIGURE_DATA_KEY)
+    except UnidentifiedImageError:
+        raise ValueError(f"{path} is not an image. Pass a PNG written by aepca.plots.") from None
+    if text is None:
+        raise ValueError(
+            f"{path} holds no figure data (no PNG text {FIGURE_DATA_KEY!r}). "
+            "Pass a PNG written by aepca.plots, or draw the figure again."
+        )
+    return json.loads(text)
+
+
+def _json_value(value):
+    """A drawn number as JSON: integers stay integers, NaN and infinities (not drawn) become null."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value) if math.isfinite(value) else None
+    return str(value)
+
+
+def _json_list(values) -> list:
+    return [_json_value(v) for v in values]
 
 
 def _fmt(value) -> str:
@@ -175,20 +222,38 @@ class _Labels:
         return np.array([self.index.get(v, np.nan) for v in subset], dtype=float)
 
 
+def _bulk_limits(values):
+    """Axis limits around the bulk of ``values`` (percentiles padded by a share
+    of their range), or around all of them when the farthest points lie
+    within twice that range: ordinary tails are shown, far outliers are not."""
+    low, high = np.percentile(values, _BULK_PERCENTILES)
+    pad = _BULK_PAD * ((high - low) if high > low else max(abs(low), 1.0))
+    low, high = low - pad, high + pad
+    if np.ptp(values) <= 2 * (high - low):
+        return float(np.min(values)), float(np.max(values))
+    return float(low), float(high)
+
+
 def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
-    """Draw one method's codes; returns the artist that a colorbar should use."""
+    """Draw one method's codes; returns the artist that a colorbar should use and the panel's counts."""
     k = codes.shape[1]
     sub = codes[idx]
     finite = np.all(np.isfinite(sub), axis=1)
     dropped = int((~finite).sum())
     sub = sub[finite]
     lab = labels.values[idx][finite] if labels.values is not None else None
+    # Code axes only: x, and y when it is a second code dimension.
+    code_axes = sub[:, : min(k, 2)].T if len(sub) else ()
+    limits = [_bulk_limits(column) for column in code_axes]
+    beyond = [(column < low) | (column > high) for column, (low, high) in zip(code_axes, limits)]
+    outside = int(np.any(beyond, axis=0).sum()) if beyond else 0
     mappable = None
     if k == 1:
         x = sub[:, 0]
         ax.set_xlabel(axis_names[0])
         if labels.kind == "none":
-            ax.hist(x, bins=min(50, max(10, int(np.sqrt(x.size)))), color=color, alpha=0.85)
+            ax.hist(x, bins=min(50, max(10, int(np.sqrt(x.size)))), color=color, alpha=0.85,
+                    range=limits[0] if beyond and beyond[0].any() else None)
             ax.set_ylabel("count (points)")
         elif labels.kind == "classes":
             rows = labels.class_positions(lab)
@@ -220,14 +285,23 @@ def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
             )
         ax.set_xlabel(axis_names[0])
         ax.set_ylabel(axis_names[1])
+    # A panel whose points all fit keeps matplotlib's automatic limits.
+    for set_limits, axis_limits, out in zip((ax.set_xlim, ax.set_ylim), limits, beyond):
+        if out.any():
+            set_limits(axis_limits)
     ax.grid(True, color="#e5e5e5", linewidth=0.6)
     ax.set_axisbelow(True)
+    notes = []
     if dropped:
+        notes.append(f"{dropped} non-finite point(s) omitted")
+    if outside:
+        notes.append(f"{outside} point(s) outside the axes")
+    if notes:
         ax.text(
-            0.01, 0.99, f"{dropped} non-finite point(s) omitted", transform=ax.transAxes,
+            0.01, 0.99, "\n".join(notes), transform=ax.transAxes,
             ha="left", va="top", fontsize=8, color="#b00020",
         )
-    return mappable
+    return mappable, {"non_finite_omitted": dropped, "outside_axes": outside}
 
 
 def _axis_names(prefix, k):
@@ -255,7 +329,9 @@ def plot_codes(
     Labels with at most 20 integer (or string) values get a legend, named by
     ``label_names`` (a sequence or mapping from label to name); other numeric
     labels get a colorbar titled ``label_title``. At most ``max_points``
-    points, a subsample drawn with ``seed``, are shown. Returns the PNG path.
+    points, a subsample drawn with ``seed``, are shown. Code axes cover the
+    bulk of the points (0.5th to 99.5th percentile); a panel says how many
+    lie outside. Returns the PNG path.
     """
     from matplotlib.lines import Line2D
 
@@ -278,15 +354,19 @@ def plot_codes(
     fig = _new_figure(11.5, 5.0)
     axes = fig.subplots(1, 2)
     mappable = None
+    drawn = []
     panels = [
         (axes[0], pca_codes, PCA_COLOR, "PCA", _axis_names("PC", pca_codes.shape[1])),
         (axes[1], ae_codes, AE_COLOR, "Autoencoder", _axis_names("code", ae_codes.shape[1])),
     ]
     for ax, codes, color, name, axis_names in panels:
         k = codes.shape[1]
-        mappable = _scatter_panel(ax, codes, labels, idx, color, axis_names, rng) or mappable
+        artist, counts = _scatter_panel(ax, codes, labels, idx, color, axis_names, rng)
+        mappable = artist or mappable
         detail = f"{k}-D code" + (", first 2 shown" if k > 2 else "")
         ax.set_title(f"{name}  ({detail})", color=color, fontweight="bold")
+        drawn.append({"method": name, "code_dims": k, "xlim": _json_list(ax.get_xlim()),
+                      "ylim": _json_list(ax.get_ylim()), **counts})
 
     shown = f"{idx.size:,} of {n:,} points" if idx.size < n else f"{n:,} points"
     fig.suptitle(f"{title or 'Codes: PCA vs autoencoder'}  —  {shown}")
@@ -298,7 +378,7 @@ def plot_codes(
         fig.legend(handles=handles, title=labels.title, loc="outside right center", frameon=False)
     elif mappable is not None:
         fig.colorbar(mappable, ax=list(axes), label=labels.title, shrink=0.9)
-    return _save(fig, path)
+    return _save(fig, path, {"points": n, "points_shown": int(idx.size), "panels": drawn})
 
 
 # --------------------------------------------------------------------------- reconstructions
@@ -322,8 +402,9 @@ def plot_reconstructions(
 ):
     """Show the first ``n`` samples next to their PCA and autoencoder reconstructions.
 
-    With ``image_shape`` (height, width) the rows are grey images: original,
-    PCA, autoencoder. Without it each sample gets a small panel with its
+    With ``image_shape`` the rows are images: original, PCA, autoencoder;
+    (height, width) or (height, width, 1) are grey, (height, width, 3 or 4)
+    colour. Without it each sample gets a small panel with its
     feature profile (original and both reconstructions as lines), with the
     features named by ``feature_names`` when there are few enough to read.
     ``pca_mse`` / ``ae_mse`` (test MSE) are shown with each method's label.
@@ -349,27 +430,41 @@ def plot_reconstructions(
         (_row_label("Autoencoder", ae_mse), recons["ae_recon"][:n], AE_COLOR),
     ]
     if image_shape is not None:
-        fig = _image_rows(rows, tuple(image_shape), originals.shape[1], n)
+        image_shape = _check_image_shape(image_shape, originals.shape[1])
+        fig = _image_rows(rows, image_shape, n)
     else:
         fig = _profile_grid(rows, n, feature_names, originals.shape[1])
-    return _save(fig, path)
+    data = {"samples": n, "image_shape": None if image_shape is None else list(image_shape),
+            "pca_test_mse": _json_value(pca_mse), "autoencoder_test_mse": _json_value(ae_mse)}
+    return _save(fig, path, data)
 
 
-def _image_rows(rows, image_shape, n_features, n):
-    if len(image_shape) != 2 or math.prod(image_shape) != n_features:
+def _check_image_shape(image_shape, n_features) -> tuple[int, ...]:
+    dims = as_image_shape(image_shape)
+    if dims is None or math.prod(dims) != n_features:
         raise ValueError(
-            "Received an invalid value for image_shape, expected (height, width) with "
-            f"height * width == {n_features} features. Received: image_shape={image_shape}. "
-            "Pass the dataset's image_shape, or None for tabular data."
+            "Received an invalid value for image_shape, expected (height, width), (height, width, 1) "
+            f"or (height, width, 3 or 4) with a product of {n_features} features. "
+            f"Received: image_shape={image_shape!r}. Pass the dataset's image_shape, or None for tabular data."
         )
-    shown = rows[0][1]
-    # One grey scale for all rows, so a washed-out reconstruction looks washed out.
-    vmin, vmax = float(np.nanmin(shown)), float(np.nanmax(shown))
-    if not vmax > vmin:
-        vmax = vmin + 1.0
+    return dims
+
+
+def _display_range(values) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return vmin, vmax if vmax > vmin else vmin + 1.0
+
+
+def _image_rows(rows, image_shape, n):
+    # One scale for all rows (from the originals), so a washed-out
+    # reconstruction looks washed out.
+    vmin, vmax = _display_range(rows[0][1])
     import matplotlib
 
-    height, width = image_shape
+    height, width = image_shape[:2]
+    channels = image_shape[2] if len(image_shape) == 3 else 1
+    colour = channels > 1
     aspect = height / width
     fig = _new_figure(1.6 + 1.05 * n, 0.5 + 3 * 1.05 * aspect + 0.35)
     # One image per row, the samples side by side with blank gaps: a grid of
@@ -377,17 +472,23 @@ def _image_rows(rows, image_shape, n_features, n):
     gap = max(1, width // 8)
     grey = matplotlib.colormaps["gray"].with_extremes(bad="white")
     for ax, (label, data, color) in zip(fig.subplots(3, 1), rows):
-        strip = np.full((height, n * (width + gap) - gap), np.nan)
+        # Gaps (and non-finite values) are NaN, drawn white.
+        strip = np.full((height, n * (width + gap) - gap, channels), np.nan)
         for c in range(n):
             start = c * (width + gap)
-            strip[:, start : start + width] = data[c].reshape(image_shape)
-        ax.imshow(strip, cmap=grey, vmin=vmin, vmax=vmax, interpolation="nearest")
+            strip[:, start : start + width] = data[c].reshape(height, width, channels)
+        if colour:
+            # RGB(A) is drawn as given in [0, 1] and has no "bad" colour: scale, clip, white for NaN.
+            scaled = np.clip((strip - vmin) / (vmax - vmin), 0.0, 1.0)
+            ax.imshow(np.where(np.isfinite(strip), scaled, 1.0), interpolation="nearest")
+        else:
+            ax.imshow(strip[..., 0], cmap=grey, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", color=color, fontsize=10, fontweight="bold")
-    fig.suptitle(f"Reconstructions of {n} samples (same grey scale in every row)")
+    fig.suptitle(f"Reconstructions of {n} samples (same {'colour' if colour else 'grey'} scale in every row)")
     return fig
 
 
@@ -462,9 +563,11 @@ def plot_loss(history, path, *, pca_test_mse=None, loss_name="MSE", units=None):
     fig = _new_figure(7.5, 4.6)
     ax = fig.subplots()
     everything = []
+    drawn = {}
     n_epochs = 0
     for name, key, linestyle, marker in curves:
         values = np.asarray(history.get(key) or [], dtype=float)
+        drawn[name] = _json_list(values.tolist())
         if values.size == 0:
             continue
         epochs = np.arange(1, values.size + 1)
@@ -495,7 +598,7 @@ def plot_loss(history, path, *, pca_test_mse=None, loss_name="MSE", units=None):
     ax.set_title(f"Autoencoder training: {loss_name} per epoch")
     ax.grid(True, which="major", color="#e5e5e5", linewidth=0.6)
     ax.legend(frameon=False)
-    return _save(fig, path)
+    return _save(fig, path, {**drawn, "pca_test_mse": _json_value(pca_test_mse), "units": units})
 
 
 # --------------------------------------------------------------------------- sweep
@@ -572,4 +675,11 @@ def plot_sweep(rows, path, *, title=None, units=None):
     ax.set_title(title or "Test reconstruction error vs code size")
     ax.grid(True, which="major", color="#e5e5e5", linewidth=0.6)
     ax.legend(frameon=False)
-    return _save(fig, path)
+    data = {
+        "k": _json_list(ks),
+        "pca_test_mse": _json_list(pca.tolist()),
+        "autoencoder_test_mse": _json_list(ae.tolist()),
+        "pca_equivalent_components": _json_list(row.get("pca_equivalent_components") for row in rows),
+        "units": units,
+    }
+    return _save(fig, path, data)

@@ -204,3 +204,18 @@ def check_codes(codes, n_components: int, dtype=np.float32) -> np.ndarray:
     if not np.all(np.isfinite(codes)):
         raise ValueError("Received codes with NaN or infinite values; pass the output of transform.")
     return codes
+
+
+# Channels an image may have: grey (1), RGB (3), RGBA (4).
+IMAGE_CHANNELS = (1, 3, 4)
+
+
+def as_image_shape(value) -> tuple[int, ...] | None:
+    """``value`` as an image shape (height, width) or (height, width, channels), or None if it is not one."""
+    dims = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    valid = (
+        len(dims) in (2, 3)
+        and all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in dims)
+        and (len(dims) == 2 or dims[2] in IMAGE_CHANNELS)
+    )
+    return tuple(int(d) for d in dims) if valid else None

@@ -86,6 +86,43 @@ def test_npy_images_keep_their_shape_until_a_column_is_dropped(tmp_path):
     assert "x0" not in dropped.feature_names
 
 
+@pytest.mark.parametrize(("channels", "expected"), [(3, (4, 2, 3)), (1, (4, 2, 1)), (2, None)])
+def test_npz_images_with_channels_keep_their_shape(tmp_path, channels, expected):
+    images = np.random.default_rng(1).uniform(size=(5, 4, 2, channels))
+    table = read_table(write(tmp_path / "d.npz", {"x": images, "y": np.arange(5)}))
+    assert table.image_shape == expected and table.features.shape == (5, 8 * channels)
+
+
+def test_explicit_image_shape_overrides_the_array_shape(tmp_path):
+    images = np.random.default_rng(2).uniform(size=(5, 4, 3))
+    table = read_table(write(tmp_path / "d.npy", images), image_shape=(3, 4))
+    assert table.image_shape == (3, 4)
+
+
+def test_flat_rows_with_a_label_column_keep_an_explicit_image_shape(tmp_path):
+    # Like scikit-learn's digits as a CSV: a label column plus the pixel columns.
+    pixels = np.random.default_rng(3).integers(0, 17, size=(10, 6))
+    frame = pd.DataFrame(pixels, columns=[f"p{i}" for i in range(6)]).assign(label=np.arange(10) % 3)
+    path = write(tmp_path / "d.csv", frame)
+    assert read_table(path, label_column="label", image_shape=(2, 3)).image_shape == (2, 3)
+    data = load_user_data(path, label_column="label", image_shape=[3, 2])
+    assert data.image_shape == (3, 2) and data.x_train.shape == (8, 6)
+    assert read_table(path, label_column="label").image_shape is None
+
+
+def test_constant_columns_are_kept_and_counted(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b,c,d\n" + "".join(f"{i},0,{i * i % 7},7\n" for i in range(10)))
+    table = read_table(path)
+    assert table.feature_names == ("a", "b", "c", "d")
+    np.testing.assert_array_equal(table.features[:, 1], 0.0)
+    data = load_user_data(path)
+    assert data.feature_names == ("a", "b", "c", "d") and data.notes["constant_columns"] == 2
+    dropped = load_user_data(path, drop_constant=True)
+    assert dropped.feature_names == ("a", "c") and dropped.notes["dropped_constant_columns"] == ["b", "d"]
+    assert "constant_columns" not in dropped.notes
+    assert "constant_columns" not in load_user_data(write(tmp_path / "ten.csv", TEN)).notes
+
+
 def test_structured_npy_uses_field_names(tmp_path):
     array = np.array([(1.0, 2), (3.0, 4), (5.0, 7)], dtype=[("height", "f8"), ("count", "i4")])
     table = read_table(write(tmp_path / "d.npy", array))
@@ -112,8 +149,21 @@ BAD_FILES = [
      r"non-numeric columns 'city' \(e\.g\. 'city' holds 'Paris'\).*--label-column"),
     ("d.csv", "a,b,c\n1,,3\n4,5,\n7,8,9\n", {}, ValueError,
      r"2 missing values .* in columns 'b', 'c'.*--impute mean"),
-    ("d.csv", "a,b\n1,0\n2,0\n3,0\n", {}, ValueError, r"constant columns 'b' \(1 in all\).*--drop-constant"),
+    ("d.csv", "a,b\n1,1\n1,1\n1,1\n", {}, ValueError, r"Every feature column of d\.csv is constant"),
     ("d.csv", "a,b\n1,1\n1,1\n1,1\n", {"drop_constant": True}, ValueError, r"Every feature column .* is constant"),
+    ("d.csv", "a,b,c,d\n1,2,3,4\n5,6,7,8\n9,1,2,3\n", {"image_shape": (2, 3)}, ValueError,
+     r"image_shape, expected dimensions whose product is the 4 feature columns of d\.csv\. "
+     r"Received: image_shape=\(2, 3\)\. Pass the shape of one image"),
+    ("d.csv", "a,b,c,d\n1,2,3,0\n5,6,7,0\n9,1,2,0\n", {"image_shape": (2, 2), "drop_constant": True}, ValueError,
+     r"product is the 3 feature columns of d\.csv left after dropping 1 constant column\. "
+     r"Received: image_shape=\(2, 2\)\. Keep the constant columns"),
+    ("d.csv", "a,b,c,d\n1,2,3,4\n5,6,7,8\n9,1,2,3\n", {"image_shape": (2, 0)}, ValueError,
+     r"image_shape, expected \(height, width\) or \(height, width, channels\) of positive integers.*"
+     r"Received: image_shape=\(2, 0\)"),
+    ("d.csv", "a,b,c,d\n1,2,3,4\n5,6,7,8\n9,1,2,3\n", {"image_shape": (1, 2, 2)}, ValueError,
+     r"channels in \(1, 3, 4\)\. Received: image_shape=\(1, 2, 2\)"),
+    ("d.csv", "a,b,c,d\n1,2,3,4\n5,6,7,8\n9,1,2,3\n", {"image_shape": "2x2"}, ValueError,
+     r"Received: image_shape='2x2'"),
     ("d.csv", "a,b\n1,\n2,\n3,\n", {"impute": "mean"}, ValueError, r"no values at all: 'b'"),
     ("d.csv", "a,b\n1,2\n3,4\n5,6\n", {"label_column": "lbl"}, ValueError,
      r"expected one of the columns of d\.csv: 'a', 'b'\. Received: label_column='lbl'"),

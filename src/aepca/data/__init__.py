@@ -1,6 +1,7 @@
-"""Data sets: the bundled MNIST, readers for users' files, synthetic sets."""
+"""Data sets: the bundled MNIST, scikit-learn's 8x8 digits, readers for users' files, synthetic sets."""
 
 from aepca.data._dataset import Dataset
+from aepca.data.digits import digits
 from aepca.data.mnist import MNIST_SHA256, array_digest, download_mnist, load_mnist, load_mnist_file
 from aepca.data.readers import Table, load_user_data, read_table
 from aepca.data.synthetic import curves, low_rank, s_curve, swiss_roll
@@ -12,6 +13,7 @@ __all__ = [
     "Table",
     "array_digest",
     "curves",
+    "digits",
     "download_mnist",
     "load_dataset",
     "load_mnist",
@@ -24,9 +26,10 @@ __all__ = [
 ]
 
 # Named data sets; each loader's keyword defaults are its standard size, and
-# synthetic sets are split 80/20 by a shuffle seeded with ``seed``.
+# digits and the synthetic sets are split 80/20 by a shuffle seeded with ``seed``.
 DATASETS = {
     "mnist": load_mnist,
+    "digits": digits,
     "curves": curves,
     "low_rank": low_rank,
     "s_curve": s_curve,

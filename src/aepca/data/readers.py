@@ -4,7 +4,9 @@ Every problem with a file is reported as one line naming the file, the rule
 and the fix (``ValueError``, ``FileNotFoundError`` or ``PermissionError``).
 Cleaning decisions (which constant columns to drop, which means to impute)
 are learned on the training rows only and then applied unchanged to the test
-rows, so no test information leaks into preprocessing.
+rows, so no test information leaks into preprocessing. Images keep their
+shape: ``(n, h, w)`` and ``(n, h, w, c)`` arrays, or flat rows given an
+``image_shape``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from aepca.data._dataset import Dataset
-from aepca.validation import check_features, describe_names, plural
+from aepca.validation import IMAGE_CHANNELS, as_image_shape, check_features, describe_names, plural
 
 MIN_ROWS = 3
 MIN_SPLIT_ROWS = 2
@@ -34,20 +36,20 @@ _CORRUPT_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error
 class Table:
     """A cleaned table: float32 ``features`` (rows x columns), optional ``labels``.
 
-    ``image_shape`` is kept for 3-D arrays (images) whose pixels all survive.
+    ``image_shape`` ((h, w) or (h, w, c)) is kept for images whose pixels all survive.
     """
 
     features: np.ndarray
     labels: np.ndarray | None
     feature_names: tuple[str, ...]
-    image_shape: tuple[int, int] | None = None
+    image_shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
 class _Raw:
     frame: pd.DataFrame
     labels: np.ndarray | None
-    image_shape: tuple[int, int] | None
+    image_shape: tuple[int, ...] | None
 
 
 def _corrupt(path: Path, kind: str, err: Exception, fix: str) -> ValueError:
@@ -71,7 +73,8 @@ def _array_to_raw(array: np.ndarray, labels: np.ndarray | None, path: Path) -> _
             f"{path} holds an array of shape {array.shape}, expected 2-D (samples x features). "
             "Re-save it as a 2-D array, e.g. x.reshape(-1, 1) for a single feature."
         )
-    image_shape = tuple(array.shape[1:]) if array.ndim == 3 else None
+    # (n, h, w), or (n, h, w, c) with channels a figure can show.
+    image_shape = as_image_shape(array.shape[1:]) if array.ndim in (3, 4) else None
     flat = array.reshape(len(array), -1)
     frame = pd.DataFrame(flat, columns=[f"x{i}" for i in range(flat.shape[1])], copy=False)
     return _Raw(frame, labels, image_shape)
@@ -206,6 +209,38 @@ def _pop_labels(raw: _Raw, label_column: str | None, source: str) -> tuple[pd.Da
     return raw.frame.drop(columns=[label_column]), labels, None
 
 
+def _check_image_shape(image_shape) -> tuple[int, ...] | None:
+    """``image_shape`` as a tuple of ints, or ``ValueError`` unless (h, w) or (h, w, c) of positive ints."""
+    if image_shape is None:
+        return None
+    dims = as_image_shape(image_shape)
+    if dims is None:
+        raise ValueError(
+            "Received an invalid value for image_shape, expected (height, width) or (height, width, channels) of "
+            f"positive integers, with channels in {IMAGE_CHANNELS}. Received: image_shape={image_shape!r}. "
+            "Pass e.g. image_shape=(8, 8), or leave it unset for tabular data."
+        )
+    return dims
+
+
+def _final_image_shape(requested, found, n_features: int, n_dropped: int, source: str) -> tuple | None:
+    """The requested image shape, checked against the features left; else the one found in an array file."""
+    if requested is None:
+        return found if found and math.prod(found) == n_features else None
+    if math.prod(requested) != n_features:
+        left = f" left after dropping {plural(n_dropped, 'constant column')}" if n_dropped else ""
+        fix = (
+            "Keep the constant columns (leave out drop_constant / --drop-constant) so that every pixel stays."
+            if n_dropped
+            else "Pass the shape of one image (labels excluded), or leave image_shape unset for tabular data."
+        )
+        raise ValueError(
+            f"Received an invalid value for image_shape, expected dimensions whose product is the {n_features} "
+            f"feature columns of {source}{left}. Received: image_shape={requested!r}. {fix}"
+        )
+    return requested
+
+
 def _check_rows(frame: pd.DataFrame, source: str, min_rows: int) -> None:
     if len(frame) < min_rows:
         raise ValueError(
@@ -247,10 +282,11 @@ def _check_impute(impute) -> None:
 
 @dataclass(frozen=True)
 class _Cleaning:
-    """Columns to keep and values to impute, learned on the training rows."""
+    """Columns to keep, values to impute and the number of constant columns kept, learned on the training rows."""
 
     columns: tuple[str, ...]
     fill: dict
+    n_constant_kept: int
 
     @classmethod
     def learn(cls, frame: pd.DataFrame, source: str, *, drop_constant: bool, impute: str | None) -> _Cleaning:
@@ -270,16 +306,11 @@ class _Cleaning:
         else:
             _check_missing(frame, source)
         # min/max skip NaN, and a mean-imputed constant column stays constant.
-        constant = list(frame.columns[(frame.min() == frame.max()).to_numpy()])
-        if constant and not drop_constant:
-            raise ValueError(
-                f"{source} has constant columns {describe_names(constant)} ({len(constant)} in all), which "
-                "carry no information. Remove them with drop_constant=True (--drop-constant)."
-            )
-        kept = tuple(str(c) for c in frame.columns if c not in set(constant))
-        if not kept:
+        constant = set(frame.columns[(frame.min() == frame.max()).to_numpy()])
+        if len(constant) == frame.shape[1]:
             raise ValueError(f"Every feature column of {source} is constant. There is nothing to learn from.")
-        return cls(kept, fill)
+        kept = tuple(str(c) for c in frame.columns if not (drop_constant and c in constant))
+        return cls(kept, fill, 0 if drop_constant else len(constant))
 
     def apply(self, frame: pd.DataFrame, source: str) -> np.ndarray:
         frame = frame[list(self.columns)]
@@ -291,27 +322,33 @@ class _Cleaning:
         return check_features(frame, name=source)
 
 
-def _image_shape(image_shape: tuple | None, n_features: int) -> tuple | None:
-    return image_shape if image_shape and math.prod(image_shape) == n_features else None
-
-
 def read_table(
-    path, *, label_column: str | None = None, drop_constant: bool = False, impute: str | None = None
+    path,
+    *,
+    label_column: str | None = None,
+    drop_constant: bool = False,
+    impute: str | None = None,
+    image_shape: tuple[int, ...] | None = None,
 ) -> Table:
     """Read a ``.csv`` (with a header row), ``.npy``, ``.npz`` or ``.parquet`` file.
 
     ``label_column`` names a column to return as labels instead of a feature
     (a ``.npz`` file may instead hold labels as array ``y``). Constant
-    columns and missing values are errors unless ``drop_constant=True`` /
-    ``impute="mean"`` deal with them.
+    columns are kept (PCA and the autoencoder handle them) unless
+    ``drop_constant=True``; missing values are errors unless
+    ``impute="mean"``. ``image_shape`` ((h, w) or (h, w, c)) marks flat rows
+    as images and overrides the shape of an image array.
     """
     _check_impute(impute)
+    requested = _check_image_shape(image_shape)
     source = Path(path).name
-    frame, labels, image_shape = _pop_labels(_read_raw(path), label_column, source)
+    frame, labels, found = _pop_labels(_read_raw(path), label_column, source)
     _check_rows(frame, source, MIN_ROWS)
     cleaning = _Cleaning.learn(frame, source, drop_constant=drop_constant, impute=impute)
     features = cleaning.apply(frame, source)
-    return Table(features, labels, cleaning.columns, _image_shape(image_shape, features.shape[1]))
+    n_dropped = frame.shape[1] - len(cleaning.columns)
+    shape = _final_image_shape(requested, found, features.shape[1], n_dropped, source)
+    return Table(features, labels, cleaning.columns, shape)
 
 
 def split_indices(n_rows: int, test_size: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -346,17 +383,21 @@ def load_user_data(
     seed: int = 0,
     drop_constant: bool = False,
     impute: str | None = None,
+    image_shape: tuple[int, ...] | None = None,
 ) -> Dataset:
     """Read a user's file as a train/test :class:`Dataset`.
 
     Without ``test`` the rows are split by a shuffle seeded with ``seed``;
     with ``test`` that second file (same columns) is the test set. Column
-    drops and imputed means are learned on the training rows only.
+    drops and imputed means are learned on the training rows only; the other
+    keywords are those of :func:`read_table`. ``notes`` counts the constant
+    columns kept (``"constant_columns"``) so that reports can say so.
     """
     _check_impute(impute)
+    requested = _check_image_shape(image_shape)
     path = Path(path)
     source = path.name
-    frame, labels, image_shape = _pop_labels(_read_raw(path), label_column, source)
+    frame, labels, found = _pop_labels(_read_raw(path), label_column, source)
     if test is None:
         _check_rows(frame, source, MIN_ROWS)
         train_index, test_index = split_indices(len(frame), test_size, seed, source)
@@ -381,6 +422,8 @@ def load_user_data(
     x_test = cleaning.apply(test_frame, test_source)
     notes = {"units": f"original units of {source}"}
     dropped = [str(c) for c in frame.columns if str(c) not in cleaning.columns]
+    if cleaning.n_constant_kept:
+        notes["constant_columns"] = cleaning.n_constant_kept
     if dropped:
         notes["dropped_constant_columns"] = dropped
     if impute:
@@ -391,7 +434,7 @@ def load_user_data(
         x_test=x_test,
         y_train=y_train,
         y_test=y_test,
-        image_shape=_image_shape(image_shape, x_train.shape[1]),
+        image_shape=_final_image_shape(requested, found, x_train.shape[1], len(dropped), source),
         feature_names=cleaning.columns,
         notes=notes,
     )
