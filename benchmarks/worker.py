@@ -146,7 +146,7 @@ def run_aepca(spec, recipe_name) -> dict:
 
     from aepca import training
     from aepca.estimator import Autoencoder
-    from aepca.experiments.recipes import get_recipe
+    from aepca.recipes import get_recipe
 
     imports_and_mnist_s = time.perf_counter() - started
     stages = {}
@@ -339,7 +339,7 @@ def run_imports(spec) -> dict:
     marks.append(("keras (with the pandas it imports)", since_start()))
     import aepca.data  # noqa: F401
     import aepca.estimator  # noqa: F401
-    import aepca.experiments.recipes  # noqa: F401
+    import aepca.recipes  # noqa: F401
 
     marks.append(("aepca's modules", since_start()))
     return {"marks": marks}

@@ -40,7 +40,7 @@ def test_start_up_defers_unused_modules_until_used(tmp_path):
         half = float(scipy.stats.norm.cdf(0.0))
         # Saving and loading a model use h5py: it loads then.
         x = np.random.default_rng(0).random((20, 4)).astype(np.float32)
-        fitted = aepca.estimator.Autoencoder(1, hidden=(3,), epochs=1, random_state=0).fit(x)
+        fitted = aepca.estimator.Autoencoder(1, recipe="classic", hidden=(3,), epochs=1, random_state=0).fit(x)
         loaded = aepca.load_model(fitted.save({str(tmp_path / "model")!r}))
         same = bool(np.array_equal(loaded.transform(x), fitted.transform(x)))
         print(json.dumps({{"kinds": kinds, "not_imported": not_imported, "half": half, "same": same,
@@ -91,7 +91,7 @@ CACHED_FIT = """
     directory = _backend.enable_compilation_cache({directory})
     from aepca import Autoencoder
     X = np.random.default_rng(0).random((128, 6)).astype(np.float32)
-    model = Autoencoder(n_components=2, hidden=(4,), epochs=2, batch_size=32, random_state=0).fit(X)
+    model = Autoencoder(recipe="classic", n_components=2, hidden=(4,), epochs=2, batch_size=32, random_state=0).fit(X)
     print(json.dumps({{"directory": None if directory is None else str(directory),
                       "files": sorted(os.listdir(directory)) if directory else [],
                       "codes": model.transform(X).tolist()}}))

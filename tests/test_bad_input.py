@@ -108,7 +108,7 @@ def test_api_missing_file_raises_file_not_found(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_model():
     x = np.random.default_rng(0).random((60, 5)).astype(np.float32)
-    return Autoencoder(2, hidden=(4,), epochs=1, random_state=0).fit(x)
+    return Autoencoder(2, recipe="classic", hidden=(4,), epochs=1, random_state=0).fit(x)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ def test_api_transform_time_input_is_checked(tiny_model, method, X, match):
 )
 def test_api_fit_input_is_checked(X, params, match):
     with pytest.raises(ValueError, match=match):
-        Autoencoder(**{"n_components": 1, "hidden": (2,), "epochs": 1, **params}).fit(X)
+        Autoencoder(recipe="classic", **{"n_components": 1, "hidden": (2,), "epochs": 1, **params}).fit(X)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -157,7 +157,7 @@ def test_property_estimator_refuses_clearly_or_returns_finite(tiny_model, n_rows
     with np.errstate(invalid="ignore"):  # NaN cast to an integer type is any integer: fine here
         X = X.astype(dtype) if dtype != "object" else X.astype(str).astype(object)
     try:
-        model = Autoencoder(1, hidden=(2,), epochs=1, scale="standard", random_state=0).fit(X)
+        model = Autoencoder(1, recipe="classic", hidden=(2,), epochs=1, scale="standard", random_state=0).fit(X)
     except ValueError as error:
         assert str(error).strip(), "an error must say what is wrong"
         return

@@ -180,5 +180,10 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["n_train"], metrics["n_test"], metrics["n_features"], metrics["n_components"]) == (240, 60, 5, 2)
-    assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] == 2
+    # --epochs 2 caps each fold's network; the kept model ran at most that many.
+    assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] <= 2
+    assert metrics["autoencoder"]["selection"]["held_out"] == "5 folds of 240 training rows"
+    record = metrics["run"]
+    assert record["command"] == f"aepca compare {csv} --label-column y --epochs 2 --no-progress --out {out}"
+    assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 240, "test": 60}
     assert sorted(os.listdir(out / "model")) == ["aepca.json", "model.keras"]

@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(
         histories[devices] = train(net.autoencoder, x, x_val=x[:40], config=config)
         weights[devices] = [w.tolist() for w in net.autoencoder.get_weights()]
 
-    estimator = Autoencoder(n_components=2, hidden=(8,), epochs=2, batch_size=16, random_state=0, devices=2)
+    estimator = Autoencoder(recipe="classic", n_components=2, hidden=(8,), epochs=2, batch_size=16, random_state=0, devices=2)
     estimator.fit(x, X_val=x[:40])
     loaded = load_model(estimator.save(sys.argv[1]))
     try:
@@ -98,7 +98,7 @@ def test_two_devices_take_the_steps_of_one(tmp_path):
 def test_more_devices_than_jax_sees_is_refused():
     x = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
     with pytest.raises(ValueError, match=r"expected at most the 1 device\(s\) JAX sees \(.*\)\. Received: devices=2$"):
-        Autoencoder(n_components=2, hidden=(4,), epochs=1, batch_size=16, devices=2).fit(x)
+        Autoencoder(recipe="classic", n_components=2, hidden=(4,), epochs=1, batch_size=16, devices=2).fit(x)
 
 
 def test_devices_must_divide_the_batch():

@@ -15,7 +15,7 @@ from aepca.pca import PCA
 
 import keras  # noqa: E402
 
-PARAMS = dict(n_components=2, hidden=(8,), epochs=10, batch_size=32, learning_rate=1e-2, random_state=0)
+PARAMS = dict(n_components=2, recipe="classic", hidden=(8,), epochs=10, batch_size=32, learning_rate=1e-2, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +230,7 @@ def test_bad_codes_are_refused(fitted):
         ({"scale": "robust"}, r"The 'scale' parameter of Autoencoder must be a str among"),
         ({"epochs": 0}, r"The 'epochs' parameter of Autoencoder must be an int in the range \[1, inf\)"),
         ({"output_bias": "median"}, r"The 'output_bias' parameter of Autoencoder must be a str among"),
-        ({"beta_2": 1.0}, r"The 'beta_2' parameter of Autoencoder must be a float in the range \(0\.0, 1\.0\)\. Got 1\.0 instead"),
+        ({"beta_2": 1.0}, r"The 'beta_2' parameter of Autoencoder must be a float in the range \(0\.0, 1\.0\) or None\. Got 1\.0 instead"),
         ({"output_bias": "mean", "output_activation": "relu"}, r"expected one of \['linear', 'sigmoid', 'tanh'\] when the output bias starts at the data mean\. Received: output_activation='relu'"),
         ({"validation_fraction": 0.001}, r"validation_fraction, expected a share leaving at least one row on each side\. Received: validation_fraction=0\.001 with 3 rows"),
     ],

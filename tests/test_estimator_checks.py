@@ -17,7 +17,7 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
 @parametrize_with_checks(
-    [Autoencoder(n_components=1, hidden=(4,), epochs=2, batch_size=16, random_state=0), PCA(n_components=1)],
+    [Autoencoder(recipe="classic", n_components=1, hidden=(4,), epochs=2, batch_size=16, random_state=0), PCA(n_components=1)],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible(estimator, check):

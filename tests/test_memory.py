@@ -93,7 +93,7 @@ SAVE_SCRIPT = textwrap.dedent(
     from aepca import Autoencoder, load_model
 
     X = np.random.default_rng(0).random((64, 6)).astype(np.float32)
-    model = Autoencoder(n_components=2, hidden=(4,), epochs=1, batch_size=32, random_state=0).fit(X)
+    model = Autoencoder(recipe="classic", n_components=2, hidden=(4,), epochs=1, batch_size=32, random_state=0).fit(X)
     loaded = load_model(model.save(sys.argv[1]))
     print(json.dumps({"tensorflow_imported": "tensorflow" in sys.modules,
                       "same": bool(np.array_equal(loaded.transform(X), model.transform(X)))}))

@@ -39,20 +39,20 @@ SCRIPT = textwrap.dedent(
 
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((200, 3)) @ rng.standard_normal((3, 10))).astype(np.float32)
-    model = Autoencoder(n_components=2, hidden=(8,), epochs=2, batch_size=32, random_state=0)
+    model = Autoencoder(recipe="classic", n_components=2, hidden=(8,), epochs=2, batch_size=32, random_state=0)
     model.fit(X, X_val=X[:50])
     codes = model.transform(X)
     # Many training steps per call into the compiled step function (100 steps:
     # 64 + 36 on TensorFlow) give the numbers of one step per call.
     from aepca import training
     def fit_steps():
-        return Autoencoder(n_components=2, hidden=(8,), epochs=1, batch_size=2, random_state=0).fit(X, X_val=X[:50]).history_
+        return Autoencoder(recipe="classic", n_components=2, hidden=(8,), epochs=1, batch_size=2, random_state=0).fit(X, X_val=X[:50]).history_
     many_steps = fit_steps()
     training.STEPS_PER_EXECUTION, steps_per_execution = {}, training.STEPS_PER_EXECUTION
     one_step = fit_steps()
     training.STEPS_PER_EXECUTION = steps_per_execution
     try:
-        Autoencoder(n_components=2, hidden=(8,), epochs=1, batch_size=32, devices=2).fit(X)
+        Autoencoder(recipe="classic", n_components=2, hidden=(8,), epochs=1, batch_size=32, devices=2).fit(X)
         several_devices = None
     except ValueError as error:
         several_devices = str(error)

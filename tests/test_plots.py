@@ -226,9 +226,14 @@ def test_read_figure_data_needs_an_aepca_figure(tmp_path):
         plots.read_figure_data(tmp_path / "text.png")
 
 
-def test_plot_loss_rejects_empty_history(tmp_path):
-    with pytest.raises(ValueError, match="non-empty 'loss' list"):
-        plots.plot_loss({"loss": []}, tmp_path / "l.png")
+def test_plot_loss_without_training_shows_pca_alone(tmp_path):
+    plots.plot_loss({"loss": []}, tmp_path / "l.png", pca_test_mse=0.5)
+    assert plots.read_figure_data(tmp_path / "l.png")["training"] == []
+
+
+def test_plot_loss_rejects_bad_history(tmp_path):
+    with pytest.raises(ValueError, match="expected a mapping with a 'loss' list"):
+        plots.plot_loss({"val_loss": [1.0]}, tmp_path / "l.png")
     with pytest.raises(ValueError, match="pca_test_mse, expected a number"):
         plots.plot_loss({"loss": [1.0]}, tmp_path / "l.png", pca_test_mse="low")
 

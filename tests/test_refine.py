@@ -61,7 +61,7 @@ def undertrained():
     rng = np.random.default_rng(3)
     latent = rng.standard_normal((1200, 2))
     X = np.tanh(latent @ rng.standard_normal((2, 12))).astype(np.float32)
-    model = Autoencoder(n_components=2, hidden=(16,), epochs=10, batch_size=64, random_state=0).fit(X[:1000])
+    model = Autoencoder(recipe="classic", n_components=2, hidden=(16,), epochs=10, batch_size=64, random_state=0).fit(X[:1000])
     return model, X[1000:]
 
 

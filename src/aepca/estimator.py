@@ -27,6 +27,7 @@ from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
 from aepca.models import PREDICT_BATCH, AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
 from aepca.preprocessing import Scaler, network_scaling  # noqa: E402
+from aepca.recipes import DEFAULTS, RECIPES, SETTINGS, Recipe, get_recipe  # noqa: E402
 from aepca.refine import refine_codes  # noqa: E402
 from aepca.validation import check_codes  # noqa: E402
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train  # noqa: E402
@@ -38,6 +39,10 @@ FORMAT_VERSION = 1
 # validation MSE is lower by more than this many standard errors (a one-sided
 # paired test at about the 0.1% level); see tests/experiments/test_never_worse.py.
 CLEAR_IMPROVEMENT_Z = 3.0
+# The folds' decision pools every training row's held-out error (many more
+# rows than a validation split), one-sided at about the 2.3% level; see
+# docs/recipes.md for its false-keep and false-fallback rates.
+FOLD_Z = 2.0
 MIN_VALIDATION_ROWS = 50
 
 
@@ -59,44 +64,64 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     ----------
     n_components : int, default=2
         Size of the code layer.
-    hidden : tuple of int, default=(512, 128)
-        Encoder hidden layer widths; the decoder mirrors them. The defaults
-        give the classic 784-512-128-k-128-512-784 network.
-    activation : str, default="elu"
+    recipe : {"fast", "classic", "linear"} or aepca.recipes.Recipe, default="fast"
+        Named settings sized to the data (see :mod:`aepca.recipes` and
+        docs/recipes.md); the same default as the ``aepca`` command. Every
+        setting below left at None takes the recipe's value; ``settings_``
+        holds the values used.
+    hidden : tuple of int or None
+        Encoder hidden layer widths; the decoder mirrors them.
+    activation : str or None
         Hidden activation (any Keras activation name).
-    output_activation : str, default="auto"
+    output_activation : str or None
         ``"auto"`` is ``"sigmoid"`` when the (scaled) training data lies in
         [0, 1] and the network is randomly initialised, else ``"linear"``.
-    init : {"random", "pca", "auto"}, default="random"
+    code_activation : str or None
+        The code layer's activation. Linear is right for nonlinear PCA; a
+        bounded one (tanh, sigmoid) is a common mistake that the diagnoses
+        name. A PCA start is always linear.
+    init : {"random", "pca", "auto"} or None
         ``"pca"`` starts the network exactly at PCA's solution (a PCA layer
         plus zero-initialised nonlinear residual branches): training can only
-        improve on PCA. ``"auto"`` trains a randomly initialised network (which
-        learns faster on data like MNIST and can unfold manifolds that a PCA
-        start cannot) and, unless it is clearly better than PCA on the
-        validation rows, trains a PCA-initialised one instead: the result is
-        never worse than PCA. ``init_`` records which was kept.
-    output_bias : {"zeros", "mean"}, default="zeros"
-        How a randomly initialised network's output layer bias starts:
-        Keras' zeros, or where the output activation gives the (scaled)
-        training mean, so training need not first learn the mean (linear,
-        sigmoid and tanh outputs). A PCA start always includes the mean.
+        improve on PCA. ``"auto"`` trains a randomly initialised network and
+        keeps it only when it is clearly better than PCA on held-out rows
+        (``folds``, or the validation rows); otherwise PCA wins: with folds
+        the model is PCA itself, with a validation split a PCA-initialised
+        network trained on. ``init_`` records which was kept and
+        ``history_["selection"]`` the evidence.
+    output_bias : {"zeros", "mean"} or None
+        How a randomly initialised network's output starts: at zero, or at
+        the training mean (a standardised linear output starts there anyway).
     scale : {"none", "auto", "minmax", "standard"}, default="none"
         The error space: per-feature scaling learned on the training data
         (see :class:`aepca.preprocessing.Scaler`) in which the network is
         trained and ``score`` measured. Reconstructions are in the original
         units.
-    epochs, batch_size, learning_rate, optimizer, beta_2, schedule, warmup_epochs, loss
-        Training settings; see :class:`aepca.training.TrainConfig`.
-    min_steps : int or None, default=None
+    epochs, batch_size, learning_rate, optimizer, beta_2, schedule, warmup_epochs, loss : or None
+        Training settings; see :class:`aepca.training.TrainConfig`. An
+        explicit ``epochs`` is exact (no step floor, no early stopping unless
+        those are given too).
+    min_steps : int or None
         Train at least this many optimizer steps (more epochs on small data).
-    validation_fraction : float, default=0.0
+    validation_fraction : float or None
         Share of the training rows held out to monitor (and, with
         ``restore_best``, select) the weights.
-    restore_best : bool, default=False
+    restore_best : bool or None
         Keep the weights with the lowest validation loss, the initial ones
-        included; then keep the initial weights unless the chosen ones are
-        clearly better on validation (see ``CLEAR_IMPROVEMENT_Z``), so a
-        PCA-initialised model does not end worse than PCA by chance.
+        included; a PCA-initialised network then keeps its start unless the
+        trained weights are clearly better on validation
+        (``CLEAR_IMPROVEMENT_Z``).
+    patience : int or None
+        Stop after this many epochs without a lower validation loss
+        (``epochs`` is then the cap).
+    folds : int or None
+        With ``init="auto"``: decide between the network and PCA on this
+        many folds of all training rows (each fold held out once, the
+        network trained on the rest and stopped on it), keeping the network
+        when its held-out errors are lower than PCA's by more than
+        ``FOLD_Z`` standard errors; it is then trained once more on every
+        row for the folds' median best epoch count. 0: use the validation
+        split.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, shuffling and the validation split.
     verbose : bool, default=False
@@ -128,6 +153,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     history_ : dict
         Per-epoch ``loss``, ``val_loss``, ``val_mse`` (in the error space's
         units), ``seconds``; ``epochs_reason`` says why that many epochs ran.
+    settings_ : dict
+        Every training setting used: the recipe's, sized to the data, and the arguments given.
     output_activation_ : str
     init_ : str
         How the kept network was started ("random" or "pca").
@@ -136,23 +163,27 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden": ["array-like"],
-        "activation": [str],
-        "output_activation": [str],
-        "init": [StrOptions({"random", "pca", "auto"})],
-        "output_bias": [StrOptions({"zeros", "mean"})],
+        "recipe": [StrOptions(set(RECIPES)), Recipe],
+        "hidden": ["array-like", None],
+        "activation": [str, None],
+        "output_activation": [str, None],
+        "code_activation": [str, None],
+        "init": [StrOptions({"random", "pca", "auto"}), None],
+        "output_bias": [StrOptions({"zeros", "mean"}), None],
         "scale": [StrOptions({"none", "auto", "minmax", "standard"})],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left"), None],
         "min_steps": [Interval(Integral, 1, None, closed="left"), None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "optimizer": [StrOptions(set(OPTIMIZERS))],
-        "beta_2": [Interval(Real, 0, 1, closed="neither")],
-        "schedule": [StrOptions(set(SCHEDULES))],
-        "warmup_epochs": [Interval(Real, 0, None, closed="left")],
-        "loss": [StrOptions(set(LOSSES))],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "restore_best": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), None],
+        "beta_2": [Interval(Real, 0, 1, closed="neither"), None],
+        "schedule": [StrOptions(set(SCHEDULES)), None],
+        "warmup_epochs": [Interval(Real, 0, None, closed="left"), None],
+        "loss": [StrOptions(set(LOSSES)), None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left"), None],
+        "restore_best": ["boolean", None],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "folds": [Interval(Integral, 0, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "checkpoint_dir": [str, os.PathLike, None],
@@ -164,23 +195,27 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self,
         n_components=2,
         *,
-        hidden=(512, 128),
-        activation="elu",
-        output_activation="auto",
-        init="random",
-        output_bias="zeros",
+        recipe="fast",
+        hidden=None,
+        activation=None,
+        output_activation=None,
+        code_activation=None,
+        init=None,
+        output_bias=None,
         scale="none",
-        epochs=5,
+        epochs=None,
         min_steps=None,
-        batch_size=128,
-        learning_rate=1e-3,
-        optimizer="adam",
-        beta_2=0.999,
-        schedule="constant",
-        warmup_epochs=0.0,
-        loss="mse",
-        validation_fraction=0.0,
-        restore_best=False,
+        batch_size=None,
+        learning_rate=None,
+        optimizer=None,
+        beta_2=None,
+        schedule=None,
+        warmup_epochs=None,
+        loss=None,
+        validation_fraction=None,
+        restore_best=None,
+        patience=None,
+        folds=None,
         random_state=None,
         verbose=False,
         checkpoint_dir=None,
@@ -188,9 +223,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         devices=1,
     ):
         self.n_components = n_components
+        self.recipe = recipe
         self.hidden = hidden
         self.activation = activation
         self.output_activation = output_activation
+        self.code_activation = code_activation
         self.init = init
         self.output_bias = output_bias
         self.scale = scale
@@ -205,6 +242,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.loss = loss
         self.validation_fraction = validation_fraction
         self.restore_best = restore_best
+        self.patience = patience
+        self.folds = folds
         self.random_state = random_state
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
@@ -215,39 +254,98 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def fit(self, X, y=None, *, X_val=None):
         """Fit on ``X``; ``X_val`` (optional) is monitored each epoch."""
         self._validate_params()
-        check_activation(self.activation)
-        if self.output_activation != "auto":
-            check_activation(self.output_activation, "output_activation")
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
-        n_features = X.shape[1]
+        n_rows, n_features = X.shape
         if self.n_components > n_features:
             raise ValueError(
                 f"Received an invalid value for n_components, expected at most the number of "
                 f"features. Received: n_components={self.n_components}, n_features={n_features}. "
                 "Choose a smaller code size."
             )
+        self.settings_ = self._settings(n_rows, n_features)
+        settings = self.settings_
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         self.scaler_ = Scaler(self.scale).fit(X)
         X_space = self.scaler_.transform(X)
         # Data in [0, 1] are fed as they are (a sigmoid output can reproduce them).
         self.network_scale_ = 1.0 if self.scaler_.unit_interval_ else network_scaling(X_space)[2]
         X_net = self._to_network(X_space)
+        if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None:
+            net, self.history_ = self._fit_by_folds(X_space, X_net, seed)
+            self._set_net(net)
+            return self
         train_rows, X_monitor = self._split_validation(X_net, X_val, seed)
         # The PCA is fitted on every training row: exactly the PCA it is compared with.
-        if self.init == "auto":
+        if settings["init"] == "auto":
             net, self.history_ = self._fit_network("random", X_net, train_rows, X_monitor, seed, None)
             # Fitted only now, so the first training step does not wait for it.
             pca = PCA(self.n_components).fit(X_space)
             judge = X_net if X_monitor is None else X_monitor
-            if not self._clearly_better(self._pca_errors(pca, judge), self._errors(net, judge)):
+            selection = _paired_evidence(self._pca_errors(pca, judge), self._errors(net, judge), CLEAR_IMPROVEMENT_Z)
+            selection["held_out"] = "training rows" if X_monitor is None else f"{len(judge)} validation rows"
+            if not selection["kept_network"]:
                 # The nonlinear network is not clearly better than PCA: start
                 # again from PCA itself, which training can only improve on.
                 net, self.history_ = self._fit_network("pca", X_net, train_rows, X_monitor, seed, pca)
+            self.history_["selection"] = selection
         else:
-            pca = PCA(self.n_components).fit(X_space) if self.init == "pca" else None
-            net, self.history_ = self._fit_network(self.init, X_net, train_rows, X_monitor, seed, pca)
+            pca = PCA(self.n_components).fit(X_space) if settings["init"] == "pca" else None
+            net, self.history_ = self._fit_network(settings["init"], X_net, train_rows, X_monitor, seed, pca)
         self._set_net(net)
         return self
+
+    def _settings(self, n_rows: int, n_features: int) -> dict:
+        """The recipe's settings for data of this size, with the arguments given."""
+        given = {name: getattr(self, name) for name in SETTINGS}
+        settings = get_recipe(self.recipe).settings(n_rows, n_features, self.n_components, **given)
+        settings["hidden"] = tuple(int(h) for h in settings["hidden"])
+        check_activation(settings["activation"])
+        check_activation(settings["code_activation"], "code_activation")
+        if settings["output_activation"] != "auto":
+            check_activation(settings["output_activation"], "output_activation")
+        return settings
+
+    def _fit_by_folds(self, X_space, X_net, seed):
+        """Decide between a randomly started network and PCA on ``folds`` folds
+        of every training row; returns the kept model and its history."""
+        folds = self.settings_["folds"]
+        n_rows = len(X_net)
+        if n_rows < 2 * folds:
+            raise ValueError(
+                f"Received an invalid value for folds, expected at most half the {n_rows} training rows. "
+                f"Received: folds={folds}. Use fewer folds or more rows."
+            )
+        fold_of = np.random.default_rng(seed).permutation(n_rows) % folds
+        network_errors, pca_errors = np.empty(n_rows), np.empty(n_rows)
+        best_epochs, fold_gains = [], []
+        for fold in range(folds):
+            held_out = np.flatnonzero(fold_of == fold)
+            rows = np.flatnonzero(fold_of != fold)
+            X_held_out = take_rows(X_net, held_out)
+            net, history = self._fit_network("random", X_net, rows, X_held_out, seed, None, tag=f"fold-{fold}")
+            pca = PCA(self.n_components).fit(take_rows(X_space, rows))
+            network_errors[held_out] = self._errors(net, X_held_out)
+            pca_errors[held_out] = self._pca_errors(pca, X_held_out)
+            best_epochs.append(_best_epoch(history))
+            fold_gains.append(1 - network_errors[held_out].mean() / pca_errors[held_out].mean())
+        selection = _paired_evidence(pca_errors, network_errors, FOLD_Z)
+        selection.update(held_out=f"{folds} folds of {n_rows} training rows", fold_gains=fold_gains,
+                         folds_below=int(sum(gain > 0 for gain in fold_gains)), best_epochs=best_epochs)
+        if selection["kept_network"]:
+            epochs = max(1, int(np.median(best_epochs)))
+            net, history = self._fit_network("random", X_net, None, None, seed, None, epochs=epochs, tag="all")
+            history["epochs_reason"] = (
+                f"{epochs} epochs on every training row: the median epoch with the lowest held-out loss over "
+                f"{folds} folds {best_epochs}"
+            )
+        else:
+            # PCA is exactly the model: a PCA-initialised network, untrained.
+            self.init_ = "pca"
+            net = self._build(X_net, None, seed, PCA(self.n_components).fit(X_space))
+            history = {"loss": [], "val_loss": [], "val_mse": [], "seconds": [], "lr_scale": [], "init": "pca",
+                       "epochs_reason": "0 epochs: PCA was kept (the network was not clearly better on the folds)"}
+        history["selection"] = selection
+        return net, history
 
     def _to_network(self, X_space):
         """Rows of the error space as the network takes them."""
@@ -255,25 +353,29 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             return X_space
         return (X_space / np.float32(self.network_scale_)).astype(np.float32, copy=False)
 
-    def _fit_network(self, init, X, train_rows, X_monitor, seed, pca):
+    def _fit_network(self, init, X, train_rows, X_monitor, seed, pca, *, epochs=None, tag=None):
         """Build and train one network started as ``init``; returns it and its history.
 
-        It trains on the rows ``train_rows`` of ``X`` (all of them when ``None``).
+        It trains on the rows ``train_rows`` of ``X`` (all of them when ``None``)
+        for the settings' epochs, or exactly ``epochs``; ``tag`` names its
+        checkpoint folder (default: ``init``).
         """
         self.init_ = init
         net = self._build(X, train_rows, seed, None if init == "random" else pca)
         start = net.autoencoder.get_weights()
-        history = self._in_space_units(self._train(net, X, train_rows, X_monitor, seed))
+        n_train = len(X) if train_rows is None else len(train_rows)
+        epochs = self._epochs(n_train) if epochs is None else epochs
+        history = self._in_space_units(self._train(net, X, train_rows, X_monitor, seed, epochs, tag or init))
         history["init"] = init
-        history["epochs_reason"] = self._epochs_reason(len(X) if train_rows is None else len(train_rows))
-        if init == "pca" and self.restore_best and X_monitor is not None:
+        history["epochs_reason"] = self._epochs_reason(n_train, epochs, history)
+        if init == "pca" and self.settings_["restore_best"] and X_monitor is not None:
             history["kept_start"] = self._keep_start_unless_clearly_better(net.autoencoder, start, X_monitor)
         return net, history
 
     def _in_space_units(self, history: dict) -> dict:
         """Training's losses (of rows divided by ``network_scale_``) in the error space's units."""
         factor = self.network_scale_**2
-        keys = ["val_mse"] + (["loss", "val_loss", "best_val_loss"] if self.loss == "mse" else [])
+        keys = ["val_mse"] + (["loss", "val_loss", "best_val_loss", "start_val_loss"] if self.settings_["loss"] == "mse" else [])
         for key in keys:
             if isinstance(history.get(key), list):
                 history[key] = [value * factor for value in history[key]]
@@ -289,14 +391,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         c = self.network_scale_
         return _sample_errors(lambda block: pca.inverse_transform(pca.transform(block * c)) / c, X_net) * c**2
 
-    @staticmethod
-    def _clearly_better(reference_errors, candidate_errors) -> bool:
-        """Whether the candidate's per-sample errors are lower by more than
-        ``CLEAR_IMPROVEMENT_Z`` standard errors of the paired differences."""
-        gains = np.asarray(reference_errors) - np.asarray(candidate_errors)
-        standard_error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else np.inf
-        return bool(gains.mean() > CLEAR_IMPROVEMENT_Z * standard_error)
-
     def _keep_start_unless_clearly_better(self, model, start, X_monitor) -> bool:
         """Go back to the starting (PCA) weights unless the trained ones are clearly better.
 
@@ -308,7 +402,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         trained = model.get_weights()
         trained_errors = errors()
         model.set_weights(start)
-        if self._clearly_better(errors(), trained_errors):
+        if _paired_evidence(errors(), trained_errors, CLEAR_IMPROVEMENT_Z)["kept_network"]:
             model.set_weights(trained)
             return False
         return True
@@ -319,14 +413,15 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         if X_val is not None:
             X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
             return None, self._to_network(self.scaler_.transform(X_val))
-        if self.validation_fraction == 0:
+        fraction = self.settings_["validation_fraction"]
+        if fraction == 0:
             return None, None
         # Enough rows for the paired improvement test to mean something.
-        n_val = max(int(round(self.validation_fraction * len(X))), min(MIN_VALIDATION_ROWS, len(X) // 5))
+        n_val = max(int(round(fraction * len(X))), min(MIN_VALIDATION_ROWS, len(X) // 5))
         if n_val < 1 or n_val >= len(X):
             raise ValueError(
                 f"Received an invalid value for validation_fraction, expected a share leaving at "
-                f"least one row on each side. Received: validation_fraction={self.validation_fraction} "
+                f"least one row on each side. Received: validation_fraction={fraction} "
                 f"with {len(X)} rows."
             )
         order = np.random.default_rng(seed).permutation(len(X))
@@ -334,14 +429,15 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return order[n_val:], take_rows(X, order[:n_val])
 
     def _resolve_output_activation(self) -> str:
-        if self.output_activation != "auto":
-            return self.output_activation
+        if self.settings_["output_activation"] != "auto":
+            return self.settings_["output_activation"]
         if self.scaler_.unit_interval_:
             return "sigmoid"
         return "linear"
 
     def _build(self, X, train_rows, seed, pca: PCA | None) -> AutoencoderNet:
         """Build the network (PCA-initialised when ``pca`` is given); override for other architectures."""
+        settings = self.settings_
         self.output_activation_ = "linear" if pca is not None else self._resolve_output_activation()
         standardise = None
         if self.output_activation_ == "linear":
@@ -351,54 +447,68 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return build_autoencoder(
             X.shape[1],
             self.n_components,
-            hidden=tuple(self.hidden),
-            activation=self.activation,
+            hidden=settings["hidden"],
+            activation=settings["activation"],
             output_activation=self.output_activation_,
+            code_activation=settings["code_activation"],
             seed=seed,
             pca=None if pca is None else (pca.components_, pca.mean_),
             output_mean=(
-                mean_of_rows(X, train_rows) if pca is None and standardise is None and self.output_bias == "mean" else None
+                mean_of_rows(X, train_rows)
+                if pca is None and standardise is None and settings["output_bias"] == "mean"
+                else None
             ),
             standardise=standardise,
             data_scale=self.network_scale_,
         )
 
     def _epochs(self, n_train: int) -> int:
-        if self.min_steps is None:
-            return self.epochs
-        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch(n_train, self.batch_size)))
+        settings = self.settings_
+        if settings["min_steps"] is None:
+            return settings["epochs"]
+        return max(settings["epochs"], math.ceil(settings["min_steps"] / steps_per_epoch(n_train, settings["batch_size"])))
 
-    def _epochs_reason(self, n_train: int) -> str:
-        epochs = self._epochs(n_train)
-        if epochs == self.epochs:
+    def _epochs_reason(self, n_train: int, epochs: int, history: dict) -> str:
+        settings = self.settings_
+        ran = len(history.get("loss", []))
+        if "stopped_early" in history:
+            return (
+                f"{ran} epochs: the validation loss had not improved for {settings['patience']} epochs "
+                f"(cap {epochs})"
+            )
+        if epochs == settings["epochs"]:
             return f"{epochs} epochs, as set"
-        per_epoch = steps_per_epoch(n_train, self.batch_size)
-        return (
-            f"{epochs} epochs instead of {self.epochs}: {n_train} training rows make {per_epoch} steps per epoch, "
-            f"and at least {self.min_steps} optimizer steps (min_steps) are run"
-        )
+        if epochs > settings["epochs"] and settings["min_steps"]:
+            per_epoch = steps_per_epoch(n_train, settings["batch_size"])
+            return (
+                f"{epochs} epochs instead of {settings['epochs']}: {n_train} training rows make {per_epoch} steps "
+                f"per epoch, and at least {settings['min_steps']} optimizer steps (min_steps) are run"
+            )
+        return f"{epochs} epochs"
 
-    def _train_config(self, seed, n_train) -> TrainConfig:
+    def _train_config(self, seed, epochs) -> TrainConfig:
+        settings = self.settings_
         return TrainConfig(
-            epochs=self._epochs(n_train),
-            batch_size=self.batch_size,
-            learning_rate=float(self.learning_rate),
-            optimizer=self.optimizer,
-            beta_2=float(self.beta_2),
-            schedule=self.schedule,
-            warmup_epochs=float(self.warmup_epochs),
-            loss=self.loss,
+            epochs=epochs,
+            batch_size=settings["batch_size"],
+            learning_rate=float(settings["learning_rate"]),
+            optimizer=settings["optimizer"],
+            beta_2=float(settings["beta_2"]),
+            schedule=settings["schedule"],
+            warmup_epochs=float(settings["warmup_epochs"]),
+            loss=settings["loss"],
             seed=seed,
-            restore_best=bool(self.restore_best),
+            restore_best=bool(settings["restore_best"]),
+            patience=settings["patience"],
             devices=int(self.devices),
         )
 
-    def _train(self, net: AutoencoderNet, X, train_rows, X_monitor, seed) -> dict:
+    def _train(self, net: AutoencoderNet, X, train_rows, X_monitor, seed, epochs, tag) -> dict:
         """The learning step; variants override this and reuse everything else."""
         callbacks, resume = (), None
         if self.checkpoint_dir is not None:
-            # One folder per network trained (init="auto" may train two).
-            folder = Path(self.checkpoint_dir) / self.init_
+            # One folder per network trained (init="auto" may train several).
+            folder = Path(self.checkpoint_dir) / tag
             fingerprint = self._fingerprint(X, train_rows, X_monitor, seed)
             resume = load_checkpoint(folder, fingerprint)
             callbacks = (Checkpointer(folder, fingerprint),)
@@ -407,7 +517,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             X,
             rows=train_rows,
             x_val=X_monitor,
-            config=self._train_config(seed, len(X) if train_rows is None else len(train_rows)),
+            config=self._train_config(seed, epochs),
             progress=bool(self.verbose),
             callbacks=callbacks,
             resume=resume,
@@ -423,7 +533,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         # Settings that do not change training do not invalidate a checkpoint.
         params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")}
         return {
-            "params": params, "init": self.init_, "seed": seed,
+            "params": params, "settings": {**self.settings_, "hidden": list(self.settings_["hidden"])},
+            "init": self.init_, "seed": seed,
             "data_sha256": digest.hexdigest(), "backend": keras.backend.backend(),
         }
 
@@ -442,7 +553,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         codes = predict(self.encoder_, X_net)
         if not self.refine_steps:
             return codes
-        return refine_codes(self.decoder_, X_net, codes, steps=int(self.refine_steps), loss=self.loss)
+        return refine_codes(self.decoder_, X_net, codes, steps=int(self.refine_steps), loss=self.settings_["loss"])
 
     def inverse_transform(self, X):
         """Decode codes back to reconstructions in the data's original units."""
@@ -508,7 +619,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def json_params(self) -> dict:
         """``get_params()`` as JSON values (a RandomState becomes None, paths strings)."""
         params = self.get_params()
-        params["hidden"] = [int(h) for h in params["hidden"]]
+        if params["hidden"] is not None:
+            params["hidden"] = [int(h) for h in params["hidden"]]
+        if isinstance(params["recipe"], Recipe):
+            params["recipe"] = params["recipe"].name
         if not isinstance(params["random_state"], (int, type(None))):
             params["random_state"] = None
         params["checkpoint_dir"] = None if params["checkpoint_dir"] is None else str(params["checkpoint_dir"])
@@ -522,6 +636,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
             "params": params,
+            "settings": {**self.settings_, "hidden": list(self.settings_["hidden"])},
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": [str(n) for n in getattr(self, "feature_names_in_", [])] or None,
             "output_activation": self.output_activation_,
@@ -547,6 +662,30 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.__dict__.update(state)
         if model_bytes is not None:
             self._set_net(split_autoencoder(_model_from_bytes(model_bytes)))
+
+
+def _paired_evidence(reference_errors, candidate_errors, z_threshold: float) -> dict:
+    """Whether the candidate's per-sample errors are lower than the reference's
+    by more than ``z_threshold`` standard errors of the paired differences, with the evidence."""
+    reference, candidate = np.asarray(reference_errors), np.asarray(candidate_errors)
+    gains = reference - candidate
+    standard_error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else np.inf
+    z = float(gains.mean() / standard_error) if standard_error > 0 else (np.inf if gains.mean() > 0 else 0.0)
+    return {
+        "kept_network": bool(gains.mean() > z_threshold * standard_error),
+        "gain": float(1 - candidate.mean() / reference.mean()) if reference.mean() > 0 else 0.0,
+        "z": z if np.isfinite(z) else None,
+        "z_threshold": z_threshold,
+        "rows": int(len(gains)),
+    }
+
+
+def _best_epoch(history: dict) -> int:
+    """The epoch with the lowest validation loss (0: the start was best)."""
+    losses = history.get("val_loss", [])
+    if not losses or min(losses) >= history.get("start_val_loss", np.inf):
+        return 0
+    return int(np.argmin(losses)) + 1
 
 
 def weights_digest(model: keras.Model) -> str:
@@ -641,6 +780,9 @@ def load_model(path) -> Autoencoder:
     estimator.output_activation_ = metadata["output_activation"]
     estimator.init_ = metadata.get("init", estimator.init)
     estimator.scaler_ = Scaler.from_dict(metadata["scaler"])
+    # Models saved before recipes were sized stored every setting as a parameter.
+    settings = metadata.get("settings") or {key: metadata["params"].get(key, DEFAULTS[key]) for key in SETTINGS}
+    estimator.settings_ = {**settings, "hidden": tuple(settings["hidden"])}
     # Models saved before the network scale existed took the error space as it is.
     estimator.network_scale_ = float(metadata.get("network_scale", 1.0))
     estimator.history_ = metadata["history"]
@@ -653,6 +795,7 @@ def _params_from_metadata(params: dict) -> dict:
     if unknown:
         raise ValueError(f"The model metadata has unknown parameters {sorted(unknown)}; it was written by another aepca version.")
     params = dict(params)
-    params["hidden"] = tuple(params["hidden"])
+    if params.get("hidden") is not None:
+        params["hidden"] = tuple(params["hidden"])
     return params
 

@@ -86,6 +86,7 @@ def build_autoencoder(
     hidden=(512, 128),
     activation: str = "elu",
     output_activation: str = "sigmoid",
+    code_activation: str = "linear",
     seed: int | None = None,
     pca: tuple[np.ndarray, np.ndarray] | None = None,
     output_mean: np.ndarray | None = None,
@@ -94,8 +95,9 @@ def build_autoencoder(
 ) -> AutoencoderNet:
     """A mirrored multilayer autoencoder ``d - hidden - k - reversed(hidden) - d``.
 
-    The code layer is linear, as in the classic recipe and in Hinton &
-    Salakhutdinov (2006): a bounded code would waste capacity.
+    The code layer is linear by default, as in the classic recipe and in
+    Hinton & Salakhutdinov (2006): a bounded code wastes capacity
+    (``code_activation`` exists to show that; a PCA start is always linear).
 
     With ``pca=(components, mean)`` (``components`` of shape ``(k, d)``) the
     network is *PCA-initialised*: the encoder is the PCA projection plus a
@@ -118,6 +120,7 @@ def build_autoencoder(
     """
     check_activation(activation)
     check_activation(output_activation, "output_activation")
+    check_activation(code_activation, "code_activation")
     hidden = tuple(int(h) for h in hidden)
     inputs = keras.Input(shape=(n_features,), name="features")
     code_inputs = keras.Input(shape=(n_components,), name="code_in")
@@ -146,7 +149,7 @@ def build_autoencoder(
         hidden_inputs, rescale = inputs, None
     if pca is None:
         h = _mlp(hidden_inputs, hidden, activation, "encoder", seed, 0)
-        code = built(_dense(n_components, "linear", "code", seed, n_hidden), h)
+        code = built(_dense(n_components, code_activation, "code", seed, n_hidden), h)
         h = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
         output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
         outputs = built(output_layer, h)

@@ -547,14 +547,15 @@ def plot_loss(history, path, *, pca_test_mse=None, loss_name="MSE", units=None):
     """Training and validation loss per epoch, with PCA's test MSE for reference.
 
     ``history`` is a Keras-style ``{"loss": [...], "val_loss": [...]}``
-    (``val_loss`` optional). The y axis turns logarithmic when the values span
-    more than 10x. Returns the PNG path.
+    (``val_loss`` optional; an empty ``loss`` list means no network was
+    trained, e.g. PCA was kept). The y axis turns logarithmic when the values
+    span more than 10x. Returns the PNG path.
     """
     from matplotlib.ticker import MaxNLocator
 
-    if not isinstance(history, Mapping) or len(history.get("loss", ())) == 0:
+    if not isinstance(history, Mapping) or not isinstance(history.get("loss"), Sequence):
         raise ValueError(
-            "Received an invalid value for history, expected a mapping with a non-empty "
+            "Received an invalid value for history, expected a mapping with a "
             f"'loss' list. Received: history={history!r:.200}. "
             "Pass the History.history dict from training."
         )
@@ -585,13 +586,16 @@ def plot_loss(history, path, *, pca_test_mse=None, loss_name="MSE", units=None):
         ax.axhline(pca_test_mse, linestyle="--", color=PCA_COLOR, linewidth=1.5,
                    label=f"PCA test {loss_name} = {_fmt(pca_test_mse)}")
         everything.append(pca_test_mse)
-    if not np.isfinite(np.asarray(everything, dtype=float)).any():
+    if n_epochs == 0:
+        ax.text(0.5, 0.6, "no network was trained: PCA was kept (see the notes)", transform=ax.transAxes,
+                ha="center", va="center")
+    elif not np.isfinite(np.asarray(everything, dtype=float)).any():
         ax.text(0.5, 0.5, "no finite loss values (training diverged?)", transform=ax.transAxes,
                 ha="center", va="center", color="#b00020")
     if _use_log_scale(everything, 10.0):
         ax.set_yscale("log")
     # Half an epoch of room on both sides keeps a 1-epoch run from zooming into 0.99..1.01.
-    ax.set_xlim(0.5, n_epochs + 0.5)
+    ax.set_xlim(0.5, max(n_epochs, 1) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("epoch")
     ax.set_ylabel(loss_name if units is None else f"{loss_name} ({units})")

@@ -81,7 +81,9 @@ class TrainConfig:
     ``warmup_epochs`` then decays it along a cosine to ``min_lr_fraction`` of
     its peak at the last step. ``restore_best`` keeps the weights with the
     lowest validation loss, the starting weights included, so training can
-    never end worse on validation than where it began. ``beta_2`` is the
+    never end worse on validation than where it began. ``patience`` stops
+    training once that many epochs passed without a lower validation loss
+    (``epochs`` is then the cap). ``beta_2`` is the
     decay rate of the optimizer's second-moment average (Keras' name); lower
     values let the step size follow the gradient scale sooner.
     """
@@ -97,6 +99,7 @@ class TrainConfig:
     loss: str = "mse"
     seed: int = 0
     restore_best: bool = False
+    patience: int | None = None
     max_divergence_retries: int = 3
     chunks_per_epoch: int = 10
     devices: int = 1
@@ -105,8 +108,10 @@ class TrainConfig:
         _choose(LOSSES, self.loss, "loss")
         _choose(OPTIMIZERS, self.optimizer, "optimizer")
         _choose(dict.fromkeys(SCHEDULES), self.schedule, "schedule")
-        for name in ("epochs", "batch_size", "chunks_per_epoch", "devices"):
+        for name in ("epochs", "batch_size", "chunks_per_epoch", "devices", "patience"):
             value = getattr(self, name)
+            if name == "patience" and value is None:
+                continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(
                     f"Received an invalid value for {name}, expected a positive integer. "
@@ -173,8 +178,13 @@ class TrainState:
         to_host = lambda values: [np.array(v) for v in values]  # noqa: E731
         return TrainState(
             to_host(trainable), to_host(non_trainable), to_host(optimizer), epoch, lr_scale,
-            {k: list(v) for k, v in history.items()}, best,
+            _copy_history(history), best,
         )
+
+
+def _copy_history(history: dict) -> dict:
+    """Per-epoch lists copied; scalars (the starting validation loss) as they are."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in history.items()}
 
 
 def _empty_history() -> dict:
@@ -258,13 +268,14 @@ class _Runner:
         lr_scale, start_epoch, best = 1.0, 0, None
         if resume is not None:
             self.set_state(resume.trainable, resume.non_trainable, resume.optimizer)
-            history = {k: list(v) for k, v in resume.history.items()}
+            history = _copy_history(resume.history)
             lr_scale, start_epoch, best = resume.lr_scale, resume.epoch, resume.best
         elif config.restore_best and self.x_val is not None:
             # The starting point competes too: a PCA-initialised model can
             # then never end worse on validation than PCA.
             val_loss, _ = self.evaluate(self.x_val)
             best = (val_loss, *self._host_weights())
+            history["start_val_loss"] = val_loss
 
         bar = _progress_bar(progress, config.epochs, start_epoch, steps_per_epoch(self.n_train, config.batch_size))
         started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
@@ -304,6 +315,9 @@ class _Runner:
                 history["seconds"].append(time.perf_counter() - started)
                 history["lr_scale"].append(lr_scale)
                 epoch += 1
+                if self._out_of_patience(history):
+                    history["stopped_early"] = epoch
+                    epoch = config.epochs
                 if bar:
                     bar.set_postfix(_postfix(history))
                 snapshot = lambda e=epoch: TrainState.capture(  # noqa: E731
@@ -319,6 +333,15 @@ class _Runner:
             history["best_val_loss"] = best[0]
         self.finish()
         return history
+
+    def _out_of_patience(self, history: dict) -> bool:
+        """Whether ``patience`` epochs have passed since the lowest validation
+        loss (the starting point counting as epoch 0)."""
+        losses = history["val_loss"]
+        if self.config.patience is None or not losses:
+            return False
+        best_epoch = int(np.argmin(losses)) + 1 if min(losses) < history.get("start_val_loss", math.inf) else 0
+        return len(losses) - best_epoch >= self.config.patience
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The rows of ``x`` in the order epoch ``epoch`` visits them."""

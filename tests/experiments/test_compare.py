@@ -9,7 +9,7 @@ import pytest
 
 from aepca.data import Dataset, load_mnist
 from aepca.experiments.compare import LINEAR_TOLERANCE, _notes, check_code_dim, compare, mse, write_outputs
-from aepca.experiments.recipes import CLASSIC, FAST, RECIPES, get_recipe
+from aepca.recipes import CLASSIC, FAST, RECIPES, get_recipe
 from aepca.pca import PCA
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -95,7 +95,7 @@ def _metrics(pca_mse, ae_mse):
 
 
 def test_notes_report_the_sanity_check_and_the_winner():
-    linear = get_recipe("linear").estimator_params()
+    linear = get_recipe("linear").settings(800, 10, 3)
     notes = _notes(_metrics(1.0, 1.5), linear)
     assert notes == [
         "MSE in u; error space chosen: none (r).",
@@ -104,7 +104,7 @@ def test_notes_report_the_sanity_check_and_the_winner():
         "PCA's (tolerance 2%).",
     ]
     assert _notes(_metrics(1.0, 1.01), linear)[2].startswith("Linear sanity check passes")
-    nonlinear = _notes(_metrics(1.0, 0.8), CLASSIC.estimator_params())
+    nonlinear = _notes(_metrics(1.0, 0.8), CLASSIC.settings(800, 10, 3))
     assert nonlinear[1] == "The autoencoder's test MSE is 20.0% below PCA's at k=3; PCA needs 5 components to match it."
 
 
@@ -113,24 +113,36 @@ def test_a_tie_with_pca_is_not_called_a_win_by_notes_or_diagnoses():
 
     # A model that kept its PCA start matches PCA to float32 round-off.
     tie = _metrics(1.0, 1.0 - 1e-9)
-    assert _notes(tie, CLASSIC.estimator_params())[1].startswith("The autoencoder did not beat PCA at k=3")
+    assert _notes(tie, CLASSIC.settings(800, 10, 3))[1].startswith("The autoencoder did not beat PCA at k=3")
     assert not beats(tie["autoencoder"]["test_mse"], tie["pca"]["test_mse"])
-    assert _notes(_metrics(1.0, 0.9995), CLASSIC.estimator_params())[1].startswith("The autoencoder's test MSE is 0.05% below")
+    assert _notes(_metrics(1.0, 0.9995), CLASSIC.settings(800, 10, 3))[1].startswith("The autoencoder's test MSE is 0.05% below")
 
 
 def test_recipes():
     assert sorted(RECIPES) == ["classic", "fast", "linear"]
-    classic = CLASSIC.estimator_params()
+    classic = CLASSIC.settings(60000, 784, 2)
     assert classic["hidden"] == (512, 128) and classic["activation"] == "elu" and classic["epochs"] == 5
-    assert CLASSIC.estimator_params(epochs=2, hidden=None)["epochs"] == 2
-    assert CLASSIC.estimator_params(hidden=None)["hidden"] == (512, 128)  # None keeps the recipe's value
+    assert CLASSIC.settings(60000, 784, 2, epochs=2, hidden=None)["epochs"] == 2
+    assert CLASSIC.settings(60000, 784, 2, hidden=None)["hidden"] == (512, 128)  # None keeps the recipe's value
     assert get_recipe(CLASSIC) is CLASSIC
-    # The fast recipe's step floor stretches its own epochs, never an explicit count.
-    assert FAST.estimator_params().get("min_steps") is not None
-    assert "min_steps" not in FAST.estimator_params(epochs=2)
-    assert FAST.estimator_params(epochs=2, min_steps=10)["min_steps"] == 10
-    with pytest.raises(ValueError, match=r"invalid value for recipe, expected one of \['classic', 'fast', 'linear'\]\. Received: recipe='slow'"):
+    # The fast recipe's step floor and early stopping stretch its own epochs, never an explicit count.
+    assert FAST.settings(60000, 784, 2)["min_steps"] == 1200
+    assert FAST.settings(60000, 784, 2, epochs=2)["min_steps"] is None
+    assert FAST.settings(400, 10, 2, epochs=2)["patience"] is None
+    assert FAST.settings(60000, 784, 2, epochs=2, min_steps=10)["min_steps"] == 10
+    with pytest.raises(ValueError, match=r"invalid value for recipe, expected one of \['classic', 'fast', 'linear'\] or a Recipe\. Received: recipe='slow'"):
         get_recipe("slow")
+
+
+def test_fast_is_sized_to_the_data():
+    large = FAST.settings(57000, 784, 2)
+    assert (large["hidden"], large["epochs"], large["batch_size"], large["folds"]) == ((512, 128), 3, 128, 0)
+    table = FAST.settings(455, 30, 2)
+    assert table["hidden"] == (128, 64) and table["batch_size"] == 32 and table["folds"] == 5
+    assert table["patience"] is not None and table["epochs"] >= 100  # stopped by the validation loss, not a count
+    assert FAST.settings(142, 13, 2)["hidden"] == (64, 32)
+    medium = FAST.settings(10000, 50, 5)
+    assert medium["folds"] == 0 and medium["validation_fraction"] == 0.2
 
 
 @pytest.mark.parametrize("code_dim", [0, 10, 11, 2.0])

@@ -1,10 +1,12 @@
-"""The autoencoder (recipe ``fast``: init="auto", best validation weights) never ends worse than PCA.
+"""The autoencoder (recipe ``fast``: kept only when clearly better than PCA on held-out rows) never ends worse than PCA.
 
-"Worse" is measured on the test split, in the data's original units, against
-PCA fitted on the same scaled training rows, for every code size k from 1 to
-d. Tolerance: the autoencoder's test MSE may exceed PCA's by at most
-``REL_TOL`` of PCA's MSE plus ``ABS_TOL`` of the test data's mean square, the
-float32 resolution of a reconstruction that is (near-)exact when k = d.
+"Worse" is measured on the test split, in the error space, against PCA
+fitted on the same scaled training rows, for every code size k from 1 to d.
+Tolerance: the autoencoder's test MSE may exceed PCA's by at most
+``REL_TOL`` of PCA's MSE (a network kept on the training rows' evidence can
+be that much worse on a test split of a few dozen rows) plus ``ABS_TOL`` of
+the test data's mean square, the float32 resolution of a reconstruction that
+is (near-)exact when k = d.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aepca.data import Dataset, low_rank, s_curve, swiss_roll
 from aepca.data.readers import split_indices
 from aepca.estimator import Autoencoder
 from aepca.experiments.compare import compare
-from aepca.experiments.recipes import FAST
+from aepca.recipes import FAST
 from aepca.pca import PCA
 from aepca.preprocessing import Scaler
 
@@ -25,7 +27,7 @@ REL_TOL = 1e-6
 ABS_TOL = 1e-6
 SMALL_NET = (16, 8)
 # Enough steps for these small tables in the normal run; the slow grid uses the recipe as shipped.
-QUICK = {"hidden": SMALL_NET, "min_steps": 300}
+QUICK = {"hidden": SMALL_NET, "folds": 3}
 
 
 def sklearn_table(name: str, seed: int = 0) -> Dataset:
@@ -36,21 +38,18 @@ def sklearn_table(name: str, seed: int = 0) -> Dataset:
 
 
 def pca_test_mse(dataset: Dataset, k: int, scale: str) -> float:
-    """PCA's test MSE in original units, computed as compare() does."""
+    """PCA's test MSE in the error space, computed as compare() does."""
     scaler = Scaler(scale).fit(dataset.x_train)
-    pca = PCA(k).fit(scaler.transform(dataset.x_train))
-    codes = pca.transform(scaler.transform(dataset.x_test))
-    reconstruction = scaler.inverse_transform(pca.inverse_transform(codes).astype(np.float32))
-    return float(np.mean(np.square(reconstruction.astype(np.float64) - dataset.x_test)))
+    return PCA(k).fit(scaler.transform(dataset.x_train)).reconstruction_mse(scaler.transform(dataset.x_test))
 
 
 def assert_never_worse(dataset: Dataset, ks, *, scale="standard", seed=0, **overrides) -> list[dict]:
     """Fit the fast recipe at every k and check it against PCA; return the measurements."""
-    params = FAST.estimator_params(**overrides)
-    mean_square = float(np.mean(np.square(dataset.x_test.astype(np.float64))))
+    test = Scaler(scale).fit(dataset.x_train).transform(dataset.x_test).astype(np.float64)
+    mean_square = float(np.mean(np.square(test)))
     rows = []
     for k in ks:
-        estimator = Autoencoder(n_components=k, scale=scale, random_state=seed, **params).fit(dataset.x_train)
+        estimator = Autoencoder(n_components=k, recipe=FAST, scale=scale, random_state=seed, **overrides).fit(dataset.x_train)
         row = {"k": k, "ae": -estimator.score(dataset.x_test), "pca": pca_test_mse(dataset, k, scale),
                "init": estimator.init_, "kept_start": estimator.history_.get("kept_start")}
         rows.append(row)
@@ -59,9 +58,9 @@ def assert_never_worse(dataset: Dataset, ks, *, scale="standard", seed=0, **over
     return rows
 
 
-def test_low_rank_d6_every_k():
+def test_low_rank_d6_below_at_and_above_its_rank():
     dataset = low_rank(n_samples=600, n_features=6, rank=3, noise=0.1, seed=0)
-    assert_never_worse(dataset, range(1, 7), **QUICK)
+    assert_never_worse(dataset, [1, 3, 6], **QUICK)
 
 
 def test_wine_small_network():

@@ -14,7 +14,8 @@ from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
 SMALL_NET = (16, 8)
 ROW_KEYS = {
     "k", "pca_test_mse", "autoencoder_test_mse", "pca_equivalent_components", "pca_train_mse",
-    "autoencoder_train_mse", "fit_seconds", "pca_fit_seconds", "epochs", "kept_pca_start", "diagnoses",
+    "autoencoder_train_mse", "fit_seconds", "pca_fit_seconds", "epochs", "epochs_reason", "kept_pca_start",
+    "selection", "diagnoses",
 }
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from aepca.data import Dataset
 from aepca.experiments.diagnostics import beats, check_comparison
-from aepca.experiments.recipes import Recipe, get_recipe
+from aepca.recipes import Recipe, get_recipe
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler
 
@@ -153,8 +153,8 @@ def compare(
     pca_curve = pca.mse_by_components(space_test)
     pca_test_recon = scaler.inverse_transform(pca.inverse_transform(pca.transform(space_test)).astype(np.float32))
 
-    params = recipe.estimator_params(epochs=epochs, **overrides)
-    estimator = Autoencoder(n_components=code_dim, scale=scale, random_state=seed, verbose=progress, **params)
+    given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
+    estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
     started = time.perf_counter()
     estimator.fit(x_train, X_val=x_test if recipe.monitor_test else None)
     ae_seconds = time.perf_counter() - started
@@ -179,9 +179,7 @@ def compare(
         "scale": scaler.method_,
         "scale_reason": scaler.reason_,
         "units": units,
-        "validation": "test split (monitored, never used for selection)" if recipe.monitor_test else (
-            f"{params.get('validation_fraction', 0):.0%} of the training split" if params.get("validation_fraction") else "none"
-        ),
+        "validation": _validation(recipe, estimator.settings_),
         "pca": {
             "train_mse": pca.reconstruction_mse(space_train),
             "test_mse": float(pca_curve[code_dim]),
@@ -196,8 +194,10 @@ def compare(
             "epochs_reason": estimator.history_.get("epochs_reason"),
             "history": history,
             "pca_equivalent_components": equivalent_components(pca_curve, ae_test_mse),
-            # With init="auto", whether the random or the PCA start was kept.
+            # With init="auto", whether the random or the PCA start was kept, and why.
             "init": estimator.init_,
+            "selection": estimator.history_.get("selection"),
+            "settings": {**estimator.settings_, "hidden": list(estimator.settings_["hidden"])},
             "params": estimator.json_params(),
         },
         "column_test_mse_original_units": {
@@ -218,9 +218,19 @@ def compare(
         code_indices=shown,
         estimator=estimator,
     )
-    comparison.notes.extend(_notes(metrics, params))
+    comparison.notes.extend(_notes(metrics, estimator.settings_))
     comparison.diagnostics.extend(check_comparison(metrics, estimator, x_train, seed))
     return comparison
+
+
+def _validation(recipe: Recipe, settings: dict) -> str:
+    if recipe.monitor_test:
+        return "test split (monitored, never used for selection)"
+    if settings["init"] == "auto" and settings["folds"] >= 2:
+        return f"{settings['folds']} folds of the training split"
+    if settings["validation_fraction"]:
+        return f"{settings['validation_fraction']:.0%} of the training split"
+    return "none"
 
 
 def _record(dataset: Dataset, scaler: Scaler, estimator, record: dict | None) -> dict:
@@ -251,10 +261,26 @@ def worst_columns(columns: dict, n: int = WORST_COLUMNS) -> list[dict]:
     ]
 
 
-def _notes(metrics: dict, params: dict) -> list[str]:
+def selection_note(selection: dict) -> str:
+    """What the keep-or-fallback rule kept, and on what evidence."""
+    gain = selection["gain"]
+    where = f"{percent(abs(gain))} {'below' if gain >= 0 else 'above'} PCA on {selection['held_out']}"
+    if "fold_gains" in selection:
+        folds = len(selection["fold_gains"])
+        below = selection["folds_below"]
+        where += f" ({'each fold' if below == folds else f'{below} of {folds} folds'} below)"
+    z = "z undefined" if selection["z"] is None else f"z = {selection['z']:.2f}"
+    if selection["kept_network"]:
+        return f"Kept the network: {where}; {z} > {selection['z_threshold']:g}."
+    return f"Kept PCA: the network was {where}, not clearly better ({z}, needs > {selection['z_threshold']:g})."
+
+
+def _notes(metrics: dict, settings: dict) -> list[str]:
     pca, ae = metrics["pca"]["test_mse"], metrics["autoencoder"]["test_mse"]
     k = metrics["n_components"]
     notes = [f"MSE in {metrics['units']}; error space chosen: {metrics['scale']} ({metrics['scale_reason']})."]
+    if metrics["autoencoder"].get("selection"):
+        notes.append(selection_note(metrics["autoencoder"]["selection"]))
     if beats(ae, pca):
         notes.append(
             f"The autoencoder's test MSE is {percent(1 - ae / pca)} below PCA's at k={k}; "
@@ -262,7 +288,7 @@ def _notes(metrics: dict, params: dict) -> list[str]:
         )
     else:
         notes.append(f"The autoencoder did not beat PCA at k={k} (test MSE {ae:.4g} vs {pca:.4g}).")
-    if params.get("activation") == "linear" and params.get("output_activation") in ("linear", None):
+    if settings.get("activation") == "linear" and settings.get("output_activation") in ("linear", None):
         gap = ae / pca - 1
         verdict = "passes" if gap <= LINEAR_TOLERANCE else "fails"
         notes.append(

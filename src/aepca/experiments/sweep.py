@@ -15,9 +15,9 @@ from typing import Callable
 import numpy as np
 
 from aepca.data import Dataset
-from aepca.experiments.compare import check_code_dim, compare
+from aepca.experiments.compare import check_code_dim, compare, selection_note
 from aepca.experiments.diagnostics import beats
-from aepca.experiments.recipes import Recipe, get_recipe
+from aepca.recipes import Recipe, get_recipe
 
 SWEEP_JSON, SWEEP_PNG, REPORT_HTML = "sweep.json", "sweep.png", "report.html"
 
@@ -53,6 +53,7 @@ class SweepResult:
         rest = [row["k"] for row in self.rows if row["k"] not in better]
         if rest:
             notes.append(f"The autoencoder did not beat PCA at k = {', '.join(map(str, rest))}.")
+        notes.extend(f"k={row['k']}: {selection_note(row['selection'])}" for row in self.rows if row.get("selection"))
         return notes
 
     def to_dict(self) -> dict:
@@ -124,6 +125,7 @@ def sweep(
             "epochs": ae["epochs"],
             "epochs_reason": ae["epochs_reason"],
             "kept_pca_start": comparison.estimator.history_.get("kept_start"),
+            "selection": ae["selection"],
             "diagnoses": [item["problem"] for item in comparison.diagnostics],
         }
         rows.append(row)
