@@ -53,10 +53,8 @@ def load_mnist(n_train):
 def run_aepca(x_train, x_test, epochs: int, seed: int) -> dict:
     """The product path: the estimator with the classic recipe, the test set as its X_val."""
     from aepca.estimator import Autoencoder
-    from aepca.recipes import get_recipe
 
-    params = get_recipe("classic").estimator_params(epochs=epochs)
-    estimator = Autoencoder(**{**params, "n_components": 2, "random_state": seed})
+    estimator = Autoencoder(2, recipe="classic", epochs=epochs, random_state=seed)
     started = time.perf_counter()
     estimator.fit(x_train, X_val=x_test)
     fit_s = time.perf_counter() - started

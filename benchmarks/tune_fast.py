@@ -92,7 +92,7 @@ def main() -> None:
     order = np.random.default_rng(123).permutation(len(data.x_train))
     x_fit, x_val = data.x_train[order[10000:]], data.x_train[order[:10000]]
     for candidate in ROUNDS[args.round]:
-        ae = Autoencoder(2, **{"random_state": 0, **candidate}).fit(x_fit, X_val=x_val)
+        ae = Autoencoder(2, **{"recipe": "classic", "random_state": 0, **candidate}).fit(x_fit, X_val=x_val)
         print(json.dumps(dict(candidate, val_mse=[round(v, 5) for v in ae.history_["val_mse"]])), flush=True)
 
 

@@ -229,8 +229,7 @@ def run_aepca(spec, recipe_name) -> dict:
             "compilation_cache": cache_state,
         }
 
-    params = recipe.estimator_params(epochs=spec["epochs"])
-    estimator = Benchmarked(**{**params, "n_components": 2, "random_state": spec["seed"]})
+    estimator = Benchmarked(2, recipe=recipe, epochs=spec["epochs"], random_state=spec["seed"])
     fit_start = since_start()
     fit_started = time.perf_counter()
     try:
