@@ -266,3 +266,14 @@ def test_training_does_not_depend_on_the_datas_units(data):
     # The same network and steps: the error in tiny units is the error in big units times 1e-8.
     assert small.score(X_test * np.float32(1e-4)) == pytest.approx(big.score(X_test) * 1e-8, rel=1e-3)
     assert small.history_["loss"][-1] == pytest.approx(big.history_["loss"][-1] * 1e-8, rel=1e-3)
+
+
+def test_the_history_says_why_that_many_epochs_ran(data):
+    X = data[0][:200]  # in batches of 32: 7 steps per epoch
+    stretched = Autoencoder(**{**PARAMS, "epochs": 1, "min_steps": 20}).fit(X)
+    assert len(stretched.history_["loss"]) == 3
+    assert stretched.history_["epochs_reason"].startswith("3 epochs instead of 1: 200 training rows make 7 steps")
+    stopped = Autoencoder(**{**PARAMS, "epochs": 50, "learning_rate": 1e-30, "validation_fraction": 0.2,
+                             "restore_best": True, "patience": 3}).fit(X)
+    assert len(stopped.history_["loss"]) == 3  # nothing improves on the start: three epochs of patience
+    assert stopped.history_["epochs_reason"] == "3 epochs: the validation loss had not improved for 3 epochs (cap 50)"

@@ -227,3 +227,13 @@ def test_per_column_errors_are_in_original_units(digits_comparison, digits):
     assert np.mean(columns["pca"]) == pytest.approx(
         np.mean(np.square(digits_comparison.pca_reconstruction.astype(np.float64) - digits.x_test)), rel=1e-6
     )
+
+
+def test_a_flat_table_of_pixels_is_drawn_as_square_images(digits):
+    from aepca.experiments.compare import display_shape
+
+    flat = Dataset(name="pixels", x_train=digits.x_train, x_test=digits.x_test)
+    assert display_shape(flat) == (8, 8)
+    # Mixed units, negative values or a non-square count are tables, not images.
+    assert display_shape(Dataset(name="t", x_train=digits.x_train - 8, x_test=digits.x_test)) is None
+    assert display_shape(Dataset(name="t", x_train=digits.x_train[:, :63], x_test=digits.x_test[:, :63])) is None

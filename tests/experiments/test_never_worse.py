@@ -68,6 +68,11 @@ def test_wine_small_network():
     assert_never_worse(sklearn_table("wine"), [2, 13], **QUICK)
 
 
+def test_wine_in_its_own_units():
+    # The guarantee holds in whichever space errors are measured.
+    assert_never_worse(sklearn_table("wine"), [2], scale="none", **QUICK)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "make",

@@ -9,6 +9,7 @@ the data's original units are recorded beside.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from aepca.data import Dataset
 from aepca.experiments.diagnostics import beats, check_comparison
 from aepca.recipes import Recipe, get_recipe
 from aepca.pca import PCA, equivalent_components
-from aepca.preprocessing import Scaler
+from aepca.preprocessing import Scaler, shares_one_unit
 
 # How close a linear autoencoder must come to PCA for the sanity check to pass.
 LINEAR_TOLERANCE = 0.02
@@ -240,6 +241,10 @@ def _record(dataset: Dataset, scaler: Scaler, estimator, record: dict | None) ->
     if constant:
         preprocessing.append(f"{constant} constant column(s) kept (they cost PCA and the autoencoder nothing)")
     preprocessing.append(f"error space: scale={scaler.method_} ({scaler.reason_})")
+    shape = display_shape(dataset)
+    if shape is not None:
+        how = "the data's shape" if dataset.image_shape else "a square of non-negative columns of one unit; --image-shape sets it"
+        preprocessing.append(f"rows drawn as {'x'.join(map(str, shape))} images ({how})")
     return {
         **(record or {}),
         "rows": {"train": int(len(dataset.x_train)), "test": int(len(dataset.x_test))},
@@ -249,6 +254,18 @@ def _record(dataset: Dataset, scaler: Scaler, estimator, record: dict | None) ->
         "init": estimator.init_,
         "versions": versions(),
     }
+
+
+def display_shape(dataset: Dataset) -> tuple | None:
+    """The image shape to draw rows with: the data's own, or a square one when
+    at least 64 non-negative columns of one unit make a square (a flat table
+    of pixels)."""
+    if dataset.image_shape is not None:
+        return dataset.image_shape
+    side = math.isqrt(dataset.n_features)
+    if side * side != dataset.n_features or side < 8 or dataset.x_train.min() < 0:
+        return None
+    return (side, side) if shares_one_unit(dataset.x_train)[0] else None
 
 
 def worst_columns(columns: dict, n: int = WORST_COLUMNS) -> list[dict]:
@@ -313,7 +330,7 @@ def write_outputs(comparison: Comparison, dataset: Dataset, folder: Path, *, sav
             folder / "codes.png", title=f"{dataset.name}: codes (k={metrics['n_components']})")),
         ("Test images: originals, PCA and autoencoder reconstructions", plots.plot_reconstructions(
             dataset.x_test, comparison.pca_reconstruction, comparison.ae_reconstruction,
-            folder / "reconstructions.png", image_shape=dataset.image_shape, n=10,
+            folder / "reconstructions.png", image_shape=display_shape(dataset), n=10,
             pca_mse=metrics["pca"]["test_mse"], ae_mse=metrics["autoencoder"]["test_mse"])),
         (f"Loss per epoch in {metrics['units']}, with PCA's test MSE in the same units", plots.plot_loss(
             metrics["autoencoder"]["history"], folder / "loss.png",
