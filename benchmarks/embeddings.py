@@ -39,7 +39,7 @@ def main() -> None:
     for scale in ("none", "standard"):
         out = args.out / scale
         status = aepca(["compare", str(path), "--code-dim", str(args.code_dim), "--scale", scale,
-                        "--no-progress", "--out", str(out)])
+                        "--no-progress", "--overwrite", "--out", str(out)])
         assert status == 0, f"aepca compare --scale {scale} exited {status}"
         metrics = json.loads((out / "metrics.json").read_text())
         results[scale] = {key: metrics[key]["test_mse"] for key in ("pca", "autoencoder")}

@@ -77,7 +77,7 @@ def test_unknown_dataset(capsys, tmp_path):
 def test_code_dim_must_be_a_positive_integer(capsys, tmp_path, value):
     out = tmp_path / "out"
     _assert_usage_error(capsys, ["compare", "--code-dim", value, "--out", str(out)], out,
-                        "aepca compare: argument --code-dim: expected a positive integer, received")
+                        "aepca: error: argument --code-dim: expected a positive integer, received")
 
 
 @pytest.mark.parametrize("value", ["8by8", "8x0", "2x2x3x1", "x"])
@@ -136,7 +136,7 @@ def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == EXIT_USAGE
     assert result.stderr.strip().splitlines() == [
-        "aepca: error: aepca compare: argument --code-dim: expected a positive integer, received 0 "
+        "aepca: error: argument --code-dim: expected a positive integer, received 0 "
         "(see aepca compare --help)"
     ]
     assert not out.exists()
@@ -187,3 +187,42 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     assert record["command"] == f"aepca compare {csv} --label-column y --epochs 2 --no-progress --out {out}"
     assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 240, "test": 60}
     assert sorted(os.listdir(out / "model")) == ["aepca.json", "model.keras"]
+
+
+# Nothing lost, said once ---------------------------------------------------------------
+def test_an_earlier_run_in_out_is_kept_unless_overwrite(capsys, tmp_path, four_columns):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    assert main(["compare", str(four_columns), "--code-dim", "1", "--out", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == f"aepca: error: --out {out} already holds a run (metrics.json); pass --overwrite to replace it, or choose another --out."
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_usage_errors_have_one_prefix(capsys):
+    assert main(["compare", "--code-dim", "0"]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aepca: error: argument --code-dim:") and err.count("aepca") == 2  # the prefix and "see aepca compare --help"
+
+
+def test_an_interruption_is_reported_once(capsys, tmp_path, four_columns, monkeypatch):
+    import aepca.experiments.compare
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(aepca.experiments.compare, "compare", interrupted)
+    out = tmp_path / "run"
+    assert main(["compare", str(four_columns), "--code-dim", "1", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"aepca: interrupted; checkpoint kept in {out / 'checkpoint'}. Continue with: aepca compare --resume {out}"]
+
+
+def test_resume_takes_the_display_flags_of_the_resuming_command(tmp_path):
+    from aepca.cli import build_parser, resumed_args
+
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "args.json").write_text(json.dumps(["data.csv", "--code-dim", "3"]))
+    resumed = resumed_args(build_parser().parse_args(["compare", "--resume", str(tmp_path), "--no-progress"]), ["compare"])
+    assert resumed.no_progress and resumed.code_dim == 3 and resumed.out == tmp_path

@@ -26,7 +26,11 @@ class UsageError(ValueError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, with the one line to print about it."""
 
 
 def int_at_least(minimum: int, description: str):
@@ -128,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--code-dim", type=positive_int, default=2, help="code size k for both methods (default: 2)")
     add_training_arguments(compare)
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
+    compare.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     compare.add_argument("--resume", type=Path, metavar="DIR",
                          help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
     compare.set_defaults(handler=run_compare)
@@ -139,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "those below the number of features)")
     add_training_arguments(sweep)
     sweep.add_argument("--out", type=Path, default=Path("runs/sweep"), help="output folder (default: runs/sweep)")
+    sweep.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     sweep.set_defaults(handler=run_sweep)
 
     reproduce = commands.add_parser("reproduce", help="reproduce a published result: table beside the paper's numbers, figures, report")
@@ -146,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--quick", action="store_true", help="a few epochs everywhere and data subsets: minutes on a CPU, not the paper's protocol")
     reproduce.add_argument("--seed", type=non_negative_int, default=0, help="random seed for weights, shuffling and splits (default: 0)")
     reproduce.add_argument("--out", type=Path, default=None, help="output folder (default: runs/PAPER)")
+    reproduce.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     reproduce.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     reproduce.set_defaults(handler=run_reproduce)
     return parser
@@ -239,6 +246,9 @@ def resumed_args(args, parser_args: list[str]):
         ) from None
     resumed = build_parser().parse_args([*parser_args, *argv])
     resumed.argv, resumed.out = argv, args.resume
+    # How to show the run is this command's choice; what to compute is the interrupted run's.
+    resumed.no_progress = resumed.no_progress or args.no_progress
+    resumed.overwrite = True  # the folder holds the interrupted run itself
     return resumed
 
 
@@ -255,8 +265,7 @@ def checkpointing(out: Path, argv: list[str]):
     try:
         yield folder
     except KeyboardInterrupt:
-        print(f"aepca: interrupted; checkpoint kept in {folder}. Continue with: aepca compare --resume {out}", file=sys.stderr)
-        raise
+        raise Interrupted(f"aepca: interrupted; checkpoint kept in {folder}. Continue with: aepca compare --resume {out}") from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         _remove_if_empty(out)
@@ -274,7 +283,7 @@ def run_compare(args) -> int:
 
     if args.resume is not None:
         args = resumed_args(args, ["compare"])
-    check_writable(args.out)
+    check_writable(args.out, overwrite=args.overwrite)
     dataset = read_data(args)
     from aepca.experiments.compare import check_code_dim, compare, write_outputs
 
@@ -311,7 +320,7 @@ DEFAULT_CODE_DIMS = (1, 2, 3, 5, 10, 20, 30)
 def run_sweep(args) -> int:
     from aepca.experiments.output import check_writable, staged_output
 
-    check_writable(args.out)
+    check_writable(args.out, overwrite=args.overwrite)
     dataset = read_data(args)
     from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
 
@@ -362,7 +371,7 @@ def run_reproduce(args) -> int:
     from aepca.experiments.output import check_writable, staged_output
 
     out = args.out if args.out is not None else Path("runs") / args.paper
-    check_writable(out)
+    check_writable(out, overwrite=args.overwrite)
     enable_compilation_cache()
     module_name, run_name, write_name = REPRODUCTIONS[args.paper]
     module = importlib.import_module(module_name)
@@ -404,8 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         return args.handler(args)
-    except KeyboardInterrupt:
-        print("aepca: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(str(interrupt) if isinstance(interrupt, Interrupted) else "aepca: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ValueError, OSError, RuntimeError, ImportError) as error:
         message = " ".join(str(error).split()) or type(error).__name__

@@ -264,6 +264,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         self.settings_ = self._settings(n_rows, n_features)
         settings = self.settings_
+        self._training_seconds = []
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         self.scaler_ = Scaler(self.scale).fit(X)
         X_space = self.scaler_.transform(X)
@@ -272,8 +273,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         X_net = self._to_network(X_space)
         if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None:
             net, self.history_ = self._fit_by_folds(X_space, X_net, seed)
-            self._set_net(net)
-            return self
+            return self._finish(net)
         train_rows, X_monitor = self._split_validation(X_net, X_val, seed)
         # The PCA is fitted on every training row: exactly the PCA it is compared with.
         if settings["init"] == "auto":
@@ -291,6 +291,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         else:
             pca = PCA(self.n_components).fit(X_space) if settings["init"] == "pca" else None
             net, self.history_ = self._fit_network(settings["init"], X_net, train_rows, X_monitor, seed, pca)
+        return self._finish(net)
+
+    def _finish(self, net):
+        # Every network's training time, including epochs run before a resume.
+        self.history_["training_seconds"] = float(sum(self._training_seconds))
+        del self._training_seconds
         self._set_net(net)
         return self
 
@@ -366,6 +372,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         n_train = len(X) if train_rows is None else len(train_rows)
         epochs = self._epochs(n_train) if epochs is None else epochs
         history = self._in_space_units(self._train(net, X, train_rows, X_monitor, seed, epochs, tag or init))
+        self._training_seconds.append(history["seconds"][-1] if history["seconds"] else 0.0)
         history["init"] = init
         history["epochs_reason"] = self._epochs_reason(n_train, epochs, history)
         if init == "pca" and self.settings_["restore_best"] and X_monitor is not None:

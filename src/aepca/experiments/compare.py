@@ -190,7 +190,8 @@ def compare(
         "autoencoder": {
             "train_mse": reconstruction_mse(estimator._reconstruct_space, space_train),
             "test_mse": ae_test_mse,
-            "fit_seconds": ae_seconds,
+            # A resumed fit's epochs before the interruption count too.
+            "fit_seconds": max(ae_seconds, estimator.history_["training_seconds"]),
             "epochs": len(history.get("loss", [])),
             "epochs_reason": estimator.history_.get("epochs_reason"),
             "history": history,

@@ -21,11 +21,22 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(".")
 
 
-def check_writable(out) -> Path:
-    """Raise a clear error now, before any work, if ``out`` cannot be written."""
+# What an earlier run leaves in its folder.
+RESULT_FILES = ("metrics.json", "sweep.json", "report.html", "model")
+
+
+def check_writable(out, *, overwrite: bool = True) -> Path:
+    """Raise a clear error now, before any work, if ``out`` cannot be written,
+    or holds an earlier run's results and ``overwrite`` is false."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder; choose a folder path.")
+    earlier = [name for name in RESULT_FILES if (out / name).exists()]
+    if earlier and not overwrite:
+        raise FileExistsError(
+            f"--out {out} already holds a run ({', '.join(earlier)}); pass --overwrite to replace it, "
+            "or choose another --out."
+        )
     base = _existing_ancestor(out)
     if not base.is_dir():
         raise NotADirectoryError(f"--out {out}: {base} is a file, not a folder; choose another path.")
