@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from aepca import load_model
-from aepca.estimator import METADATA_FILE, MODEL_FILE, Autoencoder
+from aepca.estimator import Autoencoder
+from aepca.persistence import METADATA_FILE, MODEL_FILE
 from aepca.pca import PCA
 
 import keras  # noqa: E402

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import json
 import os
-import shutil
-import tempfile
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -21,20 +18,17 @@ from aepca._backend import load_keras
 
 keras = load_keras()
 
-from aepca import __version__  # noqa: E402
 from aepca._memory import mean_of_rows, take_rows  # noqa: E402
 from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
-from aepca.models import PREDICT_BATCH, AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder  # noqa: E402
+from aepca.models import PREDICT_BATCH, AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder, weights_of  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
+from aepca.persistence import model_from_bytes, model_to_bytes, read_model_folder, write_model_folder  # noqa: E402
 from aepca.preprocessing import Scaler, network_scaling  # noqa: E402
 from aepca.recipes import DEFAULTS, RECIPES, SETTINGS, Recipe, get_recipe  # noqa: E402
 from aepca.refine import refine_codes  # noqa: E402
 from aepca.validation import check_codes  # noqa: E402
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train  # noqa: E402
 
-MODEL_FILE = "model.keras"
-METADATA_FILE = "aepca.json"
-FORMAT_VERSION = 1
 # restore_best keeps trained weights over the starting ones only when their
 # validation MSE is lower by more than this many standard errors (a one-sided
 # paired test at about the 0.1% level); see tests/experiments/test_never_worse.py.
@@ -368,7 +362,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         self.init_ = init
         net = self._build(X, train_rows, seed, None if init == "random" else pca)
-        start = net.autoencoder.get_weights()
+        start = weights_of(net.autoencoder)
         n_train = len(X) if train_rows is None else len(train_rows)
         epochs = self._epochs(n_train) if epochs is None else epochs
         history = self._in_space_units(self._train(net, X, train_rows, X_monitor, seed, epochs, tag or init))
@@ -406,7 +400,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         its PCA start on new data. Returns whether the start was kept.
         """
         errors = lambda: _sample_errors(lambda block: predict(model, block), X_monitor)  # noqa: E731
-        trained = model.get_weights()
+        trained = weights_of(model)
         trained_errors = errors()
         model.set_weights(start)
         if _paired_evidence(errors(), trained_errors, CLEAR_IMPROVEMENT_Z)["kept_network"]:
@@ -603,25 +597,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     # Persistence -------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write ``path/model.keras`` and ``path/aepca.json`` (atomically)."""
+        """Write ``path/model.keras`` and ``path/aepca.json`` (atomically; see :mod:`aepca.persistence`)."""
         check_is_fitted(self)
-        self._check_finite_weights()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            self.model_.save(staging / MODEL_FILE)
-            metadata = self._metadata()
-            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-            _replace_dir(staging, path)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return path
-
-    def _check_finite_weights(self) -> None:
-        if not all(np.all(np.isfinite(w)) for w in self.model_.get_weights()):
-            raise ValueError("The model has non-finite weights and is not saved; retrain with a lower learning_rate.")
+        return write_model_folder(path, self.model_, self._metadata())
 
     def json_params(self) -> dict:
         """``get_params()`` as JSON values (a RandomState becomes None, paths strings)."""
@@ -636,12 +614,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return params
 
     def _metadata(self) -> dict:
-        params = self.json_params()
+        # A saved model is applied to new data: the paths of the run that made it do not travel.
+        params = {**self.json_params(), "checkpoint_dir": None}
         return {
-            "format": FORMAT_VERSION,
-            "aepca_version": __version__,
-            "keras_version": keras.__version__,
-            "backend": keras.backend.backend(),
             "params": params,
             "settings": {**self.settings_, "hidden": list(self.settings_["hidden"])},
             "n_features_in": int(self.n_features_in_),
@@ -651,7 +626,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             "scaler": self.scaler_.to_dict(),
             "network_scale": self.network_scale_,
             "history": self.history_,
-            "weights_sha256": weights_digest(self.model_),
         }
 
     def __getstate__(self):
@@ -661,14 +635,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         state.pop("encoder_", None)
         state.pop("decoder_", None)
         if model is not None:
-            state["_model_bytes"] = _model_to_bytes(model)
+            state["_model_bytes"] = model_to_bytes(model)
         return state
 
     def __setstate__(self, state):
         model_bytes = state.pop("_model_bytes", None)
         self.__dict__.update(state)
         if model_bytes is not None:
-            self._set_net(split_autoencoder(_model_from_bytes(model_bytes)))
+            self._set_net(split_autoencoder(model_from_bytes(model_bytes)))
 
 
 def _paired_evidence(reference_errors, candidate_errors, z_threshold: float) -> dict:
@@ -695,13 +669,6 @@ def _best_epoch(history: dict) -> int:
     return int(np.argmin(losses)) + 1
 
 
-def weights_digest(model: keras.Model) -> str:
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
-    return digest.hexdigest()
-
-
 def _sample_errors(reconstruct, X) -> np.ndarray:
     """Per-sample mean squared error of ``reconstruct(X)``, a block of rows at
     a time: the float64 errors of every row at once would take several times
@@ -713,74 +680,14 @@ def _sample_errors(reconstruct, X) -> np.ndarray:
     return np.concatenate(errors) if errors else np.zeros(0)
 
 
-def _model_to_bytes(model: keras.Model) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        file = Path(tmp) / MODEL_FILE
-        model.save(file)
-        return file.read_bytes()
-
-
-def _model_from_bytes(data: bytes) -> keras.Model:
-    with tempfile.TemporaryDirectory() as tmp:
-        file = Path(tmp) / MODEL_FILE
-        file.write_bytes(data)
-        return keras.saving.load_model(file, compile=False, safe_mode=True)
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target``; an existing target is only removed once the new one is in place."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
-
-
 def load_model(path) -> Autoencoder:
-    """Load a model saved by :meth:`Autoencoder.save`.
+    """Load a model saved by :meth:`Autoencoder.save`, checked (see :mod:`aepca.persistence`).
 
-    Nothing from the files is executed or unpickled: Keras loads the network
-    in ``safe_mode`` and aepca's metadata is JSON. A model whose weights do
-    not match the recorded SHA-256, or that was written by an incompatible
-    version, is refused.
+    The loaded model knows nothing of the run that made it (``checkpoint_dir`` is None).
     """
-    path = Path(path)
-    model_file, metadata_file = path / MODEL_FILE, path / METADATA_FILE
-    for file in (model_file, metadata_file):
-        if not file.is_file():
-            raise FileNotFoundError(
-                f"{file} does not exist; pass the folder written by Autoencoder.save (it holds "
-                f"{MODEL_FILE} and {METADATA_FILE})."
-            )
-    try:
-        metadata = json.loads(metadata_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{metadata_file} is not valid JSON ({error}); the model folder is corrupt.") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_VERSION:
-        raise ValueError(
-            f"{metadata_file} has format {metadata.get('format') if isinstance(metadata, dict) else None!r}, "
-            f"expected {FORMAT_VERSION}; re-save the model with this aepca version ({__version__})."
-        )
-    try:
-        model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises many types for corrupt archives.
-        raise ValueError(f"{model_file} could not be loaded safely: {error}") from None
-    if weights_digest(model) != metadata.get("weights_sha256"):
-        raise ValueError(
-            f"{model_file} does not match the weights' SHA-256 recorded in {metadata_file}; "
-            "the file was modified or corrupted. Re-save the model from a trusted source."
-        )
-    estimator = Autoencoder(**_params_from_metadata(metadata["params"]))
-    net = split_autoencoder(model)
-    if net.autoencoder.input_shape[-1] != metadata["n_features_in"]:
-        raise ValueError(
-            f"{model_file} takes {net.autoencoder.input_shape[-1]} features but the metadata says "
-            f"{metadata['n_features_in']}; the model folder is inconsistent."
-        )
-    estimator._set_net(net)
+    model, metadata = read_model_folder(path)
+    estimator = Autoencoder(**{**_params_from_metadata(metadata["params"]), "checkpoint_dir": None})
+    estimator._set_net(split_autoencoder(model))
     estimator.n_features_in_ = metadata["n_features_in"]
     if metadata.get("feature_names_in"):
         estimator.feature_names_in_ = np.asarray(metadata["feature_names_in"], dtype=object)

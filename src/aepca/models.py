@@ -154,8 +154,7 @@ def build_autoencoder(
         output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
         outputs = built(output_layer, h)
         if output_mean is not None:
-            kernel, _ = output_layer.get_weights()
-            output_layer.set_weights([kernel, output_bias_for(output_mean, output_activation)])
+            output_layer.bias.assign(output_bias_for(output_mean, output_activation))
         if rescale is not None:
             outputs = rescale(outputs)
     else:
@@ -185,6 +184,11 @@ def build_autoencoder(
     decoder = keras.Model(code_inputs, outputs, name="decoder")
     autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
     return AutoencoderNet(autoencoder, encoder, decoder)
+
+
+def weights_of(model) -> list[np.ndarray]:
+    """``model.get_weights()`` without Keras' NumPy-2 copy-keyword DeprecationWarning per weight."""
+    return [np.array(keras.ops.convert_to_numpy(variable.value)) for variable in model.weights]
 
 
 def split_autoencoder(autoencoder: keras.Model) -> AutoencoderNet:

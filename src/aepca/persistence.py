@@ -1,0 +1,119 @@
+"""The model folder format: ``model.keras`` (the network) and ``aepca.json`` (everything else).
+
+Nothing from the files is executed or unpickled: Keras loads the network in
+``safe_mode`` and the metadata is JSON. A folder is written atomically (a
+staging folder moved into place), and read back only when its format version
+matches and its weights match the SHA-256 recorded beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from aepca import __version__
+from aepca._backend import load_keras
+from aepca.models import weights_of
+
+keras = load_keras()
+
+MODEL_FILE = "model.keras"
+METADATA_FILE = "aepca.json"
+FORMAT_VERSION = 1
+
+
+def weights_digest(model) -> str:
+    digest = hashlib.sha256()
+    for weight in weights_of(model):
+        digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def write_model_folder(path, model, metadata: dict) -> Path:
+    """Write ``model`` and ``metadata`` (with the format, versions and weight digest added) into ``path``."""
+    if not all(np.all(np.isfinite(w)) for w in weights_of(model)):
+        raise ValueError("The model has non-finite weights and is not saved; retrain with a lower learning_rate.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.save(staging / MODEL_FILE)
+        metadata = {
+            "format": FORMAT_VERSION, "aepca_version": __version__, "keras_version": keras.__version__,
+            "backend": keras.backend.backend(), **metadata, "weights_sha256": weights_digest(model),
+        }
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        _replace_dir(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def read_model_folder(path) -> tuple:
+    """The network and the metadata of a folder written by :func:`write_model_folder`, checked."""
+    path = Path(path)
+    model_file, metadata_file = path / MODEL_FILE, path / METADATA_FILE
+    for file in (model_file, metadata_file):
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"{file} does not exist; pass the folder written by Autoencoder.save (it holds "
+                f"{MODEL_FILE} and {METADATA_FILE})."
+            )
+    try:
+        metadata = json.loads(metadata_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{metadata_file} is not valid JSON ({error}); the model folder is corrupt.") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"{metadata_file} has format {metadata.get('format') if isinstance(metadata, dict) else None!r}, "
+            f"expected {FORMAT_VERSION}; re-save the model with this aepca version ({__version__})."
+        )
+    try:
+        model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for corrupt archives.
+        raise ValueError(f"{model_file} could not be loaded safely: {error}") from None
+    if weights_digest(model) != metadata.get("weights_sha256"):
+        raise ValueError(
+            f"{model_file} does not match the weights' SHA-256 recorded in {metadata_file}; "
+            "the file was modified or corrupted. Re-save the model from a trusted source."
+        )
+    if model.input_shape[-1] != metadata.get("n_features_in"):
+        raise ValueError(
+            f"{model_file} takes {model.input_shape[-1]} features but the metadata says "
+            f"{metadata.get('n_features_in')}; the model folder is inconsistent."
+        )
+    return model, metadata
+
+
+def model_to_bytes(model) -> bytes:
+    """The ``.keras`` file of ``model`` as bytes (for pickling)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / MODEL_FILE
+        model.save(file)
+        return file.read_bytes()
+
+
+def model_from_bytes(data: bytes):
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / MODEL_FILE
+        file.write_bytes(data)
+        return keras.saving.load_model(file, compile=False, safe_mode=True)
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``; an existing target is only removed once the new one is in place."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
