@@ -26,7 +26,7 @@ from aepca.persistence import model_from_bytes, model_to_bytes, read_model_folde
 from aepca.preprocessing import Scaler, network_scaling  # noqa: E402
 from aepca.recipes import DEFAULTS, RECIPES, SETTINGS, Recipe, get_recipe  # noqa: E402
 from aepca.refine import refine_codes  # noqa: E402
-from aepca.validation import check_codes  # noqa: E402
+from aepca.validation import check_codes, describe_names, plural  # noqa: E402
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train  # noqa: E402
 
 # restore_best keeps trained weights over the starting ones only when their
@@ -544,11 +544,24 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self._n_features_out = self.n_components
 
     # Transforms --------------------------------------------------------------
+    def _rows(self, X) -> np.ndarray:
+        """``X`` as float32 rows in the training columns' order: a DataFrame is
+        aligned by column name (extra columns are ignored)."""
+        check_is_fitted(self)
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and hasattr(X, "columns"):
+            missing = [name for name in names if name not in X.columns]
+            if missing:
+                raise ValueError(
+                    f"X lacks {plural(len(missing), 'column')} the model was trained on: {describe_names(missing)}. "
+                    "Pass rows with every training column (their order and extra columns do not matter)."
+                )
+            X = X[list(names)]
+        return validate_data(self, X, dtype=np.float32, reset=False)
+
     def transform(self, X):
         """The code of each sample, shape ``(n_samples, n_components)``."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
-        return self._codes(self._to_network(self.scaler_.transform(X)))
+        return self._codes(self._to_network(self.scaler_.transform(self._rows(X))))
 
     def _codes(self, X_net):
         codes = predict(self.encoder_, X_net)
@@ -576,15 +589,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def reconstruct(self, X):
         """``inverse_transform(transform(X))`` in one pass, in the data's units."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
-        return self.scaler_.inverse_transform(self._reconstruct_space(self.scaler_.transform(X)))
+        return self.scaler_.inverse_transform(self._reconstruct_space(self.scaler_.transform(self._rows(X))))
 
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE in the error space (see ``scale``)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
-        return -_sample_errors(self._reconstruct_space, self.scaler_.transform(X))
+        return -_sample_errors(self._reconstruct_space, self.scaler_.transform(self._rows(X)))
 
     def score(self, X, y=None):
         """Negative reconstruction MSE over all entries, in the error space (higher is better)."""
