@@ -187,8 +187,9 @@ def build_autoencoder(
 
 
 def weights_of(model) -> list[np.ndarray]:
-    """``model.get_weights()`` without Keras' NumPy-2 copy-keyword DeprecationWarning per weight."""
-    return [np.array(keras.ops.convert_to_numpy(variable.value)) for variable in model.weights]
+    """``model.get_weights()`` without Keras' NumPy-2 copy-keyword DeprecationWarning per weight
+    (and, on PyTorch, without a gradient record)."""
+    return [np.array(keras.ops.convert_to_numpy(keras.ops.stop_gradient(v.value))) for v in model.weights]
 
 
 def split_autoencoder(autoencoder: keras.Model) -> AutoencoderNet:
