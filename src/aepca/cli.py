@@ -89,10 +89,27 @@ def image_shape(text: str) -> tuple[int, ...]:
     return values
 
 
+def names(text: str) -> list[str]:
+    """Comma-separated column names or glob patterns (``a,b,emb*``)."""
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names or patterns, received {text!r}")
+    return values
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", type=Path, help="your data: .csv, .npy, .npz or .parquet (default: --dataset)")
+    parser.add_argument("path", nargs="?", type=Path,
+                        help="your data: .csv, .tsv, .npy, .npz or .parquet (default: --dataset)")
     parser.add_argument("--dataset", default=None, help="a bundled data set when no PATH is given (default: mnist)")
-    parser.add_argument("--label-column", help="column holding labels: kept out of the features, used to colour plots")
+    parser.add_argument("--label-column", action="append", metavar="NAME",
+                        help="column holding labels: kept out of the features; repeat for more (the first colours plots)")
+    parser.add_argument("--id-column", metavar="NAME", help="column identifying the rows: kept beside them, never a feature")
+    parser.add_argument("--columns", type=names, action="extend", metavar="A,B,emb*",
+                        help="the feature columns, by name or glob pattern (default: all but labels and the id column)")
+    parser.add_argument("--drop-columns", type=names, action="extend", metavar="A,B,tmp*",
+                        help="columns left out of the features, by name or glob pattern")
+    parser.add_argument("--no-header", action="store_true",
+                        help="the CSV's first line is data, not column names (detected when it holds only numbers)")
     parser.add_argument("--test", type=Path, help="a separate test file with the same columns (instead of --test-size)")
     parser.add_argument("--test-size", type=fraction, default=0.2, help="share of rows held out for testing (default: 0.2)")
     parser.add_argument("--scale", choices=["auto", "minmax", "standard", "none"], default="auto",
@@ -177,7 +194,7 @@ def check_data_arguments(args) -> None:
         if args.dataset is not None:
             raise UsageError("give either PATH or --dataset, not both")
         return
-    for option in ("label_column", "test", "impute", "image_shape"):
+    for option in ("label_column", "id_column", "columns", "drop_columns", "no_header", "test", "impute", "image_shape"):
         if getattr(args, option):
             raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
 
@@ -187,8 +204,10 @@ def load_data(args):
         from aepca.data.readers import load_user_data
 
         return load_user_data(
-            args.path, test=args.test, test_size=args.test_size, label_column=args.label_column,
-            seed=args.seed, drop_constant=args.drop_constant, impute=args.impute, image_shape=args.image_shape,
+            args.path, test=args.test, test_size=args.test_size, label_columns=args.label_column,
+            id_column=args.id_column, columns=args.columns, drop_columns=args.drop_columns,
+            no_header=True if args.no_header else None, seed=args.seed, drop_constant=args.drop_constant,
+            impute=args.impute, image_shape=args.image_shape,
         )
     from aepca.data import load_dataset
 

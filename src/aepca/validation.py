@@ -19,9 +19,17 @@ MAX_ABS_VALUE = 1e15
 _ACCEPTED_KINDS = "biuf"  # bool, signed int, unsigned int, float
 
 
+def shorten(value, limit: int = 80) -> str:
+    """``repr(value)`` on one line and at most ``limit`` characters: messages quote cells, never whole arrays."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def describe_names(names: Sequence, limit: int = 5) -> str:
     """``'a', 'b', 'c' and 2 more`` -- a short, quoted list for error messages."""
-    shown = ", ".join(repr(n) if isinstance(n, str) else str(n) for n in names[:limit])
+    shown = ", ".join(shorten(n) if isinstance(n, str) else str(n) for n in names[:limit])
     extra = len(names) - limit
     return f"{shown} and {extra} more" if extra > 0 else shown
 

@@ -111,7 +111,8 @@ def test_flat_rows_with_a_label_column_keep_an_explicit_image_shape(tmp_path):
 
 
 def test_constant_columns_are_kept_and_counted(tmp_path):
-    path = write(tmp_path / "d.csv", "a,b,c,d\n" + "".join(f"{i},0,{i * i % 7},7\n" for i in range(10)))
+    # Column a is not in order: 0..9 in order would be a row id, which is refused.
+    path = write(tmp_path / "d.csv", "a,b,c,d\n" + "".join(f"{i * 3 % 10},0,{i * i % 7},7\n" for i in range(10)))
     table = read_table(path)
     assert table.feature_names == ("a", "b", "c", "d")
     np.testing.assert_array_equal(table.features[:, 1], 0.0)
@@ -139,7 +140,8 @@ def test_impute_mean_and_drop_constant(tmp_path):
 # --- bad files --------------------------------------------------------------------------------------
 
 BAD_FILES = [
-    ("d.txt", "a,b\n1,2\n", {}, ValueError, r"expected one of \['\.csv', '\.npy', '\.npz', '\.parquet'\].*'d\.txt'"),
+    ("d.txt", "a,b\n1,2\n", {}, ValueError,
+     r"expected one of \['\.csv', '\.npy', '\.npz', '\.parquet', '\.tsv'\].*'d\.txt'"),
     ("d.csv", b"", {}, ValueError, r"d\.csv is empty \(0 bytes\)"),
     ("d.csv", "\n\n", {}, ValueError, r"no header row"),
     ("d.csv", "a,b\n", {}, ValueError, r"has 0 rows, expected at least 3"),

@@ -1,20 +1,24 @@
 """Data sets: the bundled MNIST, scikit-learn's 8x8 digits, readers for users' files, synthetic sets."""
 
 from aepca.data._dataset import Dataset
+from aepca.data.columns import ColumnSpec
 from aepca.data.digits import digits
 from aepca.data.mnist import MNIST_SHA256, array_digest, download_mnist, load_mnist, load_mnist_file
-from aepca.data.readers import Table, load_user_data, read_table
+from aepca.data.readers import Table, count_rows, iter_row_blocks, load_user_data, read_table
 from aepca.data.synthetic import curves, low_rank, s_curve, swiss_roll
 
 __all__ = [
+    "ColumnSpec",
     "DATASETS",
     "Dataset",
     "MNIST_SHA256",
     "Table",
     "array_digest",
+    "count_rows",
     "curves",
     "digits",
     "download_mnist",
+    "iter_row_blocks",
     "load_dataset",
     "load_mnist",
     "load_mnist_file",

@@ -1,0 +1,476 @@
+"""Which columns of a table are features, labels or an identifier, and how new rows become features.
+
+A :class:`ColumnSpec` is learned on the training rows and is JSON-able, so a
+saved model can re-apply it to new data: columns are matched by name, list
+columns (embeddings) are expanded into ``NAME[0], NAME[1], ...`` and missing
+values are filled as in training.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from aepca.validation import check_features, describe_names, plural, shorten
+
+# Column lists in messages show this many names, then "and N more".
+SHOWN = 10
+# A column of n distinct values falls in order by chance with probability
+# 2/n!: below one in a million from 10 rows on, so order there means a row id.
+MIN_ORDER_ROWS = 10
+# Imputation strategies: per-column fill values computed from the training rows.
+IMPUTERS = {"mean": pd.DataFrame.mean}
+SPEC_FORMAT = "aepca.columns"
+SPEC_VERSION = 1
+
+
+def expanded(name: str, length: int | None) -> list[str]:
+    """The feature names of a source column: itself, or ``NAME[i]`` for a list column of ``length`` numbers."""
+    return [name] if length is None else [f"{name}[{i}]" for i in range(length)]
+
+
+def _cells(length: int | None) -> str:
+    return "single values" if length is None else f"lists of {length} numbers"
+
+
+def _is_pattern(text: str) -> bool:
+    return any(char in text for char in "*?[")
+
+
+def _as_names(value) -> tuple[str, ...]:
+    """A name or a sequence of names as a tuple (a lone string is one name, not its characters)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+# --- list columns ------------------------------------------------------------------------------------
+
+
+def _numeric_list(type_) -> bool:
+    import pyarrow as pa
+
+    is_list = pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_fixed_size_list(type_)
+    if not is_list:
+        return False
+    value = type_.value_type
+    return pa.types.is_integer(value) or pa.types.is_floating(value) or pa.types.is_boolean(value)
+
+
+def _describe_lengths(counts) -> str:
+    pairs = sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()), key=lambda p: -p[1])
+    shown = ", ".join(f"{length} ({plural(rows, 'row')})" for length, rows in pairs[:5])
+    return shown + (f" and {len(pairs) - 5} more lengths" if len(pairs) > 5 else "")
+
+
+def _list_block(column, name: str, source: str) -> np.ndarray:
+    """The rows of an Arrow list column as a (rows, length) array, from its flat values (no Python lists).
+
+    A missing list becomes a row of NaN (a missing value like any other).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(pc.list_value_length(column).drop_null())
+    fix = f"Store one length in every row, or leave the column out with --drop-columns {name}."
+    if len(counts) > 1:
+        raise ValueError(
+            f"{source}: list column {name!r} holds lists of different lengths: {_describe_lengths(counts)}, "
+            f"expected the same number of values in every row. {fix}"
+        )
+    length = counts.field("values")[0].as_py() if len(counts) else 0
+    if length == 0:
+        raise ValueError(f"{source}: list column {name!r} holds only empty or missing lists. {fix}")
+    blocks = []
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        # flatten() skips missing lists and honours slicing offsets.
+        block = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, length)
+        if chunk.null_count:
+            full = np.full((len(chunk), length), np.nan)
+            full[chunk.is_valid().to_numpy(zero_copy_only=False)] = block
+            block = full
+        blocks.append(block)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def arrow_columns(table) -> tuple[str, ...]:
+    """A pyarrow table's column names, less the index columns pandas stored (row labels, as pandas reads them)."""
+    index = {c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+    return tuple(name for name in table.column_names if name not in index)
+
+
+def frame_from_arrow(table, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """A pyarrow Table or RecordBatch as a frame of single-value columns, and ``{list column: length}``.
+
+    List columns of numbers become ``NAME[0], NAME[1], ...``; the frame's column order is not meaningful.
+    """
+    import pyarrow as pa
+
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    names = arrow_columns(table)
+    lists = [n for n in names if _numeric_list(table.schema.field(n).type)]
+    scalar = [n for n in names if n not in lists]
+    parts = [table.select(scalar).to_pandas(ignore_metadata=True)]
+    lengths = {}
+    for name in lists:
+        block = _list_block(table.column(name), name, source)
+        lengths[name] = block.shape[1]
+        parts.append(pd.DataFrame(block, columns=expanded(name, block.shape[1]), copy=False))
+    frame = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+    frame.columns = [str(c) for c in frame.columns]
+    return frame, lengths
+
+
+def _sequence_columns(frame: pd.DataFrame) -> list:
+    """Object columns whose cells are lists or arrays (as pandas reads a Parquet list column)."""
+    found = []
+    for name in frame.columns[(frame.dtypes == object).to_numpy()]:
+        column = frame[name]
+        first = column.first_valid_index()
+        if first is not None and isinstance(column[first], list | tuple | np.ndarray):
+            found.append(name)
+    return found
+
+
+def to_frame(data, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """A pandas DataFrame, pyarrow Table or RecordBatch as single-value columns and ``{list column: length}``."""
+    if not isinstance(data, pd.DataFrame):
+        return frame_from_arrow(data, source)
+    data = data.rename(columns=str)
+    sequences = _sequence_columns(data)
+    if not sequences:
+        return data, {}
+    try:
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(data[sequences], preserve_index=False)
+    except (ImportError, ValueError, TypeError):  # mixed cells: left for the non-numeric check to report
+        return data, {}
+    lists, lengths = frame_from_arrow(table, source)
+    rest = data.drop(columns=list(lengths)).reset_index(drop=True)
+    return pd.concat([rest, lists.drop(columns=[c for c in sequences if c not in lengths])], axis=1), lengths
+
+
+# --- checks --------------------------------------------------------------------------------------------
+
+
+def _first_non_number(column: pd.Series):
+    try:
+        bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
+    except (TypeError, ValueError):  # cells pandas cannot even try (lists, arrays)
+        bad = column.dropna()
+    return bad.iloc[0] if len(bad) else None
+
+
+def check_numeric(frame: pd.DataFrame, source: str, fix: str, columns=None) -> None:
+    """``ValueError`` naming every non-numeric column (of ``columns``; an example cell quoted short), with ``fix``."""
+    dtypes = frame.dtypes if columns is None else frame.dtypes[list(columns)]
+    text = [c for c, dtype in dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)]
+    if not text:
+        return
+    example = _first_non_number(frame[text[0]])
+    quoted = f" (e.g. {text[0]!r} holds {shorten(example)})" if example is not None else ""
+    raise ValueError(f"{source} has non-numeric columns {describe_names(text, SHOWN)}{quoted}. {fix}")
+
+
+def check_missing(frame: pd.DataFrame, source: str) -> None:
+    counts = frame.isna().sum()
+    counts = counts[counts > 0]
+    if len(counts):
+        raise ValueError(
+            f"{source} has {plural(int(counts.sum()), 'missing value')} (NaN or empty cells) in columns "
+            f"{describe_names(list(counts.index))}. Fill them with the column mean using impute='mean' "
+            "(--impute mean), or remove those rows."
+        )
+
+
+# --- what the user asked for -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The columns a user named: features (``columns``, ``drop_columns``: names or ``fnmatch`` patterns),
+    an ``id_column`` kept beside the rows and ``label_columns`` (the first colours plots)."""
+
+    columns: tuple[str, ...] = ()
+    drop_columns: tuple[str, ...] = ()
+    id_column: str | None = None
+    label_columns: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None):
+        """The keyword arguments of the readers; ``label_column`` is one more label, placed first."""
+        labels = tuple(dict.fromkeys(_as_names(label_column) + _as_names(label_columns)))
+        return cls(_as_names(columns), _as_names(drop_columns), id_column, labels)
+
+    def trusted(self) -> set[str]:
+        """Columns named in ``columns`` without a pattern: chosen as features, so never taken for ids."""
+        return {name for name in self.columns if not _is_pattern(name)}
+
+    def advice(self) -> str:
+        """The flags that handle unwanted columns, leaving out advice already followed."""
+        steps = [
+            "mark more labels by repeating --label-column" if self.label_columns
+            else "keep labels out of the features with --label-column NAME",
+        ]
+        if self.id_column is None:
+            steps.append("keep an identifier beside the codes with --id-column NAME")
+        if self.columns:
+            steps.append("take them out of --columns")
+        else:
+            steps.append(f"{'add them to' if self.drop_columns else 'leave them out with'} --drop-columns A,B "
+                         "or choose the features with --columns A,B,emb*")
+        return (f"Features must be numbers: {'; '.join(steps)} "
+                "(in Python: label_columns=, id_column=, drop_columns=, columns=).")
+
+    def check_exists(self, sources: list[str], lists: dict, source: str) -> None:
+        """``ValueError`` unless the label and id columns are single-value columns of the file."""
+        named = [("label_column", n) for n in self.label_columns]
+        named += [("id_column", self.id_column)] if self.id_column is not None else []
+        for option, name in named:
+            if name not in sources:
+                raise ValueError(
+                    f"Received an invalid value for {option}, expected one of the columns of {source}: "
+                    f"{describe_names(sources, SHOWN)}. Received: {option}={name!r}. Check the spelling and case."
+                )
+            if name in lists:
+                raise ValueError(
+                    f"Received an invalid value for {option}, expected a column of single values. Received: "
+                    f"{option}={name!r}, a list column of {source}. Pass a column with one value per row."
+                )
+        if self.id_column in self.label_columns:
+            raise ValueError(
+                f"{self.id_column!r} is passed both as id_column and as a label column; a column is one or the "
+                "other. Pass it once."
+            )
+
+    def _match(self, patterns: tuple[str, ...], sources: list[str], option: str, source: str) -> list[str]:
+        matched = []
+        for pattern in patterns:
+            hits = [name for name in sources if fnmatch.fnmatchcase(name, pattern)]
+            if not hits:
+                raise ValueError(
+                    f"Received an invalid value for {option}, expected names or patterns (*, ?) of the columns of "
+                    f"{source}: {describe_names(sources, SHOWN)}. Received: {option} entry {pattern!r}, which "
+                    "matches no column. Check the spelling and case."
+                )
+            matched += [name for name in hits if name not in matched]
+        return matched
+
+    def select(self, frame: pd.DataFrame, sources: list[str], lists: dict, source: str) -> ColumnSpec:
+        """The spec's columns, ids and labels for ``frame`` (sources in file order), features checked numeric."""
+        self.check_exists(sources, lists, source)
+        others = {*self.label_columns, self.id_column}
+        candidates = [name for name in sources if name not in others]
+        chosen = self._match(self.columns, sources, "columns", source) if self.columns else candidates
+        dropped = set(self._match(self.drop_columns, sources, "drop_columns", source))
+        chosen = [name for name in chosen if name in candidates and name not in dropped]
+        if not chosen:
+            raise ValueError(
+                f"{source} has no feature columns left besides labels, the id column and dropped columns "
+                f"(its columns: {describe_names(sources, SHOWN)}). Keep at least one numeric column as a feature."
+            )
+        spec = ColumnSpec(
+            columns=tuple(chosen),
+            feature_names=tuple(f for name in chosen for f in expanded(name, lists.get(name))),
+            list_lengths={name: lists[name] for name in chosen if name in lists},
+            id_column=self.id_column,
+            label_columns=self.label_columns,
+            dropped_columns=tuple(name for name in candidates if name not in chosen),
+        )
+        check_numeric(frame, source, self.advice(), spec.feature_names)
+        return spec
+
+
+def _named_like_id(name: str) -> bool:
+    lower = name.lower()
+    return lower.endswith("id") or lower in ("key", "index")
+
+
+def check_identifiers(frame: pd.DataFrame, spec: ColumnSpec, selection: Selection, source: str) -> None:
+    """Refuse integer feature columns that look like row ids: unique, and in order or named like an id.
+
+    ``frame`` holds the rows in file order. Columns named in ``columns`` are the user's choice and pass.
+    """
+    trusted = selection.trusted()
+    dtypes = frame.dtypes
+    integers = [name for name in spec.columns if name not in trusted and name not in spec.list_lengths
+                and pd.api.types.is_integer_dtype(dtypes[name])]
+    if not integers:
+        return
+    # n distinct integers span at least n - 1: a cheap test that rules out most columns (e.g. pixels) at once.
+    values = frame[integers]
+    span = values.max().astype(np.float64) - values.min().astype(np.float64)
+    found = {}
+    for name in span.index[(span >= len(frame) - 1).to_numpy()]:
+        column = frame[name]
+        ordered = len(column) >= MIN_ORDER_ROWS and (column.is_monotonic_increasing or column.is_monotonic_decreasing)
+        if (ordered or _named_like_id(name)) and column.is_unique:
+            found[name] = "in order" if ordered else "named like an id"
+    if not found:
+        return
+    names = list(found)
+    fixes = [f"keep it beside the codes with --id-column {names[0]} (id_column=)"] if spec.id_column is None else []
+    fixes += [f"leave it out with --drop-columns {','.join(names)} (drop_columns=)",
+              "choose the features with --columns (columns=; a name given there is a feature)"]
+    raise ValueError(
+        f"{source}: {'column' if len(names) == 1 else 'columns'} {describe_names(names, SHOWN)} "
+        f"{'looks' if len(names) == 1 else 'look'} like a row identifier (unique integers, {found[names[0]]}), "
+        f"not a measurement. Fix: {'; '.join(fixes)}."
+    )
+
+
+# --- the specification -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How a table's columns become the model's features; learned on training rows, JSON-able, re-applied by name.
+
+    ``columns``: the source columns read as features, in order; a list column ``NAME`` with
+    ``list_lengths[NAME]`` numbers per row gives the features ``NAME[0], NAME[1], ...``.
+    ``feature_names``: the features kept, in order (``constant_columns`` were constant in training and
+    are absent here when dropped). ``dropped_columns``: source columns left out by ``drop_columns`` or
+    ``columns``. ``fill``: the value imputed per feature (``impute`` names how it was learned).
+    """
+
+    columns: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    list_lengths: dict[str, int] = field(default_factory=dict)
+    id_column: str | None = None
+    label_columns: tuple[str, ...] = ()
+    dropped_columns: tuple[str, ...] = ()
+    constant_columns: tuple[str, ...] = ()
+    impute: str | None = None
+    fill: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def needed_columns(self) -> tuple[str, ...]:
+        """Source columns to read from new data: the features' and the id column."""
+        return self.columns + ((self.id_column,) if self.id_column is not None else ())
+
+    def learn(self, frame: pd.DataFrame, source: str, *, drop_constant: bool, impute: str | None) -> ColumnSpec:
+        """Fill values and constant columns learned on the training rows ``frame``."""
+        features = frame[list(self.feature_names)]
+        fill = {}
+        if impute is not None:
+            values = IMPUTERS[impute](features)
+            empty = list(values.index[values.isna()])
+            if empty:
+                raise ValueError(
+                    f"{source} has columns with no values at all: {describe_names(empty)}, so there is no "
+                    f"{impute} to impute. Remove those columns."
+                )
+            fill = {str(name): float(value) for name, value in values.items()}
+        else:
+            check_missing(features, source)
+        # min/max skip NaN, and a mean-imputed constant column stays constant.
+        is_constant = (features.min() == features.max()).to_numpy()
+        if is_constant.all():
+            raise ValueError(f"Every feature column of {source} is constant. There is nothing to learn from.")
+        constant = tuple(name for name, flag in zip(self.feature_names, is_constant) if flag)
+        kept = tuple(name for name in self.feature_names if not (drop_constant and name in constant))
+        return replace(self, feature_names=kept, constant_columns=constant, impute=impute,
+                       fill={name: fill[name] for name in kept} if fill else {})
+
+    def _sources(self) -> dict[str, str]:
+        return {f: name for name in self.columns for f in expanded(name, self.list_lengths.get(name))}
+
+    def check_names(self, names, source: str) -> None:
+        """``ValueError`` unless ``names`` (a file's columns, lists unexpanded or expanded) hold every feature."""
+        names = list(names)
+        available = set(names)
+        missing = [name for name in self.columns
+                   if name not in available and not set(expanded(name, self.list_lengths.get(name))) <= available]
+        if missing:
+            raise ValueError(
+                f"{source} lacks {'column' if len(missing) == 1 else 'columns'} {describe_names(missing, SHOWN)} "
+                f"that the model reads as features (columns are matched by name; its columns: "
+                f"{describe_names(names, SHOWN)}). Provide them under the names used in training."
+            )
+
+    def _check_lists(self, frame: pd.DataFrame, lists: dict, source: str) -> None:
+        for name in self.columns:
+            expected = self.list_lengths.get(name)
+            # Neither a list nor a single column: given as NAME[0], NAME[1], ..., which check_names matched.
+            found = lists[name] if name in lists else (None if name in frame.columns else expected)
+            if found != expected:
+                raise ValueError(
+                    f"{source}: column {name!r} holds {_cells(found)}, but the model reads {_cells(expected)} from it. "
+                    "Provide the column in the shape used in training."
+                )
+
+    def features(self, data, source: str = "data") -> pd.DataFrame:
+        """The feature columns of ``data`` (DataFrame, pyarrow Table or RecordBatch), in the spec's order."""
+        pandas = isinstance(data, pd.DataFrame)
+        names = [str(c) for c in data.columns] if pandas else data.column_names
+        self.check_names(names, source)
+        wanted = {*self.columns, *self.feature_names}
+        keep = [c for c, name in zip(data.columns if pandas else names, names) if name in wanted]
+        frame, lists = to_frame(data[keep] if pandas else data.select(keep), source)
+        self._check_lists(frame, lists, source)
+        return frame[list(self.feature_names)]
+
+    def apply(self, data, source: str = "data") -> np.ndarray:
+        """float32 features of ``data``: columns aligned by name (extra ones ignored), imputed as in training,
+        values checked (NaN left after imputation, infinities, huge values)."""
+        frame = self.features(data, source)
+        check_numeric(frame, source, "The model reads these columns as numbers: convert them or fix the cells.")
+        if self.fill:
+            frame = frame.fillna(self.fill)
+        check_missing(frame, source)
+        # Infinities and huge values are reported by the shared feature check.
+        return check_features(frame, name=source)
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (floats round-trip exactly through ``json``)."""
+        return {
+            "format": SPEC_FORMAT,
+            "version": SPEC_VERSION,
+            "columns": list(self.columns),
+            "list_lengths": dict(self.list_lengths),
+            "feature_names": list(self.feature_names),
+            "id_column": self.id_column,
+            "label_columns": list(self.label_columns),
+            "dropped_columns": list(self.dropped_columns),
+            "constant_columns": list(self.constant_columns),
+            "impute": self.impute,
+            "fill": dict(self.fill),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ColumnSpec:
+        """The spec :meth:`to_dict` wrote; ``ValueError`` for anything else."""
+        if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT or data.get("version") != SPEC_VERSION:
+            found = (data.get("format"), data.get("version")) if isinstance(data, dict) else type(data).__name__
+            raise ValueError(
+                f"Received an invalid value for the column specification, expected a dict with format "
+                f"{SPEC_FORMAT!r} and version {SPEC_VERSION}. Received: {shorten(found)}. Pass ColumnSpec.to_dict()."
+            )
+        try:
+            spec = cls(
+                columns=tuple(data["columns"]),
+                feature_names=tuple(data["feature_names"]),
+                list_lengths={str(k): int(v) for k, v in data["list_lengths"].items()},
+                id_column=data["id_column"],
+                label_columns=tuple(data["label_columns"]),
+                dropped_columns=tuple(data["dropped_columns"]),
+                constant_columns=tuple(data["constant_columns"]),
+                impute=data["impute"],
+                fill={str(k): float(v) for k, v in data["fill"].items()},
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise ValueError(
+                f"The column specification is incomplete or malformed ({shorten(err)}). Pass ColumnSpec.to_dict()."
+            ) from None
+        unknown = [f for f in spec.feature_names if f not in spec._sources()]
+        if unknown:
+            raise ValueError(
+                f"The column specification names features {describe_names(unknown)} that none of its columns "
+                "give. Pass ColumnSpec.to_dict()."
+            )
+        return spec
