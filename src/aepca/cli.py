@@ -172,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     reproduce.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     reproduce.set_defaults(handler=run_reproduce)
+
+    for name, handler, what in (
+        ("encode", run_encode, "write the codes of every row of DATA (ids first), read and written in blocks"),
+        ("reconstruct", run_reconstruct, "write every row's reconstruction and its error (the anomaly score), in blocks"),
+    ):
+        apply = commands.add_parser(name, help=what)
+        apply.add_argument("model", type=Path, help="a model folder (the model/ that aepca compare writes, or Autoencoder.save)")
+        apply.add_argument("data", type=Path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training columns")
+        apply.add_argument("--out", type=Path, required=True, help="output file: .parquet, .npy (ids beside it) or .csv")
+        apply.add_argument("--block-rows", type=positive_int, default=65536, metavar="N", help="rows read and written at a time (default: 65536)")
+        apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+        apply.set_defaults(handler=handler)
     return parser
 
 
@@ -410,6 +422,26 @@ def run_reproduce(args) -> int:
     for note in result.notes:
         print(f"note: {note}")
     print(f"wrote {out}/ ({', '.join(files)})")
+    return 0
+
+
+def run_encode(args) -> int:
+    return _apply(args, "encode_file", "codes")
+
+
+def run_reconstruct(args) -> int:
+    return _apply(args, "reconstruct_file", "reconstructions and errors")
+
+
+def _apply(args, function: str, what: str) -> int:
+    import aepca.apply
+
+    aepca.apply.check_output(args.out, overwrite=args.overwrite)
+    from aepca.estimator import load_model
+
+    model = load_model(args.model)
+    written = getattr(aepca.apply, function)(model, args.data, args.out, block_rows=args.block_rows, overwrite=args.overwrite)
+    print(f"wrote {what} of {written['rows']} rows: {', '.join(written['files'])}")
     return 0
 
 

@@ -20,6 +20,8 @@ keras = load_keras()
 
 from aepca._memory import mean_of_rows, take_rows  # noqa: E402
 from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
+from aepca.data.columns import ColumnSpec  # noqa: E402
+from aepca.data.readers import iter_row_blocks  # noqa: E402
 from aepca.models import PREDICT_BATCH, AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder, weights_of  # noqa: E402
 from aepca.pca import PCA  # noqa: E402
 from aepca.persistence import model_from_bytes, model_to_bytes, read_model_folder, write_model_folder  # noqa: E402
@@ -245,10 +247,22 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.devices = devices
 
     # Fitting -----------------------------------------------------------------
-    def fit(self, X, y=None, *, X_val=None):
-        """Fit on ``X``; ``X_val`` (optional) is monitored each epoch."""
+    def fit(self, X, y=None, *, X_val=None, columns=None, image_shape=None):
+        """Fit on ``X``; ``X_val`` (optional) is monitored each epoch.
+
+        ``columns`` (an :class:`aepca.data.columns.ColumnSpec`) says how a
+        table's columns became ``X``'s: the model keeps it and applies it to
+        new tables and files. ``image_shape`` is kept for showing rows.
+        """
         self._validate_params()
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
+        if columns is not None and len(columns.feature_names) != X.shape[1]:
+            raise ValueError(
+                f"Received an invalid value for columns, expected a specification of {X.shape[1]} features. "
+                f"Received: {len(columns.feature_names)} features. Pass the specification X was read with."
+            )
+        self.columns_ = columns
+        self.image_shape_ = None if image_shape is None else tuple(int(d) for d in image_shape)
         n_rows, n_features = X.shape
         if self.n_components > n_features:
             raise ValueError(
@@ -544,10 +558,26 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self._n_features_out = self.n_components
 
     # Transforms --------------------------------------------------------------
-    def _rows(self, X) -> np.ndarray:
-        """``X`` as float32 rows in the training columns' order: a DataFrame is
-        aligned by column name (extra columns are ignored)."""
+    def column_spec(self):
+        """How this model reads a table or file: the specification it was trained
+        with, or its features by name (``x0, x1, ...`` for arrays)."""
         check_is_fitted(self)
+        if getattr(self, "columns_", None) is not None:
+            return self.columns_
+        names = getattr(self, "feature_names_in_", None)
+        names = tuple(str(n) for n in names) if names is not None else tuple(f"x{i}" for i in range(self.n_features_in_))
+        return ColumnSpec(columns=names, feature_names=names)
+
+    def _rows(self, X) -> np.ndarray:
+        """``X`` as float32 rows in the training columns' order: a file path's
+        rows, or a table read through the model's column specification (a
+        DataFrame is aligned by column name; extra columns are ignored)."""
+        check_is_fitted(self)
+        if isinstance(X, (str, os.PathLike)):
+            blocks = [features for _, features in iter_row_blocks(X, self.column_spec())]
+            X = np.concatenate(blocks) if blocks else np.zeros((0, self.n_features_in_), np.float32)
+        elif (getattr(self, "columns_", None) is not None and hasattr(X, "columns")) or _is_arrow_table(X):
+            X = self.column_spec().apply(X)
         names = getattr(self, "feature_names_in_", None)
         if names is not None and hasattr(X, "columns"):
             missing = [name for name in names if name not in X.columns]
@@ -590,6 +620,19 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def reconstruct(self, X):
         """``inverse_transform(transform(X))`` in one pass, in the data's units."""
         return self.scaler_.inverse_transform(self._reconstruct_space(self.scaler_.transform(self._rows(X))))
+
+    def reconstruct_with_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's reconstruction (in the data's units) and its MSE in the error space, in one pass."""
+        X_space = self.scaler_.transform(self._rows(X))
+        reconstructions, errors = [], []
+        for start in range(0, len(X_space), PREDICT_BATCH):
+            block = X_space[start : start + PREDICT_BATCH]
+            reconstruction = self._reconstruct_space(block)
+            errors.append(np.mean(np.square(reconstruction.astype(np.float64) - block), axis=1))
+            reconstructions.append(self.scaler_.inverse_transform(reconstruction))
+        if not reconstructions:
+            return np.zeros((0, self.n_features_in_), np.float32), np.zeros(0)
+        return np.concatenate(reconstructions), np.concatenate(errors)
 
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE in the error space (see ``scale``)."""
@@ -634,6 +677,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             "init": self.init_,
             "scaler": self.scaler_.to_dict(),
             "network_scale": self.network_scale_,
+            "columns": None if self.columns_ is None else self.columns_.to_dict(),
+            "image_shape": None if self.image_shape_ is None else list(self.image_shape_),
             "history": self.history_,
         }
 
@@ -678,6 +723,10 @@ def _best_epoch(history: dict) -> int:
     return int(np.argmin(losses)) + 1
 
 
+def _is_arrow_table(X) -> bool:
+    return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")
+
+
 def _sample_errors(reconstruct, X) -> np.ndarray:
     """Per-sample mean squared error of ``reconstruct(X)``, a block of rows at
     a time: the float64 errors of every row at once would take several times
@@ -709,6 +758,8 @@ def load_model(path) -> Autoencoder:
     # Models saved before the network scale existed took the error space as it is.
     estimator.network_scale_ = float(metadata.get("network_scale", 1.0))
     estimator.history_ = metadata["history"]
+    estimator.columns_ = None if metadata.get("columns") is None else ColumnSpec.from_dict(metadata["columns"])
+    estimator.image_shape_ = None if metadata.get("image_shape") is None else tuple(metadata["image_shape"])
     return estimator
 
 

@@ -157,7 +157,7 @@ def compare(
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
     started = time.perf_counter()
-    estimator.fit(x_train, X_val=x_test if recipe.monitor_test else None)
+    estimator.fit(x_train, X_val=x_test if recipe.monitor_test else None, columns=dataset.columns, image_shape=dataset.image_shape)
     ae_seconds = time.perf_counter() - started
     ae_test_recon = estimator.reconstruct(x_test)
     ae_test_mse = mse(scaler.transform(ae_test_recon), space_test)

@@ -1,0 +1,154 @@
+"""A trained model applied to a file: codes, or reconstructions with each row's error, written in blocks.
+
+Rows are read a block at a time through the model's column specification
+(:func:`aepca.data.readers.iter_row_blocks`) and written a block at a time,
+so a file larger than memory works. The output is written beside its final
+name and moved there only when complete: nothing half-written is left.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from aepca.data.readers import BLOCK_ROWS, iter_row_blocks
+
+OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
+ERROR_COLUMN = "error"
+
+
+def encode_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrite: bool = False) -> dict:
+    """Write the codes of every row of ``data`` (ids first, when the data has an id column) to ``out``."""
+    names = [f"code_{i}" for i in range(model.n_components)]
+    return _write(out, _blocks(model, data, block_rows, names, model.transform), overwrite)
+
+
+def reconstruct_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrite: bool = False) -> dict:
+    """Write every row's reconstruction (in the data's units) and its error to ``out``.
+
+    ``error`` is the row's mean squared error in the model's error space, the
+    usual anomaly score: its mean over a test file is the test MSE that
+    ``aepca compare`` reports.
+    """
+    names = [*model.column_spec().feature_names, ERROR_COLUMN]
+
+    def reconstruct(features):
+        reconstruction, errors = model.reconstruct_with_errors(features)
+        return np.column_stack([reconstruction, errors.astype(np.float32)])
+
+    return _write(out, _blocks(model, data, block_rows, names, reconstruct), overwrite)
+
+
+def _blocks(model, data, block_rows, names, apply):
+    """``(ids, values, column names, id column name)`` per block of ``data``."""
+    spec = model.column_spec()
+    for ids, features in iter_row_blocks(data, spec, block_rows):
+        yield ids, apply(features), names, spec.id_column
+
+
+def check_output(out, *, overwrite: bool) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        raise ValueError(
+            f"Received an invalid value for --out, expected a file ending in one of {list(OUTPUT_FORMATS)}. "
+            f"Received: {out.name!r}. Name the output e.g. codes.parquet."
+        )
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"--out {out} already exists; pass --overwrite to replace it, or choose another name.")
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder; name a file, e.g. {out / 'codes.parquet'}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write(out, blocks, overwrite: bool) -> dict:
+    out = check_output(out, overwrite=overwrite)
+    writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter}[out.suffix.lower()]
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        rows, files = writer(staging / out.name).write_all(blocks)
+        for file in files:
+            os.replace(staging / file.name, out.parent / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"rows": rows, "files": [str(out.parent / file.name) for file in files]}
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write_all(self, blocks):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writer, rows = None, 0
+        try:
+            for ids, values, columns, id_name in blocks:
+                arrays = [pa.array(values[:, i]) for i in range(values.shape[1])]
+                names = list(columns)
+                if ids is not None:
+                    arrays.insert(0, pa.array(ids))
+                    names.insert(0, id_name)
+                table = pa.table(arrays, names=names)
+                writer = writer or pq.ParquetWriter(self.path, table.schema)
+                writer.write_table(table)
+                rows += len(values)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError("The data file has no rows; there is nothing to write.")
+        return rows, [self.path]
+
+
+class _CsvWriter:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write_all(self, blocks):
+        import pandas as pd
+
+        rows = 0
+        with open(self.path, "w", newline="") as handle:
+            for ids, values, columns, id_name in blocks:
+                frame = pd.DataFrame(values, columns=columns)
+                if ids is not None:
+                    frame.insert(0, id_name, ids)
+                frame.to_csv(handle, header=rows == 0, index=False)
+                rows += len(values)
+        return rows, [self.path]
+
+
+class _NpyWriter:
+    """Values as one float32 ``.npy`` (its header written last, once the row count
+    is known), ids beside it as ``NAME-ids.npy``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write_all(self, blocks):
+        raw, ids_parts, rows, width = self.path.with_suffix(".raw"), [], 0, None
+        with open(raw, "wb") as handle:
+            for ids, values, _, _ in blocks:
+                handle.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+                width, rows = values.shape[1], rows + len(values)
+                if ids is not None:
+                    ids_parts.append(ids)
+        if width is None:
+            raise ValueError("The data file has no rows; there is nothing to write.")
+        with open(self.path, "wb") as handle, open(raw, "rb") as source:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (rows, width)}
+            np.lib.format.write_array_header_1_0(handle, header)
+            shutil.copyfileobj(source, handle)
+        files = [self.path]
+        if ids_parts:
+            ids_path = self.path.with_name(f"{self.path.stem}-ids.npy")
+            ids = np.concatenate(ids_parts)
+            np.save(ids_path, ids.astype(str) if ids.dtype == object else ids, allow_pickle=False)
+            files.append(ids_path)
+        return rows, files

@@ -1,0 +1,90 @@
+"""A trained model applied to files: ``aepca encode`` and ``aepca reconstruct``, and the same from Python."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aepca.cli import EXIT_USAGE, main
+from aepca.data.readers import split_indices
+from aepca.estimator import Autoencoder, load_model
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A table with an id and a text column, and the compare run trained on it."""
+    folder = tmp_path_factory.mktemp("apply")
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((300, 2))
+    features = np.tanh(latent @ rng.standard_normal((2, 6))) + 0.05 * rng.standard_normal((300, 6))
+    frame = pd.DataFrame(features.round(5), columns=[f"f{i}" for i in range(6)])
+    frame.insert(0, "customer_id", np.arange(1000, 1300))
+    frame["note"] = [f"row {i}" for i in range(300)]
+    csv = folder / "table.csv"
+    frame.to_csv(csv, index=False)
+    out = folder / "run"
+    argv = ["compare", str(csv), "--id-column", "customer_id", "--drop-columns", "note", "--epochs", "2",
+            "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    return folder, frame, out
+
+
+def test_encode_writes_the_codes_of_python_transform_with_the_ids(run, capsys):
+    folder, frame, out = run
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder / "codes.parquet")]) == 0
+    codes = pd.read_parquet(folder / "codes.parquet")
+    assert list(codes.columns) == ["customer_id", "code_0", "code_1"]
+    np.testing.assert_array_equal(codes["customer_id"], frame["customer_id"])
+    expected = load_model(out / "model").transform(frame)
+    np.testing.assert_allclose(codes[["code_0", "code_1"]].to_numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_reordered_columns_give_the_same_codes(run):
+    folder, frame, out = run
+    reordered = folder / "reordered.csv"
+    frame[frame.columns[::-1]].to_csv(reordered, index=False)
+    for name, source in (("a", folder / "table.csv"), ("b", reordered)):
+        assert main(["encode", str(out / "model"), str(source), "--out", str(folder / f"{name}.npy"), "--block-rows", "64"]) == 0
+    np.testing.assert_array_equal(np.load(folder / "a.npy"), np.load(folder / "b.npy"))
+    np.testing.assert_array_equal(np.load(folder / "a-ids.npy"), frame["customer_id"])
+
+
+def test_a_missing_column_exits_2_naming_it(run, capsys):
+    folder, frame, out = run
+    frame.drop(columns=["f3"]).to_csv(folder / "short.csv", index=False)
+    assert main(["encode", str(out / "model"), str(folder / "short.csv"), "--out", str(folder / "x.csv")]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'f3'" in err
+    assert not (folder / "x.csv").exists()
+
+
+def test_reconstruct_errors_average_to_the_reported_test_mse(run):
+    folder, frame, out = run
+    _, test = split_indices(len(frame), 0.2, 0, "table.csv")
+    frame.iloc[test].to_csv(folder / "test.csv", index=False)
+    assert main(["reconstruct", str(out / "model"), str(folder / "test.csv"), "--out", str(folder / "recon.csv")]) == 0
+    reconstruction = pd.read_csv(folder / "recon.csv")
+    assert list(reconstruction.columns) == ["customer_id", *[f"f{i}" for i in range(6)], "error"]
+    reported = json.loads((out / "metrics.json").read_text())["autoencoder"]["test_mse"]
+    assert reconstruction["error"].mean() == pytest.approx(reported, rel=1e-5)
+
+
+def test_an_existing_output_is_kept_unless_overwrite(run, capsys):
+    folder, _, out = run
+    (folder / "taken.csv").write_text("keep me")
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder / "taken.csv")]) == EXIT_USAGE
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert (folder / "taken.csv").read_text() == "keep me"
+
+
+def test_python_with_the_commands_defaults_equals_the_command(run):
+    from aepca.data import load_user_data
+
+    folder, _, out = run
+    data = load_user_data(folder / "table.csv", id_column="customer_id", drop_columns=["note"])
+    model = Autoencoder(2, recipe="fast", epochs=2, random_state=0).fit(data.x_train)
+    reported = json.loads((out / "metrics.json").read_text())["autoencoder"]["test_mse"]
+    assert -model.score(data.x_test) == pytest.approx(reported, rel=1e-6)
