@@ -591,7 +591,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def transform(self, X):
         """The code of each sample, shape ``(n_samples, n_components)``."""
-        return self._codes(self._to_network(self.scaler_.transform(self._rows(X))))
+        rows = self._rows(X)  # first: it says so when the model is not fitted
+        return self._codes(self._to_network(self.scaler_.transform(rows)))
 
     def _codes(self, X_net):
         codes = predict(self.encoder_, X_net)
@@ -619,11 +620,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def reconstruct(self, X):
         """``inverse_transform(transform(X))`` in one pass, in the data's units."""
-        return self.scaler_.inverse_transform(self._reconstruct_space(self.scaler_.transform(self._rows(X))))
+        rows = self._rows(X)
+        return self.scaler_.inverse_transform(self._reconstruct_space(self.scaler_.transform(rows)))
 
     def reconstruct_with_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Each row's reconstruction (in the data's units) and its MSE in the error space, in one pass."""
-        X_space = self.scaler_.transform(self._rows(X))
+        rows = self._rows(X)
+        X_space = self.scaler_.transform(rows)
         reconstructions, errors = [], []
         for start in range(0, len(X_space), PREDICT_BATCH):
             block = X_space[start : start + PREDICT_BATCH]
@@ -636,7 +639,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE in the error space (see ``scale``)."""
-        return -_sample_errors(self._reconstruct_space, self.scaler_.transform(self._rows(X)))
+        rows = self._rows(X)
+        return -_sample_errors(self._reconstruct_space, self.scaler_.transform(rows))
 
     def score(self, X, y=None):
         """Negative reconstruction MSE over all entries, in the error space (higher is better)."""
