@@ -237,3 +237,18 @@ def test_a_flat_table_of_pixels_is_drawn_as_square_images(digits):
     # Mixed units, negative values or a non-square count are tables, not images.
     assert display_shape(Dataset(name="t", x_train=digits.x_train - 8, x_test=digits.x_test)) is None
     assert display_shape(Dataset(name="t", x_train=digits.x_train[:, :63], x_test=digits.x_test[:, :63])) is None
+
+
+def test_selection_notes_say_what_was_kept_and_why():
+    from aepca.experiments.compare import selection_note
+
+    folds = {"kept_network": True, "gain": 0.167, "z": 3.83, "z_threshold": 2.0,
+             "held_out": "5 folds of 455 training rows", "fold_gains": [0.1, 0.2, 0.1, 0.3, 0.1], "folds_below": 5}
+    assert selection_note(folds) == "Kept the network: 16.7% below PCA on 5 folds of 455 training rows (each fold below); z = 3.83 > 2."
+    fell_back = {**folds, "kept_network": False, "gain": -0.02, "z": -1.5, "folds_below": 1}
+    assert selection_note(fell_back) == (
+        "Kept PCA: the network was 2.0% above PCA on 5 folds of 455 training rows (1 of 5 folds below), "
+        "not clearly better (z = -1.50, needs > 2)."
+    )
+    exact = {**fell_back, "gain": -2.6e14}  # PCA reconstructs the held-out rows exactly
+    assert "far above PCA's near-zero error" in selection_note(exact)

@@ -282,7 +282,10 @@ def worst_columns(columns: dict, n: int = WORST_COLUMNS) -> list[dict]:
 def selection_note(selection: dict) -> str:
     """What the keep-or-fallback rule kept, and on what evidence."""
     gain = selection["gain"]
-    where = f"{percent(abs(gain))} {'below' if gain >= 0 else 'above'} PCA on {selection['held_out']}"
+    if gain < -1:  # PCA's held-out error is near zero: a percentage above it says nothing
+        where = f"far above PCA's near-zero error on {selection['held_out']}"
+    else:
+        where = f"{percent(abs(gain))} {'below' if gain >= 0 else 'above'} PCA on {selection['held_out']}"
     if "fold_gains" in selection:
         folds = len(selection["fold_gains"])
         below = selection["folds_below"]
