@@ -88,3 +88,14 @@ def test_python_with_the_commands_defaults_equals_the_command(run):
     model = Autoencoder(2, recipe="fast", epochs=2, random_state=0).fit(data.x_train)
     reported = json.loads((out / "metrics.json").read_text())["autoencoder"]["test_mse"]
     assert -model.score(data.x_test) == pytest.approx(reported, rel=1e-6)
+
+
+def test_a_saved_model_takes_its_own_table_without_warnings(run):
+    import warnings
+
+    folder, frame, out = run
+    model = load_model(out / "model")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. scikit-learn's "X has feature names, but ... was fitted without"
+        codes = model.transform(frame.drop(columns=["note"]))
+    assert codes.shape == (300, 2)
