@@ -75,11 +75,6 @@ def beats(candidate_mse: float, reference_mse: float) -> bool:
     return candidate_mse < reference_mse * (1 - TIE)
 
 
-def _setting(estimator, name: str):
-    """A training setting as the fit used it (the recipe's, sized to the data, with the arguments given)."""
-    return estimator.settings_[name]
-
-
 def _hidden_layers(model):
     """The hidden Dense layers of an aepca autoencoder, by sub-model."""
     from aepca._backend import load_keras
@@ -217,7 +212,8 @@ def loss_facts(metrics: dict, estimator, x: np.ndarray, final_mse: float | None)
     """The training loss's course against the mean's and PCA's errors, and how
     far the learning rate let the weights move."""
     history = estimator.history_
-    final_loss = final_mse if _setting(estimator, "loss") == "mse" else None
+    settings = estimator.settings_  # the recipe's, sized to the data, with the arguments given
+    final_loss = final_mse if settings["loss"] == "mse" else None
     curve = _loss_curve(history, final_loss)
     # Reconstructing every row by the sample's mean: the total variance per value.
     mean_error = float(np.mean(np.var(x, axis=0, dtype=np.float64))) if len(x) else None
@@ -225,8 +221,7 @@ def loss_facts(metrics: dict, estimator, x: np.ndarray, final_mse: float | None)
     progress = None
     if final_mse is not None and mean_error is not None and pca_error is not None and mean_error > pca_error:
         progress = (mean_error - final_mse) / (mean_error - pca_error)
-    learning_rate, batch_size = _setting(estimator, "learning_rate"), _setting(estimator, "batch_size")
-    epochs_cap = _setting(estimator, "epochs")
+    learning_rate, batch_size, epochs_cap = settings["learning_rate"], settings["batch_size"], settings["epochs"]
     travel = steps = None
     if learning_rate is not None and batch_size and metrics.get("n_train"):
         from aepca.training import steps_per_epoch
