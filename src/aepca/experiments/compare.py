@@ -80,13 +80,6 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
     return total / a.size
 
 
-def reconstruction_mse(reconstruct, x: np.ndarray) -> float:
-    """MSE of ``reconstruct(x)``, a block of rows at a time: the full-size
-    reconstruction and its float64 error never exist at once."""
-    blocks = (x[i : i + BLOCK_ROWS] for i in range(0, len(x), BLOCK_ROWS))
-    return sum(mse(reconstruct(block), block) * block.size for block in blocks) / x.size
-
-
 def column_mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Each column's mean squared difference, in float64, a block of rows at a time."""
     total = np.zeros(np.shape(a)[1])
@@ -188,7 +181,7 @@ def compare(
             "test_mse_by_components": [float(v) for v in pca_curve[: min(len(pca_curve), 101)]],
         },
         "autoencoder": {
-            "train_mse": reconstruction_mse(estimator._reconstruct_space, space_train),
+            "train_mse": -estimator.score(x_train),
             "test_mse": ae_test_mse,
             # A resumed fit's epochs before the interruption count too.
             "fit_seconds": max(ae_seconds, estimator.history_["training_seconds"]),
