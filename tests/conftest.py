@@ -1,44 +1,13 @@
 """Shared fixtures: the bundled MNIST (loaded once), a PCA fitted on all of it, small seeded data.
 
-Nothing here selects a Keras backend: importing aepca sets JAX only as a default, so a
-``KERAS_BACKEND`` chosen by whoever runs the tests is respected.
+Nothing here selects a Keras backend or tunes the process: the tests run aepca as a
+library user gets it, on ``KERAS_BACKEND`` when whoever runs them set it, else JAX.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-
-
-@pytest.fixture(scope="session", autouse=True)
-def jax_compilation_cache(tmp_path_factory):
-    """Share XLA compilations between the many identical tiny networks the tests train.
-
-    Every fit jit-compiles its own training step; with a persistent cache (in this
-    session's temporary folder) networks of the same shapes compile once, which makes
-    the estimator checks several times faster. It changes no result and no backend.
-    """
-    if os.environ.get("KERAS_BACKEND", "jax") != "jax":
-        yield
-        return
-    import jax
-
-    cache = str(tmp_path_factory.mktemp("jax-cache"))
-    # Subprocesses running the CLI use it too, instead of the user's ~/.cache.
-    os.environ.setdefault("AEPCA_COMPILATION_CACHE", cache)
-    settings = {
-        "jax_compilation_cache_dir": cache,
-        "jax_persistent_cache_min_compile_time_secs": 0.0,
-        "jax_persistent_cache_min_entry_size_bytes": -1,
-    }
-    previous = {name: getattr(jax.config, name) for name in settings}
-    for name, value in settings.items():
-        jax.config.update(name, value)
-    yield
-    for name, value in previous.items():
-        jax.config.update(name, value)
 
 
 def make_low_rank(n_samples=400, n_features=10, rank=3, noise=0.05, seed=0, *, scales=None) -> np.ndarray:

@@ -1,22 +1,14 @@
 """aepca: deep autoencoders as a measured replacement for PCA.
 
-Heavy modules (Keras, JAX, matplotlib) load only when first used, so the
-command line starts quickly.
+Keras, JAX and matplotlib load when first used, so ``import aepca`` is quick.
 """
-
-from aepca._backend import DEFERRED_AT_IMPORT, set_default_backend
-from aepca._deferred import defer_import
-
-set_default_backend()
-for _name in DEFERRED_AT_IMPORT:
-    defer_import(_name)
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "Autoencoder": "aepca.estimator",
     "PCA": "aepca.pca",
-    "enable_compilation_cache": "aepca._backend",
+    "enable_compilation_cache": "aepca.compilation_cache",
     "load_dataset": "aepca.data",
     "load_model": "aepca.estimator",
 }

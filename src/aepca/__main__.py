@@ -1,5 +1,3 @@
-import sys
+from aepca.cli import console
 
-from aepca.cli import main
-
-sys.exit(main())
+console()

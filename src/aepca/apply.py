@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca.data.readers import BLOCK_ROWS, iter_row_blocks
+from aepca.validation import invalid_value
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
 ERROR_COLUMN = "error"
@@ -53,9 +54,11 @@ def _blocks(model, data, block_rows, names, apply):
 def check_output(out, *, overwrite: bool) -> Path:
     out = Path(out)
     if out.suffix.lower() not in OUTPUT_FORMATS:
-        raise ValueError(
-            f"Received an invalid value for --out, expected a file ending in one of {list(OUTPUT_FORMATS)}. "
-            f"Received: {out.name!r}. Name the output e.g. codes.parquet."
+        raise invalid_value(
+            "--out",
+            f"a file ending in one of {list(OUTPUT_FORMATS)}",
+            repr(out.name),
+            "Name the output e.g. codes.parquet.",
         )
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {out} already exists; pass --overwrite to replace it, or choose another name.")

@@ -11,6 +11,7 @@ checkpoint is ever executed.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -18,10 +19,25 @@ from pathlib import Path
 import numpy as np
 
 from aepca._files import write_atomic
+from aepca._keras import keras
 from aepca.training import TrainState
 
 CHECKPOINT_FILE = "checkpoint.npz"
 GROUPS = ("trainable", "non_trainable", "optimizer", "best_trainable", "best_non_trainable")
+
+
+def run_fingerprint(run: dict, arrays) -> dict:
+    """What a checkpoint must have been written by: ``run`` (JSON-ready settings)
+    plus the SHA-256 of ``arrays`` (the data; ``None`` entries skipped) and the backend."""
+    # Hashing the buffers themselves: .tobytes() would copy the whole data set.
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is not None:
+            digest.update(np.ascontiguousarray(array))
+    settings = run.get("settings")
+    if settings is not None:
+        run = {**run, "settings": {**settings, "hidden": list(settings["hidden"])}}
+    return {**run, "data_sha256": digest.hexdigest(), "backend": keras.backend.backend()}
 
 
 def save_checkpoint(folder, state: TrainState, fingerprint: dict) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+COMMANDS = ("compare", "sweep", "reproduce", "encode", "reconstruct")
 
 
 class UsageError(ValueError):
@@ -187,20 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_data(args):
-    """The data set named by the data arguments, split into train and test.
-
-    It is read on a second thread while this one imports the training
-    libraries (``aepca._backend.load_while_importing``); the arguments are
-    checked first, so that a usage error comes at once.
-    """
-    check_data_arguments(args)
-    import aepca.data  # noqa: F401  (not on the loading thread: see load_while_importing)
-    from aepca._backend import load_while_importing
-
-    return load_while_importing(load_data, args)
-
-
 def check_data_arguments(args) -> None:
     if args.path is not None:
         if args.dataset is not None:
@@ -211,7 +198,9 @@ def check_data_arguments(args) -> None:
             raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
 
 
-def load_data(args):
+def read_data(args):
+    """The data set named by the data arguments, split into train and test."""
+    check_data_arguments(args)
     if args.path is not None:
         from aepca.data.readers import load_user_data
 
@@ -398,12 +387,10 @@ REPRODUCTIONS = {
 def run_reproduce(args) -> int:
     import importlib
 
-    from aepca._backend import enable_compilation_cache
     from aepca.experiments.output import check_writable, staged_output
 
     out = args.out if args.out is not None else Path("runs") / args.paper
     check_writable(out, overwrite=args.overwrite)
-    enable_compilation_cache()
     module_name, run_name, write_name = REPRODUCTIONS[args.paper]
     module = importlib.import_module(module_name)
     print(f"reproducing {args.paper} ({'quick' if args.quick else 'full protocol'}, seed {args.seed})", flush=True)
@@ -450,9 +437,7 @@ def _raise_interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aepca._memory import set_process_memory_options
-
-    set_process_memory_options()
+    """Run one command; returns its exit status. Changes no process-wide setting (see :func:`console`)."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C.
@@ -475,5 +460,28 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The ``aepca`` command: :func:`main` in a process tuned for it.
+
+    JAX keeps compiled programs on disk (``AEPCA_COMPILATION_CACHE=off``
+    switches that off), and off the TensorFlow backend Keras is told that
+    TensorFlow is not available: it would otherwise import it (seconds, and
+    hundreds of MB) whenever a model is saved, only to check that no object is
+    one of its types. docs/benchmarks.md measures both.
+    """
+    from aepca._keras import backend_name
+
+    if backend_name() != "tensorflow" and "tensorflow" not in sys.modules:
+        from keras.src.utils import module_utils  # Keras' own probe; this process only
+
+        if getattr(module_utils.tensorflow, "_available", True) is None:
+            module_utils.tensorflow._available = False
+    if sys.argv[1:2] and sys.argv[1] in COMMANDS:  # not for --help or --version
+        from aepca.compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from numbers import Integral, Real
@@ -14,22 +13,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aepca._backend import load_keras
-
-keras = load_keras()
-
-from aepca._memory import mean_of_rows, take_rows  # noqa: E402
-from aepca.checkpoint import Checkpointer, load_checkpoint  # noqa: E402
-from aepca.data.columns import ColumnSpec  # noqa: E402
-from aepca.data.readers import iter_row_blocks  # noqa: E402
-from aepca.models import PREDICT_BATCH, AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder, weights_of  # noqa: E402
-from aepca.pca import PCA  # noqa: E402
-from aepca.persistence import model_from_bytes, model_to_bytes, read_model_folder, write_model_folder  # noqa: E402
-from aepca.preprocessing import Scaler, network_scaling  # noqa: E402
-from aepca.recipes import DEFAULTS, RECIPES, SETTINGS, Recipe, get_recipe  # noqa: E402
-from aepca.refine import refine_codes  # noqa: E402
-from aepca.validation import check_codes, describe_names, plural  # noqa: E402
-from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train  # noqa: E402
+from aepca._keras import keras
+from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
+from aepca.data.columns import ColumnSpec
+from aepca.data.readers import iter_row_blocks
+from aepca.metrics import sample_mse
+from aepca.models import AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder, weights_of
+from aepca.pca import PCA
+from aepca.persistence import estimator_metadata, model_from_bytes, model_to_bytes, read_model_folder, restore_estimator, write_model_folder
+from aepca.preprocessing import Scaler, network_scaling
+from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
+from aepca.refine import refine_codes
+from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train
+from aepca.validation import check_codes, describe_names, invalid_value, plural
 
 # restore_best keeps trained weights over the starting ones only when their
 # validation MSE is lower by more than this many standard errors (a one-sided
@@ -257,18 +253,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self._validate_params()
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         if columns is not None and len(columns.feature_names) != X.shape[1]:
-            raise ValueError(
-                f"Received an invalid value for columns, expected a specification of {X.shape[1]} features. "
-                f"Received: {len(columns.feature_names)} features. Pass the specification X was read with."
+            raise invalid_value(
+                "columns", f"a specification of {X.shape[1]} features", f"{len(columns.feature_names)} features",
+                "Pass the specification X was read with.",
             )
         self.columns_ = columns
         self.image_shape_ = None if image_shape is None else tuple(int(d) for d in image_shape)
         n_rows, n_features = X.shape
         if self.n_components > n_features:
-            raise ValueError(
-                f"Received an invalid value for n_components, expected at most the number of "
-                f"features. Received: n_components={self.n_components}, n_features={n_features}. "
-                "Choose a smaller code size."
+            raise invalid_value(
+                "n_components", "at most the number of features",
+                f"n_components={self.n_components}, n_features={n_features}", "Choose a smaller code size.",
             )
         self.settings_ = self._settings(n_rows, n_features)
         settings = self.settings_
@@ -325,9 +320,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         folds = self.settings_["folds"]
         n_rows = len(X_net)
         if n_rows < 2 * folds:
-            raise ValueError(
-                f"Received an invalid value for folds, expected at most half the {n_rows} training rows. "
-                f"Received: folds={folds}. Use fewer folds or more rows."
+            raise invalid_value(
+                "folds", f"at most half the {n_rows} training rows", f"folds={folds}", "Use fewer folds or more rows.",
             )
         fold_of = np.random.default_rng(seed).permutation(n_rows) % folds
         network_errors, pca_errors = np.empty(n_rows), np.empty(n_rows)
@@ -335,9 +329,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         for fold in range(folds):
             held_out = np.flatnonzero(fold_of == fold)
             rows = np.flatnonzero(fold_of != fold)
-            X_held_out = take_rows(X_net, held_out)
+            X_held_out = X_net[held_out]
             net, history = self._fit_network("random", X_net, rows, X_held_out, seed, None, tag=f"fold-{fold}")
-            pca = PCA(self.n_components).fit(take_rows(X_space, rows))
+            pca = PCA(self.n_components).fit(X_space[rows])
             network_errors[held_out] = self._errors(net, X_held_out)
             pca_errors[held_out] = self._pca_errors(pca, X_held_out)
             best_epochs.append(_best_epoch(history))
@@ -400,11 +394,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def _errors(self, net: AutoencoderNet, X_net) -> np.ndarray:
         """Per-sample MSE of ``net`` in the error space, for rows as the network takes them."""
-        return _sample_errors(lambda block: predict(net.autoencoder, block), X_net) * self.network_scale_**2
+        return sample_mse(X_net, lambda block: predict(net.autoencoder, block)) * self.network_scale_**2
 
     def _pca_errors(self, pca: PCA, X_net) -> np.ndarray:
         c = self.network_scale_
-        return _sample_errors(lambda block: pca.inverse_transform(pca.transform(block * c)) / c, X_net) * c**2
+        return sample_mse(X_net, lambda block: pca.inverse_transform(pca.transform(block * c)) / c) * c**2
 
     def _keep_start_unless_clearly_better(self, model, start, X_monitor) -> bool:
         """Go back to the starting (PCA) weights unless the trained ones are clearly better.
@@ -413,7 +407,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         are better there by chance, so a trained model may still be worse than
         its PCA start on new data. Returns whether the start was kept.
         """
-        errors = lambda: _sample_errors(lambda block: predict(model, block), X_monitor)  # noqa: E731
+        errors = lambda: sample_mse(X_monitor, lambda block: predict(model, block))  # noqa: E731
         trained = weights_of(model)
         trained_errors = errors()
         model.set_weights(start)
@@ -434,14 +428,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         # Enough rows for the paired improvement test to mean something.
         n_val = max(int(round(fraction * len(X))), min(MIN_VALIDATION_ROWS, len(X) // 5))
         if n_val < 1 or n_val >= len(X):
-            raise ValueError(
-                f"Received an invalid value for validation_fraction, expected a share leaving at "
-                f"least one row on each side. Received: validation_fraction={fraction} "
-                f"with {len(X)} rows."
+            raise invalid_value(
+                "validation_fraction", "a share leaving at least one row on each side",
+                f"validation_fraction={fraction} with {len(X)} rows",
             )
         order = np.random.default_rng(seed).permutation(len(X))
-        # Only the validation rows are copied; training reads its rows in place.
-        return order[n_val:], take_rows(X, order[:n_val])
+        # Training reads its rows of X in place.
+        return order[n_val:], X[order[:n_val]]
 
     def _resolve_output_activation(self) -> str:
         if self.settings_["output_activation"] != "auto":
@@ -469,7 +462,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             seed=seed,
             pca=None if pca is None else (pca.components_, pca.mean_),
             output_mean=(
-                mean_of_rows(X, train_rows)
+                (X if train_rows is None else X[train_rows]).mean(axis=0, dtype=np.float64)
                 if pca is None and standardise is None and settings["output_bias"] == "mean"
                 else None
             ),
@@ -524,7 +517,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         if self.checkpoint_dir is not None:
             # One folder per network trained (init="auto" may train several).
             folder = Path(self.checkpoint_dir) / tag
-            fingerprint = self._fingerprint(X, train_rows, X_monitor, seed)
+            # Settings that do not change training do not invalidate a checkpoint.
+            params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")}
+            fingerprint = run_fingerprint(
+                {"params": params, "settings": self.settings_, "init": self.init_, "seed": seed},
+                (X, train_rows, X_monitor),
+            )
             resume = load_checkpoint(folder, fingerprint)
             callbacks = (Checkpointer(folder, fingerprint),)
         return train(
@@ -537,21 +535,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             callbacks=callbacks,
             resume=resume,
         )
-
-    def _fingerprint(self, X, train_rows, X_monitor, seed) -> dict:
-        # Hashing the buffers themselves: .tobytes() would copy the whole data set.
-        digest = hashlib.sha256(np.ascontiguousarray(X))
-        if train_rows is not None:
-            digest.update(np.ascontiguousarray(train_rows))
-        if X_monitor is not None:
-            digest.update(np.ascontiguousarray(X_monitor))
-        # Settings that do not change training do not invalidate a checkpoint.
-        params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")}
-        return {
-            "params": params, "settings": {**self.settings_, "hidden": list(self.settings_["hidden"])},
-            "init": self.init_, "seed": seed,
-            "data_sha256": digest.hexdigest(), "backend": keras.backend.backend(),
-        }
 
     def _set_net(self, net: AutoencoderNet) -> None:
         self.model_, self.encoder_, self.decoder_ = net.autoencoder, net.encoder, net.decoder
@@ -626,21 +609,22 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def reconstruct_with_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Each row's reconstruction (in the data's units) and its MSE in the error space, in one pass."""
         rows = self._rows(X)
-        X_space = self.scaler_.transform(rows)
-        reconstructions, errors = [], []
-        for start in range(0, len(X_space), PREDICT_BATCH):
-            block = X_space[start : start + PREDICT_BATCH]
+        reconstructions = []
+
+        def reconstruct_and_keep(block):
             reconstruction = self._reconstruct_space(block)
-            errors.append(np.mean(np.square(reconstruction.astype(np.float64) - block), axis=1))
             reconstructions.append(self.scaler_.inverse_transform(reconstruction))
+            return reconstruction
+
+        errors = sample_mse(self.scaler_.transform(rows), reconstruct_and_keep)
         if not reconstructions:
-            return np.zeros((0, self.n_features_in_), np.float32), np.zeros(0)
-        return np.concatenate(reconstructions), np.concatenate(errors)
+            return np.zeros((0, self.n_features_in_), np.float32), errors
+        return np.concatenate(reconstructions), errors
 
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE in the error space (see ``scale``)."""
         rows = self._rows(X)
-        return -_sample_errors(self._reconstruct_space, self.scaler_.transform(rows))
+        return -sample_mse(self.scaler_.transform(rows), self._reconstruct_space)
 
     def score(self, X, y=None):
         """Negative reconstruction MSE over all entries, in the error space (higher is better)."""
@@ -655,7 +639,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def save(self, path) -> Path:
         """Write ``path/model.keras`` and ``path/aepca.json`` (atomically; see :mod:`aepca.persistence`)."""
         check_is_fitted(self)
-        return write_model_folder(path, self.model_, self._metadata())
+        return write_model_folder(path, self.model_, estimator_metadata(self))
 
     def json_params(self) -> dict:
         """``get_params()`` as JSON values (a RandomState becomes None, paths strings)."""
@@ -668,23 +652,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             params["random_state"] = None
         params["checkpoint_dir"] = None if params["checkpoint_dir"] is None else str(params["checkpoint_dir"])
         return params
-
-    def _metadata(self) -> dict:
-        # A saved model is applied to new data: the paths of the run that made it do not travel.
-        params = {**self.json_params(), "checkpoint_dir": None}
-        return {
-            "params": params,
-            "settings": {**self.settings_, "hidden": list(self.settings_["hidden"])},
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": [str(n) for n in getattr(self, "feature_names_in_", [])] or None,
-            "output_activation": self.output_activation_,
-            "init": self.init_,
-            "scaler": self.scaler_.to_dict(),
-            "network_scale": self.network_scale_,
-            "columns": None if self.columns_ is None else self.columns_.to_dict(),
-            "image_shape": None if self.image_shape_ is None else list(self.image_shape_),
-            "history": self.history_,
-        }
 
     def __getstate__(self):
         # Keras models are stored as .keras bytes so a pickle is portable.
@@ -731,49 +698,12 @@ def _is_arrow_table(X) -> bool:
     return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")
 
 
-def _sample_errors(reconstruct, X) -> np.ndarray:
-    """Per-sample mean squared error of ``reconstruct(X)``, a block of rows at
-    a time: the float64 errors of every row at once would take several times
-    the memory of ``X`` itself."""
-    errors = [
-        np.mean(np.square(reconstruct(block).astype(np.float64, copy=False) - block), axis=1)
-        for block in (X[start : start + PREDICT_BATCH] for start in range(0, len(X), PREDICT_BATCH))
-    ]
-    return np.concatenate(errors) if errors else np.zeros(0)
-
-
 def load_model(path) -> Autoencoder:
     """Load a model saved by :meth:`Autoencoder.save`, checked (see :mod:`aepca.persistence`).
 
     The loaded model knows nothing of the run that made it (``checkpoint_dir`` is None).
     """
     model, metadata = read_model_folder(path)
-    estimator = Autoencoder(**{**_params_from_metadata(metadata["params"]), "checkpoint_dir": None})
+    estimator = restore_estimator(Autoencoder, metadata)
     estimator._set_net(split_autoencoder(model))
-    estimator.n_features_in_ = metadata["n_features_in"]
-    if metadata.get("feature_names_in"):
-        estimator.feature_names_in_ = np.asarray(metadata["feature_names_in"], dtype=object)
-    estimator.output_activation_ = metadata["output_activation"]
-    estimator.init_ = metadata.get("init", estimator.init)
-    estimator.scaler_ = Scaler.from_dict(metadata["scaler"])
-    # Models saved before recipes were sized stored every setting as a parameter.
-    settings = metadata.get("settings") or {key: metadata["params"].get(key, DEFAULTS[key]) for key in SETTINGS}
-    estimator.settings_ = {**settings, "hidden": tuple(settings["hidden"])}
-    # Models saved before the network scale existed took the error space as it is.
-    estimator.network_scale_ = float(metadata.get("network_scale", 1.0))
-    estimator.history_ = metadata["history"]
-    estimator.columns_ = None if metadata.get("columns") is None else ColumnSpec.from_dict(metadata["columns"])
-    estimator.image_shape_ = None if metadata.get("image_shape") is None else tuple(metadata["image_shape"])
     return estimator
-
-
-def _params_from_metadata(params: dict) -> dict:
-    valid = Autoencoder().get_params()
-    unknown = set(params) - set(valid)
-    if unknown:
-        raise ValueError(f"The model metadata has unknown parameters {sorted(unknown)}; it was written by another aepca version.")
-    params = dict(params)
-    if params.get("hidden") is not None:
-        params["hidden"] = tuple(params["hidden"])
-    return params
-

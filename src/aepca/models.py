@@ -13,11 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aepca._backend import load_keras
-from aepca._initial_values import built
-
-keras = load_keras()
-
+from aepca._keras import keras
 
 @dataclass(frozen=True)
 class AutoencoderNet:
@@ -75,7 +71,7 @@ def _dense(units, activation, name, seed, index, zero=False):
 
 def _mlp(x, sizes, activation, prefix, seed, first_index):
     for i, units in enumerate(sizes):
-        x = built(_dense(units, activation, f"{prefix}_{i}", seed, first_index + i), x)
+        x = _dense(units, activation, f"{prefix}_{i}", seed, first_index + i)(x)
     return x
 
 
@@ -149,10 +145,10 @@ def build_autoencoder(
         hidden_inputs, rescale = inputs, None
     if pca is None:
         h = _mlp(hidden_inputs, hidden, activation, "encoder", seed, 0)
-        code = built(_dense(n_components, code_activation, "code", seed, n_hidden), h)
+        code = _dense(n_components, code_activation, "code", seed, n_hidden)(h)
         h = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
         output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
-        outputs = built(output_layer, h)
+        outputs = output_layer(h)
         if output_mean is not None:
             output_layer.bias.assign(output_bias_for(output_mean, output_activation))
         if rescale is not None:
@@ -167,17 +163,17 @@ def build_autoencoder(
             )
         projection = keras.layers.Dense(n_components, name="pca_projection")
         residual = _mlp(hidden_inputs, hidden, activation, "encoder", seed, 0)
-        residual = built(_dense(n_components, "linear", "encoder_residual", seed, n_hidden, zero=True), residual)
-        code = keras.layers.Add(name="code")([built(projection, inputs), residual])
+        residual = _dense(n_components, "linear", "encoder_residual", seed, n_hidden, zero=True)(residual)
+        code = keras.layers.Add(name="code")([projection(inputs), residual])
         # Inputs are data / data_scale; codes and means stay in the data's units.
         projection.set_weights([components.T * data_scale, -mean @ components.T])
 
         reconstruction = keras.layers.Dense(n_features, name="pca_reconstruction")
         residual = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
-        residual = built(_dense(n_features, "linear", "decoder_residual", seed, 2 * n_hidden + 1, zero=True), residual)
+        residual = _dense(n_features, "linear", "decoder_residual", seed, 2 * n_hidden + 1, zero=True)(residual)
         if rescale is not None:
             residual = rescale(residual)
-        outputs = keras.layers.Add(name="reconstruction")([built(reconstruction, code_inputs), residual])
+        outputs = keras.layers.Add(name="reconstruction")([reconstruction(code_inputs), residual])
         reconstruction.set_weights([components / data_scale, mean / data_scale])
 
     encoder = keras.Model(inputs, code, name="encoder")

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aepca.validation import check_codes
+from aepca.validation import check_codes, invalid_value
 
 
 class ScatterAccumulator:
@@ -142,9 +142,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _accumulate(self, accumulator: ScatterAccumulator, X) -> None:
         n_features = X.shape[1]
         if self.n_components > n_features:
-            raise ValueError(
-                f"Received an invalid value for n_components, expected at most the number of "
-                f"features ({n_features}). Received: n_components={self.n_components}"
+            raise invalid_value(
+                "n_components",
+                f"at most the number of features ({n_features})",
+                f"n_components={self.n_components}",
             )
         for start in range(0, X.shape[0], self.batch_size):
             accumulator.update(X[start : start + self.batch_size])

@@ -1,4 +1,4 @@
-"""The model folder format: ``model.keras`` (the network) and ``aepca.json`` (everything else).
+"""Saving and loading models: ``model.keras`` (the network) and ``aepca.json`` (everything else).
 
 Nothing from the files is executed or unpickled: Keras loads the network in
 ``safe_mode`` and the metadata is JSON. A folder is written atomically (a
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from aepca import __version__
-from aepca._backend import load_keras
+from aepca._keras import keras
+from aepca.data.columns import ColumnSpec
 from aepca.models import weights_of
-
-keras = load_keras()
-
+from aepca.preprocessing import Scaler
+from aepca.recipes import DEFAULTS, SETTINGS
 MODEL_FILE = "model.keras"
 METADATA_FILE = "aepca.json"
 FORMAT_VERSION = 1
@@ -117,3 +117,48 @@ def _replace_dir(staging: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, target)
+
+
+def estimator_metadata(estimator) -> dict:
+    """Everything but the network that a fitted ``Autoencoder`` needs to be applied again."""
+    # A saved model is applied to new data: the paths of the run that made it do not travel.
+    params = {**estimator.json_params(), "checkpoint_dir": None}
+    return {
+        "params": params,
+        "settings": {**estimator.settings_, "hidden": list(estimator.settings_["hidden"])},
+        "n_features_in": int(estimator.n_features_in_),
+        "feature_names_in": [str(n) for n in getattr(estimator, "feature_names_in_", [])] or None,
+        "output_activation": estimator.output_activation_,
+        "init": estimator.init_,
+        "scaler": estimator.scaler_.to_dict(),
+        "network_scale": estimator.network_scale_,
+        "columns": None if estimator.columns_ is None else estimator.columns_.to_dict(),
+        "image_shape": None if estimator.image_shape_ is None else list(estimator.image_shape_),
+        "history": estimator.history_,
+    }
+
+
+def restore_estimator(estimator_class, metadata: dict):
+    """An ``estimator_class`` with the fitted state ``metadata`` describes (the network is set by the caller)."""
+    params = dict(metadata["params"])
+    unknown = set(params) - set(estimator_class().get_params())
+    if unknown:
+        raise ValueError(f"The model metadata has unknown parameters {sorted(unknown)}; it was written by another aepca version.")
+    if params.get("hidden") is not None:
+        params["hidden"] = tuple(params["hidden"])
+    estimator = estimator_class(**{**params, "checkpoint_dir": None})
+    estimator.n_features_in_ = metadata["n_features_in"]
+    if metadata.get("feature_names_in"):
+        estimator.feature_names_in_ = np.asarray(metadata["feature_names_in"], dtype=object)
+    estimator.output_activation_ = metadata["output_activation"]
+    estimator.init_ = metadata.get("init", estimator.init)
+    estimator.scaler_ = Scaler.from_dict(metadata["scaler"])
+    # Models saved before recipes were sized stored every setting as a parameter.
+    settings = metadata.get("settings") or {key: metadata["params"].get(key, DEFAULTS[key]) for key in SETTINGS}
+    estimator.settings_ = {**settings, "hidden": tuple(settings["hidden"])}
+    # Models saved before the network scale existed took the error space as it is.
+    estimator.network_scale_ = float(metadata.get("network_scale", 1.0))
+    estimator.history_ = metadata["history"]
+    estimator.columns_ = None if metadata.get("columns") is None else ColumnSpec.from_dict(metadata["columns"])
+    estimator.image_shape_ = None if metadata.get("image_shape") is None else tuple(metadata["image_shape"])
+    return estimator

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca._files import write_atomic
-from aepca.validation import IMAGE_CHANNELS, as_image_shape
+from aepca.validation import IMAGE_CHANNELS, as_image_shape, invalid_value
 
 __all__ = [
     "AE_COLOR",
@@ -117,30 +117,25 @@ def _as_matrix(name, values, rows: int | None = None) -> np.ndarray:
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(
-            f"Received an invalid value for {name}, expected a non-empty 2-D array "
-            f"(samples x dimensions). Received: {name}.shape={np.shape(values)}. "
-            "Pass one row per sample."
+        raise invalid_value(
+            name,
+            "a non-empty 2-D array (samples x dimensions)",
+            f"{name}.shape={np.shape(values)}",
+            "Pass one row per sample.",
         )
     return np.asarray(array[:rows], dtype=float)
 
 
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"Received an invalid value for {name}, expected a positive integer. "
-            f"Received: {name}={value!r}. Pass an integer >= 1."
-        )
+        raise invalid_value(name, "a positive integer", f"{name}={value!r}", "Pass an integer >= 1.")
 
 
 def _optional_number(name, value):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(
-            f"Received an invalid value for {name}, expected a number or None. "
-            f"Received: {name}={value!r}. Pass the test MSE as a float."
-        )
+        raise invalid_value(name, "a number or None", f"{name}={value!r}", "Pass the test MSE as a float.")
     return float(value)
 
 
@@ -167,10 +162,11 @@ class _Labels:
             return
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.shape[0] != n:
-            raise ValueError(
-                "Received an invalid value for labels, expected one label per sample "
-                f"({n}). Received: labels.shape={labels.shape}. "
-                "Pass a 1-D array aligned with the codes, or labels=None."
+            raise invalid_value(
+                "labels",
+                f"one label per sample ({n})",
+                f"labels.shape={labels.shape}",
+                "Pass a 1-D array aligned with the codes, or labels=None.",
             )
         numeric = np.issubdtype(labels.dtype, np.number) or labels.dtype == bool
         if numeric:
@@ -339,10 +335,11 @@ def plot_codes(
     ae_codes = _as_matrix("ae_codes", ae_codes)
     n = pca_codes.shape[0]
     if ae_codes.shape[0] != n:
-        raise ValueError(
-            "Received an invalid value for ae_codes, expected as many rows as pca_codes "
-            f"({n}). Received: ae_codes.shape={ae_codes.shape}. "
-            "Encode the same samples with both methods."
+        raise invalid_value(
+            "ae_codes",
+            f"as many rows as pca_codes ({n})",
+            f"ae_codes.shape={ae_codes.shape}",
+            "Encode the same samples with both methods.",
         )
     _check_positive_int("max_points", max_points)
     labels = _Labels(labels, n, label_names, label_title)
@@ -413,10 +410,11 @@ def plot_reconstructions(
     _check_positive_int("n", n)
     for name, values in (("pca_recon", pca_recon), ("ae_recon", ae_recon)):
         if np.shape(values) != np.shape(originals):
-            raise ValueError(
-                f"Received an invalid value for {name}, expected the shape of originals "
-                f"{np.shape(originals)}. Received: {name}.shape={np.shape(values)}. "
-                "Reconstruct the same samples that are passed as originals."
+            raise invalid_value(
+                name,
+                f"the shape of originals {np.shape(originals)}",
+                f"{name}.shape={np.shape(values)}",
+                "Reconstruct the same samples that are passed as originals.",
             )
     originals = _as_matrix("originals", originals, rows=n)
     recons = {"pca_recon": _as_matrix("pca_recon", pca_recon, rows=n),
@@ -442,10 +440,11 @@ def plot_reconstructions(
 def _check_image_shape(image_shape, n_features) -> tuple[int, ...]:
     dims = as_image_shape(image_shape)
     if dims is None or math.prod(dims) != n_features:
-        raise ValueError(
-            "Received an invalid value for image_shape, expected (height, width), (height, width, 1) "
-            f"or (height, width, 3 or 4) with a product of {n_features} features. "
-            f"Received: image_shape={image_shape!r}. Pass the dataset's image_shape, or None for tabular data."
+        raise invalid_value(
+            "image_shape",
+            f"(height, width), (height, width, 1) or (height, width, 3 or 4) with a product of {n_features} features",
+            f"image_shape={image_shape!r}",
+            "Pass the dataset's image_shape, or None for tabular data.",
         )
     return dims
 
@@ -496,10 +495,11 @@ def _profile_grid(rows, n, feature_names, n_features):
     from matplotlib.lines import Line2D
 
     if feature_names is not None and len(feature_names) != n_features:
-        raise ValueError(
-            f"Received an invalid value for feature_names, expected {n_features} names. "
-            f"Received: len(feature_names)={len(feature_names)}. "
-            "Pass one name per column, or None."
+        raise invalid_value(
+            "feature_names",
+            f"{n_features} names",
+            f"len(feature_names)={len(feature_names)}",
+            "Pass one name per column, or None.",
         )
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
@@ -554,10 +554,11 @@ def plot_loss(history, path, *, pca_test_mse=None, loss_name="MSE", units=None):
     from matplotlib.ticker import MaxNLocator
 
     if not isinstance(history, Mapping) or not isinstance(history.get("loss"), Sequence):
-        raise ValueError(
-            "Received an invalid value for history, expected a mapping with a "
-            f"'loss' list. Received: history={history!r:.200}. "
-            "Pass the History.history dict from training."
+        raise invalid_value(
+            "history",
+            "a mapping with a 'loss' list",
+            f"history={history!r:.200}",
+            "Pass the History.history dict from training.",
         )
     pca_test_mse = _optional_number("pca_test_mse", pca_test_mse)
     curves = [("training", "loss", "-", "o"), ("validation", "val_loss", "--", "s")]
@@ -628,23 +629,21 @@ def plot_sweep(rows, path, *, title=None, units=None):
     from matplotlib.ticker import NullLocator
 
     if not isinstance(rows, Sequence) or len(rows) == 0:
-        raise ValueError(
-            "Received an invalid value for rows, expected a non-empty list of dicts. "
-            f"Received: rows={rows!r:.200}. Pass one dict per code size."
+        raise invalid_value(
+            "rows", "a non-empty list of dicts", f"rows={rows!r:.200}", "Pass one dict per code size."
         )
     for i, row in enumerate(rows):
         missing = [key for key in _SWEEP_KEYS if not isinstance(row, Mapping) or key not in row]
         if missing:
-            raise ValueError(
-                f"Received an invalid value for rows[{i}], expected keys {list(_SWEEP_KEYS)}. "
-                f"Received: rows[{i}] lacks {missing}. Add the missing results to every row."
+            raise invalid_value(
+                f"rows[{i}]",
+                f"keys {list(_SWEEP_KEYS)}",
+                f"rows[{i}] lacks {missing}",
+                "Add the missing results to every row.",
             )
         k = row["k"]
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(
-                f"Received an invalid value for rows[{i}]['k'], expected a positive integer "
-                f"code size. Received: k={k!r}. Store k as an int."
-            )
+            raise invalid_value(f"rows[{i}]['k']", "a positive integer code size", f"k={k!r}", "Store k as an int.")
     rows = sorted(rows, key=lambda row: row["k"])
     ks = [row["k"] for row in rows]
 

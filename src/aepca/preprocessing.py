@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aepca.validation import check_features
+from aepca.validation import check_features, invalid_value
 
 _CHUNK_ROWS = 8192  # bounds the float64 temporaries of the variance pass
 # Columns share one unit when the standard deviations of the columns that vary
@@ -100,9 +100,8 @@ class Scaler:
 
     def _resolve(self, X: np.ndarray) -> tuple[str, str]:
         if self.method not in _OPTIONS:
-            raise ValueError(
-                f"Received an invalid value for method, expected one of {list(_OPTIONS)}. "
-                f"Received: method={self.method!r}. Pick one of the listed options."
+            raise invalid_value(
+                "method", f"one of {list(_OPTIONS)}", f"method={self.method!r}", "Pick one of the listed options."
             )
         if self.method == "auto":
             one_unit, why = shares_one_unit(X)
@@ -177,17 +176,20 @@ class Scaler:
     def from_dict(cls, d: dict) -> Scaler:
         missing = {"method", "method_", "offset", "scale", "unit_interval"} - set(d)
         if missing:
-            raise ValueError(
-                f"Received an invalid value for scaler metadata, expected keys method, method_, "
-                f"offset, scale and unit_interval. Received: missing {sorted(missing)}. Re-save the model."
+            raise invalid_value(
+                "scaler metadata",
+                "keys method, method_, offset, scale and unit_interval",
+                f"missing {sorted(missing)}",
+                "Re-save the model.",
             )
         offset = np.asarray(d["offset"], dtype=np.float64)
         scale = np.asarray(d["scale"], dtype=np.float64)
         if offset.ndim != 1 or offset.shape != scale.shape or d["method_"] not in _METHODS:
-            raise ValueError(
-                "Received an invalid value for scaler metadata, expected equal-length offset and "
-                f"scale lists and method_ in {list(_METHODS)}. Received: offset of shape "
-                f"{offset.shape}, scale of shape {scale.shape}, method_={d['method_']!r}. Re-save the model."
+            raise invalid_value(
+                "scaler metadata",
+                f"equal-length offset and scale lists and method_ in {list(_METHODS)}",
+                f"offset of shape {offset.shape}, scale of shape {scale.shape}, method_={d['method_']!r}",
+                "Re-save the model.",
             )
         scaler = cls(method=d["method"])
         scaler.method_ = d["method_"]

@@ -43,14 +43,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aepca._backend import load_keras
-from aepca._initial_values import built
-
-keras = load_keras()
-
-from aepca.models import AutoencoderNet  # noqa: E402
-from aepca.training import TrainConfig, train  # noqa: E402
-from aepca.validation import check_features, check_n_components  # noqa: E402
+from aepca._keras import keras
+from aepca.models import AutoencoderNet
+from aepca.training import TrainConfig, train
+from aepca.validation import check_features, check_n_components
 
 __all__ = [
     "RBMLayer",
@@ -429,7 +425,7 @@ def _build_autoencoder(encoder_specs, decoder_specs) -> AutoencoderNet:
         for spec in specs:
             layer = keras.layers.Dense(spec.kernel.shape[1], activation=spec.activation,
                                        name=spec.name)
-            tensor = built(layer, tensor)
+            tensor = layer(tensor)
             layer.set_weights([np.asarray(spec.kernel, np.float32),
                                np.asarray(spec.bias, np.float32)])
         return keras.Model(inputs, tensor, name=name)

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from aepca.validation import invalid_value
+
 # Settings a recipe decides; an estimator argument of None takes the recipe's.
 SETTINGS = (
     "hidden", "activation", "output_activation", "code_activation", "init", "output_bias", "epochs",
@@ -131,7 +133,4 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
     try:
         return RECIPES[recipe]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"Received an invalid value for recipe, expected one of {sorted(RECIPES)} or a Recipe. "
-            f"Received: recipe={recipe!r}"
-        ) from None
+        raise invalid_value("recipe", f"one of {sorted(RECIPES)} or a Recipe", f"recipe={recipe!r}") from None

@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from aepca._backend import load_keras
-
-keras = load_keras()
-
-from aepca.training import LOSSES  # noqa: E402
-from aepca.validation import describe_names  # noqa: E402
+from aepca._keras import keras
+from aepca.training import LOSSES
+from aepca.validation import describe_names
 
 # Adam's step in code units: measured on MNIST codes (linear code layer, values
 # of order 1-10), where 1e-2 lowered the error steadily for 300 steps.

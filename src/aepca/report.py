@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from aepca._files import write_atomic
+from aepca.validation import invalid_value
 
 __all__ = ["write_report"]
 
@@ -122,14 +123,19 @@ def _figure(caption, png_path) -> str:
     png_path = Path(png_path)
     if not png_path.is_file():
         raise FileNotFoundError(
-            f"Received an invalid value for figures, expected an existing PNG file. "
-            f"Received: png_path={str(png_path)!r}. Write the figure before the report."
+            str(
+                invalid_value(
+                    "figures",
+                    "an existing PNG file",
+                    f"png_path={str(png_path)!r}",
+                    "Write the figure before the report.",
+                )
+            )
         )
     data = png_path.read_bytes()
     if not data.startswith(_PNG_SIGNATURE):
-        raise ValueError(
-            f"Received an invalid value for figures, expected a PNG file. "
-            f"Received: png_path={str(png_path)!r} (no PNG signature). Save figures as PNG."
+        raise invalid_value(
+            "figures", "a PNG file", f"png_path={str(png_path)!r} (no PNG signature)", "Save figures as PNG."
         )
     encoded = base64.b64encode(data).decode("ascii")
     return (
@@ -140,10 +146,11 @@ def _figure(caption, png_path) -> str:
 
 def _diagnostic(item) -> str:
     if not isinstance(item, Mapping) or "problem" not in item:
-        raise ValueError(
-            "Received an invalid value for diagnostics, expected dicts with keys "
-            f"'problem', 'evidence' and 'fix'. Received: {item!r:.200}. "
-            "Describe each problem as such a dict."
+        raise invalid_value(
+            "diagnostics",
+            "dicts with keys 'problem', 'evidence' and 'fix'",
+            f"{item!r:.200}",
+            "Describe each problem as such a dict.",
         )
     details = "".join(
         f"<dt>{label}</dt><dd>{_esc(item[key])}</dd>"
@@ -198,16 +205,10 @@ def write_report(path, *, title, metrics, figures, table_rows, notes=(), diagnos
     is escaped and the file is replaced atomically.
     """
     if not isinstance(metrics, Mapping):
-        raise ValueError(
-            "Received an invalid value for metrics, expected a dict. "
-            f"Received: metrics={metrics!r:.200}. Pass the run's metrics dict."
-        )
+        raise invalid_value("metrics", "a dict", f"metrics={metrics!r:.200}", "Pass the run's metrics dict.")
     for i, row in enumerate(table_rows):
         if not isinstance(row, Mapping):
-            raise ValueError(
-                f"Received an invalid value for table_rows[{i}], expected a dict. "
-                f"Received: {row!r:.200}. Pass one dict per table row."
-            )
+            raise invalid_value(f"table_rows[{i}]", "a dict", f"{row!r:.200}", "Pass one dict per table row.")
     sections = []
     if notes:
         items = "".join(f"<li>{_esc(note)}</li>" for note in notes)

@@ -39,24 +39,28 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _invalid(name: str, expected: str, received: str, fix: str) -> ValueError:
-    return ValueError(
-        f"Received an invalid value for {name}, expected {expected}. Received: {received}. {fix}"
-    )
+def invalid_value(name: str, expected: str, received: str, fix: str = "") -> ValueError:
+    """The one-line error for a bad value: what it is, what was expected, what was received, how to fix it.
+
+    ``Received an invalid value for {name}, expected {expected}. Received: {received}. {fix}`` --
+    ``raise invalid_value(...)``; for another exception type, build it from ``str()`` of this one.
+    """
+    message = f"Received an invalid value for {name}, expected {expected}. Received: {received}."
+    return ValueError(f"{message} {fix}" if fix else message)
 
 
 def _frame_to_array(frame: pd.DataFrame, name: str) -> np.ndarray:
     dtypes = frame.dtypes
     text = [c for c, dt in dtypes.items() if not pd.api.types.is_numeric_dtype(dt)]
     if text:
-        raise _invalid(
+        raise invalid_value(
             name,
             "numeric columns only",
             f"non-numeric columns {describe_names(text)}",
             "Convert them to numbers or drop them.",
         )
     if any(pd.api.types.is_complex_dtype(dt) for dt in dtypes):
-        raise _invalid(name, "real numbers", "complex columns", "Take .real or abs() first.")
+        raise invalid_value(name, "real numbers", "complex columns", "Take .real or abs() first.")
     if len(set(dtypes)) == 1 and isinstance(dtypes.iloc[0], np.dtype):
         return frame.to_numpy()  # homogeneous: no float64 copy of e.g. uint8 pixels
     # Mixed or nullable columns (which hold pd.NA): convert to float64 with NaN
@@ -69,10 +73,10 @@ def _check_dtype(array: np.ndarray, name: str) -> None:
     if kind in _ACCEPTED_KINDS:
         return
     if kind == "c":
-        raise _invalid(
+        raise invalid_value(
             name, "real numbers", f"{name} with dtype {array.dtype}", "Take .real or abs() first."
         )
-    raise _invalid(
+    raise invalid_value(
         name,
         "a numeric array (bool, int or float)",
         f"{name} with dtype {array.dtype}",
@@ -82,14 +86,14 @@ def _check_dtype(array: np.ndarray, name: str) -> None:
 
 def _check_shape(array: np.ndarray, name: str, min_rows: int) -> None:
     if array.ndim == 1:
-        raise _invalid(
+        raise invalid_value(
             name,
             "a 2-D array (samples x features)",
             f"a 1-D array of shape {array.shape}",
             f"Use {name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) for a single sample.",
         )
     if array.ndim != 2:
-        raise _invalid(
+        raise invalid_value(
             name,
             "a 2-D array (samples x features)",
             f"an array of shape {array.shape}",
@@ -97,16 +101,16 @@ def _check_shape(array: np.ndarray, name: str, min_rows: int) -> None:
         )
     n_rows, n_cols = array.shape
     if n_rows == 0:
-        raise _invalid(name, "at least 1 row", f"{name} with 0 rows", "Pass a non-empty array.")
+        raise invalid_value(name, "at least 1 row", f"{name} with 0 rows", "Pass a non-empty array.")
     if n_rows < min_rows:
-        raise _invalid(
+        raise invalid_value(
             name,
             f"at least {min_rows} rows",
             f"{name} with {plural(n_rows, 'row')}",
             "Provide more samples.",
         )
     if n_cols == 0:
-        raise _invalid(
+        raise invalid_value(
             name, "at least 1 feature", f"{name} with shape {array.shape}", "Pass some feature columns."
         )
 
@@ -121,7 +125,7 @@ def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
     if array.dtype.kind == "f" and not (np.isfinite(col_min).all() and np.isfinite(col_max).all()):
         bad = ~np.isfinite(array)
         cols = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
-        raise _invalid(
+        raise invalid_value(
             name,
             "finite values",
             f"{plural(int(bad.sum()), 'NaN or infinite value')} in columns {describe_names(cols)}",
@@ -132,7 +136,7 @@ def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
     if huge.any():
         cols = [columns[i] for i in np.flatnonzero(huge)]
         largest = float(col_abs_max.max())
-        raise _invalid(
+        raise invalid_value(
             name,
             f"values with magnitude at most {MAX_ABS_VALUE:.0e} (beyond, float32 squared errors lose all "
             "precision or overflow)",
@@ -149,7 +153,7 @@ def check_features(X, *, name: str = "X", min_rows: int = 1, n_features: int | N
     DataFrames (whose column names then appear in error messages).
     """
     if sparse.issparse(X):
-        raise _invalid(
+        raise invalid_value(
             name, "a dense array", f"a sparse {type(X).__name__}", f"Use {name}.toarray() first."
         )
     columns: Sequence | None = None
@@ -160,7 +164,7 @@ def check_features(X, *, name: str = "X", min_rows: int = 1, n_features: int | N
         try:
             array = np.asarray(X)
         except (ValueError, TypeError) as err:
-            raise _invalid(
+            raise invalid_value(
                 name,
                 "a rectangular numeric array",
                 f"an object numpy cannot convert ({err})",
@@ -193,7 +197,7 @@ def check_n_components(n_components, n_features: int, *, allow_equal: bool = Fal
         if in_range:
             return n
     limit = n_features if allow_equal else n_features - 1
-    raise _invalid(
+    raise invalid_value(
         "n_components",
         expected,
         f"n_components={n_components!r}",
@@ -205,9 +209,11 @@ def check_codes(codes, n_components: int, dtype=np.float32) -> np.ndarray:
     """Codes to decode: a finite 2-D array with ``n_components`` columns."""
     codes = np.asarray(codes, dtype=dtype)
     if codes.ndim != 2 or codes.shape[1] != n_components:
-        raise ValueError(
-            f"Received an invalid value for X, expected codes of shape (n_samples, "
-            f"{n_components}). Received: X.shape={codes.shape}. Pass the output of transform."
+        raise invalid_value(
+            "X",
+            f"codes of shape (n_samples, {n_components})",
+            f"X.shape={codes.shape}",
+            "Pass the output of transform.",
         )
     if not np.all(np.isfinite(codes)):
         raise ValueError("Received codes with NaN or infinite values; pass the output of transform.")

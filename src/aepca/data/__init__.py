@@ -6,6 +6,7 @@ from aepca.data.digits import digits
 from aepca.data.mnist import MNIST_SHA256, array_digest, download_mnist, load_mnist, load_mnist_file
 from aepca.data.readers import Table, count_rows, iter_row_blocks, load_user_data, read_table
 from aepca.data.synthetic import curves, low_rank, s_curve, swiss_roll
+from aepca.validation import invalid_value
 
 __all__ = [
     "ColumnSpec",
@@ -46,8 +47,5 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     try:
         loader = DATASETS[name]
     except KeyError:
-        raise ValueError(
-            f"Received an invalid value for dataset, expected one of {sorted(DATASETS)}. "
-            f"Received: dataset={name!r}"
-        ) from None
+        raise invalid_value("dataset", f"one of {sorted(DATASETS)}", f"dataset={name!r}") from None
     return loader(**kwargs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from aepca.validation import check_features, describe_names, plural, shorten
+from aepca.validation import check_features, describe_names, invalid_value, plural, shorten
 
 # Column lists in messages show this many names, then "and N more".
 SHOWN = 10
@@ -233,14 +233,18 @@ class Selection:
         named += [("id_column", self.id_column)] if self.id_column is not None else []
         for option, name in named:
             if name not in sources:
-                raise ValueError(
-                    f"Received an invalid value for {option}, expected one of the columns of {source}: "
-                    f"{describe_names(sources, SHOWN)}. Received: {option}={name!r}. Check the spelling and case."
+                raise invalid_value(
+                    option,
+                    f"one of the columns of {source}: {describe_names(sources, SHOWN)}",
+                    f"{option}={name!r}",
+                    "Check the spelling and case.",
                 )
             if name in lists:
-                raise ValueError(
-                    f"Received an invalid value for {option}, expected a column of single values. Received: "
-                    f"{option}={name!r}, a list column of {source}. Pass a column with one value per row."
+                raise invalid_value(
+                    option,
+                    "a column of single values",
+                    f"{option}={name!r}, a list column of {source}",
+                    "Pass a column with one value per row.",
                 )
         if self.id_column in self.label_columns:
             raise ValueError(
@@ -253,10 +257,11 @@ class Selection:
         for pattern in patterns:
             hits = [name for name in sources if fnmatch.fnmatchcase(name, pattern)]
             if not hits:
-                raise ValueError(
-                    f"Received an invalid value for {option}, expected names or patterns (*, ?) of the columns of "
-                    f"{source}: {describe_names(sources, SHOWN)}. Received: {option} entry {pattern!r}, which "
-                    "matches no column. Check the spelling and case."
+                raise invalid_value(
+                    option,
+                    f"names or patterns (*, ?) of the columns of {source}: {describe_names(sources, SHOWN)}",
+                    f"{option} entry {pattern!r}, which matches no column",
+                    "Check the spelling and case.",
                 )
             matched += [name for name in hits if name not in matched]
         return matched
@@ -447,9 +452,11 @@ class ColumnSpec:
         """The spec :meth:`to_dict` wrote; ``ValueError`` for anything else."""
         if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT or data.get("version") != SPEC_VERSION:
             found = (data.get("format"), data.get("version")) if isinstance(data, dict) else type(data).__name__
-            raise ValueError(
-                f"Received an invalid value for the column specification, expected a dict with format "
-                f"{SPEC_FORMAT!r} and version {SPEC_VERSION}. Received: {shorten(found)}. Pass ColumnSpec.to_dict()."
+            raise invalid_value(
+                "the column specification",
+                f"a dict with format {SPEC_FORMAT!r} and version {SPEC_VERSION}",
+                shorten(found),
+                "Pass ColumnSpec.to_dict().",
             )
         try:
             spec = cls(

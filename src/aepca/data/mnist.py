@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import io
 import math
 import os
 import tempfile
@@ -22,9 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy_format
 
-from aepca._memory import aligned_empty
 from aepca.data._dataset import Dataset
 
 # First 16 hex digits of the SHA-256 of each C-contiguous array.
@@ -70,10 +67,8 @@ def load_mnist_arrays() -> dict[str, np.ndarray]:
 
 
 def _scaled(images: np.ndarray, scale: np.float32) -> np.ndarray:
-    # Aligned, so training shares this memory instead of copying it to the
-    # device; written in one pass (uint8 cast to float32, then multiplied in
-    # float32), with no full-size temporary.
-    flat = aligned_empty((len(images), int(np.prod(images.shape[1:]))), np.float32)
+    # One pass (uint8 cast to float32, then multiplied in float32), no full-size temporary.
+    flat = np.empty((len(images), int(np.prod(images.shape[1:]))), np.float32)
     np.multiply(images.reshape(len(images), -1), scale, out=flat, casting="unsafe")
     return flat
 
@@ -165,49 +160,13 @@ def _read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
 
 
 def _read_mnist_npz(file, source: str) -> dict[str, np.ndarray]:
-    """The MNIST arrays found in a .npz archive (a path or a binary file object).
-
-    Each member is inflated by one zlib call instead of ``np.load``'s 256 kB
-    pieces: zlib lets go of the GIL for the whole member, which is what lets the
-    command line read MNIST on a second thread while the first imports its
-    libraries (``aepca._backend.load_while_importing``). With ``np.load`` that
-    thread took the GIL back ~200 times and waited for it each time: it took
-    1.2-2.3 s beside the imports, against 0.4 s alone. The arrays are
-    read-only views of the inflated bytes.
-    """
+    """The MNIST arrays found in a .npz archive (a path or a binary file object)."""
     fix = "Download it again."
     try:
-        archive = zipfile.ZipFile(file)
+        with np.load(file, allow_pickle=False) as archive:
+            return {name: archive[name] for name in MNIST_SHA256 if name in archive.files}
     except _CORRUPT_ERRORS as err:
-        raise ValueError(
-            f"{source} is not a readable .npz file ({err}); it may be truncated or corrupt. {fix}"
-        ) from None
-    with archive:
-        members = set(archive.namelist())
-        try:
-            return {
-                name: _npy_array(archive.read(f"{name}.npy"))
-                for name in MNIST_SHA256
-                if f"{name}.npy" in members
-            }
-        except _CORRUPT_ERRORS as err:
-            raise ValueError(f"{source} has a damaged array ({err}); it is truncated or corrupt. {fix}") from None
-
-
-_NPY_HEADER_READERS = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
-
-
-def _npy_array(raw: bytes) -> np.ndarray:
-    """The array held by the bytes of one .npy file, without copying them."""
-    header = io.BytesIO(raw)
-    version = npy_format.read_magic(header)
-    if version not in _NPY_HEADER_READERS:
-        raise ValueError(f".npy format version {version} is not supported, expected one of {sorted(_NPY_HEADER_READERS)}")
-    shape, fortran_order, dtype = _NPY_HEADER_READERS[version](header)
-    if dtype.hasobject:
-        raise ValueError("an array of Python objects is not loaded (unpickling it could run code)")
-    flat = np.frombuffer(raw, dtype, count=math.prod(shape), offset=header.tell())
-    return flat.reshape(shape, order="F" if fortran_order else "C")
+        raise ValueError(f"{source} is not a readable .npz file or has a damaged array ({err}); it may be truncated or corrupt. {fix}") from None
 
 
 def load_mnist_file(path, n_train: int | None = None, n_test: int | None = None) -> Dataset:

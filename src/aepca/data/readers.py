@@ -38,7 +38,7 @@ from aepca.data.columns import (
     check_identifiers,
     frame_from_arrow,
 )
-from aepca.validation import IMAGE_CHANNELS, as_image_shape, describe_names, plural
+from aepca.validation import IMAGE_CHANNELS, as_image_shape, describe_names, invalid_value, plural
 
 MIN_ROWS = 3
 MIN_SPLIT_ROWS = 2
@@ -331,9 +331,11 @@ def _check_path(path) -> Path:
     if path.is_dir():
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(_EXTENSIONS)}).")
     if path.suffix.lower() not in _EXTENSIONS:
-        raise ValueError(
-            f"Received an invalid value for the file extension, expected one of {_EXTENSIONS}. "
-            f"Received: {path.name!r}. Convert the file to CSV (with a header row), .npy, .npz or Parquet."
+        raise invalid_value(
+            "the file extension",
+            f"one of {_EXTENSIONS}",
+            repr(path.name),
+            "Convert the file to CSV (with a header row), .npy, .npz or Parquet.",
         )
     if not os.access(path, os.R_OK):
         raise PermissionError(
@@ -356,10 +358,11 @@ def _check_image_shape(image_shape) -> tuple[int, ...] | None:
         return None
     dims = as_image_shape(image_shape)
     if dims is None:
-        raise ValueError(
-            "Received an invalid value for image_shape, expected (height, width) or (height, width, channels) of "
-            f"positive integers, with channels in {IMAGE_CHANNELS}. Received: image_shape={image_shape!r}. "
-            "Pass e.g. image_shape=(8, 8), or leave it unset for tabular data."
+        raise invalid_value(
+            "image_shape",
+            f"(height, width) or (height, width, channels) of positive integers, with channels in {IMAGE_CHANNELS}",
+            f"image_shape={image_shape!r}",
+            "Pass e.g. image_shape=(8, 8), or leave it unset for tabular data.",
         )
     return dims
 
@@ -375,9 +378,11 @@ def _final_image_shape(requested, found, n_features: int, n_dropped: int, source
             if n_dropped
             else "Pass the shape of one image (labels excluded), or leave image_shape unset for tabular data."
         )
-        raise ValueError(
-            f"Received an invalid value for image_shape, expected dimensions whose product is the {n_features} "
-            f"feature columns of {source}{left}. Received: image_shape={requested!r}. {fix}"
+        raise invalid_value(
+            "image_shape",
+            f"dimensions whose product is the {n_features} feature columns of {source}{left}",
+            f"image_shape={requested!r}",
+            fix,
         )
     return requested
 
@@ -391,9 +396,8 @@ def _check_rows(frame: pd.DataFrame, source: str, min_rows: int) -> None:
 
 def _check_impute(impute) -> None:
     if impute is not None and impute not in IMPUTERS:
-        raise ValueError(
-            f"Received an invalid value for impute, expected one of {[None, *IMPUTERS]}. "
-            f"Received: impute={impute!r}. Use 'mean' or leave it unset."
+        raise invalid_value(
+            "impute", f"one of {[None, *IMPUTERS]}", f"impute={impute!r}", "Use 'mean' or leave it unset."
         )
 
 
@@ -480,9 +484,8 @@ def read_table(
 def split_indices(n_rows: int, test_size: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded shuffle of ``range(n_rows)`` into (train, test) index arrays."""
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or not 0.0 < test_size < 1.0:
-        raise ValueError(
-            f"Received an invalid value for test_size, expected a fraction strictly between 0 and 1. "
-            f"Received: test_size={test_size!r}. Use e.g. 0.2."
+        raise invalid_value(
+            "test_size", "a fraction strictly between 0 and 1", f"test_size={test_size!r}", "Use e.g. 0.2."
         )
     n_test = math.ceil(test_size * n_rows)
     n_train = n_rows - n_test
@@ -615,9 +618,8 @@ def load_user_data(
 
 def _check_block_rows(block_rows) -> int:
     if isinstance(block_rows, bool) or not isinstance(block_rows, numbers.Integral) or block_rows < 1:
-        raise ValueError(
-            f"Received an invalid value for block_rows, expected a positive integer. "
-            f"Received: block_rows={block_rows!r}. Use e.g. {BLOCK_ROWS}."
+        raise invalid_value(
+            "block_rows", "a positive integer", f"block_rows={block_rows!r}", f"Use e.g. {BLOCK_ROWS}."
         )
     return int(block_rows)
 

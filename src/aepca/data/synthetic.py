@@ -11,6 +11,7 @@ import numpy as np
 
 from aepca.data._dataset import Dataset
 from aepca.data.readers import split_indices
+from aepca.validation import invalid_value
 
 TEST_SIZE = 0.2
 IMAGE_SIDE = 28
@@ -18,19 +19,15 @@ IMAGE_SIDE = 28
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(
-            f"Received an invalid value for {name}, expected an integer >= {minimum}. "
-            f"Received: {name}={value!r}. Pass a whole number of at least {minimum}."
+        raise invalid_value(
+            name, f"an integer >= {minimum}", f"{name}={value!r}", f"Pass a whole number of at least {minimum}."
         )
     return int(value)
 
 
 def _check_noise(noise) -> float:
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not noise >= 0 or not np.isfinite(noise):
-        raise ValueError(
-            f"Received an invalid value for noise, expected a finite number >= 0. "
-            f"Received: noise={noise!r}. Use e.g. 0.05."
-        )
+        raise invalid_value("noise", "a finite number >= 0", f"noise={noise!r}", "Use e.g. 0.05.")
     return float(noise)
 
 
@@ -61,9 +58,8 @@ def low_rank(
     rank = _check_int("rank", rank, 1)
     noise = _check_noise(noise)
     if rank >= n_features:
-        raise ValueError(
-            f"Received an invalid value for rank, expected rank < n_features={n_features}. "
-            f"Received: rank={rank}. Lower rank or add features."
+        raise invalid_value(
+            "rank", f"rank < n_features={n_features}", f"rank={rank}", "Lower rank or add features."
         )
     rng = np.random.default_rng(seed)
     latent = rng.standard_normal((n_samples, rank))

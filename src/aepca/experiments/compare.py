@@ -23,6 +23,7 @@ from aepca.experiments.diagnostics import beats, check_comparison
 from aepca.recipes import Recipe, get_recipe
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
+from aepca.validation import invalid_value
 
 # How close a linear autoencoder must come to PCA for the sanity check to pass.
 LINEAR_TOLERANCE = 0.02
@@ -107,9 +108,10 @@ def versions() -> dict:
 
 def check_code_dim(code_dim: int, n_features: int) -> None:
     if not isinstance(code_dim, (int, np.integer)) or code_dim < 1 or code_dim >= n_features:
-        raise ValueError(
-            f"Received an invalid value for code_dim, expected an integer from 1 to "
-            f"{n_features - 1} (fewer than the {n_features} features). Received: code_dim={code_dim!r}"
+        raise invalid_value(
+            "code_dim",
+            f"an integer from 1 to {n_features - 1} (fewer than the {n_features} features)",
+            f"code_dim={code_dim!r}",
         )
 
 
@@ -155,7 +157,7 @@ def compare(
     ae_test_recon = estimator.reconstruct(x_test)
     ae_test_mse = mse(scaler.transform(ae_test_recon), space_test)
 
-    from aepca._backend import keras_backend
+    from aepca._keras import backend_name
 
     history = {key: value for key, value in estimator.history_.items() if isinstance(value, list)}
     units = scaler.units
@@ -168,7 +170,7 @@ def compare(
         "n_features": int(dataset.n_features),
         "n_components": int(code_dim),
         "recipe": recipe.name,
-        "backend": keras_backend(),
+        "backend": backend_name(),
         "seed": seed,
         "scale": scaler.method_,
         "scale_reason": scaler.reason_,

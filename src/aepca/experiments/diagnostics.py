@@ -77,9 +77,7 @@ def beats(candidate_mse: float, reference_mse: float) -> bool:
 
 def _hidden_layers(model):
     """The hidden Dense layers of an aepca autoencoder, by sub-model."""
-    from aepca._backend import load_keras
-
-    keras = load_keras()
+    from aepca._keras import keras
 
     for part in ("encoder", "decoder"):
         submodel = model.get_layer(part)
@@ -100,9 +98,9 @@ def _activation_name(layer) -> str:
 
 
 def _to_numpy(values) -> np.ndarray:
-    from aepca._backend import load_keras
+    from aepca._keras import ops
 
-    return np.asarray(load_keras().ops.convert_to_numpy(values), dtype=np.float64)
+    return np.asarray(ops.convert_to_numpy(values), dtype=np.float64)
 
 
 def _near_bounds(activation_name: str, out: np.ndarray) -> np.ndarray:
@@ -127,10 +125,8 @@ def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
 
     ``x_scaled`` are training rows in the estimator's error space.
     """
-    from aepca._backend import load_keras
+    from aepca._keras import keras
     from aepca.models import predict, without_gradients
-
-    keras = load_keras()
 
     x_net = estimator._to_network(x_scaled)
     codes = predict(estimator.encoder_, x_net)

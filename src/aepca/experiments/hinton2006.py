@@ -34,6 +34,7 @@ import numpy as np
 
 from aepca.data import load_dataset, load_mnist
 from aepca.pca import PCA
+from aepca.validation import invalid_value
 
 __all__ = [
     "FULL",
@@ -360,9 +361,8 @@ def _resolve_protocol(quick: bool, overrides: dict) -> Protocol:
             continue
         minimum = minimums.get(name, 1)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(
-                f"Received an invalid value for {name}, expected an integer >= {minimum}. "
-                f"Received: {name}={value!r}. Pass a larger {name} or leave it out."
+            raise invalid_value(
+                name, f"an integer >= {minimum}", f"{name}={value!r}", f"Pass a larger {name} or leave it out."
             )
         protocol = dataclasses.replace(protocol, **{name: int(value)})
     return protocol
@@ -462,7 +462,7 @@ def reproduce_hinton2006(
 
     _curves_rows(protocol, seed, progress, add, add_net)
 
-    from aepca._backend import keras_backend
+    from aepca._keras import backend_name
 
     settings = {
         "paper": "Hinton & Salakhutdinov, Science 313:504 (2006)",
@@ -473,7 +473,7 @@ def reproduce_hinton2006(
         "best_recipe": dict(BEST_RECIPE, validation_fraction=VALIDATION_FRACTION),
         "mnist": {"n_train": int(len(x)), "n_test": int(len(x_test)),
                   "best_recipe_validation": int(n_val)},
-        "backend": keras_backend(),
+        "backend": backend_name(),
         "dtype": "float32",
         "fig3_points": int(len(shown)),
         "total_seconds": time.perf_counter() - run_started,

@@ -18,6 +18,7 @@ from aepca.data import Dataset
 from aepca.experiments.compare import check_code_dim, compare, selection_note
 from aepca.experiments.diagnostics import beats
 from aepca.recipes import Recipe, get_recipe
+from aepca.validation import invalid_value
 
 SWEEP_JSON, SWEEP_PNG, REPORT_HTML = "sweep.json", "sweep.png", "report.html"
 
@@ -64,9 +65,8 @@ def check_code_dims(code_dims, n_features: int) -> list[int]:
     """Sorted, distinct code sizes, each from 1 to ``n_features - 1``."""
     dims = sorted(set(code_dims)) if isinstance(code_dims, (list, tuple, set, range, np.ndarray)) else None
     if not dims:
-        raise ValueError(
-            f"Received an invalid value for code_dims, expected a non-empty list of code sizes. "
-            f"Received: code_dims={code_dims!r}. Pass e.g. [1, 2, 5]."
+        raise invalid_value(
+            "code_dims", "a non-empty list of code sizes", f"code_dims={code_dims!r}", "Pass e.g. [1, 2, 5]."
         )
     for k in dims:
         check_code_dim(k, n_features)

@@ -1,0 +1,40 @@
+"""Reconstruction errors in float64, computed a block of rows at a time: the
+float64 errors of a whole data set at once would take several times its memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+BLOCK_ROWS = 8192
+
+Reconstruction = np.ndarray | Callable[[np.ndarray], np.ndarray]
+
+
+def squared_errors(x, reconstruction: Reconstruction) -> Iterator[np.ndarray]:
+    """Each block's squared errors in float64; ``reconstruction`` is an array
+    shaped like ``x`` or a function reconstructing a block of its rows."""
+    for start in range(0, len(x), BLOCK_ROWS):
+        block = x[start : start + BLOCK_ROWS]
+        rebuilt = reconstruction(block) if callable(reconstruction) else reconstruction[start : start + BLOCK_ROWS]
+        yield np.square(np.asarray(rebuilt, np.float64) - block)
+
+
+def sample_mse(x, reconstruction: Reconstruction) -> np.ndarray:
+    """Each row's mean squared error."""
+    errors = [block.mean(axis=1) for block in squared_errors(x, reconstruction)]
+    return np.concatenate(errors) if errors else np.zeros(0)
+
+
+def column_mse(x, reconstruction: Reconstruction) -> np.ndarray:
+    """Each column's mean squared error."""
+    total = np.zeros(np.shape(x)[1])
+    for block in squared_errors(x, reconstruction):
+        total += block.sum(axis=0)
+    return total / max(len(x), 1)
+
+
+def mse(x, reconstruction: Reconstruction) -> float:
+    """The mean squared error over every entry."""
+    return float(column_mse(x, reconstruction).mean())

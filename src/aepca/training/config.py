@@ -1,0 +1,173 @@
+"""How a network is trained: losses, optimizers, schedules, and the state a run can resume from."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from aepca._keras import keras, ops
+from aepca.validation import invalid_value
+
+
+class DivergenceError(RuntimeError):
+    """Training kept producing non-finite losses after every allowed retry."""
+
+
+def mse_per_sample(x, reconstruction):
+    return ops.mean(ops.square(reconstruction - x), axis=-1)
+
+
+def binary_crossentropy_per_sample(x, reconstruction):
+    return ops.mean(ops.binary_crossentropy(x, reconstruction), axis=-1)
+
+
+LOSSES: dict[str, Callable] = {
+    "mse": mse_per_sample,
+    "binary_crossentropy": binary_crossentropy_per_sample,
+}
+OPTIMIZERS: dict[str, Callable] = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "nadam": keras.optimizers.Nadam,
+}
+SCHEDULES = ("constant", "cosine")
+
+
+def _choose(options, value, what):
+    if value not in options:
+        raise invalid_value(what, f"one of {sorted(options)}", f"{what}={value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one network (docs/recipes.md says which values were measured).
+
+    ``schedule="cosine"`` warms the learning rate up linearly over
+    ``warmup_epochs`` then decays it along a cosine to ``min_lr_fraction`` of
+    its peak at the last step. ``restore_best`` keeps the weights with the
+    lowest validation loss, the starting weights included, so training can
+    never end worse on validation than where it began. ``patience`` stops
+    training once that many epochs passed without a lower validation loss
+    (``epochs`` is then the cap). ``beta_2`` is the decay rate of the
+    optimizer's second-moment average (Keras' name).
+    """
+
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    beta_2: float = 0.999
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    min_lr_fraction: float = 0.0
+    loss: str = "mse"
+    seed: int = 0
+    restore_best: bool = False
+    patience: int | None = None
+    max_divergence_retries: int = 3
+    chunks_per_epoch: int = 10
+    devices: int = 1
+
+    def __post_init__(self):
+        _choose(LOSSES, self.loss, "loss")
+        _choose(OPTIMIZERS, self.optimizer, "optimizer")
+        _choose(SCHEDULES, self.schedule, "schedule")
+        for name in ("epochs", "batch_size", "chunks_per_epoch", "devices", "patience"):
+            value = getattr(self, name)
+            if name == "patience" and value is None:
+                continue
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise invalid_value(name, "a positive integer", f"{name}={value!r}")
+        if self.batch_size % self.devices:
+            raise invalid_value(
+                "devices", f"a divisor of batch_size={self.batch_size} (each device takes an equal share of every batch)",
+                f"devices={self.devices}",
+            )
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
+            raise invalid_value("learning_rate", "a positive finite number", f"learning_rate={self.learning_rate!r}")
+        if not (isinstance(self.beta_2, (int, float)) and 0 < self.beta_2 < 1):
+            raise invalid_value("beta_2", "a number between 0 and 1 (exclusive)", f"beta_2={self.beta_2!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def steps_per_epoch(n_samples: int, batch_size: int) -> int:
+    return math.ceil(n_samples / batch_size)
+
+
+def make_optimizer(config: TrainConfig, n_samples: int) -> keras.optimizers.Optimizer:
+    learning_rate = config.learning_rate
+    if config.schedule == "cosine":
+        per_epoch = steps_per_epoch(n_samples, config.batch_size)
+        total = per_epoch * config.epochs
+        warmup = min(int(round(config.warmup_epochs * per_epoch)), total - 1)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate if warmup == 0 else 0.0,
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+            decay_steps=max(total - warmup, 1),
+            alpha=config.min_lr_fraction,
+        )
+    return OPTIMIZERS[config.optimizer](learning_rate=learning_rate, beta_2=config.beta_2)
+
+
+def epoch_permutation(seed: int, epoch: int, n_samples: int) -> np.ndarray:
+    """The shuffle of one epoch, a pure function of seed and epoch so a resumed
+    run sees exactly the batches an uninterrupted one would."""
+    return np.random.default_rng([seed, epoch]).permutation(n_samples)
+
+
+def checked_rows(rows, n_samples: int) -> np.ndarray:
+    """``rows`` as an array, once it is known to be a non-empty 1-D array of
+    integer row indices in ``[0, n_samples)``."""
+    rows = np.asarray(rows)
+    integers = rows.size > 0 and np.issubdtype(rows.dtype, np.integer)
+    low, high = (int(rows.min()), int(rows.max())) if integers else (None, None)
+    if rows.ndim != 1 or not integers or low < 0 or high >= n_samples:
+        raise invalid_value(
+            "rows", f"a non-empty 1-D array of row indices in [0, {n_samples})",
+            f"rows with shape {rows.shape} and dtype {rows.dtype}" + (f", from {low} to {high}" if integers else ""),
+        )
+    return rows
+
+
+@dataclass
+class TrainState:
+    """Host copies of everything needed to continue training exactly."""
+
+    trainable: list
+    non_trainable: list
+    optimizer: list
+    epoch: int
+    lr_scale: float
+    history: dict = field(default_factory=dict)
+    best: tuple[float, list, list] | None = None
+
+    @staticmethod
+    def capture(trainable, non_trainable, optimizer, epoch, lr_scale, history, best):
+        to_host = lambda values: [np.array(v) for v in values]  # noqa: E731
+        return TrainState(
+            to_host(trainable), to_host(non_trainable), to_host(optimizer), epoch, lr_scale,
+            copy_history(history), best,
+        )
+
+
+class EpochCallback(Protocol):
+    """Called after every epoch with the number of epochs done, the history so
+    far and a function returning a :class:`TrainState` to resume from."""
+
+    def __call__(self, epoch: int, history: dict, snapshot: Callable[[], TrainState]) -> None: ...
+
+
+def copy_history(history: dict) -> dict:
+    """Per-epoch lists copied; scalars (the starting validation loss) as they are."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in history.items()}
+
+
+def empty_history() -> dict:
+    return {"loss": [], "val_loss": [], "val_mse": [], "seconds": [], "lr_scale": []}

@@ -1,0 +1,87 @@
+"""Training through ``model.fit``, for the backends without aepca's compiled JAX path."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from aepca._keras import keras, ops
+from aepca.models import predict
+from aepca.training.config import LOSSES, make_optimizer, mse_per_sample, steps_per_epoch
+from aepca.training.loop import Runner
+
+# Backends trained through model.fit: correct, slower than JAX's compiled chunks.
+FIT_BACKENDS = ("tensorflow", "torch")
+# Training steps per call into the compiled step function, by backend: on
+# TensorFlow one call per step costs model.fit Python overhead every step;
+# PyTorch's trainer takes only 1. XLA (jit_compile) stays as Keras decides.
+STEPS_PER_EXECUTION = {"tensorflow": 64}
+EVAL_BATCH = 4096
+
+
+class KerasFitRunner(Runner):
+    """``model.fit`` one epoch at a time, for backends without the compiled path."""
+
+    def __init__(self, model, x, x_val, config, rows=None):
+        super().__init__(model, x, x_val, config, rows)
+        self.lr_scale = 1.0
+        # A second model over the same layers (so the same weights) is the one
+        # compiled and fitted: the model itself stays uncompiled, as on JAX, and
+        # saves without an optimizer or a loss function in its file.
+        self.trainer = keras.Model(model.inputs, model.outputs, name=f"{model.name}_trainer")
+        self._compile()
+
+    def _compile(self):
+        self.trainer.compile(
+            optimizer=self.optimizer,
+            loss=LOSSES[self.config.loss],
+            steps_per_execution=STEPS_PER_EXECUTION.get(keras.backend.backend(), 1),
+        )
+
+    def _rescale_learning_rate(self, lr_scale):
+        """Swap in an optimizer at the scaled rate that keeps the old one's state."""
+        old = self.optimizer
+        scaled = dataclasses.replace(self.config, learning_rate=self.config.learning_rate * lr_scale)
+        self.optimizer = make_optimizer(scaled, self.n_train)
+        self.optimizer.build(self.model.trainable_variables)
+        for new_variable, old_variable in zip(self.optimizer.variables, old.variables):
+            if "learning_rate" not in new_variable.path:
+                new_variable.assign(old_variable)
+        self.lr_scale = lr_scale
+        self._compile()
+
+    def state(self):
+        return (
+            [np.array(v) for v in self.model.trainable_variables],
+            [np.array(v) for v in self.model.non_trainable_variables],
+            [np.array(v) for v in self.optimizer.variables],
+        )
+
+    def set_state(self, trainable, non_trainable, optimizer):
+        for variable, value in zip(self.model.trainable_variables, trainable):
+            variable.assign(value)
+        for variable, value in zip(self.model.non_trainable_variables, non_trainable):
+            variable.assign(value)
+        for variable, value in zip(self.optimizer.variables, optimizer):
+            if "learning_rate" not in variable.path:
+                variable.assign(value)
+
+    def run_epoch(self, epoch, lr_scale, tick):
+        if lr_scale != self.lr_scale:
+            self._rescale_learning_rate(lr_scale)
+        rows = self.x[self.epoch_order(epoch)]  # one copy serves as inputs and targets
+        result = self.trainer.fit(rows, rows, batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0)
+        tick(steps_per_epoch(self.n_train, self.config.batch_size))
+        return float(result.history["loss"][-1])
+
+    def evaluate(self, x):
+        loss_per_sample = LOSSES[self.config.loss]
+        loss = mse = 0.0
+        for start in range(0, len(x), EVAL_BATCH):
+            xb = x[start : start + EVAL_BATCH]
+            # As numpy on every backend, and on PyTorch without recording gradients.
+            reconstruction = predict(self.model, xb)
+            loss += float(ops.convert_to_numpy(ops.sum(loss_per_sample(xb, reconstruction))))
+            mse += float(ops.convert_to_numpy(ops.sum(mse_per_sample(xb, reconstruction))))
+        return loss / len(x), mse / len(x)

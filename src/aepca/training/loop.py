@@ -1,0 +1,183 @@
+"""The epoch loop every backend shares: validation, best weights, patience, divergence."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from aepca.training.config import (
+    DivergenceError,
+    TrainConfig,
+    TrainState,
+    checked_rows,
+    copy_history,
+    empty_history,
+    epoch_permutation,
+    make_optimizer,
+    steps_per_epoch,
+)
+
+
+class Runner:
+    """One training run; a backend supplies the state, an epoch and an evaluation."""
+
+    def __init__(self, model, x, x_val, config: TrainConfig, rows=None):
+        self.model = model
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        # int32 is what the compiled chunks index with.
+        self.rows = None if rows is None else checked_rows(rows, len(self.x)).astype(np.int32, copy=False)
+        self.n_train = len(self.x) if self.rows is None else len(self.rows)
+        self.x_val = None if x_val is None else np.ascontiguousarray(x_val, dtype=np.float32)
+        self.config = config
+        self.optimizer = make_optimizer(config, self.n_train)
+        self.optimizer.build(model.trainable_variables)
+
+    # Backend-specific pieces -------------------------------------------------
+    def state(self) -> tuple[list, list, list]:
+        raise NotImplementedError
+
+    def set_state(self, trainable, non_trainable, optimizer) -> None:
+        raise NotImplementedError
+
+    def run_epoch(self, epoch: int, lr_scale: float, tick: Callable[[int], None]) -> float:
+        """Train one epoch; return the mean training loss."""
+        raise NotImplementedError
+
+    def evaluate(self, x: np.ndarray) -> tuple[float, float]:
+        """Mean loss and mean squared error of reconstructing ``x``."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Write the final state into the Keras variables."""
+
+    # Shared loop -------------------------------------------------------------
+    def run(self, *, progress, callbacks, resume: TrainState | None) -> dict:
+        config = self.config
+        history = empty_history()
+        lr_scale, start_epoch, best = 1.0, 0, None
+        if resume is not None:
+            self.set_state(resume.trainable, resume.non_trainable, resume.optimizer)
+            history = copy_history(resume.history)
+            lr_scale, start_epoch, best = resume.lr_scale, resume.epoch, resume.best
+        elif config.restore_best and self.x_val is not None:
+            # The starting point competes too: a PCA-initialised model can
+            # then never end worse on validation than PCA.
+            val_loss, _ = self.evaluate(self.x_val)
+            best = (val_loss, *self._host_weights())
+            history["start_val_loss"] = val_loss
+
+        bar = _EpochBar(config.epochs, start_epoch, steps_per_epoch(self.n_train, config.batch_size)) if progress else None
+        started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
+        epoch, retries = start_epoch, 0
+        try:
+            while epoch < config.epochs:
+                before = [[np.array(v) for v in part] for part in self.state()]
+                loss = self.run_epoch(epoch, lr_scale, bar.update if bar else _ignore)
+                if not (math.isfinite(loss) and self._weights_finite()):
+                    retries += 1
+                    if retries > config.max_divergence_retries:
+                        self.set_state(*before)
+                        self.finish()  # the model keeps the weights from before the failing epoch
+                        raise DivergenceError(
+                            f"Training diverged (non-finite loss) in epoch {epoch + 1} even at "
+                            f"{lr_scale:g} x the learning rate {config.learning_rate:g}. "
+                            "Lower learning_rate or scale the data (scale='standard')."
+                        )
+                    lr_scale *= 0.1
+                    warnings.warn(
+                        f"Loss became non-finite in epoch {epoch + 1}; restored the weights from "
+                        f"the start of the epoch and retrying at {lr_scale:g} x the learning rate.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    self.set_state(*before)
+                    if bar:
+                        bar.reset_epoch(epoch)
+                    continue
+                history["loss"].append(loss)
+                if self.x_val is not None:
+                    val_loss, val_mse = self.evaluate(self.x_val)
+                    history["val_loss"].append(val_loss)
+                    history["val_mse"].append(val_mse)
+                    if config.restore_best and (best is None or val_loss < best[0]):
+                        best = (val_loss, *self._host_weights())
+                history["seconds"].append(time.perf_counter() - started)
+                history["lr_scale"].append(lr_scale)
+                epoch += 1
+                if self._out_of_patience(history):
+                    history["stopped_early"] = epoch
+                    epoch = config.epochs
+                if bar:
+                    bar.set_postfix(history)
+                snapshot = lambda e=epoch: TrainState.capture(  # noqa: E731
+                    *self.state(), e, lr_scale, history, best
+                )
+                for callback in callbacks:
+                    callback(epoch, history, snapshot)
+        finally:
+            if bar:
+                bar.close()
+        if config.restore_best and best is not None:
+            self._restore_weights(best[1], best[2])
+            history["best_val_loss"] = best[0]
+        self.finish()
+        return history
+
+    def _out_of_patience(self, history: dict) -> bool:
+        """Whether ``patience`` epochs have passed since the lowest validation
+        loss (the starting point counting as epoch 0)."""
+        losses = history["val_loss"]
+        if self.config.patience is None or not losses:
+            return False
+        best_epoch = int(np.argmin(losses)) + 1 if min(losses) < history.get("start_val_loss", math.inf) else 0
+        return len(losses) - best_epoch >= self.config.patience
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The rows of ``x`` in the order epoch ``epoch`` visits them."""
+        order = epoch_permutation(self.config.seed, epoch, self.n_train)
+        return order if self.rows is None else self.rows[order]
+
+    def _host_weights(self):
+        trainable, non_trainable, _ = self.state()
+        return [np.array(v) for v in trainable], [np.array(v) for v in non_trainable]
+
+    def _restore_weights(self, trainable, non_trainable):
+        _, _, optimizer = self.state()
+        self.set_state(trainable, non_trainable, optimizer)
+
+    def _weights_finite(self) -> bool:
+        return all(bool(np.all(np.isfinite(np.asarray(v)))) for v in self.state()[0])
+
+
+def _ignore(_steps: int) -> None:
+    pass
+
+
+class _EpochBar:
+    """A tqdm bar counting optimizer steps across all epochs."""
+
+    def __init__(self, epochs, start_epoch, per_epoch):
+        from tqdm.auto import tqdm
+
+        self.per_epoch = per_epoch
+        self.bar = tqdm(total=epochs * per_epoch, initial=start_epoch * per_epoch, unit="step", desc="training", leave=False)
+
+    def update(self, steps):
+        self.bar.update(steps)
+
+    def reset_epoch(self, epoch):
+        self.bar.n = epoch * self.per_epoch
+        self.bar.refresh()
+
+    def set_postfix(self, history):
+        postfix = {"loss": f"{history['loss'][-1]:.4f}"}
+        if history["val_loss"]:
+            postfix["val"] = f"{history['val_loss'][-1]:.4f}"
+        self.bar.set_postfix(postfix)
+
+    def close(self):
+        self.bar.close()

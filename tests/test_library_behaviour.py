@@ -1,0 +1,237 @@
+"""Importing and using aepca changes nothing outside aepca; the command tunes its own process only.
+
+The process-wide facts are read in fresh interpreters, where aepca is the first to import Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import aepca.cli
+import aepca.compilation_cache
+
+jax_only = pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "jax") != "jax", reason="JAX's cache only")
+
+
+def run_python(code: str, *, keras_home, **env) -> dict:
+    """``code`` run in a fresh interpreter without any aepca or Keras setting; its last line, as JSON."""
+    removed = ("KERAS_BACKEND", "AEPCA_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")
+    environment = {k: v for k, v in os.environ.items() if k not in removed}
+    environment.update(env, KERAS_HOME=str(keras_home), PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+USE_AEPCA = """
+    import json, os, subprocess, sys
+    import jax, numpy as np
+
+    def process_state():
+        finders = [f"{type(finder).__module__}.{type(finder).__qualname__}" for finder in sys.meta_path]
+        return {"meta_path": finders, "environ": dict(os.environ),
+                "jax": {name: repr(value) for name, value in jax.config.values.items()}}
+
+    before = process_state()
+    from aepca import Autoencoder, load_model
+    x = np.random.default_rng(0).random((64, 5)).astype(np.float32)
+    model = Autoencoder(2, hidden=(4,), epochs=1, random_state=0).fit(x)
+    codes = model.transform(x)
+    loaded = load_model(model.save(sys.argv[1]))
+    after = process_state()
+    import keras, matplotlib
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('KERAS_BACKEND'))"],
+                           capture_output=True, text=True).stdout.strip()
+    print(json.dumps({
+        "before": before, "after": after,
+        "same_codes": bool(np.array_equal(loaded.transform(x), codes)),
+        "aepca_module_types": sorted(name for name, module in sys.modules.items()
+                                     if module is not None and not name.startswith("aepca")
+                                     and type(module).__module__.startswith("aepca")),
+        "backend": keras.backend.backend(),
+        "string_lookup": np.asarray(keras.layers.StringLookup(vocabulary=["a", "b"])(np.array(["b", "a", "c"]))).tolist(),
+        "pyplot_backend": plt.get_backend(),
+        "child_keras_backend": child,
+    }))
+"""
+
+
+THIRD_PARTY_IMPORTS = """
+    import json, os, sys
+    environ, finders = dict(os.environ), list(sys.meta_path)
+    os.environ["KERAS_BACKEND"] = "jax"  # as if aepca had imported Keras first
+    import keras, h5py
+    try:
+        import tensorflow
+    except ImportError:
+        pass
+    del os.environ["KERAS_BACKEND"]
+    print(json.dumps({"environ": {k: v for k, v in os.environ.items() if environ.get(k) != v},
+                      "meta_path": [f"{type(f).__module__}.{type(f).__qualname__}" for f in sys.meta_path if f not in finders]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def used(tmp_path_factory):
+    """What a fresh interpreter saw around fitting, transforming, saving and loading a tiny model,
+    and what importing Keras and the libraries Keras imports to save (TensorFlow, where installed,
+    and h5py) changes by itself."""
+    folder = tmp_path_factory.mktemp("use")
+    code = USE_AEPCA.replace("sys.argv[1]", repr(str(folder / "model")))
+    return {**run_python(code, keras_home=folder / "keras-home"),
+            "third_party": run_python(THIRD_PARTY_IMPORTS, keras_home=folder / "keras-home")}
+
+
+def test_using_aepca_leaves_the_process_as_it_was(used):
+    assert used["same_codes"]
+    third_party = used["third_party"]
+    assert sorted(used["after"]["meta_path"]) == sorted(used["before"]["meta_path"] + third_party["meta_path"])
+    assert used["after"]["environ"] == {**used["before"]["environ"], **third_party["environ"]}
+    assert used["after"]["jax"] == used["before"]["jax"]
+    assert used["aepca_module_types"] == []
+
+
+def test_aepca_uses_jax_without_exporting_it_to_child_processes(used):
+    assert used["backend"] == "jax"
+    assert used["child_keras_backend"] == "None"
+
+
+def test_keras_layers_needing_tensorflow_still_work(used):
+    assert used["string_lookup"] == [2, 1, 0]
+
+
+def test_matplotlib_backend_can_still_be_chosen(used):
+    assert used["pyplot_backend"] == "svg"
+
+
+BACKEND_CHOICE = """
+    import json, sys
+    if sys.argv[1] == "keras first":
+        import keras
+    from aepca._keras import backend_name, keras
+    print(json.dumps({"aepca": backend_name(), "keras": keras.backend.backend()}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "env", "expected"),
+    [
+        ("aepca first", {}, "jax"),  # keras.json's backend is Keras' own default, not aepca's
+        ("aepca first", {"KERAS_BACKEND": "numpy"}, "numpy"),
+        ("keras first", {}, "numpy"),  # Keras imported already (here on keras.json's backend)
+    ],
+)
+def test_backend_is_keras_backend_else_the_imported_keras_else_jax(tmp_path, case, env, expected):
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "numpy"}))
+    report = run_python(BACKEND_CHOICE.replace("sys.argv[1]", repr(case)), keras_home=tmp_path, **env)
+    assert report == {"aepca": expected, "keras": expected}
+    assert json.loads((tmp_path / "keras.json").read_text()) == {"backend": "numpy"}
+
+
+COMMAND_PROCESS = """
+    import json, sys, time
+    import numpy as np
+    from aepca import Autoencoder
+    from aepca import cli
+    cli.main = lambda: 0
+    sys.argv = ["aepca", "compare", "--help"]
+    try:
+        cli.console()
+    except SystemExit:
+        pass
+    x = np.random.default_rng(0).random((64, 5)).astype(np.float32)
+    Autoencoder(2, hidden=(4,), epochs=1, random_state=0).fit(x).save(sys.argv[1])
+    import jax
+    print(json.dumps({"tensorflow_imported": "tensorflow" in sys.modules, "cache": jax.config.jax_compilation_cache_dir}))
+"""
+
+
+@jax_only
+def test_the_command_process_caches_compilations_and_saves_without_importing_tensorflow(tmp_path):
+    code = COMMAND_PROCESS.replace("sys.argv[1]", repr(str(tmp_path / "model")))
+    report = run_python(code, keras_home=tmp_path, AEPCA_COMPILATION_CACHE=str(tmp_path / "cache"))
+    assert report == {"tensorflow_imported": False, "cache": str(tmp_path / "cache")}
+
+
+def test_help_tunes_nothing(monkeypatch):
+    calls = []
+    monkeypatch.setattr(aepca.compilation_cache, "enable_compilation_cache", lambda: calls.append(True))
+    monkeypatch.setattr(aepca.cli, "main", lambda: 0)
+    monkeypatch.setattr(sys, "argv", ["aepca", "--help"])
+    with pytest.raises(SystemExit):
+        aepca.cli.console()
+    assert calls == []
+
+
+def test_every_subcommand_is_one_the_command_tunes_for():
+    parser = aepca.cli.build_parser()
+    subcommands = next(action for action in parser._actions if action.dest == "command").choices
+    assert sorted(subcommands) == sorted(aepca.cli.COMMANDS)
+
+
+CACHED_FIT = """
+    import json, os
+    import jax, numpy as np
+    from aepca import Autoencoder, enable_compilation_cache
+    hits = []
+    jax.monitoring.register_event_listener(lambda event, **_: hits.append(event) if "cache_hits" in event else None)
+    directory = enable_compilation_cache()
+    X = np.random.default_rng(0).random((128, 6)).astype(np.float32)
+    model = Autoencoder(2, recipe="classic", hidden=(4,), epochs=2, batch_size=32, random_state=0).fit(X)
+    print(json.dumps({"directory": None if directory is None else str(directory),
+                      "files": sorted(os.listdir(directory)) if directory else [],
+                      "codes": model.transform(X).tolist(), "cache_hits": len(hits)}))
+"""
+
+
+@jax_only
+def test_compilation_cache_is_written_then_reused_with_identical_results(tmp_path):
+    cache = str(tmp_path / "cache")
+    first = run_python(CACHED_FIT, keras_home=tmp_path, AEPCA_COMPILATION_CACHE=cache)
+    second = run_python(CACHED_FIT, keras_home=tmp_path, AEPCA_COMPILATION_CACHE=cache)
+    assert first["directory"] == cache and first["files"]
+    assert first["cache_hits"] == 0 and second["cache_hits"] > 0
+    assert second["codes"] == first["codes"]
+
+
+@jax_only
+def test_compilation_cache_is_off_when_switched_off_or_unwritable(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    report = run_python(
+        f"""
+        import json, jax, os
+        from aepca.compilation_cache import enable_compilation_cache
+        answers = {{}}
+        for setting in ("off", "0", "OFF"):
+            os.environ["AEPCA_COMPILATION_CACHE"] = setting
+            answers[setting] = enable_compilation_cache()
+        answers["unwritable"] = enable_compilation_cache({str(blocker / "cache")!r})
+        answers["jax_setting"] = jax.config.jax_compilation_cache_dir
+        print(json.dumps(answers))
+        """,
+        keras_home=tmp_path,
+    )
+    assert report == {"off": None, "0": None, "OFF": None, "unwritable": None, "jax_setting": None}
+
+
+@jax_only
+def test_compilation_cache_leaves_a_users_jax_setting_alone(tmp_path):
+    report = run_python(CACHED_FIT, keras_home=tmp_path, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "users"),
+                        AEPCA_COMPILATION_CACHE=str(tmp_path / "mine"))
+    assert report["directory"] == str(tmp_path / "users")
+    assert not (tmp_path / "mine").exists()
+
+
+def test_compilation_cache_does_not_apply_to_other_backends(monkeypatch):
+    monkeypatch.setattr(aepca.compilation_cache, "backend_name", lambda: "tensorflow")
+    assert aepca.compilation_cache.enable_compilation_cache("/nonexistent/never-created") is None
