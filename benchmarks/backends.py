@@ -1,7 +1,7 @@
 """aepca's classic recipe on each Keras backend, alternating fresh processes.
 
 JAX trains through aepca's compiled chunks; TensorFlow and PyTorch through Keras' own
-``model.fit`` (``aepca.training._KerasFitRunner``). Each run is the benchmark worker's
+model.fit (aepca.training.fit_runner). Each run is the benchmark worker's
 ``classic`` task (``benchmarks/worker.py``) with ``KERAS_BACKEND`` set, on all of MNIST.
 
     .venv/bin/python benchmarks/backends.py [--repeats 3] [--epochs 2] [--out docs]
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from report import fmt, machine_section, table
-from run import ROOT, THRESHOLDS, derive, load_average, machine, spawn, summarise
+from run import ROOT, derive, load_average, machine, spawn, summarise
 
 BACKENDS = ("jax", "tensorflow", "torch")
 METRICS = ("epoch_s", "first_epoch_s", "final_test_mse", "peak_rss_mib", "process_wall_s")
@@ -82,7 +82,7 @@ def main(argv=None) -> Path:
     runs = []
     for repeat in range(args.repeats):
         for backend in BACKENDS:
-            spec = {"n_train": None, "n_test": None, "epochs": args.epochs, "seed": repeat, "early_threshold": THRESHOLDS["pca2"]}
+            spec = {"n_train": None, "n_test": None, "epochs": args.epochs, "seed": repeat}
             run = derive(spawn("classic", spec, backend))
             run.update(key=backend, repeat=repeat)
             runs.append(run)

@@ -164,7 +164,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args(argv)
 
-    from aepca._backend import enable_compilation_cache
+    from aepca.compilation_cache import enable_compilation_cache
 
     # A fresh cache: the first aepca run compiles, the later ones load its programs, as a
     # user's second run would.

@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/run.py [--repeats N] [--quick] [--out DIR]
 
-Every run is its own fresh process (``benchmarks/worker.py``), so imports, start-up and peak
-RSS belong to that run alone, and the contenders alternate run by run (A B C A B C ...) so
-that slow phases of a shared machine hit all of them alike. Ratios are taken within a repeat
+Every run is its own fresh process (``benchmarks/worker.py``, which drives aepca through its
+public API only), so imports, start-up and peak RSS belong to that run alone, and the
+contenders alternate run by run (A B C A B C ...) so that slow phases of a shared machine hit
+all of them alike. Ratios are taken within a repeat
 and their median reported. Raw numbers and medians go to ``benchmarks.json``;
 ``benchmarks.md`` is rendered from that file by ``benchmarks/report.py`` and never edited.
 
@@ -37,11 +38,10 @@ WORKER = Path(__file__).resolve().parent / "worker.py"
 # Test MSE of PCA(2) on MNIST, and the level the classic recipe ends at after 5 epochs.
 THRESHOLDS = {"pca2": 0.0557, "target": 0.0407}
 TRAINING = ("reference", "classic", "fast")
-START_UP_ONLY = ("classic", "fast")
 BACKENDS = {"reference": "tensorflow", "classic": "jax", "fast": "jax"}
 PCA_CASES = tuple((dtype, impl) for dtype in ("float32", "float64") for impl in ("aepca", "sklearn"))
 GEMM = {"shape": (128, 784, 512), "samples": 7, "sample_s": 0.3}
-# Timed epochs per process of aepca's runner against plain JAX (after one untimed epoch each).
+# Timed epochs per process of aepca.training.train against plain JAX (after one untimed epoch each).
 EPOCH_PAIRS = 4
 PACKAGES = ("keras", "jax", "jaxlib", "tensorflow-cpu", "tensorflow", "torch", "numpy", "scipy", "scikit-learn")
 
@@ -99,7 +99,8 @@ def epoch_seconds(cumulative: list[float]) -> list[float]:
 
 
 def time_to(run: dict, threshold: float):
-    """Training-loop seconds at the end of the first epoch whose test MSE is below ``threshold``."""
+    """Training-loop seconds at the end of the first epoch whose test MSE is below ``threshold``
+    (None where it never was, or where the test MSE was not measured per epoch)."""
     for epoch, (value, seconds) in enumerate(zip(run["test_mse"], run["seconds"]), start=1):
         if value < threshold:
             return seconds, epoch
@@ -108,28 +109,26 @@ def time_to(run: dict, threshold: float):
 
 def derive(run: dict) -> dict:
     per_epoch = epoch_seconds(run["seconds"])
-    # The reference has no persistent cache: every one of its starts is the same, so it is the
-    # baseline of both start-up rows.
+    # The reference (and any run off JAX) has no persistent cache: every one of its starts is
+    # the same, so it counts in both start-up rows.
     cache = run["compilation_cache"]
+    done = run["first_epoch_done_s"]
     derived = {
-        "first_step_cold_s": run["first_step_s"] if cache in ("cold", "none") else None,
-        "first_step_warm_s": run["first_step_s"] if cache in ("warm", "none") else None,
-        "first_epoch_s": per_epoch[0],
+        "first_epoch_done_cold_s": done if cache in ("cold", "none") else None,
+        "first_epoch_done_warm_s": done if cache in ("warm", "none") else None,
+        "first_epoch_s": per_epoch[0] if per_epoch else None,
         "epoch_s": statistics.median(per_epoch[1:]) if len(per_epoch) > 1 else None,
-        "train_loop_s": run["seconds"][-1],
+        "train_loop_s": run["seconds"][-1] if per_epoch else None,
     }
     for name, threshold in THRESHOLDS.items():
         derived[f"time_to_{name}_s"], derived[f"epochs_to_{name}"] = time_to(run, threshold)
-    # The early probe stops at the first value below PCA(2)'s test MSE.
-    early = [seconds for seconds, value in run["early_test_mse"] if value < THRESHOLDS["pca2"]]
-    derived["time_to_pca2_early_s"] = early[0] if early else None
     run.update(epoch_seconds=per_epoch, **derived)
     return run
 
 
 TRAINING_METRICS = (
-    "first_step_cold_s", "first_step_warm_s", "fit_start_s", "epoch_s", "first_epoch_s", "train_loop_s", "fit_wall_s",
-    "time_to_pca2_s", "time_to_pca2_early_s", "time_to_target_s", "epochs_to_pca2", "epochs_to_target", "final_test_mse",
+    "first_epoch_done_cold_s", "first_epoch_done_warm_s", "fit_start_s", "epoch_s", "first_epoch_s", "train_loop_s",
+    "fit_wall_s", "time_to_pca2_s", "time_to_target_s", "epochs_to_pca2", "epochs_to_target", "final_test_mse",
     "peak_rss_mib", "process_wall_s",
 )
 
@@ -251,12 +250,6 @@ def parse_args(argv):
     return args
 
 
-def start_up_repeats(args) -> int:
-    """Start-up-only runs per recipe: each takes a few seconds, so more of them than of the
-    training runs, to see through this machine's noise."""
-    return args.repeats if args.quick else 3 * args.repeats
-
-
 def epochs_for(task: str, quick: bool) -> int | None:
     """The reference runs the copied recipe's 5 epochs; aepca's recipes run their own
     (None: the recipe's default), so each is timed as its users would run it."""
@@ -280,23 +273,10 @@ def main(argv=None) -> Path:
     training = []
     order = [(repeat, task) for repeat in range(args.repeats) for task in TRAINING]
     for i, (repeat, task) in enumerate(order, 1):
-        run = derive(spawn(task, {**data, "epochs": epochs_for(task, args.quick), "seed": repeat, "early_threshold": THRESHOLDS["pca2"]}, BACKENDS[task]))
+        run = derive(spawn(task, {**data, "epochs": epochs_for(task, args.quick), "seed": repeat}, BACKENDS[task]))
         run.update(key=task, repeat=repeat)
         training.append(run)
         announce(i, len(order), f"{task} seed={repeat}", report.describe_training_run(run))
-
-    # Start-up alone: the aepca recipes alternating with nothing else between them (their
-    # training runs above each follow a reference run), every run with a filled cache and
-    # stopped once its first chunk is done.
-    start_up_only = []
-    order = [(repeat, task) for repeat in range(start_up_repeats(args)) for task in START_UP_ONLY]
-    for i, (repeat, task) in enumerate(order, 1):
-        spec = {**data, "epochs": 1, "seed": repeat, "early_threshold": THRESHOLDS["pca2"], "first_chunk_only": True}
-        run = spawn(task, spec, BACKENDS[task])
-        run.update(key=task, repeat=repeat)
-        start_up_only.append(run)
-        announce(i, len(order), f"start-up only, {task}",
-                 f"first chunk done at {run['first_step_s']:.2f} s ({run['compilation_cache']} compilation cache)")
 
     compare_runs = []
     for repeat in range(args.repeats):
@@ -332,11 +312,11 @@ def main(argv=None) -> Path:
         run = spawn("epoch_pair", {**data, "epochs": 1 if args.quick else EPOCH_PAIRS, "seed": repeat})
         run.update(repeat=repeat)
         epoch_pairs.append(run)
-        announce(repeat + 1, args.repeats, "classic epochs, aepca vs plain JAX",
+        announce(repeat + 1, args.repeats, "classic epochs, aepca then plain JAX",
                  ", ".join(f"{a:.2f}/{p:.2f} s" for a, p in zip(run["seconds"]["aepca"], run["seconds"]["plain_jax"])))
 
     results = {
-        "schema": 1,
+        "schema": 2,
         "command": command_line(argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
@@ -346,14 +326,13 @@ def main(argv=None) -> Path:
             "training_order": list(TRAINING), "backends": BACKENDS, "gemm": GEMM,
         },
         "machine": {**machine(), "load_average_before": load_before, "load_average_after": load_average()},
-        "runs": {"training": training, "start_up_only": start_up_only, "compare": compare_runs, "imports": imports,
+        "runs": {"training": training, "compare": compare_runs, "imports": imports,
                  "pca": pca, "gemm": gemm, "epoch_pairs": epoch_pairs},
         "summary": {
             "training": summarise(training, TRAINING, TRAINING_METRICS),
             "compare": {"wall_s": median_or_none([r["wall_s"] for r in compare_runs]),
                         "peak_rss_mib": median_or_none([r["peak_rss_mib"] for r in compare_runs])},
-            "start_up": summarise_start_up(training, imports),
-            "start_up_only": summarise_start_up_only(start_up_only),
+            "imports": summarise_imports(imports),
             "pca": summarise_pca(pca),
             "floor": floor(gemm, training, data),
             "epoch_pairs": summarise_epoch_pairs(epoch_pairs),
@@ -368,61 +347,10 @@ def main(argv=None) -> Path:
     return args.out
 
 
-# Where start-up goes: (label, stage reached, stage before it), seconds since process start.
-START_UP_STAGES = (
-    ("interpreter and imports (MNIST read meanwhile on a second thread)", "fit_start_s", None),
-    ("fit → network built, optimizer ready (`fast`: validation split)", "runner_ready_s", "fit_start_s"),
-    ("→ first chunk called (`fast`: the start scored on the validation rows)", "first_chunk_called_s", "runner_ready_s"),
-    ("tracing and lowering the first chunk (filled cache: from its saved trace)", "trace_s", "delta"),
-    ("compiling it (filled cache: loading it)", "compile_s", "delta"),
-    ("running it", "first_step_s", "run"),
-)
-
-
-def start_up_stages(stages: dict) -> dict:
-    """Seconds spent in each stage of one aepca run's start."""
-    spent = {}
-    for label, reached, before in START_UP_STAGES:
-        if before == "delta":
-            spent[label] = stages[reached]
-        elif before == "run":
-            spent[label] = stages[reached] - stages["first_chunk_called_s"] - stages["trace_s"] - stages["compile_s"]
-        else:
-            spent[label] = stages[reached] - (stages[before] if before else 0.0)
-    return spent
-
-
-def median_stages(runs: list[dict]) -> dict:
-    """Median seconds per start-up stage over runs."""
-    spent = [start_up_stages(run["stages"]) for run in runs]
-    return {label: statistics.median(s[label] for s in spent) for label, *_ in START_UP_STAGES}
-
-
-def summarise_start_up_only(runs: list[dict]) -> dict:
-    """Per recipe: every run's seconds to the first chunk done, their median, and each stage's median."""
-    summary = {}
-    for key in START_UP_ONLY:
-        mine = [run for run in runs if run["key"] == key]
-        if mine:
-            summary[key] = {
-                "first_step_s": [run["first_step_s"] for run in mine],
-                "median_s": statistics.median(run["first_step_s"] for run in mine),
-                "stages": median_stages(mine),
-            }
-    return summary
-
-
-def summarise_start_up(training: list[dict], imports: list[dict]) -> dict:
-    """Median seconds per start-up stage for each aepca recipe and cache state, and the median
-    time at which each group of imports is done."""
-    by_case = {}
-    for run in training:
-        if "stages" in run:
-            by_case.setdefault(f"{run['key']}/{run['compilation_cache']}", []).append(run)
-    stages = {case: median_stages(runs) | {"n_runs": len(runs)} for case, runs in by_case.items()}
+def summarise_imports(imports: list[dict]) -> dict:
+    """The median time (seconds since process start) at which each group of imports is done."""
     names = [name for name, _ in imports[0]["marks"]] if imports else []
-    marks = {name: statistics.median(dict(run["marks"])[name] for run in imports) for name in names}
-    return {"stages": stages, "imports": marks}
+    return {name: statistics.median(dict(run["marks"])[name] for run in imports) for name in names}
 
 
 def summarise_pca(runs: list[dict]) -> dict:
@@ -458,8 +386,8 @@ def floor(gemm: list[dict], training: list[dict], data: dict) -> dict:
 
 
 def summarise_epoch_pairs(runs: list[dict]) -> dict:
-    """Medians of both contenders' epochs and of the ratio within each pair (same process,
-    back to back, alternating which goes first)."""
+    """Medians of both contenders' epochs and of the ratio within each pair (aepca's epoch k
+    against plain JAX's epoch k of the same process: aepca's epochs first, then plain JAX's)."""
     aepca = [s for run in runs for s in run["seconds"]["aepca"]]
     plain = [s for run in runs for s in run["seconds"]["plain_jax"]]
     final_loss = [(run["loss"]["aepca"][-1], run["loss"]["plain_jax"][-1]) for run in runs]

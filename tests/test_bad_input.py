@@ -8,6 +8,8 @@ input with a clear ValueError or gives finite output, never anything else.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,16 +42,20 @@ def truncated_npz(tmp_path):
     return full.read_bytes()[:200]
 
 
-# (file name, content, extra CLI args, text the one-line error must contain)
+# (file name, content, extra CLI args, text the one-line error must contain, ignoring case)
 CASES = {
-    "nan": ("data.csv", HEADER + good_rows() + "0.1,nan,0.3,0.4,1\n", ["--label-column", "y"], "NaN"),
+    "nan": ("data.csv", HEADER + good_rows() + "0.1,nan,0.3,0.4,1\n", ["--label-column", "y"],
+            "data.csv has 1 missing value (NaN or empty cells) in columns 'b'"),
     "inf": ("data.csv", HEADER + good_rows() + "0.1,inf,0.3,0.4,1\n", ["--label-column", "y"], "inf"),
-    "text column": ("data.csv", "a,b,c,d,y\n" + "".join(f"0.1,0.2,x{i},0.4,1\n" for i in range(40)), [], "c"),
+    "text column": ("data.csv", "a,b,c,d,y\n" + "".join(f"0.1,0.2,x{i},0.4,1\n" for i in range(40)), [],
+                    "data.csv has non-numeric columns 'c'"),
     "empty file": ("data.csv", "", [], "empty"),
-    "header only": ("data.csv", HEADER, ["--label-column", "y"], "row"),
-    "single row": ("data.csv", HEADER + "0.1,0.2,0.3,0.4,1\n", ["--label-column", "y"], "row"),
+    "header only": ("data.csv", HEADER, ["--label-column", "y"], "data.csv has 0 rows, expected at least 3"),
+    "two rows": ("data.csv", HEADER + "0.1,0.2,0.3,0.4,1\n0.2,0.3,0.5,0.7,0\n", ["--label-column", "y"],
+                 "data.csv has 2 rows, expected at least 3"),
     "huge values": ("data.csv", HEADER + good_rows() + "1e30,0.2,0.3,0.4,1\n", ["--label-column", "y"], "1e+30"),
-    "code size = features": ("data.csv", HEADER + good_rows(), [*["--label-column", "y"], "--code-dim", "4"], "code_dim"),
+    "code size = features": ("data.csv", HEADER + good_rows(), ["--label-column", "y", "--code-dim", "4"],
+                             "code_dim, expected an integer from 1 to 3 (fewer than the 4 features). Received: code_dim=4"),
     "unknown extension": ("data.xlsx", "whatever", [], ".csv"),
     "text named parquet": ("data.parquet", "this is not parquet\n", [], "data.parquet"),
     "truncated npz": ("data.npz", None, [], "data.npz"),
@@ -84,19 +90,22 @@ def test_cli_missing_file(tmp_path, capsys):
 
 def test_cli_unwritable_out(tmp_path, capsys):
     path = write(tmp_path, "data.csv", HEADER + good_rows())
+    # Root ignores permission bits, so make the path impossible instead: a folder under a file.
     blocker = write(tmp_path, "file.txt", "a file, not a folder")
-    assert main(["compare", str(path), "--label-column", "y", "--out", str(blocker / "out")]) == EXIT_USAGE
-    err = capsys.readouterr().err
-    assert "--out" in err and len(err.strip().splitlines()) == 1
+    out = blocker / "out"
+    assert main(["compare", str(path), "--label-column", "y", "--out", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err == f"aepca: error: --out {out}: {blocker} is a file, not a folder; choose another path."
+    assert blocker.read_text() == "a file, not a folder"
 
 
-@pytest.mark.parametrize("case", ["nan", "text column", "single row", "huge values", "empty file", "truncated npz"])
+@pytest.mark.parametrize("case", ["nan", "text column", "two rows", "huge values", "empty file", "truncated npz"])
 def test_api_readers_raise_value_error(tmp_path, case):
     name, content, _, expected = CASES[case]
     if content is None:
         content = truncated_npz(tmp_path)
     path = write(tmp_path, name, content)
-    with pytest.raises(ValueError, match=f"(?i){expected}" if expected != "1e+30" else "1e\\+30"):
+    with pytest.raises(ValueError, match=f"(?i){re.escape(expected)}"):
         load_user_data(path)
 
 

@@ -1,4 +1,8 @@
-"""The ``aepca`` command line: help, one-line errors with exit status 2, a small real run."""
+"""The ``aepca`` command line: help, argument errors (one line, exit status 2), a small real run.
+
+Bad data and output folders are in test_bad_input.py; interruptions and --resume
+in test_resume.py.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ def test_python_dash_m_help_in_a_subprocess():
 
 
 # Bad arguments: exit 2, one line on stderr, nothing written -----------------------------
+# (bad data files, code sizes and --out folders: test_bad_input.py)
 def _assert_usage_error(capsys, argv, out, match):
     assert main(argv) == EXIT_USAGE
     captured = capsys.readouterr()
@@ -73,11 +78,17 @@ def test_unknown_dataset(capsys, tmp_path):
                         "'s_curve', 'swiss_roll']. Received: dataset='imagenet'")
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "two"])
-def test_code_dim_must_be_a_positive_integer(capsys, tmp_path, value):
+@pytest.mark.parametrize("option, value, expected", [
+    ("--code-dim", "0", "expected a positive integer, received 0"),
+    ("--code-dim", "-3", "expected a positive integer, received -3"),
+    ("--code-dim", "two", "expected a positive integer, received 'two'"),
+    ("--refine-steps", "-1", "expected an integer >= 0, received -1"),
+])
+def test_integer_options_are_checked_with_one_prefixed_line(capsys, tmp_path, option, value, expected):
     out = tmp_path / "out"
-    _assert_usage_error(capsys, ["compare", "--code-dim", value, "--out", str(out)], out,
-                        "aepca: error: argument --code-dim: expected a positive integer, received")
+    # The whole line: the "aepca: error:" prefix once, the option, the value, where to look.
+    _assert_usage_error(capsys, ["compare", option, value, "--out", str(out)], out,
+                        f"aepca: error: argument {option}: {expected} (see aepca compare --help)")
 
 
 @pytest.mark.parametrize("value", ["8by8", "8x0", "2x2x3x1", "x"])
@@ -88,46 +99,12 @@ def test_image_shape_must_be_h_x_w(capsys, tmp_path, four_columns, value):
 
 
 def test_image_shape_reaches_the_data_and_needs_a_path(four_columns):
-    from aepca.cli import UsageError, build_parser, check_data_arguments, load_data
+    from aepca.cli import UsageError, build_parser, check_data_arguments, read_data
 
     args = build_parser().parse_args(["compare", str(four_columns), "--image-shape", "2X2"])
-    assert load_data(args).image_shape == (2, 2)
+    assert read_data(args).image_shape == (2, 2)
     with pytest.raises(UsageError, match=r"--image-shape applies to your own data file \(PATH\) only"):
         check_data_arguments(build_parser().parse_args(["compare", "--image-shape", "2x2"]))
-
-
-def test_code_dim_must_be_below_the_feature_count(capsys, tmp_path, four_columns):
-    out = tmp_path / "out"
-    _assert_usage_error(capsys, ["compare", str(four_columns), "--code-dim", "4", "--out", str(out)], out,
-                        "code_dim, expected an integer from 1 to 3 (fewer than the 4 features). Received: code_dim=4")
-
-
-def test_unwritable_out(capsys, tmp_path, four_columns):
-    # Root ignores permission bits, so make the path impossible instead: a folder under a file.
-    (tmp_path / "file.txt").write_text("not a folder")
-    out = tmp_path / "file.txt" / "out"
-    _assert_usage_error(capsys, ["compare", str(four_columns), "--out", str(out)], out,
-                        "file.txt is a file, not a folder; choose another path.")
-    assert (tmp_path / "file.txt").read_text() == "not a folder"
-
-
-def test_text_column(capsys, tmp_path):
-    csv = _write_csv(tmp_path / "text.csv", ["a", "b", "c"], [[i, f"x{i}", i * i] for i in range(12)])
-    out = tmp_path / "out"
-    _assert_usage_error(capsys, ["compare", str(csv), "--out", str(out)], out, "text.csv has non-numeric columns 'b'")
-
-
-def test_missing_value(capsys, tmp_path):
-    csv = _write_csv(tmp_path / "nan.csv", ["a", "b", "c"], [[i, "nan" if i == 4 else i % 3, i * i] for i in range(12)])
-    out = tmp_path / "out"
-    _assert_usage_error(capsys, ["compare", str(csv), "--out", str(out)], out,
-                        "nan.csv has 1 missing value (NaN or empty cells) in columns 'b'")
-
-
-def test_too_few_rows(capsys, tmp_path):
-    csv = _write_csv(tmp_path / "two.csv", ["a", "b", "c"], [[1, 2, 3], [2, 3, 5]])
-    out = tmp_path / "out"
-    _assert_usage_error(capsys, ["compare", str(csv), "--out", str(out)], out, "two.csv has 2 rows, expected at least 3.")
 
 
 def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
@@ -143,24 +120,9 @@ def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
 
 
 # A real run ------------------------------------------------------------------------------
-def test_compare_refine_steps_reach_the_saved_model(capsys, tmp_path):
-    rng = np.random.default_rng(1)
-    features = np.tanh(rng.standard_normal((200, 2)) @ rng.standard_normal((2, 6)))
-    csv = _write_csv(tmp_path / "data.csv", [f"f{i}" for i in range(6)], np.round(features, 4).tolist())
-    out = tmp_path / "run"
-
-    status = main(["compare", str(csv), "--epochs", "2", "--refine-steps", "7", "--no-progress", "--out", str(out)])
-    assert status == 0, capsys.readouterr().err
-    saved = json.loads((out / "model" / "aepca.json").read_text())
-    assert saved["params"]["refine_steps"] == 7
-
-
-def test_refine_steps_must_not_be_negative(capsys):
-    assert main(["compare", "--refine-steps", "-1"]) == 2
-    assert "--refine-steps: expected an integer >= 0, received -1" in capsys.readouterr().err
-
-
 def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
+    """One real run: the default recipe on a small table, every output file, the run's record,
+    and --refine-steps reaching the saved model."""
     rng = np.random.default_rng(0)
     latent = rng.standard_normal((300, 2))
     features = latent @ rng.standard_normal((2, 5)) + 0.1 * rng.standard_normal((300, 5))
@@ -169,7 +131,8 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     csv = _write_csv(tmp_path / "data.csv", ["f0", "f1", "f2", "f3", "f4", "y"], rows)
     out = tmp_path / "run"
 
-    status = main(["compare", str(csv), "--label-column", "y", "--epochs", "2", "--no-progress", "--out", str(out)])
+    status = main(["compare", str(csv), "--label-column", "y", "--epochs", "2", "--refine-steps", "7", "--no-progress",
+                   "--out", str(out)])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert "data: 240 train / 60 test, 5 features; code size 2; recipe fast" in captured.out
@@ -184,12 +147,13 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] <= 2
     assert metrics["autoencoder"]["selection"]["held_out"] == "5 folds of 240 training rows"
     record = metrics["run"]
-    assert record["command"] == f"aepca compare {csv} --label-column y --epochs 2 --no-progress --out {out}"
+    assert record["command"] == f"aepca compare {csv} --label-column y --epochs 2 --refine-steps 7 --no-progress --out {out}"
     assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 240, "test": 60}
     assert sorted(os.listdir(out / "model")) == ["aepca.json", "model.keras"]
+    assert json.loads((out / "model" / "aepca.json").read_text())["params"]["refine_steps"] == 7
 
 
-# Nothing lost, said once ---------------------------------------------------------------
+# An earlier run, a resumed run ----------------------------------------------------------
 def test_an_earlier_run_in_out_is_kept_unless_overwrite(capsys, tmp_path, four_columns):
     out = tmp_path / "run"
     out.mkdir()
@@ -198,25 +162,6 @@ def test_an_earlier_run_in_out_is_kept_unless_overwrite(capsys, tmp_path, four_c
     err = capsys.readouterr().err.strip()
     assert err == f"aepca: error: --out {out} already holds a run (metrics.json); pass --overwrite to replace it, or choose another --out."
     assert (out / "metrics.json").read_text() == "{}"
-
-
-def test_usage_errors_have_one_prefix(capsys):
-    assert main(["compare", "--code-dim", "0"]) == EXIT_USAGE
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("aepca: error: argument --code-dim:") and err.count("aepca") == 2  # the prefix and "see aepca compare --help"
-
-
-def test_an_interruption_is_reported_once(capsys, tmp_path, four_columns, monkeypatch):
-    import aepca.experiments.compare
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(aepca.experiments.compare, "compare", interrupted)
-    out = tmp_path / "run"
-    assert main(["compare", str(four_columns), "--code-dim", "1", "--out", str(out)]) == 130
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"aepca: interrupted; checkpoint kept in {out / 'checkpoint'}. Continue with: aepca compare --resume {out}"]
 
 
 def test_resume_takes_the_display_flags_of_the_resuming_command(tmp_path):

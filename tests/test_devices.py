@@ -23,17 +23,18 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from aepca import Autoencoder, load_model, training
+    from aepca import Autoencoder, load_model
+    from aepca.training import jax_runner
     from aepca.models import build_autoencoder
     from aepca.training import TrainConfig, train
 
     meshes = []
-    data_parallel_mesh = training.data_parallel_mesh
+    data_parallel_mesh = jax_runner.data_parallel_mesh
     def recording_mesh(n_devices):
         mesh = data_parallel_mesh(n_devices)
         meshes.append(0 if mesh is None else mesh.size)
         return mesh
-    training.data_parallel_mesh = recording_mesh
+    jax_runner.data_parallel_mesh = recording_mesh
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((710, 4)) @ rng.standard_normal((4, 12))).astype(np.float32)
@@ -91,13 +92,13 @@ def test_two_devices_take_the_steps_of_one(tmp_path):
     assert report["loaded_equal"] and report["loaded_devices"] == 2
     assert report["too_many"] == (
         "Received an invalid value for devices, expected at most the 2 device(s) JAX sees (cpu:0, cpu:1). "
-        "Received: devices=4"
+        "Received: devices=4."
     )
 
 
 def test_more_devices_than_jax_sees_is_refused():
     x = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"expected at most the 1 device\(s\) JAX sees \(.*\)\. Received: devices=2$"):
+    with pytest.raises(ValueError, match=r"expected at most the 1 device\(s\) JAX sees \(.*\)\. Received: devices=2\.$"):
         Autoencoder(recipe="classic", n_components=2, hidden=(4,), epochs=1, batch_size=16, devices=2).fit(x)
 
 

@@ -117,7 +117,8 @@ BACKEND_CHOICE = """
     import json, sys
     if sys.argv[1] == "keras first":
         import keras
-    from aepca._keras import backend_name, keras
+    from aepca.backend import backend_name
+    from aepca._keras import keras
     print(json.dumps({"aepca": backend_name(), "keras": keras.backend.backend()}))
 """
 
@@ -162,14 +163,15 @@ def test_the_command_process_caches_compilations_and_saves_without_importing_ten
     assert report == {"tensorflow_imported": False, "cache": str(tmp_path / "cache")}
 
 
-def test_help_tunes_nothing(monkeypatch):
+@pytest.mark.parametrize(("argv", "tuned"), [(["aepca", "--help"], False), (["aepca", "--version"], False), (["aepca", "encode"], True)])
+def test_only_subcommands_tune_the_process(monkeypatch, argv, tuned):
     calls = []
-    monkeypatch.setattr(aepca.compilation_cache, "enable_compilation_cache", lambda: calls.append(True))
+    monkeypatch.setattr(aepca.cli, "tune_command_process", lambda: calls.append(True))
     monkeypatch.setattr(aepca.cli, "main", lambda: 0)
-    monkeypatch.setattr(sys, "argv", ["aepca", "--help"])
+    monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit):
         aepca.cli.console()
-    assert calls == []
+    assert calls == ([True] if tuned else [])
 
 
 def test_every_subcommand_is_one_the_command_tunes_for():

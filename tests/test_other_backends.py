@@ -44,13 +44,13 @@ SCRIPT = textwrap.dedent(
     codes = model.transform(X)
     # Many training steps per call into the compiled step function (100 steps:
     # 64 + 36 on TensorFlow) give the numbers of one step per call.
-    from aepca import training
+    from aepca.training import fit_runner
     def fit_steps():
         return Autoencoder(recipe="classic", n_components=2, hidden=(8,), epochs=1, batch_size=2, random_state=0).fit(X, X_val=X[:50]).history_
     many_steps = fit_steps()
-    training.STEPS_PER_EXECUTION, steps_per_execution = {}, training.STEPS_PER_EXECUTION
+    fit_runner.STEPS_PER_EXECUTION, steps_per_execution = {}, fit_runner.STEPS_PER_EXECUTION
     one_step = fit_steps()
-    training.STEPS_PER_EXECUTION = steps_per_execution
+    fit_runner.STEPS_PER_EXECUTION = steps_per_execution
     try:
         Autoencoder(recipe="classic", n_components=2, hidden=(8,), epochs=1, batch_size=32, devices=2).fit(X)
         several_devices = None

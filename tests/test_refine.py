@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from aepca import Autoencoder, load_model
-from aepca._backend import load_keras
+from aepca._keras import keras
 from aepca.refine import refine_codes
-
-keras = load_keras()
 
 
 def linear_decoder(weights, bias):

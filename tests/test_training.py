@@ -10,17 +10,17 @@ import pytest
 
 from aepca.models import build_autoencoder
 from aepca.pca import PCA
+from aepca._keras import keras
 from aepca.training import (
     DivergenceError,
     TrainConfig,
-    _KerasFitRunner,
     epoch_permutation,
     make_optimizer,
     steps_per_epoch,
     train,
 )
 
-import keras  # noqa: E402
+from aepca.training.fit_runner import KerasFitRunner
 
 # 70 rows in batches of 16: the last batch of each epoch is partial (6 rows).
 N_ROWS, N_FEATURES, BATCH = 70, 10, 16
@@ -82,7 +82,7 @@ def test_keras_fit_runner_matches_the_compiled_loop(x):
     ours, fallback = _tiny_net(), _tiny_net()
     x_val = x[:20] + 0.5
     history = train(ours.autoencoder, x, x_val=x_val, config=config)
-    fallback_history = _KerasFitRunner(fallback.autoencoder, x, x_val, config).run(progress=False, callbacks=(), resume=None)
+    fallback_history = KerasFitRunner(fallback.autoencoder, x, x_val, config).run(progress=False, callbacks=(), resume=None)
     for key in ("loss", "val_loss", "val_mse"):
         np.testing.assert_allclose(history[key], fallback_history[key], rtol=1e-4)
     _assert_weights_close(ours.autoencoder.get_weights(), fallback.autoencoder.get_weights())
@@ -99,8 +99,8 @@ def test_training_on_rows_in_place_equals_training_on_their_copy(x, runner):
         history = train(on_rows.autoencoder, x, rows=rows, config=config)
         expected = train(on_copy.autoencoder, x[rows], config=config)
     else:
-        history = _KerasFitRunner(on_rows.autoencoder, x, None, config, rows).run(progress=False, callbacks=(), resume=None)
-        expected = _KerasFitRunner(on_copy.autoencoder, x[rows], None, config).run(progress=False, callbacks=(), resume=None)
+        history = KerasFitRunner(on_rows.autoencoder, x, None, config, rows).run(progress=False, callbacks=(), resume=None)
+        expected = KerasFitRunner(on_copy.autoencoder, x[rows], None, config).run(progress=False, callbacks=(), resume=None)
     assert history["loss"] == expected["loss"]
     _assert_weights_close(on_rows.autoencoder.get_weights(), on_copy.autoencoder.get_weights(), rtol=0, atol=0)
 
@@ -111,7 +111,7 @@ def test_training_on_rows_in_place_equals_training_on_their_copy(x, runner):
         (np.array([], dtype=int), r"rows with shape \(0,\) and dtype int64"),
         (np.array([0, N_ROWS]), rf" in \[0, {N_ROWS}\)\. Received: rows with shape \(2,\) and dtype int64, from 0 to {N_ROWS}"),
         (np.array([-1, 2]), r"from -1 to 2"),
-        (np.array([0.0, 1.0]), r"dtype float64$"),
+        (np.array([0.0, 1.0]), r"dtype float64\.$"),
         (np.array([[0, 1]]), r"shape \(1, 2\)"),
     ],
 )
@@ -270,7 +270,7 @@ def test_a_backend_without_training_gets_a_clear_error(x, monkeypatch):
 def test_keras_fit_runner_leaves_the_model_uncompiled(x):
     """It fits a twin over the same layers, so the model saves as on JAX."""
     net = _tiny_net()
-    runner = _KerasFitRunner(net.autoencoder, x, None, TrainConfig(epochs=1, batch_size=BATCH))
+    runner = KerasFitRunner(net.autoencoder, x, None, TrainConfig(epochs=1, batch_size=BATCH))
     runner.run_epoch(0, 1.0, lambda steps: None)
     assert not net.autoencoder.compiled and runner.trainer.compiled
     for trained, own in zip(runner.trainer.trainable_variables, net.autoencoder.trainable_variables, strict=True):

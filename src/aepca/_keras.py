@@ -1,41 +1,6 @@
-"""Keras, imported on aepca's backend without changing the process's settings.
+"""Keras for aepca's modules, imported on aepca's backend (see :mod:`aepca.backend`)."""
 
-The backend is ``KERAS_BACKEND`` when it is set; else that of a Keras already
-imported; else JAX, which trains aepca's networks fastest. The choice is made
-for Keras' own import only: ``os.environ`` is restored right after it, so
-child processes and the user's configuration are left as they were.
-"""
+from aepca.backend import import_keras
 
-import os
-import sys
-
-DEFAULT_BACKEND = "jax"
-
-
-def backend_name() -> str:
-    """The backend aepca's Keras runs on, or will run on, without importing Keras."""
-    imported = sys.modules.get("keras")
-    if imported is not None and hasattr(imported, "backend"):
-        return imported.backend.backend()
-    return os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
-
-
-def _import_keras():
-    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
-        import keras
-
-        return keras
-    previous = os.environ.get("KERAS_BACKEND")
-    os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
-    try:
-        import keras
-    finally:
-        if previous is None:
-            del os.environ["KERAS_BACKEND"]
-        else:
-            os.environ["KERAS_BACKEND"] = previous
-    return keras
-
-
-keras = _import_keras()
+keras = import_keras()
 ops = keras.ops

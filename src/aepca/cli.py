@@ -461,26 +461,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console() -> None:
-    """The ``aepca`` command: :func:`main` in a process tuned for it.
+    """The ``aepca`` command: :func:`main`, in a process tuned for the subcommands that train or apply models."""
+    if sys.argv[1:2] and sys.argv[1] in COMMANDS:  # not for --help or --version
+        tune_command_process()
+    sys.exit(main())
+
+
+def tune_command_process() -> None:
+    """The command's process-wide settings, measured in docs/benchmarks.md.
 
     JAX keeps compiled programs on disk (``AEPCA_COMPILATION_CACHE=off``
     switches that off), and off the TensorFlow backend Keras is told that
-    TensorFlow is not available: it would otherwise import it (seconds, and
-    hundreds of MB) whenever a model is saved, only to check that no object is
-    one of its types. docs/benchmarks.md measures both.
+    TensorFlow is not available: it would otherwise import it whenever a model
+    is saved, only to check that no object is one of its types.
     """
-    from aepca._keras import backend_name
+    from aepca._keras import keras
+    from aepca.compilation_cache import enable_compilation_cache
 
-    if backend_name() != "tensorflow" and "tensorflow" not in sys.modules:
-        from keras.src.utils import module_utils  # Keras' own probe; this process only
+    enable_compilation_cache()
+    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
+        from keras.src.utils import module_utils  # Keras' own probe, in this process only
 
         if getattr(module_utils.tensorflow, "_available", True) is None:
             module_utils.tensorflow._available = False
-    if sys.argv[1:2] and sys.argv[1] in COMMANDS:  # not for --help or --version
-        from aepca.compilation_cache import enable_compilation_cache
-
-        enable_compilation_cache()
-    sys.exit(main())
 
 
 if __name__ == "__main__":

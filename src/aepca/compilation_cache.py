@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aepca._keras import backend_name
+from aepca.backend import backend_name
 
 CACHE_ENV = "AEPCA_COMPILATION_CACHE"
 CACHE_OFF = ("0", "off", "false", "no")

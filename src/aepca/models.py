@@ -234,9 +234,8 @@ def without_gradients():
     """A context for eager calls whose results are only read.
 
     PyTorch records every call on trainable weights for a backward pass and
-    keeps the activations it needs: on MNIST's 60,000 rows that cost
-    predictions ~100 MiB and ~10% of their time. JAX and TensorFlow record
-    nothing outside ``grad`` or a ``GradientTape``.
+    keeps the activations it needs, costing predictions memory and time. JAX
+    and TensorFlow record nothing outside ``grad`` or a ``GradientTape``.
     """
     if keras.backend.backend() == "torch":
         import torch

@@ -27,8 +27,7 @@ class ScatterAccumulator:
 
     Each batch is centred into one reused buffer and added to the scatter in
     place by BLAS (a rank-k and a rank-1 update), so a batch allocates no
-    full-size temporaries: fresh ones cost page faults on every batch (PCA's
-    fit inside ``aepca compare`` took 1.9-2.1 s that way, against ~1 s alone).
+    full-size temporaries: fresh ones cost page faults on every batch.
     """
 
     def __init__(self, n_features: int):

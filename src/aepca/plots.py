@@ -2,7 +2,7 @@
 
 Every function draws on a ``matplotlib.figure.Figure`` with an Agg canvas, so
 the user's global matplotlib backend is never touched, and matplotlib is
-imported only when a figure is drawn (it costs the command line ~0.3 s).
+imported only when a figure is drawn.
 PCA is always drawn in ``PCA_COLOR`` and the autoencoder in ``AE_COLOR`` so a
 reader learns the colours once for the whole report. Each PNG also stores the
 numbers it draws as JSON text (``read_figure_data`` reads them back), so tests
@@ -467,7 +467,7 @@ def _image_rows(rows, image_shape, n):
     aspect = height / width
     fig = _new_figure(1.6 + 1.05 * n, 0.5 + 3 * 1.05 * aspect + 0.35)
     # One image per row, the samples side by side with blank gaps: a grid of
-    # 3 x n axes took most of the figure's time (~0.5 s for n=10).
+    # 3 x n axes would take most of the figure's time.
     gap = max(1, width // 8)
     grey = matplotlib.colormaps["gray"].with_extremes(bad="white")
     for ax, (label, data, color) in zip(fig.subplots(3, 1), rows):

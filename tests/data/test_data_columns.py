@@ -307,19 +307,19 @@ def test_iter_row_blocks_arrays(tmp_path, suffix):
 
 
 def test_cli_column_options_reach_the_reader(tmp_path):
-    from aepca.cli import build_parser, load_data
+    from aepca.cli import build_parser, read_data
 
     path = csv_file(tmp_path)
     args = build_parser().parse_args([
         "compare", str(path), "--id-column", "customer_id", "--label-column", "segment", "--label-column", "churned",
         "--columns", "age,emb_*", "--drop-columns", "emb_b",
     ])
-    data = load_data(args)
+    data = read_data(args)
     assert data.feature_names == ("age", "emb_a") and data.columns.label_columns == ("segment", "churned")
     assert len(data.ids_train) == len(data.x_train)
     no_header = tmp_path / "h.csv"
     no_header.write_text("".join(f"{i % 4}.5,{i * i % 5}\n" for i in range(6)))
-    assert load_data(build_parser().parse_args(["compare", str(no_header), "--no-header"])).feature_names == ("x0", "x1")
+    assert read_data(build_parser().parse_args(["compare", str(no_header), "--no-header"])).feature_names == ("x0", "x1")
 
 
 @pytest.mark.parametrize("option", [["--id-column", "a"], ["--columns", "a"], ["--drop-columns", "a"], ["--no-header"]])

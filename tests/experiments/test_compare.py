@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from aepca.data import Dataset, load_mnist
-from aepca.experiments.compare import LINEAR_TOLERANCE, _notes, check_code_dim, compare, mse, write_outputs
+from aepca.experiments.compare import LINEAR_TOLERANCE, _notes, check_code_dim, compare, write_outputs
+from aepca.metrics import mse
 from aepca.recipes import CLASSIC, FAST, RECIPES, get_recipe
 from aepca.pca import PCA
 

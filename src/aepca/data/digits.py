@@ -21,7 +21,7 @@ def digits(seed: int = 0) -> Dataset:
     Pixels stay in their original units, 0 to 16 (the number of dark pixels
     in a 4x4 block of the scanned 32x32 bitmap); labels are the digits 0-9.
     """
-    from sklearn.datasets import load_digits  # here: importing sklearn.datasets costs about 0.25 s
+    from sklearn.datasets import load_digits  # here: only this data set needs it
 
     bunch = load_digits()
     X = bunch.data.astype(np.float32)

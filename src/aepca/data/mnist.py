@@ -35,7 +35,7 @@ SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28,
 
 
 def array_digest(array: np.ndarray) -> str:
-    # Hashed through the buffer protocol: .tobytes() would copy 55 MB first.
+    # Hashed through the buffer protocol: .tobytes() would copy the array first.
     return hashlib.sha256(np.ascontiguousarray(array)).hexdigest()
 
 

@@ -97,7 +97,7 @@ def _manifold(name: str, make, n_samples: int, noise: float, seed: int, **kwargs
 
 def s_curve(n_samples: int = 5000, noise: float = 0.05, seed: int = 0) -> Dataset:
     """scikit-learn's S-curve: a 2-D sheet bent in 3-D, labelled by its main coordinate."""
-    from sklearn.datasets import make_s_curve  # here: importing sklearn.datasets costs about 0.25 s
+    from sklearn.datasets import make_s_curve  # here: only this data set needs it
 
     return _manifold("s_curve", make_s_curve, n_samples, noise, seed)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from aepca.data import Dataset
 from aepca.experiments.diagnostics import beats, check_comparison
+from aepca.metrics import column_mse, mse
 from aepca.recipes import Recipe, get_recipe
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
@@ -65,28 +66,6 @@ class Comparison:
                 "fit seconds": ae["fit_seconds"],
             },
         ]
-
-
-BLOCK_ROWS = 2048
-
-
-def mse(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean squared difference in float64, a block of rows at a time (no
-    float64 copy of whole data sets)."""
-    a, b = np.asarray(a), np.asarray(b)
-    total = sum(
-        float(np.sum(np.square(a[i : i + BLOCK_ROWS].astype(np.float64) - b[i : i + BLOCK_ROWS])))
-        for i in range(0, len(a), BLOCK_ROWS)
-    )
-    return total / a.size
-
-
-def column_mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Each column's mean squared difference, in float64, a block of rows at a time."""
-    total = np.zeros(np.shape(a)[1])
-    for i in range(0, len(a), BLOCK_ROWS):
-        total += np.sum(np.square(np.asarray(a[i : i + BLOCK_ROWS], np.float64) - b[i : i + BLOCK_ROWS]), axis=0)
-    return total / max(len(a), 1)
 
 
 def percent(share: float) -> str:
@@ -155,9 +134,9 @@ def compare(
     estimator.fit(x_train, X_val=x_test if recipe.monitor_test else None, columns=dataset.columns, image_shape=dataset.image_shape)
     ae_seconds = time.perf_counter() - started
     ae_test_recon = estimator.reconstruct(x_test)
-    ae_test_mse = mse(scaler.transform(ae_test_recon), space_test)
+    ae_test_mse = mse(space_test, scaler.transform(ae_test_recon))
 
-    from aepca._keras import backend_name
+    from aepca.backend import backend_name
 
     history = {key: value for key, value in estimator.history_.items() if isinstance(value, list)}
     units = scaler.units
@@ -199,8 +178,8 @@ def compare(
         },
         "column_test_mse_original_units": {
             "columns": [str(name) for name in (dataset.feature_names or range(dataset.n_features))],
-            "pca": column_mse(pca_test_recon, x_test).tolist(),
-            "autoencoder": column_mse(ae_test_recon, x_test).tolist(),
+            "pca": column_mse(x_test, pca_test_recon).tolist(),
+            "autoencoder": column_mse(x_test, ae_test_recon).tolist(),
         },
         "run": _record(dataset, scaler, estimator, record),
     }

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca.data import load_dataset, load_mnist
+from aepca.metrics import mse
 from aepca.pca import PCA
 from aepca.validation import invalid_value
 
@@ -166,14 +167,9 @@ class Hinton2006Result:
 # --------------------------------------------------------------------------- errors
 
 
-def summed_error(reconstruct: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                 chunk: int = 5000) -> float:
+def summed_error(reconstruct: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> float:
     """Squared error summed over features, averaged over the rows of ``x`` (float64)."""
-    total = 0.0
-    for start in range(0, len(x), chunk):
-        batch = np.asarray(x[start:start + chunk], np.float64)
-        total += float(np.sum(np.square(np.asarray(reconstruct(batch), np.float64) - batch)))
-    return total / len(x)
+    return mse(x, lambda block: reconstruct(np.asarray(block, np.float64))) * x.shape[1]
 
 
 def _keras_reconstruct(model):
@@ -462,7 +458,7 @@ def reproduce_hinton2006(
 
     _curves_rows(protocol, seed, progress, add, add_net)
 
-    from aepca._keras import backend_name
+    from aepca.backend import backend_name
 
     settings = {
         "paper": "Hinton & Salakhutdinov, Science 313:504 (2006)",

@@ -1,0 +1,134 @@
+"""The default ``aepca compare`` (MNIST, classic recipe) before and after a change, and the
+value of each process-wide setting the ``aepca`` command keeps.
+
+    .venv/bin/python benchmarks/before_after.py [--before REV] [--repeats 3] [--out docs]
+
+Contenders, each a fresh ``aepca compare --no-progress`` process with its own JAX
+compilation cache (empty when the benchmark starts, so each one's first run compiles and
+is reported apart):
+
+- ``before``: the source at ``--before``, run as its own command was;
+- ``after``: this tree's command (``aepca.cli:console``);
+- ``after, no cache``: the same with ``AEPCA_COMPILATION_CACHE=off``;
+- ``after, untuned``: ``aepca.cli.main`` called as a library user would, so no cache and
+  Keras imports TensorFlow to save the model (its difference to ``no cache`` is that guard).
+
+The contenders alternate run by run. Reported: the process's wall time, the classic epoch
+(median of ``history.seconds`` differences after the first epoch, from ``metrics.json``)
+and the test MSE. Writes ``before_after.json`` and ``before_after.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENDERS = ("before", "after", "after, no cache", "after, untuned")
+UNTUNED = "import sys; from aepca.cli import main; sys.exit(main())"
+
+
+def command(contender: str, before_src: Path, out: Path, cache: Path) -> tuple[list[str], dict]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
+    env["AEPCA_COMPILATION_CACHE"] = "off" if contender in ("after, no cache", "after, untuned") else str(cache)
+    args = ["compare", "--no-progress", "--out", str(out)]
+    if contender == "before":
+        env["PYTHONPATH"] = str(before_src)
+        return [sys.executable, "-m", "aepca", *args], env
+    if contender == "after, untuned":
+        return [sys.executable, "-c", UNTUNED, *args], env
+    return [sys.executable, "-m", "aepca", *args], env
+
+
+def run_once(contender: str, before_src: Path, caches: Path) -> dict:
+    with tempfile.TemporaryDirectory(prefix="aepca-before-after-") as tmp:
+        out = Path(tmp) / "out"
+        argv, env = command(contender, before_src, out, caches / contender.replace(",", "").replace(" ", "-"))
+        started = time.perf_counter()
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{contender} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        metrics = json.loads((out / "metrics.json").read_text())
+    seconds = metrics["autoencoder"]["history"]["seconds"]
+    epochs = [b - a for a, b in zip(seconds, seconds[1:])]
+    return {
+        "contender": contender, "wall_s": wall, "epoch_s": statistics.median(epochs), "first_epoch_s": seconds[0],
+        "fit_s": metrics["autoencoder"]["fit_seconds"], "test_mse": metrics["autoencoder"]["test_mse"],
+        "pca_test_mse": metrics["pca"]["test_mse"],
+    }
+
+
+def render(result: dict) -> str:
+    runs = result["runs"]
+    warm = [r for r in runs if r["repeat"] > 0]
+    med = lambda c, key: statistics.median(r[key] for r in warm if r["contender"] == c)  # noqa: E731
+    ratio = lambda c, key: statistics.median(  # noqa: E731
+        r[key] / next(s[key] for s in warm if s["repeat"] == r["repeat"] and s["contender"] == "after")
+        for r in warm if r["contender"] == c
+    )
+    lines = [
+        "## Before and after: the default `aepca compare`",
+        "",
+        f"Measured {result['date']} by `{result['command']}`; `before` is `{result['before']}`. "
+        f"Medians of {result['repeats']} runs per contender with a filled compilation cache, contenders "
+        "alternating run by run; in parentheses the median ratio to `after` in the same repeat. "
+        "First runs (empty cache) are listed below.",
+        "",
+        "| contender | whole command (s) | classic epoch (s) | first epoch (s) | test MSE |",
+        "|---|---|---|---|---|",
+    ]
+    for c in CONTENDERS:
+        lines.append(
+            f"| {c} | {med(c, 'wall_s'):.2f} ({ratio(c, 'wall_s'):.3f}x) | {med(c, 'epoch_s'):.3f} ({ratio(c, 'epoch_s'):.3f}x) "
+            f"| {med(c, 'first_epoch_s'):.2f} | {med(c, 'test_mse'):.5f} |"
+        )
+    lines += ["", "First run of each contender (its compilation cache empty; `no cache` and `untuned` never have one):", "",
+              "| contender | whole command (s) | classic epoch (s) |", "|---|---|---|"]
+    for r in runs:
+        if r["repeat"] == 0:
+            lines.append(f"| {r['contender']} | {r['wall_s']:.2f} | {r['epoch_s']:.3f} |")
+    lines += ["", "Every run:", "", "| repeat | contender | wall (s) | epoch (s) | fit (s) | test MSE |", "|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['repeat']} | {r['contender']} | {r['wall_s']:.2f} | {r['epoch_s']:.3f} | {r['fit_s']:.2f} | {r['test_mse']:.6f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", default="020045d", help="git revision to compare with (default: 020045d)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender after the first")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="aepca-before-src-") as tmp:
+        tree = Path(tmp)
+        archive = subprocess.run(["git", "archive", args.before, "src"], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        runs = []
+        for repeat in range(args.repeats + 1):
+            for contender in CONTENDERS:
+                run = run_once(contender, tree / "src", tree / "caches")
+                run["repeat"] = repeat
+                runs.append(run)
+                print(f"repeat {repeat} {contender}: {run['wall_s']:.2f} s, epoch {run['epoch_s']:.3f} s", flush=True)
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join([".venv/bin/python", "benchmarks/before_after.py", *sys.argv[1:]]),
+        "before": args.before, "repeats": args.repeats, "runs": runs,
+    }
+    (args.out / "before_after.json").write_text(json.dumps(result, indent=1))
+    (args.out / "before_after.md").write_text(render(result))
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()
