@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aepca.estimator import FOLD_Z, _paired_evidence
+from aepca.selection import FOLD_Z, paired_evidence
 
 SPREAD = 0.6
 
@@ -20,7 +20,7 @@ def keep_rate(n_rows: int, gain: float, trials: int = 400, seed: int = 0) -> flo
     rng = np.random.default_rng(seed)
     pca = rng.gamma(1.0, 1.0, size=(trials, n_rows))
     network = pca * (1 - gain) + SPREAD * rng.standard_normal((trials, n_rows))
-    return float(np.mean([_paired_evidence(p, a, FOLD_Z)["kept_network"] for p, a in zip(pca, network)]))
+    return float(np.mean([paired_evidence(p, a, FOLD_Z)["kept_network"] for p, a in zip(pca, network)]))
 
 
 def test_a_network_no_better_than_pca_is_rarely_kept():

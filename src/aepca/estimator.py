@@ -24,17 +24,10 @@ from aepca.persistence import estimator_metadata, model_from_bytes, model_to_byt
 from aepca.preprocessing import Scaler, network_scaling
 from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
 from aepca.refine import refine_codes
+from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, best_epoch, paired_evidence
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train
 from aepca.validation import check_codes, describe_names, invalid_value, plural
 
-# restore_best keeps trained weights over the starting ones only when their
-# validation MSE is lower by more than this many standard errors (a one-sided
-# paired test at about the 0.1% level); see tests/experiments/test_never_worse.py.
-CLEAR_IMPROVEMENT_Z = 3.0
-# The folds' decision pools every training row's held-out error (many more
-# rows than a validation split), one-sided at about the 2.3% level; see
-# docs/recipes.md for its false-keep and false-fallback rates.
-FOLD_Z = 2.0
 MIN_VALIDATION_ROWS = 50
 
 
@@ -284,7 +277,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             # Fitted only now, so the first training step does not wait for it.
             pca = PCA(self.n_components).fit(X_space)
             judge = X_net if X_monitor is None else X_monitor
-            selection = _paired_evidence(self._pca_errors(pca, judge), self._errors(net, judge), CLEAR_IMPROVEMENT_Z)
+            selection = paired_evidence(self._pca_errors(pca, judge), self._errors(net, judge), CLEAR_IMPROVEMENT_Z)
             selection["held_out"] = "training rows" if X_monitor is None else f"{len(judge)} validation rows"
             if not selection["kept_network"]:
                 # The nonlinear network is not clearly better than PCA: start
@@ -334,9 +327,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             pca = PCA(self.n_components).fit(X_space[rows])
             network_errors[held_out] = self._errors(net, X_held_out)
             pca_errors[held_out] = self._pca_errors(pca, X_held_out)
-            best_epochs.append(_best_epoch(history))
+            best_epochs.append(best_epoch(history))
             fold_gains.append(1 - network_errors[held_out].mean() / pca_errors[held_out].mean())
-        selection = _paired_evidence(pca_errors, network_errors, FOLD_Z)
+        selection = paired_evidence(pca_errors, network_errors, FOLD_Z)
         selection.update(held_out=f"{folds} folds of {n_rows} training rows", fold_gains=fold_gains,
                          folds_below=int(sum(gain > 0 for gain in fold_gains)), best_epochs=best_epochs)
         if selection["kept_network"]:
@@ -411,7 +404,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         trained = weights_of(model)
         trained_errors = errors()
         model.set_weights(start)
-        if _paired_evidence(errors(), trained_errors, CLEAR_IMPROVEMENT_Z)["kept_network"]:
+        if paired_evidence(errors(), trained_errors, CLEAR_IMPROVEMENT_Z)["kept_network"]:
             model.set_weights(trained)
             return False
         return True
@@ -668,30 +661,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.__dict__.update(state)
         if model_bytes is not None:
             self._set_net(split_autoencoder(model_from_bytes(model_bytes)))
-
-
-def _paired_evidence(reference_errors, candidate_errors, z_threshold: float) -> dict:
-    """Whether the candidate's per-sample errors are lower than the reference's
-    by more than ``z_threshold`` standard errors of the paired differences, with the evidence."""
-    reference, candidate = np.asarray(reference_errors), np.asarray(candidate_errors)
-    gains = reference - candidate
-    standard_error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else np.inf
-    z = float(gains.mean() / standard_error) if standard_error > 0 else (np.inf if gains.mean() > 0 else 0.0)
-    return {
-        "kept_network": bool(gains.mean() > z_threshold * standard_error),
-        "gain": float(1 - candidate.mean() / reference.mean()) if reference.mean() > 0 else 0.0,
-        "z": z if np.isfinite(z) else None,
-        "z_threshold": z_threshold,
-        "rows": int(len(gains)),
-    }
-
-
-def _best_epoch(history: dict) -> int:
-    """The epoch with the lowest validation loss (0: the start was best)."""
-    losses = history.get("val_loss", [])
-    if not losses or min(losses) >= history.get("start_val_loss", np.inf):
-        return 0
-    return int(np.argmin(losses)) + 1
 
 
 def _is_arrow_table(X) -> bool:
