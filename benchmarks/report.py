@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+BEFORE_AFTER_MD = "before_after.md"
 GPU_JSON = "benchmarks-gpu.json"
 TITLES = {
     "reference": "reference: Keras 3 `fit`, TensorFlow",
@@ -346,9 +347,10 @@ def gpu_section(results, gpu=None) -> list[str]:
     return lines
 
 
-def render(results: dict, gpu: dict | None = None) -> str:
+def render(results: dict, gpu: dict | None = None, before_after: str | None = None) -> str:
     """The markdown for ``results`` (benchmarks.json) and, when given, ``gpu``
-    (benchmarks-gpu.json, written by ``benchmarks/gpu.py`` on a GPU machine)."""
+    (benchmarks-gpu.json, written by ``benchmarks/gpu.py`` on a GPU machine) and
+    ``before_after`` (before_after.md, written by ``benchmarks/before_after.py``)."""
     lines = [
         "# Benchmarks",
         "",
@@ -371,6 +373,8 @@ def render(results: dict, gpu: dict | None = None) -> str:
                     machine_section):
         lines += section(results)
         lines.append("")
+        if section is compare_section and before_after:
+            lines += [before_after.rstrip(), ""]
     lines += gpu_section(results, gpu)
     lines.append("")
     return "\n".join(lines)
@@ -384,7 +388,9 @@ def load_gpu(folder: Path) -> dict | None:
 def main(json_path) -> Path:
     json_path = Path(json_path)
     markdown = json_path.with_suffix(".md")
-    markdown.write_text(render(json.loads(json_path.read_text()), load_gpu(json_path.parent)))
+    before_after = json_path.parent / BEFORE_AFTER_MD
+    markdown.write_text(render(json.loads(json_path.read_text()), load_gpu(json_path.parent),
+                               before_after.read_text() if before_after.exists() else None))
     return markdown
 
 

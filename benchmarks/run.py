@@ -342,7 +342,7 @@ def main(argv=None) -> Path:
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "benchmarks.json"
     json_path.write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "benchmarks.md").write_text(report.render(results, report.load_gpu(args.out)))
+    report.main(json_path)
     print(f"wrote {json_path} and {args.out / 'benchmarks.md'}")
     return args.out
 

@@ -275,3 +275,28 @@ def test_keras_fit_runner_leaves_the_model_uncompiled(x):
     assert not net.autoencoder.compiled and runner.trainer.compiled
     for trained, own in zip(runner.trainer.trainable_variables, net.autoencoder.trainable_variables, strict=True):
         assert trained is own
+
+
+def test_networks_of_one_structure_share_programs_without_sharing_results(x, monkeypatch):
+    """Refits reuse the first fit's compiled programs: another seed still trains its own
+    weights, the same seed the very same ones, and a changed structure gets its own programs."""
+    from collections import OrderedDict
+
+    from aepca import models
+
+    monkeypatch.setattr(models, "_PROGRAMS", OrderedDict())
+
+    def fit(seed, hidden=(8,)):
+        net = build_autoencoder(x.shape[1], 2, hidden=hidden, output_activation="linear", seed=seed)
+        train(net.autoencoder, x, config=TrainConfig(epochs=2, batch_size=BATCH, seed=seed))
+        return [np.asarray(w) for w in net.autoencoder.get_weights()]
+
+    first = fit(0)
+    programs = len(models._PROGRAMS)
+    again, other_seed = fit(0), fit(1)
+    assert len(models._PROGRAMS) == programs
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other_seed, strict=True))
+    fit(0, hidden=(6,))
+    assert len(models._PROGRAMS) == programs + 2  # its training and evaluation programs

@@ -8,7 +8,10 @@ objects, on any backend.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,6 +182,13 @@ def build_autoencoder(
     encoder = keras.Model(inputs, code, name="encoder")
     decoder = keras.Model(code_inputs, outputs, name="decoder")
     autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
+    # Everything but initial values that the three models compute with.
+    structure = json.dumps([
+        n_features, n_components, hidden, activation, output_activation, code_activation, pca is not None,
+        None if standardise is None else hashlib.sha256(columns.tobytes() + scales.tobytes()).hexdigest(),
+    ])
+    for model in (autoencoder, encoder, decoder):
+        _STRUCTURES[model] = f"{model.name} {structure}"
     return AutoencoderNet(autoencoder, encoder, decoder)
 
 
@@ -246,17 +256,37 @@ def without_gradients():
 
 def _compiled_forward(model: keras.Model):
     """``block -> model(block)`` compiled by JAX, at the model's current weights."""
-    call = _FORWARD.get(model)
-    if call is None:
-        import jax
+    import jax
 
-        # A weak reference: the cache entry must not keep its own key alive.
-        ref = weakref.ref(model)
-        call = jax.jit(lambda trainable, non_trainable, x: ref().stateless_call(trainable, non_trainable, x, training=False)[0])
-        _FORWARD[model] = call
+    call = shared_program(
+        ("forward", structure_key(model)),
+        lambda: jax.jit(lambda trainable, non_trainable, x: model.stateless_call(trainable, non_trainable, x, training=False)[0]),
+    )
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     return lambda block: call(trainable, non_trainable, block)
 
 
-_FORWARD: "weakref.WeakKeyDictionary[keras.Model, object]" = weakref.WeakKeyDictionary()
+def structure_key(model: keras.Model):
+    """What identifies a model's compiled programs: its structure when
+    :func:`build_autoencoder` made it (models of one structure compute the same
+    function of their weights), else the model itself."""
+    return _STRUCTURES.get(model, model)
+
+
+_STRUCTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+# Compiled programs by structure: the folds and refits of one network, and every
+# prediction of one architecture, compile once per process.
+MAX_SHARED_PROGRAMS = 32
+_PROGRAMS: OrderedDict = OrderedDict()
+
+
+def shared_program(key, make):
+    """The program stored under ``key``, else ``make()``'s; the least recently used are dropped."""
+    program = _PROGRAMS.pop(key, None) or make()
+    _PROGRAMS[key] = program
+    while len(_PROGRAMS) > MAX_SHARED_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
+    return program

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aepca.models import shared_program, structure_key
 from aepca.training.config import LOSSES, mse_per_sample, steps_per_epoch
 from aepca.training.loop import Runner
 from aepca.validation import invalid_value
@@ -58,8 +59,14 @@ class JaxRunner(Runner):
             [v.value for v in model.non_trainable_variables],
             [v.value for v in self.optimizer.variables],
         )))
-        self._train_chunk = jax.jit(self._make_train_chunk(), donate_argnums=(0,))
-        self._eval_batch = jax.jit(self._make_eval_batch())
+        # Programs shared by every run of one network structure, optimizer and loss.
+        optimizer = (config.optimizer, config.learning_rate, config.beta_2, config.schedule, config.warmup_epochs,
+                     config.min_lr_fraction, config.epochs, config.batch_size, self.n_train)
+        structure = (structure_key(model), optimizer, config.loss, config.devices)
+        self._train_chunk = shared_program(
+            ("train", *structure), lambda: jax.jit(self._make_train_chunk(), donate_argnums=(0,))
+        )
+        self._eval_batch = shared_program(("evaluate", *structure), lambda: jax.jit(self._make_eval_batch()))
 
     def _make_train_chunk(self):
         model, optimizer = self.model, self.optimizer
