@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 
 from aepca import load_model
+from aepca._keras import keras
 from aepca.estimator import Autoencoder
 from aepca.persistence import METADATA_FILE, MODEL_FILE
 from aepca.pca import PCA
-
-import keras  # noqa: E402
 
 PARAMS = dict(n_components=2, recipe="classic", hidden=(8,), epochs=10, batch_size=32, learning_rate=1e-2, random_state=0)
 

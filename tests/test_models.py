@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import gc
+from collections import OrderedDict
 
 import numpy as np
 import pytest
 
 from aepca import models
+from aepca._keras import keras
 from aepca.models import PREDICT_BATCH, build_autoencoder, check_activation, output_bias_for, predict, split_autoencoder
 from aepca.pca import PCA
-
-import keras  # noqa: E402  (after aepca, which only sets a default backend)
 
 
 def _dense_layers(model):
@@ -165,10 +164,14 @@ def test_predict_in_blocks_equals_calling_the_model(rows):
         np.testing.assert_allclose(predict(net.encoder, x), _predict(net.encoder, x), rtol=1e-6, atol=1e-6)
 
 
-def test_predict_does_not_keep_models_alive():
-    net = build_autoencoder(10, 2, hidden=(6,), seed=0)
-    predict(net.autoencoder, np.zeros((3, 10), np.float32))
-    before = len(models._FORWARD)
-    del net
-    gc.collect()
-    assert len(models._FORWARD) < before or keras.backend.backend() != "jax"
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="compiled prediction is JAX's")
+def test_prediction_programs_are_shared_by_structure_and_bounded(monkeypatch):
+    monkeypatch.setattr(models, "_PROGRAMS", OrderedDict())
+    monkeypatch.setattr(models, "MAX_SHARED_PROGRAMS", 3)
+    x = np.zeros((3, 10), np.float32)
+    for seed in (0, 1):
+        predict(build_autoencoder(10, 2, hidden=(6,), seed=seed).autoencoder, x)
+    assert len(models._PROGRAMS) == 1
+    for width in (3, 4, 5, 7):
+        predict(build_autoencoder(10, 2, hidden=(width,), seed=0).autoencoder, x)
+    assert len(models._PROGRAMS) == 3
