@@ -13,6 +13,11 @@ is reported apart):
 - ``after, untuned``: ``aepca.cli.main`` called as a library user would, so no cache and
   Keras imports TensorFlow to save the model (its difference to ``no cache`` is that guard).
 
+A second part times what the library keeps for Python users: a default-recipe fit of
+scikit-learn's wine table (five folds and a final fit of one network structure) in a fresh
+process without a disk cache, with the networks' compiled programs shared within the
+process and without (``aepca.models.MAX_SHARED_PROGRAMS = 0``).
+
 The contenders alternate run by run. Reported: the process's wall time, the classic epoch
 (median of ``history.seconds`` differences after the first epoch, from ``metrics.json``)
 and the test MSE. Writes ``before_after.json`` and ``before_after.md`` into ``--out``.
@@ -47,6 +52,30 @@ def command(contender: str, before_src: Path, out: Path, cache: Path) -> tuple[l
     if contender == "after, untuned":
         return [sys.executable, "-c", UNTUNED, *args], env
     return [sys.executable, "-m", "aepca", *args], env
+
+
+SMALL_TABLE_FIT = """
+import json, sys, time
+import numpy as np
+from sklearn.datasets import load_wine
+from aepca import Autoencoder, models
+if sys.argv[1] == "not shared":
+    models.MAX_SHARED_PROGRAMS = 0
+X = load_wine().data.astype(np.float32)
+started = time.perf_counter()
+model = Autoencoder(2, scale="standard", random_state=0).fit(X)
+print(json.dumps({"fit_s": time.perf_counter() - started, "training_s": model.history_["training_seconds"],
+                  "score": model.score(X)}))
+"""
+SHARING = ("shared", "not shared")
+
+
+def small_table_fit(sharing: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "AEPCA_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    done = subprocess.run([sys.executable, "-c", SMALL_TABLE_FIT, sharing], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"small-table fit ({sharing}) failed:\n{done.stderr[-3000:]}")
+    return {"sharing": sharing, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def run_once(contender: str, before_src: Path, caches: Path) -> dict:
@@ -124,6 +153,13 @@ def render(result: dict) -> str:
     lines += ["", "Every run:", "", "| repeat | contender | wall (s) | epoch (s) | fit (s) | test MSE |", "|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['repeat']} | {r['contender']} | {r['wall_s']:.2f} | {r['epoch_s']:.3f} | {r['fit_s']:.2f} | {r['test_mse']:.6f} |")
+    fits = result["small_table_fits"]
+    shared_median = lambda key, sharing: statistics.median(f[key] for f in fits if f["sharing"] == sharing)  # noqa: E731
+    lines += ["", "### Programs shared within a process: a default-recipe fit of wine from Python", "",
+              "| | fit (s) | training loops (s) | every fit (s) |", "|---|---|---|---|"]
+    for sharing in SHARING:
+        every = ", ".join(f"{f['fit_s']:.1f}" for f in fits if f["sharing"] == sharing)
+        lines.append(f"| {sharing} | {shared_median('fit_s', sharing):.1f} | {shared_median('training_s', sharing):.1f} | {every} |")
     lines += ["", "### Removed, and what each saved when measured alone", "", "| mechanism | measured then |", "|---|---|"]
     lines += [f"| {what} | {value} |" for what, value in REMOVED]
     return "\n".join(lines) + "\n"
@@ -146,8 +182,14 @@ def main() -> None:
                 run["repeat"] = repeat
                 runs.append(run)
                 print(f"repeat {repeat} {contender}: {run['wall_s']:.2f} s, epoch {run['epoch_s']:.3f} s", flush=True)
+    fits = []
+    for repeat in range(args.repeats):
+        for sharing in SHARING:
+            fits.append(small_table_fit(sharing))
+            print(f"small table, {sharing}: fit {fits[-1]['fit_s']:.1f} s", flush=True)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "small_table_fits": fits,
         "command": shlex.join([".venv/bin/python", "benchmarks/before_after.py", *sys.argv[1:]]),
         "before": args.before, "repeats": args.repeats, "runs": runs,
     }

@@ -278,25 +278,30 @@ def test_keras_fit_runner_leaves_the_model_uncompiled(x):
 
 
 def test_networks_of_one_structure_share_programs_without_sharing_results(x, monkeypatch):
-    """Refits reuse the first fit's compiled programs: another seed still trains its own
-    weights, the same seed the very same ones, and a changed structure gets its own programs."""
+    """Refits reuse the first fit's compiled programs: another seed or learning rate still trains
+    exactly as alone, and a changed structure or schedule gets programs of its own."""
     from collections import OrderedDict
 
     from aepca import models
 
-    monkeypatch.setattr(models, "_PROGRAMS", OrderedDict())
-
-    def fit(seed, hidden=(8,)):
+    def fit(seed=0, hidden=(8,), **settings):
         net = build_autoencoder(x.shape[1], 2, hidden=hidden, output_activation="linear", seed=seed)
-        train(net.autoencoder, x, config=TrainConfig(epochs=2, batch_size=BATCH, seed=seed))
+        train(net.autoencoder, x, config=TrainConfig(epochs=2, batch_size=BATCH, seed=seed, **settings))
         return [np.asarray(w) for w in net.autoencoder.get_weights()]
 
-    first = fit(0)
+    def alone(**settings):
+        monkeypatch.setattr(models, "_PROGRAMS", OrderedDict())
+        return fit(**settings)
+
+    expected = {"seed 1": alone(seed=1), "rate 1e-2": alone(learning_rate=1e-2)}
+    first = alone()
     programs = len(models._PROGRAMS)
-    again, other_seed = fit(0), fit(1)
+    shared = {"seed 1": fit(seed=1), "rate 1e-2": fit(learning_rate=1e-2)}
     assert len(models._PROGRAMS) == programs
-    for a, b in zip(first, again, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert not all(np.array_equal(a, b) for a, b in zip(first, other_seed, strict=True))
-    fit(0, hidden=(6,))
-    assert len(models._PROGRAMS) == programs + 2  # its training and evaluation programs
+    for name, weights in shared.items():
+        for a, b in zip(weights, expected[name], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        assert not all(np.array_equal(a, b) for a, b in zip(weights, first, strict=True)), name
+    fit(hidden=(6,))
+    fit(schedule="cosine")
+    assert len(models._PROGRAMS) == programs + 4  # each its training and evaluation programs

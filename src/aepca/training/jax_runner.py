@@ -21,6 +21,8 @@ from aepca.validation import invalid_value
 # Chunks of at least this many steps: fewer dispatches on small data.
 MIN_CHUNK_STEPS = 20
 
+_copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+
 
 def data_parallel_mesh(n_devices: int):
     """A one-axis mesh over the first ``n_devices`` devices JAX sees; ``None`` for one."""
@@ -53,16 +55,18 @@ class JaxRunner(Runner):
         self.x_val_device = None if self.x_val is None else self._put(self.x_val)
         # Copies: the compiled chunks donate (delete) their input state, and the
         # model's own buffers must stay valid if training stops with an error.
-        copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
-        self._state = self._on_device(copy_tree((
+        self._state = self._on_device(_copy_tree((
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
             [v.value for v in self.optimizer.variables],
         )))
-        # Programs shared by every run of one network structure, optimizer and loss.
-        optimizer = (config.optimizer, config.learning_rate, config.beta_2, config.schedule, config.warmup_epochs,
-                     config.min_lr_fraction, config.epochs, config.batch_size, self.n_train)
-        structure = (structure_key(model), optimizer, config.loss, config.devices)
+        # Programs shared by every run of one network structure, optimizer and loss. A constant
+        # learning rate is optimizer state; a schedule's step counts are traced into the program.
+        schedule = (config.schedule,) if config.schedule == "constant" else (
+            config.schedule, config.learning_rate, config.warmup_epochs, config.min_lr_fraction, config.epochs,
+            config.batch_size, self.n_train,
+        )
+        structure = (structure_key(model), config.optimizer, config.beta_2, *schedule, config.loss, config.devices)
         self._train_chunk = shared_program(
             ("train", *structure), lambda: jax.jit(self._make_train_chunk(), donate_argnums=(0,))
         )
