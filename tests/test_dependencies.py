@@ -69,7 +69,8 @@ def test_compare_imports_only_what_aepca_installs(tmp_path):
     rows = np.random.default_rng(0).standard_normal((300, 6))
     np.savetxt(data, rows, delimiter=",", header="a,b,c,d,e,f", comments="")
     env = {**os.environ, "KERAS_BACKEND": "jax", "AEPCA_COMPILATION_CACHE": str(tmp_path / "cache")}
-    command = [sys.executable, "-c", SCRIPT, "compare", str(data), "--epochs", "1", "--no-progress", "--out", str(tmp_path / "out")]
+    command = [sys.executable, "-c", SCRIPT, "compare", str(data), "--recipe", "classic", "--hidden", "4", "--epochs", "1",
+               "--no-progress", "--out", str(tmp_path / "out")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert any((tmp_path / "cache").iterdir()), "nothing was cached: the check would miss the cache's imports"

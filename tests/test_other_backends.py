@@ -68,7 +68,7 @@ SCRIPT = textwrap.dedent(
         converted.append(bool(getattr(x, "requires_grad", False)))
         return convert_to_numpy(x)
     keras.ops.convert_to_numpy = recording_convert
-    comparison = compare(low_rank(n_samples=300, n_features=12, rank=3), recipe="fast", epochs=2)
+    comparison = compare(low_rank(n_samples=300, n_features=12, rank=3), recipe="fast", epochs=2, folds=2)
     keras.ops.convert_to_numpy = convert_to_numpy
     print(json.dumps({
         "backend": keras.backend.backend(),

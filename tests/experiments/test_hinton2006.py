@@ -21,7 +21,7 @@ TINY = dict(n_train=1000, n_test=200, rbm_epochs=1, finetune_epochs=1, best_epoc
 
 # Every part of the pipeline, on a sliver of the data and with shallower stacks: most of
 # the run is compilation, one per RBM layer and per network, whatever the widths.
-SMALL_SIZES = dict(MNIST_SIZES=(64, 32, 30), CURVES_SIZES=(32, 6))
+SMALL_SIZES = dict(MNIST_SIZES=(32, 30), CURVES_SIZES=(16, 6))
 
 
 def expected_rows(mnist_sizes, curves_sizes):
