@@ -16,8 +16,8 @@ from aepca.experiments.hinton2006 import (
     validation_split,
 )
 
-TINY = dict(n_train=1000, n_test=200, rbm_epochs=1, finetune_epochs=1, best_epochs=1,
-            logistic_epochs=1, curves_samples=500, curves_finetune_epochs=1, refine_steps=2)
+TINY = dict(n_train=400, n_test=100, rbm_epochs=1, finetune_epochs=1, best_epochs=1,
+            logistic_epochs=1, curves_samples=200, curves_finetune_epochs=1, refine_steps=2)
 
 # Every part of the pipeline, on a sliver of the data and with shallower stacks: most of
 # the run is compilation, one per RBM layer and per network, whatever the widths.
@@ -104,9 +104,9 @@ def test_quick_command_on_a_subset_writes_every_file(tmp_path, monkeypatch, caps
         assert math.isfinite(row["test_error"]) and row["test_error"] > 0
         assert row["fit_seconds"] >= 0
     assert table["settings"]["mode"] == "quick"
-    assert table["settings"]["mnist"] == {"n_train": 1000, "n_test": 200,
-                                          "best_recipe_validation": 83}
-    assert table["settings"]["fig3_points"] == 1000  # fewer than 500 per class in 1,000 images
+    assert table["settings"]["mnist"] == {"n_train": 400, "n_test": 100,
+                                          "best_recipe_validation": 33}
+    assert table["settings"]["fig3_points"] == 400  # fewer than 500 per class in 400 images
     assert any("Adam" in text for text in table["deviations"])
     report = (out / "report.html").read_text()
     assert "Differs from the paper" in report and "13.87" in report
