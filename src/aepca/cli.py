@@ -18,7 +18,6 @@ from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = ("compare", "sweep", "reproduce", "encode", "reconstruct")
 
 
 class UsageError(ValueError):
@@ -436,8 +435,13 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns its exit status. Changes no process-wide setting (see :func:`console`)."""
+def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
+    """Run one command; returns its exit status.
+
+    It changes no process-wide setting unless ``tune_process`` (the ``aepca``
+    command's own entry point, :func:`console`): then, once the arguments are
+    valid, :func:`tune_command_process` runs before the command.
+    """
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C.
@@ -448,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE
+        if tune_process:
+            tune_command_process()
         return args.handler(args)
     except KeyboardInterrupt as interrupt:
         print(str(interrupt) if isinstance(interrupt, Interrupted) else "aepca: interrupted", file=sys.stderr)
@@ -461,10 +467,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console() -> None:
-    """The ``aepca`` command: :func:`main`, in a process tuned for the subcommands that train or apply models."""
-    if sys.argv[1:2] and sys.argv[1] in COMMANDS:  # not for --help or --version
-        tune_command_process()
-    sys.exit(main())
+    """The ``aepca`` command: :func:`main` in a process tuned for it."""
+    sys.exit(main(tune_process=True))
 
 
 def tune_command_process() -> None:
