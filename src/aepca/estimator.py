@@ -266,7 +266,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         X_space = self.scaler_.transform(X)
         # Data in [0, 1] are fed as they are (a sigmoid output can reproduce them).
         self.network_scale_ = 1.0 if self.scaler_.unit_interval_ else network_scaling(X_space)[2]
-        X_net = self._to_network(X_space)
+        X_net = self.network_inputs(X_space)
         if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None:
             net, self.history_ = self._fit_by_folds(X_space, X_net, seed)
             return self._finish(net)
@@ -348,8 +348,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         history["selection"] = selection
         return net, history
 
-    def _to_network(self, X_space):
-        """Rows of the error space as the network takes them."""
+    def network_inputs(self, X_space):
+        """Rows of the error space (``scaler_.transform(X)``) as the network takes them:
+        divided by ``network_scale_``."""
         if self.network_scale_ == 1.0:
             return X_space
         return (X_space / np.float32(self.network_scale_)).astype(np.float32, copy=False)
@@ -414,7 +415,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         validation rows (``None``: no validation)."""
         if X_val is not None:
             X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
-            return None, self._to_network(self.scaler_.transform(X_val))
+            return None, self.network_inputs(self.scaler_.transform(X_val))
         fraction = self.settings_["validation_fraction"]
         if fraction == 0:
             return None, None
@@ -568,7 +569,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def transform(self, X):
         """The code of each sample, shape ``(n_samples, n_components)``."""
         rows = self._rows(X)  # first: it says so when the model is not fitted
-        return self._codes(self._to_network(self.scaler_.transform(rows)))
+        return self._codes(self.network_inputs(self.scaler_.transform(rows)))
 
     def _codes(self, X_net):
         codes = predict(self.encoder_, X_net)
@@ -587,9 +588,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             return X_net
         return X_net * np.float32(self.network_scale_)
 
-    def _reconstruct_space(self, X_space):
-        """Reconstructions of rows of the error space, in that space."""
-        X_net = self._to_network(X_space)
+    def reconstruct_scaled(self, X_space):
+        """Reconstructions of rows of the error space (``scaler_.transform(X)``), in that space."""
+        X_net = self.network_inputs(X_space)
         if self.refine_steps:
             return self._from_network(predict(self.decoder_, self._codes(X_net)))
         return self._from_network(predict(self.model_, X_net))
@@ -597,7 +598,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def reconstruct(self, X):
         """``inverse_transform(transform(X))`` in one pass, in the data's units."""
         rows = self._rows(X)
-        return self.scaler_.inverse_transform(self._reconstruct_space(self.scaler_.transform(rows)))
+        return self.scaler_.inverse_transform(self.reconstruct_scaled(self.scaler_.transform(rows)))
 
     def reconstruct_with_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Each row's reconstruction (in the data's units) and its MSE in the error space, in one pass."""
@@ -605,7 +606,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         reconstructions = []
 
         def reconstruct_and_keep(block):
-            reconstruction = self._reconstruct_space(block)
+            reconstruction = self.reconstruct_scaled(block)
             reconstructions.append(self.scaler_.inverse_transform(reconstruction))
             return reconstruction
 
@@ -617,7 +618,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE in the error space (see ``scale``)."""
         rows = self._rows(X)
-        return -sample_mse(self.scaler_.transform(rows), self._reconstruct_space)
+        return -sample_mse(self.scaler_.transform(rows), self.reconstruct_scaled)
 
     def score(self, X, y=None):
         """Negative reconstruction MSE over all entries, in the error space (higher is better)."""
