@@ -20,13 +20,12 @@ import json
 import time
 from unittest import mock
 
-from aepca._backend import load_keras
+from aepca import training
+from aepca.backend import import_keras
+from aepca.data.mnist import load_mnist
+from aepca.experiments import hinton2006 as h
 
-keras = load_keras()
-
-from aepca import training  # noqa: E402
-from aepca.data.mnist import load_mnist  # noqa: E402
-from aepca.experiments import hinton2006 as h  # noqa: E402
+keras = import_keras()
 
 
 def train_on_masked_inputs(rate: float):

@@ -14,14 +14,10 @@ import json
 import sys
 import time
 
-from aepca._backend import set_default_backend
-
-set_default_backend()
-
-from aepca.data.mnist import load_mnist  # noqa: E402
-from aepca.experiments import hinton2006 as h  # noqa: E402
-from aepca.rbm import unroll  # noqa: E402
-from aepca.training import train  # noqa: E402
+from aepca.data.mnist import load_mnist
+from aepca.experiments import hinton2006 as h
+from aepca.rbm import unroll
+from aepca.training import train
 
 
 def main(out: str) -> None:
