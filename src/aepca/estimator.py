@@ -13,7 +13,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aepca._keras import keras
 from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
 from aepca.data.columns import ColumnSpec
 from aepca.data.readers import iter_row_blocks

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca._files import write_atomic
-from aepca.validation import IMAGE_CHANNELS, as_image_shape, invalid_value
+from aepca.validation import as_image_shape, invalid_value
 
 __all__ = [
     "AE_COLOR",
