@@ -26,6 +26,8 @@ def import_keras():
         import keras
 
         return keras
+    # Keras reads its backend from this variable once, while it is imported, and
+    # offers no other way to choose one; it is set for that import only.
     previous = os.environ.get("KERAS_BACKEND")
     os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
     try:

@@ -27,16 +27,13 @@ GROUPS = ("trainable", "non_trainable", "optimizer", "best_trainable", "best_non
 
 
 def run_fingerprint(run: dict, arrays) -> dict:
-    """What a checkpoint must have been written by: ``run`` (JSON-ready settings)
+    """What a checkpoint must have been written by: ``run`` (JSON values)
     plus the SHA-256 of ``arrays`` (the data; ``None`` entries skipped) and the backend."""
     # Hashing the buffers themselves: .tobytes() would copy the whole data set.
     digest = hashlib.sha256()
     for array in arrays:
         if array is not None:
             digest.update(np.ascontiguousarray(array))
-    settings = run.get("settings")
-    if settings is not None:
-        run = {**run, "settings": {**settings, "hidden": list(settings["hidden"])}}
     return {**run, "data_sha256": digest.hexdigest(), "backend": keras.backend.backend()}
 
 

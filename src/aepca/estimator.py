@@ -23,8 +23,8 @@ from aepca.persistence import estimator_metadata, model_from_bytes, model_to_byt
 from aepca.preprocessing import Scaler, network_scaling
 from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
 from aepca.refine import refine_codes
-from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, best_epoch, paired_evidence
-from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, steps_per_epoch, train
+from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
+from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, best_epoch, steps_per_epoch, train
 from aepca.validation import check_codes, describe_names, invalid_value, plural
 
 MIN_VALIDATION_ROWS = 50
@@ -513,7 +513,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             # Settings that do not change training do not invalidate a checkpoint.
             params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")}
             fingerprint = run_fingerprint(
-                {"params": params, "settings": self.settings_, "init": self.init_, "seed": seed},
+                {"params": params, "settings": self.json_settings(), "init": self.init_, "seed": seed},
                 (X, train_rows, X_monitor),
             )
             resume = load_checkpoint(folder, fingerprint)
@@ -645,6 +645,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             params["random_state"] = None
         params["checkpoint_dir"] = None if params["checkpoint_dir"] is None else str(params["checkpoint_dir"])
         return params
+
+    def json_settings(self) -> dict:
+        """``settings_`` as JSON values (``hidden`` a list)."""
+        return {**self.settings_, "hidden": list(self.settings_["hidden"])}
 
     def __getstate__(self):
         # Keras models are stored as .keras bytes so a pickle is portable.

@@ -18,6 +18,7 @@ import numpy as np
 
 from aepca._keras import keras
 
+
 @dataclass(frozen=True)
 class AutoencoderNet:
     """An autoencoder and its two halves; the halves share the layers."""

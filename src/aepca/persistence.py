@@ -23,6 +23,7 @@ from aepca.data.columns import ColumnSpec
 from aepca.models import weights_of
 from aepca.preprocessing import Scaler
 from aepca.recipes import DEFAULTS, SETTINGS
+
 MODEL_FILE = "model.keras"
 METADATA_FILE = "aepca.json"
 FORMAT_VERSION = 1
@@ -125,7 +126,7 @@ def estimator_metadata(estimator) -> dict:
     params = {**estimator.json_params(), "checkpoint_dir": None}
     return {
         "params": params,
-        "settings": {**estimator.settings_, "hidden": list(estimator.settings_["hidden"])},
+        "settings": estimator.json_settings(),
         "n_features_in": int(estimator.n_features_in_),
         "feature_names_in": [str(n) for n in getattr(estimator, "feature_names_in_", [])] or None,
         "output_activation": estimator.output_activation_,

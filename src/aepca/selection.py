@@ -29,10 +29,3 @@ def paired_evidence(reference_errors, candidate_errors, z_threshold: float) -> d
         "rows": int(len(gains)),
     }
 
-
-def best_epoch(history: dict) -> int:
-    """The epoch with the lowest validation loss (0: the start was best)."""
-    losses = history.get("val_loss", [])
-    if not losses or min(losses) >= history.get("start_val_loss", np.inf):
-        return 0
-    return int(np.argmin(losses)) + 1

@@ -19,6 +19,7 @@ from aepca.training.config import (
     EpochCallback,
     TrainConfig,
     TrainState,
+    best_epoch,
     epoch_permutation,
     make_optimizer,
     mse_per_sample,
@@ -29,7 +30,7 @@ from aepca.validation import describe_names, invalid_value
 
 __all__ = [
     "DivergenceError", "EpochCallback", "FIT_BACKENDS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "TrainConfig",
-    "TrainState", "epoch_permutation", "make_optimizer", "mse_per_sample", "steps_per_epoch", "train",
+    "TrainState", "best_epoch", "epoch_permutation", "make_optimizer", "mse_per_sample", "steps_per_epoch", "train",
 ]
 
 

@@ -34,6 +34,8 @@ OPTIMIZERS: dict[str, Callable] = {
     "nadam": keras.optimizers.Nadam,
 }
 SCHEDULES = ("constant", "cosine")
+# Rows per evaluation batch.
+EVAL_BATCH = 4096
 
 
 def _choose(options, value, what):
@@ -171,3 +173,11 @@ def copy_history(history: dict) -> dict:
 
 def empty_history() -> dict:
     return {"loss": [], "val_loss": [], "val_mse": [], "seconds": [], "lr_scale": []}
+
+
+def best_epoch(history: dict) -> int:
+    """The epoch with the lowest validation loss (0: the start, or no validation, was best)."""
+    losses = history.get("val_loss", [])
+    if not losses or min(losses) >= history.get("start_val_loss", math.inf):
+        return 0
+    return int(np.argmin(losses)) + 1

@@ -8,7 +8,7 @@ import numpy as np
 
 from aepca._keras import keras, ops
 from aepca.models import predict
-from aepca.training.config import LOSSES, make_optimizer, mse_per_sample, steps_per_epoch
+from aepca.training.config import EVAL_BATCH, LOSSES, make_optimizer, mse_per_sample, steps_per_epoch
 from aepca.training.loop import Runner
 
 # Backends trained through model.fit: correct, slower than JAX's compiled chunks.
@@ -17,7 +17,6 @@ FIT_BACKENDS = ("tensorflow", "torch")
 # TensorFlow one call per step costs model.fit Python overhead every step;
 # PyTorch's trainer takes only 1. XLA (jit_compile) stays as Keras decides.
 STEPS_PER_EXECUTION = {"tensorflow": 64}
-EVAL_BATCH = 4096
 
 
 class KerasFitRunner(Runner):

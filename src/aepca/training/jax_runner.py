@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aepca.models import shared_program, structure_key
-from aepca.training.config import LOSSES, mse_per_sample, steps_per_epoch
+from aepca.training.config import EVAL_BATCH, LOSSES, mse_per_sample, steps_per_epoch
 from aepca.training.loop import Runner
 from aepca.validation import invalid_value
 
@@ -45,8 +45,6 @@ class JaxRunner(Runner):
     gradients over the devices, so the steps are those of one device (the
     same batches, losses equal to float32 round-off).
     """
-
-    EVAL_BATCH = 4096
 
     def __init__(self, model, x, x_val, config, rows=None):
         super().__init__(model, x, x_val, config, rows)
@@ -185,7 +183,7 @@ class JaxRunner(Runner):
         loss = mse = 0.0
         # Equal batches of at most EVAL_BATCH rows: 10,000 rows run as 3 x 3,334,
         # not as 3 x 4,096 with a fifth of the work spent on padding.
-        size = math.ceil(len(x) / math.ceil(len(x) / self.EVAL_BATCH))
+        size = math.ceil(len(x) / math.ceil(len(x) / EVAL_BATCH))
         for start in range(0, len(x), size):
             xb = x_device[start : start + size]
             weights = np.ones(size, dtype=np.float32)

@@ -13,6 +13,7 @@ from aepca.training.config import (
     DivergenceError,
     TrainConfig,
     TrainState,
+    best_epoch,
     checked_rows,
     copy_history,
     empty_history,
@@ -133,8 +134,7 @@ class Runner:
         losses = history["val_loss"]
         if self.config.patience is None or not losses:
             return False
-        best_epoch = int(np.argmin(losses)) + 1 if min(losses) < history.get("start_val_loss", math.inf) else 0
-        return len(losses) - best_epoch >= self.config.patience
+        return len(losses) - best_epoch(history) >= self.config.patience
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The rows of ``x`` in the order epoch ``epoch`` visits them."""
