@@ -207,7 +207,7 @@ def test_divergence_raises_after_the_bounded_retries():
 def test_cosine_schedule_warms_up_then_decays():
     config = TrainConfig(epochs=4, batch_size=10, learning_rate=0.1, schedule="cosine", warmup_epochs=1, min_lr_fraction=0.1)
     # 10 steps per epoch, 40 in all. Keras keeps the schedule itself in _learning_rate.
-    schedule = make_optimizer(config, n_samples=100)._learning_rate
+    schedule = make_optimizer(config, per_epoch=10)._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     lr = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
     assert steps_per_epoch(100, 10) == 10 and steps_per_epoch(101, 10) == 11
@@ -251,7 +251,7 @@ def test_train_config_validation(kwargs, match):
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "nadam"])
 def test_beta_2_reaches_every_optimizer(optimizer):
-    assert make_optimizer(TrainConfig(optimizer=optimizer, beta_2=0.95), n_samples=100).beta_2 == 0.95
+    assert make_optimizer(TrainConfig(optimizer=optimizer, beta_2=0.95), per_epoch=1).beta_2 == 0.95
     assert make_optimizer(TrainConfig(optimizer=optimizer), n_samples=100).beta_2 == 0.999
 
 

@@ -3,8 +3,8 @@
 A checkpoint holds everything the training loop needs to continue exactly
 where it stopped: weights, optimizer state (step counter and moments), the
 number of finished epochs, the learning-rate scale, the history and the best
-weights so far. Shuffling is a pure function of (seed, epoch), so a resumed
-run sees the same batches as an uninterrupted one. Arrays go to an ``.npz``
+weights so far. Shuffling (and a stream's order) is a pure function of (seed,
+epoch), so a resumed run sees the same batches as an uninterrupted one. Arrays go to an ``.npz``
 (loaded with ``allow_pickle=False``) and the rest to JSON: nothing in a
 checkpoint is ever executed.
 """
@@ -20,6 +20,7 @@ import numpy as np
 
 from aepca._files import write_atomic
 from aepca._keras import keras
+from aepca.data.sources import RowSource
 from aepca.training import TrainState
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -28,11 +29,14 @@ GROUPS = ("trainable", "non_trainable", "optimizer", "best_trainable", "best_non
 
 def run_fingerprint(run: dict, arrays) -> dict:
     """What a checkpoint must have been written by: ``run`` (JSON values)
-    plus the SHA-256 of ``arrays`` (the data; ``None`` entries skipped) and the backend."""
-    # Hashing the buffers themselves: .tobytes() would copy the whole data set.
+    plus the SHA-256 of ``arrays`` (the data, or a row source's identity:
+    its files, sizes and times; ``None`` entries skipped) and the backend."""
     digest = hashlib.sha256()
     for array in arrays:
-        if array is not None:
+        if isinstance(array, RowSource):
+            digest.update(json.dumps(array.fingerprint(), sort_keys=True).encode())
+        elif array is not None:
+            # Hashing the buffers themselves: .tobytes() would copy the whole data set.
             digest.update(np.ascontiguousarray(array))
     return {**run, "data_sha256": digest.hexdigest(), "backend": keras.backend.backend()}
 

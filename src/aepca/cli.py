@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -137,6 +138,22 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data bigger than memory, more than one process or machine")
+    group.add_argument("--stream", action="store_true",
+                       help="read PATH (.npy or .parquet) a block at a time instead of into memory "
+                            "(always so for a folder or a glob pattern such as 'parts/*.parquet')")
+    group.add_argument("--lanes", type=positive_int, default=None, metavar="N",
+                       help="read streams making up each batch; the batches depend on it, not on the processes "
+                            "(default: devices x processes)")
+    group.add_argument("--processes", type=positive_int, default=None, metavar="N",
+                       help="train with N local worker processes, each reading its share (streams the data)")
+    group.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="join a multi-machine run: the address of process 0 (with --num-processes, --process-id)")
+    group.add_argument("--num-processes", type=positive_int, default=None, metavar="N", help="processes in the run, on all machines")
+    group.add_argument("--process-id", type=non_negative_int, default=None, metavar="I", help="this process's number, 0 to N-1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aepca", description="Deep autoencoders vs PCA, measured on the same data and split.")
     from aepca import __version__
@@ -152,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     compare.add_argument("--resume", type=Path, metavar="DIR",
                          help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
+    add_scale_arguments(compare)
     compare.set_defaults(handler=run_compare)
 
     sweep = commands.add_parser("sweep", help="PCA and an autoencoder at several code sizes: table, curve, report")
@@ -195,6 +213,40 @@ def check_data_arguments(args) -> None:
     for option in ("label_column", "id_column", "columns", "drop_columns", "no_header", "test", "impute", "image_shape"):
         if getattr(args, option):
             raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
+
+
+def is_streamed(args) -> bool:
+    """Whether the command reads its data as a stream: asked for, a folder or
+    pattern, or a run of several processes."""
+    if getattr(args, "path", None) is None:
+        return False
+    from aepca.data.sources import is_source_path
+
+    return bool(args.stream or is_source_path(args.path) or args.num_processes or args.coordinator)
+
+
+def check_stream_arguments(args) -> None:
+    if args.path is None and (args.stream or args.processes or args.coordinator or args.num_processes):
+        raise UsageError("--stream, --processes and --coordinator read your own files (PATH); give PATH")
+    if is_streamed(args):
+        for option in ("no_header", "impute", "drop_constant", "image_shape"):
+            if getattr(args, option):
+                raise UsageError(f"--{option.replace('_', '-')} applies to data read into memory, not to streamed files; "
+                                 "clean the files first, or drop --stream")
+    if (args.coordinator is None) != (args.num_processes is None) or (args.coordinator is None) != (args.process_id is None):
+        raise UsageError("--coordinator, --num-processes and --process-id go together")
+    if args.process_id is not None and args.process_id >= args.num_processes:
+        raise UsageError(f"--process-id must be below --num-processes={args.num_processes}, received {args.process_id}")
+
+
+def open_data_source(args):
+    """PATH (a file, folder or pattern) as a row source, with the column options."""
+    from aepca.data.sources import open_source
+
+    return open_source(
+        str(args.path), columns=args.columns, drop_columns=args.drop_columns, id_column=args.id_column,
+        label_columns=args.label_column,
+    )
 
 
 def read_data(args):
@@ -302,6 +354,9 @@ def run_compare(args) -> int:
 
     if args.resume is not None:
         args = resumed_args(args, ["compare"])
+    check_stream_arguments(args)
+    if is_streamed(args):
+        return run_compare_streamed(args)
     check_writable(args.out, overwrite=args.overwrite)
     dataset = read_data(args)
     from aepca.experiments.compare import check_code_dim, compare, write_outputs
@@ -322,6 +377,45 @@ def run_compare(args) -> int:
         )
         with staged_output(args.out) as staging:
             write_outputs(comparison, dataset, staging)
+    print_comparison(comparison, args.out)
+    return 0
+
+
+def run_compare_streamed(args) -> int:
+    """``compare`` on rows streamed from PATH; with several processes only the first writes."""
+    from aepca import distributed
+    from aepca.experiments.compare import write_outputs
+    from aepca.experiments.compare_streamed import compare_streamed
+    from aepca.experiments.output import check_writable, staged_output
+
+    writer = distributed.is_writer()
+    if writer:
+        check_writable(args.out, overwrite=args.overwrite)
+    source = open_data_source(args)
+    recipe = default_recipe(args)
+    if writer:
+        print(f"{source.name}: {source.n_rows} rows in {source.n_blocks} blocks (streamed), {source.n_features} features; "
+              f"code size {args.code_dim}; recipe {recipe}; {distributed.process_count()} process(es)", flush=True)
+    folder = args.out / CHECKPOINT_DIR
+    with checkpointing(args.out, args.argv) if writer else contextlib.nullcontext(folder) as checkpoint:
+        comparison, preview = compare_streamed(
+            source, test=None if args.test is None else str(args.test), test_size=args.test_size,
+            code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
+            progress=writer and not args.no_progress, checkpoint_dir=str(checkpoint), record=run_record(args),
+            hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
+            devices=args.devices, lanes=args.lanes,
+        )
+        if writer:
+            with staged_output(args.out) as staging:
+                write_outputs(comparison, preview, staging)
+    # Every process waits for the results to be written before it leaves the run.
+    distributed.barrier("compare written")
+    if writer:
+        print_comparison(comparison, args.out)
+    return 0
+
+
+def print_comparison(comparison, out: Path) -> None:
     print(format_table(comparison.table_rows()))
     print(f"(MSE in {comparison.metrics['units']}: error space {comparison.metrics['scale']}, "
           f"{comparison.metrics['scale_reason']}; fit seconds include compilation)")
@@ -329,8 +423,7 @@ def run_compare(args) -> int:
         print(f"note: {note}")
     for item in comparison.diagnostics:
         print(f"diagnosis: {item['problem']} ({item['evidence']}); fix: {item['fix']}")
-    print(f"wrote {args.out}/ (metrics.json, codes.png, reconstructions.png, loss.png, report.html, model/)")
-    return 0
+    print(f"wrote {out}/ (metrics.json, codes.png, reconstructions.png, loss.png, report.html, model/)")
 
 
 DEFAULT_CODE_DIMS = (1, 2, 3, 5, 10, 20, 30)
@@ -452,8 +545,15 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE
+        if getattr(args, "processes", None):
+            from aepca.launch import run_workers
+
+            check_stream_arguments(args)
+            return run_workers([args.command, *args.argv], args.processes)
         if tune_process:
             tune_command_process()
+        if getattr(args, "command", None) == "compare":
+            join_processes(args)
         return args.handler(args)
     except KeyboardInterrupt as interrupt:
         print(str(interrupt) if isinstance(interrupt, Interrupted) else "aepca: interrupted", file=sys.stderr)
@@ -464,6 +564,25 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
         return EXIT_USAGE
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def join_processes(args) -> None:
+    """Join a multi-process run when this process is one of several: given
+    ``--coordinator``, or started as one of a SLURM or Open MPI job's tasks."""
+    from aepca.launch import cluster_processes
+
+    if args.coordinator is None and cluster_processes() == 1:
+        return
+    check_stream_arguments(args)
+    if args.devices and args.devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        import jax
+
+        # CPU devices of this process (ignored where it has GPUs).
+        jax.config.update("jax_num_cpu_devices", args.devices)
+    from aepca import distributed
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    args.stream = True
 
 
 def console() -> None:

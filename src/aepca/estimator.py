@@ -14,7 +14,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
+from aepca import distributed
 from aepca.data.columns import ColumnSpec
+from aepca.data.sources import RowSource, open_source
 from aepca.data.readers import iter_row_blocks
 from aepca.metrics import sample_mse
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder, weights_of
@@ -23,6 +25,7 @@ from aepca.persistence import estimator_metadata, model_from_bytes, model_to_byt
 from aepca.preprocessing import Scaler, network_scaling
 from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
 from aepca.refine import refine_codes
+from aepca.statistics import scan
 from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, best_epoch, steps_per_epoch, train
 from aepca.validation import check_codes, describe_names, invalid_value, plural
@@ -242,6 +245,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         table's columns became ``X``'s: the model keeps it and applies it to
         new tables and files. ``image_shape`` is kept for showing rows.
         """
+        if isinstance(X, (RowSource, str, os.PathLike)):
+            return self._fit_source(X if isinstance(X, RowSource) else open_source(X), X_val, columns, image_shape)
         self._validate_params()
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
         if columns is not None and len(columns.feature_names) != X.shape[1]:
@@ -252,15 +257,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.columns_ = columns
         self.image_shape_ = None if image_shape is None else tuple(int(d) for d in image_shape)
         n_rows, n_features = X.shape
-        if self.n_components > n_features:
-            raise invalid_value(
-                "n_components", "at most the number of features",
-                f"n_components={self.n_components}, n_features={n_features}", "Choose a smaller code size.",
-            )
+        self._check_n_components(n_features)
         self.settings_ = self._settings(n_rows, n_features)
         settings = self.settings_
         self._training_seconds = []
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        seed = self._seed()
         self.scaler_ = Scaler(self.scale).fit(X)
         X_space = self.scaler_.transform(X)
         # Data in [0, 1] are fed as they are (a sigmoid output can reproduce them).
@@ -271,22 +272,89 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             return self._finish(net)
         train_rows, X_monitor = self._split_validation(X_net, X_val, seed)
         # The PCA is fitted on every training row: exactly the PCA it is compared with.
-        if settings["init"] == "auto":
-            net, self.history_ = self._fit_network("random", X_net, train_rows, X_monitor, seed, None)
-            # Fitted only now, so the first training step does not wait for it.
-            pca = PCA(self.n_components).fit(X_space)
-            judge = X_net if X_monitor is None else X_monitor
-            selection = paired_evidence(self._pca_errors(pca, judge), self._errors(net, judge), CLEAR_IMPROVEMENT_Z)
-            selection["held_out"] = "training rows" if X_monitor is None else f"{len(judge)} validation rows"
-            if not selection["kept_network"]:
-                # The nonlinear network is not clearly better than PCA: start
-                # again from PCA itself, which training can only improve on.
-                net, self.history_ = self._fit_network("pca", X_net, train_rows, X_monitor, seed, pca)
-            self.history_["selection"] = selection
-        else:
-            pca = PCA(self.n_components).fit(X_space) if settings["init"] == "pca" else None
-            net, self.history_ = self._fit_network(settings["init"], X_net, train_rows, X_monitor, seed, pca)
+        return self._finish(self._fit_init(X_net, train_rows, X_monitor, seed, lambda: PCA(self.n_components).fit(X_space)))
+
+    def _fit_source(self, source: RowSource, X_val, columns, image_shape):
+        """``fit`` on rows streamed from ``source``: one pass gives the error
+        space, the PCA and the network's scaling; training then reads blocks
+        as it goes. Several processes each read their share."""
+        self._validate_params()
+        self.columns_ = source.columns if columns is None else columns
+        shape = image_shape if image_shape is not None else source.image_shape
+        self.image_shape_ = None if shape is None else tuple(int(d) for d in shape)
+        self.n_features_in_ = source.n_features
+        self.__dict__.pop("feature_names_in_", None)
+        self._check_n_components(source.n_features)
+        self.settings_ = self._settings(source.n_rows, source.n_features)
+        if self.settings_["init"] == "auto" and self.settings_["folds"] >= 2 and X_val is None:
+            # Folds take rows at random; recipes use them on few rows only, which fit in memory.
+            return self.fit(source.to_array(), columns=self.columns_, image_shape=self.image_shape_)
+        self._training_seconds = []
+        seed = self._seed()
+        statistics = scan(source)
+        self.scaler_ = Scaler(self.scale).fit(statistics.summary)
+        space = statistics.in_scaled_space(self.scaler_.offset_, self.scaler_.scale_)
+        self.network_scale_ = 1.0 if self.scaler_.unit_interval_ else network_scaling(space.summary)[2]
+        d = source.n_features
+        self._stream_summary = space.summary.in_scaled_space(np.zeros(d), np.full(d, self.network_scale_))
+        X_net = source.map(self._source_network_inputs)
+        train, X_monitor = self._split_source(X_net, X_val, seed)
+        net = self._fit_init(train, None, X_monitor, seed, lambda: PCA.from_accumulator(space.accumulator, self.n_components))
+        del self._stream_summary
         return self._finish(net)
+
+    def _source_network_inputs(self, block: np.ndarray) -> np.ndarray:
+        return self.network_inputs(self.scaler_.transform(block))
+
+    def _split_source(self, X_net: RowSource, X_val, seed):
+        """The streamed rows to train on and the validation rows (``None``: none):
+        ``X_val``, or a seeded hash of the row numbers (the same on every run)."""
+        if X_val is not None:
+            if not isinstance(X_val, RowSource):
+                X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
+                return X_net, self.network_inputs(self.scaler_.transform(X_val))
+            return X_net, X_val.map(self._source_network_inputs)
+        fraction = self.settings_["validation_fraction"]
+        if fraction == 0:
+            return X_net, None
+        train, held_out = X_net.kept(fraction, seed, "validation"), X_net.held_out(fraction, seed, "validation")
+        if min(train.n_rows, held_out.n_rows) < 1:
+            raise invalid_value(
+                "validation_fraction", "a share leaving at least one row on each side",
+                f"validation_fraction={fraction} with {X_net.n_rows} rows",
+            )
+        return train, held_out
+
+    def _fit_init(self, X_net, train_rows, X_monitor, seed, fit_pca):
+        """Train the network the settings' ``init`` asks for; with ``"auto"``, a
+        random start kept only when clearly better than PCA (``fit_pca()``, fitted
+        on every training row: exactly the PCA it is compared with) on held-out rows."""
+        init = self.settings_["init"]
+        if init != "auto":
+            net, self.history_ = self._fit_network(init, X_net, train_rows, X_monitor, seed, fit_pca() if init == "pca" else None)
+            return net
+        net, self.history_ = self._fit_network("random", X_net, train_rows, X_monitor, seed, None)
+        # Fitted only now, so the first training step does not wait for it.
+        pca = fit_pca()
+        judge = X_net if X_monitor is None else X_monitor
+        selection = paired_evidence(self._pca_errors(pca, judge), self._errors(net, judge), CLEAR_IMPROVEMENT_Z)
+        selection["held_out"] = "training rows" if X_monitor is None else f"{_n_rows(judge)} validation rows"
+        if not selection["kept_network"]:
+            # The nonlinear network is not clearly better than PCA: start
+            # again from PCA itself, which training can only improve on.
+            net, self.history_ = self._fit_network("pca", X_net, train_rows, X_monitor, seed, pca)
+        self.history_["selection"] = selection
+        return net
+
+    def _seed(self) -> int:
+        return int(check_random_state(self.random_state).randint(2**31 - 1))
+
+    def _check_n_components(self, n_features: int) -> None:
+        if self.n_components > n_features:
+            raise invalid_value(
+                "n_components", "at most the number of features",
+                f"n_components={self.n_components}, n_features={n_features}", "Choose a smaller code size.",
+            )
 
     def _finish(self, net):
         # Every network's training time, including epochs run before a resume.
@@ -364,7 +432,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.init_ = init
         net = self._build(X, train_rows, seed, None if init == "random" else pca)
         start = weights_of(net.autoencoder)
-        n_train = len(X) if train_rows is None else len(train_rows)
+        n_train = _n_rows(X) if train_rows is None else len(train_rows)
         epochs = self._epochs(n_train) if epochs is None else epochs
         history = self._in_space_units(self._train(net, X, train_rows, X_monitor, seed, epochs, tag or init))
         self._training_seconds.append(history["seconds"][-1] if history["seconds"] else 0.0)
@@ -441,12 +509,18 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         settings = self.settings_
         self.output_activation_ = "linear" if pca is not None else self._resolve_output_activation()
         standardise = None
+        streamed = isinstance(X, RowSource)
         if self.output_activation_ == "linear":
             # Fixed layers standardise each column of the rows the network takes.
-            mean, scale, typical = network_scaling(X)
+            mean, scale, typical = network_scaling(self._stream_summary if streamed else X)
             standardise = (mean * typical, scale * typical)
+        if pca is None and standardise is None and settings["output_bias"] == "mean":
+            output_mean = self._stream_summary.mean if streamed else (
+                X if train_rows is None else X[train_rows]).mean(axis=0, dtype=np.float64)
+        else:
+            output_mean = None
         return build_autoencoder(
-            X.shape[1],
+            X.n_features if streamed else X.shape[1],
             self.n_components,
             hidden=settings["hidden"],
             activation=settings["activation"],
@@ -454,11 +528,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             code_activation=settings["code_activation"],
             seed=seed,
             pca=None if pca is None else (pca.components_, pca.mean_),
-            output_mean=(
-                (X if train_rows is None else X[train_rows]).mean(axis=0, dtype=np.float64)
-                if pca is None and standardise is None and settings["output_bias"] == "mean"
-                else None
-            ),
+            output_mean=output_mean,
             standardise=standardise,
             data_scale=self.network_scale_,
         )
@@ -517,7 +587,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 (X, train_rows, X_monitor),
             )
             resume = load_checkpoint(folder, fingerprint)
-            callbacks = (Checkpointer(folder, fingerprint),)
+            # Only the first process writes; every process resumes from the same files.
+            callbacks = (Checkpointer(folder, fingerprint),) if distributed.is_writer() else ()
         return train(
             net.autoencoder,
             X,
@@ -665,6 +736,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.__dict__.update(state)
         if model_bytes is not None:
             self._set_net(split_autoencoder(model_from_bytes(model_bytes)))
+
+
+def _n_rows(X) -> int:
+    return X.n_rows if isinstance(X, RowSource) else len(X)
 
 
 def _is_arrow_table(X) -> bool:

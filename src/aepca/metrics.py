@@ -7,6 +7,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from aepca import distributed
+from aepca.data.sources import RowSource
+from aepca.prefetch import prefetch
+
 BLOCK_ROWS = 8192
 
 Reconstruction = np.ndarray | Callable[[np.ndarray], np.ndarray]
@@ -22,9 +26,19 @@ def squared_errors(x, reconstruction: Reconstruction) -> Iterator[np.ndarray]:
 
 
 def sample_mse(x, reconstruction: Reconstruction) -> np.ndarray:
-    """Each row's mean squared error."""
+    """Each row's mean squared error. For a row source ``reconstruction`` is a
+    function; its blocks are shared out over the processes and every process
+    gets all rows' errors, in the same order."""
+    if isinstance(x, RowSource):
+        return _source_sample_mse(x, reconstruction)
     errors = [block.mean(axis=1) for block in squared_errors(x, reconstruction)]
     return np.concatenate(errors) if errors else np.zeros(0)
+
+
+def _source_sample_mse(source: RowSource, reconstruction: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    blocks = distributed.share(source.n_blocks)
+    errors = [sample_mse(rows, reconstruction) for rows in prefetch(source.iter_blocks(blocks))]
+    return distributed.all_rows(np.concatenate(errors) if errors else np.zeros(0))
 
 
 def column_mse(x, reconstruction: Reconstruction) -> np.ndarray:

@@ -1,10 +1,21 @@
-"""Data sets: the bundled MNIST, scikit-learn's 8x8 digits, readers for users' files, synthetic sets."""
+"""Data sets: the bundled MNIST, scikit-learn's 8x8 digits, readers for users' files, row sources streamed
+a block at a time, synthetic sets."""
 
 from aepca.data._dataset import Dataset
 from aepca.data.columns import ColumnSpec
 from aepca.data.digits import digits
 from aepca.data.mnist import MNIST_SHA256, array_digest, download_mnist, load_mnist, load_mnist_file
 from aepca.data.readers import Table, count_rows, iter_row_blocks, load_user_data, read_table
+from aepca.data.sources import (
+    EpochBatches,
+    RowSource,
+    epoch_blocks,
+    epoch_steps,
+    is_source_path,
+    lane_blocks,
+    open_source,
+    row_hash,
+)
 from aepca.data.synthetic import curves, low_rank, s_curve, swiss_roll
 from aepca.validation import invalid_value
 
@@ -12,20 +23,28 @@ __all__ = [
     "ColumnSpec",
     "DATASETS",
     "Dataset",
+    "EpochBatches",
     "MNIST_SHA256",
+    "RowSource",
     "Table",
     "array_digest",
     "count_rows",
     "curves",
     "digits",
     "download_mnist",
+    "epoch_blocks",
+    "epoch_steps",
+    "is_source_path",
     "iter_row_blocks",
+    "lane_blocks",
     "load_dataset",
     "load_mnist",
     "load_mnist_file",
     "load_user_data",
     "low_rank",
+    "open_source",
     "read_table",
+    "row_hash",
     "s_curve",
     "swiss_roll",
 ]

@@ -55,7 +55,11 @@ class TrainConfig:
     never end worse on validation than where it began. ``patience`` stops
     training once that many epochs passed without a lower validation loss
     (``epochs`` is then the cap). ``beta_2`` is the decay rate of the
-    optimizer's second-moment average (Keras' name).
+    optimizer's second-moment average (Keras' name). ``devices`` is the
+    number of devices of each process a batch is split over. ``lanes`` (for
+    streamed rows only) is how many read streams make up each batch, each
+    giving ``batch_size / lanes`` rows: the batches depend on it, not on how
+    many processes read them (None: ``devices`` times the processes).
     """
 
     epochs: int = 5
@@ -73,14 +77,15 @@ class TrainConfig:
     max_divergence_retries: int = 3
     chunks_per_epoch: int = 10
     devices: int = 1
+    lanes: int | None = None
 
     def __post_init__(self):
         _choose(LOSSES, self.loss, "loss")
         _choose(OPTIMIZERS, self.optimizer, "optimizer")
         _choose(SCHEDULES, self.schedule, "schedule")
-        for name in ("epochs", "batch_size", "chunks_per_epoch", "devices", "patience"):
+        for name in ("epochs", "batch_size", "chunks_per_epoch", "devices", "patience", "lanes"):
             value = getattr(self, name)
-            if name == "patience" and value is None:
+            if name in ("patience", "lanes") and value is None:
                 continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise invalid_value(name, "a positive integer", f"{name}={value!r}")
@@ -88,6 +93,11 @@ class TrainConfig:
             raise invalid_value(
                 "devices", f"a divisor of batch_size={self.batch_size} (each device takes an equal share of every batch)",
                 f"devices={self.devices}",
+            )
+        if self.lanes is not None and self.batch_size % self.lanes:
+            raise invalid_value(
+                "lanes", f"a divisor of batch_size={self.batch_size} (each lane gives an equal share of every batch)",
+                f"lanes={self.lanes}",
             )
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
             raise invalid_value("learning_rate", "a positive finite number", f"learning_rate={self.learning_rate!r}")
@@ -102,10 +112,10 @@ def steps_per_epoch(n_samples: int, batch_size: int) -> int:
     return math.ceil(n_samples / batch_size)
 
 
-def make_optimizer(config: TrainConfig, n_samples: int) -> keras.optimizers.Optimizer:
+def make_optimizer(config: TrainConfig, per_epoch: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer, its schedule laid out over ``per_epoch`` steps per epoch."""
     learning_rate = config.learning_rate
     if config.schedule == "cosine":
-        per_epoch = steps_per_epoch(n_samples, config.batch_size)
         total = per_epoch * config.epochs
         warmup = min(int(round(config.warmup_epochs * per_epoch)), total - 1)
         learning_rate = keras.optimizers.schedules.CosineDecay(

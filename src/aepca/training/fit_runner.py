@@ -7,7 +7,9 @@ import dataclasses
 import numpy as np
 
 from aepca._keras import keras, ops
+from aepca.data.sources import EpochBatches, RowSource
 from aepca.models import predict
+from aepca.prefetch import prefetch
 from aepca.training.config import EVAL_BATCH, LOSSES, make_optimizer, mse_per_sample, steps_per_epoch
 from aepca.training.loop import Runner
 
@@ -17,6 +19,8 @@ FIT_BACKENDS = ("tensorflow", "torch")
 # TensorFlow one call per step costs model.fit Python overhead every step;
 # PyTorch's trainer takes only 1. XLA (jit_compile) stays as Keras decides.
 STEPS_PER_EXECUTION = {"tensorflow": 64}
+# Streamed batches handed to one model.fit call.
+STREAM_FIT_BATCHES = 256
 
 
 class KerasFitRunner(Runner):
@@ -42,7 +46,7 @@ class KerasFitRunner(Runner):
         """Swap in an optimizer at the scaled rate that keeps the old one's state."""
         old = self.optimizer
         scaled = dataclasses.replace(self.config, learning_rate=self.config.learning_rate * lr_scale)
-        self.optimizer = make_optimizer(scaled, self.n_train)
+        self.optimizer = make_optimizer(scaled, self.per_epoch)
         self.optimizer.build(self.model.trainable_variables)
         for new_variable, old_variable in zip(self.optimizer.variables, old.variables):
             if "learning_rate" not in new_variable.path:
@@ -69,18 +73,45 @@ class KerasFitRunner(Runner):
     def run_epoch(self, epoch, lr_scale, tick):
         if lr_scale != self.lr_scale:
             self._rescale_learning_rate(lr_scale)
+        if isinstance(self.x, RowSource):
+            return self._run_streamed_epoch(epoch, tick)
         rows = self.x[self.epoch_order(epoch)]  # one copy serves as inputs and targets
         result = self.trainer.fit(rows, rows, batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0)
         tick(steps_per_epoch(self.n_train, self.config.batch_size))
         return float(result.history["loss"][-1])
 
+    def _run_streamed_epoch(self, epoch, tick):
+        """The epoch's streamed batches, ``STREAM_FIT_BATCHES`` at a time through ``model.fit``."""
+        config = self.config
+        batches = EpochBatches(self.x, seed=config.seed, epoch=epoch, lanes=config.lanes or 1, batch_size=config.batch_size)
+        total = 0.0
+
+        def fit(parts):
+            rows = np.concatenate(parts)
+            result = self.trainer.fit(rows, rows, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+            tick(steps_per_epoch(len(rows), config.batch_size))
+            return float(result.history["loss"][-1]) * len(rows)
+
+        parts = []
+        for rows, weights in prefetch(iter(batches)):
+            parts.append(rows[weights > 0])  # padding rows only matter to several processes
+            if len(parts) == STREAM_FIT_BATCHES:
+                total += fit(parts)
+                parts = []
+        if parts:
+            total += fit(parts)
+        return total / self.n_train
+
     def evaluate(self, x):
+        blocks = x.iter_blocks() if isinstance(x, RowSource) else (
+            x[start : start + EVAL_BATCH] for start in range(0, len(x), EVAL_BATCH)
+        )
         loss_per_sample = LOSSES[self.config.loss]
         loss = mse = 0.0
-        for start in range(0, len(x), EVAL_BATCH):
-            xb = x[start : start + EVAL_BATCH]
+        for xb in blocks:
             # As numpy on every backend, and on PyTorch without recording gradients.
             reconstruction = predict(self.model, xb)
             loss += float(ops.convert_to_numpy(ops.sum(loss_per_sample(xb, reconstruction))))
             mse += float(ops.convert_to_numpy(ops.sum(mse_per_sample(xb, reconstruction))))
-        return loss / len(x), mse / len(x)
+        n_rows = x.n_rows if isinstance(x, RowSource) else len(x)
+        return loss / n_rows, mse / n_rows

@@ -1,8 +1,12 @@
 """Training on JAX: compiled chunks of an epoch through Keras' stateless API.
 
-The data stays on the device and a ``jax.lax.scan`` runs many optimizer steps
-per call, so Python sees the loop only a few times per epoch (often enough for
-a progress bar).
+A ``jax.lax.scan`` runs many optimizer steps per call, so Python sees the loop
+only a few times per epoch (often enough for a progress bar). Rows held in
+memory stay on the device and each chunk takes the indices of its batches;
+streamed rows (a :class:`aepca.data.sources.RowSource`) arrive as the
+chunk's batches themselves, read and assembled by a background thread while
+the previous chunk trains. Several processes (JAX's multi-process runtime)
+each stream their own lanes of every batch into one global batch.
 """
 
 from __future__ import annotations
@@ -13,47 +17,60 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aepca import distributed
+from aepca.data.sources import EpochBatches, RowSource, epoch_steps
 from aepca.models import shared_program, structure_key
+from aepca.prefetch import prefetch
 from aepca.training.config import EVAL_BATCH, LOSSES, mse_per_sample, steps_per_epoch
 from aepca.training.loop import Runner
 from aepca.validation import invalid_value
 
 # Chunks of at least this many steps: fewer dispatches on small data.
 MIN_CHUNK_STEPS = 20
-
-_copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+# The most bytes of streamed rows one chunk carries (bounds host and device memory).
+MAX_CHUNK_BYTES = 32 * 2**20
 
 
 def data_parallel_mesh(n_devices: int):
-    """A one-axis mesh over the first ``n_devices`` devices JAX sees; ``None`` for one."""
-    if n_devices == 1:
+    """A one-axis mesh over the first ``n_devices`` devices of every process; ``None`` for one device in all."""
+    processes = jax.process_count()
+    if n_devices == 1 and processes == 1:
         return None
-    available = jax.devices()
-    if n_devices > len(available):
+    local = jax.local_devices()
+    if n_devices > len(local):
         raise invalid_value(
-            "devices", f"at most the {len(available)} device(s) JAX sees ({', '.join(str(d) for d in available)})",
+            "devices", f"at most the {len(local)} device(s) JAX sees ({', '.join(str(d) for d in local)})",
             f"devices={n_devices}",
         )
-    return jax.sharding.Mesh(available[:n_devices], ("batch",))
+    by_process = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+    chosen = [d for p in range(processes) for d in [d for d in by_process if d.process_index == p][:n_devices]]
+    return jax.sharding.Mesh(np.array(chosen), ("batch",))
 
 
 class JaxRunner(Runner):
     """Compiled chunks of an epoch through Keras' stateless API.
 
-    With ``config.devices > 1`` the data and the training state are copied to
-    every device and each batch is split across them; XLA then sums the
-    gradients over the devices, so the steps are those of one device (the
-    same batches, losses equal to float32 round-off).
+    With several devices (``config.devices`` per process, on every process)
+    each batch is split across them and the training state is replicated;
+    XLA sums the gradients over the devices, so the steps are those of one
+    device (the same batches, losses equal to float32 round-off).
     """
 
     def __init__(self, model, x, x_val, config, rows=None):
-        super().__init__(model, x, x_val, config, rows)
         self.mesh = data_parallel_mesh(config.devices)
-        self.x_device = self._put(self.x)
-        self.x_val_device = None if self.x_val is None else self._put(self.x_val)
-        # Copies: the compiled chunks donate (delete) their input state, and the
-        # model's own buffers must stay valid if training stops with an error.
-        self._state = self._on_device(_copy_tree((
+        self.streamed = isinstance(x, RowSource)
+        if self.mesh is not None and self.streamed:
+            self.lanes = config.lanes or self.mesh.size
+            self.lanes_here = self._my_lanes()
+        elif self.streamed:
+            self.lanes, self.lanes_here = config.lanes or 1, None
+        elif jax.process_count() > 1:
+            raise ValueError("Training on several processes streams its rows: pass a RowSource (aepca.open_source).")
+        super().__init__(model, x, x_val, config, rows)
+        self.device = jax.local_devices()[0]
+        self.x_device = None if self.streamed else self._put(self.x)
+        self.x_val_device = None if self.x_val is None or isinstance(self.x_val, RowSource) else self._put(self.x_val)
+        self._state = self._on_device(jax.device_get((
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
             [v.value for v in self.optimizer.variables],
@@ -62,13 +79,37 @@ class JaxRunner(Runner):
         # learning rate is optimizer state; a schedule's step counts are traced into the program.
         schedule = (config.schedule,) if config.schedule == "constant" else (
             config.schedule, config.learning_rate, config.warmup_epochs, config.min_lr_fraction, config.epochs,
-            config.batch_size, self.n_train,
+            config.batch_size, self.per_epoch,
         )
-        structure = (structure_key(model), config.optimizer, config.beta_2, *schedule, config.loss, config.devices)
+        mesh_key = None if self.mesh is None else tuple(d.id for d in self.mesh.devices.flat)
+        structure = (structure_key(model), config.optimizer, config.beta_2, *schedule, config.loss, mesh_key)
         self._train_chunk = shared_program(
-            ("train", *structure), lambda: jax.jit(self._make_train_chunk(), donate_argnums=(0,))
+            ("train", self.streamed, *structure),
+            lambda: jax.jit(self._make_train_chunk(), donate_argnums=(0,), **self._replicated_outputs()),
         )
         self._eval_batch = shared_program(("evaluate", *structure), lambda: jax.jit(self._make_eval_batch()))
+
+    def _my_lanes(self) -> range:
+        """The lanes this process reads: an equal, contiguous share, in process order."""
+        processes = jax.process_count()
+        if self.lanes % self.mesh.size:
+            raise invalid_value(
+                "lanes", f"a multiple of the {self.mesh.size} devices training together", f"lanes={self.lanes}",
+            )
+        share = self.lanes // processes
+        index = jax.process_index()
+        return range(index * share, (index + 1) * share)
+
+    def _replicated_outputs(self) -> dict:
+        """Outputs placed on every device: any process can then read them."""
+        if self.mesh is None:
+            return {}
+        return {"out_shardings": self._sharding()}
+
+    def epoch_steps(self, epoch: int) -> int:
+        if not self.streamed:
+            return super().epoch_steps(epoch)
+        return epoch_steps(self.x, seed=self.config.seed, epoch=epoch, lanes=self.lanes, batch_size=self.config.batch_size)
 
     def _make_train_chunk(self):
         model, optimizer = self.model, self.optimizer
@@ -82,13 +123,18 @@ class JaxRunner(Runner):
 
         grad = jax.value_and_grad(batch_loss, has_aux=True)
 
-        def train_chunk(state, x, indices, weights, lr_scale):
+        streamed = self.streamed
+
+        def train_chunk(state, x, batches, weights, lr_scale):
+            """``batches``: each step's rows (streamed), or their indices into ``x``."""
+
             def step(state, batch):
-                idx, w = batch
+                rows_or_indices, w = batch
+                xb = rows_or_indices if streamed else x[rows_or_indices]
 
                 def update(state):
                     trainable, non_trainable, opt = state
-                    (_, (non_trainable, total)), grads = grad(trainable, non_trainable, x[idx], w)
+                    (_, (non_trainable, total)), grads = grad(trainable, non_trainable, xb, w)
                     new_trainable, opt = optimizer.stateless_apply(opt, grads, trainable)
                     # Adam's step is linear in the learning rate, so scaling the
                     # step scales the rate without recompiling.
@@ -101,7 +147,7 @@ class JaxRunner(Runner):
                 # Padding steps (to equal chunk lengths) leave the state untouched.
                 return jax.lax.cond(jnp.any(w > 0), update, skip, state)
 
-            return jax.lax.scan(step, state, (indices, weights))
+            return jax.lax.scan(step, state, (batches, weights))
 
         return train_chunk
 
@@ -123,61 +169,107 @@ class JaxRunner(Runner):
     def set_state(self, trainable, non_trainable, optimizer):
         self._state = self._on_device((list(trainable), list(non_trainable), list(optimizer)))
 
+    def host(self, value) -> np.ndarray:
+        return distributed.host(value)
+
     def _put(self, x: np.ndarray):
-        """Rows on the training device, or on every device of the mesh."""
-        return jax.device_put(x, None if self.mesh is None else self._sharding())
+        """Rows held in memory on the training device, or on every device of the mesh."""
+        return jax.device_put(x, self.device if self.mesh is None else self._sharding())
 
     def _sharding(self, *spec):
         """Arrays of the mesh: copied to every device, or split along the axes ``spec`` names."""
         return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*spec))
 
     def _on_device(self, state):
-        """``state`` placed explicitly where the data is, as the chunks'
-        outputs are: the chunk is then lowered and compiled once, not once
-        more for a state that JAX placed by default."""
-        if self.mesh is not None:
-            return jax.device_put(state, self._sharding())
-        (device,) = self.x_device.devices()
-        return jax.device_put(state, device)
+        """Host ``state`` placed explicitly where the chunks' outputs are, so the
+        chunk is lowered and compiled once, not once more for a default placement;
+        on a mesh every process passes the same values."""
+        if self.mesh is None:
+            return jax.device_put(state, self.device)
+        sharding = self._sharding()
+        return jax.tree.map(
+            lambda value: jax.make_array_from_callback(np.shape(value), sharding, lambda index: np.asarray(value)[index]),
+            jax.device_get(state),
+        )
 
-    def _chunk_layout(self) -> tuple[int, int]:
-        """How many chunks an epoch runs as, and how many steps each has."""
-        steps = steps_per_epoch(self.n_train, self.config.batch_size)
-        # Chunks of at least MIN_CHUNK_STEPS steps: fewer dispatches on small data.
+    def _batches(self, array: np.ndarray, *spec):
+        """One chunk's batches (steps first) from this process, as the global arrays the chunk takes."""
+        if self.mesh is None:
+            return jax.device_put(array, self.device)
+        sharding = self._sharding(*spec)
+        if self.streamed:
+            return jax.make_array_from_process_local_data(sharding, array)
+        return jax.device_put(array, sharding)
+
+    def _chunk_steps(self) -> int:
+        """Steps per chunk: ``chunks_per_epoch`` chunks, at least MIN_CHUNK_STEPS steps
+        each, and (streamed) at most MAX_CHUNK_BYTES of rows."""
+        steps = self.per_epoch
         n_chunks = max(1, min(self.config.chunks_per_epoch, steps // MIN_CHUNK_STEPS))
-        return n_chunks, math.ceil(steps / n_chunks)
+        chunk_steps = math.ceil(steps / n_chunks)
+        if self.streamed:
+            row_bytes = 4 * self.x.n_features * self.config.batch_size
+            chunk_steps = max(1, min(chunk_steps, MAX_CHUNK_BYTES // row_bytes))
+        return chunk_steps
 
-    def _chunks(self, epoch):
+    def _indexed_chunks(self, epoch):
+        """Each chunk's (rows, batch indices, weights, real steps) for rows held in memory."""
         config = self.config
         n = self.n_train
         steps = steps_per_epoch(n, config.batch_size)
-        n_chunks, chunk_steps = self._chunk_layout()
+        chunk_steps = self._chunk_steps()
+        n_chunks = math.ceil(steps / chunk_steps)
         padded = n_chunks * chunk_steps * config.batch_size
         indices = np.zeros(padded, dtype=np.int32)
         weights = np.zeros(padded, dtype=np.float32)
         indices[:n] = self.epoch_order(epoch)
         weights[:n] = 1.0
         shape = (n_chunks, chunk_steps, config.batch_size)
-        return indices.reshape(shape), weights.reshape(shape), min(chunk_steps, steps)
+        indices = self._batches(indices.reshape(shape), None, None, "batch")
+        weights = self._batches(weights.reshape(shape), None, None, "batch")
+        for chunk in range(n_chunks):
+            yield self.x_device, indices[chunk], weights[chunk], min(chunk_steps, steps - chunk * chunk_steps)
+
+    def _streamed_chunks(self, epoch):
+        """Each chunk's (None, batch rows, weights, real steps) for streamed rows,
+        read and assembled ahead in a background thread."""
+        config = self.config
+        batches = EpochBatches(
+            self.x, seed=config.seed, epoch=epoch, lanes=self.lanes, batch_size=config.batch_size,
+            lanes_here=self.lanes_here,
+        )
+        chunk_steps = self._chunk_steps()
+
+        def host_chunks():
+            rows, weights = [], []
+            for batch_rows, batch_weights in batches:
+                rows.append(batch_rows)
+                weights.append(batch_weights)
+                if len(rows) == chunk_steps:
+                    yield np.stack(rows), np.stack(weights), chunk_steps
+                    rows, weights = [], []
+            if rows:
+                real = len(rows)
+                # Padding steps (zero weights) keep one compiled chunk length.
+                rows += [np.zeros_like(rows[0])] * (chunk_steps - real)
+                weights += [np.zeros_like(weights[0])] * (chunk_steps - real)
+                yield np.stack(rows), np.stack(weights), real
+
+        for rows, weights, real in prefetch(host_chunks()):
+            yield None, self._batches(rows, None, "batch", None), self._batches(weights, None, "batch"), real
 
     def run_epoch(self, epoch, lr_scale, tick):
-        indices, weights, _ = self._chunks(epoch)
-        if self.mesh is not None:
-            # Each step's batch (the last axis) split across the devices.
-            indices, weights = (jax.device_put(a, self._sharding(None, None, "batch")) for a in (indices, weights))
-        steps_left = steps_per_epoch(self.n_train, self.config.batch_size)
+        chunks = self._streamed_chunks(epoch) if self.streamed else self._indexed_chunks(epoch)
         totals = []
-        for chunk_indices, chunk_weights in zip(indices, weights):
-            self._state, chunk_totals = self._train_chunk(
-                self._state, self.x_device, chunk_indices, chunk_weights, np.float32(lr_scale)
-            )
+        for x, batches, weights, real_steps in chunks:
+            self._state, chunk_totals = self._train_chunk(self._state, x, batches, weights, np.float32(lr_scale))
             totals.append(chunk_totals)
-            done = min(len(chunk_indices), steps_left)
-            steps_left -= done
-            tick(done)
-        return float(np.sum([np.sum(np.asarray(t), dtype=np.float64) for t in totals]) / self.n_train)
+            tick(real_steps)
+        return float(np.sum([np.sum(self.host(t), dtype=np.float64) for t in totals]) / self.n_train)
 
     def evaluate(self, x):
+        if isinstance(x, RowSource):
+            return self._evaluate_source(x)
         x_device = self.x_val_device if x is self.x_val else self._put(x)
         trainable, non_trainable, _ = self._state
         loss = mse = 0.0
@@ -196,11 +288,29 @@ class JaxRunner(Runner):
             mse += float(batch_mse)
         return loss / len(x), mse / len(x)
 
-    def finish(self):
-        trainable, non_trainable, optimizer = self._state
+    def _evaluate_source(self, source: RowSource):
+        """Mean loss and MSE over a stream: each process its share of the blocks,
+        on one local device with a copy of the weights, the sums then added up."""
+        trainable, non_trainable, _ = self._state
         if self.mesh is not None:
-            # The model's weights on one device again, as Keras made them.
-            trainable, non_trainable, optimizer = jax.device_get(self._state)
+            trainable, non_trainable = jax.device_put(
+                ([self.host(v) for v in trainable], [self.host(v) for v in non_trainable]), self.device
+            )
+        sums = np.zeros(2)
+        for block in prefetch(source.iter_blocks(distributed.share(source.n_blocks))):
+            for start in range(0, len(block), EVAL_BATCH):
+                rows = block[start : start + EVAL_BATCH]
+                weights = np.zeros(EVAL_BATCH, dtype=np.float32)
+                weights[: len(rows)] = 1.0
+                if len(rows) < EVAL_BATCH:  # one compiled shape: pad and mask
+                    rows = np.pad(rows, ((0, EVAL_BATCH - len(rows)), (0, 0)))
+                batch_loss, batch_mse = self._eval_batch(trainable, non_trainable, jax.device_put(rows, self.device), weights)
+                sums += (float(batch_loss), float(batch_mse))
+        loss, mse = distributed.all_sum(sums) / source.n_rows
+        return float(loss), float(mse)
+
+    def finish(self):
+        trainable, non_trainable, optimizer = self.host_state()
         for variable, value in zip(self.model.trainable_variables, trainable):
             variable.assign(value)
         for variable, value in zip(self.model.non_trainable_variables, non_trainable):

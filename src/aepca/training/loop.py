@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from aepca.data.sources import RowSource
 from aepca.training.config import (
     DivergenceError,
     TrainConfig,
@@ -28,13 +29,18 @@ class Runner:
 
     def __init__(self, model, x, x_val, config: TrainConfig, rows=None):
         self.model = model
-        self.x = np.ascontiguousarray(x, dtype=np.float32)
-        # int32 is what the compiled chunks index with.
-        self.rows = None if rows is None else checked_rows(rows, len(self.x)).astype(np.int32, copy=False)
-        self.n_train = len(self.x) if self.rows is None else len(self.rows)
-        self.x_val = None if x_val is None else np.ascontiguousarray(x_val, dtype=np.float32)
         self.config = config
-        self.optimizer = make_optimizer(config, self.n_train)
+        if isinstance(x, RowSource):
+            # Streamed: rows are read a block at a time, as the epoch's order needs them.
+            self.x, self.rows, self.n_train = x, None, x.n_rows
+        else:
+            self.x = np.ascontiguousarray(x, dtype=np.float32)
+            # int32 is what the compiled chunks index with.
+            self.rows = None if rows is None else checked_rows(rows, len(self.x)).astype(np.int32, copy=False)
+            self.n_train = len(self.x) if self.rows is None else len(self.rows)
+        self.x_val = x_val if x_val is None or isinstance(x_val, RowSource) else np.ascontiguousarray(x_val, dtype=np.float32)
+        self.per_epoch = self.epoch_steps(0)
+        self.optimizer = make_optimizer(config, self.per_epoch)
         self.optimizer.build(model.trainable_variables)
 
     # Backend-specific pieces -------------------------------------------------
@@ -55,6 +61,17 @@ class Runner:
     def finish(self) -> None:
         """Write the final state into the Keras variables."""
 
+    def epoch_steps(self, epoch: int) -> int:
+        """Optimizer steps in epoch ``epoch``."""
+        return steps_per_epoch(self.n_train, self.config.batch_size)
+
+    def host(self, value) -> np.ndarray:
+        """A host copy of one array of :meth:`state`."""
+        return np.array(value)
+
+    def host_state(self) -> list[list[np.ndarray]]:
+        return [[self.host(v) for v in part] for part in self.state()]
+
     # Shared loop -------------------------------------------------------------
     def run(self, *, progress, callbacks, resume: TrainState | None) -> dict:
         config = self.config
@@ -71,12 +88,12 @@ class Runner:
             best = (val_loss, *self._host_weights())
             history["start_val_loss"] = val_loss
 
-        bar = _EpochBar(config.epochs, start_epoch, steps_per_epoch(self.n_train, config.batch_size)) if progress else None
+        bar = _EpochBar(config.epochs, start_epoch, self.per_epoch) if progress else None
         started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
         epoch, retries = start_epoch, 0
         try:
             while epoch < config.epochs:
-                before = [[np.array(v) for v in part] for part in self.state()]
+                before = self.host_state()
                 loss = self.run_epoch(epoch, lr_scale, bar.update if bar else _ignore)
                 if not (math.isfinite(loss) and self._weights_finite()):
                     retries += 1
@@ -115,7 +132,7 @@ class Runner:
                 if bar:
                     bar.set_postfix(history)
                 snapshot = lambda e=epoch: TrainState.capture(  # noqa: E731
-                    *self.state(), e, lr_scale, history, best
+                    *self.host_state(), e, lr_scale, history, best
                 )
                 for callback in callbacks:
                     callback(epoch, history, snapshot)
@@ -142,15 +159,15 @@ class Runner:
         return order if self.rows is None else self.rows[order]
 
     def _host_weights(self):
-        trainable, non_trainable, _ = self.state()
-        return [np.array(v) for v in trainable], [np.array(v) for v in non_trainable]
+        trainable, non_trainable, _ = self.host_state()
+        return trainable, non_trainable
 
     def _restore_weights(self, trainable, non_trainable):
-        _, _, optimizer = self.state()
+        _, _, optimizer = self.host_state()
         self.set_state(trainable, non_trainable, optimizer)
 
     def _weights_finite(self) -> bool:
-        return all(bool(np.all(np.isfinite(np.asarray(v)))) for v in self.state()[0])
+        return all(bool(np.all(np.isfinite(self.host(v)))) for v in self.state()[0])
 
 
 def _ignore(_steps: int) -> None:

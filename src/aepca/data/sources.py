@@ -1,0 +1,681 @@
+"""Rows read a block at a time, for data bigger than memory.
+
+Streaming PCA, streamed training and evaluation all read a :class:`RowSource`: an
+array, a memory-mapped ``.npy`` file, Parquet files (one block per row group), or a
+folder or glob pattern of either. Row counts and block layout come from metadata
+alone, so held-out views (a seeded hash of each row's index) and each epoch's block
+order are pure functions of metadata: every process computes the same ones without
+reading data, and no view copies data.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import math
+import numbers
+import operator
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aepca.data.columns import ColumnSpec, Selection, arrow_columns, check_identifiers, check_numeric, frame_from_arrow
+from aepca.data.readers import (
+    BLOCK_ROWS,
+    _array_frame,
+    _check_array,
+    _check_block_rows,
+    _check_path,
+    _load_npy,
+    _parquet,
+    _parquet_errors,
+)
+from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
+
+__all__ = [
+    "BLOCK_ROWS",
+    "EpochBatches",
+    "RowSource",
+    "epoch_blocks",
+    "epoch_steps",
+    "is_source_path",
+    "lane_blocks",
+    "open_source",
+    "row_hash",
+]
+
+_STREAMED = (".npy", ".parquet")
+_CSV_FIX = ("Convert it to Parquet, e.g. pyarrow.parquet.write_table(pyarrow.csv.read_csv(path), 'data.parquet') "
+            "or pandas.read_csv(path).to_parquet('data.parquet').")
+_NOT_STREAMED = {
+    ".csv": _CSV_FIX,
+    ".tsv": _CSV_FIX,
+    ".npz": "Save its feature array as a .npy file with numpy.save(path, archive['x']).",
+}
+# Rows hashed at a time when a view counts the rows it keeps in each block.
+_HASH_CHUNK = 1 << 20
+# An array's fingerprint hashes this many of its first, middle and last rows.
+_DIGEST_ROWS = 4096
+# splitmix64's increment and multipliers.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+def row_hash(seed: int, salt: str, rows: np.ndarray) -> np.ndarray:
+    """float64 in [0, 1) for each global row index in ``rows``: splitmix64 keyed by ``seed`` and ``salt``.
+
+    Pure uint64 arithmetic, so the same on every platform and process.
+    """
+    key = int.from_bytes(hashlib.blake2b(f"{seed}:{salt}".encode(), digest_size=8).digest(), "little")
+    state = np.asarray(rows, dtype=np.int64).astype(np.uint64)
+    state += np.uint64(1)
+    state *= _GOLDEN
+    state += np.uint64(key)
+    state ^= state >> np.uint64(30)
+    state *= _MIX_1
+    state ^= state >> np.uint64(27)
+    state *= _MIX_2
+    state ^= state >> np.uint64(31)
+    return (state >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """Rows whose hash is below ``fraction`` (``held_out``) or not (kept)."""
+
+    fraction: float
+    seed: int
+    salt: str
+    held_out: bool
+
+    def admits(self, rows: np.ndarray) -> np.ndarray:
+        return (row_hash(self.seed, self.salt, rows) < self.fraction) == self.held_out
+
+
+def _check_filter(fraction, seed, salt) -> tuple[float, int, str]:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
+        raise invalid_value("fraction", "a number strictly between 0 and 1", f"fraction={fraction!r}", "Use e.g. 0.2.")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise invalid_value("seed", "an integer", f"seed={seed!r}", "Use e.g. 0.")
+    if not isinstance(salt, str):
+        raise invalid_value("salt", "a string naming the split", f"salt={salt!r}", "Use e.g. 'test'.")
+    return float(fraction), int(seed), salt
+
+
+def _admitted_sizes(bounds: np.ndarray, admits) -> np.ndarray:
+    """Rows of each block ``[bounds[i], bounds[i+1])`` that ``admits`` keeps, hashing a chunk of rows at a time."""
+    before = np.zeros(len(bounds), dtype=np.int64)  # rows admitted before each bound
+    counted = 0
+    total = int(bounds[-1])
+    for low in range(0, total, _HASH_CHUNK):
+        high = min(low + _HASH_CHUNK, total)
+        running = np.concatenate([[0], np.cumsum(admits(np.arange(low, high, dtype=np.int64)))])
+        inside = (bounds >= low) & (bounds <= high)
+        before[inside] = counted + running[bounds[inside] - low]
+        counted += int(running[-1])
+    return np.diff(before)
+
+
+def _check_values(block: np.ndarray, where: str, feature_names, first_row: int) -> None:
+    """``ValueError`` naming the first bad cell when ``block`` holds NaN, infinities or values past MAX_ABS_VALUE."""
+    if block.size == 0:
+        return
+    low, high = float(block.min()), float(block.max())
+    if math.isfinite(low) and math.isfinite(high) and max(-low, high) <= MAX_ABS_VALUE:
+        return
+    bad = ~(np.abs(block) <= MAX_ABS_VALUE)  # NaN compares False
+    rows, columns = np.nonzero(bad)
+    raise ValueError(
+        f"{where} holds {plural(int(bad.sum()), 'missing, infinite or huge value')} (NaN, inf or beyond "
+        f"{MAX_ABS_VALUE:.0e}), first in row {first_row + int(rows[0])}, column {feature_names[columns[0]]!r}. "
+        "Fill or remove those rows and rescale huge values: streamed files are read as they are (no imputation)."
+    )
+
+
+def _fingerprint_files(kind: str, files) -> dict:
+    """``files``: (path, os.stat_result) pairs, as recorded when opened."""
+    return {"kind": kind, "files": [{"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+                                    for path, stat in files]}
+
+
+def _layout_digest(bounds: np.ndarray) -> str:
+    return hashlib.sha256(np.diff(bounds).astype("<i8").tobytes()).hexdigest()[:16]
+
+
+class _ArrayRows:
+    """The rows of 2-D arrays (in memory, or memory-mapped ``.npy`` files) in slices of ``block_rows``."""
+
+    def __init__(self, name, parts, block_rows, feature_names, *, paths=None, features=None, columns=None,
+                 image_shape=None):
+        self.name = name
+        self.feature_names = tuple(feature_names)
+        self.columns = columns
+        self.image_shape = image_shape
+        self._parts = parts
+        self._paths = paths
+        self._stats = [path.stat() for path in paths] if paths else None
+        self._features = features
+        blocks = [(part, start, min(start + block_rows, len(array)))
+                  for part, array in enumerate(parts) for start in range(0, len(array), block_rows)]
+        self._blocks = blocks
+        self.bounds = np.concatenate([[0], np.cumsum([stop - start for _, start, stop in blocks])]).astype(np.int64)
+
+    def read(self, i: int) -> np.ndarray:
+        part, start, stop = self._blocks[i]
+        rows = self._parts[part][start:stop]
+        block = np.ascontiguousarray(rows if self._features is None else rows[:, self._features], dtype=np.float32)
+        where = f"{self._paths[part] if self._paths else 'the array'} (rows {start + 1}-{stop})"
+        _check_values(block, where, self.feature_names, start + 1)
+        return block
+
+    def labels(self, i: int) -> None:
+        return None
+
+    def fingerprint(self) -> dict:
+        if self._paths:
+            return _fingerprint_files("npy", zip(self._paths, self._stats))
+        array = self._parts[0]
+        sample = min(len(array), _DIGEST_ROWS)
+        digest = hashlib.sha256()
+        for start in sorted({0, (len(array) - sample) // 2, len(array) - sample}):
+            digest.update(np.ascontiguousarray(array[start : start + sample]).tobytes())
+        return {"kind": "array", "shape": list(array.shape), "dtype": str(array.dtype),
+                "digest": digest.hexdigest()[:16]}
+
+
+class _ParquetRows:
+    """The rows of Parquet files, one block per non-empty row group, features as ``spec`` reads them.
+
+    Each read opens its file with the metadata kept from opening (no footer parsed again) and closes it,
+    so reads share no state and may run from several threads.
+    """
+
+    def __init__(self, name, pq, files, spec: ColumnSpec):
+        self.name = name
+        self.feature_names = spec.feature_names
+        self.columns = spec
+        self.image_shape = None
+        self._pq = pq
+        self._files = files  # (path, metadata, stat)
+        self._label = spec.label_columns[0] if spec.label_columns else None
+        only_list = len(spec.columns) == 1 and spec.columns[0] in spec.list_lengths
+        self._list_column = spec.columns[0] if only_list else None
+        self._blocks = []  # (file, row group, its first row in the file)
+        sizes = []
+        for f, (_, metadata, _) in enumerate(files):
+            first = 0
+            for g in range(metadata.num_row_groups):
+                size = metadata.row_group(g).num_rows
+                if size:
+                    self._blocks.append((f, g, first))
+                    sizes.append(size)
+                first += size
+        self.bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+    def _read(self, i: int, columns: list[str]):
+        f, g, _ = self._blocks[i]
+        path, metadata, _ = self._files[f]
+        with _parquet_errors(path), self._pq.ParquetFile(path, metadata=metadata) as parquet:
+            return parquet.read_row_group(g, columns=columns)
+
+    def read(self, i: int) -> np.ndarray:
+        table = self._read(i, list(self.columns.columns))
+        f, _, first = self._blocks[i]
+        path = self._files[f][0]
+        first += 1
+        where = f"{path} (rows {first}-{first + table.num_rows - 1})"
+        if self._list_column is None:
+            frame = self.columns.features(table, where)
+            check_numeric(frame, where, "Streamed features must be numbers: choose other columns or fix the cells.")
+            block = np.ascontiguousarray(frame.to_numpy(dtype=np.float32, na_value=np.nan))
+        else:
+            block = self._list_block(table.column(self._list_column), where, first)
+        _check_values(block, where, self.feature_names, first)
+        return block
+
+    def _list_block(self, column, where: str, first_row: int) -> np.ndarray:
+        """A numeric list column straight from its Arrow values to float32 (no pandas, no copy for float32)."""
+        import pyarrow.compute as pc
+
+        name = self._list_column
+        length = self.columns.list_lengths[name]
+        parts = []
+        offset = 0
+        for chunk in column.chunks:
+            if chunk.null_count:
+                missing = np.flatnonzero(~chunk.is_valid().to_numpy(zero_copy_only=False))
+                raise ValueError(
+                    f"{where}: list column {name!r} has {plural(chunk.null_count, 'missing list')}, first in row "
+                    f"{first_row + offset + int(missing[0])}. Fill or remove those rows: streamed files are read "
+                    "as they are (no imputation)."
+                )
+            lengths = pc.min_max(pc.list_value_length(chunk)).as_py()
+            if lengths["min"] != length or lengths["max"] != length:
+                raise ValueError(
+                    f"{where}: list column {name!r} holds lists of {lengths['min']} to {lengths['max']} numbers, "
+                    f"expected {length} in every row (as in the first rows read). Store one length in every row."
+                )
+            parts.append(chunk.flatten().to_numpy(zero_copy_only=False))
+            offset += len(chunk)
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return np.ascontiguousarray(values.reshape(-1, length), dtype=np.float32)
+
+    def labels(self, i: int) -> np.ndarray | None:
+        if self._label is None:
+            return None
+        return self._read(i, [self._label]).column(self._label).to_numpy()
+
+    def fingerprint(self) -> dict:
+        return _fingerprint_files("parquet", [(path, stat) for path, _, stat in self._files])
+
+
+class RowSource:
+    """Rows of an array or of files, read a block at a time; views keep rows by a seeded hash, copying nothing.
+
+    ``block_sizes`` are the rows of each block after this view's filters (from metadata and hashes only);
+    ``read(i)`` returns those rows of block ``i`` in file order.
+    """
+
+    def __init__(self, rows, filters: tuple[_Filter, ...] = (), maps: tuple = ()):
+        self._rows = rows
+        self._filters = filters
+        self._maps = maps
+        self.name: str = rows.name
+        self.feature_names: tuple[str, ...] = rows.feature_names
+        self.n_features: int = len(self.feature_names)
+        self.columns: ColumnSpec | None = rows.columns
+        self.image_shape: tuple | None = rows.image_shape
+        self.n_blocks: int = len(rows.bounds) - 1
+        self.block_sizes: np.ndarray = _admitted_sizes(rows.bounds, self._admits) if filters else np.diff(rows.bounds)
+        self.n_rows: int = int(self.block_sizes.sum())
+
+    def __repr__(self) -> str:
+        return f"RowSource({self.name!r}: {self.n_rows} rows x {self.n_features} features in {self.n_blocks} blocks)"
+
+    def _admits(self, rows: np.ndarray) -> np.ndarray:
+        admitted = self._filters[0].admits(rows)
+        for row_filter in self._filters[1:]:
+            admitted &= row_filter.admits(rows)
+        return admitted
+
+    def _all_rows(self, i) -> tuple[int, np.ndarray]:
+        """Block ``i`` checked, and the global indices of all its rows."""
+        i = operator.index(i)
+        if not 0 <= i < self.n_blocks:
+            raise IndexError(f"block {i} is out of range: {self.name} has {plural(self.n_blocks, 'block')}.")
+        return i, np.arange(self._rows.bounds[i], self._rows.bounds[i + 1], dtype=np.int64)
+
+    def _mask(self, rows: np.ndarray) -> np.ndarray | slice:
+        return self._admits(rows) if self._filters else slice(None)
+
+    def read(self, i: int) -> np.ndarray:
+        """float32 C-contiguous ``(block_sizes[i], n_features)``; may be read-only or a view: copy before writing."""
+        i, rows = self._all_rows(i)
+        block = self._rows.read(i)[self._mask(rows)]
+        for function in self._maps:
+            block = function(block)
+        return block
+
+    def labels(self, i: int) -> np.ndarray | None:
+        """The first label column's values for the rows of ``read(i)``; None without label columns."""
+        i, rows = self._all_rows(i)
+        values = self._rows.labels(i)
+        return None if values is None else values[self._mask(rows)]
+
+    def row_indices(self, i: int) -> np.ndarray:
+        """int64 positions in the unfiltered source of the rows of ``read(i)``."""
+        i, rows = self._all_rows(i)
+        return rows[self._mask(rows)]
+
+    def iter_blocks(self, blocks=None):
+        """``read(i)`` for each ``i`` of ``blocks`` (default: all), in that order."""
+        for i in range(self.n_blocks) if blocks is None else blocks:
+            yield self.read(i)
+
+    def to_array(self) -> np.ndarray:
+        """Every row in one array (for sources that fit in memory)."""
+        blocks = list(self.iter_blocks())
+        return np.concatenate(blocks) if blocks else np.empty((0, self.n_features), dtype=np.float32)
+
+    def held_out(self, fraction: float, seed: int, salt: str) -> RowSource:
+        """The view of the rows with ``row_hash(seed, salt, index) < fraction``."""
+        return RowSource(self._rows, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), True)), self._maps)
+
+    def kept(self, fraction: float, seed: int, salt: str) -> RowSource:
+        """The view of the rows :meth:`held_out` leaves out."""
+        return RowSource(self._rows, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), False)), self._maps)
+
+    def map(self, function) -> RowSource:
+        """The view whose blocks are ``function(block)`` (rows in, as many float32 rows of the same width out),
+        e.g. the scaling a model applies."""
+        return RowSource(self._rows, self._filters, (*self._maps, function))
+
+    def fingerprint(self) -> dict:
+        """JSON-able identity: the files (sizes, mtimes) or the array (shape, digest), block layout, filters."""
+        return {
+            **self._rows.fingerprint(),
+            "n_blocks": self.n_blocks,
+            "layout": _layout_digest(self._rows.bounds),
+            "columns": None if self.columns is None else self.columns.to_dict(),
+            "filters": [asdict(row_filter) for row_filter in self._filters],
+            "maps": len(self._maps),
+            "n_rows": self.n_rows,
+        }
+
+
+# --- opening -------------------------------------------------------------------------------------------
+
+
+def is_source_path(path) -> bool:
+    """Whether ``path`` names a folder or a glob pattern (``*``, ``?``, ``[``): data read as a stream of files.
+
+    An existing file is a file even when its name holds those characters.
+    """
+    path = Path(path)
+    return path.is_dir() or (not path.exists() and any(char in str(path) for char in "*?["))
+
+
+def _streamed_files(path) -> list[Path]:
+    """The data files a folder or glob pattern names, sorted by name, all ``.parquet`` or all ``.npy``.
+
+    Hidden files and those starting with ``_`` (e.g. Spark's ``_SUCCESS``) and files of other kinds are skipped;
+    CSV files are refused.
+    """
+    if Path(path).is_dir():
+        where = f"the folder {path}"
+        found = sorted(p for p in Path(path).iterdir() if p.is_file())
+    else:
+        where = f"the files matching {path}"
+        found = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+        if not found:
+            raise FileNotFoundError(
+                f"No file matches the pattern {path} (relative to {Path.cwd()}). Check the pattern and the current "
+                "directory."
+            )
+    visible = [p for p in found if not p.name.startswith((".", "_"))]
+    for p in visible:
+        if p.suffix.lower() in _NOT_STREAMED:
+            raise ValueError(f"{p} in {where} cannot be read as a stream (only Parquet and .npy files can: their "
+                             f"row counts are in their metadata). {_NOT_STREAMED[p.suffix.lower()]}")
+    files = [p for p in visible if p.suffix.lower() in _STREAMED]
+    if not files:
+        raise ValueError(f"{where.capitalize()} holds no .parquet or .npy files. Point to a folder or pattern of "
+                         "Parquet or .npy files.")
+    kinds = {p.suffix.lower() for p in files}
+    if len(kinds) > 1:
+        examples = [next(p.name for p in files if p.suffix.lower() == kind) for kind in sorted(kinds)]
+        raise ValueError(
+            f"{where.capitalize()} mix .npy and .parquet files (e.g. {describe_names(examples)}); a stream reads one "
+            f"kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
+        )
+    return files
+
+
+def _refuse_options(selection: Selection, options: tuple[str, ...], what: str, fix: str) -> None:
+    for option in options:
+        value = getattr(selection, option)
+        if value:
+            raise invalid_value(option, f"no {option} for {what}", f"{option}={value!r}", fix)
+
+
+def _check_numeric_dtype(dtype, name: str, fix: str) -> None:
+    if dtype.names or dtype.kind not in "biuf":
+        raise invalid_value(name, "plain numbers (bool, int or float)", f"values of dtype {dtype}", fix)
+
+
+def _image_shape(shape: tuple) -> tuple | None:
+    return as_image_shape(shape[1:]) if len(shape) in (3, 4) else None
+
+
+def _open_array(data, block_rows: int) -> _ArrayRows:
+    array = np.asarray(data)
+    _check_numeric_dtype(array.dtype, "data", "Convert it with data.astype('float32').")
+    if array.ndim < 2 or len(array) == 0 or math.prod(array.shape[1:]) == 0:
+        raise invalid_value(
+            "data", "a 2-D array (samples x features) or images (n, h, w[, c]) with at least one row and feature",
+            f"an array of shape {array.shape}", "Use data.reshape(-1, 1) for a single feature.",
+        )
+    flat = array.reshape(len(array), -1)
+    names = [f"x{i}" for i in range(flat.shape[1])]
+    return _ArrayRows("array", [flat], block_rows, names, image_shape=_image_shape(array.shape))
+
+
+def _open_npy(name: str, paths: list[Path], selection: Selection, block_rows: int) -> _ArrayRows:
+    """Checked ``paths``, memory-mapped; the columns chosen on the first block of rows."""
+    _refuse_options(selection, ("label_columns",), ".npy files (they hold features only)",
+                    "Read labels from a Parquet file's column, or keep them in a separate array.")
+    parts = []
+    for path in paths:
+        array = _load_npy(path, mmap_mode="r")
+        _check_array(array, path)
+        _check_numeric_dtype(array.dtype, str(path), "Re-save it with numpy.save(path, array.astype('float32')).")
+        if parts and array.shape[1:] != parts[0].shape[1:]:
+            raise ValueError(
+                f"{path} holds rows of shape {array.shape[1:]}, but {paths[0]} rows of shape {parts[0].shape[1:]}. "
+                "Every .npy file of a folder or pattern needs rows of the same shape: re-save it or move it out."
+            )
+        parts.append(array)
+    first = next((i for i, array in enumerate(parts) if len(array)), None)
+    if first is None:
+        raise ValueError(f"{name} holds no rows. Point to .npy files that hold data.")
+    frame, image_shape = _array_frame(parts[first][:block_rows])
+    where = str(paths[first])
+    spec = selection.select(frame, list(frame.columns), {}, where)
+    check_identifiers(frame, spec, selection, where)
+    everything = spec.feature_names == tuple(frame.columns)
+    position = {column: i for i, column in enumerate(frame.columns)}
+    return _ArrayRows(
+        name, [array.reshape(len(array), -1) for array in parts], block_rows, spec.feature_names, paths=paths,
+        features=None if everything else np.array([position[f] for f in spec.feature_names]),
+        columns=spec, image_shape=image_shape if everything else None,
+    )
+
+
+def _cells(schema) -> dict:
+    """``{column: None (single values), a list length (fixed-size lists) or 'lists'}`` of an Arrow schema."""
+    import pyarrow as pa
+
+    cells = {}
+    for name in arrow_columns(schema.empty_table()):
+        type_ = schema.field(name).type
+        if pa.types.is_fixed_size_list(type_):
+            cells[name] = type_.list_size
+        elif pa.types.is_list(type_) or pa.types.is_large_list(type_):
+            cells[name] = "lists"
+        else:
+            cells[name] = None
+    return cells
+
+
+def _describe_cells(cells) -> str:
+    return "single values" if cells is None else "lists" if cells == "lists" else f"lists of {cells} values"
+
+
+def _check_same_columns(first: Path, expected: dict, path: Path, found: dict) -> None:
+    missing = [name for name in expected if name not in found]
+    extra = [name for name in found if name not in expected]
+    differ = [name for name in expected if name in found and found[name] != expected[name]]
+    if not (missing or extra or differ):
+        return
+    changes = [f"it lacks {describe_names(missing)}"] if missing else []
+    changes += [f"it has extra {describe_names(extra)}"] if extra else []
+    changes += [f"{name!r} holds {_describe_cells(found[name])}, not {_describe_cells(expected[name])}"
+                for name in differ[:3]]
+    raise ValueError(
+        f"{path} has other columns than {first}: {'; '.join(changes)}. Every file of a folder or pattern needs the "
+        "same columns: rewrite it with the same schema or move it out."
+    )
+
+
+def _open_parquet(name: str, paths: list[Path], selection: Selection) -> _ParquetRows:
+    """Checked ``paths``' metadata, the same columns in each; the columns chosen on the first row group."""
+    files = []
+    cells = None
+    for path in paths:
+        pq = _parquet(path)
+        with _parquet_errors(path), pq.ParquetFile(path) as parquet:
+            metadata, schema = parquet.metadata, parquet.schema_arrow
+        if cells is None:
+            cells = _cells(schema)
+        else:
+            _check_same_columns(paths[0], cells, path, _cells(schema))
+        files.append((path, metadata, path.stat()))
+    first = next(((path, metadata, g) for path, metadata, _ in files
+                  for g in range(metadata.num_row_groups) if metadata.row_group(g).num_rows), None)
+    if first is None:
+        raise ValueError(f"{name} holds no rows. Point to Parquet files that hold data.")
+    path, metadata, group = first
+    with _parquet_errors(path), pq.ParquetFile(path, metadata=metadata) as parquet:
+        table = parquet.read_row_group(group)
+    where = str(path)
+    frame, lists = frame_from_arrow(table, where)
+    spec = selection.select(frame, list(arrow_columns(table)), lists, where)
+    check_identifiers(frame, spec, selection, where)
+    return _ParquetRows(name, pq, files, spec)
+
+
+def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None,
+                block_rows: int = BLOCK_ROWS) -> RowSource:
+    """``data`` as a :class:`RowSource`.
+
+    ``data``: a 2-D array or an ``(n, h, w[, c])`` image array (flattened); a RowSource (returned as is);
+    a ``.npy`` file (memory-mapped) or a ``.parquet`` file; a folder of ``.parquet`` or ``.npy`` files, or
+    a glob pattern of them (sorted by name, one kind, the same columns). Arrays and ``.npy`` files are read
+    in blocks of ``block_rows`` rows, Parquet files one row group at a time. The column options are those of
+    :func:`aepca.data.read_table`, chosen on the first rows; constant columns are kept and missing values
+    are errors (streamed files are read as they are). Label columns exist in Parquet files only.
+    """
+    block_rows = _check_block_rows(block_rows)
+    selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
+                             label_column=label_column, label_columns=label_columns)
+    if not isinstance(data, str | os.PathLike):
+        options = ("columns", "drop_columns", "id_column", "label_columns")
+        if isinstance(data, RowSource):
+            _refuse_options(selection, options, "a RowSource", "Pass the options to open_source with the file.")
+            return data
+        _refuse_options(selection, options, "an array", "Select columns by indexing the array.")
+        return RowSource(_open_array(data, block_rows))
+    path = Path(data)
+    if is_source_path(path):
+        paths = [_check_path(p) for p in _streamed_files(path)]
+        name = path.resolve().name if path.is_dir() else str(path)
+    else:
+        paths = [_check_path(path)]
+        name = path.name
+    suffix = paths[0].suffix.lower()
+    if suffix in _NOT_STREAMED:
+        raise ValueError(f"{paths[0]} cannot be read as a stream (only Parquet and .npy files can: their row counts "
+                         f"are in their metadata). {_NOT_STREAMED[suffix]}")
+    if suffix == ".npy":
+        return RowSource(_open_npy(name, paths, selection, block_rows))
+    return RowSource(_open_parquet(name, paths, selection))
+
+
+# --- the order of an epoch ----------------------------------------------------------------------------
+
+
+def epoch_blocks(seed: int, epoch: int, n_blocks: int) -> np.ndarray:
+    """The blocks of an epoch in their seeded order, the same on every process."""
+    return np.random.default_rng([seed, epoch, 1]).permutation(n_blocks)
+
+
+def lane_blocks(order: np.ndarray, lane: int, lanes: int) -> np.ndarray:
+    """The blocks of ``order`` that lane ``lane`` of ``lanes`` reads, in order."""
+    return order[lane::lanes]
+
+
+def _positive_int(value, name: str, example: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise invalid_value(name, "a positive integer", f"{name}={value!r}", f"Use e.g. {example}.")
+    return int(value)
+
+
+def _lane_batch(lanes, batch_size) -> int:
+    lanes = _positive_int(lanes, "lanes", 1)
+    batch_size = _positive_int(batch_size, "batch_size", 256 * lanes)
+    if batch_size % lanes:
+        raise invalid_value("batch_size", f"a multiple of lanes={lanes}", f"batch_size={batch_size}",
+                            f"Use e.g. {max(1, batch_size // lanes) * lanes}.")
+    return batch_size // lanes
+
+
+def epoch_steps(source: RowSource, *, seed: int, epoch: int, lanes: int, batch_size: int) -> int:
+    """Steps of an epoch: the most lane batches (``batch_size // lanes`` rows) any lane's blocks fill."""
+    lane_batch = _lane_batch(lanes, batch_size)
+    order = epoch_blocks(seed, epoch, source.n_blocks)
+    rows = [int(source.block_sizes[lane_blocks(order, lane, lanes)].sum()) for lane in range(lanes)]
+    return max(-(-count // lane_batch) for count in rows)
+
+
+class EpochBatches:
+    """The batches of one epoch of ``source`` for the lanes ``lanes_here`` (a range of lane numbers).
+
+    Lane ``k`` reads its blocks (:func:`lane_blocks` of :func:`epoch_blocks`) ``buffer_blocks`` at a time;
+    each such window's rows are shuffled by ``default_rng([seed, epoch, k, window])`` and the lane's rows,
+    window after window, are cut into ``batch_size // lanes`` rows. A step yields ``(rows, weights)``: the
+    owned lanes' pieces in lane order, each padded to the lane batch with zero rows of weight 0 (weights 1
+    elsewhere), so a step's global batch is the same whichever process owns which lanes.
+    """
+
+    def __init__(self, source: RowSource, *, seed: int, epoch: int, lanes: int, batch_size: int,
+                 lanes_here=None, buffer_blocks: int = 4):
+        self.lane_batch = _lane_batch(lanes, batch_size)
+        self.steps = epoch_steps(source, seed=seed, epoch=epoch, lanes=lanes, batch_size=batch_size)
+        self._lanes_here = list(range(lanes) if lanes_here is None else lanes_here)
+        if not self._lanes_here or not all(0 <= lane < lanes for lane in self._lanes_here):
+            raise invalid_value("lanes_here", f"lane numbers in range(0, {lanes})", f"lanes_here={lanes_here!r}",
+                                f"Pass e.g. range(0, {lanes}).")
+        self._buffer_blocks = _positive_int(buffer_blocks, "buffer_blocks", 4)
+        self._source = source
+        self._seed = seed
+        self._epoch = epoch
+        self._order = epoch_blocks(seed, epoch, source.n_blocks)
+        self._lanes = lanes
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _read_window(self, blocks: np.ndarray) -> np.ndarray:
+        sizes = self._source.block_sizes[blocks]
+        rows = np.empty((int(sizes.sum()), self._source.n_features), dtype=np.float32)
+        for block, start, stop in zip(blocks, np.cumsum(sizes) - sizes, np.cumsum(sizes)):
+            rows[start:stop] = self._source.read(block)
+        return rows
+
+    def _lane_pieces(self, lane: int):
+        """Lane ``lane``'s rows in ``lane_batch`` pieces (the last may be shorter)."""
+        size = self.lane_batch
+        carry = np.empty((0, self._source.n_features), dtype=np.float32)
+        blocks = lane_blocks(self._order, lane, self._lanes)
+        for window, start in enumerate(range(0, len(blocks), self._buffer_blocks)):
+            rows = self._read_window(blocks[start : start + self._buffer_blocks])
+            order = np.random.default_rng([self._seed, self._epoch, lane, window]).permutation(len(rows))
+            cut = min(size - len(carry), len(order))
+            carry = np.concatenate([carry, rows[order[:cut]]])
+            if len(carry) == size:
+                yield carry
+                rest = order[cut:]
+                whole = len(rest) - len(rest) % size
+                for piece in range(0, whole, size):
+                    yield rows[rest[piece : piece + size]]
+                carry = rows[rest[whole:]]
+            del rows  # before the next window is read
+        if len(carry):
+            yield carry
+
+    def __iter__(self):
+        lanes = [self._lane_pieces(lane) for lane in self._lanes_here]
+        size = self.lane_batch
+        for _ in range(self.steps):
+            rows = np.zeros((len(lanes) * size, self._source.n_features), dtype=np.float32)
+            weights = np.zeros(len(lanes) * size, dtype=np.float32)
+            for position, pieces in enumerate(lanes):
+                piece = next(pieces, None)
+                if piece is not None:
+                    start = position * size
+                    rows[start : start + len(piece)] = piece
+                    weights[start : start + len(piece)] = 1.0
+            yield rows, weights

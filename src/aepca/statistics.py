@@ -1,0 +1,69 @@
+"""One pass over streamed rows gives everything fitted before training: the
+error space's scaling, the PCA, and the network's input scaling.
+
+The raw rows' scatter (count, mean, centred scatter) transforms exactly under
+the per-column affine scaling, so neither the error space nor the PCA fitted
+in it needs a second pass. Each process reads its share of the blocks; the
+statistics are then merged exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aepca import distributed
+from aepca.data.sources import RowSource
+from aepca.pca import ScatterAccumulator
+from aepca.prefetch import prefetch
+from aepca.preprocessing import UNIT_SAMPLE_ROWS, ColumnSummary
+
+
+@dataclass(frozen=True)
+class RowStatistics:
+    """The scatter and the column summary of the same rows."""
+
+    accumulator: ScatterAccumulator
+    summary: ColumnSummary
+
+    def in_scaled_space(self, offset, scale) -> RowStatistics:
+        """The statistics of ``(rows - offset) / scale``."""
+        return RowStatistics(self.accumulator.in_scaled_space(offset, scale), self.summary.in_scaled_space(offset, scale))
+
+
+def scan(source: RowSource) -> RowStatistics:
+    """The statistics of every row of ``source``, read once (shared out over processes)."""
+    accumulator = ScatterAccumulator(source.n_features)
+    low = np.full(source.n_features, np.inf)
+    high = np.full(source.n_features, -np.inf)
+    # Evenly spaced rows (by global index, so whichever process reads them) judge the columns' units.
+    every = max(1, source.n_rows // UNIT_SAMPLE_ROWS)
+    sample, sample_index = [], []
+    blocks = distributed.share(source.n_blocks)
+    for i, rows in zip(blocks, prefetch(source.iter_blocks(blocks))):
+        if not len(rows):
+            continue
+        accumulator.update(rows)
+        np.minimum(low, rows.min(axis=0), out=low)
+        np.maximum(high, rows.max(axis=0), out=high)
+        index = source.row_indices(i)
+        chosen = index % every == 0
+        sample.append(rows[chosen])
+        sample_index.append(index[chosen])
+    sample = np.concatenate(sample) if sample else np.zeros((0, source.n_features), np.float32)
+    sample_index = np.concatenate(sample_index) if sample_index else np.zeros(0, np.int64)
+    if distributed.process_count() > 1:
+        parts = distributed.all_rows(accumulator.to_array()[None, :])
+        accumulator = ScatterAccumulator.from_array(parts[0])
+        for part in parts[1:]:
+            accumulator = accumulator.merge(ScatterAccumulator.from_array(part))
+        low = distributed.all_rows(low[None, :]).min(axis=0)
+        high = distributed.all_rows(high[None, :]).max(axis=0)
+        sample, sample_index = distributed.all_rows(sample), distributed.all_rows(sample_index)
+    sample = sample[np.argsort(sample_index, kind="stable")]
+    summary = ColumnSummary(
+        n=accumulator.n, mean=accumulator.mean.copy(), std=np.sqrt(accumulator.variance()),
+        low=low.astype(np.float64), high=high.astype(np.float64), sample=sample,
+    )
+    return RowStatistics(accumulator, summary)
