@@ -1,13 +1,17 @@
-"""Exact streaming PCA: pinned MNIST errors, equality with scikit-learn, streaming, chunked fits, error curves."""
+"""Exact streaming PCA: pinned MNIST errors, equality with scikit-learn, streaming, chunked fits, row sources,
+mergeable statistics, sampled fits, error curves."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
+import scipy.linalg
 from sklearn.decomposition import PCA as SkPCA
 from threadpoolctl import threadpool_limits
 
-from aepca.pca import PCA, equivalent_components
+from aepca.pca import PCA, ScatterAccumulator, equivalent_components
 
 
 def _sig4(value: float) -> float:
@@ -25,6 +29,30 @@ def _well_conditioned(n_samples=500, n_features=20, seed=0, offset=0.0) -> np.nd
 def _align_signs(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     signs = np.sign(np.sum(reference * other, axis=1))
     return other * signs[:, None]
+
+
+class BlockSource:
+    """A row source (the protocol of ``aepca.data.sources``) over an array, in blocks of the given sizes."""
+
+    def __init__(self, X: np.ndarray, block_sizes):
+        self.block_sizes = np.asarray(block_sizes)
+        self.n_rows, self.n_features = X.shape
+        self.n_blocks = len(self.block_sizes)
+        self._X = X
+        self._starts = np.concatenate([[0], np.cumsum(self.block_sizes)])
+        self.reads: list[int] = []
+
+    def read(self, i: int) -> np.ndarray:
+        self.reads.append(i)
+        return self._X[self._starts[i] : self._starts[i + 1]].astype(np.float32)
+
+    def iter_blocks(self, blocks=None):
+        for i in range(self.n_blocks) if blocks is None else blocks:
+            yield self.read(i)
+
+
+# Uneven blocks, one of a single row: 803 rows in all.
+BLOCKS = [97, 300, 1, 250, 155]
 
 
 # MNIST, fitted once on all 60,000 training images --------------------------------
@@ -162,6 +190,157 @@ def test_partial_fit_refuses_a_first_chunk_of_one_row_and_a_new_feature_count():
     assert pca.n_samples_seen_ == 11
 
 
+def test_partial_fit_accumulates_and_solves_once_when_read(monkeypatch):
+    calls = []
+    eigh = scipy.linalg.eigh
+    monkeypatch.setattr(scipy.linalg, "eigh", lambda *args, **kwargs: calls.append(1) or eigh(*args, **kwargs))
+    X = _well_conditioned(n_samples=1000, n_features=8, seed=5)
+    pca = PCA(n_components=3)
+    for chunk in np.array_split(X, 10):
+        pca.partial_fit(chunk)
+    assert len(calls) == 0
+    first = pca.components_
+    np.testing.assert_array_equal(pca.components_, first)
+    assert len(calls) == 1
+    # New rows make the next reading solve again, once.
+    pca.partial_fit(X[:10])
+    assert pca.n_samples_seen_ == 1010 and len(calls) == 1
+    assert pca.explained_variance_.shape == (3,) and len(calls) == 2
+
+
+def test_partial_fit_pickles_unsolved_and_solves_after_loading():
+    X = _well_conditioned(n_samples=300, n_features=6, seed=6)
+    restored = pickle.loads(pickle.dumps(PCA(n_components=2).partial_fit(X[:100]).partial_fit(X[100:])))
+    expected = PCA(n_components=2).fit(X).all_explained_variance_
+    np.testing.assert_allclose(restored.all_explained_variance_, expected, rtol=1e-12)
+
+
+# Row sources -----------------------------------------------------------------------
+def test_fit_on_a_row_source_equals_fit_on_the_array():
+    X = _well_conditioned(n_samples=803, n_features=12, seed=1).astype(np.float32)
+    source = BlockSource(X, BLOCKS)
+    streamed = PCA(n_components=4, batch_size=128).fit(source)
+    whole = PCA(n_components=4).fit(X)
+    assert source.reads == list(range(len(BLOCKS)))
+    assert streamed.n_samples_seen_ == 803 and streamed.n_features_in_ == 12
+    np.testing.assert_allclose(streamed.mean_, whole.mean_, rtol=0, atol=1e-12)
+    aligned = _align_signs(whole.all_components_, streamed.all_components_)
+    np.testing.assert_allclose(aligned, whole.all_components_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(streamed.all_explained_variance_, whole.all_explained_variance_, rtol=1e-12)
+
+
+def test_transform_and_errors_of_a_row_source_equal_those_of_the_array():
+    X = _well_conditioned(n_samples=803, n_features=12, seed=1).astype(np.float32)
+    X_test = _well_conditioned(n_samples=803, n_features=12, seed=2).astype(np.float32)
+    pca = PCA(n_components=4, batch_size=128).fit(X)
+    np.testing.assert_allclose(pca.transform(BlockSource(X_test, BLOCKS)), pca.transform(X_test), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        pca.mse_by_components(BlockSource(X_test, BLOCKS)), pca.mse_by_components(X_test), rtol=1e-12, atol=1e-12
+    )
+    assert pca.reconstruction_mse(BlockSource(X_test, BLOCKS)) == pytest.approx(pca.reconstruction_mse(X_test), rel=1e-12)
+
+
+def test_partial_fit_takes_row_sources_and_arrays_alike():
+    X = _well_conditioned(n_samples=803, n_features=12, seed=1).astype(np.float32)
+    mixed = PCA(n_components=4).partial_fit(BlockSource(X[:400], [150, 250])).partial_fit(X[400:600])
+    mixed.partial_fit(BlockSource(X[600:], [203]))
+    whole = PCA(n_components=4).fit(X)
+    assert mixed.n_samples_seen_ == 803
+    np.testing.assert_allclose(mixed.all_explained_variance_, whole.all_explained_variance_, rtol=1e-12)
+    np.testing.assert_allclose(_align_signs(whole.components_, mixed.components_), whole.components_, rtol=0, atol=1e-12)
+
+
+def test_row_sources_with_bad_values_or_feature_counts_are_refused():
+    X = _well_conditioned(n_samples=100, n_features=5, seed=2)
+    pca = PCA(n_components=2).fit(X)
+    with pytest.raises(ValueError, match=r"X has 4 features, but PCA is expecting 5 features"):
+        pca.transform(BlockSource(X[:, :4], [100]))
+    bad = X.copy()
+    bad[60, 3] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN or infinity"):
+        pca.partial_fit(BlockSource(bad, [50, 50]))
+    assert pca.n_samples_seen_ == 100  # the refused rows were not added
+    with pytest.raises(ValueError, match=r"a row source of at least 2 rows\. Received: one of 1 rows"):
+        PCA(n_components=2).fit(BlockSource(X[:1], [1]))
+
+
+# Mergeable statistics ----------------------------------------------------------------
+def _accumulated(X: np.ndarray, batch_size: int = 64) -> ScatterAccumulator:
+    accumulator = ScatterAccumulator(X.shape[1])
+    for start in range(0, len(X), batch_size):
+        accumulator.update(X[start : start + batch_size])
+    return accumulator
+
+
+def _assert_same_statistics(a: ScatterAccumulator, b: ScatterAccumulator, rtol: float) -> None:
+    assert a.n == b.n
+    np.testing.assert_allclose(a.mean, b.mean, rtol=rtol, atol=rtol * np.abs(b.mean).max())
+    np.testing.assert_allclose(np.triu(a.scatter), np.triu(b.scatter), rtol=rtol, atol=rtol * np.abs(b.scatter).max())
+
+
+def test_merged_halves_equal_one_accumulator_also_through_flat_arrays():
+    X = _well_conditioned(n_samples=1003, n_features=12, seed=1, offset=1000.0)
+    whole = _accumulated(X)
+    _assert_same_statistics(_accumulated(X[:400]).merge(_accumulated(X[400:])), whole, rtol=1e-12)
+    # As two processes would exchange them.
+    left, right = (ScatterAccumulator.from_array(_accumulated(part).to_array()) for part in (X[:700], X[700:]))
+    merged = left.merge(right)
+    _assert_same_statistics(merged, whole, rtol=1e-12)
+    assert merged.to_array().shape == (1 + 12 + 12 * 13 // 2,)
+    # One solve of the merged statistics is the fit on all rows.
+    pca = PCA.from_accumulator(merged, n_components=3)
+    fitted = PCA(n_components=3).fit(X)
+    assert pca.n_samples_seen_ == 1003 and pca.n_features_in_ == 12
+    np.testing.assert_allclose(pca.all_explained_variance_, fitted.all_explained_variance_, rtol=1e-9)
+    np.testing.assert_allclose(_align_signs(fitted.components_, pca.components_), fitted.components_, rtol=0, atol=1e-9)
+
+
+def test_merging_into_an_empty_accumulator_gives_the_other():
+    X = _well_conditioned(n_samples=200, n_features=5, seed=3)
+    _assert_same_statistics(ScatterAccumulator(5).merge(_accumulated(X)), _accumulated(X), rtol=0)
+
+
+def test_a_malformed_flat_array_is_refused():
+    with pytest.raises(ValueError, match=r"ScatterAccumulator\.to_array\(\)\. Received: an array of shape \(7,\)"):
+        ScatterAccumulator.from_array(np.zeros(7))
+
+
+def test_in_scaled_space_equals_accumulating_scaled_rows():
+    X = _well_conditioned(n_samples=500, n_features=8, seed=7, offset=50.0)
+    offset, scale = X.mean(axis=0) + 3.0, np.geomspace(0.01, 100.0, 8)
+    _assert_same_statistics(_accumulated(X).in_scaled_space(offset, scale), _accumulated((X - offset) / scale), rtol=1e-10)
+
+
+def test_variance_is_the_population_variance():
+    X = _well_conditioned(n_samples=500, n_features=8, seed=7, offset=50.0)
+    np.testing.assert_allclose(_accumulated(X).variance(), X.var(axis=0), rtol=1e-12)
+
+
+# Sampled fits ---------------------------------------------------------------------------
+def test_sample_rows_fits_on_whole_blocks_close_to_the_full_fit(low_rank_data):
+    X = low_rank_data(n_samples=20_000, n_features=20, rank=3, noise=0.05, seed=3)
+    X_test = low_rank_data(n_samples=2_000, n_features=20, rank=3, noise=0.05, seed=3)
+    source = BlockSource(X, [500] * 40)
+    sampled = PCA(n_components=3, sample_rows=2_000).fit(source)
+    full = PCA(n_components=3).fit(X)
+    assert sampled.n_samples_seen_ == 2_000
+    assert source.reads == sorted(source.reads) and len(source.reads) == 4
+    assert sampled.reconstruction_mse(X_test) == pytest.approx(full.reconstruction_mse(X_test), rel=0.02)
+    # The same blocks, as slices of an array of batch_size rows.
+    by_slices = PCA(n_components=3, batch_size=500, sample_rows=2_000).fit(X)
+    np.testing.assert_array_equal(by_slices.all_explained_variance_, sampled.all_explained_variance_)
+
+
+@pytest.mark.parametrize("as_source", [False, True])
+def test_sample_rows_of_all_rows_is_the_full_fit(as_source):
+    X = _well_conditioned(n_samples=803, n_features=12, seed=1).astype(np.float32)
+    data = BlockSource(X, BLOCKS) if as_source else X
+    sampled = PCA(n_components=4, batch_size=128, sample_rows=803).fit(data)
+    full = PCA(n_components=4, batch_size=128).fit(data)
+    np.testing.assert_array_equal(sampled.all_components_, full.all_components_)
+    np.testing.assert_array_equal(sampled.all_explained_variance_, full.all_explained_variance_)
+
+
 # Error curves ----------------------------------------------------------------------
 def _explicit_mse(pca: PCA, X: np.ndarray, k: int, weights=None) -> float:
     directions = pca.all_components_[:k]
@@ -231,6 +410,12 @@ def test_one_row_is_refused():
 def test_invalid_n_components_is_refused(n_components):
     with pytest.raises(ValueError, match=r"'n_components' parameter of PCA must be an int in the range \[1, inf\)"):
         PCA(n_components=n_components).fit(np.random.default_rng(0).random((20, 5)))
+
+
+@pytest.mark.parametrize("sample_rows", [1, 0.5])
+def test_invalid_sample_rows_is_refused(sample_rows):
+    with pytest.raises(ValueError, match=r"'sample_rows' parameter of PCA must be an int in the range \[2, inf\) or None"):
+        PCA(sample_rows=sample_rows).fit(np.random.default_rng(0).random((20, 5)))
 
 
 def test_feature_count_mismatch_and_bad_codes():

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from aepca.preprocessing import Scaler, in_unit_interval, network_scaling, shares_one_unit
+from aepca.preprocessing import ColumnSummary, Scaler, in_unit_interval, network_scaling, shares_one_unit
 
 RNG = np.random.default_rng(0)
 PIXELS = RNG.uniform(0.0, 1.0, size=(50, 6)).astype(np.float32)
@@ -149,3 +149,106 @@ def test_network_scaling_makes_the_units_irrelevant(rng):
     assert small_typical == pytest.approx(typical * 1e-6)
     # Floored at a tenth of the typical scale: the ratio column is not blown up.
     assert scale.min() == pytest.approx(0.1)
+
+
+# Column summaries: scaling without holding the rows --------------------------------
+class BlockSource:
+    """A row source (the protocol of ``aepca.data.sources``) over an array, in blocks of the given sizes."""
+
+    def __init__(self, X: np.ndarray, block_sizes):
+        self.block_sizes = np.asarray(block_sizes)
+        self.n_rows, self.n_features = X.shape
+        self.n_blocks = len(self.block_sizes)
+        self._X = X
+        self._starts = np.concatenate([[0], np.cumsum(self.block_sizes)])
+
+    def read(self, i: int) -> np.ndarray:
+        return self._X[self._starts[i] : self._starts[i + 1]].astype(np.float32)
+
+    def iter_blocks(self, blocks=None):
+        for i in range(self.n_blocks) if blocks is None else blocks:
+            yield self.read(i)
+
+
+def _offset_rows(rng, n=1003):
+    """Mixed units with large offsets (which expose a naive sum-of-squares update), as float32."""
+    return (rng.standard_normal((n, 4)) * [1.0, 10.0, 1e3, 0.01] + [0.0, -5.0, 1e4, 3.0]).astype(np.float32)
+
+
+def _assert_same_summary(a: ColumnSummary, b: ColumnSummary, rtol: float, atol: float = 0.0) -> None:
+    assert a.n == b.n
+    for field in ("mean", "std", "low", "high"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=rtol, atol=atol, err_msg=field)
+
+
+def test_summary_of_a_source_equals_summary_of_the_array(rng, monkeypatch):
+    # A small sample size, so the sample's rows are spread over several blocks.
+    monkeypatch.setattr("aepca.preprocessing.UNIT_SAMPLE_ROWS", 40)
+    X = _offset_rows(rng)
+    streamed, whole = ColumnSummary.of_source(BlockSource(X, [97, 300, 1, 250, 355])), ColumnSummary.of(X)
+    _assert_same_summary(streamed, whole, rtol=1e-12)
+    assert streamed.sample.dtype == np.float32
+    np.testing.assert_array_equal(streamed.sample, whole.sample)
+    np.testing.assert_array_equal(whole.sample, X[::25])
+
+
+@pytest.mark.parametrize("method", ["auto", "minmax", "standard", "none"])
+@pytest.mark.parametrize("name", ["pixels", "tabular"])
+def test_scaler_fitted_on_a_summary_equals_scaler_fitted_on_the_array(method, name):
+    X = {"pixels": PIXELS, "tabular": TABULAR}[name]
+    from_summary = Scaler(method).fit(ColumnSummary.of_source(BlockSource(X, [20, 13, 17])))
+    from_array = Scaler(method).fit(X)
+    assert (from_summary.method_, from_summary.reason_, from_summary.unit_interval_) == (
+        from_array.method_, from_array.reason_, from_array.unit_interval_
+    )
+    assert from_summary.n_features_in_ == X.shape[1]
+    np.testing.assert_allclose(from_summary.offset_, from_array.offset_, rtol=1e-12)
+    np.testing.assert_allclose(from_summary.scale_, from_array.scale_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["digits", "wine"])
+def test_shares_one_unit_decides_alike_from_a_summary(name):
+    from sklearn import datasets
+
+    X = getattr(datasets, f"load_{name}")().data
+    assert shares_one_unit(ColumnSummary.of(X)) == shares_one_unit(X)
+
+
+def test_merged_summaries_equal_the_summary_of_the_whole(rng, monkeypatch):
+    monkeypatch.setattr("aepca.preprocessing.UNIT_SAMPLE_ROWS", 100)
+    X = _offset_rows(rng)
+    merged = ColumnSummary.of(X[:300]).merge(ColumnSummary.of_source(BlockSource(X[300:], [400, 303])))
+    whole = ColumnSummary.of(X)
+    _assert_same_summary(merged, whole, rtol=1e-12)
+    # The samples are thinned in proportion to the parts' rows, to about the whole's size.
+    assert abs(len(merged.sample) - len(whole.sample)) <= 2
+    from_first = np.isin(merged.sample[:, 0], X[:300, 0]).sum()
+    assert from_first == pytest.approx(len(merged.sample) * 300 / 1003, abs=2)
+
+
+def test_summary_in_scaled_space_equals_summary_of_the_scaled_rows(rng):
+    X = _offset_rows(rng)
+    scaler = Scaler("standard").fit(X)
+    scaled = ColumnSummary.of(X).in_scaled_space(scaler.offset_, scaler.scale_)
+    # Against rows scaled in float32: equal to float32 round-off (of unit-variance columns); the
+    # sample is scaled the same way.
+    _assert_same_summary(scaled, ColumnSummary.of(scaler.transform(X)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(scaled.sample, ColumnSummary.of(scaler.transform(X)).sample)
+
+
+def test_network_scaling_of_a_summary_equals_that_of_the_array(rng):
+    X = _mixed_units(rng).astype(np.float32)  # the network takes float32 rows
+    from_summary, from_array = network_scaling(ColumnSummary.of(X)), network_scaling(X)
+    np.testing.assert_array_equal(from_summary[0], from_array[0])
+    np.testing.assert_array_equal(from_summary[1], from_array[1])
+    assert from_summary[2] == from_array[2]
+
+
+def test_a_source_with_missing_or_huge_values_is_refused(rng):
+    X = _offset_rows(rng, n=50)
+    X[30, 2] = np.nan
+    with pytest.raises(ValueError, match=r"expected finite values\. Received: NaN or infinite values in columns 2"):
+        ColumnSummary.of_source(BlockSource(X, [25, 25]))
+    X[30, 2] = 1e20
+    with pytest.raises(ValueError, match=r"magnitude at most 1e\+15\. Received: values up to 1e\+20 in columns 2"):
+        ColumnSummary.of_source(BlockSource(X, [25, 25]))

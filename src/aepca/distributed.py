@@ -59,9 +59,9 @@ def _gather_bytes(values: np.ndarray) -> list[np.ndarray]:
     """Every process's ``values`` (same shape and dtype on all), in process order."""
     from jax.experimental import multihost_utils
 
-    flat = np.ascontiguousarray(values)
-    gathered = np.asarray(multihost_utils.process_allgather(flat.view(np.uint8).reshape(-1), tiled=False))
-    return [row.view(flat.dtype).reshape(flat.shape) for row in gathered]
+    flat = np.ascontiguousarray(values).reshape(-1)
+    gathered = np.asarray(multihost_utils.process_allgather(flat.view(np.uint8), tiled=False))
+    return [row.view(flat.dtype).reshape(np.shape(values)) for row in gathered]
 
 
 def all_sum(values) -> np.ndarray:
@@ -77,7 +77,7 @@ def all_rows(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values)
     if process_count() == 1:
         return values
-    lengths = [int(n) for n in _gather_bytes(np.array([len(values)], np.int64))]
+    lengths = [int(n[0]) for n in _gather_bytes(np.array([len(values)], np.int64))]
     padded = np.zeros((max(lengths), *values.shape[1:]), values.dtype)
     padded[: len(values)] = values
     return np.concatenate([rows[:n] for rows, n in zip(_gather_bytes(padded), lengths)])

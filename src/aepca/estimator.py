@@ -128,7 +128,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Train on this many of the devices JAX sees (GPUs; or CPU devices, with
         ``XLA_FLAGS=--xla_force_host_platform_device_count=N``), each taking an
         equal share of every batch, so ``batch_size`` must be a multiple of it.
-        The steps are those of one device. JAX backend only.
+        The steps are those of one device. In a run of several processes
+        (:mod:`aepca.distributed`), the devices of each. JAX backend only.
+    lanes : int or None, default=None
+        For rows streamed from a :class:`aepca.data.sources.RowSource`: how
+        many read streams make up each batch (see
+        :class:`aepca.training.TrainConfig`). The batches depend on it, not
+        on the number of processes; None: ``devices`` times the processes.
 
     Attributes
     ----------
@@ -176,6 +182,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "checkpoint_dir": [str, os.PathLike, None],
         "refine_steps": [Interval(Integral, 0, None, closed="left")],
         "devices": [Interval(Integral, 1, None, closed="left")],
+        "lanes": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -208,6 +215,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         checkpoint_dir=None,
         refine_steps=0,
         devices=1,
+        lanes=None,
     ):
         self.n_components = n_components
         self.recipe = recipe
@@ -236,6 +244,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.checkpoint_dir = checkpoint_dir
         self.refine_steps = refine_steps
         self.devices = devices
+        self.lanes = lanes
 
     # Fitting -----------------------------------------------------------------
     def fit(self, X, y=None, *, X_val=None, columns=None, image_shape=None):
@@ -572,6 +581,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             restore_best=bool(settings["restore_best"]),
             patience=settings["patience"],
             devices=int(self.devices),
+            lanes=None if self.lanes is None else int(self.lanes),
         )
 
     def _train(self, net: AutoencoderNet, X, train_rows, X_monitor, seed, epochs, tag) -> dict:

@@ -3,7 +3,7 @@
 The launching process imports nothing heavy: it picks a free port for the
 coordinator, starts the workers (the same command with ``--coordinator``,
 ``--num-processes`` and ``--process-id``), shows the first worker's output
-and ends the whole run as soon as any worker fails, with that worker's last
+(less gloo's connection messages) and ends the whole run as soon as any worker fails, with that worker's last
 message as one line.
 """
 
@@ -16,12 +16,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 # How long workers get to stop (and write a checkpoint) after SIGTERM before SIGKILL.
 STOP_GRACE_S = 20
 POLL_S = 0.2
+GLOO_CHATTER = b"[Gloo] "
 
 
 class WorkerFailed(RuntimeError):
@@ -70,14 +72,27 @@ def run_workers(argv: list[str], processes: int) -> int:
                 # The first worker speaks to the user; the others only report failures.
                 workers.append(subprocess.Popen(
                     worker_argv(argv, processes, port, index),
-                    stdout=None if index == 0 else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if index == 0 else subprocess.DEVNULL,
                     stderr=None if index == 0 else err,
                 ))
+        relay = threading.Thread(target=_relay_output, args=(workers[0].stdout,), daemon=True)
+        relay.start()
         try:
-            return _wait(workers, errors)
+            status = _wait(workers, errors)
+            relay.join()
+            return status
         except KeyboardInterrupt:
             _stop(workers, signal.SIGTERM)
             raise
+
+
+def _relay_output(stream) -> None:
+    """The first worker's output, less the line gloo prints per connection."""
+    for line in iter(stream.readline, b""):
+        if not line.startswith(GLOO_CHATTER):
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+    stream.close()
 
 
 def _wait(workers: list[subprocess.Popen], errors: list[Path]) -> int:

@@ -4,13 +4,20 @@
 and scored on ``x_scaled``, so the scaling chooses the space in which errors
 are measured. The learned offsets and scales are float64 so that saved models
 reproduce the exact transform.
+
+Everything here is decided by per-column statistics and a sample of rows
+(:class:`ColumnSummary`), so data bigger than memory is scaled from one pass
+over a row source (:meth:`ColumnSummary.of_source`) without holding it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from aepca.validation import check_features, invalid_value
+from aepca.pca import read_blocks
+from aepca.validation import MAX_ABS_VALUE, check_features, describe_names, invalid_value
 
 _CHUNK_ROWS = 8192  # bounds the float64 temporaries of the variance pass
 # Columns share one unit when the standard deviations of the columns that vary
@@ -33,16 +40,27 @@ def _within_unit(X: np.ndarray) -> bool:
     return bool(X.min() >= 0.0 and X.max() <= 1.0)
 
 
+def _unit_sample(X: np.ndarray) -> np.ndarray:
+    """An evenly spaced sample of rows: enough to judge spreads."""
+    return X[:: max(1, len(X) // UNIT_SAMPLE_ROWS)]
+
+
 def shares_one_unit(X) -> tuple[bool, str]:
     """Whether the columns of ``X`` look like one quantity in one unit
-    (pixels, embeddings, columns of similar spread), and why."""
-    X = check_features(X)
-    if _within_unit(X):
+    (pixels, embeddings, columns of similar spread), and why.
+
+    ``X`` is an array or its :class:`ColumnSummary` (same answer: only the
+    column extremes and the summary's sample of rows are looked at).
+    """
+    if isinstance(X, ColumnSummary):
+        within, sample = X.within_unit, X.sample
+    else:
+        X = check_features(X)
+        within, sample = _within_unit(X), _unit_sample(X)
+    if within:
         return True, "every value lies in [0, 1]"
-    # An evenly spaced sample of rows is enough to judge spreads.
-    X = X[:: max(1, len(X) // UNIT_SAMPLE_ROWS)]
-    low, high = np.percentile(X, [25, 75], axis=0)
-    stds = X.std(axis=0, dtype=np.float64)
+    low, high = np.percentile(sample, [25, 75], axis=0)
+    stds = sample.std(axis=0, dtype=np.float64)
     dense = stds[(high > low) & (stds > 0)]
     if dense.size < 2:
         dense = stds[stds > 0]
@@ -55,26 +73,152 @@ def shares_one_unit(X) -> tuple[bool, str]:
     return False, f"{what} standard deviations differ {ratio:.3g}-fold (mixed units)"
 
 
-def _identity(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n = X.shape[1]
-    return np.zeros(n), np.ones(n)
-
-
-def _minmax(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    low = X.min(axis=0).astype(np.float64)
-    return low, X.max(axis=0).astype(np.float64) - low
-
-
-def _mean_and_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and population standard deviations, in float64."""
+def _mean_and_m2(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and sums of squared deviations from them, in float64."""
     mean = X.mean(axis=0, dtype=np.float64)
     sq = np.zeros(X.shape[1])
     for start in range(0, X.shape[0], _CHUNK_ROWS):
         sq += np.square(X[start : start + _CHUNK_ROWS] - mean).sum(axis=0)
+    return mean, sq
+
+
+def _mean_and_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and population standard deviations, in float64."""
+    mean, sq = _mean_and_m2(X)
     return mean, np.sqrt(sq / X.shape[0])
 
 
-_METHODS = {"minmax": _minmax, "standard": _mean_and_std, "none": _identity}
+def _merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b) -> tuple[int, np.ndarray, np.ndarray]:
+    """Count, mean and sum of squared deviations of two sets of rows together
+    (Chan et al.'s pairwise update: exact, no cancellation)."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return n, mean_a + delta * (n_b / n), m2_a + m2_b + np.square(delta) * (n_a * n_b / n)
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnSummary:
+    """What the scaling decisions need of a set of rows, without the rows.
+
+    ``n`` rows; per column, float64 ``mean``, population ``std``, and the
+    extremes ``low`` and ``high``; ``sample``, float32 rows evenly spaced
+    through the data (about ``UNIT_SAMPLE_ROWS``), on which
+    :func:`shares_one_unit` judges spreads. Built from an array
+    (:meth:`of`), from one pass over a row source (:meth:`of_source`), or by
+    merging the summaries of shards (:meth:`merge`).
+    """
+
+    n: int
+    mean: np.ndarray
+    std: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    sample: np.ndarray
+
+    @classmethod
+    def of(cls, X) -> ColumnSummary:
+        """The summary of an array (its sample is a view of ``X``)."""
+        X = check_features(X)
+        mean, std = _mean_and_std(X)
+        low, high = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
+        return cls(len(X), mean, std, low, high, _unit_sample(X))
+
+    @classmethod
+    def of_source(cls, source) -> ColumnSummary:
+        """The summary of a row source, from one pass over its blocks; equals
+        :meth:`of` on the same rows (to float64 round-off, the same sample)."""
+        n_rows, n_features = source.n_rows, source.n_features
+        if n_rows < 1:
+            raise invalid_value("X", "a row source of at least 1 row", "one of 0 rows")
+        step = max(1, n_rows // UNIT_SAMPLE_ROWS)
+        n, mean, m2 = 0, np.zeros(n_features), np.zeros(n_features)
+        low, high = np.full(n_features, np.inf), np.full(n_features, -np.inf)
+        samples = []
+        for block in read_blocks(source):
+            if not len(block):
+                continue
+            block_mean, block_m2 = _mean_and_m2(block)
+            # Rows whose index in the whole source is a multiple of the step.
+            samples.append(block[-n % step :: step].copy())
+            n, mean, m2 = _merge_moments(n, mean, m2, len(block), block_mean, block_m2)
+            low = np.minimum(low, block.min(axis=0))
+            high = np.maximum(high, block.max(axis=0))
+        _check_extremes(low, high)
+        sample = np.concatenate(samples).astype(np.float32, copy=False)
+        return cls(n, mean, np.sqrt(m2 / n), low, high, sample)
+
+    @property
+    def within_unit(self) -> bool:
+        """Whether every value lies in [0, 1]."""
+        return bool(self.low.min() >= 0.0 and self.high.max() <= 1.0)
+
+    def merge(self, other: ColumnSummary) -> ColumnSummary:
+        """The summary of both sets of rows, e.g. of shards summarised by
+        separate processes. Moments and extremes are exact; each part's
+        sample is thinned in proportion to its rows, to about the size of a
+        whole's sample."""
+        n, mean, m2 = _merge_moments(
+            self.n, self.mean, np.square(self.std) * self.n, other.n, other.mean, np.square(other.std) * other.n
+        )
+        step = max(1, n // UNIT_SAMPLE_ROWS)
+        thinned = [
+            part.sample[np.arange(0, len(part.sample), max(1.0, step * len(part.sample) / part.n)).astype(int)]
+            for part in (self, other)
+        ]
+        return ColumnSummary(
+            n, mean, np.sqrt(m2 / n), np.minimum(self.low, other.low), np.maximum(self.high, other.high),
+            np.concatenate(thinned),
+        )
+
+    def in_scaled_space(self, offset, scale) -> ColumnSummary:
+        """The summary of the rows ``(x - offset) / scale`` (positive scales),
+        computed from this one; the sample is scaled in float32 as
+        :meth:`Scaler.transform` scales rows."""
+        offset = np.asarray(offset, dtype=np.float64)
+        scale = np.asarray(scale, dtype=np.float64)
+        sample = (self.sample - offset.astype(np.float32)) / scale.astype(np.float32)
+        return ColumnSummary(
+            self.n, (self.mean - offset) / scale, self.std / scale,
+            (self.low - offset) / scale, (self.high - offset) / scale, sample,
+        )
+
+
+def _check_extremes(low: np.ndarray, high: np.ndarray) -> None:
+    """The value checks of :func:`aepca.validation.check_features`, from column extremes."""
+    bad = ~(np.isfinite(low) & np.isfinite(high))
+    if bad.any():
+        raise invalid_value(
+            "X",
+            "finite values",
+            f"NaN or infinite values in columns {describe_names(list(np.flatnonzero(bad)))}",
+            "Impute or drop the missing values (e.g. --impute mean) before fitting.",
+        )
+    col_abs_max = np.maximum(np.abs(low), np.abs(high))
+    huge = col_abs_max > MAX_ABS_VALUE
+    if huge.any():
+        largest = float(col_abs_max.max())
+        raise invalid_value(
+            "X",
+            f"values with magnitude at most {MAX_ABS_VALUE:.0e}",
+            f"values up to {largest:.3g} in columns {describe_names(list(np.flatnonzero(huge)))}",
+            f"Rescale the data first, e.g. divide those columns by {10.0 ** np.floor(np.log10(largest)):.0e}.",
+        )
+
+
+def _identity(summary: ColumnSummary) -> tuple[np.ndarray, np.ndarray]:
+    n = len(summary.mean)
+    return np.zeros(n), np.ones(n)
+
+
+def _minmax(summary: ColumnSummary) -> tuple[np.ndarray, np.ndarray]:
+    return summary.low, summary.high - summary.low
+
+
+def _standard(summary: ColumnSummary) -> tuple[np.ndarray, np.ndarray]:
+    return summary.mean, summary.std
+
+
+_METHODS = {"minmax": _minmax, "standard": _standard, "none": _identity}
 _OPTIONS = ("auto", *_METHODS)
 # How each space's MSE reads, for tables, figures and reports.
 UNITS = {
@@ -93,33 +237,37 @@ class Scaler:
     Constant features get scale 1 (left as they are, less their mean).
     ``unit_interval_`` tells whether the scaled training data lies in [0, 1],
     i.e. whether a sigmoid decoder output can reproduce it.
+
+    ``fit`` takes an array or a :class:`ColumnSummary` of one (the same
+    result), so a row source is scaled from its summary without holding it.
     """
 
     def __init__(self, method: str = "auto"):
         self.method = method
 
-    def _resolve(self, X: np.ndarray) -> tuple[str, str]:
+    def _resolve(self, summary: ColumnSummary) -> tuple[str, str]:
         if self.method not in _OPTIONS:
             raise invalid_value(
                 "method", f"one of {list(_OPTIONS)}", f"method={self.method!r}", "Pick one of the listed options."
             )
         if self.method == "auto":
-            one_unit, why = shares_one_unit(X)
+            one_unit, why = shares_one_unit(summary)
             return ("none" if one_unit else "standard"), f"auto: {why}"
         return self.method, "chosen"
 
     def fit(self, X, y=None) -> Scaler:
-        X = check_features(X)
-        method, reason = self._resolve(X)
-        offset, scale = _METHODS[method](X)
+        """Learn the scaling of ``X``: an array, or a :class:`ColumnSummary` of one."""
+        summary = X if isinstance(X, ColumnSummary) else ColumnSummary.of(X)
+        method, reason = self._resolve(summary)
+        offset, scale = _METHODS[method](summary)
         self.method_ = method
         self.reason_ = reason
         self.offset_ = offset
         self.scale_ = np.where(scale > 0.0, scale, 1.0)
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = len(summary.mean)
         # Scaling is monotone per column, so the column extremes decide.
-        low = (X.min(axis=0) - offset) / self.scale_
-        high = (X.max(axis=0) - offset) / self.scale_
+        low = (summary.low - offset) / self.scale_
+        high = (summary.high - offset) / self.scale_
         self.unit_interval_ = bool(low.min() >= 0.0 and high.max() <= 1.0)
         return self
 
@@ -202,7 +350,8 @@ class Scaler:
 
 
 def network_scaling(X) -> tuple[np.ndarray, np.ndarray, float]:
-    """How the network sees rows of the error space ``X``: one scalar ``c`` by
+    """How the network sees rows of the error space ``X`` (an array, or its
+    :class:`ColumnSummary`, with the same result): one scalar ``c`` by
     which the rows are divided, so that losses are of order one whatever the
     units, and the per-column means and scales of ``X / c`` that its fixed
     first layer standardises with and its output undoes (each scale at least
@@ -212,7 +361,7 @@ def network_scaling(X) -> tuple[np.ndarray, np.ndarray, float]:
     Returns ``(mean, scale, c)``. Training on ``X / c`` through such layers
     minimises exactly the MSE of ``X`` (the loss is that MSE divided by ``c**2``).
     """
-    mean, std = _mean_and_std(X)
+    mean, std = (X.mean, X.std) if isinstance(X, ColumnSummary) else _mean_and_std(X)
     typical = float(np.sqrt(np.mean(np.square(std))))
     typical = typical if typical > 0 else 1.0
     return mean / typical, np.maximum(std / typical, NETWORK_SCALE_FLOOR), typical

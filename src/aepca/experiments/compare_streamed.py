@@ -85,7 +85,7 @@ def compare_streamed(
     n = train.n_rows
     # PCA's training error is what its discarded directions hold (population variance).
     pca_train_mse = float(np.sum(pca.all_explained_variance_[code_dim:]) * (n - 1) / n / source.n_features)
-    ae_train_mse = float(distributed.all_sum([-np.sum(estimator.score_samples(rows)) for rows in _my_blocks(train)]).sum() / n)
+    ae_train_mse = float(distributed.all_sum(sum(-np.sum(estimator.score_samples(rows)) for rows in _my_blocks(train))) / n)
 
     from aepca.backend import backend_name
 
