@@ -11,6 +11,7 @@ _LAZY = {
     "enable_compilation_cache": "aepca.compilation_cache",
     "load_dataset": "aepca.data",
     "load_model": "aepca.estimator",
+    "open_source": "aepca.data.sources",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
