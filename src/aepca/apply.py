@@ -1,4 +1,5 @@
-"""A trained model applied to a file: codes, or reconstructions with each row's error, written in blocks.
+"""A trained model applied to a file (or a folder or glob of them): codes, or reconstructions
+with each row's error, written in blocks.
 
 Rows are read a block at a time through the model's column specification
 (:func:`aepca.data.readers.iter_row_blocks`) and written a block at a time,
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca.data.readers import BLOCK_ROWS, iter_row_blocks
+from aepca.data.sources import is_source_path, source_files
 from aepca.validation import invalid_value
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
@@ -45,10 +47,13 @@ def reconstruct_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrit
 
 
 def _blocks(model, data, block_rows, names, apply):
-    """``(ids, values, column names, id column name)`` per block of ``data``."""
+    """``(ids, values, column names, id column name)`` per block of ``data``: a file, or
+    the files of a folder or glob pattern one after another."""
     spec = model.column_spec()
-    for ids, features in iter_row_blocks(data, spec, block_rows):
-        yield ids, apply(features), names, spec.id_column
+    files = source_files(data) if is_source_path(data) else [data]
+    for path in files:
+        for ids, features in iter_row_blocks(path, spec, block_rows):
+            yield ids, apply(features), names, spec.id_column
 
 
 def check_output(out, *, overwrite: bool) -> Path:

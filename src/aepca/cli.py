@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         apply = commands.add_parser(name, help=what)
         apply.add_argument("model", type=Path, help="a model folder (the model/ that aepca compare writes, or Autoencoder.save)")
-        apply.add_argument("data", type=Path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training columns")
+        apply.add_argument("data", type=Path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training "
+                                                    "columns, or a folder or glob of .parquet or .npy files")
         apply.add_argument("--out", type=Path, required=True, help="output file: .parquet, .npy (ids beside it) or .csv")
         apply.add_argument("--block-rows", type=positive_int, default=65536, metavar="N", help="rows read and written at a time (default: 65536)")
         apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

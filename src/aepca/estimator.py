@@ -13,20 +13,21 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
 from aepca import distributed
+from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
 from aepca.data.columns import ColumnSpec
-from aepca.data.sources import RowSource, open_source
 from aepca.data.readers import iter_row_blocks
+from aepca.data.sources import RowSource, open_source
 from aepca.metrics import sample_mse
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder, weights_of
 from aepca.pca import PCA
+from aepca.prefetch import prefetch
 from aepca.persistence import estimator_metadata, model_from_bytes, model_to_bytes, read_model_folder, restore_estimator, write_model_folder
 from aepca.preprocessing import Scaler, network_scaling
 from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
 from aepca.refine import refine_codes
-from aepca.statistics import scan
 from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
+from aepca.statistics import scan
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, best_epoch, steps_per_epoch, train
 from aepca.validation import check_codes, describe_names, invalid_value, plural
 
@@ -646,8 +647,16 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             X = X[list(names)]
         return validate_data(self, X, dtype=np.float32, reset=False)
 
+    def _by_block(self, source: RowSource, method, width: int):
+        """``method`` applied to each block of a row source, the results concatenated."""
+        parts = [method(block) for block in prefetch(source.iter_blocks())]
+        return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
     def transform(self, X):
-        """The code of each sample, shape ``(n_samples, n_components)``."""
+        """The code of each sample, shape ``(n_samples, n_components)``; a row
+        source is read a block at a time."""
+        if isinstance(X, RowSource):
+            return self._by_block(X, self.transform, self.n_components)
         rows = self._rows(X)  # first: it says so when the model is not fitted
         return self._codes(self.network_inputs(self.scaler_.transform(rows)))
 
@@ -677,6 +686,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def reconstruct(self, X):
         """``inverse_transform(transform(X))`` in one pass, in the data's units."""
+        if isinstance(X, RowSource):
+            return self._by_block(X, self.reconstruct, self.n_features_in_)
         rows = self._rows(X)
         return self.scaler_.inverse_transform(self.reconstruct_scaled(self.scaler_.transform(rows)))
 
@@ -697,6 +708,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE in the error space (see ``scale``)."""
+        if isinstance(X, RowSource):
+            return self._by_block(X, self.score_samples, 0).reshape(-1)
         rows = self._rows(X)
         return -sample_mse(self.scaler_.transform(rows), self.reconstruct_scaled)
 

@@ -378,7 +378,7 @@ def is_source_path(path) -> bool:
     return path.is_dir() or (not path.exists() and any(char in str(path) for char in "*?["))
 
 
-def _streamed_files(path) -> list[Path]:
+def source_files(path) -> list[Path]:
     """The data files a folder or glob pattern names, sorted by name, all ``.parquet`` or all ``.npy``.
 
     Hidden files and those starting with ``_`` (e.g. Spark's ``_SUCCESS``) and files of other kinds are skipped;
@@ -560,7 +560,7 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
         return RowSource(_open_array(data, block_rows))
     path = Path(data)
     if is_source_path(path):
-        paths = [_check_path(p) for p in _streamed_files(path)]
+        paths = [_check_path(p) for p in source_files(path)]
         name = path.resolve().name if path.is_dir() else str(path)
     else:
         paths = [_check_path(path)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from aepca._keras import keras
+from aepca.data.sources import RowSource, open_source
 from aepca.training.config import (
     LOSSES,
     OPTIMIZERS,
@@ -20,6 +21,7 @@ from aepca.training.config import (
     TrainConfig,
     TrainState,
     best_epoch,
+    checked_rows,
     epoch_permutation,
     make_optimizer,
     mse_per_sample,
@@ -47,7 +49,9 @@ def train(
 ) -> dict:
     """Train ``model`` to reconstruct ``x``; return the per-epoch history.
 
-    ``rows`` (integer indices) trains on those rows of ``x`` only, read in
+    ``x`` is an array or a :class:`aepca.data.sources.RowSource`, read a
+    block at a time (and by each of several processes, its own lanes).
+    ``rows`` (integer indices) trains on those rows of an array only, read in
     place: the batches are those of training on ``x[rows]``. ``callbacks``
     are called after every epoch (see :class:`EpochCallback`); ``resume``
     continues from a :class:`TrainState` they captured.
@@ -64,7 +68,14 @@ def train(
             "Set KERAS_BACKEND=jax (the fastest here)."
         )
     if backend == "jax":
+        import jax
+
         from aepca.training.jax_runner import JaxRunner as runner
+
+        if jax.process_count() > 1 and not isinstance(x, RowSource):
+            # Several processes each read their own lanes of every batch: rows held in memory are streamed too.
+            x, rows = open_source(x if rows is None else x[checked_rows(rows, len(x))]), None
+            x_val = x_val if x_val is None or isinstance(x_val, RowSource) else open_source(x_val)
     else:
         if config.devices > 1:
             raise invalid_value(

@@ -64,8 +64,6 @@ class JaxRunner(Runner):
             self.lanes_here = self._my_lanes()
         elif self.streamed:
             self.lanes, self.lanes_here = config.lanes or 1, None
-        elif jax.process_count() > 1:
-            raise ValueError("Training on several processes streams its rows: pass a RowSource (aepca.open_source).")
         super().__init__(model, x, x_val, config, rows)
         self.device = jax.local_devices()[0]
         self.x_device = None if self.streamed else self._put(self.x)
