@@ -193,7 +193,12 @@ def test_partial_fit_refuses_a_first_chunk_of_one_row_and_a_new_feature_count():
 def test_partial_fit_accumulates_and_solves_once_when_read(monkeypatch):
     calls = []
     eigh = scipy.linalg.eigh
-    monkeypatch.setattr(scipy.linalg, "eigh", lambda *args, **kwargs: calls.append(1) or eigh(*args, **kwargs))
+
+    def counted_eigh(*args, **kwargs):
+        calls.append(1)
+        return eigh(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.linalg, "eigh", counted_eigh)
     X = _well_conditioned(n_samples=1000, n_features=8, seed=5)
     pca = PCA(n_components=3)
     for chunk in np.array_split(X, 10):
@@ -227,6 +232,8 @@ def test_fit_on_a_row_source_equals_fit_on_the_array():
     aligned = _align_signs(whole.all_components_, streamed.all_components_)
     np.testing.assert_allclose(aligned, whole.all_components_, rtol=0, atol=1e-12)
     np.testing.assert_allclose(streamed.all_explained_variance_, whole.all_explained_variance_, rtol=1e-12)
+    X_test = _well_conditioned(n_samples=200, n_features=12, seed=2)
+    np.testing.assert_allclose(streamed.mse_by_components(X_test, 11), whole.mse_by_components(X_test, 11), rtol=1e-12)
 
 
 def test_transform_and_errors_of_a_row_source_equal_those_of_the_array():

@@ -152,24 +152,6 @@ def test_network_scaling_makes_the_units_irrelevant(rng):
 
 
 # Column summaries: scaling without holding the rows --------------------------------
-class BlockSource:
-    """A row source (the protocol of ``aepca.data.sources``) over an array, in blocks of the given sizes."""
-
-    def __init__(self, X: np.ndarray, block_sizes):
-        self.block_sizes = np.asarray(block_sizes)
-        self.n_rows, self.n_features = X.shape
-        self.n_blocks = len(self.block_sizes)
-        self._X = X
-        self._starts = np.concatenate([[0], np.cumsum(self.block_sizes)])
-
-    def read(self, i: int) -> np.ndarray:
-        return self._X[self._starts[i] : self._starts[i + 1]].astype(np.float32)
-
-    def iter_blocks(self, blocks=None):
-        for i in range(self.n_blocks) if blocks is None else blocks:
-            yield self.read(i)
-
-
 def _offset_rows(rng, n=1003):
     """Mixed units with large offsets (which expose a naive sum-of-squares update), as float32."""
     return (rng.standard_normal((n, 4)) * [1.0, 10.0, 1e3, 0.01] + [0.0, -5.0, 1e4, 3.0]).astype(np.float32)
@@ -181,22 +163,11 @@ def _assert_same_summary(a: ColumnSummary, b: ColumnSummary, rtol: float, atol: 
         np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=rtol, atol=atol, err_msg=field)
 
 
-def test_summary_of_a_source_equals_summary_of_the_array(rng, monkeypatch):
-    # A small sample size, so the sample's rows are spread over several blocks.
-    monkeypatch.setattr("aepca.preprocessing.UNIT_SAMPLE_ROWS", 40)
-    X = _offset_rows(rng)
-    streamed, whole = ColumnSummary.of_source(BlockSource(X, [97, 300, 1, 250, 355])), ColumnSummary.of(X)
-    _assert_same_summary(streamed, whole, rtol=1e-12)
-    assert streamed.sample.dtype == np.float32
-    np.testing.assert_array_equal(streamed.sample, whole.sample)
-    np.testing.assert_array_equal(whole.sample, X[::25])
-
-
 @pytest.mark.parametrize("method", ["auto", "minmax", "standard", "none"])
 @pytest.mark.parametrize("name", ["pixels", "tabular"])
 def test_scaler_fitted_on_a_summary_equals_scaler_fitted_on_the_array(method, name):
     X = {"pixels": PIXELS, "tabular": TABULAR}[name]
-    from_summary = Scaler(method).fit(ColumnSummary.of_source(BlockSource(X, [20, 13, 17])))
+    from_summary = Scaler(method).fit(ColumnSummary.of(X))
     from_array = Scaler(method).fit(X)
     assert (from_summary.method_, from_summary.reason_, from_summary.unit_interval_) == (
         from_array.method_, from_array.reason_, from_array.unit_interval_
@@ -212,18 +183,6 @@ def test_shares_one_unit_decides_alike_from_a_summary(name):
 
     X = getattr(datasets, f"load_{name}")().data
     assert shares_one_unit(ColumnSummary.of(X)) == shares_one_unit(X)
-
-
-def test_merged_summaries_equal_the_summary_of_the_whole(rng, monkeypatch):
-    monkeypatch.setattr("aepca.preprocessing.UNIT_SAMPLE_ROWS", 100)
-    X = _offset_rows(rng)
-    merged = ColumnSummary.of(X[:300]).merge(ColumnSummary.of_source(BlockSource(X[300:], [400, 303])))
-    whole = ColumnSummary.of(X)
-    _assert_same_summary(merged, whole, rtol=1e-12)
-    # The samples are thinned in proportion to the parts' rows, to about the whole's size.
-    assert abs(len(merged.sample) - len(whole.sample)) <= 2
-    from_first = np.isin(merged.sample[:, 0], X[:300, 0]).sum()
-    assert from_first == pytest.approx(len(merged.sample) * 300 / 1003, abs=2)
 
 
 def test_summary_in_scaled_space_equals_summary_of_the_scaled_rows(rng):
@@ -242,13 +201,3 @@ def test_network_scaling_of_a_summary_equals_that_of_the_array(rng):
     np.testing.assert_array_equal(from_summary[0], from_array[0])
     np.testing.assert_array_equal(from_summary[1], from_array[1])
     assert from_summary[2] == from_array[2]
-
-
-def test_a_source_with_missing_or_huge_values_is_refused(rng):
-    X = _offset_rows(rng, n=50)
-    X[30, 2] = np.nan
-    with pytest.raises(ValueError, match=r"expected finite values\. Received: NaN or infinite values in columns 2"):
-        ColumnSummary.of_source(BlockSource(X, [25, 25]))
-    X[30, 2] = 1e20
-    with pytest.raises(ValueError, match=r"magnitude at most 1e\+15\. Received: values up to 1e\+20 in columns 2"):
-        ColumnSummary.of_source(BlockSource(X, [25, 25]))

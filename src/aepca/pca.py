@@ -20,7 +20,6 @@ processes can each accumulate their part and one eigendecomposition
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 from typing import NamedTuple
 
@@ -31,29 +30,13 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aepca.prefetch import prefetch
 from aepca.validation import check_codes, invalid_value
 
 
 def is_row_source(X) -> bool:
     """Whether ``X`` is a row source, read a block at a time, rather than an array."""
     return hasattr(X, "read") and hasattr(X, "n_blocks") and not isinstance(X, np.ndarray)
-
-
-def read_blocks(source, blocks: Iterable[int] | None = None) -> Iterator[np.ndarray]:
-    """Blocks of a row source in the given order (all by default), each read in
-    a background thread while the previous one is being used, so that reading
-    and computing overlap."""
-    blocks = iter(range(source.n_blocks) if blocks is None else blocks)
-    first = next(blocks, None)
-    if first is None:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aepca-read") as reader:
-        pending = reader.submit(source.read, first)
-        for i in blocks:
-            block = pending.result()
-            pending = reader.submit(source.read, i)
-            yield block
-        yield pending.result()
 
 
 class ScatterAccumulator:
@@ -348,7 +331,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _accumulate_source(self, source, blocks: Iterable[int] | None = None) -> ScatterAccumulator:
         """A new accumulator of the source's blocks (all by default), its values checked."""
-        batches = self._batches(read_blocks(source, blocks))
+        batches = self._batches(prefetch(source.iter_blocks(blocks)))
         accumulator = self._accumulate(ScatterAccumulator(source.n_features), batches)
         # A non-finite value anywhere makes the mean or the scatter non-finite.
         if not (np.isfinite(accumulator.mean).all() and np.isfinite(np.diag(accumulator.scatter)).all()):
@@ -400,7 +383,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """The number of rows of ``X`` (checked against the fit) and its row batches."""
         if is_row_source(X):
             self._check_source(X, reset=False)
-            return X.n_rows, self._batches(read_blocks(X))
+            return X.n_rows, self._batches(prefetch(X.iter_blocks()))
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return len(X), self._batches([X])
 

@@ -7,7 +7,7 @@ reproduce the exact transform.
 
 Everything here is decided by per-column statistics and a sample of rows
 (:class:`ColumnSummary`), so data bigger than memory is scaled from one pass
-over a row source (:meth:`ColumnSummary.of_source`) without holding it.
+over a row source (:func:`aepca.statistics.scan`) without holding it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aepca.pca import read_blocks
-from aepca.validation import MAX_ABS_VALUE, check_features, describe_names, invalid_value
+from aepca.validation import check_features, invalid_value
 
 _CHUNK_ROWS = 8192  # bounds the float64 temporaries of the variance pass
 # Columns share one unit when the standard deviations of the columns that vary
@@ -73,27 +72,13 @@ def shares_one_unit(X) -> tuple[bool, str]:
     return False, f"{what} standard deviations differ {ratio:.3g}-fold (mixed units)"
 
 
-def _mean_and_m2(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and sums of squared deviations from them, in float64."""
+def _mean_and_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and population standard deviations, in float64."""
     mean = X.mean(axis=0, dtype=np.float64)
     sq = np.zeros(X.shape[1])
     for start in range(0, X.shape[0], _CHUNK_ROWS):
         sq += np.square(X[start : start + _CHUNK_ROWS] - mean).sum(axis=0)
-    return mean, sq
-
-
-def _mean_and_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and population standard deviations, in float64."""
-    mean, sq = _mean_and_m2(X)
     return mean, np.sqrt(sq / X.shape[0])
-
-
-def _merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b) -> tuple[int, np.ndarray, np.ndarray]:
-    """Count, mean and sum of squared deviations of two sets of rows together
-    (Chan et al.'s pairwise update: exact, no cancellation)."""
-    n = n_a + n_b
-    delta = mean_b - mean_a
-    return n, mean_a + delta * (n_b / n), m2_a + m2_b + np.square(delta) * (n_a * n_b / n)
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,8 +89,8 @@ class ColumnSummary:
     extremes ``low`` and ``high``; ``sample``, float32 rows evenly spaced
     through the data (about ``UNIT_SAMPLE_ROWS``), on which
     :func:`shares_one_unit` judges spreads. Built from an array
-    (:meth:`of`), from one pass over a row source (:meth:`of_source`), or by
-    merging the summaries of shards (:meth:`merge`).
+    (:meth:`of`) or from one pass over a row source
+    (:func:`aepca.statistics.scan`).
     """
 
     n: int
@@ -123,52 +108,10 @@ class ColumnSummary:
         low, high = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         return cls(len(X), mean, std, low, high, _unit_sample(X))
 
-    @classmethod
-    def of_source(cls, source) -> ColumnSummary:
-        """The summary of a row source, from one pass over its blocks; equals
-        :meth:`of` on the same rows (to float64 round-off, the same sample)."""
-        n_rows, n_features = source.n_rows, source.n_features
-        if n_rows < 1:
-            raise invalid_value("X", "a row source of at least 1 row", "one of 0 rows")
-        step = max(1, n_rows // UNIT_SAMPLE_ROWS)
-        n, mean, m2 = 0, np.zeros(n_features), np.zeros(n_features)
-        low, high = np.full(n_features, np.inf), np.full(n_features, -np.inf)
-        samples = []
-        for block in read_blocks(source):
-            if not len(block):
-                continue
-            block_mean, block_m2 = _mean_and_m2(block)
-            # Rows whose index in the whole source is a multiple of the step.
-            samples.append(block[-n % step :: step].copy())
-            n, mean, m2 = _merge_moments(n, mean, m2, len(block), block_mean, block_m2)
-            low = np.minimum(low, block.min(axis=0))
-            high = np.maximum(high, block.max(axis=0))
-        _check_extremes(low, high)
-        sample = np.concatenate(samples).astype(np.float32, copy=False)
-        return cls(n, mean, np.sqrt(m2 / n), low, high, sample)
-
     @property
     def within_unit(self) -> bool:
         """Whether every value lies in [0, 1]."""
         return bool(self.low.min() >= 0.0 and self.high.max() <= 1.0)
-
-    def merge(self, other: ColumnSummary) -> ColumnSummary:
-        """The summary of both sets of rows, e.g. of shards summarised by
-        separate processes. Moments and extremes are exact; each part's
-        sample is thinned in proportion to its rows, to about the size of a
-        whole's sample."""
-        n, mean, m2 = _merge_moments(
-            self.n, self.mean, np.square(self.std) * self.n, other.n, other.mean, np.square(other.std) * other.n
-        )
-        step = max(1, n // UNIT_SAMPLE_ROWS)
-        thinned = [
-            part.sample[np.arange(0, len(part.sample), max(1.0, step * len(part.sample) / part.n)).astype(int)]
-            for part in (self, other)
-        ]
-        return ColumnSummary(
-            n, mean, np.sqrt(m2 / n), np.minimum(self.low, other.low), np.maximum(self.high, other.high),
-            np.concatenate(thinned),
-        )
 
     def in_scaled_space(self, offset, scale) -> ColumnSummary:
         """The summary of the rows ``(x - offset) / scale`` (positive scales),
@@ -180,28 +123,6 @@ class ColumnSummary:
         return ColumnSummary(
             self.n, (self.mean - offset) / scale, self.std / scale,
             (self.low - offset) / scale, (self.high - offset) / scale, sample,
-        )
-
-
-def _check_extremes(low: np.ndarray, high: np.ndarray) -> None:
-    """The value checks of :func:`aepca.validation.check_features`, from column extremes."""
-    bad = ~(np.isfinite(low) & np.isfinite(high))
-    if bad.any():
-        raise invalid_value(
-            "X",
-            "finite values",
-            f"NaN or infinite values in columns {describe_names(list(np.flatnonzero(bad)))}",
-            "Impute or drop the missing values (e.g. --impute mean) before fitting.",
-        )
-    col_abs_max = np.maximum(np.abs(low), np.abs(high))
-    huge = col_abs_max > MAX_ABS_VALUE
-    if huge.any():
-        largest = float(col_abs_max.max())
-        raise invalid_value(
-            "X",
-            f"values with magnitude at most {MAX_ABS_VALUE:.0e}",
-            f"values up to {largest:.3g} in columns {describe_names(list(np.flatnonzero(huge)))}",
-            f"Rescale the data first, e.g. divide those columns by {10.0 ** np.floor(np.log10(largest)):.0e}.",
         )
 
 
