@@ -28,12 +28,14 @@ from aepca.data.sources import open_source
 from aepca.pca import PCA
 
 FEATURES = 16
-# 8,000 rows in files of 3,000, 3,000 and 2,000 rows, row groups of 1,000: 8 blocks.
-EVEN_PARTS = (3000, 3000, 2000)
+# 6,000 rows in files of 2,000, 2,000 and 2,000 rows, row groups of 1,000: 6 blocks.
+EVEN_PARTS = (2000, 2000, 2000)
 EVEN_ROW_GROUP = 1000
-# Blocks of 9,000, 100 and 100 rows: whichever lane gets which, one lane holds 90 or 45
-# times the rows of the other, and the processes' shares of a pass are 9,100 and 100 rows.
-UNEQUAL_PARTS = (9000, 100, 100)
+EVEN_BLOCKS = 6
+# Blocks of 6,000, 100 and 100 rows: each epoch one lane reads two blocks and the other one,
+# so whichever lane gets which, one holds 30 or 60 times the rows of the other; the
+# processes' shares of a pass (every other block) are 6,100 and 100 rows.
+UNEQUAL_PARTS = (6000, 100, 100)
 # What every training command line here shares: one small network, one epoch by default.
 TRAINING = ["--recipe", "classic", "--hidden", "32", "--no-progress"]
 RUN_TIMEOUT_S = 300
@@ -59,7 +61,7 @@ def write_parts(folder: Path, sizes, row_group: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def even_folder(tmp_path_factory):
-    """(folder, all its rows): 8,000 rows x 16 features in 8 blocks of 1,000."""
+    """(folder, all its rows): 6,000 rows x 16 features in 6 blocks of 1,000."""
     folder = tmp_path_factory.mktemp("even") / "parts"
     return folder, write_parts(folder, EVEN_PARTS, EVEN_ROW_GROUP, seed=0)
 
@@ -132,9 +134,9 @@ def model_weights(out: Path) -> list[np.ndarray]:
 def test_pca_of_a_streamed_folder_equals_pca_of_all_its_rows(even_folder):
     folder, rows = even_folder
     source = open_source(folder)
-    assert (source.n_rows, source.n_features, source.n_blocks) == (len(rows), FEATURES, 8)
+    assert (source.n_rows, source.n_features, source.n_blocks) == (len(rows), FEATURES, EVEN_BLOCKS)
     streamed, in_memory = PCA(n_components=4).fit(source), PCA(n_components=4).fit(rows)
-    # The four directions of the data are well separated (variances ~4.2, 2.0, 0.8, 0.36),
+    # The four directions of the data are well separated (variances ~4.2, 2.0, 0.79, 0.37, then 0.11),
     # so each is unique up to sign.
     signs = np.sign(np.sum(streamed.components_ * in_memory.components_, axis=1))
     np.testing.assert_allclose(streamed.components_ * signs[:, None], in_memory.components_, rtol=0, atol=1e-12)
@@ -195,8 +197,8 @@ def assert_same_training(got: dict, expected: dict, rtol: float) -> None:
 
 def test_two_processes_train_as_one_process_on_two_devices(two_processes, two_devices):
     _, metrics, _ = two_processes
-    assert metrics["streamed"] == {"blocks": 8, "processes": 2}
-    assert two_devices[0]["streamed"] == {"blocks": 8, "processes": 1}
+    assert metrics["streamed"] == {"blocks": EVEN_BLOCKS, "processes": 2}
+    assert two_devices[0]["streamed"] == {"blocks": EVEN_BLOCKS, "processes": 1}
     assert_same_training(metrics, two_devices[0], rtol=1e-6)
 
 
@@ -227,7 +229,7 @@ def test_two_processes_print_no_gloo_chatter(two_processes):
     result, _, _ = two_processes
     lines = result.stdout.splitlines()
     assert not [line for line in lines if line.startswith("[Gloo]")]
-    assert lines[0].startswith("parts: 8000 rows in 8 blocks (streamed)") and lines[0].endswith("2 process(es)")
+    assert lines[0].startswith(f"parts: {sum(EVEN_PARTS)} rows in {EVEN_BLOCKS} blocks (streamed)") and lines[0].endswith("2 process(es)")
 
 
 def test_two_processes_write_the_result_folder_once(two_processes):
@@ -241,7 +243,7 @@ def test_two_processes_write_the_result_folder_once(two_processes):
 # 4. Unequal shards -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def unequal_runs(unequal_folder, cli_env, tmp_path_factory):
-    """The metrics of ``--processes 2`` and of ``--stream --lanes 2`` on the blocks of 9,000, 100 and 100 rows."""
+    """The metrics of ``--processes 2`` and of ``--stream --lanes 2`` on the blocks of 6,000, 100 and 100 rows."""
     folder = tmp_path_factory.mktemp("unequal-runs")
     _, two_processes = run_compare(cli_env, folder / "processes", unequal_folder, "--processes", 2, "--epochs", 1,
                                    *TRAINING)
@@ -323,7 +325,8 @@ def test_killing_a_worker_ends_the_run_with_one_error_line(even_folder, cli_env,
     assert status != 0
     err = stderr.read_text()
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("aepca: error:"), err[-3000:]
+    assert lines and lines[-1].startswith("aepca: error: worker 1 of 2 was killed by SIGKILL"), err[-3000:]
+    assert [line for line in lines if line.startswith("aepca")] == lines[-1:], err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     # The other worker was stopped with the run, not left behind.
     assert process_id_of(workers[0]) is None
@@ -432,3 +435,36 @@ def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, 
     assert expected in lines[0]
     assert result.stdout == ""
     assert not out.exists()
+
+
+def test_an_interrupted_run_of_two_processes_resumes_to_the_uninterrupted_result(even_folder, cli_env, tmp_path):
+    args = ["compare", str(even_folder[0]), "--processes", "2", "--epochs", "30", *TRAINING]
+    _, full = run_compare(cli_env, tmp_path / "full", *args[1:])
+    out = tmp_path / "interrupted"
+    launcher = subprocess.Popen([sys.executable, "-m", "aepca", *args, "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not list(out.glob("checkpoint/*/checkpoint.npz")):
+            assert launcher.poll() is None, f"the run ended first: {launcher.communicate()}"
+            assert time.monotonic() < deadline, "no checkpoint within the time allowed"
+            time.sleep(0.05)
+        launcher.send_signal(signal.SIGTERM)
+        _, stderr = launcher.communicate(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    assert launcher.returncode == EXIT_INTERRUPTED, stderr[-3000:]
+    assert [line for line in stderr.splitlines() if line.startswith("aepca")] == [
+        f"aepca: interrupted; checkpoint kept in {out / 'checkpoint'}. Continue with: aepca compare --resume {out}"
+    ]
+    # Resumed as it was run: two processes, the same lanes.
+    resumed = aepca("compare", "--resume", out, "--no-progress", env=cli_env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = json.loads((out / "metrics.json").read_text())
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(again["autoencoder"]["history"][key], full["autoencoder"]["history"][key],
+                                   rtol=1e-6, atol=0)
+    assert again["autoencoder"]["test_mse"] == pytest.approx(full["autoencoder"]["test_mse"], rel=1e-6)
+    assert "--coordinator" not in again["run"]["command"]

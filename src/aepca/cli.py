@@ -318,8 +318,11 @@ def resumed_args(args, parser_args: list[str]):
         ) from None
     resumed = build_parser().parse_args([*parser_args, *argv])
     resumed.argv, resumed.out = argv, args.resume
-    # How to show the run is this command's choice; what to compute is the interrupted run's.
+    # How to show the run and where its processes meet are this command's choice; what to compute is the
+    # interrupted run's.
     resumed.no_progress = resumed.no_progress or args.no_progress
+    for option in JOIN_OPTIONS.values():
+        setattr(resumed, option, getattr(args, option))
     resumed.overwrite = True  # the folder holds the interrupted run itself
     return resumed
 
@@ -353,8 +356,6 @@ def _remove_if_empty(folder: Path) -> None:
 def run_compare(args) -> int:
     from aepca.experiments.output import check_writable, staged_output
 
-    if args.resume is not None:
-        args = resumed_args(args, ["compare"])
     check_stream_arguments(args)
     if is_streamed(args):
         return run_compare_streamed(args)
@@ -542,18 +543,21 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         args = parser.parse_args(argv)
-        args.argv = argv[1:]
+        # What the run computes, without where its processes meet (that may change on --resume).
+        args.argv = without_join_options(argv[1:])
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE
-        if getattr(args, "processes", None):
+        if getattr(args, "resume", None) is not None:
+            args = resumed_args(args, [args.command])
+        if getattr(args, "processes", None) and args.coordinator is None:
             from aepca.launch import run_workers
 
             check_stream_arguments(args)
-            return run_workers([args.command, *args.argv], args.processes)
+            return run_workers(argv, args.processes)
         if tune_process:
             tune_command_process()
-        if getattr(args, "command", None) == "compare":
+        if args.command == "compare":
             join_processes(args)
         return args.handler(args)
     except KeyboardInterrupt as interrupt:
@@ -567,6 +571,22 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
 
 
+JOIN_OPTIONS = {"--coordinator": "coordinator", "--num-processes": "num_processes", "--process-id": "process_id"}
+
+
+def without_join_options(argv: list[str]) -> list[str]:
+    """``argv`` less the options saying where the processes of a run meet."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in JOIN_OPTIONS:
+            skip = True
+        elif arg.split("=", 1)[0] not in JOIN_OPTIONS:
+            kept.append(arg)
+    return kept
+
+
 def join_processes(args) -> None:
     """Join a multi-process run when this process is one of several: given
     ``--coordinator``, or started as one of a SLURM or Open MPI job's tasks."""
@@ -575,13 +595,15 @@ def join_processes(args) -> None:
     if args.coordinator is None and cluster_processes() == 1:
         return
     check_stream_arguments(args)
-    if args.devices and args.devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        import jax
+    import jax
 
-        # CPU devices of this process (ignored where it has GPUs).
-        jax.config.update("jax_num_cpu_devices", args.devices)
     from aepca import distributed
 
+    if args.devices and args.devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        # CPU devices of this process (ignored where it has GPUs).
+        jax.config.update("jax_num_cpu_devices", args.devices)
+    # JAX's preemption service would take SIGTERM from the command's own handler (checkpoint, then stop).
+    jax.config.update("jax_enable_preemption_service", False)
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     args.stream = True
 

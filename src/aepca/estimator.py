@@ -593,10 +593,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             folder = Path(self.checkpoint_dir) / tag
             # Settings that do not change training do not invalidate a checkpoint.
             params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")}
-            fingerprint = run_fingerprint(
-                {"params": params, "settings": self.json_settings(), "init": self.init_, "seed": seed},
-                (X, train_rows, X_monitor),
-            )
+            run = {"params": params, "settings": self.json_settings(), "init": self.init_, "seed": seed}
+            if isinstance(X, RowSource):  # the batches depend on the lanes
+                run["lanes"] = self.lanes or self.devices * distributed.process_count()
+            fingerprint = run_fingerprint(run, (X, train_rows, X_monitor))
             resume = load_checkpoint(folder, fingerprint)
             # Only the first process writes; every process resumes from the same files.
             callbacks = (Checkpointer(folder, fingerprint),) if distributed.is_writer() else ()

@@ -3,8 +3,8 @@
 The launching process imports nothing heavy: it picks a free port for the
 coordinator, starts the workers (the same command with ``--coordinator``,
 ``--num-processes`` and ``--process-id``), shows the first worker's output
-(less gloo's connection messages) and ends the whole run as soon as any worker fails, with that worker's last
-message as one line.
+(less gloo's connection messages) and ends the whole run as soon as any
+worker fails, with one line saying why.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 STOP_GRACE_S = 20
 POLL_S = 0.2
 GLOO_CHATTER = b"[Gloo] "
+ERROR_PREFIX = b"aepca: error: "
 
 
 class WorkerFailed(RuntimeError):
@@ -37,19 +38,75 @@ def free_port() -> int:
 
 
 def worker_argv(argv: list[str], processes: int, port: int, index: int) -> list[str]:
-    """Worker ``index``'s command line: ``argv`` without ``--processes``, joined to the coordinator."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--processes":
-            skip = True
-        elif not arg.startswith("--processes="):
-            kept.append(arg)
+    """Worker ``index``'s command line: ``argv`` joined to the coordinator (a worker runs, it does not launch)."""
     return [
-        sys.executable, "-m", "aepca", *kept, "--coordinator", f"127.0.0.1:{port}",
+        sys.executable, "-m", "aepca", *argv, "--coordinator", f"127.0.0.1:{port}",
         "--num-processes", str(processes), "--process-id", str(index),
     ]
+
+
+def run_workers(argv: list[str], processes: int) -> int:
+    """Run ``argv`` (an aepca command line, subcommand first) as ``processes`` workers; return the exit status.
+
+    The first worker's output is shown as it comes; a failure is reported in
+    one line: the first worker's own error, or the failure of the worker that
+    ended first (the others then fail only because it is gone).
+    """
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="aepca-workers-") as logs:
+        workers, logs_of = [], []
+        for index in range(processes):
+            log = Path(logs) / f"worker-{index}.err"
+            logs_of.append(log)
+            with open(log, "w") as err:
+                workers.append(subprocess.Popen(
+                    worker_argv(argv, processes, port, index),
+                    stdout=subprocess.PIPE if index == 0 else subprocess.DEVNULL,
+                    stderr=subprocess.PIPE if index == 0 else err,
+                ))
+        held: list[bytes] = []
+        relays = [
+            threading.Thread(target=_relay, args=(workers[0].stdout, sys.stdout, []), daemon=True),
+            threading.Thread(target=_relay, args=(workers[0].stderr, sys.stderr, held), daemon=True),
+        ]
+        for relay in relays:
+            relay.start()
+        try:
+            first_failed, status = _wait(workers)
+        except KeyboardInterrupt:
+            # The workers checkpoint and stop; the first says so and how to resume.
+            _stop(workers, signal.SIGTERM)
+            first_failed, status = None, workers[0].returncode
+        for relay in relays:
+            relay.join()
+        if first_failed not in (None, 0):
+            how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"ended with status {status}"
+            message = _last_line(logs_of[first_failed]).removeprefix("aepca: error: ")
+            raise WorkerFailed(f"worker {first_failed} of {processes} {how}: {message}")
+        for line in held:
+            sys.stderr.buffer.write(line)
+        sys.stderr.flush()
+        return status
+
+
+def _relay(stream, out, held: list[bytes]) -> None:
+    """Copy a worker's output to ``out`` as it comes, less gloo's connection lines;
+    its ``aepca: error:`` lines go into ``held``, to be shown only if they are the news."""
+    line = b""
+    for piece in iter(lambda: stream.read1(65536), b""):
+        for part in piece.splitlines(keepends=True):
+            line += part
+            if line.endswith((b"\n", b"\r")):  # a whole line, or a progress bar's update
+                if line.startswith(ERROR_PREFIX):
+                    held.append(line)
+                elif not line.startswith(GLOO_CHATTER):
+                    out.buffer.write(line)
+                line = b""
+        out.flush()
+    if line:
+        out.buffer.write(line)
+        out.flush()
+    stream.close()
 
 
 def _last_line(path: Path) -> str:
@@ -57,56 +114,20 @@ def _last_line(path: Path) -> str:
         lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
         if lines:
             return lines[-1]
-    return "no message"
+    return "it printed no message"
 
 
-def run_workers(argv: list[str], processes: int) -> int:
-    """Run ``argv`` (an aepca command line, subcommand first) as ``processes`` workers; return the exit status."""
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="aepca-workers-") as logs:
-        workers, errors = [], []
-        for index in range(processes):
-            error_log = Path(logs) / f"worker-{index}.err"
-            errors.append(error_log)
-            with open(error_log, "w") as err:
-                # The first worker speaks to the user; the others only report failures.
-                workers.append(subprocess.Popen(
-                    worker_argv(argv, processes, port, index),
-                    stdout=subprocess.PIPE if index == 0 else subprocess.DEVNULL,
-                    stderr=None if index == 0 else err,
-                ))
-        relay = threading.Thread(target=_relay_output, args=(workers[0].stdout,), daemon=True)
-        relay.start()
-        try:
-            status = _wait(workers, errors)
-            relay.join()
-            return status
-        except KeyboardInterrupt:
-            _stop(workers, signal.SIGTERM)
-            raise
-
-
-def _relay_output(stream) -> None:
-    """The first worker's output, less the line gloo prints per connection."""
-    for line in iter(stream.readline, b""):
-        if not line.startswith(GLOO_CHATTER):
-            sys.stdout.buffer.write(line)
-            sys.stdout.flush()
-    stream.close()
-
-
-def _wait(workers: list[subprocess.Popen], errors: list[Path]) -> int:
+def _wait(workers: list[subprocess.Popen]) -> tuple[int | None, int]:
+    """Wait for every worker; on the first failure stop the others. Returns
+    (the worker that failed first or None, the exit status to report)."""
     while True:
         codes = [worker.poll() for worker in workers]
         failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
         if failed:
-            index = failed[0]
             _stop(workers, signal.SIGTERM)
-            if index == 0:
-                return codes[0]  # the first worker printed its own message
-            raise WorkerFailed(f"worker {index} of {len(workers)} ended with status {codes[index]}: {_last_line(errors[index])}")
+            return failed[0], codes[failed[0]]
         if all(code == 0 for code in codes):
-            return 0
+            return None, 0
         time.sleep(POLL_S)
 
 
