@@ -215,7 +215,7 @@ def test_cosine_schedule_warms_up_then_decays():
     assert lr(5) == pytest.approx(0.05, rel=1e-5)
     assert lr(10) == pytest.approx(0.1, rel=1e-5)
     assert lr(40) == pytest.approx(0.01, rel=1e-5)
-    constant = make_optimizer(TrainConfig(learning_rate=0.3), n_samples=100)
+    constant = make_optimizer(TrainConfig(learning_rate=0.3), per_epoch=10)
     assert float(keras.ops.convert_to_numpy(constant.learning_rate)) == pytest.approx(0.3)
 
 
@@ -252,7 +252,7 @@ def test_train_config_validation(kwargs, match):
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "nadam"])
 def test_beta_2_reaches_every_optimizer(optimizer):
     assert make_optimizer(TrainConfig(optimizer=optimizer, beta_2=0.95), per_epoch=1).beta_2 == 0.95
-    assert make_optimizer(TrainConfig(optimizer=optimizer), n_samples=100).beta_2 == 0.999
+    assert make_optimizer(TrainConfig(optimizer=optimizer), per_epoch=1).beta_2 == 0.999
 
 
 def test_train_config_to_dict_round_trips():

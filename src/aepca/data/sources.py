@@ -646,36 +646,51 @@ class EpochBatches:
         return rows
 
     def _lane_pieces(self, lane: int):
-        """Lane ``lane``'s rows in ``lane_batch`` pieces (the last may be shorter)."""
+        """Lane ``lane``'s rows in ``lane_batch`` pieces (the last may be shorter), each a list of
+        ``(rows, indices)`` parts: the rows to gather, without copying them here."""
         size = self.lane_batch
-        carry = np.empty((0, self._source.n_features), dtype=np.float32)
+        parts, have = [], 0
         blocks = lane_blocks(self._order, lane, self._lanes)
         for window, start in enumerate(range(0, len(blocks), self._buffer_blocks)):
             rows = self._read_window(blocks[start : start + self._buffer_blocks])
             order = np.random.default_rng([self._seed, self._epoch, lane, window]).permutation(len(rows))
-            cut = min(size - len(carry), len(order))
-            carry = np.concatenate([carry, rows[order[:cut]]])
-            if len(carry) == size:
-                yield carry
-                rest = order[cut:]
-                whole = len(rest) - len(rest) % size
-                for piece in range(0, whole, size):
-                    yield rows[rest[piece : piece + size]]
-                carry = rows[rest[whole:]]
-            del rows  # before the next window is read
-        if len(carry):
-            yield carry
+            at = 0
+            while at < len(order):
+                take = min(size - have, len(order) - at)
+                parts.append((rows, order[at : at + take]))
+                have, at = have + take, at + take
+                if have == size:
+                    yield parts
+                    parts, have = [], 0
+            # A piece left unfinished keeps its own rows, not the whole window, while the next one is read.
+            parts = [(rows[indices], np.arange(len(indices))) for rows, indices in parts]
+            del rows
+        if parts:
+            yield parts
 
-    def __iter__(self):
+    def chunks(self, chunk_steps: int):
+        """The epoch's steps ``chunk_steps`` at a time: ``(rows, weights, real_steps)`` with rows of shape
+        ``(chunk_steps, batch, n_features)``; the last chunk is padded with steps of zero weights."""
         lanes = [self._lane_pieces(lane) for lane in self._lanes_here]
         size = self.lane_batch
-        for _ in range(self.steps):
-            rows = np.zeros((len(lanes) * size, self._source.n_features), dtype=np.float32)
-            weights = np.zeros(len(lanes) * size, dtype=np.float32)
-            for position, pieces in enumerate(lanes):
-                piece = next(pieces, None)
-                if piece is not None:
-                    start = position * size
-                    rows[start : start + len(piece)] = piece
-                    weights[start : start + len(piece)] = 1.0
-            yield rows, weights
+        for first in range(0, self.steps, chunk_steps):
+            real = min(chunk_steps, self.steps - first)
+            rows = np.zeros((chunk_steps, len(lanes) * size, self._source.n_features), dtype=np.float32)
+            weights = np.zeros((chunk_steps, len(lanes) * size), dtype=np.float32)
+            for step in range(real):
+                for position, pieces in enumerate(lanes):
+                    _gather(next(pieces, ()), rows[step], weights[step], position * size)
+            yield rows, weights, real
+
+    def __iter__(self):
+        for rows, weights, _ in self.chunks(1):
+            yield rows[0], weights[0]
+
+
+def _gather(parts, rows: np.ndarray, weights: np.ndarray, at: int) -> None:
+    """Copy a lane's piece (``(window rows, indices)`` parts) into ``rows`` from ``at``, weights 1.
+    A function of its own, so that no reference to a window outlives the copy."""
+    for window, indices in parts:
+        np.take(window, indices, axis=0, out=rows[at : at + len(indices)])
+        weights[at : at + len(indices)] = 1.0
+        at += len(indices)

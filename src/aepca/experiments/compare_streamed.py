@@ -25,6 +25,7 @@ from aepca.experiments.compare import (
     versions,
 )
 from aepca.experiments.diagnostics import check_comparison
+from aepca.metrics import BLOCK_ROWS
 from aepca.pca import PCA, equivalent_components
 from aepca.prefetch import prefetch
 from aepca.preprocessing import Scaler
@@ -81,7 +82,7 @@ def compare_streamed(
     estimator.fit(train, X_val=test if recipe.monitor_test else None)
     ae_seconds = time.perf_counter() - started
 
-    scores = _score_test(test, scaler, pca, estimator, code_dim)
+    scores = _score_test(test, scaler, pca, estimator)
     n = train.n_rows
     # PCA's training error is what its discarded directions hold (population variance).
     pca_train_mse = float(np.sum(pca.all_explained_variance_[code_dim:]) * (n - 1) / n / source.n_features)
@@ -175,22 +176,16 @@ def _my_blocks(source: RowSource):
     return prefetch(source.iter_blocks(distributed.share(source.n_blocks)))
 
 
-def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator, code_dim: int) -> dict:
+def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     """One pass over the test rows: PCA's error for every code size and both methods'
     errors per column in original units, and the autoencoder's in the error space."""
     d = test.n_features
     curve = np.zeros(d + 1)
     sums = {"ae": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
-    for rows in _my_blocks(test):
-        if not len(rows):
-            continue
-        space = scaler.transform(rows)
-        curve += pca.mse_by_components(space) * len(rows)
-        pca_rows = scaler.inverse_transform(pca.inverse_transform(pca.transform(space)).astype(np.float32))
-        ae_space = estimator.reconstruct_scaled(space)
-        sums["ae"] += float(np.square(ae_space.astype(np.float64) - space).mean(axis=1).sum())
-        sums["pca_columns"] += np.square(pca_rows.astype(np.float64) - rows).sum(axis=0)
-        sums["ae_columns"] += np.square(scaler.inverse_transform(ae_space).astype(np.float64) - rows).sum(axis=0)
+    for block in _my_blocks(test):
+        # A block in parts: the float64 errors of a whole block would take several times its memory.
+        for start in range(0, len(block), BLOCK_ROWS):
+            _add_errors(block[start : start + BLOCK_ROWS], scaler, pca, estimator, curve, sums)
     totals = distributed.all_sum(np.concatenate([curve, [sums["ae"]], sums["pca_columns"], sums["ae_columns"]])) / test.n_rows
     return {
         "pca_curve": totals[: d + 1],
@@ -198,6 +193,17 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator, code_dim: 
         "pca_columns": totals[d + 2 : 2 * d + 2],
         "ae_columns": totals[2 * d + 2 :],
     }
+
+
+def _add_errors(rows: np.ndarray, scaler: Scaler, pca: PCA, estimator, curve: np.ndarray, sums: dict) -> None:
+    """Add one part's errors to the running sums of :func:`_score_test`."""
+    space = scaler.transform(rows)
+    curve += pca.mse_by_components(space) * len(rows)
+    pca_rows = scaler.inverse_transform(pca.inverse_transform(pca.transform(space)).astype(np.float32))
+    ae_space = estimator.reconstruct_scaled(space)
+    sums["ae"] += float(np.square(ae_space.astype(np.float64) - space).mean(axis=1).sum())
+    sums["pca_columns"] += np.square(pca_rows.astype(np.float64) - rows).sum(axis=0)
+    sums["ae_columns"] += np.square(scaler.inverse_transform(ae_space).astype(np.float64) - rows).sum(axis=0)
 
 
 def _first_rows(source: RowSource, n: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -86,20 +86,15 @@ class KerasFitRunner(Runner):
         batches = EpochBatches(self.x, seed=config.seed, epoch=epoch, lanes=config.lanes or 1, batch_size=config.batch_size)
         total = 0.0
 
-        def fit(parts):
-            rows = np.concatenate(parts)
+        def fit(rows):
             result = self.trainer.fit(rows, rows, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
             tick(steps_per_epoch(len(rows), config.batch_size))
             return float(result.history["loss"][-1]) * len(rows)
 
-        parts = []
-        for rows, weights in prefetch(iter(batches)):
-            parts.append(rows[weights > 0])  # padding rows only matter to several processes
-            if len(parts) == STREAM_FIT_BATCHES:
-                total += fit(parts)
-                parts = []
-        if parts:
-            total += fit(parts)
+        for rows, weights, _ in prefetch(batches.chunks(STREAM_FIT_BATCHES)):
+            real = weights > 0  # padding rows only matter to several processes
+            if real.any():
+                total += fit(rows[real])
         return total / self.n_train
 
     def evaluate(self, x):

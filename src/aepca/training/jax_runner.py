@@ -236,24 +236,7 @@ class JaxRunner(Runner):
             self.x, seed=config.seed, epoch=epoch, lanes=self.lanes, batch_size=config.batch_size,
             lanes_here=self.lanes_here,
         )
-        chunk_steps = self._chunk_steps()
-
-        def host_chunks():
-            rows, weights = [], []
-            for batch_rows, batch_weights in batches:
-                rows.append(batch_rows)
-                weights.append(batch_weights)
-                if len(rows) == chunk_steps:
-                    yield np.stack(rows), np.stack(weights), chunk_steps
-                    rows, weights = [], []
-            if rows:
-                real = len(rows)
-                # Padding steps (zero weights) keep one compiled chunk length.
-                rows += [np.zeros_like(rows[0])] * (chunk_steps - real)
-                weights += [np.zeros_like(weights[0])] * (chunk_steps - real)
-                yield np.stack(rows), np.stack(weights), real
-
-        for rows, weights, real in prefetch(host_chunks()):
+        for rows, weights, real in prefetch(batches.chunks(self._chunk_steps())):
             yield None, self._batches(rows, None, "batch", None), self._batches(weights, None, "batch"), real
 
     def run_epoch(self, epoch, lr_scale, tick):
@@ -261,6 +244,9 @@ class JaxRunner(Runner):
         totals = []
         for x, batches, weights, real_steps in chunks:
             self._state, chunk_totals = self._train_chunk(self._state, x, batches, weights, np.float32(lr_scale))
+            if totals:
+                # At most two chunks queued: streamed rows waiting on the device would otherwise pile up.
+                totals[-1].block_until_ready()
             totals.append(chunk_totals)
             tick(real_steps)
         return float(np.sum([np.sum(self.host(t), dtype=np.float64) for t in totals]) / self.n_train)
