@@ -619,12 +619,8 @@ def tune_command_process() -> None:
     JAX keeps compiled programs on disk (``AEPCA_COMPILATION_CACHE=off``
     switches that off), and off the TensorFlow backend Keras is told that
     TensorFlow is not available: it would otherwise import it whenever a model
-    is saved, only to check that no object is one of its types. pyarrow
-    allocates from the system allocator, which returns freed memory (its
-    default keeps it: hundreds of MB more when streaming files, docs/scale.md).
+    is saved, only to check that no object is one of its types.
     """
-    # Read when pyarrow is first imported, which is later in this process.
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     from aepca._keras import keras
     from aepca.compilation_cache import enable_compilation_cache
 

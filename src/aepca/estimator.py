@@ -21,8 +21,8 @@ from aepca.data.sources import RowSource, open_source
 from aepca.metrics import sample_mse
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder, weights_of
 from aepca.pca import PCA
-from aepca.prefetch import prefetch
 from aepca.persistence import estimator_metadata, model_from_bytes, model_to_bytes, read_model_folder, restore_estimator, write_model_folder
+from aepca.prefetch import prefetch
 from aepca.preprocessing import Scaler, network_scaling
 from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
 from aepca.refine import refine_codes
@@ -251,6 +251,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def fit(self, X, y=None, *, X_val=None, columns=None, image_shape=None):
         """Fit on ``X``; ``X_val`` (optional) is monitored each epoch.
 
+        ``X`` is an array or table, or rows read a block at a time: a
+        :class:`aepca.data.sources.RowSource` or the path of a ``.npy`` or
+        ``.parquet`` file, folder or glob pattern (see :func:`aepca.open_source`).
         ``columns`` (an :class:`aepca.data.columns.ColumnSpec`) says how a
         table's columns became ``X``'s: the model keeps it and applies it to
         new tables and files. ``image_shape`` is kept for showing rows.
@@ -306,11 +309,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         space = statistics.in_scaled_space(self.scaler_.offset_, self.scaler_.scale_)
         self.network_scale_ = 1.0 if self.scaler_.unit_interval_ else network_scaling(space.summary)[2]
         d = source.n_features
+        # The statistics of the rows the network takes, for building it (see _build).
         self._stream_summary = space.summary.in_scaled_space(np.zeros(d), np.full(d, self.network_scale_))
-        X_net = source.map(self._source_network_inputs)
-        train, X_monitor = self._split_source(X_net, X_val, seed)
-        net = self._fit_init(train, None, X_monitor, seed, lambda: PCA.from_accumulator(space.accumulator, self.n_components))
-        del self._stream_summary
+        try:
+            X_net = source.map(self._source_network_inputs)
+            train, X_monitor = self._split_source(X_net, X_val, seed)
+            net = self._fit_init(train, None, X_monitor, seed, lambda: PCA.from_accumulator(space.accumulator, self.n_components))
+        finally:
+            del self._stream_summary
         return self._finish(net)
 
     def _source_network_inputs(self, block: np.ndarray) -> np.ndarray:

@@ -193,7 +193,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``batch_size`` rows of an array), chosen by a fixed-seed permutation
         and read in order. An approximation: the directions are those of the
         sample, so reconstruction errors exceed those of the full fit by an
-        amount measured in ``docs/scale.md``. ``None`` (or at least as many
+        amount measured in ``docs/pca_sample.md``. ``None`` (or at least as many
         rows as there are) fits on everything, exactly. ``partial_fit`` always
         takes every row it is given.
 

@@ -28,7 +28,7 @@ from aepca.validation import invalid_value
 # Chunks of at least this many steps: fewer dispatches on small data.
 MIN_CHUNK_STEPS = 20
 # The most bytes of streamed rows one chunk carries (bounds host and device memory).
-MAX_CHUNK_BYTES = 32 * 2**20
+MAX_CHUNK_BYTES = 16 * 2**20
 
 
 def data_parallel_mesh(n_devices: int):
