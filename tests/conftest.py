@@ -6,6 +6,8 @@ library user gets it, on ``KERAS_BACKEND`` when whoever runs them set it, else J
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,30 @@ def small_tabular():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# A child process running the aepca command (``python -c BLOCKING_CHILD MARKER ARGS...``) that,
+# after writing epoch 1's checkpoint, writes MARKER and sleeps until signalled: a test then
+# cannot lose a race to a fast machine, and the command's own SIGTERM handling is the one tested.
+BLOCKING_CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from aepca.checkpoint import Checkpointer
+
+    marker = Path(sys.argv[1])
+    original = Checkpointer.__call__
+
+    def call(self, epoch, history, snapshot):
+        original(self, epoch, history, snapshot)
+        if epoch == 1:
+            marker.write_text("epoch 1 written")
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+            sys.exit("never signalled")
+
+    Checkpointer.__call__ = call
+    from aepca.cli import console
+    sys.argv = ["aepca", *sys.argv[2:]]
+    console()
+""")

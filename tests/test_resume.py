@@ -13,11 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
+from conftest import BLOCKING_CHILD
 
 from aepca import Autoencoder
 from aepca.checkpoint import CHECKPOINT_FILE, Checkpointer, checkpoint_epoch
@@ -161,31 +161,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "no checkpoint found" in err and len(err.strip().splitlines()) == 1
 
 
-# The signal path, in a process of its own ------------------------------------------------
-# After writing epoch 1's checkpoint the child writes the marker file and sleeps
-# until signalled: the test cannot lose a race to a fast machine. It then runs the
-# command line through main(), so main's own SIGTERM handler is the one tested.
-BLOCKING_CHILD = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from aepca.checkpoint import Checkpointer
-
-    marker = Path(sys.argv[1])
-    original = Checkpointer.__call__
-
-    def call(self, epoch, history, snapshot):
-        original(self, epoch, history, snapshot)
-        if epoch == 1:
-            marker.write_text("epoch 1 written")
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                time.sleep(0.05)
-            sys.exit("never signalled")
-
-    Checkpointer.__call__ = call
-    from aepca.cli import main
-    sys.exit(main(sys.argv[2:]))
-""")
+# The signal path, in a process of its own (conftest.BLOCKING_CHILD) ----------------------
 
 
 def test_sigterm_stops_the_command_with_one_line_and_a_resumable_checkpoint(tmp_path, capsys, uninterrupted, stop_after):

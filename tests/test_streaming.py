@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -21,11 +20,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import BLOCKING_CHILD
 
 from aepca.checkpoint import checkpoint_epoch
 from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE
 from aepca.data.sources import open_source
 from aepca.pca import PCA
+
+# One worker runs the module, so its command lines run once (pytest-xdist's loadgroup).
+pytestmark = pytest.mark.xdist_group("streaming")
 
 FEATURES = 16
 # 6,000 rows in files of 2,000, 2,000 and 2,000 rows, row groups of 1,000: 6 blocks.
@@ -337,28 +340,6 @@ def test_killing_a_worker_ends_the_run_with_one_error_line(even_folder, cli_env,
 # After writing epoch 1's checkpoint the child writes the marker file and sleeps until signalled
 # (the test cannot lose a race to a fast machine), then runs the aepca command itself
 # (aepca.cli.console, what ``python -m aepca`` runs), so its own SIGTERM handling is the one tested.
-BLOCKING_CHILD = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from aepca.checkpoint import Checkpointer
-
-    marker = Path(sys.argv[1])
-    original = Checkpointer.__call__
-
-    def call(self, epoch, history, snapshot):
-        original(self, epoch, history, snapshot)
-        if epoch == 1:
-            marker.write_text("epoch 1 written")
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                time.sleep(0.05)
-            sys.exit("never signalled")
-
-    Checkpointer.__call__ = call
-    from aepca.cli import console
-    sys.argv = ["aepca", *sys.argv[2:]]
-    console()
-""")
 RESUME_EPOCHS = 3
 
 
@@ -437,6 +418,7 @@ def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, 
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_of_two_processes_resumes_to_the_uninterrupted_result(even_folder, cli_env, tmp_path):
     args = ["compare", str(even_folder[0]), "--processes", "2", "--epochs", "30", *TRAINING]
     _, full = run_compare(cli_env, tmp_path / "full", *args[1:])
