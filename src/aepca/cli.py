@@ -356,7 +356,6 @@ def _remove_if_empty(folder: Path) -> None:
 def run_compare(args) -> int:
     from aepca.experiments.output import check_writable, staged_output
 
-    check_stream_arguments(args)
     if is_streamed(args):
         return run_compare_streamed(args)
     check_writable(args.out, overwrite=args.overwrite)
@@ -550,10 +549,11 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
             return EXIT_USAGE
         if getattr(args, "resume", None) is not None:
             args = resumed_args(args, [args.command])
+        if args.command == "compare":
+            check_stream_arguments(args)  # before anything slow starts
         if getattr(args, "processes", None) and args.coordinator is None:
             from aepca.launch import run_workers
 
-            check_stream_arguments(args)
             return run_workers(argv, args.processes)
         if tune_process:
             tune_command_process()
@@ -594,7 +594,6 @@ def join_processes(args) -> None:
 
     if args.coordinator is None and cluster_processes() == 1:
         return
-    check_stream_arguments(args)
     import jax
 
     from aepca import distributed
