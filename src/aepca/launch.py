@@ -25,6 +25,7 @@ STOP_GRACE_S = 20
 POLL_S = 0.2
 GLOO_CHATTER = b"[Gloo] "
 ERROR_PREFIX = b"aepca: error: "
+INTERRUPTED_PREFIX = b"aepca: interrupted"
 
 
 class WorkerFailed(RuntimeError):
@@ -82,7 +83,10 @@ def run_workers(argv: list[str], processes: int) -> int:
         if first_failed not in (None, 0):
             how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"ended with status {status}"
             message = _last_line(logs_of[first_failed]).removeprefix("aepca: error: ")
-            raise WorkerFailed(f"worker {first_failed} of {processes} {how}: {message}")
+            # The first worker, stopped, may have kept a checkpoint: say so on the same line.
+            kept = [line.decode(errors="replace").strip().removeprefix("aepca: interrupted") for line in held
+                    if line.startswith(INTERRUPTED_PREFIX)]
+            raise WorkerFailed(f"worker {first_failed} of {processes} {how}: {message}{''.join(kept)}")
         for line in held:
             sys.stderr.buffer.write(line)
         sys.stderr.flush()
@@ -91,13 +95,14 @@ def run_workers(argv: list[str], processes: int) -> int:
 
 def _relay(stream, out, held: list[bytes]) -> None:
     """Copy a worker's output to ``out`` as it comes, less gloo's connection lines;
-    its ``aepca: error:`` lines go into ``held``, to be shown only if they are the news."""
+    its error and interruption lines go into ``held``, shown (or joined to the launcher's
+    own line) once the run's outcome is known."""
     line = b""
     for piece in iter(lambda: stream.read1(65536), b""):
         for part in piece.splitlines(keepends=True):
             line += part
             if line.endswith((b"\n", b"\r")):  # a whole line, or a progress bar's update
-                if line.startswith(ERROR_PREFIX):
+                if line.startswith((ERROR_PREFIX, INTERRUPTED_PREFIX)):
                     held.append(line)
                 elif not line.startswith(GLOO_CHATTER):
                     out.buffer.write(line)

@@ -67,6 +67,7 @@ def compare_streamed(
 
     recipe = get_recipe(recipe)
     check_code_dim(code_dim, source.n_features)
+    held_out = "the test file" if test is not None else f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
     train, test = split_source(source, test, test_size, seed)
 
     started = time.perf_counter()
@@ -149,8 +150,7 @@ def compare_streamed(
         "columns": int(source.n_features),
         "preprocessing": [
             f"streamed from {source.name}: {source.n_blocks} blocks, read a block at a time",
-            "test rows: " + ("the test file" if test is not None and test is not source else
-                             f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"),
+            f"test rows: {held_out}",
             f"error space: scale={scaler.method_} ({scaler.reason_})",
         ],
         "epochs": estimator.history_.get("epochs_reason"),
