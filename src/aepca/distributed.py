@@ -55,6 +55,13 @@ def share(n_items: int) -> range:
     return range(process_index(), n_items, process_count())
 
 
+def read_share(source):
+    """This process's share of a row source's blocks (see :func:`share`), read ahead in a background thread."""
+    from aepca.prefetch import prefetch
+
+    return prefetch(source.iter_blocks(share(source.n_blocks)))
+
+
 def _gather_bytes(values: np.ndarray) -> list[np.ndarray]:
     """Every process's ``values`` (same shape and dtype on all), in process order."""
     from jax.experimental import multihost_utils

@@ -9,7 +9,6 @@ import numpy as np
 
 from aepca import distributed
 from aepca.data.sources import RowSource
-from aepca.prefetch import prefetch
 
 BLOCK_ROWS = 8192
 
@@ -36,8 +35,7 @@ def sample_mse(x, reconstruction: Reconstruction) -> np.ndarray:
 
 
 def _source_sample_mse(source: RowSource, reconstruction: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    blocks = distributed.share(source.n_blocks)
-    errors = [sample_mse(rows, reconstruction) for rows in prefetch(source.iter_blocks(blocks))]
+    errors = [sample_mse(rows, reconstruction) for rows in distributed.read_share(source)]
     return distributed.all_rows(np.concatenate(errors) if errors else np.zeros(0))
 
 

@@ -27,7 +27,6 @@ from aepca.experiments.compare import (
 from aepca.experiments.diagnostics import check_comparison
 from aepca.metrics import BLOCK_ROWS
 from aepca.pca import PCA, equivalent_components
-from aepca.prefetch import prefetch
 from aepca.preprocessing import Scaler
 from aepca.recipes import Recipe, get_recipe
 from aepca.statistics import scan
@@ -87,7 +86,7 @@ def compare_streamed(
     n = train.n_rows
     # PCA's training error is what its discarded directions hold (population variance).
     pca_train_mse = float(np.sum(pca.all_explained_variance_[code_dim:]) * (n - 1) / n / source.n_features)
-    ae_train_mse = float(distributed.all_sum(sum(-np.sum(estimator.score_samples(rows)) for rows in _my_blocks(train))) / n)
+    ae_train_mse = float(distributed.all_sum(sum(-np.sum(estimator.score_samples(rows)) for rows in distributed.read_share(train))) / n)
 
     from aepca.backend import backend_name
 
@@ -171,18 +170,13 @@ def compare_streamed(
     return comparison, preview
 
 
-def _my_blocks(source: RowSource):
-    """This process's share of the blocks, read ahead."""
-    return prefetch(source.iter_blocks(distributed.share(source.n_blocks)))
-
-
 def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     """One pass over the test rows: PCA's error for every code size and both methods'
     errors per column in original units, and the autoencoder's in the error space."""
     d = test.n_features
     curve = np.zeros(d + 1)
     sums = {"ae": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
-    for block in _my_blocks(test):
+    for block in distributed.read_share(test):
         # A block in parts: the float64 errors of a whole block would take several times its memory.
         for start in range(0, len(block), BLOCK_ROWS):
             _add_errors(block[start : start + BLOCK_ROWS], scaler, pca, estimator, curve, sums)

@@ -281,7 +281,7 @@ class JaxRunner(Runner):
                 ([self.host(v) for v in trainable], [self.host(v) for v in non_trainable]), self.device
             )
         sums = np.zeros(2)
-        for block in prefetch(source.iter_blocks(distributed.share(source.n_blocks))):
+        for block in distributed.read_share(source):
             for start in range(0, len(block), EVAL_BATCH):
                 rows = block[start : start + EVAL_BATCH]
                 weights = np.zeros(EVAL_BATCH, dtype=np.float32)
