@@ -6,7 +6,9 @@ library user gets it, on ``KERAS_BACKEND`` when whoever runs them set it, else J
 
 from __future__ import annotations
 
+import signal
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -90,3 +92,25 @@ BLOCKING_CHILD = textwrap.dedent("""
     sys.argv = ["aepca", *sys.argv[2:]]
     console()
 """)
+
+
+def terminate_when(process, ready, what: str, timeout_s: float = 300) -> str:
+    """Send SIGTERM to ``process`` once ``ready()`` is true; its stderr once it ended.
+
+    Fails the test if the process ends first or ``what`` did not happen within
+    ``timeout_s``; a process still running after 60 s more is killed.
+    """
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if process.poll() is not None:
+                pytest.fail(f"the process ended before {what}: {process.communicate()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} within {timeout_s:g} s")
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=60)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

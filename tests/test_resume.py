@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import BLOCKING_CHILD
+from conftest import BLOCKING_CHILD, terminate_when
 
 from aepca import Autoencoder
 from aepca.checkpoint import CHECKPOINT_FILE, Checkpointer, checkpoint_epoch
@@ -170,20 +168,8 @@ def test_sigterm_stops_the_command_with_one_line_and_a_resumable_checkpoint(tmp_
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-c", BLOCKING_CHILD, str(marker), *compare_args(csv, out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 300  # the child imports JAX and compiles first
-        while not marker.exists():
-            if process.poll() is not None:
-                pytest.fail(f"the child ended before blocking after epoch 1: {process.communicate()}")
-            if time.monotonic() > deadline:
-                pytest.fail("the child did not finish epoch 1 within 300 s")
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    # The child imports JAX and compiles first.
+    stderr = terminate_when(process, marker.exists, "blocking after epoch 1")
     assert process.returncode == EXIT_INTERRUPTED, stderr
     assert stderr.splitlines() == [interrupted_line(out)]  # one line, no traceback
     assert checkpoint_epoch(out / "checkpoint" / "random") == 1

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import BLOCKING_CHILD
+from conftest import BLOCKING_CHILD, terminate_when
 
 from aepca.checkpoint import checkpoint_epoch
 from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE
@@ -357,21 +357,8 @@ def test_an_interrupted_streamed_run_resumes_to_the_uninterrupted_result(even_fo
     out, marker = tmp_path / "interrupted", tmp_path / "blocked"
     process = subprocess.Popen([sys.executable, "-c", BLOCKING_CHILD, str(marker), *args, "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while not marker.exists():
-            if process.poll() is not None:
-                pytest.fail(f"the run ended before blocking after epoch 1: {process.communicate()}")
-            if time.monotonic() > deadline:
-                pytest.fail("no checkpoint of epoch 1 within the time allowed")
-            time.sleep(0.05)
-        assert list(out.glob("checkpoint/*/checkpoint.npz"))
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    stderr = terminate_when(process, marker.exists, "blocking after epoch 1", RUN_TIMEOUT_S)
+    assert list(out.glob("checkpoint/*/checkpoint.npz"))
     assert process.returncode == EXIT_INTERRUPTED, stderr[-3000:]
     assert stderr.splitlines() == [
         f"aepca: interrupted; checkpoint kept in {out / 'checkpoint'}. Continue with: aepca compare --resume {out}"
@@ -431,18 +418,7 @@ def test_an_interrupted_run_of_two_processes_resumes_to_the_uninterrupted_result
     out = tmp_path / "interrupted"
     launcher = subprocess.Popen([sys.executable, "-m", "aepca", *args, "--out", str(out)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while not list(out.glob("checkpoint/*/checkpoint.npz")):
-            assert launcher.poll() is None, f"the run ended first: {launcher.communicate()}"
-            assert time.monotonic() < deadline, "no checkpoint within the time allowed"
-            time.sleep(0.05)
-        launcher.send_signal(signal.SIGTERM)
-        _, stderr = launcher.communicate(timeout=60)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.communicate()
+    stderr = terminate_when(launcher, lambda: list(out.glob("checkpoint/*/checkpoint.npz")), "checkpoint", RUN_TIMEOUT_S)
     assert launcher.returncode == EXIT_INTERRUPTED, stderr[-3000:]
     assert [line for line in stderr.splitlines() if line.startswith("aepca")] == [
         f"aepca: interrupted; checkpoint kept in {out / 'checkpoint'}. Continue with: aepca compare --resume {out}"
