@@ -6,16 +6,8 @@ from aepca.data.columns import ColumnSpec
 from aepca.data.digits import digits
 from aepca.data.mnist import MNIST_SHA256, array_digest, download_mnist, load_mnist, load_mnist_file
 from aepca.data.readers import Table, count_rows, iter_row_blocks, load_user_data, read_table
-from aepca.data.sources import (
-    EpochBatches,
-    RowSource,
-    epoch_blocks,
-    epoch_steps,
-    is_source_path,
-    lane_blocks,
-    open_source,
-    row_hash,
-)
+from aepca.data.order import EpochBatches, epoch_blocks, epoch_steps, lane_blocks, row_hash
+from aepca.data.sources import RowSource, is_source_path, open_source
 from aepca.data.synthetic import curves, low_rank, s_curve, swiss_roll
 from aepca.validation import invalid_value
 

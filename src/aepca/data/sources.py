@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca.data.columns import ColumnSpec, Selection, arrow_columns, check_identifiers, check_numeric, frame_from_arrow
+from aepca.data.order import _admitted_sizes, _check_filter, _Filter
 from aepca.data.readers import (
     BLOCK_ROWS,
     _array_frame,
@@ -34,17 +35,7 @@ from aepca.data.readers import (
 )
 from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
 
-__all__ = [
-    "BLOCK_ROWS",
-    "EpochBatches",
-    "RowSource",
-    "epoch_blocks",
-    "epoch_steps",
-    "is_source_path",
-    "lane_blocks",
-    "open_source",
-    "row_hash",
-]
+__all__ = ["BLOCK_ROWS", "RowSource", "is_source_path", "open_source"]
 
 _STREAMED = (".npy", ".parquet")
 _CSV_FIX = ("Convert it to Parquet, e.g. pyarrow.parquet.write_table(pyarrow.csv.read_csv(path), 'data.parquet') "
@@ -54,69 +45,8 @@ _NOT_STREAMED = {
     ".tsv": _CSV_FIX,
     ".npz": "Save its feature array as a .npy file with numpy.save(path, archive['x']).",
 }
-# Rows hashed at a time when a view counts the rows it keeps in each block.
-_HASH_CHUNK = 1 << 20
 # An array's fingerprint hashes this many of its first, middle and last rows.
 _DIGEST_ROWS = 4096
-# splitmix64's increment and multipliers.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
-
-
-def row_hash(seed: int, salt: str, rows: np.ndarray) -> np.ndarray:
-    """float64 in [0, 1) for each global row index in ``rows``: splitmix64 keyed by ``seed`` and ``salt``.
-
-    Pure uint64 arithmetic, so the same on every platform and process.
-    """
-    key = int.from_bytes(hashlib.blake2b(f"{seed}:{salt}".encode(), digest_size=8).digest(), "little")
-    state = np.asarray(rows, dtype=np.int64).astype(np.uint64)
-    state += np.uint64(1)
-    state *= _GOLDEN
-    state += np.uint64(key)
-    state ^= state >> np.uint64(30)
-    state *= _MIX_1
-    state ^= state >> np.uint64(27)
-    state *= _MIX_2
-    state ^= state >> np.uint64(31)
-    return (state >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
-@dataclass(frozen=True)
-class _Filter:
-    """Rows whose hash is below ``fraction`` (``held_out``) or not (kept)."""
-
-    fraction: float
-    seed: int
-    salt: str
-    held_out: bool
-
-    def admits(self, rows: np.ndarray) -> np.ndarray:
-        return (row_hash(self.seed, self.salt, rows) < self.fraction) == self.held_out
-
-
-def _check_filter(fraction, seed, salt) -> tuple[float, int, str]:
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
-        raise invalid_value("fraction", "a number strictly between 0 and 1", f"fraction={fraction!r}", "Use e.g. 0.2.")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise invalid_value("seed", "an integer", f"seed={seed!r}", "Use e.g. 0.")
-    if not isinstance(salt, str):
-        raise invalid_value("salt", "a string naming the split", f"salt={salt!r}", "Use e.g. 'test'.")
-    return float(fraction), int(seed), salt
-
-
-def _admitted_sizes(bounds: np.ndarray, admits) -> np.ndarray:
-    """Rows of each block ``[bounds[i], bounds[i+1])`` that ``admits`` keeps, hashing a chunk of rows at a time."""
-    before = np.zeros(len(bounds), dtype=np.int64)  # rows admitted before each bound
-    counted = 0
-    total = int(bounds[-1])
-    for low in range(0, total, _HASH_CHUNK):
-        high = min(low + _HASH_CHUNK, total)
-        running = np.concatenate([[0], np.cumsum(admits(np.arange(low, high, dtype=np.int64)))])
-        inside = (bounds >= low) & (bounds <= high)
-        before[inside] = counted + running[bounds[inside] - low]
-        counted += int(running[-1])
-    return np.diff(before)
 
 
 def _check_values(block: np.ndarray, where: str, feature_names, first_row: int) -> None:
@@ -574,123 +504,3 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     return RowSource(_open_parquet(name, paths, selection))
 
 
-# --- the order of an epoch ----------------------------------------------------------------------------
-
-
-def epoch_blocks(seed: int, epoch: int, n_blocks: int) -> np.ndarray:
-    """The blocks of an epoch in their seeded order, the same on every process."""
-    return np.random.default_rng([seed, epoch, 1]).permutation(n_blocks)
-
-
-def lane_blocks(order: np.ndarray, lane: int, lanes: int) -> np.ndarray:
-    """The blocks of ``order`` that lane ``lane`` of ``lanes`` reads, in order."""
-    return order[lane::lanes]
-
-
-def _positive_int(value, name: str, example: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise invalid_value(name, "a positive integer", f"{name}={value!r}", f"Use e.g. {example}.")
-    return int(value)
-
-
-def _lane_batch(lanes, batch_size) -> int:
-    lanes = _positive_int(lanes, "lanes", 1)
-    batch_size = _positive_int(batch_size, "batch_size", 256 * lanes)
-    if batch_size % lanes:
-        raise invalid_value("batch_size", f"a multiple of lanes={lanes}", f"batch_size={batch_size}",
-                            f"Use e.g. {max(1, batch_size // lanes) * lanes}.")
-    return batch_size // lanes
-
-
-def epoch_steps(source: RowSource, *, seed: int, epoch: int, lanes: int, batch_size: int) -> int:
-    """Steps of an epoch: the most lane batches (``batch_size // lanes`` rows) any lane's blocks fill."""
-    lane_batch = _lane_batch(lanes, batch_size)
-    order = epoch_blocks(seed, epoch, source.n_blocks)
-    rows = [int(source.block_sizes[lane_blocks(order, lane, lanes)].sum()) for lane in range(lanes)]
-    return max(-(-count // lane_batch) for count in rows)
-
-
-class EpochBatches:
-    """The batches of one epoch of ``source`` for the lanes ``lanes_here`` (a range of lane numbers).
-
-    Lane ``k`` reads its blocks (:func:`lane_blocks` of :func:`epoch_blocks`) ``buffer_blocks`` at a time;
-    each such window's rows are shuffled by ``default_rng([seed, epoch, k, window])`` and the lane's rows,
-    window after window, are cut into ``batch_size // lanes`` rows. A step yields ``(rows, weights)``: the
-    owned lanes' pieces in lane order, each padded to the lane batch with zero rows of weight 0 (weights 1
-    elsewhere), so a step's global batch is the same whichever process owns which lanes.
-    """
-
-    def __init__(self, source: RowSource, *, seed: int, epoch: int, lanes: int, batch_size: int,
-                 lanes_here=None, buffer_blocks: int = 4):
-        self.lane_batch = _lane_batch(lanes, batch_size)
-        self.steps = epoch_steps(source, seed=seed, epoch=epoch, lanes=lanes, batch_size=batch_size)
-        self._lanes_here = list(range(lanes) if lanes_here is None else lanes_here)
-        if not self._lanes_here or not all(0 <= lane < lanes for lane in self._lanes_here):
-            raise invalid_value("lanes_here", f"lane numbers in range(0, {lanes})", f"lanes_here={lanes_here!r}",
-                                f"Pass e.g. range(0, {lanes}).")
-        self._buffer_blocks = _positive_int(buffer_blocks, "buffer_blocks", 4)
-        self._source = source
-        self._seed = seed
-        self._epoch = epoch
-        self._order = epoch_blocks(seed, epoch, source.n_blocks)
-        self._lanes = lanes
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def _read_window(self, blocks: np.ndarray) -> np.ndarray:
-        sizes = self._source.block_sizes[blocks]
-        rows = np.empty((int(sizes.sum()), self._source.n_features), dtype=np.float32)
-        for block, start, stop in zip(blocks, np.cumsum(sizes) - sizes, np.cumsum(sizes)):
-            rows[start:stop] = self._source.read(block)
-        return rows
-
-    def _lane_pieces(self, lane: int):
-        """Lane ``lane``'s rows in ``lane_batch`` pieces (the last may be shorter), each a list of
-        ``(rows, indices)`` parts: the rows to gather, without copying them here."""
-        size = self.lane_batch
-        parts, have = [], 0
-        blocks = lane_blocks(self._order, lane, self._lanes)
-        for window, start in enumerate(range(0, len(blocks), self._buffer_blocks)):
-            rows = self._read_window(blocks[start : start + self._buffer_blocks])
-            order = np.random.default_rng([self._seed, self._epoch, lane, window]).permutation(len(rows))
-            at = 0
-            while at < len(order):
-                take = min(size - have, len(order) - at)
-                parts.append((rows, order[at : at + take]))
-                have, at = have + take, at + take
-                if have == size:
-                    yield parts
-                    parts, have = [], 0
-            # A piece left unfinished keeps its own rows, not the whole window, while the next one is read.
-            parts = [(rows[indices], np.arange(len(indices))) for rows, indices in parts]
-            del rows
-        if parts:
-            yield parts
-
-    def chunks(self, chunk_steps: int):
-        """The epoch's steps ``chunk_steps`` at a time: ``(rows, weights, real_steps)`` with rows of shape
-        ``(chunk_steps, batch, n_features)``; the last chunk is padded with steps of zero weights."""
-        lanes = [self._lane_pieces(lane) for lane in self._lanes_here]
-        size = self.lane_batch
-        for first in range(0, self.steps, chunk_steps):
-            real = min(chunk_steps, self.steps - first)
-            rows = np.zeros((chunk_steps, len(lanes) * size, self._source.n_features), dtype=np.float32)
-            weights = np.zeros((chunk_steps, len(lanes) * size), dtype=np.float32)
-            for step in range(real):
-                for position, pieces in enumerate(lanes):
-                    _gather(next(pieces, ()), rows[step], weights[step], position * size)
-            yield rows, weights, real
-
-    def __iter__(self):
-        for rows, weights, _ in self.chunks(1):
-            yield rows[0], weights[0]
-
-
-def _gather(parts, rows: np.ndarray, weights: np.ndarray, at: int) -> None:
-    """Copy a lane's piece (``(window rows, indices)`` parts) into ``rows`` from ``at``, weights 1.
-    A function of its own, so that no reference to a window outlives the copy."""
-    for window, indices in parts:
-        np.take(window, indices, axis=0, out=rows[at : at + len(indices)])
-        weights[at : at + len(indices)] = 1.0
-        at += len(indices)

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 
 from aepca._keras import keras, ops
-from aepca.data.sources import EpochBatches, RowSource
+from aepca.data.order import EpochBatches
+from aepca.data.sources import RowSource
 from aepca.models import predict
 from aepca.prefetch import prefetch
 from aepca.training.config import EVAL_BATCH, LOSSES, make_optimizer, mse_per_sample, steps_per_epoch

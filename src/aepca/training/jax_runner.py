@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from aepca import distributed
-from aepca.data.sources import EpochBatches, RowSource, epoch_steps
+from aepca.data.order import EpochBatches, epoch_steps
+from aepca.data.sources import RowSource
 from aepca.models import shared_program, structure_key
 from aepca.prefetch import prefetch
 from aepca.training.config import EVAL_BATCH, LOSSES, mse_per_sample, steps_per_epoch
