@@ -41,6 +41,20 @@ def row_hash(seed: int, salt: str, rows: np.ndarray) -> np.ndarray:
     return (state >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
+# The salts of the two splits: test rows, then validation rows among the rest.
+TEST_SALT = "test"
+VALIDATION_SALT = "validation"
+
+
+def held_out_mask(rows: np.ndarray, fraction: float, seed: int, salt: str) -> np.ndarray:
+    """Whether each global row index in ``rows`` is held out: ``row_hash(seed, salt, rows) < fraction``.
+
+    The one split rule of every input form: a file read whole, streamed, or an array.
+    """
+    fraction, seed, salt = _check_filter(fraction, seed, salt)
+    return row_hash(seed, salt, rows) < fraction
+
+
 @dataclass(frozen=True)
 class _Filter:
     """Rows whose hash is below ``fraction`` (``held_out``) or not (kept)."""
