@@ -16,6 +16,7 @@ import math
 import numbers
 import operator
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,10 +72,6 @@ def _fingerprint_files(kind: str, files) -> dict:
                                     for path, stat in files]}
 
 
-def _layout_digest(bounds: np.ndarray) -> str:
-    return hashlib.sha256(np.diff(bounds).astype("<i8").tobytes()).hexdigest()[:16]
-
-
 class _ArrayRows:
     """The rows of 2-D arrays (in memory, or memory-mapped ``.npy`` files) in slices of ``block_rows``."""
 
@@ -86,6 +83,8 @@ class _ArrayRows:
         self.image_shape = image_shape
         self._parts = parts
         self._paths = paths
+        self.block_rows = block_rows
+        self.in_memory = not paths
         self._stats = [path.stat() for path in paths] if paths else None
         self._features = features
         blocks = [(part, start, min(start + block_rows, len(array)))
@@ -202,25 +201,77 @@ class _ParquetRows:
         return _fingerprint_files("parquet", [(path, stat) for path, _, stat in self._files])
 
 
+class _Layout:
+    """Blocks of ``block_rows`` consecutive rows over a reader's own blocks (row groups, files).
+
+    The splits and every epoch's order are functions of these blocks, so they depend on the row
+    count and ``block_rows`` only, never on how files cut the rows: the same rows in an array, one
+    file or a folder of parts are read as the same blocks. The reader's block read last is kept, so
+    reading the blocks in turn decodes each of the reader's blocks once.
+    """
+
+    def __init__(self, reader, block_rows: int):
+        self.reader = reader
+        total = int(reader.bounds[-1])
+        self.block_rows = block_rows
+        self.bounds = np.append(np.arange(0, total, block_rows, dtype=np.int64), np.int64(total))
+        self._lock = threading.Lock()
+        self._kept: tuple[int, np.ndarray] | None = None
+
+    def _features(self, j: int) -> np.ndarray:
+        with self._lock:
+            kept = self._kept
+        if kept is not None and kept[0] == j:
+            return kept[1]
+        block = self.reader.read(j)
+        with self._lock:
+            self._kept = (j, block)
+        return block
+
+    def gather(self, i: int, what: str):
+        """Rows ``bounds[i]:bounds[i + 1]`` of the reader's ``what`` ("features", "labels" or "ids"); None
+        where the reader has none."""
+        start, stop = int(self.bounds[i]), int(self.bounds[i + 1])
+        edges = self.reader.bounds
+        read = self._features if what == "features" else getattr(self.reader, what, None)
+        if read is None:
+            return None
+        parts = []
+        for j in range(int(np.searchsorted(edges, start, side="right")) - 1, len(edges) - 1):
+            if edges[j] >= stop:
+                break
+            values = read(j)
+            if values is None:
+                return None
+            parts.append(values[max(start, edges[j]) - edges[j] : min(stop, edges[j + 1]) - edges[j]])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class RowSource:
     """Rows of an array or of files, read a block at a time; views keep rows by a seeded hash, copying nothing.
 
-    ``block_sizes`` are the rows of each block after this view's filters (from metadata and hashes only);
-    ``read(i)`` returns those rows of block ``i`` in file order.
+    Block ``i`` is rows ``i * block_rows`` to ``(i + 1) * block_rows`` of the unfiltered rows, whatever
+    the files' own layout; ``block_sizes`` are the rows of each block after this view's filters (from
+    metadata and hashes only), and ``read(i)`` returns them in file order.
     """
 
-    def __init__(self, rows, filters: tuple[_Filter, ...] = (), maps: tuple = ()):
-        self._rows = rows
+    def __init__(self, rows, filters: tuple[_Filter, ...] = (), maps: tuple = (), *, block_rows: int | None = None):
+        self._layout = rows if isinstance(rows, _Layout) else _Layout(rows, block_rows or getattr(rows, "block_rows", BLOCK_ROWS))
+        self._rows = self._layout.reader
         self._filters = filters
         self._maps = maps
-        self.name: str = rows.name
-        self.feature_names: tuple[str, ...] = rows.feature_names
+        self.name: str = self._rows.name
+        self.feature_names: tuple[str, ...] = self._rows.feature_names
         self.n_features: int = len(self.feature_names)
-        self.columns: ColumnSpec | None = rows.columns
-        self.image_shape: tuple | None = rows.image_shape
-        self.n_blocks: int = len(rows.bounds) - 1
-        self.block_sizes: np.ndarray = _admitted_sizes(rows.bounds, self._admits) if filters else np.diff(rows.bounds)
+        self.columns: ColumnSpec | None = self._rows.columns
+        self.image_shape: tuple | None = self._rows.image_shape
+        self.block_rows: int = self._layout.block_rows
+        bounds = self._layout.bounds
+        self.n_blocks: int = len(bounds) - 1
+        self.block_sizes: np.ndarray = _admitted_sizes(bounds, self._admits) if filters else np.diff(bounds)
         self.n_rows: int = int(self.block_sizes.sum())
+        # Rows already in memory (an array): training may keep them all on its device.
+        self.in_memory: bool = bool(getattr(self._rows, "in_memory", False))
 
     def __repr__(self) -> str:
         return f"RowSource({self.name!r}: {self.n_rows} rows x {self.n_features} features in {self.n_blocks} blocks)"
@@ -236,7 +287,7 @@ class RowSource:
         i = operator.index(i)
         if not 0 <= i < self.n_blocks:
             raise IndexError(f"block {i} is out of range: {self.name} has {plural(self.n_blocks, 'block')}.")
-        return i, np.arange(self._rows.bounds[i], self._rows.bounds[i + 1], dtype=np.int64)
+        return i, np.arange(self._layout.bounds[i], self._layout.bounds[i + 1], dtype=np.int64)
 
     def _mask(self, rows: np.ndarray) -> np.ndarray | slice:
         return self._admits(rows) if self._filters else slice(None)
@@ -244,15 +295,22 @@ class RowSource:
     def read(self, i: int) -> np.ndarray:
         """float32 C-contiguous ``(block_sizes[i], n_features)``; may be read-only or a view: copy before writing."""
         i, rows = self._all_rows(i)
-        block = self._rows.read(i)[self._mask(rows)]
+        block = self._layout.gather(i, "features")[self._mask(rows)]
         for function in self._maps:
             block = function(block)
         return block
 
     def labels(self, i: int) -> np.ndarray | None:
         """The first label column's values for the rows of ``read(i)``; None without label columns."""
+        return self._beside(i, "labels")
+
+    def ids(self, i: int) -> np.ndarray | None:
+        """The id column's values for the rows of ``read(i)``; None without an id column."""
+        return self._beside(i, "ids")
+
+    def _beside(self, i: int, what: str) -> np.ndarray | None:
         i, rows = self._all_rows(i)
-        values = self._rows.labels(i)
+        values = self._layout.gather(i, what)
         return None if values is None else values[self._mask(rows)]
 
     def row_indices(self, i: int) -> np.ndarray:
@@ -267,28 +325,32 @@ class RowSource:
 
     def to_array(self) -> np.ndarray:
         """Every row in one array (for sources that fit in memory)."""
-        blocks = list(self.iter_blocks())
-        return np.concatenate(blocks) if blocks else np.empty((0, self.n_features), dtype=np.float32)
+        rows = np.empty((self.n_rows, self.n_features), dtype=np.float32)
+        at = 0
+        for block in self.iter_blocks():
+            rows[at : at + len(block)] = block
+            at += len(block)
+        return rows
 
     def held_out(self, fraction: float, seed: int, salt: str) -> RowSource:
         """The view of the rows with ``row_hash(seed, salt, index) < fraction``."""
-        return RowSource(self._rows, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), True)), self._maps)
+        return RowSource(self._layout, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), True)), self._maps)
 
     def kept(self, fraction: float, seed: int, salt: str) -> RowSource:
         """The view of the rows :meth:`held_out` leaves out."""
-        return RowSource(self._rows, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), False)), self._maps)
+        return RowSource(self._layout, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), False)), self._maps)
 
     def map(self, function) -> RowSource:
         """The view whose blocks are ``function(block)`` (rows in, as many float32 rows of the same width out),
         e.g. the scaling a model applies."""
-        return RowSource(self._rows, self._filters, (*self._maps, function))
+        return RowSource(self._layout, self._filters, (*self._maps, function))
 
     def fingerprint(self) -> dict:
         """JSON-able identity: the files (sizes, mtimes) or the array (shape, digest), block layout, filters."""
         return {
             **self._rows.fingerprint(),
             "n_blocks": self.n_blocks,
-            "layout": _layout_digest(self._rows.bounds),
+            "block_rows": self.block_rows,
             "columns": None if self.columns is None else self.columns.to_dict(),
             "filters": [asdict(row_filter) for row_filter in self._filters],
             "maps": len(self._maps),
@@ -487,7 +549,7 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
             _refuse_options(selection, options, "a RowSource", "Pass the options to open_source with the file.")
             return data
         _refuse_options(selection, options, "an array", "Select columns by indexing the array.")
-        return RowSource(_open_array(data, block_rows))
+        return RowSource(_open_array(data, block_rows), block_rows=block_rows)
     path = Path(data)
     if is_source_path(path):
         paths = [_check_path(p) for p in source_files(path)]
@@ -500,7 +562,7 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
         raise ValueError(f"{paths[0]} cannot be read as a stream (only Parquet and .npy files can: their row counts "
                          f"are in their metadata). {_NOT_STREAMED[suffix]}")
     if suffix == ".npy":
-        return RowSource(_open_npy(name, paths, selection, block_rows))
-    return RowSource(_open_parquet(name, paths, selection))
+        return RowSource(_open_npy(name, paths, selection, block_rows), block_rows=block_rows)
+    return RowSource(_open_parquet(name, paths, selection), block_rows=block_rows)
 
 
