@@ -164,15 +164,21 @@ class EpochBatches:
             rows[start:stop] = self._source.read(block)
         return rows
 
+    def _lane_windows(self, lane: int):
+        """Lane ``lane``'s windows: each one's blocks and the seeded permutation of their rows."""
+        blocks = lane_blocks(self._order, lane, self._lanes)
+        for window, start in enumerate(range(0, len(blocks), self._buffer_blocks)):
+            chosen = blocks[start : start + self._buffer_blocks]
+            n_rows = int(self._source.block_sizes[chosen].sum())
+            yield chosen, np.random.default_rng([self._seed, self._epoch, lane, window]).permutation(n_rows)
+
     def _lane_pieces(self, lane: int):
         """Lane ``lane``'s rows in ``lane_batch`` pieces (the last may be shorter), each a list of
         ``(rows, indices)`` parts: the rows to gather, without copying them here."""
         size = self.lane_batch
         parts, have = [], 0
-        blocks = lane_blocks(self._order, lane, self._lanes)
-        for window, start in enumerate(range(0, len(blocks), self._buffer_blocks)):
-            rows = self._read_window(blocks[start : start + self._buffer_blocks])
-            order = np.random.default_rng([self._seed, self._epoch, lane, window]).permutation(len(rows))
+        for blocks, order in self._lane_windows(lane):
+            rows = self._read_window(blocks)
             at = 0
             while at < len(order):
                 take = min(size - have, len(order) - at)
@@ -186,6 +192,25 @@ class EpochBatches:
             del rows
         if parts:
             yield parts
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's batches as positions in the source's rows laid out block after block (as
+        ``to_array`` lays them): int64 ``(steps, batch)`` and float32 weights, 0 for padding. The
+        same batches :meth:`chunks` assembles by reading, for rows held in memory."""
+        size = self.lane_batch
+        offsets = np.concatenate([[0], np.cumsum(self._source.block_sizes)]).astype(np.int64)
+        positions = np.zeros((self.steps, len(self._lanes_here) * size), np.int64)
+        weights = np.zeros(positions.shape, np.float32)
+        for k, lane in enumerate(self._lanes_here):
+            order = [np.concatenate([np.arange(offsets[b], offsets[b + 1]) for b in blocks])[permutation]
+                     for blocks, permutation in self._lane_windows(lane)]
+            order = np.concatenate(order) if order else np.zeros(0, np.int64)
+            lane_positions = np.zeros(self.steps * size, np.int64)
+            lane_weights = np.zeros(self.steps * size, np.float32)
+            lane_positions[: len(order)], lane_weights[: len(order)] = order, 1.0
+            positions[:, k * size : (k + 1) * size] = lane_positions.reshape(self.steps, size)
+            weights[:, k * size : (k + 1) * size] = lane_weights.reshape(self.steps, size)
+        return positions, weights
 
     def chunks(self, chunk_steps: int):
         """The epoch's steps ``chunk_steps`` at a time: ``(rows, weights, real_steps)`` with rows of shape
