@@ -288,6 +288,7 @@ def run_epoch_pair(spec) -> dict:
     import jax.numpy as jnp
 
     from aepca import training
+    from aepca.data import EpochBatches, open_source
     from aepca.models import build_autoencoder
 
     x_train, _ = load_mnist(spec)
@@ -337,7 +338,9 @@ def run_epoch_pair(spec) -> dict:
         # The batches aepca's epoch `index` visited (its shuffle is a pure function of seed
         # and epoch); whole batches only (a partial last batch would need aepca's masking).
         started = time.perf_counter()
-        order = training.epoch_permutation(config.seed, index, len(x_train))
+        positions, weights = EpochBatches(open_source(x_train), seed=config.seed, epoch=index, lanes=1,
+                                          batch_size=batch_size).positions()
+        order = positions[weights > 0]
         batches = jnp.asarray(order[: (len(order) // batch_size) * batch_size].reshape(-1, batch_size))
         plain_state, losses = epoch(plain_state, x_device, batches)
         plain_losses.append(float(jnp.mean(losses)))  # blocks until the epoch is computed

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from aepca._keras import keras
-from aepca.data.sources import RowSource, open_source
+from aepca.data.sources import open_source
 from aepca.training.config import (
     LOSSES,
     OPTIMIZERS,
@@ -21,8 +21,6 @@ from aepca.training.config import (
     TrainConfig,
     TrainState,
     best_epoch,
-    checked_rows,
-    epoch_permutation,
     make_optimizer,
     mse_per_sample,
     steps_per_epoch,
@@ -32,15 +30,14 @@ from aepca.validation import describe_names, invalid_value
 
 __all__ = [
     "DivergenceError", "EpochCallback", "FIT_BACKENDS", "LOSSES", "OPTIMIZERS", "SCHEDULES", "TrainConfig",
-    "TrainState", "best_epoch", "epoch_permutation", "make_optimizer", "mse_per_sample", "steps_per_epoch", "train",
+    "TrainState", "best_epoch", "make_optimizer", "mse_per_sample", "steps_per_epoch", "train",
 ]
 
 
 def train(
     model: keras.Model,
-    x: np.ndarray,
+    x,
     *,
-    rows: np.ndarray | None = None,
     x_val: np.ndarray | None = None,
     config: TrainConfig = TrainConfig(),
     progress: bool = False,
@@ -49,10 +46,11 @@ def train(
 ) -> dict:
     """Train ``model`` to reconstruct ``x``; return the per-epoch history.
 
-    ``x`` is an array or a :class:`aepca.data.sources.RowSource`, read a
-    block at a time (and by each of several processes, its own lanes).
-    ``rows`` (integer indices) trains on those rows of an array only, read in
-    place: the batches are those of training on ``x[rows]``. ``callbacks``
+    ``x`` is an array or a :class:`aepca.data.sources.RowSource`: rows in
+    memory stay on the training device, others are read a block at a time
+    (by each of several processes, its own lanes); the batches are the same
+    either way (:class:`aepca.data.order.EpochBatches`). ``x_val`` is an
+    array or a row source. ``callbacks``
     are called after every epoch (see :class:`EpochCallback`); ``resume``
     continues from a :class:`TrainState` they captured.
 
@@ -67,15 +65,9 @@ def train(
             f"aepca trains on the 'jax', {describe_names(FIT_BACKENDS)} backends; Keras runs on {backend!r}. "
             "Set KERAS_BACKEND=jax (the fastest here)."
         )
+    x = open_source(x)
     if backend == "jax":
-        import jax
-
         from aepca.training.jax_runner import JaxRunner as runner
-
-        if jax.process_count() > 1 and not isinstance(x, RowSource):
-            # Several processes each read their own lanes of every batch: rows held in memory are streamed too.
-            x, rows = open_source(x if rows is None else x[checked_rows(rows, len(x))]), None
-            x_val = x_val if x_val is None or isinstance(x_val, RowSource) else open_source(x_val)
     else:
         if config.devices > 1:
             raise invalid_value(
@@ -83,4 +75,4 @@ def train(
                 f"devices={config.devices}", "Set KERAS_BACKEND=jax or devices=1.",
             )
         from aepca.training.fit_runner import KerasFitRunner as runner
-    return runner(model, x, x_val, config, rows).run(progress=progress, callbacks=callbacks, resume=resume)
+    return runner(model, x, x_val, config).run(progress=progress, callbacks=callbacks, resume=resume)

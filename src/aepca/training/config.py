@@ -128,26 +128,6 @@ def make_optimizer(config: TrainConfig, per_epoch: int) -> keras.optimizers.Opti
     return OPTIMIZERS[config.optimizer](learning_rate=learning_rate, beta_2=config.beta_2)
 
 
-def epoch_permutation(seed: int, epoch: int, n_samples: int) -> np.ndarray:
-    """The shuffle of one epoch, a pure function of seed and epoch so a resumed
-    run sees exactly the batches an uninterrupted one would."""
-    return np.random.default_rng([seed, epoch]).permutation(n_samples)
-
-
-def checked_rows(rows, n_samples: int) -> np.ndarray:
-    """``rows`` as an array, once it is known to be a non-empty 1-D array of
-    integer row indices in ``[0, n_samples)``."""
-    rows = np.asarray(rows)
-    integers = rows.size > 0 and np.issubdtype(rows.dtype, np.integer)
-    low, high = (int(rows.min()), int(rows.max())) if integers else (None, None)
-    if rows.ndim != 1 or not integers or low < 0 or high >= n_samples:
-        raise invalid_value(
-            "rows", f"a non-empty 1-D array of row indices in [0, {n_samples})",
-            f"rows with shape {rows.shape} and dtype {rows.dtype}" + (f", from {low} to {high}" if integers else ""),
-        )
-    return rows
-
-
 @dataclass
 class TrainState:
     """Host copies of everything needed to continue training exactly."""

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 
 from aepca._keras import keras, ops
-from aepca.data.order import EpochBatches
 from aepca.data.sources import RowSource
 from aepca.models import predict
 from aepca.prefetch import prefetch
@@ -27,8 +26,9 @@ STREAM_FIT_BATCHES = 256
 class KerasFitRunner(Runner):
     """``model.fit`` one epoch at a time, for backends without the compiled path."""
 
-    def __init__(self, model, x, x_val, config, rows=None):
-        super().__init__(model, x, x_val, config, rows)
+    def __init__(self, model, x, x_val, config):
+        super().__init__(model, x, x_val, config, config.lanes or 1)
+        self.x_array = x.to_array() if x.in_memory else None
         self.lr_scale = 1.0
         # A second model over the same layers (so the same weights) is the one
         # compiled and fitted: the model itself stays uncompiled, as on JAX, and
@@ -74,17 +74,18 @@ class KerasFitRunner(Runner):
     def run_epoch(self, epoch, lr_scale, tick):
         if lr_scale != self.lr_scale:
             self._rescale_learning_rate(lr_scale)
-        if isinstance(self.x, RowSource):
-            return self._run_streamed_epoch(epoch, tick)
-        rows = self.x[self.epoch_order(epoch)]  # one copy serves as inputs and targets
-        result = self.trainer.fit(rows, rows, batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0)
-        tick(steps_per_epoch(self.n_train, self.config.batch_size))
-        return float(result.history["loss"][-1])
+        if self.x_array is not None:
+            positions, weights = self.epoch_batches(epoch).positions()
+            rows = self.x_array[positions[weights > 0]]  # one copy serves as inputs and targets
+            result = self.trainer.fit(rows, rows, batch_size=self.config.batch_size, epochs=1, shuffle=False, verbose=0)
+            tick(len(positions))
+            return float(result.history["loss"][-1])
+        return self._run_streamed_epoch(epoch, tick)
 
     def _run_streamed_epoch(self, epoch, tick):
         """The epoch's streamed batches, ``STREAM_FIT_BATCHES`` at a time through ``model.fit``."""
         config = self.config
-        batches = EpochBatches(self.x, seed=config.seed, epoch=epoch, lanes=config.lanes or 1, batch_size=config.batch_size)
+        batches = self.epoch_batches(epoch)
         total = 0.0
 
         def fit(rows):

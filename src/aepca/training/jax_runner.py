@@ -18,11 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from aepca import distributed
-from aepca.data.order import EpochBatches, epoch_steps
 from aepca.data.sources import RowSource
 from aepca.models import shared_program, structure_key
 from aepca.prefetch import prefetch
-from aepca.training.config import EVAL_BATCH, LOSSES, mse_per_sample, steps_per_epoch
+from aepca.training.config import EVAL_BATCH, LOSSES, mse_per_sample
 from aepca.training.loop import Runner
 from aepca.validation import invalid_value
 
@@ -57,17 +56,14 @@ class JaxRunner(Runner):
     device (the same batches, losses equal to float32 round-off).
     """
 
-    def __init__(self, model, x, x_val, config, rows=None):
+    def __init__(self, model, x, x_val, config):
         self.mesh = data_parallel_mesh(config.devices)
-        self.streamed = isinstance(x, RowSource)
-        if self.mesh is not None and self.streamed:
-            self.lanes = config.lanes or self.mesh.size
-            self.lanes_here = self._my_lanes()
-        elif self.streamed:
-            self.lanes, self.lanes_here = config.lanes or 1, None
-        super().__init__(model, x, x_val, config, rows)
+        # Rows already in memory stay on the device (one process); others are read as the epoch needs them.
+        self.streamed = not (x.in_memory and jax.process_count() == 1)
+        super().__init__(model, x, x_val, config, config.lanes or (1 if self.mesh is None else self.mesh.size))
+        self.lanes_here = None if self.mesh is None else self._my_lanes()
         self.device = jax.local_devices()[0]
-        self.x_device = None if self.streamed else self._put(self.x)
+        self.x_device = None if self.streamed else self._put(self.x.to_array())
         self.x_val_device = None if self.x_val is None or isinstance(self.x_val, RowSource) else self._put(self.x_val)
         self._state = self._on_device(jax.device_get((
             [v.value for v in model.trainable_variables],
@@ -104,11 +100,6 @@ class JaxRunner(Runner):
         if self.mesh is None:
             return {}
         return {"out_shardings": self._sharding()}
-
-    def epoch_steps(self, epoch: int) -> int:
-        if not self.streamed:
-            return super().epoch_steps(epoch)
-        return epoch_steps(self.x, seed=self.config.seed, epoch=epoch, lanes=self.lanes, batch_size=self.config.batch_size)
 
     def _make_train_chunk(self):
         model, optimizer = self.model, self.optimizer
@@ -213,30 +204,25 @@ class JaxRunner(Runner):
 
     def _indexed_chunks(self, epoch):
         """Each chunk's (rows, batch indices, weights, real steps) for rows held in memory."""
-        config = self.config
-        n = self.n_train
-        steps = steps_per_epoch(n, config.batch_size)
+        positions, weights = self.epoch_batches(epoch).positions()
+        steps, batch = positions.shape
         chunk_steps = self._chunk_steps()
         n_chunks = math.ceil(steps / chunk_steps)
-        padded = n_chunks * chunk_steps * config.batch_size
-        indices = np.zeros(padded, dtype=np.int32)
-        weights = np.zeros(padded, dtype=np.float32)
-        indices[:n] = self.epoch_order(epoch)
-        weights[:n] = 1.0
-        shape = (n_chunks, chunk_steps, config.batch_size)
-        indices = self._batches(indices.reshape(shape), None, None, "batch")
-        weights = self._batches(weights.reshape(shape), None, None, "batch")
+        # Padded to whole chunks with steps of zero weights; int32 is what the chunks index with.
+        shape = (n_chunks, chunk_steps, batch)
+        indices = np.zeros(shape, dtype=np.int32)
+        indices.reshape(-1, batch)[:steps] = positions
+        padded_weights = np.zeros(shape, dtype=np.float32)
+        padded_weights.reshape(-1, batch)[:steps] = weights
+        indices = self._batches(indices, None, None, "batch")
+        weights = self._batches(padded_weights, None, None, "batch")
         for chunk in range(n_chunks):
             yield self.x_device, indices[chunk], weights[chunk], min(chunk_steps, steps - chunk * chunk_steps)
 
     def _streamed_chunks(self, epoch):
         """Each chunk's (None, batch rows, weights, real steps) for streamed rows,
         read and assembled ahead in a background thread."""
-        config = self.config
-        batches = EpochBatches(
-            self.x, seed=config.seed, epoch=epoch, lanes=self.lanes, batch_size=config.batch_size,
-            lanes_here=self.lanes_here,
-        )
+        batches = self.epoch_batches(epoch, self.lanes_here)
         for rows, weights, real in prefetch(batches.chunks(self._chunk_steps())):
             yield None, self._batches(rows, None, "batch", None), self._batches(weights, None, "batch"), real
 

@@ -9,35 +9,28 @@ from typing import Callable
 
 import numpy as np
 
+from aepca.data.order import EpochBatches, epoch_steps
 from aepca.data.sources import RowSource
 from aepca.training.config import (
     DivergenceError,
     TrainConfig,
     TrainState,
     best_epoch,
-    checked_rows,
     copy_history,
     empty_history,
-    epoch_permutation,
     make_optimizer,
-    steps_per_epoch,
 )
 
 
 class Runner:
     """One training run; a backend supplies the state, an epoch and an evaluation."""
 
-    def __init__(self, model, x, x_val, config: TrainConfig, rows=None):
+    def __init__(self, model, x: RowSource, x_val, config: TrainConfig, lanes: int = 1):
+        """``x``: the training rows; ``lanes`` read streams make up each batch (see
+        :class:`aepca.data.order.EpochBatches`)."""
         self.model = model
         self.config = config
-        if isinstance(x, RowSource):
-            # Streamed: rows are read a block at a time, as the epoch's order needs them.
-            self.x, self.rows, self.n_train = x, None, x.n_rows
-        else:
-            self.x = np.ascontiguousarray(x, dtype=np.float32)
-            # int32 is what the compiled chunks index with.
-            self.rows = None if rows is None else checked_rows(rows, len(self.x)).astype(np.int32, copy=False)
-            self.n_train = len(self.x) if self.rows is None else len(self.rows)
+        self.x, self.n_train, self.lanes = x, x.n_rows, lanes
         self.x_val = x_val if x_val is None or isinstance(x_val, RowSource) else np.ascontiguousarray(x_val, dtype=np.float32)
         self.per_epoch = self.epoch_steps(0)
         self.optimizer = make_optimizer(config, self.per_epoch)
@@ -63,7 +56,12 @@ class Runner:
 
     def epoch_steps(self, epoch: int) -> int:
         """Optimizer steps in epoch ``epoch``."""
-        return steps_per_epoch(self.n_train, self.config.batch_size)
+        return epoch_steps(self.x, seed=self.config.seed, epoch=epoch, lanes=self.lanes, batch_size=self.config.batch_size)
+
+    def epoch_batches(self, epoch: int, lanes_here=None) -> EpochBatches:
+        """Epoch ``epoch``'s batches: one order for rows held in memory and rows read as they go."""
+        return EpochBatches(self.x, seed=self.config.seed, epoch=epoch, lanes=self.lanes,
+                            batch_size=self.config.batch_size, lanes_here=lanes_here)
 
     def host(self, value) -> np.ndarray:
         """A host copy of one array of :meth:`state`."""
@@ -152,11 +150,6 @@ class Runner:
         if self.config.patience is None or not losses:
             return False
         return len(losses) - best_epoch(history) >= self.config.patience
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """The rows of ``x`` in the order epoch ``epoch`` visits them."""
-        order = epoch_permutation(self.config.seed, epoch, self.n_train)
-        return order if self.rows is None else self.rows[order]
 
     def _host_weights(self):
         trainable, non_trainable, _ = self.host_state()
