@@ -1,8 +1,12 @@
-"""``Autoencoder``: a scikit-learn transformer backed by a Keras 3 autoencoder."""
+"""``Autoencoder``: a scikit-learn transformer backed by a Keras 3 autoencoder.
+
+A thin façade: every input becomes a row source at the public boundary
+(:func:`as_source`), :mod:`aepca.fitting` fits, and the fitted attributes are
+assigned at the end, all at once.
+"""
 
 from __future__ import annotations
 
-import math
 import os
 from numbers import Integral, Real
 from pathlib import Path
@@ -11,27 +15,22 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _get_feature_names, check_array, check_is_fitted, validate_data
 
-from aepca import distributed
-from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
 from aepca.data.columns import ColumnSpec
-from aepca.data.readers import iter_row_blocks
+from aepca.data.order import VALIDATION_SALT, held_out_mask
 from aepca.data.sources import RowSource, open_source
+from aepca.fitting import STARTS, Fit, held_in_memory
 from aepca.metrics import sample_mse
-from aepca.models import AutoencoderNet, build_autoencoder, check_activation, predict, split_autoencoder, weights_of
+from aepca.models import check_activation, predict, split_autoencoder
 from aepca.pca import PCA
 from aepca.persistence import estimator_metadata, model_from_bytes, model_to_bytes, read_model_folder, restore_estimator, write_model_folder
-from aepca.prefetch import prefetch
-from aepca.preprocessing import Scaler, network_scaling
+from aepca.preprocessing import ErrorSpace
 from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
 from aepca.refine import refine_codes
-from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
 from aepca.statistics import scan
-from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, best_epoch, steps_per_epoch, train
-from aepca.validation import check_codes, describe_names, invalid_value, plural
-
-MIN_VALIDATION_ROWS = 50
+from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES
+from aepca.validation import check_codes, invalid_value
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -249,121 +248,73 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     # Fitting -----------------------------------------------------------------
     def fit(self, X, y=None, *, X_val=None, columns=None, image_shape=None):
-        """Fit on ``X``; ``X_val`` (optional) is monitored each epoch.
+        """Fit on ``X``; ``X_val`` (optional, the same forms) is monitored each epoch.
 
-        ``X`` is an array or table, or rows read a block at a time: a
-        :class:`aepca.data.sources.RowSource` or the path of a ``.npy`` or
-        ``.parquet`` file, folder or glob pattern (see :func:`aepca.open_source`).
-        ``columns`` (an :class:`aepca.data.columns.ColumnSpec`) says how a
-        table's columns became ``X``'s: the model keeps it and applies it to
-        new tables and files. ``image_shape`` is kept for showing rows.
+        ``X`` is an array, a DataFrame or Arrow table, a :class:`aepca.data.sources.RowSource`,
+        or the path of a ``.npy``, ``.npz``, ``.parquet``, ``.csv`` file, folder or glob
+        pattern (see :func:`aepca.open_source`): every form is read the same way, a
+        block at a time, and the same rows with the same seed give the same model.
+        ``columns`` (an :class:`aepca.data.columns.ColumnSpec`) says how a table's
+        columns became ``X``'s: the model keeps it and applies it to new tables and
+        files. ``image_shape`` is kept for showing rows. A failed or interrupted fit
+        leaves the estimator as it was.
         """
-        if isinstance(X, (RowSource, str, os.PathLike)):
-            return self._fit_source(X if isinstance(X, RowSource) else open_source(X), X_val, columns, image_shape)
         self._validate_params()
-        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=2)
-        if columns is not None and len(columns.feature_names) != X.shape[1]:
+        source, names = as_source(X)
+        if columns is not None and len(columns.feature_names) != source.n_features:
             raise invalid_value(
-                "columns", f"a specification of {X.shape[1]} features", f"{len(columns.feature_names)} features",
+                "columns", f"a specification of {source.n_features} features", f"{len(columns.feature_names)} features",
                 "Pass the specification X was read with.",
             )
-        self.columns_ = columns
-        self.image_shape_ = None if image_shape is None else tuple(int(d) for d in image_shape)
-        n_rows, n_features = X.shape
-        self._check_n_components(n_features)
-        self.settings_ = self._settings(n_rows, n_features)
-        settings = self.settings_
-        self._training_seconds = []
-        seed = self._seed()
-        self.scaler_ = Scaler(self.scale).fit(X)
-        X_space = self.scaler_.transform(X)
-        # Data in [0, 1] are fed as they are (a sigmoid output can reproduce them).
-        self.network_scale_ = 1.0 if self.scaler_.unit_interval_ else network_scaling(X_space)[2]
-        X_net = self.network_inputs(X_space)
-        if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None:
-            net, self.history_ = self._fit_by_folds(X_space, X_net, seed)
-            return self._finish(net)
-        train_rows, X_monitor = self._split_validation(X_net, X_val, seed)
-        # The PCA is fitted on every training row: exactly the PCA it is compared with.
-        return self._finish(self._fit_init(X_net, train_rows, X_monitor, seed, lambda: PCA(self.n_components).fit(X_space)))
-
-    def _fit_source(self, source: RowSource, X_val, columns, image_shape):
-        """``fit`` on rows streamed from ``source``: one pass gives the error
-        space, the PCA and the network's scaling; training then reads blocks
-        as it goes. Several processes each read their share."""
-        self._validate_params()
-        self.columns_ = source.columns if columns is None else columns
-        shape = image_shape if image_shape is not None else source.image_shape
-        self.image_shape_ = None if shape is None else tuple(int(d) for d in shape)
-        self.n_features_in_ = source.n_features
-        self.__dict__.pop("feature_names_in_", None)
+        if source.n_rows < 2:
+            raise invalid_value("X", "at least 2 rows", f"{source.n_rows} row(s) in {source.name}", "Pass more rows.")
         self._check_n_components(source.n_features)
-        self.settings_ = self._settings(source.n_rows, source.n_features)
-        if self.settings_["init"] == "auto" and self.settings_["folds"] >= 2 and X_val is None:
-            # Folds take rows at random; recipes use them on few rows only, which fit in memory.
-            return self.fit(source.to_array(), columns=self.columns_, image_shape=self.image_shape_)
-        self._training_seconds = []
-        seed = self._seed()
-        statistics = scan(source)
-        self.scaler_ = Scaler(self.scale).fit(statistics.summary)
-        space = statistics.in_scaled_space(self.scaler_.offset_, self.scaler_.scale_)
-        self.network_scale_ = 1.0 if self.scaler_.unit_interval_ else network_scaling(space.summary)[2]
-        d = source.n_features
-        # The statistics of the rows the network takes, for building it (see _build).
-        self._stream_summary = space.summary.in_scaled_space(np.zeros(d), np.full(d, self.network_scale_))
-        try:
-            X_net = source.map(self._source_network_inputs)
-            train, X_monitor = self._split_source(X_net, X_val, seed)
-            net = self._fit_init(train, None, X_monitor, seed, lambda: PCA.from_accumulator(space.accumulator, self.n_components))
-        finally:
-            del self._stream_summary
-        return self._finish(net)
-
-    def _source_network_inputs(self, block: np.ndarray) -> np.ndarray:
-        return self.network_inputs(self.scaler_.transform(block))
-
-    def _split_source(self, X_net: RowSource, X_val, seed):
-        """The streamed rows to train on and the validation rows (``None``: none):
-        ``X_val``, or a seeded hash of the row numbers (the same on every run)."""
+        settings = self._settings(source.n_rows, source.n_features)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
+        validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
+        # One pass: the error space, the PCA, the network's scaling, and the validation rows.
+        statistics = scan(source, hold=(lambda rows: held_out_mask(rows, validation, seed, VALIDATION_SALT)) if validation else None)
+        space = ErrorSpace.fit(self.scale, statistics.summary)
+        in_space = statistics.in_scaled_space(space.scaler.offset_, space.scaler.scale_)
+        rows = source.map(space.network_rows)
+        train_rows, monitor = rows, None
         if X_val is not None:
-            if not isinstance(X_val, RowSource):
-                X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
-                return X_net, self.network_inputs(self.scaler_.transform(X_val))
-            return X_net, X_val.map(self._source_network_inputs)
-        fraction = self.settings_["validation_fraction"]
-        if fraction == 0:
-            return X_net, None
-        train, held_out = X_net.kept(fraction, seed, "validation"), X_net.held_out(fraction, seed, "validation")
-        if min(train.n_rows, held_out.n_rows) < 1:
-            raise invalid_value(
-                "validation_fraction", "a share leaving at least one row on each side",
-                f"validation_fraction={fraction} with {X_net.n_rows} rows",
-            )
-        return train, held_out
-
-    def _fit_init(self, X_net, train_rows, X_monitor, seed, fit_pca):
-        """Train the network the settings' ``init`` asks for; with ``"auto"``, a
-        random start kept only when clearly better than PCA (``fit_pca()``, fitted
-        on every training row: exactly the PCA it is compared with) on held-out rows."""
-        init = self.settings_["init"]
-        if init != "auto":
-            net, self.history_ = self._fit_network(init, X_net, train_rows, X_monitor, seed, fit_pca() if init == "pca" else None)
-            return net
-        net, self.history_ = self._fit_network("random", X_net, train_rows, X_monitor, seed, None)
-        # Fitted only now, so the first training step does not wait for it.
-        pca = fit_pca()
-        judge = X_net if X_monitor is None else X_monitor
-        selection = paired_evidence(self._pca_errors(pca, judge), self._errors(net, judge), CLEAR_IMPROVEMENT_Z)
-        selection["held_out"] = "training rows" if X_monitor is None else f"{_n_rows(judge)} validation rows"
-        if not selection["kept_network"]:
-            # The nonlinear network is not clearly better than PCA: start
-            # again from PCA itself, which training can only improve on.
-            net, self.history_ = self._fit_network("pca", X_net, train_rows, X_monitor, seed, pca)
-        self.history_["selection"] = selection
-        return net
-
-    def _seed(self) -> int:
-        return int(check_random_state(self.random_state).randint(2**31 - 1))
+            val_columns = columns if columns is not None else source.columns
+            monitor = held_in_memory(self._new_rows(X_val, source.n_features, names, val_columns).map(space.network_rows))
+        elif validation:
+            train_rows = rows.kept(validation, seed, VALIDATION_SALT)
+            held = None if statistics.held is None else space.network_rows(statistics.held)
+            monitor = held_in_memory(rows.held_out(validation, seed, VALIDATION_SALT), held)
+            if min(train_rows.n_rows, len(monitor) if held is not None else monitor.n_rows) < 1:
+                raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
+                                    f"validation_fraction={validation} with {source.n_rows} rows")
+        fit = Fit(
+            n_components=self.n_components, settings=settings, seed=seed, space=space,
+            summary=space.network_summary(in_space.summary), rows=rows, space_rows=source.map(space.scaler.transform),
+            train=train_rows, monitor=monitor, pca=PCA.from_accumulator(in_space.accumulator, self.n_components),
+            run={"params": {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")},
+                 "settings": _json_settings(settings), "seed": seed},
+            devices=int(self.devices), lanes=self.lanes, verbose=bool(self.verbose), checkpoint_dir=self.checkpoint_dir,
+        )
+        trained = STARTS[start](fit)
+        # Every network's training time, including epochs run before a resume.
+        trained.history["training_seconds"] = float(sum(fit.training_seconds))
+        # All at once, so that an exception or Ctrl-C above leaves a fitted estimator as it was.
+        fitted = {
+            "n_features_in_": source.n_features, "settings_": settings, "scaler_": space.scaler,
+            "network_scale_": space.network_scale, "pca_": fit.pca, "history_": trained.history, "init_": trained.init,
+            "output_activation_": trained.output_activation,
+            "columns_": columns if columns is not None or names is not None else source.columns,
+            "image_shape_": tuple(int(d) for d in (image_shape or source.image_shape)) if (image_shape or source.image_shape) else None,
+        }
+        if names is None:
+            self.__dict__.pop("feature_names_in_", None)
+        else:
+            fitted["feature_names_in_"] = names
+        self.__dict__.update(fitted)
+        self._set_net(trained.net)
+        return self
 
     def _check_n_components(self, n_features: int) -> None:
         if self.n_components > n_features:
@@ -371,13 +322,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 "n_components", "at most the number of features",
                 f"n_components={self.n_components}, n_features={n_features}", "Choose a smaller code size.",
             )
-
-    def _finish(self, net):
-        # Every network's training time, including epochs run before a resume.
-        self.history_["training_seconds"] = float(sum(self._training_seconds))
-        del self._training_seconds
-        self._set_net(net)
-        return self
 
     def _settings(self, n_rows: int, n_features: int) -> dict:
         """The recipe's settings for data of this size, with the arguments given."""
@@ -390,238 +334,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             check_activation(settings["output_activation"], "output_activation")
         return settings
 
-    def _fit_by_folds(self, X_space, X_net, seed):
-        """Decide between a randomly started network and PCA on ``folds`` folds
-        of every training row; returns the kept model and its history."""
-        folds = self.settings_["folds"]
-        n_rows = len(X_net)
-        if n_rows < 2 * folds:
-            raise invalid_value(
-                "folds", f"at most half the {n_rows} training rows", f"folds={folds}", "Use fewer folds or more rows.",
-            )
-        fold_of = np.random.default_rng(seed).permutation(n_rows) % folds
-        network_errors, pca_errors = np.empty(n_rows), np.empty(n_rows)
-        best_epochs, fold_gains = [], []
-        for fold in range(folds):
-            held_out = np.flatnonzero(fold_of == fold)
-            rows = np.flatnonzero(fold_of != fold)
-            X_held_out = X_net[held_out]
-            net, history = self._fit_network("random", X_net, rows, X_held_out, seed, None, tag=f"fold-{fold}")
-            pca = PCA(self.n_components).fit(X_space[rows])
-            network_errors[held_out] = self._errors(net, X_held_out)
-            pca_errors[held_out] = self._pca_errors(pca, X_held_out)
-            best_epochs.append(best_epoch(history))
-            fold_gains.append(1 - network_errors[held_out].mean() / pca_errors[held_out].mean())
-        selection = paired_evidence(pca_errors, network_errors, FOLD_Z)
-        selection.update(held_out=f"{folds} folds of {n_rows} training rows", fold_gains=fold_gains,
-                         folds_below=int(sum(gain > 0 for gain in fold_gains)), best_epochs=best_epochs)
-        if selection["kept_network"]:
-            epochs = max(1, int(np.median(best_epochs)))
-            net, history = self._fit_network("random", X_net, None, None, seed, None, epochs=epochs, tag="all")
-            history["epochs_reason"] = (
-                f"{epochs} epochs on every training row: the median epoch with the lowest held-out loss over "
-                f"{folds} folds {best_epochs}"
-            )
-        else:
-            # PCA is exactly the model: a PCA-initialised network, untrained.
-            self.init_ = "pca"
-            net = self._build(X_net, None, seed, PCA(self.n_components).fit(X_space))
-            history = {"loss": [], "val_loss": [], "val_mse": [], "seconds": [], "lr_scale": [], "init": "pca",
-                       "epochs_reason": "0 epochs: PCA was kept (the network was not clearly better on the folds)"}
-        history["selection"] = selection
-        return net, history
-
-    def network_inputs(self, X_space):
-        """Rows of the error space (``scaler_.transform(X)``) as the network takes them:
-        divided by ``network_scale_``."""
-        if self.network_scale_ == 1.0:
-            return X_space
-        return (X_space / np.float32(self.network_scale_)).astype(np.float32, copy=False)
-
-    def _fit_network(self, init, X, train_rows, X_monitor, seed, pca, *, epochs=None, tag=None):
-        """Build and train one network started as ``init``; returns it and its history.
-
-        It trains on the rows ``train_rows`` of ``X`` (all of them when ``None``)
-        for the settings' epochs, or exactly ``epochs``; ``tag`` names its
-        checkpoint folder (default: ``init``).
-        """
-        self.init_ = init
-        net = self._build(X, train_rows, seed, None if init == "random" else pca)
-        start = weights_of(net.autoencoder)
-        n_train = _n_rows(X) if train_rows is None else len(train_rows)
-        epochs = self._epochs(n_train) if epochs is None else epochs
-        history = self._in_space_units(self._train(net, X, train_rows, X_monitor, seed, epochs, tag or init))
-        self._training_seconds.append(history["seconds"][-1] if history["seconds"] else 0.0)
-        history["init"] = init
-        history["epochs_reason"] = self._epochs_reason(n_train, epochs, history)
-        if init == "pca" and self.settings_["restore_best"] and X_monitor is not None:
-            history["kept_start"] = self._keep_start_unless_clearly_better(net.autoencoder, start, X_monitor)
-        return net, history
-
-    def _in_space_units(self, history: dict) -> dict:
-        """Training's losses (of rows divided by ``network_scale_``) in the error space's units."""
-        factor = self.network_scale_**2
-        keys = ["val_mse"] + (["loss", "val_loss", "best_val_loss", "start_val_loss"] if self.settings_["loss"] == "mse" else [])
-        for key in keys:
-            if isinstance(history.get(key), list):
-                history[key] = [value * factor for value in history[key]]
-            elif key in history:
-                history[key] *= factor
-        return history
-
-    def _errors(self, net: AutoencoderNet, X_net) -> np.ndarray:
-        """Per-sample MSE of ``net`` in the error space, for rows as the network takes them."""
-        return sample_mse(X_net, lambda block: predict(net.autoencoder, block)) * self.network_scale_**2
-
-    def _pca_errors(self, pca: PCA, X_net) -> np.ndarray:
-        c = self.network_scale_
-        return sample_mse(X_net, lambda block: pca.inverse_transform(pca.transform(block * c)) / c) * c**2
-
-    def _keep_start_unless_clearly_better(self, model, start, X_monitor) -> bool:
-        """Go back to the starting (PCA) weights unless the trained ones are clearly better.
-
-        Selecting the best epoch on the validation rows favours weights that
-        are better there by chance, so a trained model may still be worse than
-        its PCA start on new data. Returns whether the start was kept.
-        """
-        errors = lambda: sample_mse(X_monitor, lambda block: predict(model, block))  # noqa: E731
-        trained = weights_of(model)
-        trained_errors = errors()
-        model.set_weights(start)
-        if paired_evidence(errors(), trained_errors, CLEAR_IMPROVEMENT_Z)["kept_network"]:
-            model.set_weights(trained)
-            return False
-        return True
-
-    def _split_validation(self, X, X_val, seed):
-        """The rows of ``X`` to train on (``None``: all of them) and the scaled
-        validation rows (``None``: no validation)."""
-        if X_val is not None:
-            X_val = validate_data(self, X_val, dtype=np.float32, reset=False)
-            return None, self.network_inputs(self.scaler_.transform(X_val))
-        fraction = self.settings_["validation_fraction"]
-        if fraction == 0:
-            return None, None
-        # Enough rows for the paired improvement test to mean something.
-        n_val = max(int(round(fraction * len(X))), min(MIN_VALIDATION_ROWS, len(X) // 5))
-        if n_val < 1 or n_val >= len(X):
-            raise invalid_value(
-                "validation_fraction", "a share leaving at least one row on each side",
-                f"validation_fraction={fraction} with {len(X)} rows",
-            )
-        order = np.random.default_rng(seed).permutation(len(X))
-        # Training reads its rows of X in place.
-        return order[n_val:], X[order[:n_val]]
-
-    def _resolve_output_activation(self) -> str:
-        if self.settings_["output_activation"] != "auto":
-            return self.settings_["output_activation"]
-        if self.scaler_.unit_interval_:
-            return "sigmoid"
-        return "linear"
-
-    def _build(self, X, train_rows, seed, pca: PCA | None) -> AutoencoderNet:
-        """Build the network (PCA-initialised when ``pca`` is given); override for other architectures."""
-        settings = self.settings_
-        self.output_activation_ = "linear" if pca is not None else self._resolve_output_activation()
-        standardise = None
-        streamed = isinstance(X, RowSource)
-        if self.output_activation_ == "linear":
-            # Fixed layers standardise each column of the rows the network takes.
-            mean, scale, typical = network_scaling(self._stream_summary if streamed else X)
-            standardise = (mean * typical, scale * typical)
-        if pca is None and standardise is None and settings["output_bias"] == "mean":
-            output_mean = self._stream_summary.mean if streamed else (
-                X if train_rows is None else X[train_rows]).mean(axis=0, dtype=np.float64)
-        else:
-            output_mean = None
-        return build_autoencoder(
-            X.n_features if streamed else X.shape[1],
-            self.n_components,
-            hidden=settings["hidden"],
-            activation=settings["activation"],
-            output_activation=self.output_activation_,
-            code_activation=settings["code_activation"],
-            seed=seed,
-            pca=None if pca is None else (pca.components_, pca.mean_),
-            output_mean=output_mean,
-            standardise=standardise,
-            data_scale=self.network_scale_,
-        )
-
-    def _epochs(self, n_train: int) -> int:
-        settings = self.settings_
-        if settings["min_steps"] is None:
-            return settings["epochs"]
-        return max(settings["epochs"], math.ceil(settings["min_steps"] / steps_per_epoch(n_train, settings["batch_size"])))
-
-    def _epochs_reason(self, n_train: int, epochs: int, history: dict) -> str:
-        settings = self.settings_
-        ran = len(history.get("loss", []))
-        if "stopped_early" in history:
-            return (
-                f"{ran} epochs: the validation loss had not improved for {settings['patience']} epochs "
-                f"(cap {epochs})"
-            )
-        if epochs == settings["epochs"]:
-            return f"{epochs} epochs, as set"
-        if epochs > settings["epochs"] and settings["min_steps"]:
-            per_epoch = steps_per_epoch(n_train, settings["batch_size"])
-            return (
-                f"{epochs} epochs instead of {settings['epochs']}: {n_train} training rows make {per_epoch} steps "
-                f"per epoch, and at least {settings['min_steps']} optimizer steps (min_steps) are run"
-            )
-        return f"{epochs} epochs"
-
-    def _train_config(self, seed, epochs) -> TrainConfig:
-        settings = self.settings_
-        return TrainConfig(
-            epochs=epochs,
-            batch_size=settings["batch_size"],
-            learning_rate=float(settings["learning_rate"]),
-            optimizer=settings["optimizer"],
-            beta_2=float(settings["beta_2"]),
-            schedule=settings["schedule"],
-            warmup_epochs=float(settings["warmup_epochs"]),
-            loss=settings["loss"],
-            seed=seed,
-            restore_best=bool(settings["restore_best"]),
-            patience=settings["patience"],
-            devices=int(self.devices),
-            lanes=None if self.lanes is None else int(self.lanes),
-        )
-
-    def _train(self, net: AutoencoderNet, X, train_rows, X_monitor, seed, epochs, tag) -> dict:
-        """The learning step; variants override this and reuse everything else."""
-        callbacks, resume = (), None
-        if self.checkpoint_dir is not None:
-            # One folder per network trained (init="auto" may train several).
-            folder = Path(self.checkpoint_dir) / tag
-            # Settings that do not change training do not invalidate a checkpoint.
-            params = {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")}
-            run = {"params": params, "settings": self.json_settings(), "init": self.init_, "seed": seed}
-            if isinstance(X, RowSource):  # the batches depend on the lanes
-                run["lanes"] = self.lanes or self.devices * distributed.process_count()
-            fingerprint = run_fingerprint(run, (X, train_rows, X_monitor))
-            resume = load_checkpoint(folder, fingerprint)
-            # Only the first process writes; every process resumes from the same files.
-            callbacks = (Checkpointer(folder, fingerprint),) if distributed.is_writer() else ()
-        return train(
-            net.autoencoder,
-            X,
-            rows=train_rows,
-            x_val=X_monitor,
-            config=self._train_config(seed, epochs),
-            progress=bool(self.verbose),
-            callbacks=callbacks,
-            resume=resume,
-        )
-
-    def _set_net(self, net: AutoencoderNet) -> None:
+    def _set_net(self, net) -> None:
         self.model_, self.encoder_, self.decoder_ = net.autoencoder, net.encoder, net.decoder
         self._n_features_out = self.n_components
 
     # Transforms --------------------------------------------------------------
+    @property
+    def space_(self) -> ErrorSpace:
+        """The error space and the network's view of it."""
+        check_is_fitted(self)
+        return ErrorSpace(self.scaler_, self.network_scale_)
+
     def column_spec(self):
         """How this model reads a table or file: the specification it was trained
         with, or its features by name (``x0, x1, ...`` for arrays)."""
@@ -632,39 +355,40 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         names = tuple(str(n) for n in names) if names is not None else tuple(f"x{i}" for i in range(self.n_features_in_))
         return ColumnSpec(columns=names, feature_names=names)
 
-    def _rows(self, X) -> np.ndarray:
-        """``X`` as float32 rows in the training columns' order: a file path's
-        rows, or a table read through the model's column specification (a
-        DataFrame is aligned by column name; extra columns are ignored)."""
-        check_is_fitted(self)
-        if isinstance(X, (str, os.PathLike)):
-            blocks = [features for _, features in iter_row_blocks(X, self.column_spec())]
-            X = np.concatenate(blocks) if blocks else np.zeros((0, self.n_features_in_), np.float32)
-        elif (getattr(self, "columns_", None) is not None and hasattr(X, "columns")) or _is_arrow_table(X):
-            X = self.column_spec().apply(X)
-        names = getattr(self, "feature_names_in_", None)
-        if names is not None and hasattr(X, "columns"):
-            missing = [name for name in names if name not in X.columns]
-            if missing:
-                raise ValueError(
-                    f"X lacks {plural(len(missing), 'column')} the model was trained on: {describe_names(missing)}. "
-                    "Pass rows with every training column (their order and extra columns do not matter)."
-                )
-            X = X[list(names)]
-        return validate_data(self, X, dtype=np.float32, reset=False)
+    def _new_rows(self, X, n_features=None, names=None, columns=None) -> RowSource:
+        """New rows of any form as a row source of the training features: arrays checked as
+        scikit-learn does, tables and files read through the model's column specification."""
+        fitted = n_features is None
+        if fitted:
+            check_is_fitted(self)
+            n_features, names, columns = self.n_features_in_, getattr(self, "feature_names_in_", None), self.columns_
+        if isinstance(X, RowSource):
+            source = X
+        elif isinstance(X, (str, os.PathLike)) or _is_arrow_table(X) or (columns is not None and hasattr(X, "columns")):
+            source = open_source(X, spec=self.column_spec() if fitted else columns)
+        elif fitted:
+            source = open_source(validate_data(self, X, dtype=np.float32, reset=False))
+        else:
+            source, new_names = as_source(X)
+            if names is not None and (new_names is None or list(new_names) != list(names)):
+                raise invalid_value("X_val", "the columns of X, in the same order", f"columns {new_names}",
+                                    "Pass validation rows with X's columns.")
+        if source.n_features != n_features:
+            raise invalid_value("X", f"rows of the {n_features} training features", f"{source.n_features} features",
+                                "Pass rows with the columns the model was trained on.")
+        return source
 
-    def _by_block(self, source: RowSource, method, width: int):
-        """``method`` applied to each block of a row source, the results concatenated."""
-        parts = [method(block) for block in prefetch(source.iter_blocks())]
+    def _by_block(self, X, method, width: int) -> np.ndarray:
+        """``method`` (of float32 rows) applied to each block of ``X``, the results concatenated:
+        memory is bounded by blocks, whatever the input's size (the result aside)."""
+        source = self._new_rows(X)
+        parts = [method(block) for block in source.iter_blocks()]
         return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
 
     def transform(self, X):
-        """The code of each sample, shape ``(n_samples, n_components)``; a row
-        source is read a block at a time."""
-        if isinstance(X, RowSource):
-            return self._by_block(X, self.transform, self.n_components)
-        rows = self._rows(X)  # first: it says so when the model is not fitted
-        return self._codes(self.network_inputs(self.scaler_.transform(rows)))
+        """The code of each sample, shape ``(n_samples, n_components)``."""
+        space = self.space_
+        return self._by_block(X, lambda rows: self._codes(space.network_rows(rows)), self.n_components)
 
     def _codes(self, X_net):
         codes = predict(self.encoder_, X_net)
@@ -676,48 +400,41 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Decode codes back to reconstructions in the data's original units."""
         check_is_fitted(self)
         codes = check_codes(X, self.n_components)
-        return self.scaler_.inverse_transform(self._from_network(predict(self.decoder_, codes)))
+        return self.scaler_.inverse_transform(self.space_.from_network(predict(self.decoder_, codes)))
 
-    def _from_network(self, X_net):
-        if self.network_scale_ == 1.0:
-            return X_net
-        return X_net * np.float32(self.network_scale_)
+    def network_inputs(self, X_space):
+        """Rows of the error space (``scaler_.transform(X)``) as the network takes them."""
+        return self.space_.to_network(X_space)
 
     def reconstruct_scaled(self, X_space):
         """Reconstructions of rows of the error space (``scaler_.transform(X)``), in that space."""
-        X_net = self.network_inputs(X_space)
+        space = self.space_
+        X_net = space.to_network(X_space)
         if self.refine_steps:
-            return self._from_network(predict(self.decoder_, self._codes(X_net)))
-        return self._from_network(predict(self.model_, X_net))
+            return space.from_network(predict(self.decoder_, self._codes(X_net)))
+        return space.from_network(predict(self.model_, X_net))
 
     def reconstruct(self, X):
         """``inverse_transform(transform(X))`` in one pass, in the data's units."""
-        if isinstance(X, RowSource):
-            return self._by_block(X, self.reconstruct, self.n_features_in_)
-        rows = self._rows(X)
-        return self.scaler_.inverse_transform(self.reconstruct_scaled(self.scaler_.transform(rows)))
+        scaler = self.space_.scaler
+        return self._by_block(X, lambda rows: scaler.inverse_transform(self.reconstruct_scaled(scaler.transform(rows))),
+                              self.n_features_in_)
 
     def reconstruct_with_errors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Each row's reconstruction (in the data's units) and its MSE in the error space, in one pass."""
-        rows = self._rows(X)
-        reconstructions = []
-
-        def reconstruct_and_keep(block):
-            reconstruction = self.reconstruct_scaled(block)
-            reconstructions.append(self.scaler_.inverse_transform(reconstruction))
-            return reconstruction
-
-        errors = sample_mse(self.scaler_.transform(rows), reconstruct_and_keep)
-        if not reconstructions:
-            return np.zeros((0, self.n_features_in_), np.float32), errors
-        return np.concatenate(reconstructions), errors
+        scaler = self.space_.scaler
+        reconstructions, errors = [np.zeros((0, self.n_features_in_), np.float32)], [np.zeros(0)]
+        for block in self._new_rows(X).iter_blocks():
+            space_rows = scaler.transform(block)
+            reconstruction = self.reconstruct_scaled(space_rows)
+            reconstructions.append(scaler.inverse_transform(reconstruction))
+            errors.append(sample_mse(space_rows, reconstruction))
+        return np.concatenate(reconstructions), np.concatenate(errors)
 
     def score_samples(self, X):
         """Negative per-sample reconstruction MSE in the error space (see ``scale``)."""
-        if isinstance(X, RowSource):
-            return self._by_block(X, self.score_samples, 0).reshape(-1)
-        rows = self._rows(X)
-        return -sample_mse(self.scaler_.transform(rows), self.reconstruct_scaled)
+        scaler = self.space_.scaler
+        return self._by_block(X, lambda rows: -sample_mse(scaler.transform(rows), self.reconstruct_scaled), 0).reshape(-1)
 
     def score(self, X, y=None):
         """Negative reconstruction MSE over all entries, in the error space (higher is better)."""
@@ -730,7 +447,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     # Persistence -------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write ``path/model.keras`` and ``path/aepca.json`` (atomically; see :mod:`aepca.persistence`)."""
+        """Write ``path/model.keras`` and ``path/aepca.json`` (atomically; see :mod:`aepca.persistence`).
+
+        ``pca_`` is not saved: it describes the training data, not the model applied to new rows.
+        """
         check_is_fitted(self)
         return write_model_folder(path, self.model_, estimator_metadata(self))
 
@@ -748,7 +468,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def json_settings(self) -> dict:
         """``settings_`` as JSON values (``hidden`` a list)."""
-        return {**self.settings_, "hidden": list(self.settings_["hidden"])}
+        return _json_settings(self.settings_)
 
     def __getstate__(self):
         # Keras models are stored as .keras bytes so a pickle is portable.
@@ -767,8 +487,21 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             self._set_net(split_autoencoder(model_from_bytes(model_bytes)))
 
 
-def _n_rows(X) -> int:
-    return X.n_rows if isinstance(X, RowSource) else len(X)
+def as_source(X) -> tuple[RowSource, np.ndarray | None]:
+    """Training rows of any form as a row source, and their feature names (a DataFrame's, else None).
+
+    Arrays and lists are checked as scikit-learn checks them; tables, files, folders and
+    patterns are read by :func:`aepca.open_source`, with its errors.
+    """
+    if isinstance(X, RowSource):
+        return X, None
+    if isinstance(X, (str, os.PathLike)) or _is_arrow_table(X) or hasattr(X, "columns"):
+        return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
+    return open_source(check_array(X, dtype=np.float32)), None
+
+
+def _json_settings(settings: dict) -> dict:
+    return {**settings, "hidden": list(settings["hidden"])}
 
 
 def _is_arrow_table(X) -> bool:
@@ -778,7 +511,7 @@ def _is_arrow_table(X) -> bool:
 def load_model(path) -> Autoencoder:
     """Load a model saved by :meth:`Autoencoder.save`, checked (see :mod:`aepca.persistence`).
 
-    The loaded model knows nothing of the run that made it (``checkpoint_dir`` is None).
+    The loaded model knows nothing of the run that made it (``checkpoint_dir`` is None, no ``pca_``).
     """
     model, metadata = read_model_folder(path)
     estimator = restore_estimator(Autoencoder, metadata)

@@ -286,3 +286,50 @@ def network_scaling(X) -> tuple[np.ndarray, np.ndarray, float]:
     typical = float(np.sqrt(np.mean(np.square(std))))
     typical = typical if typical > 0 else 1.0
     return mean / typical, np.maximum(std / typical, NETWORK_SCALE_FLOOR), typical
+
+
+@dataclass(frozen=True, eq=False)
+class ErrorSpace:
+    """The space errors are measured in, and how the network sees it.
+
+    ``scaler`` maps the data's units to the error space; the network takes
+    those rows divided by ``network_scale`` (1 for data in [0, 1], fed as
+    they are), so a loss of the network is the error space's MSE divided by
+    ``network_scale ** 2``.
+    """
+
+    scaler: Scaler
+    network_scale: float
+
+    @classmethod
+    def fit(cls, method: str, summary: ColumnSummary) -> ErrorSpace:
+        """The error space ``method`` chooses for rows summarised by ``summary``."""
+        scaler = Scaler(method).fit(summary)
+        space = summary.in_scaled_space(scaler.offset_, scaler.scale_)
+        return cls(scaler, 1.0 if scaler.unit_interval_ else network_scaling(space)[2])
+
+    def to_network(self, X_space: np.ndarray) -> np.ndarray:
+        """Rows of the error space as the network takes them."""
+        if self.network_scale == 1.0:
+            return X_space
+        return (X_space / np.float32(self.network_scale)).astype(np.float32, copy=False)
+
+    def from_network(self, X_net: np.ndarray) -> np.ndarray:
+        """The network's rows back in the error space."""
+        if self.network_scale == 1.0:
+            return X_net
+        return X_net * np.float32(self.network_scale)
+
+    def network_rows(self, X: np.ndarray) -> np.ndarray:
+        """Rows in the data's units as the network takes them."""
+        return self.to_network(self.scaler.transform(X))
+
+    def network_summary(self, summary: ColumnSummary) -> ColumnSummary:
+        """The summary of the network's rows, from the summary of the error space's."""
+        d = len(summary.mean)
+        return summary.in_scaled_space(np.zeros(d), np.full(d, self.network_scale))
+
+    def in_space_units(self, value):
+        """A mean squared error of the network's rows (or a list of them) in the error space's units."""
+        factor = self.network_scale**2
+        return [v * factor for v in value] if isinstance(value, list) else value * factor

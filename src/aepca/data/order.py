@@ -57,15 +57,20 @@ def held_out_mask(rows: np.ndarray, fraction: float, seed: int, salt: str) -> np
 
 @dataclass(frozen=True)
 class _Filter:
-    """Rows whose hash is below ``fraction`` (``held_out``) or not (kept)."""
+    """Rows whose hash lies in ``[start, start + fraction)`` (``held_out``) or not (kept)."""
 
     fraction: float
     seed: int
     salt: str
     held_out: bool
+    start: float = 0.0
 
     def admits(self, rows: np.ndarray) -> np.ndarray:
-        return (row_hash(self.seed, self.salt, rows) < self.fraction) == self.held_out
+        hashes = row_hash(self.seed, self.salt, rows)
+        inside = hashes < self.start + self.fraction
+        if self.start:
+            inside &= hashes >= self.start
+        return inside == self.held_out
 
 
 def _check_filter(fraction, seed, salt) -> tuple[float, int, str]:

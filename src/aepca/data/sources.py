@@ -332,13 +332,16 @@ class RowSource:
             at += len(block)
         return rows
 
-    def held_out(self, fraction: float, seed: int, salt: str) -> RowSource:
-        """The view of the rows with ``row_hash(seed, salt, index) < fraction``."""
-        return RowSource(self._layout, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), True)), self._maps)
+    def held_out(self, fraction: float, seed: int, salt: str, start: float = 0.0) -> RowSource:
+        """The view of the rows with ``start <= row_hash(seed, salt, index) < start + fraction``
+        (fold ``f`` of ``k``: ``fraction=1/k, start=f/k``)."""
+        return RowSource(self._layout, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), True, start)),
+                         self._maps)
 
-    def kept(self, fraction: float, seed: int, salt: str) -> RowSource:
+    def kept(self, fraction: float, seed: int, salt: str, start: float = 0.0) -> RowSource:
         """The view of the rows :meth:`held_out` leaves out."""
-        return RowSource(self._layout, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), False)), self._maps)
+        return RowSource(self._layout, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), False, start)),
+                         self._maps)
 
     def map(self, function) -> RowSource:
         """The view whose blocks are ``function(block)`` (rows in, as many float32 rows of the same width out),

@@ -1,0 +1,267 @@
+"""One fit of an :class:`aepca.Autoencoder`, and the ways its network can start.
+
+A :class:`Fit` holds what every start shares: the network's rows (a row source
+of the error space divided by the network scale), the rows it trains on and
+monitors, the error space, the PCA of every training row, the settings and the
+seed. ``STARTS`` maps each start to a function returning the kept network, its
+history and the evidence it was kept on; the estimator only picks one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aepca import distributed
+from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
+from aepca.data.order import row_hash
+from aepca.data.sources import RowSource
+from aepca.metrics import sample_mse
+from aepca.models import AutoencoderNet, build_autoencoder, predict, weights_of
+from aepca.pca import PCA
+from aepca.preprocessing import ColumnSummary, ErrorSpace, network_scaling
+from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
+from aepca.statistics import MAX_HELD_BYTES
+from aepca.training import TrainConfig, best_epoch, steps_per_epoch, train
+from aepca.validation import invalid_value
+
+# The salt of the folds' split of the training rows.
+FOLD_SALT = "folds"
+# Parameters that change neither training nor its data: a checkpoint written with other values resumes.
+NOT_TRAINING = ("verbose", "checkpoint_dir", "refine_steps")
+
+
+@dataclass
+class Trained:
+    """A kept network: how it started, its history (in the error space's units) and output activation."""
+
+    net: AutoencoderNet
+    history: dict
+    init: str
+    output_activation: str
+
+
+@dataclass
+class Fit:
+    """What the starts of one fit share.
+
+    ``rows``: every training row as the network takes it; ``train`` the rows it
+    trains on and ``monitor`` those it is validated on (an array, a row source,
+    or None); ``space_rows`` every training row in the error space; ``summary``
+    the summary of ``rows``; ``pca`` the PCA of ``space_rows``.
+    """
+
+    n_components: int
+    settings: dict
+    seed: int
+    space: ErrorSpace
+    summary: ColumnSummary
+    rows: RowSource
+    space_rows: RowSource
+    train: RowSource
+    monitor: np.ndarray | RowSource | None
+    pca: PCA
+    run: dict
+    devices: int = 1
+    lanes: int | None = None
+    verbose: bool = False
+    checkpoint_dir: str | None = None
+    training_seconds: list = field(default_factory=list)
+
+    # Networks ------------------------------------------------------------------
+    def build(self, pca: PCA | None) -> tuple[AutoencoderNet, str]:
+        """A network started at ``pca``'s solution, or randomly when None, and its output activation."""
+        settings = self.settings
+        output = settings["output_activation"]
+        if pca is not None or output == "auto":
+            output = "sigmoid" if pca is None and self.space.scaler.unit_interval_ else "linear"
+        standardise = None
+        if output == "linear":
+            # Fixed layers standardise each column of the rows the network takes.
+            mean, scale, typical = network_scaling(self.summary)
+            standardise = (mean * typical, scale * typical)
+        output_mean = self.summary.mean if pca is None and standardise is None and settings["output_bias"] == "mean" else None
+        net = build_autoencoder(
+            self.rows.n_features, self.n_components, hidden=settings["hidden"], activation=settings["activation"],
+            output_activation=output, code_activation=settings["code_activation"], seed=self.seed,
+            pca=None if pca is None else (pca.components_, pca.mean_), output_mean=output_mean,
+            standardise=standardise, data_scale=self.space.network_scale,
+        )
+        return net, output
+
+    def fit_network(self, init: str, train_rows: RowSource, monitor, pca: PCA | None, *, epochs: int | None = None,
+                    tag: str | None = None) -> Trained:
+        """Build a network started as ``init`` and train it on ``train_rows`` for the settings' epochs
+        (or exactly ``epochs``); ``tag`` names its checkpoint folder (default: ``init``)."""
+        net, output = self.build(pca)
+        start = weights_of(net.autoencoder)
+        epochs = self._epochs(train_rows.n_rows) if epochs is None else epochs
+        history = self._train(net, train_rows, monitor, init, epochs, tag or init)
+        self.training_seconds.append(history["seconds"][-1] if history["seconds"] else 0.0)
+        for key in ("val_mse", *(("loss", "val_loss", "best_val_loss", "start_val_loss") if self.settings["loss"] == "mse" else ())):
+            if key in history:
+                history[key] = self.space.in_space_units(history[key])
+        history["init"] = init
+        history["epochs_reason"] = self._epochs_reason(train_rows.n_rows, epochs, history)
+        if init == "pca" and self.settings["restore_best"] and monitor is not None:
+            history["kept_start"] = self._keep_start_unless_clearly_better(net.autoencoder, start, monitor)
+        return Trained(net, history, init, output)
+
+    def untrained_pca(self, reason: str) -> Trained:
+        """PCA itself as the model: a PCA-started network, not trained."""
+        net, output = self.build(self.pca)
+        history = {"loss": [], "val_loss": [], "val_mse": [], "seconds": [], "lr_scale": [], "init": "pca",
+                   "epochs_reason": f"0 epochs: {reason}"}
+        return Trained(net, history, "pca", output)
+
+    def _train(self, net: AutoencoderNet, train_rows: RowSource, monitor, init: str, epochs: int, tag: str) -> dict:
+        lanes = self.lanes or self.devices * distributed.process_count()
+        callbacks, resume = (), None
+        if self.checkpoint_dir is not None:
+            folder = Path(self.checkpoint_dir) / tag
+            fingerprint = run_fingerprint({**self.run, "init": init, "lanes": lanes, "epochs": epochs}, (train_rows, monitor))
+            resume = load_checkpoint(folder, fingerprint)
+            # Only the first process writes; every process resumes from the same files.
+            callbacks = (Checkpointer(folder, fingerprint),) if distributed.is_writer() else ()
+        settings = self.settings
+        config = TrainConfig(
+            epochs=epochs, batch_size=settings["batch_size"], learning_rate=float(settings["learning_rate"]),
+            optimizer=settings["optimizer"], beta_2=float(settings["beta_2"]), schedule=settings["schedule"],
+            warmup_epochs=float(settings["warmup_epochs"]), loss=settings["loss"], seed=self.seed,
+            restore_best=bool(settings["restore_best"]), patience=settings["patience"], devices=int(self.devices),
+            lanes=lanes,
+        )
+        return train(net.autoencoder, train_rows, x_val=monitor, config=config, progress=self.verbose,
+                     callbacks=callbacks, resume=resume)
+
+    def _epochs(self, n_train: int) -> int:
+        settings = self.settings
+        if settings["min_steps"] is None:
+            return settings["epochs"]
+        return max(settings["epochs"], math.ceil(settings["min_steps"] / steps_per_epoch(n_train, settings["batch_size"])))
+
+    def _epochs_reason(self, n_train: int, epochs: int, history: dict) -> str:
+        settings = self.settings
+        if "stopped_early" in history:
+            return (f"{len(history['loss'])} epochs: the validation loss had not improved for {settings['patience']} "
+                    f"epochs (cap {epochs})")
+        if epochs == settings["epochs"]:
+            return f"{epochs} epochs, as set"
+        if epochs > settings["epochs"] and settings["min_steps"]:
+            return (f"{epochs} epochs instead of {settings['epochs']}: {n_train} training rows make "
+                    f"{steps_per_epoch(n_train, settings['batch_size'])} steps per epoch, and at least "
+                    f"{settings['min_steps']} optimizer steps (min_steps) are run")
+        return f"{epochs} epochs"
+
+    def _keep_start_unless_clearly_better(self, model, start, monitor) -> bool:
+        """Go back to the starting (PCA) weights unless the trained ones are clearly better.
+
+        Selecting the best epoch on the validation rows favours weights that are
+        better there by chance, so a trained model may still be worse than its
+        PCA start on new data. Returns whether the start was kept.
+        """
+        trained = weights_of(model)
+        trained_errors = sample_mse(monitor, lambda block: predict(model, block))
+        model.set_weights(start)
+        if paired_evidence(sample_mse(monitor, lambda block: predict(model, block)), trained_errors,
+                           CLEAR_IMPROVEMENT_Z)["kept_network"]:
+            model.set_weights(trained)
+            return False
+        return True
+
+    # Errors ----------------------------------------------------------------------
+    def errors(self, net: AutoencoderNet, rows) -> np.ndarray:
+        """Each row's MSE in the error space, for rows as the network takes them."""
+        return self.space.in_space_units(sample_mse(rows, lambda block: predict(net.autoencoder, block)))
+
+    def pca_errors(self, pca: PCA, rows) -> np.ndarray:
+        """Each row's MSE of ``pca`` (fitted in the error space), for rows as the network takes them."""
+        space = self.space
+        return space.in_space_units(sample_mse(rows, lambda block: space.to_network(
+            pca.inverse_transform(pca.transform(space.from_network(block))).astype(np.float32))))
+
+
+# Starts ------------------------------------------------------------------------------
+
+
+def start_random(fit: Fit) -> Trained:
+    return fit.fit_network("random", fit.train, fit.monitor, None)
+
+
+def start_pca(fit: Fit) -> Trained:
+    return fit.fit_network("pca", fit.train, fit.monitor, fit.pca)
+
+
+def start_auto(fit: Fit) -> Trained:
+    """A random start, kept only when clearly better than PCA on the validation rows (else the
+    training rows); otherwise a PCA start, which training can only improve on."""
+    trained = fit.fit_network("random", fit.train, fit.monitor, None)
+    judge = fit.train if fit.monitor is None else fit.monitor
+    selection = paired_evidence(fit.pca_errors(fit.pca, judge), fit.errors(trained.net, judge), CLEAR_IMPROVEMENT_Z)
+    selection["held_out"] = "training rows" if fit.monitor is None else f"{_n_rows(judge)} validation rows"
+    if not selection["kept_network"]:
+        trained = fit.fit_network("pca", fit.train, fit.monitor, fit.pca)
+    trained.history["selection"] = selection
+    return trained
+
+
+def start_folds(fit: Fit) -> Trained:
+    """Decide between a random start and PCA on ``folds`` folds of every training row (each held
+    out once, the network trained on the rest and stopped on it); a kept network is trained once
+    more on every row for the folds' median best epoch count, else PCA itself is the model."""
+    folds = fit.settings["folds"]
+    network_errors, pca_errors, best_epochs, fold_gains = [], [], [], []
+    for fold, (train_rows, held_out) in enumerate(fold_views(fit.rows, folds, fit.seed)):
+        held_rows = held_out.to_array()  # folds are for few rows
+        trained = fit.fit_network("random", train_rows, held_rows, None, tag=f"fold-{fold}")
+        pca = PCA(fit.n_components).fit(train_rows.map(fit.space.from_network))
+        network_errors.append(fit.errors(trained.net, held_rows))
+        pca_errors.append(fit.pca_errors(pca, held_rows))
+        best_epochs.append(best_epoch(trained.history))
+        fold_gains.append(1 - network_errors[-1].mean() / pca_errors[-1].mean())
+    selection = paired_evidence(np.concatenate(pca_errors), np.concatenate(network_errors), FOLD_Z)
+    selection.update(held_out=f"{folds} folds of {fit.rows.n_rows} training rows", fold_gains=fold_gains,
+                     folds_below=int(sum(gain > 0 for gain in fold_gains)), best_epochs=best_epochs)
+    if selection["kept_network"]:
+        epochs = max(1, int(np.median(best_epochs)))
+        trained = fit.fit_network("random", fit.rows, None, None, epochs=epochs, tag="all")
+        trained.history["epochs_reason"] = (
+            f"{epochs} epochs on every training row: the median epoch with the lowest held-out loss over "
+            f"{folds} folds {best_epochs}"
+        )
+    else:
+        trained = fit.untrained_pca("PCA was kept (the network was not clearly better on the folds)")
+    trained.history["selection"] = selection
+    return trained
+
+
+# Each start by name; "folds" is init="auto" judged on folds instead of a validation split.
+STARTS = {"random": start_random, "pca": start_pca, "auto": start_auto, "folds": start_folds}
+
+
+def fold_views(rows: RowSource, folds: int, seed: int) -> list[tuple[RowSource, RowSource]]:
+    """``folds`` (training, held-out) views of ``rows``: the rows ranked by a seeded hash of their
+    indices, cut into equal parts, so every fold holds n/folds rows (from metadata alone)."""
+    if rows.n_rows < 2 * folds:
+        raise invalid_value("folds", f"at most half the {rows.n_rows} training rows", f"folds={folds}",
+                            "Use fewer folds or more rows.")
+    indices = np.concatenate([rows.row_indices(i) for i in range(rows.n_blocks)])
+    hashes = np.sort(row_hash(seed, FOLD_SALT, indices))
+    # Hashes are multiples of 2**-53, so these differences and sums are exact.
+    edges = [0.0, *(float(hashes[f * len(hashes) // folds]) for f in range(1, folds)), 1.0]
+    return [(rows.kept(high - low, seed, FOLD_SALT, low), rows.held_out(high - low, seed, FOLD_SALT, low))
+            for low, high in zip(edges[:-1], edges[1:])]
+
+
+def held_in_memory(rows: RowSource, held: np.ndarray | None = None):
+    """Validation rows as an array when they fit ``MAX_HELD_BYTES`` (``held``: already read), else the view."""
+    if held is not None:
+        return held
+    return rows.to_array() if rows.n_rows * rows.n_features * 4 <= MAX_HELD_BYTES else rows
+
+
+def _n_rows(rows) -> int:
+    return rows.n_rows if isinstance(rows, RowSource) else len(rows)
