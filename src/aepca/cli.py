@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(sweep)
     sweep.add_argument("--out", type=Path, default=Path("runs/sweep"), help="output folder (default: runs/sweep)")
     sweep.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
+    add_scale_arguments(sweep)
     sweep.set_defaults(handler=run_sweep)
 
     reproduce = commands.add_parser("reproduce", help="reproduce a published result: table beside the paper's numbers, figures, report")
@@ -278,12 +279,6 @@ def run_record(args) -> dict:
     }
 
 
-def default_recipe(args) -> str:
-    if args.recipe:
-        return args.recipe
-    return "classic" if args.path is None and (args.dataset or "mnist") == "mnist" else "fast"
-
-
 def format_table(rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -353,54 +348,44 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def run_compare(args) -> int:
-    from aepca.experiments.output import check_writable, staged_output
-
+def read_input(args):
+    """The data the arguments name: a :class:`Dataset` (bundled, or one file read whole, with its
+    cleaning options) or a row source read a block at a time (a folder, a pattern, ``--stream``,
+    several processes). Both go through the same comparison."""
     if is_streamed(args):
-        return run_compare_streamed(args)
-    check_writable(args.out, overwrite=args.overwrite)
-    dataset = read_data(args)
-    from aepca.experiments.compare import check_code_dim, compare, write_outputs
-
-    check_code_dim(args.code_dim, dataset.n_features)
-    recipe = default_recipe(args)
-    print(
-        f"{dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_test)} test, "
-        f"{dataset.n_features} features; code size {args.code_dim}; recipe {recipe}",
-        flush=True,
-    )
-    with checkpointing(args.out, args.argv) as checkpoint:
-        comparison = compare(
-            dataset, code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed,
-            scale=args.scale, progress=not args.no_progress, checkpoint_dir=str(checkpoint), record=run_record(args),
-            hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
-            devices=args.devices,
-        )
-        with staged_output(args.out) as staging:
-            write_outputs(comparison, dataset, staging)
-    print_comparison(comparison, args.out)
-    return 0
+        return open_data_source(args)
+    return read_data(args)
 
 
-def run_compare_streamed(args) -> int:
-    """``compare`` on rows streamed from PATH; with several processes only the first writes."""
+def describe_input(data, what: str) -> str:
     from aepca import distributed
-    from aepca.experiments.compare import write_outputs
-    from aepca.experiments.compare_streamed import compare_streamed
+    from aepca.data import Dataset
+
+    if isinstance(data, Dataset):
+        rows = f"{len(data.x_train)} train / {len(data.x_test)} test"
+    else:
+        rows = f"{data.n_rows} rows in {data.n_blocks} blocks (streamed), {distributed.process_count()} process(es)"
+    return f"{data.name}: {rows}, {data.n_features} features; {what}"
+
+
+def run_compare(args) -> int:
+    """``compare``: with several processes every one computes and only the first writes."""
+    from aepca import distributed
+    from aepca.experiments.compare import check_code_dim, compare, default_recipe, write_outputs
     from aepca.experiments.output import check_writable, staged_output
 
     writer = distributed.is_writer()
     if writer:
         check_writable(args.out, overwrite=args.overwrite)
-    source = open_data_source(args)
-    recipe = default_recipe(args)
+    data = read_input(args)
+    check_code_dim(args.code_dim, data.n_features)
+    recipe = args.recipe or default_recipe(data)
     if writer:
-        print(f"{source.name}: {source.n_rows} rows in {source.n_blocks} blocks (streamed), {source.n_features} features; "
-              f"code size {args.code_dim}; recipe {recipe}; {distributed.process_count()} process(es)", flush=True)
+        print(describe_input(data, f"code size {args.code_dim}; recipe {recipe}"), flush=True)
     folder = args.out / CHECKPOINT_DIR
     with checkpointing(args.out, args.argv) if writer else contextlib.nullcontext(folder) as checkpoint:
-        comparison, preview = compare_streamed(
-            source, test=None if args.test is None else str(args.test), test_size=args.test_size,
+        comparison = compare(
+            data, test=None if args.test is None or not is_streamed(args) else str(args.test), test_size=args.test_size,
             code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
             progress=writer and not args.no_progress, checkpoint_dir=str(checkpoint), record=run_record(args),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
@@ -408,7 +393,7 @@ def run_compare_streamed(args) -> int:
         )
         if writer:
             with staged_output(args.out) as staging:
-                write_outputs(comparison, preview, staging)
+                write_outputs(comparison, staging)
     # Every process waits for the results to be written before it leaves the run.
     distributed.barrier("compare written")
     if writer:
@@ -431,35 +416,41 @@ DEFAULT_CODE_DIMS = (1, 2, 3, 5, 10, 20, 30)
 
 
 def run_sweep(args) -> int:
+    from aepca import distributed
     from aepca.experiments.output import check_writable, staged_output
 
-    check_writable(args.out, overwrite=args.overwrite)
-    dataset = read_data(args)
+    writer = distributed.is_writer()
+    if writer:
+        check_writable(args.out, overwrite=args.overwrite)
+    data = read_input(args)
     from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
 
     if args.code_dims is None:
-        code_dims = [k for k in DEFAULT_CODE_DIMS if k < dataset.n_features] or [1]
+        code_dims = [k for k in DEFAULT_CODE_DIMS if k < data.n_features] or [1]
     else:
         code_dims = args.code_dims
-    code_dims = check_code_dims(code_dims, dataset.n_features)
+    code_dims = check_code_dims(code_dims, data.n_features)
     # The sweep's claim is "never worse than PCA", which the PCA-started recipe keeps.
     recipe = args.recipe or "fast"
-    print(
-        f"{dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_test)} test, "
-        f"{dataset.n_features} features; code sizes {','.join(map(str, code_dims))}; recipe {recipe}",
-        flush=True,
-    )
+    say = print if writer else (lambda *_, **__: None)
+    say(describe_input(data, f"code sizes {','.join(map(str, code_dims))}; recipe {recipe}"), flush=True)
 
     def report_row(row):
-        print(f"k={row['k']}: PCA {row['pca_test_mse']:.4g}, autoencoder {row['autoencoder_test_mse']:.4g}", flush=True)
+        say(f"k={row['k']}: PCA {row['pca_test_mse']:.4g}, autoencoder {row['autoencoder_test_mse']:.4g}", flush=True)
 
     result = sweep(
-        dataset, code_dims, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-        progress=not args.no_progress, on_row=report_row, record=run_record(args), hidden=None if args.hidden is None else tuple(args.hidden),
-        refine_steps=args.refine_steps, devices=args.devices,
+        data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
+        test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
+        progress=writer and not args.no_progress, on_row=report_row, record=run_record(args),
+        hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps, devices=args.devices,
+        lanes=args.lanes,
     )
-    with staged_output(args.out) as staging:
-        write_sweep_outputs(result, staging)
+    if writer:
+        with staged_output(args.out) as staging:
+            write_sweep_outputs(result, staging)
+    distributed.barrier("sweep written")
+    if not writer:
+        return 0
     print(format_table(result.table_rows()))
     print(f"(MSE in {result.header['units']}: error space {result.header['scale']}, "
           f"{result.header['scale_reason']}; fit seconds include compilation)")
@@ -549,7 +540,7 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
             return EXIT_USAGE
         if getattr(args, "resume", None) is not None:
             args = resumed_args(args, [args.command])
-        if args.command == "compare":
+        if args.command in STREAMING_COMMANDS:
             check_stream_arguments(args)  # before anything slow starts
         if getattr(args, "processes", None) and args.coordinator is None:
             from aepca.launch import run_workers
@@ -557,7 +548,7 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
             return run_workers(argv, args.processes)
         if tune_process:
             tune_command_process()
-        if args.command == "compare":
+        if args.command in STREAMING_COMMANDS:
             join_processes(args)
         return args.handler(args)
     except KeyboardInterrupt as interrupt:
@@ -571,6 +562,8 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
 
 
+# Commands that read data as a stream and may run as several processes.
+STREAMING_COMMANDS = ("compare", "sweep")
 JOIN_OPTIONS = {"--coordinator": "coordinator", "--num-processes": "num_processes", "--process-id": "process_id"}
 
 

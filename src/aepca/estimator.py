@@ -8,6 +8,7 @@ assigned at the end, all at once.
 from __future__ import annotations
 
 import os
+import time
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -92,7 +93,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Train at least this many optimizer steps (more epochs on small data).
     validation_fraction : float or None
         Share of the training rows held out to monitor (and, with
-        ``restore_best``, select) the weights.
+        ``restore_best``, select) the weights: the rows a seeded hash of their
+        numbers picks, the same whatever form the data arrives in.
     restore_best : bool or None
         Keep the weights with the lowest validation loss, the initial ones
         included; a PCA-initialised network then keeps its start unless the
@@ -131,10 +133,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         The steps are those of one device. In a run of several processes
         (:mod:`aepca.distributed`), the devices of each. JAX backend only.
     lanes : int or None, default=None
-        For rows streamed from a :class:`aepca.data.sources.RowSource`: how
-        many read streams make up each batch (see
-        :class:`aepca.training.TrainConfig`). The batches depend on it, not
-        on the number of processes; None: ``devices`` times the processes.
+        How many read streams make up each batch (see
+        :class:`aepca.data.order.EpochBatches`). The batches depend on it, not
+        on the number of processes or the input's form; None: ``devices``
+        times the processes.
 
     Attributes
     ----------
@@ -143,9 +145,15 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         The error space.
     network_scale_ : float
         The network's inputs are the error space's rows divided by this.
+    pca_ : aepca.PCA
+        The PCA of every training row in the error space: the linear baseline
+        the network is judged against (and falls back to). Not kept by
+        :meth:`save`.
     history_ : dict
         Per-epoch ``loss``, ``val_loss``, ``val_mse`` (in the error space's
-        units), ``seconds``; ``epochs_reason`` says why that many epochs ran.
+        units), ``seconds``; ``epochs_reason`` says why that many epochs ran;
+        ``statistics_seconds`` and ``training_seconds`` what the pass fitting
+        the error space and PCA, and training, took.
     settings_ : dict
         Every training setting used: the recipe's, sized to the data, and the arguments given.
     output_activation_ : str
@@ -274,9 +282,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
         validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
         # One pass: the error space, the PCA, the network's scaling, and the validation rows.
+        started = time.perf_counter()
         statistics = scan(source, hold=(lambda rows: held_out_mask(rows, validation, seed, VALIDATION_SALT)) if validation else None)
         space = ErrorSpace.fit(self.scale, statistics.summary)
         in_space = statistics.in_scaled_space(space.scaler.offset_, space.scaler.scale_)
+        pca = PCA.from_accumulator(in_space.accumulator, self.n_components)
+        statistics_seconds = time.perf_counter() - started
         rows = source.map(space.network_rows)
         train_rows, monitor = rows, None
         if X_val is not None:
@@ -292,7 +303,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         fit = Fit(
             n_components=self.n_components, settings=settings, seed=seed, space=space,
             summary=space.network_summary(in_space.summary), rows=rows, space_rows=source.map(space.scaler.transform),
-            train=train_rows, monitor=monitor, pca=PCA.from_accumulator(in_space.accumulator, self.n_components),
+            train=train_rows, monitor=monitor, pca=pca,
             run={"params": {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")},
                  "settings": _json_settings(settings), "seed": seed},
             devices=int(self.devices), lanes=self.lanes, verbose=bool(self.verbose), checkpoint_dir=self.checkpoint_dir,
@@ -300,6 +311,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         trained = STARTS[start](fit)
         # Every network's training time, including epochs run before a resume.
         trained.history["training_seconds"] = float(sum(fit.training_seconds))
+        # The pass over the training rows that fits the error space and the PCA.
+        trained.history["statistics_seconds"] = statistics_seconds
         # All at once, so that an exception or Ctrl-C above leaves a fitted estimator as it was.
         fitted = {
             "n_features_in_": source.n_features, "settings_": settings, "scaler_": space.scaler,

@@ -19,6 +19,7 @@ processes can each accumulate their part and one eigendecomposition
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from numbers import Integral
 from typing import NamedTuple
@@ -37,6 +38,17 @@ from aepca.validation import check_codes, invalid_value
 def is_row_source(X) -> bool:
     """Whether ``X`` is a row source, read a block at a time, rather than an array."""
     return hasattr(X, "read") and hasattr(X, "n_blocks") and not isinstance(X, np.ndarray)
+
+
+def as_rows(X):
+    """A file, folder, pattern or Arrow table as a row source (:func:`aepca.open_source`), read a
+    block at a time; arrays and DataFrames as they are (checked as scikit-learn checks them, and
+    float64 kept float64)."""
+    if isinstance(X, (str, os.PathLike)) or (type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")):
+        from aepca.data.sources import open_source
+
+        return open_source(X)
+    return X
 
 
 class ScatterAccumulator:
@@ -240,9 +252,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return pca
 
     def fit(self, X, y=None):
-        """Fit on every row of ``X`` (an array or a row source), or on a
-        sample of them when ``sample_rows`` is set."""
+        """Fit on every row of ``X`` (an array, table, row source, file, folder or pattern),
+        or on a sample of them when ``sample_rows`` is set."""
         self._validate_params()
+        X = as_rows(X)
         if is_row_source(X):
             self._check_source(X, reset=True)
             self._check_n_components(X.n_features)
@@ -272,6 +285,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         first = not hasattr(self, "n_samples_seen_")
         if first:
             self._validate_params()
+        X = as_rows(X)
         if is_row_source(X):
             self._check_source(X, reset=first)
             self._check_n_components(X.n_features)
@@ -365,6 +379,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return self._solved().variances
 
     @property
+    def feature_variance_(self) -> np.ndarray:
+        """Each feature's (population) variance over the rows fitted: 0 exactly for a constant one."""
+        check_is_fitted(self)
+        return self._accumulator.variance()
+
+    @property
     def components_(self) -> np.ndarray:
         return self._solved().directions[: self._n_features_out]
 
@@ -381,6 +401,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _rows(self, X) -> tuple[int, Iterator[np.ndarray]]:
         """The number of rows of ``X`` (checked against the fit) and its row batches."""
+        X = as_rows(X)
         if is_row_source(X):
             self._check_source(X, reset=False)
             return X.n_rows, self._batches(prefetch(X.iter_blocks()))
@@ -401,7 +422,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return codes
 
     def inverse_transform(self, X):
+        """Rows rebuilt from codes ``X`` (an array, or codes in any form a row source takes)."""
         check_is_fitted(self)
+        X = as_rows(X)
+        if is_row_source(X):
+            parts = [self.inverse_transform(block) for block in X.iter_blocks()]
+            return np.concatenate(parts) if parts else np.zeros((0, self.n_features_in_))
         X = check_codes(X, self._n_features_out, dtype=np.float64)
         return X @ self.components_ + self.mean_
 
@@ -448,6 +474,19 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def score(self, X, y=None) -> float:
         """Negative reconstruction MSE (higher is better)."""
         return -self.reconstruction_mse(X)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Each row's negative reconstruction MSE from ``n_components`` directions (as
+        :meth:`aepca.Autoencoder.score_samples`, not scikit-learn's log-likelihood)."""
+        check_is_fitted(self)
+        _, batches = self._rows(X)
+        mean, components = self.mean_, self.components_
+        parts = []
+        for batch in batches:
+            centred = batch.astype(np.float64) - mean
+            residual = centred - (centred @ components.T) @ components
+            parts.append(-np.einsum("ij,ij->i", residual, residual) / self.n_features_in_)
+        return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def equivalent_components(mse_by_k: np.ndarray, target_mse: float) -> int:

@@ -18,17 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
+from aepca import distributed
 from aepca.data import Dataset
+from aepca.data.order import TEST_SALT
+from aepca.data.sources import RowSource, open_source
 from aepca.experiments.diagnostics import beats, check_comparison
-from aepca.metrics import column_mse, mse
-from aepca.recipes import Recipe, get_recipe
+from aepca.metrics import BLOCK_ROWS
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
+from aepca.recipes import Recipe, get_recipe
 from aepca.validation import invalid_value
 
 # How close a linear autoencoder must come to PCA for the sanity check to pass.
 LINEAR_TOLERANCE = 0.02
+# Test rows shown in the figures, and training rows kept to judge how to draw rows and what went wrong.
 N_CODE_POINTS = 5000
+SAMPLE_ROWS = 20_000
 # Columns listed in the report, by the autoencoder's error in original units.
 WORST_COLUMNS = 10
 
@@ -38,11 +43,11 @@ class Comparison:
     """Everything a comparison measured, ready for tables, figures and JSON."""
 
     metrics: dict
+    shown: Dataset  # the rows the figures show: a sample of training rows, the first test rows
     pca_codes: np.ndarray
     ae_codes: np.ndarray
     pca_reconstruction: np.ndarray
     ae_reconstruction: np.ndarray
-    code_indices: np.ndarray
     notes: list = field(default_factory=list)
     diagnostics: list = field(default_factory=list)
     estimator: object = None
@@ -94,11 +99,19 @@ def check_code_dim(code_dim: int, n_features: int) -> None:
         )
 
 
+def default_recipe(data) -> str:
+    """The recipe ``compare`` uses unless told: ``classic`` on the bundled MNIST (the recipe it
+    reproduces), ``fast`` on everything else; the command follows the same rule."""
+    return "classic" if isinstance(data, Dataset) and data.name == "mnist" else "fast"
+
+
 def compare(
-    dataset: Dataset,
+    data,
     *,
+    test=None,
+    test_size: float = 0.2,
     code_dim: int = 2,
-    recipe: str | Recipe = "classic",
+    recipe: str | Recipe | None = None,
     epochs: int | None = None,
     seed: int = 0,
     scale: str = "auto",
@@ -106,47 +119,43 @@ def compare(
     record: dict | None = None,
     **overrides,
 ) -> Comparison:
-    """Fit PCA and an autoencoder with ``code_dim`` components on ``dataset``.
+    """Fit PCA and an autoencoder with ``code_dim`` components on the same rows and split.
 
-    Both are fitted and scored in the error space chosen by ``scale``; the
-    metrics say which space, and why when ``scale="auto"``. ``record`` (e.g.
-    the command line and input paths) is stored with the run's record.
-    ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder`
-    parameter).
+    ``data`` is a :class:`Dataset` (with its own test rows), or any input
+    :func:`aepca.open_source` takes: an array, table, file, folder or pattern
+    (test rows: ``test``, the same forms, or ``test_size`` of the rows chosen by a
+    seeded hash of their numbers). Every form is read the same way, a block at a
+    time: one pass over the training rows fits the error space and the PCA, the
+    network trains, and one pass over the test rows scores both. Both are
+    fitted and scored in the error space chosen by ``scale``; ``record`` (e.g.
+    the command line and input files) is stored with the run's record.
+    ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter).
     """
+    from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
 
-    recipe = get_recipe(recipe)
-    check_code_dim(code_dim, dataset.n_features)
-    x_train, x_test = dataset.x_train, dataset.x_test
-
-    scaler = Scaler(scale).fit(x_train)
-    space_train, space_test = scaler.transform(x_train), scaler.transform(x_test)
-    started = time.perf_counter()
-    pca = PCA(code_dim).fit(space_train)
-    pca_seconds = time.perf_counter() - started
-    pca_curve = pca.mse_by_components(space_test)
-    pca_test_recon = scaler.inverse_transform(pca.inverse_transform(pca.transform(space_test)).astype(np.float32))
-
+    recipe = get_recipe(recipe or default_recipe(data))
+    train, test, held_out, shown = _split(data, test, test_size, seed)
+    check_code_dim(code_dim, train.n_features)
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
     started = time.perf_counter()
-    estimator.fit(x_train, X_val=x_test if recipe.monitor_test else None, columns=dataset.columns, image_shape=dataset.image_shape)
+    estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape)
     ae_seconds = time.perf_counter() - started
-    ae_test_recon = estimator.reconstruct(x_test)
-    ae_test_mse = mse(space_test, scaler.transform(ae_test_recon))
-
-    from aepca.backend import backend_name
+    scaler, pca = estimator.scaler_, estimator.pca_
+    scores = _score_test(test, scaler, pca, estimator)
+    n = train.n_rows
+    # PCA's training error is what its discarded directions hold (population variance).
+    pca_train_mse = float(np.sum(pca.all_explained_variance_[code_dim:]) * (n - 1) / n / train.n_features)
+    ae_train_mse = -float(distributed.all_sum(sum(np.sum(estimator.score_samples(rows)) for rows in distributed.read_share(train))) / n)
 
     history = {key: value for key, value in estimator.history_.items() if isinstance(value, list)}
-    units = scaler.units
-    if scaler.method_ == "none" and "units" in dataset.notes:
-        units = f"{units} ({dataset.notes['units']})"
+    units = scaler.units if scaler.method_ != "none" else f"{scaler.units} ({shown.notes['units']})"
     metrics = {
-        "dataset": dataset.name,
-        "n_train": int(len(x_train)),
-        "n_test": int(len(x_test)),
-        "n_features": int(dataset.n_features),
+        "dataset": shown.name,
+        "n_train": int(train.n_rows),
+        "n_test": int(test.n_rows),
+        "n_features": int(train.n_features),
         "n_components": int(code_dim),
         "recipe": recipe.name,
         "backend": backend_name(),
@@ -156,47 +165,121 @@ def compare(
         "units": units,
         "validation": _validation(recipe, estimator.settings_),
         "pca": {
-            "train_mse": pca.reconstruction_mse(space_train),
-            "test_mse": float(pca_curve[code_dim]),
-            "fit_seconds": pca_seconds,
-            "test_mse_by_components": [float(v) for v in pca_curve[: min(len(pca_curve), 101)]],
+            "train_mse": pca_train_mse,
+            "test_mse": float(scores["pca_curve"][code_dim]),
+            "fit_seconds": estimator.history_["statistics_seconds"],
+            "test_mse_by_components": [float(v) for v in scores["pca_curve"][: min(len(scores["pca_curve"]), 101)]],
         },
         "autoencoder": {
-            "train_mse": -estimator.score(x_train),
-            "test_mse": ae_test_mse,
+            "train_mse": ae_train_mse,
+            "test_mse": scores["ae_test_mse"],
             # A resumed fit's epochs before the interruption count too.
             "fit_seconds": max(ae_seconds, estimator.history_["training_seconds"]),
             "epochs": len(history.get("loss", [])),
             "epochs_reason": estimator.history_.get("epochs_reason"),
             "history": history,
-            "pca_equivalent_components": equivalent_components(pca_curve, ae_test_mse),
+            "pca_equivalent_components": equivalent_components(scores["pca_curve"], scores["ae_test_mse"]),
             # With init="auto", whether the random or the PCA start was kept, and why.
             "init": estimator.init_,
             "selection": estimator.history_.get("selection"),
-            "settings": {**estimator.settings_, "hidden": list(estimator.settings_["hidden"])},
+            "settings": estimator.json_settings(),
             "params": estimator.json_params(),
         },
         "column_test_mse_original_units": {
-            "columns": [str(name) for name in (dataset.feature_names or range(dataset.n_features))],
-            "pca": column_mse(x_test, pca_test_recon).tolist(),
-            "autoencoder": column_mse(x_test, ae_test_recon).tolist(),
+            "columns": [str(name) for name in (shown.feature_names or range(train.n_features))],
+            "pca": scores["pca_columns"].tolist(),
+            "autoencoder": scores["ae_columns"].tolist(),
         },
-        "run": _record(dataset, scaler, estimator, record),
     }
-    rng = np.random.default_rng(seed)
-    shown = np.sort(rng.choice(len(x_test), size=min(N_CODE_POINTS, len(x_test)), replace=False))
+    metrics["run"] = _record(shown, train, test, held_out, estimator, record)
+    space_shown = scaler.transform(shown.x_test)
     comparison = Comparison(
         metrics=metrics,
-        pca_codes=pca.transform(space_test[shown]),
-        ae_codes=estimator.transform(x_test[shown]),
-        pca_reconstruction=pca_test_recon,
-        ae_reconstruction=ae_test_recon,
-        code_indices=shown,
+        shown=shown,
+        pca_codes=pca.transform(space_shown),
+        ae_codes=estimator.transform(shown.x_test),
+        pca_reconstruction=scaler.inverse_transform(pca.inverse_transform(pca.transform(space_shown)).astype(np.float32)),
+        ae_reconstruction=estimator.reconstruct(shown.x_test),
         estimator=estimator,
     )
     comparison.notes.extend(_notes(metrics, estimator.settings_))
-    comparison.diagnostics.extend(check_comparison(metrics, estimator, x_train, seed))
+    comparison.diagnostics.extend(check_comparison(metrics, estimator, shown.x_train, seed))
     return comparison
+
+
+def _split(data, test, test_size: float, seed: int):
+    """The training and test rows as row sources, how the test rows were chosen, and a small
+    :class:`Dataset` of what the figures show (a sample of training rows, the first test rows)."""
+    if isinstance(data, Dataset):
+        if test is not None:
+            raise invalid_value("test", "None for a Dataset (it holds its test rows)", "a test set", "Drop test=.")
+        train, test_rows = open_source(data.x_train), open_source(data.x_test)
+        held_out, name, labels, notes = "the data set's test split", data.name, data.y_test, dict(data.notes)
+    else:
+        source = data if isinstance(data, RowSource) else open_source(data)
+        name, labels, notes = source.name, None, {"units": f"original units of {source.name}"}
+        if test is not None:
+            train = source
+            test_rows = test if isinstance(test, RowSource) else open_source(
+                test, columns=list(source.columns.columns) if source.columns else None)
+            held_out = "the test file"
+        else:
+            train, test_rows = source.kept(test_size, seed, TEST_SALT), source.held_out(test_size, seed, TEST_SALT)
+            held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
+        data = None
+    shown_rows, shown_labels = _first_rows(test_rows, N_CODE_POINTS)
+    if labels is not None:
+        shown_labels = np.asarray(labels)[: len(shown_rows)]
+    shown = Dataset(
+        name=name, x_train=train.read(0)[:SAMPLE_ROWS] if train.n_blocks else shown_rows, x_test=shown_rows,
+        y_test=shown_labels, image_shape=data.image_shape if data is not None else train.image_shape,
+        feature_names=data.feature_names if data is not None else tuple(train.feature_names), notes=notes,
+        columns=data.columns if data is not None else train.columns,
+    )
+    return train, test_rows, held_out, shown
+
+
+def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
+    """One pass over the test rows: PCA's error for every code size and both methods'
+    errors per column in original units, and the autoencoder's in the error space."""
+    d = test.n_features
+    curve = np.zeros(d + 1)
+    sums = {"ae": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
+    for block in distributed.read_share(test):
+        # A block in parts: the float64 errors of a whole block would take several times its memory.
+        for start in range(0, len(block), BLOCK_ROWS):
+            rows = block[start : start + BLOCK_ROWS]
+            space = scaler.transform(rows)
+            curve += pca.mse_by_components(space) * len(rows)
+            pca_rows = scaler.inverse_transform(pca.inverse_transform(pca.transform(space)).astype(np.float32))
+            ae_space = estimator.reconstruct_scaled(space)
+            sums["ae"] += float(np.square(ae_space.astype(np.float64) - space).mean(axis=1).sum())
+            sums["pca_columns"] += np.square(pca_rows.astype(np.float64) - rows).sum(axis=0)
+            sums["ae_columns"] += np.square(scaler.inverse_transform(ae_space).astype(np.float64) - rows).sum(axis=0)
+    totals = distributed.all_sum(np.concatenate([curve, [sums["ae"]], sums["pca_columns"], sums["ae_columns"]])) / test.n_rows
+    return {
+        "pca_curve": totals[: d + 1],
+        "ae_test_mse": float(totals[d + 1]),
+        "pca_columns": totals[d + 2 : 2 * d + 2],
+        "ae_columns": totals[2 * d + 2 :],
+    }
+
+
+def _first_rows(source: RowSource, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``n`` rows of ``source`` (and their labels), for figures."""
+    rows, labels = [], []
+    taken = 0
+    for i in range(source.n_blocks):
+        if taken >= n:
+            break
+        block = source.read(i)[: n - taken]
+        rows.append(block)
+        block_labels = source.labels(i)
+        labels.append(None if block_labels is None else block_labels[: len(block)])
+        taken += len(block)
+    rows = np.concatenate(rows) if rows else np.zeros((0, source.n_features), np.float32)
+    has_labels = labels and all(part is not None for part in labels)
+    return rows, (np.concatenate(labels) if has_labels else None)
 
 
 def _validation(recipe: Recipe, settings: dict) -> str:
@@ -209,21 +292,26 @@ def _validation(recipe: Recipe, settings: dict) -> str:
     return "none"
 
 
-def _record(dataset: Dataset, scaler: Scaler, estimator, record: dict | None) -> dict:
+def _record(shown: Dataset, train: RowSource, test: RowSource, held_out: str, estimator, record: dict | None) -> dict:
     """What a reader needs to reproduce the run: inputs, preprocessing, scaling, epochs, versions."""
-    preprocessing = [str(item) for item in dataset.notes.get("preprocessing", [])]
-    constant = int(np.sum(np.ptp(dataset.x_train, axis=0) == 0))
+    scaler = estimator.scaler_
+    preprocessing = [str(item) for item in shown.notes.get("preprocessing", [])]
+    if not train.in_memory:
+        preprocessing.append(f"read from {train.name} a block of {train.block_rows} rows at a time")
+    preprocessing.append(f"test rows: {held_out}")
+    constant = int(np.sum(estimator.pca_.feature_variance_ == 0))
     if constant:
         preprocessing.append(f"{constant} constant column(s) kept (they cost PCA and the autoencoder nothing)")
     preprocessing.append(f"error space: scale={scaler.method_} ({scaler.reason_})")
-    shape = display_shape(dataset)
+    shape = display_shape(shown)
     if shape is not None:
-        how = "the data's shape" if dataset.image_shape else "a square of non-negative columns of one unit; --image-shape sets it"
+        how = "the data's shape" if shown.image_shape else "a square of non-negative columns of one unit; --image-shape sets it"
         preprocessing.append(f"rows drawn as {'x'.join(map(str, shape))} images ({how})")
     return {
         **(record or {}),
-        "rows": {"train": int(len(dataset.x_train)), "test": int(len(dataset.x_test))},
-        "columns": int(dataset.n_features),
+        "rows": {"train": int(train.n_rows), "test": int(test.n_rows)},
+        "columns": int(train.n_features),
+        "processes": distributed.process_count(),
         "preprocessing": preprocessing,
         "epochs": estimator.history_.get("epochs_reason"),
         "init": estimator.init_,
@@ -293,18 +381,18 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
     return notes
 
 
-def write_outputs(comparison: Comparison, dataset: Dataset, folder: Path, *, save_model: bool = True) -> dict:
+def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = True) -> dict:
     """Write metrics.json, the figures, report.html (and the model) into ``folder``."""
     from aepca import plots
     from aepca.report import write_report
 
     folder = Path(folder)
     metrics = comparison.metrics
+    dataset = comparison.shown
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    labels = None if dataset.y_test is None else np.asarray(dataset.y_test)[comparison.code_indices]
     figures = [
         ("2-D codes of the test set: PCA and the autoencoder", plots.plot_codes(
-            comparison.pca_codes, comparison.ae_codes, labels,
+            comparison.pca_codes, comparison.ae_codes, dataset.y_test,
             folder / "codes.png", title=f"{dataset.name}: codes (k={metrics['n_components']})")),
         ("Test images: originals, PCA and autoencoder reconstructions", plots.plot_reconstructions(
             dataset.x_test, comparison.pca_reconstruction, comparison.ae_reconstruction,

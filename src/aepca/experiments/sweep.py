@@ -14,7 +14,6 @@ from typing import Callable
 
 import numpy as np
 
-from aepca.data import Dataset
 from aepca.experiments.compare import check_code_dim, compare, selection_note
 from aepca.experiments.diagnostics import beats
 from aepca.recipes import Recipe, get_recipe
@@ -74,9 +73,11 @@ def check_code_dims(code_dims, n_features: int) -> list[int]:
 
 
 def sweep(
-    dataset: Dataset,
+    data,
     code_dims,
     *,
+    test=None,
+    test_size: float = 0.2,
     recipe: str | Recipe = "fast",
     epochs: int | None = None,
     seed: int = 0,
@@ -88,16 +89,17 @@ def sweep(
 ) -> SweepResult:
     """Train PCA and the autoencoder for each code size in ``code_dims``.
 
-    Every size uses :func:`aepca.experiments.compare.compare` with the same
-    ``recipe``, ``epochs``, ``seed`` and ``scale`` (and estimator
-    ``overrides``); ``on_row`` is called with each row as soon as it is done.
+    ``data``, ``test`` and ``test_size`` are those of :func:`aepca.experiments.compare.compare`
+    (any input form), used for every size with the same ``recipe``, ``epochs``, ``seed``
+    and ``scale`` (and estimator ``overrides``); ``on_row`` is called with each row as
+    soon as it is done.
     """
     recipe = get_recipe(recipe)
-    dims = check_code_dims(code_dims, dataset.n_features)
+    dims = check_code_dims(code_dims, data.n_features)
     rows, diagnostics, header, curve = [], [], None, None
     for k in dims:
         comparison = compare(
-            dataset, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale, progress=progress,
+            data, test=test, test_size=test_size, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale, progress=progress,
             record=record, **overrides
         )
         metrics = comparison.metrics
