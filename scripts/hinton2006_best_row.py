@@ -1,8 +1,8 @@
 """aepca's best-recipe rows of the Hinton & Salakhutdinov (2006) reproduction alone, full
 protocol (``FULL.best_epochs`` epochs), with the validation error after every epoch.
 
-The network is trained on 55,000 training images and its best epoch kept on the other
-5,000 (``validation_split``), exactly as ``aepca reproduce hinton2006`` does; the test
+The network is trained on about 55,000 training images and its best epoch kept on the other
+about 5,000 (the rows a seeded hash holds out, 1/12 of them), exactly as ``aepca reproduce hinton2006`` does; the test
 set is used once, at the end, for the network alone and with its codes refined
 (``FULL.refine_steps`` steps unless ``--refine-steps`` says otherwise).
 

@@ -31,7 +31,7 @@ from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
 from aepca.refine import refine_codes
 from aepca.statistics import scan
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES
-from aepca.validation import check_codes, invalid_value
+from aepca.validation import check_codes, describe_names, invalid_value, plural
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -268,14 +268,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         leaves the estimator as it was.
         """
         self._validate_params()
-        source, names = as_source(X)
+        source, names = as_source(X, self)
         if columns is not None and len(columns.feature_names) != source.n_features:
             raise invalid_value(
                 "columns", f"a specification of {source.n_features} features", f"{len(columns.feature_names)} features",
                 "Pass the specification X was read with.",
             )
         if source.n_rows < 2:
-            raise invalid_value("X", "at least 2 rows", f"{source.n_rows} row(s) in {source.name}", "Pass more rows.")
+            raise invalid_value("X", "at least 2 samples", f"n_samples={source.n_rows} in {source.name}", "Pass more rows.")
         self._check_n_components(source.n_features)
         settings = self._settings(source.n_rows, source.n_features)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
@@ -294,12 +294,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             val_columns = columns if columns is not None else source.columns
             monitor = held_in_memory(self._new_rows(X_val, source.n_features, names, val_columns).map(space.network_rows))
         elif validation:
-            train_rows = rows.kept(validation, seed, VALIDATION_SALT)
-            held = None if statistics.held is None else space.network_rows(statistics.held)
-            monitor = held_in_memory(rows.held_out(validation, seed, VALIDATION_SALT), held)
-            if min(train_rows.n_rows, len(monitor) if held is not None else monitor.n_rows) < 1:
+            train_rows, held_out = rows.kept(validation, seed, VALIDATION_SALT), rows.held_out(validation, seed, VALIDATION_SALT)
+            if min(train_rows.n_rows, held_out.n_rows) < 1:
                 raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
                                     f"validation_fraction={validation} with {source.n_rows} rows")
+            monitor = held_in_memory(held_out, None if statistics.held is None else space.network_rows(statistics.held))
         fit = Fit(
             n_components=self.n_components, settings=settings, seed=seed, space=space,
             summary=space.network_summary(in_space.summary), rows=rows, space_rows=source.map(space.scaler.transform),
@@ -318,7 +317,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             "n_features_in_": source.n_features, "settings_": settings, "scaler_": space.scaler,
             "network_scale_": space.network_scale, "pca_": fit.pca, "history_": trained.history, "init_": trained.init,
             "output_activation_": trained.output_activation,
-            "columns_": columns if columns is not None or names is not None else source.columns,
+            "columns_": columns if columns is not None else source.columns,
             "image_shape_": tuple(int(d) for d in (image_shape or source.image_shape)) if (image_shape or source.image_shape) else None,
         }
         if names is None:
@@ -378,11 +377,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         if isinstance(X, RowSource):
             source = X
         elif isinstance(X, (str, os.PathLike)) or _is_arrow_table(X) or (columns is not None and hasattr(X, "columns")):
+            missing = [name for name in names if name not in X.columns] if names is not None and hasattr(X, "columns") else []
+            if missing:
+                raise ValueError(
+                    f"X lacks {plural(len(missing), 'column')} the model was trained on: {describe_names(missing)}. "
+                    "Pass rows with every training column (their order and extra columns do not matter)."
+                )
             source = open_source(X, spec=self.column_spec() if fitted else columns)
         elif fitted:
             source = open_source(validate_data(self, X, dtype=np.float32, reset=False))
         else:
-            source, new_names = as_source(X)
+            source, new_names = as_source(X, self)
             if names is not None and (new_names is None or list(new_names) != list(names)):
                 raise invalid_value("X_val", "the columns of X, in the same order", f"columns {new_names}",
                                     "Pass validation rows with X's columns.")
@@ -500,7 +505,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             self._set_net(split_autoencoder(model_from_bytes(model_bytes)))
 
 
-def as_source(X) -> tuple[RowSource, np.ndarray | None]:
+def as_source(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
     """Training rows of any form as a row source, and their feature names (a DataFrame's, else None).
 
     Arrays and lists are checked as scikit-learn checks them; tables, files, folders and
@@ -510,7 +515,7 @@ def as_source(X) -> tuple[RowSource, np.ndarray | None]:
         return X, None
     if isinstance(X, (str, os.PathLike)) or _is_arrow_table(X) or hasattr(X, "columns"):
         return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
-    return open_source(check_array(X, dtype=np.float32)), None
+    return open_source(check_array(X, dtype=np.float32, ensure_min_samples=2, estimator=estimator, input_name="X")), None
 
 
 def _json_settings(settings: dict) -> dict:

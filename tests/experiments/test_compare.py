@@ -66,7 +66,7 @@ def test_metrics_values_are_consistent(comparison, mnist_subset):
 def test_write_outputs_writes_every_file(comparison, mnist_subset, tmp_path):
     from aepca import load_model
 
-    metrics = write_outputs(comparison, mnist_subset, tmp_path)
+    metrics = write_outputs(comparison, tmp_path)
     for name in ("metrics.json", "codes.png", "reconstructions.png", "loss.png", "report.html"):
         assert (tmp_path / name).stat().st_size > 0, name
     for name in ("codes.png", "reconstructions.png", "loss.png"):
@@ -202,7 +202,7 @@ def test_pca_row_is_scikit_learns_pca_in_the_error_space(digits_comparison, digi
 def test_loss_figure_shows_the_table_numbers(digits_comparison, digits, tmp_path):
     from aepca.plots import read_figure_data
 
-    metrics = write_outputs(digits_comparison, digits, tmp_path, save_model=False)
+    metrics = write_outputs(digits_comparison, tmp_path, save_model=False)
     shown = read_figure_data(tmp_path / "loss.png")
     assert shown["pca_test_mse"] == metrics["pca"]["test_mse"]
     assert shown["validation"][-1] == metrics["autoencoder"]["history"]["val_loss"][-1]

@@ -150,7 +150,9 @@ def compare(
     ae_train_mse = -float(distributed.all_sum(sum(np.sum(estimator.score_samples(rows)) for rows in distributed.read_share(train))) / n)
 
     history = {key: value for key, value in estimator.history_.items() if isinstance(value, list)}
-    units = scaler.units if scaler.method_ != "none" else f"{scaler.units} ({shown.notes['units']})"
+    units = scaler.units
+    if scaler.method_ == "none" and "units" in shown.notes:
+        units = f"{units} ({shown.notes['units']})"
     metrics = {
         "dataset": shown.name,
         "n_train": int(train.n_rows),

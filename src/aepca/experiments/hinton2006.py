@@ -306,18 +306,16 @@ def _fit_random(x, protocol, seed, progress):
     return net, history, time.perf_counter() - started
 
 
-def validation_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(fit, validation)`` of a seeded split of ``n`` training rows."""
-    n_val = min(max(1, round(n * VALIDATION_FRACTION)), n - 1)
-    order = np.random.default_rng([seed, 2006]).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
 def _fit_best(x, protocol, seed, progress):
+    from aepca.data.order import VALIDATION_SALT
+    from aepca.data.sources import open_source
     from aepca.models import build_autoencoder
     from aepca.training import TrainConfig, train
 
-    fit_rows, val_rows = validation_split(len(x), seed)
+    # The one split rule: the rows a seeded hash of their numbers holds out.
+    rows = open_source(x)
+    fit_rows = rows.kept(VALIDATION_FRACTION, seed, VALIDATION_SALT)
+    val_rows = rows.held_out(VALIDATION_FRACTION, seed, VALIDATION_SALT).to_array()
     net = build_autoencoder(x.shape[1], MNIST_SIZES[-1], hidden=MNIST_SIZES[:-1],
                             activation=BEST_RECIPE["activation"], output_activation="sigmoid",
                             seed=seed)
@@ -328,8 +326,7 @@ def _fit_best(x, protocol, seed, progress):
         loss=BEST_RECIPE["loss"], seed=seed, restore_best=True,
     )
     started = time.perf_counter()
-    history = train(net.autoencoder, x, rows=fit_rows, x_val=x[val_rows], config=config,
-                    progress=progress)
+    history = train(net.autoencoder, fit_rows, x_val=val_rows, config=config, progress=progress)
     seconds = time.perf_counter() - started
     text = (f"{BEST_RECIPE['activation'].upper()}, Adam {config.learning_rate:g} with "
             f"{config.warmup_epochs:g}-epoch warm-up + cosine decay, batch {config.batch_size}, "
