@@ -2,22 +2,23 @@
 
 Nothing from the files is executed or unpickled: Keras loads the network in
 ``safe_mode`` and the metadata is JSON. A folder is written atomically (a
-staging folder moved into place), and read back only when its format version
-matches and its weights match the SHA-256 recorded beside them.
+staging folder swapped into place, so readers see the old folder or the new
+one, complete, whatever stops the writer), and read back only when its format
+version matches and its weights match the SHA-256 recorded beside them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from aepca import __version__
+from aepca._files import remove, replace_dir, staging_folder
 from aepca._keras import keras
 from aepca.data.columns import ColumnSpec
 from aepca.models import weights_of
@@ -41,8 +42,7 @@ def write_model_folder(path, model, metadata: dict) -> Path:
     if not all(np.all(np.isfinite(w)) for w in weights_of(model)):
         raise ValueError("The model has non-finite weights and is not saved; retrain with a lower learning_rate.")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    staging = staging_folder(path)
     try:
         model.save(staging / MODEL_FILE)
         metadata = {
@@ -50,10 +50,9 @@ def write_model_folder(path, model, metadata: dict) -> Path:
             "backend": keras.backend.backend(), **metadata, "weights_sha256": weights_digest(model),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-        _replace_dir(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        replace_dir(staging, path)
+    finally:
+        remove(staging)  # nothing, or what a swap left there
     return path
 
 
@@ -108,18 +107,6 @@ def model_from_bytes(data: bytes):
         return keras.saving.load_model(file, compile=False, safe_mode=True)
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target``; an existing target is only removed once the new one is in place."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
-
-
 def estimator_metadata(estimator) -> dict:
     """Everything but the network that a fitted ``Autoencoder`` needs to be applied again."""
     # A saved model is applied to new data: the paths of the run that made it do not travel.
@@ -163,3 +150,20 @@ def restore_estimator(estimator_class, metadata: dict):
     estimator.columns_ = None if metadata.get("columns") is None else ColumnSpec.from_dict(metadata["columns"])
     estimator.image_shape_ = None if metadata.get("image_shape") is None else tuple(metadata["image_shape"])
     return estimator
+
+
+def skip_tensorflow_probe() -> None:
+    """Tell Keras, for this whole process, that TensorFlow is unavailable (off the TensorFlow backend,
+    when TensorFlow is not imported yet).
+
+    Keras' serialisation asks whether TensorFlow is available, to recognise its types, and answers
+    by importing it: a model's first save then costs 3.7 s and ~400 MB when TensorFlow is installed
+    (docs/benchmarks.md). Keras layers that need TensorFlow break after this, so only the ``aepca``
+    command's entry point calls it (``aepca.cli.tune_command_process``), never the library.
+    """
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        return
+    from keras.src.utils import module_utils  # Keras' own probe
+
+    if getattr(module_utils.tensorflow, "_available", True) is None:
+        module_utils.tensorflow._available = False
