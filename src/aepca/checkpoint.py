@@ -14,31 +14,101 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from aepca._files import write_atomic
 from aepca._keras import keras
-from aepca.data.sources import RowSource
+from aepca.data.sources import RowSource, open_source
 from aepca.training import TrainState
 
 CHECKPOINT_FILE = "checkpoint.npz"
 GROUPS = ("trainable", "non_trainable", "optimizer", "best_trainable", "best_non_trainable")
 
 
-def run_fingerprint(run: dict, arrays) -> dict:
-    """What a checkpoint must have been written by: ``run`` (JSON values)
-    plus the SHA-256 of ``arrays`` (the data, or a row source's identity:
-    its files, sizes and times; ``None`` entries skipped) and the backend."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        if isinstance(array, RowSource):
-            digest.update(json.dumps(array.fingerprint(), sort_keys=True).encode())
-        elif array is not None:
-            # Hashing the buffers themselves: .tobytes() would copy the whole data set.
-            digest.update(np.ascontiguousarray(array))
-    return {**run, "data_sha256": digest.hexdigest(), "backend": keras.backend.backend()}
+def run_fingerprint(run: dict, data) -> dict:
+    """What a checkpoint must have been written by: ``run`` (JSON values), the backend, and under
+    ``"data"`` the fingerprint of each input (``data``: a mapping of names to inputs, or a sequence;
+    None entries stay None, so an entry keeps its place). Every input is seen as a row source
+    (:func:`aepca.data.sources.open_source`), so a refused resume can name the file, the row
+    count or the column that differs (:func:`describe_differences`)."""
+    items = data.items() if isinstance(data, Mapping) else None
+    inputs = {str(name): data_fingerprint(value) for name, value in items} if items is not None else \
+        [data_fingerprint(value) for value in data]
+    # Through JSON, as the checkpoint stores it: tuples become lists and compare equal after a resume.
+    return json.loads(json.dumps({**run, "data": inputs, "backend": keras.backend.backend()}))
+
+
+def data_fingerprint(data) -> dict | None:
+    """An input's identity: its row source's :meth:`~aepca.data.sources.RowSource.fingerprint`; rows held
+    in memory (an array, a 1-D array as one column) also by the SHA-256 of all of them, which costs
+    little beside training on them and notices any changed value."""
+    if data is None:
+        return None
+    if not isinstance(data, RowSource):
+        data = np.asarray(data)
+        if data.size == 0:
+            return {"kind": "array", "shape": list(data.shape), "dtype": str(data.dtype)}
+        data = open_source(data.reshape(len(data), -1) if data.ndim == 1 else data)
+    fingerprint = data.fingerprint()
+    if data.in_memory:
+        digest = hashlib.sha256()
+        for block in data.iter_blocks():
+            digest.update(np.ascontiguousarray(block))  # the buffer itself: .tobytes() would copy it
+        fingerprint["sha256"] = digest.hexdigest()
+    return fingerprint
+
+
+_ABSENT = object()
+# Keys that name an item of a list (a file of a folder), so lists are compared item by item by name.
+_NAMING_KEYS = ("name", "path", "file")
+
+
+def describe_differences(stored, current, *, limit: int = 6) -> list[str]:
+    """What differs between two nested JSON values, one ``where: old -> new`` line per difference
+    (e.g. ``settings.epochs: 5 -> 10``, ``data[0].files[part-2.parquet].rows: 10000 -> 10001``);
+    at most ``limit`` lines, the last one counting the rest."""
+    found: list[str] = []
+    _differences(stored, current, "", found)
+    if len(found) > limit:
+        found = [*found[: limit - 1], f"and {len(found) - limit + 1} more"]
+    return found
+
+
+def _differences(old, new, where: str, found: list[str]) -> None:
+    if old == new and type(old) is type(new):
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(key for key in new if key not in old)]:
+            _differences(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{where}.{key}" if where else str(key), found)
+    elif isinstance(old, list) and isinstance(new, list):
+        old_items, new_items = _named_items(old), _named_items(new)
+        if old_items is None or new_items is None:
+            old_items, new_items = dict(enumerate(old)), dict(enumerate(new))
+        for key in [*old_items, *(key for key in new_items if key not in old_items)]:
+            _differences(old_items.get(key, _ABSENT), new_items.get(key, _ABSENT), f"{where}[{key}]", found)
+    else:
+        found.append(f"{where or 'value'}: {_shown(old)} -> {_shown(new)}")
+
+
+def _named_items(items: list) -> dict | None:
+    """``items`` by the file name of their naming key, when every item is a dict with one and the names
+    are distinct; else None."""
+    for key in _NAMING_KEYS:
+        if items and all(isinstance(item, dict) and isinstance(item.get(key), str) for item in items):
+            names = [Path(item[key]).name for item in items]
+            if len(set(names)) == len(names):
+                return dict(zip(names, items, strict=True))
+    return None
+
+
+def _shown(value, width: int = 40) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def save_checkpoint(folder, state: TrainState, fingerprint: dict) -> Path:
@@ -98,9 +168,10 @@ def load_checkpoint(folder, fingerprint: dict) -> TrainState | None:
             f"The checkpoint in {folder} is unreadable ({error}); delete the folder to start over."
         ) from None
     if meta.get("fingerprint") != fingerprint:
+        differences = "; ".join(describe_differences(meta.get("fingerprint"), fingerprint))
         raise ValueError(
-            f"The checkpoint in {folder} was written by a run with other settings or data; "
-            "resume with the same arguments, or delete the folder to start over."
+            f"The checkpoint in {folder} was written by a run with other settings or data ({differences}); "
+            "resume with the same arguments and data, or delete the folder to start over."
         )
     best = None
     if meta["best_loss"] is not None:
