@@ -166,8 +166,10 @@ def test_an_earlier_run_in_out_is_kept_unless_overwrite(capsys, tmp_path, four_c
 
 def test_resume_takes_the_display_flags_of_the_resuming_command(tmp_path):
     from aepca.cli import build_parser, resumed_args
+    from aepca.experiments.run import stored_arguments
 
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "args.json").write_text(json.dumps(["data.csv", "--code-dim", "3"]))
-    resumed = resumed_args(build_parser().parse_args(["compare", "--resume", str(tmp_path), "--no-progress"]), ["compare"])
-    assert resumed.no_progress and resumed.code_dim == 3 and resumed.out == tmp_path
+    args = build_parser().parse_args(["compare", "--resume", str(tmp_path), "--no-progress"])
+    resumed = resumed_args(args, stored_arguments(tmp_path))
+    assert resumed.no_progress and resumed.code_dim == 3 and resumed.out == resumed.resume == tmp_path

@@ -1,22 +1,24 @@
 """The ``aepca`` command line: a thin layer over the library's experiments.
 
-Every subcommand parses its arguments, calls one library function and prints
-a table. Bad input ends with one line on stderr and exit status 2; Ctrl-C
-with exit status 130. Heavy imports happen inside the handlers so that
-``aepca --help`` answers at once.
+Every subcommand parses its arguments, calls the library and prints a table;
+the output folder's life cycle (lock, checkpoint, resume, results moved into
+place) is the library's :class:`aepca.experiments.run.Run`. Every stop ends
+with one line on stderr and an exit status that tells why: 2 for bad input or
+usage, 130 for Ctrl-C or SIGTERM, 1 for anything else (the error's type and
+message, and the file holding its traceback). Heavy imports happen inside the
+handlers so that ``aepca --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path
 
+EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -28,10 +30,6 @@ class UsageError(ValueError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump
         raise UsageError(f"{message} (see {self.prog} --help)")
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM, with the one line to print about it."""
 
 
 def int_at_least(minimum: int, description: str):
@@ -297,55 +295,25 @@ def _format_cell(value) -> str:
     return str(value)
 
 
-CHECKPOINT_DIR = "checkpoint"
-ARGS_FILE = "args.json"
-
-
-def resumed_args(args, parser_args: list[str]):
-    """Arguments of the interrupted run whose checkpoint lies in ``args.resume``."""
-    checkpoint = args.resume / CHECKPOINT_DIR
-    try:
-        argv = json.loads((checkpoint / ARGS_FILE).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"--resume {args.resume}: no checkpoint found ({checkpoint / ARGS_FILE} is missing); "
-            "pass the --out folder of an interrupted run."
-        ) from None
-    resumed = build_parser().parse_args([*parser_args, *argv])
-    resumed.argv, resumed.out = argv, args.resume
+def resumed_args(args, argv: list[str]):
+    """The arguments ``argv`` of the interrupted run in ``args.resume`` (its args.json), parsed."""
+    resumed = build_parser().parse_args([args.command, *argv])
+    resumed.argv, resumed.out, resumed.resume = argv, args.resume, args.resume
     # How to show the run and where its processes meet are this command's choice; what to compute is the
     # interrupted run's.
     resumed.no_progress = resumed.no_progress or args.no_progress
     for option in JOIN_OPTIONS.values():
         setattr(resumed, option, getattr(args, option))
-    resumed.overwrite = True  # the folder holds the interrupted run itself
     return resumed
 
 
-@contextlib.contextmanager
-def checkpointing(out: Path, argv: list[str]):
-    """A checkpoint folder inside ``out`` that outlives interruptions only.
+def output_run(args, *, writer: bool = True):
+    """The run in ``--out``: locked, its results moved into place all at once; a compare is checkpointed
+    (resumable with ``--resume``). ``writer=False``: another process of a multi-process run."""
+    from aepca.experiments.run import Run
 
-    It is removed when the run ends normally or fails on an error, and kept
-    (with the arguments needed to resume) when the run is interrupted.
-    """
-    folder = out / CHECKPOINT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ARGS_FILE).write_text(json.dumps(argv))
-    try:
-        yield folder
-    except KeyboardInterrupt:
-        raise Interrupted(f"aepca: interrupted; checkpoint kept in {folder}. Continue with: aepca compare --resume {out}") from None
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        _remove_if_empty(out)
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+    return Run(args.out, argv=args.argv if args.command == "compare" else None, command=args.command,
+               resume=getattr(args, "resume", None) is not None, overwrite=args.overwrite, writer=writer)
 
 
 def read_input(args):
@@ -372,27 +340,23 @@ def run_compare(args) -> int:
     """``compare``: with several processes every one computes and only the first writes."""
     from aepca import distributed
     from aepca.experiments.compare import check_code_dim, compare, default_recipe, write_outputs
-    from aepca.experiments.output import check_writable, staged_output
 
     writer = distributed.is_writer()
-    if writer:
-        check_writable(args.out, overwrite=args.overwrite)
-    data = read_input(args)
-    check_code_dim(args.code_dim, data.n_features)
-    recipe = args.recipe or default_recipe(data)
-    if writer:
-        print(describe_input(data, f"code size {args.code_dim}; recipe {recipe}"), flush=True)
-    folder = args.out / CHECKPOINT_DIR
-    with checkpointing(args.out, args.argv) if writer else contextlib.nullcontext(folder) as checkpoint:
+    with output_run(args, writer=writer) as run:
+        data = read_input(args)
+        check_code_dim(args.code_dim, data.n_features)
+        recipe = args.recipe or default_recipe(data)
+        if writer:
+            print(describe_input(data, f"code size {args.code_dim}; recipe {recipe}"), flush=True)
         comparison = compare(
             data, test=None if args.test is None or not is_streamed(args) else str(args.test), test_size=args.test_size,
             code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-            progress=writer and not args.no_progress, checkpoint_dir=str(checkpoint), record=run_record(args),
+            progress=writer and not args.no_progress, checkpoint_dir=str(run.checkpoint), record=run_record(args),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
             devices=args.devices, lanes=args.lanes,
         )
         if writer:
-            with staged_output(args.out) as staging:
+            with run.staged() as staging:
                 write_outputs(comparison, staging)
     # Every process waits for the results to be written before it leaves the run.
     distributed.barrier("compare written")
@@ -417,37 +381,35 @@ DEFAULT_CODE_DIMS = (1, 2, 3, 5, 10, 20, 30)
 
 def run_sweep(args) -> int:
     from aepca import distributed
-    from aepca.experiments.output import check_writable, staged_output
 
     writer = distributed.is_writer()
-    if writer:
-        check_writable(args.out, overwrite=args.overwrite)
-    data = read_input(args)
-    from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
-
-    if args.code_dims is None:
-        code_dims = [k for k in DEFAULT_CODE_DIMS if k < data.n_features] or [1]
-    else:
-        code_dims = args.code_dims
-    code_dims = check_code_dims(code_dims, data.n_features)
-    # The sweep's claim is "never worse than PCA", which the PCA-started recipe keeps.
-    recipe = args.recipe or "fast"
     say = print if writer else (lambda *_, **__: None)
-    say(describe_input(data, f"code sizes {','.join(map(str, code_dims))}; recipe {recipe}"), flush=True)
+    with output_run(args, writer=writer) as run:
+        data = read_input(args)
+        from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
 
-    def report_row(row):
-        say(f"k={row['k']}: PCA {row['pca_test_mse']:.4g}, autoencoder {row['autoencoder_test_mse']:.4g}", flush=True)
+        if args.code_dims is None:
+            code_dims = [k for k in DEFAULT_CODE_DIMS if k < data.n_features] or [1]
+        else:
+            code_dims = args.code_dims
+        code_dims = check_code_dims(code_dims, data.n_features)
+        # The sweep's claim is "never worse than PCA", which the PCA-started recipe keeps.
+        recipe = args.recipe or "fast"
+        say(describe_input(data, f"code sizes {','.join(map(str, code_dims))}; recipe {recipe}"), flush=True)
 
-    result = sweep(
-        data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
-        test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-        progress=writer and not args.no_progress, on_row=report_row, record=run_record(args),
-        hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps, devices=args.devices,
-        lanes=args.lanes,
-    )
-    if writer:
-        with staged_output(args.out) as staging:
-            write_sweep_outputs(result, staging)
+        def report_row(row):
+            say(f"k={row['k']}: PCA {row['pca_test_mse']:.4g}, autoencoder {row['autoencoder_test_mse']:.4g}", flush=True)
+
+        result = sweep(
+            data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
+            test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
+            progress=writer and not args.no_progress, on_row=report_row, record=run_record(args),
+            hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps, devices=args.devices,
+            lanes=args.lanes,
+        )
+        if writer:
+            with run.staged() as staging:
+                write_sweep_outputs(result, staging)
     distributed.barrier("sweep written")
     if not writer:
         return 0
@@ -471,28 +433,25 @@ REPRODUCTIONS = {
 def run_reproduce(args) -> int:
     import importlib
 
-    from aepca.experiments.output import check_writable, staged_output
-
-    out = args.out if args.out is not None else Path("runs") / args.paper
-    check_writable(out, overwrite=args.overwrite)
     module_name, run_name, write_name = REPRODUCTIONS[args.paper]
-    module = importlib.import_module(module_name)
-    print(f"reproducing {args.paper} ({'quick' if args.quick else 'full protocol'}, seed {args.seed})", flush=True)
 
     def report_row(row):
         paper = "" if row["paper"] is None else f" (paper {row['paper']:.2f})"
         print(f"{row['data']}: {row['method']}, code {row['code']}: {row['test_error']:.2f}{paper}, "
               f"{row['fit_seconds']:.0f} s", flush=True)
 
-    result = getattr(module, run_name)(quick=args.quick, seed=args.seed, progress=not args.no_progress, on_row=report_row)
-    with staged_output(out) as staging:
-        files = getattr(module, write_name)(result, staging)
+    with output_run(args) as run:
+        module = importlib.import_module(module_name)
+        print(f"reproducing {args.paper} ({'quick' if args.quick else 'full protocol'}, seed {args.seed})", flush=True)
+        result = getattr(module, run_name)(quick=args.quick, seed=args.seed, progress=not args.no_progress, on_row=report_row)
+        with run.staged() as staging:
+            files = getattr(module, write_name)(result, staging)
     print(format_table(result.table_rows()))
     print(f"(squared error summed over features, averaged over test images; fit seconds include compilation; "
           f"total {result.settings['total_seconds']:.0f} s)")
     for note in result.notes:
         print(f"note: {note}")
-    print(f"wrote {out}/ ({', '.join(files)})")
+    print(f"wrote {args.out}/ ({', '.join(files)})")
     return 0
 
 
@@ -516,22 +475,35 @@ def _apply(args, function: str, what: str) -> int:
     return 0
 
 
-def _raise_interrupt(signum, frame):
+def _interrupt(signum, frame):
+    """Ctrl-C or SIGTERM (a scheduler stopping the job): stop the run, which keeps its checkpoint and
+    says how to continue. From now on another one ends the process at once (:func:`_stop_now`)."""
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, _stop_now)
     raise KeyboardInterrupt
 
 
+def _stop_now(signum, frame):
+    """A second Ctrl-C or SIGTERM while the first one's clean-up runs: end at once and quietly. Nothing
+    saved is lost (every file is replaced atomically) and the next run in the folder finishes the
+    clean-up."""
+    os.write(2, b"aepca: interrupted\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
 def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
-    """Run one command; returns its exit status.
+    """Run one command; returns its exit status (:func:`report`).
 
     It changes no process-wide setting unless ``tune_process`` (the ``aepca``
     command's own entry point, :func:`console`): then, once the arguments are
-    valid, :func:`tune_command_process` runs before the command.
+    valid, :func:`tune_command_process` runs before the command. The handlers
+    of SIGINT and SIGTERM are its own while it runs.
     """
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    # SIGTERM (a scheduler stopping the job) is handled like Ctrl-C.
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    args = None
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         # What the run computes, without where its processes meet (that may change on --resume).
         args.argv = without_join_options(argv[1:])
@@ -539,9 +511,17 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
             parser.print_help()
             return EXIT_USAGE
         if getattr(args, "resume", None) is not None:
-            args = resumed_args(args, [args.command])
+            from aepca.experiments.run import stored_arguments
+
+            args = resumed_args(args, stored_arguments(args.resume))
+        if args.command == "reproduce" and args.out is None:
+            args.out = Path("runs") / args.paper
         if args.command in STREAMING_COMMANDS:
             check_stream_arguments(args)  # before anything slow starts
+        if args.command in RUN_COMMANDS and is_first_process(args):
+            from aepca.experiments.run import check_available
+
+            check_available(args.out)  # a busy --out stops the command now, not after imports or workers
         if getattr(args, "processes", None) and args.coordinator is None:
             from aepca.launch import run_workers
 
@@ -551,19 +531,89 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
         if args.command in STREAMING_COMMANDS:
             join_processes(args)
         return args.handler(args)
-    except KeyboardInterrupt as interrupt:
-        print(str(interrupt) if isinstance(interrupt, Interrupted) else "aepca: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, OSError, RuntimeError, ImportError) as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"aepca: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+    except (Exception, KeyboardInterrupt) as error:
+        return report(error, args)
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# Bad input or usage: exit status 2 and the error's own line.
+USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError)
+MAX_MESSAGE = 500
+
+
+def report(error: BaseException, args=None) -> int:
+    """Print the one line that says why the command stopped (stderr); return the exit status that tells it:
+    130 interrupted, 2 bad input or usage (a missing optional dependency included), 1 anything else, with
+    the error's type and the file its traceback was written to."""
+    from aepca._files import signals_deferred
+
+    with signals_deferred(redeliver=False):  # a second Ctrl-C while saying so changes nothing
+        status, line = _outcome(error, args)
+        print(line, file=sys.stderr, flush=True)
+    return status
+
+
+def _outcome(error: BaseException, args) -> tuple[int, str]:
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, f"aepca: {error}" if str(error) else "aepca: interrupted"
+    from aepca.launch import WorkerFailed
+
+    if isinstance(error, WorkerFailed):
+        return error.status, f"aepca: error: {error}"
+    message = " ".join("; ".join(str(part) for part in (error, *getattr(error, "__notes__", ())) if str(part)).split())
+    memory = memory_exhausted(error)
+    if memory is None and (isinstance(error, USAGE_ERRORS) or (isinstance(error, ImportError) and "pip install" in message)):
+        return EXIT_USAGE, f"aepca: error: {message or type(error).__name__}"
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 3] + "..."
+    kind = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    where = write_traceback(error)
+    if memory is not None:
+        return EXIT_ERROR, f"aepca: error: out of memory: {memory} ({kind}); {memory_advice(args)} (full traceback in {where})"
+    return EXIT_ERROR, f"aepca: error: {kind} (full traceback in {where})"
+
+
+def memory_exhausted(error: BaseException) -> str | None:
+    """Which memory ran out, when ``error`` says one did: XLA's RESOURCE_EXHAUSTED (the device JAX
+    computes on) or Python's MemoryError."""
+    if isinstance(error, MemoryError):
+        return "the process's memory (RAM) is full"
+    text = str(error)
+    if "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower():
+        return "the memory of the device JAX computes on (a GPU's, or RAM on a CPU) is full"
+    return None
+
+
+def memory_advice(args) -> str:
+    command = getattr(args, "command", None)
+    if command in ("encode", "reconstruct"):
+        return f"read fewer rows at a time with --block-rows (now {args.block_rows})"
+    if command == "reproduce":
+        return "try --quick, or a machine with more memory"
+    return ("train on smaller batches (Autoencoder(batch_size=...) from Python), split each batch across devices "
+            "with --devices N, or read the rows a block at a time with --stream")
+
+
+def write_traceback(error: BaseException) -> str:
+    """The full traceback of ``error`` in a new file of the system's temporary folder: its path (or why not)."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="aepca-error-", suffix=".txt")
+        with os.fdopen(fd, "w") as file:
+            file.write("".join(traceback.format_exception(error)))
+    except OSError as problem:
+        return f"none: it could not be written ({problem.strerror})"
+    return path
 
 
 # Commands that read data as a stream and may run as several processes.
 STREAMING_COMMANDS = ("compare", "sweep")
+# Commands that write an output folder (a Run).
+RUN_COMMANDS = ("compare", "sweep", "reproduce")
 JOIN_OPTIONS = {"--coordinator": "coordinator", "--num-processes": "num_processes", "--process-id": "process_id"}
 
 
@@ -578,6 +628,13 @@ def without_join_options(argv: list[str]) -> list[str]:
         elif arg.split("=", 1)[0] not in JOIN_OPTIONS:
             kept.append(arg)
     return kept
+
+
+def is_first_process(args) -> bool:
+    """Whether this process is the only one or the first (the writer) of its run, before any joining."""
+    from aepca.launch import cluster_processes
+
+    return not getattr(args, "process_id", None) and cluster_processes() == 1
 
 
 def join_processes(args) -> None:
@@ -602,7 +659,15 @@ def join_processes(args) -> None:
 
 def console() -> None:
     """The ``aepca`` command: :func:`main` in a process tuned for it."""
-    sys.exit(main(tune_process=True))
+    status = main(tune_process=True)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    # What is left is the interpreter's shutdown (threads joined, modules freed): a Ctrl-C or SIGTERM
+    # there ends the process at once, quietly, with the command's status.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, frame: os._exit(status))
+    sys.exit(status)
 
 
 def tune_command_process() -> None:
@@ -613,15 +678,11 @@ def tune_command_process() -> None:
     TensorFlow is not available: it would otherwise import it whenever a model
     is saved, only to check that no object is one of its types.
     """
-    from aepca._keras import keras
     from aepca.compilation_cache import enable_compilation_cache
+    from aepca.persistence import skip_tensorflow_probe
 
     enable_compilation_cache()
-    if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
-        from keras.src.utils import module_utils  # Keras' own probe, in this process only
-
-        if getattr(module_utils.tensorflow, "_available", True) is None:
-            module_utils.tensorflow._available = False
+    skip_tensorflow_probe()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,12 @@ The launching process imports nothing heavy: it picks a free port for the
 coordinator, starts the workers (the same command with ``--coordinator``,
 ``--num-processes`` and ``--process-id``), shows the first worker's output
 (less gloo's connection messages) and ends the whole run as soon as any
-worker fails, with one line saying why.
+worker fails, with one line saying why and the worker's exit status.
+
+The workers run in a process group of their own: a Ctrl-C at the terminal
+reaches the launcher only, which passes it on as one SIGTERM per worker, so a
+worker gets one signal and its clean-up (the checkpoint kept, the folder
+released) is not cut short by a second.
 """
 
 from __future__ import annotations
@@ -29,7 +34,12 @@ INTERRUPTED_PREFIX = b"aepca: interrupted"
 
 
 class WorkerFailed(RuntimeError):
-    """A worker of a multi-process run ended with an error."""
+    """A worker of a multi-process run ended with an error; ``status`` is the run's exit status (the
+    worker's own: 2 bad input, 130 interrupted, 1 anything else, or killed by a signal)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status if status in (1, 2, 130) else 1
 
 
 def free_port() -> int:
@@ -64,6 +74,7 @@ def run_workers(argv: list[str], processes: int) -> int:
                     worker_argv(argv, processes, port, index),
                     stdout=subprocess.PIPE if index == 0 else subprocess.DEVNULL,
                     stderr=subprocess.PIPE if index == 0 else err,
+                    process_group=0,  # signals come from the launcher only, once
                 ))
         held: list[bytes] = []
         relays = [
@@ -75,18 +86,20 @@ def run_workers(argv: list[str], processes: int) -> int:
         try:
             first_failed, status = _wait(workers)
         except KeyboardInterrupt:
-            # The workers checkpoint and stop; the first says so and how to resume.
+            # The workers checkpoint and stop; the first says so and how to resume. (A second Ctrl-C
+            # ends the launcher at once: the command's handler; the workers still stop as told.)
             _stop(workers, signal.SIGTERM)
-            first_failed, status = None, workers[0].returncode
+            first_failed, status = None, workers[0].returncode if workers[0].returncode >= 0 else 130
         for relay in relays:
             relay.join()
-        if first_failed not in (None, 0):
+        # The first worker's own error line is shown as it is, unless a signal killed it.
+        if first_failed is not None and (first_failed != 0 or status < 0):
             how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"ended with status {status}"
             message = _last_line(logs_of[first_failed]).removeprefix("aepca: error: ")
             # The first worker, stopped, may have kept a checkpoint: say so on the same line.
             kept = [line.decode(errors="replace").strip().removeprefix("aepca: interrupted") for line in held
                     if line.startswith(INTERRUPTED_PREFIX)]
-            raise WorkerFailed(f"worker {first_failed} of {processes} {how}: {message}{''.join(kept)}")
+            raise WorkerFailed(f"worker {first_failed} of {processes} {how}: {message}{''.join(kept)}", status)
         for line in held:
             sys.stderr.buffer.write(line)
         sys.stderr.flush()
