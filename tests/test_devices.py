@@ -38,12 +38,13 @@ SCRIPT = textwrap.dedent(
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((710, 4)) @ rng.standard_normal((4, 12))).astype(np.float32)
-    # 710 rows in batches of 16: 45 steps, the last one partial (6 rows), run as
-    # two chunks of 23 steps, the last step of the second a padding step.
+    # 710 rows in batches of 16 from two lanes of 8 rows: 45 steps, the last one partial, run as
+    # two chunks of 23 steps, the last step of the second a padding step. The batches depend on
+    # the lanes (by default the devices), so both runs read two.
     histories, weights = {}, {}
     for devices in (1, 2):
         net = build_autoencoder(12, 2, hidden=(8,), output_activation="linear", seed=0)
-        config = TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2, devices=devices)
+        config = TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2, devices=devices, lanes=2)
         histories[devices] = train(net.autoencoder, x, x_val=x[:40], config=config)
         weights[devices] = [w.tolist() for w in net.autoencoder.get_weights()]
 

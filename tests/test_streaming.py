@@ -31,16 +31,18 @@ from aepca.pca import PCA
 pytestmark = pytest.mark.xdist_group("streaming")
 
 FEATURES = 16
-# 6,000 rows in files of 2,000, 2,000 and 2,000 rows, row groups of 1,000: 6 blocks.
+# Rows read at a time: the unit of the order and of the processes' shares, whatever the files.
+BLOCK_ROWS = 1000
+# 6,000 rows in files of 2,000, 2,000 and 2,000 rows, row groups of 500: 6 blocks of 1,000.
 EVEN_PARTS = (2000, 2000, 2000)
-EVEN_ROW_GROUP = 1000
+EVEN_ROW_GROUP = 500
 EVEN_BLOCKS = 6
-# Blocks of 6,000, 100 and 100 rows: each epoch one lane reads two blocks and the other one,
-# so whichever lane gets which, one holds 30 or 60 times the rows of the other; the
-# processes' shares of a pass (every other block) are 6,100 and 100 rows.
+# Files of 6,000, 100 and 100 rows in one row group each: 7 blocks, six of 1,000 and one of 200,
+# so the two lanes read 4 and 3 blocks, of 4,000 or 3,200 and 3,000 rows.
 UNEQUAL_PARTS = (6000, 100, 100)
+UNEQUAL_BLOCKS = [1000] * 6 + [200]
 # What every training command line here shares: one small network, one epoch by default.
-TRAINING = ["--recipe", "classic", "--hidden", "32", "--no-progress"]
+TRAINING = ["--recipe", "classic", "--hidden", "32", "--block-rows", str(BLOCK_ROWS), "--no-progress"]
 RUN_TIMEOUT_S = 300
 OUTPUT_FILES = {"metrics.json", "codes.png", "reconstructions.png", "loss.png", "report.html", "model"}
 
@@ -64,7 +66,7 @@ def write_parts(folder: Path, sizes, row_group: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def even_folder(tmp_path_factory):
-    """(folder, all its rows): 6,000 rows x 16 features in 6 blocks of 1,000."""
+    """(folder, all its rows): 6,000 rows x 16 features in 12 row groups of 500."""
     folder = tmp_path_factory.mktemp("even") / "parts"
     return folder, write_parts(folder, EVEN_PARTS, EVEN_ROW_GROUP, seed=0)
 
@@ -143,7 +145,7 @@ def model_weights(out: Path) -> list[np.ndarray]:
 # 1. Streamed PCA is the PCA of all rows -----------------------------------------------------
 def test_pca_of_a_streamed_folder_equals_pca_of_all_its_rows(even_folder):
     folder, rows = even_folder
-    source = open_source(folder)
+    source = open_source(folder, block_rows=BLOCK_ROWS)
     assert (source.n_rows, source.n_features, source.n_blocks) == (len(rows), FEATURES, EVEN_BLOCKS)
     streamed, in_memory = PCA(n_components=4).fit(source), PCA(n_components=4).fit(rows)
     # The four directions of the data are well separated (variances ~4.2, 2.0, 0.79, 0.37, then 0.11),
@@ -166,19 +168,18 @@ def test_a_glob_of_the_files_reads_the_rows_of_the_folder(even_folder):
 
 @pytest.fixture(scope="module")
 def streamed_comparison(even_folder):
-    """compare_streamed in this process (one epoch, errors in the data's own units),
+    """compare on the folder in this process (one epoch, errors in the data's own units),
     and the kept and held-out rows of its split, read into memory."""
-    from aepca.experiments.compare_streamed import compare_streamed
+    from aepca.experiments.compare import compare
 
-    source = open_source(even_folder[0])
-    comparison, preview = compare_streamed(source, code_dim=2, epochs=1, seed=0, recipe="classic", hidden=(16,),
-                                           scale="none")
+    source = open_source(even_folder[0], block_rows=BLOCK_ROWS)
+    comparison = compare(source, code_dim=2, epochs=1, seed=0, recipe="classic", hidden=(16,), scale="none")
     kept = source.kept(0.2, 0, "test").to_array()
     held_out = source.held_out(0.2, 0, "test").to_array()
     return comparison.metrics, kept, held_out
 
 
-def test_compare_streamed_pca_test_mse_is_in_memory_pca_on_the_kept_rows_scored_on_the_held_out(streamed_comparison):
+def test_streamed_pca_test_mse_is_in_memory_pca_on_the_kept_rows_scored_on_the_held_out(streamed_comparison):
     metrics, kept, held_out = streamed_comparison
     assert (metrics["n_train"], metrics["n_test"]) == (len(kept), len(held_out))
     assert 0.15 < len(held_out) / (len(kept) + len(held_out)) < 0.25
@@ -188,7 +189,7 @@ def test_compare_streamed_pca_test_mse_is_in_memory_pca_on_the_kept_rows_scored_
     np.testing.assert_allclose(metrics["pca"]["test_mse_by_components"][:11], curve, rtol=1e-10)
 
 
-def test_compare_streamed_pca_train_mse_is_in_memory_pca_on_the_kept_rows(streamed_comparison):
+def test_streamed_pca_train_mse_is_in_memory_pca_on_the_kept_rows(streamed_comparison):
     metrics, kept, _ = streamed_comparison
     in_memory = PCA(n_components=2).fit(kept)
     assert metrics["pca"]["train_mse"] == pytest.approx(in_memory.reconstruction_mse(kept), rel=1e-10)
@@ -207,8 +208,8 @@ def assert_same_training(got: dict, expected: dict, rtol: float) -> None:
 
 def test_two_processes_train_as_one_process_on_two_devices(two_processes, two_devices):
     _, metrics, _ = two_processes
-    assert metrics["streamed"] == {"blocks": EVEN_BLOCKS, "processes": 2}
-    assert two_devices[0]["streamed"] == {"blocks": EVEN_BLOCKS, "processes": 1}
+    assert metrics["reading"] == {"blocks": EVEN_BLOCKS, "block_rows": BLOCK_ROWS, "in_memory": False, "processes": 2}
+    assert two_devices[0]["reading"] == {**metrics["reading"], "processes": 1}
     assert_same_training(metrics, two_devices[0], rtol=1e-6)
 
 
@@ -250,7 +251,7 @@ def test_two_processes_write_the_result_folder_once(two_processes):
     assert sum(line.startswith("PCA (k=2)") for line in result.stdout.splitlines()) == 1
 
 
-# 4. Unequal shards -----------------------------------------------------------------------------
+# 4. Unequal lanes --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def unequal_runs(unequal_folder, cli_env, tmp_path_factory):
     """The metrics of ``--processes 2`` on the blocks of 6,000, 100 and 100 rows."""
@@ -259,10 +260,10 @@ def unequal_runs(unequal_folder, cli_env, tmp_path_factory):
     return two_processes
 
 
-def test_two_processes_finish_on_very_unequal_shards(unequal_folder, unequal_runs):
-    assert open_source(unequal_folder).block_sizes.tolist() == list(UNEQUAL_PARTS)
+def test_two_processes_finish_on_unequal_lanes(unequal_folder, unequal_runs):
+    assert open_source(unequal_folder, block_rows=BLOCK_ROWS).block_sizes.tolist() == UNEQUAL_BLOCKS
     metrics = unequal_runs  # run_compare checked the exit status: 0
-    assert metrics["streamed"] == {"blocks": 3, "processes": 2}
+    assert (metrics["reading"]["blocks"], metrics["reading"]["processes"]) == (len(UNEQUAL_BLOCKS), 2)
     assert metrics["n_train"] + metrics["n_test"] == sum(UNEQUAL_PARTS)
     history = metrics["autoencoder"]["history"]
     assert len(history["loss"]) == 1 and np.isfinite(history["loss"] + history["val_loss"]).all()
@@ -392,7 +393,7 @@ def folder_with_csv(even_folder, tmp_path_factory):
     ("processes without PATH", "--stream, --processes and --coordinator read your own files (PATH); give PATH"),
     ("coordinator without --num-processes", "--coordinator, --num-processes and --process-id go together"),
     ("stream with --impute", "--impute applies to data read into memory, not to streamed files"),
-    ("a folder holding a .csv", "extra.csv in the folder"),
+    ("a folder holding a .csv", "mix .csv and .parquet files (e.g. 'extra.csv', 'part-0.parquet')"),
 ])
 def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, folder_with_csv, cli_env, tmp_path):
     out = tmp_path / "run"

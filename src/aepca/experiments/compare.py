@@ -21,7 +21,7 @@ import numpy as np
 from aepca import distributed
 from aepca.data import Dataset
 from aepca.data.order import TEST_SALT
-from aepca.data.sources import RowSource, open_source
+from aepca.data.sources import BLOCK_ROWS, RowSource, open_source
 from aepca.experiments.diagnostics import beats, check_comparison
 from aepca.metrics import BLOCK_ROWS
 from aepca.pca import PCA, equivalent_components
@@ -117,6 +117,7 @@ def compare(
     scale: str = "auto",
     progress: bool = False,
     record: dict | None = None,
+    block_rows: int = BLOCK_ROWS,
     **overrides,
 ) -> Comparison:
     """Fit PCA and an autoencoder with ``code_dim`` components on the same rows and split.
@@ -129,13 +130,15 @@ def compare(
     network trains, and one pass over the test rows scores both. Both are
     fitted and scored in the error space chosen by ``scale``; ``record`` (e.g.
     the command line and input files) is stored with the run's record.
+    ``block_rows`` rows are read at a time (arrays and files opened here): the
+    unit of the shuffle, so the order depends on it.
     ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter).
     """
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
 
     recipe = get_recipe(recipe or default_recipe(data))
-    train, test, held_out, shown = _split(data, test, test_size, seed)
+    train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
     check_code_dim(code_dim, train.n_features)
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
@@ -166,6 +169,9 @@ def compare(
         "scale_reason": scaler.reason_,
         "units": units,
         "validation": _validation(recipe, estimator.settings_),
+        # How the rows were read: blocks of block_rows, shared out over the processes.
+        "reading": {"blocks": int(train.n_blocks), "block_rows": int(train.block_rows), "in_memory": train.in_memory,
+                    "processes": distributed.process_count()},
         "pca": {
             "train_mse": pca_train_mse,
             "test_mse": float(scores["pca_curve"][code_dim]),
@@ -209,21 +215,21 @@ def compare(
     return comparison
 
 
-def _split(data, test, test_size: float, seed: int):
+def _split(data, test, test_size: float, seed: int, block_rows: int):
     """The training and test rows as row sources, how the test rows were chosen, and a small
     :class:`Dataset` of what the figures show (a sample of training rows, the first test rows)."""
     if isinstance(data, Dataset):
         if test is not None:
             raise invalid_value("test", "None for a Dataset (it holds its test rows)", "a test set", "Drop test=.")
-        train, test_rows = open_source(data.x_train), open_source(data.x_test)
+        train, test_rows = open_source(data.x_train, block_rows=block_rows), open_source(data.x_test, block_rows=block_rows)
         held_out, name, labels, notes = "the data set's test split", data.name, data.y_test, dict(data.notes)
     else:
-        source = data if isinstance(data, RowSource) else open_source(data)
+        source = data if isinstance(data, RowSource) else open_source(data, block_rows=block_rows)
         name, labels, notes = source.name, None, {"units": f"original units of {source.name}"}
         if test is not None:
             train = source
             test_rows = test if isinstance(test, RowSource) else open_source(
-                test, columns=list(source.columns.columns) if source.columns else None)
+                test, columns=list(source.columns.columns) if source.columns else None, block_rows=block_rows)
             held_out = "the test file"
         else:
             train, test_rows = source.kept(test_size, seed, TEST_SALT), source.held_out(test_size, seed, TEST_SALT)
@@ -313,7 +319,6 @@ def _record(shown: Dataset, train: RowSource, test: RowSource, held_out: str, es
         **(record or {}),
         "rows": {"train": int(train.n_rows), "test": int(test.n_rows)},
         "columns": int(train.n_features),
-        "processes": distributed.process_count(),
         "preprocessing": preprocessing,
         "epochs": estimator.history_.get("epochs_reason"),
         "init": estimator.init_,
