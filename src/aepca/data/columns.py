@@ -50,14 +50,17 @@ def _as_names(value) -> tuple[str, ...]:
 # --- list columns ------------------------------------------------------------------------------------
 
 
+def _numeric(type_) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_boolean(type_)
+
+
 def _numeric_list(type_) -> bool:
     import pyarrow as pa
 
     is_list = pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_fixed_size_list(type_)
-    if not is_list:
-        return False
-    value = type_.value_type
-    return pa.types.is_integer(value) or pa.types.is_floating(value) or pa.types.is_boolean(value)
+    return is_list and _numeric(type_.value_type)
 
 
 def _describe_lengths(counts) -> str:
@@ -97,9 +100,11 @@ def _list_block(column, name: str, source: str) -> np.ndarray:
 
 
 def arrow_columns(table) -> tuple[str, ...]:
-    """A pyarrow table's column names, less the index columns pandas stored (row labels, as pandas reads them)."""
-    index = {c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
-    return tuple(name for name in table.column_names if name not in index)
+    """A pyarrow table's (or schema's) column names, less the index columns pandas stored (row labels, as
+    pandas reads them)."""
+    schema = getattr(table, "schema", table)
+    index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+    return tuple(name for name in schema.names if name not in index)
 
 
 def frame_from_arrow(table, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -398,16 +403,13 @@ class ColumnSpec:
                 f"{describe_names(names, SHOWN)}). Provide them under the names used in training."
             )
 
-    def _check_lists(self, frame: pd.DataFrame, lists: dict, source: str) -> None:
-        for name in self.columns:
-            expected = self.list_lengths.get(name)
-            # Neither a list nor a single column: given as NAME[0], NAME[1], ..., which check_names matched.
-            found = lists[name] if name in lists else (None if name in frame.columns else expected)
-            if found != expected:
-                raise ValueError(
-                    f"{source}: column {name!r} holds {_cells(found)}, but the model reads {_cells(expected)} from it. "
-                    "Provide the column in the shape used in training."
-                )
+    def _check_cells(self, name: str, found: int | None, source: str) -> None:
+        expected = self.list_lengths.get(name)
+        if found != expected:
+            raise ValueError(
+                f"{source}: column {name!r} holds {_cells(found)}, but the model reads {_cells(expected)} from it. "
+                "Provide the column in the shape used in training."
+            )
 
     def features(self, data, source: str = "data") -> pd.DataFrame:
         """The feature columns of ``data`` (DataFrame, pyarrow Table or RecordBatch), in the spec's order."""
@@ -417,18 +419,68 @@ class ColumnSpec:
         wanted = {*self.columns, *self.feature_names}
         keep = [c for c, name in zip(data.columns if pandas else names, names) if name in wanted]
         frame, lists = to_frame(data[keep] if pandas else data.select(keep), source)
-        self._check_lists(frame, lists, source)
+        for name in self.columns:
+            # Neither a list nor a single column: given as NAME[0], NAME[1], ..., which check_names matched.
+            found = lists[name] if name in lists else (None if name in frame.columns else self.list_lengths.get(name))
+            self._check_cells(name, found, source)
         return frame[list(self.feature_names)]
 
-    def apply(self, data, source: str = "data") -> np.ndarray:
-        """float32 features of ``data``: columns aligned by name (extra ones ignored), imputed as in training,
-        values checked (NaN left after imputation, infinities, huge values)."""
+    def _arrow_values(self, table, source: str) -> np.ndarray | None:
+        """Numeric Arrow columns straight to float32 (no pandas; a float32 list column is not copied); None
+        when a column is absent or not numbers, left to :meth:`features` to report."""
+        import pyarrow as pa
+
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        pieces = []
+        for name in self.columns:
+            if name not in table.column_names:
+                return None
+            column = table.column(name)
+            if name in self.list_lengths and _numeric_list(column.type):
+                piece = _list_block(column, name, source)
+                self._check_cells(name, piece.shape[1], source)
+            elif name not in self.list_lengths and _numeric(column.type):
+                piece = column.cast(pa.float32(), safe=False).to_numpy(zero_copy_only=False).reshape(-1, 1)
+            else:
+                return None
+            pieces.append(piece)
+        values = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1, dtype=np.float32)
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        expanded_names = list(self._sources())
+        if list(self.feature_names) == expanded_names:
+            return values
+        return values[:, [expanded_names.index(name) for name in self.feature_names]]
+
+    def fill_missing(self, values: np.ndarray) -> np.ndarray:
+        """float32 features with NaN replaced by the values imputed in training (a copy, where there are any)."""
+        missing = np.isnan(values) if self.fill else None
+        if missing is None or not missing.any():
+            return values
+        return np.where(missing, np.array([self.fill[name] for name in self.feature_names], np.float32), values)
+
+    def _numbers(self, data, source: str) -> pd.DataFrame:
         frame = self.features(data, source)
-        check_numeric(frame, source, "The model reads these columns as numbers: convert them or fix the cells.")
+        check_numeric(frame, source, "Feature columns must hold numbers: convert them or fix the cells.")
+        return frame
+
+    def values(self, data, source: str = "data") -> np.ndarray:
+        """float32 features of ``data`` (DataFrame, pyarrow Table or RecordBatch), a block of rows: columns
+        aligned by name (extra ones ignored), list columns decoded, missing values imputed as in training
+        (NaN where nothing was learned); magnitudes are not checked (past float32's range they are inf)."""
+        with np.errstate(over="ignore"):
+            values = None if isinstance(data, pd.DataFrame) else self._arrow_values(data, source)
+            if values is None:
+                values = np.ascontiguousarray(self._numbers(data, source).to_numpy(dtype=np.float32, na_value=np.nan))
+            return self.fill_missing(values)
+
+    def apply(self, data, source: str = "data") -> np.ndarray:
+        """float32 features of ``data`` (as :meth:`values`), every value checked in float64 first: missing values
+        left after imputation, infinities, huge values (one message per kind, naming the columns)."""
+        frame = self._numbers(data, source)
         if self.fill:
             frame = frame.fillna(self.fill)
         check_missing(frame, source)
-        # Infinities and huge values are reported by the shared feature check.
         return check_features(frame, name=source)
 
     def to_dict(self) -> dict:
