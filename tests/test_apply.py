@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from aepca.apply import encode_file
 from aepca.cli import EXIT_USAGE, main
-from aepca.data.readers import split_indices
+from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.estimator import Autoencoder, load_model
 
 
@@ -52,6 +54,39 @@ def test_reordered_columns_give_the_same_codes(run):
     np.testing.assert_array_equal(np.load(folder / "a-ids.npy"), frame["customer_id"])
 
 
+def write_form(frame: pd.DataFrame, form: str, folder):
+    """``frame`` as a file, a folder of three parts, or in memory (DataFrame, Arrow table)."""
+    if form == "DataFrame":
+        return frame
+    if form == "Arrow":
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    suffix = form.split()[0]
+
+    def save(rows, path):
+        rows.to_csv(path, index=False) if suffix == "csv" else rows.to_parquet(path, index=False)
+        return path
+
+    if not form.endswith("folder"):
+        return save(frame, folder / f"data.{suffix}")
+    target = folder / f"{suffix}_parts"
+    target.mkdir()
+    for k, rows in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        save(frame.iloc[rows], target / f"part-{k}.{suffix}")
+    return target
+
+
+@pytest.mark.parametrize("form", ["csv", "parquet", "csv folder", "parquet folder", "DataFrame", "Arrow"])
+def test_encode_reads_every_input_form_a_block_at_a_time(run, form):
+    folder, frame, out = run
+    model = load_model(out / "model")
+    data = write_form(frame[frame.columns[::-1]], form, folder)  # the columns in another order
+    written = encode_file(model, data, folder / f"codes-{form.replace(' ', '_')}.parquet", block_rows=64)
+    codes = pd.read_parquet(written["files"][0])
+    assert written["rows"] == len(frame) and list(codes.columns) == ["customer_id", "code_0", "code_1"]
+    np.testing.assert_array_equal(codes["customer_id"], frame["customer_id"])
+    np.testing.assert_allclose(codes[["code_0", "code_1"]].to_numpy(), model.transform(frame), rtol=1e-6, atol=1e-6)
+
+
 def test_a_missing_column_exits_2_naming_it(run, capsys):
     folder, frame, out = run
     frame.drop(columns=["f3"]).to_csv(folder / "short.csv", index=False)
@@ -63,8 +98,8 @@ def test_a_missing_column_exits_2_naming_it(run, capsys):
 
 def test_reconstruct_errors_average_to_the_reported_test_mse(run):
     folder, frame, out = run
-    _, test = split_indices(len(frame), 0.2, 0, "table.csv")
-    frame.iloc[test].to_csv(folder / "test.csv", index=False)
+    test = held_out_mask(np.arange(len(frame)), 0.2, 0, TEST_SALT)  # the command's test rows
+    frame[test].to_csv(folder / "test.csv", index=False)
     assert main(["reconstruct", str(out / "model"), str(folder / "test.csv"), "--out", str(folder / "recon.csv")]) == 0
     reconstruction = pd.read_csv(folder / "recon.csv")
     assert list(reconstruction.columns) == ["customer_id", *[f"f{i}" for i in range(6)], "error"]

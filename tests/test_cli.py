@@ -135,20 +135,21 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
                    "--out", str(out)])
     captured = capsys.readouterr()
     assert status == 0, captured.err
-    assert "data: 240 train / 60 test, 5 features; code size 2; recipe fast" in captured.out
+    # The test rows are those order.held_out_mask holds out: 57 of the 300 with seed 0.
+    assert "data: 243 train / 57 test, 5 features; code size 2; recipe fast" in captured.out
     assert "PCA (k=2)" in captured.out and "Autoencoder (fast, k=2)" in captured.out
     names = {p.name for p in out.iterdir()}
     assert names == {"metrics.json", "codes.png", "reconstructions.png", "loss.png", "report.html", "model"}
     for name in ("codes.png", "reconstructions.png", "loss.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert (metrics["n_train"], metrics["n_test"], metrics["n_features"], metrics["n_components"]) == (240, 60, 5, 2)
+    assert (metrics["n_train"], metrics["n_test"], metrics["n_features"], metrics["n_components"]) == (243, 57, 5, 2)
     # --epochs 2 caps each fold's network; the kept model ran at most that many.
     assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] <= 2
-    assert metrics["autoencoder"]["selection"]["held_out"] == "5 folds of 240 training rows"
+    assert metrics["autoencoder"]["selection"]["held_out"] == "5 folds of 243 training rows"
     record = metrics["run"]
     assert record["command"] == f"aepca compare {csv} --label-column y --epochs 2 --refine-steps 7 --no-progress --out {out}"
-    assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 240, "test": 60}
+    assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 243, "test": 57}
     assert sorted(os.listdir(out / "model")) == ["aepca.json", "model.keras"]
     assert json.loads((out / "model" / "aepca.json").read_text())["params"]["refine_steps"] == 7
 

@@ -1,10 +1,11 @@
-"""A trained model applied to a file (or a folder or glob of them): codes, or reconstructions
-with each row's error, written in blocks.
+"""A trained model applied to data (a file, a folder or glob of them, or a table in memory):
+codes, or reconstructions with each row's error, written in blocks.
 
-Rows are read a block at a time through the model's column specification
-(:func:`aepca.data.readers.iter_row_blocks`) and written a block at a time,
-so a file larger than memory works. The output is written beside its final
-name and moved there only when complete: nothing half-written is left.
+Rows are read a block at a time as a row source through the model's column
+specification (``open_source(data, spec=...)``), ids beside them, and written
+a block at a time, so a file larger than memory works. The output is written
+beside its final name and moved there only when complete: nothing half-written
+is left.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aepca.data.readers import BLOCK_ROWS, iter_row_blocks
-from aepca.data.sources import is_source_path, source_files
+from aepca.data.sources import BLOCK_ROWS, open_source
 from aepca.validation import invalid_value
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
@@ -47,13 +47,12 @@ def reconstruct_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrit
 
 
 def _blocks(model, data, block_rows, names, apply):
-    """``(ids, values, column names, id column name)`` per block of ``data``: a file, or
-    the files of a folder or glob pattern one after another."""
+    """``(ids, values, column names, id column name)`` per block of ``data`` (any input
+    :func:`aepca.open_source` takes), read through the model's column specification."""
     spec = model.column_spec()
-    files = source_files(data) if is_source_path(data) else [data]
-    for path in files:
-        for ids, features in iter_row_blocks(path, spec, block_rows):
-            yield ids, apply(features), names, spec.id_column
+    source = open_source(data, spec=spec, block_rows=block_rows)
+    for i in range(source.n_blocks):
+        yield source.ids(i), apply(source.read(i)), names, spec.id_column
 
 
 def check_output(out, *, overwrite: bool) -> Path:

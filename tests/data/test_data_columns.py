@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aepca.data import ColumnSpec, count_rows, iter_row_blocks, load_user_data, read_table
+from aepca.data import ColumnSpec, load_user_data, read_table
 from aepca.data.columns import shorten
 
 N = 12
@@ -68,7 +68,7 @@ def test_a_pattern_matching_nothing_lists_at_most_ten_columns(tmp_path):
 
 
 def test_id_column_is_kept_beside_the_rows_and_split_with_them(tmp_path):
-    data = load_user_data(csv_file(tmp_path), id_column="customer_id", label_columns=["segment", "churned"], seed=3)
+    data = load_user_data(csv_file(tmp_path), id_column="customer_id", label_columns=["segment", "churned"], seed=4)
     assert data.feature_names == ("age", "income", "emb_a", "emb_b")
     by_id = PEOPLE.set_index("customer_id")
     for ids, x in ((data.ids_train, data.x_train), (data.ids_test, data.x_test)):
@@ -214,7 +214,7 @@ def test_a_first_line_of_numbers_is_data(tmp_path):
     path.write_text("1,2\n3,5\n4,1\n6,0\n")
     table = read_table(path)
     assert table.feature_names == ("x0", "x1") and table.features.shape == (4, 2)
-    data = load_user_data(path, test_size=0.5)
+    data = load_user_data(path, test_size=0.5, seed=2)
     assert any("no header line" in line for line in data.notes["preprocessing"])
 
 
@@ -262,45 +262,6 @@ def test_spec_imputes_as_in_training_and_checks_values(tmp_path):
     np.testing.assert_array_equal(spec.apply(pd.DataFrame({"b": [1.0, np.nan], "a": [np.nan, 2.0]})), [[3, 1], [2, 25]])
     with pytest.raises(ValueError, match=r"NaN or infinite"):
         spec.apply(pd.DataFrame({"a": [np.inf], "b": [1.0]}))
-
-
-# --- applying a spec a block at a time ----------------------------------------------------------------
-
-
-def test_iter_row_blocks_parquet_reads_the_needed_columns_in_batches(tmp_path):
-    path, emb, table = embeddings_parquet(tmp_path)
-    spec = read_table(path, id_column="doc_id").columns
-    blocks = list(iter_row_blocks(path, spec, block_rows=5))
-    assert [len(x) for _, x in blocks] == [5, 5, 2]
-    np.testing.assert_array_equal(np.concatenate([ids for ids, _ in blocks]), table["doc_id"].to_numpy())
-    np.testing.assert_array_equal(np.concatenate([x for _, x in blocks])[:, 1:], emb)
-    assert count_rows(path) == N
-
-
-def test_iter_row_blocks_csv_keeps_the_layout(tmp_path):
-    path = tmp_path / "d.csv"
-    path.write_text("".join(f"{i % 3};{i * 0.5}\n" for i in range(7)))  # semicolons, no header
-    spec = read_table(path).columns
-    blocks = list(iter_row_blocks(path, spec, block_rows=3))
-    assert [ids for ids, _ in blocks] == [None] * 3 and [len(x) for _, x in blocks] == [3, 3, 1]
-    np.testing.assert_array_equal(np.concatenate([x for _, x in blocks]), read_table(path).features)
-    assert count_rows(path) is None
-    other = tmp_path / "other.csv"
-    other.write_text("b,z\n1,2\n")
-    with pytest.raises(ValueError, match=r"other\.csv lacks columns 'x0', 'x1' .*its columns: 'b', 'z'"):
-        next(iter_row_blocks(other, spec))
-
-
-@pytest.mark.parametrize("suffix", [".npy", ".npz"])
-def test_iter_row_blocks_arrays(tmp_path, suffix):
-    x = RNG.standard_normal((7, 2, 3))
-    path = tmp_path / f"x{suffix}"
-    np.save(path, x) if suffix == ".npy" else np.savez(path, x=x)
-    spec = read_table(path).columns
-    blocks = [features for _, features in iter_row_blocks(path, spec, block_rows=4)]
-    assert [len(b) for b in blocks] == [4, 3]
-    np.testing.assert_array_equal(np.concatenate(blocks), x.reshape(7, 6).astype(np.float32))
-    assert count_rows(path) == (7 if suffix == ".npy" else None)
 
 
 # --- the command line ---------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aepca.data import Dataset, load_user_data, read_table
+from aepca.data import Dataset, load_user_data, open_source, read_table
+from aepca.data.order import TEST_SALT, held_out_mask
 
 RNG = np.random.default_rng(0)
 FRAME = pd.DataFrame(
@@ -106,7 +107,7 @@ def test_flat_rows_with_a_label_column_keep_an_explicit_image_shape(tmp_path):
     path = write(tmp_path / "d.csv", frame)
     assert read_table(path, label_column="label", image_shape=(2, 3)).image_shape == (2, 3)
     data = load_user_data(path, label_column="label", image_shape=[3, 2])
-    assert data.image_shape == (3, 2) and data.x_train.shape == (8, 6)
+    assert data.image_shape == (3, 2) and data.x_train.shape[1] == 6 and len(data.x_train) + len(data.x_test) == 10
     assert read_table(path, label_column="label").image_shape is None
 
 
@@ -122,6 +123,25 @@ def test_constant_columns_are_kept_and_counted(tmp_path):
     assert dropped.feature_names == ("a", "c") and dropped.notes["dropped_constant_columns"] == ["b", "d"]
     assert "constant_columns" not in dropped.notes
     assert "constant_columns" not in load_user_data(write(tmp_path / "ten.csv", TEN)).notes
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".npy", ".npz"])
+def test_column_options_read_every_format_alike(tmp_path, suffix):
+    frame = pd.DataFrame({"key": [7, 3, 9, 1, 5], "a": [0.5, 1.5, 2.0, 3.5, 1.0], "b": [4, 2, 2, 1, 3],
+                          "c": [9.0, 8.5, 7.0, 1.5, 2.5], "kind": ["x", "y", "x", "y", "z"]})
+    path = tmp_path / f"d{suffix}"
+    if suffix in (".csv", ".tsv"):
+        frame.to_csv(path, index=False, sep="," if suffix == ".csv" else "\t")
+    elif suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        records = frame.to_records(index=False).astype([("key", "i8"), ("a", "f8"), ("b", "i8"), ("c", "f8"), ("kind", "U1")])
+        np.save(path, records) if suffix == ".npy" else np.savez(path, x=records)
+    table = read_table(path, id_column="key", label_column="kind", drop_columns=["c"])
+    assert table.feature_names == ("a", "b") and table.columns.dropped_columns == ("c",)
+    np.testing.assert_array_equal(table.features, frame[["a", "b"]].to_numpy(np.float32))
+    np.testing.assert_array_equal(table.ids, frame["key"])
+    np.testing.assert_array_equal(table.labels, frame["kind"])
 
 
 def test_structured_npy_uses_field_names(tmp_path):
@@ -273,20 +293,30 @@ def test_property_clear_error_or_finite_float32(columns, n_rows, suffix, impute,
 TEN = pd.DataFrame({"a": np.arange(10.0), "b": np.arange(10.0) ** 2, "y": np.arange(10) % 3})
 
 
-def test_split_is_seeded_and_complete(tmp_path):
-    path = write(tmp_path / "ten.csv", TEN)
+FORTY = pd.DataFrame({"a": np.arange(40.0) % 7, "b": np.arange(40.0) ** 2 % 11, "y": np.arange(40) % 3})
+
+
+def test_split_holds_out_the_rows_the_hash_rule_holds_out(tmp_path):
+    path = write(tmp_path / "forty.csv", FORTY)
     data = load_user_data(path, label_column="y", seed=1)
-    again = load_user_data(path, label_column="y", seed=1)
-    other = load_user_data(path, label_column="y", seed=2)
-    assert isinstance(data, Dataset)
-    assert data.x_train.shape == (8, 2) and data.x_test.shape == (2, 2)
-    np.testing.assert_array_equal(data.x_test, again.x_test)
-    assert not np.array_equal(data.x_test, other.x_test)
-    rows = np.concatenate([data.x_train, data.x_test])
-    np.testing.assert_array_equal(np.sort(rows[:, 0]), TEN["a"])
-    np.testing.assert_array_equal(data.y_train, rows[:8, 0].astype(int) % 3)
-    assert data.name == "ten" and data.feature_names == ("a", "b")
-    assert data.notes["units"] == "original units of ten.csv"
+    test = held_out_mask(np.arange(40), 0.2, 1, TEST_SALT)
+    assert isinstance(data, Dataset) and 0 < test.sum() < 40
+    np.testing.assert_array_equal(data.x_test, FORTY[["a", "b"]].to_numpy(np.float32)[test])
+    np.testing.assert_array_equal(data.x_train, FORTY[["a", "b"]].to_numpy(np.float32)[~test])
+    np.testing.assert_array_equal(data.y_train, FORTY["y"][~test])
+    assert not np.array_equal(data.x_test, load_user_data(path, label_column="y", seed=2).x_test)
+    assert data.name == "forty" and data.feature_names == ("a", "b")
+    assert data.notes["units"] == "original units of forty.csv"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy"])
+def test_a_file_read_whole_and_streamed_has_the_same_test_rows(tmp_path, suffix):
+    x = np.random.default_rng(4).standard_normal((500, 3)).round(4)
+    path = write(tmp_path / f"d{suffix}", x if suffix == ".npy" else pd.DataFrame(x, columns=["a", "b", "c"]))
+    data = load_user_data(path, seed=5)
+    source = open_source(path, block_rows=64)
+    np.testing.assert_array_equal(data.x_test, source.held_out(0.2, 5, TEST_SALT).to_array())
+    np.testing.assert_array_equal(data.x_train, source.kept(0.2, 5, TEST_SALT).to_array())
 
 
 def test_separate_test_file_learns_cleaning_on_train_only(tmp_path):
@@ -302,10 +332,11 @@ def test_separate_test_file_learns_cleaning_on_train_only(tmp_path):
 @pytest.mark.parametrize(
     ("train", "test", "kwargs", "match"),
     [
-        ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {}, r"leaves 4 training and 1 test row, expected at least 2 on each side"),
+        ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {}, r"Splitting the 5 rows of train\.csv with test_size=0\.2 "
+         r"leaves 1 training and 4 test rows, expected at least 2 on each side\. .*change test_size or seed"),
         ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {"test_size": 1.5}, r"test_size=1\.5"),
         ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n", {}, r"test\.csv has 1 row, expected at least 2"),
-        ("a,b\n1,2\n3,4\n5,7\n", "a,c\n1,2\n3,3\n", {}, r"missing 'b', extra 'c'"),
+        ("a,b\n1,2\n3,4\n5,7\n", "a,c\n1,2\n3,3\n", {}, r"test\.csv has other columns than .*train\.csv: it lacks 'b'; it has extra 'c'\. A test file needs"),
         ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n3,\n", {}, r"test\.csv has 1 missing value \("),
         ("a,b,y\n1,2,0\n3,4,1\n5,7,1\n", "a,b\n1,2\n3,4\n", {"label_column": "y"}, r"columns of test\.csv"),
     ],

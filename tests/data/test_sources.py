@@ -1,6 +1,8 @@
-"""Row sources: blocks laid out from metadata, held-out views, the seeded batches of an epoch, bad input."""
+"""Row sources: every input form read a block at a time, column options and model specifications on every
+form, content fingerprints, held-out views, the seeded batches of an epoch, bad input."""
 
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,8 +16,8 @@ from aepca.data import EpochBatches, epoch_steps, is_source_path, open_source, r
 DIM = 6
 PART_ROWS = (20, 13, 9)
 ROW_GROUP = 7
-# Row groups of 7 rows in files of 20, 13 and 9 rows.
-PART_BLOCKS = [7, 7, 6, 7, 6, 7, 2]
+# Table forms of TABLE: how each is written, and what open_source is given.
+TABLE_FORMS = ["DataFrame", "Arrow", "csv", "tsv", "parquet", "npy", "npz", "csv folder", "parquet folder"]
 
 
 def list_column(values: np.ndarray, fixed: bool):
@@ -57,36 +59,71 @@ def counting_source(n_rows=1003, width=3, block_rows=50):
     return open_source(x, block_rows=block_rows)
 
 
+def table(n=30, seed=3) -> pd.DataFrame:
+    """A shuffled row id, three measurements, an integer label."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"row_id": rng.permutation(1000)[:n] + 100, "a": rng.standard_normal(n).round(5),
+                         "b": rng.integers(0, 9, n), "c": rng.standard_normal(n).round(5), "kind": np.arange(n) % 3})
+
+
+def as_form(frame: pd.DataFrame, form: str, folder):
+    """``frame`` as ``form`` (see TABLE_FORMS): the object, or the path written."""
+    if form == "DataFrame":
+        return frame
+    if form == "Arrow":
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    folder.mkdir(exist_ok=True)
+    if form.endswith("folder"):
+        suffix = form.split()[0]
+        (folder / "parts").mkdir()
+        for k, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+            as_form(frame.iloc[part], suffix, folder / "parts" / f"p{k}")
+        for written in (folder / "parts").glob("p*/*"):
+            written.rename(folder / "parts" / f"{written.parent.name}.{suffix}")
+        return folder / "parts"
+    path = folder / f"t.{form}"
+    if form in ("csv", "tsv"):
+        frame.to_csv(path, index=False, sep="," if form == "csv" else "\t")
+    elif form == "parquet":
+        frame.to_parquet(path, index=False, row_group_size=ROW_GROUP)
+    elif form == "npy":
+        np.save(path, frame.to_records(index=False))
+    else:
+        np.savez(path, x=frame.to_records(index=False))
+    return path
+
+
 # --- reading ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", TABLE_FORMS)
+def test_column_options_work_on_every_table_form(tmp_path, form):
+    frame = table()
+    source = open_source(as_form(frame, form, tmp_path), id_column="row_id", label_column="kind",
+                         drop_columns=["c"], block_rows=8)
+    assert source.feature_names == ("a", "b") and source.columns.id_column == "row_id"
+    assert source.block_sizes.tolist() == [8, 8, 8, 6]
+    np.testing.assert_array_equal(source.to_array(), frame[["a", "b"]].to_numpy(np.float32))
+    np.testing.assert_array_equal(all_of(source, "ids"), frame["row_id"])
+    np.testing.assert_array_equal(all_of(source, "labels"), frame["kind"])
+    chosen = open_source(as_form(frame, form, tmp_path / "again"), columns=["c", "a*"], block_rows=8)
+    np.testing.assert_array_equal(chosen.to_array(), frame[["c", "a"]].to_numpy(np.float32))
+    assert chosen.ids(0) is None and chosen.labels(0) is None
 
 
 @pytest.mark.parametrize(("fixed", "dtype"), [(True, np.float32), (False, np.float64)],
                          ids=["fixed_size_list<float32>", "list<double>"])
 def test_parquet_folder_of_list_columns_gives_the_rows_read_table_gives(tmp_path, fixed, dtype):
     paths = embedding_parts(tmp_path / "parts", fixed=fixed, dtype=dtype)
-    source = open_source(tmp_path / "parts", label_column="label")
+    source = open_source(tmp_path / "parts", label_column="label", block_rows=ROW_GROUP)
     tables = [read_table(path, label_column="label") for path in paths]
     np.testing.assert_array_equal(source.to_array(), np.concatenate([t.features for t in tables]))
     np.testing.assert_array_equal(all_of(source, "labels"), np.concatenate([t.labels for t in tables]))
     np.testing.assert_array_equal(all_of(source, "row_indices"), np.arange(sum(PART_ROWS)))
     assert source.feature_names == tables[0].feature_names
-    assert source.block_sizes.tolist() == PART_BLOCKS == [len(block) for block in source.iter_blocks()]
+    # Blocks of 7 consecutive rows, whatever the files' row groups.
+    assert source.block_sizes.tolist() == [7] * 6 == [len(block) for block in source.iter_blocks()]
     assert (source.name, source.n_rows, source.n_features, source.image_shape) == ("parts", 42, DIM, None)
-
-
-def test_parquet_scalar_columns_give_the_rows_read_table_gives(tmp_path):
-    rng = np.random.default_rng(3)
-    frames = [pd.DataFrame({"row_id": np.arange(n) + 100 * k, "a": rng.standard_normal(n),
-                            "b": rng.integers(0, 5, n).astype(np.int32), "c": rng.standard_normal(n).astype(np.float32),
-                            "kind": rng.choice(["x", "y"], n)}) for k, n in enumerate(PART_ROWS)]
-    paths = write_parts(tmp_path / "parts", [pa.Table.from_pandas(f, preserve_index=False) for f in frames])
-    options = {"id_column": "row_id", "label_column": "kind", "drop_columns": ["c"]}
-    source = open_source(tmp_path / "parts", **options)
-    tables = [read_table(path, **options) for path in paths]
-    np.testing.assert_array_equal(source.to_array(), np.concatenate([t.features for t in tables]))
-    np.testing.assert_array_equal(all_of(source, "labels"), np.concatenate([t.labels for t in tables]))
-    assert source.feature_names == ("a", "b")
-    assert source.block_sizes.tolist() == PART_BLOCKS == [len(block) for block in source.iter_blocks()]
 
 
 def test_a_glob_pattern_reads_what_its_folder_reads(tmp_path):
@@ -100,13 +137,37 @@ def test_a_glob_pattern_reads_what_its_folder_reads(tmp_path):
     assert not is_source_path(tmp_path / "parts" / "part-0.parquet")
 
 
+CSV_LAYOUTS = {
+    "quotes, blank lines, CRLF": ('id,note,a,b\r\n1,"x, y",1.5,2\r\n\r\n2,"two\r\nlines",2.5,3\r\n  \r\n'
+                                  '3,"say ""hi""",4,1\r\n4,plain,0.5,7\r\n5,"",1,1\r\n6,"last",3,3'),
+    "semicolons and decimal commas": "a;b\n1,5;2\n2,5;3\n\n4;1\n0,25;7\n1;1\n3;3\n",
+    "no header": "1.5,2\n2.5,3\n4,1\n0.5,7\n1,1\n3,3\n",
+    "tabs": "a\tb\n1.5\t2\n2.5\t3\n  \n4\t1\n0.5\t7\n1\t1\n3\t3\n",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(CSV_LAYOUTS))
+@pytest.mark.parametrize("block_rows", [1, 2, 4, 1000])
+def test_a_csv_file_read_by_blocks_gives_the_rows_read_whole(tmp_path, layout, block_rows):
+    path = tmp_path / "t.csv"
+    path.write_bytes(CSV_LAYOUTS[layout].encode())
+    options = {"drop_columns": ["note"], "id_column": "id"} if layout.startswith("quotes") else {}
+    whole = read_table(path, **options)
+    source = open_source(path, block_rows=block_rows, **options)
+    np.testing.assert_array_equal(source.to_array(), whole.features)
+    assert source.feature_names == whole.feature_names and source.n_rows == len(whole.features)
+    assert [len(block) for block in source.iter_blocks()] == source.block_sizes.tolist()
+    if options:
+        np.testing.assert_array_equal(all_of(source, "ids"), whole.ids)
+
+
 def test_npy_images_are_memory_mapped_in_blocks_of_rows(tmp_path):
     images = np.random.default_rng(4).random((50, 4, 4)).astype(np.float32)
     np.save(tmp_path / "images.npy", images)
     source = open_source(tmp_path / "images.npy", block_rows=16)
     np.testing.assert_array_equal(source.to_array(), np.load(tmp_path / "images.npy").reshape(50, 16))
     assert source.block_sizes.tolist() == [16, 16, 16, 2] == [len(block) for block in source.iter_blocks()]
-    assert source.image_shape == (4, 4) and source.labels(0) is None
+    assert source.image_shape == (4, 4) and source.labels(0) is None and not source.in_memory
     block = source.read(3)
     assert block.dtype == np.float32 and block.flags["C_CONTIGUOUS"]
 
@@ -116,10 +177,20 @@ def test_a_folder_of_npy_files_reads_them_in_name_order(tmp_path):
     (tmp_path / "parts").mkdir()
     for k, part in enumerate(parts):
         np.save(tmp_path / "parts" / f"p{k}.npy", part)
-    source = open_source(tmp_path / "parts", block_rows=8, drop_columns=["x4"])
-    np.testing.assert_array_equal(source.to_array(), np.concatenate(parts)[:, :4].astype(np.float32))
-    assert source.block_sizes.tolist() == [8, 8, 8, 6, 7]
-    assert source.feature_names == ("x0", "x1", "x2", "x3")
+    source = open_source(tmp_path / "parts", block_rows=8, drop_columns=["x4"], label_column="x0")
+    np.testing.assert_array_equal(source.to_array(), np.concatenate(parts)[:, 1:4].astype(np.float32))
+    np.testing.assert_array_equal(all_of(source, "labels"), np.concatenate(parts)[:, 0])
+    assert source.block_sizes.tolist() == [8, 8, 8, 8, 5]
+    assert source.feature_names == ("x1", "x2", "x3")
+
+
+def test_an_npz_archive_gives_its_labels_y(tmp_path):
+    x, y = np.random.default_rng(6).random((9, 2, 3)), np.arange(9) % 4
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    source = open_source(tmp_path / "d.npz", block_rows=4)
+    np.testing.assert_array_equal(source.to_array(), x.reshape(9, 6).astype(np.float32))
+    np.testing.assert_array_equal(all_of(source, "labels"), y)
+    assert source.image_shape == (2, 3) and source.in_memory
 
 
 def test_an_in_memory_float32_array_is_read_without_copies():
@@ -128,16 +199,141 @@ def test_an_in_memory_float32_array_is_read_without_copies():
     assert source.block_sizes.tolist() == [40, 40, 20]
     assert np.shares_memory(source.read(1), x)
     np.testing.assert_array_equal(source.read(1), x[40:80])
-    assert open_source(source) is source
+    assert open_source(source) is source and source.in_memory and source.columns is None
 
 
 def test_blocks_read_from_a_background_thread_equal_those_read_in_order(tmp_path):
     embedding_parts(tmp_path / "parts")
-    source = open_source(tmp_path / "parts").held_out(0.5, 0, "test")
+    source = open_source(tmp_path / "parts", block_rows=5).held_out(0.5, 0, "test")
     with ThreadPoolExecutor(2) as pool:
         threaded = list(pool.map(source.read, range(source.n_blocks)))
     for block, expected in zip(threaded, source.iter_blocks()):
         np.testing.assert_array_equal(block, expected)
+
+
+# --- a model's column specification --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", TABLE_FORMS)
+def test_a_spec_reads_the_same_features_from_every_form(tmp_path, form):
+    frame = table().assign(c=2.5)  # c constant: dropped
+    frame.loc[[3, 17], "a"] = np.nan
+    spec = read_table(as_form(frame, "csv", tmp_path / "train"), id_column="row_id", label_column="kind",
+                      impute="mean", drop_constant=True).columns
+    assert spec.feature_names == ("a", "b") and spec.columns == ("a", "b", "c")
+    expected = frame[["a", "b"]].fillna({"a": spec.fill["a"]}).to_numpy(np.float32)
+    new = frame[["c", "kind", "b", "row_id", "a"]].assign(extra=1.0)  # other order, an extra column
+    source = open_source(as_form(new, form, tmp_path / "new"), spec=spec, block_rows=8)
+    np.testing.assert_array_equal(source.to_array(), expected)
+    np.testing.assert_array_equal(all_of(source, "ids"), frame["row_id"])
+    assert source.columns == spec and source.feature_names == ("a", "b")
+
+
+@pytest.mark.parametrize("form", ["array", "npy", "npz", "npy folder"])
+def test_a_spec_reads_the_same_features_from_every_array_form(tmp_path, form):
+    x = np.random.default_rng(7).random((30, 5))
+    x[:, 2] = 1.0
+    np.save(tmp_path / "train.npy", x)
+    spec = read_table(tmp_path / "train.npy", drop_columns=["x4"], drop_constant=True).columns
+    assert spec.feature_names == ("x0", "x1", "x3")
+    if form == "array":  # an array in memory holds the features themselves, in order
+        data = x[:, [0, 1, 3]]
+    elif form == "npy folder":
+        (tmp_path / "parts").mkdir()
+        for k, part in enumerate(np.array_split(x, 3)):
+            np.save(tmp_path / "parts" / f"p{k}.npy", part)
+        data = tmp_path / "parts"
+    else:
+        data = tmp_path / f"new.{form}"
+        np.save(data, x) if form == "npy" else np.savez(data, x=x)
+    source = open_source(data, spec=spec, block_rows=8)
+    np.testing.assert_array_equal(source.to_array(), x[:, [0, 1, 3]].astype(np.float32))
+
+
+def test_a_spec_reads_the_needed_columns_of_list_columns_with_ids(tmp_path):
+    paths = embedding_parts(tmp_path / "parts", fixed=False)
+    pq.write_table(pq.read_table(paths[0]).append_column("doc_id", pa.array(np.arange(20) + 500)),
+                   tmp_path / "train.parquet")
+    spec = read_table(tmp_path / "train.parquet", id_column="doc_id", drop_columns=["label"]).columns
+    table_ = pq.read_table(paths[1])
+    frame = table_.to_pandas().assign(doc_id=np.arange(13) * 2)  # the lists as arrays in cells
+    for data in (frame, table_.append_column("doc_id", pa.array(np.arange(13) * 2))):
+        source = open_source(data, spec=spec, block_rows=5)
+        np.testing.assert_array_equal(source.to_array(), read_table(paths[1], columns=["emb"]).features)
+        np.testing.assert_array_equal(all_of(source, "ids"), np.arange(13) * 2)
+    assert open_source(paths[1], spec=spec).ids(0) is None  # no id column there: no ids
+
+
+def test_a_missing_training_column_is_named_before_any_block_is_read(tmp_path):
+    spec = read_table(as_form(table(), "csv", tmp_path), id_column="row_id").columns
+    short = table().drop(columns=["b"])
+    for data in (short, as_form(short, "parquet", tmp_path / "short")):
+        with pytest.raises(ValueError, match=r"lacks column 'b' that the model reads as features \(columns are "
+                                             r"matched by name; its columns: 'row_id', 'a', 'c', 'kind'\)\. Provide"):
+            open_source(data, spec=spec)
+    with pytest.raises(ValueError, match=r"The array has 2 features, but the model reads 4 \('a', 'b', 'c', 'kind'\)"):
+        open_source(np.zeros((3, 2)), spec=spec)
+
+
+@pytest.mark.parametrize("form", ["DataFrame", "Arrow"])
+def test_a_text_column_in_a_table_is_named_with_the_fix(form):
+    frame = table().drop(columns=["row_id"]).assign(country=["NL", "FR", "DE"] * 10)
+    with pytest.raises(ValueError) as info:
+        open_source(as_form(frame, form, None))
+    message = str(info.value)
+    assert message.startswith(f"the {'DataFrame' if form == 'DataFrame' else 'Arrow table'} has non-numeric "
+                              "columns 'country' (e.g. 'country' holds 'NL'). Features must be numbers")
+    assert "drop_columns=" in message and "\n" not in message
+
+
+# --- fingerprints --------------------------------------------------------------------------------------
+
+
+def test_fingerprints_identify_files_by_content_not_place(tmp_path):
+    embedding_parts(tmp_path / "parts")
+    shutil.copytree(tmp_path / "parts", tmp_path / "elsewhere" / "parts")
+    first = open_source(tmp_path / "parts").fingerprint()
+    assert open_source(tmp_path / "elsewhere" / "parts").fingerprint() == first
+    assert [(f["name"], f["rows"]) for f in first["files"]] == [(f"part-{k}.parquet", n) for k, n in enumerate(PART_ROWS)]
+    assert first["kind"] == "parquet" and first["schema"] == [f"emb: {pq.read_schema(tmp_path / 'parts' / 'part-0.parquet').field('emb').type}", "label: int64"]
+    # One value changed in the last file, whose bytes are all sampled: only that file differs.
+    path = tmp_path / "elsewhere" / "parts" / "part-2.parquet"
+    changed = pq.read_table(path)
+    labels = changed.column("label").to_numpy().copy()
+    labels[4] += 1
+    pq.write_table(changed.set_column(1, "label", pa.array(labels)), path, row_group_size=ROW_GROUP)
+    other = open_source(tmp_path / "elsewhere" / "parts").fingerprint()
+    assert other["files"][:2] == first["files"][:2] and other["files"][2] != first["files"][2]
+
+
+@pytest.mark.parametrize("form", ["npy", "csv"])
+def test_a_changed_value_in_a_sampled_block_changes_a_big_files_fingerprint(tmp_path, form):
+    x = np.random.default_rng(8).random((40_000, 8)).round(4)  # far more than the 3 x 64 KiB sampled
+    path = as_form(pd.DataFrame(x, columns=[f"c{i}" for i in range(8)]), form, tmp_path)
+    before = open_source(path).fingerprint()
+    content = bytearray(path.read_bytes())
+    middle = next(i for i in range(len(content) // 2, len(content)) if chr(content[i]).isdigit())
+    content[middle] = ord("1") if content[middle] != ord("1") else ord("2")  # one value, in the middle block
+    path.write_bytes(bytes(content))
+    after = open_source(path).fingerprint()
+    assert after["files"][0]["bytes"] == before["files"][0]["bytes"] == len(content)
+    assert after["files"][0]["digest"] != before["files"][0]["digest"]
+
+
+def test_fingerprint_is_json_and_names_layout_and_filters(tmp_path):
+    embedding_parts(tmp_path / "parts")
+    first = open_source(tmp_path / "parts")
+    view = json.loads(json.dumps(first.kept(0.2, 0, "test").fingerprint()))
+    assert [f["bytes"] for f in view["files"]] == [(tmp_path / "parts" / f"part-{k}.parquet").stat().st_size
+                                                   for k in range(3)]
+    assert [(f["fraction"], f["seed"], f["salt"], f["held_out"]) for f in view["filters"]] == [(0.2, 0, "test", False)]
+    assert view != first.fingerprint() != first.kept(0.2, 1, "test").fingerprint()
+    array = np.arange(12, dtype=np.float32).reshape(6, 2)
+    assert open_source(array).fingerprint() == open_source(array.copy()).fingerprint()
+    assert open_source(array).fingerprint() != open_source(array + 1).fingerprint()
+    frame = pd.DataFrame(array, columns=["a", "b"])
+    assert open_source(frame).fingerprint() == open_source(frame.copy()).fingerprint()
+    assert open_source(frame).fingerprint() != open_source(frame.assign(b=frame["b"] + 1)).fingerprint()
 
 
 # --- held-out views ----------------------------------------------------------------------------------
@@ -169,7 +365,7 @@ def test_held_out_and_kept_partition_the_rows():
 
 def test_views_compose_and_differ_by_salt(tmp_path):
     embedding_parts(tmp_path / "parts")
-    source = open_source(tmp_path / "parts", label_column="label")
+    source = open_source(tmp_path / "parts", label_column="label", block_rows=10)
     train = source.kept(0.3, 0, "test")
     validation = train.held_out(0.3, 1, "validation")
     rows = all_of(validation, "row_indices")
@@ -178,20 +374,6 @@ def test_views_compose_and_differ_by_salt(tmp_path):
     np.testing.assert_array_equal(all_of(validation, "labels"), rows % 3)
     assert not np.array_equal(all_of(source.held_out(0.3, 0, "other"), "row_indices"),
                               all_of(source.held_out(0.3, 0, "test"), "row_indices"))
-
-
-def test_fingerprint_is_json_and_names_files_layout_and_filters(tmp_path):
-    embedding_parts(tmp_path / "parts")
-    first, again = open_source(tmp_path / "parts"), open_source(tmp_path / "parts")
-    assert first.fingerprint() == again.fingerprint()
-    view = json.loads(json.dumps(first.kept(0.2, 0, "test").fingerprint()))
-    assert [f["bytes"] for f in view["files"]] == [(tmp_path / "parts" / f"part-{k}.parquet").stat().st_size
-                                                   for k in range(3)]
-    assert view["filters"] == [{"fraction": 0.2, "seed": 0, "salt": "test", "held_out": False}]
-    assert view != first.fingerprint() != first.kept(0.2, 1, "test").fingerprint()
-    array = np.arange(12, dtype=np.float32).reshape(6, 2)
-    assert open_source(array).fingerprint() == open_source(array.copy()).fingerprint()
-    assert open_source(array).fingerprint() != open_source(array + 1).fingerprint()
 
 
 # --- the batches of an epoch -----------------------------------------------------------------------
@@ -252,7 +434,7 @@ def test_a_missing_path_names_it(tmp_path):
 
 def test_an_empty_folder_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"The folder .*empty holds no \.parquet or \.npy files"):
+    with pytest.raises(ValueError, match=r"The folder .*empty holds no \.parquet, \.npy or \.csv files"):
         open_source(tmp_path / "empty")
 
 
@@ -261,17 +443,21 @@ def test_a_pattern_matching_nothing_is_refused(tmp_path):
         open_source(str(tmp_path / "part-*.parquet"))
 
 
-def test_a_folder_mixing_npy_and_parquet_is_refused(tmp_path):
+@pytest.mark.parametrize(("name", "match"), [("extra.npy", r"mix \.npy and \.parquet files \(e\.g\. 'extra\.npy', "
+                                                            r"'part-0\.parquet'\); a stream reads one kind"),
+                                             ("more.csv", r"mix \.csv and \.parquet files \(e\.g\. 'more\.csv'")])
+def test_a_folder_mixing_kinds_is_refused(tmp_path, name, match):
     embedding_parts(tmp_path / "parts")
-    np.save(tmp_path / "parts" / "extra.npy", np.zeros((3, 2), np.float32))
-    with pytest.raises(ValueError, match=r"mix \.npy and \.parquet files \(e\.g\. 'extra\.npy', 'part-0\.parquet'\)"):
+    as_form(pd.DataFrame({"a": [1.0, 2.0]}), name.split(".")[1], tmp_path / "other").rename(tmp_path / "parts" / name)
+    with pytest.raises(ValueError, match=match):
         open_source(tmp_path / "parts")
 
 
-def test_a_csv_in_a_folder_says_to_convert_it_to_parquet(tmp_path):
-    embedding_parts(tmp_path / "parts")
-    pd.DataFrame({"a": [1.0, 2.0]}).to_csv(tmp_path / "parts" / "more.csv", index=False)
-    with pytest.raises(ValueError, match=r"more\.csv .*cannot be read as a stream.*Convert it to Parquet"):
+def test_an_npz_in_a_folder_says_to_save_it_as_npy(tmp_path):
+    (tmp_path / "parts").mkdir()
+    np.savez(tmp_path / "parts" / "a.npz", x=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"a\.npz in the folder .* cannot be read a block at a time: NumPy loads "
+                                         r"an \.npz archive whole\. Save its feature array as a \.npy file"):
         open_source(tmp_path / "parts")
 
 
@@ -291,23 +477,23 @@ def test_files_with_other_columns_are_named(tmp_path):
 @pytest.mark.parametrize("fixed", [True, False], ids=["fixed_size_list", "list"])
 def test_nan_in_a_list_column_names_the_file_and_row(tmp_path, fixed):
     paths = embedding_parts(tmp_path / "parts", fixed=fixed)
-    table = pq.read_table(paths[1])
-    emb = np.stack(table.column("emb").to_pylist()).astype(np.float32)
+    table_ = pq.read_table(paths[1])
+    emb = np.stack(table_.column("emb").to_pylist()).astype(np.float32)
     emb[9, 2] = np.nan
-    pq.write_table(table.set_column(0, "emb", list_column(emb, fixed)), paths[1], row_group_size=ROW_GROUP)
-    source = open_source(tmp_path / "parts")
-    source.read(3)  # the file's first row group is clean
+    pq.write_table(table_.set_column(0, "emb", list_column(emb, fixed)), paths[1], row_group_size=ROW_GROUP)
+    source = open_source(tmp_path / "parts", block_rows=ROW_GROUP)
+    source.read(2)  # rows 15-21: the first row group of part-1 is clean
     with pytest.raises(ValueError, match=r"part-1\.parquet \(rows 8-13\) holds 1 missing, infinite or huge value "
                                          r"\(NaN, inf or beyond 1e\+15\), first in row 10, column 'emb\[2\]'"):
-        source.read(4)
+        source.read(3)
 
 
 def test_a_missing_list_names_the_file_and_row(tmp_path):
     emb = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(12, np.float32)), 2,
                                             mask=pa.array([False, False, True, False, False, False]))
     pq.write_table(pa.table({"emb": emb}), tmp_path / "e.parquet")
-    with pytest.raises(ValueError, match=r"e\.parquet \(rows 1-6\): list column 'emb' has 1 missing list, first "
-                                         r"in row 3\."):
+    with pytest.raises(ValueError, match=r"e\.parquet \(rows 1-6\) holds 2 missing, infinite or huge values .*first "
+                                         r"in row 3, column 'emb\[0\]'"):
         open_source(tmp_path / "e.parquet").read(0)
 
 
@@ -318,6 +504,13 @@ def test_a_missing_scalar_names_the_file_and_row(tmp_path):
         open_source(tmp_path / "t.parquet").read(0)
 
 
+def test_text_in_a_later_csv_block_names_the_rows(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b\n" + "1,2\n" * 5 + "3,x\n")
+    source = open_source(tmp_path / "t.csv", block_rows=4)
+    with pytest.raises(ValueError, match=r"t\.csv \(rows 5-6\) has non-numeric columns 'b' \(e\.g\. 'b' holds 'x'\)"):
+        source.read(1)
+
+
 def test_npy_files_of_other_row_shapes_are_named(tmp_path):
     (tmp_path / "parts").mkdir()
     np.save(tmp_path / "parts" / "a.npy", np.zeros((4, 3), np.float32))
@@ -326,13 +519,24 @@ def test_npy_files_of_other_row_shapes_are_named(tmp_path):
         open_source(tmp_path / "parts")
 
 
-def test_a_one_dimensional_npy_is_refused(tmp_path):
+def test_a_one_dimensional_array_is_refused(tmp_path):
     np.save(tmp_path / "v.npy", np.zeros(5, np.float32))
     with pytest.raises(ValueError, match=r"v\.npy holds an array of shape \(5,\), expected 2-D"):
         open_source(tmp_path / "v.npy")
+    with pytest.raises(ValueError, match=r"data holds an array of shape \(5,\), expected 2-D .*reshape\(-1, 1\)"):
+        open_source(np.zeros(5))
 
 
-def test_npy_files_hold_no_label_columns(tmp_path):
-    np.save(tmp_path / "x.npy", np.zeros((4, 3), np.float32))
-    with pytest.raises(ValueError, match=r"label_columns, expected no label_columns for \.npy files"):
-        open_source(tmp_path / "x.npy", label_column="x0")
+def test_an_npz_with_labels_takes_no_label_column(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 3)), y=np.arange(4))
+    with pytest.raises(ValueError, match=r"already holds labels \(array 'y'\), so label_column='x0' is ambiguous"):
+        open_source(tmp_path / "d.npz", label_column="x0")
+
+
+def test_column_options_beside_a_spec_or_a_row_source_are_refused(tmp_path):
+    source = counting_source()
+    with pytest.raises(ValueError, match=r"columns, expected no columns beside a RowSource"):
+        open_source(source, columns=["x0"])
+    with pytest.raises(ValueError, match=r"id_column, expected no id_column beside spec"):
+        open_source(table(), spec=read_table(as_form(table(), "csv", tmp_path), id_column="row_id").columns,
+                    id_column="row_id")

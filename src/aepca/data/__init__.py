@@ -5,9 +5,9 @@ from aepca.data._dataset import Dataset
 from aepca.data.columns import ColumnSpec
 from aepca.data.digits import digits
 from aepca.data.mnist import MNIST_SHA256, array_digest, download_mnist, load_mnist, load_mnist_file
-from aepca.data.readers import Table, count_rows, iter_row_blocks, load_user_data, read_table
+from aepca.data.readers import Table, load_user_data, read_table
 from aepca.data.order import EpochBatches, epoch_blocks, epoch_steps, lane_blocks, row_hash
-from aepca.data.sources import RowSource, is_source_path, open_source
+from aepca.data.sources import RowSource, is_source_path, open_source, source_files
 from aepca.data.synthetic import curves, low_rank, s_curve, swiss_roll
 from aepca.validation import invalid_value
 
@@ -20,14 +20,12 @@ __all__ = [
     "RowSource",
     "Table",
     "array_digest",
-    "count_rows",
     "curves",
     "digits",
     "download_mnist",
     "epoch_blocks",
     "epoch_steps",
     "is_source_path",
-    "iter_row_blocks",
     "lane_blocks",
     "load_dataset",
     "load_mnist",
@@ -38,6 +36,7 @@ __all__ = [
     "read_table",
     "row_hash",
     "s_curve",
+    "source_files",
     "swiss_roll",
 ]
 

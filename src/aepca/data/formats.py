@@ -1,0 +1,526 @@
+"""One reader per data format: CSV / TSV, NumPy ``.npy`` / ``.npz``, Parquet, and arrays and tables in memory.
+
+A file, or an array, DataFrame or Arrow table in memory, opens as a part: its source columns in order
+(list columns unexpanded) and its rows in native blocks -- a Parquet row group, a block of CSV lines
+found by byte offset in one pass over the file, a slice of an array (memory-mapped for ``.npy``; an
+``.npz`` archive is loaded whole, since NumPy cannot map a member of a zip). A block, or every row, is
+read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
+turns blocks into features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem
+with a file is one line naming the file, the rule and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import hashlib
+import io
+import math
+import os
+import re
+import sys
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aepca.data.columns import arrow_columns, to_frame
+from aepca.validation import as_image_shape, describe_names, invalid_value
+
+EXTENSIONS = (".csv", ".npy", ".npz", ".parquet", ".tsv")
+# The start of a CSV file read to find its delimiter and header.
+SNIFF_CHARS = 16 * 1024
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+# Bytes of a CSV file scanned at a time when its lines are indexed.
+_INDEX_BYTES = 1 << 22
+# A file's fingerprint hashes this many of its first, middle and last bytes.
+_DIGEST_BYTES = 1 << 16
+_CORRUPT_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _corrupt(where, kind: str, err: Exception, fix: str) -> ValueError:
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ValueError(f"{where} is not a readable {kind} file ({detail}); it may be truncated or corrupt. {fix}")
+
+
+def _slices(n_rows: int, block_rows: int) -> list[int]:
+    return [min(block_rows, n_rows - start) for start in range(0, n_rows, block_rows)]
+
+
+class Part:
+    """One file, or one array or table in memory, read a native block at a time: ``block(k, columns)`` is
+    native block ``k`` as a raw table, of ``columns`` at least (None: all); ``whole()`` every row.
+
+    ``names``: the source columns in order (list columns unexpanded); ``sizes``: the rows of each native
+    block; ``where``: how messages name it; ``kind``, ``schema``: what the fingerprint says of it; ``cells``:
+    ``{column: None, a list length or 'lists'}``; ``row_shape``: an array's rows. ``plain``: blocks are 2-D
+    numeric arrays (columns ``x0, x1, ...``), else DataFrames or pyarrow Tables. ``y``: an ``.npz`` file's
+    labels; ``notes``: how a CSV file was read.
+    """
+
+    path: Path | None = None
+    plain = False
+    row_shape: tuple | None = None
+    image_shape: tuple | None = None
+    y: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def cells(self) -> dict:
+        return dict.fromkeys(self.names)
+
+    def frame(self, raw, source: str) -> tuple[pd.DataFrame, dict]:
+        """``raw`` (a block, or every row) as single-value columns, and ``{list column: length}``."""
+        return to_frame(raw, source)
+
+    def select(self, frame: pd.DataFrame, lists: dict, selection, source: str):
+        """The :class:`ColumnSpec` of the columns ``selection`` names, checked on ``frame`` (rows of this part)."""
+        if self.y is not None and selection.label_columns:
+            raise ValueError(
+                f"{source} already holds labels (array 'y'), so label_column={selection.label_columns[0]!r} is "
+                "ambiguous. Drop the label column option."
+            )
+        return selection.select(frame, list(self.names), lists, source)
+
+    def fingerprint(self) -> dict:
+        """The file by content, not by path or time: base name, bytes, rows, a hash of its first, middle and
+        last bytes."""
+        size = self.path.stat().st_size
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as fh:
+            for start in sorted({0, max(size - _DIGEST_BYTES, 0) // 2, max(size - _DIGEST_BYTES, 0)}):
+                fh.seek(start)
+                digest.update(fh.read(_DIGEST_BYTES))
+        return {"name": self.path.name, "bytes": size, "rows": int(sum(self.sizes)), "digest": digest.hexdigest()[:16]}
+
+
+# --- arrays and tables in memory, .npy and .npz ------------------------------------------------------
+
+
+class _SlicedPart(Part):
+    """An array (in memory, a memory-mapped ``.npy`` or an ``.npz`` archive's), a DataFrame or a pyarrow
+    Table, in slices of ``block_rows`` rows. Text, object and structured arrays are read as DataFrames."""
+
+    def __init__(self, rows, kind: str, where: str, block_rows: int, *, path=None, y=None):
+        self.kind, self.where, self.path, self.y, self._step = kind, where, path, y, block_rows
+        if isinstance(rows, np.ndarray):
+            self.plain = rows.dtype.kind in "biuf"
+            self.row_shape = rows.shape[1:]
+            self.image_shape = as_image_shape(rows.shape[1:]) if self.plain and rows.ndim in (3, 4) else None
+            if not rows.dtype.names:
+                rows = rows.reshape(len(rows), math.prod(rows.shape[1:]))
+            self.names = rows.dtype.names or tuple(f"x{i}" for i in range(rows.shape[1]))
+            self.schema = ([f"{name}: {rows.dtype[name]}" for name in self.names] if rows.dtype.names
+                           else [f"{rows.dtype} rows of shape {self.row_shape}"])
+        elif isinstance(rows, pd.DataFrame):
+            self.names = tuple(str(c) for c in rows.columns)
+            self.schema = [f"{name}: {dtype}" for name, dtype in zip(self.names, rows.dtypes)]
+        else:
+            self.names = arrow_columns(rows)
+            self.schema = [f"{name}: {rows.schema.field(name).type}" for name in self.names]
+        self._rows = rows
+        self.sizes = _slices(len(rows), block_rows)
+
+    def _raw(self, rows):
+        if isinstance(rows, np.ndarray) and not self.plain:
+            return pd.DataFrame(rows, columns=list(self.names))
+        return rows
+
+    def block(self, k: int, columns=None):
+        start, stop = k * self._step, (k + 1) * self._step
+        rows = self._rows.iloc[start:stop] if isinstance(self._rows, pd.DataFrame) else self._rows[start:stop]
+        return self._raw(rows)
+
+    def whole(self):
+        return self._raw(self._rows)
+
+    def frame(self, raw, source: str) -> tuple[pd.DataFrame, dict]:
+        if self.plain:
+            return pd.DataFrame(raw, columns=list(self.names), copy=False), {}
+        return super().frame(raw, source)
+
+
+def _check_array(array: np.ndarray, where: str, fix: str) -> None:
+    if not array.dtype.names and (array.ndim < 2 or math.prod(array.shape[1:]) == 0):
+        raise ValueError(f"{where} holds an array of shape {array.shape}, expected 2-D (samples x features) or images "
+                         f"(n, h, w[, c]), with at least one feature. {fix}")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except _CORRUPT_ERRORS as err:
+        raise _corrupt(path, ".npy", err, "Re-save it with numpy.save(path, array).") from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise ValueError(f"{path} is a .npz archive, not a .npy array. Rename it to end in .npz.")
+    return array
+
+
+def _pick_npz_arrays(names: list[str], path: Path) -> tuple[str, str | None]:
+    x_name = next((n for n in ("x", "X") if n in names), None)
+    if x_name:
+        return x_name, next((n for n in ("y", "Y") if n in names), None)
+    if len(names) == 1:
+        return names[0], None
+    raise ValueError(
+        f"{path} holds arrays {names}, expected a single array or arrays named 'x' (features) and optionally "
+        "'y' (labels). Re-save it with numpy.savez(path, x=features, y=labels)."
+    )
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    fix = "Re-save it with numpy.savez(path, x=features, y=labels)."
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except _CORRUPT_ERRORS as err:
+        raise _corrupt(path, ".npz", err, fix) from None
+    if isinstance(archive, np.ndarray):
+        raise ValueError(f"{path} is a .npy array, not a .npz archive. Rename it to end in .npy.")
+    with archive:
+        x_name, y_name = _pick_npz_arrays(list(archive.files), path)
+        try:
+            features = archive[x_name]
+            labels = archive[y_name] if y_name else None
+        except _CORRUPT_ERRORS as err:
+            raise _corrupt(path, ".npz", err, fix) from None
+    if labels is not None:
+        labels = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
+        if labels.ndim != 1 or features.ndim == 0 or len(labels) != len(features):
+            raise ValueError(
+                f"{path}: labels 'y' have shape {labels.shape} but features 'x' have shape {features.shape}, "
+                "expected one label per row. Save one label per sample."
+            )
+    return features, labels
+
+
+def memory_part(data, block_rows: int) -> Part:
+    """An array (2-D, or images ``(n, h, w[, c])``), a pandas DataFrame, or a pyarrow Table or RecordBatch."""
+    if isinstance(data, pd.DataFrame):
+        return _SlicedPart(data, "DataFrame", "the DataFrame", block_rows)
+    if type(data).__module__.startswith("pyarrow") and hasattr(data, "schema"):
+        import pyarrow as pa
+
+        table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        return _SlicedPart(table, "Arrow table", "the Arrow table", block_rows)
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as err:
+        raise invalid_value("data", "a rectangular array of numbers", f"an object numpy cannot convert ({err})",
+                            "Make every row the same length.") from None
+    if array.dtype == object:
+        with contextlib.suppress(ValueError, TypeError):  # numbers held as objects, as scikit-learn takes them
+            array = array.astype(np.float64)
+    _check_array(array, "data", "Use data.reshape(-1, 1) for a single feature.")
+    return _SlicedPart(array, "array", "the array", block_rows)
+
+
+# --- CSV and TSV ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CsvLayout:
+    """How a CSV file is written: delimiter, decimal mark, whether line 1 names the columns; notes say so."""
+
+    delimiter: str
+    decimal: str
+    header: bool
+    notes: tuple[str, ...] = ()
+
+
+def _sniff(sample: str) -> str:
+    sniffer = csv.Sniffer()
+    # On a tie, ';' beats ',' (semicolon files often hold decimal commas) and tab beats both.
+    sniffer.preferred = ["\t", ";", ","]
+    try:
+        return sniffer.sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:  # one column, or no consistent delimiter
+        return ","
+
+
+_COMMA_DECIMAL = re.compile(r"[+-]?\d*,\d+([eE][+-]?\d+)?")
+_POINT_DECIMAL = re.compile(r"[+-]?\d*\.\d+([eE][+-]?\d+)?")
+
+
+def _decimal(rows: list[list[str]]) -> str:
+    """``,`` when the numbers of a semicolon file are written 1,5 (and none 1.5), else ``.``."""
+    cells = [cell.strip() for row in rows for cell in row]
+    comma = any(_COMMA_DECIMAL.fullmatch(c) for c in cells) and not any(_POINT_DECIMAL.fullmatch(c) for c in cells)
+    return "," if comma else "."
+
+
+def _has_header(fields: list[str], decimal: str, notes: list[str]) -> bool:
+    """A first line of numbers is data, except ``0,1,...,n-1``: the names pandas gives unnamed columns."""
+    values = [f.strip() for f in fields if f.strip()]
+    if len(fields) > 1 and values == [str(i) for i in range(len(fields))]:
+        notes.append(f"first line 0,1,...,{len(fields) - 1} read as column names, as pandas writes them "
+                     "(no_header=True, --no-header, if it is data)")
+        return True
+    try:
+        [float(v.replace(decimal, ".")) for v in values]
+    except ValueError:
+        return True
+    return not values
+
+
+def _csv_layout(path: Path, no_header: bool | None) -> _CsvLayout:
+    """The delimiter (``,`` ``;`` or tab, sniffed; tab for ``.tsv``), decimal mark and header of a CSV file.
+
+    ``no_header`` True or False overrides the header guess.
+    """
+    with open(path, "rb") as fh:
+        sample = fh.read(SNIFF_CHARS)
+    if len(sample) == SNIFF_CHARS:  # whole lines only, so that a cut last line does not look inconsistent
+        sample = sample[: sample.rfind(b"\n") + 1] or sample
+    lines = [line for line in sample.decode("utf-8-sig", errors="replace").splitlines() if line.strip()]
+    tsv = path.suffix.lower() == ".tsv"
+    delimiter = "\t" if tsv else _sniff("\n".join(lines))
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    decimal = _decimal(rows) if delimiter == ";" else "."
+    notes = [] if delimiter == "," or tsv else [f"read as {DELIMITERS[delimiter]}-separated values"]
+    if decimal == ",":
+        notes.append("numbers read with decimal commas")
+    header = _has_header(rows[0] if rows else [], decimal, notes) if no_header is None else not no_header
+    if not header:
+        notes.append("no header line: the first line was read as data and the columns named x0, x1, ...")
+    return _CsvLayout(delimiter, decimal, header, tuple(notes))
+
+
+@contextlib.contextmanager
+def _csv_errors(where):
+    try:
+        yield
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{where} has no header row and no data. Write a header line of column names, then the rows."
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        fix = "Check that it is comma-, semicolon- or tab-separated text with the same number of fields on every line."
+        raise _corrupt(where, "CSV", err, fix) from None
+
+
+def _index_lines(path: Path, block_rows: int, header: bool, tab: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The byte offset where each block of ``block_rows`` records starts, and each block's records, in one
+    pass over the file. A record ends at a newline outside double quotes; records of whitespace only are
+    skipped, as pandas skips them; with ``header`` the first record is the header."""
+    blank = np.zeros(256, bool)
+    blank[[ord(" "), ord("\r"), ord("\n")] + ([] if tab else [ord("\t")])] = True
+    starts, n_records, skip = [], 0, int(header)
+
+    def count(firsts: np.ndarray) -> None:  # the first bytes of further records that are not blank
+        nonlocal n_records, skip
+        dropped = min(skip, len(firsts))
+        firsts, skip = firsts[dropped:], skip - dropped
+        starts.extend(firsts[(n_records + np.arange(len(firsts))) % block_rows == 0].tolist())
+        n_records += len(firsts)
+
+    record_start, pending, quoted, base = 0, False, 0, 0  # pending: the open record has content
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_INDEX_BYTES):
+            buf = np.frombuffer(chunk, np.uint8)
+            ends = buf == ord("\n")
+            if quoted or b'"' in chunk:
+                parity = (np.cumsum(buf == ord('"'), dtype=np.int32) + quoted) & 1
+                ends &= parity == 0
+                quoted = int(parity[-1])
+            ends = np.flatnonzero(ends)
+            content = np.cumsum(~blank[buf], dtype=np.int32)
+            has = np.diff(content[ends], prepend=0) > 0
+            if len(ends):
+                has[0] |= pending
+                count(np.concatenate([[record_start], base + ends[:-1] + 1])[has])
+                record_start, pending = base + int(ends[-1]) + 1, bool(content[-1] > content[ends[-1]])
+            else:
+                pending = pending or bool(content[-1])
+            base += len(chunk)
+    if pending:  # a last line without a newline
+        count(np.array([record_start]))
+    return np.array(starts, np.int64), np.array(_slices(n_records, block_rows), np.int64)
+
+
+class _CsvPart(Part):
+    """A CSV or TSV file; a block is ``block_rows`` records parsed by pandas from their byte range."""
+
+    kind = "csv"
+
+    def __init__(self, path: Path, no_header: bool | None, block_rows: int):
+        self.path, self.where, self._step = path, str(path), block_rows
+        self._layout = _csv_layout(path, no_header)
+        self.notes = self._layout.notes
+        head = self._parse(path, self.where, header=self._layout.header, nrows=0 if self._layout.header else 1)
+        self.names = tuple(str(c) if self._layout.header else f"x{c}" for c in head.columns)
+        self.schema = list(self.names)
+
+    def _parse(self, source, where: str, *, header: bool, **kwargs) -> pd.DataFrame:
+        with _csv_errors(where):
+            return pd.read_csv(source, sep=self._layout.delimiter, decimal=self._layout.decimal,
+                               header=0 if header else None, **kwargs)
+
+    @functools.cached_property
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        with open(self.path, "rb") as fh:
+            sample = fh.read(SNIFF_CHARS)
+        if b"\r" in sample and b"\n" not in sample:
+            raise ValueError(f"{self.path} ends its lines with \\r alone (old Mac style), which is not read a block "
+                             "at a time. Re-save it with \\n or \\r\\n line ends.")
+        return _index_lines(self.path, self._step, self._layout.header, self._layout.delimiter == "\t")
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return self._index[1]
+
+    def block(self, k: int, columns=None) -> pd.DataFrame:
+        starts, sizes = self._index
+        with open(self.path, "rb") as fh:
+            fh.seek(starts[k])
+            data = fh.read(starts[k + 1] - starts[k] if k + 1 < len(starts) else -1)
+        first = k * self._step
+        where = f"{self.path} (rows {first + 1}-{first + sizes[k]})"
+        wanted = set(self.names if columns is None else columns)
+        positions = [i for i, name in enumerate(self.names) if name in wanted]
+        frame = self._parse(io.BytesIO(data), where, header=False, usecols=positions)
+        if len(frame) != sizes[k]:
+            raise ValueError(f"{where}: {len(frame)} rows parsed where {sizes[k]} lines were counted. Check that "
+                             "quoted fields close their quotes, then read the file again.")
+        frame.columns = [self.names[i] for i in frame.columns]
+        return frame
+
+    def whole(self) -> pd.DataFrame:
+        frame = self._parse(self.path, self.where, header=self._layout.header)
+        frame.columns = [str(c) if self._layout.header else f"x{c}" for c in frame.columns]
+        return frame
+
+
+# --- Parquet -------------------------------------------------------------------------------------------
+
+
+def _parquet(path: Path):
+    """``pyarrow.parquet`` once ``path`` looks like a Parquet file; the install hint without pyarrow."""
+    magic = b"PAR1"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(fh.tell() - 4, 0))
+        tail = fh.read(4)
+    if head != magic or tail != magic:
+        raise ValueError(
+            f"{path} is not a Parquet file (its first and last bytes are not 'PAR1'): it may be a text or CSV "
+            "file with the wrong extension, or truncated. Rename it to its real format or re-export it."
+        )
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(
+            f"Reading {path.name} needs pyarrow, which is not installed. Install it with: pip install 'aepca[parquet]'"
+        ) from None
+    return pq
+
+
+@contextlib.contextmanager
+def _parquet_errors(path: Path):
+    import pyarrow
+
+    try:
+        yield
+    except (pyarrow.ArrowException, *_CORRUPT_ERRORS) as err:
+        raise _corrupt(path, "Parquet", err, "Re-export it.") from None
+
+
+class _ParquetPart(Part):
+    """A Parquet file, a row group per block. Each read opens the file with the metadata kept from opening
+    (no footer parsed again) and closes it, so reads share no state and may run from several threads."""
+
+    kind = "parquet"
+
+    def __init__(self, path: Path):
+        self.path, self.where = path, str(path)
+        self._pq = _parquet(path)
+        with _parquet_errors(path), self._pq.ParquetFile(path) as parquet:
+            self._metadata, self._schema = parquet.metadata, parquet.schema_arrow
+        self.names = arrow_columns(self._schema)
+        self.schema = [f"{name}: {self._schema.field(name).type}" for name in self.names]
+        self.sizes = [self._metadata.row_group(g).num_rows for g in range(self._metadata.num_row_groups)]
+
+    @property
+    def cells(self) -> dict:
+        import pyarrow as pa
+
+        cells = {}
+        for name in self.names:
+            type_ = self._schema.field(name).type
+            if pa.types.is_fixed_size_list(type_):
+                cells[name] = type_.list_size
+            else:
+                cells[name] = "lists" if pa.types.is_list(type_) or pa.types.is_large_list(type_) else None
+        return cells
+
+    def block(self, k: int, columns=None):
+        with _parquet_errors(self.path), self._pq.ParquetFile(self.path, metadata=self._metadata) as parquet:
+            return parquet.read_row_group(k, columns=None if columns is None else list(columns))
+
+    def whole(self):
+        with _parquet_errors(self.path):
+            return self._pq.read_table(self.path)
+
+
+# --- a file of any format ------------------------------------------------------------------------------
+
+
+def check_same_columns(first: Part, part: Part, fix: str) -> None:
+    """``ValueError`` (ending in ``fix``) unless ``part`` has the columns, and array rows, of ``first``."""
+    if part.row_shape != first.row_shape:
+        raise ValueError(f"{part.where} holds rows of shape {part.row_shape}, but {first.where} rows of shape "
+                         f"{first.row_shape}. {fix}")
+    expected, found = first.cells, part.cells
+    missing = [name for name in expected if name not in found]
+    extra = [name for name in found if name not in expected]
+    differ = [name for name in expected if name in found and found[name] != expected[name]]
+    changes = [f"it lacks {describe_names(missing)}"] if missing else []
+    changes += [f"it has extra {describe_names(extra)}"] if extra else []
+    cells = {None: "single values", "lists": "lists"}
+    changes += [f"{name!r} holds {cells.get(found[name], f'lists of {found[name]} values')}, not "
+                f"{cells.get(expected[name], f'lists of {expected[name]} values')}" for name in differ[:3]]
+    if changes:
+        raise ValueError(f"{part.where} has other columns than {first.where}: {'; '.join(changes)}. {fix}")
+
+
+def _check_path(path) -> Path:
+    """``path`` as a Path to a readable, non-empty file of a known kind."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such file: {path}. Check the path and the current directory ({Path.cwd()}).")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, expected a data file ({', '.join(EXTENSIONS)}).")
+    if path.suffix.lower() not in EXTENSIONS:
+        raise invalid_value("the file extension", f"one of {list(EXTENSIONS)}", repr(path.name),
+                            "Convert the file to CSV (with a header row), .npy, .npz or Parquet.")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"Cannot read {path}: permission denied. Make it readable (chmod u+r) or copy it elsewhere.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes). Point to a file that holds data.")
+    return path
+
+
+def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None) -> Part:
+    """The file ``path`` (``.csv`` / ``.tsv``, ``.npy``, ``.npz`` or ``.parquet``), checked and opened by the
+    reader of its format, in blocks of ``block_rows`` rows (None: one; Parquet: its row groups);
+    ``no_header`` True or False overrides a CSV file's header guess."""
+    path = _check_path(path)
+    block_rows = block_rows or sys.maxsize
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _CsvPart(path, no_header, block_rows)
+    if suffix == ".parquet":
+        return _ParquetPart(path)
+    fix = "Re-save it as a 2-D array, e.g. x.reshape(-1, 1) for a single feature."
+    if suffix == ".npy":
+        array = _load_npy(path)
+        _check_array(array, str(path), fix)
+        return _SlicedPart(array, "npy", str(path), block_rows, path=path)
+    features, labels = _load_npz(path)
+    _check_array(features, str(path), fix)
+    return _SlicedPart(features, "npz", str(path), block_rows, path=path, y=labels)
