@@ -8,9 +8,12 @@ input with a clear ValueError or gives finite output, never anything else.
 
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -107,6 +110,20 @@ def test_api_readers_raise_value_error(tmp_path, case):
     path = write(tmp_path, name, content)
     with pytest.raises(ValueError, match=f"(?i){re.escape(expected)}"):
         load_user_data(path)
+
+
+@pytest.mark.parametrize("form", ["DataFrame", "Arrow"])
+@pytest.mark.parametrize(("case", "column"), [("text column", "c"), ("nan", "b"), ("inf", "b"), ("huge values", "a")])
+def test_api_fit_of_a_table_names_the_column_and_the_fix_as_the_command_does(case, column, form):
+    _, content, _, _ = CASES[case]
+    frame = pd.read_csv(io.StringIO(content)).drop(columns="y")
+    table = frame if form == "DataFrame" else pa.Table.from_pandas(frame)
+    with pytest.raises(ValueError) as info:
+        Autoencoder(1, recipe="classic", hidden=(2,), epochs=1).fit(table)
+    message = str(info.value)
+    assert f"column {column!r}" in message or f"columns {column!r}" in message, message
+    assert "\n" not in message and "could not convert" not in message
+    assert ("Features must be numbers" if case == "text column" else "Fill or remove those rows") in message
 
 
 def test_api_missing_file_raises_file_not_found(tmp_path):
