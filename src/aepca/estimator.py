@@ -415,8 +415,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return refine_codes(self.decoder_, X_net, codes, steps=int(self.refine_steps), loss=self.settings_["loss"])
 
     def inverse_transform(self, X):
-        """Decode codes back to reconstructions in the data's original units."""
+        """Decode codes (an array, or codes in any form a row source takes) back to
+        reconstructions in the data's original units."""
         check_is_fitted(self)
+        if isinstance(X, (RowSource, str, os.PathLike)) or _is_arrow_table(X):
+            source = X if isinstance(X, RowSource) else open_source(X)
+            parts = [self.inverse_transform(block) for block in source.iter_blocks()]
+            return np.concatenate(parts) if parts else np.zeros((0, self.n_features_in_), np.float32)
         codes = check_codes(X, self.n_components)
         return self.scaler_.inverse_transform(self.space_.from_network(predict(self.decoder_, codes)))
 

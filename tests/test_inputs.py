@@ -1,0 +1,130 @@
+"""One pipeline for every input: an array, a DataFrame, an Arrow table, a file, a folder, a
+pattern or a row source give the same rows, so the same model and the same answers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aepca import PCA, Autoencoder
+from aepca.data import open_source
+from aepca.experiments.compare import compare
+
+EPS32 = np.finfo(np.float32).eps
+
+
+def _rows(n_rows, n_features, seed=0):
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n_rows, 3)) * np.array([3.0, 2.0, 1.0])
+    return (np.tanh(latent @ rng.standard_normal((3, n_features)) / 2) + 0.05 * rng.standard_normal((n_rows, n_features))).astype(np.float32)
+
+
+def _table(x, names):
+    return pa.table({name: x[:, j] for j, name in enumerate(names)})
+
+
+def _write_forms(x, folder, names, parts=3, row_group_size=None):
+    """``x`` as a .npy file, a Parquet file and a folder of Parquet parts (other row groups)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "x.npy", x)
+    pq.write_table(_table(x, names), folder / "x.parquet")
+    (folder / "parts").mkdir()
+    for k, rows in enumerate(np.array_split(x, parts)):
+        pq.write_table(_table(rows, names), folder / "parts" / f"part-{k}.parquet",
+                       row_group_size=row_group_size or max(1, len(rows) // 3))
+    return {"npy": folder / "x.npy", "parquet": folder / "x.parquet", "folder": folder / "parts",
+            "pattern": str(folder / "parts" / "part-*.parquet")}
+
+
+# The same model whatever form the rows arrive in -------------------------------------------------
+@pytest.fixture(scope="module")
+def comparisons(tmp_path_factory):
+    x = _rows(30_000, 20)
+    names = [f"c{j}" for j in range(20)]
+    files = _write_forms(x, tmp_path_factory.mktemp("forms"), names)
+    forms = {"array": x, "DataFrame": pd.DataFrame(x, columns=names), "npy": files["npy"],
+             "Parquet file": files["parquet"], "Parquet parts": files["folder"]}
+    settings = dict(code_dim=2, recipe="classic", hidden=(16,), epochs=2, seed=0)
+    return {form: compare(data, **settings) for form, data in forms.items()}
+
+
+@pytest.mark.parametrize("form", ["DataFrame", "npy", "Parquet file", "Parquet parts"])
+def test_the_same_rows_and_seed_give_the_same_model_in_every_form(comparisons, form):
+    ours, reference = comparisons[form], comparisons["array"]
+    assert (ours.metrics["n_train"], ours.metrics["n_test"]) == (reference.metrics["n_train"], reference.metrics["n_test"])
+    np.testing.assert_array_equal(ours.shown.x_test, reference.shown.x_test)  # the same test rows, in order
+    for got, expected in zip(ours.estimator.model_.get_weights(), reference.estimator.model_.get_weights(), strict=True):
+        # The same float32 steps on the same batches: equal to float32 round-off of the weights' scale.
+        np.testing.assert_allclose(got, expected, rtol=0, atol=64 * EPS32 * max(1.0, float(np.abs(expected).max())))
+    for method in ("pca", "autoencoder"):
+        for key in ("train_mse", "test_mse"):
+            assert ours.metrics[method][key] == pytest.approx(reference.metrics[method][key], rel=1e-6)
+    assert ours.metrics["autoencoder"]["history"]["loss"] == pytest.approx(
+        reference.metrics["autoencoder"]["history"]["loss"], rel=1e-6)
+
+
+# Every public method takes every form ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """An Autoencoder and a PCA fitted on an array, the rows as every form, and the array's answers."""
+    x = _rows(3_000, 8, seed=1)
+    names = [f"x{j}" for j in range(8)]  # the names a model fitted on an array reads tables by
+    files = _write_forms(x, tmp_path_factory.mktemp("methods"), names)
+    forms = {"array": x, "DataFrame": pd.DataFrame(x, columns=names), "Arrow table": _table(x, names),
+             "row source": open_source(x, block_rows=700), **files}
+    autoencoder = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0).fit(x)
+    pca = PCA(2).fit(x)
+    return x, forms, autoencoder, pca
+
+
+def _call(estimator, method, data):
+    with warnings.catch_warnings():
+        # A DataFrame given to a model fitted on an array is read by position, as scikit-learn does.
+        warnings.filterwarnings("ignore", message="X has feature names", category=UserWarning)
+        return getattr(estimator, method)(data)
+
+
+FORMS = ["DataFrame", "Arrow table", "row source", "npy", "parquet", "folder", "pattern"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("method", ["transform", "reconstruct", "score_samples", "score"])
+def test_autoencoder_methods_take_every_form(fitted, method, form):
+    x, forms, autoencoder, _ = fitted
+    expected = np.asarray(_call(autoencoder, method, x), dtype=np.float64)
+    got = np.asarray(_call(autoencoder, method, forms[form]), dtype=np.float64)
+    assert got.shape == expected.shape
+    # Blocks of other sizes go through the network: float32 round-off of the outputs' scale.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "transform", "score_samples", "score"])
+def test_pca_methods_take_every_form(fitted, method, form):
+    x, forms, _, pca = fitted
+    if method in ("fit", "partial_fit"):
+        got, expected = getattr(PCA(2), method)(forms[form]), pca
+        got, expected = got.explained_variance_, expected.explained_variance_
+        # float32 rows accumulated in float64, in other batches: float64 round-off times the rows summed.
+        tolerance = 8 * np.finfo(np.float64).eps * len(x)
+    else:
+        got, expected = _call(pca, method, forms[form]), _call(pca, method, x)
+        tolerance = 8 * np.finfo(np.float64).eps * x.shape[1]
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=tolerance, atol=tolerance * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("estimator", ["autoencoder", "pca"])
+def test_inverse_transform_takes_codes_in_any_form(fitted, estimator, tmp_path):
+    x, _, autoencoder, pca = fitted
+    model = autoencoder if estimator == "autoencoder" else pca
+    codes = np.asarray(model.transform(x), dtype=np.float32)
+    np.save(tmp_path / "codes.npy", codes)
+    expected = model.inverse_transform(codes)
+    for form in (tmp_path / "codes.npy", open_source(codes, block_rows=500)):
+        np.testing.assert_allclose(model.inverse_transform(form), expected, rtol=0,
+                                   atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
