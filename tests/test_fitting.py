@@ -1,0 +1,87 @@
+"""One fit: what it reads, the folds it judges on, and all-or-nothing state."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aepca import Autoencoder
+from aepca.data import open_source, sources
+from aepca.fitting import Fit, fold_views
+
+BLOCK_ROWS = 1000
+
+
+@pytest.fixture
+def parts(tmp_path, low_rank_data):
+    """8,000 rows x 12 features in Parquet parts of 2,000 rows: 8 blocks of 1,000."""
+    x = low_rank_data(n_samples=8000, n_features=12, rank=3, seed=2)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for k, rows in enumerate(np.array_split(x, 4)):
+        pq.write_table(pa.table({f"c{j}": rows[:, j] for j in range(12)}), folder / f"part-{k}.parquet", row_group_size=500)
+    return folder
+
+
+@pytest.fixture
+def block_reads(monkeypatch):
+    """How often each block's features are read."""
+    counts = collections.Counter()
+    gather = sources._Layout.gather
+
+    def counting(layout, i, what):
+        if what == "features":
+            counts[i] += 1
+        return gather(layout, i, what)
+
+    monkeypatch.setattr(sources._Layout, "gather", counting)
+    return counts
+
+
+def test_a_fit_reads_each_block_once_before_training_and_once_per_epoch(parts, block_reads):
+    epochs = 3
+    model = Autoencoder(2, init="random", hidden=(8,), epochs=epochs, validation_fraction=0.2, random_state=0)
+    model.fit(open_source(parts, block_rows=BLOCK_ROWS))
+    # One pass fits the error space, the PCA and the network's scaling and keeps the validation
+    # rows; every epoch then reads the training rows once and validates on the rows kept.
+    assert len(model.history_["val_loss"]) == epochs
+    assert block_reads == {i: 1 + epochs for i in range(8)}
+
+
+def test_folds_hold_equal_shares_of_the_rows():
+    source = open_source(np.zeros((1003, 2), np.float32), block_rows=100)
+    views = fold_views(source, 5, seed=4)
+    held = [held_out.row_indices(i) for _, held_out in views for i in range(held_out.n_blocks)]
+    sizes = [held_out.n_rows for _, held_out in views]
+    assert sorted(sizes) == [200, 200, 201, 201, 201]
+    np.testing.assert_array_equal(np.sort(np.concatenate(held)), np.arange(1003))  # each row held out once
+    for train, held_out in views:
+        assert train.n_rows + held_out.n_rows == 1003
+
+
+def _state(model):
+    return {key: value for key, value in vars(model).items() if key.endswith("_") and not key.startswith("_")}
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, MemoryError])
+def test_a_failed_refit_leaves_the_fitted_estimator_as_it_was(small_tabular, monkeypatch, failure):
+    model = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0).fit(small_tabular)
+    before, codes = _state(model), model.transform(small_tabular)
+    trained = Fit.fit_network
+
+    def fails_after_training(fit, *args, **kwargs):
+        trained(fit, *args, **kwargs)
+        raise failure
+
+    monkeypatch.setattr(Fit, "fit_network", fails_after_training)
+    with pytest.raises(failure):
+        # Other data, other scaling, other settings: every attribute would change.
+        model.set_params(scale="standard", epochs=2).fit(small_tabular[:300] * 10 + 3)
+    after = _state(model)
+    assert after.keys() == before.keys()
+    assert all(after[key] is before[key] for key in before)
+    np.testing.assert_array_equal(model.transform(small_tabular), codes)
