@@ -128,3 +128,34 @@ def test_inverse_transform_takes_codes_in_any_form(fitted, estimator, tmp_path):
     for form in (tmp_path / "codes.npy", open_source(codes, block_rows=500)):
         np.testing.assert_allclose(model.inverse_transform(form), expected, rtol=0,
                                    atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
+
+
+# Memory bounded by blocks, not by the file ------------------------------------------------------
+def _memory(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)
+
+
+def test_transforming_a_big_npy_holds_blocks_not_the_file(tmp_path):
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # resets the peak (VmHWM) to the present size
+    except OSError:
+        pytest.skip("the process's peak memory cannot be reset here (/proc/self/clear_refs)")
+    train = _rows(131_072, 64, seed=3)
+    model = Autoencoder(2, recipe="classic", hidden=(16,), epochs=1, random_state=0).fit(train)
+    model.transform(train[:100])  # programs compiled before measuring
+    path = tmp_path / "big.npy"
+    big = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(4 * len(train), 64))
+    for k in range(4):
+        big[k * len(train) : (k + 1) * len(train)] = train
+    big.flush()
+    del big
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = _memory("VmRSS")
+    codes = model.transform(path)
+    assert codes.shape == (4 * len(train), 2)
+    assert _memory("VmHWM") - before < path.stat().st_size / 2

@@ -33,6 +33,9 @@ from aepca.statistics import scan
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES
 from aepca.validation import check_codes, describe_names, invalid_value, plural
 
+# Rows a transform computes on at a time: its float32 temporaries stay small beside a block.
+PART_ROWS = 8192
+
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Nonlinear PCA: a deep autoencoder with the scikit-learn transformer API.
@@ -397,10 +400,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return source
 
     def _by_block(self, X, method, width: int) -> np.ndarray:
-        """``method`` (of float32 rows) applied to each block of ``X``, the results concatenated:
-        memory is bounded by blocks, whatever the input's size (the result aside)."""
-        source = self._new_rows(X)
-        parts = [method(block) for block in source.iter_blocks()]
+        """``method`` (of float32 rows) applied to ``X`` a block at a time, in parts of
+        ``PART_ROWS`` rows, the results concatenated: memory is bounded by one block,
+        whatever the input's size (the result aside)."""
+        parts = [method(block[start : start + PART_ROWS]) for block in self._new_rows(X).iter_blocks()
+                 for start in range(0, len(block), PART_ROWS)]
         return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
 
     def transform(self, X):

@@ -107,6 +107,12 @@ class _SlicedPart(Part):
 
     def __init__(self, rows, kind: str, where: str, block_rows: int, *, path=None, y=None):
         self.kind, self.where, self.path, self.y, self._step = kind, where, path, y, block_rows
+        # A .npy file's plain rows are read from the file, not through its memory map: pages
+        # mapped once stay in the process's memory, so a pass over a big file would hold all of it.
+        self._file_rows = (isinstance(rows, np.memmap) and rows.dtype.kind in "biuf" and rows.flags.c_contiguous
+                           and rows.size > 0)
+        if self._file_rows:
+            self._offset, self._file_dtype, self._row_shape = rows.offset, rows.dtype, rows.shape[1:]
         if isinstance(rows, np.ndarray):
             self.plain = rows.dtype.kind in "biuf"
             self.row_shape = rows.shape[1:]
@@ -131,9 +137,23 @@ class _SlicedPart(Part):
         return rows
 
     def block(self, k: int, columns=None):
-        start, stop = k * self._step, (k + 1) * self._step
+        start, stop = k * self._step, min((k + 1) * self._step, len(self._rows))
+        if self._file_rows:
+            return self._read_file_rows(start, stop).reshape(stop - start, -1)
         rows = self._rows.iloc[start:stop] if isinstance(self._rows, pd.DataFrame) else self._rows[start:stop]
         return self._raw(rows)
+
+    def _read_file_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the .npy file, read into a new array."""
+        rows = np.empty((stop - start, *self._row_shape), dtype=self._file_dtype)
+        buffer, offset = memoryview(rows).cast("B"), self._offset + start * rows.itemsize * math.prod(self._row_shape)
+        with open(self.path, "rb", buffering=0) as file:
+            while buffer:
+                read = os.preadv(file.fileno(), [buffer], offset)
+                if read == 0:
+                    raise _corrupt(self.path, ".npy", EOFError("the file ends early"), "Re-save it with numpy.save(path, array).")
+                buffer, offset = buffer[read:], offset + read
+        return rows
 
     def whole(self):
         return self._raw(self._rows)
