@@ -159,3 +159,53 @@ def test_transforming_a_big_npy_holds_blocks_not_the_file(tmp_path):
     codes = model.transform(path)
     assert codes.shape == (4 * len(train), 2)
     assert _memory("VmHWM") - before < path.stat().st_size / 2
+
+
+# Every command takes every file form --------------------------------------------------------------
+FILE_FORMS = ["csv", "npy", "npz", "parquet", "folder", "pattern", "csv folder"]
+# The fast suite runs one form per command; the others are slow.
+FAST_FORMS = {"compare": "folder", "sweep": "csv", "encode": "npz", "reconstruct": "pattern"}
+
+
+def _file_forms(x, folder):
+    names = [f"x{j}" for j in range(x.shape[1])]
+    forms = {key: str(value) for key, value in _write_forms(x, folder, names).items()}
+    pd.DataFrame(x, columns=names).to_csv(folder / "x.csv", index=False)
+    np.savez(folder / "x.npz", x=x)
+    (folder / "csv parts").mkdir()
+    for k, rows in enumerate(np.array_split(x, 2)):
+        pd.DataFrame(rows, columns=names).to_csv(folder / "csv parts" / f"part-{k}.csv", index=False)
+    return {**forms, "csv": str(folder / "x.csv"), "npz": str(folder / "x.npz"), "csv folder": str(folder / "csv parts")}
+
+
+@pytest.fixture(scope="module")
+def command_inputs(tmp_path_factory):
+    """Every file form of 400 rows x 6 features, and a model folder trained on them."""
+    from aepca.cli import main
+
+    folder = tmp_path_factory.mktemp("command-inputs")
+    forms = _file_forms(_rows(400, 6, seed=4), folder)
+    args = ["--recipe", "classic", "--hidden", "4", "--epochs", "1", "--no-progress"]
+    assert main(["compare", forms["npy"], "--out", str(folder / "run"), *args]) == 0
+    return forms, folder / "run" / "model", args
+
+
+COMMAND_CASES = [
+    pytest.param(command, form, id=f"{command}-{form}", marks=() if form == FAST_FORMS[command] else pytest.mark.slow)
+    for command in FAST_FORMS for form in FILE_FORMS
+]
+
+
+@pytest.mark.parametrize(("command", "form"), COMMAND_CASES)
+def test_every_command_takes_every_file_form(command_inputs, command, form, tmp_path):
+    from aepca.cli import main
+
+    forms, model, args = command_inputs
+    if command in ("compare", "sweep"):
+        extra = ["--code-dims", "1,2"] if command == "sweep" else []
+        assert main([command, forms[form], "--out", str(tmp_path / "run"), *args, *extra]) == 0
+        assert (tmp_path / "run" / "report.html").stat().st_size > 0
+    else:
+        out = tmp_path / "out.npy"
+        assert main([command, str(model), forms[form], "--out", str(out)]) == 0
+        assert len(np.load(out)) == 400
