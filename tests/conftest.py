@@ -68,14 +68,16 @@ def rng():
 
 
 # A child process running the aepca command (``python -c BLOCKING_CHILD MARKER ARGS...``) that,
-# after writing epoch 1's checkpoint, writes MARKER and sleeps until signalled: a test then
-# cannot lose a race to a fast machine, and the command's own SIGTERM handling is the one tested.
+# after writing epoch 1's checkpoint, writes MARKER and sleeps until signalled (or until a file
+# MARKER.release appears: then it carries on): a test then cannot lose a race to a fast machine,
+# and the command's own SIGTERM handling is the one tested.
 BLOCKING_CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from aepca.checkpoint import Checkpointer
 
     marker = Path(sys.argv[1])
+    release = marker.with_name(marker.name + ".release")
     original = Checkpointer.__call__
 
     def call(self, epoch, history, snapshot):
@@ -84,6 +86,8 @@ BLOCKING_CHILD = textwrap.dedent("""
             marker.write_text("epoch 1 written")
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
+                if release.exists():
+                    return
                 time.sleep(0.05)
             sys.exit("never signalled")
 

@@ -479,7 +479,8 @@ def _interrupt(signum, frame):
     """Ctrl-C or SIGTERM (a scheduler stopping the job): stop the run, which keeps its checkpoint and
     says how to continue. From now on another one ends the process at once (:func:`_stop_now`)."""
     for other in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(other, _stop_now)
+        if signal.getsignal(other) is _interrupt:
+            signal.signal(other, _stop_now)
     raise KeyboardInterrupt
 
 
@@ -500,7 +501,9 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
     of SIGINT and SIGTERM are its own while it runs.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    # A signal ignored by whoever started the command (a background job's SIGINT) stays ignored.
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     args = None
     try:
         parser = build_parser()
@@ -666,7 +669,8 @@ def console() -> None:
     # What is left is the interpreter's shutdown (threads joined, modules freed): a Ctrl-C or SIGTERM
     # there ends the process at once, quietly, with the command's status.
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda number, frame: os._exit(status))
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda number, frame: os._exit(status))
     sys.exit(status)
 
 
