@@ -1,20 +1,24 @@
 """The ``aepca`` command line: help, argument errors (one line, exit status 2), a small real run.
 
 Bad data and output folders are in test_bad_input.py; interruptions and --resume
-in test_resume.py.
+in test_resume.py, the output folder's lock in test_run.py. Exit statuses: 2 bad input,
+130 interrupted, 1 anything else (with its type and a traceback file).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from aepca.cli import EXIT_USAGE, main
+from aepca.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, main
 
 
 def _write_csv(path, header, rows):
@@ -174,3 +178,85 @@ def test_resume_takes_the_display_flags_of_the_resuming_command(tmp_path):
     args = build_parser().parse_args(["compare", "--resume", str(tmp_path), "--no-progress"])
     resumed = resumed_args(args, stored_arguments(tmp_path))
     assert resumed.no_progress and resumed.code_dim == 3 and resumed.out == resumed.resume == tmp_path
+
+
+# Exit statuses: 2 bad input, 130 interrupted, 1 anything else (with a traceback file) ----------
+class XlaRuntimeError(RuntimeError):
+    """Stands for jaxlib's error type; the out-of-memory message below is XLA's."""
+
+
+XLA_OUT_OF_MEMORY = ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1610612736 bytes.\n"
+                     "BufferAssignment OOM Debugging.\nBufferAssignment stats: ...")
+ENCODE = ["encode", "model", "data.csv", "--out", "codes.csv"]
+
+
+def run_failing(monkeypatch, capsys, tmp_path, argv, error) -> tuple[int, str]:
+    """``main(argv)`` with the subcommand's handler raising ``error``: (exit status, stderr's one line)."""
+    import aepca.cli
+
+    def handler(args):
+        raise error
+
+    monkeypatch.setattr(aepca.cli, f"run_{argv[0]}", handler)
+    monkeypatch.chdir(tmp_path)
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return status, err.strip()
+
+
+def traceback_file(line: str) -> str:
+    """The traceback in the file the line names (the file is removed)."""
+    found = re.search(r"\(full traceback in (/\S+)\)$", line)
+    assert found, line
+    path = Path(found.group(1))
+    text = path.read_text()
+    path.unlink()
+    assert text.startswith("Traceback (most recent call last):"), text
+    return text
+
+
+@pytest.mark.parametrize("error", [
+    ValueError("Received an invalid value for code_dim, expected at most 4. Received: code_dim=9"),
+    FileNotFoundError("data.csv does not exist; check the path."),
+    PermissionError("--out run is not writable (Permission denied); choose a folder you can write to."),
+    FileExistsError("--out run already holds a run (metrics.json); pass --overwrite to replace it."),
+    NotADirectoryError("--out run exists and is not a folder; choose a folder path."),
+    ImportError("Reading x.parquet needs pyarrow, which is not installed. Install it with: pip install 'aepca[parquet]'"),
+], ids=lambda error: type(error).__name__)
+def test_bad_input_exits_2_with_its_own_line(monkeypatch, capsys, tmp_path, error):
+    status, line = run_failing(monkeypatch, capsys, tmp_path, ["compare", "--out", "run"], error)
+    assert (status, line) == (EXIT_USAGE, f"aepca: error: {error}")
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("the index went past the end"),
+    KeyError("weights"),
+    OSError(errno.EIO, "Input/output error"),
+    ImportError("cannot import name 'shared_program' from 'aepca.models'"),  # a broken install, not a missing extra
+], ids=lambda error: type(error).__name__)
+def test_any_other_error_exits_1_with_its_type_message_and_traceback(monkeypatch, capsys, tmp_path, error):
+    status, line = run_failing(monkeypatch, capsys, tmp_path, ["compare", "--out", "run"], error)
+    assert status == EXIT_ERROR
+    assert line.startswith(f"aepca: error: {type(error).__name__}: {' '.join(str(error).split())} (full traceback in ")
+    traceback = traceback_file(line)
+    assert "in handler" in traceback and traceback.rstrip().endswith(f"{type(error).__name__}: {error}")
+
+
+@pytest.mark.parametrize("argv, error, memory, advice", [
+    (["compare", "--out", "run"], XlaRuntimeError(XLA_OUT_OF_MEMORY),
+     "the memory of the device JAX computes on (a GPU's, or RAM on a CPU) is full", "--devices N"),
+    (ENCODE, MemoryError(), "the process's memory (RAM) is full", "read fewer rows at a time with --block-rows (now 65536)"),
+], ids=["XLA compare", "MemoryError encode"])
+def test_running_out_of_memory_exits_1_naming_the_memory_and_what_to_try(monkeypatch, capsys, tmp_path, argv, error,
+                                                                          memory, advice):
+    status, line = run_failing(monkeypatch, capsys, tmp_path, argv, error)
+    assert status == EXIT_ERROR
+    assert line.startswith(f"aepca: error: out of memory: {memory} ({type(error).__name__}"), line
+    assert advice in line
+    traceback_file(line)
+
+
+def test_an_interruption_exits_130(monkeypatch, capsys, tmp_path):
+    assert run_failing(monkeypatch, capsys, tmp_path, ENCODE, KeyboardInterrupt()) == (EXIT_INTERRUPTED,
+                                                                                       "aepca: interrupted")
