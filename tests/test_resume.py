@@ -2,23 +2,26 @@
 
 Interruptions are raised from the per-epoch checkpoint callback, after a known
 epoch, so no test races the training: in process for the estimator and the
-command line, and once in a subprocess that blocks after epoch 1 until the test
-sends it SIGTERM (the signal path of ``aepca.cli.main``).
+command line, and in a subprocess that blocks after epoch 1 until the test
+sends it SIGTERM (the signal path of ``aepca.cli.main``). A checkpoint is never lost:
+a resume with other data is refused naming what differs, and the checkpoint stays.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import BLOCKING_CHILD, terminate_when
 
 from aepca import Autoencoder
-from aepca.checkpoint import CHECKPOINT_FILE, Checkpointer, checkpoint_epoch
+from aepca.checkpoint import CHECKPOINT_FILE, Checkpointer, checkpoint_epoch, describe_differences
 from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
 
 EPOCHS = 4
@@ -126,10 +129,9 @@ def uninterrupted(tmp_path_factory):
     return csv, json.loads((folder / "full" / "metrics.json").read_text())["autoencoder"]
 
 
-def resume_and_check(out, uninterrupted, capsys, stop_after, resumed_after):
-    """``aepca compare --resume out`` ends with the uninterrupted run's numbers,
-    training only the epochs after ``resumed_after``."""
-    _, full = uninterrupted
+def resume_and_check(out, full, capsys, stop_after, resumed_after):
+    """``aepca compare --resume out`` ends with the uninterrupted run's numbers (``full``: its autoencoder
+    metrics), training only the epochs after ``resumed_after``."""
     epochs_run = stop_after(None)
     assert main(["compare", "--resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
     assert epochs_run == list(range(resumed_after + 1, EPOCHS + 1))
@@ -141,7 +143,7 @@ def resume_and_check(out, uninterrupted, capsys, stop_after, resumed_after):
 
 
 def test_interrupted_command_says_so_once_and_resumes_to_the_uninterrupted_result(tmp_path, capsys, uninterrupted, stop_after):
-    csv, _ = uninterrupted
+    csv, full = uninterrupted
     out = tmp_path / "interrupted"
     stop_after(STOP_AFTER)
     capsys.readouterr()
@@ -150,7 +152,7 @@ def test_interrupted_command_says_so_once_and_resumes_to_the_uninterrupted_resul
     assert checkpoint_epoch(out / "checkpoint" / "random") == STOP_AFTER
     assert not (out / "metrics.json").exists()
 
-    resume_and_check(out, uninterrupted, capsys, stop_after, resumed_after=STOP_AFTER)
+    resume_and_check(out, full, capsys, stop_after, resumed_after=STOP_AFTER)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
@@ -159,14 +161,27 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "no checkpoint found" in err and len(err.strip().splitlines()) == 1
 
 
-# The signal path, in a process of its own (conftest.BLOCKING_CHILD) ----------------------
+def test_resume_of_a_finished_run_says_so(tmp_path, capsys, uninterrupted, stop_after):
+    csv, full = uninterrupted
+    out = tmp_path / "run"
+    stop_after(STOP_AFTER)
+    assert main(compare_args(csv, out)) == EXIT_INTERRUPTED
+    resume_and_check(out, full, capsys, stop_after, resumed_after=STOP_AFTER)
+    capsys.readouterr()
+    assert main(["compare", "--resume", str(out)]) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        f"aepca: error: --resume {out}: that run finished (metrics.json, report.html, model); there is nothing to "
+        "resume. Run it again with --overwrite, or choose another --out."
+    ]
 
 
-def test_sigterm_stops_the_command_with_one_line_and_a_resumable_checkpoint(tmp_path, capsys, uninterrupted, stop_after):
-    csv, _ = uninterrupted
-    out, marker = tmp_path / "interrupted", tmp_path / "blocked"
+# Interrupted by SIGTERM, refused with other data, resumed with the original ---------------------
+# (the signal path in a process of its own: conftest.BLOCKING_CHILD)
+def interrupt_in_a_child(args: list[str], out: Path, tmp_path) -> None:
+    """Run the command ``args`` in a child that stops after epoch 1, and SIGTERM it there."""
+    marker = tmp_path / "blocked"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-c", BLOCKING_CHILD, str(marker), *compare_args(csv, out)],
+    process = subprocess.Popen([sys.executable, "-c", BLOCKING_CHILD, str(marker), *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     # The child imports JAX and compiles first.
     stderr = terminate_when(process, marker.exists, "blocking after epoch 1")
@@ -175,4 +190,124 @@ def test_sigterm_stops_the_command_with_one_line_and_a_resumable_checkpoint(tmp_
     assert checkpoint_epoch(out / "checkpoint" / "random") == 1
     assert not (out / "metrics.json").exists()
 
-    resume_and_check(out, uninterrupted, capsys, stop_after, resumed_after=1)
+
+def assert_refused_keeping_the_checkpoint(out: Path, capsys, naming: str) -> None:
+    """``--resume out`` exits 2 with one line naming ``naming`` as what differs; the checkpoint stays."""
+    arguments = (out / "checkpoint" / "args.json").read_text()
+    assert main(["compare", "--resume", str(out), "--no-progress"]) == EXIT_USAGE
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aepca: error: The checkpoint in "), lines
+    assert "was written by a run with other settings or data (" in lines[0] and naming in lines[0], lines[0]
+    assert lines[0].endswith(f"checkpoint kept in {out / 'checkpoint'}: once the cause is fixed, continue with: "
+                             f"aepca compare --resume {out}"), lines[0]
+    assert checkpoint_epoch(out / "checkpoint" / "random") == 1
+    assert (out / "checkpoint" / "args.json").read_text() == arguments
+
+
+def test_sigterm_keeps_a_checkpoint_that_other_data_cannot_resume_and_the_original_data_does(
+        tmp_path, capsys, uninterrupted, stop_after):
+    original, full = uninterrupted
+    csv, out = tmp_path / "data.csv", tmp_path / "interrupted"
+    shutil.copyfile(original, csv)
+    interrupt_in_a_child(compare_args(csv, out), out, tmp_path)
+
+    lines = original.read_text().splitlines()
+    first = lines[1].split(",")
+    csv.write_text("\n".join([lines[0], ",".join([f"{float(first[0]) + 0.5:.6f}", *first[1:]]), *lines[2:]]) + "\n")
+    # The rows in memory differ: the inputs of the fingerprint (training or validation rows) say so.
+    assert_refused_keeping_the_checkpoint(out, capsys, naming="data[")
+
+    shutil.copyfile(original, csv)
+    resume_and_check(out, full, capsys, stop_after, resumed_after=1)
+
+
+# Streamed: a folder of Parquet parts -----------------------------------------------------------
+def write_parts(folder: Path, n_parts=2, rows=200, n_features=6, seed=0) -> Path:
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(2, n_features))
+    for k in range(n_parts):
+        x = (rng.normal(size=(rows, 2)) @ basis + 0.1 * rng.normal(size=(rows, n_features))).astype(np.float32)
+        pq.write_table(pa.table({f"f{i}": x[:, i] for i in range(n_features)}), folder / f"part-{k}.parquet")
+    return folder
+
+
+def streamed_args(folder, out):
+    return ["compare", str(folder), "--hidden", "8", "--epochs", str(EPOCHS), "--recipe", "classic",
+            "--out", str(out), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_streamed(tmp_path_factory):
+    """A folder of two Parquet parts and the autoencoder's metrics of an uninterrupted streamed compare on it."""
+    folder = write_parts(tmp_path_factory.mktemp("streamed") / "parts")
+    out = folder.parent / "full"
+    assert main(streamed_args(folder, out)) == 0
+    return folder, json.loads((out / "metrics.json").read_text())["autoencoder"]
+
+
+def test_a_streamed_run_refused_on_a_changed_part_resumes_on_the_original(tmp_path, capsys, uninterrupted_streamed,
+                                                                          stop_after):
+    import pyarrow.parquet as pq
+
+    original, full = uninterrupted_streamed
+    folder, out = tmp_path / "parts", tmp_path / "interrupted"
+    shutil.copytree(original, folder)
+    interrupt_in_a_child(streamed_args(folder, out), out, tmp_path)
+
+    part = folder / "part-1.parquet"
+    kept = shutil.copy2(part, tmp_path / "part-1.kept")  # the bytes and the modification time
+    table = pq.read_table(part)
+    values = table.column("f0").to_numpy().copy()
+    values[10] += 0.5
+    pq.write_table(table.set_column(0, "f0", [values]), part)
+    assert_refused_keeping_the_checkpoint(out, capsys, naming="part-1.parquet")
+
+    shutil.copy2(kept, part)
+    resume_and_check(out, full, capsys, stop_after, resumed_after=1)
+
+
+def test_a_run_resumes_from_a_copy_of_its_folder_and_data_elsewhere(tmp_path, capsys, uninterrupted_streamed,
+                                                                    stop_after, monkeypatch):
+    """Data and run folder copied to another place (another disk, another machine) together, the run
+    named by relative paths: the copy resumes, since a checkpoint fingerprints the data's content."""
+    original, full = uninterrupted_streamed
+    here, there = tmp_path / "here", tmp_path / "there"
+    shutil.copytree(original, here / "data" / "parts")
+    monkeypatch.chdir(here)
+    stop_after(STOP_AFTER)
+    assert main(streamed_args(Path("data/parts"), Path("runs/out"))) == EXIT_INTERRUPTED
+    capsys.readouterr()
+    shutil.copytree(here, there)
+    shutil.rmtree(here)
+    monkeypatch.chdir(there)
+    resume_and_check(Path("runs/out"), full, capsys, stop_after, resumed_after=STOP_AFTER)
+
+
+# What a refusal names ------------------------------------------------------------------------------
+def test_differences_name_the_setting_and_the_file():
+    stored = {"settings": {"epochs": 5, "hidden": [8]}, "seed": 0,
+              "data": [{"kind": "parquet", "files": [{"path": "/a/part-1.parquet", "rows": 10},
+                                                     {"path": "/a/part-2.parquet", "rows": 10000}]}, None]}
+    current = {"settings": {"epochs": 10, "hidden": [8]}, "seed": 0,
+               "data": [{"kind": "parquet", "files": [{"path": "/a/part-2.parquet", "rows": 10001},
+                                                      {"path": "/a/part-1.parquet", "rows": 10},
+                                                      {"path": "/a/part-3.parquet", "rows": 1}]}, None]}
+    assert describe_differences(stored, current) == [
+        "settings.epochs: 5 -> 10",
+        "data[0].files[part-2.parquet].rows: 10000 -> 10001",
+        'data[0].files[part-3.parquet]: (absent) -> {"path":"/a/part-3.parquet","rows":1}',
+    ]
+    assert describe_differences(stored, stored) == []
+    many = describe_differences({"a": list(range(10))}, {"a": list(range(1, 11))}, limit=3)
+    assert many == ["a[0]: 0 -> 1", "a[1]: 1 -> 2", "and 8 more"]
+
+
+def test_a_checkpoint_of_other_data_is_refused_naming_the_rows(tmp_path):
+    X = data()
+    folder = tmp_path / "checkpoint"
+    estimator(epochs=1, checkpoint_dir=folder).fit(X)
+    X[0, 0] += 1
+    with pytest.raises(ValueError, match=r"other settings or data \(data\[0\]\.[a-z0-9_]+: "):
+        estimator(epochs=1, checkpoint_dir=folder).fit(X)
