@@ -565,7 +565,7 @@ def _outcome(error: BaseException, args) -> tuple[int, str]:
 
     if isinstance(error, WorkerFailed):
         return error.status, f"aepca: error: {error}"
-    message = " ".join("; ".join(str(part) for part in (error, *getattr(error, "__notes__", ())) if str(part)).split())
+    message = one_line(error)
     memory = memory_exhausted(error)
     if memory is None and (isinstance(error, USAGE_ERRORS) or (isinstance(error, ImportError) and "pip install" in message)):
         return EXIT_USAGE, f"aepca: error: {message or type(error).__name__}"
@@ -576,6 +576,12 @@ def _outcome(error: BaseException, args) -> tuple[int, str]:
     if memory is not None:
         return EXIT_ERROR, f"aepca: error: out of memory: {memory} ({kind}); {memory_advice(args)} (full traceback in {where})"
     return EXIT_ERROR, f"aepca: error: {kind} (full traceback in {where})"
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message and notes (a kept checkpoint, ...) on one line."""
+    parts = [text for text in (" ".join(str(part).split()) for part in (error, *getattr(error, "__notes__", ()))) if text]
+    return "; ".join([*(part.removesuffix(".") for part in parts[:-1]), *parts[-1:]])
 
 
 def memory_exhausted(error: BaseException) -> str | None:
