@@ -8,7 +8,6 @@ assigned at the end, all at once.
 from __future__ import annotations
 
 import os
-import time
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -16,22 +15,21 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _get_feature_names, check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from aepca.data.columns import ColumnSpec
-from aepca.data.order import VALIDATION_SALT, held_out_mask
 from aepca.data.sources import RowSource, open_source
-from aepca.fitting import STARTS, Fit, held_in_memory
+from aepca.fitting import NOT_TRAINING, Fit, json_settings, resolve_settings
+from aepca.inputs import is_arrow_table, new_rows, training_rows
 from aepca.metrics import sample_mse
-from aepca.models import check_activation, predict, split_autoencoder
+from aepca.models import predict, split_autoencoder
 from aepca.pca import PCA
 from aepca.persistence import estimator_metadata, model_from_bytes, model_to_bytes, read_model_folder, restore_estimator, write_model_folder
 from aepca.preprocessing import ErrorSpace
-from aepca.recipes import RECIPES, SETTINGS, Recipe, get_recipe
+from aepca.recipes import RECIPES, SETTINGS, Recipe
 from aepca.refine import refine_codes
-from aepca.statistics import scan
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES
-from aepca.validation import check_codes, describe_names, invalid_value, plural
+from aepca.validation import check_codes, invalid_value
 
 # Rows a transform computes on at a time: its float32 temporaries stay small beside a block.
 PART_ROWS = 8192
@@ -125,16 +123,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     refine_steps : int, default=0
         After encoding, improve each sample's code by this many Adam steps on
         its reconstruction loss through the decoder (see :mod:`aepca.refine`):
-        better codes and reconstructions on new data, at the cost of that many
-        decoder passes in ``transform`` and ``reconstruct``. JAX, TensorFlow
-        and PyTorch backends. Training and the checks during ``fit`` use the
-        plain encoder.
+        better codes on new data for that many decoder passes per sample in
+        ``transform`` and ``reconstruct`` (``fit`` uses the plain encoder).
     devices : int, default=1
-        Train on this many of the devices JAX sees (GPUs; or CPU devices, with
-        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``), each taking an
-        equal share of every batch, so ``batch_size`` must be a multiple of it.
-        The steps are those of one device. In a run of several processes
-        (:mod:`aepca.distributed`), the devices of each. JAX backend only.
+        Train on this many of the devices JAX sees (GPUs, or CPU devices with
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``; per process in
+        a run of several), each taking an equal share of every batch
+        (``batch_size`` a multiple of it). JAX backend only.
     lanes : int or None, default=None
         How many read streams make up each batch (see
         :class:`aepca.data.order.EpochBatches`). The batches depend on it, not
@@ -271,7 +266,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         leaves the estimator as it was.
         """
         self._validate_params()
-        source, names = as_source(X, self)
+        source, names = training_rows(X, self)
         if columns is not None and len(columns.feature_names) != source.n_features:
             raise invalid_value(
                 "columns", f"a specification of {source.n_features} features", f"{len(columns.feature_names)} features",
@@ -279,75 +274,30 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         if source.n_rows < 2:
             raise invalid_value("X", "at least 2 samples", f"n_samples={source.n_rows} in {source.name}", "Pass more rows.")
-        self._check_n_components(source.n_features)
-        settings = self._settings(source.n_rows, source.n_features)
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
-        validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
-        # One pass: the error space, the PCA, the network's scaling, and the validation rows.
-        started = time.perf_counter()
-        statistics = scan(source, hold=(lambda rows: held_out_mask(rows, validation, seed, VALIDATION_SALT)) if validation else None)
-        space = ErrorSpace.fit(self.scale, statistics.summary)
-        in_space = statistics.in_scaled_space(space.scaler.offset_, space.scaler.scale_)
-        pca = PCA.from_accumulator(in_space.accumulator, self.n_components)
-        statistics_seconds = time.perf_counter() - started
-        rows = source.map(space.network_rows)
-        train_rows, monitor = rows, None
+        settings = resolve_settings(self.recipe, {name: getattr(self, name) for name in SETTINGS}, source.n_rows,
+                                    source.n_features, self.n_components)
         if X_val is not None:
-            val_columns = columns if columns is not None else source.columns
-            monitor = held_in_memory(self._new_rows(X_val, source.n_features, names, val_columns).map(space.network_rows))
-        elif validation:
-            train_rows, held_out = rows.kept(validation, seed, VALIDATION_SALT), rows.held_out(validation, seed, VALIDATION_SALT)
-            if min(train_rows.n_rows, held_out.n_rows) < 1:
-                raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
-                                    f"validation_fraction={validation} with {source.n_rows} rows")
-            monitor = held_in_memory(held_out, None if statistics.held is None else space.network_rows(statistics.held))
-        fit = Fit(
-            n_components=self.n_components, settings=settings, seed=seed, space=space,
-            summary=space.network_summary(in_space.summary), rows=rows, space_rows=source.map(space.scaler.transform),
-            train=train_rows, monitor=monitor, pca=pca,
-            run={"params": {k: v for k, v in self.json_params().items() if k not in ("verbose", "checkpoint_dir", "refine_steps")},
-                 "settings": _json_settings(settings), "seed": seed},
+            X_val = new_rows(X_val, n_features=source.n_features, names=names,
+                             spec=columns if columns is not None else source.columns)
+        fit = Fit.prepare(
+            source, X_val, n_components=self.n_components, settings=settings, scale=self.scale,
+            seed=int(check_random_state(self.random_state).randint(2**31 - 1)),
+            params={k: v for k, v in self.json_params().items() if k not in NOT_TRAINING},
             devices=int(self.devices), lanes=self.lanes, verbose=bool(self.verbose), checkpoint_dir=self.checkpoint_dir,
         )
-        trained = STARTS[start](fit)
-        # Every network's training time, including epochs run before a resume.
-        trained.history["training_seconds"] = float(sum(fit.training_seconds))
-        # The pass over the training rows that fits the error space and the PCA.
-        trained.history["statistics_seconds"] = statistics_seconds
+        trained = fit.start()
         # All at once, so that an exception or Ctrl-C above leaves a fitted estimator as it was.
         fitted = {
-            "n_features_in_": source.n_features, "settings_": settings, "scaler_": space.scaler,
-            "network_scale_": space.network_scale, "pca_": fit.pca, "history_": trained.history, "init_": trained.init,
+            "n_features_in_": source.n_features, "settings_": settings, "scaler_": fit.space.scaler,
+            "network_scale_": fit.space.network_scale, "pca_": fit.pca, "history_": trained.history, "init_": trained.init,
             "output_activation_": trained.output_activation,
             "columns_": columns if columns is not None else source.columns,
-            "image_shape_": tuple(int(d) for d in (image_shape or source.image_shape)) if (image_shape or source.image_shape) else None,
+            "image_shape_": None if (image_shape or source.image_shape) is None else tuple(int(d) for d in image_shape or source.image_shape),
         }
-        if names is None:
-            self.__dict__.pop("feature_names_in_", None)
-        else:
-            fitted["feature_names_in_"] = names
-        self.__dict__.update(fitted)
+        self.__dict__.pop("feature_names_in_", None)
+        self.__dict__.update(fitted if names is None else {**fitted, "feature_names_in_": names})
         self._set_net(trained.net)
         return self
-
-    def _check_n_components(self, n_features: int) -> None:
-        if self.n_components > n_features:
-            raise invalid_value(
-                "n_components", "at most the number of features",
-                f"n_components={self.n_components}, n_features={n_features}", "Choose a smaller code size.",
-            )
-
-    def _settings(self, n_rows: int, n_features: int) -> dict:
-        """The recipe's settings for data of this size, with the arguments given."""
-        given = {name: getattr(self, name) for name in SETTINGS}
-        settings = get_recipe(self.recipe).settings(n_rows, n_features, self.n_components, **given)
-        settings["hidden"] = tuple(int(h) for h in settings["hidden"])
-        check_activation(settings["activation"])
-        check_activation(settings["code_activation"], "code_activation")
-        if settings["output_activation"] != "auto":
-            check_activation(settings["output_activation"], "output_activation")
-        return settings
 
     def _set_net(self, net) -> None:
         self.model_, self.encoder_, self.decoder_ = net.autoencoder, net.encoder, net.decoder
@@ -370,34 +320,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         names = tuple(str(n) for n in names) if names is not None else tuple(f"x{i}" for i in range(self.n_features_in_))
         return ColumnSpec(columns=names, feature_names=names)
 
-    def _new_rows(self, X, n_features=None, names=None, columns=None) -> RowSource:
-        """New rows of any form as a row source of the training features: arrays checked as
-        scikit-learn does, tables and files read through the model's column specification."""
-        fitted = n_features is None
-        if fitted:
-            check_is_fitted(self)
-            n_features, names, columns = self.n_features_in_, getattr(self, "feature_names_in_", None), self.columns_
-        if isinstance(X, RowSource):
-            source = X
-        elif isinstance(X, (str, os.PathLike)) or _is_arrow_table(X) or (columns is not None and hasattr(X, "columns")):
-            missing = [name for name in names if name not in X.columns] if names is not None and hasattr(X, "columns") else []
-            if missing:
-                raise ValueError(
-                    f"X lacks {plural(len(missing), 'column')} the model was trained on: {describe_names(missing)}. "
-                    "Pass rows with every training column (their order and extra columns do not matter)."
-                )
-            source = open_source(X, spec=self.column_spec() if fitted else columns)
-        elif fitted:
-            source = open_source(validate_data(self, X, dtype=np.float32, reset=False))
-        else:
-            source, new_names = as_source(X, self)
-            if names is not None and (new_names is None or list(new_names) != list(names)):
-                raise invalid_value("X_val", "the columns of X, in the same order", f"columns {new_names}",
-                                    "Pass validation rows with X's columns.")
-        if source.n_features != n_features:
-            raise invalid_value("X", f"rows of the {n_features} training features", f"{source.n_features} features",
-                                "Pass rows with the columns the model was trained on.")
-        return source
+    def _new_rows(self, X) -> RowSource:
+        """New rows of any form as a row source of the training features (see :func:`aepca.inputs.new_rows`)."""
+        check_is_fitted(self)
+        # A DataFrame is read by name when the model was fitted on a table, else by position.
+        by_name = self.columns_ is not None or not hasattr(X, "columns")
+        return new_rows(X, n_features=self.n_features_in_, names=getattr(self, "feature_names_in_", None),
+                        spec=self.column_spec() if by_name else None, estimator=self)
 
     def _by_block(self, X, method, width: int) -> np.ndarray:
         """``method`` (of float32 rows) applied to ``X`` a block at a time, in parts of
@@ -422,16 +351,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Decode codes (an array, or codes in any form a row source takes) back to
         reconstructions in the data's original units."""
         check_is_fitted(self)
-        if isinstance(X, (RowSource, str, os.PathLike)) or _is_arrow_table(X):
+        if isinstance(X, (RowSource, str, os.PathLike)) or is_arrow_table(X):
             source = X if isinstance(X, RowSource) else open_source(X)
             parts = [self.inverse_transform(block) for block in source.iter_blocks()]
             return np.concatenate(parts) if parts else np.zeros((0, self.n_features_in_), np.float32)
         codes = check_codes(X, self.n_components)
         return self.scaler_.inverse_transform(self.space_.from_network(predict(self.decoder_, codes)))
-
-    def network_inputs(self, X_space):
-        """Rows of the error space (``scaler_.transform(X)``) as the network takes them."""
-        return self.space_.to_network(X_space)
 
     def reconstruct_scaled(self, X_space):
         """Reconstructions of rows of the error space (``scaler_.transform(X)``), in that space."""
@@ -495,16 +420,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def json_settings(self) -> dict:
         """``settings_`` as JSON values (``hidden`` a list)."""
-        return _json_settings(self.settings_)
+        return json_settings(self.settings_)
 
     def __getstate__(self):
         # Keras models are stored as .keras bytes so a pickle is portable.
-        state = self.__dict__.copy()
-        model = state.pop("model_", None)
-        state.pop("encoder_", None)
-        state.pop("decoder_", None)
-        if model is not None:
-            state["_model_bytes"] = model_to_bytes(model)
+        state = {key: value for key, value in self.__dict__.items() if key not in ("model_", "encoder_", "decoder_")}
+        if "model_" in self.__dict__:
+            state["_model_bytes"] = model_to_bytes(self.model_)
         return state
 
     def __setstate__(self, state):
@@ -512,27 +434,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.__dict__.update(state)
         if model_bytes is not None:
             self._set_net(split_autoencoder(model_from_bytes(model_bytes)))
-
-
-def as_source(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
-    """Training rows of any form as a row source, and their feature names (a DataFrame's, else None).
-
-    Arrays and lists are checked as scikit-learn checks them; tables, files, folders and
-    patterns are read by :func:`aepca.open_source`, with its errors.
-    """
-    if isinstance(X, RowSource):
-        return X, None
-    if isinstance(X, (str, os.PathLike)) or _is_arrow_table(X) or hasattr(X, "columns"):
-        return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
-    return open_source(check_array(X, dtype=np.float32, ensure_min_samples=2, estimator=estimator, input_name="X")), None
-
-
-def _json_settings(settings: dict) -> dict:
-    return {**settings, "hidden": list(settings["hidden"])}
-
-
-def _is_arrow_table(X) -> bool:
-    return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")
 
 
 def load_model(path) -> Autoencoder:

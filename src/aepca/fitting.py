@@ -10,6 +10,7 @@ history and the evidence it was kept on; the estimator only picks one.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,14 +18,15 @@ import numpy as np
 
 from aepca import distributed
 from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
-from aepca.data.order import row_hash
+from aepca.data.order import VALIDATION_SALT, held_out_mask, row_hash
 from aepca.data.sources import RowSource
 from aepca.metrics import sample_mse
-from aepca.models import AutoencoderNet, build_autoencoder, predict, weights_of
+from aepca.models import AutoencoderNet, build_autoencoder, check_activation, predict, weights_of
 from aepca.pca import PCA
 from aepca.preprocessing import ColumnSummary, ErrorSpace, network_scaling
+from aepca.recipes import get_recipe
 from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
-from aepca.statistics import MAX_HELD_BYTES
+from aepca.statistics import MAX_HELD_BYTES, scan
 from aepca.training import TrainConfig, best_epoch, steps_per_epoch, train
 from aepca.validation import invalid_value
 
@@ -50,8 +52,8 @@ class Fit:
 
     ``rows``: every training row as the network takes it; ``train`` the rows it
     trains on and ``monitor`` those it is validated on (an array, a row source,
-    or None); ``space_rows`` every training row in the error space; ``summary``
-    the summary of ``rows``; ``pca`` the PCA of ``space_rows``.
+    or None); ``summary`` the summary of ``rows``; ``pca`` the PCA of every
+    training row in the error space; ``start_name`` the entry of ``STARTS`` to run.
     """
 
     n_components: int
@@ -60,16 +62,54 @@ class Fit:
     space: ErrorSpace
     summary: ColumnSummary
     rows: RowSource
-    space_rows: RowSource
     train: RowSource
     monitor: np.ndarray | RowSource | None
     pca: PCA
     run: dict
+    start_name: str = "random"
     devices: int = 1
     lanes: int | None = None
     verbose: bool = False
     checkpoint_dir: str | None = None
+    statistics_seconds: float = 0.0
     training_seconds: list = field(default_factory=list)
+
+    @classmethod
+    def prepare(cls, source: RowSource, X_val: RowSource | None, *, n_components: int, settings: dict, scale: str,
+                seed: int, params: dict, **options) -> Fit:
+        """One pass over ``source`` (the training rows) gives the error space ``scale`` chooses, the
+        PCA, the network's scaling and the validation rows (the settings' share, held out by a seeded
+        hash; or ``X_val``); ``options`` are the remaining fields (devices, lanes, verbose,
+        checkpoint_dir)."""
+        start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
+        validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
+        started = time.perf_counter()
+        hold = (lambda rows: held_out_mask(rows, validation, seed, VALIDATION_SALT)) if validation else None
+        statistics = scan(source, hold=hold)
+        space = ErrorSpace.fit(scale, statistics.summary)
+        in_space = statistics.in_scaled_space(space.scaler.offset_, space.scaler.scale_)
+        pca = PCA.from_accumulator(in_space.accumulator, n_components)
+        seconds = time.perf_counter() - started
+        rows = source.map(space.network_rows)
+        train_rows, monitor = rows, None if X_val is None else held_in_memory(X_val.map(space.network_rows))
+        if validation:
+            train_rows, held_out = rows.kept(validation, seed, VALIDATION_SALT), rows.held_out(validation, seed, VALIDATION_SALT)
+            if min(train_rows.n_rows, held_out.n_rows) < 1:
+                raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
+                                    f"validation_fraction={validation} with {source.n_rows} rows")
+            monitor = held_in_memory(held_out, None if statistics.held is None else space.network_rows(statistics.held))
+        return cls(n_components=n_components, settings=settings, seed=seed, space=space,
+                   summary=space.network_summary(in_space.summary), rows=rows, train=train_rows, monitor=monitor,
+                   pca=pca, run={"params": params, "settings": json_settings(settings), "seed": seed}, start_name=start,
+                   statistics_seconds=seconds, **options)
+
+    def start(self) -> Trained:
+        """The network the settings' start keeps, its history noting what the pass before training
+        and training itself took (epochs run before a resume included)."""
+        trained = STARTS[self.start_name](self)
+        trained.history["training_seconds"] = float(sum(self.training_seconds))
+        trained.history["statistics_seconds"] = self.statistics_seconds
+        return trained
 
     # Networks ------------------------------------------------------------------
     def build(self, pca: PCA | None) -> tuple[AutoencoderNet, str]:
@@ -254,6 +294,25 @@ def fold_views(rows: RowSource, folds: int, seed: int) -> list[tuple[RowSource, 
     edges = [0.0, *(float(hashes[f * len(hashes) // folds]) for f in range(1, folds)), 1.0]
     return [(rows.kept(high - low, seed, FOLD_SALT, low), rows.held_out(high - low, seed, FOLD_SALT, low))
             for low, high in zip(edges[:-1], edges[1:])]
+
+
+def resolve_settings(recipe, given: dict, n_rows: int, n_features: int, n_components: int) -> dict:
+    """The recipe's settings for data of this size, with the ``given`` ones that are not None, checked."""
+    if n_components > n_features:
+        raise invalid_value("n_components", "at most the number of features",
+                            f"n_components={n_components}, n_features={n_features}", "Choose a smaller code size.")
+    settings = get_recipe(recipe).settings(n_rows, n_features, n_components, **given)
+    settings["hidden"] = tuple(int(h) for h in settings["hidden"])
+    check_activation(settings["activation"])
+    check_activation(settings["code_activation"], "code_activation")
+    if settings["output_activation"] != "auto":
+        check_activation(settings["output_activation"], "output_activation")
+    return settings
+
+
+def json_settings(settings: dict) -> dict:
+    """Settings as JSON values (``hidden`` a list)."""
+    return {**settings, "hidden": list(settings["hidden"])}
 
 
 def held_in_memory(rows: RowSource, held: np.ndarray | None = None):

@@ -19,7 +19,6 @@ processes can each accumulate their part and one eigendecomposition
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from numbers import Integral
 from typing import NamedTuple
@@ -31,6 +30,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aepca.inputs import opened
 from aepca.prefetch import prefetch
 from aepca.validation import check_codes, invalid_value
 
@@ -38,17 +38,6 @@ from aepca.validation import check_codes, invalid_value
 def is_row_source(X) -> bool:
     """Whether ``X`` is a row source, read a block at a time, rather than an array."""
     return hasattr(X, "read") and hasattr(X, "n_blocks") and not isinstance(X, np.ndarray)
-
-
-def as_rows(X):
-    """A file, folder, pattern or Arrow table as a row source (:func:`aepca.open_source`), read a
-    block at a time; arrays and DataFrames as they are (checked as scikit-learn checks them, and
-    float64 kept float64)."""
-    if isinstance(X, (str, os.PathLike)) or (type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")):
-        from aepca.data.sources import open_source
-
-        return open_source(X)
-    return X
 
 
 class ScatterAccumulator:
@@ -255,7 +244,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Fit on every row of ``X`` (an array, table, row source, file, folder or pattern),
         or on a sample of them when ``sample_rows`` is set."""
         self._validate_params()
-        X = as_rows(X)
+        X = opened(X)
         if is_row_source(X):
             self._check_source(X, reset=True)
             self._check_n_components(X.n_features)
@@ -285,7 +274,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         first = not hasattr(self, "n_samples_seen_")
         if first:
             self._validate_params()
-        X = as_rows(X)
+        X = opened(X)
         if is_row_source(X):
             self._check_source(X, reset=first)
             self._check_n_components(X.n_features)
@@ -401,7 +390,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _rows(self, X) -> tuple[int, Iterator[np.ndarray]]:
         """The number of rows of ``X`` (checked against the fit) and its row batches."""
-        X = as_rows(X)
+        X = opened(X)
         if is_row_source(X):
             self._check_source(X, reset=False)
             return X.n_rows, self._batches(prefetch(X.iter_blocks()))
@@ -424,7 +413,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def inverse_transform(self, X):
         """Rows rebuilt from codes ``X`` (an array, or codes in any form a row source takes)."""
         check_is_fitted(self)
-        X = as_rows(X)
+        X = opened(X)
         if is_row_source(X):
             parts = [self.inverse_transform(block) for block in X.iter_blocks()]
             return np.concatenate(parts) if parts else np.zeros((0, self.n_features_in_))

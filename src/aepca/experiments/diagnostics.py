@@ -128,7 +128,7 @@ def unit_facts(estimator, x_scaled: np.ndarray) -> dict:
     from aepca._keras import keras
     from aepca.models import predict, without_gradients
 
-    x_net = estimator.network_inputs(x_scaled)
+    x_net = estimator.space_.to_network(x_scaled)
     codes = predict(estimator.encoder_, x_net)
     inputs = {"encoder": x_net, "decoder": codes}
     n_units = n_saturated = n_dead = 0
@@ -171,7 +171,7 @@ def code_facts(estimator, x_scaled: np.ndarray) -> dict:
     name = _activation_name(estimator.encoder_.get_layer("code"))
     near = None
     if name in BOUNDED and len(x_scaled):
-        codes = np.asarray(predict(estimator.encoder_, estimator.network_inputs(x_scaled)), dtype=np.float64)
+        codes = np.asarray(predict(estimator.encoder_, estimator.space_.to_network(x_scaled)), dtype=np.float64)
         near = float(np.mean(_near_bounds(name, codes)))
     return {"code_activation": name, "code_near_bounds": near}
 

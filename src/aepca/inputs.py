@@ -1,0 +1,72 @@
+"""Every input form becomes a row source here, once, at the public boundary.
+
+Arrays and lists are checked as scikit-learn checks them; DataFrames, Arrow tables,
+files, folders and patterns are read by :func:`aepca.open_source` (one reader per
+format, with its errors); a :class:`aepca.data.sources.RowSource` is taken as it is.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from sklearn.utils.validation import _get_feature_names, check_array, validate_data
+
+from aepca.data.sources import RowSource, open_source
+from aepca.validation import describe_names, invalid_value, plural
+
+
+def is_table(X) -> bool:
+    """A pandas DataFrame or a pyarrow Table: columns with names."""
+    return hasattr(X, "columns") or is_arrow_table(X)
+
+
+def is_arrow_table(X) -> bool:
+    return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")
+
+
+def opened(X):
+    """Files, folders, patterns and Arrow tables as a row source; arrays and DataFrames as they are
+    (for estimators that keep float64 arrays float64, as :class:`aepca.PCA` does)."""
+    if isinstance(X, (str, os.PathLike)) or is_arrow_table(X):
+        return open_source(X)
+    return X
+
+
+def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
+    """Training rows of any form as a row source, and their feature names (a DataFrame's, else None)."""
+    if isinstance(X, RowSource):
+        return X, None
+    if isinstance(X, (str, os.PathLike)) or is_table(X):
+        return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
+    return open_source(check_array(X, dtype=np.float32, ensure_min_samples=2, estimator=estimator, input_name="X")), None
+
+
+def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> RowSource:
+    """Rows of any form given to a model (or as validation rows) as a row source of its features.
+
+    With ``spec`` (the model's :class:`aepca.data.columns.ColumnSpec`), tables and files are read
+    through it: columns matched by name, extra ones ignored. Arrays are taken by position, checked
+    against ``estimator``'s fit as scikit-learn checks them (feature names included).
+    """
+    if isinstance(X, RowSource):
+        source = X
+    elif isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or (spec is not None and hasattr(X, "columns")):
+        missing = [name for name in names if name not in X.columns] if names is not None and hasattr(X, "columns") else []
+        if missing:
+            raise ValueError(
+                f"X lacks {plural(len(missing), 'column')} the model was trained on: {describe_names(missing)}. "
+                "Pass rows with every training column (their order and extra columns do not matter)."
+            )
+        source = open_source(X, spec=spec)
+    elif estimator is not None:
+        source = open_source(validate_data(estimator, X, dtype=np.float32, reset=False))
+    else:
+        source, found = training_rows(X)
+        if names is not None and (found is None or list(found) != list(names)):
+            raise invalid_value("X_val", "the columns of X, in the same order", f"columns {found}",
+                                "Pass validation rows with X's columns.")
+    if source.n_features != n_features:
+        raise invalid_value("X", f"rows of the {n_features} training features", f"{source.n_features} features",
+                            "Pass rows with the columns the model was trained on.")
+    return source
