@@ -70,7 +70,11 @@ class Faults:
                 return operation(*args, **kwargs)
             self.count += 1
             if self.check is not None:
-                self.check()
+                self._armed = False  # the check's own reading is not counted
+                try:
+                    self.check()
+                finally:
+                    self._armed = True
             if self.count != self.at:
                 return operation(*args, **kwargs)
             self.fired = True

@@ -1,8 +1,10 @@
-"""The model folder: models saved by the previous version load, and a loaded model carries no old paths."""
+"""The model folder: models saved by the previous version load, a loaded model carries no old paths,
+and a save stopped anywhere leaves the old model or the new one, complete."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +31,33 @@ def test_a_loaded_model_forgets_the_run_that_made_it(tmp_path):
     fitted.save(tmp_path / "model")
     assert json.loads((tmp_path / "model" / METADATA_FILE).read_text())["params"]["checkpoint_dir"] is None
     assert load_model(tmp_path / "model").checkpoint_dir is None
+
+
+def test_a_model_saved_under_faults_is_the_old_or_the_new_one_complete(tmp_path, monkeypatch):
+    """A fault at every file-system operation of a save (an error instead of it, or Ctrl-C right after
+    it): the folder always loads, checked against its weights' digest, as the old model or the new."""
+    from test_faults import each_fault, operations_of
+
+    from aepca.persistence import read_model_folder
+
+    X = np.random.default_rng(0).random((60, 4)).astype(np.float32)
+    old, new = (Autoencoder(2, recipe="classic", hidden=(4,), epochs=1, random_state=seed).fit(X) for seed in (0, 1))
+    path = tmp_path / "model"
+    digests = set()
+    for model in (new, old):
+        model.save(path)
+        digests.add(json.loads((path / METADATA_FILE).read_text())["weights_sha256"])
+    assert len(digests) == 2
+
+    def complete():
+        assert read_model_folder(path)[1]["weights_sha256"] in digests
+
+    n = operations_of(monkeypatch, lambda: new.save(path), check=complete)
+    for mode, at, faults in each_fault(monkeypatch, n):
+        old.save(path)
+        faults.run(lambda: new.save(path))
+        assert faults.fired, (mode, at)
+        complete()
+    # Beside it at most this process's temporary folders, where removing them was the failing step
+    # (a later save removes them once this process is gone).
+    assert all(f".tmp-{os.getpid()}@" in name for name in os.listdir(tmp_path) if name != "model")
