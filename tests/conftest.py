@@ -118,3 +118,64 @@ def terminate_when(process, ready, what: str, timeout_s: float = 300) -> str:
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+# Tolerances ------------------------------------------------------------------------------------
+# Results that take another path (another BLAS kernel, block size, device count) round differently.
+# Every floating-point assertion allows for that, by an amount derived from the dtype, the data's
+# scale and the operation (docs/CONVENTIONS.md), never "exactly zero".
+ROUNDING_MARGIN = 4.0
+
+
+def float_tolerance(dtype, scale=1.0, n_ops=1.0):
+    """The rounding error of a computation in ``dtype``: ``4 * n_ops * eps(dtype) * scale``.
+
+    ``scale`` is the size of the values that meet in the computation (the data's largest
+    magnitude; for a sum of squares, their mean), not of the result: an error left after a
+    projection cancels far below its own rounding error. ``scale=1`` gives a relative tolerance;
+    an array of scales gives one tolerance per value.
+    ``n_ops`` counts the roundings whose errors can add up: ``m`` for a short sum or dot product
+    of ``m`` terms (the worst case), ``sqrt(m)`` for a long one, such as a sum over rows or over
+    hundreds of features (independent rounding errors grow like a random walk, Higham and Mary
+    2019, and NumPy and BLAS sum in blocks). The factor 4 covers the few roundings around them
+    (a subtraction, a square, a division) and the two sides of the comparison.
+    """
+    return ROUNDING_MARGIN * float(n_ops) * float(np.finfo(dtype).eps) * np.asarray(scale, dtype=np.float64)[()]
+
+
+def direction_sensitivity(eigenvalues, k=None) -> float:
+    """How much the first ``k`` eigenvectors of a symmetric matrix move per relative rounding error
+    of the matrix: its largest eigenvalue over the smallest gap that separates one of them from
+    its neighbours (Davis-Kahan). Pass it as ``scale`` to :func:`float_tolerance`."""
+    values = np.sort(np.asarray(eigenvalues, dtype=np.float64))[::-1]
+    k = len(values) if k is None else k
+    gaps = -np.diff(values[: k + 1])
+    return float(values[0] / gaps.min())
+
+
+def scaled_tolerance(X, offset, scale) -> np.ndarray:
+    """What each column of ``(X - offset) / scale`` computed in float32 may be off by, against float64,
+    in scaled units: the offset's rounding to float32 at its own size, and the subtraction's, the
+    scale's and the division's at the result's (at most ``|X - offset| / scale``)."""
+    X = np.asarray(X, dtype=np.float64)
+    return float_tolerance(np.float32, (np.abs(offset) + 3 * np.abs(X - offset).max(axis=0)) / scale)
+
+
+def adam_drift(learning_rate, steps, beta_1=0.9, beta_2=0.999) -> float:
+    """The most ``steps`` Adam steps can move one weight, whatever the gradients.
+
+    Step ``t`` moves it by ``learning_rate * sqrt(1 - beta_2**t) / (1 - beta_1**t) * |m_t| / sqrt(v_t)``
+    (plus Keras' epsilon, which only shrinks it), and over the past gradients Cauchy-Schwarz gives
+    ``|m_t| / sqrt(v_t) <= (1 - beta_1) / sqrt((1 - beta_2) (1 - beta_1**2 / beta_2))``. A test of
+    starting weights can so train briefly and allow this, instead of a learning rate that rounds away.
+    """
+    t = np.arange(1, steps + 1)
+    ratio = (1.0 - beta_1) / np.sqrt((1.0 - beta_2) * (1.0 - beta_1**2 / beta_2))
+    return float(learning_rate * ratio * np.sum(np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)))
+
+
+def assert_within(actual, desired, tolerance, err_msg: str = "") -> None:
+    """Assert ``|actual - desired| < tolerance`` elementwise. ``tolerance`` broadcasts (one per
+    column, say), which ``np.testing.assert_allclose``'s single ``atol`` does not; NaN fails."""
+    difference = np.abs(np.asarray(actual, dtype=np.float64) - np.asarray(desired, dtype=np.float64))
+    np.testing.assert_array_less(difference, np.broadcast_to(tolerance, difference.shape), err_msg=err_msg)

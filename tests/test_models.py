@@ -11,6 +11,7 @@ from aepca import models
 from aepca._keras import keras
 from aepca.models import PREDICT_BATCH, build_autoencoder, check_activation, output_bias_for, predict, split_autoencoder
 from aepca.pca import PCA
+from conftest import float_tolerance
 
 
 def _dense_layers(model):
@@ -59,8 +60,10 @@ def test_output_activation_and_hidden_are_configurable():
 def test_the_shared_halves_compose_to_the_autoencoder():
     net = build_autoencoder(20, 3, hidden=(16, 8), seed=1)
     x = np.random.default_rng(0).random((7, 20)).astype(np.float32)
+    # The same float32 layers in one call or two: values of order one, the widest layer of 20 inputs.
     np.testing.assert_allclose(
-        _predict(net.decoder, _predict(net.encoder, x)), _predict(net.autoencoder, x), rtol=1e-6, atol=1e-6
+        _predict(net.decoder, _predict(net.encoder, x)), _predict(net.autoencoder, x), rtol=0,
+        atol=float_tolerance(np.float32, 1.0, 20),
     )
 
 
@@ -76,12 +79,25 @@ def test_pca_initialised_model_is_pca_at_step_zero(mnist_small):
     pca = PCA(n_components=9).fit(x_train)
     net = build_autoencoder(784, 9, hidden=(64, 16), seed=0, pca=(pca.components_, pca.mean_))
     codes = _predict(net.encoder, x_test)
-    np.testing.assert_allclose(codes, pca.transform(x_test), rtol=0, atol=5e-5)
+    # float32 against float64: a code is a 785-term sum (784 pixels along a unit direction, and the
+    # mean's), rounding at the row's norm plus the mean's (Cauchy-Schwarz).
+    codes_tolerance = float_tolerance(
+        np.float32, np.linalg.norm(x_test, axis=1).max() + np.linalg.norm(pca.mean_), np.sqrt(784 + 1)
+    )
+    np.testing.assert_allclose(codes, pca.transform(x_test), rtol=0, atol=codes_tolerance)
     expected = pca.inverse_transform(pca.transform(x_test))
     reconstruction = _predict(net.autoencoder, x_test)
-    np.testing.assert_allclose(reconstruction, expected, rtol=0, atol=1e-5)
+    # A pixel sums 9 codes (off by codes_tolerance along directions whose squares add up to at most 1:
+    # at most 3 codes_tolerance) and the mean, rounding 10 times at their size.
+    np.testing.assert_allclose(reconstruction, expected, rtol=0, atol=3 * codes_tolerance + float_tolerance(
+        np.float32, np.linalg.norm(codes, axis=1).max() + np.abs(pca.mean_).max(), 9 + 1))
     mse = float(np.mean(np.square(reconstruction.astype(np.float64) - x_test)))
-    assert mse == pytest.approx(pca.reconstruction_mse(x_test), rel=1e-5)
+    # Reconstructions that differ by d move the MSE by at most 2 rms(residual) rms(d) + ms(d)
+    # (Cauchy-Schwarz); PCA's own MSE is a total minus a captured sum of squares over 784 x 300 values.
+    difference = np.mean(np.square(reconstruction - expected))
+    tolerance = 2 * np.sqrt(mse * difference) + difference + float_tolerance(
+        np.float64, np.mean(np.square(x_test - pca.mean_)), 784 * np.sqrt(len(x_test)))
+    assert mse == pytest.approx(pca.reconstruction_mse(x_test), rel=0, abs=tolerance)
     # The output is linear: a sigmoid would distort the PCA start.
     assert {layer.name for layer in net.decoder.layers} >= {"pca_reconstruction", "decoder_residual"}
     assert np.all(net.decoder.get_layer("decoder_residual").get_weights()[0] == 0)
@@ -106,11 +122,14 @@ def test_output_mean_starts_the_reconstruction_at_the_mean(output_activation):
     kernel, bias = last.get_weights()
     assert np.any(kernel != 0)  # only the bias is set; the kernel keeps its random start
     last.set_weights([np.zeros_like(kernel), bias])
-    np.testing.assert_allclose(_predict(net.autoencoder, rng.normal(size=(5, 10))), np.tile(mean, (5, 1)), rtol=1e-5)
+    # The float32 output bias through the activation and its inverse: a few roundings of values of order one.
+    np.testing.assert_allclose(_predict(net.autoencoder, rng.normal(size=(5, 10))), np.tile(mean, (5, 1)), rtol=0,
+                               atol=float_tolerance(np.float32, 1.0, 4))
 
 
 def test_output_bias_keeps_sigmoid_and_tanh_targets_off_their_asymptotes():
-    np.testing.assert_allclose(output_bias_for(np.array([0.0, 1.0, 0.5]), "sigmoid"), [np.log(1e-3 / (1 - 1e-3)), np.log((1 - 1e-3) / 1e-3), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(output_bias_for(np.array([0.0, 1.0, 0.5]), "sigmoid"), [np.log(1e-3 / (1 - 1e-3)), np.log((1 - 1e-3) / 1e-3), 0.0],
+                               rtol=0, atol=float_tolerance(np.float32, np.log(1e3), 2))  # a float32 logit
     assert np.all(np.isfinite(output_bias_for(np.array([-1.0, 1.0]), "tanh")))
     np.testing.assert_array_equal(output_bias_for(np.array([-3.0, 7.0]), "linear"), [-3.0, 7.0])
 
@@ -158,10 +177,13 @@ def test_predict_in_blocks_equals_calling_the_model(rows):
     out = predict(net.autoencoder, x)
     assert out.shape == (rows, 10) and out.dtype == np.float32
     if rows:
-        np.testing.assert_allclose(out, _predict(net.autoencoder, x), rtol=1e-6, atol=1e-7)
+        # The same float32 layers (10 inputs at most) in other batches: outputs in [0, 1].
+        np.testing.assert_allclose(out, _predict(net.autoencoder, x), rtol=0, atol=float_tolerance(np.float32, 1.0, 10))
         # Codes come from the encoder alone, at its current weights.
         net.encoder.set_weights([w + 0.5 for w in net.encoder.get_weights()])
-        np.testing.assert_allclose(predict(net.encoder, x), _predict(net.encoder, x), rtol=1e-6, atol=1e-6)
+        codes = _predict(net.encoder, x)
+        np.testing.assert_allclose(predict(net.encoder, x), codes, rtol=0,
+                                   atol=float_tolerance(np.float32, max(1.0, np.abs(codes).max()), 10))
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="compiled prediction is JAX's")
