@@ -253,3 +253,18 @@ def test_selection_notes_say_what_was_kept_and_why():
     )
     exact = {**fell_back, "gain": -2.6e14}  # PCA reconstructs the held-out rows exactly
     assert "far above PCA's near-zero error" in selection_note(exact)
+
+
+def test_a_comparison_reads_the_training_rows_once_before_training(monkeypatch, tmp_path):
+    """The error space and the PCA come from the fit's one pass: compare scans no rows itself."""
+    import aepca.fitting
+    from aepca.data import open_source
+
+    scanned = []
+    scan = aepca.fitting.scan
+    monkeypatch.setattr(aepca.fitting, "scan", lambda source, **kwargs: scanned.append(source.n_rows) or scan(source, **kwargs))
+    x = np.random.default_rng(0).standard_normal((600, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    comparison = compare(open_source(tmp_path / "x.npy", block_rows=100), code_dim=2, recipe="classic", hidden=(4,),
+                         epochs=1, seed=0)
+    assert scanned == [comparison.metrics["n_train"]]
