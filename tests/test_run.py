@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,6 @@ from conftest import BLOCKING_CHILD
 
 from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
 from aepca.experiments.run import (
-    ARGS_FILE,
     CHECKPOINT_DIR,
     STAGING_DIR,
     FolderInUse,
@@ -209,7 +209,7 @@ def test_the_next_start_finishes_committed_results_and_removes_the_rest(tmp_path
     with pytest.raises(KeyboardInterrupt), Run(out, argv=["a.csv"]) as run:
         save_progress(run)
         raise KeyboardInterrupt
-    host = os.uname().nodename
+    host = socket.gethostname()
     dead, alive = f".checkpoint.npz.tmp-{dead_pid()}@{host}-abcd1234", f".checkpoint.npz.tmp-{os.getpid()}@{host}-abcd1234"
     for name in (dead, alive):
         (out / CHECKPOINT_DIR / "random" / name).write_bytes(b"half")
