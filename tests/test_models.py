@@ -197,3 +197,77 @@ def test_prediction_programs_are_shared_by_structure_and_bounded(monkeypatch):
     for width in (3, 4, 5, 7):
         predict(build_autoencoder(10, 2, hidden=(width,), seed=0).autoencoder, x)
     assert len(models._PROGRAMS) == 3
+
+
+# Shared programs keep no model alive and are safe from several threads -----------------------------
+def _fit_and_use(kind: str):
+    """A weak reference to the Keras model of a small fit (its programs compiled and used), the fit dropped."""
+    import weakref
+
+    from aepca import Autoencoder
+    from aepca.training import TrainConfig, train
+
+    x = np.random.default_rng(0).random((256, 8)).astype(np.float32)
+    if kind == "estimator":
+        estimator = Autoencoder(2, recipe="classic", hidden=(4,), epochs=1, batch_size=32, random_state=0).fit(x)
+        estimator.transform(x)
+        return weakref.ref(estimator.model_)
+    if kind == "network":
+        net = build_autoencoder(8, 2, hidden=(4,), seed=0)
+        train(net.autoencoder, x, x_val=x[:64], config=TrainConfig(epochs=1, batch_size=32))
+        predict(net.autoencoder, x)
+        return weakref.ref(net.autoencoder)
+    foreign = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8)])  # programs of its own
+    predict(foreign, x)
+    return weakref.ref(foreign)
+
+
+@pytest.mark.parametrize("kind", ["estimator", "network", "a model aepca did not build"])
+def test_a_model_is_freed_once_its_owner_drops_it(kind):
+    import gc
+
+    model = _fit_and_use(kind)
+    gc.collect()
+    assert model() is None, "a compiled program (or its cache) keeps the model alive"
+
+
+def test_two_threads_fitting_at_once_train_as_each_alone(monkeypatch):
+    """Two fits of one structure in two threads, both tracing the same new programs at once, end with
+    the weights each reaches alone."""
+    import threading
+
+    from aepca import Autoencoder
+
+    rng = np.random.default_rng(0)
+    data = [rng.random((300, 8)).astype(np.float32) for _ in range(2)]
+    epochs, batch = 2, 32
+
+    def fit(x, seed):
+        estimator = Autoencoder(2, recipe="classic", hidden=(6,), epochs=epochs, batch_size=batch, random_state=seed)
+        return [np.array(w) for w in estimator.fit(x).model_.get_weights()]
+
+    monkeypatch.setattr(models, "_PROGRAMS", OrderedDict())
+    alone = [fit(x, seed) for seed, x in enumerate(data)]
+    monkeypatch.setattr(models, "_PROGRAMS", OrderedDict())  # both threads make and trace the programs
+    together, errors = [None, None], []
+    start = threading.Barrier(2, timeout=60)
+
+    def fit_in_thread(i):
+        try:
+            start.wait()
+            together[i] = fit(data[i], i)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=fit_in_thread, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+    # The same programs on the same inputs: equal up to the float32 rounding of each step's update.
+    steps = epochs * -(-len(data[0]) // batch)
+    for got, expected in zip(together, alone, strict=True):
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=float_tolerance(np.float32, max(1.0, np.abs(b).max()), steps))

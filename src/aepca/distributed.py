@@ -56,7 +56,8 @@ def share(n_items: int) -> range:
 
 
 def read_share(source):
-    """This process's share of a row source's blocks (see :func:`share`), read ahead in a background thread."""
+    """This process's share of a row source's blocks (see :func:`share`), read ahead in a background
+    thread: a :class:`aepca.prefetch.Prefetch`, to use as ``with read_share(source) as blocks: ...``."""
     from aepca.prefetch import prefetch
 
     return prefetch(source.iter_blocks(share(source.n_blocks)))

@@ -35,7 +35,8 @@ def sample_mse(x, reconstruction: Reconstruction) -> np.ndarray:
 
 
 def _source_sample_mse(source: RowSource, reconstruction: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    errors = [sample_mse(rows, reconstruction) for rows in distributed.read_share(source)]
+    with distributed.read_share(source) as blocks:
+        errors = [sample_mse(rows, reconstruction) for rows in blocks]
     return distributed.all_rows(np.concatenate(errors) if errors else np.zeros(0))
 
 

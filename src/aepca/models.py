@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -259,35 +260,75 @@ def _compiled_forward(model: keras.Model):
     """``block -> model(block)`` compiled by JAX, at the model's current weights."""
     import jax
 
-    call = shared_program(
-        ("forward", structure_key(model)),
-        lambda: jax.jit(lambda trainable, non_trainable, x: model.stateless_call(trainable, non_trainable, x, training=False)[0]),
+    program = shared_program(
+        model, ("forward",),
+        lambda live: jax.jit(
+            lambda trainable, non_trainable, x: live.model.stateless_call(trainable, non_trainable, x, training=False)[0]
+        ),
     )
+    call = program.bind(model=model)
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     return lambda block: call(trainable, non_trainable, block)
 
 
-def structure_key(model: keras.Model):
-    """What identifies a model's compiled programs: its structure when
-    :func:`build_autoencoder` made it (models of one structure compute the same
-    function of their weights), else the model itself."""
-    return _STRUCTURES.get(model, model)
-
-
+# The structure of each model build_autoencoder made (weakly: a model's entry goes with it).
 _STRUCTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-# Compiled programs by structure: the folds and refits of one network, and every
-# prediction of one architecture, compile once per process.
+class SharedProgram:
+    """A compiled program that any live model of one structure (and its optimizer) can run.
+
+    ``build(live)`` makes it once (e.g. a ``jax.jit`` function); the function reaches the model and
+    optimizer only through ``live.model`` and ``live.optimizer`` while it is traced, never keeping
+    them. A caller runs it through :meth:`bind`, which sets its own parts in ``live`` for the
+    calling thread during each call: whenever JAX traces (a new shape), it traces a live model of
+    that structure, and two threads calling at once each trace their own.
+    """
+
+    def __init__(self, build):
+        self._live = threading.local()
+        self._program = build(self._live)
+
+    def bind(self, **parts):
+        """The program as a function that computes with ``parts`` (e.g. ``model=..., optimizer=...``)."""
+        program, live = self._program, self._live
+
+        def call(*args, **kwargs):
+            before = {name: getattr(live, name, None) for name in parts}
+            for name, part in parts.items():
+                setattr(live, name, part)
+            try:
+                return program(*args, **kwargs)
+            finally:
+                for name, part in before.items():
+                    setattr(live, name, part)
+
+        return call
+
+
+# Compiled programs by structure and settings: the folds and refits of one network, and every
+# prediction of one architecture, compile once per process. Keys hold shapes and settings only,
+# programs no model, so a model and its device memory go when their owner drops them. Models that
+# build_autoencoder did not make have programs of their own, which go with the model.
 MAX_SHARED_PROGRAMS = 32
 _PROGRAMS: OrderedDict = OrderedDict()
+_OWN_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PROGRAMS_LOCK = threading.Lock()
 
 
-def shared_program(key, make):
-    """The program stored under ``key``, else ``make()``'s; the least recently used are dropped."""
-    program = _PROGRAMS.pop(key, None) or make()
-    _PROGRAMS[key] = program
-    while len(_PROGRAMS) > MAX_SHARED_PROGRAMS:
-        _PROGRAMS.popitem(last=False)
+def shared_program(model: keras.Model, settings: tuple, build) -> SharedProgram:
+    """The program for ``model``'s structure and ``settings`` (hashable), made by
+    ``build(live)`` (see :class:`SharedProgram`) when none is kept; the least recently used
+    are dropped. Safe to call from several threads."""
+    structure = _STRUCTURES.get(model)
+    with _PROGRAMS_LOCK:
+        if structure is None:
+            programs, key = _OWN_PROGRAMS.setdefault(model, OrderedDict()), settings
+        else:
+            programs, key = _PROGRAMS, (structure, *settings)
+        program = programs.pop(key, None) or SharedProgram(build)
+        programs[key] = program
+        while len(programs) > MAX_SHARED_PROGRAMS:
+            programs.popitem(last=False)
     return program

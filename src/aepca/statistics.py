@@ -53,22 +53,23 @@ def scan(source: RowSource, *, hold=None, max_held_bytes: int = MAX_HELD_BYTES) 
     sample, sample_index = [], []
     held, held_index, held_bytes = [], [], 0
     blocks = distributed.share(source.n_blocks)
-    for i, rows in zip(blocks, prefetch(source.iter_blocks(blocks))):
-        if not len(rows):
-            continue
-        accumulator.update(rows)
-        np.minimum(low, rows.min(axis=0), out=low)
-        np.maximum(high, rows.max(axis=0), out=high)
-        index = source.row_indices(i)
-        chosen = index % every == 0
-        sample.append(rows[chosen])
-        sample_index.append(index[chosen])
-        if hold is not None and held is not None:
-            kept = hold(index)
-            held.append(rows[kept])
-            held_index.append(index[kept])
-            held_bytes += held[-1].nbytes
-            held = held if held_bytes <= max_held_bytes else None
+    with prefetch(source.iter_blocks(blocks)) as read:
+        for i, rows in zip(blocks, read):
+            if not len(rows):
+                continue
+            accumulator.update(rows)
+            np.minimum(low, rows.min(axis=0), out=low)
+            np.maximum(high, rows.max(axis=0), out=high)
+            index = source.row_indices(i)
+            chosen = index % every == 0
+            sample.append(rows[chosen])
+            sample_index.append(index[chosen])
+            if hold is not None and held is not None:
+                kept = hold(index)
+                held.append(rows[kept])
+                held_index.append(index[kept])
+                held_bytes += held[-1].nbytes
+                held = held if held_bytes <= max_held_bytes else None
     sample, sample_index = _joined(sample, sample_index, source.n_features)
     if held is not None:
         held, held_index = _joined(held, held_index, source.n_features)

@@ -93,10 +93,11 @@ class KerasFitRunner(Runner):
             tick(steps_per_epoch(len(rows), config.batch_size))
             return float(result.history["loss"][-1]) * len(rows)
 
-        for rows, weights, _ in prefetch(batches.chunks(STREAM_FIT_BATCHES)):
-            real = weights > 0  # padding rows only matter to several processes
-            if real.any():
-                total += fit(rows[real])
+        with prefetch(batches.chunks(STREAM_FIT_BATCHES)) as chunks:
+            for rows, weights, _ in chunks:
+                real = weights > 0  # padding rows only matter to several processes
+                if real.any():
+                    total += fit(rows[real])
         return total / self.n_train
 
     def evaluate(self, x):

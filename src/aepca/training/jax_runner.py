@@ -11,6 +11,7 @@ each stream their own lanes of every batch into one global batch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import jax
@@ -19,7 +20,7 @@ import numpy as np
 
 from aepca import distributed
 from aepca.data.sources import RowSource
-from aepca.models import shared_program, structure_key
+from aepca.models import shared_program
 from aepca.prefetch import prefetch
 from aepca.training.config import EVAL_BATCH, LOSSES, mse_per_sample
 from aepca.training.loop import Runner
@@ -77,12 +78,15 @@ class JaxRunner(Runner):
             config.batch_size, self.per_epoch,
         )
         mesh_key = None if self.mesh is None else tuple(d.id for d in self.mesh.devices.flat)
-        structure = (structure_key(model), config.optimizer, config.beta_2, *schedule, config.loss, mesh_key)
+        settings = (config.optimizer, config.beta_2, *schedule, config.loss, mesh_key)
+        # The programs reach this model and optimizer only while this runner calls them (models.SharedProgram).
         self._train_chunk = shared_program(
-            ("train", self.streamed, *structure),
-            lambda: jax.jit(self._make_train_chunk(), donate_argnums=(0,), **self._replicated_outputs()),
-        )
-        self._eval_batch = shared_program(("evaluate", *structure), lambda: jax.jit(self._make_eval_batch()))
+            model, ("train", self.streamed, *settings),
+            lambda live: jax.jit(self._make_train_chunk(live), donate_argnums=(0,), **self._replicated_outputs()),
+        ).bind(model=model, optimizer=self.optimizer)
+        self._eval_batch = shared_program(
+            model, ("evaluate", *settings), lambda live: jax.jit(self._make_eval_batch(live))
+        ).bind(model=model)
 
     def _my_lanes(self) -> range:
         """The lanes this process reads: an equal, contiguous share, in process order."""
@@ -101,12 +105,13 @@ class JaxRunner(Runner):
             return {}
         return {"out_shardings": self._sharding()}
 
-    def _make_train_chunk(self):
-        model, optimizer = self.model, self.optimizer
+    def _make_train_chunk(self, live):
+        """The training chunk of any model and optimizer of this runner's structure and settings, as
+        ``live.model`` and ``live.optimizer`` hold them when traced (it keeps neither, nor this runner)."""
         loss_per_sample = LOSSES[self.config.loss]
 
         def batch_loss(trainable, non_trainable, xb, weights):
-            reconstruction, non_trainable = model.stateless_call(trainable, non_trainable, xb, training=True)
+            reconstruction, non_trainable = live.model.stateless_call(trainable, non_trainable, xb, training=True)
             total = jnp.sum(loss_per_sample(xb, reconstruction) * weights)
             # The mean over the real samples of a partial batch, as model.fit does.
             return total / jnp.maximum(jnp.sum(weights), 1.0), (non_trainable, total)
@@ -125,7 +130,7 @@ class JaxRunner(Runner):
                 def update(state):
                     trainable, non_trainable, opt = state
                     (_, (non_trainable, total)), grads = grad(trainable, non_trainable, xb, w)
-                    new_trainable, opt = optimizer.stateless_apply(opt, grads, trainable)
+                    new_trainable, opt = live.optimizer.stateless_apply(opt, grads, trainable)
                     # Adam's step is linear in the learning rate, so scaling the
                     # step scales the rate without recompiling.
                     new_trainable = [t + lr_scale * (n - t) for t, n in zip(trainable, new_trainable)]
@@ -141,12 +146,12 @@ class JaxRunner(Runner):
 
         return train_chunk
 
-    def _make_eval_batch(self):
-        model = self.model
+    def _make_eval_batch(self, live):
+        """The evaluation of one batch by ``live.model`` (see :meth:`_make_train_chunk`)."""
         loss_per_sample = LOSSES[self.config.loss]
 
         def eval_batch(trainable, non_trainable, xb, weights):
-            reconstruction, _ = model.stateless_call(trainable, non_trainable, xb, training=False)
+            reconstruction, _ = live.model.stateless_call(trainable, non_trainable, xb, training=False)
             loss = jnp.sum(loss_per_sample(xb, reconstruction) * weights)
             mse = jnp.sum(mse_per_sample(xb, reconstruction) * weights)
             return loss, mse
@@ -223,19 +228,21 @@ class JaxRunner(Runner):
         """Each chunk's (None, batch rows, weights, real steps) for streamed rows,
         read and assembled ahead in a background thread."""
         batches = self.epoch_batches(epoch, self.lanes_here)
-        for rows, weights, real in prefetch(batches.chunks(self._chunk_steps())):
-            yield None, self._batches(rows, None, "batch", None), self._batches(weights, None, "batch"), real
+        with prefetch(batches.chunks(self._chunk_steps())) as chunks:
+            for rows, weights, real in chunks:
+                yield None, self._batches(rows, None, "batch", None), self._batches(weights, None, "batch"), real
 
     def run_epoch(self, epoch, lr_scale, tick):
-        chunks = self._streamed_chunks(epoch) if self.streamed else self._indexed_chunks(epoch)
         totals = []
-        for x, batches, weights, real_steps in chunks:
-            self._state, chunk_totals = self._train_chunk(self._state, x, batches, weights, np.float32(lr_scale))
-            if totals:
-                # At most two chunks queued: streamed rows waiting on the device would otherwise pile up.
-                totals[-1].block_until_ready()
-            totals.append(chunk_totals)
-            tick(real_steps)
+        # Closed on every way out (an error, Ctrl-C in a step): the streamed rows' reading stops with it.
+        with contextlib.closing(self._streamed_chunks(epoch) if self.streamed else self._indexed_chunks(epoch)) as chunks:
+            for x, batches, weights, real_steps in chunks:
+                self._state, chunk_totals = self._train_chunk(self._state, x, batches, weights, np.float32(lr_scale))
+                if totals:
+                    # At most two chunks queued: streamed rows waiting on the device would otherwise pile up.
+                    totals[-1].block_until_ready()
+                totals.append(chunk_totals)
+                tick(real_steps)
         return float(np.sum([np.sum(self.host(t), dtype=np.float64) for t in totals]) / self.n_train)
 
     def evaluate(self, x):
@@ -268,15 +275,16 @@ class JaxRunner(Runner):
                 ([self.host(v) for v in trainable], [self.host(v) for v in non_trainable]), self.device
             )
         sums = np.zeros(2)
-        for block in distributed.read_share(source):
-            for start in range(0, len(block), EVAL_BATCH):
-                rows = block[start : start + EVAL_BATCH]
-                weights = np.zeros(EVAL_BATCH, dtype=np.float32)
-                weights[: len(rows)] = 1.0
-                if len(rows) < EVAL_BATCH:  # one compiled shape: pad and mask
-                    rows = np.pad(rows, ((0, EVAL_BATCH - len(rows)), (0, 0)))
-                batch_loss, batch_mse = self._eval_batch(trainable, non_trainable, jax.device_put(rows, self.device), weights)
-                sums += (float(batch_loss), float(batch_mse))
+        with distributed.read_share(source) as blocks:
+            for block in blocks:
+                for start in range(0, len(block), EVAL_BATCH):
+                    rows = block[start : start + EVAL_BATCH]
+                    weights = np.zeros(EVAL_BATCH, dtype=np.float32)
+                    weights[: len(rows)] = 1.0
+                    if len(rows) < EVAL_BATCH:  # one compiled shape: pad and mask
+                        rows = np.pad(rows, ((0, EVAL_BATCH - len(rows)), (0, 0)))
+                    batch_loss, batch_mse = self._eval_batch(trainable, non_trainable, jax.device_put(rows, self.device), weights)
+                    sums += (float(batch_loss), float(batch_mse))
         loss, mse = distributed.all_sum(sums) / source.n_rows
         return float(loss), float(mse)
 
