@@ -161,6 +161,25 @@ def test_the_checkpoint_goes_only_once_the_results_are_in_place(tmp_path):
     assert (out / "model" / "weights").read_text() == "second"
 
 
+def test_a_ctrl_c_during_the_commit_waits_for_it(tmp_path, monkeypatch):
+    import aepca.experiments.run as run_module
+
+    commit_now = run_module._commit
+
+    def interrupted_commit(out, staging):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the results are being moved
+        commit_now(out, staging)
+
+    monkeypatch.setattr(run_module, "_commit", interrupted_commit)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt), Run(out, argv=["data.csv"]) as run:
+        save_progress(run)
+        commit(run, "done")
+    # Delivered once the commit was complete: the results in place, the checkpoint gone.
+    assert sorted(os.listdir(out)) == ["metrics.json", "model"]
+    assert (out / "model" / "weights").read_text() == "done"
+
+
 # Earlier runs, resume --------------------------------------------------------------------------
 def test_an_earlier_run_is_kept_unless_overwrite(tmp_path):
     out = tmp_path / "run"

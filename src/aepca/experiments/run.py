@@ -170,10 +170,8 @@ def _sync_tree(folder: Path) -> None:
 
 
 def _commit(out: Path, staging: Path) -> None:
-    """Record the staged results as complete, then move them into ``out``."""
-    results = staging / _RESULTS
-    _sync_tree(results)
-    entries = {entry.name: _identity(entry) for entry in results.iterdir()}
+    """Record the staged results (flushed to disk) as complete, then move them into ``out``."""
+    entries = {entry.name: _identity(entry) for entry in (staging / _RESULTS).iterdir()}
     write_atomic(staging / _COMMIT, json.dumps({"entries": entries}).encode(), durable=True)
     _roll_forward(out, staging, entries)
 
@@ -337,7 +335,8 @@ class Run:
         except BaseException:
             remove(staging)
             raise
-        with signals_deferred():
+        _sync_tree(staging / _RESULTS)
+        with signals_deferred():  # a few renames: Ctrl-C waits for them
             _commit(self.out, staging)
             self._committed = True
         remove(staging)
@@ -374,14 +373,13 @@ class Run:
 
     def _settle(self, error) -> bool:
         staging = self.out / STAGING_DIR
-        if not self._committed:
-            entries = _committed_entries(staging)
-            if entries is not None:  # the move was cut short by an error: finish it, else the next run will
-                with contextlib.suppress(OSError):
-                    _roll_forward(self.out, staging, entries)
-                    self._committed = True
-            if entries is None or self._committed:
-                remove(staging)
+        entries = None if self._committed else _committed_entries(staging)
+        if entries is not None:  # the move was cut short by an error: finish it, else the next run will
+            with contextlib.suppress(OSError):
+                _roll_forward(self.out, staging, entries)
+                self._committed = True
+        if entries is None or self._committed:
+            remove(staging)
         checkpoint = self.out / CHECKPOINT_DIR
         if self.checkpoint is None or self._committed or not checkpoint.exists():
             return False
