@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import re
 import shutil
@@ -143,16 +144,13 @@ def exchange(a, b) -> bool:
     raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
-_LIBC = []
-
-
+@functools.cache
 def _libc():
-    if not _LIBC:
-        try:
-            _LIBC.append(ctypes.CDLL(None, use_errno=True))
-        except OSError:
-            _LIBC.append(None)
-    return _LIBC[0]
+    """The C library this process runs on (None where it cannot be loaded)."""
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 def move_into_place(source, target, aside) -> None:
