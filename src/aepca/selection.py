@@ -29,3 +29,77 @@ def paired_evidence(reference_errors, candidate_errors, z_threshold: float) -> d
         "rows": int(len(gains)),
     }
 
+
+
+# A model that kept its PCA start matches PCA only to float32 round-off: a relative
+# difference below this is a tie, whatever its interval.
+TIE = 1e-6
+# Two-sided 95% normal quantile; below BOOTSTRAP_ROWS test rows the interval is a bootstrap.
+Z_95 = 1.959963984540054
+BOOTSTRAP_ROWS = 50
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+class PairedErrors:
+    """Per-row errors of a candidate (``a``, one per row) and of a reference at several sizes
+    (``b``, one column per size), summed as rows arrive: enough for the mean paired difference,
+    the ratio of means and their 95% intervals, without holding the rows (a few rows are kept
+    for a bootstrap). Sums from several processes add up (:meth:`to_array`, :meth:`merged`)."""
+
+    def __init__(self, n_sizes: int, keep_rows: bool):
+        self.sums = np.zeros(3 + 3 * n_sizes)  # n, sum a, sum a^2 | sum b, sum b^2, sum ab per size
+        self.n_sizes = n_sizes
+        self.rows = [] if keep_rows else None
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64).reshape(len(a), self.n_sizes)
+        k = self.n_sizes
+        self.sums[:2] += (len(a), a.sum())
+        self.sums[2] += np.dot(a, a)
+        self.sums[3 : 3 + k] += b.sum(axis=0)
+        self.sums[3 + k : 3 + 2 * k] += np.einsum("ij,ij->j", b, b)
+        self.sums[3 + 2 * k :] += a @ b
+        if self.rows is not None:
+            self.rows.append(np.column_stack([a, b]))
+
+    def interval(self, size: int, seed: int = 0) -> dict:
+        """The comparison with reference size ``size``: mean difference (candidate - reference) and
+        ratio (candidate / reference) with 95% intervals, and the verdict the difference's
+        interval words: "below" (clearly lower), "equal within noise" or "above" (a difference
+        within ``TIE`` of the reference's mean is a tie, however narrow its interval)."""
+        n, sa, saa = self.sums[:3]
+        k = self.n_sizes
+        sb, sbb, sab = self.sums[3 + size], self.sums[3 + k + size], self.sums[3 + 2 * k + size]
+        difference, ratio = (sa - sb) / n, sa / sb if sb > 0 else np.inf
+        if self.rows is not None and n < BOOTSTRAP_ROWS:
+            rows = np.concatenate(self.rows)
+            picks = np.random.default_rng(seed).integers(0, len(rows), (BOOTSTRAP_RESAMPLES, len(rows)))
+            a, b = rows[:, 0][picks].mean(axis=1), rows[:, 1 + size][picks].mean(axis=1)
+            interval = np.quantile(a - b, [0.025, 0.975])
+            ratio_interval = np.quantile(a / np.maximum(b, np.finfo(float).tiny), [0.025, 0.975])
+            method = f"bootstrap of the {int(n)} test rows ({BOOTSTRAP_RESAMPLES} resamples)"
+        else:
+            # Normal intervals: the paired differences' mean, and the ratio by the delta method.
+            spread = max(saa - 2 * sab + sbb - n * difference**2, 0.0) / (n - 1)
+            half = Z_95 * np.sqrt(spread / n)
+            interval = (difference - half, difference + half)
+            ratio_spread = max(saa - 2 * ratio * sab + ratio**2 * sbb, 0.0) / (n - 1) if np.isfinite(ratio) else np.inf
+            ratio_half = Z_95 * np.sqrt(ratio_spread / n) / (sb / n) if sb > 0 else np.inf
+            ratio_interval = (ratio - ratio_half, ratio + ratio_half)
+            method = f"normal interval of the mean paired difference over {int(n)} test rows (ratio: delta method)"
+        low, high = (float(v) for v in interval)
+        tie = TIE * sb / n
+        verdict = "below" if high < 0 and difference < -tie else "above" if low > 0 and difference > tie else "equal within noise"
+        return {"difference": float(difference), "interval": [low, high], "ratio": float(ratio),
+                "ratio_interval": [float(v) for v in ratio_interval], "verdict": verdict, "method": method}
+
+    def to_array(self) -> np.ndarray:
+        return self.sums.copy()
+
+    def merged(self, totals: np.ndarray, rows: np.ndarray | None) -> PairedErrors:
+        """These errors with every process's sums ``totals`` (and kept rows)."""
+        merged = PairedErrors(self.n_sizes, keep_rows=rows is not None)
+        merged.sums = np.asarray(totals, np.float64)
+        if rows is not None:
+            merged.rows = [rows]
+        return merged

@@ -88,35 +88,43 @@ def test_linear_autoencoder_converges_to_pca(low_rank_data):
     assert len(sanity) == 1 and sanity[0].startswith("Linear sanity check passes: a linear autoencoder should converge to PCA")
 
 
-def _metrics(pca_mse, ae_mse):
+def _metrics(pca_mse, ae_mse, verdict, interval):
     return {
         "n_components": 3, "units": "u", "scale": "none", "scale_reason": "r",
         "pca": {"test_mse": pca_mse}, "autoencoder": {"test_mse": ae_mse, "pca_equivalent_components": 5},
+        "comparison": {"ratio": ae_mse / pca_mse, "ratio_interval": interval, "verdict": verdict,
+                       "method": "m", "pca_equivalent_interval": [4, 6]},
     }
 
 
-def test_notes_report_the_sanity_check_and_the_winner():
+def test_notes_report_the_sanity_check_and_the_verdict_with_its_interval():
     linear = get_recipe("linear").settings(800, 10, 3)
-    notes = _notes(_metrics(1.0, 1.5), linear)
+    notes = _notes(_metrics(1.0, 1.5, "above PCA", [1.25, 1.75]), linear)
     assert notes == [
         "MSE in u; error space chosen: none (r).",
-        "The autoencoder did not beat PCA at k=3 (test MSE 1.5 vs 1).",
+        "At k=3 the autoencoder's test MSE is 50.0% above PCA's, 95% interval 25.0% above to 75.0% above (m): above PCA.",
         "Linear sanity check fails: a linear autoencoder should converge to PCA; its test MSE is +50.00% from "
         "PCA's (tolerance 2%).",
     ]
-    assert _notes(_metrics(1.0, 1.01), linear)[2].startswith("Linear sanity check passes")
-    nonlinear = _notes(_metrics(1.0, 0.8), CLASSIC.settings(800, 10, 3))
-    assert nonlinear[1] == "The autoencoder's test MSE is 20.0% below PCA's at k=3; PCA needs 5 components to match it."
+    assert _notes(_metrics(1.0, 1.01, "equal within noise", [0.99, 1.03]), linear)[2].startswith("Linear sanity check passes")
+    nonlinear = _notes(_metrics(1.0, 0.8, "below PCA", [0.75, 0.85]), CLASSIC.settings(800, 10, 3))
+    assert nonlinear[1] == ("At k=3 the autoencoder's test MSE is 20.0% below PCA's, 95% interval 25.0% below to 15.0% "
+                            "below (m): below PCA; PCA needs 4 to 6 components to match it.")
 
 
-def test_a_tie_with_pca_is_not_called_a_win_by_notes_or_diagnoses():
+def test_a_tie_with_pca_is_not_called_a_win_by_the_verdict_or_diagnoses():
     from aepca.experiments.diagnostics import beats
+    from aepca.selection import PairedErrors
 
-    # A model that kept its PCA start matches PCA to float32 round-off.
-    tie = _metrics(1.0, 1.0 - 1e-9)
-    assert _notes(tie, CLASSIC.settings(800, 10, 3))[1].startswith("The autoencoder did not beat PCA at k=3")
-    assert not beats(tie["autoencoder"]["test_mse"], tie["pca"]["test_mse"])
-    assert _notes(_metrics(1.0, 0.9995), CLASSIC.settings(800, 10, 3))[1].startswith("The autoencoder's test MSE is 0.05% below")
+    # A model that kept its PCA start matches PCA to float32 round-off, with a tiny spread.
+    pca = np.random.default_rng(0).random(1000) + 0.5
+    tie = PairedErrors(1, keep_rows=False)
+    tie.add(pca * (1 - 1e-9), pca)
+    assert tie.interval(0)["verdict"] == "equal within noise"
+    assert not beats(float(np.mean(pca * (1 - 1e-9))), float(np.mean(pca)))
+    win = PairedErrors(1, keep_rows=False)
+    win.add(pca * 0.9995, pca)
+    assert win.interval(0)["verdict"] == "below"
 
 
 def test_recipes():

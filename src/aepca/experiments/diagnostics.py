@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from aepca.preprocessing import shares_one_unit
+from aepca.selection import TIE
 
 # A unit is saturated when its output lies within this distance of an
 # asymptote of its activation on at least SATURATED_SHARE of the sample.
@@ -62,9 +63,6 @@ EXPLODED = 100.0
 # usual rate (the classic recipe's) where that is further.
 TYPICAL_LEARNING_RATE = 1e-3
 SAMPLE_ROWS = 2000
-# A model that kept its PCA start matches PCA only to float32 round-off: a
-# relative gain below this is a tie, not a win.
-TIE = 1e-6
 # Problems that check_comparison reports even when the autoencoder beat
 # PCA: they make the compared numbers themselves misleading.
 MISLEADING_NUMBERS = frozenset({"columns in mixed units, errors measured unscaled"})
