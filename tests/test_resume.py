@@ -215,7 +215,7 @@ def test_sigterm_keeps_a_checkpoint_that_other_data_cannot_resume_and_the_origin
     first = lines[1].split(",")
     csv.write_text("\n".join([lines[0], ",".join([f"{float(first[0]) + 0.5:.6f}", *first[1:]]), *lines[2:]]) + "\n")
     # The rows in memory differ: the inputs of the fingerprint (training or validation rows) say so.
-    assert_refused_keeping_the_checkpoint(out, capsys, naming="data[")
+    assert_refused_keeping_the_checkpoint(out, capsys, naming=" rows.")
 
     shutil.copyfile(original, csv)
     resume_and_check(out, full, capsys, stop_after, resumed_after=1)
@@ -309,5 +309,5 @@ def test_a_checkpoint_of_other_data_is_refused_naming_the_rows(tmp_path):
     folder = tmp_path / "checkpoint"
     estimator(epochs=1, checkpoint_dir=folder).fit(X)
     X[0, 0] += 1
-    with pytest.raises(ValueError, match=r"other settings or data \(data\[0\]\.[a-z0-9_]+: "):
+    with pytest.raises(ValueError, match=r"other settings or data \(data\.training rows\.[a-z0-9_]+: "):
         estimator(epochs=1, checkpoint_dir=folder).fit(X)

@@ -21,6 +21,7 @@ from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
 from aepca.data.order import VALIDATION_SALT, held_out_mask, row_hash
 from aepca.data.sources import RowSource
 from aepca.metrics import sample_mse
+from aepca.neighbours import DEFAULT_K, code_recall_misses, query_positions, take_rows
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, predict, weights_of
 from aepca.pca import PCA
 from aepca.preprocessing import ColumnSummary, ErrorSpace, network_scaling
@@ -33,6 +34,8 @@ from aepca.validation import invalid_value
 # The salt of the folds' split of the training rows.
 FOLD_SALT = "folds"
 # Parameters that change neither training nor its data: a checkpoint written with other values resumes.
+# With select_by="recall", the held-out rows (a seeded sample of at most this many) in which neighbours are sought.
+SELECTION_ROWS = 20_000
 NOT_TRAINING = ("verbose", "checkpoint_dir", "refine_steps")
 
 
@@ -71,6 +74,7 @@ class Fit:
     lanes: int | None = None
     verbose: bool = False
     checkpoint_dir: str | None = None
+    select_by: str = "mse"
     statistics_seconds: float = 0.0
     training_seconds: list = field(default_factory=list)
 
@@ -80,7 +84,7 @@ class Fit:
         """One pass over ``source`` (the training rows) gives the error space ``scale`` chooses, the
         PCA, the network's scaling and the validation rows (the settings' share, held out by a seeded
         hash; or ``X_val``); ``options`` are the remaining fields (devices, lanes, verbose,
-        checkpoint_dir)."""
+        checkpoint_dir, select_by)."""
         start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
         validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
         started = time.perf_counter()
@@ -162,7 +166,8 @@ class Fit:
         callbacks, resume = (), None
         if self.checkpoint_dir is not None:
             folder = Path(self.checkpoint_dir) / tag
-            fingerprint = run_fingerprint({**self.run, "init": init, "lanes": lanes, "epochs": epochs}, (train_rows, monitor))
+            fingerprint = run_fingerprint({**self.run, "init": init, "lanes": lanes, "epochs": epochs},
+                                          {"training rows": train_rows, "validation rows": monitor})
             resume = load_checkpoint(folder, fingerprint)
             # Only the first process writes; every process resumes from the same files.
             callbacks = (Checkpointer(folder, fingerprint),) if distributed.is_writer() else ()
@@ -223,6 +228,32 @@ class Fit:
         return space.in_space_units(sample_mse(rows, lambda block: space.to_network(
             pca.inverse_transform(pca.transform(space.from_network(block))).astype(np.float32))))
 
+    def held_out_losses(self, pca: PCA, net: AutoencoderNet, rows) -> tuple[np.ndarray, np.ndarray]:
+        """PCA's and the network's per-row losses on held-out ``rows`` (as the network takes them), as
+        the keep-or-fallback rule judges them (``select_by``): each row's MSE in the error space; or
+        with ``"recall"`` each query row's share of its ``DEFAULT_K`` nearest neighbours missed when
+        searching the codes (:func:`aepca.neighbours.code_recall_misses`: exact neighbours among the
+        held-out rows in the error space, cosine for unit-length rows; at most ``SELECTION_ROWS`` of
+        them, a seeded sample, 1,000 of those the queries)."""
+        if self.select_by == "mse":
+            return self.pca_errors(pca, rows), self.errors(net, rows)
+        if isinstance(rows, RowSource):
+            rows = take_rows(rows, query_positions(rows.n_rows, SELECTION_ROWS, self.seed))
+        elif len(rows) > SELECTION_ROWS:
+            rows = rows[query_positions(len(rows), SELECTION_ROWS, self.seed)]
+        space_rows = self.space.from_network(rows)
+        misses = code_recall_misses(space_rows, {"pca": pca.transform(space_rows),
+                                                 "network": predict(net.encoder, rows)}, seed=self.seed)
+        return misses["pca"], misses["network"]
+
+    def judged(self, pca_losses, network_losses, z_threshold: float) -> dict:
+        """:func:`aepca.selection.paired_evidence` on ``held_out_losses``, naming what was judged."""
+        selection = paired_evidence(pca_losses, network_losses, z_threshold)
+        selection["criterion"] = "mse" if self.select_by == "mse" else f"recall@{DEFAULT_K} of the codes"
+        if self.select_by == "recall":
+            selection.update(pca_recall=float(1 - np.mean(pca_losses)), network_recall=float(1 - np.mean(network_losses)))
+        return selection
+
 
 # Starts ------------------------------------------------------------------------------
 
@@ -240,7 +271,7 @@ def start_auto(fit: Fit) -> Trained:
     training rows); otherwise a PCA start, which training can only improve on."""
     trained = fit.fit_network("random", fit.train, fit.monitor, None)
     judge = fit.train if fit.monitor is None else fit.monitor
-    selection = paired_evidence(fit.pca_errors(fit.pca, judge), fit.errors(trained.net, judge), CLEAR_IMPROVEMENT_Z)
+    selection = fit.judged(*fit.held_out_losses(fit.pca, trained.net, judge), CLEAR_IMPROVEMENT_Z)
     selection["held_out"] = "training rows" if fit.monitor is None else f"{_n_rows(judge)} validation rows"
     if not selection["kept_network"]:
         trained = fit.fit_network("pca", fit.train, fit.monitor, fit.pca)
@@ -258,11 +289,12 @@ def start_folds(fit: Fit) -> Trained:
         held_rows = held_out.to_array()  # folds are for few rows
         trained = fit.fit_network("random", train_rows, held_rows, None, tag=f"fold-{fold}")
         pca = PCA(fit.n_components).fit(train_rows.map(fit.space.from_network))
-        network_errors.append(fit.errors(trained.net, held_rows))
-        pca_errors.append(fit.pca_errors(pca, held_rows))
+        pca_losses, network_losses = fit.held_out_losses(pca, trained.net, held_rows)
+        network_errors.append(network_losses)
+        pca_errors.append(pca_losses)
         best_epochs.append(best_epoch(trained.history))
-        fold_gains.append(1 - network_errors[-1].mean() / pca_errors[-1].mean())
-    selection = paired_evidence(np.concatenate(pca_errors), np.concatenate(network_errors), FOLD_Z)
+        fold_gains.append(1 - network_losses.mean() / pca_losses.mean() if pca_losses.mean() > 0 else 0.0)
+    selection = fit.judged(np.concatenate(pca_errors), np.concatenate(network_errors), FOLD_Z)
     selection.update(held_out=f"{folds} folds of {fit.rows.n_rows} training rows", fold_gains=fold_gains,
                      folds_below=int(sum(gain > 0 for gain in fold_gains)), best_epochs=best_epochs)
     if selection["kept_network"]:
