@@ -27,7 +27,8 @@ ERROR_COLUMN = "error"
 def encode_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrite: bool = False) -> dict:
     """Write the codes of every row of ``data`` (ids first, when the data has an id column) to ``out``."""
     names = [f"code_{i}" for i in range(model.n_components)]
-    return _write(out, _blocks(model, data, block_rows, names, model.transform), overwrite)
+    return _write(out, _blocks(model, data, block_rows, names, lambda features: (model.transform(features), {})),
+                  overwrite)
 
 
 def reconstruct_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrite: bool = False) -> dict:
@@ -35,24 +36,28 @@ def reconstruct_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrit
 
     ``error`` is the row's mean squared error in the model's error space, the
     usual anomaly score: its mean over a test file is the test MSE that
-    ``aepca compare`` reports.
+    ``aepca compare`` reports. A model with categorical columns also writes each one's decoded
+    category (a text column of its name, the largest reconstructed indicator's category; in a
+    ``.npy`` output, ``NAME-categories.npy`` beside it, a column per categorical column).
     """
-    names = [*model.column_spec().feature_names, ERROR_COLUMN]
+    spec = model.column_spec()
+    names = [*spec.feature_names, ERROR_COLUMN]
 
     def reconstruct(features):
         reconstruction, errors = model.reconstruct_with_errors(features)
-        return np.column_stack([reconstruction, errors.astype(np.float32)])
+        return np.column_stack([reconstruction, errors.astype(np.float32)]), spec.decode(reconstruction)
 
     return _write(out, _blocks(model, data, block_rows, names, reconstruct), overwrite)
 
 
 def _blocks(model, data, block_rows, names, apply):
-    """``(ids, values, column names, id column name)`` per block of ``data`` (any input
-    :func:`aepca.open_source` takes), read through the model's column specification."""
+    """``(ids, values, text columns, column names, id column name)`` per block of ``data`` (any input
+    :func:`aepca.open_source` takes), read through the model's column specification; ``apply`` gives the
+    values and text columns (``{name: strings}``) of a block's features."""
     spec = model.column_spec()
     source = open_source(data, spec=spec, block_rows=block_rows)
     for i in range(source.n_blocks):
-        yield source.ids(i), apply(source.read(i)), names, spec.id_column
+        yield source.ids(i), *apply(source.read(i)), names, spec.id_column
 
 
 def check_output(out, *, overwrite: bool) -> Path:
@@ -95,9 +100,10 @@ class _ParquetWriter:
 
         writer, rows = None, 0
         try:
-            for ids, values, columns, id_name in blocks:
+            for ids, values, text, columns, id_name in blocks:
                 arrays = [pa.array(values[:, i]) for i in range(values.shape[1])]
-                names = list(columns)
+                arrays += [pa.array(cells, type=pa.string()) for cells in text.values()]
+                names = [*columns, *text]
                 if ids is not None:
                     arrays.insert(0, pa.array(ids))
                     names.insert(0, id_name)
@@ -122,8 +128,10 @@ class _CsvWriter:
 
         rows = 0
         with open(self.path, "w", newline="") as handle:
-            for ids, values, columns, id_name in blocks:
+            for ids, values, text, columns, id_name in blocks:
                 frame = pd.DataFrame(values, columns=columns)
+                for name, cells in text.items():
+                    frame[name] = cells
                 if ids is not None:
                     frame.insert(0, id_name, ids)
                 frame.to_csv(handle, header=rows == 0, index=False)
@@ -133,19 +141,21 @@ class _CsvWriter:
 
 class _NpyWriter:
     """Values as one float32 ``.npy`` (its header written last, once the row count
-    is known), ids beside it as ``NAME-ids.npy``."""
+    is known), ids beside it as ``NAME-ids.npy``, text columns as ``NAME-categories.npy``."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def write_all(self, blocks):
-        raw, ids_parts, rows, width = self.path.with_suffix(".raw"), [], 0, None
+        raw, ids_parts, text_parts, rows, width = self.path.with_suffix(".raw"), [], [], 0, None
         with open(raw, "wb") as handle:
-            for ids, values, _, _ in blocks:
+            for ids, values, text, _, _ in blocks:
                 handle.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
                 width, rows = values.shape[1], rows + len(values)
                 if ids is not None:
                     ids_parts.append(ids)
+                if text:
+                    text_parts.append(np.column_stack(list(text.values())).astype(str))
         if width is None:
             raise ValueError("The data file has no rows; there is nothing to write.")
         with open(self.path, "wb") as handle, open(raw, "rb") as source:
@@ -158,4 +168,8 @@ class _NpyWriter:
             ids = np.concatenate(ids_parts)
             np.save(ids_path, ids.astype(str) if ids.dtype == object else ids, allow_pickle=False)
             files.append(ids_path)
+        if text_parts:
+            text_path = self.path.with_name(f"{self.path.stem}-categories.npy")
+            np.save(text_path, np.concatenate(text_parts), allow_pickle=False)
+            files.append(text_path)
         return rows, files

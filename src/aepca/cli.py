@@ -116,6 +116,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-constant", action="store_true",
                         help="drop constant columns (by default they are kept; they cost nothing)")
     parser.add_argument("--impute", choices=["mean"], help="fill missing values with the training mean instead of failing")
+    parser.add_argument("--categorical", choices=["refuse", "onehot"], default="refuse",
+                        help="text, categorical and boolean columns: refused (default), or one indicator per category "
+                             "of the training rows (onehot; reconstructions decode each to its most likely category)")
+    parser.add_argument("--max-categories", type=int_at_least(2, "an integer >= 2"), default=50, metavar="N",
+                        help="with --categorical onehot, a column of more distinct training values is refused "
+                             "(names, free text, dates; default: 50)")
     parser.add_argument("--image-shape", type=image_shape, metavar="HxW[xC]",
                         help="rows of PATH are images of this shape, e.g. 8x8 or 32x32x3 (shown as pictures in the figures)")
 
@@ -213,6 +219,8 @@ def check_data_arguments(args) -> None:
     for option in ("label_column", "id_column", "columns", "drop_columns", "no_header", "test", "impute", "image_shape"):
         if getattr(args, option):
             raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
+    if args.categorical != "refuse":
+        raise UsageError("--categorical applies to your own data file (PATH) only")
 
 
 def is_streamed(args) -> bool:
@@ -229,8 +237,8 @@ def check_stream_arguments(args) -> None:
     if args.path is None and (args.stream or args.processes or args.coordinator or args.num_processes):
         raise UsageError("--stream, --processes and --coordinator read your own files (PATH); give PATH")
     if is_streamed(args):
-        for option in ("no_header", "impute", "drop_constant", "image_shape"):
-            if getattr(args, option):
+        for option in ("no_header", "impute", "drop_constant", "image_shape", "categorical"):
+            if getattr(args, option) not in (None, False, "refuse"):
                 raise UsageError(f"--{option.replace('_', '-')} applies to data read into memory, not to streamed files; "
                                  "clean the files first, or drop --stream")
     if (args.coordinator is None) != (args.num_processes is None) or (args.coordinator is None) != (args.process_id is None):
@@ -259,7 +267,8 @@ def read_data(args):
             args.path, test=args.test, test_size=args.test_size, label_columns=args.label_column,
             id_column=args.id_column, columns=args.columns, drop_columns=args.drop_columns,
             no_header=True if args.no_header else None, seed=args.seed, drop_constant=args.drop_constant,
-            impute=args.impute, image_shape=args.image_shape,
+            impute=args.impute, image_shape=args.image_shape, categorical=args.categorical,
+            max_categories=args.max_categories,
         )
     from aepca.data import load_dataset
 

@@ -2,8 +2,9 @@
 
 A :class:`ColumnSpec` is learned on the training rows and is JSON-able, so a
 saved model can re-apply it to new data: columns are matched by name, list
-columns (embeddings) are expanded into ``NAME[0], NAME[1], ...`` and missing
-values are filled as in training.
+columns (embeddings) are expanded into ``NAME[0], NAME[1], ...``, categorical
+columns (with ``categorical="onehot"``) into one indicator ``NAME=CATEGORY`` per
+category seen in training, and missing values are filled as in training.
 """
 
 from __future__ import annotations
@@ -25,6 +26,35 @@ MIN_ORDER_ROWS = 10
 IMPUTERS = {"mean": pd.DataFrame.mean}
 SPEC_FORMAT = "aepca.columns"
 SPEC_VERSION = 1
+# What becomes of text, categorical and boolean feature columns: refused (with the flags that handle
+# them), or one indicator column per category learned on the training rows.
+CATEGORICAL = ("refuse", "onehot")
+# More distinct training values than this and a column is not taken for categories (names, free text, dates).
+MAX_CATEGORIES = 50
+
+
+def indicator(name: str, category: str) -> str:
+    """The feature name of the indicator of ``category`` in the categorical column ``name``."""
+    return f"{name}={category}"
+
+
+def is_categorical(dtype) -> bool:
+    """Text, pandas categorical, dates and booleans: columns that ``categorical="onehot"`` encodes."""
+    return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+
+def category_cells(column: pd.Series) -> np.ndarray:
+    """A column's cells as category names (strings; None where missing), whatever its dtype."""
+    return column.astype("string").to_numpy(dtype=object, na_value=None)
+
+
+def check_categorical(categorical, max_categories) -> None:
+    if categorical not in CATEGORICAL:
+        raise invalid_value("categorical", f"one of {list(CATEGORICAL)}", f"categorical={categorical!r}",
+                            "Use 'onehot' to encode text columns as indicators, or 'refuse'.")
+    if isinstance(max_categories, bool) or not isinstance(max_categories, int | np.integer) or max_categories < 2:
+        raise invalid_value("max_categories", "an integer >= 2", f"max_categories={max_categories!r}",
+                            f"Use e.g. {MAX_CATEGORIES}.")
 
 
 def expanded(name: str, length: int | None) -> list[str]:
@@ -216,9 +246,10 @@ class Selection:
         """Columns named in ``columns`` without a pattern: chosen as features, so never taken for ids."""
         return {name for name in self.columns if not _is_pattern(name)}
 
-    def advice(self) -> str:
+    def advice(self, categorical: str = "refuse") -> str:
         """The flags that handle unwanted columns, leaving out advice already followed."""
-        steps = [
+        steps = [] if categorical == "onehot" else ["encode categories with --categorical onehot"]
+        steps += [
             "mark more labels by repeating --label-column" if self.label_columns
             else "keep labels out of the features with --label-column NAME",
         ]
@@ -230,7 +261,7 @@ class Selection:
             steps.append(f"{'add them to' if self.drop_columns else 'leave them out with'} --drop-columns A,B "
                          "or choose the features with --columns A,B,emb*")
         return (f"Features must be numbers: {'; '.join(steps)} "
-                "(in Python: label_columns=, id_column=, drop_columns=, columns=).")
+                "(in Python: categorical=, label_columns=, id_column=, drop_columns=, columns=).")
 
     def check_exists(self, sources: list[str], lists: dict, source: str) -> None:
         """``ValueError`` unless the label and id columns are single-value columns of the file."""
@@ -271,8 +302,13 @@ class Selection:
             matched += [name for name in hits if name not in matched]
         return matched
 
-    def select(self, frame: pd.DataFrame, sources: list[str], lists: dict, source: str) -> ColumnSpec:
-        """The spec's columns, ids and labels for ``frame`` (sources in file order), features checked numeric."""
+    def select(self, frame: pd.DataFrame, sources: list[str], lists: dict, source: str,
+               categorical: str = "refuse") -> ColumnSpec:
+        """The spec's columns, ids and labels for ``frame`` (sources in file order), features checked numeric.
+
+        With ``categorical="onehot"`` text, categorical and boolean features are marked categorical; their
+        categories are learned on the training rows (:meth:`ColumnSpec.with_categories`).
+        """
         self.check_exists(sources, lists, source)
         others = {*self.label_columns, self.id_column}
         candidates = [name for name in sources if name not in others]
@@ -292,7 +328,13 @@ class Selection:
             label_columns=self.label_columns,
             dropped_columns=tuple(name for name in candidates if name not in chosen),
         )
-        check_numeric(frame, source, self.advice(), spec.feature_names)
+        if categorical == "onehot":
+            sequences = set(_sequence_columns(frame))  # lists of text: not categories
+            pending = [name for name in chosen
+                       if name not in lists and name not in sequences and is_categorical(frame.dtypes[name])]
+            spec = replace(spec, categories=dict.fromkeys(pending, ()),
+                           feature_names=tuple(f for f in spec.feature_names if f not in pending))
+        check_numeric(frame, source, self.advice(categorical), spec.feature_names)
         return spec
 
 
@@ -342,7 +384,9 @@ class ColumnSpec:
     """How a table's columns become the model's features; learned on training rows, JSON-able, re-applied by name.
 
     ``columns``: the source columns read as features, in order; a list column ``NAME`` with
-    ``list_lengths[NAME]`` numbers per row gives the features ``NAME[0], NAME[1], ...``.
+    ``list_lengths[NAME]`` numbers per row gives the features ``NAME[0], NAME[1], ...``; a categorical
+    column with ``categories[NAME]`` (learned on the training rows, sorted) gives one 0/1 indicator
+    ``NAME=CATEGORY`` per category, all 0 for a category unseen in training or a missing cell.
     ``feature_names``: the features kept, in order (``constant_columns`` were constant in training and
     are absent here when dropped). ``dropped_columns``: source columns left out by ``drop_columns`` or
     ``columns``. ``fill``: the value imputed per feature (``impute`` names how it was learned).
@@ -357,15 +401,37 @@ class ColumnSpec:
     constant_columns: tuple[str, ...] = ()
     impute: str | None = None
     fill: dict[str, float] = field(default_factory=dict)
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def needed_columns(self) -> tuple[str, ...]:
         """Source columns to read from new data: the features' and the id column."""
         return self.columns + ((self.id_column,) if self.id_column is not None else ())
 
-    def learn(self, frame: pd.DataFrame, source: str, *, drop_constant: bool, impute: str | None) -> ColumnSpec:
-        """Fill values and constant columns learned on the training rows ``frame``."""
-        features = frame[list(self.feature_names)]
+    def with_categories(self, frame: pd.DataFrame, source: str, max_categories: int = MAX_CATEGORIES) -> ColumnSpec:
+        """The categories of the categorical columns, learned on the training rows ``frame``, and the features
+        with their indicators; a column of more than ``max_categories`` distinct values is refused."""
+        categories = {}
+        for name in self.categories:
+            found = pd.unique(pd.Series(category_cells(frame[name])).dropna())
+            fix = (f"Leave it out with --drop-columns {name} (drop_columns=), keep it beside the rows with "
+                   f"--label-column {name} (label_columns=), or raise --max-categories (max_categories=) if its "
+                   "values are categories.")
+            if len(found) > max_categories:
+                raise ValueError(
+                    f"{source}: column {name!r} has {len(found)} distinct values in the training rows, more than "
+                    f"max_categories={max_categories}: names, free text or dates are not categories. {fix}")
+            if not len(found):
+                raise ValueError(f"{source}: column {name!r} holds no values in the training rows. {fix}")
+            categories[name] = tuple(sorted(found))
+        learned = replace(self, categories=categories)
+        return replace(learned, feature_names=tuple(learned._sources()))
+
+    def learn(self, frame: pd.DataFrame, source: str, *, drop_constant: bool, impute: str | None,
+              max_categories: int = MAX_CATEGORIES) -> ColumnSpec:
+        """Categories, fill values and constant columns learned on the training rows ``frame``."""
+        spec = self.with_categories(frame, source, max_categories) if self.categories else self
+        features = spec._encode(frame)[list(spec.feature_names)]
         fill = {}
         if impute is not None:
             values = IMPUTERS[impute](features)
@@ -382,13 +448,64 @@ class ColumnSpec:
         is_constant = (features.min() == features.max()).to_numpy()
         if is_constant.all():
             raise ValueError(f"Every feature column of {source} is constant. There is nothing to learn from.")
-        constant = tuple(name for name, flag in zip(self.feature_names, is_constant) if flag)
-        kept = tuple(name for name in self.feature_names if not (drop_constant and name in constant))
-        return replace(self, feature_names=kept, constant_columns=constant, impute=impute,
+        constant = tuple(name for name, flag in zip(spec.feature_names, is_constant) if flag)
+        kept = tuple(name for name in spec.feature_names if not (drop_constant and name in constant))
+        return replace(spec, feature_names=kept, constant_columns=constant, impute=impute,
                        fill={name: fill[name] for name in kept} if fill else {})
 
+    def _expanded(self, name: str) -> list[str]:
+        """The features of the source column ``name``: itself, its list's entries or its categories' indicators."""
+        if name in self.categories:
+            return [indicator(name, category) for category in self.categories[name]]
+        return expanded(name, self.list_lengths.get(name))
+
     def _sources(self) -> dict[str, str]:
-        return {f: name for name in self.columns for f in expanded(name, self.list_lengths.get(name))}
+        return {f: name for name in self.columns for f in self._expanded(name)}
+
+    def _encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with each categorical column replaced by its indicators (float32 0/1)."""
+        if not self.categories:
+            return frame
+        parts = [frame.drop(columns=list(self.categories))]
+        for name, categories in self.categories.items():
+            hits = category_cells(frame[name])[:, None] == np.array(categories, dtype=object)[None, :]
+            parts.append(pd.DataFrame(hits.astype(np.float32), columns=self._expanded(name), index=frame.index))
+        return pd.concat(parts, axis=1)
+
+    def category_groups(self) -> dict[str, tuple[np.ndarray, tuple[str, ...]]]:
+        """Each categorical column's indicator positions among the features, and their categories (an
+        indicator dropped as constant is absent from both)."""
+        position = {name: i for i, name in enumerate(self.feature_names)}
+        groups = {}
+        for name, categories in self.categories.items():
+            kept = [(position[f], category) for f, category in zip(self._expanded(name), categories) if f in position]
+            groups[name] = (np.array([p for p, _ in kept], dtype=np.intp), tuple(c for _, c in kept))
+        return groups
+
+    def decode(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Each categorical column's most likely category for rows of features ``values`` (reconstructions in
+        the data's units): the category of the largest indicator, as an object array of strings."""
+        decoded = {}
+        for name, (positions, categories) in self.category_groups().items():
+            if not len(positions):  # its one category's indicator was dropped as constant
+                decoded[name] = np.full(len(values), self.categories[name][0], dtype=object)
+            else:
+                decoded[name] = np.array(categories, dtype=object)[np.argmax(values[:, positions], axis=1)]
+        return decoded
+
+    def category_counts(self, truth: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+        """``[recovered, known, unseen]`` categorical cells of rows of features ``truth`` reconstructed as
+        ``reconstruction``: cells whose largest reconstructed indicator is their category, cells of a category
+        seen in training, and cells with every indicator 0 (unseen in training, or missing)."""
+        counts = np.zeros(3, dtype=np.int64)
+        for positions, _ in self.category_groups().values():
+            if not len(positions):
+                continue
+            true = truth[:, positions]
+            seen = true.max(axis=1) > 0.5
+            found = np.argmax(reconstruction[:, positions], axis=1) == np.argmax(true, axis=1)
+            counts += [np.sum(seen & found), np.sum(seen), np.sum(~seen)]
+        return counts
 
     def check_names(self, names, source: str) -> None:
         """``ValueError`` unless ``names`` (a file's columns, lists unexpanded or expanded) hold every feature."""
@@ -423,7 +540,7 @@ class ColumnSpec:
             # Neither a list nor a single column: given as NAME[0], NAME[1], ..., which check_names matched.
             found = lists[name] if name in lists else (None if name in frame.columns else self.list_lengths.get(name))
             self._check_cells(name, found, source)
-        return frame[list(self.feature_names)]
+        return self._encode(frame)[list(self.feature_names)]
 
     def _arrow_values(self, table, source: str) -> np.ndarray | None:
         """Numeric Arrow columns straight to float32 (no pandas; a float32 list column is not copied); None
@@ -434,7 +551,7 @@ class ColumnSpec:
             table = pa.Table.from_batches([table])
         pieces = []
         for name in self.columns:
-            if name not in table.column_names:
+            if name not in table.column_names or name in self.categories:
                 return None
             column = table.column(name)
             if name in self.list_lengths and _numeric_list(column.type):
@@ -497,6 +614,7 @@ class ColumnSpec:
             "constant_columns": list(self.constant_columns),
             "impute": self.impute,
             "fill": dict(self.fill),
+            "categories": {name: list(categories) for name, categories in self.categories.items()},
         }
 
     @classmethod
@@ -521,6 +639,8 @@ class ColumnSpec:
                 constant_columns=tuple(data["constant_columns"]),
                 impute=data["impute"],
                 fill={str(k): float(v) for k, v in data["fill"].items()},
+                # Absent from the specifications of models saved before categories were encoded.
+                categories={str(k): tuple(str(c) for c in v) for k, v in data.get("categories", {}).items()},
             )
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise ValueError(

@@ -77,14 +77,15 @@ class Part:
         """``raw`` (a block, or every row) as single-value columns, and ``{list column: length}``."""
         return to_frame(raw, source)
 
-    def select(self, frame: pd.DataFrame, lists: dict, selection, source: str):
-        """The :class:`ColumnSpec` of the columns ``selection`` names, checked on ``frame`` (rows of this part)."""
+    def select(self, frame: pd.DataFrame, lists: dict, selection, source: str, categorical: str = "refuse"):
+        """The :class:`ColumnSpec` of the columns ``selection`` names, checked on ``frame`` (rows of this part);
+        ``categorical``: what becomes of text columns (:data:`aepca.data.columns.CATEGORICAL`)."""
         if self.y is not None and selection.label_columns:
             raise ValueError(
                 f"{source} already holds labels (array 'y'), so label_column={selection.label_columns[0]!r} is "
                 "ambiguous. Drop the label column option."
             )
-        return selection.select(frame, list(self.names), lists, source)
+        return selection.select(frame, list(self.names), lists, source, categorical)
 
     def fingerprint(self) -> dict:
         """The file by content, not by path or time: base name, bytes, rows, a hash of its first, middle and

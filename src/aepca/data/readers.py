@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from aepca.data._dataset import Dataset
-from aepca.data.columns import IMPUTERS, ColumnSpec, Selection, check_identifiers
-from aepca.data.formats import Part, check_same_columns, open_part
+from aepca.data.columns import IMPUTERS, MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
+from aepca.data.formats import Part, check_same_columns, memory_part, open_part
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.validation import IMAGE_CHANNELS, as_image_shape, describe_names, invalid_value, plural
 
@@ -51,16 +53,28 @@ class Table:
 
 @dataclass(frozen=True)
 class _Raw:
-    """A file read whole: its reader (``part``), its rows as single-value columns, ``{list column: length}``."""
+    """A file (or a table in memory) read whole: its reader (``part``), its rows as single-value columns,
+    ``{list column: length}``."""
 
     part: Part
     frame: pd.DataFrame
     lists: dict
 
+    @property
+    def source(self) -> str:
+        """How messages name it: a file by its name."""
+        return self.part.where if self.part.path is None else self.part.path.name
 
-def _read_raw(path, no_header: bool | None = None) -> _Raw:
-    part = open_part(path, no_header=no_header)
-    frame, lists = part.frame(part.whole(), part.path.name)
+    @property
+    def name(self) -> str:
+        return self.part.kind if self.part.path is None else self.part.path.stem
+
+
+def _read_raw(data, no_header: bool | None = None) -> _Raw:
+    """A file, or a DataFrame or Arrow table in memory, read whole."""
+    is_file = isinstance(data, str | os.PathLike)
+    part = open_part(data, no_header=no_header) if is_file else memory_part(data, sys.maxsize)
+    frame, lists = part.frame(part.whole(), part.path.name if is_file else part.where)
     frame.columns = [str(c) for c in frame.columns]
     return _Raw(part, frame, lists)
 
@@ -155,6 +169,8 @@ def read_table(
     drop_constant: bool = False,
     impute: str | None = None,
     image_shape: tuple[int, ...] | None = None,
+    categorical: str = "refuse",
+    max_categories: int = MAX_CATEGORIES,
 ) -> Table:
     """Read a ``.csv`` / ``.tsv``, ``.npy``, ``.npz`` or ``.parquet`` file as a :class:`Table`.
 
@@ -166,17 +182,22 @@ def read_table(
     detected; ``no_header=True`` reads its first line as data. Constant columns are kept (PCA and the
     autoencoder handle them) unless ``drop_constant=True``; missing values are errors unless
     ``impute="mean"``. ``image_shape`` ((h, w) or (h, w, c)) marks flat rows as images and overrides
-    the shape of an image array.
+    the shape of an image array. Text, categorical and boolean columns are refused unless
+    ``categorical="onehot"``: then each becomes one 0/1 indicator per category of the training rows
+    (``NAME=CATEGORY``; docs/categorical.md), and a column of more than ``max_categories`` distinct
+    values is refused.
     """
     _check_impute(impute)
+    check_categorical(categorical, max_categories)
     requested = _check_image_shape(image_shape)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
     source = Path(path).name
     raw = _read_raw(path, no_header)
     _check_rows(raw.frame, source, MIN_ROWS)
-    spec = raw.part.select(raw.frame, raw.lists, selection, source)
-    spec = _learn(raw, spec, raw.frame, selection, source, drop_constant=drop_constant, impute=impute)
+    spec = raw.part.select(raw.frame, raw.lists, selection, source, categorical)
+    spec = _learn(raw, spec, raw.frame, selection, source, drop_constant=drop_constant, impute=impute,
+                  max_categories=max_categories)
     features = spec.apply(raw.frame, source)
     shape = _final_image_shape(requested, _found_shape(raw, spec), features.shape[1], _n_dropped(spec), source)
     labels = _labels(raw, spec)
@@ -238,6 +259,8 @@ def _notes(raw: _Raw, spec: ColumnSpec, source: str, impute: str | None) -> dict
         lines.append(f"{plural(len(spec.dropped_columns), 'column')} left out: {describe_names(spec.dropped_columns)}")
     lines += [f"list column {name!r} read as {length} features {name}[0] to {name}[{length - 1}]"
               for name, length in spec.list_lengths.items()]
+    lines += [f"categorical column {name!r} encoded as {plural(len(categories), 'indicator')} (the categories of the "
+              "training rows; an unseen category gives all zeros)" for name, categories in spec.categories.items()]
     if lines:
         notes["preprocessing"] = lines
     return notes
@@ -258,8 +281,10 @@ def load_user_data(
     drop_constant: bool = False,
     impute: str | None = None,
     image_shape: tuple[int, ...] | None = None,
+    categorical: str = "refuse",
+    max_categories: int = MAX_CATEGORIES,
 ) -> Dataset:
-    """Read a user's file as a train/test :class:`Dataset`.
+    """Read a user's file (or a DataFrame or Arrow table in memory) as a train/test :class:`Dataset`.
 
     Without ``test``, row ``i`` is a test row iff ``held_out_mask(i, test_size, seed, TEST_SALT)``
     (:func:`held_out_split`): the same test rows as when the file is streamed. With ``test`` that second
@@ -268,19 +293,20 @@ def load_user_data(
     learned :class:`ColumnSpec` (``columns``), the id column's values (``ids_train`` / ``ids_test``),
     every label column (``all_labels_*``; ``y_*`` hold the first) and ``notes``: the constant columns
     kept (``"constant_columns"``) and what was done to the columns (``"preprocessing"``), so that
-    reports can say so.
+    reports can say so. Categories (``categorical="onehot"``) are learned on the training rows only, so
+    a test row's category unseen there has all-zero indicators.
     """
     _check_impute(impute)
+    check_categorical(categorical, max_categories)
     requested = _check_image_shape(image_shape)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
-    path = Path(path)
-    source = path.name
     raw = _read_raw(path, no_header)
-    cleaning = {"drop_constant": drop_constant, "impute": impute}
+    source = raw.source
+    cleaning = {"drop_constant": drop_constant, "impute": impute, "max_categories": max_categories}
     if test is None:
         _check_rows(raw.frame, source, MIN_ROWS)
-        spec = raw.part.select(raw.frame, raw.lists, selection, source)
+        spec = raw.part.select(raw.frame, raw.lists, selection, source, categorical)
         train_index, test_index = held_out_split(len(raw.frame), test_size, seed, source)
         train_frame, test_frame = raw.frame.iloc[train_index], raw.frame.iloc[test_index]
         spec = _learn(raw, spec, train_frame, selection, source, **cleaning)
@@ -290,11 +316,11 @@ def load_user_data(
         ids_train, ids_test = _take(ids, train_index), _take(ids, test_index)
         test_source = source
     else:
-        test_source = Path(test).name
         test_raw = _read_raw(test, no_header)
+        test_source = test_raw.source
         _check_rows(raw.frame, source, MIN_SPLIT_ROWS)
         _check_rows(test_raw.frame, test_source, MIN_SPLIT_ROWS)
-        spec = raw.part.select(raw.frame, raw.lists, selection, source)
+        spec = raw.part.select(raw.frame, raw.lists, selection, source, categorical)
         selection.check_exists(list(test_raw.part.names), test_raw.lists, test_source)
         check_same_columns(raw.part, test_raw.part, "A test file needs the columns of the training file.")
         train_frame, test_frame = raw.frame, test_raw.frame
@@ -304,7 +330,7 @@ def load_user_data(
     x_train = spec.apply(train_frame, source)
     x_test = spec.apply(test_frame, test_source)
     return Dataset(
-        name=path.stem,
+        name=raw.name,
         x_train=x_train,
         x_test=x_test,
         y_train=next(iter(labels_train.values()), None),

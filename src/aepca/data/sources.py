@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from aepca.data.columns import ColumnSpec, Selection, check_identifiers
+from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
 from aepca.data.formats import check_same_columns, memory_part, open_part
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int
 from aepca.validation import MAX_ABS_VALUE, describe_names, invalid_value, plural
@@ -335,14 +335,27 @@ def source_files(path) -> list[Path]:
     return files
 
 
-def _choose_columns(name: str, parts: list, selection: Selection) -> ColumnSpec:
-    """The columns ``selection`` names, chosen and checked (numbers, no row ids) on the first block of rows."""
+def _choose_columns(name: str, parts: list, selection: Selection, categorical: str, max_categories: int) -> ColumnSpec:
+    """The columns ``selection`` names, chosen and checked (numbers, no row ids) on the first block of rows.
+
+    Categories are learned on every row, so only for rows in memory (a DataFrame or Arrow table): a file's
+    categories would need a pass of their own before the fit's one pass, and its training rows are chosen
+    only later (docs/categorical.md).
+    """
     part, k = next(((part, k) for part in parts for k, size in enumerate(part.sizes) if size), (None, None))
     if part is None:
         raise ValueError(f"{name} holds no rows. Point to data that holds rows.")
     frame, lists = part.frame(part.block(k), part.where)
-    spec = part.select(frame, lists, selection, part.where)
+    spec = part.select(frame, lists, selection, part.where, categorical)
     check_identifiers(frame, spec, selection, part.where)
+    if spec.categories:
+        if part.path is not None:
+            raise ValueError(
+                f"{name}: categorical='onehot' learns the categories of {describe_names(list(spec.categories))} on "
+                "the training rows read into memory, and files opened as a row source are read a block at a time. "
+                "Read the file with aepca.data.load_user_data(path, categorical='onehot') (the command without "
+                "--stream), or pass its rows as a DataFrame.")
+        spec = spec.with_categories(part.frame(part.whole(), part.where)[0], part.where, max_categories)
     return spec
 
 
@@ -354,12 +367,13 @@ def _positions(part, spec: ColumnSpec) -> np.ndarray | None:
     return np.array([index[name] for name in spec.feature_names])
 
 
-def _reader(name: str, kind: str, parts: list, selection: Selection, spec: ColumnSpec | None) -> _Rows:
+def _reader(name: str, kind: str, parts: list, selection: Selection, spec: ColumnSpec | None,
+            categorical: str = "refuse", max_categories: int = MAX_CATEGORIES) -> _Rows:
     first = parts[0]
     given = spec is not None
     positional = given and first.plain and first.path is None  # an array in memory holds the features, in order
     if not given:
-        spec = _choose_columns(name, parts, selection)
+        spec = _choose_columns(name, parts, selection, categorical, max_categories)
     elif positional and len(first.names) != len(spec.feature_names):
         raise ValueError(f"The array has {len(first.names)} features, but the model reads {len(spec.feature_names)} "
                          f"({describe_names(spec.feature_names)}). Pass rows of those features, in that order.")
@@ -386,7 +400,8 @@ def _open_files(path: Path, no_header: bool | None, block_rows: int) -> tuple[st
 
 def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None,
                 spec: ColumnSpec | None = None, no_header: bool | None = None,
-                block_rows: int = BLOCK_ROWS) -> RowSource:
+                block_rows: int = BLOCK_ROWS, categorical: str = "refuse",
+                max_categories: int = MAX_CATEGORIES) -> RowSource:
     """``data`` as a :class:`RowSource`, read a block at a time (memory bounded by blocks, except for ``.npz``).
 
     ``data``: a 2-D array or an ``(n, h, w[, c])`` image array, a pandas DataFrame, a pyarrow Table, a
@@ -399,8 +414,13 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     instead reads its columns from any form: matched by name, extra ones ignored, a missing one reported
     before the first block, list columns decoded, missing values imputed as in training (an array in
     memory holds the features in order). Constant columns are kept; other missing values are errors.
+    ``categorical="onehot"`` encodes the text, categorical and boolean columns of a DataFrame or Arrow
+    table as indicators of the categories of all its rows (at most ``max_categories`` per column); files
+    with categories are read by :func:`aepca.data.load_user_data`, which learns them on the training rows.
+    A ``spec`` applies the categories it carries.
     """
     block_rows = _positive_int(block_rows, "block_rows", BLOCK_ROWS)
+    check_categorical(categorical, max_categories)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
     for option in ("columns", "drop_columns", "id_column", "label_columns"):
@@ -419,4 +439,4 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     else:
         part = memory_part(data, block_rows)
         name, kind, parts = part.kind, part.kind, [part]
-    return RowSource(_reader(name, kind, parts, selection, spec), block_rows=block_rows)
+    return RowSource(_reader(name, kind, parts, selection, spec, categorical, max_categories), block_rows=block_rows)

@@ -20,6 +20,7 @@ import numpy as np
 
 from aepca import distributed
 from aepca.data import Dataset
+from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT
 from aepca.data.sources import BLOCK_ROWS, RowSource, open_source
 from aepca.experiments.diagnostics import beats, check_comparison
@@ -55,7 +56,7 @@ class Comparison:
     def table_rows(self) -> list[dict]:
         pca, ae = self.metrics["pca"], self.metrics["autoencoder"]
         k = self.metrics["n_components"]
-        return [
+        rows = [
             {
                 "method": f"PCA (k={k})",
                 "train MSE": pca["train_mse"],
@@ -71,6 +72,9 @@ class Comparison:
                 "fit seconds": ae["fit_seconds"],
             },
         ]
+        if "categories" in self.metrics:
+            rows = [{**row, "category accuracy": method["category_accuracy"]} for row, method in zip(rows, (pca, ae))]
+        return rows
 
 
 def percent(share: float) -> str:
@@ -116,6 +120,8 @@ def compare(
     seed: int = 0,
     scale: str = "auto",
     progress: bool = False,
+    categorical: str = "refuse",
+    max_categories: int = MAX_CATEGORIES,
     record: dict | None = None,
     block_rows: int = BLOCK_ROWS,
     **overrides,
@@ -132,13 +138,28 @@ def compare(
     the command line and input files) is stored with the run's record.
     ``block_rows`` rows are read at a time (arrays and files opened here): the
     unit of the shuffle, so the order depends on it.
+    ``categorical="onehot"`` encodes text, categorical and boolean columns of at most
+    ``max_categories`` values as indicators learned on the training rows (the data, a file or a
+    table, is read and split in memory); each method's record then holds its ``category_accuracy``
+    and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells.
     ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter).
     """
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
 
     recipe = get_recipe(recipe or default_recipe(data))
+    if categorical != "refuse" and not isinstance(data, Dataset | RowSource):
+        # Categories are learned on the training rows, so the rows are read and split in memory.
+        from aepca.data.readers import load_user_data
+
+        data = load_user_data(data, test=test, test_size=test_size, seed=seed, categorical=categorical,
+                              max_categories=max_categories)
+        test = None
     train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
+    # Indicators and numbers share no unit: under auto a table with categories is standardised, so each
+    # indicator weighs as much as a numeric column (the weighting measured in docs/categorical.md).
+    standardised_categories = scale == "auto" and shown.columns is not None and bool(shown.columns.categories)
+    scale = "standard" if standardised_categories else scale
     check_code_dim(code_dim, train.n_features)
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
@@ -146,6 +167,8 @@ def compare(
     estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape)
     ae_seconds = time.perf_counter() - started
     scaler, pca = estimator.scaler_, estimator.pca_
+    if standardised_categories:
+        scaler.reason_ = "auto: a table with categorical columns, its indicators standardised like any column"
     scores = _score_test(test, scaler, pca, estimator)
     n = train.n_rows
     # PCA's training error is what its discarded directions hold (population variance).
@@ -199,6 +222,10 @@ def compare(
             "autoencoder": scores["ae_columns"].tolist(),
         },
     }
+    if "categories" in scores:
+        metrics["categories"] = _category_record(scores["categories"], estimator.column_spec(), test.n_rows)
+        for method in ("pca", "autoencoder"):
+            metrics[method].update(metrics["categories"].pop(method))
     metrics["run"] = _record(shown, train, test, held_out, estimator, record)
     space_shown = scaler.transform(shown.x_test)
     comparison = Comparison(
@@ -251,6 +278,8 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     """One pass over the test rows: PCA's error for every code size and both methods'
     errors per column in original units, and the autoencoder's in the error space."""
     d = test.n_features
+    spec = estimator.column_spec()
+    categories = np.zeros(6) if spec.categories else None
     curve = np.zeros(d + 1)
     sums = {"ae": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
     for block in distributed.read_share(test):
@@ -264,12 +293,50 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
             sums["ae"] += float(np.square(ae_space.astype(np.float64) - space).mean(axis=1).sum())
             sums["pca_columns"] += np.square(pca_rows.astype(np.float64) - rows).sum(axis=0)
             sums["ae_columns"] += np.square(scaler.inverse_transform(ae_space).astype(np.float64) - rows).sum(axis=0)
+            if categories is not None:
+                categories += _category_sums(spec, rows, space, pca_rows, pca.inverse_transform(pca.transform(space)),
+                                             scaler.inverse_transform(ae_space), ae_space)
     totals = distributed.all_sum(np.concatenate([curve, [sums["ae"]], sums["pca_columns"], sums["ae_columns"]])) / test.n_rows
     return {
         "pca_curve": totals[: d + 1],
         "ae_test_mse": float(totals[d + 1]),
         "pca_columns": totals[d + 2 : 2 * d + 2],
         "ae_columns": totals[2 * d + 2 :],
+        **({} if categories is None else {"categories": distributed.all_sum(categories)}),
+    }
+
+
+def _numeric_positions(spec: ColumnSpec, n_features: int) -> np.ndarray:
+    """The positions of the features that are not category indicators."""
+    indicators = [positions for positions, _ in spec.category_groups().values()]
+    return np.setdiff1d(np.arange(n_features), np.concatenate(indicators) if indicators else [])
+
+
+def _category_sums(spec: ColumnSpec, rows, space, pca_rows, pca_space, ae_rows, ae_space) -> np.ndarray:
+    """For one block of test rows: categorical cells recovered by PCA and by the autoencoder (the largest
+    reconstructed indicator, in the data's units), cells of a training category, unseen cells, and both
+    methods' summed squared errors of the numeric columns in the error space."""
+    numeric = _numeric_positions(spec, rows.shape[1])
+    pca_counts, ae_counts = spec.category_counts(rows, pca_rows), spec.category_counts(rows, ae_rows)
+    squared = [np.square(reconstruction[:, numeric].astype(np.float64) - space[:, numeric]).sum()
+               for reconstruction in (pca_space, ae_space)]
+    return np.array([pca_counts[0], ae_counts[0], ae_counts[1], ae_counts[2], *squared], dtype=np.float64)
+
+
+def _category_record(sums: np.ndarray, spec: ColumnSpec, n_rows: int) -> dict:
+    """What the test rows say of the categorical columns: each method's category accuracy (share of the cells
+    of a training category decoded to it) and numeric-column MSE in the error space, and the unseen cells."""
+    recovered_pca, recovered_ae, known, unseen, squared_pca, squared_ae = sums
+    n_numeric = len(_numeric_positions(spec, len(spec.feature_names)))
+    numeric_mse = (lambda squared: float(squared / (n_rows * n_numeric)) if n_numeric else None)  # noqa: E731
+    accuracy = (lambda recovered: float(recovered / known) if known else None)  # noqa: E731
+    return {
+        "encoding": "onehot: one 0/1 indicator per category of the training rows, scaled like any column",
+        "columns": {name: list(categories) for name, categories in spec.categories.items()},
+        "cells": int(known + unseen),
+        "unseen_cells": int(unseen),
+        "pca": {"category_accuracy": accuracy(recovered_pca), "numeric_test_mse": numeric_mse(squared_pca)},
+        "autoencoder": {"category_accuracy": accuracy(recovered_ae), "numeric_test_mse": numeric_mse(squared_ae)},
     }
 
 
@@ -365,10 +432,26 @@ def selection_note(selection: dict) -> str:
     return f"Kept PCA: the network was {where}, not clearly better ({z}, needs > {selection['z_threshold']:g})."
 
 
+def category_note(metrics: dict) -> str:
+    """The categorical test cells each method decodes to their category, and those no method can."""
+    found = metrics["categories"]
+    accuracies = [metrics[key]["category_accuracy"] for key in ("pca", "autoencoder")]
+    pca, ae = ("-" if accuracy is None else percent(accuracy) for accuracy in accuracies)
+    shares = f"PCA {pca}, autoencoder {ae}"
+    note = (f"Category accuracy (test cells decoded to their category, the largest reconstructed indicator): {shares} "
+            f"of {found['cells'] - found['unseen_cells']} cells in {len(found['columns'])} categorical column(s)")
+    if found["unseen_cells"]:
+        note += (f"; {found['unseen_cells']} cell(s) held a category unseen in training or none (all-zero indicators), "
+                 "not counted")
+    return note + "."
+
+
 def _notes(metrics: dict, settings: dict) -> list[str]:
     pca, ae = metrics["pca"]["test_mse"], metrics["autoencoder"]["test_mse"]
     k = metrics["n_components"]
     notes = [f"MSE in {metrics['units']}; error space chosen: {metrics['scale']} ({metrics['scale_reason']})."]
+    if "categories" in metrics:
+        notes.append(category_note(metrics))
     if metrics["autoencoder"].get("selection"):
         notes.append(selection_note(metrics["autoencoder"]["selection"]))
     if beats(ae, pca):

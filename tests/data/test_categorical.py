@@ -1,0 +1,185 @@
+"""Tables with categories: ``categorical="onehot"`` (``--categorical onehot``) encodes text, categorical and
+boolean columns as indicators learned on the training rows; compare reports each method's category
+accuracy, reconstructions decode categories, and a saved model applies the encoding to new rows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aepca.cli import EXIT_USAGE, main
+from aepca.data import open_source, read_table
+from aepca.data.columns import ColumnSpec
+from aepca.data.readers import load_user_data
+
+TEAMS = ("blue", "green", "red")
+
+
+def _table(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Three numbers driven by one factor, a text column (its sign and size) and a boolean column."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(n)
+    return pd.DataFrame({
+        "x0": np.round(z + 0.1 * rng.standard_normal(n), 4),
+        "x1": np.round(-z + 0.1 * rng.standard_normal(n), 4),
+        "x2": np.round(rng.standard_normal(n), 4),
+        "team": np.array(TEAMS)[np.digitize(z, [-0.5, 0.5])],
+        "home": z > 0,
+    })
+
+
+@pytest.fixture
+def table_csv(tmp_path):
+    path = tmp_path / "teams.csv"
+    _table().to_csv(path, index=False)
+    return path
+
+
+def _unseen() -> pd.DataFrame:
+    """Test rows of the table's columns, two of them in a team that no training row has."""
+    frame = _table(40, seed=1)
+    frame.loc[[3, 7], "team"] = "purple"
+    return frame
+
+
+@pytest.fixture
+def unseen_csv(tmp_path):
+    path = tmp_path / "new.csv"
+    _unseen().to_csv(path, index=False)
+    return path
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def test_the_default_refuses_text_columns_with_the_hint(table_csv):
+    with pytest.raises(ValueError, match=r"non-numeric columns 'team'.*--categorical onehot.*--drop-columns"):
+        read_table(table_csv)
+
+
+def test_onehot_gives_one_indicator_per_training_category(table_csv):
+    table = read_table(table_csv, categorical="onehot")
+    indicators = [f"team={team}" for team in TEAMS] + ["home=False", "home=True"]
+    assert table.feature_names == ("x0", "x1", "x2", *indicators)
+    assert table.columns.categories == {"team": TEAMS, "home": ("False", "True")}
+    frame = _table()
+    expected = np.column_stack([frame["team"] == team for team in TEAMS] + [~frame["home"], frame["home"]])
+    np.testing.assert_array_equal(table.features[:, 3:], expected.astype(np.float32))
+
+
+def test_categories_are_learned_on_the_training_rows_only(table_csv, unseen_csv):
+    data = load_user_data(table_csv, test=unseen_csv, categorical="onehot")
+    assert data.columns.categories["team"] == TEAMS
+    team = data.x_test[:, 3:6]
+    # The unseen team has no indicator of its own: all zeros, not an error.
+    np.testing.assert_array_equal(team[[3, 7]], 0.0)
+    assert np.all(np.delete(team, [3, 7], axis=0).sum(axis=1) == 1.0)
+    assert any("categorical column 'team' encoded as 3 indicators" in line for line in data.notes["preprocessing"])
+
+
+def test_a_column_of_51_values_is_refused_naming_its_count(tmp_path):
+    frame = _table(300)
+    frame["name"] = [f"person {i % 51}" for i in range(len(frame))]
+    path = tmp_path / "names.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"column 'name' has 51 distinct values in the training rows, more than "
+                                         r"max_categories=50.*--drop-columns name"):
+        read_table(path, categorical="onehot")
+    assert read_table(path, categorical="onehot", max_categories=51).columns.categories["name"][0] == "person 0"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"categorical": "ordinal"}, r"one of \['refuse', 'onehot'\]. Received: categorical='ordinal'"),
+    ({"categorical": "onehot", "max_categories": 1}, r"max_categories=1"),
+])
+def test_bad_options_are_refused(table_csv, options, message):
+    with pytest.raises(ValueError, match=message):
+        read_table(table_csv, **options)
+
+
+def test_a_file_opened_as_a_row_source_refuses_categories_with_the_way_that_reads_them(table_csv):
+    with pytest.raises(ValueError, match=r"'team', 'home'.*load_user_data\(path, categorical='onehot'\)"):
+        open_source(table_csv, categorical="onehot")
+
+
+def test_a_dataframe_as_a_row_source_is_encoded(table_csv):
+    source = open_source(_table(), categorical="onehot")
+    np.testing.assert_array_equal(source.to_array(), read_table(table_csv, categorical="onehot").features)
+
+
+def test_the_specification_round_trips_and_decodes_the_largest_indicator():
+    spec = ColumnSpec(columns=("x", "team"), feature_names=("x", "team=a", "team=b"), categories={"team": ("a", "b")})
+    assert ColumnSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    rows = np.array([[0.0, 0.2, 0.7], [1.0, 0.6, 0.5]], np.float32)
+    np.testing.assert_array_equal(spec.decode(rows)["team"], ["b", "a"])
+    truth = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], np.float32)  # the second row's category is unseen
+    np.testing.assert_array_equal(spec.category_counts(truth, rows), [1, 1, 1])
+
+
+# --- compare, the command, a saved model ----------------------------------------------------------------
+
+
+def test_python_compare_reports_category_accuracy_and_unseen_cells():
+    from aepca.experiments.compare import compare
+
+    metrics = compare(_table(), test=_unseen(), code_dim=1, categorical="onehot", epochs=1).metrics
+    assert metrics["categories"]["columns"] == {"team": list(TEAMS), "home": ["False", "True"]}
+    # Under auto, a table with categories is standardised (docs/categorical.md), and the record says why.
+    assert metrics["scale"] == "standard" and "categorical columns" in metrics["scale_reason"]
+    # 40 test rows x 2 categorical columns; the two purple teams are unseen.
+    assert (metrics["categories"]["cells"], metrics["categories"]["unseen_cells"]) == (80, 2)
+    for method in ("pca", "autoencoder"):
+        assert 0.0 <= metrics[method]["category_accuracy"] <= 1.0
+        assert metrics[method]["numeric_test_mse"] > 0.0
+    # One factor drives every column: a 1-component PCA recovers most categories.
+    assert metrics["pca"]["category_accuracy"] > 0.6
+
+
+def test_the_command_runs_with_onehot_and_reconstruct_writes_decoded_categories(capsys, tmp_path, table_csv,
+                                                                                unseen_csv):
+    out = tmp_path / "run"
+    status = main(["compare", str(table_csv), "--categorical", "onehot", "--code-dim", "1", "--epochs", "1",
+                   "--no-progress", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "category accuracy" in captured.out and "note: Category accuracy" in captured.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(0.0 <= metrics[m]["category_accuracy"] <= 1.0 for m in ("pca", "autoencoder"))
+    assert "category accuracy" in (out / "report.html").read_text()
+
+    # The saved model applies its encoding to new rows, an unseen category included.
+    written = tmp_path / "reconstructed.csv"
+    assert main(["reconstruct", str(out / "model"), str(unseen_csv), "--out", str(written)]) == 0
+    result = pd.read_csv(written)
+    assert len(result) == 40
+    assert set(result["team"]) <= set(TEAMS) and set(result["home"].astype(str)) <= {"False", "True"}
+    indicators = result[[f"team={team}" for team in TEAMS]].to_numpy()
+    np.testing.assert_array_equal(result["team"], np.array(TEAMS)[indicators.argmax(axis=1)])
+    codes = tmp_path / "codes.parquet"
+    assert main(["encode", str(out / "model"), str(unseen_csv), "--out", str(codes)]) == 0
+    assert pd.read_parquet(codes).shape == (40, 1)
+
+
+def test_a_saved_model_encodes_new_rows_as_in_training(tmp_path):
+    from aepca.estimator import Autoencoder, load_model
+
+    model = Autoencoder(n_components=1, epochs=1, random_state=0).fit(open_source(_table(), categorical="onehot"))
+    model.save(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    new = _table(20, seed=2)
+    encoded = open_source(new, spec=model.column_spec()).to_array()
+    assert encoded.shape == (20, 8)
+    np.testing.assert_array_equal(loaded.transform(new), model.transform(encoded))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--stream"], "--categorical applies to data read into memory"),
+    (["--max-categories", "2"], "column 'team' has 3 distinct values"),
+])
+def test_the_command_refuses_in_one_line(capsys, tmp_path, table_csv, argv, message):
+    status = main(["compare", str(table_csv), "--categorical", "onehot", *argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE and message in err and len(err.strip().splitlines()) == 1
