@@ -29,6 +29,8 @@ from pathlib import Path
 STOP_GRACE_S = 20
 POLL_S = 0.2
 GLOO_CHATTER = b"[Gloo] "
+# JAX's one warning that its runtime runs in the recoverable mode aepca chooses (aepca.distributed).
+RECOVERABLE_NOTICE = b"Using experimental recoverable task feature"
 ERROR_PREFIX = b"aepca: error: "
 INTERRUPTED_PREFIX = b"aepca: interrupted"
 
@@ -117,7 +119,7 @@ def _relay(stream, out, held: list[bytes]) -> None:
             if line.endswith((b"\n", b"\r")):  # a whole line, or a progress bar's update
                 if line.startswith((ERROR_PREFIX, INTERRUPTED_PREFIX)):
                     held.append(line)
-                elif not line.startswith(GLOO_CHATTER):
+                elif not line.startswith(GLOO_CHATTER) and RECOVERABLE_NOTICE not in line:
                     out.buffer.write(line)
                 line = b""
         out.flush()
