@@ -142,6 +142,20 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def add_neighbour_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("neighbours kept (recall@K, for embeddings and vector indexes)")
+    group.add_argument("--neighbours", type=non_negative_int, default=10, metavar="K",
+                       help="recall@K of each test query's K nearest training rows, searched in each method's codes and "
+                            "reconstructions against exact neighbours in the error space (default: 10; 0: off)")
+    group.add_argument("--neighbour-queries", type=positive_int, default=1000, metavar="N",
+                       help="test rows used as queries, a seeded choice (default: 1000)")
+    group.add_argument("--metric", choices=["euclidean", "cosine", "auto"], default="auto",
+                       help="distance for the neighbours (default: auto, cosine when the rows have unit length)")
+    group.add_argument("--select-by", choices=["mse", "recall"], default="mse",
+                       help="what the keep-or-fallback rule judges on held-out rows: per-row MSE, or recall@10 "
+                            "of neighbours searched in the codes (keep the network only where it keeps more; default: mse)")
+
+
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data bigger than memory, more than one process or machine")
     group.add_argument("--stream", action="store_true",
@@ -173,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     compare.add_argument("--resume", type=Path, metavar="DIR",
                          help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
+    add_neighbour_arguments(compare)
     add_scale_arguments(compare)
     compare.set_defaults(handler=run_compare)
 
@@ -184,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(sweep)
     sweep.add_argument("--out", type=Path, default=Path("runs/sweep"), help="output folder (default: runs/sweep)")
     sweep.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
+    add_neighbour_arguments(sweep)
     add_scale_arguments(sweep)
     sweep.set_defaults(handler=run_sweep)
 
@@ -362,7 +378,7 @@ def run_compare(args) -> int:
             code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
             progress=writer and not args.no_progress, checkpoint_dir=str(run.checkpoint), record=run_record(args),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
-            devices=args.devices, lanes=args.lanes,
+            devices=args.devices, lanes=args.lanes, **neighbour_options(args),
         )
         if writer:
             with run.staged() as staging:
@@ -372,6 +388,12 @@ def run_compare(args) -> int:
     if writer:
         print_comparison(comparison, args.out)
     return 0
+
+
+def neighbour_options(args) -> dict:
+    """compare's and sweep's keywords for the neighbours and the keep-or-fallback criterion."""
+    return {"neighbours": args.neighbours, "neighbour_queries": args.neighbour_queries, "metric": args.metric,
+            "select_by": args.select_by}
 
 
 def print_comparison(comparison, out: Path) -> None:
@@ -414,7 +436,7 @@ def run_sweep(args) -> int:
             test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
             progress=writer and not args.no_progress, on_row=report_row, record=run_record(args),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps, devices=args.devices,
-            lanes=args.lanes,
+            lanes=args.lanes, **neighbour_options(args),
         )
         if writer:
             with run.staged() as staging:

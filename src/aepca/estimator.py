@@ -66,18 +66,19 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``"auto"`` is ``"sigmoid"`` when the (scaled) training data lies in
         [0, 1] and the network is randomly initialised, else ``"linear"``.
     code_activation : str or None
-        The code layer's activation. Linear is right for nonlinear PCA; a
-        bounded one (tanh, sigmoid) is a common mistake that the diagnoses
-        name. A PCA start is always linear.
+        The code layer's activation: linear is right for nonlinear PCA; a bounded
+        one (tanh, sigmoid) is a mistake the diagnoses name. A PCA start is linear.
     init : {"random", "pca", "auto"} or None
-        ``"pca"`` starts the network exactly at PCA's solution (a PCA layer
-        plus zero-initialised nonlinear residual branches): training can only
-        improve on PCA. ``"auto"`` trains a randomly initialised network and
-        keeps it only when it is clearly better than PCA on held-out rows
-        (``folds``, or the validation rows); otherwise PCA wins: with folds
-        the model is PCA itself, with a validation split a PCA-initialised
-        network trained on. ``init_`` records which was kept and
-        ``history_["selection"]`` the evidence.
+        ``"pca"`` starts the network exactly at PCA's solution (a PCA layer plus
+        zero-initialised residual branches): training can only improve on PCA.
+        ``"auto"`` keeps a randomly initialised network only when it is clearly
+        better than PCA on held-out rows (``folds`` or the validation rows), else
+        PCA (with folds PCA itself, else a PCA-started network trained on).
+        ``init_`` records which was kept, ``history_["selection"]`` the evidence.
+    select_by : {"mse", "recall"}, default="mse"
+        What ``init="auto"`` judges on held-out rows: each row's MSE, or the
+        recall@10 of its neighbours searched in the codes
+        (:meth:`aepca.fitting.Fit.held_out_losses` defines it).
     output_bias : {"zeros", "mean"} or None
         How a randomly initialised network's output starts: at zero, or at
         the training mean (a standardised linear output starts there anyway).
@@ -93,33 +94,28 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     min_steps : int or None
         Train at least this many optimizer steps (more epochs on small data).
     validation_fraction : float or None
-        Share of the training rows held out to monitor (and, with
-        ``restore_best``, select) the weights: the rows a seeded hash of their
-        numbers picks, the same whatever form the data arrives in.
+        Share of the training rows held out to monitor (with ``restore_best``,
+        select) the weights: chosen by a seeded hash of the row numbers.
     restore_best : bool or None
         Keep the weights with the lowest validation loss, the initial ones
-        included; a PCA-initialised network then keeps its start unless the
-        trained weights are clearly better on validation
-        (``CLEAR_IMPROVEMENT_Z``).
+        included; a PCA start is kept unless the trained weights are clearly
+        better on validation (``CLEAR_IMPROVEMENT_Z``).
     patience : int or None
         Stop after this many epochs without a lower validation loss
         (``epochs`` is then the cap).
     folds : int or None
-        With ``init="auto"``: decide between the network and PCA on this
-        many folds of all training rows (each fold held out once, the
-        network trained on the rest and stopped on it), keeping the network
-        when its held-out errors are lower than PCA's by more than
-        ``FOLD_Z`` standard errors; it is then trained once more on every
-        row for the folds' median best epoch count. 0: use the validation
-        split.
+        With ``init="auto"``: judge the network against PCA on this many folds
+        of all training rows (each held out once, the network trained on the
+        rest), keeping it when better by more than ``FOLD_Z`` standard errors;
+        it is then retrained on every row for the folds' median best epoch
+        count. 0: use the validation split.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, shuffling and the validation split.
     verbose : bool, default=False
         Show a progress bar while training.
     checkpoint_dir : str, path or None, default=None
-        Write a checkpoint there after every epoch, and resume from the one
-        found there (written by the same settings on the same data), ending
-        with the same weights as an uninterrupted fit.
+        Write a checkpoint there after every epoch and resume from the one found
+        there (same settings, same data): the weights of an uninterrupted fit.
     refine_steps : int, default=0
         After encoding, improve each sample's code by this many Adam steps on
         its reconstruction loss through the decoder (see :mod:`aepca.refine`):
@@ -127,14 +123,13 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``transform`` and ``reconstruct`` (``fit`` uses the plain encoder).
     devices : int, default=1
         Train on this many of the devices JAX sees (GPUs, or CPU devices with
-        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``; per process in
-        a run of several), each taking an equal share of every batch
-        (``batch_size`` a multiple of it). JAX backend only.
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``; per process),
+        each taking an equal share of every batch (``batch_size`` a multiple of
+        it). JAX backend only.
     lanes : int or None, default=None
-        How many read streams make up each batch (see
-        :class:`aepca.data.order.EpochBatches`). The batches depend on it, not
-        on the number of processes or the input's form; None: ``devices``
-        times the processes.
+        How many read streams make up each batch (:class:`aepca.data.order.EpochBatches`).
+        The batches depend on it, not on the processes or the input's form;
+        None: ``devices`` times the processes.
 
     Attributes
     ----------
@@ -168,6 +163,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "output_activation": [str, None],
         "code_activation": [str, None],
         "init": [StrOptions({"random", "pca", "auto"}), None],
+        "select_by": [StrOptions({"mse", "recall"})],
         "output_bias": [StrOptions({"zeros", "mean"}), None],
         "scale": [StrOptions({"none", "auto", "minmax", "standard"})],
         "epochs": [Interval(Integral, 1, None, closed="left"), None],
@@ -201,6 +197,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         output_activation=None,
         code_activation=None,
         init=None,
+        select_by="mse",
         output_bias=None,
         scale="none",
         epochs=None,
@@ -230,6 +227,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.output_activation = output_activation
         self.code_activation = code_activation
         self.init = init
+        self.select_by = select_by
         self.output_bias = output_bias
         self.scale = scale
         self.epochs = epochs
@@ -284,6 +282,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             seed=int(check_random_state(self.random_state).randint(2**31 - 1)),
             params={k: v for k, v in self.json_params().items() if k not in NOT_TRAINING},
             devices=int(self.devices), lanes=self.lanes, verbose=bool(self.verbose), checkpoint_dir=self.checkpoint_dir,
+            select_by=self.select_by,
         )
         trained = fit.start()
         # All at once, so that an exception or Ctrl-C above leaves a fitted estimator as it was.

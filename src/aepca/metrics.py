@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from aepca import distributed
+from aepca import distributed, neighbours
 from aepca.data.sources import RowSource
 
 BLOCK_ROWS = 8192
@@ -51,3 +51,7 @@ def column_mse(x, reconstruction: Reconstruction) -> np.ndarray:
 def mse(x, reconstruction: Reconstruction) -> float:
     """The mean squared error over every entry."""
     return float(column_mse(x, reconstruction).mean())
+
+
+# Recall@K of neighbours searched in codes or reconstructions (see aepca.neighbours).
+neighbour_recall = neighbours.neighbour_recall

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca import distributed
+from aepca import neighbours as neighbour_search
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT
@@ -74,7 +75,7 @@ class Comparison:
         ]
         if "categories" in self.metrics:
             rows = [{**row, "category accuracy": method["category_accuracy"]} for row, method in zip(rows, (pca, ae))]
-        return rows
+        return [{**row, **neighbour_search.recall_columns(method)} for row, method in zip(rows, (pca, ae))]
 
 
 def percent(share: float) -> str:
@@ -124,6 +125,9 @@ def compare(
     max_categories: int = MAX_CATEGORIES,
     record: dict | None = None,
     block_rows: int = BLOCK_ROWS,
+    neighbours: int = neighbour_search.DEFAULT_K,
+    neighbour_queries: int = neighbour_search.DEFAULT_QUERIES,
+    metric: str = "auto",
     **overrides,
 ) -> Comparison:
     """Fit PCA and an autoencoder with ``code_dim`` components on the same rows and split.
@@ -138,6 +142,8 @@ def compare(
     the command line and input files) is stored with the run's record.
     ``block_rows`` rows are read at a time (arrays and files opened here): the
     unit of the shuffle, so the order depends on it.
+    ``neighbours`` (K; 0: off), ``neighbour_queries`` and ``metric`` set the recall@K of
+    each method (:func:`aepca.neighbours.compare_methods`), recorded as its ``"neighbours"``.
     ``categorical="onehot"`` encodes text, categorical and boolean columns of at most
     ``max_categories`` values as indicators learned on the training rows (the data, a file or a
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
@@ -161,6 +167,7 @@ def compare(
     standardised_categories = scale == "auto" and shown.columns is not None and bool(shown.columns.categories)
     scale = "standard" if standardised_categories else scale
     check_code_dim(code_dim, train.n_features)
+    neighbour_search.check_neighbour_settings(neighbours, neighbour_queries, metric)
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
     started = time.perf_counter()
@@ -173,7 +180,11 @@ def compare(
     n = train.n_rows
     # PCA's training error is what its discarded directions hold (population variance).
     pca_train_mse = float(np.sum(pca.all_explained_variance_[code_dim:]) * (n - 1) / n / train.n_features)
-    ae_train_mse = -float(distributed.all_sum(sum(np.sum(estimator.score_samples(rows)) for rows in distributed.read_share(train))) / n)
+    # The neighbours' pass over the training rows runs the network on each: it gives the training MSE too.
+    found, ae_train_mse = (neighbour_search.compare_methods(train, test, estimator, k=neighbours, queries=neighbour_queries,
+                                                            metric=metric, seed=seed) if neighbours else ({}, None))
+    if ae_train_mse is None:
+        ae_train_mse = -float(distributed.all_sum(sum(np.sum(estimator.score_samples(rows)) for rows in distributed.read_share(train))) / n)
 
     history = {key: value for key, value in estimator.history_.items() if isinstance(value, list)}
     units = scaler.units
@@ -227,6 +238,8 @@ def compare(
         for method in ("pca", "autoencoder"):
             metrics[method].update(metrics["categories"].pop(method))
     metrics["run"] = _record(shown, train, test, held_out, estimator, record)
+    if found:
+        metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"] = found["pca"], found["autoencoder"]
     space_shown = scaler.transform(shown.x_test)
     comparison = Comparison(
         metrics=metrics,
@@ -418,7 +431,10 @@ def worst_columns(columns: dict, n: int = WORST_COLUMNS) -> list[dict]:
 def selection_note(selection: dict) -> str:
     """What the keep-or-fallback rule kept, and on what evidence."""
     gain = selection["gain"]
-    if gain < -1:  # PCA's held-out error is near zero: a percentage above it says nothing
+    if selection.get("criterion", "mse") != "mse":
+        where = (f"{selection['network_recall']:.3f} vs PCA's {selection['pca_recall']:.3f} in {selection['criterion']} "
+                 f"on {selection['held_out']}")
+    elif gain < -1:  # PCA's held-out error is near zero: a percentage above it says nothing
         where = f"far above PCA's near-zero error on {selection['held_out']}"
     else:
         where = f"{percent(abs(gain))} {'below' if gain >= 0 else 'above'} PCA on {selection['held_out']}"
@@ -461,6 +477,9 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
         )
     else:
         notes.append(f"The autoencoder did not beat PCA at k={k} (test MSE {ae:.4g} vs {pca:.4g}).")
+    if "neighbours" in metrics["autoencoder"]:
+        notes.append(neighbour_search.recall_note(metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"],
+                                                  metrics["autoencoder"]["test_mse"] < metrics["pca"]["test_mse"]))
     if settings.get("activation") == "linear" and settings.get("output_activation") in ("linear", None):
         gap = ae / pca - 1
         verdict = "passes" if gap <= LINEAR_TOLERANCE else "fails"

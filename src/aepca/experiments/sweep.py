@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from aepca.experiments.compare import check_code_dim, compare, selection_note
+from aepca.neighbours import recall_columns, recall_note
 from aepca.experiments.diagnostics import beats
 from aepca.recipes import Recipe, get_recipe
 from aepca.validation import invalid_value
@@ -41,6 +42,8 @@ class SweepResult:
                 "PCA-equivalent components": row["pca_equivalent_components"],
                 "AE train MSE": row["autoencoder_train_mse"],
                 "fit seconds": row["fit_seconds"],
+                **recall_columns({"neighbours": row.get("pca_neighbours")}, "PCA "),
+                **recall_columns({"neighbours": row.get("autoencoder_neighbours")}, "AE "),
             }
             for row in self.rows
         ]
@@ -54,6 +57,8 @@ class SweepResult:
         if rest:
             notes.append(f"The autoencoder did not beat PCA at k = {', '.join(map(str, rest))}.")
         notes.extend(f"k={row['k']}: {selection_note(row['selection'])}" for row in self.rows if row.get("selection"))
+        notes.extend(f"k={row['k']}: {recall_note(row['pca_neighbours'], row['autoencoder_neighbours'], row['autoencoder_test_mse'] < row['pca_test_mse'])}"
+                     for row in self.rows if row.get("autoencoder_neighbours"))
         return notes
 
     def to_dict(self) -> dict:
@@ -92,7 +97,8 @@ def sweep(
     ``data``, ``test`` and ``test_size`` are those of :func:`aepca.experiments.compare.compare`
     (any input form), used for every size with the same ``recipe``, ``epochs``, ``seed``
     and ``scale`` (and estimator ``overrides``); ``on_row`` is called with each row as
-    soon as it is done.
+    soon as it is done. ``neighbours``, ``neighbour_queries`` and ``metric`` (keywords of
+    ``compare``) give each row's ``pca_neighbours`` and ``autoencoder_neighbours`` (recall@K).
     """
     recipe = get_recipe(recipe)
     dims = check_code_dims(code_dims, data.n_features)
@@ -128,6 +134,8 @@ def sweep(
             "epochs_reason": ae["epochs_reason"],
             "kept_pca_start": comparison.estimator.history_.get("kept_start"),
             "selection": ae["selection"],
+            # Recall@K searching each method's codes and reconstructions (absent with neighbours=0).
+            **({"pca_neighbours": pca["neighbours"], "autoencoder_neighbours": ae["neighbours"]} if "neighbours" in ae else {}),
             "diagnoses": [item["problem"] for item in comparison.diagnostics],
         }
         rows.append(row)
