@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import textwrap
 import time
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -153,12 +154,63 @@ def direction_sensitivity(eigenvalues, k=None) -> float:
     return float(values[0] / gaps.min())
 
 
+class PCARounding(NamedTuple):
+    """What two PCA fits of the same rows may differ by when they add in other orders.
+
+    ``mean``: sums over ``sqrt(n)`` rows of values up to the data's largest magnitude.
+    ``variance``: the scatter's rounding (``sqrt(n)`` rows, then ``d`` terms in the eigensolver) at
+    the largest eigenvalue (Weyl), times how much an offset magnifies centred values' errors.
+    ``direction``: that over the smallest gap among the first ``k`` eigenvalues (Davis-Kahan).
+    ``codes``: a code of a row moves with its direction, and rounds in a ``d``-term dot product.
+    """
+
+    mean: float
+    variance: float
+    direction: float
+    codes: float
+
+
+def pca_rounding(X: np.ndarray, k: int | None = None, eigenvalues=None) -> PCARounding:
+    """The :class:`PCARounding` of fits of ``X`` (of its covariance's ``eigenvalues``, when known)."""
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    centred = X - X.mean(axis=0)
+    largest, spread = np.abs(X).max(), np.abs(centred).max()
+    if eigenvalues is None:
+        eigenvalues = np.linalg.eigvalsh(np.cov(X, rowvar=False))
+    n_ops, offset = np.sqrt(n) + d, largest / spread
+    direction = float_tolerance(np.float64, direction_sensitivity(eigenvalues, k) * offset, n_ops)
+    return PCARounding(
+        mean=float_tolerance(np.float64, largest, np.sqrt(n)),
+        variance=float_tolerance(np.float64, np.max(eigenvalues) * offset, n_ops),
+        direction=direction,
+        codes=direction * np.linalg.norm(centred, axis=1).max() + float_tolerance(np.float64, largest, d),
+    )
+
+
+def mse_tolerance(X: np.ndarray, mean: np.ndarray, weights=None, k: int = 0, direction: float = 0.0) -> float:
+    """What an error curve of ``X`` may be off by. The total sum of squares about ``mean`` minus the
+    captured one cancels, so it keeps the total's rounding (``d`` terms per row, ``sqrt(n)`` rows);
+    ``k`` directions each off by ``direction`` move the captured share by up to ``2 k direction``."""
+    n, d = X.shape
+    mean_square = np.mean(np.square(np.asarray(X, dtype=np.float64) - mean) * (1.0 if weights is None else weights))
+    return float_tolerance(np.float64, mean_square, d * np.sqrt(n)) + 2 * k * direction * mean_square
+
+
 def scaled_tolerance(X, offset, scale) -> np.ndarray:
     """What each column of ``(X - offset) / scale`` computed in float32 may be off by, against float64,
     in scaled units: the offset's rounding to float32 at its own size, and the subtraction's, the
     scale's and the division's at the result's (at most ``|X - offset| / scale``)."""
     X = np.asarray(X, dtype=np.float64)
     return float_tolerance(np.float32, (np.abs(offset) + 3 * np.abs(X - offset).max(axis=0)) / scale)
+
+
+def pca_start_rounding(X, offset, scale) -> np.ndarray:
+    """What each column of a float32 PCA reconstruction (a network at its PCA start) of rows ``X`` may
+    be off by, in the error space ``(X - offset) / scale``: the float32 scaling (:func:`scaled_tolerance`),
+    then codes and reconstructions of ``d + 1`` terms each at the scaled rows' largest magnitude."""
+    Z = (np.asarray(X, dtype=np.float64) - offset) / scale
+    return scaled_tolerance(X, offset, scale) + float_tolerance(np.float32, np.abs(Z).max(), 2 * (Z.shape[1] + 1))
 
 
 def adam_drift(learning_rate, steps, beta_1=0.9, beta_2=0.999) -> float:
@@ -172,6 +224,23 @@ def adam_drift(learning_rate, steps, beta_1=0.9, beta_2=0.999) -> float:
     t = np.arange(1, steps + 1)
     ratio = (1.0 - beta_1) / np.sqrt((1.0 - beta_2) * (1.0 - beta_1**2 / beta_2))
     return float(learning_rate * ratio * np.sum(np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)))
+
+
+def forward_roundings(keras_model) -> int:
+    """The roundings one output of a Keras model adds up: the inputs of every Dense kernel on its way."""
+    return int(sum(np.shape(w)[0] for w in keras_model.get_weights() if np.ndim(w) == 2))
+
+
+def optimizer_steps(estimator, n_rows: int) -> int:
+    """The most optimizer steps a fitted ``Autoencoder``'s network took on ``n_rows`` training rows."""
+    return len(estimator.history_["loss"]) * int(np.ceil(n_rows / estimator.settings_["batch_size"]))
+
+
+def mse_shift(mse, delta) -> float:
+    """How far an MSE of ``mse`` can move when each reconstructed value moves by at most ``delta``
+    (one bound, or one per value): ``2 sqrt(mse) rms(delta) + ms(delta)`` (Cauchy-Schwarz)."""
+    mean_square = float(np.mean(np.square(delta)))
+    return 2.0 * float(np.sqrt(mse * mean_square)) + mean_square
 
 
 def assert_within(actual, desired, tolerance, err_msg: str = "") -> None:

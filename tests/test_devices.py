@@ -18,6 +18,7 @@ import pytest
 from aepca.cli import EXIT_USAGE, main
 from aepca.estimator import Autoencoder
 from aepca.training import TrainConfig, train
+from conftest import float_tolerance
 
 SCRIPT = textwrap.dedent(
     """
@@ -85,10 +86,13 @@ def test_two_devices_take_the_steps_of_one(tmp_path):
     assert report["meshes"] == [0, 2, 2]
     one, two = report["histories"]["1"], report["histories"]["2"]
     assert len(one[0]) == 3 and one[0][2] < one[0][0]
-    # The same batches and steps: only the order of float32 sums differs.
-    np.testing.assert_allclose(two, one, rtol=1e-4)
+    # The same batches and steps: only the order of float32 sums differs, which each of the
+    # 3 x 45 steps can carry into losses and weights (at each weight array's largest).
+    steps = 3 * 45
+    np.testing.assert_allclose(two, one, rtol=float_tolerance(np.float32, 1.0, steps))
     for a, b in zip(report["weights"]["1"], report["weights"]["2"], strict=True):
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0,
+                                   atol=float_tolerance(np.float32, np.abs(a).max(), steps))
     assert len(report["estimator_val_mse"]) == 2 and all(np.isfinite(report["estimator_val_mse"]))
     assert report["loaded_equal"] and report["loaded_devices"] == 2
     assert report["too_many"] == (

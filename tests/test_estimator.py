@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import pickle
 
 import numpy as np
@@ -15,7 +14,15 @@ from aepca._keras import keras
 from aepca.estimator import Autoencoder
 from aepca.persistence import METADATA_FILE, MODEL_FILE
 from aepca.pca import PCA
-from conftest import adam_drift, assert_within, float_tolerance, make_low_rank, scaled_tolerance
+from conftest import (
+    adam_drift,
+    assert_within,
+    float_tolerance,
+    make_low_rank,
+    mse_shift,
+    optimizer_steps,
+    scaled_tolerance,
+)
 
 PARAMS = dict(n_components=2, recipe="classic", hidden=(8,), epochs=10, batch_size=32, learning_rate=1e-2, random_state=0)
 
@@ -35,24 +42,18 @@ def _mse(a, b) -> float:
     return float(np.mean(np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-def _steps(model, X) -> int:
-    """The optimizer steps ``model``'s fit on ``X`` took at most: its epochs' batches of all rows."""
-    return len(model.history_["loss"]) * math.ceil(len(X) / model.batch_size)
-
-
 def _pca_start_tolerances(Z, pca, scaled=0.0) -> tuple[float, np.ndarray, float]:
     """What a float32 network started at ``pca`` may differ from it by on rows ``Z`` (of the space
     ``pca`` was fitted in, entering off by ``scaled`` per column): the codes, ``d + 1``-term dot
     products at the rows' and the mean's norms, plus the inputs' error along a unit direction; each
     column of a reconstruction, its own input error, k codes' along unit directions and as much
-    rounding again; and the MSE, by Cauchy-Schwarz ``2 rms(residual) rms(error) + ms(error)``."""
+    rounding again; and the MSE, as far as such reconstructions move it (conftest.mse_shift)."""
     n_features, k = pca.components_.shape[1], pca.components_.shape[0]
     norm = np.linalg.norm(Z, axis=1).max() + np.linalg.norm(pca.mean_)
     codes = float_tolerance(np.float32, norm, n_features + 1) + np.linalg.norm(np.broadcast_to(scaled, n_features))
     reconstruction = scaled + (k + 1) * codes
-    residual = _mse(pca.inverse_transform(pca.transform(Z)), Z)
-    error = np.mean(np.square(np.broadcast_to(reconstruction, n_features)))
-    return codes, reconstruction, 2 * np.sqrt(residual * error) + error
+    mse = _mse(pca.inverse_transform(pca.transform(Z)), Z)
+    return codes, reconstruction, mse_shift(mse, np.broadcast_to(reconstruction, n_features))
 
 
 # Transforms and scores ---------------------------------------------------------------
@@ -197,14 +198,14 @@ def test_output_bias_mean_starts_the_output_at_the_training_mean(data):
     # One epoch at a small learning rate moves each weight by at most adam_drift from its start.
     unit = (X - X.min()) / (X.max() - X.min())  # in [0, 1]: fed as it is to a sigmoid output
     ae = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-6, "output_bias": "mean", "output_activation": "sigmoid"}).fit(unit)
-    drift = adam_drift(1e-6, _steps(ae, unit))
+    drift = adam_drift(1e-6, optimizer_steps(ae, len(unit)))
     bias = ae.decoder_.get_layer("reconstruction").get_weights()[1]
     # The sigmoid's slope is at most 1/4; the float32 logit and sigmoid round four times.
     np.testing.assert_allclose(1 / (1 + np.exp(-bias)), unit.mean(axis=0, dtype=np.float64), rtol=0,
                                atol=drift / 4 + float_tolerance(np.float32, 1.0, 4))
     default = Autoencoder(**{**PARAMS, "epochs": 1, "learning_rate": 1e-6, "output_activation": "sigmoid"}).fit(unit)
     np.testing.assert_allclose(default.decoder_.get_layer("reconstruction").get_weights()[1], 0.0, rtol=0,
-                               atol=adam_drift(1e-6, _steps(default, unit)))
+                               atol=adam_drift(1e-6, optimizer_steps(default, len(unit))))
 
 
 def test_a_linear_output_is_standardised_so_a_zero_bias_is_the_training_mean(data):
@@ -215,7 +216,7 @@ def test_a_linear_output_is_standardised_so_a_zero_bias_is_the_training_mean(dat
     start = output_scale(bias[None]) * ae.network_scale_
     # The bias is within adam_drift of zero: the output within what the output scale makes of that,
     # plus the float32 rounding of the mean and scale layers (multiply, add, network scale).
-    drift = adam_drift(1e-6, _steps(ae, X))
+    drift = adam_drift(1e-6, optimizer_steps(ae, len(X)))
     at_zero, at_drift = (np.asarray(output_scale(np.full((1, X.shape[1]), b, np.float32)))[0] for b in (0.0, drift))
     moved = at_drift - at_zero
     assert_within(np.asarray(start)[0], X.mean(axis=0, dtype=np.float64),
@@ -316,7 +317,7 @@ def test_training_does_not_depend_on_the_datas_units(data):
     small = Autoencoder(**params).fit(X_train * np.float32(1e-4))
     # The same network and steps: the error in tiny units is the error in big units times 1e-8, up to
     # inputs that differ by one float32 rounding each, which every step can carry into the weights.
-    rtol = float_tolerance(np.float32, 1.0, _steps(big, X_train))
+    rtol = float_tolerance(np.float32, 1.0, optimizer_steps(big, len(X_train)))
     assert small.score(X_test * np.float32(1e-4)) == pytest.approx(big.score(X_test) * 1e-8, rel=rtol)
     assert small.history_["loss"][-1] == pytest.approx(big.history_["loss"][-1] * 1e-8, rel=rtol)
 

@@ -4,7 +4,6 @@ mergeable statistics, sampled fits, error curves."""
 from __future__ import annotations
 
 import pickle
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from sklearn.decomposition import PCA as SkPCA
 from threadpoolctl import threadpool_limits
 
 from aepca.pca import PCA, ScatterAccumulator, equivalent_components
-from conftest import assert_within, direction_sensitivity, float_tolerance
+from conftest import assert_within, float_tolerance, mse_tolerance, pca_rounding
 
 
 def _sig4(value: float) -> float:
@@ -31,49 +30,6 @@ def _well_conditioned(n_samples=500, n_features=20, seed=0, offset=0.0) -> np.nd
 def _align_signs(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     signs = np.sign(np.sum(reference * other, axis=1))
     return other * signs[:, None]
-
-
-class Rounding(NamedTuple):
-    """What two PCA fits of the same rows may differ by when they add in other orders.
-
-    ``mean``: sums over ``sqrt(n)`` rows of values up to the data's largest magnitude.
-    ``variance``: the scatter's rounding (``sqrt(n)`` rows, then ``d`` terms in the eigensolver) at
-    the largest eigenvalue (Weyl), times how much an offset magnifies centred values' errors.
-    ``direction``: that over the smallest gap among the first ``k`` eigenvalues (Davis-Kahan).
-    ``codes``: a code of a row moves with its direction, and rounds in a ``d``-term dot product.
-    """
-
-    mean: float
-    variance: float
-    direction: float
-    codes: float
-
-
-def _rounding(X: np.ndarray, k: int | None = None, eigenvalues=None) -> Rounding:
-    """The :class:`Rounding` of fits of ``X`` (of its covariance's ``eigenvalues``, when known)."""
-    X = np.asarray(X, dtype=np.float64)
-    n, d = X.shape
-    centred = X - X.mean(axis=0)
-    largest, spread = np.abs(X).max(), np.abs(centred).max()
-    if eigenvalues is None:
-        eigenvalues = np.linalg.eigvalsh(np.cov(X, rowvar=False))
-    n_ops, offset = np.sqrt(n) + d, largest / spread
-    direction = float_tolerance(np.float64, direction_sensitivity(eigenvalues, k) * offset, n_ops)
-    return Rounding(
-        mean=float_tolerance(np.float64, largest, np.sqrt(n)),
-        variance=float_tolerance(np.float64, np.max(eigenvalues) * offset, n_ops),
-        direction=direction,
-        codes=direction * np.linalg.norm(centred, axis=1).max() + float_tolerance(np.float64, largest, d),
-    )
-
-
-def _mse_tolerance(X: np.ndarray, mean: np.ndarray, weights=None, k: int = 0, direction: float = 0.0) -> float:
-    """What an error curve of ``X`` may be off by. The total sum of squares about ``mean`` minus the
-    captured one cancels, so it keeps the total's rounding (``d`` terms per row, ``sqrt(n)`` rows);
-    ``k`` directions each off by ``direction`` move the captured share by up to ``2 k direction``."""
-    n, d = X.shape
-    mean_square = np.mean(np.square(np.asarray(X, dtype=np.float64) - mean) * (1.0 if weights is None else weights))
-    return float_tolerance(np.float64, mean_square, d * np.sqrt(n)) + 2 * k * direction * mean_square
 
 
 class BlockSource:
@@ -125,7 +81,7 @@ def test_train_mse_identity_holds_on_the_data():
     n, d = x.shape
     curve = pca.mse_by_components(x, 5)
     # The curve within its rounding; the eigenvalues, each within the scatter's, summed and divided by d.
-    tolerance = _mse_tolerance(x, pca.mean_) + _rounding(x).variance
+    tolerance = mse_tolerance(x, pca.mean_) + pca_rounding(x).variance
     for k in range(6):
         assert curve[k] == pytest.approx(pca.all_explained_variance_[k:].sum() * (n - 1) / n / d, rel=0, abs=tolerance)
 
@@ -133,7 +89,7 @@ def test_train_mse_identity_holds_on_the_data():
 def test_mnist_reconstruction_mse_matches_explicit_reconstruction(mnist, mnist_pca):
     x = mnist.x_test.astype(np.float64)
     explicit = np.mean(np.square(mnist_pca.inverse_transform(mnist_pca.transform(x)) - x))
-    assert mnist_pca.reconstruction_mse(x) == pytest.approx(explicit, rel=0, abs=_mse_tolerance(x, mnist_pca.mean_))
+    assert mnist_pca.reconstruction_mse(x) == pytest.approx(explicit, rel=0, abs=mse_tolerance(x, mnist_pca.mean_))
     assert mnist_pca.score(x) == -mnist_pca.reconstruction_mse(x)
     assert mnist_pca.transform(x).shape == (10000, 30)
     assert mnist_pca.all_components_.shape == (784, 784)
@@ -148,9 +104,9 @@ def test_mnist_test_mse_matches_sklearn_full_svd(mnist):
     with threadpool_limits(1):
         theirs = SkPCA(n_components=30, svd_solver="full").fit(x_train)
     theirs_mse = np.mean(np.square(theirs.inverse_transform(theirs.transform(x_test)) - x_test))
-    direction = _rounding(x_train, 30).direction
+    direction = pca_rounding(x_train, 30).direction
     assert ours.reconstruction_mse(x_test) == pytest.approx(
-        theirs_mse, rel=0, abs=_mse_tolerance(x_test, ours.mean_, k=30, direction=direction)
+        theirs_mse, rel=0, abs=mse_tolerance(x_test, ours.mean_, k=30, direction=direction)
     )
 
 
@@ -159,7 +115,7 @@ def test_matches_sklearn_full_svd_on_float64():
     X = _well_conditioned()
     ours = PCA(n_components=5).fit(X)
     theirs = SkPCA(n_components=5, svd_solver="full").fit(X)
-    rounding, d = _rounding(X, 5), X.shape[1]
+    rounding, d = pca_rounding(X, 5), X.shape[1]
     np.testing.assert_allclose(ours.mean_, theirs.mean_, rtol=0, atol=rounding.mean)
     np.testing.assert_allclose(
         _align_signs(theirs.components_, ours.components_), theirs.components_, rtol=0, atol=rounding.direction
@@ -195,7 +151,7 @@ def test_streaming_batch_size_makes_no_difference(dtype):
     small = PCA(n_components=4, batch_size=7).fit(X)
     large = PCA(n_components=4, batch_size=10_000).fit(X)
     assert small.n_samples_seen_ == large.n_samples_seen_ == 1003
-    rounding = _rounding(X, 4)
+    rounding = pca_rounding(X, 4)
     np.testing.assert_allclose(small.mean_, large.mean_, rtol=0, atol=rounding.mean)
     np.testing.assert_allclose(small.all_explained_variance_, large.all_explained_variance_, rtol=0, atol=rounding.variance)
     np.testing.assert_allclose(small.components_, large.components_, rtol=0, atol=rounding.direction)
@@ -209,7 +165,7 @@ def test_partial_fit_over_chunks_equals_fit():
     for chunk in np.array_split(X, 7):
         chunked.partial_fit(chunk)
     assert chunked.n_samples_seen_ == 1003
-    rounding, d = _rounding(X, 4), X.shape[1]
+    rounding, d = pca_rounding(X, 4), X.shape[1]
     np.testing.assert_allclose(chunked.mean_, whole.mean_, rtol=0, atol=rounding.mean)
     np.testing.assert_allclose(chunked.all_explained_variance_, whole.all_explained_variance_, rtol=0, atol=rounding.variance)
     np.testing.assert_allclose(chunked.components_, whole.components_, rtol=0, atol=rounding.direction)
@@ -225,10 +181,10 @@ def test_mnist_fitted_a_chunk_at_a_time_from_a_memory_mapped_file(mnist, mnist_p
     for start in range(0, len(on_disk), 7000):
         chunked.partial_fit(on_disk[start : start + 7000])
     assert chunked.n_samples_seen_ == 60000
-    direction = _rounding(mnist.x_train, 30, mnist_pca.all_explained_variance_).direction
+    direction = pca_rounding(mnist.x_train, 30, mnist_pca.all_explained_variance_).direction
     np.testing.assert_allclose(
         chunked.mse_by_components(mnist.x_test, 30), mnist_pca.mse_by_components(mnist.x_test, 30), rtol=0,
-        atol=_mse_tolerance(mnist.x_test, mnist_pca.mean_, k=30, direction=direction),
+        atol=mse_tolerance(mnist.x_test, mnist_pca.mean_, k=30, direction=direction),
     )
     assert chunked.reconstruction_mse(mnist.x_test) * 784 == pytest.approx(13.87, abs=0.005)
 
@@ -239,7 +195,7 @@ def test_fit_starts_again_after_partial_fit():
     assert pca.n_samples_seen_ == 120
     refitted = pca.fit(X[120:])
     assert refitted.n_samples_seen_ == 80
-    np.testing.assert_allclose(refitted.mean_, X[120:].mean(axis=0), rtol=0, atol=_rounding(X[120:]).mean)
+    np.testing.assert_allclose(refitted.mean_, X[120:].mean(axis=0), rtol=0, atol=pca_rounding(X[120:]).mean)
 
 
 def test_partial_fit_refuses_a_first_chunk_of_one_row_and_a_new_feature_count():
@@ -280,7 +236,7 @@ def test_partial_fit_pickles_unsolved_and_solves_after_loading():
     X = _well_conditioned(n_samples=300, n_features=6, seed=6)
     restored = pickle.loads(pickle.dumps(PCA(n_components=2).partial_fit(X[:100]).partial_fit(X[100:])))
     expected = PCA(n_components=2).fit(X).all_explained_variance_
-    np.testing.assert_allclose(restored.all_explained_variance_, expected, rtol=0, atol=_rounding(X).variance)
+    np.testing.assert_allclose(restored.all_explained_variance_, expected, rtol=0, atol=pca_rounding(X).variance)
 
 
 # Row sources -----------------------------------------------------------------------
@@ -291,14 +247,14 @@ def test_fit_on_a_row_source_equals_fit_on_the_array():
     whole = PCA(n_components=4).fit(X)
     assert source.reads == list(range(len(BLOCKS)))
     assert streamed.n_samples_seen_ == 803 and streamed.n_features_in_ == 12
-    rounding = _rounding(X)
+    rounding = pca_rounding(X)
     np.testing.assert_allclose(streamed.mean_, whole.mean_, rtol=0, atol=rounding.mean)
     aligned = _align_signs(whole.all_components_, streamed.all_components_)
     np.testing.assert_allclose(aligned, whole.all_components_, rtol=0, atol=rounding.direction)
     np.testing.assert_allclose(streamed.all_explained_variance_, whole.all_explained_variance_, rtol=0, atol=rounding.variance)
     X_test = _well_conditioned(n_samples=200, n_features=12, seed=2)
     np.testing.assert_allclose(streamed.mse_by_components(X_test, 11), whole.mse_by_components(X_test, 11), rtol=0,
-                               atol=_mse_tolerance(X_test, whole.mean_, k=11, direction=rounding.direction))
+                               atol=mse_tolerance(X_test, whole.mean_, k=11, direction=rounding.direction))
 
 
 def test_transform_and_errors_of_a_row_source_equal_those_of_the_array():
@@ -306,13 +262,13 @@ def test_transform_and_errors_of_a_row_source_equal_those_of_the_array():
     X_test = _well_conditioned(n_samples=803, n_features=12, seed=2).astype(np.float32)
     pca = PCA(n_components=4, batch_size=128).fit(X)
     # The same model in other batches: 12-term dot products, and error curves, that round differently.
-    codes_tolerance, mse_tolerance = float_tolerance(np.float64, np.abs(X_test).max(), 12), _mse_tolerance(X_test, pca.mean_)
+    codes_tolerance, curve_tolerance = float_tolerance(np.float64, np.abs(X_test).max(), 12), mse_tolerance(X_test, pca.mean_)
     np.testing.assert_allclose(pca.transform(BlockSource(X_test, BLOCKS)), pca.transform(X_test), rtol=0, atol=codes_tolerance)
     np.testing.assert_allclose(
-        pca.mse_by_components(BlockSource(X_test, BLOCKS)), pca.mse_by_components(X_test), rtol=0, atol=mse_tolerance
+        pca.mse_by_components(BlockSource(X_test, BLOCKS)), pca.mse_by_components(X_test), rtol=0, atol=curve_tolerance
     )
     assert pca.reconstruction_mse(BlockSource(X_test, BLOCKS)) == pytest.approx(
-        pca.reconstruction_mse(X_test), rel=0, abs=mse_tolerance
+        pca.reconstruction_mse(X_test), rel=0, abs=curve_tolerance
     )
 
 
@@ -322,7 +278,7 @@ def test_partial_fit_takes_row_sources_and_arrays_alike():
     mixed.partial_fit(BlockSource(X[600:], [203]))
     whole = PCA(n_components=4).fit(X)
     assert mixed.n_samples_seen_ == 803
-    rounding = _rounding(X, 4)
+    rounding = pca_rounding(X, 4)
     np.testing.assert_allclose(mixed.all_explained_variance_, whole.all_explained_variance_, rtol=0, atol=rounding.variance)
     np.testing.assert_allclose(
         _align_signs(whole.components_, mixed.components_), whole.components_, rtol=0, atol=rounding.direction
@@ -376,7 +332,7 @@ def test_merged_halves_equal_one_accumulator_also_through_flat_arrays():
     pca = PCA.from_accumulator(merged, n_components=3)
     fitted = PCA(n_components=3).fit(X)
     assert pca.n_samples_seen_ == 1003 and pca.n_features_in_ == 12
-    rounding = _rounding(X, 3)
+    rounding = pca_rounding(X, 3)
     np.testing.assert_allclose(pca.all_explained_variance_, fitted.all_explained_variance_, rtol=0, atol=rounding.variance)
     np.testing.assert_allclose(
         _align_signs(fitted.components_, pca.components_), fitted.components_, rtol=0, atol=rounding.direction
@@ -455,11 +411,11 @@ def test_mse_by_components_equals_explicit_reconstructions(weighted, batch_size)
     pca = PCA(n_components=2, batch_size=batch_size).fit(X)
     curve = pca.mse_by_components(X_test, feature_weights=weights)
     assert curve.shape == (11,)
-    tolerance = _mse_tolerance(X_test, pca.mean_, weights)
+    tolerance = mse_tolerance(X_test, pca.mean_, weights)
     for k in (0, 1, 2, 5, 9, 10):
         assert curve[k] == pytest.approx(_explicit_mse(pca, X_test, k, weights), rel=0, abs=tolerance)
     # More directions never hurt on the fitted data.
-    assert np.all(np.diff(pca.mse_by_components(X)) <= _mse_tolerance(X, pca.mean_))
+    assert np.all(np.diff(pca.mse_by_components(X)) <= mse_tolerance(X, pca.mean_))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -477,14 +433,14 @@ def test_mse_by_components_caps_max_components():
     assert pca.mse_by_components(X, 3).shape == (4,)
     assert pca.mse_by_components(X, 100).shape == (7,)
     np.testing.assert_allclose(pca.mse_by_components(X, 3), pca.mse_by_components(X)[:4], rtol=0,
-                               atol=_mse_tolerance(X, pca.mean_))
+                               atol=mse_tolerance(X, pca.mean_))
 
 
 def test_full_rank_reconstruction_is_exact():
     X = _well_conditioned(n_samples=50, n_features=5)
     pca = PCA(n_components=5).fit(X)
     # Zero up to the rounding of the total sum of squares it is computed from.
-    assert pca.reconstruction_mse(X) == pytest.approx(0.0, abs=_mse_tolerance(X, pca.mean_))
+    assert pca.reconstruction_mse(X) == pytest.approx(0.0, abs=mse_tolerance(X, pca.mean_))
     # Two 5-term dot products (codes, then back), each rounding at the norm of the longest row.
     np.testing.assert_allclose(pca.inverse_transform(pca.transform(X)), X, rtol=0,
                                atol=float_tolerance(np.float64, np.linalg.norm(X, axis=1).max(), 2 * 5))

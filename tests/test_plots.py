@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from aepca import plots
+from conftest import float_tolerance
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -104,7 +105,7 @@ def test_plot_codes_keeps_the_axes_on_the_bulk_and_counts_the_outliers(tmp_path,
     assert len(ae_ax.texts) == 0 and ae_ax.get_xlim()[0] < -0.99 and ae_ax.get_xlim()[1] > 0.99
     panels = plots.read_figure_data(path)["panels"]
     assert [p["outside_axes"] for p in panels] == [3, 0]
-    np.testing.assert_allclose(panels[0]["xlim"], pca_ax.get_xlim(), rtol=1e-12)
+    np.testing.assert_allclose(panels[0]["xlim"], pca_ax.get_xlim(), rtol=float_tolerance(np.float64))  # through JSON
 
 
 def test_plot_codes_rejects_misaligned_inputs(tmp_path, rng):
@@ -143,7 +144,9 @@ def test_colour_images_share_one_clipped_scale(tmp_path, rng, saved_figures):
                                image_shape=(2, 2, 3), n=2)
     original, pca, ae = (ax.images[0].get_array() for ax in saved_figures[0].axes)
     assert original.shape == (2, 5, 3)  # two 2x2 images and a one-pixel white gap
-    np.testing.assert_allclose(original[:, :2], (originals[0].reshape(2, 2, 3) - 10.0) / 10.0, atol=1e-12)
+    # A subtraction and a division, rounding at the operands' size (20) in the image's units (/ 10).
+    np.testing.assert_allclose(original[:, :2], (originals[0].reshape(2, 2, 3) - 10.0) / 10.0, rtol=0,
+                               atol=float_tolerance(np.float64, 20.0 / 10.0, 2))
     np.testing.assert_array_equal(original[:, 2], 1.0)
     np.testing.assert_array_equal(pca, 1.0)  # far above the originals' range: clipped to white
     np.testing.assert_array_equal(ae, original)
