@@ -210,6 +210,37 @@ def test_sweep_rows_carry_both_methods_recall(tmp_path, store):
     assert sum(note.startswith("k=2: Neighbours kept") for note in result.notes()) == 1
 
 
+def test_sweep_flags_reach_sweep_json(capsys, tmp_path, store):
+    data = tmp_path / "store.npy"
+    np.save(data, store.x_train[:600])
+    out = tmp_path / "sweep"
+    status = main(["sweep", str(data), "--code-dims", "1", "--epochs", "1", "--neighbours", "4", "--neighbour-queries", "25",
+                   "--metric", "cosine", "--no-progress", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    row = json.loads((out / "sweep.json").read_text())["rows"][0]
+    for name in ("pca_neighbours", "autoencoder_neighbours"):
+        assert (row[name]["k"], row[name]["queries"], row[name]["metric"]) == (4, 25, "cosine")
+    assert "PCA recall@4 codes" in captured.out and "k=1: Neighbours kept (recall@4" in captured.out
+
+
+@pytest.mark.slow
+def test_on_embeddings_where_mse_and_recall_disagree_select_by_recall_keeps_pca():
+    """The worked example of docs/neighbours.md: 20,000 unit-length rows x 128, k=16. The network
+    is kept on MSE (far lower) while its codes keep fewer neighbours than PCA's; judged on recall,
+    PCA is kept."""
+    store = embeddings(n_samples=20000, n_features=128, latent_dim=16, seed=0)
+    rows = np.concatenate([store.x_train, store.x_test])
+    by_mse = compare(rows, code_dim=16, scale="none")
+    network = by_mse.metrics["autoencoder"]
+    assert network["selection"]["kept_network"] and network["test_mse"] < by_mse.metrics["pca"]["test_mse"]
+    assert network["neighbours"]["paired_with_first"]["codes_difference"] < -2 * network["neighbours"]["paired_with_first"]["codes_standard_error"]
+    by_recall = compare(rows, code_dim=16, scale="none", select_by="recall")
+    selection = by_recall.metrics["autoencoder"]["selection"]
+    assert selection["criterion"] == "recall@10 of the codes" and not selection["kept_network"]
+    assert selection["network_recall"] < selection["pca_recall"]
+
+
 @pytest.mark.parametrize("command", ["compare", "sweep"])
 def test_help_names_the_neighbour_options(capsys, command):
     with pytest.raises(SystemExit):
