@@ -12,6 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import float_tolerance, forward_roundings
 
 # The package each backend needs, and the environment that keeps it quiet and on the CPU.
 BACKENDS = {
@@ -114,7 +115,8 @@ def test_fit_transform_save_load_on_another_backend(tmp_path, backend):
         "over several devices on JAX only. Received: devices=2. Set KERAS_BACKEND=jax or devices=1."
     )
     many_steps, one_step = report["steps_per_call_histories"]
-    np.testing.assert_allclose(many_steps, one_step, rtol=1e-6)
+    # The same 100 steps (200 rows in batches of 2), called in another grouping: a float32 rounding each.
+    np.testing.assert_allclose(many_steps, one_step, rtol=float_tolerance(np.float32, 1.0, 100))
     assert len(report["val_loss"]) == 2 and all(np.isfinite(report["val_loss"]))
     # Trained through a compiled twin: the saved model carries no optimizer or loss, as on JAX.
     assert not report["saved_compiled"]
@@ -127,5 +129,8 @@ def test_fit_transform_save_load_on_another_backend(tmp_path, backend):
         from aepca import load_model
 
         X = np.asarray(report["X"], dtype=np.float32)
-        here = load_model(tmp_path / "model").set_params(refine_steps=20).transform(X)
-        np.testing.assert_allclose(np.asarray(report["refined_codes"]), here, rtol=1e-4, atol=1e-4)
+        loaded = load_model(tmp_path / "model")
+        here = loaded.set_params(refine_steps=20).transform(X)
+        # 20 steps, each a pass through the decoder's layers and back, rounding at the codes' size.
+        np.testing.assert_allclose(np.asarray(report["refined_codes"]), here, rtol=0, atol=float_tolerance(
+            np.float32, max(1.0, np.abs(here).max()), 20 * 2 * forward_roundings(loaded.decoder_)))

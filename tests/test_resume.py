@@ -10,6 +10,7 @@ a resume with other data is refused naming what differs, and the checkpoint stay
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BLOCKING_CHILD, terminate_when
+from conftest import BLOCKING_CHILD, float_tolerance, optimizer_steps, terminate_when
 
 from aepca import Autoencoder
 from aepca.checkpoint import CHECKPOINT_FILE, Checkpointer, checkpoint_epoch, describe_differences
@@ -77,11 +78,14 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_weights(tmp_path, stop_aft
     resumed = estimator(checkpoint_dir=folder).fit(X)
     assert epochs_run == list(range(STOP_AFTER + 1, EPOCHS + 1))  # restarted after the checkpoint's epoch
     assert len(resumed.history_["loss"]) == EPOCHS
-    # Same backend, seed, batches and optimizer state: the same compiled steps, the same numbers.
-    np.testing.assert_allclose(resumed.history_["loss"], reference.history_["loss"], rtol=1e-6)
+    # Same backend, seed, batches and optimizer state: the same compiled steps, the same numbers, up to
+    # one float32 rounding per step should a step round otherwise (relative to the values' largest).
+    rtol = float_tolerance(np.float32, 1.0, optimizer_steps(reference, len(X)))
+    np.testing.assert_allclose(resumed.history_["loss"], reference.history_["loss"], rtol=rtol)
     for got, expected in zip(resumed.model_.get_weights(), reference.model_.get_weights(), strict=True):
-        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(resumed.transform(X), reference.transform(X), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=rtol * np.abs(expected).max())
+    codes = reference.transform(X)
+    np.testing.assert_allclose(resumed.transform(X), codes, rtol=0, atol=rtol * max(1.0, np.abs(codes).max()))
 
 
 def test_a_checkpoint_of_other_settings_or_data_is_refused(tmp_path):
@@ -138,8 +142,10 @@ def resume_and_check(out, full, capsys, stop_after, resumed_after):
     assert not (out / "checkpoint").exists()
     again = json.loads((out / "metrics.json").read_text())["autoencoder"]
     assert len(again["history"]["loss"]) == EPOCHS
-    assert again["history"]["loss"] == pytest.approx(full["history"]["loss"], rel=1e-6)
-    assert again["test_mse"] == pytest.approx(full["test_mse"], rel=1e-6)
+    # One float32 rounding per step (at most EPOCHS epochs of write_csv's 150 rows).
+    rtol = float_tolerance(np.float32, 1.0, EPOCHS * math.ceil(150 / full["settings"]["batch_size"]))
+    assert again["history"]["loss"] == pytest.approx(full["history"]["loss"], rel=rtol)
+    assert again["test_mse"] == pytest.approx(full["test_mse"], rel=rtol)
 
 
 def test_interrupted_command_says_so_once_and_resumes_to_the_uninterrupted_result(tmp_path, capsys, uninterrupted, stop_after):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from aepca.data import Dataset, load_user_data, open_source, read_table
 from aepca.data.order import TEST_SALT, held_out_mask
+from conftest import float_tolerance
 
 RNG = np.random.default_rng(0)
 FRAME = pd.DataFrame(
@@ -69,7 +70,7 @@ def test_npz_arrays(tmp_path, x_name, y_name):
     x = RNG.standard_normal((6, 3))
     arrays = {x_name: x} | ({y_name: np.arange(6).reshape(6, 1)} if y_name else {})
     table = read_table(write(tmp_path / "d.npz", arrays))
-    np.testing.assert_allclose(table.features, x.astype(np.float32))
+    np.testing.assert_allclose(table.features, x.astype(np.float32), rtol=float_tolerance(np.float32))  # read as float32
     assert table.feature_names == ("x0", "x1", "x2")
     if y_name:
         np.testing.assert_array_equal(table.labels, np.arange(6))

@@ -63,8 +63,9 @@ def test_metrics_values_are_consistent(comparison, mnist_subset):
         assert metrics["pca"][f"{split}_mse"] == pytest.approx(
             pca.reconstruction_mse(x), rel=0, abs=mse_tolerance(x, pca.mean_, k=2, direction=direction))
     # float64 means of the same 392,000 squares.
-    assert metrics["autoencoder"]["test_mse"] == pytest.approx(mse(comparison.ae_reconstruction, mnist_subset.x_test),
-                                                               rel=float_tolerance(np.float64, 1.0, np.sqrt(mnist_subset.x_test.size)))
+    x_test = mnist_subset.x_test
+    assert metrics["autoencoder"]["test_mse"] == pytest.approx(
+        mse(comparison.ae_reconstruction, x_test), rel=float_tolerance(np.float64, 1.0, np.sqrt(x_test.size)))
     assert metrics["autoencoder"]["test_mse"] == pytest.approx(-comparison.estimator.score(mnist_subset.x_test), rel=0,
                                                                abs=_same_network_shift(comparison.estimator, metrics, 1.0))
     curve = metrics["pca"]["test_mse_by_components"]
@@ -269,7 +270,8 @@ def test_per_column_errors_are_in_original_units(digits_comparison, digits):
     assert len(columns["columns"]) == len(columns["pca"]) == len(columns["autoencoder"]) == 64
     expected = np.mean(np.square(digits_comparison.ae_reconstruction.astype(np.float64) - digits.x_test), axis=0)
     # float64 means over the 360 test rows (through JSON).
-    np.testing.assert_allclose(columns["autoencoder"], expected, rtol=float_tolerance(np.float64, 1.0, np.sqrt(len(digits.x_test))))
+    np.testing.assert_allclose(columns["autoencoder"], expected,
+                               rtol=float_tolerance(np.float64, 1.0, np.sqrt(len(digits.x_test))))
     assert np.mean(columns["pca"]) == pytest.approx(
         np.mean(np.square(digits_comparison.pca_reconstruction.astype(np.float64) - digits.x_test)),
         rel=float_tolerance(np.float64, 1.0, np.sqrt(digits.x_test.size)),  # float64 means of the same squares
