@@ -19,6 +19,7 @@ processes can each accumulate their part and one eigendecomposition
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from numbers import Integral
 from typing import NamedTuple
@@ -334,8 +335,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _accumulate_source(self, source, blocks: Iterable[int] | None = None) -> ScatterAccumulator:
         """A new accumulator of the source's blocks (all by default), its values checked."""
-        batches = self._batches(prefetch(source.iter_blocks(blocks)))
-        accumulator = self._accumulate(ScatterAccumulator(source.n_features), batches)
+        with prefetch(source.iter_blocks(blocks)) as read:
+            accumulator = self._accumulate(ScatterAccumulator(source.n_features), self._batches(read))
         # A non-finite value anywhere makes the mean or the scatter non-finite.
         if not (np.isfinite(accumulator.mean).all() and np.isfinite(np.diag(accumulator.scatter)).all()):
             raise ValueError("Input X contains NaN or infinity.")
@@ -388,26 +389,30 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         k = self._n_features_out
         return variances[:k] / total if total > 0 else np.zeros(k)
 
-    def _rows(self, X) -> tuple[int, Iterator[np.ndarray]]:
-        """The number of rows of ``X`` (checked against the fit) and its row batches."""
+    @contextlib.contextmanager
+    def _rows(self, X) -> Iterator[tuple[int, Iterator[np.ndarray]]]:
+        """The number of rows of ``X`` (checked against the fit) and its row batches, while the
+        block lasts (a row source is read ahead, and the reading stops with the block)."""
         X = opened(X)
-        if is_row_source(X):
-            self._check_source(X, reset=False)
-            return X.n_rows, self._batches(prefetch(X.iter_blocks()))
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return len(X), self._batches([X])
+        if not is_row_source(X):
+            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+            yield len(X), self._batches([X])
+            return
+        self._check_source(X, reset=False)
+        with prefetch(X.iter_blocks()) as blocks:
+            yield X.n_rows, self._batches(blocks)
 
     def transform(self, X):
         """Codes of the rows of ``X`` (an array or a row source), as one array."""
         check_is_fitted(self)
-        n_rows, batches = self._rows(X)
         mean, components = self.mean_, self.components_
-        codes = np.empty((n_rows, len(components)))
-        # A batch of rows at a time: no float64 copy of the whole of X.
-        start = 0
-        for batch in batches:
-            codes[start : start + len(batch)] = (batch - mean) @ components.T
-            start += len(batch)
+        with self._rows(X) as (n_rows, batches):
+            codes = np.empty((n_rows, len(components)))
+            # A batch of rows at a time: no float64 copy of the whole of X.
+            start = 0
+            for batch in batches:
+                codes[start : start + len(batch)] = (batch - mean) @ components.T
+                start += len(batch)
         return codes
 
     def inverse_transform(self, X):
@@ -432,7 +437,6 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         so residuals are then updated per direction.
         """
         check_is_fitted(self)
-        n_rows, batches = self._rows(X)
         n_features = self.n_features_in_
         max_components = n_features if max_components is None else min(max_components, n_features)
         directions = self.all_components_[:max_components]
@@ -440,19 +444,20 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         weights = None if feature_weights is None else np.asarray(feature_weights, dtype=np.float64)
         errors = np.zeros(max_components + 1)
         # A batch of rows at a time: no float64 copy of the whole of X.
-        for batch in batches:
-            centred = batch.astype(np.float64) - mean
-            projections = centred @ directions.T
-            if weights is None:
-                total = np.einsum("ij,ij->", centred, centred)
-                captured = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->j", projections, projections))])
-                errors += total - captured
-                continue
-            residual = centred
-            errors[0] += np.einsum("ij,ij,j->", residual, residual, weights)
-            for k in range(max_components):
-                residual -= np.outer(projections[:, k], directions[k])
-                errors[k + 1] += np.einsum("ij,ij,j->", residual, residual, weights)
+        with self._rows(X) as (n_rows, batches):
+            for batch in batches:
+                centred = batch.astype(np.float64) - mean
+                projections = centred @ directions.T
+                if weights is None:
+                    total = np.einsum("ij,ij->", centred, centred)
+                    captured = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->j", projections, projections))])
+                    errors += total - captured
+                    continue
+                residual = centred
+                errors[0] += np.einsum("ij,ij,j->", residual, residual, weights)
+                for k in range(max_components):
+                    residual -= np.outer(projections[:, k], directions[k])
+                    errors[k + 1] += np.einsum("ij,ij,j->", residual, residual, weights)
         return np.maximum(errors, 0.0) / (n_rows * n_features)
 
     def reconstruction_mse(self, X) -> float:
@@ -468,13 +473,13 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Each row's negative reconstruction MSE from ``n_components`` directions (as
         :meth:`aepca.Autoencoder.score_samples`, not scikit-learn's log-likelihood)."""
         check_is_fitted(self)
-        _, batches = self._rows(X)
         mean, components = self.mean_, self.components_
         parts = []
-        for batch in batches:
-            centred = batch.astype(np.float64) - mean
-            residual = centred - (centred @ components.T) @ components
-            parts.append(-np.einsum("ij,ij->i", residual, residual) / self.n_features_in_)
+        with self._rows(X) as (_, batches):
+            for batch in batches:
+                centred = batch.astype(np.float64) - mean
+                residual = centred - (centred @ components.T) @ components
+                parts.append(-np.einsum("ij,ij->i", residual, residual) / self.n_features_in_)
         return np.concatenate(parts) if parts else np.zeros(0)
 
 
