@@ -24,11 +24,12 @@ from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT
 from aepca.data.sources import BLOCK_ROWS, RowSource, open_source
-from aepca.experiments.diagnostics import beats, check_comparison
+from aepca.experiments.diagnostics import check_comparison
 from aepca.metrics import BLOCK_ROWS
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
 from aepca.recipes import Recipe, get_recipe
+from aepca.selection import BOOTSTRAP_ROWS, PairedErrors
 from aepca.validation import invalid_value
 
 # How close a linear autoencoder must come to PCA for the sanity check to pass.
@@ -36,6 +37,8 @@ LINEAR_TOLERANCE = 0.02
 # Test rows shown in the figures, and training rows kept to judge how to draw rows and what went wrong.
 N_CODE_POINTS = 5000
 SAMPLE_ROWS = 20_000
+# PCA sizes the autoencoder is compared with row by row on the test rows (and the curve recorded).
+MAX_COMPARED_SIZE = 100
 # Columns listed in the report, by the autoencoder's error in original units.
 WORST_COLUMNS = 10
 
@@ -184,7 +187,8 @@ def compare(
     found, ae_train_mse = (neighbour_search.compare_methods(train, test, estimator, k=neighbours, queries=neighbour_queries,
                                                             metric=metric, seed=seed) if neighbours else ({}, None))
     if ae_train_mse is None:
-        ae_train_mse = -float(distributed.all_sum(sum(np.sum(estimator.score_samples(rows)) for rows in distributed.read_share(train))) / n)
+        with distributed.read_share(train) as blocks:
+            ae_train_mse = -float(distributed.all_sum(sum(np.sum(estimator.score_samples(rows)) for rows in blocks)) / n)
 
     history = {key: value for key, value in estimator.history_.items() if isinstance(value, list)}
     units = scaler.units
@@ -210,7 +214,7 @@ def compare(
             "train_mse": pca_train_mse,
             "test_mse": float(scores["pca_curve"][code_dim]),
             "fit_seconds": estimator.history_["statistics_seconds"],
-            "test_mse_by_components": [float(v) for v in scores["pca_curve"][: min(len(scores["pca_curve"]), 101)]],
+            "test_mse_by_components": [float(v) for v in scores["pca_curve"][: MAX_COMPARED_SIZE + 1]],
         },
         "autoencoder": {
             "train_mse": ae_train_mse,
@@ -233,6 +237,8 @@ def compare(
             "autoencoder": scores["ae_columns"].tolist(),
         },
     }
+    # The paired difference of per-row test errors, autoencoder - PCA, with its 95% interval.
+    metrics["comparison"] = comparison_interval(scores["paired"], code_dim, seed)
     if "categories" in scores:
         metrics["categories"] = _category_record(scores["categories"], estimator.column_spec(), test.n_rows)
         for method in ("pca", "autoencoder"):
@@ -288,35 +294,63 @@ def _split(data, test, test_size: float, seed: int, block_rows: int):
 
 
 def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
-    """One pass over the test rows: PCA's error for every code size and both methods'
-    errors per column in original units, and the autoencoder's in the error space."""
+    """One pass over the test rows: PCA's error for every code size, both methods' errors per
+    column in original units, the autoencoder's in the error space, and the paired per-row
+    errors of the autoencoder and of PCA at each code size up to ``MAX_COMPARED_SIZE``."""
     d = test.n_features
     spec = estimator.column_spec()
     categories = np.zeros(6) if spec.categories else None
+    sizes = min(d, MAX_COMPARED_SIZE) + 1
     curve = np.zeros(d + 1)
     sums = {"ae": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
-    for block in distributed.read_share(test):
-        # A block in parts: the float64 errors of a whole block would take several times its memory.
-        for start in range(0, len(block), BLOCK_ROWS):
-            rows = block[start : start + BLOCK_ROWS]
-            space = scaler.transform(rows)
-            curve += pca.mse_by_components(space) * len(rows)
-            pca_rows = scaler.inverse_transform(pca.inverse_transform(pca.transform(space)).astype(np.float32))
-            ae_space = estimator.reconstruct_scaled(space)
-            sums["ae"] += float(np.square(ae_space.astype(np.float64) - space).mean(axis=1).sum())
-            sums["pca_columns"] += np.square(pca_rows.astype(np.float64) - rows).sum(axis=0)
-            sums["ae_columns"] += np.square(scaler.inverse_transform(ae_space).astype(np.float64) - rows).sum(axis=0)
-            if categories is not None:
-                categories += _category_sums(spec, rows, space, pca_rows, pca.inverse_transform(pca.transform(space)),
-                                             scaler.inverse_transform(ae_space), ae_space)
+    paired = PairedErrors(sizes, keep_rows=test.n_rows < BOOTSTRAP_ROWS)
+    directions = pca.all_components_[: sizes - 1]
+    with distributed.read_share(test) as blocks:
+        for block in blocks:
+            # A block in parts: the float64 errors of a whole block would take several times its memory.
+            for start in range(0, len(block), BLOCK_ROWS):
+                rows = block[start : start + BLOCK_ROWS]
+                space = scaler.transform(rows)
+                curve += pca.mse_by_components(space) * len(rows)
+                pca_rows = scaler.inverse_transform(pca.inverse_transform(pca.transform(space)).astype(np.float32))
+                ae_space = estimator.reconstruct_scaled(space)
+                ae_errors = np.square(ae_space.astype(np.float64) - space).mean(axis=1)
+                centred = space.astype(np.float64) - pca.mean_
+                captured = np.cumsum(np.square(centred @ directions.T), axis=1)
+                total = np.einsum("ij,ij->i", centred, centred)[:, None]
+                paired.add(ae_errors, np.maximum(np.hstack([total, total - captured]), 0.0) / d)
+                sums["ae"] += float(ae_errors.sum())
+                sums["pca_columns"] += np.square(pca_rows.astype(np.float64) - rows).sum(axis=0)
+                sums["ae_columns"] += np.square(scaler.inverse_transform(ae_space).astype(np.float64) - rows).sum(axis=0)
+                if categories is not None:
+                    categories += _category_sums(spec, rows, space, pca_rows, pca.inverse_transform(pca.transform(space)),
+                                                 scaler.inverse_transform(ae_space), ae_space)
     totals = distributed.all_sum(np.concatenate([curve, [sums["ae"]], sums["pca_columns"], sums["ae_columns"]])) / test.n_rows
+    kept = None if paired.rows is None else distributed.all_rows(np.concatenate(paired.rows))
     return {
         "pca_curve": totals[: d + 1],
         "ae_test_mse": float(totals[d + 1]),
         "pca_columns": totals[d + 2 : 2 * d + 2],
         "ae_columns": totals[2 * d + 2 :],
         **({} if categories is None else {"categories": distributed.all_sum(categories)}),
+        "paired": paired.merged(distributed.all_sum(paired.to_array()), kept),
     }
+
+
+def comparison_interval(paired: PairedErrors, code_dim: int, seed: int) -> dict:
+    """The autoencoder against PCA at ``code_dim`` on the test rows, with 95% intervals and the
+    verdict they word, and the range of PCA sizes it is plausibly equivalent to: from the first
+    size it is not clearly below to the first size it is clearly above (``MAX_COMPARED_SIZE + 1``:
+    more than that)."""
+    found = paired.interval(code_dim, seed)
+    verdicts = [paired.interval(size, seed)["verdict"] for size in range(paired.n_sizes)]
+    beyond = paired.n_sizes
+    found["pca_equivalent_interval"] = [
+        next((size for size, verdict in enumerate(verdicts) if verdict != "below"), beyond),
+        next((size for size, verdict in enumerate(verdicts) if verdict == "above"), beyond),
+    ]
+    found["verdict"] = found["verdict"] if found["verdict"] == "equal within noise" else f"{found['verdict']} PCA"
+    return found
 
 
 def _numeric_positions(spec: ColumnSpec, n_features: int) -> np.ndarray:
@@ -448,6 +482,18 @@ def selection_note(selection: dict) -> str:
     return f"Kept PCA: the network was {where}, not clearly better ({z}, needs > {selection['z_threshold']:g})."
 
 
+def verdict_note(comparison: dict, k: int) -> str:
+    """The test comparison in words, from its interval."""
+    relative = lambda ratio: f"{percent(abs(ratio - 1))} {'above' if ratio > 1 else 'below'}"  # noqa: E731
+    low, high = comparison["ratio_interval"]
+    note = (f"At k={k} the autoencoder's test MSE is {relative(comparison['ratio'])} PCA's, 95% interval "
+            f"{relative(low)} to {relative(high)} ({comparison['method']}): {comparison['verdict']}")
+    if comparison["verdict"] == "above PCA":
+        return note + "."
+    low_k, high_k = comparison["pca_equivalent_interval"]
+    return note + f"; PCA needs {low_k if low_k == high_k else f'{low_k} to {high_k}'} components to match it."
+
+
 def category_note(metrics: dict) -> str:
     """The categorical test cells each method decodes to their category, and those no method can."""
     found = metrics["categories"]
@@ -463,25 +509,18 @@ def category_note(metrics: dict) -> str:
 
 
 def _notes(metrics: dict, settings: dict) -> list[str]:
-    pca, ae = metrics["pca"]["test_mse"], metrics["autoencoder"]["test_mse"]
     k = metrics["n_components"]
     notes = [f"MSE in {metrics['units']}; error space chosen: {metrics['scale']} ({metrics['scale_reason']})."]
     if "categories" in metrics:
         notes.append(category_note(metrics))
     if metrics["autoencoder"].get("selection"):
         notes.append(selection_note(metrics["autoencoder"]["selection"]))
-    if beats(ae, pca):
-        notes.append(
-            f"The autoencoder's test MSE is {percent(1 - ae / pca)} below PCA's at k={k}; "
-            f"PCA needs {metrics['autoencoder']['pca_equivalent_components']} components to match it."
-        )
-    else:
-        notes.append(f"The autoencoder did not beat PCA at k={k} (test MSE {ae:.4g} vs {pca:.4g}).")
+    notes.append(verdict_note(metrics["comparison"], k))
     if "neighbours" in metrics["autoencoder"]:
         notes.append(neighbour_search.recall_note(metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"],
                                                   metrics["autoencoder"]["test_mse"] < metrics["pca"]["test_mse"]))
     if settings.get("activation") == "linear" and settings.get("output_activation") in ("linear", None):
-        gap = ae / pca - 1
+        gap = metrics["autoencoder"]["test_mse"] / metrics["pca"]["test_mse"] - 1
         verdict = "passes" if gap <= LINEAR_TOLERANCE else "fails"
         notes.append(
             f"Linear sanity check {verdict}: a linear autoencoder should converge to PCA; its test MSE "
@@ -503,7 +542,8 @@ def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = Tr
         ("2-D codes of the test set: PCA and the autoencoder", plots.plot_codes(
             comparison.pca_codes, comparison.ae_codes, dataset.y_test,
             folder / "codes.png", title=f"{dataset.name}: codes (k={metrics['n_components']})")),
-        ("Test images: originals, PCA and autoencoder reconstructions", plots.plot_reconstructions(
+        (f"Test {'images' if display_shape(dataset) else 'rows (each column a point)'}: originals, PCA and "
+         "autoencoder reconstructions", plots.plot_reconstructions(
             dataset.x_test, comparison.pca_reconstruction, comparison.ae_reconstruction,
             folder / "reconstructions.png", image_shape=display_shape(dataset), n=10,
             pca_mse=metrics["pca"]["test_mse"], ae_mse=metrics["autoencoder"]["test_mse"])),
@@ -520,7 +560,9 @@ def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = Tr
         notes=comparison.notes,
         diagnostics=comparison.diagnostics,
         tables=[(
-            f"The {WORST_COLUMNS} columns the autoencoder reconstructs worst (test MSE in original units)",
+            f"The {WORST_COLUMNS} columns the autoencoder reconstructs worst (test MSE in original units). The "
+            "error space weighs each column by its spread, so a network better overall there can be worse than "
+            "PCA on some columns in their own units",
             worst_columns(metrics["column_test_mse_original_units"]),
         )],
         record=metrics["run"],

@@ -16,7 +16,6 @@ import numpy as np
 
 from aepca.experiments.compare import check_code_dim, compare, selection_note
 from aepca.neighbours import recall_columns, recall_note
-from aepca.experiments.diagnostics import beats
 from aepca.recipes import Recipe, get_recipe
 from aepca.validation import invalid_value
 
@@ -40,6 +39,7 @@ class SweepResult:
                 "AE test MSE": row["autoencoder_test_mse"],
                 "AE / PCA": row["autoencoder_test_mse"] / row["pca_test_mse"] if row["pca_test_mse"] > 0 else None,
                 "PCA-equivalent components": row["pca_equivalent_components"],
+                "verdict (95%)": row["comparison"]["verdict"],
                 "AE train MSE": row["autoencoder_train_mse"],
                 "fit seconds": row["fit_seconds"],
                 **recall_columns({"neighbours": row.get("pca_neighbours")}, "PCA "),
@@ -49,13 +49,12 @@ class SweepResult:
         ]
 
     def notes(self) -> list[str]:
-        better = [row["k"] for row in self.rows if beats(row["autoencoder_test_mse"], row["pca_test_mse"])]
         notes = [f"MSE in {self.header['units']}; error space chosen: {self.header['scale']} ({self.header['scale_reason']})."]
-        if better:
-            notes.append(f"The autoencoder's test MSE is below PCA's at k = {', '.join(map(str, better))}.")
-        rest = [row["k"] for row in self.rows if row["k"] not in better]
-        if rest:
-            notes.append(f"The autoencoder did not beat PCA at k = {', '.join(map(str, rest))}.")
+        for verdict in ("below PCA", "equal within noise", "above PCA"):
+            sizes = [str(row["k"]) for row in self.rows if row["comparison"]["verdict"] == verdict]
+            if sizes:
+                notes.append(f"The autoencoder's test MSE is {verdict} (95% interval of the paired difference) "
+                             f"at k = {', '.join(sizes)}.")
         notes.extend(f"k={row['k']}: {selection_note(row['selection'])}" for row in self.rows if row.get("selection"))
         notes.extend(f"k={row['k']}: {recall_note(row['pca_neighbours'], row['autoencoder_neighbours'], row['autoencoder_test_mse'] < row['pca_test_mse'])}"
                      for row in self.rows if row.get("autoencoder_neighbours"))
@@ -126,6 +125,7 @@ def sweep(
             "pca_test_mse": pca["test_mse"],
             "autoencoder_test_mse": ae["test_mse"],
             "pca_equivalent_components": ae["pca_equivalent_components"],
+            "comparison": metrics["comparison"],
             "pca_train_mse": pca["train_mse"],
             "autoencoder_train_mse": ae["train_mse"],
             "fit_seconds": ae["fit_seconds"],
