@@ -20,6 +20,8 @@ from pathlib import Path
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+# Rows read at a time (aepca.data.sources.BLOCK_ROWS, not imported: --help imports nothing heavy).
+BLOCK_ROWS = 65536
 EXIT_INTERRUPTED = 130
 
 
@@ -112,7 +114,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", type=Path, help="a separate test file with the same columns (instead of --test-size)")
     parser.add_argument("--test-size", type=fraction, default=0.2, help="share of rows held out for testing (default: 0.2)")
     parser.add_argument("--scale", choices=["auto", "minmax", "standard", "none"], default="auto",
-                        help="per-feature scaling seen by both methods; errors are reported in original units (default: auto)")
+                        help="per-feature scaling seen by both methods, the space their errors are measured and compared in "
+                             "(default: auto)")
     parser.add_argument("--drop-constant", action="store_true",
                         help="drop constant columns (by default they are kept; they cost nothing)")
     parser.add_argument("--impute", choices=["mean"], help="fill missing values with the training mean instead of failing")
@@ -164,6 +167,9 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lanes", type=positive_int, default=None, metavar="N",
                        help="read streams making up each batch; the batches depend on it, not on the processes "
                             "(default: devices x processes)")
+    group.add_argument("--block-rows", type=positive_int, default=BLOCK_ROWS, metavar="N",
+                       help=f"rows read at a time, the unit of the shuffle and of sharing among processes; "
+                            f"the order depends on it, not on how files cut the rows (default: {BLOCK_ROWS})")
     group.add_argument("--processes", type=positive_int, default=None, metavar="N",
                        help="train with N local worker processes, each reading its share (streams the data)")
     group.add_argument("--coordinator", metavar="HOST:PORT",
@@ -253,7 +259,7 @@ def check_stream_arguments(args) -> None:
     if args.path is None and (args.stream or args.processes or args.coordinator or args.num_processes):
         raise UsageError("--stream, --processes and --coordinator read your own files (PATH); give PATH")
     if is_streamed(args):
-        for option in ("no_header", "impute", "drop_constant", "image_shape", "categorical"):
+        for option in ("impute", "drop_constant", "image_shape", "categorical"):
             if getattr(args, option) not in (None, False, "refuse"):
                 raise UsageError(f"--{option.replace('_', '-')} applies to data read into memory, not to streamed files; "
                                  "clean the files first, or drop --stream")
@@ -269,7 +275,7 @@ def open_data_source(args):
 
     return open_source(
         str(args.path), columns=args.columns, drop_columns=args.drop_columns, id_column=args.id_column,
-        label_columns=args.label_column,
+        label_columns=args.label_column, no_header=True if args.no_header else None, block_rows=args.block_rows,
     )
 
 
@@ -355,10 +361,9 @@ def describe_input(data, what: str) -> str:
     from aepca.data import Dataset
 
     if isinstance(data, Dataset):
-        rows = f"{len(data.x_train)} train / {len(data.x_test)} test"
-    else:
-        rows = f"{data.n_rows} rows in {data.n_blocks} blocks (streamed), {distributed.process_count()} process(es)"
-    return f"{data.name}: {rows}, {data.n_features} features; {what}"
+        return f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test, {data.n_features} features; {what}"
+    return (f"{data.name}: {data.n_rows} rows in {data.n_blocks} blocks (streamed), {data.n_features} features; "
+            f"{what}; {distributed.process_count()} process(es)")
 
 
 def run_compare(args) -> int:
@@ -378,7 +383,7 @@ def run_compare(args) -> int:
             code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
             progress=writer and not args.no_progress, checkpoint_dir=str(run.checkpoint), record=run_record(args),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
-            devices=args.devices, lanes=args.lanes, **neighbour_options(args),
+            devices=args.devices, lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
         )
         if writer:
             with run.staged() as staging:
@@ -436,7 +441,7 @@ def run_sweep(args) -> int:
             test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
             progress=writer and not args.no_progress, on_row=report_row, record=run_record(args),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps, devices=args.devices,
-            lanes=args.lanes, **neighbour_options(args),
+            lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
         )
         if writer:
             with run.staged() as staging:
@@ -693,7 +698,16 @@ def join_processes(args) -> None:
         jax.config.update("jax_num_cpu_devices", args.devices)
     # JAX's preemption service would take SIGTERM from the command's own handler (checkpoint, then stop).
     jax.config.update("jax_enable_preemption_service", False)
-    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    from aepca.experiments.run import ARGS_FILE, CHECKPOINT_DIR
+
+    def lost_note() -> str:
+        """What the line of a run ended by a lost host adds: the first process's checkpoint, if any."""
+        checkpoint = args.out / CHECKPOINT_DIR
+        if not distributed.is_writer() or not (checkpoint / ARGS_FILE).is_file():
+            return ""
+        return f"; checkpoint kept in {checkpoint}: once every host is back, continue with: aepca {args.command} --resume {args.out}"
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id, lost_note=lost_note)
     args.stream = True
 
 
