@@ -33,9 +33,9 @@ from aepca.validation import invalid_value
 
 # The salt of the folds' split of the training rows.
 FOLD_SALT = "folds"
-# Parameters that change neither training nor its data: a checkpoint written with other values resumes.
 # With select_by="recall", the held-out rows (a seeded sample of at most this many) in which neighbours are sought.
 SELECTION_ROWS = 20_000
+# Parameters that change neither training nor its data: a checkpoint written with other values resumes.
 NOT_TRAINING = ("verbose", "checkpoint_dir", "refine_steps")
 
 
