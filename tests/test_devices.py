@@ -70,6 +70,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_devices_take_the_steps_of_one(tmp_path):
     env = {
         **os.environ,

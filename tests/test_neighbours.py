@@ -204,6 +204,7 @@ def test_compare_flags_reach_metrics_json(capsys, tmp_path, store):
     assert "recall@5 codes" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_sweep_rows_carry_both_methods_recall(tmp_path, store):
     from aepca.experiments.sweep import sweep
 
@@ -214,6 +215,7 @@ def test_sweep_rows_carry_both_methods_recall(tmp_path, store):
     assert sum(note.startswith("k=2: Neighbours kept") for note in result.notes()) == 1
 
 
+@pytest.mark.slow
 def test_sweep_flags_reach_sweep_json(capsys, tmp_path, store):
     data = tmp_path / "store.npy"
     np.save(data, store.x_train[:600])

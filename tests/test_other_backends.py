@@ -25,7 +25,9 @@ def backend_param(backend):
     package, _ = BACKENDS[backend]
     # find_spec, not importorskip: importing TensorFlow or PyTorch here would cost seconds for nothing.
     missing = importlib.util.find_spec(package) is None
-    return pytest.param(backend, marks=pytest.mark.skipif(missing, reason=f"{package} is not installed"))
+    # The fast suite runs TensorFlow; PyTorch, through the same model.fit path, runs with the slow tests.
+    marks = [pytest.mark.skipif(missing, reason=f"{package} is not installed")] + ([pytest.mark.slow] if backend == "torch" else [])
+    return pytest.param(backend, marks=marks)
 
 
 SCRIPT = textwrap.dedent(

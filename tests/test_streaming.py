@@ -230,10 +230,12 @@ def test_two_processes_train_as_one_process_on_two_devices(two_processes, two_de
     assert_same_training(metrics, two_devices[0])
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_device_reading_two_lanes(two_processes, two_lanes):
     assert_same_training(two_processes[1], two_lanes[0])
 
 
+@pytest.mark.slow
 def test_two_processes_fit_the_pca_of_one(two_processes, two_lanes, even_folder):
     _, metrics, _ = two_processes
     source = open_source(even_folder[0])
@@ -247,7 +249,7 @@ def test_two_processes_fit_the_pca_of_one(two_processes, two_lanes, even_folder)
         two_lanes[0]["pca"]["train_mse"], rel=0, abs=mse_tolerance(kept, pca.mean_, k=2, direction=direction))
 
 
-@pytest.mark.parametrize("other", ["two_devices", "two_lanes"])
+@pytest.mark.parametrize("other", ["two_devices", pytest.param("two_lanes", marks=pytest.mark.slow)])
 def test_the_model_two_processes_save_has_the_weights_of_one_process(two_processes, other, request):
     _, other_out = request.getfixturevalue(other)
     got, expected = model_weights(two_processes[2]), model_weights(other_out)
@@ -282,6 +284,7 @@ def unequal_runs(unequal_folder, cli_env, tmp_path_factory):
     return two_processes
 
 
+@pytest.mark.slow
 def test_two_processes_finish_on_unequal_lanes(unequal_folder, unequal_runs):
     assert open_source(unequal_folder, block_rows=BLOCK_ROWS).block_sizes.tolist() == UNEQUAL_BLOCKS
     metrics = unequal_runs  # run_compare checked the exit status: 0
@@ -372,6 +375,7 @@ def test_killing_a_worker_ends_the_run_with_one_error_line(even_folder, cli_env,
 RESUME_EPOCHS = 3
 
 
+@pytest.mark.slow
 def test_an_interrupted_streamed_run_resumes_to_the_uninterrupted_result(even_folder, cli_env, tmp_path):
     folder = even_folder[0]
     args = ["compare", str(folder), "--stream", "--epochs", str(RESUME_EPOCHS), *TRAINING]

@@ -77,6 +77,7 @@ def test_bad_overrides_fail_before_any_work(overrides, match):
         reproduce_hinton2006(quick=True, progress=False, **overrides)
 
 
+@pytest.mark.slow
 def test_quick_command_on_a_subset_writes_every_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(hinton2006, "QUICK", dataclasses.replace(hinton2006.QUICK, **TINY))
     for name, sizes in SMALL_SIZES.items():

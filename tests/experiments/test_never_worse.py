@@ -57,11 +57,13 @@ def assert_never_worse(dataset: Dataset, ks, *, scale="standard", seed=0, **over
     return rows
 
 
+@pytest.mark.slow
 def test_low_rank_d6_below_at_and_above_its_rank():
     dataset = low_rank(n_samples=600, n_features=6, rank=3, noise=0.1, seed=0)
     assert_never_worse(dataset, [1, 3, 6], **QUICK)
 
 
+@pytest.mark.slow
 def test_wine_small_network():
     # Every k of wine is in the slow grid; here a small code and the exact k = d.
     assert_never_worse(sklearn_table("wine"), [2, 13], **QUICK)

@@ -70,6 +70,7 @@ def test_code_dims_are_checked(code_dims):
         check_code_dims(code_dims, 5)
 
 
+@pytest.mark.slow
 def test_cli_sweep(dataset, tmp_path, capsys):
     path = tmp_path / "table.csv"
     np.savetxt(path, dataset.x_train, delimiter=",", header="a,b,c,d,e", comments="")
