@@ -9,6 +9,7 @@ is reported apart):
 
 - ``before``: the source at ``--before``, run as its own command was;
 - ``after``: this tree's command (``aepca.cli:console``);
+- ``after, no neighbours``: the same with ``--neighbours 0`` (what measuring recall@10 costs);
 - ``after, no cache``: the same with ``AEPCA_COMPILATION_CACHE=off``;
 - ``after, untuned``: ``aepca.cli.main`` called as a library user would, so no cache and
   Keras imports TensorFlow to save the model (its difference to ``no cache`` is that guard).
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTENDERS = ("before", "after", "after, no cache", "after, untuned")
+CONTENDERS = ("before", "after", "after, no neighbours", "after, no cache", "after, untuned")
 UNTUNED = "import sys; from aepca.cli import main; sys.exit(main())"
 
 
@@ -51,6 +52,8 @@ def command(contender: str, before_src: Path, out: Path, cache: Path) -> tuple[l
         return [sys.executable, "-m", "aepca", *args], env
     if contender == "after, untuned":
         return [sys.executable, "-c", UNTUNED, *args], env
+    if contender == "after, no neighbours":
+        args += ["--neighbours", "0"]
     return [sys.executable, "-m", "aepca", *args], env
 
 
