@@ -17,6 +17,8 @@ import aepca.cli
 import aepca.compilation_cache
 
 jax_only = pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "jax") != "jax", reason="JAX's cache only")
+# One worker runs the module, so its fresh-interpreter fixture runs once (pytest-xdist's loadgroup).
+pytestmark = pytest.mark.xdist_group("library_behaviour")
 
 
 def run_python(code: str, *, keras_home, **env) -> dict:
