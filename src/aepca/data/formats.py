@@ -2,8 +2,8 @@
 
 A file, or an array, DataFrame or Arrow table in memory, opens as a part: its source columns in order
 (list columns unexpanded) and its rows in native blocks -- a Parquet row group, a block of CSV lines
-found by byte offset in one pass over the file, a slice of an array (memory-mapped for ``.npy``; an
-``.npz`` archive is loaded whole, since NumPy cannot map a member of a zip). A block, or every row, is
+found by byte offset in one pass over the file, a slice of an array (read from the file for ``.npy``,
+whose header is memory-mapped; an ``.npz`` archive is loaded whole, since NumPy cannot map a member of a zip). A block, or every row, is
 read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
 turns blocks into features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem
 with a file is one line naming the file, the rule and the fix.
@@ -103,7 +103,7 @@ class Part:
 
 
 class _SlicedPart(Part):
-    """An array (in memory, a memory-mapped ``.npy`` or an ``.npz`` archive's), a DataFrame or a pyarrow
+    """An array (in memory, a ``.npy`` file's or an ``.npz`` archive's), a DataFrame or a pyarrow
     Table, in slices of ``block_rows`` rows. Text, object and structured arrays are read as DataFrames."""
 
     def __init__(self, rows, kind: str, where: str, block_rows: int, *, path=None, y=None):

@@ -1,8 +1,8 @@
 """Rows read a block at a time: every input form becomes a :class:`RowSource` once, at the public boundary.
 
 A row source is the rows of an array, a DataFrame or an Arrow table in memory, or of files read by the
-reader of their format (:mod:`aepca.data.formats`: CSV / TSV a block of lines at a time, memory-mapped
-``.npy``, ``.npz``, Parquet by row groups), or of a folder or glob pattern of them. The columns are
+reader of their format (:mod:`aepca.data.formats`: CSV / TSV a block of lines at a time, ``.npy`` a
+block of rows read from the file, ``.npz``, Parquet by row groups), or of a folder or glob pattern of them. The columns are
 chosen on the first block of rows, or given by a fitted model's :class:`ColumnSpec`; every block carries
 its float32 features, labels and ids. Row counts and block layout come from metadata (a CSV file's from
 one pass over its lines), so held-out views (a seeded hash of each row's index) and each epoch's block
@@ -406,7 +406,7 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
 
     ``data``: a 2-D array or an ``(n, h, w[, c])`` image array, a pandas DataFrame, a pyarrow Table, a
     RowSource (returned as is); a ``.csv`` / ``.tsv`` (``block_rows`` lines at a time, its layout detected
-    as by :func:`aepca.data.read_table`; ``no_header`` overrides the header guess), ``.npy`` (memory-mapped),
+    as by :func:`aepca.data.read_table`; ``no_header`` overrides the header guess), ``.npy`` (a block of rows read from the file),
     ``.parquet`` (by row groups) or ``.npz`` (loaded whole) file; a folder or glob pattern of ``.parquet``,
     ``.npy`` or CSV files (sorted by name, one kind, the same columns). The column options are those of
     :func:`aepca.data.read_table` on every table form (an array's columns are ``x0, x1, ...``), checked on
