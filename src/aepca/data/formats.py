@@ -3,8 +3,8 @@
 A file, or an array, DataFrame or Arrow table in memory, opens as a part: its source columns in order
 (list columns unexpanded) and its rows in native blocks -- a Parquet row group, a block of CSV lines
 found by byte offset in one pass over the file, a slice of an array (read from the file for ``.npy``,
-whose header is memory-mapped; an ``.npz`` archive is loaded whole, since NumPy cannot map a member of a zip). A block, or every row, is
-read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
+whose header is memory-mapped; an ``.npz`` archive is loaded whole, since NumPy cannot map a member of a
+zip). A block, or every row, is read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
 turns blocks into features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem
 with a file is one line naming the file, the rule and the fix.
 """
