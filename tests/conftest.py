@@ -57,6 +57,18 @@ def low_rank_data():
     return make_low_rank
 
 
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """Every test leaves the process's SIGINT and SIGTERM handlers as it found them: the command's
+    entry point, run in-process by some tests, sets handlers meant for a process about to end, and
+    a later test's Ctrl-C would then end the test worker."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
+
+
 @pytest.fixture
 def small_tabular():
     """400 x 10 float32, rank 3 plus noise 0.05, seed 0 (a fresh copy per test)."""
