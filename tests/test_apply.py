@@ -16,6 +16,10 @@ from aepca.estimator import Autoencoder, load_model
 from conftest import float_tolerance, forward_roundings, mse_shift, optimizer_steps
 
 
+# One worker runs the module, so its fixtures are built once (pytest-xdist's loadgroup).
+pytestmark = pytest.mark.xdist_group("apply")
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A table with an id and a text column, and the compare run trained on it."""

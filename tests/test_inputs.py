@@ -42,6 +42,10 @@ def _write_forms(x, folder, names, parts=3, row_group_size=None):
 
 
 # The same model whatever form the rows arrive in -------------------------------------------------
+# One worker runs the module, so its fixtures are built once (pytest-xdist's loadgroup).
+pytestmark = pytest.mark.xdist_group("inputs")
+
+
 @pytest.fixture(scope="module")
 def comparisons(tmp_path_factory):
     x = _rows(30_000, 20)

@@ -124,6 +124,10 @@ def interrupted_line(out):
     return f"aepca: interrupted; checkpoint kept in {out / 'checkpoint'}. Continue with: aepca compare --resume {out}"
 
 
+# One worker runs the module, so its fixtures are built once (pytest-xdist's loadgroup).
+pytestmark = pytest.mark.xdist_group("resume")
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """A CSV and the autoencoder's metrics of an uninterrupted ``aepca compare`` on it."""

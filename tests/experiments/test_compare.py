@@ -17,6 +17,10 @@ from conftest import float_tolerance, forward_roundings, mse_shift, mse_toleranc
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+# One worker runs the module, so its fixtures are built once (pytest-xdist's loadgroup).
+pytestmark = pytest.mark.xdist_group("compare")
+
+
 @pytest.fixture(scope="module")
 def mnist_subset():
     return load_mnist(n_train=3000, n_test=500)

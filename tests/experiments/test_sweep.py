@@ -21,6 +21,10 @@ ROW_KEYS = {
 }
 
 
+# One worker runs the module, so its fixtures are built once (pytest-xdist's loadgroup).
+pytestmark = pytest.mark.xdist_group("sweep")
+
+
 @pytest.fixture(scope="module")
 def dataset():
     return low_rank(n_samples=300, n_features=5, rank=2, noise=0.1, seed=0)
