@@ -8,6 +8,7 @@ in test_resume.py, the output folder's lock in test_run.py. Exit statuses: 2 bad
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import os
 import re
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aepca.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, main
+from aepca.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, build_parser, main
+from aepca.data import open_source
 
 
 def _write_csv(path, header, rows):
@@ -49,6 +51,16 @@ def test_compare_help(capsys):
     assert out.startswith("usage: aepca compare")
     for option in ("--code-dim", "--recipe", "--epochs", "--out", "--dataset", "--label-column", "--scale"):
         assert option in out
+
+
+def test_the_command_and_python_read_the_same_blocks_by_default():
+    from aepca.data.sources import BLOCK_ROWS
+    from aepca.experiments.compare import compare
+
+    for function in (compare, open_source):
+        assert inspect.signature(function).parameters["block_rows"].default == BLOCK_ROWS, function.__name__
+    for command in ("compare", "sweep"):
+        assert build_parser().parse_args([command]).block_rows == BLOCK_ROWS
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
@@ -87,8 +99,12 @@ def test_unknown_dataset(capsys, tmp_path):
     ("--code-dim", "-3", "expected a positive integer, received -3"),
     ("--code-dim", "two", "expected a positive integer, received 'two'"),
     ("--refine-steps", "-1", "expected an integer >= 0, received -1"),
+    ("--neighbours", "-1", "expected an integer >= 0, received -1"),
+    ("--neighbour-queries", "0", "expected a positive integer, received 0"),
+    ("--metric", "manhattan", "invalid choice: 'manhattan' (choose from 'euclidean', 'cosine', 'auto')"),
+    ("--select-by", "loss", "invalid choice: 'loss' (choose from 'mse', 'recall')"),
 ])
-def test_integer_options_are_checked_with_one_prefixed_line(capsys, tmp_path, option, value, expected):
+def test_options_are_checked_with_one_prefixed_line(capsys, tmp_path, option, value, expected):
     out = tmp_path / "out"
     # The whole line: the "aepca: error:" prefix once, the option, the value, where to look.
     _assert_usage_error(capsys, ["compare", option, value, "--out", str(out)], out,

@@ -3,6 +3,7 @@ pattern or a row source give the same rows, so the same model and the same answe
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -190,8 +191,23 @@ def command_inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("command-inputs")
     forms = _file_forms(_rows(400, 6, seed=4), folder)
     args = ["--recipe", "classic", "--hidden", "4", "--epochs", "1", "--no-progress"]
-    assert main(["compare", forms["npy"], "--out", str(folder / "run"), *args]) == 0
+    # Blocks of 64 rows: the order of the training rows depends on them.
+    assert main(["compare", forms["npy"], "--out", str(folder / "run"), "--block-rows", "64", *args]) == 0
     return forms, folder / "run" / "model", args
+
+
+def test_the_command_trains_one_model_whether_a_file_is_read_whole_or_streamed(command_inputs, tmp_path):
+    """``compare FILE`` reads the file whole (the fixture's run), ``--stream`` a block at a time: the
+    same rows in the same order, so the same test rows, batches and model."""
+    from aepca.cli import main
+
+    forms, model, args = command_inputs
+    assert main(["compare", forms["npy"], "--stream", "--out", str(tmp_path / "run"), "--block-rows", "64", *args]) == 0
+    whole, streamed = (json.loads((run / "metrics.json").read_text()) for run in (model.parent, tmp_path / "run"))
+    assert (streamed["n_train"], streamed["n_test"]) == (whole["n_train"], whole["n_test"])
+    for method in ("pca", "autoencoder"):
+        assert streamed[method]["test_mse"] == pytest.approx(whole[method]["test_mse"], rel=1e-6)
+    assert streamed["autoencoder"]["history"]["loss"] == pytest.approx(whole["autoencoder"]["history"]["loss"], rel=1e-6)
 
 
 COMMAND_CASES = [

@@ -10,7 +10,8 @@ import numpy as np
 from aepca import distributed, neighbours
 from aepca.data.sources import RowSource
 
-BLOCK_ROWS = 8192
+# Rows computed at a time: bounds the float64 copies of errors.
+PART_ROWS = 8192
 
 Reconstruction = np.ndarray | Callable[[np.ndarray], np.ndarray]
 
@@ -18,9 +19,9 @@ Reconstruction = np.ndarray | Callable[[np.ndarray], np.ndarray]
 def squared_errors(x, reconstruction: Reconstruction) -> Iterator[np.ndarray]:
     """Each block's squared errors in float64; ``reconstruction`` is an array
     shaped like ``x`` or a function reconstructing a block of its rows."""
-    for start in range(0, len(x), BLOCK_ROWS):
-        block = x[start : start + BLOCK_ROWS]
-        rebuilt = reconstruction(block) if callable(reconstruction) else reconstruction[start : start + BLOCK_ROWS]
+    for start in range(0, len(x), PART_ROWS):
+        block = x[start : start + PART_ROWS]
+        rebuilt = reconstruction(block) if callable(reconstruction) else reconstruction[start : start + PART_ROWS]
         yield np.square(np.asarray(rebuilt, np.float64) - block)
 
 

@@ -20,6 +20,9 @@ class Dataset:
     ``ids_train`` / ``ids_test`` (the id column's values, row for row) and
     ``all_labels_train`` / ``all_labels_test`` (every label column by name;
     ``y_train`` / ``y_test`` are the first, which colours the plots).
+    ``split`` is ``(test_size, seed)`` when the test rows are those that
+    :func:`aepca.data.order.held_out_mask` holds out of the rows in file order:
+    the rows can then be put back in that order, and are trained on as if streamed.
     """
 
     name: str
@@ -35,6 +38,7 @@ class Dataset:
     ids_test: np.ndarray | None = None
     all_labels_train: dict | None = None
     all_labels_test: dict | None = None
+    split: tuple[float, int] | None = None
 
     @property
     def n_features(self) -> int:

@@ -314,7 +314,7 @@ def load_user_data(
         labels_train = {name: values[train_index] for name, values in labels.items()}
         labels_test = {name: values[test_index] for name, values in labels.items()}
         ids_train, ids_test = _take(ids, train_index), _take(ids, test_index)
-        test_source = source
+        test_source, split = source, (float(test_size), seed)
     else:
         test_raw = _read_raw(test, no_header)
         test_source = test_raw.source
@@ -327,6 +327,7 @@ def load_user_data(
         spec = _learn(raw, spec, train_frame, selection, source, **cleaning)
         labels_train, labels_test = _labels(raw, spec), _labels(test_raw, spec)
         ids_train, ids_test = _ids(raw, spec), _ids(test_raw, spec)
+        split = None
     x_train = spec.apply(train_frame, source)
     x_test = spec.apply(test_frame, test_source)
     return Dataset(
@@ -343,4 +344,5 @@ def load_user_data(
         ids_test=ids_test,
         all_labels_train=labels_train or None,
         all_labels_test=labels_test or None,
+        split=split,
     )

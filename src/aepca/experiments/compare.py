@@ -22,10 +22,10 @@ from aepca import distributed
 from aepca import neighbours as neighbour_search
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
-from aepca.data.order import TEST_SALT
+from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.data.sources import BLOCK_ROWS, RowSource, open_source
 from aepca.experiments.diagnostics import check_comparison
-from aepca.metrics import BLOCK_ROWS
+from aepca.metrics import PART_ROWS
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
 from aepca.recipes import Recipe, get_recipe
@@ -267,8 +267,14 @@ def _split(data, test, test_size: float, seed: int, block_rows: int):
     if isinstance(data, Dataset):
         if test is not None:
             raise invalid_value("test", "None for a Dataset (it holds its test rows)", "a test set", "Drop test=.")
-        train, test_rows = open_source(data.x_train, block_rows=block_rows), open_source(data.x_test, block_rows=block_rows)
-        held_out, name, labels, notes = "the data set's test split", data.name, data.y_test, dict(data.notes)
+        if data.split is None:
+            train, test_rows = (open_source(rows, block_rows=block_rows) for rows in (data.x_train, data.x_test))
+            held_out = "the data set's test split"
+        else:  # a file split by the hash: its rows back in file order, as when it is streamed
+            source = open_source(_in_file_order(data), block_rows=block_rows)
+            train, test_rows = (view(*data.split, TEST_SALT) for view in (source.kept, source.held_out))
+            held_out = f"{data.split[0]:.0%} by a hash of the row numbers seeded with {data.split[1]}"
+        name, labels, notes = data.name, data.y_test, dict(data.notes)
     else:
         source = data if isinstance(data, RowSource) else open_source(data, block_rows=block_rows)
         name, labels, notes = source.name, None, {"units": f"original units of {source.name}"}
@@ -293,6 +299,15 @@ def _split(data, test, test_size: float, seed: int, block_rows: int):
     return train, test_rows, held_out, shown
 
 
+def _in_file_order(data: Dataset) -> np.ndarray:
+    """The rows of a dataset split by the hash, training and test rows back in their file order."""
+    n_rows = len(data.x_train) + len(data.x_test)
+    test = held_out_mask(np.arange(n_rows, dtype=np.int64), *data.split, TEST_SALT)
+    rows = np.empty((n_rows, data.n_features), dtype=data.x_train.dtype)
+    rows[~test], rows[test] = data.x_train, data.x_test
+    return rows
+
+
 def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     """One pass over the test rows: PCA's error for every code size, both methods' errors per
     column in original units, the autoencoder's in the error space, and the paired per-row
@@ -308,8 +323,8 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     with distributed.read_share(test) as blocks:
         for block in blocks:
             # A block in parts: the float64 errors of a whole block would take several times its memory.
-            for start in range(0, len(block), BLOCK_ROWS):
-                rows = block[start : start + BLOCK_ROWS]
+            for start in range(0, len(block), PART_ROWS):
+                rows = block[start : start + PART_ROWS]
                 space = scaler.transform(rows)
                 curve += pca.mse_by_components(space) * len(rows)
                 pca_rows = scaler.inverse_transform(pca.inverse_transform(pca.transform(space)).astype(np.float32))
