@@ -259,6 +259,7 @@ def compare_methods(train: RowSource, test: RowSource, estimator, *, k: int = DE
     lengths, distances and angles (exact, as its directions are orthonormal): their coordinates
     along the directions, ``codes + components @ mean``, and the length of the mean's part
     outside them; a d-dimensional search of them would cost as much as the true neighbours'."""
+    from aepca.metrics import sample_mse
     from aepca.models import predict
 
     space, pca = estimator.space_, estimator.pca_
@@ -278,7 +279,7 @@ def compare_methods(train: RowSource, test: RowSource, estimator, *, k: int = DE
 
     def observe(name, rows, rebuilt):
         if name == "autoencoder":
-            total[0] += float(np.square(rebuilt.astype(np.float64) - rows).mean(axis=1).sum())
+            total[0] += float(sample_mse(rows, rebuilt).sum())
 
     records = measure(train, test, space.scaler.transform, {"pca": pca_method, "autoencoder": network_method},
                       k=k, queries=queries, metric=metric, seed=seed, observe=observe)

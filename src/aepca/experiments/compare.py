@@ -25,7 +25,7 @@ from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.data.sources import BLOCK_ROWS, RowSource, open_source
 from aepca.experiments.diagnostics import check_comparison
-from aepca.metrics import PART_ROWS
+from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
 from aepca.recipes import Recipe, get_recipe
@@ -322,9 +322,9 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     directions = pca.all_components_[: sizes - 1]
     with distributed.read_share(test) as blocks:
         for block in blocks:
-            # A block in parts: the float64 errors of a whole block would take several times its memory.
-            for start in range(0, len(block), PART_ROWS):
-                rows = block[start : start + PART_ROWS]
+            # A block in parts of one network call: float64 errors of a whole block would take several times its memory.
+            for start in range(0, len(block), PREDICT_BATCH):
+                rows = block[start : start + PREDICT_BATCH]
                 space = scaler.transform(rows)
                 curve += pca.mse_by_components(space) * len(rows)
                 pca_rows = scaler.inverse_transform(pca.inverse_transform(pca.transform(space)).astype(np.float32))
