@@ -403,11 +403,6 @@ class ColumnSpec:
     fill: dict[str, float] = field(default_factory=dict)
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    @property
-    def needed_columns(self) -> tuple[str, ...]:
-        """Source columns to read from new data: the features' and the id column."""
-        return self.columns + ((self.id_column,) if self.id_column is not None else ())
-
     def with_categories(self, frame: pd.DataFrame, source: str, max_categories: int = MAX_CATEGORIES) -> ColumnSpec:
         """The categories of the categorical columns, learned on the training rows ``frame``, and the features
         with their indicators; a column of more than ``max_categories`` distinct values is refused."""

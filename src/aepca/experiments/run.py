@@ -392,11 +392,3 @@ class Run:
 def _has_progress(checkpoint: Path) -> bool:
     """Whether ``checkpoint`` holds training state (anything but args.json)."""
     return any(path.is_file() and path.name != ARGS_FILE for path in checkpoint.rglob("*"))
-
-
-@contextlib.contextmanager
-def staged_output(out, *, overwrite: bool = True):
-    """A folder to write results into, moved into ``out`` when the block succeeds
-    (a :class:`Run` without checkpoint: locked, all or nothing)."""
-    with Run(out, overwrite=overwrite) as run, run.staged() as staging:
-        yield staging
