@@ -171,6 +171,8 @@ def test_a_ctrl_c_during_the_commit_waits_for_it(tmp_path, monkeypatch):
         commit_now(out, staging)
 
     monkeypatch.setattr(run_module, "_commit", interrupted_commit)
+    # Ctrl-C as from a terminal, whoever started the tests (a background job ignores SIGINT).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt), Run(out, argv=["data.csv"]) as run:
         save_progress(run)
