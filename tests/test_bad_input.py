@@ -167,7 +167,7 @@ def test_api_fit_input_is_checked(X, params, match):
         Autoencoder(recipe="classic", **{"n_components": 1, "hidden": (2,), "epochs": 1, **params}).fit(X)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n_rows=st.integers(min_value=0, max_value=12),
     n_cols=st.integers(min_value=1, max_value=4),

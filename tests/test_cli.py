@@ -151,7 +151,7 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     csv = _write_csv(tmp_path / "data.csv", ["f0", "f1", "f2", "f3", "f4", "y"], rows)
     out = tmp_path / "run"
 
-    status = main(["compare", str(csv), "--label-column", "y", "--epochs", "2", "--refine-steps", "7", "--no-progress",
+    status = main(["compare", str(csv), "--label-column", "y", "--epochs", "1", "--refine-steps", "7", "--no-progress",
                    "--out", str(out)])
     captured = capsys.readouterr()
     assert status == 0, captured.err
@@ -164,11 +164,11 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["n_train"], metrics["n_test"], metrics["n_features"], metrics["n_components"]) == (243, 57, 5, 2)
-    # --epochs 2 caps each fold's network; the kept model ran at most that many.
-    assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] <= 2
+    # --epochs 1 caps each fold's network; the kept model ran at most that many.
+    assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] <= 1
     assert metrics["autoencoder"]["selection"]["held_out"] == "5 folds of 243 training rows"
     record = metrics["run"]
-    assert record["command"] == f"aepca compare {csv} --label-column y --epochs 2 --refine-steps 7 --no-progress --out {out}"
+    assert record["command"] == f"aepca compare {csv} --label-column y --epochs 1 --refine-steps 7 --no-progress --out {out}"
     assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 243, "test": 57}
     assert sorted(os.listdir(out / "model")) == ["aepca.json", "model.keras"]
     assert json.loads((out / "model" / "aepca.json").read_text())["params"]["refine_steps"] == 7
