@@ -13,18 +13,21 @@ from aepca.data.sources import RowSource
 # Errors are computed in float64 on parts of about PART_BYTES: the allocator reuses memory of that
 # size, while larger copies are fresh pages from the kernel every time (2-6x slower on MNIST's rows).
 PART_BYTES = 4 << 20
+# Rows a reconstruction function is called on at once: one network call (aepca.models.PREDICT_BATCH).
+CALL_ROWS = 8192
 
 Reconstruction = np.ndarray | Callable[[np.ndarray], np.ndarray]
 
 
 def squared_errors(x, reconstruction: Reconstruction) -> Iterator[np.ndarray]:
-    """Each block's squared errors in float64; ``reconstruction`` is an array
-    shaped like ``x`` or a function reconstructing a block of its rows."""
+    """Squared errors in float64, a part of about ``PART_BYTES`` at a time; ``reconstruction`` is
+    an array shaped like ``x`` or a function reconstructing rows, called on ``CALL_ROWS`` at a time."""
     step = part_rows(np.shape(x)[1])
-    for start in range(0, len(x), step):
-        block = x[start : start + step]
-        rebuilt = reconstruction(block) if callable(reconstruction) else reconstruction[start : start + step]
-        yield np.square(np.asarray(rebuilt, np.float64) - block)
+    for first in range(0, len(x), CALL_ROWS):
+        rows = x[first : first + CALL_ROWS]
+        rebuilt = reconstruction(rows) if callable(reconstruction) else reconstruction[first : first + CALL_ROWS]
+        for start in range(0, len(rows), step):
+            yield np.square(np.asarray(rebuilt[start : start + step], np.float64) - rows[start : start + step])
 
 
 def part_rows(n_features: int) -> int:
