@@ -54,7 +54,7 @@ def comparisons(tmp_path_factory):
     files = _write_forms(x, tmp_path_factory.mktemp("forms"), names)
     forms = {"array": x, "DataFrame": pd.DataFrame(x, columns=names), "npy": files["npy"],
              "Parquet file": files["parquet"], "Parquet parts": files["folder"]}
-    settings = dict(code_dim=2, recipe="classic", hidden=(16,), epochs=2, seed=0)
+    settings = dict(code_dim=2, recipe="classic", hidden=(16,), epochs=1, seed=0)
     return {form: compare(data, **settings) for form, data in forms.items()}
 
 

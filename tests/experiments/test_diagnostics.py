@@ -106,16 +106,19 @@ def test_catalogue_of_mistakes(mnist, data, settings, named, look_alikes):
         assert "code_activation='linear'" in found[named]["fix"]
 
 
+# (name, data, settings, whether the fast suite runs it: one MNIST recipe and two tables there)
 HEALTHY = [
-    ("mnist classic", "mnist", dict(recipe="classic", epochs=2)),
-    ("mnist fast", "mnist", dict(recipe="fast", epochs=2, folds=0)),
-    ("breast cancer", "breast_cancer", dict(TABLE_SETTINGS, scale="standard")),
-    ("wine", "wine", dict(TABLE_SETTINGS, scale="standard")),
-    ("diabetes", "diabetes", dict(TABLE_SETTINGS, scale="standard")),
+    ("mnist classic", "mnist", dict(recipe="classic", epochs=2), False),
+    ("mnist fast", "mnist", dict(recipe="fast", epochs=2, folds=0), True),
+    ("breast cancer", "breast_cancer", dict(TABLE_SETTINGS, scale="standard"), True),
+    ("wine", "wine", dict(TABLE_SETTINGS, scale="standard"), True),
+    ("diabetes", "diabetes", dict(TABLE_SETTINGS, scale="standard"), False),
 ]
 
 
-@pytest.mark.parametrize("data, settings", [case[1:] for case in HEALTHY], ids=[case[0] for case in HEALTHY])
+@pytest.mark.parametrize("data, settings", [
+    pytest.param(data, settings, id=name, marks=() if fast else pytest.mark.slow) for name, data, settings, fast in HEALTHY
+])
 def test_no_false_alarms(mnist, data, settings):
     allowed = {LOST, STILL_FALLING} if data == "mnist" else {LOST}
     data = dataset(data, mnist)
