@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-import keras
 import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
+from aepca._keras import keras
 from aepca.cli import main
 from aepca.data import open_source
 from aepca.data.synthetic import embeddings
