@@ -22,7 +22,7 @@ from aepca.data.sources import RowSource, open_source
 from aepca.fitting import NOT_TRAINING, Fit, json_settings, resolve_settings
 from aepca.inputs import is_arrow_table, new_rows, training_rows
 from aepca.metrics import sample_mse
-from aepca.models import predict, split_autoencoder
+from aepca.models import PREDICT_BATCH, predict, split_autoencoder
 from aepca.pca import PCA
 from aepca.persistence import estimator_metadata, model_from_bytes, model_to_bytes, read_model_folder, restore_estimator, write_model_folder
 from aepca.preprocessing import ErrorSpace
@@ -30,9 +30,6 @@ from aepca.recipes import RECIPES, SETTINGS, Recipe
 from aepca.refine import refine_codes
 from aepca.training import LOSSES, OPTIMIZERS, SCHEDULES
 from aepca.validation import check_codes, invalid_value
-
-# Rows a transform computes on at a time: its float32 temporaries stay small beside a block.
-PART_ROWS = 8192
 
 
 class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -328,11 +325,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                         spec=self.column_spec() if by_name else None, estimator=self)
 
     def _by_block(self, X, method, width: int) -> np.ndarray:
-        """``method`` (of float32 rows) applied to ``X`` a block at a time, in parts of
-        ``PART_ROWS`` rows, the results concatenated: memory is bounded by one block,
-        whatever the input's size (the result aside)."""
-        parts = [method(block[start : start + PART_ROWS]) for block in self._new_rows(X).iter_blocks()
-                 for start in range(0, len(block), PART_ROWS)]
+        """``method`` (of float32 rows) applied to ``X`` a block at a time, in parts of one network
+        call's rows (``PREDICT_BATCH``), the results concatenated: memory is bounded by one block,
+        whatever the input's size (the result aside); float32 temporaries stay small beside it."""
+        parts = [method(block[start : start + PREDICT_BATCH]) for block in self._new_rows(X).iter_blocks()
+                 for start in range(0, len(block), PREDICT_BATCH)]
         return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
 
     def transform(self, X):

@@ -13,21 +13,26 @@ from aepca.data.sources import RowSource
 # Errors are computed in float64 on parts of about PART_BYTES: the allocator reuses memory of that
 # size, while larger copies are fresh pages from the kernel every time (2-6x slower on MNIST's rows).
 PART_BYTES = 4 << 20
-# Rows a reconstruction function is called on at once: one network call (aepca.models.PREDICT_BATCH).
-CALL_ROWS = 8192
 
 Reconstruction = np.ndarray | Callable[[np.ndarray], np.ndarray]
 
 
 def squared_errors(x, reconstruction: Reconstruction) -> Iterator[np.ndarray]:
     """Squared errors in float64, a part of about ``PART_BYTES`` at a time; ``reconstruction`` is
-    an array shaped like ``x`` or a function reconstructing rows, called on ``CALL_ROWS`` at a time."""
+    an array shaped like ``x`` or a function reconstructing rows, called on one network call's rows
+    (``aepca.models.PREDICT_BATCH``) at a time."""
+    if callable(reconstruction):
+        # Imported here: a reconstruction function comes from code that loaded Keras (fitting, the
+        # estimator), while arrays' errors, and importing this module, need no Keras.
+        from aepca.models import PREDICT_BATCH
+
+        for first in range(0, len(x), PREDICT_BATCH):
+            rows = x[first : first + PREDICT_BATCH]
+            yield from squared_errors(rows, reconstruction(rows))
+        return
     step = part_rows(np.shape(x)[1])
-    for first in range(0, len(x), CALL_ROWS):
-        rows = x[first : first + CALL_ROWS]
-        rebuilt = reconstruction(rows) if callable(reconstruction) else reconstruction[first : first + CALL_ROWS]
-        for start in range(0, len(rows), step):
-            yield np.square(np.asarray(rebuilt[start : start + step], np.float64) - rows[start : start + step])
+    for start in range(0, len(x), step):
+        yield np.square(np.asarray(reconstruction[start : start + step], np.float64) - x[start : start + step])
 
 
 def part_rows(n_features: int) -> int:
