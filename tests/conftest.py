@@ -193,12 +193,14 @@ def pca_rounding(X: np.ndarray, k: int | None = None, eigenvalues=None) -> PCARo
     if eigenvalues is None:
         eigenvalues = np.linalg.eigvalsh(np.cov(X, rowvar=False))
     n_ops, offset = np.sqrt(n) + d, largest / spread
-    direction = float_tolerance(np.float64, direction_sensitivity(eigenvalues, k) * offset, n_ops)
+    # The scatter's products are in the rows' precision.
+    precision = np.float32 if X.dtype == np.float32 else np.float64
+    direction = float_tolerance(precision, direction_sensitivity(eigenvalues, k) * offset, n_ops)
     # The longest centred row is at most the longest row plus the mean.
     longest = float(np.sqrt(np.einsum("ij,ij->i", X, X).max())) + float(np.linalg.norm(mean))
     return PCARounding(
-        mean=float_tolerance(np.float64, largest, np.sqrt(n)),
-        variance=float_tolerance(np.float64, np.max(eigenvalues) * offset, n_ops),
+        mean=float_tolerance(precision, largest, np.sqrt(n)),
+        variance=float_tolerance(precision, np.max(eigenvalues) * offset, n_ops),
         direction=direction,
         codes=direction * longest + float_tolerance(np.float64, largest, d),
     )

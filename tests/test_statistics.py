@@ -21,8 +21,8 @@ def test_scan_of_a_source_equals_the_summary_of_its_rows(rows, monkeypatch):
     statistics = scan(open_source(rows, block_rows=97))
     whole = ColumnSummary.of(rows)
     assert statistics.summary.n == whole.n == statistics.accumulator.n
-    # Each column's sums over sqrt(n) rows round at its largest magnitude (the offset).
-    tolerance = float_tolerance(np.float64, np.abs(rows).max(axis=0), np.sqrt(len(rows)))
+    # Each column's sums over sqrt(n) float32 rows round at its largest magnitude (the offset).
+    tolerance = float_tolerance(np.float32, np.abs(rows).max(axis=0), np.sqrt(len(rows)))
     for field in ("mean", "std", "low", "high"):
         assert_within(getattr(statistics.summary, field), getattr(whole, field), tolerance, err_msg=field)
     np.testing.assert_array_equal(statistics.summary.sample, rows[::25])
@@ -34,7 +34,7 @@ def test_scan_of_a_view_uses_its_rows_only(rows):
     statistics = scan(source)
     assert statistics.accumulator.n == len(kept) < len(rows)
     assert_within(statistics.summary.mean, kept.mean(axis=0, dtype=np.float64),
-                  float_tolerance(np.float64, np.abs(kept).max(axis=0), np.sqrt(len(kept))))
+                  float_tolerance(np.float32, np.abs(kept).max(axis=0), np.sqrt(len(kept))))
 
 
 def test_statistics_in_the_error_space_equal_those_of_the_scaled_rows(rows):

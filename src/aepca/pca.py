@@ -1,11 +1,13 @@
 """Exact PCA from scatter matrices accumulated over batches.
 
-The covariance is accumulated in float64 batch by batch (Chan, Golub and
-LeVeque's pairwise update of mean and centred scatter), so data never has to
-be in memory at once, and a symmetric eigendecomposition of the d x d scatter
-gives every principal direction. That is both exact (it matches a full SVD of
-the centred data to float64 round-off) and cheaper than an SVD when there are
-many more samples than features.
+The scatter of the rows about their mean is accumulated part by part (products
+in the rows' precision, sums in float64; see :class:`ScatterAccumulator`), so
+data never has to be in memory at once, and a symmetric eigendecomposition of
+the d x d scatter gives every principal direction. For float64 rows that is a
+full SVD's result to float64 round-off; for float32 rows, explained variances
+within about 1e-7 relative of it, at the cost of scikit-learn's float32
+covariance solver (docs/pca.md). Cheaper than an SVD when there are many more
+samples than features.
 
 Data bigger than memory comes as a *row source*: an object with ``n_features``,
 ``n_rows``, ``n_blocks``, ``block_sizes`` and ``read(i)`` (block ``i`` as a
@@ -20,13 +22,12 @@ processes can each accumulate their part and one eigendecomposition
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterable, Iterator
 from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
-from scipy.linalg.blas import dsyr, dsyrk
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -36,9 +37,11 @@ from aepca.prefetch import prefetch
 from aepca.validation import check_codes, invalid_value
 
 
-# Rows centred at a time: a whole block's float64 copy (400 MB for 65,536 MNIST rows) would be
-# fresh pages each time; this buffer is reused.
-UPDATE_ROWS = 2048
+# Rows whose scatter is one float32 product (see ScatterAccumulator): their count bounds the
+# rounding a product adds up (about sqrt(rows) float32 epsilons); a part of PART_BYTES stays in
+# the processor's cache between centring it and multiplying it (docs/benchmarks.md).
+PART_ROWS = 8192
+PART_BYTES = 8 * 2**20
 
 
 def is_row_source(X) -> bool:
@@ -47,65 +50,135 @@ def is_row_source(X) -> bool:
 
 
 class ScatterAccumulator:
-    """Running count, mean and centred scatter matrix of row batches, in float64.
+    """Running count, mean and centred scatter matrix of rows, in float64, from products in the
+    rows' precision.
 
-    Each batch is centred into one reused buffer and added to the scatter in
-    place by BLAS (a rank-k and a rank-1 update), so a batch allocates no
-    full-size temporaries: fresh ones cost page faults on every batch.
-    Accumulators of disjoint rows merge exactly (:meth:`merge`), and travel
-    between processes as one flat array (:meth:`to_array`).
+    Rows are gathered into parts of a fixed number of rows, counted from the first row seen, so
+    the parts (and the result) do not depend on how the rows were batched. Every part is taken
+    less one shift (the first part's mean, rounded to the rows' precision, moved when rows drift
+    away from it), and its products are one BLAS product in the rows' precision: for float32
+    rows, the cost of scikit-learn's float32 covariance. Sums of parts are float64, which keeps
+    explained variances within about 1e-7 relative of a float64 eigensolution (docs/pca.md). A
+    constant column's variance is exactly 0. Reading the statistics folds in the part still
+    gathering without ending it. Accumulators of disjoint rows merge exactly (:meth:`merge`),
+    and travel between processes as one flat array (:meth:`to_array`).
     """
 
     def __init__(self, n_features: int):
-        self.n = 0
-        self.mean = np.zeros(n_features)
-        # Only the upper triangle is maintained (dsyrk and dsyr write that half);
-        # the lower one stays zero.
-        self.scatter = np.zeros((n_features, n_features), order="F")
-        self._work = np.empty(0)
+        self._n = 0
+        # Rows are accumulated less the shift: sums of (row - shift) and of its outer products.
+        self._shift = np.zeros(n_features)
+        self._sums = np.zeros(n_features)
+        self._products = np.zeros((n_features, n_features), order="F")
+        self._part_rows = max(1, min(PART_ROWS, PART_BYTES // (4 * max(n_features, 1))))
+        self._part = np.empty((0, n_features), np.float32)
+        self._filled = 0
+        self._folded = None
 
     def __getstate__(self) -> dict:
-        # The batch buffer is scratch space: not worth pickling.
-        return {**self.__dict__, "_work": np.empty(0)}
+        # Of the part buffer, only the rows gathered so far.
+        return {**self.__dict__, "_part": self._part[: self._filled].copy(), "_folded": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        gathered, self._part = self._part, np.empty((self._part_rows, self.n_features), self._part.dtype)
+        self._part[: len(gathered)] = gathered
 
     @property
     def n_features(self) -> int:
-        return len(self.mean)
+        return len(self._shift)
+
+    @property
+    def n(self) -> int:
+        return self._n + self._filled
+
+    @property
+    def mean(self) -> np.ndarray:
+        whole = self._whole()
+        return whole._shift + whole._sums / max(whole._n, 1)
+
+    @property
+    def scatter(self) -> np.ndarray:
+        """The centred scatter matrix (symmetric, Fortran order)."""
+        whole = self._whole()
+        return whole._products - np.outer(whole._sums, whole._sums / max(whole._n, 1))
+
+    def _whole(self) -> ScatterAccumulator:
+        """The statistics of every row seen: this accumulator, or a copy with its gathering part
+        folded in (kept until the next update), so that reading leaves the part to gather on."""
+        if not self._filled:
+            return self
+        if self._folded is None:
+            folded = copy.copy(self)
+            folded._sums, folded._products = self._sums.copy(), self._products.copy()
+            folded._part = self._part[: self._filled].copy()
+            folded._settle()
+            self._folded = folded
+        return self._folded
 
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch)
-        for start in range(0, len(batch), UPDATE_ROWS):
-            self._update(batch[start : start + UPDATE_ROWS])
+        self._folded = None
+        start = 0
+        while start < len(batch):
+            if self._filled == 0:
+                self._start_part(batch[start])
+            taken = min(self._part_rows - self._filled, len(batch) - start)
+            part = self._part[self._filled : self._filled + taken]
+            # A non-finite value is refused once it reaches the statistics (see _finite).
+            with np.errstate(invalid="ignore", over="ignore"):
+                np.subtract(batch[start : start + taken], self._part_shift, out=part, casting="same_kind")
+            self._filled += taken
+            start += taken
+            if self._filled == self._part_rows:
+                self._settle()
 
-    def _update(self, batch: np.ndarray) -> None:
-        m, n_features = batch.shape
-        if m == 0:
-            return
-        if self._work.size < m * n_features:
-            self._work = np.empty(m * n_features)
-        centred = self._work[: m * n_features].reshape(m, n_features)
-        batch_mean = batch.mean(axis=0, dtype=np.float64)
-        np.subtract(batch, batch_mean, out=centred)
-        # centred.T is a Fortran-order view, so BLAS reads it without a copy;
-        # the scatter (Fortran order) is updated in place, and reassigned in
-        # case the wrapper ever had to copy it.
-        self.scatter = dsyrk(1.0, centred.T, beta=1.0, c=self.scatter, trans=0, lower=0, overwrite_c=1)
-        self._add_mean(m, batch_mean)
+    def _start_part(self, first_row: np.ndarray) -> None:
+        # Products in the rows' precision, as scikit-learn computes: float32 rows, float32 products.
+        dtype = np.float32 if first_row.dtype == np.float32 else np.float64
+        if self._part.dtype != dtype or len(self._part) < self._part_rows:
+            self._part = np.empty((self._part_rows, self.n_features), dtype)
+        # A shift the part's precision holds exactly, so that subtracting it rounds only the result.
+        shift = (self._shift if self._n else first_row).astype(dtype)
+        self._move_shift(shift.astype(np.float64))
+        self._part_shift = shift
 
-    def _add_mean(self, m: int, mean: np.ndarray) -> None:
-        """Fold in the count and mean of ``m`` rows whose own scatter is already added."""
-        total = self.n + m
-        delta = mean - self.mean
-        if self.n:
-            self.scatter = dsyr(self.n * m / total, delta, lower=0, a=self.scatter, overwrite_a=1)
-        self.mean += delta * (m / total)
-        self.n = total
+    def _settle(self) -> None:
+        """Fold the rows gathered in the current part into the statistics."""
+        m, self._filled = self._filled, 0
+        part = self._part[:m]
+        sums = _column_sums(part)
+        offset = sums / m
+        # Rows far from the shift (the first part, shifted by its first row; rows that drift)
+        # would make products of large values that cancel: they are re-centred first.
+        if not self._n or 16 * (offset @ offset) > self._spread():
+            move = offset.astype(part.dtype)
+            part -= move
+            self._move_shift(self._shift + move)
+            sums = _column_sums(part)
+        # The product is symmetric: its transpose adds to the Fortran-ordered sum in memory order.
+        self._products += (part.T @ part).T
+        self._sums += sums
+        self._n += m
+
+    def _spread(self) -> float:
+        """The rows' variance summed over columns (the scatter's trace over the count)."""
+        return (np.trace(self._products) - self._sums @ self._sums / self._n) / self._n
+
+    def _move_shift(self, shift: np.ndarray) -> None:
+        """Take the rows seen so far less ``shift`` instead (exact, in float64)."""
+        step = shift - self._shift
+        if self._n and step.any():
+            moved = self._sums - self._n * step
+            self._products += np.outer(self._n * step - self._sums, step) - np.outer(step, self._sums)
+            self._sums = moved
+        self._shift = shift
 
     def merge(self, other: ScatterAccumulator) -> ScatterAccumulator:
         """Add the rows ``other`` has seen to this accumulator (in place) and return it.
 
-        Exact, as if every row had been accumulated here (Chan et al.'s
-        pairwise combination), so shards accumulated apart combine into the
+        Exact, as if every row had been accumulated here (Chan et al.'s pairwise combination of
+        counts, means and centred scatters), so shards accumulated apart combine into the
         statistics of the whole.
         """
         if other.n_features != self.n_features:
@@ -113,12 +186,15 @@ class ScatterAccumulator:
                 "other", f"an accumulator of {self.n_features} features", f"one of {other.n_features}"
             )
         if other.n:
-            self.scatter += other.scatter
-            self._add_mean(other.n, other.mean)
+            n, mean, scatter = self.n, self.mean, self.scatter
+            total, delta = n + other.n, other.mean - mean
+            scatter += other.scatter + (n * other.n / total) * np.outer(delta, delta)
+            self._n, self._shift, self._sums = total, mean + delta * (other.n / total), np.zeros(self.n_features)
+            self._products, self._filled, self._folded = np.asfortranarray(scatter), 0, None
         return self
 
     def copy(self) -> ScatterAccumulator:
-        return ScatterAccumulator.from_array(self.to_array())
+        return copy.deepcopy(self)
 
     def to_array(self) -> np.ndarray:
         """The state as one flat float64 array: ``[n, mean..., upper scatter...]``."""
@@ -137,30 +213,44 @@ class ScatterAccumulator:
                 "the flat array of ScatterAccumulator.to_array()",
                 f"an array of shape {array.shape}",
             )
-        accumulator = cls(n_features)
-        accumulator.n = int(array[0])
-        accumulator.mean = array[1 : 1 + n_features].copy()
-        accumulator.scatter[np.triu_indices(n_features)] = array[1 + n_features :]
+        upper = np.zeros((n_features, n_features))
+        upper[np.triu_indices(n_features)] = array[1 + n_features :]
+        return cls._of(int(array[0]), array[1 : 1 + n_features], upper + np.triu(upper, 1).T)
+
+    @classmethod
+    def _of(cls, n: int, mean: np.ndarray, scatter: np.ndarray) -> ScatterAccumulator:
+        accumulator = cls(len(mean))
+        accumulator._n, accumulator._shift = n, np.array(mean, dtype=np.float64)
+        accumulator._products = np.asfortranarray(scatter, dtype=np.float64)
         return accumulator
 
     def in_scaled_space(self, offset, scale) -> ScatterAccumulator:
         """The accumulator of ``(x - offset) / scale`` for the rows seen, exact
         without a second pass (mean and scatter transform affinely)."""
-        scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), self.mean.shape)
-        scaled = ScatterAccumulator(self.n_features)
-        scaled.n = self.n
-        scaled.mean = (self.mean - offset) / scale
-        scaled.scatter = np.asfortranarray(self.scatter / np.outer(scale, scale))
-        return scaled
+        scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (self.n_features,))
+        return self._of(self.n, (self.mean - offset) / scale, self.scatter / np.outer(scale, scale))
 
     def variance(self) -> np.ndarray:
         """Per-column (population) variance of the rows seen."""
         return np.diag(self.scatter) / max(self.n, 1)
 
     def covariance(self) -> np.ndarray:
-        upper = np.triu(self.scatter)
-        full = upper + np.triu(upper, 1).T
-        return full / max(self.n - 1, 1)
+        return self.scatter / max(self.n - 1, 1)
+
+
+def _column_sums(rows: np.ndarray, run: int = 64) -> np.ndarray:
+    """Column sums in float64 of runs of ``run`` rows summed in the rows' precision: as exact
+    as a float64 sum (a run's rounding is a few epsilons), at about half its cost."""
+    cut = len(rows) - len(rows) % run
+    runs = rows[:cut].reshape(-1, run, rows.shape[1]).sum(axis=1)
+    return runs.sum(axis=0, dtype=np.float64) + rows[cut:].sum(axis=0, dtype=np.float64)
+
+
+def _finite(accumulator: ScatterAccumulator) -> ScatterAccumulator:
+    """``accumulator``, checked: a non-finite value in any row makes the mean or the scatter non-finite."""
+    if not (np.isfinite(accumulator.mean).all() and np.isfinite(np.diag(accumulator.scatter)).all()):
+        raise ValueError("Input X contains NaN or infinity.")
+    return accumulator
 
 
 class _Eigen(NamedTuple):
@@ -172,7 +262,9 @@ class _Eigen(NamedTuple):
 
 
 def _solve(accumulator: ScatterAccumulator) -> _Eigen:
-    eigenvalues, eigenvectors = scipy.linalg.eigh(accumulator.covariance())
+    # NumPy's LAPACK (divide and conquer), on the BLAS threads that made the products: SciPy's
+    # BLAS is another library whose threads would contend with those still spinning.
+    eigenvalues, eigenvectors = np.linalg.eigh(accumulator.covariance())
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues = np.clip(eigenvalues[order], 0.0, None)
     directions = eigenvectors[:, order].T
@@ -196,8 +288,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         are learned, so reconstruction errors for every code size are
         available from :meth:`mse_by_components` at no extra cost.
     batch_size : int, default=2048
-        Rows per batch in ``fit``, ``transform`` and ``mse_by_components``;
-        bounds their float64 working memory.
+        Rows per batch in ``transform`` and ``mse_by_components`` (bounds their
+        float64 working memory), and per slice of an array that ``sample_rows``
+        chooses from.
     sample_rows : int >= 2 or None, default=None
         Fit on a sample of at least this many rows instead of all of them, as
         FAISS trains its PCA: whole blocks of a row source (whole slices of
@@ -260,12 +353,13 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             self._check_n_components(X.n_features)
             accumulator = self._accumulate_source(X, self._sampled_blocks(np.asarray(X.block_sizes)))
         else:
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+            # Values are checked through the statistics, without a pass of their own.
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False)
             self._check_n_components(X.shape[1])
             starts = np.arange(0, len(X), self.batch_size)
             sampled = starts[self._sampled_blocks(np.diff(np.append(starts, len(X))))]
             batches = (X[start : start + self.batch_size] for start in sampled)
-            accumulator = self._accumulate(ScatterAccumulator(X.shape[1]), batches)
+            accumulator = _finite(self._accumulate(ScatterAccumulator(X.shape[1]), batches))
         self._set_statistics(accumulator)
         # Solved now, so that reading a fitted estimator never changes its state.
         self._solved()
@@ -345,11 +439,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _accumulate_source(self, source, blocks: Iterable[int] | None = None) -> ScatterAccumulator:
         """A new accumulator of the source's blocks (all by default), its values checked."""
         with prefetch(source.iter_blocks(blocks)) as read:
-            accumulator = self._accumulate(ScatterAccumulator(source.n_features), self._batches(read))
-        # A non-finite value anywhere makes the mean or the scatter non-finite.
-        if not (np.isfinite(accumulator.mean).all() and np.isfinite(np.diag(accumulator.scatter)).all()):
-            raise ValueError("Input X contains NaN or infinity.")
-        return accumulator
+            return _finite(self._accumulate(ScatterAccumulator(source.n_features), self._batches(read)))
 
     def _set_statistics(self, accumulator: ScatterAccumulator) -> None:
         self._accumulator = accumulator

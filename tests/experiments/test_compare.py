@@ -208,12 +208,13 @@ def _float32_space_tolerance(train, test, scaled, k, expected) -> float:
     """How far PCA's test error at ``k`` on rows held in float32 may be from a float64 reference. Test
     values off by ``scaled`` move it by mse_shift; training values so move the covariance by at most
     2 |std| |scaled| (Frobenius), the projector by twice that over the k-th eigenvalue gap, the error by
-    that times the test rows' mean square; then float64 rounding (conftest.mse_tolerance)."""
+    that times the test rows' mean square; then the rounding of the fit's float32 products and of
+    float64 scoring (conftest.mse_tolerance)."""
     eigenvalues = np.sort(np.linalg.eigvalsh(np.cov(train, rowvar=False)))[::-1]
     covariance = 2 * np.linalg.norm(train.std(axis=0)) * np.linalg.norm(np.broadcast_to(scaled, train.shape[1]))
     projector = 2 * covariance / (eigenvalues[k - 1] - eigenvalues[k])
     mean = train.mean(axis=0)
-    direction = pca_rounding(train, k, eigenvalues).direction
+    direction = pca_rounding(train.astype(np.float32), k, eigenvalues).direction
     return (mse_shift(expected, np.broadcast_to(scaled, train.shape[1])) + projector * np.mean(np.square(test - mean))
             + mse_tolerance(test, mean, k=k, direction=direction))
 
