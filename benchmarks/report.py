@@ -182,31 +182,8 @@ def imports_section(results) -> list[str]:
 
 
 def pca_section(results) -> list[str]:
-    summary = results["summary"]["pca"]
-    rows = []
-    for dtype in ("float32", "float64"):
-        if dtype not in summary:
-            continue
-        sklearn, aepca = summary[dtype][f"sklearn/{dtype}"], summary[dtype][f"aepca/{dtype}"]
-        rows.append([
-            dtype, fmt(sklearn["fit_s"], 3), with_ratio(aepca, "fit_s", 3),
-            fmt(sklearn["test_mse"], 6), fmt(aepca["test_mse"], 6),
-            fmt(sklearn["peak_rss_mib"], 0), with_ratio(aepca, "peak_rss_mib", 0),
-        ])
-    lines = [
-        "## PCA(2) fit on the MNIST training set",
-        "",
-        "Each fit in a fresh process (imports and data loading not timed), implementations alternating. "
-        "In parentheses: aepca / scikit-learn, median over repeats.",
-        "",
-    ]
-    lines += table(
-        ["input", 'sklearn `PCA(2, svd_solver="full")` fit (s)', "`aepca.pca.PCA(2)` fit (s)",
-         "test MSE sklearn", "test MSE aepca", "peak RSS sklearn (MiB)", "peak RSS aepca (MiB)"],
-        rows,
-    )
-    lines += ["", f"Largest relative difference of the two test reconstruction MSEs: {summary['max_rel_diff_test_mse']:.2e}."]
-    return lines
+    return ["## PCA", "", "Exact PCA against scikit-learn's default solver, its full SVD and `IncrementalPCA`, in "
+            "memory and streamed: [pca.md](pca.md) (`benchmarks/pca.py`)."]
 
 
 def floor_section(results) -> list[str]:
@@ -282,14 +259,6 @@ def runs_section(results) -> list[str]:
              fmt(r["epoch_s"]),
              fmt(r["train_loop_s"]), fmt(r["final_test_mse"], 5), fmt(r["peak_rss_mib"], 0)]
             for i, r in enumerate(results["runs"]["training"], 1)
-        ],
-    )
-    lines.append("")
-    lines += table(
-        ["#", "PCA", "input", "fit (s)", "test MSE", "peak RSS (MiB)"],
-        [
-            [i, r["impl"], r["dtype"], fmt(r["fit_s"], 3), fmt(r["test_mse"], 6), fmt(r["peak_rss_mib"], 0)]
-            for i, r in enumerate(results["runs"]["pca"], 1)
         ],
     )
     return lines

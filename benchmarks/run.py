@@ -1,4 +1,4 @@
-"""The one benchmark command: Keras reference vs aepca's recipes, PCA fits, the arithmetic floor.
+"""The one benchmark command: Keras reference vs aepca's recipes, the default command, the arithmetic floor.
 
     .venv/bin/python benchmarks/run.py [--repeats N] [--quick] [--out DIR]
 
@@ -39,7 +39,6 @@ WORKER = Path(__file__).resolve().parent / "worker.py"
 THRESHOLDS = {"pca2": 0.0557, "target": 0.0407}
 TRAINING = ("reference", "classic", "fast")
 BACKENDS = {"reference": "tensorflow", "classic": "jax", "fast": "jax"}
-PCA_CASES = tuple((dtype, impl) for dtype in ("float32", "float64") for impl in ("aepca", "sklearn"))
 GEMM = {"shape": (128, 784, 512), "samples": 7, "sample_s": 0.3}
 # Timed epochs per process of aepca.training.train against plain JAX (after one untimed epoch each).
 EPOCH_PAIRS = 4
@@ -285,14 +284,6 @@ def main(argv=None) -> Path:
         announce(repeat + 1, args.repeats, "aepca compare",
                  f"{run['wall_s']:.1f} s, peak RSS {run['peak_rss_mib']:.0f} MiB")
 
-    pca = []
-    order = [(repeat, case) for repeat in range(args.repeats) for case in PCA_CASES]
-    for i, (repeat, (dtype, impl)) in enumerate(order, 1):
-        run = spawn("pca", {**data, "impl": impl, "dtype": dtype})
-        run.update(key=f"{impl}/{dtype}", impl=impl, dtype=dtype, repeat=repeat)
-        pca.append(run)
-        announce(i, len(order), f"PCA {impl} {dtype}", f"fit {run['fit_s']:.2f} s, test MSE {run['test_mse']:.5f}")
-
     imports = []
     for repeat in range(args.repeats):
         run = spawn("imports", {})
@@ -327,13 +318,12 @@ def main(argv=None) -> Path:
         },
         "machine": {**machine(), "load_average_before": load_before, "load_average_after": load_average()},
         "runs": {"training": training, "compare": compare_runs, "imports": imports,
-                 "pca": pca, "gemm": gemm, "epoch_pairs": epoch_pairs},
+                 "gemm": gemm, "epoch_pairs": epoch_pairs},
         "summary": {
             "training": summarise(training, TRAINING, TRAINING_METRICS),
             "compare": {"wall_s": median_or_none([r["wall_s"] for r in compare_runs]),
                         "peak_rss_mib": median_or_none([r["peak_rss_mib"] for r in compare_runs])},
             "imports": summarise_imports(imports),
-            "pca": summarise_pca(pca),
             "floor": floor(gemm, training, data),
             "epoch_pairs": summarise_epoch_pairs(epoch_pairs),
         },
@@ -351,20 +341,6 @@ def summarise_imports(imports: list[dict]) -> dict:
     """The median time (seconds since process start) at which each group of imports is done."""
     names = [name for name, _ in imports[0]["marks"]] if imports else []
     return {name: statistics.median(dict(run["marks"])[name] for run in imports) for name in names}
-
-
-def summarise_pca(runs: list[dict]) -> dict:
-    summary = {}
-    for dtype in sorted({r["dtype"] for r in runs}):
-        keys = [f"{impl}/{dtype}" for impl in ("sklearn", "aepca")]
-        summary[dtype] = summarise([r for r in runs if r["dtype"] == dtype], keys, ("fit_s", "test_mse", "peak_rss_mib"))
-    pairs = [
-        (a["test_mse"], s["test_mse"])
-        for a in runs if a["impl"] == "aepca"
-        for s in runs if s["impl"] == "sklearn" and (s["dtype"], s["repeat"]) == (a["dtype"], a["repeat"])
-    ]
-    summary["max_rel_diff_test_mse"] = max(abs(a - s) / s for a, s in pairs)
-    return summary
 
 
 def floor(gemm: list[dict], training: list[dict], data: dict) -> dict:

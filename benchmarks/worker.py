@@ -7,7 +7,7 @@ The result is written as JSON to RESULT_PATH (stdout is left to the libraries' c
 
 Tasks: ``reference`` (Keras on whatever ``KERAS_BACKEND`` the parent set, the recipe as it is
 usually copied), ``classic`` and ``fast`` (aepca's recipes, through its public estimator),
-``imports``, ``pca``, ``gemm`` (numpy's and XLA's rate on one layer's product) and
+``imports``, ``gemm`` (numpy's and XLA's rate on one layer's product) and
 ``epoch_pair`` (aepca's classic epoch against the same network in plain JAX).
 
 aepca is driven through its public API only: ``aepca.estimator.Autoencoder``,
@@ -204,31 +204,7 @@ def run_imports(spec) -> dict:
     return {"marks": marks}
 
 
-# PCA and GEMM --------------------------------------------------------------------------
-def run_pca(spec) -> dict:
-    started = time.perf_counter()
-    if spec["impl"] == "aepca":
-        from aepca.pca import PCA
-
-        pca = PCA(2)
-    else:
-        from sklearn.decomposition import PCA
-
-        pca = PCA(2, svd_solver="full")
-    import_s = time.perf_counter() - started
-    x_train, x_test = load_mnist(spec)
-    dtype = np.dtype(spec["dtype"])
-    x_train, x_test = x_train.astype(dtype, copy=False), x_test.astype(dtype, copy=False)
-    started = time.perf_counter()
-    pca.fit(x_train)
-    fit_s = time.perf_counter() - started
-    return {
-        "import_s": import_s,
-        "fit_s": fit_s,
-        "test_mse": mse(pca.inverse_transform(pca.transform(x_test)), x_test),
-    }
-
-
+# GEMM ------------------------------------------------------------------------------------------
 def run_gemm(spec) -> dict:
     m, k, n = spec["shape"]
     rng = np.random.default_rng(0)
@@ -357,7 +333,6 @@ TASKS = {
     "classic": lambda spec: run_aepca(spec, "classic"),
     "fast": lambda spec: run_aepca(spec, "fast"),
     "imports": run_imports,
-    "pca": run_pca,
     "gemm": run_gemm,
     "epoch_pair": run_epoch_pair,
 }
