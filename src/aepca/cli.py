@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 EXIT_ERROR = 1
@@ -23,6 +25,8 @@ EXIT_USAGE = 2
 # Rows read at a time (aepca.data.sources.BLOCK_ROWS, not imported: --help imports nothing heavy).
 BLOCK_ROWS = 65536
 EXIT_INTERRUPTED = 130
+# When the command started (a --time-budget counts from here).
+STARTED = time.monotonic()
 
 
 class UsageError(ValueError):
@@ -51,6 +55,16 @@ def int_at_least(minimum: int, description: str):
 
 positive_int = int_at_least(1, "a positive integer")
 non_negative_int = int_at_least(0, "an integer >= 0")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """Seconds in a duration: a number with an optional unit s, m or h (90s, 10m, 1.5h)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    seconds = float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"] if match else 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 90s, 10m or 1h, received {text!r}")
+    return seconds
 
 
 def widths(text: str) -> list[int]:
@@ -189,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(compare)
     compare.add_argument("--code-dim", type=positive_int, default=2, help="code size k for both methods (default: 2)")
     add_training_arguments(compare)
+    compare.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
+                         help="the whole command's wall time, e.g. 90s, 10m, 1h: the network and its epochs are sized "
+                              "to it from the measured speed (docs/recipes.md); default: none, the recipe's settings")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
     compare.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     compare.add_argument("--resume", type=Path, metavar="DIR",
@@ -375,7 +392,7 @@ def run_compare(args) -> int:
     with output_run(args, writer=writer) as run:
         data = read_input(args)
         check_code_dim(args.code_dim, data.n_features)
-        recipe = args.recipe or default_recipe(data)
+        recipe = args.recipe or ("fast" if args.time_budget is not None else default_recipe(data))
         if writer:
             print(describe_input(data, f"code size {args.code_dim}; recipe {recipe}"), flush=True)
         comparison = compare(
@@ -384,6 +401,7 @@ def run_compare(args) -> int:
             progress=writer and not args.no_progress, checkpoint_dir=str(run.checkpoint), record=run_record(args),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
             devices=args.devices, lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
+            **({} if args.time_budget is None else {"time_budget": args.time_budget - (time.monotonic() - STARTED)}),
         )
         if writer:
             with run.staged() as staging:

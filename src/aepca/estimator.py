@@ -8,6 +8,8 @@ assigned at the end, all at once.
 from __future__ import annotations
 
 import os
+import time
+from functools import partial
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from aepca import budget
 from aepca.data.columns import ColumnSpec
 from aepca.data.sources import RowSource, open_source
 from aepca.fitting import NOT_TRAINING, Fit, json_settings, resolve_settings
@@ -127,6 +130,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         How many read streams make up each batch (:class:`aepca.data.order.EpochBatches`).
         The batches depend on it, not on the processes or the input's form;
         None: ``devices`` times the processes.
+    time_budget : float or None, default=None
+        Seconds ``fit`` may take: the network and epochs are sized to them from
+        the run's measured speed (:mod:`aepca.budget`, docs/recipes.md) and
+        training stops at the deadline; explicit ``hidden``/``epochs`` still win.
+        ``history_["budget"]`` says what was chosen and why.
 
     Attributes
     ----------
@@ -182,6 +190,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "refine_steps": [Interval(Integral, 0, None, closed="left")],
         "devices": [Interval(Integral, 1, None, closed="left")],
         "lanes": [Interval(Integral, 1, None, closed="left"), None],
+        "time_budget": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -216,6 +225,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         refine_steps=0,
         devices=1,
         lanes=None,
+        time_budget=None,
     ):
         self.n_components = n_components
         self.recipe = recipe
@@ -246,6 +256,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.refine_steps = refine_steps
         self.devices = devices
         self.lanes = lanes
+        self.time_budget = time_budget
 
     # Fitting -----------------------------------------------------------------
     def fit(self, X, y=None, *, X_val=None, columns=None, image_shape=None):
@@ -260,6 +271,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         files. ``image_shape`` is kept for showing rows. A failed or interrupted fit
         leaves the estimator as it was.
         """
+        started = time.monotonic()
         self._validate_params()
         source, names = training_rows(X, self)
         if columns is not None and len(columns.feature_names) != source.n_features:
@@ -281,10 +293,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             devices=int(self.devices), lanes=self.lanes, verbose=bool(self.verbose), checkpoint_dir=self.checkpoint_dir,
             select_by=self.select_by,
         )
+        if self.time_budget is not None:
+            self._plan_budget(fit, source, started)
         trained = fit.start()
         # All at once, so that an exception or Ctrl-C above leaves a fitted estimator as it was.
         fitted = {
-            "n_features_in_": source.n_features, "settings_": settings, "scaler_": fit.space.scaler,
+            "n_features_in_": source.n_features, "settings_": fit.settings, "scaler_": fit.space.scaler,
             "network_scale_": fit.space.network_scale, "pca_": fit.pca, "history_": trained.history, "init_": trained.init,
             "output_activation_": trained.output_activation,
             "columns_": columns if columns is not None else source.columns,
@@ -294,6 +308,21 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.__dict__.update(fitted if names is None else {**fitted, "feature_names_in_": names})
         self._set_net(trained.net)
         return self
+
+    def _plan_budget(self, fit: Fit, source, started: float) -> None:
+        """Size ``fit``'s network and epochs to ``time_budget`` (see :mod:`aepca.budget`) and set its deadline."""
+        given = {name: getattr(self, name) for name in SETTINGS}
+
+        def make_plan():
+            measure = partial(budget.measure_step, n_features=source.n_features, n_components=self.n_components,
+                              settings=fit.settings)
+            return budget.plan(fit.settings, given, n_rows=fit.train.n_rows, budget=float(self.time_budget),
+                               elapsed=lambda: time.monotonic() - started, step_seconds=measure)
+
+        settings, record = budget.planned(self.checkpoint_dir, float(self.time_budget), make_plan)
+        fit.settings, fit.deadline = settings, budget.deadline_after(float(self.time_budget), started)
+        fit.run["settings"] = json_settings(settings)
+        fit.budget = record
 
     def _set_net(self, net) -> None:
         self.model_, self.encoder_, self.decoder_ = net.autoencoder, net.encoder, net.decoder

@@ -75,6 +75,8 @@ class Fit:
     verbose: bool = False
     checkpoint_dir: str | None = None
     select_by: str = "mse"
+    deadline: float | None = None
+    budget: dict | None = None
     statistics_seconds: float = 0.0
     training_seconds: list = field(default_factory=list)
 
@@ -113,6 +115,8 @@ class Fit:
         trained = STARTS[self.start_name](self)
         trained.history["training_seconds"] = float(sum(self.training_seconds))
         trained.history["statistics_seconds"] = self.statistics_seconds
+        if self.budget is not None:
+            trained.history["budget"] = self.budget
         return trained
 
     # Networks ------------------------------------------------------------------
@@ -177,7 +181,7 @@ class Fit:
             optimizer=settings["optimizer"], beta_2=float(settings["beta_2"]), schedule=settings["schedule"],
             warmup_epochs=float(settings["warmup_epochs"]), loss=settings["loss"], seed=self.seed,
             restore_best=bool(settings["restore_best"]), patience=settings["patience"], devices=int(self.devices),
-            lanes=lanes,
+            lanes=lanes, deadline=self.deadline,
         )
         return train(net.autoencoder, train_rows, x_val=monitor, config=config, progress=self.verbose,
                      callbacks=callbacks, resume=resume)
@@ -190,6 +194,8 @@ class Fit:
 
     def _epochs_reason(self, n_train: int, epochs: int, history: dict) -> str:
         settings = self.settings
+        if "stopped_at_deadline" in history:
+            return f"{len(history['loss'])} epochs: the time budget's deadline came (planned {epochs})"
         if "stopped_early" in history:
             return (f"{len(history['loss'])} epochs: the validation loss had not improved for {settings['patience']} "
                     f"epochs (cap {epochs})")
@@ -274,7 +280,9 @@ def start_auto(fit: Fit) -> Trained:
     selection = fit.judged(*fit.held_out_losses(fit.pca, trained.net, judge), CLEAR_IMPROVEMENT_Z)
     selection["held_out"] = "training rows" if fit.monitor is None else f"{_n_rows(judge)} validation rows"
     if not selection["kept_network"]:
-        trained = fit.fit_network("pca", fit.train, fit.monitor, fit.pca)
+        # Under a time budget the time went to the random start: PCA itself is the fallback.
+        trained = (fit.fit_network("pca", fit.train, fit.monitor, fit.pca) if fit.deadline is None else
+                   fit.untrained_pca("PCA was kept (the network was not clearly better; the time budget was spent)"))
     trained.history["selection"] = selection
     return trained
 

@@ -156,7 +156,9 @@ def compare(
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
 
-    recipe = get_recipe(recipe or default_recipe(data))
+    started = time.monotonic()
+    # A time budget sizes fast's network: it replaces the classic recipe MNIST reproduces by default.
+    recipe = get_recipe(recipe or ("fast" if overrides.get("time_budget") is not None else default_recipe(data)))
     if categorical != "refuse" and not isinstance(data, Dataset | RowSource):
         # Categories are learned on the training rows, so the rows are read and split in memory.
         from aepca.data.readers import load_user_data
@@ -172,6 +174,8 @@ def compare(
     check_code_dim(code_dim, train.n_features)
     neighbour_search.check_neighbour_settings(neighbours, neighbour_queries, metric)
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
+    if "time_budget" in given:  # counted from this call: reading and splitting took part of it
+        given["time_budget"] = max(given["time_budget"] - (time.monotonic() - started), 1e-3)
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
     started = time.perf_counter()
     estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape)
@@ -228,6 +232,8 @@ def compare(
             # With init="auto", whether the random or the PCA start was kept, and why.
             "init": estimator.init_,
             "selection": estimator.history_.get("selection"),
+            # Under a time budget: what it measured and chose (aepca.budget).
+            "budget": estimator.history_.get("budget"),
             "settings": estimator.json_settings(),
             "params": estimator.json_params(),
         },
@@ -531,6 +537,9 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
     if metrics["autoencoder"].get("selection"):
         notes.append(selection_note(metrics["autoencoder"]["selection"]))
     notes.append(verdict_note(metrics["comparison"], k))
+    budget = metrics["autoencoder"].get("budget")
+    if budget:
+        notes.append(f"Time budget {budget['budget_s']:.0f} s: {budget['chose']}; {metrics['autoencoder']['epochs_reason']}.")
     if "neighbours" in metrics["autoencoder"]:
         notes.append(neighbour_search.recall_note(metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"],
                                                   metrics["autoencoder"]["test_mse"] < metrics["pca"]["test_mse"]))

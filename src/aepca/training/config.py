@@ -60,6 +60,8 @@ class TrainConfig:
     streamed rows only) is how many read streams make up each batch, each
     giving ``batch_size / lanes`` rows: the batches depend on it, not on how
     many processes read them (None: ``devices`` times the processes).
+    ``deadline`` (a ``time.monotonic()`` value) ends training after the last
+    epoch that, as long as the one before, finishes by then.
     """
 
     epochs: int = 5
@@ -78,6 +80,7 @@ class TrainConfig:
     chunks_per_epoch: int = 10
     devices: int = 1
     lanes: int | None = None
+    deadline: float | None = None
 
     def __post_init__(self):
         _choose(LOSSES, self.loss, "loss")

@@ -127,6 +127,9 @@ class Runner:
                 if self._out_of_patience(history):
                     history["stopped_early"] = epoch
                     epoch = config.epochs
+                elif epoch < config.epochs and self._past_deadline(history):
+                    history["stopped_at_deadline"] = epoch
+                    epoch = config.epochs
                 if bar:
                     bar.set_postfix(history)
                 snapshot = lambda e=epoch: TrainState.capture(  # noqa: E731
@@ -150,6 +153,14 @@ class Runner:
         if self.config.patience is None or not losses:
             return False
         return len(losses) - best_epoch(history) >= self.config.patience
+
+    def _past_deadline(self, history: dict) -> bool:
+        """Whether another epoch, as long as the last, would end after the deadline."""
+        if self.config.deadline is None:
+            return False
+        seconds = history["seconds"]
+        last = seconds[-1] - (seconds[-2] if len(seconds) > 1 else 0.0)
+        return time.monotonic() + last > self.config.deadline
 
     def _host_weights(self):
         trainable, non_trainable, _ = self.host_state()

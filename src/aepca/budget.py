@@ -1,0 +1,111 @@
+"""The network a time budget buys: settings chosen from the run's own measured speed.
+
+``plan`` is the rule docs/recipes.md describes. It times a few training steps of each
+candidate network on this machine (random rows of the data's width: a step's cost depends on
+shapes only), subtracts what the run has spent and what follows training, and takes the
+largest candidate that still gets ``MIN_EPOCHS`` epochs, with epochs filling the rest of the
+budget. Small data (below ``recipes.LARGE_ROWS`` rows) keeps ``fast``'s network and early
+stopping, which end training long before a budget of minutes. Training stops at the deadline
+whatever the estimate (``TrainConfig.deadline``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from aepca._files import write_atomic
+from aepca.recipes import LARGE_ROWS
+from aepca.validation import invalid_value
+
+# Candidate networks for large data, largest first: the deep network of Hinton and
+# Salakhutdinov's MNIST autoencoder (1000-500-250), then fast's (the classic 512-128).
+CANDIDATES = ((1000, 500, 250), (512, 128))
+# Fewer epochs than this and a larger network is not worth its cost.
+MIN_EPOCHS = 10
+# What follows training (scoring, figures, the report), as a share of the budget, at least FLOOR_SECONDS.
+AFTER_TRAINING_SHARE, FLOOR_SECONDS = 0.08, 10.0
+# The share of the measured speed planned on: validation passes, and steps slower than the probe's.
+SAFETY = 0.9
+# Steps timed per candidate (after as many that compile), in chunks of about the length
+# training runs them in (aepca.training: 10 chunks an epoch, 45 steps on MNIST).
+PROBE_STEPS, PROBE_CHUNKS = 100, 2
+# The plan kept beside a run's checkpoints.
+PLAN_FILE = "budget-plan.json"
+
+
+def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, step_seconds) -> tuple[dict, dict]:
+    """The settings a run of ``budget`` seconds gets, and the record of why.
+
+    ``n_rows`` are the rows trained on; ``settings`` the recipe's for this data; ``given`` the estimator's explicit
+    arguments, which win over the plan. ``elapsed()`` is the run's time so far and
+    ``step_seconds(hidden)`` measures one optimizer step (its time counts as spent).
+    """
+    after = reserved_after_training(budget)
+    record = {"budget_s": budget, "reserved_after_training_s": round(after, 2)}
+    if budget - elapsed() - after <= 0:
+        raise invalid_value("time_budget", f"more than the {elapsed() + after:.0f} s this run needs besides training",
+                            f"time_budget={budget:g}", "Give the run a larger budget.")
+    if n_rows < LARGE_ROWS:
+        record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
+                           f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")
+        return settings, record
+    steps_per_epoch = math.ceil(n_rows / settings["batch_size"])
+    measured = {}
+    for hidden in CANDIDATES:
+        seconds = measured[hidden] = step_seconds(hidden)
+        available = budget - elapsed() - after
+        epochs = int(SAFETY * available / (seconds * steps_per_epoch))
+        if epochs >= MIN_EPOCHS:
+            break
+    epochs = max(1, epochs)
+    chosen = {key: value for key, value in {"hidden": hidden, "epochs": epochs, "min_steps": None}.items()
+              if given.get(key) is None}
+    record.update(spent_before_training_s=round(elapsed(), 2), step_s={str(list(h)): round(s, 6) for h, s in measured.items()},
+                  chose=f"network {list(hidden)}: {epochs} epochs of {steps_per_epoch} steps at "
+                        f"{seconds * 1e3:.2f} ms a step fill the {available:.0f} s left for training")
+    return {**settings, **chosen}, record
+
+
+def reserved_after_training(budget: float) -> float:
+    return max(FLOOR_SECONDS, AFTER_TRAINING_SHARE * budget)
+
+
+def planned(checkpoint_dir, budget: float, make_plan) -> tuple[dict, dict]:
+    """``make_plan()``, or the plan an interrupted run of the same budget made in ``checkpoint_dir``
+    (so that its resumed training has the settings its checkpoints were made with)."""
+    path = None if checkpoint_dir is None else Path(checkpoint_dir) / PLAN_FILE
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if saved["record"]["budget_s"] == budget:
+            return {**saved["settings"], "hidden": tuple(saved["settings"]["hidden"])}, saved["record"]
+    settings, record = make_plan()
+    if path is not None:
+        write_atomic(path, json.dumps({"settings": {**settings, "hidden": list(settings["hidden"])},
+                                       "record": record}).encode())
+    return settings, record
+
+
+def measure_step(hidden: tuple, *, n_features: int, n_components: int, settings: dict) -> float:
+    """Seconds per optimizer step of a network of ``hidden`` widths, on random rows of this width."""
+    from aepca.data.sources import open_source
+    from aepca.models import build_autoencoder
+    from aepca.training import TrainConfig, train
+
+    batch_size = settings["batch_size"]
+    rows = np.random.default_rng(0).random((batch_size * PROBE_STEPS, n_features), dtype=np.float32)
+    net = build_autoencoder(n_features, n_components, hidden=hidden, activation=settings["activation"],
+                            output_activation="linear", code_activation=settings["code_activation"], seed=0)
+    config = TrainConfig(epochs=2, batch_size=batch_size, learning_rate=1e-4, optimizer=settings["optimizer"],
+                         loss="mse", seed=0, chunks_per_epoch=PROBE_CHUNKS)
+    seconds = train(net.autoencoder, open_source(rows), config=config)["seconds"]
+    # The first epoch compiles; the second is steady.
+    return (seconds[1] - seconds[0]) / PROBE_STEPS
+
+
+def deadline_after(budget: float, started: float) -> float:
+    """The ``time.monotonic()`` by which training must end: the budget less what follows training."""
+    return started + budget - reserved_after_training(budget)

@@ -1,0 +1,95 @@
+"""A time budget: the rule that sizes the network (with a stand-in for the measured speed), the
+deadline that ends training, the plan kept for a resumed run, the command's duration argument."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from aepca import budget
+from aepca.cli import EXIT_USAGE, main
+from aepca.recipes import get_recipe
+
+# MNIST-sized: 57,000 training rows, 446 steps of 128 rows an epoch.
+ROWS = 57_000
+STEP_SECONDS = {(1000, 500, 250): 0.016, (512, 128): 0.005}
+
+
+def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0):
+    given = given or {}
+    # As the estimator resolves them: the recipe's settings, explicit arguments winning.
+    settings = get_recipe("fast").settings(n_rows, 784, 2, **given)
+    return budget.plan(settings, given, n_rows=n_rows, budget=seconds, elapsed=lambda: elapsed,
+                       step_seconds=STEP_SECONDS.__getitem__)
+
+
+def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
+    settings, record = _plan(600)
+    # 600 s less 5 spent and 48 after training (8%), 90% of it at 16 ms a step, 446 steps an epoch.
+    assert settings["hidden"] == (1000, 500, 250) and settings["epochs"] == int(0.9 * 547 / (0.016 * 446)) == 68
+    assert "68 epochs" in record["chose"] and record["reserved_after_training_s"] == 48.0
+    # Ten epochs of the deep network do not fit in a minute: the classic network gets them.
+    settings, record = _plan(60)
+    assert settings["hidden"] == (512, 128) and settings["epochs"] == int(0.9 * 45 / (0.005 * 446))
+    assert set(record["step_s"]) == {"[1000, 500, 250]", "[512, 128]"}
+
+
+def test_explicit_arguments_win_over_the_plan():
+    settings, _ = _plan(600, given={"hidden": (64,), "epochs": 3})
+    assert settings["hidden"] == (64,) and settings["epochs"] == 3
+
+
+def test_small_data_keeps_fast_and_its_early_stopping():
+    fast = get_recipe("fast").settings(1_000, 784, 2)
+    settings, record = _plan(120, n_rows=1_000)
+    assert settings == fast and "early stopping" in record["chose"]
+
+
+def test_a_budget_smaller_than_the_run_needs_is_refused():
+    with pytest.raises(ValueError, match=r"time_budget, expected more than the 15 s this run needs besides training\. "
+                                         r"Received: time_budget=12"):
+        _plan(12)
+
+
+def test_training_stops_at_the_deadline():
+    from aepca.data import open_source
+    from aepca.models import build_autoencoder
+    from aepca.training import TrainConfig, train
+
+    rows = np.random.default_rng(0).random((64, 6), dtype=np.float32)
+    net = build_autoencoder(6, 2, hidden=(4,), output_activation="linear", seed=0)
+    # A deadline already past: the first epoch runs, no second one would end in time.
+    history = train(net.autoencoder, open_source(rows), config=TrainConfig(epochs=5, batch_size=16,
+                                                                          deadline=time.monotonic() - 1))
+    assert len(history["loss"]) == 1 and history["stopped_at_deadline"] == 1
+
+
+def test_a_resumed_run_gets_the_plan_its_checkpoints_were_made_with(tmp_path):
+    made = []
+
+    def make_plan():
+        made.append(1)
+        return {"hidden": (1000, 500, 250), "epochs": 68}, {"budget_s": 600.0, "chose": "measured"}
+
+    first = budget.planned(tmp_path, 600.0, make_plan)
+    again = budget.planned(tmp_path, 600.0, make_plan)
+    assert again == first and first[0]["hidden"] == (1000, 500, 250) and len(made) == 1
+    # Another budget plans anew.
+    budget.planned(tmp_path, 300.0, make_plan)
+    assert len(made) == 2
+
+
+@pytest.mark.parametrize("text", ["0", "-5m", "ten minutes", "10d"])
+def test_the_command_refuses_a_bad_duration_in_one_line(text, capsys):
+    assert main(["compare", f"--time-budget={text}"]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert "--time-budget" in err and "90s, 10m or 1h" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45)])
+def test_durations_read_as_seconds(text, seconds):
+    from aepca.cli import build_parser
+
+    assert build_parser().parse_args(["compare", "--time-budget", text]).time_budget == seconds
