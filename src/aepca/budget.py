@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aepca import distributed
 from aepca._files import write_atomic
 from aepca.recipes import LARGE_ROWS
 from aepca.validation import invalid_value
@@ -74,16 +75,16 @@ def reserved_after_training(budget: float) -> float:
     return max(FLOOR_SECONDS, AFTER_TRAINING_SHARE * budget)
 
 
-def planned(checkpoint_dir, budget: float, make_plan) -> tuple[dict, dict]:
-    """``make_plan()``, or the plan an interrupted run of the same budget made in ``checkpoint_dir``
-    (so that its resumed training has the settings its checkpoints were made with)."""
+def planned(checkpoint_dir, make_plan) -> tuple[dict, dict]:
+    """``make_plan()``, or the plan an interrupted run made in ``checkpoint_dir``, so that its
+    resumed training has the settings its checkpoints were made with."""
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / PLAN_FILE
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
-        if saved["record"]["budget_s"] == budget:
-            return {**saved["settings"], "hidden": tuple(saved["settings"]["hidden"])}, saved["record"]
+        return {**saved["settings"], "hidden": tuple(saved["settings"]["hidden"])}, saved["record"]
     settings, record = make_plan()
-    if path is not None:
+    # Every process has the same plan; the first writes it (after all have looked for one).
+    if path is not None and distributed.is_writer():
         write_atomic(path, json.dumps({"settings": {**settings, "hidden": list(settings["hidden"])},
                                        "record": record}).encode())
     return settings, record

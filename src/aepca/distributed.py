@@ -278,6 +278,11 @@ def all_sum(values) -> np.ndarray:
     return np.sum(_gather_bytes(values), axis=0)
 
 
+def mean_of(value: float) -> float:
+    """The mean of ``value`` over the processes (``value`` itself in one process)."""
+    return float(all_sum([value])[0]) / process_count()
+
+
 def all_rows(values: np.ndarray) -> np.ndarray:
     """Every process's rows of ``values`` (any lengths), concatenated in process order."""
     values = np.asarray(values)

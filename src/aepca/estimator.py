@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from aepca import budget
+from aepca import budget, distributed
 from aepca.data.columns import ColumnSpec
 from aepca.data.sources import RowSource, open_source
 from aepca.fitting import NOT_TRAINING, Fit, json_settings, resolve_settings
@@ -316,10 +316,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         def make_plan():
             measure = partial(budget.measure_step, n_features=source.n_features, n_components=self.n_components,
                               settings=fit.settings)
+            # Every process plans on the same numbers (their mean), so all choose the same settings.
             return budget.plan(fit.settings, given, n_rows=fit.train.n_rows, budget=float(self.time_budget),
-                               elapsed=lambda: time.monotonic() - started, step_seconds=measure)
+                               elapsed=lambda: distributed.mean_of(time.monotonic() - started),
+                               step_seconds=lambda hidden: distributed.mean_of(measure(hidden)))
 
-        settings, record = budget.planned(self.checkpoint_dir, float(self.time_budget), make_plan)
+        settings, record = budget.planned(self.checkpoint_dir, make_plan)
         fit.settings, fit.deadline = settings, budget.deadline_after(float(self.time_budget), started)
         fit.run["settings"] = json_settings(settings)
         fit.budget = record

@@ -35,8 +35,9 @@ from aepca.validation import invalid_value
 FOLD_SALT = "folds"
 # With select_by="recall", the held-out rows (a seeded sample of at most this many) in which neighbours are sought.
 SELECTION_ROWS = 20_000
-# Parameters that change neither training nor its data: a checkpoint written with other values resumes.
-NOT_TRAINING = ("verbose", "checkpoint_dir", "refine_steps")
+# Parameters that change neither training nor its data: a checkpoint written with other values resumes
+# (a time budget acts through the settings it chose, which the checkpoint's fingerprint holds).
+NOT_TRAINING = ("verbose", "checkpoint_dir", "refine_steps", "time_budget")
 
 
 @dataclass

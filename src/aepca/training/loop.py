@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from aepca import distributed
 from aepca.data.order import EpochBatches, epoch_steps
 from aepca.data.sources import RowSource
 from aepca.training.config import (
@@ -155,12 +156,14 @@ class Runner:
         return len(losses) - best_epoch(history) >= self.config.patience
 
     def _past_deadline(self, history: dict) -> bool:
-        """Whether another epoch, as long as the last, would end after the deadline."""
+        """Whether another epoch, as long as the last, would end after the deadline (on any
+        process: they stop together)."""
         if self.config.deadline is None:
             return False
         seconds = history["seconds"]
         last = seconds[-1] - (seconds[-2] if len(seconds) > 1 else 0.0)
-        return time.monotonic() + last > self.config.deadline
+        past = time.monotonic() + last > self.config.deadline
+        return bool(distributed.all_sum(np.array([float(past)]))[0] > 0) if distributed.process_count() > 1 else past
 
     def _host_weights(self):
         trainable, non_trainable, _ = self.host_state()
