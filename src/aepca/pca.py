@@ -39,7 +39,7 @@ from aepca.validation import check_codes, invalid_value
 
 # Rows whose scatter is one float32 product (see ScatterAccumulator): their count bounds the
 # rounding a product adds up (about sqrt(rows) float32 epsilons); a part of PART_BYTES stays in
-# the processor's cache between centring it and multiplying it (docs/benchmarks.md).
+# the processor's cache between centring it and multiplying it (docs/pca.md).
 PART_ROWS = 8192
 PART_BYTES = 8 * 2**20
 

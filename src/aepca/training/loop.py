@@ -162,8 +162,7 @@ class Runner:
             return False
         seconds = history["seconds"]
         last = seconds[-1] - (seconds[-2] if len(seconds) > 1 else 0.0)
-        past = time.monotonic() + last > self.config.deadline
-        return bool(distributed.all_sum(np.array([float(past)]))[0] > 0) if distributed.process_count() > 1 else past
+        return bool(distributed.all_sum([float(time.monotonic() + last > self.config.deadline)])[0] > 0)
 
     def _host_weights(self):
         trainable, non_trainable, _ = self.host_state()
