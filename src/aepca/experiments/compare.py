@@ -28,7 +28,8 @@ from aepca.experiments.diagnostics import check_comparison
 from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
-from aepca.recipes import Recipe, get_recipe
+from aepca.budget import REFINE_SHARE, plan_refinement, reserved_after_training
+from aepca.recipes import LARGE_ROWS, Recipe, get_recipe
 from aepca.selection import BOOTSTRAP_ROWS, PairedErrors
 from aepca.validation import invalid_value
 
@@ -156,7 +157,7 @@ def compare(
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
 
-    started = time.monotonic()
+    called = time.monotonic()
     # A time budget sizes fast's network: it replaces the classic recipe MNIST reproduces by default.
     recipe = get_recipe(recipe or ("fast" if overrides.get("time_budget") is not None else default_recipe(data)))
     if categorical != "refuse" and not isinstance(data, Dataset | RowSource):
@@ -174,12 +175,21 @@ def compare(
     check_code_dim(code_dim, train.n_features)
     neighbour_search.check_neighbour_settings(neighbours, neighbour_queries, metric)
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
-    if "time_budget" in given:  # counted from this call: reading and splitting took part of it
-        given["time_budget"] = max(given["time_budget"] - (time.monotonic() - started), 1e-3)
+    whole_budget = given.get("time_budget")
+    # On large data part of a budget goes to refining the codes compare encodes (aepca.budget).
+    refining = whole_budget is not None and "refine_steps" not in given and train.n_rows >= LARGE_ROWS
+    if whole_budget is not None:  # counted from this call: reading and splitting took part of it
+        given["time_budget"] = max(whole_budget - (time.monotonic() - called), 1e-3) * (1 - REFINE_SHARE * refining)
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
     started = time.perf_counter()
     estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape)
     ae_seconds = time.perf_counter() - started
+    if refining:
+        # Each training row is encoded once, the test rows about three times (scores, neighbours, figures).
+        sample = test.read(0)[:PREDICT_BATCH]  # at most one network call's rows, as compare encodes them
+        estimator.history_["budget"]["refine"] = plan_refinement(
+            estimator, sample, train.n_rows + 3 * test.n_rows,
+            whole_budget - (time.monotonic() - called) - reserved_after_training(whole_budget))
     scaler, pca = estimator.scaler_, estimator.pca_
     if standardised_categories:
         scaler.reason_ = "auto: a table with categorical columns, its indicators standardised like any column"
@@ -539,7 +549,12 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
     notes.append(verdict_note(metrics["comparison"], k))
     budget = metrics["autoencoder"].get("budget")
     if budget:
-        notes.append(f"Time budget {budget['budget_s']:.0f} s: {budget['chose']}; {metrics['autoencoder']['epochs_reason']}.")
+        refine = budget.get("refine")
+        refined = "" if refine is None else (
+            f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
+            f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
+        notes.append(f"Time budget {budget['budget_s']:.0f} s for training: {budget['chose']}; "
+                     f"{metrics['autoencoder']['epochs_reason']}{refined}.")
     if "neighbours" in metrics["autoencoder"]:
         notes.append(neighbour_search.recall_note(metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"],
                                                   metrics["autoencoder"]["test_mse"] < metrics["pca"]["test_mse"]))
