@@ -119,6 +119,8 @@ def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) 
     """Set ``estimator.refine_steps`` to what encoding ``n_rows`` rows can afford in ``seconds``,
     timed on ``sample`` (rows as the estimator takes them), when that is at least
     ``MIN_REFINE_STEPS``; return the record of why."""
+    if not len(sample):
+        return {"refine_steps": int(estimator.refine_steps), "why": "no rows to time refinement on"}
     estimator.set_params(refine_steps=PROBE_REFINE_STEPS)
     estimator.transform(sample)  # compiles
     started = time.monotonic()

@@ -20,6 +20,7 @@ import numpy as np
 
 from aepca import distributed
 from aepca import neighbours as neighbour_search
+from aepca.budget import REFINE_SHARE, plan_refinement, reserved_after_training
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
@@ -28,7 +29,6 @@ from aepca.experiments.diagnostics import check_comparison
 from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
-from aepca.budget import REFINE_SHARE, plan_refinement, reserved_after_training
 from aepca.recipes import LARGE_ROWS, Recipe, get_recipe
 from aepca.selection import BOOTSTRAP_ROWS, PairedErrors
 from aepca.validation import invalid_value
@@ -152,7 +152,9 @@ def compare(
     ``max_categories`` values as indicators learned on the training rows (the data, a file or a
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
     and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells.
-    ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter).
+    ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter); a
+    ``time_budget`` (seconds) counts from this call and, on large data, half of it goes to
+    refining the codes compare encodes (:mod:`aepca.budget`).
     """
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
@@ -550,7 +552,7 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
     budget = metrics["autoencoder"].get("budget")
     if budget:
         refine = budget.get("refine")
-        refined = "" if refine is None else (
+        refined = "" if refine is None or "row_step_s" not in refine else (
             f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
             f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
         notes.append(f"Time budget {budget['budget_s']:.0f} s for training: {budget['chose']}; "
