@@ -14,7 +14,7 @@ from aepca.recipes import get_recipe
 
 # MNIST-sized: 57,000 training rows, 446 steps of 128 rows an epoch.
 ROWS = 57_000
-STEP_SECONDS = {(1000, 500, 250): 0.016, (512, 128): 0.005}
+STEP_SECONDS = {(1000, 500, 250): 0.016, (512, 128): 0.005, (64,): 0.001}
 
 
 def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0):
@@ -29,16 +29,21 @@ def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
     settings, record = _plan(600)
     # 600 s less 5 spent and 48 after training (8%), 90% of it at 16 ms a step, 446 steps an epoch.
     assert settings["hidden"] == (1000, 500, 250) and settings["epochs"] == int(0.9 * 547 / (0.016 * 446)) == 68
+    assert settings["learning_rate"] == budget.LEARNING_RATES[(1000, 500, 250)]
     assert "68 epochs" in record["chose"] and record["reserved_after_training_s"] == 48.0
-    # Ten epochs of the deep network do not fit in a minute: the classic network gets them.
+    # Ten epochs of the deep network do not fit in a minute: the classic network gets them, at fast's rate.
     settings, record = _plan(60)
     assert settings["hidden"] == (512, 128) and settings["epochs"] == int(0.9 * 45 / (0.005 * 446))
+    assert settings["learning_rate"] == get_recipe("fast").settings(ROWS, 784, 2)["learning_rate"]
     assert set(record["step_s"]) == {"[1000, 500, 250]", "[512, 128]"}
 
 
 def test_explicit_arguments_win_over_the_plan():
-    settings, _ = _plan(600, given={"hidden": (64,), "epochs": 3})
-    assert settings["hidden"] == (64,) and settings["epochs"] == 3
+    settings, _ = _plan(600, given={"hidden": (64,), "epochs": 3, "learning_rate": 0.1})
+    assert settings["hidden"] == (64,) and settings["epochs"] == 3 and settings["learning_rate"] == 0.1
+    # A given network gets the epochs its own step time affords.
+    settings, record = _plan(600, given={"hidden": (64,)})
+    assert settings["epochs"] == int(0.9 * 547 / (0.001 * 446)) and set(record["step_s"]) == {"[64]"}
 
 
 def test_small_data_keeps_fast_and_its_early_stopping():
@@ -105,3 +110,16 @@ def test_refinement_gets_the_steps_its_time_affords_within_bounds():
     # Less time than MIN_REFINE_STEPS steps of 200 rows take: no refinement.
     none = budget.plan_refinement(estimator, rows[:64], n_rows=200, seconds=1e-9)
     assert none["refine_steps"] == estimator.refine_steps == 0 and none["row_step_s"] > 0
+
+
+def test_a_budget_on_small_data_refines_the_codes_of_fasts_network(low_rank_data):
+    from aepca.data import Dataset
+    from aepca.experiments.compare import compare
+
+    x = low_rank_data(n_samples=300, n_features=6, rank=2, seed=0)
+    options = dict(code_dim=2, hidden=(16,), epochs=3, init="random", neighbours=0, seed=0)
+    alone = compare(Dataset("table", x[:240], x[240:]), **options).metrics["autoencoder"]
+    timed = compare(Dataset("table", x[:240], x[240:]), time_budget=60, **options).metrics["autoencoder"]
+    # The same network (training ends long before the deadline), its codes refined by what the time left affords.
+    assert timed["budget"]["refine"]["refine_steps"] == budget.MAX_REFINE_STEPS
+    assert timed["test_mse"] < 0.95 * alone["test_mse"]

@@ -6,7 +6,8 @@ shapes only), subtracts what the run has spent and what follows training, and ta
 largest candidate that still gets ``MIN_EPOCHS`` epochs, with epochs filling the rest of the
 budget. Small data (below ``recipes.LARGE_ROWS`` rows) keeps ``fast``'s network and early
 stopping, which end training long before a budget of minutes. Training stops at the deadline
-whatever the estimate (``TrainConfig.deadline``).
+whatever the estimate (``TrainConfig.deadline``). ``compare`` spends what training leaves on
+refining the codes it encodes (``plan_refinement``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from aepca.validation import invalid_value
 # Candidate networks for large data, largest first: the deep network of Hinton and
 # Salakhutdinov's MNIST autoencoder (1000-500-250), then fast's (the classic 512-128).
 CANDIDATES = ((1000, 500, 250), (512, 128))
+# Peak learning rates of candidates that do not train well at fast's 8e-3: the deep network at
+# k=30 stays above PCA through 124 epochs at 8e-3, and 1e-3 is its measured rate (docs/recipes.md).
+LEARNING_RATES = {(1000, 500, 250): 1e-3}
 # Fewer epochs than this and a larger network is not worth its cost.
 MIN_EPOCHS = 10
 # What follows training (scoring, figures, the report), as a share of the budget, at least FLOOR_SECONDS.
@@ -36,7 +40,7 @@ SAFETY = 0.9
 # training runs them in (aepca.training: 10 chunks an epoch, 45 steps on MNIST).
 PROBE_STEPS, PROBE_CHUNKS = 100, 2
 # compare on large data leaves this share of its budget (after what precedes training) to code
-# refinement: the deep network's validation error flattens after ~20 epochs on MNIST (docs/recipes.md),
+# refinement (on small data, whatever training leaves): the deep network's validation error flattens after ~20 epochs on MNIST (docs/recipes.md),
 # while refined codes keep lowering the test error. At least MIN_REFINE_STEPS steps or none; more than
 # MAX_REFINE_STEPS add little (docs/hinton2006.md: 2.83 -> 2.00 after 100 steps, 1.85 after 300).
 REFINE_SHARE, MIN_REFINE_STEPS, MAX_REFINE_STEPS = 0.5, 20, 300
@@ -64,18 +68,20 @@ def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, st
         return settings, record
     steps_per_epoch = math.ceil(n_rows / settings["batch_size"])
     measured = {}
-    for hidden in CANDIDATES:
+    for hidden in (tuple(given["hidden"]),) if given.get("hidden") is not None else CANDIDATES:
         seconds = measured[hidden] = step_seconds(hidden)
         available = budget - elapsed() - after
         epochs = int(SAFETY * available / (seconds * steps_per_epoch))
         if epochs >= MIN_EPOCHS:
             break
     epochs = max(1, epochs)
-    chosen = {key: value for key, value in {"hidden": hidden, "epochs": epochs, "min_steps": None}.items()
-              if given.get(key) is None}
+    sized = {"hidden": hidden, "epochs": epochs, "min_steps": None,
+             "learning_rate": LEARNING_RATES.get(hidden, settings["learning_rate"])}
+    chosen = {key: value for key, value in sized.items() if given.get(key) is None}
     record.update(spent_before_training_s=round(elapsed(), 2), step_s={str(list(h)): round(s, 6) for h, s in measured.items()},
-                  chose=f"network {list(hidden)}: {epochs} epochs of {steps_per_epoch} steps at "
-                        f"{seconds * 1e3:.2f} ms a step fill the {available:.0f} s left for training")
+                  chose=f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {epochs} "
+                        f"epochs of {steps_per_epoch} steps at {seconds * 1e3:.2f} ms a step fill the {available:.0f} s "
+                        f"left for training")
     return {**settings, **chosen}, record
 
 

@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(compare)
     compare.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
                          help="the whole command's wall time, e.g. 90s, 10m, 1h: the network and its epochs are sized "
-                              "to it from the measured speed (docs/recipes.md); default: none, the recipe's settings")
+                              "to it from the measured speed, what training leaves refines the codes (docs/recipes.md); "
+                              "default: none, the recipe's settings")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
     compare.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     compare.add_argument("--resume", type=Path, metavar="DIR",

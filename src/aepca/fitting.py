@@ -283,7 +283,8 @@ def start_auto(fit: Fit) -> Trained:
     if not selection["kept_network"]:
         # Under a time budget the time went to the random start: PCA itself is the fallback.
         trained = (fit.fit_network("pca", fit.train, fit.monitor, fit.pca) if fit.deadline is None else
-                   fit.untrained_pca("PCA was kept (the network was not clearly better; the time budget was spent)"))
+                   fit.untrained_pca(f"PCA was kept (the network, trained {len(trained.history['loss'])} epochs, "
+                                     f"was not clearly better; the time budget was spent)"))
     trained.history["selection"] = selection
     return trained
 

@@ -153,8 +153,8 @@ def compare(
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
     and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells.
     ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter); a
-    ``time_budget`` (seconds) counts from this call and, on large data, half of it goes to
-    refining the codes compare encodes (:mod:`aepca.budget`).
+    ``time_budget`` (seconds) counts from this call, and what training leaves of it (on large data
+    half) goes to refining the codes compare encodes (:mod:`aepca.budget`).
     """
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
@@ -178,15 +178,19 @@ def compare(
     neighbour_search.check_neighbour_settings(neighbours, neighbour_queries, metric)
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
     whole_budget = given.get("time_budget")
-    # On large data part of a budget goes to refining the codes compare encodes (aepca.budget).
-    refining = whole_budget is not None and "refine_steps" not in given and train.n_rows >= LARGE_ROWS
+    # What a budget leaves after training goes to refining the codes compare encodes (aepca.budget): on
+    # large data training gets part of it, on small data early stopping ends training long before.
+    refining = whole_budget is not None and "refine_steps" not in given
     if whole_budget is not None:  # counted from this call: reading and splitting took part of it
-        given["time_budget"] = max(whole_budget - (time.monotonic() - called), 1e-3) * (1 - REFINE_SHARE * refining)
+        share = REFINE_SHARE if refining and train.n_rows >= LARGE_ROWS else 0.0
+        given["time_budget"] = max(whole_budget - (time.monotonic() - called), 1e-3) * (1 - share)
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
     started = time.perf_counter()
     estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape)
     ae_seconds = time.perf_counter() - started
-    if refining:
+    if refining and _pca_itself(estimator):
+        estimator.history_["budget"]["refine"] = {"refine_steps": 0, "why": "PCA's codes are the best for its decoder"}
+    elif refining:
         # Each training row is encoded once, the test rows about three times (scores, neighbours, figures).
         sample = test.read(0)[:PREDICT_BATCH]  # at most one network call's rows, as compare encodes them
         estimator.history_["budget"]["refine"] = plan_refinement(
@@ -324,6 +328,12 @@ def _in_file_order(data: Dataset) -> np.ndarray:
     rows = np.empty((n_rows, data.n_features), dtype=data.x_train.dtype)
     rows[~test], rows[test] = data.x_train, data.x_test
     return rows
+
+
+def _pca_itself(estimator) -> bool:
+    """Whether the fitted model is PCA: a PCA start left untrained, or gone back to."""
+    history = estimator.history_
+    return estimator.init_ == "pca" and (not history["loss"] or bool(history.get("kept_start")))
 
 
 def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
@@ -552,9 +562,13 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
     budget = metrics["autoencoder"].get("budget")
     if budget:
         refine = budget.get("refine")
-        refined = "" if refine is None or "row_step_s" not in refine else (
-            f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
-            f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
+        if refine is None:
+            refined = ""
+        elif "why" in refine:
+            refined = f"; codes not refined: {refine['why']}"
+        else:
+            refined = (f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
+                       f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
         notes.append(f"Time budget {budget['budget_s']:.0f} s for training: {budget['chose']}; "
                      f"{metrics['autoencoder']['epochs_reason']}{refined}.")
     if "neighbours" in metrics["autoencoder"]:
