@@ -30,6 +30,7 @@ def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
     # 600 s less 5 spent and 48 after training (8%), 90% of it at 16 ms a step, 446 steps an epoch.
     assert settings["hidden"] == (1000, 500, 250) and settings["epochs"] == int(0.9 * 547 / (0.016 * 446)) == 68
     assert settings["learning_rate"] == budget.LEARNING_RATES[(1000, 500, 250)]
+    assert settings["patience"] == budget.PATIENCE_EPOCHS
     assert "68 epochs" in record["chose"] and record["reserved_after_training_s"] == 48.0
     # Ten epochs of the deep network do not fit in a minute: the classic network gets them, at fast's rate.
     settings, record = _plan(60)
@@ -119,7 +120,8 @@ def test_a_budget_on_small_data_refines_the_codes_of_fasts_network(low_rank_data
     x = low_rank_data(n_samples=300, n_features=6, rank=2, seed=0)
     options = dict(code_dim=2, hidden=(16,), epochs=3, init="random", neighbours=0, seed=0)
     alone = compare(Dataset("table", x[:240], x[240:]), **options).metrics["autoencoder"]
-    timed = compare(Dataset("table", x[:240], x[240:]), time_budget=60, **options).metrics["autoencoder"]
-    # The same network (training ends long before the deadline), its codes refined by what the time left affords.
+    timed = compare(Dataset("table", x[:240], x[240:]), time_budget=3600, **options).metrics["autoencoder"]
+    # The same network (training ends long before the deadline), its codes refined by what the time left
+    # affords: the most steps, as an hour affords them many times over.
     assert timed["budget"]["refine"]["refine_steps"] == budget.MAX_REFINE_STEPS
     assert timed["test_mse"] < 0.95 * alone["test_mse"]

