@@ -6,8 +6,8 @@ training rows, for every code size k from 1 to d. On the small tables of the ful
 rule's false keeps (docs/recipes.md: 2-3% of networks no better than PCA are kept) may end a few
 percent above PCA on the test rows, within the test's noise: there "worse" is the paired per-row
 difference above zero by more than ``CLEAR_IMPROVEMENT_Z`` standard errors, the threshold the
-keep rule uses for "clearly better". Otherwise the tolerance is rounding only: a PCA start kept as the model
-reconstructs in float32 (rows scaled in float32, then codes and reconstructions of d + 1 terms
+keep rule uses for "clearly better". Otherwise the tolerance is rounding only: a PCA start kept as
+the model reconstructs in float32 (rows scaled in float32, then codes and reconstructions of d + 1 terms
 each), so its MSE may exceed PCA's float64 one by what values off by that much move an MSE
 (``conftest.mse_shift``); at k = d that is the float32 resolution of a (near-)exact reconstruction.
 """
@@ -56,7 +56,8 @@ def assert_never_worse(dataset: Dataset, ks, *, scale="standard", seed=0, within
     for k in ks:
         estimator = Autoencoder(n_components=k, recipe=FAST, scale=scale, random_state=seed, **overrides).fit(dataset.x_train)
         pca = PCA(k).fit(scaler.transform(dataset.x_train))
-        differences = -estimator.score_samples(dataset.x_test) - np.mean(np.square(pca.inverse_transform(pca.transform(space)) - space), axis=1)
+        pca_errors = np.mean(np.square(pca.inverse_transform(pca.transform(space)) - space), axis=1)
+        differences = -estimator.score_samples(dataset.x_test) - pca_errors
         noise = CLEAR_IMPROVEMENT_Z * np.std(differences, ddof=1) / np.sqrt(len(differences)) if within_noise else 0.0
         row = {"k": k, "ae": -estimator.score(dataset.x_test), "pca": pca_test_mse(dataset, k, scale), "noise": noise,
                "init": estimator.init_, "kept_start": estimator.history_.get("kept_start")}

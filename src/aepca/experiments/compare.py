@@ -154,7 +154,7 @@ def compare(
     and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells.
     ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter); a
     ``time_budget`` (seconds) counts from this call, and what training leaves of it (on large data
-    half) goes to refining the codes compare encodes (:mod:`aepca.budget`).
+    at least ``budget.REFINE_SHARE``) goes to refining the codes compare encodes (:mod:`aepca.budget`).
     """
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
