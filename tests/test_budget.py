@@ -30,7 +30,7 @@ def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
     # 600 s less 5 spent and 48 after training (8%), 90% of it at 16 ms a step, 446 steps an epoch.
     assert settings["hidden"] == (1000, 500, 250) and settings["epochs"] == int(0.9 * 547 / (0.016 * 446)) == 68
     assert settings["learning_rate"] == budget.LEARNING_RATES[(1000, 500, 250)]
-    assert settings["patience"] == budget.PATIENCE_EPOCHS
+    assert settings["patience"] == budget.PATIENCE_EPOCHS and settings["anneal_epochs"] == budget.ANNEAL_EPOCHS
     assert "68 epochs" in record["chose"] and record["reserved_after_training_s"] == 48.0
     # Ten epochs of the deep network do not fit in a minute: the classic network gets them, at fast's rate.
     settings, record = _plan(60)

@@ -333,6 +333,10 @@ def test_the_history_says_why_that_many_epochs_ran(data):
                              "restore_best": True, "patience": 3}).fit(rank_2)
     assert len(stopped.history_["loss"]) == 3  # nothing improves on the start: three epochs of patience
     assert stopped.history_["epochs_reason"] == "3 epochs: the validation loss had not improved for 3 epochs (cap 50)"
+    annealed = Autoencoder(**{**PARAMS, "init": "pca", "epochs": 50, "validation_fraction": 0.2,
+                              "restore_best": True, "patience": 3, "anneal_epochs": 2}).fit(rank_2)
+    assert annealed.history_["epochs_reason"] == ("5 epochs: the validation loss had not improved for 3 epochs by epoch 3, "
+                                                  "then 2 more from the best weights at a learning rate falling linearly to 0 (cap 50)")
 
 
 def test_a_frame_is_aligned_by_column_name(data):

@@ -21,6 +21,7 @@ from aepca.training import (
 )
 
 from aepca.training.fit_runner import KerasFitRunner
+from aepca.training.jax_runner import JaxRunner
 from conftest import float_tolerance
 
 # 70 rows in batches of 16: the last batch of each epoch is partial (6 rows).
@@ -162,6 +163,31 @@ def test_restore_best_keeps_the_initial_weights_when_training_only_hurts():
     _assert_weights_close(net.autoencoder.get_weights(), initial, rtol=0, atol=0)
 
 
+def test_running_out_of_patience_anneals_from_the_best_weights(monkeypatch):
+    # Exactly rank-3 data from a PCA start (as above): every epoch hurts, so patience runs out at once.
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.standard_normal((N_FEATURES, 3)))
+    data = (rng.standard_normal((120, 3)) @ basis.T).astype(np.float32)
+    pca = PCA(n_components=3).fit(data[:90])
+    net = build_autoencoder(N_FEATURES, 3, hidden=(8,), output_activation="linear", seed=0, pca=(pca.components_, pca.mean_))
+    initial = [np.array(v) for v in net.autoencoder.trainable_variables]
+    started_from, rates = [], []
+    run_epoch = JaxRunner.run_epoch
+
+    def recorded(self, epoch, lr_scale, tick):
+        started_from.append([self.host(w) for w in self.state()[0]])
+        rates.append(lr_scale)
+        return run_epoch(self, epoch, lr_scale, tick)
+
+    monkeypatch.setattr(JaxRunner, "run_epoch", recorded)
+    config = TrainConfig(epochs=50, batch_size=BATCH, learning_rate=0.5, restore_best=True, patience=2, anneal_epochs=3)
+    history = train(net.autoencoder, data[:90], x_val=data[90:], config=config)
+    # Two epochs of patience, then three at 1, 2/3 and 1/3 of the scheduled rate, starting from the best (initial) weights.
+    assert history["annealed_from"] == 2 and history["stopped_early"] == 5 and len(history["loss"]) == 5
+    assert rates == pytest.approx([1, 1, 1, 2 / 3, 1 / 3], rel=float_tolerance(np.float64))
+    _assert_weights_close(started_from[2], initial, rtol=0, atol=0)
+
+
 def _linear_net():
     return build_autoencoder(N_FEATURES, 3, hidden=(), activation="linear", output_activation="linear", seed=0)
 
@@ -240,6 +266,7 @@ def test_cosine_schedule_warms_up_then_decays():
         ({"learning_rate": "1e-3"}, r"Received: learning_rate='1e-3'"),
         ({"beta_2": 1.0}, r"invalid value for beta_2, expected a number between 0 and 1 \(exclusive\)\. Received: beta_2=1\.0"),
         ({"beta_2": 0}, r"Received: beta_2=0"),
+        ({"anneal_epochs": 0}, r"invalid value for anneal_epochs, expected a positive integer\. Received: anneal_epochs=0"),
     ],
 )
 def test_train_config_validation(kwargs, match):

@@ -103,6 +103,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     patience : int or None
         Stop after this many epochs without a lower validation loss
         (``epochs`` is then the cap).
+    anneal_epochs : int or None
+        With ``patience``: when it runs out, go back to the best weights and
+        train this many more epochs at a learning rate falling linearly
+        towards 0, then stop (a schedule cut short never reaches its low rates).
     folds : int or None
         With ``init="auto"``: judge the network against PCA on this many folds
         of all training rows (each held out once, the network trained on the
@@ -183,6 +187,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "validation_fraction": [Interval(Real, 0, 1, closed="left"), None],
         "restore_best": ["boolean", None],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "anneal_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "folds": [Interval(Integral, 0, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -218,6 +223,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         validation_fraction=None,
         restore_best=None,
         patience=None,
+        anneal_epochs=None,
         folds=None,
         random_state=None,
         verbose=False,
@@ -249,6 +255,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.validation_fraction = validation_fraction
         self.restore_best = restore_best
         self.patience = patience
+        self.anneal_epochs = anneal_epochs
         self.folds = folds
         self.random_state = random_state
         self.verbose = verbose

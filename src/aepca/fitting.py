@@ -181,7 +181,8 @@ class Fit:
             epochs=epochs, batch_size=settings["batch_size"], learning_rate=float(settings["learning_rate"]),
             optimizer=settings["optimizer"], beta_2=float(settings["beta_2"]), schedule=settings["schedule"],
             warmup_epochs=float(settings["warmup_epochs"]), loss=settings["loss"], seed=self.seed,
-            restore_best=bool(settings["restore_best"]), patience=settings["patience"], devices=int(self.devices),
+            restore_best=bool(settings["restore_best"]), patience=settings["patience"],
+            anneal_epochs=settings.get("anneal_epochs"), devices=int(self.devices),
             lanes=lanes, deadline=self.deadline,
         )
         return train(net.autoencoder, train_rows, x_val=monitor, config=config, progress=self.verbose,
@@ -197,6 +198,10 @@ class Fit:
         settings = self.settings
         if "stopped_at_deadline" in history:
             return f"{len(history['loss'])} epochs: the time budget's deadline came (planned {epochs})"
+        if "annealed_from" in history:
+            return (f"{len(history['loss'])} epochs: the validation loss had not improved for {settings['patience']} "
+                    f"epochs by epoch {history['annealed_from']}, then {len(history['loss']) - history['annealed_from']} "
+                    f"more from the best weights at a learning rate falling linearly to 0 (cap {epochs})")
         if "stopped_early" in history:
             return (f"{len(history['loss'])} epochs: the validation loss had not improved for {settings['patience']} "
                     f"epochs (cap {epochs})")

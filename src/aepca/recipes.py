@@ -23,13 +23,13 @@ from aepca.validation import invalid_value
 SETTINGS = (
     "hidden", "activation", "output_activation", "code_activation", "init", "output_bias", "epochs",
     "min_steps", "batch_size", "learning_rate", "optimizer", "beta_2", "schedule", "warmup_epochs", "loss",
-    "validation_fraction", "restore_best", "patience", "folds",
+    "validation_fraction", "restore_best", "patience", "anneal_epochs", "folds",
 )
 DEFAULTS = dict(
     hidden=(512, 128), activation="elu", output_activation="auto", code_activation="linear", init="random",
     output_bias="zeros", epochs=5, min_steps=None, batch_size=128, learning_rate=1e-3, optimizer="adam",
     beta_2=0.999, schedule="constant", warmup_epochs=0.0, loss="mse", validation_fraction=0.0,
-    restore_best=False, patience=None, folds=0,
+    restore_best=False, patience=None, anneal_epochs=None, folds=0,
 )
 
 # From this many training rows on, fast trains the classic network for speed (MNIST).

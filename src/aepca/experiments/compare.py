@@ -191,10 +191,11 @@ def compare(
     if refining and _pca_itself(estimator):
         estimator.history_["budget"]["refine"] = {"refine_steps": 0, "why": "PCA's codes are the best for its decoder"}
     elif refining:
-        # Each training row is encoded once, the test rows about three times (scores, neighbours, figures).
+        # Rows encoded below: every training and test row, the test rows the figures show, the neighbour queries.
+        encoded = train.n_rows + test.n_rows + min(test.n_rows, N_CODE_POINTS) + min(test.n_rows, neighbour_queries) * bool(neighbours)
         sample = test.read(0)[:PREDICT_BATCH]  # at most one network call's rows, as compare encodes them
         estimator.history_["budget"]["refine"] = plan_refinement(
-            estimator, sample, train.n_rows + 3 * test.n_rows,
+            estimator, sample, encoded,
             whole_budget - (time.monotonic() - called) - reserved_after_training(whole_budget))
     scaler, pca = estimator.scaler_, estimator.pca_
     if standardised_categories:
@@ -268,14 +269,15 @@ def compare(
     metrics["run"] = _record(shown, train, test, held_out, estimator, record)
     if found:
         metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"] = found["pca"], found["autoencoder"]
-    space_shown = scaler.transform(shown.x_test)
+    pca_codes = pca.transform(scaler.transform(shown.x_test))
+    ae_codes = estimator.transform(shown.x_test)  # encoded (and refined) once for both figures
     comparison = Comparison(
         metrics=metrics,
         shown=shown,
-        pca_codes=pca.transform(space_shown),
-        ae_codes=estimator.transform(shown.x_test),
-        pca_reconstruction=scaler.inverse_transform(pca.inverse_transform(pca.transform(space_shown)).astype(np.float32)),
-        ae_reconstruction=estimator.reconstruct(shown.x_test),
+        pca_codes=pca_codes,
+        ae_codes=ae_codes,
+        pca_reconstruction=scaler.inverse_transform(pca.inverse_transform(pca_codes).astype(np.float32)),
+        ae_reconstruction=estimator.inverse_transform(ae_codes),
         estimator=estimator,
     )
     comparison.notes.extend(_notes(metrics, estimator.settings_))

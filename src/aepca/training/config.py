@@ -54,7 +54,9 @@ class TrainConfig:
     lowest validation loss, the starting weights included, so training can
     never end worse on validation than where it began. ``patience`` stops
     training once that many epochs passed without a lower validation loss
-    (``epochs`` is then the cap). ``beta_2`` is the decay rate of the
+    (``epochs`` is then the cap); with ``anneal_epochs``, training goes back
+    to the best weights then and runs that many more epochs at a learning
+    rate falling linearly towards 0 first. ``beta_2`` is the decay rate of the
     optimizer's second-moment average (Keras' name). ``devices`` is the
     number of devices of each process a batch is split over. ``lanes`` (for
     streamed rows only) is how many read streams make up each batch, each
@@ -76,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     restore_best: bool = False
     patience: int | None = None
+    anneal_epochs: int | None = None
     max_divergence_retries: int = 3
     chunks_per_epoch: int = 10
     devices: int = 1
@@ -86,9 +89,9 @@ class TrainConfig:
         _choose(LOSSES, self.loss, "loss")
         _choose(OPTIMIZERS, self.optimizer, "optimizer")
         _choose(SCHEDULES, self.schedule, "schedule")
-        for name in ("epochs", "batch_size", "chunks_per_epoch", "devices", "patience", "lanes"):
+        for name in ("epochs", "batch_size", "chunks_per_epoch", "devices", "patience", "anneal_epochs", "lanes"):
             value = getattr(self, name)
-            if name in ("patience", "lanes") and value is None:
+            if name in ("patience", "anneal_epochs", "lanes") and value is None:
                 continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise invalid_value(name, "a positive integer", f"{name}={value!r}")

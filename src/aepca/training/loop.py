@@ -93,7 +93,7 @@ class Runner:
         try:
             while epoch < config.epochs:
                 before = self.host_state()
-                loss = self.run_epoch(epoch, lr_scale, bar.update if bar else _ignore)
+                loss = self.run_epoch(epoch, lr_scale * self._anneal_factor(history, epoch), bar.update if bar else _ignore)
                 if not (math.isfinite(loss) and self._weights_finite()):
                     retries += 1
                     if retries > config.max_divergence_retries:
@@ -125,7 +125,7 @@ class Runner:
                 history["seconds"].append(time.perf_counter() - started)
                 history["lr_scale"].append(lr_scale)
                 epoch += 1
-                if self._out_of_patience(history):
+                if self._stops(history, epoch, best):
                     history["stopped_early"] = epoch
                     epoch = config.epochs
                 elif epoch < config.epochs and self._past_deadline(history):
@@ -154,6 +154,28 @@ class Runner:
         if self.config.patience is None or not losses:
             return False
         return len(losses) - best_epoch(history) >= self.config.patience
+
+    def _stops(self, history: dict, epoch: int, best) -> bool:
+        """Whether training ends after ``epoch`` epochs: out of patience, or, with ``anneal_epochs``,
+        at the end of the annealing that running out of patience starts from the best weights."""
+        if "annealed_from" in history:
+            return epoch - history["annealed_from"] >= self.config.anneal_epochs
+        if not self._out_of_patience(history):
+            return False
+        if not self.config.anneal_epochs:
+            return True
+        history["annealed_from"] = epoch
+        if best is not None:
+            self._restore_weights(best[1], best[2])
+        return False
+
+    def _anneal_factor(self, history: dict, epoch: int) -> float:
+        """The share of the scheduled learning rate epoch ``epoch`` (from 0) trains at: 1, then
+        falling linearly over the annealing epochs to 1 / ``anneal_epochs`` (a cosine schedule
+        cut short by patience never reaches its low rates, which lower the error most)."""
+        if "annealed_from" not in history:
+            return 1.0
+        return (self.config.anneal_epochs - (epoch - history["annealed_from"])) / self.config.anneal_epochs
 
     def _past_deadline(self, history: dict) -> bool:
         """Whether another epoch, as long as the last, would end after the deadline (on any
