@@ -38,7 +38,8 @@ MIN_EPOCHS = 10
 # refinement: at k=30 on MNIST the deep network's best epoch was the 77th of 124 (docs/recipes.md).
 PATIENCE_EPOCHS = 10
 # Then the best weights train this many more epochs at a rate falling linearly to 0: at k=30 on MNIST,
-# 20 such epochs after the 87th lowered the refined test error by 3.7%, 40 by no more (docs/recipes.md).
+# 20 such epochs from the 87th epoch's kept weights lowered the refined test error by 3.7%, 40 no more
+# (docs/recipes.md).
 ANNEAL_EPOCHS = 20
 # What follows training (scoring, figures, the report), as a share of the budget, at least FLOOR_SECONDS.
 AFTER_TRAINING_SHARE, FLOOR_SECONDS = 0.08, 10.0
