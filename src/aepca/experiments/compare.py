@@ -25,7 +25,7 @@ from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.data.sources import BLOCK_ROWS, RowSource, open_source
-from aepca.experiments.diagnostics import check_comparison
+from aepca.experiments.diagnostics import SAMPLE_ROWS as DIAGNOSED_ROWS, check_comparison
 from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
@@ -191,8 +191,10 @@ def compare(
     if refining and _pca_itself(estimator):
         estimator.history_["budget"]["refine"] = {"refine_steps": 0, "why": "PCA's codes are the best for its decoder"}
     elif refining:
-        # Rows encoded below: every training and test row, the test rows the figures show, the neighbour queries.
-        encoded = train.n_rows + test.n_rows + min(test.n_rows, N_CODE_POINTS) + min(test.n_rows, neighbour_queries) * bool(neighbours)
+        # Rows encoded below: every training and test row, the neighbour queries, the test rows the
+        # figures show and the training rows the diagnoses reconstruct.
+        encoded = (train.n_rows + test.n_rows + min(test.n_rows, neighbour_queries) * bool(neighbours)
+                   + len(shown.x_test) + min(len(shown.x_train), DIAGNOSED_ROWS))
         sample = test.read(0)[:PREDICT_BATCH]  # at most one network call's rows, as compare encodes them
         estimator.history_["budget"]["refine"] = plan_refinement(
             estimator, sample, encoded,
