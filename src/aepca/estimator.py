@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from functools import partial
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from aepca import budget, distributed
 from aepca.data.columns import ColumnSpec
 from aepca.data.sources import RowSource, open_source
 from aepca.fitting import NOT_TRAINING, Fit, json_settings, resolve_settings
@@ -44,10 +42,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     error space chosen by ``scale``, so it compares directly with
     :class:`aepca.PCA` fitted on the same scaled data.
 
-    The network trains on the error space's rows divided by one typical
-    scale, and (with a linear output) standardises each column inside its
-    first layer and undoes that at its output: its loss is exactly that
-    space's MSE, and training does not depend on the data's units.
+    The network trains on the error space's rows divided by one typical scale,
+    and (with a linear output) standardises each column inside its first layer and
+    undoes that at its output: its loss is that space's MSE, whatever the units.
 
     Parameters
     ----------
@@ -69,24 +66,21 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         The code layer's activation: linear is right for nonlinear PCA; a bounded
         one (tanh, sigmoid) is a mistake the diagnoses name. A PCA start is linear.
     init : {"random", "pca", "auto"} or None
-        ``"pca"`` starts the network exactly at PCA's solution (a PCA layer plus
-        zero-initialised residual branches): training can only improve on PCA.
-        ``"auto"`` keeps a randomly initialised network only when it is clearly
-        better than PCA on held-out rows (``folds`` or the validation rows), else
-        PCA (with folds PCA itself, else a PCA-started network trained on).
-        ``init_`` records which was kept, ``history_["selection"]`` the evidence.
+        ``"pca"`` starts exactly at PCA's solution (a PCA layer plus zero-initialised
+        residual branches). ``"auto"`` keeps a random start only when it is clearly
+        better than PCA on held-out rows (``folds`` or the validation rows), else PCA
+        (with folds PCA itself, else a PCA-started network trained on); ``init_`` and
+        ``history_["selection"]`` record which and why.
     select_by : {"mse", "recall"}, default="mse"
-        What ``init="auto"`` judges on held-out rows: each row's MSE, or the
-        recall@10 of its neighbours searched in the codes
-        (:meth:`aepca.fitting.Fit.held_out_losses` defines it).
+        What ``init="auto"`` judges on held-out rows: each row's MSE, or the recall@10
+        of its neighbours in the codes (:meth:`aepca.fitting.Fit.held_out_losses`).
     output_bias : {"zeros", "mean"} or None
         How a randomly initialised network's output starts: at zero, or at
         the training mean (a standardised linear output starts there anyway).
     scale : {"none", "auto", "minmax", "standard"}, default="none"
         The error space: per-feature scaling learned on the training data
-        (see :class:`aepca.preprocessing.Scaler`) in which the network is
-        trained and ``score`` measured. Reconstructions are in the original
-        units.
+        (:class:`aepca.preprocessing.Scaler`), where the network is trained and
+        ``score`` measured; reconstructions are in the original units.
     epochs, batch_size, learning_rate, optimizer, beta_2, schedule, warmup_epochs, loss : or None
         Training settings; see :class:`aepca.training.TrainConfig`. An
         explicit ``epochs`` is exact (no step floor, no early stopping unless
@@ -97,22 +91,19 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Share of the training rows held out to monitor (with ``restore_best``,
         select) the weights: chosen by a seeded hash of the row numbers.
     restore_best : bool or None
-        Keep the weights with the lowest validation loss, the initial ones
-        included; a PCA start is kept unless the trained weights are clearly
-        better on validation (``CLEAR_IMPROVEMENT_Z``).
+        Keep the weights with the lowest validation loss, the initial ones included
+        (a PCA start unless clearly beaten, ``CLEAR_IMPROVEMENT_Z``).
     patience : int or None
         Stop after this many epochs without a lower validation loss
         (``epochs`` is then the cap).
     anneal_epochs : int or None
-        With ``patience``: when it runs out, go back to the best weights and
-        train this many more epochs at a learning rate falling linearly
-        towards 0, then stop (a schedule cut short never reaches its low rates).
+        With ``patience``: when it runs out, train this many more epochs from the best
+        weights at a learning rate falling linearly towards 0, then stop.
     folds : int or None
-        With ``init="auto"``: judge the network against PCA on this many folds
-        of all training rows (each held out once, the network trained on the
-        rest), keeping it when better by more than ``FOLD_Z`` standard errors;
-        it is then retrained on every row for the folds' median best epoch
-        count. 0: use the validation split.
+        With ``init="auto"``: judge the network against PCA on this many folds of
+        the training rows (kept when better by more than ``FOLD_Z`` standard errors),
+        then retrain it on every row for the folds' median best epoch count. 0: use
+        the validation split.
     random_state : int, RandomState or None, default=None
         Seeds weight initialisation, shuffling and the validation split.
     verbose : bool, default=False
@@ -121,24 +112,18 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Write a checkpoint there after every epoch and resume from the one found
         there (same settings, same data): the weights of an uninterrupted fit.
     refine_steps : int, default=0
-        After encoding, improve each sample's code by this many Adam steps on
-        its reconstruction loss through the decoder (see :mod:`aepca.refine`):
-        better codes on new data for that many decoder passes per sample in
-        ``transform`` and ``reconstruct`` (``fit`` uses the plain encoder).
+        ``transform`` and ``reconstruct`` improve each code by this many Adam steps
+        on its reconstruction loss through the decoder (:mod:`aepca.refine`).
     devices : int, default=1
-        Train on this many of the devices JAX sees (GPUs, or CPU devices with
-        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``; per process),
-        each taking an equal share of every batch (``batch_size`` a multiple of
-        it). JAX backend only.
+        Train on this many of the devices JAX sees (per process), each taking an
+        equal share of every batch (``batch_size`` a multiple of it). JAX only.
     lanes : int or None, default=None
-        How many read streams make up each batch (:class:`aepca.data.order.EpochBatches`).
-        The batches depend on it, not on the processes or the input's form;
-        None: ``devices`` times the processes.
+        How many read streams make up each batch (:class:`aepca.data.order.EpochBatches`),
+        which depend on it alone; None: ``devices`` times the processes.
     time_budget : float or None, default=None
-        Seconds ``fit`` may take: the network and epochs are sized to them from
-        the run's measured speed (:mod:`aepca.budget`, docs/recipes.md) and
-        training stops at the deadline; explicit ``hidden``/``epochs`` still win.
-        ``history_["budget"]`` says what was chosen and why.
+        Seconds ``fit`` may take: network and epochs sized to the run's measured
+        speed, training stopped at the deadline (:mod:`aepca.budget`); an explicit
+        ``hidden`` or ``epochs`` wins; ``history_["budget"]`` says what and why.
 
     Attributes
     ----------
@@ -148,14 +133,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     network_scale_ : float
         The network's inputs are the error space's rows divided by this.
     pca_ : aepca.PCA
-        The PCA of every training row in the error space: the linear baseline
-        the network is judged against (and falls back to). Not kept by
-        :meth:`save`.
+        The PCA of every training row in the error space: the linear baseline the
+        network is judged against (and falls back to). Not kept by :meth:`save`.
     history_ : dict
-        Per-epoch ``loss``, ``val_loss``, ``val_mse`` (in the error space's
-        units), ``seconds``; ``epochs_reason`` says why that many epochs ran;
-        ``statistics_seconds`` and ``training_seconds`` what the pass fitting
-        the error space and PCA, and training, took.
+        Per-epoch ``loss``, ``val_loss``, ``val_mse`` (in the error space's units),
+        ``seconds``; ``epochs_reason`` (why that many epochs); ``statistics_seconds``
+        (the pass fitting the error space and PCA) and ``training_seconds``.
     settings_ : dict
         Every training setting used: the recipe's, sized to the data, and the arguments given.
     output_activation_ : str
@@ -270,13 +253,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Fit on ``X``; ``X_val`` (optional, the same forms) is monitored each epoch.
 
         ``X`` is an array, a DataFrame or Arrow table, a :class:`aepca.data.sources.RowSource`,
-        or the path of a ``.npy``, ``.npz``, ``.parquet``, ``.csv`` file, folder or glob
-        pattern (see :func:`aepca.open_source`): every form is read the same way, a
-        block at a time, and the same rows with the same seed give the same model.
-        ``columns`` (an :class:`aepca.data.columns.ColumnSpec`) says how a table's
-        columns became ``X``'s: the model keeps it and applies it to new tables and
-        files. ``image_shape`` is kept for showing rows. A failed or interrupted fit
-        leaves the estimator as it was.
+        or a ``.npy``/``.npz``/``.parquet``/``.csv`` file, folder or glob (:func:`aepca.open_source`):
+        every form is read a block at a time, and the same rows and seed give the same model.
+        ``columns`` (a :class:`aepca.data.columns.ColumnSpec`) says how a table's columns became
+        ``X``'s, for new tables; ``image_shape`` is kept for showing rows. A failed or
+        interrupted fit leaves the estimator as it was.
         """
         started = time.monotonic()
         self._validate_params()
@@ -288,8 +269,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         if source.n_rows < 2:
             raise invalid_value("X", "at least 2 samples", f"n_samples={source.n_rows} in {source.name}", "Pass more rows.")
-        settings = resolve_settings(self.recipe, {name: getattr(self, name) for name in SETTINGS}, source.n_rows,
-                                    source.n_features, self.n_components)
+        given = {name: getattr(self, name) for name in SETTINGS}
+        settings = resolve_settings(self.recipe, given, source.n_rows, source.n_features, self.n_components)
         if X_val is not None:
             X_val = new_rows(X_val, n_features=source.n_features, names=names,
                              spec=columns if columns is not None else source.columns)
@@ -301,7 +282,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             select_by=self.select_by,
         )
         if self.time_budget is not None:
-            self._plan_budget(fit, source, started)
+            fit.plan_budget(float(self.time_budget), given, started)
         trained = fit.start()
         # All at once, so that an exception or Ctrl-C above leaves a fitted estimator as it was.
         fitted = {
@@ -315,23 +296,6 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.__dict__.update(fitted if names is None else {**fitted, "feature_names_in_": names})
         self._set_net(trained.net)
         return self
-
-    def _plan_budget(self, fit: Fit, source, started: float) -> None:
-        """Size ``fit``'s network and epochs to ``time_budget`` (see :mod:`aepca.budget`) and set its deadline."""
-        given = {name: getattr(self, name) for name in SETTINGS}
-
-        def make_plan():
-            measure = partial(budget.measure_step, n_features=source.n_features, n_components=self.n_components,
-                              settings=fit.settings)
-            # Every process plans on the same numbers (their mean), so all choose the same settings.
-            return budget.plan(fit.settings, given, n_rows=fit.train.n_rows, budget=float(self.time_budget),
-                               elapsed=lambda: distributed.mean_of(time.monotonic() - started),
-                               step_seconds=lambda hidden: distributed.mean_of(measure(hidden)))
-
-        settings, record = budget.planned(self.checkpoint_dir, make_plan)
-        fit.settings, fit.deadline = settings, budget.deadline_after(float(self.time_budget), started)
-        fit.run["settings"] = json_settings(settings)
-        fit.budget = record
 
     def _set_net(self, net) -> None:
         self.model_, self.encoder_, self.decoder_ = net.autoencoder, net.encoder, net.decoder

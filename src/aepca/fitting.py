@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from aepca import distributed
+from aepca import budget, distributed
 from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
 from aepca.data.order import VALIDATION_SALT, held_out_mask, row_hash
 from aepca.data.sources import RowSource
@@ -109,6 +110,23 @@ class Fit:
                    summary=space.network_summary(in_space.summary), rows=rows, train=train_rows, monitor=monitor,
                    pca=pca, run={"params": params, "settings": json_settings(settings), "seed": seed}, start_name=start,
                    statistics_seconds=seconds, **options)
+
+    def plan_budget(self, seconds: float, given: dict, started: float) -> None:
+        """Size the network and epochs to a time budget of ``seconds`` counted from ``started``
+        (``time.monotonic()``; see :mod:`aepca.budget`) and set the deadline; ``given`` are the
+        settings the user set, which the plan keeps."""
+
+        def make_plan():
+            measure = partial(budget.measure_step, n_features=self.rows.n_features, n_components=self.n_components,
+                              settings=self.settings)
+            # Every process plans on the same numbers (their mean), so all choose the same settings.
+            return budget.plan(self.settings, given, n_rows=self.train.n_rows, budget=seconds,
+                               elapsed=lambda: distributed.mean_of(time.monotonic() - started),
+                               step_seconds=lambda hidden: distributed.mean_of(measure(hidden)))
+
+        self.settings, self.budget = budget.planned(self.checkpoint_dir, make_plan)
+        self.deadline = budget.deadline_after(seconds, started)
+        self.run["settings"] = json_settings(self.settings)
 
     def start(self) -> Trained:
         """The network the settings' start keeps, its history noting what the pass before training
