@@ -52,6 +52,23 @@ def test_a_fit_reads_each_block_once_before_training_and_once_per_epoch(parts, b
     assert block_reads == {i: 1 + epochs for i in range(8)}
 
 
+def test_validation_rows_over_the_memory_bound_are_not_gathered_but_read_each_epoch(parts, block_reads, monkeypatch):
+    import aepca.fitting
+
+    holds = []
+    scan = aepca.fitting.scan
+    monkeypatch.setattr(aepca.fitting, "scan", lambda source, hold=None: holds.append(hold) or scan(source, hold=hold))
+    # About 1,600 validation rows of 12 float32 features: about 76,800 bytes.
+    monkeypatch.setattr(aepca.fitting, "MAX_HELD_BYTES", 50_000)
+    epochs = 3
+    model = Autoencoder(2, init="random", hidden=(8,), epochs=epochs, validation_fraction=0.2, random_state=0)
+    model.fit(open_source(parts, block_rows=BLOCK_ROWS))
+    assert holds == [None]
+    assert len(model.history_["val_loss"]) == epochs
+    # The pass, then each epoch's training rows, and the validation rows for the starting weights and after each epoch.
+    assert block_reads == {i: 1 + epochs + (1 + epochs) for i in range(8)}
+
+
 def test_folds_hold_equal_shares_of_the_rows():
     source = open_source(np.zeros((1003, 2), np.float32), block_rows=100)
     views = fold_views(source, 5, seed=4)

@@ -92,7 +92,13 @@ class Fit:
         start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
         validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
         started = time.perf_counter()
-        hold = (lambda rows: held_out_mask(rows, validation, seed, VALIDATION_SALT)) if validation else None
+        held_out = source.held_out(validation, seed, VALIDATION_SALT) if validation else None
+        if held_out is not None and min(held_out.n_rows, source.n_rows - held_out.n_rows) < 1:
+            raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
+                                f"validation_fraction={validation} with {source.n_rows} rows")
+        # Validation rows that fit in memory are kept from the one pass; others are read each epoch.
+        keep = held_out is not None and fits_in_memory(held_out)
+        hold = (lambda rows: held_out_mask(rows, validation, seed, VALIDATION_SALT)) if keep else None
         statistics = scan(source, hold=hold)
         space = ErrorSpace.fit(scale, statistics.summary)
         in_space = statistics.in_scaled_space(space.scaler.offset_, space.scaler.scale_)
@@ -100,12 +106,10 @@ class Fit:
         seconds = time.perf_counter() - started
         rows = source.map(space.network_rows)
         train_rows, monitor = rows, None if X_val is None else held_in_memory(X_val.map(space.network_rows))
-        if validation:
-            train_rows, held_out = rows.kept(validation, seed, VALIDATION_SALT), rows.held_out(validation, seed, VALIDATION_SALT)
-            if min(train_rows.n_rows, held_out.n_rows) < 1:
-                raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
-                                    f"validation_fraction={validation} with {source.n_rows} rows")
-            monitor = held_in_memory(held_out, None if statistics.held is None else space.network_rows(statistics.held))
+        if held_out is not None:
+            train_rows = rows.kept(validation, seed, VALIDATION_SALT)
+            monitor = held_in_memory(held_out.map(space.network_rows),
+                                     None if statistics.held is None else space.network_rows(statistics.held))
         return cls(n_components=n_components, settings=settings, seed=seed, space=space,
                    summary=space.network_summary(in_space.summary), rows=rows, train=train_rows, monitor=monitor,
                    pca=pca, run={"params": params, "settings": json_settings(settings), "seed": seed}, start_name=start,
@@ -380,11 +384,16 @@ def json_settings(settings: dict) -> dict:
     return {**settings, "hidden": list(settings["hidden"])}
 
 
+def fits_in_memory(rows: RowSource) -> bool:
+    """Whether ``rows`` (float32) take at most ``MAX_HELD_BYTES``."""
+    return rows.n_rows * rows.n_features * 4 <= MAX_HELD_BYTES
+
+
 def held_in_memory(rows: RowSource, held: np.ndarray | None = None):
-    """Validation rows as an array when they fit ``MAX_HELD_BYTES`` (``held``: already read), else the view."""
+    """Validation rows as an array when they fit in memory (``held``: already read), else the view."""
     if held is not None:
         return held
-    return rows.to_array() if rows.n_rows * rows.n_features * 4 <= MAX_HELD_BYTES else rows
+    return rows.to_array() if fits_in_memory(rows) else rows
 
 
 def _n_rows(rows) -> int:

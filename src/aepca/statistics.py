@@ -20,14 +20,14 @@ from aepca.prefetch import prefetch
 from aepca.preprocessing import UNIT_SAMPLE_ROWS, ColumnSummary
 
 
-# The most bytes of held-out rows a scan keeps in memory (see ``scan``).
+# The most bytes of validation rows a fit keeps in memory (docs/internals.md).
 MAX_HELD_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
 class RowStatistics:
     """The scatter and the column summary of the same rows; ``held``: the rows a scan was asked
-    to keep (None when none were, or when they passed its memory bound)."""
+    to keep (None when none were asked for)."""
 
     accumulator: ScatterAccumulator
     summary: ColumnSummary
@@ -38,12 +38,12 @@ class RowStatistics:
         return RowStatistics(self.accumulator.in_scaled_space(offset, scale), self.summary.in_scaled_space(offset, scale))
 
 
-def scan(source: RowSource, *, hold=None, max_held_bytes: int = MAX_HELD_BYTES) -> RowStatistics:
+def scan(source: RowSource, *, hold=None) -> RowStatistics:
     """The statistics of every row of ``source``, read once (shared out over processes).
 
     ``hold`` (a function of global row indices returning a mask) names rows to keep in memory as
     well, in the order of their indices, e.g. the validation rows: then no later pass needs to
-    find them in every block. More than ``max_held_bytes`` of them are not kept.
+    find them in every block.
     """
     accumulator = ScatterAccumulator(source.n_features)
     low = np.full(source.n_features, np.inf)
@@ -51,7 +51,7 @@ def scan(source: RowSource, *, hold=None, max_held_bytes: int = MAX_HELD_BYTES) 
     # Evenly spaced rows (by global index, so whichever process reads them) judge the columns' units.
     every = max(1, source.n_rows // UNIT_SAMPLE_ROWS)
     sample, sample_index = [], []
-    held, held_index, held_bytes = [], [], 0
+    held, held_index = [], []
     blocks = distributed.share(source.n_blocks)
     with prefetch(source.iter_blocks(blocks)) as read:
         for i, rows in zip(blocks, read):
@@ -64,15 +64,12 @@ def scan(source: RowSource, *, hold=None, max_held_bytes: int = MAX_HELD_BYTES) 
             chosen = index % every == 0
             sample.append(rows[chosen])
             sample_index.append(index[chosen])
-            if hold is not None and held is not None:
+            if hold is not None:
                 kept = hold(index)
                 held.append(rows[kept])
                 held_index.append(index[kept])
-                held_bytes += held[-1].nbytes
-                held = held if held_bytes <= max_held_bytes else None
     sample, sample_index = _joined(sample, sample_index, source.n_features)
-    if held is not None:
-        held, held_index = _joined(held, held_index, source.n_features)
+    held, held_index = _joined(held, held_index, source.n_features)
     if distributed.process_count() > 1:
         parts = distributed.all_rows(accumulator.to_array()[None, :])
         accumulator = ScatterAccumulator.from_array(parts[0])
@@ -82,13 +79,9 @@ def scan(source: RowSource, *, hold=None, max_held_bytes: int = MAX_HELD_BYTES) 
         high = distributed.all_rows(high[None, :]).max(axis=0)
         sample, sample_index = distributed.all_rows(sample), distributed.all_rows(sample_index)
         if hold is not None:
-            # Held rows are kept only when every process kept its share.
-            complete = distributed.all_sum(np.array([held is None], np.float64))[0] == 0
-            held = distributed.all_rows(held) if complete else None
-            held_index = distributed.all_rows(held_index) if complete else None
+            held, held_index = distributed.all_rows(held), distributed.all_rows(held_index)
     sample = sample[np.argsort(sample_index, kind="stable")]
-    if held is not None:
-        held = held[np.argsort(held_index, kind="stable")]
+    held = held[np.argsort(held_index, kind="stable")]
     summary = ColumnSummary(
         n=accumulator.n, mean=accumulator.mean.copy(), std=np.sqrt(accumulator.variance()),
         low=low.astype(np.float64), high=high.astype(np.float64), sample=sample,
