@@ -115,7 +115,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``transform`` and ``reconstruct`` improve each code by this many Adam steps
         on its reconstruction loss through the decoder (:mod:`aepca.refine`).
     devices : int, default=1
-        Train on this many of the devices JAX sees (per process), each taking an
+        Train on this many of the devices JAX sees per process (on CPUs,
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes N), each taking an
         equal share of every batch (``batch_size`` a multiple of it). JAX only.
     lanes : int or None, default=None
         How many read streams make up each batch (:class:`aepca.data.order.EpochBatches`),
