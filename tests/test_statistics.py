@@ -52,3 +52,37 @@ def test_statistics_in_the_error_space_equal_those_of_the_scaled_rows(rows):
     pca = PCA.from_accumulator(space.accumulator, 2)
     np.testing.assert_allclose(pca.explained_variance_, PCA(2).fit(scaled).explained_variance_, rtol=0,
                                atol=rows.shape[1] * tolerance)
+
+
+def test_a_scan_shared_by_two_processes_gives_the_statistics_of_one(rows, monkeypatch):
+    import aepca.distributed as distributed
+
+    source = open_source(rows, block_rows=97)  # 11 blocks: process 0 takes 0, 2, ..., 10; process 1 the others
+    alone = scan(source)
+
+    def other_process_block(turn):
+        """What process 1 sends in round ``turn``: its block's accumulator, or an empty one."""
+        block = ScatterAccumulator(rows.shape[1])
+        if 2 * turn + 1 < source.n_blocks:
+            block.update(source.read(2 * turn + 1))
+        return block.to_array()[None, :]
+
+    turns = iter(range(source.n_blocks))
+    accumulator_width = len(ScatterAccumulator(rows.shape[1]).to_array())
+
+    def all_rows(values):
+        # Accumulators get process 1's; the other gathers (extremes, samples: not compared here) this one's twice.
+        if values.shape[1:] == (accumulator_width,):
+            return np.concatenate([values, other_process_block(next(turns))])
+        return np.concatenate([values, values])
+
+    monkeypatch.setattr(distributed, "process_count", lambda: 2)
+    monkeypatch.setattr(distributed, "process_index", lambda: 0)
+    monkeypatch.setattr(distributed, "all_rows", all_rows)
+    shared = scan(source)
+    # The same products merged in the same order: the same values to float64 round-off of the
+    # scatter's largest entries (the old per-process sums differed by float32 roundings).
+    scale = np.abs(alone.accumulator.scatter).max()
+    assert shared.accumulator.n == alone.accumulator.n
+    assert_within(shared.accumulator.mean, alone.accumulator.mean, float_tolerance(np.float64, np.abs(rows).max(axis=0), 1))
+    assert_within(shared.accumulator.scatter, alone.accumulator.scatter, float_tolerance(np.float64, scale, 1))

@@ -188,7 +188,9 @@ class ScatterAccumulator:
         if other.n:
             n, mean, scatter = self.n, self.mean, self.scatter
             total, delta = n + other.n, other.mean - mean
-            scatter += other.scatter + (n * other.n / total) * np.outer(delta, delta)
+            # Its upper triangle, as to_array keeps it, so that a copy that travelled merges the same.
+            upper = np.triu(other.scatter)
+            scatter += upper + np.triu(upper, 1).T + (n * other.n / total) * np.outer(delta, delta)
             self._n, self._shift, self._sums = total, mean + delta * (other.n / total), np.zeros(self.n_features)
             self._products, self._filled, self._folded = np.asfortranarray(scatter), 0, None
         return self

@@ -41,6 +41,10 @@ class RowStatistics:
 def scan(source: RowSource, *, hold=None) -> RowStatistics:
     """The statistics of every row of ``source``, read once (shared out over processes).
 
+    Each block's scatter is accumulated on its own and merged into the whole in block order, in
+    every process, so the statistics (and all that is fitted on them) are the same bits whatever
+    the number of processes: a sum's rounding depends on its order.
+
     ``hold`` (a function of global row indices returning a mask) names rows to keep in memory as
     well, in the order of their indices, e.g. the validation rows: then no later pass needs to
     find them in every block.
@@ -53,11 +57,17 @@ def scan(source: RowSource, *, hold=None) -> RowStatistics:
     sample, sample_index = [], []
     held, held_index = [], []
     blocks = distributed.share(source.n_blocks)
+    rounds = -(-source.n_blocks // distributed.process_count())
     with prefetch(source.iter_blocks(blocks)) as read:
-        for i, rows in zip(blocks, read):
+        read = iter(read)
+        for turn in range(rounds):
+            # Every process takes part in every round's merge, with an empty block when it has none left.
+            i, rows = (blocks[turn], next(read)) if turn < len(blocks) else (None, np.zeros((0, source.n_features)))
+            block = ScatterAccumulator(source.n_features)
+            block.update(rows)
+            _merge_in_block_order(accumulator, block)
             if not len(rows):
                 continue
-            accumulator.update(rows)
             np.minimum(low, rows.min(axis=0), out=low)
             np.maximum(high, rows.max(axis=0), out=high)
             index = source.row_indices(i)
@@ -71,10 +81,6 @@ def scan(source: RowSource, *, hold=None) -> RowStatistics:
     sample, sample_index = _joined(sample, sample_index, source.n_features)
     held, held_index = _joined(held, held_index, source.n_features)
     if distributed.process_count() > 1:
-        parts = distributed.all_rows(accumulator.to_array()[None, :])
-        accumulator = ScatterAccumulator.from_array(parts[0])
-        for part in parts[1:]:
-            accumulator = accumulator.merge(ScatterAccumulator.from_array(part))
         low = distributed.all_rows(low[None, :]).min(axis=0)
         high = distributed.all_rows(high[None, :]).max(axis=0)
         sample, sample_index = distributed.all_rows(sample), distributed.all_rows(sample_index)
@@ -87,6 +93,16 @@ def scan(source: RowSource, *, hold=None) -> RowStatistics:
         low=low.astype(np.float64), high=high.astype(np.float64), sample=sample,
     )
     return RowStatistics(accumulator, summary, held if hold is not None else None)
+
+
+def _merge_in_block_order(accumulator: ScatterAccumulator, block: ScatterAccumulator) -> None:
+    """Merge into ``accumulator`` the block each process accumulated this round, in process order:
+    the blocks' order (process ``p`` takes blocks ``p, p + P, ...``)."""
+    if distributed.process_count() == 1:
+        accumulator.merge(block)
+        return
+    for array in distributed.all_rows(block.to_array()[None, :]):
+        accumulator.merge(ScatterAccumulator.from_array(array))
 
 
 def _joined(rows: list, index: list, n_features: int) -> tuple[np.ndarray, np.ndarray]:
