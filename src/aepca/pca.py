@@ -188,9 +188,8 @@ class ScatterAccumulator:
         if other.n:
             n, mean, scatter = self.n, self.mean, self.scatter
             total, delta = n + other.n, other.mean - mean
-            # Its upper triangle, as to_array keeps it, so that a copy that travelled merges the same.
-            upper = np.triu(other.scatter)
-            scatter += upper + np.triu(upper, 1).T + (n * other.n / total) * np.outer(delta, delta)
+            # As to_array keeps it (the upper triangle), so that a copy that travelled merges the same.
+            scatter += _mirrored_upper(other.scatter) + (n * other.n / total) * np.outer(delta, delta)
             self._n, self._shift, self._sums = total, mean + delta * (other.n / total), np.zeros(self.n_features)
             self._products, self._filled, self._folded = np.asfortranarray(scatter), 0, None
         return self
@@ -217,7 +216,7 @@ class ScatterAccumulator:
             )
         upper = np.zeros((n_features, n_features))
         upper[np.triu_indices(n_features)] = array[1 + n_features :]
-        return cls._of(int(array[0]), array[1 : 1 + n_features], upper + np.triu(upper, 1).T)
+        return cls._of(int(array[0]), array[1 : 1 + n_features], _mirrored_upper(upper))
 
     @classmethod
     def _of(cls, n: int, mean: np.ndarray, scatter: np.ndarray) -> ScatterAccumulator:
@@ -238,6 +237,11 @@ class ScatterAccumulator:
 
     def covariance(self) -> np.ndarray:
         return self.scatter / max(self.n - 1, 1)
+
+
+def _mirrored_upper(matrix: np.ndarray) -> np.ndarray:
+    """The symmetric matrix of ``matrix``'s upper triangle (the one :meth:`ScatterAccumulator.to_array` keeps)."""
+    return np.triu(matrix) + np.triu(matrix, 1).T
 
 
 def _column_sums(rows: np.ndarray, run: int = 64) -> np.ndarray:
