@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aepca.data import EpochBatches, epoch_steps, is_source_path, open_source, read_table, row_hash
+from aepca.data.sources import interleaved_source
 
 DIM = 6
 PART_ROWS = (20, 13, 9)
@@ -200,6 +201,18 @@ def test_an_in_memory_float32_array_is_read_without_copies():
     assert np.shares_memory(source.read(1), x)
     np.testing.assert_array_equal(source.read(1), x[40:80])
     assert open_source(source) is source and source.in_memory and source.columns is None
+
+
+def test_two_arrays_interleaved_read_as_the_rows_in_their_merged_order():
+    rng = np.random.default_rng(6)
+    rows = rng.standard_normal((100, 3)).astype(np.float32)
+    in_second = rng.random(100) < 0.3
+    merged = interleaved_source(rows[~in_second], rows[in_second], in_second, block_rows=40)
+    whole = open_source(rows, block_rows=40)
+    assert merged.block_sizes.tolist() == [40, 40, 20] and merged.in_memory and merged.columns is None
+    for i in range(merged.n_blocks):
+        np.testing.assert_array_equal(merged.read(i), whole.read(i))
+    np.testing.assert_array_equal(merged.kept(0.3, 1, "t").to_array(), whole.kept(0.3, 1, "t").to_array())
 
 
 def test_blocks_read_from_a_background_thread_equal_those_read_in_order(tmp_path):

@@ -165,6 +165,42 @@ class _SlicedPart(Part):
         return super().frame(raw, source)
 
 
+class InterleavedPart(Part):
+    """Rows in memory held as two 2-D arrays of one width, merged a block at a time: row ``i`` is the next
+    row of ``second`` where ``in_second[i]``, else of ``first``. A hash-split file's training and test rows
+    are so read in file order without a copy of them all."""
+
+    plain = True
+    kind, where = "array", "the array"
+
+    def __init__(self, first: np.ndarray, second: np.ndarray, in_second: np.ndarray, block_rows: int):
+        self._first, self._second, self._in_second, self._step = first, second, in_second, block_rows
+        # Rows of ``second`` before each row: where each block starts in both arrays.
+        self._second_before = np.concatenate([[0], np.cumsum(in_second, dtype=np.int64)])
+        self.row_shape = first.shape[1:]
+        self.names = tuple(f"x{i}" for i in range(first.shape[1]))
+        self.schema = [f"{first.dtype} rows of shape {self.row_shape}"]
+        self.sizes = _slices(len(in_second), block_rows)
+
+    def block(self, k: int, columns=None) -> np.ndarray:
+        start, stop = k * self._step, min((k + 1) * self._step, len(self._in_second))
+        return self._merged(start, stop)
+
+    def whole(self) -> np.ndarray:
+        return self._merged(0, len(self._in_second))
+
+    def _merged(self, start: int, stop: int) -> np.ndarray:
+        second_start, second_stop = self._second_before[start], self._second_before[stop]
+        mask = self._in_second[start:stop]
+        rows = np.empty((stop - start, *self.row_shape), dtype=self._first.dtype)
+        rows[~mask] = self._first[start - second_start : stop - second_stop]
+        rows[mask] = self._second[second_start:second_stop]
+        return rows
+
+    def frame(self, raw, source: str) -> tuple[pd.DataFrame, dict]:
+        return pd.DataFrame(raw, columns=list(self.names), copy=False), {}
+
+
 def _check_array(array: np.ndarray, where: str, fix: str) -> None:
     if not array.dtype.names and (array.ndim < 2 or math.prod(array.shape[1:]) == 0):
         raise ValueError(f"{where} holds an array of shape {array.shape}, expected 2-D (samples x features) or images "

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
-from aepca.data.formats import check_same_columns, memory_part, open_part
+from aepca.data.formats import InterleavedPart, check_same_columns, memory_part, open_part
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int
 from aepca.validation import MAX_ABS_VALUE, describe_names, invalid_value, plural
 
@@ -440,3 +440,11 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
         part = memory_part(data, block_rows)
         name, kind, parts = part.kind, part.kind, [part]
     return RowSource(_reader(name, kind, parts, selection, spec, categorical, max_categories), block_rows=block_rows)
+
+
+def interleaved_source(first: np.ndarray, second: np.ndarray, in_second: np.ndarray, *,
+                       block_rows: int = BLOCK_ROWS) -> RowSource:
+    """The rows of two float32 arrays of one width as one source, in the order ``in_second`` gives (row ``i``
+    is the next row of ``second`` where ``in_second[i]``, else of ``first``), copying a block at a time."""
+    part = InterleavedPart(first, second, in_second, block_rows)
+    return RowSource(_reader(part.kind, part.kind, [part], Selection(), None), block_rows=block_rows)

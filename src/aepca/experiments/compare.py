@@ -24,7 +24,7 @@ from aepca.budget import REFINE_SHARE, plan_refinement, reserved_after_training
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
-from aepca.data.sources import BLOCK_ROWS, RowSource, open_source
+from aepca.data.sources import BLOCK_ROWS, RowSource, interleaved_source, open_source
 from aepca.experiments.diagnostics import SAMPLE_ROWS as DIAGNOSED_ROWS, check_comparison
 from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
@@ -297,7 +297,9 @@ def _split(data, test, test_size: float, seed: int, block_rows: int):
             train, test_rows = (open_source(rows, block_rows=block_rows) for rows in (data.x_train, data.x_test))
             held_out = "the data set's test split"
         else:  # a file split by the hash: its rows back in file order, as when it is streamed
-            source = open_source(_in_file_order(data), block_rows=block_rows)
+            n_rows = len(data.x_train) + len(data.x_test)
+            in_test = held_out_mask(np.arange(n_rows, dtype=np.int64), *data.split, TEST_SALT)
+            source = interleaved_source(data.x_train, data.x_test, in_test, block_rows=block_rows)
             train, test_rows = (view(*data.split, TEST_SALT) for view in (source.kept, source.held_out))
             held_out = f"{data.split[0]:.0%} by a hash of the row numbers seeded with {data.split[1]}"
         name, labels, notes = data.name, data.y_test, dict(data.notes)
@@ -323,15 +325,6 @@ def _split(data, test, test_size: float, seed: int, block_rows: int):
         columns=data.columns if data is not None else train.columns,
     )
     return train, test_rows, held_out, shown
-
-
-def _in_file_order(data: Dataset) -> np.ndarray:
-    """The rows of a dataset split by the hash, training and test rows back in their file order."""
-    n_rows = len(data.x_train) + len(data.x_test)
-    test = held_out_mask(np.arange(n_rows, dtype=np.int64), *data.split, TEST_SALT)
-    rows = np.empty((n_rows, data.n_features), dtype=data.x_train.dtype)
-    rows[~test], rows[test] = data.x_train, data.x_test
-    return rows
 
 
 def _pca_itself(estimator) -> bool:
