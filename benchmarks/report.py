@@ -313,6 +313,11 @@ def gpu_section(results, gpu=None) -> list[str]:
     if ratios:
         names = {"loop_s": "a later run's training loop", "steady_loop_s": f"{settings['epochs']} × the median later epoch"}
         lines += ["", "PyTorch's time over aepca's: " + ", ".join(f"{names[key]} {value:.1f}×" for key, value in ratios.items()) + "."]
+    budget = gpu.get("budget_run")
+    if budget:
+        lines += ["", f"`{budget['command']}` on the same card: test MSE {budget['test_mse']:.5f} (PCA {budget['pca_test_mse']:.5f}) "
+                      f"in {budget['wall_s']:.0f} s from start to exit; the plan: {budget['budget']['chose']}; "
+                      f"{budget['epochs']} epochs run."]
     return lines
 
 

@@ -39,6 +39,12 @@ def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
     assert set(record["step_s"]) == {"[1000, 500, 250]", "[512, 128]"}
 
 
+def test_a_budget_that_holds_less_than_an_epoch_trains_one_and_says_so():
+    # 20 s less 5 spent and 10 after training leave 5 s: 0.9 * 5 / (0.016 * 446) = 0.6 of the deep network's epochs.
+    settings, record = _plan(20, given={"hidden": (1000, 500, 250)})
+    assert settings["epochs"] == 1 and "1 epoch, the least a run trains" in record["chose"]
+
+
 def test_explicit_arguments_win_over_the_plan():
     settings, _ = _plan(600, given={"hidden": (64,), "epochs": 3, "learning_rate": 0.1})
     assert settings["hidden"] == (64,) and settings["epochs"] == 3 and settings["learning_rate"] == 0.1

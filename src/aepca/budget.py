@@ -85,14 +85,15 @@ def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, st
         epochs = int(SAFETY * available / (seconds * steps_per_epoch))
         if epochs >= MIN_EPOCHS:
             break
+    fill = (f"{epochs} epochs of {steps_per_epoch} steps at {seconds * 1e3:.2f} ms a step fill the {available:.0f} s left "
+            "for training" if epochs >= 1 else
+            f"1 epoch, the least a run trains, though the {max(available, 0):.0f} s left for training hold less")
     epochs = max(1, epochs)
     sized = {"hidden": hidden, "epochs": epochs, "min_steps": None, "patience": PATIENCE_EPOCHS, "anneal_epochs": ANNEAL_EPOCHS,
              "learning_rate": LEARNING_RATES.get(hidden, settings["learning_rate"])}
     chosen = {key: value for key, value in sized.items() if given.get(key) is None}
     record.update(spent_before_training_s=round(elapsed(), 2), step_s={str(list(h)): round(s, 6) for h, s in measured.items()},
-                  chose=f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {epochs} "
-                        f"epochs of {steps_per_epoch} steps at {seconds * 1e3:.2f} ms a step fill the {available:.0f} s "
-                        f"left for training")
+                  chose=f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {fill}")
     return {**settings, **chosen}, record
 
 
