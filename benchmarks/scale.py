@@ -84,11 +84,16 @@ def _rss_anon_kb(pid: int) -> int:
 
 
 def _children(pid: int) -> list[int]:
+    """The child processes of ``pid``; none once it has ended (its /proc folder goes with it)."""
     found = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:
+        return found
+    for task in tasks:
         try:
             found += [int(c) for c in task.read_text().split()]
-        except OSError:
+        except OSError:  # a thread that ended
             continue
     return found
 
