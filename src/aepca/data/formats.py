@@ -75,6 +75,8 @@ class Part:
 
     def frame(self, raw, source: str) -> tuple[pd.DataFrame, dict]:
         """``raw`` (a block, or every row) as single-value columns, and ``{list column: length}``."""
+        if self.plain:
+            return pd.DataFrame(raw, columns=list(self.names), copy=False), {}
         return to_frame(raw, source)
 
     def select(self, frame: pd.DataFrame, lists: dict, selection, source: str, categorical: str = "refuse"):
@@ -159,11 +161,6 @@ class _SlicedPart(Part):
     def whole(self):
         return self._raw(self._rows)
 
-    def frame(self, raw, source: str) -> tuple[pd.DataFrame, dict]:
-        if self.plain:
-            return pd.DataFrame(raw, columns=list(self.names), copy=False), {}
-        return super().frame(raw, source)
-
 
 class InterleavedPart(Part):
     """Rows in memory held as two 2-D arrays of one width, merged a block at a time: row ``i`` is the next
@@ -196,9 +193,6 @@ class InterleavedPart(Part):
         rows[~mask] = self._first[start - second_start : stop - second_stop]
         rows[mask] = self._second[second_start:second_stop]
         return rows
-
-    def frame(self, raw, source: str) -> tuple[pd.DataFrame, dict]:
-        return pd.DataFrame(raw, columns=list(self.names), copy=False), {}
 
 
 def _check_array(array: np.ndarray, where: str, fix: str) -> None:
