@@ -59,6 +59,11 @@ CASES = {
     "huge values": ("data.csv", HEADER + good_rows() + "1e30,0.2,0.3,0.4,1\n", ["--label-column", "y"], "1e+30"),
     "code size = features": ("data.csv", HEADER + good_rows(), ["--label-column", "y", "--code-dim", "4"],
                              "code_dim, expected an integer from 1 to 3 (fewer than the 4 features). Received: code_dim=4"),
+    "one feature": ("data.csv", "a,y\n" + "".join(f"{i / 40:.3f},{i % 2}\n" for i in range(40)), ["--label-column", "y"],
+                    "data, expected at least 2 features, so that a code of fewer can be learned. Received: data of 1 feature"),
+    # Said of the budget as given (the run spends part of it before training, and keeps none back here).
+    "budget too small": ("data.csv", HEADER + good_rows(), ["--label-column", "y", "--time-budget", "1s"],
+                         "this run needs besides training. Received: time_budget=1. Give the run a larger budget."),
     "unknown extension": ("data.xlsx", "whatever", [], ".csv"),
     "text named parquet": ("data.parquet", "this is not parquet\n", [], "data.parquet"),
     "truncated npz": ("data.npz", None, [], "data.npz"),

@@ -131,3 +131,13 @@ def test_a_budget_on_small_data_refines_the_codes_of_fasts_network(low_rank_data
     # affords: the most steps, as an hour affords them many times over.
     assert timed["budget"]["refine"]["refine_steps"] == budget.MAX_REFINE_STEPS
     assert timed["test_mse"] < 0.95 * alone["test_mse"]
+
+
+def test_compare_refuses_a_small_budget_naming_the_budget_it_was_given(low_rank_data):
+    from aepca.data import Dataset
+    from aepca.experiments.compare import compare
+
+    x = low_rank_data(n_samples=300, n_features=6, rank=2, seed=0)
+    # The fit gets what reading and splitting left of it; the refusal speaks of the budget given.
+    with pytest.raises(budget.BudgetTooSmall, match=r"besides training\. Received: time_budget=0\.5\. "):
+        compare(Dataset("table", x[:240], x[240:]), code_dim=2, time_budget=0.5)

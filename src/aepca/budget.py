@@ -61,6 +61,20 @@ PROBE_REFINE_STEPS = (2, 12)
 PLAN_FILE = "budget-plan.json"
 
 
+class BudgetTooSmall(ValueError):
+    """A time budget that leaves no time to train: the run needs ``needed`` seconds besides training."""
+
+    def __init__(self, budget: float, needed: float):
+        self.needed = needed
+        super().__init__(str(invalid_value("time_budget", f"more than the {needed:.0f} s this run needs besides training",
+                                           f"time_budget={budget:g}", "Give the run a larger budget.")))
+
+    def of_budget(self, budget: float, spent: float, share: float = 0.0) -> BudgetTooSmall:
+        """The same refusal said of the ``budget`` this one was cut from: ``spent`` seconds of it went
+        before, and ``share`` of the rest was kept back."""
+        return BudgetTooSmall(budget, spent + self.needed / (1 - share))
+
+
 def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, step_seconds) -> tuple[dict, dict]:
     """The settings a run of ``budget`` seconds gets, and the record of why.
 
@@ -71,8 +85,7 @@ def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, st
     after = reserved_after_training(budget)
     record = {"budget_s": budget, "reserved_after_training_s": round(after, 2)}
     if budget - elapsed() - after <= 0:
-        raise invalid_value("time_budget", f"more than the {elapsed() + after:.0f} s this run needs besides training",
-                            f"time_budget={budget:g}", "Give the run a larger budget.")
+        raise BudgetTooSmall(budget, elapsed() + after)
     if n_rows < LARGE_ROWS:
         record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
                            f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")

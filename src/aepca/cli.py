@@ -387,6 +387,7 @@ def describe_input(data, what: str) -> str:
 def run_compare(args) -> int:
     """``compare``: with several processes every one computes and only the first writes."""
     from aepca import distributed
+    from aepca.budget import BudgetTooSmall
     from aepca.experiments.compare import check_code_dim, compare, default_recipe, write_outputs
 
     writer = distributed.is_writer()
@@ -396,14 +397,18 @@ def run_compare(args) -> int:
         recipe = args.recipe or ("fast" if args.time_budget is not None else default_recipe(data))
         if writer:
             print(describe_input(data, f"code size {args.code_dim}; recipe {recipe}"), flush=True)
-        comparison = compare(
-            data, test=None if args.test is None or not is_streamed(args) else str(args.test), test_size=args.test_size,
-            code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-            progress=writer and not args.no_progress, checkpoint_dir=str(run.checkpoint), record=run_record(args),
-            hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
-            devices=args.devices, lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
-            **({} if args.time_budget is None else {"time_budget": args.time_budget - (time.monotonic() - STARTED)}),
-        )
+        spent = time.monotonic() - STARTED
+        try:
+            comparison = compare(
+                data, test=None if args.test is None or not is_streamed(args) else str(args.test), test_size=args.test_size,
+                code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
+                progress=writer and not args.no_progress, checkpoint_dir=str(run.checkpoint), record=run_record(args),
+                hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
+                devices=args.devices, lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
+                **({} if args.time_budget is None else {"time_budget": args.time_budget - spent}),
+            )
+        except BudgetTooSmall as error:  # said of --time-budget, counted from the command's start
+            raise error.of_budget(args.time_budget, spent) from None
         if writer:
             with run.staged() as staging:
                 write_outputs(comparison, staging)

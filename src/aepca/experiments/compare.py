@@ -20,7 +20,7 @@ import numpy as np
 
 from aepca import distributed
 from aepca import neighbours as neighbour_search
-from aepca.budget import REFINE_SHARE, plan_refinement, reserved_after_training
+from aepca.budget import REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
@@ -100,6 +100,10 @@ def versions() -> dict:
 
 
 def check_code_dim(code_dim: int, n_features: int) -> None:
+    if n_features < 2:
+        raise invalid_value("data", "at least 2 features, so that a code of fewer can be learned",
+                            f"data of {n_features} feature{'s' * (n_features != 1)}",
+                            "There is nothing to compress: add features.")
     if not isinstance(code_dim, (int, np.integer)) or code_dim < 1 or code_dim >= n_features:
         raise invalid_value(
             "code_dim",
@@ -183,10 +187,14 @@ def compare(
     refining = whole_budget is not None and "refine_steps" not in given
     if whole_budget is not None:  # counted from this call: reading and splitting took part of it
         share = REFINE_SHARE if refining and train.n_rows >= LARGE_ROWS else 0.0
-        given["time_budget"] = max(whole_budget - (time.monotonic() - called), 1e-3) * (1 - share)
+        spent = time.monotonic() - called
+        given["time_budget"] = max(whole_budget - spent, 1e-3) * (1 - share)
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
     started = time.perf_counter()
-    estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape)
+    try:
+        estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape)
+    except BudgetTooSmall as error:  # said of the budget the caller gave, not of the fit's part of it
+        raise error.of_budget(whole_budget, spent, share) from None
     ae_seconds = time.perf_counter() - started
     if refining and _pca_itself(estimator):
         estimator.history_["budget"]["refine"] = {"refine_steps": 0, "why": "PCA's codes are the best for its decoder"}
