@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from aepca.estimator import Autoencoder, load_model
 from aepca.persistence import METADATA_FILE
@@ -67,3 +68,20 @@ def test_a_model_saved_under_faults_is_the_old_or_the_new_one_complete(tmp_path,
     # Beside it at most this process's temporary folders, where removing them was the failing step
     # (a later save removes them once this process is gone).
     assert all(f".tmp-{os.getpid()}@" in name for name in os.listdir(tmp_path) if name != "model")
+
+
+def test_saving_replaces_a_model_folder_but_never_a_folder_of_other_files_or_a_file(tmp_path):
+    X = np.random.default_rng(0).random((60, 4)).astype(np.float32)
+    model = Autoencoder(2, recipe="classic", hidden=(4,), epochs=1, random_state=0).fit(X)
+    model.save(tmp_path / "model")
+    model.save(tmp_path / "model")  # a model folder is replaced
+    (tmp_path / "empty").mkdir()
+    model.save(tmp_path / "empty")
+    notes = tmp_path / "data" / "notes.txt"
+    notes.parent.mkdir()
+    notes.write_text("kept")
+    with pytest.raises(ValueError, match=r"Received: .*data, which holds 'notes\.txt'\. Choose another folder"):
+        model.save(notes.parent)
+    with pytest.raises(ValueError, match=r"Received: .*notes\.txt, a file\."):
+        model.save(notes)
+    assert os.listdir(notes.parent) == ["notes.txt"] and notes.read_text() == "kept"

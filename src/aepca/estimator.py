@@ -400,6 +400,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def save(self, path) -> Path:
         """Write ``path/model.keras`` and ``path/aepca.json`` (atomically; see :mod:`aepca.persistence`).
 
+        ``path`` is a new or empty folder, or a model folder, which the save replaces; a folder
+        holding other files, or a file, is refused.
+
         ``pca_`` is not saved: it describes the training data, not the model applied to new rows.
         """
         check_is_fitted(self)

@@ -24,6 +24,7 @@ from aepca.data.columns import ColumnSpec
 from aepca.models import weights_of
 from aepca.preprocessing import Scaler
 from aepca.recipes import DEFAULTS, SETTINGS
+from aepca.validation import describe_names, invalid_value
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "aepca.json"
@@ -42,6 +43,7 @@ def write_model_folder(path, model, metadata: dict) -> Path:
     if not all(np.all(np.isfinite(w)) for w in weights_of(model)):
         raise ValueError("The model has non-finite weights and is not saved; retrain with a lower learning_rate.")
     path = Path(path)
+    _check_replaceable(path)
     staging = staging_folder(path)
     try:
         model.save(staging / MODEL_FILE)
@@ -54,6 +56,17 @@ def write_model_folder(path, model, metadata: dict) -> Path:
     finally:
         remove(staging)  # nothing, or what a swap left there
     return path
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse to save over anything but a model folder: the save replaces the whole folder."""
+    if path.is_file():
+        raise invalid_value("path", "a folder to save the model in", f"{path}, a file", "Choose a new or empty folder.")
+    others = sorted(entry.name for entry in path.iterdir() if entry.name not in (MODEL_FILE, METADATA_FILE)) if path.is_dir() else []
+    if others:
+        raise invalid_value("path", f"a new or empty folder, or a model folder to replace (only {MODEL_FILE} and {METADATA_FILE})",
+                            f"{path}, which holds {describe_names(others)}",
+                            "Choose another folder: saving replaces the whole folder.")
 
 
 def read_model_folder(path) -> tuple:
