@@ -121,6 +121,16 @@ def test_compare_records_recall_equal_to_a_brute_force_search(store):
     assert any(note.startswith("Neighbours kept (recall@10 of 150 test rows'") for note in comparison.notes)
 
 
+def test_a_k_above_the_training_rows_searches_all_of_them_and_says_so():
+    from aepca.neighbours import measure, recall_note
+
+    rows = np.random.default_rng(0).random((10, 3)).astype(np.float32)
+    same = lambda x: (x, x)  # noqa: E731 - codes and reconstructions: the rows themselves
+    found = measure(open_source(rows[:6]), open_source(rows[6:]), lambda x: x, {"pca": same, "autoencoder": same}, k=10)
+    assert found["pca"]["k"] == 6 and found["pca"]["recall_codes"] == 1.0
+    assert "K cut from 10 to the 6 training rows" in recall_note(found["pca"], found["autoencoder"], mse_lower=False)
+
+
 def test_neighbours_zero_switches_the_measurement_off(store):
     comparison = compare(store, code_dim=2, epochs=1, neighbours=0)
     assert "neighbours" not in comparison.metrics["pca"] and "neighbours" not in comparison.metrics["autoencoder"]

@@ -163,7 +163,7 @@ def add_neighbour_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("neighbours kept (recall@K, for embeddings and vector indexes)")
     group.add_argument("--neighbours", type=non_negative_int, default=10, metavar="K",
                        help="recall@K of each test query's K nearest training rows, searched in each method's codes and "
-                            "reconstructions against exact neighbours in the error space (default: 10; 0: off)")
+                            "reconstructions against exact neighbours in the error space (default: 10, at most the training rows; 0: off)")
     group.add_argument("--neighbour-queries", type=positive_int, default=1000, metavar="N",
                        help="test rows used as queries, a seeded choice (default: 1000)")
     group.add_argument("--metric", choices=["euclidean", "cosine", "auto"], default="auto",

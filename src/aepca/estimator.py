@@ -398,13 +398,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     # Persistence -------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write ``path/model.keras`` and ``path/aepca.json`` (atomically; see :mod:`aepca.persistence`).
-
-        ``path`` is a new or empty folder, or a model folder, which the save replaces; a folder
-        holding other files, or a file, is refused.
-
-        ``pca_`` is not saved: it describes the training data, not the model applied to new rows.
-        """
+        """Write ``path/model.keras`` and ``path/aepca.json`` (atomically; see :mod:`aepca.persistence`)
+        into a new or empty folder, or over a model folder; a folder of other files is refused.
+        ``pca_`` is not saved: it describes the training data, not the model applied to new rows."""
         check_is_fitted(self)
         return write_model_folder(path, self.model_, estimator_metadata(self))
 

@@ -203,12 +203,15 @@ def measure(train: RowSource, test: RowSource, to_space: Callable[[np.ndarray], 
     (``to_space`` maps rows to the error space) in one pass over them. True neighbours are exact in
     the error space; each method's codes and reconstructions are searched for the same queries.
     Returns ``{name: {"k", "queries", "metric", "metric_reason", "recall_codes",
-    "recall_reconstructions", "seconds"}}``, the seconds being the whole measurement's; every
+    "recall_reconstructions", "seconds"}}`` (with ``"k_reason"`` when there were fewer than ``k``
+    training rows, each then searched for all of them), the seconds being the whole measurement's; every
     method after the first also gets ``"paired_with_first"``: the mean per-query difference of
     its recall from the first method's, and that mean's standard error, for codes and reconstructions.
     ``observe(name, rows, rebuilt)``, if given, sees each training block's error-space rows and
     what a method returned for them as reconstructions (e.g. to sum errors in the same pass)."""
     started = time.perf_counter()
+    # A K of more neighbours than there are training rows is cut to all of them (a table of few rows).
+    asked, k = k, min(k, train.n_rows)
     query_rows = to_space(take_rows(test, query_positions(test.n_rows, queries, seed)))
     metric, reason = resolve_metric(metric, query_rows)
     truth = RunningNeighbours(query_rows, k, metric)
@@ -236,6 +239,8 @@ def measure(train: RowSource, test: RowSource, to_space: Callable[[np.ndarray], 
         records[name] = {"k": int(k), "queries": len(query_rows), "metric": metric, "metric_reason": reason,
                          "recall_codes": float(codes.mean()), "recall_reconstructions": float(rebuilt.mean()),
                          "seconds": seconds}
+        if k < asked:
+            records[name]["k_reason"] = f"K cut from {asked} to the {k} training rows"
         if name != first_name:
             records[name]["paired_with_first"] = {
                 f"{what}_{stat}": value for what, ours, theirs in (("codes", codes, first[0]), ("reconstructions", rebuilt, first[1]))
@@ -317,8 +322,9 @@ def recall_note(pca: dict, network: dict, mse_lower: bool) -> str:
         disagree = " The autoencoder's MSE is lower, yet searching its codes finds fewer neighbours than PCA's: for an index of codes, PCA is the better choice."
     elif not mse_lower and recall_verdict(network, "codes") > 0:
         disagree = " The autoencoder's MSE is not lower, yet searching its codes finds more neighbours than PCA's."
+    cut = f"; {pca['k_reason']}" if "k_reason" in pca else ""
     return (f"Neighbours kept (recall@{pca['k']} of {pca['queries']} test rows' nearest training rows, "
-            f"{pca['metric']} distance, {pca['metric_reason']}): searching codes, PCA {pca['recall_codes']:.3f}, "
+            f"{pca['metric']} distance, {pca['metric_reason']}{cut}): searching codes, PCA {pca['recall_codes']:.3f}, "
             f"autoencoder {network['recall_codes']:.3f} ({verdict('codes')}); searching reconstructions, "
             f"PCA {pca['recall_reconstructions']:.3f}, autoencoder {network['recall_reconstructions']:.3f} "
             f"({verdict('reconstructions')}); {pca['seconds']:.1f} s.{disagree}")

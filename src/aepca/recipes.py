@@ -83,9 +83,10 @@ def _fast(n_rows, n_features, n_components) -> dict:
         )
     width = min(MAX_WIDTH, max(MIN_WIDTH, 1 << math.ceil(math.log2(4 * n_features))))
     batch_size = 32 if n_rows < 2_000 else 64
-    folds = FOLDS if n_rows < FOLD_ROWS else 0
+    # Folds of at least 2 rows: fewer folds on tables of under 2 x FOLDS rows.
+    folds = min(FOLDS, max(2, n_rows // 2)) if n_rows < FOLD_ROWS else 0
     validation = 0.0 if folds else 0.2
-    per_epoch = math.ceil(n_rows * (1 - (1 / FOLDS if folds else validation)) / batch_size)
+    per_epoch = math.ceil(n_rows * (1 - (1 / folds if folds else validation)) / batch_size)
     return dict(
         hidden=(width, width // 2), init="auto", output_bias="mean", batch_size=batch_size, learning_rate=3e-3,
         epochs=max(10, math.ceil(MAX_STEPS / per_epoch)), patience=max(5, math.ceil(PATIENCE_STEPS / per_epoch)),
