@@ -57,6 +57,12 @@ def test_csv_with_label_column(tmp_path):
     np.testing.assert_array_equal(table.features[:, 0], FRAME["a"])
 
 
+def test_spaces_after_the_commas_are_not_part_of_names_or_values(tmp_path):
+    table = read_table(write(tmp_path / "d.csv", "a, b, label\n1.5, 2, x\n3, 4, y\n5, 6, x\n"), label_column="label")
+    assert table.feature_names == ("a", "b") and list(table.labels) == ["x", "y", "x"]
+    np.testing.assert_array_equal(table.features, [[1.5, 2], [3, 4], [5, 6]])
+
+
 def test_parquet_matches_csv(tmp_path):
     frame = FRAME.drop(columns="label")
     parquet = read_table(write(tmp_path / "d.parquet", frame))

@@ -408,8 +408,9 @@ class _CsvPart(Part):
 
     def _parse(self, source, where: str, *, header: bool, **kwargs) -> pd.DataFrame:
         with _csv_errors(where):
+            # Spaces after a delimiter ("a, b") are not part of a name or a value.
             return pd.read_csv(source, sep=self._layout.delimiter, decimal=self._layout.decimal,
-                               header=0 if header else None, **kwargs)
+                               header=0 if header else None, skipinitialspace=True, **kwargs)
 
     @functools.cached_property
     def _index(self) -> tuple[np.ndarray, np.ndarray]:
