@@ -185,6 +185,16 @@ def test_a_folder_of_npy_files_reads_them_in_name_order(tmp_path):
     assert source.feature_names == ("x1", "x2", "x3")
 
 
+def test_a_partitioned_folder_reads_its_subfolders_in_path_order_skipping_hidden_and_underscored(tmp_path):
+    parts = {name: np.full((3, 2), k, np.float32) for k, name in enumerate(("date=1/p.npy", "date=2/a/p.npy", "date=2/p.npy"))}
+    for name, rows in {**parts, "_temporary/0/p.npy": np.full((3, 2), 9, np.float32),
+                       ".cache/p.npy": np.full((3, 2), 9, np.float32)}.items():
+        (tmp_path / "store" / name).parent.mkdir(parents=True, exist_ok=True)
+        np.save(tmp_path / "store" / name, rows)
+    source = open_source(tmp_path / "store")
+    np.testing.assert_array_equal(source.to_array(), np.concatenate(list(parts.values())))
+
+
 def test_an_npz_archive_gives_its_labels_y(tmp_path):
     x, y = np.random.default_rng(6).random((9, 2, 3)), np.arange(9) % 4
     np.savez(tmp_path / "d.npz", x=x, y=y)

@@ -299,15 +299,16 @@ def is_source_path(path) -> bool:
 
 
 def source_files(path) -> list[Path]:
-    """The data files a folder or glob pattern names, sorted by name, of one kind: ``.parquet``, ``.npy``, or
-    ``.csv`` / ``.tsv``.
+    """The data files a folder (with its subfolders, as a Hive-partitioned ``date=.../part.parquet``)
+    or glob pattern names, sorted by path, of one kind: ``.parquet``, ``.npy``, or ``.csv`` / ``.tsv``.
 
-    Hidden files and those starting with ``_`` (e.g. Spark's ``_SUCCESS``) and files of other kinds are skipped;
-    ``.npz`` archives are refused (NumPy loads them whole).
+    Hidden files and folders and those starting with ``_`` (e.g. Spark's ``_SUCCESS`` and ``_temporary``)
+    and files of other kinds are skipped; ``.npz`` archives are refused (NumPy loads them whole).
     """
     if Path(path).is_dir():
         where = f"the folder {path}"
-        found = sorted(p for p in Path(path).iterdir() if p.is_file())
+        found = sorted(p for p in Path(path).rglob("*")
+                       if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
     else:
         where = f"the files matching {path}"
         found = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
