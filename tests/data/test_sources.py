@@ -185,10 +185,12 @@ def test_a_folder_of_npy_files_reads_them_in_name_order(tmp_path):
     assert source.feature_names == ("x1", "x2", "x3")
 
 
-def test_a_partitioned_folder_reads_its_subfolders_in_path_order_skipping_hidden_and_underscored(tmp_path):
-    parts = {name: np.full((3, 2), k, np.float32) for k, name in enumerate(("date=1/p.npy", "date=2/a/p.npy", "date=2/p.npy"))}
-    for name, rows in {**parts, "_temporary/0/p.npy": np.full((3, 2), 9, np.float32),
-                       ".cache/p.npy": np.full((3, 2), 9, np.float32)}.items():
+def test_a_partitioned_folder_reads_its_partitions_in_path_order_and_no_other_subfolder(tmp_path):
+    parts = {name: np.full((3, 2), k, np.float32) for k, name in enumerate(("a.npy", "date=1/p.npy", "date=2/h=0/p.npy",
+                                                                           "date=2/p.npy"))}
+    # Not partitions: Spark's scratch folder, a hidden folder, a run's output, a partition's hidden file.
+    others = ("_temporary/0/p.npy", ".cache/p.npy", "run/checkpoint/p.npy", "date=1/.p.npy", "date=1/_p.npy")
+    for name, rows in {**parts, **{name: np.full((3, 2), 9, np.float32) for name in others}}.items():
         (tmp_path / "store" / name).parent.mkdir(parents=True, exist_ok=True)
         np.save(tmp_path / "store" / name, rows)
     source = open_source(tmp_path / "store")

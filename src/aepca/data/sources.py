@@ -299,16 +299,18 @@ def is_source_path(path) -> bool:
 
 
 def source_files(path) -> list[Path]:
-    """The data files a folder (with its subfolders, as a Hive-partitioned ``date=.../part.parquet``)
-    or glob pattern names, sorted by path, of one kind: ``.parquet``, ``.npy``, or ``.csv`` / ``.tsv``.
+    """The data files a folder (with its Hive partition subfolders, ``key=value``, such as
+    ``date=2024-01-01/``) or glob pattern names, sorted by path, of one kind: ``.parquet``, ``.npy``,
+    or ``.csv`` / ``.tsv``.
 
-    Hidden files and folders and those starting with ``_`` (e.g. Spark's ``_SUCCESS`` and ``_temporary``)
-    and files of other kinds are skipped; ``.npz`` archives are refused (NumPy loads them whole).
+    Other subfolders (a run's output, say) are not read. Hidden files and those starting with ``_``
+    (e.g. Spark's ``_SUCCESS``) and files of other kinds are skipped; ``.npz`` archives are refused
+    (NumPy loads them whole).
     """
     if Path(path).is_dir():
         where = f"the folder {path}"
         found = sorted(p for p in Path(path).rglob("*")
-                       if p.is_file() and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+                       if p.is_file() and all("=" in part for part in p.relative_to(path).parts[:-1]))
     else:
         where = f"the files matching {path}"
         found = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
@@ -324,8 +326,11 @@ def source_files(path) -> list[Path]:
                              "Save its feature array as a .npy file with numpy.save(path, archive['x']).")
     files = [p for p in visible if p.suffix.lower() in _KINDS]
     if not files:
-        raise ValueError(f"{where.capitalize()} holds no .parquet, .npy or .csv files. Point to a folder or pattern "
-                         "of Parquet, .npy or CSV files.")
+        subfolders = sorted(p.name for p in Path(path).iterdir() if p.is_dir()) if Path(path).is_dir() else []
+        inside = (f" (its subfolders {describe_names(subfolders)} are read only when named as partitions, key=value; "
+                  f"name their files with a pattern such as {Path(path) / '*' / '*.parquet'})") if subfolders else ""
+        raise ValueError(f"{where.capitalize()} holds no .parquet, .npy or .csv files{inside}. Point to a folder or "
+                         "pattern of Parquet, .npy or CSV files.")
     kinds = sorted({_KINDS[p.suffix.lower()] for p in files})
     if len(kinds) > 1:
         examples = [next(p.name for p in files if _KINDS[p.suffix.lower()] == kind) for kind in kinds]
