@@ -264,7 +264,7 @@ def test_two_processes_print_no_gloo_chatter(two_processes):
     result, _, _ = two_processes
     lines = result.stdout.splitlines()
     assert not [line for line in lines if line.startswith("[Gloo]")]
-    assert lines[0].startswith(f"parts: {sum(EVEN_PARTS)} rows in {EVEN_BLOCKS} blocks (streamed)") and lines[0].endswith("2 process(es)")
+    assert lines[0].startswith(f"parts: {sum(EVEN_PARTS)} rows in {EVEN_BLOCKS} blocks (streamed)") and lines[0].endswith("2 processes")
 
 
 def test_two_processes_write_the_result_folder_once(two_processes):

@@ -377,11 +377,13 @@ def read_input(args):
 def describe_input(data, what: str) -> str:
     from aepca import distributed
     from aepca.data import Dataset
+    from aepca.validation import plural
 
     if isinstance(data, Dataset):
         return f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test, {data.n_features} features; {what}"
-    return (f"{data.name}: {data.n_rows} rows in {data.n_blocks} blocks (streamed), {data.n_features} features; "
-            f"{what}; {distributed.process_count()} process(es)")
+    processes = distributed.process_count()
+    return (f"{data.name}: {plural(data.n_rows, 'row')} in {plural(data.n_blocks, 'block')} (streamed), "
+            f"{plural(data.n_features, 'feature')}; {what}; {processes} process{'es' * (processes != 1)}")
 
 
 def run_compare(args) -> int:
