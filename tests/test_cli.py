@@ -100,6 +100,7 @@ def test_unknown_dataset(capsys, tmp_path):
     ("--code-dim", "two", "expected a positive integer, received 'two'"),
     ("--refine-steps", "-1", "expected an integer >= 0, received -1"),
     ("--neighbours", "-1", "expected an integer >= 0, received -1"),
+    ("--seed", "-1", "expected an integer >= 0, received -1"),
     ("--neighbour-queries", "0", "expected a positive integer, received 0"),
     ("--metric", "manhattan", "invalid choice: 'manhattan' (choose from 'euclidean', 'cosine', 'auto')"),
     ("--select-by", "loss", "invalid choice: 'loss' (choose from 'mse', 'recall')"),

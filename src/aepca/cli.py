@@ -155,7 +155,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=positive_int, default=None, metavar="N",
                         help="split every batch across N of the devices JAX sees, e.g. GPUs "
                              "(the same steps as one device; default: 1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed for the split, weights and shuffling (default: 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed for the split, weights and shuffling (default: 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
