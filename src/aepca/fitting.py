@@ -356,7 +356,7 @@ def fold_views(rows: RowSource, folds: int, seed: int) -> list[tuple[RowSource, 
     indices, cut into equal parts, so every fold holds n/folds rows (from metadata alone)."""
     if rows.n_rows < 2 * folds:
         raise invalid_value("folds", f"at most half the {rows.n_rows} training rows", f"folds={folds}",
-                            "Use fewer folds or more rows.")
+                            "Use fewer folds (folds=0 judges the network on a validation split instead) or more rows.")
     indices = np.concatenate([rows.row_indices(i) for i in range(rows.n_blocks)])
     hashes = np.sort(row_hash(seed, FOLD_SALT, indices))
     # Hashes are multiples of 2**-53, so these differences and sums are exact.
