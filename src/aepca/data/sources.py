@@ -18,6 +18,7 @@ import math
 import operator
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -309,8 +310,7 @@ def source_files(path) -> list[Path]:
     """
     if Path(path).is_dir():
         where = f"the folder {path}"
-        found = sorted(p for p in Path(path).rglob("*")
-                       if p.is_file() and all("=" in part for part in p.relative_to(path).parts[:-1]))
+        found = sorted(_partition_files(Path(path)))
     else:
         where = f"the files matching {path}"
         found = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
@@ -339,6 +339,13 @@ def source_files(path) -> list[Path]:
             f"one kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
         )
     return files
+
+
+def _partition_files(folder: Path) -> Iterator[Path]:
+    """The files of ``folder`` and of its partition subfolders (``key=value``), at any depth."""
+    for root, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if "=" in name]  # only partitions are walked into
+        yield from (Path(root) / name for name in files)
 
 
 def _choose_columns(name: str, parts: list, selection: Selection, categorical: str, max_categories: int) -> ColumnSpec:
