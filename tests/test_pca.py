@@ -188,6 +188,46 @@ def test_a_constant_column_has_no_variance(value):
 
 
 # Fitting a chunk at a time ---------------------------------------------------------
+def test_a_wide_table_is_fitted_by_the_svd_of_its_rows_and_continues_past_its_width():
+    """No more rows than features: min(n, d) directions from the rows (no d x d scatter), as
+    scikit-learn's full SVD gives them; more rows than features later: the scatter of all of them."""
+    X = _well_conditioned(n_samples=110, n_features=80, seed=2, offset=3.0)
+    wide, rows = X[:30], 30
+    ours, theirs = PCA(n_components=5).fit(wide), SkPCA(n_components=5, svd_solver="full").fit(wide)
+    rounding = pca_rounding(wide, 5)
+    assert ours.all_components_.shape == (rows, 80) and ours.all_explained_variance_.shape == (rows,)
+    np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_, rtol=0, atol=rounding.variance)
+    np.testing.assert_allclose(_align_signs(theirs.components_, ours.components_), theirs.components_, rtol=0,
+                               atol=rounding.direction)
+    np.testing.assert_allclose(ours.all_components_ @ ours.all_components_.T, np.eye(rows), rtol=0,
+                               atol=float_tolerance(np.float64, 1.0, 2 * 80))
+    # Every direction past the rows' adds nothing: the training rows are rebuilt exactly from them.
+    curve = ours.mse_by_components(wide)
+    assert len(curve) == 81
+    np.testing.assert_allclose(curve[rows - 1 :], 0.0, rtol=0, atol=mse_tolerance(wide, ours.mean_, k=rows,
+                                                                                   direction=rounding.direction))
+    chunked = PCA(n_components=5)
+    for chunk in np.array_split(wide, 3):
+        chunked.partial_fit(chunk)
+    np.testing.assert_allclose(chunked.explained_variance_, ours.explained_variance_, rtol=0, atol=rounding.variance)
+    # Past 80 rows the kept rows become the scatter: the fit of all 110 rows, however they came.
+    chunked.partial_fit(X[rows:])
+    whole, rounding = PCA(n_components=5).fit(X), pca_rounding(X, 5)
+    assert chunked.all_components_.shape == whole.all_components_.shape == (80, 80)
+    np.testing.assert_allclose(chunked.all_explained_variance_, whole.all_explained_variance_, rtol=0, atol=rounding.variance)
+    np.testing.assert_allclose(chunked.components_, whole.components_, rtol=0, atol=rounding.direction)
+
+
+def test_more_components_than_rows_adds_orthonormal_directions_of_no_variance():
+    X = _well_conditioned(n_samples=5, n_features=10, seed=3)
+    pca = PCA(n_components=8).fit(X)
+    assert pca.components_.shape == (8, 10) and pca.transform(X).shape == (5, 8)
+    np.testing.assert_allclose(pca.components_ @ pca.components_.T, np.eye(8), rtol=0,
+                               atol=float_tolerance(np.float64, 1.0, 2 * 10))
+    # Five centred rows span four directions; the fifth singular value is rounding, the others are added.
+    np.testing.assert_allclose(pca.explained_variance_[4:], 0.0, rtol=0, atol=pca_rounding(X, 4).variance)
+
+
 def test_partial_fit_over_chunks_equals_fit():
     X = _well_conditioned(n_samples=1003, n_features=12, seed=1, offset=1000.0)
     whole = PCA(n_components=4).fit(X)

@@ -62,6 +62,10 @@ class ScatterAccumulator:
     constant column's variance is exactly 0. Reading the statistics folds in the part still
     gathering without ending it. Accumulators of disjoint rows merge exactly (:meth:`merge`),
     and travel between processes as one flat array (:meth:`to_array`).
+
+    While there are no more rows than features, the rows themselves are kept instead (no more
+    memory than the scatter): a wide table's directions are then an SVD of its centred rows, whose
+    cost grows with the rows, not an eigendecomposition of a d x d scatter (docs/pca.md).
     """
 
     def __init__(self, n_features: int):
@@ -74,13 +78,14 @@ class ScatterAccumulator:
         self._part = np.empty((0, n_features), np.float32)
         self._filled = 0
         self._folded = None
+        self._held: list[np.ndarray] | None = []  # the rows, while they are no more than the features
 
     def __getstate__(self) -> dict:
         # Of the part buffer, only the rows gathered so far.
         return {**self.__dict__, "_part": self._part[: self._filled].copy(), "_folded": None}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"_held": None, **state})  # pickled before rows were kept: products
         gathered, self._part = self._part, np.empty((self._part_rows, self.n_features), self._part.dtype)
         self._part[: len(gathered)] = gathered
 
@@ -90,16 +95,30 @@ class ScatterAccumulator:
 
     @property
     def n(self) -> int:
-        return self._n + self._filled
+        return sum(map(len, self._held)) if self._held is not None else self._n + self._filled
+
+    @property
+    def held_rows(self) -> np.ndarray | None:
+        """The rows seen, in float64, while they are kept (no more rows than features); else None."""
+        if self._held is None:
+            return None
+        return np.concatenate(self._held).astype(np.float64) if self._held else np.zeros((0, self.n_features))
 
     @property
     def mean(self) -> np.ndarray:
+        rows = self.held_rows
+        if rows is not None:
+            return rows.mean(axis=0) if len(rows) else np.zeros(self.n_features)
         whole = self._whole()
         return whole._shift + whole._sums / max(whole._n, 1)
 
     @property
     def scatter(self) -> np.ndarray:
         """The centred scatter matrix (symmetric, Fortran order)."""
+        rows = self.held_rows
+        if rows is not None:
+            centred = rows - self.mean
+            return np.asfortranarray(centred.T @ centred)
         whole = self._whole()
         return whole._products - np.outer(whole._sums, whole._sums / max(whole._n, 1))
 
@@ -119,6 +138,17 @@ class ScatterAccumulator:
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch)
         self._folded = None
+        if self._held is not None:
+            if self.n + len(batch) <= self.n_features:
+                self._held.append(batch.copy())  # a copy: the caller may reuse or change its array
+                return
+            # More rows than features: from here on, products (the kept rows first, in their order).
+            held, self._held = self._held, None
+            for rows in held:
+                self._add(rows)
+        self._add(batch)
+
+    def _add(self, batch: np.ndarray) -> None:
         start = 0
         while start < len(batch):
             if self._filled == 0:
@@ -185,13 +215,16 @@ class ScatterAccumulator:
             raise invalid_value(
                 "other", f"an accumulator of {self.n_features} features", f"one of {other.n_features}"
             )
+        if self._held is not None and other._held is not None and self.n + other.n <= self.n_features:
+            self._held = self._held + [rows.copy() for rows in other._held]
+            return self
         if other.n:
             n, mean, scatter = self.n, self.mean, self.scatter
             total, delta = n + other.n, other.mean - mean
             # As to_array keeps it (the upper triangle), so that a copy that travelled merges the same.
             scatter += _mirrored_upper(other.scatter) + (n * other.n / total) * np.outer(delta, delta)
             self._n, self._shift, self._sums = total, mean + delta * (other.n / total), np.zeros(self.n_features)
-            self._products, self._filled, self._folded = np.asfortranarray(scatter), 0, None
+            self._products, self._filled, self._folded, self._held = np.asfortranarray(scatter), 0, None, None
         return self
 
     def copy(self) -> ScatterAccumulator:
@@ -223,16 +256,25 @@ class ScatterAccumulator:
         accumulator = cls(len(mean))
         accumulator._n, accumulator._shift = n, np.array(mean, dtype=np.float64)
         accumulator._products = np.asfortranarray(scatter, dtype=np.float64)
+        accumulator._held = None
         return accumulator
 
     def in_scaled_space(self, offset, scale) -> ScatterAccumulator:
         """The accumulator of ``(x - offset) / scale`` for the rows seen, exact
         without a second pass (mean and scatter transform affinely)."""
         scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (self.n_features,))
+        rows = self.held_rows
+        if rows is not None:
+            scaled = type(self)(self.n_features)
+            scaled._held = [(rows - offset) / scale]
+            return scaled
         return self._of(self.n, (self.mean - offset) / scale, self.scatter / np.outer(scale, scale))
 
     def variance(self) -> np.ndarray:
         """Per-column (population) variance of the rows seen."""
+        rows = self.held_rows
+        if rows is not None:
+            return rows.var(axis=0) if len(rows) else np.zeros(self.n_features)
         return np.diag(self.scatter) / max(self.n, 1)
 
     def covariance(self) -> np.ndarray:
@@ -254,7 +296,7 @@ def _column_sums(rows: np.ndarray, run: int = 64) -> np.ndarray:
 
 def _finite(accumulator: ScatterAccumulator) -> ScatterAccumulator:
     """``accumulator``, checked: a non-finite value in any row makes the mean or the scatter non-finite."""
-    if not (np.isfinite(accumulator.mean).all() and np.isfinite(np.diag(accumulator.scatter)).all()):
+    if not (np.isfinite(accumulator.mean).all() and np.isfinite(accumulator.variance()).all()):
         raise ValueError("Input X contains NaN or infinity.")
     return accumulator
 
@@ -267,17 +309,38 @@ class _Eigen(NamedTuple):
     variances: np.ndarray
 
 
-def _solve(accumulator: ScatterAccumulator) -> _Eigen:
-    # NumPy's LAPACK (divide and conquer), on the BLAS threads that made the products: SciPy's
-    # BLAS is another library whose threads would contend with those still spinning.
-    eigenvalues, eigenvectors = np.linalg.eigh(accumulator.covariance())
-    order = np.argsort(eigenvalues)[::-1]
-    eigenvalues = np.clip(eigenvalues[order], 0.0, None)
-    directions = eigenvectors[:, order].T
+def _solve(accumulator: ScatterAccumulator, n_components: int) -> _Eigen:
+    """Every direction of the rows seen, at least ``n_components`` of them."""
+    rows = accumulator.held_rows
+    if rows is not None:
+        # No more rows than features: min(n, d) directions from the SVD of the centred rows, and
+        # zero-variance ones orthogonal to them up to n_components.
+        mean = rows.mean(axis=0)
+        _, singular, directions = np.linalg.svd(rows - mean, full_matrices=False)
+        directions = _completed(directions, n_components)
+        eigenvalues = np.zeros(len(directions))
+        eigenvalues[: len(singular)] = np.square(singular) / max(len(rows) - 1, 1)
+    else:
+        # NumPy's LAPACK (divide and conquer), on the BLAS threads that made the products: SciPy's
+        # BLAS is another library whose threads would contend with those still spinning.
+        mean = accumulator.mean.copy()
+        eigenvalues, eigenvectors = np.linalg.eigh(accumulator.covariance())
+        order = np.argsort(eigenvalues)[::-1]
+        eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+        directions = eigenvectors[:, order].T
     # Deterministic signs: the largest-magnitude loading of each direction is positive.
     signs = np.sign(directions[np.arange(len(directions)), np.argmax(np.abs(directions), axis=1)])
     directions *= signs[:, None]
-    return _Eigen(accumulator.mean.copy(), directions, eigenvalues)
+    return _Eigen(mean, directions, eigenvalues)
+
+
+def _completed(directions: np.ndarray, count: int) -> np.ndarray:
+    """Orthonormal rows ``directions`` and more rows orthonormal to them, ``count`` in all (when fewer)."""
+    if len(directions) >= count:
+        return directions
+    # A Householder Q is orthonormal whatever the columns; its first ones span the directions.
+    basis = np.linalg.qr(np.hstack([directions.T, np.eye(directions.shape[1])[:, :count]]))[0]
+    return np.vstack([directions, basis[:, len(directions) : count].T])
 
 
 class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -313,9 +376,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     explained_variance_ : ndarray of shape (n_components,)
     explained_variance_ratio_ : ndarray of shape (n_components,)
     mean_ : ndarray of shape (n_features,)
-    all_components_ : ndarray of shape (n_features, n_features)
-        Every principal direction, by decreasing variance.
-    all_explained_variance_ : ndarray of shape (n_features,)
+    all_components_ : ndarray of shape (n_directions, n_features)
+        Every principal direction, by decreasing variance: ``n_features`` of them, or on a wide
+        table (no more rows than features) one per row, and zero-variance ones up to ``n_components``.
+    all_explained_variance_ : ndarray of shape (n_directions,)
     n_samples_seen_ : int
     n_features_in_ : int
     """
@@ -458,7 +522,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """The eigen-solution of the statistics so far, computed once per new data."""
         check_is_fitted(self)
         if self._eigen is None:
-            self._eigen = _solve(self._accumulator)
+            self._eigen = _solve(self._accumulator, self.n_components)
         return self._eigen
 
     @property
@@ -544,10 +608,11 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         n_features = self.n_features_in_
         max_components = n_features if max_components is None else min(max_components, n_features)
+        # A wide table has fewer directions than features: past them, nothing is left to capture.
         directions = self.all_components_[:max_components]
         mean = self.mean_
         weights = None if feature_weights is None else np.asarray(feature_weights, dtype=np.float64)
-        errors = np.zeros(max_components + 1)
+        errors = np.zeros(len(directions) + 1)
         # A batch of rows at a time: no float64 copy of the whole of X.
         with self._rows(X) as (n_rows, batches):
             for batch in batches:
@@ -560,9 +625,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     continue
                 residual = centred
                 errors[0] += np.einsum("ij,ij,j->", residual, residual, weights)
-                for k in range(max_components):
+                for k in range(len(directions)):
                     residual -= np.outer(projections[:, k], directions[k])
                     errors[k + 1] += np.einsum("ij,ij,j->", residual, residual, weights)
+        errors = np.pad(errors, (0, max_components - len(directions)), mode="edge")
         return np.maximum(errors, 0.0) / (n_rows * n_features)
 
     def reconstruction_mse(self, X) -> float:

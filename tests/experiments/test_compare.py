@@ -99,6 +99,15 @@ def test_write_outputs_writes_every_file(comparison, mnist_subset, tmp_path):
         metrics["autoencoder"]["test_mse"], rel=0, abs=_same_network_shift(model, metrics, 1.0))
 
 
+def test_a_table_of_fewer_rows_than_columns_is_compared_at_every_code_size():
+    x = np.random.default_rng(0).random((32, 60)).astype(np.float32)
+    metrics = compare(Dataset("wide", x[:24], x[24:]), code_dim=2, epochs=1, hidden=(8,), neighbours=0).metrics
+    # PCA of 24 rows has 24 directions; past them the curve stays where they leave it.
+    curve = metrics["pca"]["test_mse_by_components"]
+    assert len(curve) == 61 and np.all(np.diff(curve) <= 0)
+    np.testing.assert_allclose(curve[25:], curve[24], rtol=float_tolerance(np.float64, 1.0, 60))
+
+
 def test_linear_autoencoder_converges_to_pca(low_rank_data):
     X = low_rank_data(n_samples=1000, n_features=10, rank=3, noise=0.3, seed=0)
     dataset = Dataset(name="low_rank", x_train=X[:800], x_test=X[800:])

@@ -365,6 +365,8 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
                 ae_errors = np.square(ae_space.astype(np.float64) - space).mean(axis=1)
                 centred = space.astype(np.float64) - pca.mean_
                 captured = np.cumsum(np.square(centred @ directions.T), axis=1)
+                # A wide table's PCA has fewer directions than sizes: past them, nothing more is captured.
+                captured = np.pad(captured, ((0, 0), (0, sizes - 1 - len(directions))), mode="edge")
                 total = np.einsum("ij,ij->i", centred, centred)[:, None]
                 paired.add(ae_errors, np.maximum(np.hstack([total, total - captured]), 0.0) / d)
                 sums["ae"] += float(ae_errors.sum())
