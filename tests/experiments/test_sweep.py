@@ -70,7 +70,7 @@ def test_write_outputs(result, tmp_path):
 
 @pytest.mark.parametrize("code_dims", [[], [0], [5], "1,2", None])
 def test_code_dims_are_checked(code_dims):
-    with pytest.raises(ValueError, match="code_dim"):
+    with pytest.raises(ValueError, match="invalid value for code_dims, "):
         check_code_dims(code_dims, 5)
 
 

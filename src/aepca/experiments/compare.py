@@ -99,16 +99,18 @@ def versions() -> dict:
     return found
 
 
-def check_code_dim(code_dim: int, n_features: int) -> None:
+def check_code_dim(code_dim: int, n_features: int, *, name: str = "code_dim", given=None) -> None:
+    """Refuse a code size outside 1 to ``n_features - 1``; ``name`` and ``given`` (the value the
+    caller was given, by default ``code_dim``) word the error."""
     if n_features < 2:
         raise invalid_value("data", "at least 2 features, so that a code of fewer can be learned",
                             f"data of {n_features} feature{'s' * (n_features != 1)}",
                             "There is nothing to compress: add features.")
     if not isinstance(code_dim, (int, np.integer)) or code_dim < 1 or code_dim >= n_features:
         raise invalid_value(
-            "code_dim",
-            f"an integer from 1 to {n_features - 1} (fewer than the {n_features} features)",
-            f"code_dim={code_dim!r}",
+            name,
+            f"{'integers' if given is not None else 'an integer'} from 1 to {n_features - 1} (fewer than the {n_features} features)",
+            f"{name}={code_dim if given is None else given!r}",
         )
 
 

@@ -72,7 +72,7 @@ def check_code_dims(code_dims, n_features: int) -> list[int]:
             "code_dims", "a non-empty list of code sizes", f"code_dims={code_dims!r}", "Pass e.g. [1, 2, 5]."
         )
     for k in dims:
-        check_code_dim(k, n_features)
+        check_code_dim(k, n_features, name="code_dims", given=dims)
     return [int(k) for k in dims]
 
 
