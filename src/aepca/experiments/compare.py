@@ -107,11 +107,9 @@ def check_code_dim(code_dim: int, n_features: int, *, name: str = "code_dim", gi
                             f"data of {n_features} feature{'s' * (n_features != 1)}",
                             "There is nothing to compress: add features.")
     if not isinstance(code_dim, (int, np.integer)) or code_dim < 1 or code_dim >= n_features:
-        raise invalid_value(
-            name,
-            f"{'integers' if given is not None else 'an integer'} from 1 to {n_features - 1} (fewer than the {n_features} features)",
-            f"{name}={code_dim if given is None else given!r}",
-        )
+        sizes = "an integer" if given is None else "integers"
+        raise invalid_value(name, f"{sizes} from 1 to {n_features - 1} (fewer than the {n_features} features)",
+                            f"{name}={code_dim if given is None else given!r}")
 
 
 def default_recipe(data) -> str:
