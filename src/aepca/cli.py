@@ -381,9 +381,8 @@ def describe_input(data, what: str) -> str:
 
     if isinstance(data, Dataset):
         return f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test, {data.n_features} features; {what}"
-    processes = distributed.process_count()
     return (f"{data.name}: {plural(data.n_rows, 'row')} in {plural(data.n_blocks, 'block')} (streamed), "
-            f"{plural(data.n_features, 'feature')}; {what}; {processes} process{'es' * (processes != 1)}")
+            f"{plural(data.n_features, 'feature')}; {what}; {plural(distributed.process_count(), 'process', 'processes')}")
 
 
 def run_compare(args) -> int:

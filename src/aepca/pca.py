@@ -117,7 +117,7 @@ class ScatterAccumulator:
         """The centred scatter matrix (symmetric, Fortran order)."""
         rows = self.held_rows
         if rows is not None:
-            centred = rows - self.mean
+            centred = rows - rows.mean(axis=0) if len(rows) else rows
             return np.asfortranarray(centred.T @ centred)
         whole = self._whole()
         return whole._products - np.outer(whole._sums, whole._sums / max(whole._n, 1))
@@ -216,7 +216,7 @@ class ScatterAccumulator:
                 "other", f"an accumulator of {self.n_features} features", f"one of {other.n_features}"
             )
         if self._held is not None and other._held is not None and self.n + other.n <= self.n_features:
-            self._held = self._held + [rows.copy() for rows in other._held]
+            self._held = self._held + other._held  # kept rows are never changed in place
             return self
         if other.n:
             n, mean, scatter = self.n, self.mean, self.scatter

@@ -34,9 +34,9 @@ def describe_names(names: Sequence, limit: int = 5) -> str:
     return f"{shown} and {extra} more" if extra > 0 else shown
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 row``, ``2 rows``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 row``, ``2 rows`` (``nouns``, when not ``noun`` + "s": ``2 processes``)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def invalid_value(name: str, expected: str, received: str, fix: str = "") -> ValueError:

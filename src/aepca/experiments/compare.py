@@ -31,7 +31,7 @@ from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
 from aepca.recipes import LARGE_ROWS, Recipe, get_recipe
 from aepca.selection import BOOTSTRAP_ROWS, PairedErrors
-from aepca.validation import invalid_value
+from aepca.validation import invalid_value, plural
 
 # How close a linear autoencoder must come to PCA for the sanity check to pass.
 LINEAR_TOLERANCE = 0.02
@@ -104,7 +104,7 @@ def check_code_dim(code_dim: int, n_features: int, *, name: str = "code_dim", gi
     caller was given, by default ``code_dim``) word the error."""
     if n_features < 2:
         raise invalid_value("data", "at least 2 features, so that a code of fewer can be learned",
-                            f"data of {n_features} feature{'s' * (n_features != 1)}",
+                            f"data of {plural(n_features, 'feature')}",
                             "There is nothing to compress: add features.")
     if not isinstance(code_dim, (int, np.integer)) or code_dim < 1 or code_dim >= n_features:
         sizes = "an integer" if given is None else "integers"
