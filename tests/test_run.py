@@ -365,3 +365,29 @@ def test_an_interrupt_while_the_process_shuts_down_ends_it_quietly_with_the_comm
             child.kill()
             child.communicate()
     assert (child.returncode, stderr) == (0, "")
+
+
+def test_a_signal_just_after_the_outcome_was_said_ends_the_command_quietly(tmp_path, monkeypatch, capsys):
+    """As a launcher stops a worker that is reporting its lost peer: the signal comes after the
+    error line, while the command still holds its handlers."""
+    import aepca.cli as cli
+
+    said = cli.report
+
+    def report_then_signalled(error, args=None):
+        status = said(error, args)
+        signal.raise_signal(signal.SIGTERM)
+        return status
+
+    monkeypatch.setattr(cli, "report", report_then_signalled)
+    monkeypatch.setattr(sys, "argv", ["aepca", "encode", str(tmp_path / "no-model"), "data.csv", "--out", "codes.npy"])
+    status = None
+    try:
+        cli.console()
+    except KeyboardInterrupt:
+        pytest.fail("the signal left the command as a KeyboardInterrupt (a traceback)")
+    except SystemExit as stopped:
+        status = stopped.code
+    assert status == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.startswith("aepca: error:") and len(err.splitlines()) == 1, err

@@ -738,7 +738,12 @@ def join_processes(args) -> None:
 
 def console() -> None:
     """The ``aepca`` command: :func:`main` in a process tuned for it."""
-    status = main(tune_process=True)
+    try:
+        status = main(tune_process=True)
+    except KeyboardInterrupt:
+        # A Ctrl-C or SIGTERM after the outcome was said, before main gave its handlers back (a worker
+        # stopped by its launcher as it reports a lost peer): the process stops quietly.
+        status = EXIT_INTERRUPTED
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
         sys.stderr.flush()
