@@ -1,11 +1,13 @@
 """Shared fixtures: the bundled MNIST (loaded once), a PCA fitted on all of it, small seeded data.
 
 Nothing here selects a Keras backend or tunes the process: the tests run aepca as a
-library user gets it, on ``KERAS_BACKEND`` when whoever runs them set it, else JAX.
+library user gets it, on ``KERAS_BACKEND`` when whoever runs them set it, else JAX. Only
+XLA compiles the fast suite faster (:func:`pytest_configure`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import textwrap
 import time
@@ -13,6 +15,27 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+
+
+# Compiling is most of the fast suite's time and its computations are small: XLA compiles them at its
+# lowest optimisation level with its classic code generator for fusions (docs/CONVENTIONS.md: 4:06 ->
+# 2:50). Slow tests train for long, 60% slower so compiled, and keep XLA's defaults.
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+
+
+def pytest_configure(config):
+    """The fast suite's XLA_FLAGS, set before JAX starts, so child processes inherit them; an
+    XLA_FLAGS of whoever runs the tests, even empty, is kept (.ci/run reruns the numerical modules
+    on XLA's defaults)."""
+    if config.getoption("markexpr") == "not slow":
+        os.environ.setdefault("XLA_FLAGS", FAST_COMPILE)
+
+
+def xla_flags(devices: int = 1) -> str:
+    """The XLA_FLAGS of a child process with ``devices`` CPU devices, compiling as this one does."""
+    flags = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+             if not flag.startswith("--xla_force_host_platform_device_count")]
+    return " ".join(flags + ([f"--xla_force_host_platform_device_count={devices}"] if devices > 1 else []))
 
 
 def make_low_rank(n_samples=400, n_features=10, rank=3, noise=0.05, seed=0, *, scales=None) -> np.ndarray:

@@ -18,7 +18,7 @@ import pytest
 from aepca.cli import EXIT_USAGE, main
 from aepca.estimator import Autoencoder
 from aepca.training import TrainConfig, train
-from conftest import float_tolerance
+from conftest import float_tolerance, xla_flags
 
 SCRIPT = textwrap.dedent(
     """
@@ -75,7 +75,7 @@ def test_two_devices_take_the_steps_of_one(tmp_path):
     env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "XLA_FLAGS": xla_flags(devices=2),
         "AEPCA_COMPILATION_CACHE": "off",
     }
     result = subprocess.run(

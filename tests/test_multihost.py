@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BLOCKING_CHILD, float_tolerance
+from conftest import BLOCKING_CHILD, float_tolerance, xla_flags
 
 from aepca import distributed
 from aepca.cli import EXIT_USAGE
@@ -166,8 +166,8 @@ def data(tmp_path_factory) -> Path:
 def cli_env(tmp_path_factory):
     """``python -m aepca``'s environment: this interpreter's path, JAX, one CPU device, and a
     compilation cache of this module's own (later runs load earlier runs' programs)."""
-    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    env.update(PYTHONPATH=os.pathsep.join(sys.path), KERAS_BACKEND="jax",
+    env = dict(os.environ)
+    env.update(PYTHONPATH=os.pathsep.join(sys.path), KERAS_BACKEND="jax", XLA_FLAGS=xla_flags(),
                AEPCA_COMPILATION_CACHE=str(tmp_path_factory.mktemp("jax-cache")))
     return env
 

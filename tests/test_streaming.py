@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import BLOCKING_CHILD, float_tolerance, mse_tolerance, pca_rounding, terminate_when
+from conftest import BLOCKING_CHILD, float_tolerance, mse_tolerance, pca_rounding, terminate_when, xla_flags
 
 from aepca.checkpoint import checkpoint_epoch
 from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE
@@ -84,10 +84,11 @@ def unequal_folder(tmp_path_factory):
 def cli_env(tmp_path_factory):
     """The environment of ``python -m aepca``: this interpreter's path, JAX, one CPU device,
     and a compilation cache of this module's own (later runs reuse earlier runs' programs)."""
-    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
+    env = dict(os.environ)
     env.update(
         PYTHONPATH=os.pathsep.join(sys.path),
         KERAS_BACKEND="jax",
+        XLA_FLAGS=xla_flags(),
         AEPCA_COMPILATION_CACHE=str(tmp_path_factory.mktemp("jax-cache")),
     )
     return env
@@ -117,7 +118,7 @@ def two_processes(even_folder, cli_env, tmp_path_factory):
 def two_devices(even_folder, cli_env, tmp_path_factory):
     """``--stream --devices 2``: one process, every batch split across two CPU devices."""
     out = tmp_path_factory.mktemp("two-devices") / "run"
-    env = {**cli_env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {**cli_env, "XLA_FLAGS": xla_flags(devices=2)}
     _, metrics = run_compare(env, out, even_folder[0], "--stream", "--devices", 2, "--epochs", 1, *TRAINING)
     return metrics, out
 
