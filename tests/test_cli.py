@@ -159,6 +159,8 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     # The test rows are those order.held_out_mask holds out: 57 of the 300 with seed 0.
     assert "data: 243 train / 57 test, 5 features; code size 2; recipe fast" in captured.out
     assert "PCA (k=2)" in captured.out and "Autoencoder (fast, k=2)" in captured.out
+    # Where the errors are measured, said once.
+    assert captured.out.count("MSE in ") == 1
     names = {p.name for p in out.iterdir()}
     assert names == {"metrics.json", "codes.png", "reconstructions.png", "loss.png", "report.html", "model"}
     for name in ("codes.png", "reconstructions.png", "loss.png"):

@@ -428,8 +428,7 @@ def neighbour_options(args) -> dict:
 
 def print_comparison(comparison, out: Path) -> None:
     print(format_table(comparison.table_rows()))
-    print(f"(MSE in {comparison.metrics['units']}: error space {comparison.metrics['scale']}, "
-          f"{comparison.metrics['scale_reason']}; fit seconds include compilation)")
+    print("(fit seconds include compilation)")
     for note in comparison.notes:
         print(f"note: {note}")
     for item in comparison.diagnostics:
@@ -475,8 +474,7 @@ def run_sweep(args) -> int:
     if not writer:
         return 0
     print(format_table(result.table_rows()))
-    print(f"(MSE in {result.header['units']}: error space {result.header['scale']}, "
-          f"{result.header['scale_reason']}; fit seconds include compilation)")
+    print("(fit seconds include compilation)")
     for note in result.notes():
         print(f"note: {note}")
     for item in result.diagnostics:

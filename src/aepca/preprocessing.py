@@ -174,7 +174,7 @@ class Scaler:
         if self.method == "auto":
             one_unit, why = shares_one_unit(summary)
             return ("none" if one_unit else "standard"), f"auto: {why}"
-        return self.method, "chosen"
+        return self.method, "given"
 
     def fit(self, X, y=None) -> Scaler:
         """Learn the scaling of ``X``: an array, or a :class:`ColumnSummary` of one."""
@@ -262,7 +262,7 @@ class Scaler:
             )
         scaler = cls(method=d["method"])
         scaler.method_ = d["method_"]
-        scaler.reason_ = d.get("reason", "chosen")
+        scaler.reason_ = d.get("reason", "given")
         scaler.offset_ = offset
         scaler.scale_ = scale
         scaler.n_features_in_ = offset.shape[0]

@@ -131,7 +131,7 @@ def test_notes_report_the_sanity_check_and_the_verdict_with_its_interval():
     linear = get_recipe("linear").settings(800, 10, 3)
     notes = _notes(_metrics(1.0, 1.5, "above PCA", [1.25, 1.75]), linear)
     assert notes == [
-        "MSE in u; error space chosen: none (r).",
+        "MSE in u; error space none (r).",
         "At k=3 the autoencoder's test MSE is 50.0% above PCA's, 95% interval 25.0% above to 75.0% above (m): above PCA.",
         "Linear sanity check fails: a linear autoencoder should converge to PCA; its test MSE is +50.00% from "
         "PCA's (tolerance 2%).",

@@ -558,9 +558,14 @@ def category_note(metrics: dict) -> str:
     return note + "."
 
 
+def units_note(record: dict) -> str:
+    """What the errors are measured in, and why there (a comparison's or a sweep's record)."""
+    return f"MSE in {record['units']}; error space {record['scale']} ({record['scale_reason']})."
+
+
 def _notes(metrics: dict, settings: dict) -> list[str]:
     k = metrics["n_components"]
-    notes = [f"MSE in {metrics['units']}; error space chosen: {metrics['scale']} ({metrics['scale_reason']})."]
+    notes = [units_note(metrics)]
     if "categories" in metrics:
         notes.append(category_note(metrics))
     if metrics["autoencoder"].get("selection"):

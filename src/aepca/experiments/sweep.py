@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from aepca.experiments.compare import check_code_dim, compare, selection_note
+from aepca.experiments.compare import check_code_dim, compare, selection_note, units_note
 from aepca.neighbours import recall_columns, recall_note
 from aepca.recipes import Recipe, get_recipe
 from aepca.validation import invalid_value
@@ -49,7 +49,7 @@ class SweepResult:
         ]
 
     def notes(self) -> list[str]:
-        notes = [f"MSE in {self.header['units']}; error space chosen: {self.header['scale']} ({self.header['scale_reason']})."]
+        notes = [units_note(self.header)]
         for verdict in ("below PCA", "equal within noise", "above PCA"):
             sizes = [str(row["k"]) for row in self.rows if row["comparison"]["verdict"] == verdict]
             if sizes:
