@@ -143,8 +143,10 @@ def resume_and_check(out, full, capsys, stop_after, resumed_after):
     epochs_run = stop_after(None)
     assert main(["compare", "--resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
     assert epochs_run == list(range(resumed_after + 1, EPOCHS + 1))
+    assert f"note: Training resumed from the checkpoint of epoch {resumed_after};" in capsys.readouterr().out
     assert not (out / "checkpoint").exists()
     again = json.loads((out / "metrics.json").read_text())["autoencoder"]
+    assert again["resumed_at"] == resumed_after
     assert len(again["history"]["loss"]) == EPOCHS
     # One float32 rounding per step (at most EPOCHS epochs of write_csv's 150 rows).
     rtol = float_tolerance(np.float32, 1.0, EPOCHS * math.ceil(150 / full["settings"]["batch_size"]))

@@ -254,6 +254,8 @@ def compare(
             "fit_seconds": max(ae_seconds, estimator.history_["training_seconds"]),
             "epochs": len(history.get("loss", [])),
             "epochs_reason": estimator.history_.get("epochs_reason"),
+            # The epoch whose checkpoint a resumed run started from.
+            "resumed_at": estimator.history_.get("resumed_at"),
             "history": history,
             "pca_equivalent_components": equivalent_components(scores["pca_curve"], scores["ae_test_mse"]),
             # With init="auto", whether the random or the PCA start was kept, and why.
@@ -571,6 +573,10 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
     if metrics["autoencoder"].get("selection"):
         notes.append(selection_note(metrics["autoencoder"]["selection"]))
     notes.append(verdict_note(metrics["comparison"], k))
+    resumed_at = metrics["autoencoder"].get("resumed_at")
+    if resumed_at is not None:
+        notes.append(f"Training resumed from the checkpoint of epoch {resumed_at}; the epochs before it ran in the "
+                     "interrupted run.")
     budget = metrics["autoencoder"].get("budget")
     if budget:
         refine = budget.get("refine")

@@ -80,6 +80,7 @@ class Runner:
             self.set_state(resume.trainable, resume.non_trainable, resume.optimizer)
             history = copy_history(resume.history)
             lr_scale, start_epoch, best = resume.lr_scale, resume.epoch, resume.best
+            history["resumed_at"] = start_epoch
         elif config.restore_best and self.x_val is not None:
             # The starting point competes too: a PCA-initialised model can
             # then never end worse on validation than PCA.
