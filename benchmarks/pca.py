@@ -11,7 +11,7 @@ median of aepca's time over the default solver's, repeat by repeat):
 - streamed: the embedding folder of ``benchmarks/scale.py`` (16 Parquet files of 65,536 x 256),
   read alone, fitted by aepca's ``PCA(16)`` and by ``IncrementalPCA(16).partial_fit`` per block.
 Explained variances are compared with a float64 eigendecomposition of the float64 covariance
-(the float64 SVD of the centred rows for the wide table).
+(the float64 SVD of the centred rows for the wide table, which aepca solves through their Gram matrix).
 Writes ``pca.json`` and ``pca.md`` into ``--out``.
 """
 

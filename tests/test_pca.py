@@ -188,18 +188,18 @@ def test_a_constant_column_has_no_variance(value):
 
 
 # Fitting a chunk at a time ---------------------------------------------------------
-def test_a_wide_table_is_fitted_by_the_svd_of_its_rows_and_continues_past_its_width():
-    """No more rows than features: min(n, d) directions from the rows (no d x d scatter), as
-    scikit-learn's full SVD gives them; more rows than features later: the scatter of all of them."""
+def test_a_wide_table_is_fitted_from_its_rows_and_continues_past_its_width():
+    """No more rows than features: the n - 1 directions of n centred rows from the rows (no d x d
+    scatter), as scikit-learn's full SVD gives them; more rows than features later: the scatter of all."""
     X = _well_conditioned(n_samples=110, n_features=80, seed=2, offset=3.0)
     wide, rows = X[:30], 30
     ours, theirs = PCA(n_components=5).fit(wide), SkPCA(n_components=5, svd_solver="full").fit(wide)
     rounding = pca_rounding(wide, 5)
-    assert ours.all_components_.shape == (rows, 80) and ours.all_explained_variance_.shape == (rows,)
+    assert ours.all_components_.shape == (rows - 1, 80) and ours.all_explained_variance_.shape == (rows - 1,)
     np.testing.assert_allclose(ours.explained_variance_, theirs.explained_variance_, rtol=0, atol=rounding.variance)
     np.testing.assert_allclose(_align_signs(theirs.components_, ours.components_), theirs.components_, rtol=0,
                                atol=rounding.direction)
-    np.testing.assert_allclose(ours.all_components_ @ ours.all_components_.T, np.eye(rows), rtol=0,
+    np.testing.assert_allclose(ours.all_components_ @ ours.all_components_.T, np.eye(rows - 1), rtol=0,
                                atol=float_tolerance(np.float64, 1.0, 2 * 80))
     # Every direction past the rows' adds nothing: the training rows are rebuilt exactly from them.
     curve = ours.mse_by_components(wide)
@@ -218,14 +218,25 @@ def test_a_wide_table_is_fitted_by_the_svd_of_its_rows_and_continues_past_its_wi
     np.testing.assert_allclose(chunked.components_, whole.components_, rtol=0, atol=rounding.direction)
 
 
-def test_more_components_than_rows_adds_orthonormal_directions_of_no_variance():
-    X = _well_conditioned(n_samples=5, n_features=10, seed=3)
-    pca = PCA(n_components=8).fit(X)
-    assert pca.components_.shape == (8, 10) and pca.transform(X).shape == (5, 8)
-    np.testing.assert_allclose(pca.components_ @ pca.components_.T, np.eye(8), rtol=0,
-                               atol=float_tolerance(np.float64, 1.0, 2 * 10))
-    # Five centred rows span four directions; the fifth singular value is rounding, the others are added.
-    np.testing.assert_allclose(pca.explained_variance_[4:], 0.0, rtol=0, atol=pca_rounding(X, 4).variance)
+@pytest.mark.parametrize(("rows", "features", "components"), [(5, 10, 8), (2, 50, 25)])
+def test_more_components_than_rows_adds_orthonormal_directions_of_no_variance(rows, features, components):
+    X = _well_conditioned(n_samples=rows, n_features=features, seed=3)
+    pca = PCA(n_components=components).fit(X)
+    assert pca.components_.shape == (components, features) and pca.transform(X).shape == (rows, components)
+    np.testing.assert_allclose(pca.components_ @ pca.components_.T, np.eye(components), rtol=0,
+                               atol=float_tolerance(np.float64, 1.0, 2 * features))
+    # n centred rows span n - 1 directions; the n-th variance is rounding, the others are added.
+    np.testing.assert_allclose(pca.explained_variance_[rows - 1 :], 0.0, rtol=0,
+                               atol=pca_rounding(X, rows - 1).variance)
+
+
+def test_the_directions_of_few_rows_are_orthonormal_whatever_their_rounding():
+    """The n-th direction of n centred rows has a variance of rounding alone, with no direction of its own."""
+    for seed in range(50):
+        X = np.random.default_rng(seed).standard_normal((2 + seed % 5, 50))
+        directions = PCA(n_components=25).fit(X).all_components_
+        np.testing.assert_allclose(directions @ directions.T, np.eye(25), rtol=0,
+                                   atol=float_tolerance(np.float64, 1.0, 2 * 50), err_msg=f"seed {seed}")
 
 
 def test_partial_fit_over_chunks_equals_fit():

@@ -313,13 +313,23 @@ def _solve(accumulator: ScatterAccumulator, n_components: int) -> _Eigen:
     """Every direction of the rows seen, at least ``n_components`` of them."""
     rows = accumulator.held_rows
     if rows is not None:
-        # No more rows than features: min(n, d) directions from the SVD of the centred rows, and
-        # zero-variance ones orthogonal to them up to n_components.
+        # No more rows than features: the directions of the n x n Gram matrix of the centred rows
+        # (the d x d scatter's, where d > n; faster than their SVD, docs/pca.md), those of nonzero
+        # variance, then zero-variance ones orthogonal to them up to n_components.
         mean = rows.mean(axis=0)
-        _, singular, directions = np.linalg.svd(rows - mean, full_matrices=False)
+        centred = rows - mean
+        gram_values, gram_vectors = np.linalg.eigh(centred @ centred.T)
+        gram_values, gram_vectors = gram_values[::-1], gram_vectors[:, ::-1]
+        # Directions of no variance beyond the Gram matrix's rounding (centring leaves at least one)
+        # are left out; those kept are accurate enough for the Cholesky step to make orthonormal.
+        kept = gram_values > max(rows.shape) * np.finfo(np.float64).eps * max(gram_values[0], 0.0)
+        directions = ((centred.T @ gram_vectors[:, kept]) / np.sqrt(gram_values[kept])).T
+        # Orthonormal to rounding only where the variance is far below the largest: made so in their
+        # order by one Cholesky QR step (BLAS-3, unlike Householder's, on these nearly orthonormal rows).
+        directions = np.linalg.inv(np.linalg.cholesky(directions @ directions.T)) @ directions
         directions = _completed(directions, n_components)
         eigenvalues = np.zeros(len(directions))
-        eigenvalues[: len(singular)] = np.square(singular) / max(len(rows) - 1, 1)
+        eigenvalues[: kept.sum()] = gram_values[kept] / max(len(rows) - 1, 1)
     else:
         # NumPy's LAPACK (divide and conquer), on the BLAS threads that made the products: SciPy's
         # BLAS is another library whose threads would contend with those still spinning.
@@ -339,8 +349,9 @@ def _completed(directions: np.ndarray, count: int) -> np.ndarray:
     if len(directions) >= count:
         return directions
     # A Householder Q is orthonormal whatever the columns; its first ones span the directions.
-    basis = np.linalg.qr(np.hstack([directions.T, np.eye(directions.shape[1])[:, :count]]))[0]
-    return np.vstack([directions, basis[:, len(directions) : count].T])
+    extra = np.eye(directions.shape[1], count - len(directions))
+    basis = np.linalg.qr(np.hstack([directions.T, extra]))[0]
+    return np.vstack([directions, basis[:, len(directions) :].T])
 
 
 class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -378,7 +389,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     mean_ : ndarray of shape (n_features,)
     all_components_ : ndarray of shape (n_directions, n_features)
         Every principal direction, by decreasing variance: ``n_features`` of them, or on a wide
-        table (no more rows than features) one per row, and zero-variance ones up to ``n_components``.
+        table (no more rows than features) those of nonzero variance (fewer than the rows), and
+        zero-variance ones up to ``n_components``.
     all_explained_variance_ : ndarray of shape (n_directions,)
     n_samples_seen_ : int
     n_features_in_ : int
