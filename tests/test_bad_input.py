@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aepca import Autoencoder
+from aepca import PCA, Autoencoder
 from aepca.cli import EXIT_USAGE, main
 from aepca.data.readers import load_user_data
 
@@ -129,6 +129,14 @@ def test_api_fit_of_a_table_names_the_column_and_the_fix_as_the_command_does(cas
     assert f"column {column!r}" in message or f"columns {column!r}" in message, message
     assert "\n" not in message and "could not convert" not in message
     assert ("Features must be numbers" if case == "text column" else "Fill or remove those rows") in message
+
+
+@pytest.mark.parametrize("form", ["DataFrame", "Arrow"])
+def test_pca_fit_of_a_table_with_text_names_the_column_and_the_fix(form):
+    frame = pd.read_csv(io.StringIO(CASES["text column"][1])).drop(columns="y")
+    table = frame if form == "DataFrame" else pa.Table.from_pandas(frame)
+    with pytest.raises(ValueError, match=r"has non-numeric columns 'c' \(e\.g\. 'c' holds .*Features must be numbers"):
+        PCA(1).fit(table)
 
 
 def test_api_missing_file_raises_file_not_found(tmp_path):

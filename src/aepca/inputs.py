@@ -27,9 +27,15 @@ def is_arrow_table(X) -> bool:
 
 def opened(X):
     """Files, folders, patterns and Arrow tables as a row source; arrays and DataFrames as they are
-    (for estimators that keep float64 arrays float64, as :class:`aepca.PCA` does)."""
+    (for estimators that keep float64 arrays float64, as :class:`aepca.PCA` does), a DataFrame's
+    columns checked to be numbers."""
     if isinstance(X, (str, os.PathLike)) or is_arrow_table(X):
         return open_source(X)
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):
+        from aepca.data.columns import check_numeric
+
+        check_numeric(X, "X", "Features must be numbers: drop those columns or encode them first "
+                              "(aepca's Autoencoder encodes text columns with categorical='onehot').")
     return X
 
 
