@@ -139,7 +139,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     history_ : dict
         Per-epoch ``loss``, ``val_loss``, ``val_mse`` (in the error space's units),
         ``seconds``; ``epochs_reason`` (why that many epochs); ``statistics_seconds``
-        (the pass fitting the error space and PCA) and ``training_seconds``.
+        (the pass fitting the error space and PCA) and ``training_seconds``; ``resumed_at``
+        (a run resumed from a checkpoint: that checkpoint's epoch).
     settings_ : dict
         Every training setting used: the recipe's, sized to the data, and the arguments given.
     output_activation_ : str

@@ -313,9 +313,9 @@ def _solve(accumulator: ScatterAccumulator, n_components: int) -> _Eigen:
     """Every direction of the rows seen, at least ``n_components`` of them."""
     rows = accumulator.held_rows
     if rows is not None:
-        # No more rows than features: the directions of the n x n Gram matrix of the centred rows
-        # (the d x d scatter's, where d > n; faster than their SVD, docs/pca.md), those of nonzero
-        # variance, then zero-variance ones orthogonal to them up to n_components.
+        # No more rows than features: the directions from the n x n Gram matrix of the centred rows,
+        # whose nonzero eigenvalues are the d x d scatter's (faster than the rows' SVD, docs/pca.md),
+        # those of nonzero variance, then zero-variance ones orthogonal to them up to n_components.
         mean = rows.mean(axis=0)
         centred = rows - mean
         gram_values, gram_vectors = np.linalg.eigh(centred @ centred.T)
