@@ -167,6 +167,34 @@ def test_interrupted_command_says_so_once_and_resumes_to_the_uninterrupted_resul
     resume_and_check(out, full, capsys, stop_after, resumed_after=STOP_AFTER)
 
 
+def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, capsys, uninterrupted, stop_after):
+    csv, compared = uninterrupted
+    args = ["sweep", str(csv), "--label-column", "y", "--code-dims", "1,2", "--hidden", "8", "--epochs", str(EPOCHS),
+            "--recipe", "classic", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    full = json.loads((tmp_path / "full" / "sweep.json").read_text())["rows"]
+    out = tmp_path / "interrupted"
+    stop_after(STOP_AFTER)  # in the first code size's training
+    capsys.readouterr()
+    assert main([*args, "--out", str(out)]) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.splitlines() == [
+        f"aepca: interrupted; checkpoint kept in {out / 'checkpoint'}. Continue with: aepca sweep --resume {out}"]
+    assert checkpoint_epoch(out / "checkpoint" / "k1" / "random") == STOP_AFTER
+
+    epochs_run = stop_after(None)
+    assert main(["sweep", "--resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    # The first size from its checkpoint on, the second from the start.
+    assert epochs_run == [*range(STOP_AFTER + 1, EPOCHS + 1), *range(1, EPOCHS + 1)]
+    assert "note: k=1: training resumed from the checkpoint of epoch 2." in capsys.readouterr().out
+    assert not (out / "checkpoint").exists()
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [row["resumed_at"] for row in rows] == [STOP_AFTER, None]
+    # One float32 rounding per step, as for compare (the same rows, recipe and batches).
+    rtol = float_tolerance(np.float32, 1.0, EPOCHS * math.ceil(150 / compared["settings"]["batch_size"]))
+    for got, expected in zip(rows, full, strict=True):
+        assert got["autoencoder_test_mse"] == pytest.approx(expected["autoencoder_test_mse"], rel=rtol)
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["compare", "--resume", str(tmp_path / "nothing")]) == EXIT_USAGE
     err = capsys.readouterr().err

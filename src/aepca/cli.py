@@ -159,6 +159,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", type=Path, metavar="DIR",
+                        help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
+
+
 def add_neighbour_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("neighbours kept (recall@K, for embeddings and vector indexes)")
     group.add_argument("--neighbours", type=non_negative_int, default=10, metavar="K",
@@ -209,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "default: none, the recipe's settings")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
     compare.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
-    compare.add_argument("--resume", type=Path, metavar="DIR",
-                         help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
+    add_resume_argument(compare)
     add_neighbour_arguments(compare)
     add_scale_arguments(compare)
     compare.set_defaults(handler=run_compare)
@@ -223,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(sweep)
     sweep.add_argument("--out", type=Path, default=Path("runs/sweep"), help="output folder (default: runs/sweep)")
     sweep.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
+    add_resume_argument(sweep)
     add_neighbour_arguments(sweep)
     add_scale_arguments(sweep)
     sweep.set_defaults(handler=run_sweep)
@@ -357,11 +362,11 @@ def resumed_args(args, argv: list[str]):
 
 
 def output_run(args, *, writer: bool = True):
-    """The run in ``--out``: locked, its results moved into place all at once; a compare is checkpointed
-    (resumable with ``--resume``). ``writer=False``: another process of a multi-process run."""
+    """The run in ``--out``: locked, its results moved into place all at once; a compare or a sweep is
+    checkpointed (resumable with ``--resume``). ``writer=False``: another process of a multi-process run."""
     from aepca.experiments.run import Run
 
-    return Run(args.out, argv=args.argv if args.command == "compare" else None, command=args.command,
+    return Run(args.out, argv=args.argv if args.command in RESUMABLE_COMMANDS else None, command=args.command,
                resume=getattr(args, "resume", None) is not None, overwrite=args.overwrite, writer=writer)
 
 
@@ -464,6 +469,7 @@ def run_sweep(args) -> int:
             data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
             test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
             progress=writer and not args.no_progress, on_row=report_row, record=run_record(args),
+            checkpoint_dir=str(run.checkpoint),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps, devices=args.devices,
             lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
         )
@@ -682,6 +688,8 @@ def write_traceback(error: BaseException) -> str:
 STREAMING_COMMANDS = ("compare", "sweep")
 # Commands that write an output folder (a Run).
 RUN_COMMANDS = ("compare", "sweep", "reproduce")
+# Those whose training is checkpointed every epoch, to continue with --resume.
+RESUMABLE_COMMANDS = ("compare", "sweep")
 JOIN_OPTIONS = {"--coordinator": "coordinator", "--num-processes": "num_processes", "--process-id": "process_id"}
 
 

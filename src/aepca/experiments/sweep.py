@@ -56,6 +56,8 @@ class SweepResult:
                 notes.append(f"The autoencoder's test MSE is {verdict} (95% interval of the paired difference) "
                              f"at k = {', '.join(sizes)}.")
         notes.extend(f"k={row['k']}: {selection_note(row['selection'])}" for row in self.rows if row.get("selection"))
+        notes.extend(f"k={row['k']}: training resumed from the checkpoint of epoch {row['resumed_at']}."
+                     for row in self.rows if row.get("resumed_at") is not None)
         notes.extend(f"k={row['k']}: {recall_note(row['pca_neighbours'], row['autoencoder_neighbours'], row['autoencoder_test_mse'] < row['pca_test_mse'])}"
                      for row in self.rows if row.get("autoencoder_neighbours"))
         return notes
@@ -95,17 +97,19 @@ def sweep(
 
     ``data``, ``test`` and ``test_size`` are those of :func:`aepca.experiments.compare.compare`
     (any input form), used for every size with the same ``recipe``, ``epochs``, ``seed``
-    and ``scale`` (and estimator ``overrides``); ``on_row`` is called with each row as
-    soon as it is done. ``neighbours``, ``neighbour_queries`` and ``metric`` (keywords of
+    and ``scale`` (and estimator ``overrides``; a ``checkpoint_dir`` holds a folder
+    ``kK`` per code size, so an interrupted sweep resumes where it stopped); ``on_row`` is
+    called with each row as soon as it is done. ``neighbours``, ``neighbour_queries`` and ``metric`` (keywords of
     ``compare``) give each row's ``pca_neighbours`` and ``autoencoder_neighbours`` (recall@K).
     """
     recipe = get_recipe(recipe)
     dims = check_code_dims(code_dims, data.n_features)
     rows, diagnostics, header, curve = [], [], None, None
+    checkpoints = overrides.pop("checkpoint_dir", None)
     for k in dims:
         comparison = compare(
             data, test=test, test_size=test_size, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale, progress=progress,
-            record=record, **overrides
+            record=record, checkpoint_dir=None if checkpoints is None else str(Path(checkpoints) / f"k{k}"), **overrides
         )
         metrics = comparison.metrics
         pca, ae = metrics["pca"], metrics["autoencoder"]
@@ -132,6 +136,7 @@ def sweep(
             "pca_fit_seconds": pca["fit_seconds"],
             "epochs": ae["epochs"],
             "epochs_reason": ae["epochs_reason"],
+            "resumed_at": ae["resumed_at"],
             "kept_pca_start": comparison.estimator.history_.get("kept_start"),
             "selection": ae["selection"],
             # Recall@K searching each method's codes and reconstructions (absent with neighbours=0).
