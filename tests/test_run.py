@@ -217,6 +217,17 @@ def test_resume_needs_an_interrupted_run_and_says_when_it_finished(tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == "done"
 
 
+def test_a_checkpoint_resumes_with_the_command_that_made_it(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Interrupted), Run(out, argv=["data.csv", "--code-dims", "1,2"], command="sweep") as run:
+        save_progress(run)
+        raise KeyboardInterrupt
+    assert stored_arguments(out, "sweep") == ["data.csv", "--code-dims", "1,2"]
+    with pytest.raises(ValueError, match=rf"^--resume {out}: that run is an aepca sweep; continue it with: "
+                                         rf"aepca sweep --resume {out}$"):
+        stored_arguments(out, "compare")
+
+
 # What a killed run leaves --------------------------------------------------------------------------
 def dead_pid() -> int:
     """The id of a process that has ended."""

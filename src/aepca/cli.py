@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
         if getattr(args, "resume", None) is not None:
             from aepca.experiments.run import stored_arguments
 
-            args = resumed_args(args, stored_arguments(args.resume))
+            args = resumed_args(args, stored_arguments(args.resume, args.command))
         if args.command == "reproduce" and args.out is None:
             args.out = Path("runs") / args.paper
         if args.command in STREAMING_COMMANDS:

@@ -240,19 +240,25 @@ def _not_resumable(out: Path) -> Exception:
     )
 
 
-def stored_arguments(out) -> list[str]:
-    """The arguments of the interrupted run in ``out`` (its ``args.json``), to resume it."""
+def stored_arguments(out, command: str = "compare") -> list[str]:
+    """The arguments of the interrupted ``aepca command`` run in ``out`` (its ``args.json``), to resume it."""
     out = Path(out)
     if _committed_entries(out / STAGING_DIR) is not None:
         raise _not_resumable(out)
     try:
-        argv = json.loads((out / CHECKPOINT_DIR / ARGS_FILE).read_text())
+        stored = json.loads((out / CHECKPOINT_DIR / ARGS_FILE).read_text())
     except FileNotFoundError:
         raise _not_resumable(out) from None
     except ValueError as error:
         raise ValueError(f"--resume {out}: {out / CHECKPOINT_DIR / ARGS_FILE} is not valid JSON ({error}).") from None
+    # The command and its arguments; a list alone is a compare's (written before sweeps resumed).
+    stored = {"command": "compare", "arguments": stored} if isinstance(stored, list) else stored
+    argv = stored.get("arguments") if isinstance(stored, dict) else None
     if not isinstance(argv, list) or not all(isinstance(arg, str) for arg in argv):
         raise ValueError(f"--resume {out}: {out / CHECKPOINT_DIR / ARGS_FILE} does not hold a list of arguments.")
+    if stored.get("command", "compare") != command:
+        raise ValueError(f"--resume {out}: that run is an aepca {stored['command']}; continue it with: "
+                         f"aepca {stored['command']} --resume {out}")
     return argv
 
 
@@ -316,7 +322,8 @@ class Run:
             check_writable(self.out, overwrite=False)
         remove(checkpoint)  # an earlier run's, replaced at the user's request
         if self.checkpoint is not None:
-            write_atomic(self.checkpoint / ARGS_FILE, json.dumps(self.argv).encode(), durable=True)
+            write_atomic(self.checkpoint / ARGS_FILE,
+                         json.dumps({"command": self.command, "arguments": self.argv}).encode(), durable=True)
             self._made_checkpoint = True
 
     # Results -------------------------------------------------------------------------------
