@@ -402,3 +402,30 @@ def test_a_signal_just_after_the_outcome_was_said_ends_the_command_quietly(tmp_p
     assert status == EXIT_INTERRUPTED
     err = capsys.readouterr().err
     assert err.startswith("aepca: error:") and len(err.splitlines()) == 1, err
+
+
+def test_a_signal_while_main_gives_its_handlers_back_leaves_them_as_they_were(tmp_path, monkeypatch):
+    """main called in-process (a library user's): the signal interrupts the caller, whose handlers stay its own."""
+    import aepca.cli as cli
+
+    real = cli.signal
+    found = {signum: real.getsignal(signum) for signum in (real.SIGINT, real.SIGTERM)}
+
+    class SignalledOnGivingBack:
+        """The signal module, with a SIGTERM as main puts back the first handler it found."""
+
+        raised = False
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def signal(self, signum, handler):
+            if handler in found.values() and not self.raised:
+                self.raised = True
+                real.raise_signal(real.SIGTERM)
+            return real.signal(signum, handler)
+
+    monkeypatch.setattr(cli, "signal", SignalledOnGivingBack())
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["encode", str(tmp_path / "no-model"), "data.csv", "--out", str(tmp_path / "codes.npy")])
+    assert {signum: real.getsignal(signum) for signum in found} == found

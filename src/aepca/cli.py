@@ -602,8 +602,19 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
     except (Exception, KeyboardInterrupt) as error:
         return report(error, args)
     finally:
-        for signum, handler in previous.items():
+        _give_back(previous)
+
+
+def _give_back(handlers: dict) -> None:
+    """Put back the signal handlers main found. A signal that comes meanwhile raises its
+    KeyboardInterrupt (the command's handler) once every one is back, not between them."""
+    try:
+        for signum, handler in handlers.items():
             signal.signal(signum, handler)
+    except KeyboardInterrupt:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        raise
 
 
 # Bad input or usage: exit status 2 and the error's own line.
