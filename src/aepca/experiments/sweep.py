@@ -99,8 +99,9 @@ def sweep(
     (any input form), used for every size with the same ``recipe``, ``epochs``, ``seed``
     and ``scale`` (and estimator ``overrides``; a ``checkpoint_dir`` holds a folder
     ``kK`` per code size, so an interrupted sweep resumes where it stopped); ``on_row`` is
-    called with each row as soon as it is done. ``neighbours``, ``neighbour_queries`` and ``metric`` (keywords of
-    ``compare``) give each row's ``pca_neighbours`` and ``autoencoder_neighbours`` (recall@K).
+    called with each row as soon as it is done. ``neighbours``, ``neighbour_queries`` and
+    ``metric`` (keywords of ``compare``) give each row's ``pca_neighbours`` and
+    ``autoencoder_neighbours`` (recall@K).
     """
     recipe = get_recipe(recipe)
     dims = check_code_dims(code_dims, data.n_features)
