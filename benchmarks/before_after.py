@@ -50,8 +50,8 @@ def command(contender: str, before_src: Path, out: Path, cache: Path) -> tuple[l
     if contender == "before":
         env["PYTHONPATH"] = str(before_src)
         return [sys.executable, "-m", "aepca", *args], env
-    if contender == "after, untuned":
-        return [sys.executable, "-c", UNTUNED, *args], env
+    if contender == "after, untuned":  # as from Python, on JAX as its user chose
+        return [sys.executable, "-c", UNTUNED, *args], {**env, "KERAS_BACKEND": "jax"}
     if contender == "after, no neighbours":
         args += ["--neighbours", "0"]
     return [sys.executable, "-m", "aepca", *args], env
@@ -74,7 +74,8 @@ SHARING = ("shared", "not shared")
 
 
 def small_table_fit(sharing: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "AEPCA_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("AEPCA_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    env["KERAS_BACKEND"] = "jax"  # as its user chose
     done = subprocess.run([sys.executable, "-c", SMALL_TABLE_FIT, sharing], cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"small-table fit ({sharing}) failed:\n{done.stderr[-3000:]}")

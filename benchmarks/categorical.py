@@ -117,4 +117,7 @@ def row(name: str, k, results) -> str:
 
 
 if __name__ == "__main__":
+    from aepca.backend import choose_default_backend
+
+    choose_default_backend()  # this program's process: JAX unless KERAS_BACKEND is set
     main()

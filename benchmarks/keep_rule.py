@@ -81,4 +81,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from aepca.backend import choose_default_backend
+
+    choose_default_backend()  # this program's process: JAX unless KERAS_BACKEND is set
     main()

@@ -19,11 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-import aepca.estimator
-from aepca import Autoencoder, load_model
-from aepca.data import load_dataset
-from aepca.refine import refine_codes
-from tables import TABLES, table  # benchmarks/, beside this file
+from aepca.backend import choose_default_backend
+
+choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+
+import aepca.estimator  # noqa: E402
+from aepca import Autoencoder, load_model  # noqa: E402
+from aepca.data import load_dataset  # noqa: E402
+from aepca.refine import refine_codes  # noqa: E402
+from tables import TABLES, table  # benchmarks/, beside this file  # noqa: E402
 
 RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
 

@@ -19,9 +19,13 @@ import time
 import numpy as np
 from sklearn import datasets
 
-from aepca.data import Dataset, load_dataset
-from aepca.data.readers import split_indices
-from aepca.experiments.compare import compare, selection_note
+from aepca.backend import choose_default_backend
+
+choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+
+from aepca.data import Dataset, load_dataset  # noqa: E402
+from aepca.data.readers import split_indices  # noqa: E402
+from aepca.experiments.compare import compare, selection_note  # noqa: E402
 
 TABLES = ("breast_cancer", "wine", "diabetes", "digits")
 

@@ -19,8 +19,12 @@ import json
 
 import numpy as np
 
-from aepca import Autoencoder
-from aepca.data import load_dataset
+from aepca.backend import choose_default_backend
+
+choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+
+from aepca import Autoencoder  # noqa: E402
+from aepca.data import load_dataset  # noqa: E402
 
 
 def _candidate(init, learning_rate, batch_size, epochs, schedule="cosine", **other):

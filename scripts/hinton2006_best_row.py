@@ -20,10 +20,14 @@ import json
 import time
 from unittest import mock
 
-from aepca import training
-from aepca.backend import import_keras
-from aepca.data.mnist import load_mnist
-from aepca.experiments import hinton2006 as h
+from aepca.backend import choose_default_backend
+
+choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+
+from aepca import training  # noqa: E402
+from aepca.backend import import_keras  # noqa: E402
+from aepca.data.mnist import load_mnist  # noqa: E402
+from aepca.experiments import hinton2006 as h  # noqa: E402
 
 keras = import_keras()
 

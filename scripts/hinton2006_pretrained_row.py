@@ -14,10 +14,14 @@ import json
 import sys
 import time
 
-from aepca.data.mnist import load_mnist
-from aepca.experiments import hinton2006 as h
-from aepca.rbm import unroll
-from aepca.training import train
+from aepca.backend import choose_default_backend
+
+choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+
+from aepca.data.mnist import load_mnist  # noqa: E402
+from aepca.experiments import hinton2006 as h  # noqa: E402
+from aepca.rbm import unroll  # noqa: E402
+from aepca.training import train  # noqa: E402
 
 
 def main(out: str) -> None:

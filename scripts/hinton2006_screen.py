@@ -190,5 +190,8 @@ def refine_codes(p, code_layer, forward, x, steps, loss, lr=1e-2):
 
 
 if __name__ == "__main__":
+    from aepca.backend import choose_default_backend
+
+    choose_default_backend()  # this program's process: JAX unless KERAS_BACKEND is set
     kw = dict(a.split("=", 1) for a in sys.argv[2:])
     main(sys.argv[1], **kw)

@@ -1,8 +1,8 @@
 """Shared fixtures: the bundled MNIST (loaded once), a PCA fitted on all of it, small seeded data.
 
-Nothing here selects a Keras backend or tunes the process: the tests run aepca as a
-library user gets it, on ``KERAS_BACKEND`` when whoever runs them set it, else JAX. Only
-XLA compiles the fast suite faster (:func:`pytest_configure`).
+The tests run aepca as a library user gets it, on ``KERAS_BACKEND`` when whoever runs
+them set it, else on JAX, as a user sets it (:func:`pytest_configure`, which also has XLA
+compile the fast suite faster).
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters
 
 
 def pytest_configure(config):
-    """The fast suite's XLA_FLAGS, set before JAX starts, so child processes inherit them; an
-    XLA_FLAGS of whoever runs the tests, even empty, is kept (.ci/run reruns the numerical modules
-    on XLA's defaults)."""
+    """``KERAS_BACKEND=jax`` unless set, and the fast suite's XLA_FLAGS, set before Keras and JAX
+    start, so child processes inherit them; an XLA_FLAGS of whoever runs the tests, even empty, is
+    kept (.ci/run reruns the numerical modules on XLA's defaults)."""
+    from aepca.backend import choose_default_backend
+
+    choose_default_backend()
     if config.getoption("markexpr") == "not slow":
         os.environ.setdefault("XLA_FLAGS", FAST_COMPILE)
 

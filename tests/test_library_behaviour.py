@@ -70,13 +70,11 @@ USE_AEPCA = """
 THIRD_PARTY_IMPORTS = """
     import json, os, sys
     environ, finders = dict(os.environ), list(sys.meta_path)
-    os.environ["KERAS_BACKEND"] = "jax"  # as if aepca had imported Keras first
-    import keras, h5py
+    import keras, h5py  # on keras.json's JAX
     try:
         import tensorflow
     except ImportError:
         pass
-    del os.environ["KERAS_BACKEND"]
     print(json.dumps({"environ": {k: v for k, v in os.environ.items() if environ.get(k) != v},
                       "meta_path": [f"{type(f).__module__}.{type(f).__qualname__}" for f in sys.meta_path if f not in finders]}))
 """
@@ -88,6 +86,9 @@ def used(tmp_path_factory):
     and what importing Keras and the libraries Keras imports to save (TensorFlow, where installed,
     and h5py) changes by itself."""
     folder = tmp_path_factory.mktemp("use")
+    # A user who chose JAX in Keras' configuration file, not in the environment.
+    (folder / "keras-home").mkdir()
+    (folder / "keras-home" / "keras.json").write_text(json.dumps({"backend": "jax"}))
     code = USE_AEPCA.replace("sys.argv[1]", repr(str(folder / "model")))
     return {**run_python(code, keras_home=folder / "keras-home"),
             "third_party": run_python(THIRD_PARTY_IMPORTS, keras_home=folder / "keras-home")}
@@ -102,7 +103,7 @@ def test_using_aepca_leaves_the_process_as_it_was(used):
     assert used["aepca_module_types"] == []
 
 
-def test_aepca_uses_jax_without_exporting_it_to_child_processes(used):
+def test_aepca_uses_keras_configured_backend_and_exports_nothing_to_child_processes(used):
     assert used["backend"] == "jax"
     assert used["child_keras_backend"] == "None"
 
@@ -128,22 +129,40 @@ BACKEND_CHOICE = """
 @pytest.mark.parametrize(
     ("case", "env", "expected"),
     [
-        ("aepca first", {}, "jax"),  # keras.json's backend is Keras' own default, not aepca's
-        ("aepca first", {"KERAS_BACKEND": "numpy"}, "numpy"),
-        ("keras first", {}, "numpy"),  # Keras imported already (here on keras.json's backend)
+        ("aepca first", {}, "numpy"),  # keras.json's, as Keras chooses
+        ("aepca first", {"KERAS_BACKEND": "jax"}, "jax"),
+        ("keras first", {}, "numpy"),  # Keras imported already
     ],
 )
-def test_backend_is_keras_backend_else_the_imported_keras_else_jax(tmp_path, case, env, expected):
+def test_backend_is_the_one_keras_chooses(tmp_path, case, env, expected):
     (tmp_path / "keras.json").write_text(json.dumps({"backend": "numpy"}))
     report = run_python(BACKEND_CHOICE.replace("sys.argv[1]", repr(case)), keras_home=tmp_path, **env)
     assert report == {"aepca": expected, "keras": expected}
     assert json.loads((tmp_path / "keras.json").read_text()) == {"backend": "numpy"}
 
 
+MISSING_BACKEND = """
+    import json, sys
+    sys.modules["tensorflow"] = None  # as where TensorFlow is not installed
+    try:
+        from aepca._keras import keras
+    except ImportError as error:
+        print(json.dumps({"error": str(error)}))
+"""
+
+
+def test_a_backend_keras_chose_but_is_not_installed_is_named_with_the_fix(tmp_path):
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))
+    assert run_python(MISSING_BACKEND, keras_home=tmp_path) == {"error": (
+        "Keras is set to the tensorflow backend (keras.json or Keras' default), which is not installed. Set "
+        "KERAS_BACKEND=jax before Keras is first imported (JAX comes with aepca and trains fastest), or install "
+        "aepca[tensorflow].")}
+
+
 COMMAND_PROCESS = """
     import json, sys
     import jax, numpy as np
-    from aepca import Autoencoder, cli, models
+    from aepca import cli
     hits = []
     jax.monitoring.register_event_listener(lambda event, **_: hits.append(event) if "cache_hits" in event else None)
     sys.argv = ["aepca", "encode", "no-such-model", "no-such-data.csv", "--out", "codes.npy"]
@@ -151,6 +170,7 @@ COMMAND_PROCESS = """
         cli.console()  # tunes the process, then refuses the missing model
     except SystemExit:
         pass
+    from aepca import Autoencoder, models  # Keras, on the backend the command chose
     X = np.random.default_rng(0).random((128, 6)).astype(np.float32)
     fit = lambda: Autoencoder(2, recipe="classic", hidden=(4,), epochs=2, batch_size=32, random_state=0).fit(X)
     first = fit()

@@ -1,4 +1,4 @@
-"""Keras for aepca's modules, imported on aepca's backend (see :mod:`aepca.backend`)."""
+"""Keras for aepca's modules, on the backend Keras chose (see :mod:`aepca.backend`)."""
 
 from aepca.backend import import_keras
 

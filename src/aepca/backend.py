@@ -1,9 +1,10 @@
-"""Which Keras backend aepca uses, and importing Keras on it without changing the process's settings.
+"""Which Keras backend aepca uses: the one Keras itself chooses, which aepca never changes.
 
-The backend is ``KERAS_BACKEND`` when it is set; else that of a Keras already
-imported; else JAX, which trains aepca's networks fastest. The choice is made
-for Keras' own import only: ``os.environ`` is restored right after it, so
-child processes and the user's configuration are left as they were.
+Keras picks its backend once, when it is first imported: ``KERAS_BACKEND``, else the
+``backend`` of its ``keras.json``, else TensorFlow. aepca changes no setting of the process
+it is imported into; a program may choose for its own process (:func:`choose_default_backend`,
+which the ``aepca`` command calls). JAX, installed with aepca, trains its networks fastest
+(docs/backends.md).
 """
 
 import os
@@ -12,29 +13,32 @@ import sys
 DEFAULT_BACKEND = "jax"
 
 
+def choose_default_backend() -> None:
+    """For a program's own process (the ``aepca`` command, a benchmark, a script), never called by
+    the library: Keras on :data:`DEFAULT_BACKEND` unless ``KERAS_BACKEND`` is set or Keras is
+    imported already. Child processes inherit the choice."""
+    if not os.environ.get("KERAS_BACKEND") and "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
+
+
 def backend_name() -> str:
-    """The backend aepca's Keras runs on, or will run on, without importing Keras."""
-    imported = sys.modules.get("keras")
-    if imported is not None and hasattr(imported, "backend"):
-        return imported.backend.backend()
-    return os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
+    """The backend aepca's Keras runs on (importing Keras if it is not imported yet)."""
+    return import_keras().backend.backend()
 
 
 def import_keras():
-    """The ``keras`` module, imported on :func:`backend_name`'s backend if it is not imported yet."""
-    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND"):
-        import keras
-
-        return keras
-    # Keras reads its backend from this variable once, while it is imported, and
-    # offers no other way to choose one; it is set for that import only.
-    previous = os.environ.get("KERAS_BACKEND")
-    os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
+    """The ``keras`` module, on the backend Keras chose; a backend that is not installed is named,
+    with the fix, instead of Keras' import error."""
     try:
         import keras
-    finally:
-        if previous is None:
-            del os.environ["KERAS_BACKEND"]
-        else:
-            os.environ["KERAS_BACKEND"] = previous
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in ("tensorflow", "torch", "jax"):
+            raise
+        where = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "keras.json or Keras' default"
+        raise ImportError(
+            f"Keras is set to the {missing} backend ({where}), which is not installed. Set "
+            f"KERAS_BACKEND={DEFAULT_BACKEND} before Keras is first imported (JAX comes with aepca and "
+            f"trains fastest), or install aepca[{missing}]."
+        ) from error
     return keras

@@ -775,11 +775,16 @@ def console() -> None:
 def tune_command_process() -> None:
     """The command's process-wide settings, measured in docs/benchmarks.md.
 
-    JAX keeps compiled programs on disk (``AEPCA_COMPILATION_CACHE=off``
-    switches that off), and off the TensorFlow backend Keras is told that
-    TensorFlow is not available: it would otherwise import it whenever a model
-    is saved, only to check that no object is one of its types.
+    Keras runs on JAX unless ``KERAS_BACKEND`` says otherwise (chosen before
+    anything imports Keras), JAX keeps compiled programs on disk
+    (``AEPCA_COMPILATION_CACHE=off`` switches that off), and off the TensorFlow
+    backend Keras is told that TensorFlow is not available: it would otherwise
+    import it whenever a model is saved, only to check that no object is one of
+    its types.
     """
+    from aepca.backend import choose_default_backend
+
+    choose_default_backend()
     from aepca.compilation_cache import enable_compilation_cache
     from aepca.persistence import skip_tensorflow_probe
 
