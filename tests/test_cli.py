@@ -193,10 +193,35 @@ def test_resume_takes_the_display_flags_of_the_resuming_command(tmp_path):
     from aepca.experiments.run import stored_arguments
 
     (tmp_path / "checkpoint").mkdir()
-    (tmp_path / "checkpoint" / "args.json").write_text(json.dumps(["data.csv", "--code-dim", "3"]))
+    (tmp_path / "checkpoint" / "args.json").write_text(json.dumps(["data.csv", "--code-dim", "3", "--progress"]))
     args = build_parser().parse_args(["compare", "--resume", str(tmp_path), "--no-progress"])
     resumed = resumed_args(args, stored_arguments(tmp_path))
-    assert resumed.no_progress and resumed.code_dim == 3 and resumed.out == resumed.resume == tmp_path
+    assert resumed.progress is False and resumed.code_dim == 3 and resumed.out == resumed.resume == tmp_path
+    unsaid = resumed_args(build_parser().parse_args(["compare", "--resume", str(tmp_path)]), stored_arguments(tmp_path))
+    assert unsaid.progress is None  # the resuming command's default: bars on a terminal only
+
+
+def test_progress_bars_show_by_default_only_where_stderr_is_a_terminal(monkeypatch):
+    from aepca.cli import shows_progress
+
+    for terminal in (False, True):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda terminal=terminal: terminal)
+        for command in ("compare", "sweep"):
+            assert shows_progress(build_parser().parse_args([command])) is terminal
+            assert shows_progress(build_parser().parse_args([command, "--progress"])) is True
+            assert shows_progress(build_parser().parse_args([command, "--no-progress"])) is False
+        assert shows_progress(build_parser().parse_args(["reproduce", "hinton2006"])) is terminal
+
+
+def test_a_launcher_on_a_terminal_tells_its_workers_to_show_bars(monkeypatch, tmp_path, four_columns):
+    import aepca.launch
+
+    told = []
+    monkeypatch.setattr(aepca.launch, "run_workers", lambda argv, processes: told.append(argv) or 0)
+    for terminal in (False, True):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda terminal=terminal: terminal)
+        assert main(["compare", str(four_columns), "--processes", "2", "--out", str(tmp_path / "out")]) == 0
+    assert [argv[-1] == "--progress" for argv in told] == [False, True]
 
 
 # Exit statuses: 2 bad input, 130 interrupted, 1 anything else (with a traceback file) ----------

@@ -156,7 +156,16 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="split every batch across N of the devices JAX sees, e.g. GPUs "
                              "(the same steps as one device; default: 1)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed for the split, weights and shuffling (default: 0)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_argument(parser)
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress bars (default: when stderr is a terminal, so that logs get none)")
+
+
+def shows_progress(args) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def add_resume_argument(parser: argparse.ArgumentParser) -> None:
@@ -238,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seed", type=non_negative_int, default=0, help="random seed for weights, shuffling and splits (default: 0)")
     reproduce.add_argument("--out", type=Path, default=None, help="output folder (default: runs/PAPER)")
     reproduce.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
-    reproduce.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_progress_argument(reproduce)
     reproduce.set_defaults(handler=run_reproduce)
 
     for name, handler, what in (
@@ -355,7 +364,7 @@ def resumed_args(args, argv: list[str]):
     resumed.argv, resumed.out, resumed.resume = argv, args.resume, args.resume
     # How to show the run and where its processes meet are this command's choice; what to compute is the
     # interrupted run's.
-    resumed.no_progress = resumed.no_progress or args.no_progress
+    resumed.progress = args.progress
     for option in JOIN_OPTIONS.values():
         setattr(resumed, option, getattr(args, option))
     return resumed
@@ -408,7 +417,7 @@ def run_compare(args) -> int:
             comparison = compare(
                 data, test=None if args.test is None or not is_streamed(args) else str(args.test), test_size=args.test_size,
                 code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-                progress=writer and not args.no_progress, checkpoint_dir=str(run.checkpoint), record=run_record(args),
+                progress=writer and shows_progress(args), checkpoint_dir=str(run.checkpoint), record=run_record(args),
                 hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
                 devices=args.devices, lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
                 **({} if args.time_budget is None else {"time_budget": args.time_budget - spent}),
@@ -468,7 +477,7 @@ def run_sweep(args) -> int:
         result = sweep(
             data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
             test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-            progress=writer and not args.no_progress, on_row=report_row, record=run_record(args),
+            progress=writer and shows_progress(args), on_row=report_row, record=run_record(args),
             checkpoint_dir=str(run.checkpoint),
             hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps, devices=args.devices,
             lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
@@ -508,7 +517,7 @@ def run_reproduce(args) -> int:
     with output_run(args) as run:
         module = importlib.import_module(module_name)
         print(f"reproducing {args.paper} ({'quick' if args.quick else 'full protocol'}, seed {args.seed})", flush=True)
-        result = getattr(module, run_name)(quick=args.quick, seed=args.seed, progress=not args.no_progress, on_row=report_row)
+        result = getattr(module, run_name)(quick=args.quick, seed=args.seed, progress=shows_progress(args), on_row=report_row)
         with run.staged() as staging:
             files = getattr(module, write_name)(result, staging)
     print(format_table(result.table_rows()))
@@ -593,7 +602,8 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
         if getattr(args, "processes", None) and args.coordinator is None:
             from aepca.launch import run_workers
 
-            return run_workers(argv, args.processes)
+            # Workers write to the launcher through pipes, so they show bars only when told to.
+            return run_workers([*argv, "--progress"] if shows_progress(args) else argv, args.processes)
         if tune_process:
             tune_command_process()
         if args.command in STREAMING_COMMANDS:
