@@ -139,6 +139,13 @@ def test_pca_fit_of_a_table_with_text_names_the_column_and_the_fix(form):
         PCA(1).fit(table)
 
 
+@pytest.mark.parametrize("estimator", [PCA(1), Autoencoder(1, recipe="classic", hidden=(2,), epochs=1)], ids=["PCA", "Autoencoder"])
+def test_an_array_holding_text_is_refused_with_the_cell_and_the_fix(estimator):
+    rows = pd.read_csv(io.StringIO(CASES["text column"][1])).drop(columns="y").to_numpy()  # object array: 'c' is text
+    with pytest.raises(ValueError, match=r"^X holds text where features must be numbers \(.*'x0'\)\. Pass a DataFrame"):
+        estimator.fit(rows)
+
+
 def test_api_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         load_user_data(tmp_path / "nope.csv")
@@ -155,7 +162,7 @@ def tiny_model():
     [
         ("transform", np.zeros((3, 4)), "5 features"),
         ("transform", np.zeros(5), "1-D|2D array|reshape"),
-        ("transform", np.array([["a"] * 5] * 3, dtype=object), "could not convert|numeric|string"),
+        ("transform", np.array([["a"] * 5] * 3, dtype=object), r"X holds text where features must be numbers .*'a'.*Pass a DataFrame"),
         ("transform", np.full((3, 5), np.nan), "NaN"),
         ("inverse_transform", np.zeros((3, 3)), "codes of shape"),
         ("inverse_transform", np.full((3, 2), np.inf), "NaN or infinite"),

@@ -7,6 +7,7 @@ format, with its errors); a :class:`aepca.data.sources.RowSource` is taken as it
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -23,6 +24,21 @@ def is_table(X) -> bool:
 
 def is_arrow_table(X) -> bool:
     return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")
+
+
+@contextlib.contextmanager
+def numbers_expected():
+    """Array checks whose text cells are said with the fix (NumPy says only which text it could not convert)."""
+    try:
+        yield
+    except ValueError as error:
+        if not str(error).startswith("could not convert string to float"):
+            raise
+        raise ValueError(
+            f"X holds text where features must be numbers ({error}). Pass a DataFrame: its columns are read by "
+            "name, those that are not numbers are named, and a model trained on a DataFrame ignores extra columns; "
+            "or convert or drop the text."
+        ) from None
 
 
 def opened(X):
@@ -45,7 +61,9 @@ def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
         return X, None
     if isinstance(X, (str, os.PathLike)) or is_table(X):
         return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
-    return open_source(check_array(X, dtype=np.float32, ensure_min_samples=2, estimator=estimator, input_name="X")), None
+    with numbers_expected():
+        rows = check_array(X, dtype=np.float32, ensure_min_samples=2, estimator=estimator, input_name="X")
+    return open_source(rows), None
 
 
 def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> RowSource:
@@ -66,7 +84,8 @@ def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> Ro
             )
         source = open_source(X, spec=spec)
     elif estimator is not None:
-        source = open_source(validate_data(estimator, X, dtype=np.float32, reset=False))
+        with numbers_expected():
+            source = open_source(validate_data(estimator, X, dtype=np.float32, reset=False))
     else:
         source, found = training_rows(X)
         if names is not None and (found is None or list(found) != list(names)):

@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aepca.inputs import opened
+from aepca.inputs import numbers_expected, opened
 from aepca.prefetch import prefetch
 from aepca.validation import check_codes, invalid_value
 
@@ -436,7 +436,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             accumulator = self._accumulate_source(X, self._sampled_blocks(np.asarray(X.block_sizes)))
         else:
             # Values are checked through the statistics, without a pass of their own.
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False)
+            with numbers_expected():
+                X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False)
             self._check_n_components(X.shape[1])
             starts = np.arange(0, len(X), self.batch_size)
             sampled = starts[self._sampled_blocks(np.diff(np.append(starts, len(X))))]
@@ -467,9 +468,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             added = self._accumulate_source(X)
             accumulator = added if first else self._accumulator.merge(added)
         else:
-            X = validate_data(
-                self, X, dtype=[np.float64, np.float32], reset=first, ensure_min_samples=2 if first else 1
-            )
+            with numbers_expected():
+                X = validate_data(
+                    self, X, dtype=[np.float64, np.float32], reset=first, ensure_min_samples=2 if first else 1
+                )
             self._check_n_components(X.shape[1])
             accumulator = ScatterAccumulator(X.shape[1]) if first else self._accumulator
             self._accumulate(accumulator, self._batches([X]))
@@ -576,7 +578,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         block lasts (a row source is read ahead, and the reading stops with the block)."""
         X = opened(X)
         if not is_row_source(X):
-            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+            with numbers_expected():
+                X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
             yield len(X), self._batches([X])
             return
         self._check_source(X, reset=False)
