@@ -155,8 +155,9 @@ def test_misleading_numbers_are_reported_even_when_the_autoencoder_wins(unscaled
     won = diagnostics.check_comparison(metrics(True), estimator, unscaled, seed=0)
     assert [item["problem"] for item in won] == [MIXED_UNITS]
     assert "differ" in won[0]["evidence"] and "scale='standard'" in won[0]["fix"]
-    lost = [item["problem"] for item in diagnostics.check_comparison(metrics(False), estimator, unscaled, seed=0)]
-    assert lost[-2:] == [MIXED_UNITS, LOST]
+    lost = diagnostics.check_comparison(metrics(False), estimator, unscaled, seed=0)
+    assert [item["problem"] for item in lost][-2:] == [MIXED_UNITS, LOST]
+    assert lost[-1]["fix"] == "fix the problems above first"
     # Scaled, the same columns are one unit's: nothing misleading to report.
     assert diagnostics.check_comparison(metrics(True), scaled_tanh, unscaled, seed=0) == []
 
@@ -194,6 +195,7 @@ def test_compare_reports_facts_always_and_problems_when_pca_wins():
     assert json.loads(json.dumps(health, allow_nan=False)) == health
     assert [item["problem"] for item in comparison.diagnostics] == [LOST]
     assert set(comparison.diagnostics[0]) == {"problem", "evidence", "fix"}
+    assert comparison.diagnostics[0]["fix"].startswith("no training problem was found: the data may be close to linear")
     # A healthy model that beats PCA has nothing to report.
     sample = comparison.estimator.scaler_.transform(dataset.x_train)
     assert diagnostics.diagnose(metrics(True), comparison.estimator, sample, comparison.estimator.scaler_) == []

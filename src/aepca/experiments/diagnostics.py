@@ -407,8 +407,9 @@ def diagnose(metrics: dict, estimator, x_train_scaled_sample, scaler, facts: dic
             "problem": "did not beat PCA",
             "evidence": f"test MSE {ae:.4g} vs PCA's {pca:.4g} at k={metrics['n_components']}",
             "fix": (
-                "fix the problems above if any; otherwise the data may be close to linear at this code size "
-                "(PCA is then the right model), or the network needs more epochs or data"
+                "fix the problems above first" if found else
+                "no training problem was found: the data may be close to linear at this code size (PCA is then "
+                "the right model), or the network needs more epochs or data"
             ),
         })
     return found
