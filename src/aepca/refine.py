@@ -147,3 +147,52 @@ def _torch_refiner(decoder, per_sample, steps, learning_rate, size):
 
 
 _REFINERS = {"jax": _jax_refiner, "tensorflow": _tensorflow_refiner, "torch": _torch_refiner}
+
+
+def fit_decoder(decoder: keras.Model, x: np.ndarray, codes: np.ndarray, *, epochs: int, learning_rate: float,
+                loss: str = "mse", batch_size: int = 128, seed: int = 0) -> list[float]:
+    """Train ``decoder`` (in place) to reconstruct ``x`` from ``codes``: Adam, the rate falling linearly
+    from ``learning_rate`` to 0 over ``epochs``, rows in a seeded order; the mean loss of each epoch.
+
+    Given refined codes, the decoder learns from the codes it will decode: trained with its encoder,
+    it saw only the encoder's (docs/recipes.md measures the gain). Runs on JAX.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    per_sample = LOSSES[loss]
+    non_trainable = [v.value for v in decoder.non_trainable_variables]
+
+    def batch_loss(trainable, code, xb):
+        reconstruction, _ = decoder.stateless_call(trainable, non_trainable, code, training=False)
+        return jnp.mean(per_sample(xb, reconstruction))
+
+    value_and_grad = jax.value_and_grad(batch_loss)
+
+    @jax.jit
+    def run_epoch(state, x_all, codes_all, order, rates):
+        def step(state, batch):
+            trainable, m, v, t = state
+            rows, rate = batch
+            value, grads = value_and_grad(trainable, codes_all[rows], x_all[rows])
+            t = t + 1
+            moved = [_adam_step(w, mw, vw, g, t, rate, jnp) for w, mw, vw, g in zip(trainable, m, v, grads)]
+            return ([w for w, _, _ in moved], [mw for _, mw, _ in moved], [vw for _, _, vw in moved], t), value
+
+        return jax.lax.scan(step, state, (order, rates))
+
+    trainable = [v.value for v in decoder.trainable_variables]
+    zeros = [jnp.zeros_like(w) for w in trainable]
+    state = (trainable, zeros, list(zeros), jnp.zeros((), jnp.float32))
+    x_all, codes_all = jnp.asarray(x, jnp.float32), jnp.asarray(codes, jnp.float32)
+    steps = len(x) // batch_size
+    total = epochs * steps
+    losses = []
+    for epoch in range(epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))[: steps * batch_size].reshape(steps, batch_size)
+        rates = learning_rate * (1 - (epoch * steps + np.arange(steps, dtype=np.float32)) / total)
+        state, values = run_epoch(state, x_all, codes_all, jnp.asarray(order), jnp.asarray(rates, jnp.float32))
+        losses.append(float(jnp.mean(values)))
+    for variable, value in zip(decoder.trainable_variables, state[0]):
+        variable.assign(value)
+    return losses
