@@ -141,39 +141,3 @@ def test_compare_refuses_a_small_budget_naming_the_budget_it_was_given(low_rank_
     # The fit gets what reading and splitting left of it; the refusal speaks of the budget given.
     with pytest.raises(budget.BudgetTooSmall, match=r"besides training\. Received: time_budget=0\.5\. "):
         compare(Dataset("table", x[:240], x[240:]), code_dim=2, time_budget=0.5)
-
-
-@pytest.fixture
-def tunable(low_rank_data):
-    """A small network of a curved table and a refinement plan at its cap."""
-    from aepca import Autoencoder
-    from aepca.data.sources import open_source
-
-    rng = np.random.default_rng(4)
-    rows = open_source(np.tanh(rng.standard_normal((800, 2)) @ rng.standard_normal((2, 8))).astype(np.float32))
-    estimator = Autoencoder(2, recipe="classic", hidden=(16,), epochs=3, validation_fraction=0.2, random_state=0).fit(rows)
-    return estimator, rows, {"refine_steps": budget.MAX_REFINE_STEPS, "encoded_rows": 100, "row_s": 1e-6, "row_step_s": 1e-7}
-
-
-def test_decoder_tuning_runs_on_large_data_when_refinement_keeps_its_steps(tunable, monkeypatch):
-    estimator, rows, at_cap = tunable
-    tune = lambda refinement, seconds: budget.tune_decoder(estimator, rows, refinement=refinement, seconds=seconds, seed=0)  # noqa: E731
-    assert tune(at_cap, 1e9) == {"why": "the decoder is tuned on large data only"}
-    monkeypatch.setattr(budget, "LARGE_ROWS", 0)
-    fewer = budget.TUNE_LEAVES_STEPS - 1
-    assert tune({**at_cap, "refine_steps": fewer}, 1e9) == {"why": f"refinement gets fewer than {fewer + 1} steps"}
-    assert tune(at_cap, 1e-3)["why"].endswith("s it needs")
-
-
-@pytest.mark.parametrize("keep_z", [-np.inf, np.inf], ids=["kept", "not kept"])
-def test_a_tuned_decoder_is_kept_only_on_validation_evidence(tunable, monkeypatch, keep_z):
-    estimator, rows, at_cap = tunable
-    monkeypatch.setattr(budget, "LARGE_ROWS", 0)
-    monkeypatch.setattr(budget, "KEEP_Z", keep_z)
-    trained = [w.copy() for w in estimator.decoder_.get_weights()]
-    record = budget.tune_decoder(estimator, rows, refinement=at_cap, seconds=1e9, seed=0)
-    assert record["kept"] is (keep_z < 0) and record["rows"] + record["check_rows"] == rows.n_rows
-    assert len(record["epoch_losses"]) == budget.TUNE_EPOCHS
-    changed = [not np.array_equal(a, b) for a, b in zip(trained, estimator.decoder_.get_weights())]
-    # Not kept: the trained weights are back, copied exactly.
-    assert all(changed) if record["kept"] else not any(changed)

@@ -7,7 +7,7 @@ import pytest
 
 from aepca import Autoencoder, load_model
 from aepca._keras import keras
-from aepca.refine import fit_decoder, refine_codes
+from aepca.refine import refine_codes
 from conftest import adam_drift, float_tolerance
 
 
@@ -112,23 +112,3 @@ def test_backends_without_gradients_get_a_clear_error(monkeypatch):
         ValueError, match=r"runs on the 'jax', 'tensorflow', 'torch' backends; Keras runs on 'numpy'. Set KERAS_BACKEND=jax"
     ):
         refine_codes(None, np.zeros((1, 2)), np.zeros((1, 1)), steps=1)
-
-
-def small_decoder(n_features: int) -> keras.Model:
-    code = keras.Input(shape=(2,))
-    hidden = keras.layers.Dense(16, activation="elu", kernel_initializer=keras.initializers.GlorotUniform(seed=0))(code)
-    return keras.Model(code, keras.layers.Dense(n_features, kernel_initializer=keras.initializers.GlorotUniform(seed=1))(hidden))
-
-
-def test_fitting_the_decoder_to_codes_lowers_its_loss_on_them_and_repeats():
-    rng = np.random.default_rng(2)
-    codes = rng.standard_normal((512, 2)).astype(np.float32)
-    x = np.tanh(codes @ rng.standard_normal((2, 6))).astype(np.float32)
-    decoders = [small_decoder(6), small_decoder(6)]
-    before = float(np.mean((decoders[0].predict(codes, verbose=0) - x) ** 2))
-    losses = [fit_decoder(decoder, x, codes, epochs=5, learning_rate=1e-2, seed=0) for decoder in decoders]
-    after = float(np.mean((decoders[0].predict(codes, verbose=0) - x) ** 2))
-    assert after < 0.5 * before and losses[0][-1] < losses[0][0]
-    # The same rows, order and rates: the same weights (one program, the same float32 operations).
-    for first, second in zip(*(decoder.get_weights() for decoder in decoders)):
-        np.testing.assert_allclose(first, second, rtol=0, atol=float_tolerance(np.float32, np.abs(first).max(), 20))

@@ -24,7 +24,6 @@ import numpy as np
 from aepca import distributed
 from aepca._files import write_atomic
 from aepca.recipes import LARGE_ROWS
-from aepca.training import LOSSES
 from aepca.validation import invalid_value
 
 # Candidate networks for large data, largest first: the deep network of Hinton and
@@ -58,15 +57,6 @@ REFINE_SHARE, MIN_REFINE_STEPS, MAX_REFINE_STEPS = 0.35, 20, 300
 # Steps per row of the two refinement probes (each timed after a call that compiles): their
 # difference gives a row-step, the first also what a row costs besides its steps (the encoder, the check).
 PROBE_REFINE_STEPS = (2, 12)
-# Before refinement's last steps, time left tunes the decoder to refined codes, on large data: the codes of up
-# to TUNE_ROWS training rows (at most TUNE_BYTES of float32) refined by TUNE_REFINE_STEPS steps, then TUNE_EPOCHS
-# epochs of the decoder alone at a rate falling linearly from TUNE_LEARNING_RATE. At k=30 on MNIST (25 epochs of
-# 1000-500-250; docs/recipes.md) that lowered the refined test error by 9% (2.035 -> 1.846 per image), where
-# refining by 600 steps rather than 300 lowers it by 2%; so tuning runs when refinement still gets at least
-# TUNE_LEAVES_STEPS steps after it. The tuned decoder is kept when it refines CHECK_ROWS validation rows to a
-# lower loss with z > KEEP_Z.
-TUNE_ROWS, TUNE_BYTES, TUNE_REFINE_STEPS, TUNE_EPOCHS, TUNE_LEARNING_RATE = 65_536, 256 * 2**20, 50, 12, 3e-4
-TUNE_LEAVES_STEPS, CHECK_ROWS, KEEP_Z = 200, 2048, 2.0
 # The plan kept beside a run's checkpoints.
 PLAN_FILE = "budget-plan.json"
 
@@ -178,65 +168,6 @@ def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) 
     estimator.set_params(refine_steps=steps)
     return {"refine_steps": steps, "row_step_s": round(row_step, 12), "row_s": round(row, 12), "encoded_rows": n_rows,
             "seconds": round(seconds, 1)}
-
-
-def tune_decoder(estimator, train, *, refinement: dict, seconds: float, seed: int) -> dict:
-    """Tune ``estimator``'s decoder to refined codes of its training rows (``train``) when the
-    ``seconds`` left hold it and ``TUNE_LEAVES_STEPS`` steps of the refinement planned in ``refinement``
-    (by :func:`plan_refinement`), and keep it only when it refines held-out rows better; return the
-    record of what happened and why."""
-    from aepca._keras import keras
-    from aepca.data.order import VALIDATION_SALT
-    from aepca.models import predict
-    from aepca.refine import fit_decoder, refine_codes
-
-    steps, validation = refinement["refine_steps"], estimator.settings_["validation_fraction"]
-    why = ("the decoder is tuned on large data only" if train.n_rows < LARGE_ROWS else
-           f"refinement gets fewer than {TUNE_LEAVES_STEPS} steps" if steps < TUNE_LEAVES_STEPS else
-           "no validation rows to check a tuned decoder on" if not validation else
-           "the decoder is tuned on JAX only" if keras.backend.backend() != "jax" else
-           "the decoder is tuned in one process only" if distributed.process_count() > 1 else None)
-    if why is not None:
-        return {"why": why}
-    # Refinement by TUNE_LEAVES_STEPS needs encoded_rows x (row + steps x row_step); tuning may take the rest.
-    surplus = SAFETY * seconds - refinement["encoded_rows"] * (
-        refinement["row_s"] + TUNE_LEAVES_STEPS * refinement["row_step_s"])
-    rows = train.kept(validation, seed, VALIDATION_SALT)
-    most = min(TUNE_ROWS, TUNE_BYTES // (4 * train.n_features))
-    rows = rows if rows.n_rows <= most else rows.held_out(most / rows.n_rows, seed, "decoder-tuning")
-    # Refining the tuning and check rows, about as long again for the decoder's epochs (measured: 84 s and 42 s).
-    needed = 2 * (rows.n_rows + 2 * CHECK_ROWS) * (refinement["row_s"] + TUNE_REFINE_STEPS * refinement["row_step_s"])
-    if surplus < needed:
-        return {"why": f"the {max(surplus, 0):.0f} s over {TUNE_LEAVES_STEPS} refinement steps are less than the "
-                       f"{needed:.0f} s it needs"}
-    started = time.monotonic()
-    space, loss = estimator.space_, estimator.settings_["loss"]
-    x = space.network_rows(rows.to_array())
-    parts = []
-    for block in train.held_out(validation, seed, VALIDATION_SALT).iter_blocks():
-        parts.append(block)
-        if sum(map(len, parts)) >= CHECK_ROWS:
-            break
-    check = space.network_rows(np.concatenate(parts)[:CHECK_ROWS])
-
-    def check_losses():
-        codes = refine_codes(estimator.decoder_, check, predict(estimator.encoder_, check), steps=TUNE_REFINE_STEPS, loss=loss)
-        return np.asarray(LOSSES[loss](check, predict(estimator.decoder_, codes)), dtype=np.float64)
-
-    before, weights = check_losses(), [v.numpy() for v in estimator.decoder_.trainable_variables]
-    codes = refine_codes(estimator.decoder_, x, predict(estimator.encoder_, x), steps=TUNE_REFINE_STEPS, loss=loss)
-    epoch_losses = fit_decoder(estimator.decoder_, x, codes, epochs=TUNE_EPOCHS, learning_rate=TUNE_LEARNING_RATE,
-                               loss=loss, seed=seed)
-    gain = before - check_losses()
-    z = float(gain.mean() / (gain.std(ddof=1) / math.sqrt(len(gain)))) if gain.std() > 0 else 0.0
-    kept = z > KEEP_Z
-    if not kept:
-        for variable, value in zip(estimator.decoder_.trainable_variables, weights):
-            variable.assign(value)
-    return {"rows": int(rows.n_rows), "refine_steps": TUNE_REFINE_STEPS, "epochs": TUNE_EPOCHS,
-            "learning_rate": TUNE_LEARNING_RATE, "epoch_losses": epoch_losses, "check_rows": len(gain),
-            "check_loss_before": float(before.mean()), "check_loss_after": float(before.mean() - gain.mean()),
-            "z": round(z, 2), "kept": kept, "seconds": round(time.monotonic() - started, 1)}
 
 
 def deadline_after(budget: float, started: float) -> float:

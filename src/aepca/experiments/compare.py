@@ -20,7 +20,7 @@ import numpy as np
 
 from aepca import distributed
 from aepca import neighbours as neighbour_search
-from aepca.budget import REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training, tune_decoder
+from aepca.budget import REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
@@ -204,12 +204,9 @@ def compare(
         encoded = (train.n_rows + test.n_rows + min(test.n_rows, neighbour_queries) * bool(neighbours)
                    + len(shown.x_test) + min(len(shown.x_train), DIAGNOSED_ROWS))
         sample = test.read(0)[:PREDICT_BATCH]  # at most one network call's rows, as compare encodes them
-        left = lambda: whole_budget - (time.monotonic() - called) - reserved_after_training(whole_budget)  # noqa: E731
-        refinement = plan_refinement(estimator, sample, encoded, left())
-        tuning = tune_decoder(estimator, train, refinement=refinement, seconds=left(), seed=seed)
-        if "why" not in tuning:  # refinement gets what tuning left
-            refinement = plan_refinement(estimator, sample, encoded, left())
-        estimator.history_["budget"]["refine"] = {**refinement, "decoder_tuning": tuning}
+        estimator.history_["budget"]["refine"] = plan_refinement(
+            estimator, sample, encoded,
+            whole_budget - (time.monotonic() - called) - reserved_after_training(whole_budget))
     scaler, pca = estimator.scaler_, estimator.pca_
     if standardised_categories:
         scaler.reason_ = "auto: a table with categorical columns, its indicators standardised like any column"
@@ -590,12 +587,6 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
         else:
             refined = (f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
                        f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
-            tuning = refine.get("decoder_tuning", {})
-            if "kept" in tuning:
-                refined += (f", after tuning the decoder to refined codes of {tuning['rows']} training rows "
-                            f"({tuning['epochs']} epochs, {tuning['seconds']:.0f} s): refined validation loss "
-                            f"{tuning['check_loss_before']:.4g} -> {tuning['check_loss_after']:.4g} (z = {tuning['z']:.1f}), "
-                            + ("kept" if tuning["kept"] else "not kept: the decoder is the trained one"))
         notes.append(f"Time budget {budget['budget_s']:.0f} s for training: {budget['chose']}; "
                      f"{metrics['autoencoder']['epochs_reason']}{refined}.")
     if "neighbours" in metrics["autoencoder"]:
