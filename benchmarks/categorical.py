@@ -20,6 +20,7 @@ and PCA is the exact optimum of that space.
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 import pandas as pd
@@ -117,7 +118,5 @@ def row(name: str, k, results) -> str:
 
 
 if __name__ == "__main__":
-    from aepca.backend import choose_default_backend
-
-    choose_default_backend()  # this program's process: JAX unless KERAS_BACKEND is set
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process: JAX unless set
     main()

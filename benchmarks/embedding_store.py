@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from aepca.backend import choose_default_backend
-
-    choose_default_backend()  # this program's process: JAX unless KERAS_BACKEND is set
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process: JAX unless set
     main()

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -256,7 +257,5 @@ def _card():
 
 
 if __name__ == "__main__":
-    from aepca.backend import choose_default_backend
-
-    choose_default_backend()  # this program's process: JAX unless KERAS_BACKEND is set
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process: JAX unless set
     main()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
 
@@ -81,7 +82,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from aepca.backend import choose_default_backend
-
-    choose_default_backend()  # this program's process: JAX unless KERAS_BACKEND is set
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process: JAX unless set
     main()

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from aepca.backend import choose_default_backend
-
-choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process, before Keras loads: JAX unless set
 
 import aepca.estimator  # noqa: E402
 from aepca import Autoencoder, load_model  # noqa: E402

@@ -14,14 +14,13 @@ gives its ratio to PCA and to ``fast``.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 from sklearn import datasets
 
-from aepca.backend import choose_default_backend
-
-choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process, before Keras loads: JAX unless set
 
 from aepca.data import Dataset, load_dataset  # noqa: E402
 from aepca.data.readers import split_indices  # noqa: E402

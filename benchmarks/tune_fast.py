@@ -16,12 +16,11 @@ mostly over three epochs (the current recipe), and round 4 the same over two.
 
 import argparse
 import json
+import os
 
 import numpy as np
 
-from aepca.backend import choose_default_backend
-
-choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process, before Keras loads: JAX unless set
 
 from aepca import Autoencoder  # noqa: E402
 from aepca.data import load_dataset  # noqa: E402

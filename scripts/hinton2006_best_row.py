@@ -17,12 +17,11 @@ measure each.
 
 import argparse
 import json
+import os
 import time
 from unittest import mock
 
-from aepca.backend import choose_default_backend
-
-choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process, before Keras loads: JAX unless set
 
 from aepca import training  # noqa: E402
 from aepca.backend import import_keras  # noqa: E402

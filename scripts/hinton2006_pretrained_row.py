@@ -11,12 +11,11 @@ is selected on it, and the reported figure is the error after the last epoch.
 """
 
 import json
+import os
 import sys
 import time
 
-from aepca.backend import choose_default_backend
-
-choose_default_backend()  # this program's process, before Keras loads: JAX unless KERAS_BACKEND is set
+os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process, before Keras loads: JAX unless set
 
 from aepca.data.mnist import load_mnist  # noqa: E402
 from aepca.experiments import hinton2006 as h  # noqa: E402

@@ -14,7 +14,7 @@ then measures code refinement (N Adam steps on each test code through the decode
 
 The log goes to stdout and to NAME.json in the working directory. Results: docs/hinton2006.md.
 """
-import json, math, sys, time
+import json, math, os, sys, time
 import numpy as np
 import jax
 import jax.numpy as jnp
@@ -190,8 +190,6 @@ def refine_codes(p, code_layer, forward, x, steps, loss, lr=1e-2):
 
 
 if __name__ == "__main__":
-    from aepca.backend import choose_default_backend
-
-    choose_default_backend()  # this program's process: JAX unless KERAS_BACKEND is set
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process: JAX unless set
     kw = dict(a.split("=", 1) for a in sys.argv[2:])
     main(sys.argv[1], **kw)

@@ -27,9 +27,7 @@ def pytest_configure(config):
     """``KERAS_BACKEND=jax`` unless set, and the fast suite's XLA_FLAGS, set before Keras and JAX
     start, so child processes inherit them; an XLA_FLAGS of whoever runs the tests, even empty, is
     kept (.ci/run reruns the numerical modules on XLA's defaults)."""
-    from aepca.backend import choose_default_backend
-
-    choose_default_backend()
+    os.environ.setdefault("KERAS_BACKEND", "jax")
     if config.getoption("markexpr") == "not slow":
         os.environ.setdefault("XLA_FLAGS", FAST_COMPILE)
 

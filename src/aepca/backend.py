@@ -2,23 +2,14 @@
 
 Keras picks its backend once, when it is first imported: ``KERAS_BACKEND``, else the
 ``backend`` of its ``keras.json``, else TensorFlow. aepca changes no setting of the process
-it is imported into; a program may choose for its own process (:func:`choose_default_backend`,
-which the ``aepca`` command calls). JAX, installed with aepca, trains its networks fastest
-(docs/backends.md).
+it is imported into; a program chooses for its own process, as the ``aepca`` command does
+(:data:`DEFAULT_BACKEND` unless ``KERAS_BACKEND`` is set). JAX, installed with aepca, trains
+its networks fastest (docs/backends.md).
 """
 
 import os
-import sys
 
 DEFAULT_BACKEND = "jax"
-
-
-def choose_default_backend() -> None:
-    """For a program's own process (the ``aepca`` command, a benchmark, a script), never called by
-    the library: Keras on :data:`DEFAULT_BACKEND` unless ``KERAS_BACKEND`` is set or Keras is
-    imported already. Child processes inherit the choice."""
-    if not os.environ.get("KERAS_BACKEND") and "keras" not in sys.modules:
-        os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
 
 
 def backend_name() -> str:

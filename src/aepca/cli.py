@@ -792,9 +792,11 @@ def tune_command_process() -> None:
     import it whenever a model is saved, only to check that no object is one of
     its types.
     """
-    from aepca.backend import choose_default_backend
+    from aepca.backend import DEFAULT_BACKEND
 
-    choose_default_backend()
+    # Keras reads its backend once, when first imported: this process's choice unless the user made one.
+    if not os.environ.get("KERAS_BACKEND") and "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
     from aepca.compilation_cache import enable_compilation_cache
     from aepca.persistence import skip_tensorflow_probe
 
