@@ -54,13 +54,14 @@ def test_compare_help(capsys):
 
 
 def test_the_command_and_python_read_the_same_blocks_by_default():
-    from aepca.data.sources import BLOCK_ROWS
+    from aepca.apply import encode_file
     from aepca.experiments.compare import compare
 
-    for function in (compare, open_source):
-        assert inspect.signature(function).parameters["block_rows"].default == BLOCK_ROWS, function.__name__
-    for command in ("compare", "sweep"):
-        assert build_parser().parse_args([command]).block_rows == BLOCK_ROWS
+    # None: open_source's choice by the rows' width, for the command and Python alike.
+    for function in (compare, open_source, encode_file):
+        assert inspect.signature(function).parameters["block_rows"].default is None, function.__name__
+    for command in (["compare"], ["sweep"], ["encode", "model", "x.csv", "--out", "c.csv"]):
+        assert build_parser().parse_args(command).block_rows is None
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
@@ -290,7 +291,7 @@ def test_any_other_error_exits_1_with_its_type_message_and_traceback(monkeypatch
 @pytest.mark.parametrize("argv, error, memory, advice", [
     (["compare", "--out", "run"], XlaRuntimeError(XLA_OUT_OF_MEMORY),
      "the memory of the device JAX computes on (a GPU's, or RAM on a CPU) is full", "--devices N"),
-    (ENCODE, MemoryError(), "the process's memory (RAM) is full", "read fewer rows at a time with --block-rows (now 65536)"),
+    (ENCODE, MemoryError(), "the process's memory (RAM) is full", "read fewer rows at a time with --block-rows N (now 65536"),
 ], ids=["XLA compare", "MemoryError encode"])
 def test_running_out_of_memory_exits_1_naming_the_memory_and_what_to_try(monkeypatch, capsys, tmp_path, argv, error,
                                                                           memory, advice):

@@ -17,21 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
-from aepca.data.sources import BLOCK_ROWS, open_source
+from aepca.data.sources import open_source
 from aepca.validation import invalid_value
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
 ERROR_COLUMN = "error"
 
 
-def encode_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrite: bool = False) -> dict:
+def encode_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False) -> dict:
     """Write the codes of every row of ``data`` (ids first, when the data has an id column) to ``out``."""
     names = [f"code_{i}" for i in range(model.n_components)]
     return _write(out, _blocks(model, data, block_rows, names, lambda features: (model.transform(features), {})),
                   overwrite)
 
 
-def reconstruct_file(model, data, out, *, block_rows: int = BLOCK_ROWS, overwrite: bool = False) -> dict:
+def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False) -> dict:
     """Write every row's reconstruction (in the data's units) and its error to ``out``.
 
     ``error`` is the row's mean squared error in the model's error space, the
@@ -57,7 +57,7 @@ def _blocks(model, data, block_rows, names, apply):
     spec = model.column_spec()
     source = open_source(data, spec=spec, block_rows=block_rows)
     for i in range(source.n_blocks):
-        yield source.ids(i), *apply(source.read(i)), names, spec.id_column
+        yield source.ids(i), *apply(source.read(i)), names, source.id_name
 
 
 def check_output(out, *, overwrite: bool) -> Path:

@@ -195,9 +195,10 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lanes", type=positive_int, default=None, metavar="N",
                        help="read streams making up each batch; the batches depend on it, not on the processes "
                             "(default: devices x processes)")
-    group.add_argument("--block-rows", type=positive_int, default=BLOCK_ROWS, metavar="N",
+    group.add_argument("--block-rows", type=positive_int, default=None, metavar="N",
                        help=f"rows read at a time, the unit of the shuffle and of sharing among processes; "
-                            f"the order depends on it, not on how files cut the rows (default: {BLOCK_ROWS})")
+                            f"the order depends on it, not on how files cut the rows (default: {BLOCK_ROWS}, fewer "
+                            "for rows of over 1,024 values: 256 MiB a block)")
     group.add_argument("--processes", type=positive_int, default=None, metavar="N",
                        help="train with N local worker processes, each reading its share (streams the data)")
     group.add_argument("--coordinator", metavar="HOST:PORT",
@@ -259,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
         apply.add_argument("data", type=Path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training "
                                                     "columns, or a folder or glob of .parquet or .npy files")
         apply.add_argument("--out", type=Path, required=True, help="output file: .parquet, .npy (ids beside it) or .csv")
-        apply.add_argument("--block-rows", type=positive_int, default=65536, metavar="N", help="rows read and written at a time (default: 65536)")
+        apply.add_argument("--block-rows", type=positive_int, default=None, metavar="N",
+                           help=f"rows read and written at a time (default: {BLOCK_ROWS}, fewer for rows of over 1,024 values)")
         apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
         apply.set_defaults(handler=handler)
     return parser
@@ -684,7 +686,8 @@ def memory_exhausted(error: BaseException) -> str | None:
 def memory_advice(args) -> str:
     command = getattr(args, "command", None)
     if command in ("encode", "reconstruct"):
-        return f"read fewer rows at a time with --block-rows (now {args.block_rows})"
+        now = args.block_rows or f"{BLOCK_ROWS}, or fewer for rows of over 1,024 values"
+        return f"read fewer rows at a time with --block-rows N (now {now})"
     if command == "reproduce":
         return "try --quick, or a machine with more memory"
     return ("train on smaller batches (Autoencoder(batch_size=...) from Python), split each batch across devices "

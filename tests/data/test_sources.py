@@ -459,7 +459,7 @@ def test_a_missing_path_names_it(tmp_path):
 
 def test_an_empty_folder_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"The folder .*empty holds no \.parquet, \.npy or \.csv files"):
+    with pytest.raises(ValueError, match=r"The folder .*empty holds no \.parquet, \.npy, \.csv or image files"):
         open_source(tmp_path / "empty")
 
 

@@ -1,8 +1,9 @@
-"""One reader per data format: CSV / TSV, NumPy ``.npy`` / ``.npz``, Parquet, and arrays and tables in memory.
+"""One reader per data format: CSV / TSV, NumPy ``.npy`` / ``.npz``, Parquet, image files, and arrays and
+tables in memory.
 
 A file, or an array, DataFrame or Arrow table in memory, opens as a part: its source columns in order
 (list columns unexpanded) and its rows in native blocks -- a Parquet row group, a block of CSV lines
-found by byte offset in one pass over the file, a slice of an array (read from the file for ``.npy``,
+found by byte offset in one pass over the file, a run of image files, a slice of an array (read from the file for ``.npy``,
 whose header is memory-mapped; an ``.npz`` archive is loaded whole, since NumPy cannot map a member of a
 zip). A block, or every row, is read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
 turns blocks into features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem
@@ -32,6 +33,12 @@ from aepca.data.columns import arrow_columns, to_frame
 from aepca.validation import as_image_shape, describe_names, invalid_value
 
 EXTENSIONS = (".csv", ".npy", ".npz", ".parquet", ".tsv")
+# Image files Pillow reads: one row each (ImagesPart).
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+# Image modes read as greyscale (1, 8 or 16 bits); any other is read as RGB.
+_GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N")
+# The most bytes of float32 values a block read from a file holds: wide rows are read fewer at a time.
+BLOCK_BYTES = 256 * 2**20
 # The start of a CSV file read to find its delimiter and header.
 SNIFF_CHARS = 16 * 1024
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
@@ -47,6 +54,11 @@ def _corrupt(where, kind: str, err: Exception, fix: str) -> ValueError:
     return ValueError(f"{where} is not a readable {kind} file ({detail}); it may be truncated or corrupt. {fix}")
 
 
+def rows_within(block_rows: int, width: int) -> int:
+    """``block_rows``, or fewer, so that a block of rows of ``width`` float32 values takes at most BLOCK_BYTES."""
+    return max(1, min(block_rows, BLOCK_BYTES // (4 * max(width, 1))))
+
+
 def _slices(n_rows: int, block_rows: int) -> list[int]:
     return [min(block_rows, n_rows - start) for start in range(0, n_rows, block_rows)]
 
@@ -59,11 +71,15 @@ class Part:
     block; ``where``: how messages name it; ``kind``, ``schema``: what the fingerprint says of it; ``cells``:
     ``{column: None, a list length or 'lists'}``; ``row_shape``: an array's rows. ``plain``: blocks are 2-D
     numeric arrays (columns ``x0, x1, ...``), else DataFrames or pyarrow Tables. ``y``: an ``.npz`` file's
-    labels; ``notes``: how a CSV file was read.
+    labels, or image files' class folders; ``ids`` (named ``id_name``): image files' paths; ``notes``: how a
+    CSV file was read.
     """
 
     path: Path | None = None
     plain = False
+    # Row ids the part itself names (image files: their paths), and the name of that id column.
+    ids: np.ndarray | None = None
+    id_name: str | None = None
     row_shape: tuple | None = None
     image_shape: tuple | None = None
     y: np.ndarray | None = None
@@ -116,6 +132,7 @@ class _SlicedPart(Part):
                            and rows.size > 0)
         if self._file_rows:
             self._offset, self._file_dtype, self._row_shape = rows.offset, rows.dtype, rows.shape[1:]
+            block_rows = self._step = rows_within(block_rows, math.prod(self._row_shape))
         if isinstance(rows, np.ndarray):
             self.plain = rows.dtype.kind in "biuf"
             self.row_shape = rows.shape[1:]
@@ -409,6 +426,7 @@ class _CsvPart(Part):
         head = self._parse(path, self.where, header=self._layout.header, nrows=0 if self._layout.header else 1)
         self.names = tuple(str(c) if self._layout.header else f"x{c}" for c in head.columns)
         self.schema = list(self.names)
+        self._step = rows_within(block_rows, len(self.names))
 
     def _parse(self, source, where: str, *, header: bool, **kwargs) -> pd.DataFrame:
         with _csv_errors(where):
@@ -523,6 +541,94 @@ class _ParquetPart(Part):
             return self._pq.read_table(self.path)
 
 
+# --- image files ---------------------------------------------------------------------------------------
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("Reading image files needs Pillow, which is not installed. Install it with: "
+                          "pip install pillow") from None
+    return Image
+
+
+@contextlib.contextmanager
+def _image_errors(path: Path):
+    try:
+        yield
+    except (*_CORRUPT_ERRORS, SyntaxError) as err:  # Pillow reports some broken headers as SyntaxError
+        raise _corrupt(path, "image", err, "Re-save it, or move it out of the folder.") from None
+
+
+class ImagesPart(Part):
+    """Image files, one row each, in the order given: pixels row by row, channels last, as 8-bit values
+    over 255 (16-bit greyscale over 65535), so in [0, 1]. Greyscale unless a file has colour, then every
+    image is read as RGB (transparency dropped). Every file has the first one's size, checked from the
+    headers on opening. Ids are the paths below ``root``; labels the subfolder of ``root`` each file lies
+    in, when every file lies in one (a folder per class)."""
+
+    kind, plain, id_name = "images", True, "file"
+
+    def __init__(self, files: list[Path], root: Path, block_rows: int):
+        image_module = _pillow()
+        self.path, self.where, self._files = root, str(root), files
+        sizes, modes = [], set()
+        for file in files:
+            with _image_errors(file), image_module.open(file) as image:
+                sizes.append(image.size)
+                modes.add(image.mode)
+        for file, size in zip(files, sizes):
+            if size != sizes[0]:
+                raise ValueError(
+                    f"{file} is {size[0]} x {size[1]} pixels, but {files[0]} is {sizes[0][0]} x {sizes[0][1]}: every "
+                    "image of a folder is one row, so all need one size. Resize them to one size (e.g. Pillow's "
+                    f"Image.resize({sizes[0]})), or move the odd ones out.")
+        self._colour = not modes <= set(_GREY_MODES)
+        width, height = sizes[0]
+        self.row_shape = self.image_shape = (height, width, 3) if self._colour else (height, width)
+        self.names = tuple(f"x{i}" for i in range(math.prod(self.row_shape)))
+        self.schema = [f"{'RGB' if self._colour else 'greyscale'} images of {width} x {height} pixels"]
+        relative = [file.relative_to(root) for file in files]
+        self.ids = np.array([name.as_posix() for name in relative])
+        self.y = np.array([name.parts[0] for name in relative]) if all(len(name.parts) > 1 for name in relative) else None
+        self._step = rows_within(block_rows, len(self.names))
+        self.sizes = _slices(len(files), self._step)
+
+    def _pixels(self, file: Path) -> np.ndarray:
+        with _image_errors(file), _pillow().open(file) as image:
+            if (image.width, image.height) != self.row_shape[1::-1]:
+                raise ValueError(f"{file} is {image.width} x {image.height} pixels, but it was {self.row_shape[1]} x "
+                                 f"{self.row_shape[0]} when the folder was opened. Keep the files unchanged while "
+                                 "they are read.")
+            if self._colour:
+                image = image.convert("RGB")
+            elif image.mode in ("1", "LA", "La"):
+                image = image.convert("L")
+            pixels = np.asarray(image)
+        return pixels / np.float32(65535 if pixels.dtype.itemsize == 2 else 255)
+
+    def block(self, k: int, columns=None) -> np.ndarray:
+        files = self._files[k * self._step : (k + 1) * self._step]
+        rows = np.empty((len(files), len(self.names)), np.float32)
+        for row, file in zip(rows, files):
+            row[:] = self._pixels(file).reshape(-1)
+        return rows
+
+    def whole(self) -> np.ndarray:
+        return np.concatenate([self.block(k) for k in range(len(self.sizes))])
+
+    def fingerprint(self) -> dict:
+        """The files by name and size, and a hash of the bytes of the first, middle and last."""
+        digest = hashlib.sha256()
+        for name, file in zip(self.ids, self._files):
+            digest.update(f"{name}\0{file.stat().st_size}\0".encode())
+        for file in {self._files[0], self._files[len(self._files) // 2], self._files[-1]}:
+            digest.update(file.read_bytes())
+        return {"name": self.path.name, "files": len(self._files), "rows": len(self._files),
+                "digest": digest.hexdigest()[:16]}
+
+
 # --- a file of any format ------------------------------------------------------------------------------
 
 
@@ -551,9 +657,10 @@ def _check_path(path) -> Path:
         raise FileNotFoundError(f"No such file: {path}. Check the path and the current directory ({Path.cwd()}).")
     if path.is_dir():
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(EXTENSIONS)}).")
-    if path.suffix.lower() not in EXTENSIONS:
-        raise invalid_value("the file extension", f"one of {list(EXTENSIONS)}", repr(path.name),
-                            "Convert the file to CSV (with a header row), .npy, .npz or Parquet.")
+    if path.suffix.lower() not in EXTENSIONS + IMAGE_EXTENSIONS:
+        raise invalid_value("the file extension", f"one of {list(EXTENSIONS)} or an image's ({', '.join(IMAGE_EXTENSIONS)})",
+                            repr(path.name),
+                            "Convert the file to CSV (with a header row), .npy, .npz, Parquet or an image format.")
     if not os.access(path, os.R_OK):
         raise PermissionError(f"Cannot read {path}: permission denied. Make it readable (chmod u+r) or copy it elsewhere.")
     if path.stat().st_size == 0:
@@ -562,12 +669,14 @@ def _check_path(path) -> Path:
 
 
 def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None) -> Part:
-    """The file ``path`` (``.csv`` / ``.tsv``, ``.npy``, ``.npz`` or ``.parquet``), checked and opened by the
-    reader of its format, in blocks of ``block_rows`` rows (None: one; Parquet: its row groups);
-    ``no_header`` True or False overrides a CSV file's header guess."""
+    """The file ``path`` (``.csv`` / ``.tsv``, ``.npy``, ``.npz``, ``.parquet`` or an image, one row), checked
+    and opened by the reader of its format, in blocks of ``block_rows`` rows (None: one; Parquet: its row
+    groups); ``no_header`` True or False overrides a CSV file's header guess."""
     path = _check_path(path)
     block_rows = block_rows or sys.maxsize
     suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return ImagesPart([path], path.parent, block_rows)
     if suffix in (".csv", ".tsv"):
         return _CsvPart(path, no_header, block_rows)
     if suffix == ".parquet":

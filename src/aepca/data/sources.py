@@ -2,7 +2,8 @@
 
 A row source is the rows of an array, a DataFrame or an Arrow table in memory, or of files read by the
 reader of their format (:mod:`aepca.data.formats`: CSV / TSV a block of lines at a time, ``.npy`` a
-block of rows read from the file, ``.npz``, Parquet by row groups), or of a folder or glob pattern of them. The columns are
+block of rows read from the file, ``.npz``, Parquet by row groups), or of a folder or glob pattern of them,
+or of image files (a row each). The columns are
 chosen on the first block of rows, or given by a fitted model's :class:`ColumnSpec`; every block carries
 its float32 features, labels and ids. Row counts and block layout come from metadata (a CSV file's from
 one pass over its lines), so held-out views (a seeded hash of each row's index) and each epoch's block
@@ -26,13 +27,14 @@ from typing import NamedTuple
 import numpy as np
 
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
-from aepca.data.formats import InterleavedPart, check_same_columns, memory_part, open_part
+from aepca.data.formats import (IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns, memory_part, open_part,
+                                rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int
 from aepca.validation import MAX_ABS_VALUE, describe_names, invalid_value, plural
 
-__all__ = ["BLOCK_ROWS", "RowSource", "is_source_path", "open_source", "source_files"]
+__all__ = ["BLOCK_ROWS", "RowSource", "image_files", "is_source_path", "open_source", "source_files"]
 
-# Rows per block unless the caller chooses: of arrays, DataFrames, Arrow tables, .npy and CSV files.
+# Rows per block unless the caller chooses (fewer for rows of over 1,024 values: formats.BLOCK_BYTES a block).
 BLOCK_ROWS = 65536
 # The files a folder or pattern may hold, by kind (a stream reads one kind).
 _KINDS = {".npy": ".npy", ".parquet": ".parquet", ".csv": ".csv", ".tsv": ".csv"}
@@ -89,6 +91,7 @@ class _Rows:
         present = set(first.names) if named else set()
         self._label = next((name for name in spec.label_columns[:1] if name in present), None)
         self._id = spec.id_column if spec.id_column in present else None
+        self.id_name = first.id_name if first.ids is not None else self._id
         wanted = {*spec.columns, *spec.feature_names, self._label, self._id}
         self._needed = [name for name in first.names if name in wanted]
         self._blocks, sizes = [], []  # (part, native block, its first row in the part)
@@ -118,8 +121,9 @@ class _Rows:
         else:
             features = self._spec.values(raw, where)
         labels = part.y[first : first + n] if part.y is not None else _column(raw, self._label)
+        ids = part.ids[first : first + n] if part.ids is not None else _column(raw, self._id)
         _check_values(features, where, self.feature_names, first + 1)
-        block = _Block(features, labels, _column(raw, self._id))
+        block = _Block(features, labels, ids)
         with self._lock:
             self._last = (j, block)
         return block
@@ -189,6 +193,8 @@ class RowSource:
         self.feature_names: tuple[str, ...] = self._rows.feature_names
         self.n_features: int = len(self.feature_names)
         self.columns: ColumnSpec | None = self._rows.columns
+        # The name of the column ``ids`` gives (an id column, or image files' paths); None without ids.
+        self.id_name: str | None = self._rows.id_name
         self.image_shape: tuple | None = self._rows.image_shape
         self.block_rows: int = self._layout.block_rows
         bounds = self._layout.bounds
@@ -230,7 +236,7 @@ class RowSource:
         return self._beside(i, "labels")
 
     def ids(self, i: int) -> np.ndarray | None:
-        """The id column's values for the rows of ``read(i)``; None without an id column."""
+        """The ids (the id column's values, or image files' paths) of the rows of ``read(i)``; None without ids."""
         return self._beside(i, "ids")
 
     def _beside(self, i: int, what: str) -> np.ndarray | None:
@@ -329,8 +335,8 @@ def source_files(path) -> list[Path]:
         subfolders = sorted(p.name for p in Path(path).iterdir() if p.is_dir()) if Path(path).is_dir() else []
         inside = (f" (its subfolders {describe_names(subfolders)} are read only when named as partitions, key=value; "
                   f"name their files with a pattern such as {Path(path) / '*' / '*.parquet'})") if subfolders else ""
-        raise ValueError(f"{where.capitalize()} holds no .parquet, .npy or .csv files{inside}. Point to a folder or "
-                         "pattern of Parquet, .npy or CSV files.")
+        raise ValueError(f"{where.capitalize()} holds no .parquet, .npy, .csv or image files{inside}. Point to a folder "
+                         "or pattern of Parquet, .npy, CSV or image files.")
     kinds = sorted({_KINDS[p.suffix.lower()] for p in files})
     if len(kinds) > 1:
         examples = [next(p.name for p in files if _KINDS[p.suffix.lower()] == kind) for kind in kinds]
@@ -339,6 +345,29 @@ def source_files(path) -> list[Path]:
             f"one kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
         )
     return files
+
+
+def image_files(path) -> tuple[list[Path], Path] | None:
+    """The image files a folder (with its subfolders, at any depth) or glob pattern names, sorted by path,
+    and the folder their ids are relative to (the common one); None where it names no image, or data files,
+    which are read instead (:func:`source_files`). Hidden files and folders and those starting with ``_``
+    are skipped."""
+    path = Path(path)
+    if path.is_dir():
+        if any(p.suffix.lower() in (*_KINDS, ".npz") for p in _partition_files(path) if not p.name.startswith((".", "_"))):
+            return None
+        found = []
+        for root, folders, files in os.walk(path):
+            folders[:] = sorted(name for name in folders if not name.startswith((".", "_")))
+            found += [Path(root) / name for name in files]
+    else:
+        found = [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
+        if any(p.suffix.lower() in (*_KINDS, ".npz") for p in found):
+            return None
+    images = sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith((".", "_")))
+    if not images:
+        return None
+    return images, path if path.is_dir() else Path(os.path.commonpath([p.parent for p in images]))
 
 
 def _partition_files(folder: Path) -> Iterator[Path]:
@@ -401,7 +430,11 @@ def _reader(name: str, kind: str, parts: list, selection: Selection, spec: Colum
 def _open_files(path: Path, no_header: bool | None, block_rows: int) -> tuple[str, str, list]:
     """The name, kind and parts of a file, or of a folder's or pattern's files (the same columns in each)."""
     if is_source_path(path):
-        files, name = source_files(path), path.resolve().name if path.is_dir() else str(path)
+        name = path.resolve().name if path.is_dir() else str(path)
+        images = image_files(path)
+        if images is not None:
+            return name, ImagesPart.kind, [ImagesPart(*images, block_rows)]
+        files = source_files(path)
     else:
         files, name = [path], path.name
     parts = [open_part(file, no_header=no_header, block_rows=block_rows) for file in files]
@@ -413,7 +446,7 @@ def _open_files(path: Path, no_header: bool | None, block_rows: int) -> tuple[st
 
 def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None,
                 spec: ColumnSpec | None = None, no_header: bool | None = None,
-                block_rows: int = BLOCK_ROWS, categorical: str = "refuse",
+                block_rows: int | None = None, categorical: str = "refuse",
                 max_categories: int = MAX_CATEGORIES) -> RowSource:
     """``data`` as a :class:`RowSource`, read a block at a time (memory bounded by blocks, except for ``.npz``).
 
@@ -421,7 +454,10 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     RowSource (returned as is); a ``.csv`` / ``.tsv`` (``block_rows`` lines at a time, its layout detected
     as by :func:`aepca.data.read_table`; ``no_header`` overrides the header guess), ``.npy`` (a block of rows read from the file),
     ``.parquet`` (by row groups) or ``.npz`` (loaded whole) file; a folder or glob pattern of ``.parquet``,
-    ``.npy`` or CSV files (sorted by name, one kind, the same columns). The column options are those of
+    ``.npy`` or CSV files (sorted by name, one kind, the same columns); image files, a row each, or a folder
+    or pattern of them (:class:`aepca.data.formats.ImagesPart`: ids their paths, labels their subfolders).
+    ``block_rows`` (the unit of the shuffle): by default ``BLOCK_ROWS``, fewer for rows of over 1,024
+    values, so that a block takes at most ``formats.BLOCK_BYTES``. The column options are those of
     :func:`aepca.data.read_table` on every table form (an array's columns are ``x0, x1, ...``), checked on
     the first block: features are numbers, no row ids. ``spec``, a fitted model's column specification,
     instead reads its columns from any form: matched by name, extra ones ignored, a missing one reported
@@ -432,7 +468,8 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     with categories are read by :func:`aepca.data.load_user_data`, which learns them on the training rows.
     A ``spec`` applies the categories it carries.
     """
-    block_rows = _positive_int(block_rows, "block_rows", BLOCK_ROWS)
+    given_rows = None if block_rows is None else _positive_int(block_rows, "block_rows", BLOCK_ROWS)
+    block_rows = given_rows or BLOCK_ROWS
     check_categorical(categorical, max_categories)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
@@ -452,12 +489,15 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     else:
         part = memory_part(data, block_rows)
         name, kind, parts = part.kind, part.kind, [part]
-    return RowSource(_reader(name, kind, parts, selection, spec, categorical, max_categories), block_rows=block_rows)
+    reader = _reader(name, kind, parts, selection, spec, categorical, max_categories)
+    return RowSource(reader, block_rows=given_rows or rows_within(BLOCK_ROWS, len(reader.feature_names)))
 
 
 def interleaved_source(first: np.ndarray, second: np.ndarray, in_second: np.ndarray, *,
-                       block_rows: int = BLOCK_ROWS) -> RowSource:
+                       block_rows: int | None = None) -> RowSource:
     """The rows of two float32 arrays of one width as one source, in the order ``in_second`` gives (row ``i``
-    is the next row of ``second`` where ``in_second[i]``, else of ``first``), copying a block at a time."""
+    is the next row of ``second`` where ``in_second[i]``, else of ``first``), copying a block at a time
+    (``block_rows``: as :func:`open_source` chooses by default)."""
+    block_rows = block_rows or rows_within(BLOCK_ROWS, first.shape[1])
     part = InterleavedPart(first, second, in_second, block_rows)
     return RowSource(_reader(part.kind, part.kind, [part], Selection(), None), block_rows=block_rows)

@@ -24,7 +24,7 @@ from aepca.budget import REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
-from aepca.data.sources import BLOCK_ROWS, RowSource, interleaved_source, open_source
+from aepca.data.sources import RowSource, interleaved_source, open_source
 from aepca.experiments.diagnostics import SAMPLE_ROWS as DIAGNOSED_ROWS, check_comparison
 from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
@@ -132,7 +132,7 @@ def compare(
     categorical: str = "refuse",
     max_categories: int = MAX_CATEGORIES,
     record: dict | None = None,
-    block_rows: int = BLOCK_ROWS,
+    block_rows: int | None = None,
     neighbours: int = neighbour_search.DEFAULT_K,
     neighbour_queries: int = neighbour_search.DEFAULT_QUERIES,
     metric: str = "auto",
@@ -148,8 +148,8 @@ def compare(
     network trains, and one pass over the test rows scores both. Both are
     fitted and scored in the error space chosen by ``scale``; ``record`` (e.g.
     the command line and input files) is stored with the run's record.
-    ``block_rows`` rows are read at a time (arrays and files opened here): the
-    unit of the shuffle, so the order depends on it.
+    ``block_rows`` rows are read at a time (arrays and files opened here; None:
+    :func:`aepca.open_source`'s choice): the unit of the shuffle, so the order depends on it.
     ``neighbours`` (K; 0: off), ``neighbour_queries`` and ``metric`` set the recall@K of
     each method (:func:`aepca.neighbours.compare_methods`), recorded as its ``"neighbours"``.
     ``categorical="onehot"`` encodes text, categorical and boolean columns of at most
