@@ -541,13 +541,14 @@ def run_reconstruct(args) -> int:
 
 def _apply(args, function: str, what: str) -> int:
     import aepca.apply
+    from aepca.validation import plural
 
     aepca.apply.check_output(args.out, overwrite=args.overwrite)
     from aepca.estimator import load_model
 
     model = load_model(args.model)
     written = getattr(aepca.apply, function)(model, args.data, args.out, block_rows=args.block_rows, overwrite=args.overwrite)
-    print(f"wrote {what} of {written['rows']} rows: {', '.join(written['files'])}")
+    print(f"wrote {what} of {plural(written['rows'], 'row')}: {', '.join(written['files'])}")
     return 0
 
 

@@ -330,3 +330,26 @@ def test_a_comparison_reads_the_training_rows_once_before_training(monkeypatch, 
     comparison = compare(open_source(tmp_path / "x.npy", block_rows=100), code_dim=2, recipe="classic", hidden=(4,),
                          epochs=1, seed=0)
     assert scanned == [comparison.metrics["n_train"]]
+
+
+def test_figures_show_rows_spread_over_data_sorted_by_class(digits, monkeypatch, tmp_path):
+    import aepca.experiments.compare as compare_module
+    from aepca import plots
+
+    order = np.argsort(digits.y_test, kind="stable")
+    by_class = Dataset(name="sorted", x_train=digits.x_train, x_test=digits.x_test[order], y_test=digits.y_test[order],
+                       image_shape=(8, 8))
+    monkeypatch.setattr(compare_module, "N_CODE_POINTS", 30)
+    comparison = compare(by_class, code_dim=2, recipe="classic", epochs=1, hidden=(8,), neighbours=0)
+    assert set(comparison.shown.y_test) == set(range(10))  # the first 30 rows would hold two classes
+    drawn, draw = {}, plots.plot_reconstructions
+
+    def drawing(originals, *args, **kwargs):
+        drawn["rows"] = originals
+        return draw(originals, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_reconstructions", drawing)
+    write_outputs(comparison, tmp_path)
+    rows = {tuple(row) for row in drawn["rows"]}
+    positions = [i for i, row in enumerate(comparison.shown.x_test) if tuple(row) in rows]
+    assert len(drawn["rows"]) == 10 and positions[0] == 0 and positions[-1] == 29

@@ -38,6 +38,9 @@ LINEAR_TOLERANCE = 0.02
 # Test rows shown in the figures, and training rows kept to judge how to draw rows and what went wrong.
 N_CODE_POINTS = 5000
 SAMPLE_ROWS = 20_000
+# The most blocks of test rows the figures' rows are taken from (a pass over a stream's test rows costs more),
+# and the rows of them whose reconstructions are drawn.
+FIGURE_BLOCKS, RECONSTRUCTED_ROWS = 8, 10
 # PCA sizes the autoencoder is compared with row by row on the test rows (and the curve recorded).
 MAX_COMPARED_SIZE = 100
 # Columns listed in the report, by the autoencoder's error in original units.
@@ -325,11 +328,11 @@ def _split(data, test, test_size: float, seed: int, block_rows: int):
             train, test_rows = source.kept(test_size, seed, TEST_SALT), source.held_out(test_size, seed, TEST_SALT)
             held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
         data = None
-    shown_rows, shown_labels = _first_rows(test_rows, N_CODE_POINTS)
+    shown_rows, shown_labels, positions = _figure_rows(test_rows, N_CODE_POINTS)
     if labels is not None:
-        shown_labels = np.asarray(labels)[: len(shown_rows)]
+        shown_labels = np.asarray(labels)[positions]
     shown = Dataset(
-        name=name, x_train=train.read(0)[:SAMPLE_ROWS] if train.n_blocks else shown_rows, x_test=shown_rows,
+        name=name, x_train=_figure_rows(train, SAMPLE_ROWS)[0] if train.n_blocks else shown_rows, x_test=shown_rows,
         y_test=shown_labels, image_shape=data.image_shape if data is not None else train.image_shape,
         feature_names=data.feature_names if data is not None else tuple(train.feature_names), notes=notes,
         columns=data.columns if data is not None else train.columns,
@@ -439,21 +442,37 @@ def _category_record(sums: np.ndarray, spec: ColumnSpec, n_rows: int) -> dict:
     }
 
 
-def _first_rows(source: RowSource, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The first ``n`` rows of ``source`` (and their labels), for figures."""
-    rows, labels = [], []
-    taken = 0
-    for i in range(source.n_blocks):
-        if taken >= n:
-            break
-        block = source.read(i)[: n - taken]
-        rows.append(block)
-        block_labels = source.labels(i)
-        labels.append(None if block_labels is None else block_labels[: len(block)])
-        taken += len(block)
-    rows = np.concatenate(rows) if rows else np.zeros((0, source.n_features), np.float32)
-    has_labels = labels and all(part is not None for part in labels)
-    return rows, (np.concatenate(labels) if has_labels else None)
+def _figure_rows(source: RowSource, n: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """About ``n`` rows of ``source`` spread evenly over it (from at most ``FIGURE_BLOCKS`` blocks, evenly
+    spaced), their labels and their positions, for figures: rows sorted by class (a folder per class)
+    still show every class."""
+    blocks = np.unique(np.linspace(0, source.n_blocks - 1, min(source.n_blocks, FIGURE_BLOCKS)).round().astype(int))
+    sizes = source.block_sizes[blocks]
+    starts = np.cumsum(source.block_sizes) - source.block_sizes
+    rows, labels, positions = [], [], []
+    for block, size, share in zip(blocks, sizes, _shares(n, sizes)):
+        taken = _evenly_spaced(size, share)
+        rows.append(source.read(block)[taken])
+        block_labels = source.labels(block)
+        labels.append(None if block_labels is None else block_labels[taken])
+        positions.append(starts[block] + taken)
+    if not rows:
+        return np.zeros((0, source.n_features), np.float32), None, np.zeros(0, int)
+    has_labels = all(part is not None for part in labels)
+    return np.concatenate(rows), (np.concatenate(labels) if has_labels else None), np.concatenate(positions)
+
+
+def _evenly_spaced(size: int, count: int) -> np.ndarray:
+    """``count`` positions (at most ``size``) spread evenly over ``range(size)``, the first and last included."""
+    return np.unique(np.linspace(0, size - 1, min(count, size)).round().astype(int))
+
+
+def _shares(n: int, sizes: np.ndarray) -> np.ndarray:
+    """Rows to take of blocks of ``sizes``, ``n`` in all (at most every row), in proportion to their size."""
+    total = int(sizes.sum())
+    if total <= n:
+        return sizes
+    return np.diff(np.round(np.concatenate([[0], np.cumsum(sizes)]) * (n / total)).astype(int))
 
 
 def _validation(recipe: Recipe, settings: dict) -> str:
@@ -611,14 +630,16 @@ def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = Tr
     metrics = comparison.metrics
     dataset = comparison.shown
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    # Rows spread over the shown ones: data sorted by class shows its variety.
+    samples = _evenly_spaced(len(dataset.x_test), RECONSTRUCTED_ROWS)
     figures = [
         ("2-D codes of the test set: PCA and the autoencoder", plots.plot_codes(
             comparison.pca_codes, comparison.ae_codes, dataset.y_test,
             folder / "codes.png", title=f"{dataset.name}: codes (k={metrics['n_components']})")),
         (f"Test {'images' if display_shape(dataset) else 'rows (each column a point)'}: originals, PCA and "
          "autoencoder reconstructions", plots.plot_reconstructions(
-            dataset.x_test, comparison.pca_reconstruction, comparison.ae_reconstruction,
-            folder / "reconstructions.png", image_shape=display_shape(dataset), n=10,
+            dataset.x_test[samples], comparison.pca_reconstruction[samples], comparison.ae_reconstruction[samples],
+            folder / "reconstructions.png", image_shape=display_shape(dataset), n=RECONSTRUCTED_ROWS,
             pca_mse=metrics["pca"]["test_mse"], ae_mse=metrics["autoencoder"]["test_mse"])),
         (f"Loss per epoch in {metrics['units']}, with PCA's test MSE in the same units", plots.plot_loss(
             metrics["autoencoder"]["history"], folder / "loss.png",

@@ -1,0 +1,140 @@
+"""Image files as rows: a folder (class subfolders give labels), a pattern or one image; pixels in [0, 1],
+ids their paths; and blocks of wide rows bounded in bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from aepca import Autoencoder
+from aepca.apply import encode_file
+from aepca.data import formats, open_source
+from aepca.data.sources import BLOCK_ROWS
+from aepca.experiments.compare import compare
+
+EPS32 = np.finfo(np.float32).eps
+
+
+def _digit_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` 8-bit 8 x 8 images (scikit-learn's digits, shuffled) and their classes."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.images))[:n]
+    return (digits.images[order] * 16).clip(0, 255).astype(np.uint8), digits.target[order]
+
+
+def _save(images: np.ndarray, paths) -> None:
+    for image, path in zip(images, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+
+
+def test_a_folder_of_images_trains_the_model_its_pixel_array_trains(tmp_path):
+    images, _ = _digit_images(1200)
+    _save(images, [tmp_path / "images" / f"{i:04d}.png" for i in range(len(images))])
+    pixels = (images.reshape(len(images), -1) / np.float32(255)).astype(np.float32)
+    np.save(tmp_path / "pixels.npy", pixels)
+    settings = dict(code_dim=2, recipe="classic", hidden=(16,), epochs=1, seed=0)
+    from_images, from_array = compare(str(tmp_path / "images"), **settings), compare(str(tmp_path / "pixels.npy"), **settings)
+    np.testing.assert_array_equal(from_images.shown.x_test, from_array.shown.x_test)
+    assert from_images.shown.image_shape == (8, 8)
+    for got, expected in zip(from_images.estimator.model_.get_weights(), from_array.estimator.model_.get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=64 * EPS32 * max(1.0, float(np.abs(expected).max())))
+    for method in ("pca", "autoencoder"):
+        assert from_images.metrics[method]["test_mse"] == pytest.approx(from_array.metrics[method]["test_mse"], rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def class_folders(tmp_path_factory):
+    """60 digit images in a folder per class, and the classes and paths in the order they are read."""
+    root = tmp_path_factory.mktemp("classes") / "digits"
+    images, classes = _digit_images(60, seed=1)
+    paths = [root / str(label) / f"{i:02d}.png" for i, label in enumerate(classes)]
+    _save(images, paths)
+    order = sorted(range(len(paths)), key=lambda i: str(paths[i]))
+    return root, images[order], classes[order], [paths[i].relative_to(root).as_posix() for i in order]
+
+
+def test_class_subfolders_label_the_rows_and_their_paths_are_the_ids(class_folders):
+    root, images, classes, names = class_folders
+    source = open_source(str(root), block_rows=25)
+    assert (source.n_rows, source.n_features, source.image_shape, source.id_name) == (60, 64, (8, 8), "file")
+    np.testing.assert_array_equal(np.concatenate([source.labels(i) for i in range(source.n_blocks)]), classes.astype(str))
+    assert np.concatenate([source.ids(i) for i in range(source.n_blocks)]).tolist() == names
+    np.testing.assert_array_equal(source.to_array(), images.reshape(60, -1) / np.float32(255))
+
+
+def test_encode_writes_each_image_path_beside_its_codes(class_folders, tmp_path):
+    root, _, _, names = class_folders
+    model = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0).fit(str(root))
+    encode_file(model, str(root), tmp_path / "codes.csv")
+    codes = pd.read_csv(tmp_path / "codes.csv")
+    assert list(codes.columns) == ["file", "code_0", "code_1"]
+    assert codes["file"].tolist() == names
+    np.testing.assert_allclose(codes[["code_0", "code_1"]].to_numpy(), model.transform(str(root)), rtol=1e-6, atol=1e-6)
+
+
+def test_a_pattern_or_one_image_is_read_with_ids_below_its_folder(class_folders):
+    root, images, _, names = class_folders
+    pattern = open_source(str(root / "3" / "*.png"))
+    assert pattern.ids(0).tolist() == [name.split("/")[1] for name in names if name.startswith("3/")]
+    assert pattern.labels(0) is None  # the files lie in one folder: no classes
+    one = open_source(str(root / names[0]))
+    assert one.ids(0).tolist() == [names[0].split("/")[1]]
+    np.testing.assert_array_equal(one.read(0), images[:1].reshape(1, -1) / np.float32(255))
+
+
+def test_a_colour_image_makes_every_image_rgb(tmp_path):
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    colour = np.stack([grey, grey[::-1], 255 - grey], axis=-1)
+    Image.fromarray(grey).save(tmp_path / "a.png")
+    Image.fromarray(colour).save(tmp_path / "b.png")
+    source = open_source(str(tmp_path))
+    assert source.image_shape == (3, 4, 3)
+    rows = source.read(0).reshape(2, 3, 4, 3)
+    np.testing.assert_array_equal(rows[0], np.repeat(grey[..., None], 3, axis=-1) / np.float32(255))
+    np.testing.assert_array_equal(rows[1], colour / np.float32(255))
+
+
+def test_16_bit_greyscale_is_scaled_by_65535(tmp_path):
+    deep = np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    np.testing.assert_allclose(open_source(str(tmp_path)).read(0), deep.reshape(1, -1) / 65535, rtol=EPS32)
+
+
+def test_an_image_of_another_size_is_refused_naming_both_files(tmp_path):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((8, 9), np.uint8)).save(tmp_path / "b.png")
+    with pytest.raises(ValueError, match=r"b\.png is 9 x 8 pixels, but .*a\.png is 8 x 8: .* Resize them to one size"):
+        open_source(str(tmp_path))
+
+
+def test_a_corrupt_image_is_refused_naming_the_file(tmp_path):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"b\.png is not a readable image file .* Re-save it, or move it out"):
+        open_source(str(tmp_path))
+
+
+def test_data_files_in_a_folder_are_read_and_images_beside_them_are_not(tmp_path):
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3.0, 4.0]}), tmp_path / "x.parquet")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "figure.png")
+    source = open_source(str(tmp_path))
+    assert (source.n_rows, source.feature_names) == (2, ("a", "b"))
+
+
+def test_wide_rows_are_read_in_blocks_of_at_most_block_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(formats, "BLOCK_BYTES", 4 * 100 * 30)  # 30 rows of 100 values
+    x = np.arange(200 * 100, dtype=np.float32).reshape(200, 100)
+    np.save(tmp_path / "x.npy", x)
+    assert open_source(x).block_rows == 30
+    assert open_source(x, block_rows=50).block_rows == 50  # asked for: kept
+    from_file = open_source(str(tmp_path / "x.npy"), block_rows=50)
+    assert from_file._rows._parts[0].sizes[:2] == [30, 30]  # the file is read 30 rows at a time
+    np.testing.assert_array_equal(from_file.to_array(), x)
+    assert open_source(x[:, :10]).block_rows == min(BLOCK_ROWS, 300)
