@@ -138,3 +138,10 @@ def test_wide_rows_are_read_in_blocks_of_at_most_block_bytes(tmp_path, monkeypat
     assert from_file._rows._parts[0].sizes[:2] == [30, 30]  # the file is read 30 rows at a time
     np.testing.assert_array_equal(from_file.to_array(), x)
     assert open_source(x[:, :10]).block_rows == min(BLOCK_ROWS, 300)
+
+
+def test_a_test_folder_of_other_images_is_refused(class_folders, tmp_path):
+    root, *_ = class_folders
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "colour.png")
+    with pytest.raises(ValueError, match=r"holds rows of 192 values, but the training rows held 64"):
+        compare(str(root), test=str(tmp_path), code_dim=2, recipe="classic", hidden=(8,), epochs=1)

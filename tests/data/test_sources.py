@@ -275,6 +275,25 @@ def test_a_spec_reads_the_same_features_from_every_array_form(tmp_path, form):
     np.testing.assert_array_equal(source.to_array(), x[:, [0, 1, 3]].astype(np.float32))
 
 
+@pytest.mark.parametrize("form", ["npy", "headerless csv"])
+def test_a_spec_refuses_columns_named_by_position_that_are_more_or_fewer_than_in_training(tmp_path, form):
+    x = np.random.default_rng(8).random((30, 6))
+    np.save(tmp_path / "train.npy", x)
+    spec = read_table(tmp_path / "train.npy", columns=["x0", "x1"]).columns  # x2-x5 left out, not absent
+    for width in (6, 9, 4):
+        data = tmp_path / f"new{width}.{'npy' if form == 'npy' else 'csv'}"
+        if form == "npy":
+            np.save(data, x[:, :width] if width <= 6 else np.hstack([x, x[:, :3]]))
+        else:
+            pd.DataFrame(np.resize(x, (30, width))).to_csv(data, header=False, index=False)
+        if width == 6:
+            assert open_source(data, spec=spec).n_features == 2
+        else:
+            with pytest.raises(ValueError, match=rf"new{width}\.\w+ holds rows of {width} values, but the training rows "
+                                                 r"held 6; .* matched by position"):
+                open_source(data, spec=spec)
+
+
 def test_a_spec_reads_the_needed_columns_of_list_columns_with_ids(tmp_path):
     paths = embedding_parts(tmp_path / "parts", fixed=False)
     pq.write_table(pq.read_table(paths[0]).append_column("doc_id", pa.array(np.arange(20) + 500)),

@@ -515,6 +515,16 @@ class ColumnSpec:
                 f"{describe_names(names, SHOWN)}). Provide them under the names used in training."
             )
 
+    def check_width(self, names, source: str) -> None:
+        """``ValueError`` unless ``names``, given by position (``x0, x1, ...``: an array file's, a headerless
+        CSV file's, images'), are as many as the training rows' columns: position then says which is which."""
+        width = len({*self.columns, *self.dropped_columns, *self.label_columns} | ({self.id_column} - {None}))
+        if len(names) != width:
+            raise ValueError(
+                f"{source} holds rows of {len(names)} values, but the training rows held {width}; their "
+                "columns have no names, so they are matched by position. Pass rows shaped as the training rows."
+            )
+
     def _check_cells(self, name: str, found: int | None, source: str) -> None:
         expected = self.list_lengths.get(name)
         if found != expected:

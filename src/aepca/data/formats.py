@@ -89,6 +89,11 @@ class Part:
     def cells(self) -> dict:
         return dict.fromkeys(self.names)
 
+    @property
+    def positional(self) -> bool:
+        """Whether the columns are named by position (``x0, x1, ...``), not by the data."""
+        return self.plain
+
     def frame(self, raw, source: str) -> tuple[pd.DataFrame, dict]:
         """``raw`` (a block, or every row) as single-value columns, and ``{list column: length}``."""
         if self.plain:
@@ -433,6 +438,10 @@ class _CsvPart(Part):
             # Spaces after a delimiter ("a, b") are not part of a name or a value.
             return pd.read_csv(source, sep=self._layout.delimiter, decimal=self._layout.decimal,
                                header=0 if header else None, skipinitialspace=self._layout.spaced, **kwargs)
+
+    @property
+    def positional(self) -> bool:
+        return not self._layout.header
 
     @functools.cached_property
     def _index(self) -> tuple[np.ndarray, np.ndarray]:

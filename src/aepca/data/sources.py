@@ -422,6 +422,8 @@ def _reader(name: str, kind: str, parts: list, selection: Selection, spec: Colum
     elif not positional:
         for part in parts:
             spec.check_names(part.names, part.where)
+            if part.positional:
+                spec.check_width(part.names, part.where)
     exposed = given or first.path is not None or not first.plain or selection != Selection()
     take = _positions(first, spec) if first.plain and not positional else None
     return _Rows(name, kind, parts, spec, take=take, exposed=exposed, named=not positional)

@@ -322,7 +322,7 @@ def _split(data, test, test_size: float, seed: int, block_rows: int):
         if test is not None:
             train = source
             test_rows = test if isinstance(test, RowSource) else open_source(
-                test, columns=list(source.columns.columns) if source.columns else None, block_rows=block_rows)
+                test, spec=source.columns, block_rows=block_rows)
             held_out = "the test file"
         else:
             train, test_rows = source.kept(test_size, seed, TEST_SALT), source.held_out(test_size, seed, TEST_SALT)
