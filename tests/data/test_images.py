@@ -145,3 +145,17 @@ def test_a_test_folder_of_other_images_is_refused(class_folders, tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "colour.png")
     with pytest.raises(ValueError, match=r"holds rows of 192 values, but the training rows held 64"):
         compare(str(root), test=str(tmp_path), code_dim=2, recipe="classic", hidden=(8,), epochs=1)
+
+
+def test_the_fingerprint_of_images_is_the_same_in_every_process(class_folders):
+    """What a resumed run checks its checkpoint against: it must not depend on the process's hash seed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root, *_ = class_folders
+    code = f"import json; from aepca.data import open_source; print(json.dumps(open_source({str(root)!r}).fingerprint()))"
+    prints = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(prints) == 1 and json.loads(prints.pop())["files"][0]["files"] == 60

@@ -632,7 +632,7 @@ class ImagesPart(Part):
         digest = hashlib.sha256()
         for name, file in zip(self.ids, self._files):
             digest.update(f"{name}\0{file.stat().st_size}\0".encode())
-        for file in {self._files[0], self._files[len(self._files) // 2], self._files[-1]}:
+        for file in dict.fromkeys([self._files[0], self._files[len(self._files) // 2], self._files[-1]]):
             digest.update(file.read_bytes())
         return {"name": self.path.name, "files": len(self._files), "rows": len(self._files),
                 "digest": digest.hexdigest()[:16]}
