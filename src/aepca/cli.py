@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         apply = commands.add_parser(name, help=what)
         apply.add_argument("model", type=Path, help="a model folder (the model/ that aepca compare writes, or Autoencoder.save)")
         apply.add_argument("data", type=Path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training "
-                                                    "columns, or a folder or glob of .parquet or .npy files")
+                                                    "columns, a folder or glob of such files, or images (a row each)")
         apply.add_argument("--out", type=Path, required=True, help="output file: .parquet, .npy (ids beside it) or .csv")
         apply.add_argument("--block-rows", type=positive_int, default=None, metavar="N",
                            help=f"rows read and written at a time (default: {BLOCK_ROWS}, fewer for rows of over 1,024 values)")

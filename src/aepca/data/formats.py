@@ -3,9 +3,9 @@ tables in memory.
 
 A file, or an array, DataFrame or Arrow table in memory, opens as a part: its source columns in order
 (list columns unexpanded) and its rows in native blocks -- a Parquet row group, a block of CSV lines
-found by byte offset in one pass over the file, a run of image files, a slice of an array (read from the file for ``.npy``,
-whose header is memory-mapped; an ``.npz`` archive is loaded whole, since NumPy cannot map a member of a
-zip). A block, or every row, is read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
+found by byte offset in one pass over the file, a run of image files (a row each), a slice of an array
+(read from the file for ``.npy``, whose header is memory-mapped; an ``.npz`` archive is loaded whole,
+since NumPy cannot map a member of a zip). A block, or every row, is read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
 turns blocks into features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem
 with a file is one line naming the file, the rule and the fix.
 """
@@ -580,11 +580,10 @@ class ImagesPart(Part):
     kind, plain, id_name = "images", True, "file"
 
     def __init__(self, files: list[Path], root: Path, block_rows: int):
-        image_module = _pillow()
         self.path, self.where, self._files = root, str(root), files
         sizes, modes = [], set()
         for file in files:
-            with _image_errors(file), image_module.open(file) as image:
+            with _image_errors(file), _pillow().open(file) as image:
                 sizes.append(image.size)
                 modes.add(image.mode)
         for file, size in zip(files, sizes):
