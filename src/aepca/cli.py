@@ -140,7 +140,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --categorical onehot, a column of more distinct training values is refused "
                              "(names, free text, dates; default: 50)")
     parser.add_argument("--image-shape", type=image_shape, metavar="HxW[xC]",
-                        help="rows of PATH are images of this shape, e.g. 8x8 or 32x32x3 (shown as pictures in the figures)")
+                        help="rows of PATH are images of this shape, e.g. 8x8 or 32x32x3 (shown as pictures in the figures); "
+                             "image files are resized to it (C: 1 greyscale, 3 colour)")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -293,7 +294,11 @@ def check_stream_arguments(args) -> None:
     if args.path is None and (args.stream or args.processes or args.coordinator or args.num_processes):
         raise UsageError("--stream, --processes and --coordinator read your own files (PATH); give PATH")
     if is_streamed(args):
-        for option in ("impute", "drop_constant", "image_shape", "categorical"):
+        from aepca.data.sources import image_files
+
+        # Image files are read at the shape --image-shape gives.
+        shaped = () if image_files(args.path) is not None else ("image_shape",)
+        for option in ("impute", "drop_constant", *shaped, "categorical"):
             if getattr(args, option) not in (None, False, "refuse"):
                 raise UsageError(f"--{option.replace('_', '-')} applies to data read into memory, not to streamed files; "
                                  "clean the files first, or drop --stream")
@@ -310,6 +315,7 @@ def open_data_source(args):
     return open_source(
         str(args.path), columns=args.columns, drop_columns=args.drop_columns, id_column=args.id_column,
         label_columns=args.label_column, no_header=True if args.no_header else None, block_rows=args.block_rows,
+        image_shape=args.image_shape,
     )
 
 

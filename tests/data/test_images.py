@@ -3,6 +3,8 @@ ids their paths; and blocks of wide rows bounded in bytes."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -10,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from aepca import Autoencoder
+from aepca import Autoencoder, load_model
 from aepca.apply import encode_file
 from aepca.data import formats, open_source
 from aepca.data.sources import BLOCK_ROWS
@@ -110,8 +112,56 @@ def test_16_bit_greyscale_is_scaled_by_65535(tmp_path):
 def test_an_image_of_another_size_is_refused_naming_both_files(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(np.zeros((8, 9), np.uint8)).save(tmp_path / "b.png")
-    with pytest.raises(ValueError, match=r"b\.png is 9 x 8 pixels, but .*a\.png is 8 x 8: .* Resize them to one size"):
+    with pytest.raises(ValueError, match=r"b\.png is 9 x 8 pixels, but .*a\.png is 8 x 8: .* Give the size to read them at "
+                                         r"\(--image-shape 8x8, image_shape=\(8, 8\)\)"):
         open_source(str(tmp_path))
+
+
+def test_images_of_any_size_are_resized_to_the_shape_given(tmp_path):
+    small, big = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3, np.full((20, 12, 3), 200, np.uint8)
+    Image.fromarray(small).save(tmp_path / "a.png")
+    Image.fromarray(big).save(tmp_path / "b.png")
+    source = open_source(str(tmp_path), image_shape=(6, 5))
+    assert (source.image_shape, source.columns.image_shape) == ((6, 5, 3), (6, 5, 3))
+    assert open_source(str(tmp_path / "a.png")).columns.image_shape == (8, 8, 1)
+    expected = [np.asarray(Image.fromarray(image).convert("RGB").resize((5, 6), Image.Resampling.BILINEAR))
+                for image in (small, big)]
+    np.testing.assert_array_equal(source.read(0), np.stack(expected).reshape(2, -1) / np.float32(255))
+    grey = open_source(str(tmp_path), image_shape=(6, 5, 1))
+    assert grey.image_shape == (6, 5) and grey.n_features == 30
+
+
+def test_a_model_reads_new_images_at_the_shape_it_was_trained_on(class_folders, tmp_path):
+    root, *_ = class_folders
+    model = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0).fit(str(root))
+    colour = np.random.default_rng(2).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    _save(colour, [tmp_path / f"{i}.png" for i in range(3)])
+    as_trained = np.stack([np.asarray(Image.fromarray(image).convert("L").resize((8, 8), Image.Resampling.BILINEAR))
+                           for image in colour]).reshape(3, -1) / np.float32(255)
+    np.testing.assert_allclose(model.transform(str(tmp_path)), model.transform(as_trained), rtol=1e-6, atol=1e-6)
+    model.save(tmp_path / "model")  # the saved model keeps the shape
+    np.testing.assert_allclose(load_model(tmp_path / "model").transform(str(tmp_path / "*.png")),
+                               model.transform(as_trained), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "data", "match"), [
+    ((8, 8, 4), "folder", r"expected \(height, width\) or \(height, width, 1 or 3\)"),
+    ((8, 8), "npy", r"expected image files .* Drop image_shape"),
+])
+def test_an_image_shape_is_refused_unless_it_reads_image_files(class_folders, tmp_path, shape, data, match):
+    root, *_ = class_folders
+    np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
+    with pytest.raises(ValueError, match=match):
+        open_source(str(root) if data == "folder" else str(tmp_path / "x.npy"), image_shape=shape)
+
+
+def test_the_command_reads_image_files_at_the_image_shape_it_is_given(class_folders, tmp_path):
+    from aepca.cli import main
+
+    root, *_ = class_folders
+    args = ["--recipe", "classic", "--hidden", "4", "--epochs", "1", "--no-progress", "--neighbours", "0"]
+    assert main(["compare", str(root), "--image-shape", "4x4", "--out", str(tmp_path / "run"), *args]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n_features"] == 16
 
 
 def test_a_corrupt_image_is_refused_naming_the_file(tmp_path):
@@ -140,11 +190,12 @@ def test_wide_rows_are_read_in_blocks_of_at_most_block_bytes(tmp_path, monkeypat
     assert open_source(x[:, :10]).block_rows == min(BLOCK_ROWS, 300)
 
 
-def test_a_test_folder_of_other_images_is_refused(class_folders, tmp_path):
+def test_a_test_folder_of_other_images_is_read_at_the_training_images_shape(class_folders, tmp_path):
     root, *_ = class_folders
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "colour.png")
-    with pytest.raises(ValueError, match=r"holds rows of 192 values, but the training rows held 64"):
-        compare(str(root), test=str(tmp_path), code_dim=2, recipe="classic", hidden=(8,), epochs=1)
+    colour = np.random.default_rng(3).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    _save(colour, [tmp_path / f"{i}.png" for i in range(4)])
+    comparison = compare(str(root), test=str(tmp_path), code_dim=2, recipe="classic", hidden=(8,), epochs=1)
+    assert comparison.metrics["n_test"] == 4 and comparison.shown.x_test.shape == (4, 64)
 
 
 def test_the_fingerprint_of_images_is_the_same_in_every_process(class_folders):

@@ -390,6 +390,7 @@ class ColumnSpec:
     ``feature_names``: the features kept, in order (``constant_columns`` were constant in training and
     are absent here when dropped). ``dropped_columns``: source columns left out by ``drop_columns`` or
     ``columns``. ``fill``: the value imputed per feature (``impute`` names how it was learned).
+    ``image_shape``: for image files, the (height, width, channels: 1 or 3) every image is read at.
     """
 
     columns: tuple[str, ...]
@@ -402,6 +403,7 @@ class ColumnSpec:
     impute: str | None = None
     fill: dict[str, float] = field(default_factory=dict)
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    image_shape: tuple[int, ...] | None = None
 
     def with_categories(self, frame: pd.DataFrame, source: str, max_categories: int = MAX_CATEGORIES) -> ColumnSpec:
         """The categories of the categorical columns, learned on the training rows ``frame``, and the features
@@ -620,6 +622,7 @@ class ColumnSpec:
             "impute": self.impute,
             "fill": dict(self.fill),
             "categories": {name: list(categories) for name, categories in self.categories.items()},
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
         }
 
     @classmethod
@@ -646,6 +649,8 @@ class ColumnSpec:
                 fill={str(k): float(v) for k, v in data["fill"].items()},
                 # Absent from the specifications of models saved before categories were encoded.
                 categories={str(k): tuple(str(c) for c in v) for k, v in data.get("categories", {}).items()},
+                # Absent from the specifications of models saved before image files were read.
+                image_shape=tuple(int(d) for d in data["image_shape"]) if data.get("image_shape") else None,
             )
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise ValueError(

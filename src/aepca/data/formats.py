@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import functools
 import hashlib
 import io
@@ -574,26 +575,29 @@ class ImagesPart(Part):
     """Image files, one row each, in the order given: pixels row by row, channels last, as 8-bit values
     over 255 (16-bit greyscale over 65535), so in [0, 1]. Greyscale unless a file has colour, then every
     image is read as RGB (transparency dropped). Every file has the first one's size, checked from the
-    headers on opening. Ids are the paths below ``root``; labels the subfolder of ``root`` each file lies
-    in, when every file lies in one (a folder per class)."""
+    headers on opening, unless ``shape`` (height, width[, channels 1 or 3]) is given: every image is then
+    resized to it (bilinear, antialiased) and, with channels, read as greyscale or RGB. Ids are the paths
+    below ``root``; labels the subfolder of ``root`` each file lies in, when every file lies in one."""
 
     kind, plain, id_name = "images", True, "file"
 
-    def __init__(self, files: list[Path], root: Path, block_rows: int):
-        self.path, self.where, self._files = root, str(root), files
+    def __init__(self, files: list[Path], root: Path, block_rows: int, shape: tuple | None = None):
+        self.path, self.where, self._files, self._given_shape = root, str(root), files, shape
         sizes, modes = [], set()
         for file in files:
             with _image_errors(file), _pillow().open(file) as image:
                 sizes.append(image.size)
                 modes.add(image.mode)
-        for file, size in zip(files, sizes):
-            if size != sizes[0]:
-                raise ValueError(
-                    f"{file} is {size[0]} x {size[1]} pixels, but {files[0]} is {sizes[0][0]} x {sizes[0][1]}: every "
-                    "image of a folder is one row, so all need one size. Resize them to one size (e.g. Pillow's "
-                    f"Image.resize({sizes[0]})), or move the odd ones out.")
-        self._colour = not modes <= set(_GREY_MODES)
-        width, height = sizes[0]
+        if shape is None:
+            for file, size in zip(files, sizes):
+                if size != sizes[0]:
+                    raise ValueError(
+                        f"{file} is {size[0]} x {size[1]} pixels, but {files[0]} is {sizes[0][0]} x {sizes[0][1]}: "
+                        "every image is one row, so all need one size. Give the size to read them at (--image-shape "
+                        f"{sizes[0][1]}x{sizes[0][0]}, image_shape=({sizes[0][1]}, {sizes[0][0]})), or move the odd "
+                        "ones out.")
+        width, height = sizes[0] if shape is None else (shape[1], shape[0])
+        self._colour = shape[2] == 3 if shape is not None and len(shape) == 3 else not modes <= set(_GREY_MODES)
         self.row_shape = self.image_shape = (height, width, 3) if self._colour else (height, width)
         self.names = tuple(f"x{i}" for i in range(math.prod(self.row_shape)))
         self.schema = [f"{'RGB' if self._colour else 'greyscale'} images of {width} x {height} pixels"]
@@ -603,16 +607,23 @@ class ImagesPart(Part):
         self._step = rows_within(block_rows, len(self.names))
         self.sizes = _slices(len(files), self._step)
 
+    def select(self, frame, lists, selection, source: str, categorical: str = "refuse"):
+        """The spec of :meth:`Part.select`, holding the shape the images are read at, channels included."""
+        return dataclasses.replace(super().select(frame, lists, selection, source, categorical),
+                                   image_shape=(*self.row_shape[:2], 3 if self._colour else 1))
+
     def _pixels(self, file: Path) -> np.ndarray:
+        height, width = self.row_shape[:2]
         with _image_errors(file), _pillow().open(file) as image:
-            if (image.width, image.height) != self.row_shape[1::-1]:
-                raise ValueError(f"{file} is {image.width} x {image.height} pixels, but it was {self.row_shape[1]} x "
-                                 f"{self.row_shape[0]} when the folder was opened. Keep the files unchanged while "
-                                 "they are read.")
             if self._colour:
                 image = image.convert("RGB")
-            elif image.mode in ("1", "LA", "La"):
+            elif image.mode not in _GREY_MODES or image.mode in ("1", "LA", "La"):
                 image = image.convert("L")
+            if image.size != (width, height):
+                if self._given_shape is None:
+                    raise ValueError(f"{file} is {image.width} x {image.height} pixels, but it was {width} x {height} "
+                                     "when the folder was opened. Keep the files unchanged while they are read.")
+                image = image.resize((width, height), _pillow().Resampling.BILINEAR)
             pixels = np.asarray(image)
         return pixels / np.float32(65535 if pixels.dtype.itemsize == 2 else 255)
 
@@ -676,15 +687,17 @@ def _check_path(path) -> Path:
     return path
 
 
-def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None) -> Part:
+def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None,
+              image_shape: tuple | None = None) -> Part:
     """The file ``path`` (``.csv`` / ``.tsv``, ``.npy``, ``.npz``, ``.parquet`` or an image, one row), checked
     and opened by the reader of its format, in blocks of ``block_rows`` rows (None: one; Parquet: its row
-    groups); ``no_header`` True or False overrides a CSV file's header guess."""
+    groups); ``no_header`` True or False overrides a CSV file's header guess; ``image_shape`` the shape an
+    image is read at (:class:`ImagesPart`)."""
     path = _check_path(path)
     block_rows = block_rows or sys.maxsize
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
-        return ImagesPart([path], path.parent, block_rows)
+        return ImagesPart([path], path.parent, block_rows, image_shape)
     if suffix in (".csv", ".tsv"):
         return _CsvPart(path, no_header, block_rows)
     if suffix == ".parquet":

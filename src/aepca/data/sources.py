@@ -30,7 +30,7 @@ from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_cate
 from aepca.data.formats import (IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns, memory_part, open_part,
                                 rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int
-from aepca.validation import MAX_ABS_VALUE, describe_names, invalid_value, plural
+from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
 
 __all__ = ["BLOCK_ROWS", "RowSource", "image_files", "is_source_path", "open_source", "source_files"]
 
@@ -429,17 +429,17 @@ def _reader(name: str, kind: str, parts: list, selection: Selection, spec: Colum
     return _Rows(name, kind, parts, spec, take=take, exposed=exposed, named=not positional)
 
 
-def _open_files(path: Path, no_header: bool | None, block_rows: int) -> tuple[str, str, list]:
+def _open_files(path: Path, no_header: bool | None, block_rows: int, image_shape) -> tuple[str, str, list]:
     """The name, kind and parts of a file, or of a folder's or pattern's files (the same columns in each)."""
     if is_source_path(path):
         name = path.resolve().name if path.is_dir() else str(path)
         images = image_files(path)
         if images is not None:
-            return name, ImagesPart.kind, [ImagesPart(*images, block_rows)]
+            return name, ImagesPart.kind, [ImagesPart(*images, block_rows, image_shape)]
         files = source_files(path)
     else:
         files, name = [path], path.name
-    parts = [open_part(file, no_header=no_header, block_rows=block_rows) for file in files]
+    parts = [open_part(file, no_header=no_header, block_rows=block_rows, image_shape=image_shape) for file in files]
     for part in parts[1:]:
         check_same_columns(parts[0], part, "Every file of a folder or pattern needs the same columns and row "
                            "shape: rewrite it or move it out.")
@@ -449,7 +449,7 @@ def _open_files(path: Path, no_header: bool | None, block_rows: int) -> tuple[st
 def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None,
                 spec: ColumnSpec | None = None, no_header: bool | None = None,
                 block_rows: int | None = None, categorical: str = "refuse",
-                max_categories: int = MAX_CATEGORIES) -> RowSource:
+                max_categories: int = MAX_CATEGORIES, image_shape=None) -> RowSource:
     """``data`` as a :class:`RowSource`, read a block at a time (memory bounded by blocks, except for ``.npz``).
 
     ``data``: a 2-D array or an ``(n, h, w[, c])`` image array, a pandas DataFrame, a pyarrow Table, a
@@ -457,7 +457,9 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     as by :func:`aepca.data.read_table`; ``no_header`` overrides the header guess), ``.npy`` (a block of rows read from the file),
     ``.parquet`` (by row groups) or ``.npz`` (loaded whole) file; a folder or glob pattern of ``.parquet``,
     ``.npy`` or CSV files (sorted by name, one kind, the same columns); image files, a row each, or a folder
-    or pattern of them (:class:`aepca.data.formats.ImagesPart`: ids their paths, labels their subfolders).
+    or pattern of them (:class:`aepca.data.formats.ImagesPart`: ids their paths, labels their subfolders),
+    all of one size or resized to ``image_shape`` (height, width[, 1 or 3 channels]; a ``spec`` gives the
+    shape of the training images).
     ``block_rows`` (the unit of the shuffle): by default ``BLOCK_ROWS``, fewer for rows of over 1,024
     values, so that a block takes at most ``formats.BLOCK_BYTES``. The column options are those of
     :func:`aepca.data.read_table` on every table form (an array's columns are ``x0, x1, ...``), checked on
@@ -471,6 +473,7 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     A ``spec`` applies the categories it carries.
     """
     given_rows = None if block_rows is None else _positive_int(block_rows, "block_rows", BLOCK_ROWS)
+    image_shape = _image_files_shape(image_shape, data) or (spec.image_shape if spec is not None else None)
     block_rows = given_rows or BLOCK_ROWS
     check_categorical(categorical, max_categories)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
@@ -487,12 +490,28 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
                              f"{len(spec.feature_names)}. Pass a row source of the features the model was trained on.")
         return data
     if isinstance(data, str | os.PathLike):
-        name, kind, parts = _open_files(Path(data), no_header, block_rows)
+        name, kind, parts = _open_files(Path(data), no_header, block_rows, image_shape)
     else:
         part = memory_part(data, block_rows)
         name, kind, parts = part.kind, part.kind, [part]
     reader = _reader(name, kind, parts, selection, spec, categorical, max_categories)
     return RowSource(reader, block_rows=given_rows or rows_within(BLOCK_ROWS, len(reader.feature_names)))
+
+
+def _image_files_shape(image_shape, data) -> tuple | None:
+    """``image_shape``, checked: (height, width) or (height, width, 1 or 3), for image files only."""
+    if image_shape is None:
+        return None
+    shape = as_image_shape(image_shape)
+    if shape is None or len(shape) == 3 and shape[2] not in (1, 3):
+        raise invalid_value("image_shape", "(height, width) or (height, width, 1 or 3) of positive integers",
+                            f"image_shape={image_shape!r}", "Use e.g. (64, 64) or (64, 64, 3).")
+    if not (isinstance(data, str | os.PathLike) and (image_files(data) is not None
+                                                     or Path(data).suffix.lower() in IMAGE_EXTENSIONS)):
+        raise invalid_value("image_shape", "image files (a folder, a pattern or one image) to read at that shape",
+                            f"image_shape={image_shape!r} for {type(data).__name__ if not isinstance(data, str | os.PathLike) else data}",
+                            "Drop image_shape: other data is read as it is.")
+    return shape
 
 
 def interleaved_source(first: np.ndarray, second: np.ndarray, in_second: np.ndarray, *,
