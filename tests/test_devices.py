@@ -97,14 +97,14 @@ def test_two_devices_take_the_steps_of_one(tmp_path):
     assert len(report["estimator_val_mse"]) == 2 and all(np.isfinite(report["estimator_val_mse"]))
     assert report["loaded_equal"] and report["loaded_devices"] == 2
     assert report["too_many"] == (
-        "Received an invalid value for devices, expected at most the 2 device(s) JAX sees (cpu:0, cpu:1). "
+        "Received an invalid value for devices, expected at most the 2 devices JAX sees (cpu:0, cpu:1). "
         "Received: devices=4."
     )
 
 
 def test_more_devices_than_jax_sees_is_refused():
     x = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"expected at most the 1 device\(s\) JAX sees \(.*\)\. Received: devices=2\.$"):
+    with pytest.raises(ValueError, match=r"expected at most the 1 device JAX sees \(.*\)\. Received: devices=2\.$"):
         Autoencoder(recipe="classic", n_components=2, hidden=(4,), epochs=1, batch_size=16, devices=2).fit(x)
 
 
@@ -138,6 +138,6 @@ def test_cli_refuses_more_devices_than_there_are(capsys, tmp_path):
     out = tmp_path / "out"
     assert main(["compare", str(csv), "--devices", "2", "--epochs", "1", "--no-progress", "--out", str(out)]) == EXIT_USAGE
     err = capsys.readouterr().err.strip()
-    assert err.startswith("aepca: error: Received an invalid value for devices, expected at most the 1 device(s)")
+    assert err.startswith("aepca: error: Received an invalid value for devices, expected at most the 1 device JAX")
     assert "\n" not in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())

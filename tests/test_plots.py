@@ -100,7 +100,7 @@ def test_plot_codes_keeps_the_axes_on_the_bulk_and_counts_the_outliers(tmp_path,
     pca_ax, ae_ax = saved_figures[0].axes[:2]
     for limits in (pca_ax.get_xlim(), pca_ax.get_ylim()):
         assert -1.2 < limits[0] < -0.9 and 0.9 < limits[1] < 1.2
-    assert [t.get_text() for t in pca_ax.texts] == ["3 point(s) outside the axes"]
+    assert [t.get_text() for t in pca_ax.texts] == ["3 points outside the axes"]
     # All the autoencoder's points fit: no note, automatic limits around all of them.
     assert len(ae_ax.texts) == 0 and ae_ax.get_xlim()[0] < -0.99 and ae_ax.get_xlim()[1] > 0.99
     panels = plots.read_figure_data(path)["panels"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca._files import write_atomic
-from aepca.validation import as_image_shape, invalid_value
+from aepca.validation import as_image_shape, invalid_value, plural
 
 __all__ = [
     "AE_COLOR",
@@ -289,9 +289,9 @@ def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
     ax.set_axisbelow(True)
     notes = []
     if dropped:
-        notes.append(f"{dropped} non-finite point(s) omitted")
+        notes.append(f"{plural(dropped, 'non-finite point')} omitted")
     if outside:
-        notes.append(f"{outside} point(s) outside the axes")
+        notes.append(f"{plural(outside, 'point')} outside the axes")
     if notes:
         ax.text(
             0.01, 0.99, "\n".join(notes), transform=ax.transAxes,

@@ -273,7 +273,7 @@ def test_loss_figure_shows_the_table_numbers(digits_comparison, digits, tmp_path
 def test_metrics_record_how_the_run_was_made(digits_comparison):
     record = digits_comparison.metrics["run"]
     assert record["rows"] == {"train": 1437, "test": 360} and record["columns"] == 64
-    assert any(line.startswith("3 constant column(s) kept") for line in record["preprocessing"])
+    assert any(line.startswith("3 constant columns kept") for line in record["preprocessing"])
     assert any(line.startswith("error space: scale=") for line in record["preprocessing"])
     assert record["epochs"] == "2 epochs, as set"
     assert {"python", "aepca", "keras", "numpy", "scikit-learn"} <= set(record["versions"])

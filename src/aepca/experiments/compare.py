@@ -494,7 +494,7 @@ def _record(shown: Dataset, train: RowSource, test: RowSource, held_out: str, es
     preprocessing.append(f"test rows: {held_out}")
     constant = int(np.sum(estimator.pca_.feature_variance_ == 0))
     if constant:
-        preprocessing.append(f"{constant} constant column(s) kept (they cost PCA and the autoencoder nothing)")
+        preprocessing.append(f"{plural(constant, 'constant column')} kept (they cost PCA and the autoencoder nothing)")
     preprocessing.append(f"error space: scale={scaler.method_} ({scaler.reason_})")
     shape = display_shape(shown)
     if shape is not None:
@@ -572,9 +572,9 @@ def category_note(metrics: dict) -> str:
     pca, ae = ("-" if accuracy is None else percent(accuracy) for accuracy in accuracies)
     shares = f"PCA {pca}, autoencoder {ae}"
     note = (f"Category accuracy (test cells decoded to their category, the largest reconstructed indicator): {shares} "
-            f"of {found['cells'] - found['unseen_cells']} cells in {len(found['columns'])} categorical column(s)")
+            f"of {found['cells'] - found['unseen_cells']} cells in {plural(len(found['columns']), 'categorical column')}")
     if found["unseen_cells"]:
-        note += (f"; {found['unseen_cells']} cell(s) held a category unseen in training or none (all-zero indicators), "
+        note += (f"; {plural(found['unseen_cells'], 'cell')} held a category unseen in training or none (all-zero indicators), "
                  "not counted")
     return note + "."
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from aepca.preprocessing import shares_one_unit
 from aepca.selection import TIE
+from aepca.validation import plural
 
 # A unit is saturated when its output lies within this distance of an
 # asymptote of its activation on at least SATURATED_SHARE of the sample.
@@ -300,7 +301,7 @@ def _learning_rate_problems(facts: dict, diverged: bool) -> list[dict]:
         return [{
             "problem": "learning rate too low",
             "evidence": (
-                f"over {facts['epochs']} epoch(s) the training loss fell only {drop:.2%} and ended at {reference}; "
+                f"over {plural(facts['epochs'], 'epoch')} the training loss fell only {drop:.2%} and ended at {reference}; "
                 f"{moves}: the network is still about where it started"
             ),
             "fix": f"raise learning_rate from {rate:g} to about {_suggested_rate(rate, higher=True):g}",
@@ -375,7 +376,7 @@ def diagnose(metrics: dict, estimator, x_train_scaled_sample, scaler, facts: dic
         found.append({
             "problem": "training stopped while the loss was still falling",
             "evidence": (
-                f"after {facts['epochs']} epoch(s) the training loss was still falling by {improvement:.1%} per "
+                f"after {plural(facts['epochs'], 'epoch')} the training loss was still falling by {improvement:.1%} per "
                 f"epoch (threshold {STILL_FALLING:.0%})"
             ),
             "fix": f"train for more epochs (e.g. --epochs {max(2 * facts['epochs'], 10)})",

@@ -24,7 +24,7 @@ from aepca.models import shared_program
 from aepca.prefetch import prefetch
 from aepca.training.config import EVAL_BATCH, LOSSES, mse_per_sample
 from aepca.training.loop import Runner
-from aepca.validation import invalid_value
+from aepca.validation import invalid_value, plural
 
 # Chunks of at least this many steps: fewer dispatches on small data.
 MIN_CHUNK_STEPS = 20
@@ -40,7 +40,7 @@ def data_parallel_mesh(n_devices: int):
     local = jax.local_devices()
     if n_devices > len(local):
         raise invalid_value(
-            "devices", f"at most the {len(local)} device(s) JAX sees ({', '.join(str(d) for d in local)})",
+            "devices", f"at most the {plural(len(local), 'device')} JAX sees ({', '.join(str(d) for d in local)})",
             f"devices={n_devices}",
         )
     by_process = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
