@@ -103,10 +103,29 @@ def test_a_colour_image_makes_every_image_rgb(tmp_path):
     np.testing.assert_array_equal(rows[1], colour / np.float32(255))
 
 
-def test_16_bit_greyscale_is_scaled_by_65535(tmp_path):
+def test_16_bit_greyscale_is_scaled_by_65535_alone_and_beside_colour(tmp_path):
     deep = np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)
     Image.fromarray(deep).save(tmp_path / "deep.png")
     np.testing.assert_allclose(open_source(str(tmp_path)).read(0), deep.reshape(1, -1) / 65535, rtol=EPS32)
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "colour.png")
+    rows = open_source(str(tmp_path)).read(0).reshape(2, 2, 2, 3)  # colour.png, deep.png
+    np.testing.assert_allclose(rows[1], np.repeat(deep[..., None], 3, axis=-1) / 65535, rtol=EPS32)
+
+
+@pytest.mark.parametrize(("mode", "name"), [("P", "p.gif"), ("CMYK", "c.jpg"), ("1", "b.bmp"), ("RGBA", "a.png")])
+def test_other_modes_are_read_as_rgb_or_greyscale_in_0_1(tmp_path, mode, name):
+    rgb = np.random.default_rng(4).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert(mode).save(tmp_path / name)
+    source = open_source(str(tmp_path))
+    assert source.image_shape == ((6, 5) if mode == "1" else (6, 5, 3))
+    rows = source.read(0)
+    assert rows.min() >= 0 and rows.max() <= 1 and np.ptp(rows) > 0.5
+
+
+def test_32_bit_pixels_are_refused_naming_the_file(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.float32), mode="F").save(tmp_path / "float.tif")
+    with pytest.raises(ValueError, match=r"float\.tif holds 32-bit pixels \(mode F\), whose range is unknown\. Save it"):
+        open_source(str(tmp_path))
 
 
 def test_an_image_of_another_size_is_refused_naming_both_files(tmp_path):

@@ -586,8 +586,12 @@ class ImagesPart(Part):
         sizes, modes = [], set()
         for file in files:
             with _image_errors(file), _pillow().open(file) as image:
-                sizes.append(image.size)
-                modes.add(image.mode)
+                size, mode = image.size, image.mode
+            if mode in ("I", "F"):
+                raise ValueError(f"{file} holds 32-bit pixels (mode {mode}), whose range is unknown. Save it with 8 "
+                                 "or 16 bits per value (e.g. PNG), or move it out.")
+            sizes.append(size)
+            modes.add(mode)
         if shape is None:
             for file, size in zip(files, sizes):
                 if size != sizes[0]:
@@ -615,17 +619,15 @@ class ImagesPart(Part):
     def _pixels(self, file: Path) -> np.ndarray:
         height, width = self.row_shape[:2]
         with _image_errors(file), _pillow().open(file) as image:
-            if self._colour:
-                image = image.convert("RGB")
-            elif image.mode not in _GREY_MODES or image.mode in ("1", "LA", "La"):
-                image = image.convert("L")
+            deep = image.mode.startswith("I;16")  # 16-bit greyscale: its values, exactly, as floats
+            image = image.convert("F" if deep else "RGB" if self._colour else "L")
             if image.size != (width, height):
                 if self._given_shape is None:
                     raise ValueError(f"{file} is {image.width} x {image.height} pixels, but it was {width} x {height} "
                                      "when the folder was opened. Keep the files unchanged while they are read.")
                 image = image.resize((width, height), _pillow().Resampling.BILINEAR)
-            pixels = np.asarray(image)
-        return pixels / np.float32(65535 if pixels.dtype.itemsize == 2 else 255)
+            pixels = np.asarray(image, dtype=np.float32) / np.float32(65535 if deep else 255)
+        return np.repeat(pixels[..., None], 3, axis=-1) if deep and self._colour else pixels
 
     def block(self, k: int, columns=None) -> np.ndarray:
         files = self._files[k * self._step : (k + 1) * self._step]
