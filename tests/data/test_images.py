@@ -229,3 +229,13 @@ def test_the_fingerprint_of_images_is_the_same_in_every_process(class_folders):
     prints = {subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(prints) == 1 and json.loads(prints.pop())["files"][0]["files"] == 60
+
+
+def test_a_large_jpeg_decoded_at_a_reduced_scale_matches_its_full_decode(tmp_path):
+    smooth = np.linspace(0, 255, 400, dtype=np.float64)[None, :, None] * np.linspace(0.2, 1, 320)[:, None, None]
+    Image.fromarray(np.repeat(smooth, 3, axis=-1).astype(np.uint8)).save(tmp_path / "big.jpg", quality=95)
+    rows = open_source(str(tmp_path), image_shape=(32, 40, 3)).read(0)
+    with Image.open(tmp_path / "big.jpg") as image:  # decoded whole, then resized
+        full = np.asarray(image.convert("RGB").resize((40, 32), Image.Resampling.BILINEAR)) / np.float32(255)
+    # JPEG's 1/8-scale decoding averages 8 x 8 blocks as the antialiased resize does: a few levels apart.
+    assert np.abs(rows.reshape(32, 40, 3) - full).mean() < 2 / 255

@@ -314,7 +314,9 @@ class Selection:
         candidates = [name for name in sources if name not in others]
         chosen = self._match(self.columns, sources, "columns", source) if self.columns else candidates
         dropped = set(self._match(self.drop_columns, sources, "drop_columns", source))
-        chosen = [name for name in chosen if name in candidates and name not in dropped]
+        allowed = set(candidates) - dropped  # sets: wide data has tens of thousands of columns
+        chosen = [name for name in chosen if name in allowed]
+        chosen_set = set(chosen)
         if not chosen:
             raise ValueError(
                 f"{source} has no feature columns left besides labels, the id column and dropped columns "
@@ -326,7 +328,7 @@ class Selection:
             list_lengths={name: lists[name] for name in chosen if name in lists},
             id_column=self.id_column,
             label_columns=self.label_columns,
-            dropped_columns=tuple(name for name in candidates if name not in chosen),
+            dropped_columns=tuple(name for name in candidates if name not in chosen_set),
         )
         if categorical == "onehot":
             sequences = set(_sequence_columns(frame))  # lists of text: not categories

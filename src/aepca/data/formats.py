@@ -36,7 +36,9 @@ from aepca.validation import as_image_shape, describe_names, invalid_value
 EXTENSIONS = (".csv", ".npy", ".npz", ".parquet", ".tsv")
 # Image files Pillow reads: one row each (ImagesPart).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
-# Image modes read as greyscale (1, 8 or 16 bits); any other is read as RGB.
+# Image files decoded at a time (a native block), and the modes read as greyscale (1, 8 or 16
+# bits); any other is read as RGB.
+IMAGE_BLOCK_FILES = 256
 _GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N")
 # The most bytes of float32 values a block read from a file holds: wide rows are read fewer at a time.
 BLOCK_BYTES = 256 * 2**20
@@ -608,7 +610,8 @@ class ImagesPart(Part):
         relative = [file.relative_to(root) for file in files]
         self.ids = np.array([name.as_posix() for name in relative])
         self.y = np.array([name.parts[0] for name in relative]) if all(len(name.parts) > 1 for name in relative) else None
-        self._step = rows_within(block_rows, len(self.names))
+        # At most IMAGE_BLOCK_FILES files a block: choosing the columns decodes the first block.
+        self._step = min(rows_within(block_rows, len(self.names)), IMAGE_BLOCK_FILES)
         self.sizes = _slices(len(files), self._step)
 
     def select(self, frame, lists, selection, source: str, categorical: str = "refuse"):
@@ -620,6 +623,9 @@ class ImagesPart(Part):
         height, width = self.row_shape[:2]
         with _image_errors(file), _pillow().open(file) as image:
             deep = image.mode.startswith("I;16")  # 16-bit greyscale: its values, exactly, as floats
+            if self._given_shape is not None:
+                # A JPEG is decoded at the smallest of 1/1 to 1/8 of its size that still covers the shape.
+                image.draft("RGB" if self._colour else "L", (width, height))
             image = image.convert("F" if deep else "RGB" if self._colour else "L")
             if image.size != (width, height):
                 if self._given_shape is None:
