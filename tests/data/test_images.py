@@ -239,3 +239,21 @@ def test_a_large_jpeg_decoded_at_a_reduced_scale_matches_its_full_decode(tmp_pat
         full = np.asarray(image.convert("RGB").resize((40, 32), Image.Resampling.BILINEAR)) / np.float32(255)
     # JPEG's 1/8-scale decoding averages 8 x 8 blocks as the antialiased resize does: a few levels apart.
     assert np.abs(rows.reshape(32, 40, 3) - full).mean() < 2 / 255
+
+
+def test_decoded_images_are_kept_for_later_passes_up_to_the_cache_bound(class_folders, monkeypatch):
+    root, *_ = class_folders
+    decoded = []
+    pixels = formats.ImagesPart._pixels
+    monkeypatch.setattr(formats.ImagesPart, "_pixels", lambda self, file: decoded.append(file) or pixels(self, file))
+    monkeypatch.setattr(formats, "IMAGE_BLOCK_FILES", 20)
+    source = open_source(str(root), block_rows=20)
+    first = source.to_array()
+    np.testing.assert_array_equal(source.to_array(), first)
+    assert len(decoded) == 60  # each file once, over two passes
+    assert not source.read(0).flags.writeable
+    monkeypatch.setattr(formats, "IMAGE_CACHE_BYTES", 2 * 20 * 64 * 4)  # two blocks of three
+    decoded.clear()
+    source = open_source(str(root), block_rows=20)
+    source.to_array(), source.to_array()
+    assert len(decoded) == 60 + 20  # the third block decoded in each pass

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import sys
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".
 # Image files decoded at a time (a native block), and the modes read as greyscale (1, 8 or 16
 # bits); any other is read as RGB.
 IMAGE_BLOCK_FILES = 256
+# Decoded image rows kept for the next pass (epochs decode no file again) up to this many bytes.
+IMAGE_CACHE_BYTES = 2**30
 _GREY_MODES = ("1", "L", "LA", "La", "I;16", "I;16B", "I;16L", "I;16N")
 # The most bytes of float32 values a block read from a file holds: wide rows are read fewer at a time.
 BLOCK_BYTES = 256 * 2**20
@@ -579,12 +582,15 @@ class ImagesPart(Part):
     image is read as RGB (transparency dropped). Every file has the first one's size, checked from the
     headers on opening, unless ``shape`` (height, width[, channels 1 or 3]) is given: every image is then
     resized to it (bilinear, antialiased) and, with channels, read as greyscale or RGB. Ids are the paths
-    below ``root``; labels the subfolder of ``root`` each file lies in, when every file lies in one."""
+    below ``root``; labels the subfolder of ``root`` each file lies in, when every file lies in one.
+    Decoded blocks are kept, read-only, up to ``IMAGE_CACHE_BYTES``: decoding, not training, would set the
+    pace of every later pass."""
 
     kind, plain, id_name = "images", True, "file"
 
     def __init__(self, files: list[Path], root: Path, block_rows: int, shape: tuple | None = None):
         self.path, self.where, self._files, self._given_shape = root, str(root), files, shape
+        self._decoded, self._decoded_bytes, self._lock = {}, 0, threading.Lock()
         sizes, modes = [], set()
         for file in files:
             with _image_errors(file), _pillow().open(file) as image:
@@ -636,10 +642,18 @@ class ImagesPart(Part):
         return np.repeat(pixels[..., None], 3, axis=-1) if deep and self._colour else pixels
 
     def block(self, k: int, columns=None) -> np.ndarray:
+        rows = self._decoded.get(k)
+        if rows is not None:
+            return rows
         files = self._files[k * self._step : (k + 1) * self._step]
         rows = np.empty((len(files), len(self.names)), np.float32)
         for row, file in zip(rows, files):
             row[:] = self._pixels(file).reshape(-1)
+        rows.setflags(write=False)
+        with self._lock:
+            if k not in self._decoded and self._decoded_bytes + rows.nbytes <= IMAGE_CACHE_BYTES:
+                self._decoded[k] = rows
+                self._decoded_bytes += rows.nbytes
         return rows
 
     def whole(self) -> np.ndarray:
