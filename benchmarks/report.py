@@ -183,7 +183,9 @@ def imports_section(results) -> list[str]:
 
 def pca_section(results) -> list[str]:
     return ["## PCA", "", "Exact PCA against scikit-learn's default solver, its full SVD and `IncrementalPCA`, in "
-            "memory and streamed: [pca.md](pca.md) (`benchmarks/pca.py`)."]
+            "memory and streamed: [pca.md](pca.md) (`benchmarks/pca.py`).", "",
+            "## Image files", "", "Decoding once and JPEG's reduced-scale decoding, on a folder of photos: "
+            "[images.md](images.md) (`benchmarks/images.py`)."]
 
 
 def floor_section(results) -> list[str]:
