@@ -14,7 +14,7 @@ from aepca.recipes import get_recipe
 
 # MNIST-sized: 57,000 training rows, 446 steps of 128 rows an epoch.
 ROWS = 57_000
-STEP_SECONDS = {(1000, 500, 250): 0.016, (512, 128): 0.005, (64,): 0.001}
+STEP_SECONDS = {(1000, 500, 250): 0.016, (512, 128): 0.005, (64,): 0.001, (256, 128): 0.002}
 
 
 def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0):
@@ -57,6 +57,32 @@ def test_small_data_keeps_fast_and_its_early_stopping():
     fast = get_recipe("fast").settings(1_000, 784, 2)
     settings, record = _plan(120, n_rows=1_000)
     assert settings == fast and "early stopping" in record["chose"]
+
+
+def test_small_data_is_judged_on_a_validation_split_when_the_budget_holds_no_folds():
+    fast = get_recipe("fast").settings(4_000, 784, 2)
+    assert fast["folds"] == 5 and fast["epochs"] == 120  # at most 6,000 steps of 50 an epoch (3,200 rows, batches of 64)
+    # Six networks (5 folds and the final one) of at most 120 epochs: 120 * (5 * 50 + 63) = 37,560 steps at 2 ms.
+    settings, record = _plan(120, n_rows=4_000)  # 0.9 * (120 - 5 - 10) s hold their 75 s
+    assert settings == fast and record["step_s"] == {"[256, 128]": 0.002}
+    settings, record = _plan(60, n_rows=4_000)  # 0.9 * (60 - 5 - 10) s do not
+    assert settings == {**fast, "folds": 0, "validation_fraction": 0.2}
+    assert "a validation split of 20% of the rows instead of 5 folds, whose 37560 steps at most (75 s" in record["chose"]
+    # Folds the user asked for are kept.
+    settings, _ = _plan(60, given={"folds": 5}, n_rows=4_000)
+    assert settings["folds"] == 5
+
+
+def test_a_fit_whose_budget_holds_no_folds_trains_once_judged_on_a_validation_split(monkeypatch, low_rank_data):
+    from aepca import Autoencoder
+
+    x = low_rank_data(n_samples=300, n_features=6, rank=2, seed=0)
+    monkeypatch.setattr(budget, "measure_step", lambda hidden, **_: 1.0)  # a second a step: no folds fit
+    fitted = Autoencoder(2, hidden=(8,), time_budget=600, random_state=0).fit(x)
+    assert fitted.settings_["folds"] == 0 and fitted.settings_["validation_fraction"] == 0.2
+    held_out = int(fitted.history_["selection"]["held_out"].removesuffix(" validation rows"))
+    assert 40 <= held_out <= 80  # a seeded hash holds out about 20% of the 300 rows
+    assert "validation split" in fitted.history_["budget"]["chose"]
 
 
 def test_a_budget_smaller_than_the_run_needs_is_refused():
@@ -117,6 +143,10 @@ def test_refinement_gets_the_steps_its_time_affords_within_bounds():
     # Less time than MIN_REFINE_STEPS steps of 200 rows take: no refinement.
     none = budget.plan_refinement(estimator, rows[:64], n_rows=200, seconds=1e-9)
     assert none["refine_steps"] == estimator.refine_steps == 0 and none["row_step_s"] > 0
+    # No time left at all: no refinement, and no time spent finding out.
+    estimator.set_params(refine_steps=5)
+    spent = budget.plan_refinement(estimator, rows[:64], n_rows=200, seconds=-3.0)
+    assert spent == {"refine_steps": 0, "why": "training left no time for it"} and estimator.refine_steps == 0
 
 
 def test_a_budget_on_small_data_refines_the_codes_of_fasts_network(low_rank_data):

@@ -23,7 +23,7 @@ import numpy as np
 
 from aepca import distributed
 from aepca._files import write_atomic
-from aepca.recipes import LARGE_ROWS
+from aepca.recipes import LARGE_ROWS, VALIDATION_SPLIT
 from aepca.validation import invalid_value
 
 # Candidate networks for large data, largest first: the deep network of Hinton and
@@ -89,6 +89,19 @@ def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, st
     if n_rows < LARGE_ROWS:
         record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
                            f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")
+        folds = settings["folds"]
+        if folds >= 2 and given.get("folds") is None:
+            # fast's folds train folds + 1 networks: when their step caps do not fit, a validation split judges.
+            seconds = step_seconds(tuple(settings["hidden"]))
+            steps = settings["epochs"] * (folds * math.ceil(n_rows * (1 - 1 / folds) / settings["batch_size"])
+                                          + math.ceil(n_rows / settings["batch_size"]))
+            available = budget - elapsed() - after
+            record["step_s"] = {str(list(settings["hidden"])): round(seconds, 6)}
+            if steps * seconds > SAFETY * available:
+                settings = {**settings, "folds": 0, "validation_fraction": VALIDATION_SPLIT}
+                record["chose"] += (f"; judged on a validation split of {VALIDATION_SPLIT:.0%} of the rows instead of "
+                                    f"{folds} folds, whose {steps} steps at most ({steps * seconds:.0f} s at "
+                                    f"{seconds * 1e3:.2f} ms a step) the {available:.0f} s left do not hold")
         return settings, record
     steps_per_epoch = math.ceil(n_rows / settings["batch_size"])
     measured = {}
@@ -152,6 +165,9 @@ def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) 
     ``MIN_REFINE_STEPS``; return the record of why."""
     if not len(sample):
         return {"refine_steps": int(estimator.refine_steps), "why": "no rows to time refinement on"}
+    if seconds <= 0:
+        estimator.set_params(refine_steps=0)
+        return {"refine_steps": 0, "why": "training left no time for it"}
     row_seconds = []
     for steps in PROBE_REFINE_STEPS:
         estimator.set_params(refine_steps=steps)

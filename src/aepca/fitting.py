@@ -131,6 +131,12 @@ class Fit:
         self.settings, self.budget = budget.planned(self.checkpoint_dir, make_plan)
         self.deadline = budget.deadline_after(seconds, started)
         self.run["settings"] = json_settings(self.settings)
+        if self.start_name == "folds" and self.settings["folds"] < 2:
+            # The budget holds no folds: a random start judged on a validation split, as fast's from FOLD_ROWS rows.
+            fraction = self.settings["validation_fraction"]
+            self.start_name = "auto"
+            self.train = self.rows.kept(fraction, self.seed, VALIDATION_SALT)
+            self.monitor = held_in_memory(self.rows.held_out(fraction, self.seed, VALIDATION_SALT))
 
     def start(self) -> Trained:
         """The network the settings' start keeps, its history noting what the pass before training
@@ -164,13 +170,14 @@ class Fit:
         return net, output
 
     def fit_network(self, init: str, train_rows: RowSource, monitor, pca: PCA | None, *, epochs: int | None = None,
-                    tag: str | None = None) -> Trained:
+                    tag: str | None = None, deadline: float | None = None) -> Trained:
         """Build a network started as ``init`` and train it on ``train_rows`` for the settings' epochs
-        (or exactly ``epochs``); ``tag`` names its checkpoint folder (default: ``init``)."""
+        (or exactly ``epochs``); ``tag`` names its checkpoint folder (default: ``init``); ``deadline``
+        (``time.monotonic()``) ends its training sooner than the fit's own."""
         net, output = self.build(pca)
         start = weights_of(net.autoencoder)
         epochs = self._epochs(train_rows.n_rows) if epochs is None else epochs
-        history = self._train(net, train_rows, monitor, init, epochs, tag or init)
+        history = self._train(net, train_rows, monitor, init, epochs, tag or init, deadline or self.deadline)
         self.training_seconds.append(history["seconds"][-1] if history["seconds"] else 0.0)
         for key in ("val_mse", *(("loss", "val_loss", "best_val_loss", "start_val_loss") if self.settings["loss"] == "mse" else ())):
             if key in history:
@@ -188,7 +195,8 @@ class Fit:
                    "epochs_reason": f"0 epochs: {reason}"}
         return Trained(net, history, "pca", output)
 
-    def _train(self, net: AutoencoderNet, train_rows: RowSource, monitor, init: str, epochs: int, tag: str) -> dict:
+    def _train(self, net: AutoencoderNet, train_rows: RowSource, monitor, init: str, epochs: int, tag: str,
+               deadline: float | None) -> dict:
         lanes = self.lanes or self.devices * distributed.process_count()
         callbacks, resume = (), None
         if self.checkpoint_dir is not None:
@@ -205,7 +213,7 @@ class Fit:
             warmup_epochs=float(settings["warmup_epochs"]), loss=settings["loss"], seed=self.seed,
             restore_best=bool(settings["restore_best"]), patience=settings["patience"],
             anneal_epochs=settings.get("anneal_epochs"), devices=int(self.devices),
-            lanes=lanes, deadline=self.deadline,
+            lanes=lanes, deadline=deadline,
         )
         return train(net.autoencoder, train_rows, x_val=monitor, config=config, progress=self.verbose,
                      callbacks=callbacks, resume=resume)
@@ -324,7 +332,9 @@ def start_folds(fit: Fit) -> Trained:
     network_errors, pca_errors, best_epochs, fold_gains = [], [], [], []
     for fold, (train_rows, held_out) in enumerate(fold_views(fit.rows, folds, fit.seed)):
         held_rows = held_out.to_array()  # folds are for few rows
-        trained = fit.fit_network("random", train_rows, held_rows, None, tag=f"fold-{fold}")
+        # Under a time budget each fold, and the final fit on every row, gets an equal share of the time left.
+        share = None if fit.deadline is None else time.monotonic() + (fit.deadline - time.monotonic()) / (folds - fold + 1)
+        trained = fit.fit_network("random", train_rows, held_rows, None, tag=f"fold-{fold}", deadline=share)
         pca = PCA(fit.n_components).fit(train_rows.map(fit.space.from_network))
         pca_losses, network_losses = fit.held_out_losses(pca, trained.net, held_rows)
         network_errors.append(network_losses)

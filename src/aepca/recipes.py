@@ -34,9 +34,11 @@ DEFAULTS = dict(
 
 # From this many training rows on, fast trains the classic network for speed (MNIST).
 LARGE_ROWS = 20_000
-# Below this many rows the keep-or-fallback decision uses K folds of all rows.
+# Below this many rows the keep-or-fallback decision uses K folds of all rows; from it on, a validation
+# split of this share of them.
 FOLD_ROWS = 5_000
 FOLDS = 5
+VALIDATION_SPLIT = 0.2
 # Small-table networks: widths from 4x the columns, within these bounds.
 MIN_WIDTH, MAX_WIDTH = 32, 256
 # Small-table training: at most this many optimizer steps, stopping after
@@ -85,7 +87,7 @@ def _fast(n_rows, n_features, n_components) -> dict:
     batch_size = 32 if n_rows < 2_000 else 64
     # Folds of at least 2 rows: fewer folds on tables of under 2 x FOLDS rows.
     folds = min(FOLDS, max(2, n_rows // 2)) if n_rows < FOLD_ROWS else 0
-    validation = 0.0 if folds else 0.2
+    validation = 0.0 if folds else VALIDATION_SPLIT
     per_epoch = math.ceil(n_rows * (1 - (1 / folds if folds else validation)) / batch_size)
     return dict(
         hidden=(width, width // 2), init="auto", output_bias="mean", batch_size=batch_size, learning_rate=3e-3,
