@@ -171,3 +171,22 @@ def test_compare_refuses_a_small_budget_naming_the_budget_it_was_given(low_rank_
     # The fit gets what reading and splitting left of it; the refusal speaks of the budget given.
     with pytest.raises(budget.BudgetTooSmall, match=r"besides training\. Received: time_budget=0\.5\. "):
         compare(Dataset("table", x[:240], x[240:]), code_dim=2, time_budget=0.5)
+
+
+def test_under_a_budget_each_fold_gets_an_equal_share_of_the_time_left(monkeypatch, low_rank_data):
+    from aepca import Autoencoder, fitting
+
+    x = low_rank_data(n_samples=300, n_features=6, rank=2, seed=0)
+    monkeypatch.setattr(budget, "measure_step", lambda hidden, **_: 1e-6)  # the folds fit
+    calls, fit_network = [], fitting.Fit.fit_network
+
+    def recording(self, *args, deadline=None, **kwargs):
+        calls.append((time.monotonic(), deadline, self.deadline))
+        return fit_network(self, *args, deadline=deadline, **kwargs)
+
+    monkeypatch.setattr(fitting.Fit, "fit_network", recording)
+    Autoencoder(2, hidden=(8,), epochs=2, time_budget=600, random_state=0).fit(x)
+    # 5 folds, then (when kept) the network on every row by the fit's own deadline.
+    assert len(calls) in (5, 6) and all(share is None for _, share, _ in calls[5:])
+    for fold, (now, share, deadline) in enumerate(calls[:5]):
+        assert share == pytest.approx(now + (deadline - now) / (5 - fold + 1), abs=0.5)
