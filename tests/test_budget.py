@@ -190,3 +190,9 @@ def test_under_a_budget_each_fold_gets_an_equal_share_of_the_time_left(monkeypat
     assert len(calls) in (5, 6) and all(share is None for _, share, _ in calls[5:])
     for fold, (now, share, deadline) in enumerate(calls[:5]):
         assert share == pytest.approx(now + (deadline - now) / (5 - fold + 1), abs=0.5)
+
+
+def test_a_table_too_small_for_a_validation_split_keeps_its_folds():
+    # 200 rows: a 20% split would hold 40, below MIN_SPLIT_ROWS; the deadline stops the folds instead.
+    settings, record = _plan(15.5, n_rows=200)
+    assert settings["folds"] == 5 and "validation split" not in record["chose"]

@@ -45,6 +45,9 @@ ANNEAL_EPOCHS = 20
 AFTER_TRAINING_SHARE, FLOOR_SECONDS = 0.08, 10.0
 # The share of the measured speed planned on: validation passes, and steps slower than the probe's.
 SAFETY = 0.9
+# Small data whose folds the budget cannot hold is judged on a validation split when the split holds at
+# least this many rows (the floor of fast's validation rows, docs/recipes.md); fewer, the deadline stops the folds.
+MIN_SPLIT_ROWS = 50
 # Steps timed per candidate (after as many that compile), in chunks of about the length
 # training runs them in (aepca.training: 10 chunks an epoch, 45 steps on MNIST).
 PROBE_STEPS, PROBE_CHUNKS = 100, 2
@@ -90,7 +93,7 @@ def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, st
         record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
                            f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")
         folds = settings["folds"]
-        if folds >= 2 and given.get("folds") is None:
+        if folds >= 2 and given.get("folds") is None and n_rows * VALIDATION_SPLIT >= MIN_SPLIT_ROWS:
             # fast's folds train folds + 1 networks: when their step caps do not fit, a validation split judges.
             seconds = step_seconds(tuple(settings["hidden"]))
             steps = settings["epochs"] * (folds * math.ceil(n_rows * (1 - 1 / folds) / settings["batch_size"])

@@ -92,10 +92,7 @@ class Fit:
         start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
         validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
         started = time.perf_counter()
-        held_out = source.held_out(validation, seed, VALIDATION_SALT) if validation else None
-        if held_out is not None and min(held_out.n_rows, source.n_rows - held_out.n_rows) < 1:
-            raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
-                                f"validation_fraction={validation} with {source.n_rows} rows")
+        held_out = validation_rows(source, validation, seed) if validation else None
         # Validation rows that fit in memory are kept from the one pass; others are read each epoch.
         keep = held_out is not None and fits_in_memory(held_out)
         hold = (lambda rows: held_out_mask(rows, validation, seed, VALIDATION_SALT)) if keep else None
@@ -136,7 +133,7 @@ class Fit:
             fraction = self.settings["validation_fraction"]
             self.start_name = "auto"
             self.train = self.rows.kept(fraction, self.seed, VALIDATION_SALT)
-            self.monitor = held_in_memory(self.rows.held_out(fraction, self.seed, VALIDATION_SALT))
+            self.monitor = held_in_memory(validation_rows(self.rows, fraction, self.seed))
 
     def start(self) -> Trained:
         """The network the settings' start keeps, its history noting what the pass before training
@@ -333,7 +330,8 @@ def start_folds(fit: Fit) -> Trained:
     for fold, (train_rows, held_out) in enumerate(fold_views(fit.rows, folds, fit.seed)):
         held_rows = held_out.to_array()  # folds are for few rows
         # Under a time budget each fold, and the final fit on every row, gets an equal share of the time left.
-        share = None if fit.deadline is None else time.monotonic() + (fit.deadline - time.monotonic()) / (folds - fold + 1)
+        now = time.monotonic()
+        share = None if fit.deadline is None else now + (fit.deadline - now) / (folds - fold + 1)
         trained = fit.fit_network("random", train_rows, held_rows, None, tag=f"fold-{fold}", deadline=share)
         pca = PCA(fit.n_components).fit(train_rows.map(fit.space.from_network))
         pca_losses, network_losses = fit.held_out_losses(pca, trained.net, held_rows)
@@ -392,6 +390,15 @@ def resolve_settings(recipe, given: dict, n_rows: int, n_features: int, n_compon
 def json_settings(settings: dict) -> dict:
     """Settings as JSON values (``hidden`` a list)."""
     return {**settings, "hidden": list(settings["hidden"])}
+
+
+def validation_rows(rows: RowSource, fraction: float, seed: int) -> RowSource:
+    """The validation view of ``rows`` (``fraction`` held out by a seeded hash), leaving rows on each side."""
+    held_out = rows.held_out(fraction, seed, VALIDATION_SALT)
+    if min(held_out.n_rows, rows.n_rows - held_out.n_rows) < 1:
+        raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
+                            f"validation_fraction={fraction} with {rows.n_rows} rows")
+    return held_out
 
 
 def fits_in_memory(rows: RowSource) -> bool:

@@ -473,7 +473,8 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     A ``spec`` applies the categories it carries.
     """
     given_rows = None if block_rows is None else _positive_int(block_rows, "block_rows", BLOCK_ROWS)
-    image_shape = _image_files_shape(image_shape, data) or (spec.image_shape if spec is not None else None)
+    given_shape = _image_shape(image_shape)
+    image_shape = given_shape or (spec.image_shape if spec is not None else None)
     block_rows = given_rows or BLOCK_ROWS
     check_categorical(categorical, max_categories)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
@@ -485,6 +486,8 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
             raise invalid_value(option, f"no {option} beside {beside}", f"{option}={value!r}",
                                 "Pass the column options with the data itself, or the spec alone.")
     if isinstance(data, RowSource):
+        if given_shape is not None:
+            raise _not_images(given_shape, "a RowSource")
         if spec is not None and data.n_features != len(spec.feature_names):
             raise ValueError(f"{data.name} has {data.n_features} features, but the model reads "
                              f"{len(spec.feature_names)}. Pass a row source of the features the model was trained on.")
@@ -494,24 +497,26 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     else:
         part = memory_part(data, block_rows)
         name, kind, parts = part.kind, part.kind, [part]
+    if given_shape is not None and kind != ImagesPart.kind:
+        raise _not_images(given_shape, data if isinstance(data, str | os.PathLike) else kind)
     reader = _reader(name, kind, parts, selection, spec, categorical, max_categories)
     return RowSource(reader, block_rows=given_rows or rows_within(BLOCK_ROWS, len(reader.feature_names)))
 
 
-def _image_files_shape(image_shape, data) -> tuple | None:
-    """``image_shape``, checked: (height, width) or (height, width, 1 or 3), for image files only."""
+def _image_shape(image_shape) -> tuple | None:
+    """``image_shape``, checked: (height, width) or (height, width, 1 or 3)."""
     if image_shape is None:
         return None
     shape = as_image_shape(image_shape)
     if shape is None or len(shape) == 3 and shape[2] not in (1, 3):
         raise invalid_value("image_shape", "(height, width) or (height, width, 1 or 3) of positive integers",
                             f"image_shape={image_shape!r}", "Use e.g. (64, 64) or (64, 64, 3).")
-    if not (isinstance(data, str | os.PathLike) and (image_files(data) is not None
-                                                     or Path(data).suffix.lower() in IMAGE_EXTENSIONS)):
-        raise invalid_value("image_shape", "image files (a folder, a pattern or one image) to read at that shape",
-                            f"image_shape={image_shape!r} for {type(data).__name__ if not isinstance(data, str | os.PathLike) else data}",
-                            "Drop image_shape: other data is read as it is.")
     return shape
+
+
+def _not_images(image_shape: tuple, data) -> ValueError:
+    return invalid_value("image_shape", "image files (a folder, a pattern or one image) to read at that shape",
+                         f"image_shape={image_shape!r} for {data}", "Drop image_shape: other data is read as it is.")
 
 
 def interleaved_source(first: np.ndarray, second: np.ndarray, in_second: np.ndarray, *,
