@@ -17,12 +17,12 @@ ROWS = 57_000
 STEP_SECONDS = {(1000, 500, 250): 0.016, (512, 128): 0.005, (64,): 0.001, (256, 128): 0.002}
 
 
-def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0):
+def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0, n_train=None):
     given = given or {}
     # As the estimator resolves them: the recipe's settings, explicit arguments winning.
     settings = get_recipe("fast").settings(n_rows, 784, 2, **given)
-    return budget.plan(settings, given, n_rows=n_rows, budget=seconds, elapsed=lambda: elapsed,
-                       step_seconds=STEP_SECONDS.__getitem__)
+    return budget.plan(settings, given, n_rows=n_rows, n_train=n_train or n_rows, budget=seconds,
+                       elapsed=lambda: elapsed, step_seconds=STEP_SECONDS.__getitem__)
 
 
 def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
@@ -56,7 +56,46 @@ def test_explicit_arguments_win_over_the_plan():
 def test_small_data_keeps_fast_and_its_early_stopping():
     fast = get_recipe("fast").settings(1_000, 784, 2)
     settings, record = _plan(120, n_rows=1_000)
-    assert settings == fast and "early stopping" in record["chose"]
+    assert settings == fast and "early stopping" in record["chose"] and "in the time it leaves" not in record["chose"]
+
+
+def test_the_rows_trained_on_decide_between_the_rules_before_the_validation_split():
+    # 20,500 training rows take fast's large-data settings; 19,475 left by its 5% split take the same rule.
+    settings, record = _plan(600, n_rows=20_500, n_train=19_475)
+    assert settings["hidden"] == (1000, 500, 250) and "early stopping" not in record["chose"]
+
+
+@pytest.mark.parametrize("n_rows, given, follows", [
+    (10_000, {}, True),  # judged on fast's validation split
+    (4_000, {}, False),  # judged on folds
+    (10_000, {"hidden": (64,)}, False), (10_000, {"epochs": 5}, False),  # the user chose
+    (ROWS, {}, False),  # large data: the rule sizes the network itself
+])
+def test_a_larger_network_follows_fasts_only_on_a_validation_split_the_user_left_to_the_rule(n_rows, given, follows):
+    settings = get_recipe("fast").settings(n_rows, 784, 2, **given)
+    assert budget.larger_follows(settings, given, n_rows) is follows
+    assert budget.trains_to_deadline(settings, given, n_rows) is (follows or n_rows >= ROWS)
+    assert ("in the time it leaves" in _plan(600, given=given, n_rows=n_rows)[1]["chose"]) is follows
+
+
+def test_the_larger_network_trains_in_the_time_fasts_leaves_and_the_lower_on_validation_is_kept(
+        monkeypatch, low_rank_data, tmp_path):
+    from aepca import Autoencoder
+
+    x = low_rank_data(n_samples=5_000, n_features=6, rank=2, seed=0)
+    monkeypatch.setattr(budget, "CANDIDATES", ((24, 12),))
+    monkeypatch.setattr(budget, "measure_step", lambda hidden, **_: 0.05)  # the time left holds dozens of 32-step epochs
+    fitted = Autoencoder(1, patience=2, anneal_epochs=2, time_budget=120, checkpoint_dir=tmp_path,
+                         random_state=0).fit(x)
+    larger = fitted.history_["budget"]["larger"]
+    assert "network [24, 12]" in larger["chose"] and larger["step_s"] == {"[24, 12]": 0.05}
+    losses = larger["held_out_loss"]
+    assert larger["kept"] == min(losses, key=losses.get)
+    kept_hidden = (24, 12) if larger["kept"] == "larger" else get_recipe("fast").settings(5_000, 6, 1)["hidden"]
+    assert fitted.settings_["hidden"] == kept_hidden
+    assert any(tuple(weight.shape) == kept_hidden for weight in fitted.model_.weights)  # the encoder's second kernel
+    # Its plan is kept beside the checkpoints, for a resumed run.
+    assert (tmp_path / budget.LARGER_PLAN_FILE).exists()
 
 
 def test_small_data_is_judged_on_a_validation_split_when_the_budget_holds_no_folds():

@@ -5,9 +5,10 @@ candidate network on this machine (random rows of the data's width: a step's cos
 shapes only), subtracts what the run has spent and what follows training, and takes the
 largest candidate that still gets ``MIN_EPOCHS`` epochs, with epochs filling the rest of the
 budget, stopping early when the validation error stops falling (after annealing from the best
-weights). Small data (below
-``recipes.LARGE_ROWS`` rows) keeps ``fast``'s network and early stopping, which end training
-long before a budget of minutes. Training stops at the deadline whatever the estimate
+weights). Small data (below ``recipes.LARGE_ROWS`` rows) keeps ``fast``'s network and early
+stopping, which end training long before a budget of minutes; where it is judged on a validation
+split, the network the same rule sizes to the time left follows, and the one lower on the
+validation rows is kept (``larger_follows``). Training stops at the deadline whatever the estimate
 (``TrainConfig.deadline``). ``compare`` spends what training leaves on refining the codes it
 encodes (``plan_refinement``).
 """
@@ -51,8 +52,8 @@ MIN_SPLIT_ROWS = 50
 # Steps timed per candidate (after as many that compile), in chunks of about the length
 # training runs them in (aepca.training: 10 chunks an epoch, 45 steps on MNIST).
 PROBE_STEPS, PROBE_CHUNKS = 100, 2
-# compare on large data leaves this share of its budget (after what precedes training), and what
-# training leaves of its own, to code refinement (on small data, whatever training leaves): refined
+# Where training fills the budget (trains_to_deadline), compare leaves this share of it (after what precedes
+# training), and what training leaves of its own, to code refinement (elsewhere, whatever training leaves): refined
 # codes lower the test error most at large k (docs/hinton2006.md: 2.83 -> 2.00 after 100 steps, 1.85
 # after 300 at k=30), training most at small k (docs/recipes.md). At least MIN_REFINE_STEPS steps or
 # none; more than MAX_REFINE_STEPS add little.
@@ -60,8 +61,8 @@ REFINE_SHARE, MIN_REFINE_STEPS, MAX_REFINE_STEPS = 0.35, 20, 300
 # Steps per row of the two refinement probes (each timed after a call that compiles): their
 # difference gives a row-step, the first also what a row costs besides its steps (the encoder, the check).
 PROBE_REFINE_STEPS = (2, 12)
-# The plan kept beside a run's checkpoints.
-PLAN_FILE = "budget-plan.json"
+# The plans kept beside a run's checkpoints: the run's, and that of a larger network following fast's.
+PLAN_FILE, LARGER_PLAN_FILE = "budget-plan.json", "budget-plan-larger.json"
 
 
 class BudgetTooSmall(ValueError):
@@ -78,62 +79,86 @@ class BudgetTooSmall(ValueError):
         return BudgetTooSmall(budget, spent + self.needed / (1 - share))
 
 
-def plan(settings: dict, given: dict, *, n_rows: int, budget: float, elapsed, step_seconds) -> tuple[dict, dict]:
+def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: float, elapsed, step_seconds) -> tuple[dict, dict]:
     """The settings a run of ``budget`` seconds gets, and the record of why.
 
-    ``n_rows`` are the rows trained on; ``settings`` the recipe's for this data; ``given`` the estimator's explicit
-    arguments, which win over the plan. ``elapsed()`` is the run's time so far and
-    ``step_seconds(hidden)`` measures one optimizer step (its time counts as spent).
+    ``n_rows`` are the training rows, ``n_train`` those the network trains on (less its validation rows);
+    ``settings`` the recipe's for this data; ``given`` the estimator's explicit arguments, which win over
+    the plan. ``elapsed()`` is the run's time so far and ``step_seconds(hidden)`` measures one optimizer
+    step (its time counts as spent).
     """
     after = reserved_after_training(budget)
     record = {"budget_s": budget, "reserved_after_training_s": round(after, 2)}
     if budget - elapsed() - after <= 0:
         raise BudgetTooSmall(budget, elapsed() + after)
-    if n_rows < LARGE_ROWS:
-        record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
-                           f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")
-        folds = settings["folds"]
-        if folds >= 2 and given.get("folds") is None and n_rows * VALIDATION_SPLIT >= MIN_SPLIT_ROWS:
-            # fast's folds train folds + 1 networks: when their step caps do not fit, a validation split judges.
-            seconds = step_seconds(tuple(settings["hidden"]))
-            steps = settings["epochs"] * (folds * math.ceil(n_rows * (1 - 1 / folds) / settings["batch_size"])
-                                          + math.ceil(n_rows / settings["batch_size"]))
-            available = budget - elapsed() - after
-            record["step_s"] = {str(list(settings["hidden"])): round(seconds, 6)}
-            if steps * seconds > SAFETY * available:
-                settings = {**settings, "folds": 0, "validation_fraction": VALIDATION_SPLIT}
-                record["chose"] += (f"; judged on a validation split of {VALIDATION_SPLIT:.0%} of the rows instead of "
-                                    f"{folds} folds, whose {steps} steps at most ({steps * seconds:.0f} s at "
-                                    f"{seconds * 1e3:.2f} ms a step) the {available:.0f} s left do not hold")
-        return settings, record
-    steps_per_epoch = math.ceil(n_rows / settings["batch_size"])
+    if n_rows >= LARGE_ROWS:
+        sized, chosen = sized_to_time(settings, given, n_train, lambda: budget - elapsed() - after, step_seconds)
+        return sized, {**record, "spent_before_training_s": round(elapsed(), 2), **chosen}
+    record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
+                       f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")
+    if larger_follows(settings, given, n_rows):
+        record["chose"] += ("; then, in the time it leaves, the network the large-data rule sizes to that time, "
+                            "kept when its validation error is lower")
+    folds = settings["folds"]
+    if folds >= 2 and given.get("folds") is None and n_rows * VALIDATION_SPLIT >= MIN_SPLIT_ROWS:
+        # fast's folds train folds + 1 networks: when their step caps do not fit, a validation split judges.
+        seconds = step_seconds(tuple(settings["hidden"]))
+        steps = settings["epochs"] * (folds * math.ceil(n_rows * (1 - 1 / folds) / settings["batch_size"])
+                                      + math.ceil(n_rows / settings["batch_size"]))
+        available = budget - elapsed() - after
+        record["step_s"] = {str(list(settings["hidden"])): round(seconds, 6)}
+        if steps * seconds > SAFETY * available:
+            settings = {**settings, "folds": 0, "validation_fraction": VALIDATION_SPLIT}
+            record["chose"] += (f"; judged on a validation split of {VALIDATION_SPLIT:.0%} of the rows instead of "
+                                f"{folds} folds, whose {steps} steps at most ({steps * seconds:.0f} s at "
+                                f"{seconds * 1e3:.2f} ms a step) the {available:.0f} s left do not hold")
+    return settings, record
+
+
+def sized_to_time(settings: dict, given: dict, n_train: int, available, step_seconds) -> tuple[dict, dict]:
+    """The large-data rule: the first candidate network (or the given one) that gets ``MIN_EPOCHS`` epochs
+    of ``n_train`` rows in ``SAFETY`` of ``available()`` seconds, with epochs filling them, and the record
+    of why (its measured step times and what it chose)."""
+    steps_per_epoch = math.ceil(n_train / settings["batch_size"])
     measured = {}
     for hidden in (tuple(given["hidden"]),) if given.get("hidden") is not None else CANDIDATES:
         seconds = measured[hidden] = step_seconds(hidden)
-        available = budget - elapsed() - after
-        epochs = int(SAFETY * available / (seconds * steps_per_epoch))
+        left = available()
+        epochs = int(SAFETY * left / (seconds * steps_per_epoch))
         if epochs >= MIN_EPOCHS:
             break
-    fill = (f"{epochs} epochs of {steps_per_epoch} steps at {seconds * 1e3:.2f} ms a step fill the {available:.0f} s left "
+    fill = (f"{epochs} epochs of {steps_per_epoch} steps at {seconds * 1e3:.2f} ms a step fill the {left:.0f} s left "
             "for training" if epochs >= 1 else
-            f"1 epoch, the least a run trains, though the {max(available, 0):.0f} s left for training hold less")
-    epochs = max(1, epochs)
-    sized = {"hidden": hidden, "epochs": epochs, "min_steps": None, "patience": PATIENCE_EPOCHS, "anneal_epochs": ANNEAL_EPOCHS,
-             "learning_rate": LEARNING_RATES.get(hidden, settings["learning_rate"])}
+            f"1 epoch, the least a run trains, though the {max(left, 0):.0f} s left for training hold less")
+    sized = {"hidden": hidden, "epochs": max(1, epochs), "min_steps": None, "patience": PATIENCE_EPOCHS,
+             "anneal_epochs": ANNEAL_EPOCHS, "learning_rate": LEARNING_RATES.get(hidden, settings["learning_rate"])}
     chosen = {key: value for key, value in sized.items() if given.get(key) is None}
-    record.update(spent_before_training_s=round(elapsed(), 2), step_s={str(list(h)): round(s, 6) for h, s in measured.items()},
-                  chose=f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {fill}")
-    return {**settings, **chosen}, record
+    return {**settings, **chosen}, {
+        "step_s": {str(list(h)): round(s, 6) for h, s in measured.items()},
+        "chose": f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {fill}"}
+
+
+def larger_follows(settings: dict, given: dict, n_rows: int) -> bool:
+    """Whether, under a budget, a larger network may follow fast's small one: on fewer than ``LARGE_ROWS``
+    training rows judged on a validation split, unless the network or its epochs were given."""
+    return (n_rows < LARGE_ROWS and settings["init"] == "auto" and settings["folds"] < 2
+            and settings["validation_fraction"] > 0 and given.get("hidden") is None and given.get("epochs") is None)
+
+
+def trains_to_deadline(settings: dict, given: dict, n_rows: int) -> bool:
+    """Whether training under a budget fills it (large data, or a larger network following fast's)
+    rather than ending where early stopping ends it."""
+    return n_rows >= LARGE_ROWS or larger_follows(settings, given, n_rows)
 
 
 def reserved_after_training(budget: float) -> float:
     return max(FLOOR_SECONDS, AFTER_TRAINING_SHARE * budget)
 
 
-def planned(checkpoint_dir, make_plan) -> tuple[dict, dict]:
-    """``make_plan()``, or the plan an interrupted run made in ``checkpoint_dir``, so that its
-    resumed training has the settings its checkpoints were made with."""
-    path = None if checkpoint_dir is None else Path(checkpoint_dir) / PLAN_FILE
+def planned(checkpoint_dir, make_plan, name: str = PLAN_FILE) -> tuple[dict, dict]:
+    """``make_plan()``, or the plan an interrupted run made in ``checkpoint_dir`` (file ``name``), so
+    that its resumed training has the settings its checkpoints were made with."""
+    path = None if checkpoint_dir is None else Path(checkpoint_dir) / name
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
         return {**saved["settings"], "hidden": tuple(saved["settings"]["hidden"])}, saved["record"]

@@ -284,7 +284,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             select_by=self.select_by,
         )
         if self.time_budget is not None:
-            fit.plan_budget(float(self.time_budget), given, started)
+            fit.plan_budget(float(self.time_budget), given, started, self.recipe)
         trained = fit.start()
         # All at once, so that an exception or Ctrl-C above leaves a fitted estimator as it was.
         fitted = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from aepca.neighbours import DEFAULT_K, code_recall_misses, query_positions, tak
 from aepca.models import AutoencoderNet, build_autoencoder, check_activation, predict, weights_of
 from aepca.pca import PCA
 from aepca.preprocessing import ColumnSummary, ErrorSpace, network_scaling
-from aepca.recipes import get_recipe
+from aepca.recipes import LARGE_ROWS, get_recipe
 from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
 from aepca.statistics import MAX_HELD_BYTES, scan
 from aepca.training import TrainConfig, best_epoch, steps_per_epoch, train
@@ -79,6 +79,7 @@ class Fit:
     select_by: str = "mse"
     deadline: float | None = None
     budget: dict | None = None
+    larger: tuple[dict, dict] | None = None
     statistics_seconds: float = 0.0
     training_seconds: list = field(default_factory=list)
 
@@ -112,19 +113,21 @@ class Fit:
                    pca=pca, run={"params": params, "settings": json_settings(settings), "seed": seed}, start_name=start,
                    statistics_seconds=seconds, **options)
 
-    def plan_budget(self, seconds: float, given: dict, started: float) -> None:
+    def plan_budget(self, seconds: float, given: dict, started: float, recipe=None) -> None:
         """Size the network and epochs to a time budget of ``seconds`` counted from ``started``
         (``time.monotonic()``; see :mod:`aepca.budget`) and set the deadline; ``given`` are the
-        settings the user set, which the plan keeps."""
+        settings the user set, which the plan keeps. ``recipe``'s settings for large data are those
+        of the larger network that may follow fast's on smaller data (``larger_network``)."""
 
         def make_plan():
-            measure = partial(budget.measure_step, n_features=self.rows.n_features, n_components=self.n_components,
-                              settings=self.settings)
             # Every process plans on the same numbers (their mean), so all choose the same settings.
-            return budget.plan(self.settings, given, n_rows=self.train.n_rows, budget=seconds,
+            return budget.plan(self.settings, given, n_rows=self.rows.n_rows, n_train=self.train.n_rows, budget=seconds,
                                elapsed=lambda: distributed.mean_of(time.monotonic() - started),
-                               step_seconds=lambda hidden: distributed.mean_of(measure(hidden)))
+                               step_seconds=self._step_seconds(self.settings))
 
+        if recipe is not None and budget.larger_follows(self.settings, given, self.rows.n_rows):
+            large = resolve_settings(recipe, given, LARGE_ROWS, self.rows.n_features, self.n_components)
+            self.larger = ({**large, "validation_fraction": self.settings["validation_fraction"]}, given)
         self.settings, self.budget = budget.planned(self.checkpoint_dir, make_plan)
         self.deadline = budget.deadline_after(seconds, started)
         self.run["settings"] = json_settings(self.settings)
@@ -134,6 +137,43 @@ class Fit:
             self.start_name = "auto"
             self.train = self.rows.kept(fraction, self.seed, VALIDATION_SALT)
             self.monitor = held_in_memory(validation_rows(self.rows, fraction, self.seed))
+
+    def _step_seconds(self, settings: dict):
+        """Seconds per optimizer step of a network of given widths trained with ``settings``, the
+        processes' mean (:func:`aepca.budget.measure_step`)."""
+        measure = partial(budget.measure_step, n_features=self.rows.n_features, n_components=self.n_components,
+                          settings=settings)
+        return lambda hidden: distributed.mean_of(measure(hidden))
+
+    def larger_network(self, first: Trained, judge) -> Trained:
+        """Under a budget, after fast's network ``first``: the network the large-data rule sizes to the
+        time left, trained on the same rows from the same seed; the one of lower loss on ``judge``
+        is kept, and the budget's record says which (docs/recipes.md)."""
+        large, given = self.larger
+
+        def left() -> float:
+            return distributed.mean_of(self.deadline - time.monotonic())
+
+        # Less than the reserve after training is too little to time the candidates in.
+        if "stopped_at_deadline" in first.history or left() < budget.FLOOR_SECONDS:
+            self.budget["larger"] = {"why": "fast's network left no time for another"}
+            return first
+        settings, record = budget.planned(
+            self.checkpoint_dir, lambda: budget.sized_to_time(large, given, self.train.n_rows, left, self._step_seconds(large)),
+            budget.LARGER_PLAN_FILE)
+        if settings["epochs"] < budget.MIN_EPOCHS:
+            self.budget["larger"] = {**record, "why": f"no candidate gets {budget.MIN_EPOCHS} epochs in the time left"}
+            return first
+        larger = replace(self, settings=settings, run={**self.run, "settings": json_settings(settings)})
+        second = larger.fit_network("random", self.train, self.monitor, None, tag="larger")
+        losses = {name: float(np.mean(self.held_out_losses(self.pca, trained.net, judge)[1]))
+                  for name, trained in (("fast", first), ("larger", second))}
+        kept = "larger" if losses["larger"] < losses["fast"] else "fast"
+        self.budget["larger"] = {**record, "held_out_loss": losses, "kept": kept}
+        if kept == "fast":
+            return first
+        self.settings, self.run = larger.settings, larger.run
+        return second
 
     def start(self) -> Trained:
         """The network the settings' start keeps, its history noting what the pass before training
@@ -310,6 +350,8 @@ def start_auto(fit: Fit) -> Trained:
     training rows); otherwise a PCA start, which training can only improve on."""
     trained = fit.fit_network("random", fit.train, fit.monitor, None)
     judge = fit.train if fit.monitor is None else fit.monitor
+    if fit.larger is not None:
+        trained = fit.larger_network(trained, judge)
     selection = fit.judged(*fit.held_out_losses(fit.pca, trained.net, judge), CLEAR_IMPROVEMENT_Z)
     selection["held_out"] = "training rows" if fit.monitor is None else f"{_n_rows(judge)} validation rows"
     if not selection["kept_network"]:

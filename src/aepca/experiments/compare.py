@@ -20,7 +20,7 @@ import numpy as np
 
 from aepca import distributed
 from aepca import neighbours as neighbour_search
-from aepca.budget import REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training
+from aepca.budget import REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training, trains_to_deadline
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
@@ -29,7 +29,7 @@ from aepca.experiments.diagnostics import SAMPLE_ROWS as DIAGNOSED_ROWS, check_c
 from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import Scaler, shares_one_unit
-from aepca.recipes import LARGE_ROWS, Recipe, get_recipe
+from aepca.recipes import SETTINGS, Recipe, get_recipe
 from aepca.selection import BOOTSTRAP_ROWS, PairedErrors
 from aepca.validation import invalid_value, plural
 
@@ -160,8 +160,9 @@ def compare(
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
     and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells.
     ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter); a
-    ``time_budget`` (seconds) counts from this call, and what training leaves of it (on large data
-    at least ``budget.REFINE_SHARE``) goes to refining the codes compare encodes (:mod:`aepca.budget`).
+    ``time_budget`` (seconds) counts from this call, and what training leaves of it (at least
+    ``budget.REFINE_SHARE`` where training fills it) goes to refining the codes compare encodes
+    (:mod:`aepca.budget`).
     """
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
@@ -185,11 +186,12 @@ def compare(
     neighbour_search.check_neighbour_settings(neighbours, neighbour_queries, metric)
     given = {key: value for key, value in {"epochs": epochs, **overrides}.items() if value is not None}
     whole_budget = given.get("time_budget")
-    # What a budget leaves after training goes to refining the codes compare encodes (aepca.budget): on
-    # large data training gets part of it, on small data early stopping ends training long before.
+    # What a budget leaves after training goes to refining the codes compare encodes (aepca.budget): where
+    # training would fill the budget it gets part of it, elsewhere early stopping ends training long before.
     refining = whole_budget is not None and "refine_steps" not in given
     if whole_budget is not None:  # counted from this call: reading and splitting took part of it
-        share = REFINE_SHARE if refining and train.n_rows >= LARGE_ROWS else 0.0
+        settings = recipe.settings(train.n_rows, train.n_features, code_dim, **{key: given.get(key) for key in SETTINGS})
+        share = REFINE_SHARE if refining and trains_to_deadline(settings, given, train.n_rows) else 0.0
         spent = time.monotonic() - called
         given["time_budget"] = max(whole_budget - spent, 1e-3) * (1 - share)
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
@@ -606,7 +608,7 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
         else:
             refined = (f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
                        f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
-        notes.append(f"Time budget {budget['budget_s']:.0f} s for training: {budget['chose']}; "
+        notes.append(f"Time budget {budget['budget_s']:.0f} s for training: {budget['chose']}{larger_note(budget)}; "
                      f"{metrics['autoencoder']['epochs_reason']}{refined}.")
     if "neighbours" in metrics["autoencoder"]:
         notes.append(neighbour_search.recall_note(metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"],
@@ -619,6 +621,19 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
             f"is {100 * gap:+.2f}% from PCA's (tolerance {100 * LINEAR_TOLERANCE:.0f}%)."
         )
     return notes
+
+
+def larger_note(budget: dict) -> str:
+    """What came of the larger network a budget trains after fast's on smaller data (aepca.budget), or ''."""
+    larger = budget.get("larger")
+    if larger is None:
+        return ""
+    if "kept" not in larger:
+        return f"; no larger network: {larger['why']}"
+    loss = larger["held_out_loss"]
+    kept = "the larger network" if larger["kept"] == "larger" else "fast's network"
+    return (f"; then {larger['chose']}; kept {kept} (validation loss {loss['larger']:.4g} against fast's "
+            f"{loss['fast']:.4g})")
 
 
 def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = True) -> dict:
