@@ -4,6 +4,7 @@ deadline that ends training, the plan kept for a resumed run, the command's dura
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -186,6 +187,27 @@ def test_refinement_gets_the_steps_its_time_affords_within_bounds():
     estimator.set_params(refine_steps=5)
     spent = budget.plan_refinement(estimator, rows[:64], n_rows=200, seconds=-3.0)
     assert spent == {"refine_steps": 0, "why": "training left no time for it"} and estimator.refine_steps == 0
+
+
+def test_a_refinement_step_is_timed_by_the_median_of_repeated_probes(monkeypatch):
+    clock = [0.0]
+    # Seconds each transform call takes: a compiling call, then the timed ones; 2 steps once slow by chance.
+    durations = iter([9.0, 0.2, 0.1, 0.1, 9.0, 0.6, 0.6, 0.6])
+
+    class Estimator:
+        refine_steps = 0
+
+        def set_params(self, refine_steps):
+            self.refine_steps = refine_steps
+
+        def transform(self, rows):
+            clock[0] += next(durations)
+
+    monkeypatch.setattr(budget, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    assert budget.PROBE_REFINE_STEPS == (2, 12) and budget.PROBE_REFINE_REPEATS == 3
+    record = budget.plan_refinement(Estimator(), np.zeros((100, 3)), n_rows=1_000, seconds=600.0)
+    # (0.6 - 0.1) s over 10 more steps of 100 rows; the first timing alone would say (0.6 - 0.2) s.
+    assert record["row_step_s"] == pytest.approx(0.5 / 10 / 100)
 
 
 def test_a_budget_on_small_data_refines_the_codes_of_fasts_network(low_rank_data):

@@ -61,6 +61,9 @@ REFINE_SHARE, MIN_REFINE_STEPS, MAX_REFINE_STEPS = 0.35, 20, 300
 # Steps per row of the two refinement probes (each timed after a call that compiles): their
 # difference gives a row-step, the first also what a row costs besides its steps (the encoder, the check).
 PROBE_REFINE_STEPS = (2, 12)
+# Each timed this many times, the median taken: one timing alone once put a row-step at half its cost
+# (7.2 against 14-18 us, docs/recipes.md), and the run ended 7% past its budget.
+PROBE_REFINE_REPEATS = 3
 # The plans kept beside a run's checkpoints: the run's, and that of a larger network following fast's.
 PLAN_FILE, LARGER_PLAN_FILE = "budget-plan.json", "budget-plan-larger.json"
 
@@ -200,9 +203,12 @@ def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) 
     for steps in PROBE_REFINE_STEPS:
         estimator.set_params(refine_steps=steps)
         estimator.transform(sample)  # compiles
-        started = time.monotonic()
-        estimator.transform(sample)
-        row_seconds.append(distributed.mean_of(time.monotonic() - started) / len(sample))
+        timed = []
+        for _ in range(PROBE_REFINE_REPEATS):
+            started = time.monotonic()
+            estimator.transform(sample)
+            timed.append(time.monotonic() - started)
+        row_seconds.append(distributed.mean_of(float(np.median(timed))) / len(sample))
     (few, many), (few_seconds, many_seconds) = PROBE_REFINE_STEPS, row_seconds
     # Timings too close to tell apart (tiny networks): every second counted as a step's.
     row_step = (many_seconds - few_seconds) / (many - few) if many_seconds > few_seconds else many_seconds / many
