@@ -62,8 +62,9 @@ REFINE_SHARE, MIN_REFINE_STEPS, MAX_REFINE_STEPS = 0.35, 20, 300
 # difference gives a row-step, the first also what a row costs besides its steps (the encoder, the check).
 PROBE_REFINE_STEPS = (2, 12)
 # Each timed this many times, the median taken: one timing alone once put a row-step at half its cost
-# (7.2 against 14-18 us, docs/recipes.md), and the run ended 7% past its budget.
-PROBE_REFINE_REPEATS = 3
+# (7.2 against 14-18 us, docs/recipes.md), and the run ended 7% past its budget. On this many rows: the
+# probes' time is taken from refinement's, and 8,192 rows (a network call's) took 9 s of it on MNIST.
+PROBE_REFINE_REPEATS, PROBE_REFINE_ROWS = 3, 2048
 # The plans kept beside a run's checkpoints: the run's, and that of a larger network following fast's.
 PLAN_FILE, LARGER_PLAN_FILE = "budget-plan.json", "budget-plan-larger.json"
 
@@ -191,15 +192,15 @@ def measure_step(hidden: tuple, *, n_features: int, n_components: int, settings:
 
 
 def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) -> dict:
-    """Set ``estimator.refine_steps`` to what encoding ``n_rows`` rows can afford in ``seconds``,
-    timed on ``sample`` (rows as the estimator takes them), when that is at least
-    ``MIN_REFINE_STEPS``; return the record of why."""
+    """Set ``estimator.refine_steps`` to what encoding ``n_rows`` rows can afford in ``seconds``
+    (less the timing itself), timed on ``sample`` (rows as the estimator takes them), when that is at
+    least ``MIN_REFINE_STEPS``; return the record of why."""
     if not len(sample):
         return {"refine_steps": int(estimator.refine_steps), "why": "no rows to time refinement on"}
     if seconds <= 0:
         estimator.set_params(refine_steps=0)
         return {"refine_steps": 0, "why": "training left no time for it"}
-    row_seconds = []
+    probing, row_seconds = time.monotonic(), []
     for steps in PROBE_REFINE_STEPS:
         estimator.set_params(refine_steps=steps)
         estimator.transform(sample)  # compiles
@@ -209,6 +210,7 @@ def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) 
             estimator.transform(sample)
             timed.append(time.monotonic() - started)
         row_seconds.append(distributed.mean_of(float(np.median(timed))) / len(sample))
+    seconds -= distributed.mean_of(time.monotonic() - probing)
     (few, many), (few_seconds, many_seconds) = PROBE_REFINE_STEPS, row_seconds
     # Timings too close to tell apart (tiny networks): every second counted as a step's.
     row_step = (many_seconds - few_seconds) / (many - few) if many_seconds > few_seconds else many_seconds / many

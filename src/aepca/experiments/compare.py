@@ -20,7 +20,8 @@ import numpy as np
 
 from aepca import distributed
 from aepca import neighbours as neighbour_search
-from aepca.budget import REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training, trains_to_deadline
+from aepca.budget import (PROBE_REFINE_ROWS, REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training,
+                          trains_to_deadline)
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
@@ -208,7 +209,7 @@ def compare(
         # figures show and the training rows the diagnoses reconstruct.
         encoded = (train.n_rows + test.n_rows + min(test.n_rows, neighbour_queries) * bool(neighbours)
                    + len(shown.x_test) + min(len(shown.x_train), DIAGNOSED_ROWS))
-        sample = test.read(0)[:PREDICT_BATCH]  # at most one network call's rows, as compare encodes them
+        sample = test.read(0)[:PROBE_REFINE_ROWS]
         estimator.history_["budget"]["refine"] = plan_refinement(
             estimator, sample, encoded,
             whole_budget - (time.monotonic() - called) - reserved_after_training(whole_budget))
