@@ -86,7 +86,7 @@ def test_the_larger_network_trains_in_the_time_fasts_leaves_and_the_lower_on_val
     x = low_rank_data(n_samples=5_000, n_features=6, rank=2, seed=0)
     monkeypatch.setattr(budget, "CANDIDATES", ((24, 12),))
     monkeypatch.setattr(budget, "measure_step", lambda hidden, **_: 0.05)  # the time left holds dozens of 32-step epochs
-    fitted = Autoencoder(1, patience=2, anneal_epochs=2, time_budget=120, checkpoint_dir=tmp_path,
+    fitted = Autoencoder(1, patience=1, anneal_epochs=1, time_budget=120, checkpoint_dir=tmp_path,
                          random_state=0).fit(x)
     larger = fitted.history_["budget"]["larger"]
     assert "network [24, 12]" in larger["chose"] and larger["step_s"] == {"[24, 12]": 0.05}
