@@ -189,10 +189,10 @@ def test_refinement_gets_the_steps_its_time_affords_within_bounds():
     assert spent == {"refine_steps": 0, "why": "training left no time for it"} and estimator.refine_steps == 0
 
 
-def test_a_refinement_step_is_timed_by_the_median_of_repeated_probes(monkeypatch):
-    clock = [0.0]
-    # Seconds each transform call takes: a compiling call, then the timed ones; 2 steps once slow by chance.
-    durations = iter([9.0, 0.2, 0.1, 0.1, 9.0, 0.6, 0.6, 0.6])
+def _probed(monkeypatch, seconds):
+    """plan_refinement's record for 100 sampled rows of 1,000 encoded, on a clock that each transform
+    call moves on: a compiling call, then the timed ones, for 2 steps (once slow by chance), then for 12."""
+    clock, durations = [0.0], iter([9.0, 0.2, 0.1, 0.1, 9.0, 0.6, 0.6, 0.6])
 
     class Estimator:
         refine_steps = 0
@@ -205,9 +205,19 @@ def test_a_refinement_step_is_timed_by_the_median_of_repeated_probes(monkeypatch
 
     monkeypatch.setattr(budget, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     assert budget.PROBE_REFINE_STEPS == (2, 12) and budget.PROBE_REFINE_REPEATS == 3
-    record = budget.plan_refinement(Estimator(), np.zeros((100, 3)), n_rows=1_000, seconds=600.0)
+    return budget.plan_refinement(Estimator(), np.zeros((100, 3)), n_rows=1_000, seconds=seconds)
+
+
+def test_a_refinement_step_is_timed_by_the_median_of_repeated_probes(monkeypatch):
     # (0.6 - 0.1) s over 10 more steps of 100 rows; the first timing alone would say (0.6 - 0.2) s.
-    assert record["row_step_s"] == pytest.approx(0.5 / 10 / 100)
+    assert _probed(monkeypatch, 600.0)["row_step_s"] == pytest.approx(0.5 / 10 / 100)
+
+
+def test_the_probes_time_comes_out_of_refinements(monkeypatch):
+    # 20.2 s of probing leave 9.8 of 30 s: 0.9 * 9.8 s / 1,000 rows = 8.8 ms a row, 17 steps of 0.5 ms (a row
+    # costs nothing besides: 1 ms less 2 steps), fewer than MIN_REFINE_STEPS; the whole 30 s would afford 54.
+    record = _probed(monkeypatch, 30.0)
+    assert record["seconds"] == pytest.approx(9.8) and record["refine_steps"] == 0
 
 
 def test_a_budget_on_small_data_refines_the_codes_of_fasts_network(low_rank_data):
