@@ -296,8 +296,8 @@ def check_stream_arguments(args) -> None:
     if is_streamed(args):
         from aepca.data.sources import image_files
 
-        # Image files are read at the shape --image-shape gives.
-        shaped = () if image_files(args.path) is not None else ("image_shape",)
+        # Image files are read at the shape --image-shape gives (the folder is walked for them only then).
+        shaped = () if args.image_shape is None or image_files(args.path) is not None else ("image_shape",)
         for option in ("impute", "drop_constant", *shaped, "categorical"):
             if getattr(args, option) not in (None, False, "refuse"):
                 raise UsageError(f"--{option.replace('_', '-')} applies to data read into memory, not to streamed files; "
