@@ -167,6 +167,7 @@ def compare(
     """
     from aepca.backend import backend_name
     from aepca.estimator import Autoencoder
+    from aepca.fitting import resolve_settings
 
     called = time.monotonic()
     # A time budget sizes fast's network: it replaces the classic recipe MNIST reproduces by default.
@@ -191,7 +192,7 @@ def compare(
     # training would fill the budget it gets part of it, elsewhere early stopping ends training long before.
     refining = whole_budget is not None and "refine_steps" not in given
     if whole_budget is not None:  # counted from this call: reading and splitting took part of it
-        settings = recipe.settings(train.n_rows, train.n_features, code_dim, **{key: given.get(key) for key in SETTINGS})
+        settings = resolve_settings(recipe, {key: given.get(key) for key in SETTINGS}, train.n_rows, train.n_features, code_dim)
         share = REFINE_SHARE if refining and trains_to_deadline(settings, given, train.n_rows) else 0.0
         spent = time.monotonic() - called
         given["time_budget"] = max(whole_budget - spent, 1e-3) * (1 - share)
