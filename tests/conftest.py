@@ -32,6 +32,16 @@ def pytest_configure(config):
         os.environ.setdefault("XLA_FLAGS", FAST_COMPILE)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keras_without_its_tensorflow_probe():
+    """Each worker's first model save would import TensorFlow to recognise its types (4 s): skipped, as
+    the command skips it (persistence.skip_tensorflow_probe). Saving with the probe, and Keras layers
+    that need TensorFlow, are tested in fresh interpreters (test_library_behaviour)."""
+    from aepca.persistence import skip_tensorflow_probe
+
+    skip_tensorflow_probe()
+
+
 def xla_flags(devices: int = 1) -> str:
     """The XLA_FLAGS of a child process with ``devices`` CPU devices, compiling as this one does."""
     flags = [flag for flag in os.environ.get("XLA_FLAGS", "").split()

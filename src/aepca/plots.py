@@ -54,11 +54,11 @@ _BULK_PAD = 0.05
 # --------------------------------------------------------------------------- helpers
 
 
-def _new_figure(width, height):
+def _new_figure(width, height, layout="constrained"):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -503,7 +503,17 @@ def _profile_grid(rows, n, feature_names, n_features):
         )
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
-    fig = _new_figure(2.6 * ncols + 0.6, 2.3 * nrows + 1.0)
+    named = feature_names is not None and n_features <= 12
+    # Margins in inches, set by hand: constrained layout, which measures every panel to fit them,
+    # took half of this figure's time (1.1-1.3 s against 0.6 s for ten panels). Names, at 60 degrees
+    # and 7 points, take about 0.05 inch a character below each panel that shows them.
+    names_room = 0.1 + 0.05 * max(len(str(name)) for name in feature_names) if named else 0.0
+    panel, gap = 1.9, 0.55 + names_room
+    left, right, top, bottom = 0.75, 0.15, 0.7, 0.9 + names_room
+    width, height = 2.6 * ncols + 0.6, top + nrows * panel + (nrows - 1) * gap + bottom
+    fig = _new_figure(width, height, layout=None)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=0.25, hspace=gap / panel)
     axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False, sharex=True))
     x = np.arange(1, n_features + 1)
     marker = "o" if n_features <= _MAX_MARKED_POINTS else None
@@ -518,15 +528,17 @@ def _profile_grid(rows, n, feature_names, n_features):
         ax.set_title(f"sample {i + 1}", fontsize=9)
         ax.grid(True, color="#e5e5e5", linewidth=0.6)
         ax.tick_params(labelsize=8)
+        # Short tick labels (a power of ten above the axis beyond 1e4), to fit the margins.
+        ax.ticklabel_format(axis="y", scilimits=(-3, 4))
         if i % ncols == 0:
             ax.set_ylabel("feature value", fontsize=9)
         if i // ncols == nrows - 1 or i + ncols >= n:
             ax.set_xlabel("feature", fontsize=9)
             ax.xaxis.set_tick_params(labelbottom=True)
-            if feature_names is not None and n_features <= 12:
+            if named:
                 ax.set_xticks(x, labels=[str(f) for f in feature_names], rotation=60,
                               ha="right", fontsize=7)
-    if feature_names is None or n_features > 12:
+    if not named:
         from matplotlib.ticker import MaxNLocator
 
         axes.flat[0].xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
@@ -535,7 +547,7 @@ def _profile_grid(rows, n, feature_names, n_features):
                markersize=4, label=label.replace("\n", ", "))
         for (label, _, color), (linestyle, width) in zip(rows, styles)
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncols=3, frameon=False)
     fig.suptitle(f"Reconstructions of {n} samples: feature profiles")
     return fig
 

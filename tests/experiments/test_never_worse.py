@@ -74,8 +74,9 @@ def test_wine_small_network():
 
 
 def test_wine_in_its_own_units():
-    # The guarantee holds in whichever space errors are measured.
-    assert_never_worse(sklearn_table("wine"), [2], scale="none", **QUICK)
+    # The guarantee holds in whichever space errors are measured. In wine's own units the loss
+    # falls slowly for thousands of epochs; 100 are enough for the keep rule to judge.
+    assert_never_worse(sklearn_table("wine"), [2], scale="none", epochs=100, **QUICK)
 
 
 @pytest.mark.slow
