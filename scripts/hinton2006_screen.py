@@ -2,7 +2,7 @@
 
 A standalone plain-JAX loop (not aepca's), so that ideas aepca does not implement (input
 augmentation by small random affine warps, decoupled weight decay, weight averaging) can be
-screened in a few minutes before anything is built. It mirrors aepca's best recipe:
+screened in a few minutes before anything is built; ``drop`` is dropout on the decoder's hidden units. It mirrors aepca's best recipe:
 784-1000-500-250-30, ELU, linear code, logistic output, cross-entropy, Adam with a
 1-epoch warm-up and cosine decay, batch 128, Glorot-uniform weights, 55,000 training /
 5,000 validation images. After every epoch it prints the summed squared error per image
@@ -10,7 +10,7 @@ on validation and test, for the weights and for their running average; ``refine=
 then measures code refinement (N Adam steps on each test code through the decoder).
 
     .venv/bin/python scripts/hinton2006_screen.py NAME [epochs=20] [lr=1e-3] [wd=0]
-        [aug=0] [noise=0] [ema=0.999] [refine=0] [save=FILE.npz]
+        [aug=0] [noise=0] [drop=0] [ema=0.999] [refine=0] [refine_lr=0.01] [save=FILE.npz]
 
 The log goes to stdout and to NAME.json in the working directory. Results: docs/hinton2006.md.
 """
@@ -21,9 +21,10 @@ import jax.numpy as jnp
 from aepca.data.mnist import load_mnist
 
 def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise=0.0, batch=128,
-         ema=0.999, loss="ce", seed=0, full=0, refine=0, save=""):
+         ema=0.999, loss="ce", seed=0, full=0, refine=0, refine_lr=1e-2, drop=0.0, save=""):
     epochs, batch, seed, full = int(epochs), int(batch), int(seed), int(full)
     lr, wd, aug, noise, ema = float(lr), float(wd), float(aug), float(noise), float(ema)
+    refine_lr, drop = float(refine_lr), float(drop)
     hidden = [int(h) for h in hidden.split(",")]
     m = load_mnist()
     rng = np.random.default_rng(0)
@@ -43,7 +44,7 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
         params.append((jax.random.uniform(k, (a, b), minval=-lim, maxval=lim), jnp.zeros(b)))
     code_layer = len(hidden)
 
-    def forward(p, x):
+    def forward(p, x, key=None):
         h = x
         for i, (w, b) in enumerate(p):
             h = h @ w + b
@@ -51,9 +52,12 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
                 return h  # logits
             if i != code_layer:
                 h = jax.nn.elu(h)
+            if key is not None and i > code_layer:  # dropout on the decoder's hidden units, training only
+                key, k = jax.random.split(key)
+                h = h * jax.random.bernoulli(k, 1 - drop, h.shape) / (1 - drop)
 
-    def lossf(p, x, t):
-        z = forward(p, x)
+    def lossf(p, x, t, key=None):
+        z = forward(p, x, key)
         if loss == "ce":
             l = jnp.maximum(z, 0) - z * t + jnp.log1p(jnp.exp(-jnp.abs(z)))
         else:
@@ -96,7 +100,7 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
         inp = xb
         if noise:
             inp = xb * jax.random.bernoulli(kn, 1 - noise, xb.shape)
-        l, g = grad(p, inp, xb)
+        l, g = grad(p, inp, xb, jax.random.fold_in(kn, 1) if drop else None)
         s = s + 1
         a = lr_at(s)
         m1 = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, m1, g)
@@ -121,7 +125,7 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     carry = (params, zeros, zeros, params, jnp.zeros((), jnp.int32), jax.random.PRNGKey(seed + 1))
-    log = dict(name=name, args=dict(epochs=epochs, hidden=hidden, lr=lr, wd=wd, aug=aug, noise=noise,
+    log = dict(name=name, args=dict(epochs=epochs, hidden=hidden, lr=lr, wd=wd, aug=aug, noise=noise, drop=drop,
                batch=batch, ema=ema, loss=loss, full=full), epochs=[])
     t0 = time.perf_counter()
     for ep in range(epochs):
@@ -139,7 +143,7 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
     if save:
         np.savez(save, *[np.asarray(a) for wb in p for a in wb])
     if int(refine):
-        log["refined"] = refine_codes(p, code_layer, forward, xte, int(refine), loss)
+        log["refined"] = refine_codes(p, code_layer, forward, xte, int(refine), loss, refine_lr)
     
     with open(f"{name}.json", "w") as fh:
         json.dump(log, fh)
