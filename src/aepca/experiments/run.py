@@ -213,6 +213,15 @@ def _recover(out: Path) -> None:
         remove_leftovers(root)
 
 
+def recover(out) -> None:
+    """:func:`_recover` under ``out``'s lock (:class:`FolderInUse` while a run is in it)."""
+    lock = _FolderLock(out).acquire(None)
+    try:
+        _recover(Path(out))
+    finally:
+        lock.release()
+
+
 # The run -------------------------------------------------------------------------------------
 def _results_in(out: Path) -> list[str]:
     return [name for name in RESULT_FILES if (out / name).exists()]
