@@ -21,6 +21,7 @@ import pytest
 
 from aepca.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, build_parser, main
 from aepca.data import open_source
+from aepca.plots import read_figure_data
 
 
 def _write_csv(path, header, rows):
@@ -180,6 +181,8 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     assert names == {"metrics.json", "codes.png", "reconstructions.png", "loss.png", "report.html", "model"}
     for name in ("codes.png", "reconstructions.png", "loss.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The table's rows are drawn against its own column names.
+    assert read_figure_data(out / "reconstructions.png")["feature_names"] == ["f0", "f1", "f2", "f3", "f4"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["n_train"], metrics["n_test"], metrics["n_features"], metrics["n_components"]) == (243, 57, 5, 2)
     # --epochs 1 caps each fold's network; the kept model ran at most that many.

@@ -170,6 +170,8 @@ def test_plot_reconstructions_tabular(tmp_path, rng, n_features, names):
         feature_names=feature_names,
     )
     assert_png(path)
+    # Names label the features while they stay readable (up to 12).
+    assert plots.read_figure_data(path)["feature_names"] == feature_names
 
 
 def test_plot_reconstructions_partial_grid(tmp_path, rng):

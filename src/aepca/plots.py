@@ -41,8 +41,10 @@ ORIGINAL_COLOR = "#222222"
 DPI = 120
 # Beyond this many classes a legend stops being readable; a colorbar is used.
 _MAX_LEGEND_CLASSES = 20
-# Lines in small multiples get markers only while markers stay distinguishable.
+# Lines in small multiples get markers only while markers stay distinguishable,
+# and feature names below them only while names stay readable.
 _MAX_MARKED_POINTS = 30
+_MAX_NAMED_FEATURES = 12
 # The PNG text key holding a figure's numbers as JSON.
 FIGURE_DATA_KEY = "aepca:data"
 # Scatter axes cover these percentiles of the points, padded by this share of
@@ -432,7 +434,10 @@ def plot_reconstructions(
         fig = _image_rows(rows, image_shape, n)
     else:
         fig = _profile_grid(rows, n, feature_names, originals.shape[1])
+    shown_names = None if image_shape is not None or feature_names is None or originals.shape[1] > _MAX_NAMED_FEATURES else [
+        str(name) for name in feature_names]
     data = {"samples": n, "image_shape": None if image_shape is None else list(image_shape),
+            "feature_names": shown_names,
             "pca_test_mse": _json_value(pca_mse), "autoencoder_test_mse": _json_value(ae_mse)}
     return _save(fig, path, data)
 
@@ -503,7 +508,7 @@ def _profile_grid(rows, n, feature_names, n_features):
         )
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
-    named = feature_names is not None and n_features <= 12
+    named = feature_names is not None and n_features <= _MAX_NAMED_FEATURES
     # Margins in inches, set by hand: constrained layout, which measures every panel to fit them,
     # took half of this figure's time (1.1-1.3 s against 0.6 s for ten panels). Names, at 60 degrees
     # and 7 points, take about 0.05 inch a character below each panel that shows them.

@@ -657,7 +657,8 @@ def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = Tr
          "autoencoder reconstructions", plots.plot_reconstructions(
             dataset.x_test[samples], comparison.pca_reconstruction[samples], comparison.ae_reconstruction[samples],
             folder / "reconstructions.png", image_shape=display_shape(dataset), n=RECONSTRUCTED_ROWS,
-            pca_mse=metrics["pca"]["test_mse"], ae_mse=metrics["autoencoder"]["test_mse"])),
+            pca_mse=metrics["pca"]["test_mse"], ae_mse=metrics["autoencoder"]["test_mse"],
+            feature_names=dataset.feature_names)),
         (f"Loss per epoch in {metrics['units']}, with PCA's test MSE in the same units", plots.plot_loss(
             metrics["autoencoder"]["history"], folder / "loss.png",
             pca_test_mse=metrics["pca"]["test_mse"], units=metrics["units"])),
