@@ -330,11 +330,13 @@ def process_id_of(pid: int) -> int | None:
 def test_killing_a_worker_ends_the_run_with_one_error_line(even_folder, cli_env, tmp_path):
     out = tmp_path / "run"
     stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    # A worker that fails on its lost peer writes its traceback to a file of TMPDIR: this test's.
+    (temporary := tmp_path / "tmp").mkdir()
     with open(stdout, "w") as out_file, open(stderr, "w") as err_file:
         launcher = subprocess.Popen(
             [sys.executable, "-m", "aepca", "compare", str(even_folder[0]), "--processes", "2", "--epochs", "50",
              *TRAINING, "--out", str(out)],
-            stdout=out_file, stderr=err_file, env=cli_env,
+            stdout=out_file, stderr=err_file, env={**cli_env, "TMPDIR": str(temporary)},
         )
     workers = {}
     try:
