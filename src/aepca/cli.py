@@ -169,9 +169,14 @@ def shows_progress(args) -> bool:
     return sys.stderr.isatty() if args.progress is None else args.progress
 
 
-def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """What a training command's run shares: its output folder, resuming, neighbours and scale."""
+    parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default: {out})")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
+    add_neighbour_arguments(parser)
+    add_scale_arguments(parser)
 
 
 def add_neighbour_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,11 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the whole command's wall time, e.g. 90s, 10m, 1h: the network and its epochs are sized "
                               "to it from the measured speed, what training leaves refines the codes (docs/recipes.md); "
                               "default: none, the recipe's settings")
-    compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
-    compare.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
-    add_resume_argument(compare)
-    add_neighbour_arguments(compare)
-    add_scale_arguments(compare)
+    add_run_arguments(compare, "runs/compare")
     compare.set_defaults(handler=run_compare)
 
     sweep = commands.add_parser("sweep", help="PCA and an autoencoder at several code sizes: table, curve, report")
@@ -236,11 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"code sizes to train (default: {','.join(map(str, DEFAULT_CODE_DIMS))}, "
                             "those below the number of features)")
     add_training_arguments(sweep)
-    sweep.add_argument("--out", type=Path, default=Path("runs/sweep"), help="output folder (default: runs/sweep)")
-    sweep.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
-    add_resume_argument(sweep)
-    add_neighbour_arguments(sweep)
-    add_scale_arguments(sweep)
+    add_run_arguments(sweep, "runs/sweep")
     sweep.set_defaults(handler=run_sweep)
 
     reproduce = commands.add_parser("reproduce", help="reproduce a published result: table beside the paper's numbers, figures, report")
