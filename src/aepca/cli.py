@@ -134,8 +134,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop constant columns (by default they are kept; they cost nothing)")
     parser.add_argument("--impute", choices=["mean"], help="fill missing values with the training mean instead of failing")
     parser.add_argument("--categorical", choices=["refuse", "onehot"], default="refuse",
-                        help="text, categorical and boolean columns: refused (default), or one indicator per category "
-                             "of the training rows (onehot; reconstructions decode each to its most likely category)")
+                        help="text and categorical columns: refused (default; a boolean column is a 0/1 number), or one "
+                             "indicator per category of the training rows, booleans included (onehot; reconstructions "
+                             "decode each to its most likely category)")
     parser.add_argument("--max-categories", type=int_at_least(2, "an integer >= 2"), default=50, metavar="N",
                         help="with --categorical onehot, a column of more distinct training values is refused "
                              "(names, free text, dates; default: 50)")

@@ -60,6 +60,12 @@ def test_the_default_refuses_text_columns_with_the_hint(table_csv):
         read_table(table_csv)
 
 
+def test_the_default_reads_a_boolean_column_as_a_0_1_number(table_csv):
+    table = read_table(table_csv, drop_columns=["team"])
+    assert table.feature_names == ("x0", "x1", "x2", "home")
+    np.testing.assert_array_equal(table.features[:, 3], _table()["home"].to_numpy(np.float32))
+
+
 def test_onehot_gives_one_indicator_per_training_category(table_csv):
     table = read_table(table_csv, categorical="onehot")
     indicators = [f"team={team}" for team in TEAMS] + ["home=False", "home=True"]

@@ -26,8 +26,9 @@ MIN_ORDER_ROWS = 10
 IMPUTERS = {"mean": pd.DataFrame.mean}
 SPEC_FORMAT = "aepca.columns"
 SPEC_VERSION = 1
-# What becomes of text, categorical and boolean feature columns: refused (with the flags that handle
-# them), or one indicator column per category learned on the training rows.
+# What becomes of text and categorical feature columns: refused (with the flags that handle them; a
+# boolean column is then a 0/1 number), or one indicator column per category learned on the training
+# rows, booleans included.
 CATEGORICAL = ("refuse", "onehot")
 # More distinct training values than this and a column is not taken for categories (names, free text, dates).
 MAX_CATEGORIES = 50

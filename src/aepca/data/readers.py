@@ -182,10 +182,10 @@ def read_table(
     detected; ``no_header=True`` reads its first line as data. Constant columns are kept (PCA and the
     autoencoder handle them) unless ``drop_constant=True``; missing values are errors unless
     ``impute="mean"``. ``image_shape`` ((h, w) or (h, w, c)) marks flat rows as images and overrides
-    the shape of an image array. Text, categorical and boolean columns are refused unless
-    ``categorical="onehot"``: then each becomes one 0/1 indicator per category of the training rows
-    (``NAME=CATEGORY``; docs/categorical.md), and a column of more than ``max_categories`` distinct
-    values is refused.
+    the shape of an image array. Text and categorical columns are refused (a boolean column is a 0/1
+    number) unless ``categorical="onehot"``: then each, booleans too, becomes one 0/1 indicator per
+    category of the training rows (``NAME=CATEGORY``; docs/categorical.md), and a column of more than
+    ``max_categories`` distinct values is refused.
     """
     _check_impute(impute)
     check_categorical(categorical, max_categories)
