@@ -299,7 +299,7 @@ def test_bad_training_data_is_refused():
         Autoencoder(**PARAMS).fit(np.ones((1, 10), np.float32))
     X = np.random.default_rng(0).random((20, 10))
     X[2, 3] = np.nan
-    with pytest.raises(ValueError, match="Input X contains NaN"):
+    with pytest.raises(ValueError, match=r"holds 1 missing, infinite or huge value .* first in row 3, column 'x3'"):
         Autoencoder(**PARAMS).fit(X)
 
 

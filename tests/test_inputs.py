@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sklearn.base import clone
 
 from aepca import PCA, Autoencoder
 from aepca.data import open_source
@@ -121,6 +122,25 @@ def test_pca_methods_take_every_form(fitted, method, form):
         got, expected = _call(pca, method, forms[form]), _call(pca, method, x)
         tolerance = 8 * np.finfo(np.float64).eps * x.shape[1]
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=tolerance, atol=tolerance * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("form", ["array", "DataFrame", "npy"])
+@pytest.mark.parametrize(("estimator", "method"), [("autoencoder", "fit"), ("autoencoder", "transform"),
+                                                   ("autoencoder", "score_samples"), ("pca", "fit"),
+                                                   ("pca", "partial_fit"), ("pca", "transform"), ("pca", "score_samples")])
+def test_a_missing_value_is_refused_naming_its_cell_in_every_form(fitted, tmp_path, estimator, method, form):
+    x, _, autoencoder, pca = fitted
+    bad = x.copy()
+    bad[4, 3] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    data = {"array": bad, "DataFrame": pd.DataFrame(bad, columns=[f"x{j}" for j in range(8)]),
+            "npy": tmp_path / "bad.npy"}[form]
+    model = {"autoencoder": autoencoder, "pca": pca}[estimator]
+    if method in ("fit", "partial_fit"):
+        model = clone(model)
+    with pytest.raises(ValueError, match=r"holds 1 missing, infinite or huge value \(NaN, inf or beyond 1e\+15\), "
+                                         r"first in row 5, column 'x3'\. Fill or remove those rows"):
+        _call(model, method, data)
 
 
 @pytest.mark.parametrize("estimator", ["autoencoder", "pca"])

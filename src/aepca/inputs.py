@@ -55,6 +55,23 @@ def opened(X):
     return X
 
 
+def refuse_non_finite(X) -> None:
+    """Raise the ``ValueError`` every input form gets for NaN, infinite or huge values, naming the first
+    bad cell: ``X`` (rows that failed a cheaper check) is read as a row source, which checks each block."""
+    for _ in (X if hasattr(X, "iter_blocks") else open_source(X)).iter_blocks():
+        pass
+    raise ValueError("X holds NaN, infinite or huge values (its statistics are not finite). Fill or remove those "
+                     "rows and rescale huge values.")
+
+
+def check_finite(rows: np.ndarray, given) -> np.ndarray:
+    """``rows`` (checked out of ``given``, an array or a DataFrame) when every value is finite; else
+    :func:`refuse_non_finite`'s error for ``given``, naming its column."""
+    if not np.isfinite(rows).all():
+        refuse_non_finite(given)
+    return rows
+
+
 def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
     """Training rows of any form as a row source, and their feature names (a DataFrame's, else None)."""
     if isinstance(X, RowSource):
@@ -62,7 +79,9 @@ def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
     if isinstance(X, (str, os.PathLike)) or is_table(X):
         return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
     with numbers_expected():
-        rows = check_array(X, dtype=np.float32, ensure_min_samples=2, estimator=estimator, input_name="X")
+        # Values are checked as the source reads them, with the message every input form gets.
+        rows = check_array(X, dtype=np.float32, ensure_min_samples=2, ensure_all_finite=False, estimator=estimator,
+                           input_name="X")
     return open_source(rows), None
 
 
@@ -85,7 +104,7 @@ def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> Ro
         source = open_source(X, spec=spec)
     elif estimator is not None:
         with numbers_expected():
-            source = open_source(validate_data(estimator, X, dtype=np.float32, reset=False))
+            source = open_source(validate_data(estimator, X, dtype=np.float32, reset=False, ensure_all_finite=False))
     else:
         source, found = training_rows(X)
         if names is not None and (found is None or list(found) != list(names)):

@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aepca.inputs import numbers_expected, opened
+from aepca.inputs import check_finite, numbers_expected, opened, refuse_non_finite
 from aepca.prefetch import prefetch
 from aepca.validation import check_codes, invalid_value
 
@@ -177,17 +177,19 @@ class ScatterAccumulator:
         """Fold the rows gathered in the current part into the statistics."""
         m, self._filled = self._filled, 0
         part = self._part[:m]
-        sums = _column_sums(part)
-        offset = sums / m
-        # Rows far from the shift (the first part, shifted by its first row; rows that drift)
-        # would make products of large values that cancel: they are re-centred first.
-        if not self._n or 16 * (offset @ offset) > self._spread():
-            move = offset.astype(part.dtype)
-            part -= move
-            self._move_shift(self._shift + move)
+        # A non-finite value is refused once it reaches the statistics (see _finite), without warnings.
+        with np.errstate(invalid="ignore", over="ignore"):
             sums = _column_sums(part)
-        # The product is symmetric: its transpose adds to the Fortran-ordered sum in memory order.
-        self._products += (part.T @ part).T
+            offset = sums / m
+            # Rows far from the shift (the first part, shifted by its first row; rows that drift)
+            # would make products of large values that cancel: they are re-centred first.
+            if not self._n or 16 * (offset @ offset) > self._spread():
+                move = offset.astype(part.dtype)
+                part -= move
+                self._move_shift(self._shift + move)
+                sums = _column_sums(part)
+            # The product is symmetric: its transpose adds to the Fortran-ordered sum in memory order.
+            self._products += (part.T @ part).T
         self._sums += sums
         self._n += m
 
@@ -294,10 +296,11 @@ def _column_sums(rows: np.ndarray, run: int = 64) -> np.ndarray:
     return runs.sum(axis=0, dtype=np.float64) + rows[cut:].sum(axis=0, dtype=np.float64)
 
 
-def _finite(accumulator: ScatterAccumulator) -> ScatterAccumulator:
-    """``accumulator``, checked: a non-finite value in any row makes the mean or the scatter non-finite."""
+def _finite(accumulator: ScatterAccumulator, X) -> ScatterAccumulator:
+    """``accumulator`` of the rows of ``X``, checked: a non-finite value in any row makes the mean or the
+    scatter non-finite, and only then are the rows read again, to name the first bad cell."""
     if not (np.isfinite(accumulator.mean).all() and np.isfinite(accumulator.variance()).all()):
-        raise ValueError("Input X contains NaN or infinity.")
+        refuse_non_finite(X)
     return accumulator
 
 
@@ -437,12 +440,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         else:
             # Values are checked through the statistics, without a pass of their own.
             with numbers_expected():
-                X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False)
-            self._check_n_components(X.shape[1])
-            starts = np.arange(0, len(X), self.batch_size)
-            sampled = starts[self._sampled_blocks(np.diff(np.append(starts, len(X))))]
-            batches = (X[start : start + self.batch_size] for start in sampled)
-            accumulator = _finite(self._accumulate(ScatterAccumulator(X.shape[1]), batches))
+                rows = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False)
+            self._check_n_components(rows.shape[1])
+            starts = np.arange(0, len(rows), self.batch_size)
+            sampled = starts[self._sampled_blocks(np.diff(np.append(starts, len(rows))))]
+            batches = (rows[start : start + self.batch_size] for start in sampled)
+            accumulator = _finite(self._accumulate(ScatterAccumulator(rows.shape[1]), batches), X)
         self._set_statistics(accumulator)
         # Solved now, so that reading a fitted estimator never changes its state.
         self._solved()
@@ -469,9 +472,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             accumulator = added if first else self._accumulator.merge(added)
         else:
             with numbers_expected():
-                X = validate_data(
-                    self, X, dtype=[np.float64, np.float32], reset=first, ensure_min_samples=2 if first else 1
-                )
+                X = check_finite(validate_data(self, X, dtype=[np.float64, np.float32], reset=first,
+                                               ensure_min_samples=2 if first else 1, ensure_all_finite=False), X)
             self._check_n_components(X.shape[1])
             accumulator = ScatterAccumulator(X.shape[1]) if first else self._accumulator
             self._accumulate(accumulator, self._batches([X]))
@@ -523,7 +525,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _accumulate_source(self, source, blocks: Iterable[int] | None = None) -> ScatterAccumulator:
         """A new accumulator of the source's blocks (all by default), its values checked."""
         with prefetch(source.iter_blocks(blocks)) as read:
-            return _finite(self._accumulate(ScatterAccumulator(source.n_features), self._batches(read)))
+            return _finite(self._accumulate(ScatterAccumulator(source.n_features), self._batches(read)), source)
 
     def _set_statistics(self, accumulator: ScatterAccumulator) -> None:
         self._accumulator = accumulator
@@ -579,7 +581,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = opened(X)
         if not is_row_source(X):
             with numbers_expected():
-                X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+                X = check_finite(validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
+                                               ensure_all_finite=False), X)
             yield len(X), self._batches([X])
             return
         self._check_source(X, reset=False)
