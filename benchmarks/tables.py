@@ -18,12 +18,10 @@ import os
 import time
 
 import numpy as np
-from sklearn import datasets
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # this program's process, before Keras loads: JAX unless set
 
 from aepca.data import Dataset, load_dataset  # noqa: E402
-from aepca.data.readers import split_indices  # noqa: E402
 from aepca.experiments.compare import compare, selection_note  # noqa: E402
 
 TABLES = ("breast_cancer", "wine", "diabetes", "digits")
@@ -31,11 +29,7 @@ TABLES = ("breast_cancer", "wine", "diabetes", "digits")
 
 def table(name: str, seed: int) -> tuple[Dataset, str]:
     """The data set and the scale its command uses."""
-    if name == "digits":
-        return load_dataset("digits", seed=seed), "auto"
-    x = getattr(datasets, f"load_{name}")().data.astype(np.float32)
-    train, test = split_indices(len(x), 0.2, seed, name)
-    return Dataset(name, x[train], x[test]), "standard"
+    return load_dataset(name, seed=seed), "auto" if name == "digits" else "standard"
 
 
 def timed_compare(dataset: Dataset, **options) -> tuple[dict, float]:

@@ -52,6 +52,9 @@ def test_compare_help(capsys):
     assert out.startswith("usage: aepca compare")
     for option in ("--code-dim", "--recipe", "--epochs", "--out", "--dataset", "--label-column", "--scale"):
         assert option in out
+    from aepca.data import DATASETS
+
+    assert [name for name in DATASETS if name not in out] == []  # --dataset's help names every bundled set
 
 
 def test_the_command_and_python_read_the_same_blocks_by_default():
@@ -92,8 +95,8 @@ def _assert_usage_error(capsys, argv, out, match):
 def test_unknown_dataset(capsys, tmp_path):
     out = tmp_path / "out"
     _assert_usage_error(capsys, ["compare", "--dataset", "imagenet", "--out", str(out)], out,
-                        "Received an invalid value for dataset, expected one of ['curves', 'digits', 'low_rank', 'mnist', "
-                        "'s_curve', 'swiss_roll']. Received: dataset='imagenet'")
+                        "Received an invalid value for dataset, expected one of ['breast_cancer', 'curves', 'diabetes', "
+                        "'digits', 'low_rank', 'mnist', 's_curve', 'swiss_roll', 'wine']. Received: dataset='imagenet'")
 
 
 @pytest.mark.parametrize("option, value, expected", [

@@ -115,7 +115,9 @@ def names(text: str) -> list[str]:
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", type=Path,
                         help="your data: .csv, .tsv, .npy, .npz or .parquet (default: --dataset)")
-    parser.add_argument("--dataset", default=None, help="a bundled data set when no PATH is given (default: mnist)")
+    parser.add_argument("--dataset", default=None,
+                        help="a bundled data set when no PATH is given: mnist (default), scikit-learn's digits, wine, "
+                             "breast_cancer and diabetes, or a synthetic curves, low_rank, s_curve or swiss_roll")
     parser.add_argument("--label-column", action="append", metavar="NAME",
                         help="column holding labels: kept out of the features; repeat for more (the first colours plots)")
     parser.add_argument("--id-column", metavar="NAME", help="column identifying the rows: kept beside them, never a feature")

@@ -76,7 +76,8 @@ class PairedErrors:
             picks = np.random.default_rng(seed).integers(0, len(rows), (BOOTSTRAP_RESAMPLES, len(rows)))
             a, b = rows[:, 0][picks].mean(axis=1), rows[:, 1 + size][picks].mean(axis=1)
             interval = np.quantile(a - b, [0.025, 0.975])
-            ratio_interval = np.quantile(a / np.maximum(b, np.finfo(float).tiny), [0.025, 0.975])
+            with np.errstate(over="ignore", invalid="ignore"):  # PCA of every feature: errors of 0, ratios of inf
+                ratio_interval = np.quantile(a / np.maximum(b, np.finfo(float).tiny), [0.025, 0.975])
             method = f"bootstrap of the {int(n)} test rows ({BOOTSTRAP_RESAMPLES} resamples)"
         else:
             # Normal intervals: the paired differences' mean, and the ratio's logarithm by the delta method,

@@ -65,7 +65,8 @@ def test_curves_are_anti_aliased_strokes_inside_the_frame():
         (lambda: s_curve(noise=float("nan")), r"noise=nan"),
         (lambda: swiss_roll(n_samples=3), r"integer >= 10.*n_samples=3"),
         (lambda: curves(n_samples=2.5), r"n_samples=2\.5"),
-        (lambda: load_dataset("faces"), r"expected one of \['curves', 'digits', 'low_rank', 'mnist', 's_curve', 'swiss_roll'\]"),
+        (lambda: load_dataset("faces"), r"expected one of \['breast_cancer', 'curves', 'diabetes', 'digits', 'low_rank', 'mnist', 's_curve', "
+                                          r"'swiss_roll', 'wine'\]"),
     ],
 )
 def test_invalid_parameters(call, match):

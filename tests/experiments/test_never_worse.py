@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn import datasets as sk_datasets
 
-from aepca.data import Dataset, low_rank, s_curve, swiss_roll
-from aepca.data.readers import split_indices
+from aepca.data import Dataset, low_rank, s_curve, sklearn_table, swiss_roll
 from aepca.estimator import Autoencoder
 from aepca.experiments.compare import compare
 from aepca.recipes import FAST
@@ -31,13 +29,6 @@ from conftest import mse_shift, pca_start_rounding
 SMALL_NET = (16, 8)
 # Enough steps for these small tables in the normal run; the slow grid uses the recipe as shipped.
 QUICK = {"hidden": SMALL_NET, "folds": 2}
-
-
-def sklearn_table(name: str, seed: int = 0) -> Dataset:
-    """A table bundled with scikit-learn, split 80/20 by a seeded shuffle."""
-    x = getattr(sk_datasets, f"load_{name}")().data.astype(np.float32)
-    train, test = split_indices(len(x), 0.2, seed, name)
-    return Dataset(name, x[train], x[test])
 
 
 def assert_never_worse(dataset: Dataset, ks, *, scale="standard", seed=0, within_noise=False, **overrides) -> list[dict]:

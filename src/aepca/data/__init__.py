@@ -1,5 +1,7 @@
-"""Data sets: the bundled MNIST, scikit-learn's 8x8 digits, readers for users' files, row sources streamed
+"""Data sets: the bundled MNIST, scikit-learn's 8x8 digits and tables, readers for users' files, row sources streamed
 a block at a time, synthetic sets."""
+
+import functools
 
 from aepca.data._dataset import Dataset
 from aepca.data.columns import ColumnSpec
@@ -9,6 +11,7 @@ from aepca.data.readers import Table, load_user_data, read_table
 from aepca.data.order import EpochBatches, epoch_blocks, epoch_steps, lane_blocks, row_hash
 from aepca.data.sources import RowSource, is_source_path, open_source, source_files
 from aepca.data.synthetic import curves, low_rank, s_curve, swiss_roll
+from aepca.data.tables import TABLES, sklearn_table
 from aepca.validation import invalid_value
 
 __all__ = [
@@ -36,15 +39,17 @@ __all__ = [
     "read_table",
     "row_hash",
     "s_curve",
+    "sklearn_table",
     "source_files",
     "swiss_roll",
 ]
 
 # Named data sets; each loader's keyword defaults are its standard size, and
-# digits and the synthetic sets are split 80/20 by a shuffle seeded with ``seed``.
+# digits, scikit-learn's tables and the synthetic sets are split 80/20 by a shuffle seeded with ``seed``.
 DATASETS = {
     "mnist": load_mnist,
     "digits": digits,
+    **{name: functools.partial(sklearn_table, name) for name in TABLES},
     "curves": curves,
     "low_rank": low_rank,
     "s_curve": s_curve,
