@@ -282,6 +282,9 @@ def test_metrics_record_how_the_run_was_made(digits_comparison):
 def test_per_column_errors_are_in_original_units(digits_comparison, digits):
     columns = digits_comparison.metrics["column_test_mse_original_units"]
     assert len(columns["columns"]) == len(columns["pca"]) == len(columns["autoencoder"]) == 64
+    # What turns each column's MSE into the error space's: 1 under "none", 1 / training variance under "standard".
+    scale = digits_comparison.estimator.scaler_.scale_.astype(np.float64)
+    np.testing.assert_allclose(columns["error_space_weights"], 1 / scale**2, rtol=float_tolerance(np.float64, 1.0, 2))
     expected = np.mean(np.square(digits_comparison.ae_reconstruction.astype(np.float64) - digits.x_test), axis=0)
     # float64 means over the 360 test rows (through JSON).
     np.testing.assert_allclose(columns["autoencoder"], expected,
@@ -290,6 +293,17 @@ def test_per_column_errors_are_in_original_units(digits_comparison, digits):
         np.mean(np.square(digits_comparison.pca_reconstruction.astype(np.float64) - digits.x_test)),
         rel=float_tolerance(np.float64, 1.0, np.sqrt(digits.x_test.size)),  # float64 means of the same squares
     )
+
+
+def test_the_worst_columns_rank_by_the_error_space_not_by_their_units():
+    from aepca.experiments.compare import worst_columns
+
+    # Income in dollars (variance 1e8), height in metres (variance 0.01): the network leaves 10% of
+    # income's spread and 90% of height's; in original units income's error is a million times larger.
+    columns = {"columns": ["income", "height"], "pca": [2e7, 0.005], "autoencoder": [1e7, 0.009],
+               "error_space_weights": [1e-8, 100.0]}
+    assert [row["column"] for row in worst_columns(columns)] == ["height", "income"]
+    assert worst_columns(columns, n=1) == [{"column": "height", "PCA test MSE": 0.005, "AE test MSE": 0.009}]
 
 
 def test_a_flat_table_of_pixels_is_drawn_as_square_images(digits):

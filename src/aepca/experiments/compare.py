@@ -277,6 +277,8 @@ def compare(
             "columns": [str(name) for name in (shown.feature_names or range(train.n_features))],
             "pca": scores["pca_columns"].tolist(),
             "autoencoder": scores["ae_columns"].tolist(),
+            # What turns a column's MSE into the error space's (1 / scale^2): the order of the report's worst columns.
+            "error_space_weights": (1.0 / np.square(scaler.scale_.astype(np.float64))).tolist(),
         },
     }
     # The paired difference of per-row test errors, autoencoder - PCA, with its 95% interval.
@@ -528,9 +530,10 @@ def display_shape(dataset: Dataset) -> tuple | None:
 
 
 def worst_columns(columns: dict, n: int = WORST_COLUMNS) -> list[dict]:
-    """The ``n`` columns with the largest autoencoder error, PCA's beside."""
+    """The ``n`` columns with the largest autoencoder error in the error space (so that mixed units rank by
+    the share of each column's spread left, not by its unit), PCA's beside, both in original units."""
     ae = np.asarray(columns["autoencoder"])
-    order = np.argsort(-ae, kind="stable")[:n]
+    order = np.argsort(-ae * np.asarray(columns["error_space_weights"]), kind="stable")[:n]
     return [
         {"column": columns["columns"][i], "PCA test MSE": columns["pca"][i], "AE test MSE": float(ae[i])}
         for i in order
@@ -672,9 +675,9 @@ def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = Tr
         notes=comparison.notes,
         diagnostics=comparison.diagnostics,
         tables=[(
-            f"The {WORST_COLUMNS} columns the autoencoder reconstructs worst (test MSE in original units). The "
-            "error space weighs each column by its spread, so a network better overall there can be worse than "
-            "PCA on some columns in their own units",
+            f"The {plural(min(WORST_COLUMNS, metrics['n_features']), 'column')} the autoencoder reconstructs worst in "
+            "the error space (test MSE in original units). The error space weighs each column by its spread, so a "
+            "network better overall there can be worse than PCA on some columns in their own units",
             worst_columns(metrics["column_test_mse_original_units"]),
         )],
         record=metrics["run"],
