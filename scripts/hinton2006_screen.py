@@ -10,7 +10,7 @@ on validation and test, for the weights and for their running average; ``refine=
 then measures code refinement (N Adam steps on each test code through the decoder).
 
     .venv/bin/python scripts/hinton2006_screen.py NAME [epochs=20] [lr=1e-3] [wd=0]
-        [aug=0] [noise=0] [drop=0] [ema=0.999] [refine=0] [refine_lr=0.01] [save=FILE.npz]
+        [aug=0] [noise=0] [drop=0] [act=elu] [ema=0.999] [refine=0] [refine_lr=0.01] [save=FILE.npz]
 
 The log goes to stdout and to NAME.json in the working directory. Results: docs/hinton2006.md.
 """
@@ -20,8 +20,11 @@ import jax
 import jax.numpy as jnp
 from aepca.data.mnist import load_mnist
 
+# act=: the hidden units' activation.
+ACTIVATIONS = {"elu": jax.nn.elu, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
+
 def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise=0.0, batch=128,
-         ema=0.999, loss="ce", seed=0, full=0, refine=0, refine_lr=1e-2, drop=0.0, save=""):
+         ema=0.999, loss="ce", seed=0, full=0, refine=0, refine_lr=1e-2, drop=0.0, act="elu", save=""):
     epochs, batch, seed, full = int(epochs), int(batch), int(seed), int(full)
     lr, wd, aug, noise, ema = float(lr), float(wd), float(aug), float(noise), float(ema)
     refine_lr, drop = float(refine_lr), float(drop)
@@ -51,7 +54,7 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
             if i == len(p) - 1:
                 return h  # logits
             if i != code_layer:
-                h = jax.nn.elu(h)
+                h = ACTIVATIONS[act](h)
             if key is not None and i > code_layer:  # dropout on the decoder's hidden units, training only
                 key, k = jax.random.split(key)
                 h = h * jax.random.bernoulli(k, 1 - drop, h.shape) / (1 - drop)
@@ -143,26 +146,26 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
     if save:
         np.savez(save, *[np.asarray(a) for wb in p for a in wb])
     if int(refine):
-        log["refined"] = refine_codes(p, code_layer, forward, xte, int(refine), loss, refine_lr)
+        log["refined"] = refine_codes(p, code_layer, forward, xte, int(refine), loss, refine_lr, act)
     
     with open(f"{name}.json", "w") as fh:
         json.dump(log, fh)
 
-def refine_codes(p, code_layer, forward, x, steps, loss, lr=1e-2):
+def refine_codes(p, code_layer, forward, x, steps, loss, lr=1e-2, act="elu"):
     enc, dec = p[: code_layer + 1], p[code_layer + 1:]
     def encode(x):
         h = x
         for i, (w, b) in enumerate(enc):
             h = h @ w + b
             if i != code_layer:
-                h = jax.nn.elu(h)
+                h = ACTIVATIONS[act](h)
         return h
     def decode(c):
         h = c
         for i, (w, b) in enumerate(dec):
             h = h @ w + b
             if i != len(dec) - 1:
-                h = jax.nn.elu(h)
+                h = ACTIVATIONS[act](h)
         return h
     def obj(c, t):
         z = decode(c)
