@@ -208,6 +208,9 @@ BAD_FILES = [
     ("d.npz", npz_bytes(x=np.ones((30, 20)))[:-40], {}, ValueError, r"not a readable \.npz file.*truncated"),
     ("d.npz", npz_bytes(a=np.ones((3, 2)), b=np.ones(3)), {}, ValueError,
      r"holds arrays \['a', 'b'\], expected a single array or arrays named 'x'"),
+    ("d.npz", npz_bytes(x_train=np.ones((3, 2)), x_test=np.ones((3, 2)), y_train=np.ones(3), y_test=np.ones(3)), {},
+     ValueError, r"holds a train/test split \('x_train', 'x_test'\).*numpy\.savez\('train\.npz', x=x_train, "
+     r"y=y_train\).*--test test\.npz \(in Python: test=\)"),
     ("d.npz", npz_bytes(x=np.ones((3, 2)), y=np.ones(4)), {}, ValueError, r"labels 'y' have shape \(4,\)"),
     ("d.npz", npz_bytes(x=np.arange(6.0).reshape(3, 2), y=np.ones(3)), {"label_column": "x0"}, ValueError,
      r"already holds labels"),

@@ -246,6 +246,12 @@ def _pick_npz_arrays(names: list[str], path: Path) -> tuple[str, str | None]:
         return x_name, next((n for n in ("y", "Y") if n in names), None)
     if len(names) == 1:
         return names[0], None
+    if {"x_train", "x_test"} <= set(names):  # a split of its own, as Keras' mnist.npz
+        raise ValueError(
+            f"{path} holds a train/test split ('x_train', 'x_test'), expected one set of rows. Save each as a file "
+            "of its own, numpy.savez('train.npz', x=x_train, y=y_train) and numpy.savez('test.npz', x=x_test, "
+            "y=y_test), and pass the test file with --test test.npz (in Python: test=)."
+        )
     raise ValueError(
         f"{path} holds arrays {names}, expected a single array or arrays named 'x' (features) and optionally "
         "'y' (labels). Re-save it with numpy.savez(path, x=features, y=labels)."
