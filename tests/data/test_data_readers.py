@@ -84,6 +84,20 @@ def test_npz_arrays(tmp_path, x_name, y_name):
         assert table.labels is None
 
 
+def test_an_npz_holding_its_own_split_gives_compare_that_split_and_is_refused_elsewhere(tmp_path):
+    """Keras' mnist.npz layout: x_train, y_train, x_test, y_test (images of 4 x 3)."""
+    x_train, x_test = RNG.uniform(size=(6, 4, 3)), RNG.uniform(size=(4, 4, 3))
+    path = write(tmp_path / "split.npz", {"x_train": x_train, "y_train": np.arange(6), "x_test": x_test,
+                                          "y_test": np.arange(4) + 10})
+    data = load_user_data(path, test_size=0.5)  # the archive's split, not test_size's
+    np.testing.assert_array_equal(data.x_train, x_train.reshape(6, 12).astype(np.float32))
+    np.testing.assert_array_equal(data.x_test, x_test.reshape(4, 12).astype(np.float32))
+    assert list(data.y_test) == [10, 11, 12, 13] and data.image_shape == (4, 3) and data.name == "split"
+    for read in (lambda: load_user_data(path, test=path), lambda: open_source(path)):
+        with pytest.raises(ValueError, match=r"holds a train/test split .* compare and sweep take it as their split"):
+            read()
+
+
 def test_npy_images_keep_their_shape_until_a_column_is_dropped(tmp_path):
     images = RNG.uniform(size=(5, 4, 3)).astype(np.float32)
     table = read_table(write(tmp_path / "d.npy", images))
@@ -209,8 +223,8 @@ BAD_FILES = [
     ("d.npz", npz_bytes(a=np.ones((3, 2)), b=np.ones(3)), {}, ValueError,
      r"holds arrays \['a', 'b'\], expected a single array or arrays named 'x'"),
     ("d.npz", npz_bytes(x_train=np.ones((3, 2)), x_test=np.ones((3, 2)), y_train=np.ones(3), y_test=np.ones(3)), {},
-     ValueError, r"holds a train/test split \('x_train', 'x_test'\).*numpy\.savez\('train\.npz', x=x_train, "
-     r"y=y_train\).*--test test\.npz \(in Python: test=\)"),
+     ValueError, r"holds a train/test split \('x_train', 'x_test'\), expected one set of rows: compare and sweep take "
+     r"it as their split \(without --test\), but not this\. .*numpy\.savez\('test\.npz', x=x_test, y=y_test\)"),
     ("d.npz", npz_bytes(x=np.ones((3, 2)), y=np.ones(4)), {}, ValueError, r"labels 'y' have shape \(4,\)"),
     ("d.npz", npz_bytes(x=np.arange(6.0).reshape(3, 2), y=np.ones(3)), {"label_column": "x0"}, ValueError,
      r"already holds labels"),

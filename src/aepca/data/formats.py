@@ -240,25 +240,43 @@ def _load_npy(path: Path) -> np.ndarray:
     return array
 
 
-def _pick_npz_arrays(names: list[str], path: Path) -> tuple[str, str | None]:
+# The arrays of an .npz archive that holds its own train/test split, as Keras' mnist.npz.
+SPLIT_ARRAYS = ("x_train", "x_test")
+
+
+def holds_split(path) -> bool:
+    """Whether ``path`` is an ``.npz`` archive of a train/test split of its own (``x_train``, ``x_test``,
+    with ``y_train`` and ``y_test`` for labels), which compare and sweep take as their split."""
+    if Path(path).suffix.lower() != ".npz":
+        return False
+    try:
+        with np.load(_check_path(path), allow_pickle=False) as archive:
+            return set(SPLIT_ARRAYS) <= set(archive.files)
+    except (*_CORRUPT_ERRORS, TypeError):  # not an archive (a .npy array has no context): its reading says so
+        return False
+
+
+def _pick_npz_arrays(names: list[str], path: Path, split: str | None) -> tuple[str, str | None]:
+    if set(SPLIT_ARRAYS) <= set(names):
+        if split is None:
+            raise ValueError(
+                f"{path} holds a train/test split ('x_train', 'x_test'), expected one set of rows: compare and sweep "
+                "take it as their split (without --test), but not this. Save the rows to read as a file of their "
+                "own, e.g. numpy.savez('test.npz', x=x_test, y=y_test)."
+            )
+        return f"x_{split}", f"y_{split}" if f"y_{split}" in names else None
     x_name = next((n for n in ("x", "X") if n in names), None)
     if x_name:
         return x_name, next((n for n in ("y", "Y") if n in names), None)
     if len(names) == 1:
         return names[0], None
-    if {"x_train", "x_test"} <= set(names):  # a split of its own, as Keras' mnist.npz
-        raise ValueError(
-            f"{path} holds a train/test split ('x_train', 'x_test'), expected one set of rows. Save each as a file "
-            "of its own, numpy.savez('train.npz', x=x_train, y=y_train) and numpy.savez('test.npz', x=x_test, "
-            "y=y_test), and pass the test file with --test test.npz (in Python: test=)."
-        )
     raise ValueError(
         f"{path} holds arrays {names}, expected a single array or arrays named 'x' (features) and optionally "
         "'y' (labels). Re-save it with numpy.savez(path, x=features, y=labels)."
     )
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_npz(path: Path, split: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     fix = "Re-save it with numpy.savez(path, x=features, y=labels)."
     try:
         archive = np.load(path, allow_pickle=False)
@@ -267,7 +285,7 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(archive, np.ndarray):
         raise ValueError(f"{path} is a .npy array, not a .npz archive. Rename it to end in .npy.")
     with archive:
-        x_name, y_name = _pick_npz_arrays(list(archive.files), path)
+        x_name, y_name = _pick_npz_arrays(list(archive.files), path, split)
         try:
             features = archive[x_name]
             labels = archive[y_name] if y_name else None
@@ -277,8 +295,8 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         labels = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
         if labels.ndim != 1 or features.ndim == 0 or len(labels) != len(features):
             raise ValueError(
-                f"{path}: labels 'y' have shape {labels.shape} but features 'x' have shape {features.shape}, "
-                "expected one label per row. Save one label per sample."
+                f"{path}: labels {y_name!r} have shape {labels.shape} but features {x_name!r} have shape "
+                f"{features.shape}, expected one label per row. Save one label per sample."
             )
     return features, labels
 
@@ -716,11 +734,12 @@ def _check_path(path) -> Path:
 
 
 def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None,
-              image_shape: tuple | None = None) -> Part:
+              image_shape: tuple | None = None, split: str | None = None) -> Part:
     """The file ``path`` (``.csv`` / ``.tsv``, ``.npy``, ``.npz``, ``.parquet`` or an image, one row), checked
     and opened by the reader of its format, in blocks of ``block_rows`` rows (None: one; Parquet: its row
     groups); ``no_header`` True or False overrides a CSV file's header guess; ``image_shape`` the shape an
-    image is read at (:class:`ImagesPart`)."""
+    image is read at (:class:`ImagesPart`); ``split`` ("train" or "test") the rows of an archive that
+    :func:`holds_split`."""
     path = _check_path(path)
     block_rows = block_rows or sys.maxsize
     suffix = path.suffix.lower()
@@ -735,6 +754,7 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
         array = _load_npy(path)
         _check_array(array, str(path), fix)
         return _SlicedPart(array, "npy", str(path), block_rows, path=path)
-    features, labels = _load_npz(path)
-    _check_array(features, str(path), fix)
-    return _SlicedPart(features, "npz", str(path), block_rows, path=path, y=labels)
+    features, labels = _load_npz(path, split)
+    where = f"{path} (x_{split})" if split else str(path)
+    _check_array(features, where, fix)
+    return _SlicedPart(features, "npz", where, block_rows, path=path, y=labels)

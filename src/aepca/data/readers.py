@@ -26,7 +26,7 @@ import pandas as pd
 
 from aepca.data._dataset import Dataset
 from aepca.data.columns import IMPUTERS, MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
-from aepca.data.formats import Part, check_same_columns, memory_part, open_part
+from aepca.data.formats import Part, check_same_columns, holds_split, memory_part, open_part
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.validation import IMAGE_CHANNELS, as_image_shape, describe_names, invalid_value, plural
 
@@ -70,10 +70,11 @@ class _Raw:
         return self.part.kind if self.part.path is None else self.part.path.stem
 
 
-def _read_raw(data, no_header: bool | None = None) -> _Raw:
-    """A file, or a DataFrame or Arrow table in memory, read whole."""
+def _read_raw(data, no_header: bool | None = None, split: str | None = None) -> _Raw:
+    """A file (``split``: the rows of an archive that holds its own split), or a DataFrame or Arrow table in
+    memory, read whole."""
     is_file = isinstance(data, str | os.PathLike)
-    part = open_part(data, no_header=no_header) if is_file else memory_part(data, sys.maxsize)
+    part = open_part(data, no_header=no_header, split=split) if is_file else memory_part(data, sys.maxsize)
     frame, lists = part.frame(part.whole(), part.path.name if is_file else part.where)
     frame.columns = [str(c) for c in frame.columns]
     return _Raw(part, frame, lists)
@@ -288,7 +289,8 @@ def load_user_data(
 
     Without ``test``, row ``i`` is a test row iff ``held_out_mask(i, test_size, seed, TEST_SALT)``
     (:func:`held_out_split`): the same test rows as when the file is streamed. With ``test`` that second
-    file (same columns, any order) is the test set. Column drops and imputed means are learned on the
+    file (same columns, any order) is the test set; an ``.npz`` archive of ``x_train`` and ``x_test`` (and
+    ``y_train``, ``y_test``: Keras' mnist.npz) is its own (:func:`aepca.data.formats.holds_split`). Column drops and imputed means are learned on the
     training rows only; the other keywords are those of :func:`read_table`. The dataset carries the
     learned :class:`ColumnSpec` (``columns``), the id column's values (``ids_train`` / ``ids_test``),
     every label column (``all_labels_*``; ``y_*`` hold the first) and ``notes``: the constant columns
@@ -301,10 +303,11 @@ def load_user_data(
     requested = _check_image_shape(image_shape)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
-    raw = _read_raw(path, no_header)
+    own_split = test is None and isinstance(path, str | os.PathLike) and holds_split(path)
+    raw = _read_raw(path, no_header, split="train" if own_split else None)
     source = raw.source
     cleaning = {"drop_constant": drop_constant, "impute": impute, "max_categories": max_categories}
-    if test is None:
+    if test is None and not own_split:
         _check_rows(raw.frame, source, MIN_ROWS)
         spec = raw.part.select(raw.frame, raw.lists, selection, source, categorical)
         train_index, test_index = held_out_split(len(raw.frame), test_size, seed, source)
@@ -316,7 +319,7 @@ def load_user_data(
         ids_train, ids_test = _take(ids, train_index), _take(ids, test_index)
         test_source, split = source, (float(test_size), seed)
     else:
-        test_raw = _read_raw(test, no_header)
+        test_raw = _read_raw(path, split="test") if own_split else _read_raw(test, no_header)
         test_source = test_raw.source
         _check_rows(raw.frame, source, MIN_SPLIT_ROWS)
         _check_rows(test_raw.frame, test_source, MIN_SPLIT_ROWS)
