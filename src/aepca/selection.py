@@ -85,8 +85,8 @@ class PairedErrors:
             spread = max(saa - 2 * sab + sbb - n * difference**2, 0.0) / (n - 1)
             half = Z_95 * np.sqrt(spread / n)
             interval = (difference - half, difference + half)
-            ratio_spread = max(saa - 2 * ratio * sab + ratio**2 * sbb, 0.0) / (n - 1) if np.isfinite(ratio) else np.inf
             if 0 < ratio < np.inf:
+                ratio_spread = max(saa - 2 * ratio * sab + ratio**2 * sbb, 0.0) / (n - 1)
                 log_half = Z_95 * np.sqrt(ratio_spread / n) / (sa / n)
                 ratio_interval = (ratio * np.exp(-log_half), ratio * np.exp(log_half))
             else:

@@ -290,8 +290,9 @@ def load_user_data(
     Without ``test``, row ``i`` is a test row iff ``held_out_mask(i, test_size, seed, TEST_SALT)``
     (:func:`held_out_split`): the same test rows as when the file is streamed. With ``test`` that second
     file (same columns, any order) is the test set; an ``.npz`` archive of ``x_train`` and ``x_test`` (and
-    ``y_train``, ``y_test``: Keras' mnist.npz) is its own (:func:`aepca.data.formats.holds_split`). Column drops and imputed means are learned on the
-    training rows only; the other keywords are those of :func:`read_table`. The dataset carries the
+    ``y_train``, ``y_test``: Keras' mnist.npz) is its own (:func:`aepca.data.formats.holds_split`). Column
+    drops and imputed means are learned on the training rows only; the other keywords are those of
+    :func:`read_table`. The dataset carries the
     learned :class:`ColumnSpec` (``columns``), the id column's values (``ids_train`` / ``ids_test``),
     every label column (``all_labels_*``; ``y_*`` hold the first) and ``notes``: the constant columns
     kept (``"constant_columns"``) and what was done to the columns (``"preprocessing"``), so that
