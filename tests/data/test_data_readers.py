@@ -183,6 +183,8 @@ def test_impute_mean_and_drop_constant(tmp_path):
 BAD_FILES = [
     ("d.txt", "a,b\n1,2\n", {}, ValueError,
      r"expected one of \['\.csv', '\.npy', '\.npz', '\.parquet', '\.tsv'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
+    ("d.csv.gz", b"\x1f\x8b\x08\x00", {}, ValueError,
+     r"Received: 'd\.csv\.gz'\. Files are read .* decompress first \(gunzip -k d\.csv\.gz\) or save as Parquet"),
     ("d.csv", b"", {}, ValueError, r"d\.csv is empty \(0 bytes\)"),
     ("d.csv", "\n\n", {}, ValueError, r"no header row"),
     ("d.csv", "a,b\n", {}, ValueError, r"has 0 rows, expected at least 3"),

@@ -478,8 +478,17 @@ def test_a_missing_path_names_it(tmp_path):
 
 def test_an_empty_folder_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"The folder .*empty holds no \.parquet, \.npy, \.csv or image files"):
+    with pytest.raises(ValueError, match=r"No \.parquet, \.npy, \.csv or image file in the folder .*empty"):
         open_source(tmp_path / "empty")
+
+
+def test_a_folder_of_compressed_files_says_how_to_read_them(tmp_path):
+    (tmp_path / "parts").mkdir()
+    for name in ("a.csv.gz", "b.csv.gz"):
+        (tmp_path / "parts" / name).write_bytes(b"\x1f\x8b\x08\x00")
+    with pytest.raises(ValueError, match=r"in the folder .*parts: 2 files compressed \('a\.csv\.gz', 'b\.csv\.gz'\)\. "
+                                         r".*decompress first \(gunzip -k .*parts/\*\.gz\)"):
+        open_source(tmp_path / "parts")
 
 
 def test_a_pattern_matching_nothing_is_refused(tmp_path):

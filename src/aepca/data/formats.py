@@ -35,6 +35,8 @@ from aepca.data.columns import arrow_columns, to_frame
 from aepca.validation import as_image_shape, describe_names, invalid_value
 
 EXTENSIONS = (".csv", ".npy", ".npz", ".parquet", ".tsv")
+# Compressed files, named with the command that decompresses each beside it.
+DECOMPRESSORS = {".gz": "gunzip -k", ".bz2": "bunzip2 -k", ".xz": "unxz -k", ".zst": "unzstd", ".zip": "unzip"}
 # Image files Pillow reads: one row each (ImagesPart).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 # Image files decoded at a time (a native block), and the modes read as greyscale (1, 8 or 16
@@ -715,6 +717,12 @@ def check_same_columns(first: Part, part: Part, fix: str) -> None:
         raise ValueError(f"{part.where} has other columns than {first.where}: {'; '.join(changes)}. {fix}")
 
 
+def decompress_fix(target: str, suffix: str) -> str:
+    """What to do with compressed files (``target``: a name or a pattern; ``suffix`` a key of DECOMPRESSORS)."""
+    return (f"Files are read a block at a time from any offset, which compression does not allow: decompress first "
+            f"({DECOMPRESSORS[suffix]} {target}) or save as Parquet (compressed, read by blocks).")
+
+
 def _check_path(path) -> Path:
     """``path`` as a Path to a readable, non-empty file of a known kind."""
     path = Path(path)
@@ -723,9 +731,11 @@ def _check_path(path) -> Path:
     if path.is_dir():
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(EXTENSIONS)}).")
     if path.suffix.lower() not in EXTENSIONS + IMAGE_EXTENSIONS:
+        fix = "Convert the file to CSV (with a header row), .npy, .npz, Parquet or an image format."
+        if path.suffix.lower() in DECOMPRESSORS:
+            fix = decompress_fix(path.name, path.suffix.lower())
         raise invalid_value("the file extension", f"one of {list(EXTENSIONS)} or an image's ({', '.join(IMAGE_EXTENSIONS)})",
-                            repr(path.name),
-                            "Convert the file to CSV (with a header row), .npy, .npz, Parquet or an image format.")
+                            repr(path.name), fix)
     if not os.access(path, os.R_OK):
         raise PermissionError(f"Cannot read {path}: permission denied. Make it readable (chmod u+r) or copy it elsewhere.")
     if path.stat().st_size == 0:

@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
-from aepca.data.formats import (IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns, memory_part, open_part,
-                                rows_within)
+from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns,
+                                decompress_fix, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int
 from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
 
@@ -335,7 +335,13 @@ def source_files(path) -> list[Path]:
         subfolders = sorted(p.name for p in Path(path).iterdir() if p.is_dir()) if Path(path).is_dir() else []
         inside = (f" (its subfolders {describe_names(subfolders)} are read only when named as partitions, key=value; "
                   f"name their files with a pattern such as {Path(path) / '*' / '*.parquet'})") if subfolders else ""
-        raise ValueError(f"{where.capitalize()} holds no .parquet, .npy, .csv or image files{inside}. Point to a folder "
+        compressed = [p for p in visible if p.suffix.lower() in DECOMPRESSORS]
+        if compressed:
+            suffix = compressed[0].suffix.lower()
+            target = str(Path(path) / f"*{suffix}") if Path(path).is_dir() else str(path)
+            raise ValueError(f"No .parquet, .npy, .csv or image file in {where}: {plural(len(compressed), 'file')} "
+                             f"compressed ({describe_names([p.name for p in compressed])}). {decompress_fix(target, suffix)}")
+        raise ValueError(f"No .parquet, .npy, .csv or image file in {where}{inside}. Point to a folder "
                          "or pattern of Parquet, .npy, CSV or image files.")
     kinds = sorted({_KINDS[p.suffix.lower()] for p in files})
     if len(kinds) > 1:
