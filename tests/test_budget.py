@@ -159,14 +159,15 @@ def test_a_resumed_run_gets_the_plan_its_checkpoints_were_made_with(tmp_path):
     assert len(made) == 2
 
 
-@pytest.mark.parametrize("text", ["0", "-5m", "ten minutes", "10d"])
+@pytest.mark.parametrize("text", ["0", "-5m", "ten minutes", "10d", "5ms", "m", "1h-30m"])
 def test_the_command_refuses_a_bad_duration_in_one_line(text, capsys):
     assert main(["compare", f"--time-budget={text}"]) == EXIT_USAGE
     err = capsys.readouterr().err.strip()
-    assert "--time-budget" in err and "90s, 10m or 1h" in err and "\n" not in err
+    assert "--time-budget" in err and "90s, 10m, 1h or 1h30m" in err and "\n" not in err
 
 
-@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45)])
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45), ("10min", 600),
+                                           ("1h30m", 5400), ("2 hours 5 sec", 7205), ("90 Seconds", 90)])
 def test_durations_read_as_seconds(text, seconds):
     from aepca.cli import build_parser
 

@@ -55,15 +55,22 @@ def int_at_least(minimum: int, description: str):
 
 positive_int = int_at_least(1, "a positive integer")
 non_negative_int = int_at_least(0, "an integer >= 0")
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+# Seconds per unit of a duration, by each name the unit goes by: "90 sec", "10min", "2 hours".
+DURATION_UNITS = {**dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+                  **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+                  **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600)}
+DURATION_TERM = r"(\d+(?:\.\d+)?)\s*([a-z]*)"
 
 
 def duration(text: str) -> float:
-    """Seconds in a duration: a number with an optional unit s, m or h (90s, 10m, 1.5h)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    seconds = float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"] if match else 0.0
+    """Seconds in a duration: numbers, each with an optional unit, s (the default), m or h, or their words
+    (90, 90s, 10m, 10min, 1.5h, 1h30m)."""
+    lowered = text.lower()
+    terms = re.findall(DURATION_TERM, lowered) if re.fullmatch(rf"\s*(?:{DURATION_TERM}\s*)+", lowered) else []
+    units = [DURATION_UNITS.get(unit or "s") for _, unit in terms]
+    seconds = sum(float(number) * unit for (number, _), unit in zip(terms, units)) if None not in units else 0.0
     if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive duration such as 90s, 10m or 1h, received {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 90s, 10m, 1h or 1h30m, received {text!r}")
     return seconds
 
 
@@ -228,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--code-dim", type=positive_int, default=2, help="code size k for both methods (default: 2)")
     add_training_arguments(compare)
     compare.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
-                         help="the whole command's wall time, e.g. 90s, 10m, 1h: the network and its epochs are sized "
+                         help="the whole command's wall time, e.g. 90s, 10m, 1h30m: the network and its epochs are sized "
                               "to it from the measured speed, what training leaves refines the codes (docs/recipes.md); "
                               "default: none, the recipe's settings")
     add_run_arguments(compare, "runs/compare")
