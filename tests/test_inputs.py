@@ -124,6 +124,21 @@ def test_pca_methods_take_every_form(fitted, method, form):
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=tolerance, atol=tolerance * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("estimator", ["autoencoder", "pca"])
+@pytest.mark.parametrize("form", ["DataFrame", "Arrow table", "parquet"])
+def test_a_model_fitted_on_named_columns_reads_tables_and_files_by_name(fitted, estimator, form, tmp_path):
+    _, forms, _, _ = fitted
+    model = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0) if estimator == "autoencoder" else PCA(2)
+    model.fit(forms[form])
+    table = forms["Arrow table"]
+    reordered = table.select(table.column_names[::-1])
+    pq.write_table(reordered, tmp_path / "reordered.parquet")
+    expected = np.asarray(model.transform(table))
+    for data in (reordered, tmp_path / "reordered.parquet"):
+        np.testing.assert_allclose(model.transform(data), expected, rtol=0,
+                                   atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
+
+
 @pytest.mark.parametrize("form", ["array", "DataFrame", "npy"])
 @pytest.mark.parametrize(("estimator", "method"), [("autoencoder", "fit"), ("autoencoder", "transform"),
                                                    ("autoencoder", "score_samples"), ("pca", "fit"),

@@ -41,12 +41,13 @@ def numbers_expected():
         ) from None
 
 
-def opened(X):
-    """Files, folders, patterns and Arrow tables as a row source; arrays and DataFrames as they are
-    (for estimators that keep float64 arrays float64, as :class:`aepca.PCA` does), a DataFrame's
+def opened(X, spec=None):
+    """Files, folders, patterns and Arrow tables as a row source (read by column name through ``spec``,
+    a fitted model's :class:`aepca.data.columns.ColumnSpec`, when given); arrays and DataFrames as they
+    are (for estimators that keep float64 arrays float64, as :class:`aepca.PCA` does), a DataFrame's
     columns checked to be numbers."""
     if isinstance(X, (str, os.PathLike)) or is_arrow_table(X):
-        return open_source(X)
+        return open_source(X, spec=spec)
     if hasattr(X, "columns") and hasattr(X, "dtypes"):
         from aepca.data.columns import check_numeric
 
@@ -95,7 +96,9 @@ def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> Ro
     if isinstance(X, RowSource):
         source = X
     elif isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or (spec is not None and hasattr(X, "columns")):
-        missing = [name for name in names if name not in X.columns] if names is not None and hasattr(X, "columns") else []
+        # An Arrow table's .columns are its arrays: its names are .column_names.
+        columns = X.column_names if is_arrow_table(X) else getattr(X, "columns", None)
+        missing = [name for name in names if name not in columns] if names is not None and columns is not None else []
         if missing:
             raise ValueError(
                 f"X lacks {plural(len(missing), 'column')} the model was trained on: {describe_names(missing)}. "

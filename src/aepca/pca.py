@@ -32,6 +32,8 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from aepca.data.columns import ColumnSpec
+from aepca.data.sources import open_source
 from aepca.inputs import check_finite, numbers_expected, opened, refuse_non_finite
 from aepca.prefetch import prefetch
 from aepca.validation import check_codes, invalid_value
@@ -395,6 +397,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         table (no more rows than features) those of nonzero variance (fewer than the rows), and
         zero-variance ones up to ``n_components``.
     all_explained_variance_ : ndarray of shape (n_directions,)
+    columns_ : ColumnSpec or None
+        The named columns fitted on (a table's or a file's), by which later tables and files are read,
+        as :class:`aepca.Autoencoder` reads them; None after a fit on an array (columns by position).
     n_samples_seen_ : int
     n_features_in_ : int
     """
@@ -447,6 +452,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             batches = (rows[start : start + self.batch_size] for start in sampled)
             accumulator = _finite(self._accumulate(ScatterAccumulator(rows.shape[1]), batches), X)
         self._set_statistics(accumulator)
+        self.columns_ = self._fitted_columns(X)
         # Solved now, so that reading a fitted estimator never changes its state.
         self._solved()
         return self
@@ -464,7 +470,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         first = not hasattr(self, "n_samples_seen_")
         if first:
             self._validate_params()
-        X = opened(X)
+        X = opened(X) if first else self._opened(X)
         if is_row_source(X):
             self._check_source(X, reset=first)
             self._check_n_components(X.n_features)
@@ -478,7 +484,26 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             accumulator = ScatterAccumulator(X.shape[1]) if first else self._accumulator
             self._accumulate(accumulator, self._batches([X]))
         self._set_statistics(accumulator)
+        if first:
+            self.columns_ = self._fitted_columns(X)
         return self
+
+    def _fitted_columns(self, X) -> ColumnSpec | None:
+        """The columns of named rows just fitted on (a row source's, or a DataFrame's names), which later
+        tables and files are read by; None for an array, whose columns are taken by position."""
+        if is_row_source(X):
+            return getattr(X, "columns", None)  # a row source of its own making may have none
+        names = getattr(self, "feature_names_in_", None)
+        return None if names is None else ColumnSpec(columns=tuple(names), feature_names=tuple(names))
+
+    def _opened(self, X):
+        """``X`` given after a fit: tables and files read by the names of the columns fitted on (a
+        DataFrame too, unless its names were checked as scikit-learn checks them, ``feature_names_in_``);
+        arrays, and everything after a fit on an array, by position."""
+        spec = getattr(self, "columns_", None)  # absent from a PCA pickled before it was kept
+        if spec is not None and hasattr(X, "columns") and not hasattr(self, "feature_names_in_"):
+            return open_source(X, spec=spec)
+        return opened(X, spec=spec)
 
     def _check_source(self, source, *, reset: bool) -> None:
         """What ``validate_data`` checks of an array, for a row source (whose values are checked once read)."""
@@ -578,7 +603,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _rows(self, X) -> Iterator[tuple[int, Iterator[np.ndarray]]]:
         """The number of rows of ``X`` (checked against the fit) and its row batches, while the
         block lasts (a row source is read ahead, and the reading stops with the block)."""
-        X = opened(X)
+        X = self._opened(X)
         if not is_row_source(X):
             with numbers_expected():
                 X = check_finite(validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
