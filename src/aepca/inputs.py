@@ -52,7 +52,7 @@ def opened(X, spec=None):
         from aepca.data.columns import check_numeric
 
         check_numeric(X, "X", "Features must be numbers: drop those columns or encode them first "
-                              "(aepca's Autoencoder encodes text columns with categorical='onehot').")
+                              "(aepca.open_source(X, categorical='onehot') encodes text columns as categories).")
     return X
 
 
