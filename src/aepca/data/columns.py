@@ -262,7 +262,7 @@ class Selection:
             steps.append(f"{'add them to' if self.drop_columns else 'leave them out with'} --drop-columns A,B "
                          "or choose the features with --columns A,B,emb*")
         return (f"Features must be numbers: {'; '.join(steps)} "
-                "(in Python: aepca.open_source(X, categorical=, label_columns=, id_column=, drop_columns=, columns=)).")
+                "(in Python: the same options of aepca.open_source, e.g. categorical='onehot').")
 
     def check_exists(self, sources: list[str], lists: dict, source: str) -> None:
         """``ValueError`` unless the label and id columns are single-value columns of the file."""
