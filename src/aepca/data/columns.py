@@ -252,17 +252,17 @@ class Selection:
         steps = [] if categorical == "onehot" else ["encode categories with --categorical onehot"]
         steps += [
             "mark more labels by repeating --label-column" if self.label_columns
-            else "keep labels out of the features with --label-column NAME",
+            else "keep labels out with --label-column NAME",
         ]
         if self.id_column is None:
-            steps.append("keep an identifier beside the codes with --id-column NAME")
+            steps.append("keep row ids beside the codes with --id-column NAME")
         if self.columns:
             steps.append("take them out of --columns")
         else:
             steps.append(f"{'add them to' if self.drop_columns else 'leave them out with'} --drop-columns A,B "
-                         "or choose the features with --columns A,B,emb*")
+                         "or choose features with --columns A,B,emb*")
         return (f"Features must be numbers: {'; '.join(steps)} "
-                "(in Python: the same options of aepca.open_source, e.g. categorical='onehot').")
+                "(in Python: aepca.open_source(X, categorical=, label_columns=, id_column=, drop_columns=, columns=)).")
 
     def check_exists(self, sources: list[str], lists: dict, source: str) -> None:
         """``ValueError`` unless the label and id columns are single-value columns of the file."""
