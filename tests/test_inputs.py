@@ -139,6 +139,18 @@ def test_a_model_fitted_on_named_columns_reads_tables_and_files_by_name(fitted, 
                                    atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
 
 
+@pytest.mark.parametrize("form", ["DataFrame", "Arrow table", "parquet"])
+@pytest.mark.parametrize("estimator", [PCA(2), Autoencoder(2, epochs=1)])
+def test_two_columns_of_one_name_are_refused_in_every_form(tmp_path, estimator, form):
+    x = _rows(50, 3)
+    table = pa.table([x[:, 0], x[:, 1], x[:, 2]], names=["a", "a", "b"])
+    pq.write_table(table, tmp_path / "t.parquet")
+    data = {"DataFrame": pd.DataFrame(x, columns=["a", "a", "b"]), "Arrow table": table, "parquet": tmp_path / "t.parquet"}
+    with pytest.raises(ValueError, match=r"has more than one column named 'a', and columns are read by name\. "
+                                         r"Give each column a name of its own\."):
+        clone(estimator).fit(data[form])
+
+
 @pytest.mark.parametrize("form", ["array", "DataFrame", "npy"])
 @pytest.mark.parametrize(("estimator", "method"), [("autoencoder", "fit"), ("autoencoder", "transform"),
                                                    ("autoencoder", "score_samples"), ("pca", "fit"),

@@ -49,8 +49,9 @@ def opened(X, spec=None):
     if isinstance(X, (str, os.PathLike)) or is_arrow_table(X):
         return open_source(X, spec=spec)
     if hasattr(X, "columns") and hasattr(X, "dtypes"):
-        from aepca.data.columns import check_numeric
+        from aepca.data.columns import check_numeric, check_unique_names
 
+        check_unique_names(list(X.columns), "X")
         check_numeric(X, "X", "Features must be numbers: drop those columns or encode them first "
                               "(aepca.open_source(X, categorical='onehot') encodes text columns as categories).")
     return X

@@ -10,6 +10,7 @@ category seen in training, and missing values are filled as in training.
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -130,10 +131,11 @@ def _list_block(column, name: str, source: str) -> np.ndarray:
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
-def arrow_columns(table) -> tuple[str, ...]:
+def arrow_columns(table, source: str) -> tuple[str, ...]:
     """A pyarrow table's (or schema's) column names, less the index columns pandas stored (row labels, as
-    pandas reads them)."""
+    pandas reads them); each name once."""
     schema = getattr(table, "schema", table)
+    check_unique_names(schema.names, source)
     index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
     return tuple(name for name in schema.names if name not in index)
 
@@ -147,7 +149,7 @@ def frame_from_arrow(table, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
 
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    names = arrow_columns(table)
+    names = arrow_columns(table, source)
     lists = [n for n in names if _numeric_list(table.schema.field(n).type)]
     scalar = [n for n in names if n not in lists]
     parts = [table.select(scalar).to_pandas(ignore_metadata=True)]
@@ -211,6 +213,14 @@ def check_numeric(frame: pd.DataFrame, source: str, fix: str, columns=None) -> N
     example = _first_non_number(frame[text[0]])
     quoted = f" (e.g. {text[0]!r} holds {shorten(example)})" if example is not None else ""
     raise ValueError(f"{source} has non-numeric columns {describe_names(text, SHOWN)}{quoted}. {fix}")
+
+
+def check_unique_names(names, source: str) -> None:
+    """``ValueError`` when two of ``source``'s columns share a name: columns are read by name."""
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise ValueError(f"{source} has more than one column named {describe_names(repeated, SHOWN)}, and columns are "
+                         "read by name. Give each column a name of its own.")
 
 
 def check_missing(frame: pd.DataFrame, source: str) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aepca.data.columns import arrow_columns, to_frame
+from aepca.data.columns import arrow_columns, check_unique_names, to_frame
 from aepca.validation import as_image_shape, describe_names, invalid_value
 
 EXTENSIONS = (".csv", ".npy", ".npz", ".parquet", ".tsv")
@@ -157,9 +157,10 @@ class _SlicedPart(Part):
                            else [f"{rows.dtype} rows of shape {self.row_shape}"])
         elif isinstance(rows, pd.DataFrame):
             self.names = tuple(str(c) for c in rows.columns)
+            check_unique_names(self.names, where)
             self.schema = [f"{name}: {dtype}" for name, dtype in zip(self.names, rows.dtypes)]
         else:
-            self.names = arrow_columns(rows)
+            self.names = arrow_columns(rows, where)
             self.schema = [f"{name}: {rows.schema.field(name).type}" for name in self.names]
         self._rows = rows
         self.sizes = _slices(len(rows), block_rows)
@@ -556,7 +557,7 @@ class _ParquetPart(Part):
         self._pq = _parquet(path)
         with _parquet_errors(path), self._pq.ParquetFile(path) as parquet:
             self._metadata, self._schema = parquet.metadata, parquet.schema_arrow
-        self.names = arrow_columns(self._schema)
+        self.names = arrow_columns(self._schema, self.where)
         self.schema = [f"{name}: {self._schema.field(name).type}" for name in self.names]
         self.sizes = [self._metadata.row_group(g).num_rows for g in range(self._metadata.num_row_groups)]
 
