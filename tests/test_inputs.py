@@ -139,6 +139,21 @@ def test_a_model_fitted_on_named_columns_reads_tables_and_files_by_name(fitted, 
                                    atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
 
 
+@pytest.mark.parametrize("estimator", ["autoencoder", "pca"])
+def test_a_model_fitted_on_named_columns_reads_an_array_file_by_position_as_an_array(fitted, estimator, tmp_path):
+    x, _, _, _ = fitted
+    model = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0) if estimator == "autoencoder" else PCA(2)
+    frame = pd.DataFrame(x, columns=[f"c{j}" for j in range(8)])
+    model.fit(frame)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "narrow.npy", x[:, :7])
+    expected = np.asarray(model.transform(frame))
+    np.testing.assert_allclose(model.transform(tmp_path / "x.npy"), expected, rtol=0,
+                               atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
+    with pytest.raises(ValueError, match=r"narrow\.npy has 7 features, but the model reads 8 \('c0', 'c1', .*in that order"):
+        model.transform(tmp_path / "narrow.npy")
+
+
 @pytest.mark.parametrize("form", ["DataFrame", "Arrow table", "parquet"])
 @pytest.mark.parametrize("estimator", [PCA(2), Autoencoder(2, epochs=1)])
 def test_two_columns_of_one_name_are_refused_in_every_form(tmp_path, estimator, form):

@@ -419,11 +419,14 @@ def _reader(name: str, kind: str, parts: list, selection: Selection, spec: Colum
             categorical: str = "refuse", max_categories: int = MAX_CATEGORIES) -> _Rows:
     first = parts[0]
     given = spec is not None
-    positional = given and first.plain and first.path is None  # an array in memory holds the features, in order
+    # An array holds the features in order: in memory always, in a file (.npy, .npz, images) unless its
+    # positional names (x0, x1, ...) are those the model reads, as after a fit on such a file.
+    positional = given and first.plain and (first.path is None or not set(spec.feature_names) <= set(first.names))
     if not given:
         spec = _choose_columns(name, parts, selection, categorical, max_categories)
     elif positional and len(first.names) != len(spec.feature_names):
-        raise ValueError(f"The array has {len(first.names)} features, but the model reads {len(spec.feature_names)} "
+        where = first.where if first.path is not None else first.where.capitalize()  # a path as it is
+        raise ValueError(f"{where} has {len(first.names)} features, but the model reads {len(spec.feature_names)} "
                          f"({describe_names(spec.feature_names)}). Pass rows of those features, in that order.")
     elif not positional:
         for part in parts:
