@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from typing import NamedTuple
@@ -153,6 +155,13 @@ BLOCKING_CHILD = textwrap.dedent("""
     sys.argv = ["aepca", *sys.argv[2:]]
     console()
 """)
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def terminate_when(process, ready, what: str, timeout_s: float = 300) -> str:

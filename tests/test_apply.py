@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from aepca.apply import encode_file
 from aepca.cli import EXIT_USAGE, main
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.estimator import Autoencoder, load_model
-from conftest import float_tolerance, forward_roundings, mse_shift, optimizer_steps
+from conftest import dead_pid, float_tolerance, forward_roundings, mse_shift, optimizer_steps
 
 
 # One worker runs the module, so its fixtures are built once (pytest-xdist's loadgroup).
@@ -129,6 +131,15 @@ def test_an_existing_output_is_kept_unless_overwrite(run, capsys):
     assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder / "taken.csv")]) == EXIT_USAGE
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert (folder / "taken.csv").read_text() == "keep me"
+
+
+def test_what_a_killed_encode_left_is_removed_by_the_next(run):
+    folder, _, out = run
+    left = folder / f".after-kill.parquet.tmp-{dead_pid()}@{socket.gethostname()}-abcd1234"
+    left.mkdir()
+    (left / "after-kill.parquet").write_bytes(b"half")
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder / "after-kill.parquet")]) == 0
+    assert not left.exists() and not [name for name in os.listdir(folder) if ".tmp-" in name]
 
 
 def test_python_with_the_commands_defaults_equals_the_command(run):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BLOCKING_CHILD
+from conftest import BLOCKING_CHILD, dead_pid
 
 from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
 from aepca.experiments.run import (
@@ -229,13 +229,6 @@ def test_a_checkpoint_resumes_with_the_command_that_made_it(tmp_path):
 
 
 # What a killed run leaves --------------------------------------------------------------------------
-def dead_pid() -> int:
-    """The id of a process that has ended."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
 def test_the_next_start_finishes_committed_results_and_removes_the_rest(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt), Run(out, argv=["a.csv"]) as run:

@@ -40,9 +40,7 @@ def write_atomic(path, data: bytes, *, durable: bool = False) -> Path:
     a crash (checkpoints).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name))
+    fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -58,6 +56,16 @@ def write_atomic(path, data: bytes, *, durable: bool = False) -> Path:
     if durable:
         sync_folder(path.parent)
     return path
+
+
+def temporary_file(path) -> tuple[int, Path]:
+    """A new file beside ``path`` (its open descriptor and its path), named so that :func:`remove_leftovers`
+    removes it should its writer be killed; what killed writers of ``path`` left is removed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name))
+    return fd, Path(tmp)
 
 
 def sync_folder(folder) -> None:

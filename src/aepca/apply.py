@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from aepca._files import staging_folder
 from aepca.data.sources import open_source
 from aepca.validation import invalid_value
 
@@ -80,7 +80,7 @@ def check_output(out, *, overwrite: bool) -> Path:
 def _write(out, blocks, overwrite: bool) -> dict:
     out = check_output(out, overwrite=overwrite)
     writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter}[out.suffix.lower()]
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = staging_folder(out)
     try:
         rows, files = writer(staging / out.name).write_all(blocks)
         for file in files:

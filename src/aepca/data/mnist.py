@@ -11,7 +11,6 @@ import hashlib
 import http.client
 import math
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aepca._files import temporary_file
 from aepca.data._dataset import Dataset
 
 # First 16 hex digits of the SHA-256 of each C-contiguous array.
@@ -220,9 +220,7 @@ def download_mnist(url: str, dest, *, timeout: float = 30) -> Path:
     dest = Path(dest)
     if dest.is_dir():
         dest = dest / "mnist.npz"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = temporary_file(dest)
     try:
         with os.fdopen(fd, "wb") as out:
             try:
