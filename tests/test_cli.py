@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aepca.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, build_parser, main
+from aepca.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EXIT_USAGE, build_parser, main
 from aepca.data import open_source
 from aepca.plots import read_figure_data
 
@@ -320,6 +320,24 @@ def test_running_out_of_memory_exits_1_naming_the_memory_and_what_to_try(monkeyp
     assert line.startswith(f"aepca: error: out of memory: {memory} ({type(error).__name__}"), line
     assert advice in line
     traceback_file(line)
+
+
+def test_output_no_longer_read_ends_the_command_quietly_with_141(monkeypatch, capsys, tmp_path):
+    import aepca.cli
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `aepca compare | head -1` once head has its line
+    with os.fdopen(write_end, "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+
+        def handler(args):
+            print("the table")
+            sys.stdout.flush()
+
+        monkeypatch.setattr(aepca.cli, "run_compare", handler)
+        monkeypatch.chdir(tmp_path)
+        assert main(["compare", "--out", "run"]) == EXIT_OUTPUT_CLOSED
+        assert capsys.readouterr().err == ""
 
 
 def test_an_interruption_exits_130(monkeypatch, capsys, tmp_path):

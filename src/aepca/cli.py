@@ -22,9 +22,10 @@ from pathlib import Path
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: the status of a command whose reader went away (| head)
 # Rows read at a time (aepca.data.sources.BLOCK_ROWS, not imported: --help imports nothing heavy).
 BLOCK_ROWS = 65536
-EXIT_INTERRUPTED = 130
 # When the command started (a --time-budget counts from here).
 STARTED = time.monotonic()
 
@@ -650,14 +651,33 @@ MAX_MESSAGE = 500
 
 def report(error: BaseException, args=None) -> int:
     """Print the one line that says why the command stopped (stderr); return the exit status that tells it:
-    130 interrupted, 2 bad input or usage (a missing optional dependency included), 1 anything else, with
-    the error's type and the file its traceback was written to."""
+    130 interrupted, 2 bad input or usage (a missing optional dependency included), 141 (quietly) when
+    whoever read the output stopped reading, 1 anything else, with the error's type and the file its
+    traceback was written to."""
     from aepca._files import signals_deferred
 
+    if isinstance(error, BrokenPipeError) and _output_closed():
+        return EXIT_OUTPUT_CLOSED  # quietly, as commands end whose output is no longer read
     with signals_deferred(redeliver=False):  # a second Ctrl-C while saying so changes nothing
         status, line = _outcome(error, args)
         print(line, file=sys.stderr, flush=True)
     return status
+
+
+def _output_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll says POLLERR); if so, stdout is pointed
+    at /dev/null, so that the interpreter's last flush at exit does not fail again."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no stdout to ask
+        return False
+    if closed:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return closed
 
 
 def _outcome(error: BaseException, args) -> tuple[int, str]:
