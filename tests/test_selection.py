@@ -54,6 +54,16 @@ def test_sums_from_parts_give_the_interval_of_all_rows():
         np.testing.assert_allclose(got["interval"], expected["interval"], rtol=1e3 * np.finfo(float).eps)
 
 
+def test_a_process_without_rows_keeps_an_empty_array_that_joins_the_others():
+    """A process whose share holds no test rows (fewer blocks than processes) gives its part all the same."""
+    rng = np.random.default_rng(2)
+    none, some = PairedErrors(3, keep_rows=True), PairedErrors(3, keep_rows=True)
+    some.add(rng.random(5), rng.random((5, 3)))
+    assert none.kept_rows().shape == (0, 4)
+    joined = np.concatenate([none.kept_rows(), some.kept_rows()])
+    np.testing.assert_array_equal(joined, some.kept_rows())
+
+
 def test_the_ratios_interval_stays_above_zero_and_covers_on_skewed_errors():
     """A network's per-row errors are skewed (a few rows far worse): 200 draws of 60 rows whose
     candidate errors are lognormal (sigma 1.5, true ratio of means 0.3 e^1.125 / e^0.125 = 0.815).

@@ -302,6 +302,16 @@ def test_two_processes_on_unequal_shards_train_as_one_device_reading_two_lanes(u
     assert_same_training(unequal_runs, two_lanes)
 
 
+@pytest.mark.slow
+def test_two_processes_finish_on_data_of_one_block(cli_env, tmp_path):
+    """One process reads every block, the other none: its share of the test rows is empty."""
+    folder = tmp_path / "one"
+    write_parts(folder, (200,), 200, seed=2)  # 40 test rows: kept for the bootstrap
+    _, metrics = run_compare(cli_env, tmp_path / "run", folder, "--processes", 2, "--epochs", 1, *TRAINING)
+    assert (metrics["reading"]["blocks"], metrics["reading"]["processes"]) == (1, 2)
+    assert np.isfinite(metrics["autoencoder"]["test_mse"])
+
+
 # 5. A worker killed ends the run -----------------------------------------------------------------
 def child_pids(pid: int) -> list[int]:
     """The children of ``pid`` (from /proc, else pgrep)."""

@@ -62,6 +62,10 @@ class PairedErrors:
         if self.rows is not None:
             self.rows.append(np.column_stack([a, b]))
 
+    def kept_rows(self) -> np.ndarray:
+        """The rows kept for the bootstrap as one array: ``a``, then ``b`` at each size (none yet: no rows)."""
+        return np.concatenate(self.rows) if self.rows else np.zeros((0, 1 + self.n_sizes))
+
     def interval(self, size: int, seed: int = 0) -> dict:
         """The comparison with reference size ``size``: mean difference (candidate - reference) and
         ratio (candidate / reference) with 95% intervals, and the verdict the difference's
@@ -72,7 +76,7 @@ class PairedErrors:
         sb, sbb, sab = self.sums[3 + size], self.sums[3 + k + size], self.sums[3 + 2 * k + size]
         difference, ratio = (sa - sb) / n, sa / sb if sb > 0 else np.inf
         if self.rows is not None and n < BOOTSTRAP_ROWS:
-            rows = np.concatenate(self.rows)
+            rows = self.kept_rows()
             picks = np.random.default_rng(seed).integers(0, len(rows), (BOOTSTRAP_RESAMPLES, len(rows)))
             a, b = rows[:, 0][picks].mean(axis=1), rows[:, 1 + size][picks].mean(axis=1)
             interval = np.quantile(a - b, [0.025, 0.975])

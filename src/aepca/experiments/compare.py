@@ -387,7 +387,7 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
                     categories += _category_sums(spec, rows, space, pca_rows, pca.inverse_transform(pca.transform(space)),
                                                  scaler.inverse_transform(ae_space), ae_space)
     totals = distributed.all_sum(np.concatenate([curve, [sums["ae"]], sums["pca_columns"], sums["ae_columns"]])) / test.n_rows
-    kept = None if paired.rows is None else distributed.all_rows(np.concatenate(paired.rows))
+    kept = None if paired.rows is None else distributed.all_rows(paired.kept_rows())
     return {
         "pca_curve": totals[: d + 1],
         "ae_test_mse": float(totals[d + 1]),
