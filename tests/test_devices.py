@@ -112,9 +112,12 @@ def test_devices_must_divide_the_batch():
     with pytest.raises(
         ValueError,
         match=r"Received an invalid value for devices, expected a divisor of batch_size=128 \(each device takes an "
-        r"equal share of every batch\)\. Received: devices=3",
+        r"equal share of every batch\)\. Received: devices=3\. Use 1, 2, 4, 8, 16, 32, 64, 128 devices\.$",
     ):
         TrainConfig(devices=3)
+    with pytest.raises(ValueError, match=r"Received: lanes=3\. Use 1, 2, 4, 8, 16, 32, 64, 128 lanes \(--lanes; by default, and at "
+                                         r"least a multiple of, devices x processes\)\.$"):
+        TrainConfig(lanes=3)
     with pytest.raises(ValueError, match=r"The 'devices' parameter of Autoencoder must be an int in the range \[1, inf\)"):
         Autoencoder(devices=0).fit(np.zeros((10, 3), np.float32))
 
