@@ -207,7 +207,7 @@ def add_neighbour_arguments(parser: argparse.ArgumentParser) -> None:
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data bigger than memory, more than one process or machine")
     group.add_argument("--stream", action="store_true",
-                       help="read PATH (.npy or .parquet) a block at a time instead of into memory "
+                       help="read PATH (.npy, .parquet or CSV) a block at a time instead of into memory "
                             "(always so for a folder or a glob pattern such as 'parts/*.parquet')")
     group.add_argument("--lanes", type=positive_int, default=None, metavar="N",
                        help="read streams making up each batch; the batches depend on it, not on the processes "
