@@ -135,15 +135,15 @@ def test_image_shape_reaches_the_data_and_needs_a_path(four_columns):
 
 def test_a_streamed_file_takes_image_shape_only_when_it_holds_images_and_is_walked_only_to_check_it(
         four_columns, monkeypatch):
-    from aepca.cli import UsageError, check_stream_arguments
+    from aepca.cli import UsageError, check_run_arguments
     from aepca.data import sources
 
     with pytest.raises(UsageError, match=r"--image-shape applies to data read into memory, not to streamed files"):
-        check_stream_arguments(build_parser().parse_args(["compare", str(four_columns), "--stream", "--image-shape", "2x2"]))
+        check_run_arguments(build_parser().parse_args(["compare", str(four_columns), "--stream", "--image-shape", "2x2"]))
     # Without --image-shape there is nothing to check: a folder of many images is walked once, when opened.
     walked = []
     monkeypatch.setattr(sources, "image_files", lambda path: walked.append(path))
-    check_stream_arguments(build_parser().parse_args(["compare", str(four_columns), "--stream"]))
+    check_run_arguments(build_parser().parse_args(["compare", str(four_columns), "--stream"]))
     assert walked == []
 
 

@@ -95,6 +95,13 @@ def test_the_lock_names_its_holder_and_is_taken_over_when_the_holder_is_killed(t
     check_available(out)
 
 
+def test_a_command_refused_before_its_run_starts_leaves_no_lock_file(tmp_path, capsys):
+    check_available(tmp_path / "free")  # the early probe of a folder no run has used
+    assert main(["compare", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "out")]) == EXIT_USAGE
+    assert "No such file" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 # Nothing saved is lost ---------------------------------------------------------------------------
 def test_an_error_after_training_saved_something_keeps_the_checkpoint_and_says_how_to_continue(tmp_path):
     out = tmp_path / "run"

@@ -298,9 +298,16 @@ def is_streamed(args) -> bool:
     return bool(args.stream or is_source_path(args.path) or args.num_processes or args.coordinator)
 
 
-def check_stream_arguments(args) -> None:
+def check_run_arguments(args) -> None:
+    """What can be told of PATH, --test and the streaming options before the run starts."""
     if args.path is None and (args.stream or args.processes or args.coordinator or args.num_processes):
         raise UsageError("--stream, --processes and --coordinator read your own files (PATH); give PATH")
+    from aepca.data.formats import check_exists
+    from aepca.data.sources import is_source_path
+
+    for path in (args.path, args.test):  # a mistyped name refused before the run takes --out's lock
+        if path is not None and not is_source_path(path):
+            check_exists(path)
     if is_streamed(args):
         from aepca.data.sources import image_files
 
@@ -611,7 +618,7 @@ def main(argv: list[str] | None = None, *, tune_process: bool = False) -> int:
         if args.command == "reproduce" and args.out is None:
             args.out = Path("runs") / args.paper
         if args.command in STREAMING_COMMANDS:
-            check_stream_arguments(args)  # before anything slow starts
+            check_run_arguments(args)  # before anything slow starts
         if args.command in RUN_COMMANDS and is_first_process(args):
             from aepca.experiments.run import check_available
 

@@ -724,11 +724,16 @@ def decompress_fix(target: str, suffix: str) -> str:
             f"({DECOMPRESSORS[suffix]} {target}) or save as Parquet (compressed, read by blocks).")
 
 
+def check_exists(path) -> None:
+    """``FileNotFoundError`` naming ``path`` and the folder it was looked for from, unless something is there."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"No such file: {path}. Check the path and the current directory ({Path.cwd()}).")
+
+
 def _check_path(path) -> Path:
     """``path`` as a Path to a readable, non-empty file of a known kind."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No such file: {path}. Check the path and the current directory ({Path.cwd()}).")
+    check_exists(path)
     if path.is_dir():
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(EXTENSIONS)}).")
     if path.suffix.lower() not in EXTENSIONS + IMAGE_EXTENSIONS:

@@ -147,8 +147,9 @@ class _FolderLock:
 def check_available(out) -> None:
     """Raise :class:`FolderInUse` now if another process runs in ``out`` (before slow work: imports,
     workers); the run itself takes the lock when it starts."""
-    if Path(out).resolve().parent.is_dir():
-        _FolderLock(out).acquire(None).release()
+    lock = _FolderLock(out)
+    if lock.path.exists():  # no one holds a lock whose file is missing, and probing would leave one behind
+        lock.acquire(None).release()
 
 
 # Committing results ----------------------------------------------------------------------------
