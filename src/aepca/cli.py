@@ -672,19 +672,15 @@ def report(error: BaseException, args=None) -> int:
 
 
 def _output_closed() -> bool:
-    """Whether stdout is a pipe whose reader has gone (poll says POLLERR); if so, stdout is pointed
-    at /dev/null, so that the interpreter's last flush at exit does not fail again."""
+    """Whether stdout is a pipe whose reader has gone (poll says POLLERR)."""
     import select
 
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
-        closed = any(events & select.POLLERR for _, events in poller.poll(0))
+        return any(events & select.POLLERR for _, events in poller.poll(0))
     except (AttributeError, OSError, ValueError):  # no poll (Windows), or no stdout to ask
         return False
-    if closed:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return closed
 
 
 def _outcome(error: BaseException, args) -> tuple[int, str]:
@@ -815,6 +811,8 @@ def console() -> None:
         # A Ctrl-C or SIGTERM after the outcome was said, before main gave its handlers back (a worker
         # stopped by its launcher as it reports a lost peer): the process stops quietly.
         status = EXIT_INTERRUPTED
+    if status == EXIT_OUTPUT_CLOSED:  # so that the interpreter's last flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
         sys.stderr.flush()
