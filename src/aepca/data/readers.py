@@ -224,9 +224,13 @@ def _check_test_size(test_size) -> float:
     return float(test_size)
 
 
+# The share of test rows of every bundled data set (the digits, scikit-learn's tables, the synthetic sets).
+BUNDLED_TEST_SIZE = 0.2
+
+
 def split_indices(n_rows: int, test_size: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded shuffle of ``range(n_rows)`` into (train, test) index arrays: the split that defines the bundled
-    digits and synthetic sets (users' files are split by :func:`held_out_split`)."""
+    data sets (users' files are split by :func:`held_out_split`)."""
     n_test = math.ceil(_check_test_size(test_size) * n_rows)
     order = np.random.default_rng(seed).permutation(n_rows)
     return _checked_split(order[n_test:], order[:n_test], test_size, source)
