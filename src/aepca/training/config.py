@@ -95,21 +95,24 @@ class TrainConfig:
                 continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise invalid_value(name, "a positive integer", f"{name}={value!r}")
-        divisors = ", ".join(str(n) for n in range(1, self.batch_size + 1) if self.batch_size % n == 0)
         if self.batch_size % self.devices:
             raise invalid_value(
                 "devices", f"a divisor of batch_size={self.batch_size} (each device takes an equal share of every batch)",
-                f"devices={self.devices}", f"Use one of {divisors}.",
+                f"devices={self.devices}", f"Use one of {self._batch_divisors()}.",
             )
         if self.lanes is not None and self.batch_size % self.lanes:
             raise invalid_value(
                 "lanes", f"a divisor of batch_size={self.batch_size} (each lane gives an equal share of every batch)",
-                f"lanes={self.lanes}", f"Use one of {divisors} that is a multiple of devices x processes (--lanes; by default that product).",
+                f"lanes={self.lanes}", f"Use one of {self._batch_divisors()} that is a multiple of devices x processes "
+                "(--lanes; by default that product).",
             )
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
             raise invalid_value("learning_rate", "a positive finite number", f"learning_rate={self.learning_rate!r}")
         if not (isinstance(self.beta_2, (int, float)) and 0 < self.beta_2 < 1):
             raise invalid_value("beta_2", "a number between 0 and 1 (exclusive)", f"beta_2={self.beta_2!r}")
+
+    def _batch_divisors(self) -> str:
+        return ", ".join(str(n) for n in range(1, self.batch_size + 1) if self.batch_size % n == 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
