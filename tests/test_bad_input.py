@@ -132,11 +132,16 @@ def test_api_fit_of_a_table_names_the_column_and_the_fix_as_the_command_does(cas
 
 
 @pytest.mark.parametrize("form", ["DataFrame", "Arrow"])
-def test_pca_fit_of_a_table_with_text_names_the_column_and_the_fix(form):
+def test_pca_and_the_autoencoder_refuse_a_text_column_with_one_message(form):
     frame = pd.read_csv(io.StringIO(CASES["text column"][1])).drop(columns="y")
     table = frame if form == "DataFrame" else pa.Table.from_pandas(frame)
-    with pytest.raises(ValueError, match=r"has non-numeric columns 'c' \(e\.g\. 'c' holds .*Features must be numbers"):
-        PCA(1).fit(table)
+    messages = []
+    for estimator in (PCA(1), Autoencoder(1, recipe="classic", hidden=(2,), epochs=1)):
+        with pytest.raises(ValueError, match=r"has non-numeric columns 'c' \(e\.g\. 'c' holds .*Features must be numbers"
+                                             r".*aepca\.open_source\(X, categorical=") as info:
+            estimator.fit(table)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
 
 
 @pytest.mark.parametrize("estimator", [PCA(1), Autoencoder(1, recipe="classic", hidden=(2,), epochs=1)], ids=["PCA", "Autoencoder"])

@@ -337,16 +337,3 @@ def test_the_history_says_why_that_many_epochs_ran(data):
                               "restore_best": True, "patience": 3, "anneal_epochs": 2}).fit(rank_2)
     assert annealed.history_["epochs_reason"] == ("5 epochs: the validation loss had not improved for 3 epochs by epoch 3, "
                                                   "then 2 more from the best weights at a learning rate falling linearly to 0 (cap 50)")
-
-
-def test_a_frame_is_aligned_by_column_name(data):
-    import pandas as pd
-
-    X_train, X_test = data
-    names = [f"c{i}" for i in range(X_train.shape[1])]
-    model = Autoencoder(**{**PARAMS, "epochs": 1}).fit(pd.DataFrame(X_train, columns=names))
-    frame = pd.DataFrame(X_test, columns=names)
-    reordered = frame[names[::-1]].assign(extra=1.0)
-    np.testing.assert_array_equal(model.transform(reordered), model.transform(frame))
-    with pytest.raises(ValueError, match=r"X lacks 1 column the model was trained on: 'c3'\. Pass rows with every"):
-        model.transform(frame.drop(columns=["c3"]))

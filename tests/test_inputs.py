@@ -134,9 +134,12 @@ def test_a_model_fitted_on_named_columns_reads_tables_and_files_by_name(fitted, 
     reordered = table.select(table.column_names[::-1])
     pq.write_table(reordered, tmp_path / "reordered.parquet")
     expected = np.asarray(model.transform(table))
-    for data in (reordered, tmp_path / "reordered.parquet"):
+    for data in (reordered, tmp_path / "reordered.parquet", reordered.to_pandas().assign(extra=1.0)):
         np.testing.assert_allclose(model.transform(data), expected, rtol=0,
                                    atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
+    if form == "DataFrame":
+        with pytest.raises(ValueError, match=r"X lacks 1 column the model was trained on: 'x3'\. Pass rows with every"):
+            model.transform(forms["DataFrame"].drop(columns=["x3"]))
 
 
 @pytest.mark.parametrize("estimator", ["autoencoder", "pca"])

@@ -49,11 +49,11 @@ def opened(X, spec=None):
     if isinstance(X, (str, os.PathLike)) or is_arrow_table(X):
         return open_source(X, spec=spec)
     if hasattr(X, "columns") and hasattr(X, "dtypes"):
-        from aepca.data.columns import check_numeric, check_unique_names
+        from aepca.data.columns import Selection, check_numeric, check_unique_names
 
         check_unique_names(list(X.columns), "X")
-        check_numeric(X, "X", "Features must be numbers: drop those columns or encode them first "
-                              "(aepca.open_source(X, categorical='onehot') encodes text columns as categories).")
+        # The message open_source gives a DataFrame (the Autoencoder's), with its options.
+        check_numeric(X, "the DataFrame", Selection().advice())
     return X
 
 
@@ -87,6 +87,18 @@ def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
     return open_source(rows), None
 
 
+def check_has_columns(X, names) -> None:
+    """``ValueError`` naming the training columns ``names`` that the table or file ``X`` lacks."""
+    # An Arrow table's .columns are its arrays: its names are .column_names.
+    columns = X.column_names if is_arrow_table(X) else getattr(X, "columns", None)
+    missing = [name for name in names if name not in columns] if columns is not None else []
+    if missing:
+        raise ValueError(
+            f"X lacks {plural(len(missing), 'column')} the model was trained on: {describe_names(missing)}. "
+            "Pass rows with every training column (their order and extra columns do not matter)."
+        )
+
+
 def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> RowSource:
     """Rows of any form given to a model (or as validation rows) as a row source of its features.
 
@@ -97,14 +109,8 @@ def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> Ro
     if isinstance(X, RowSource):
         source = X
     elif isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or (spec is not None and hasattr(X, "columns")):
-        # An Arrow table's .columns are its arrays: its names are .column_names.
-        columns = X.column_names if is_arrow_table(X) else getattr(X, "columns", None)
-        missing = [name for name in names if name not in columns] if names is not None and columns is not None else []
-        if missing:
-            raise ValueError(
-                f"X lacks {plural(len(missing), 'column')} the model was trained on: {describe_names(missing)}. "
-                "Pass rows with every training column (their order and extra columns do not matter)."
-            )
+        if names is not None:
+            check_has_columns(X, names)
         source = open_source(X, spec=spec)
     elif estimator is not None:
         with numbers_expected():

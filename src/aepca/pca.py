@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aepca.data.columns import ColumnSpec
 from aepca.data.sources import open_source
-from aepca.inputs import check_finite, numbers_expected, opened, refuse_non_finite
+from aepca.inputs import check_finite, check_has_columns, numbers_expected, opened, refuse_non_finite
 from aepca.prefetch import prefetch
 from aepca.validation import check_codes, invalid_value
 
@@ -497,11 +497,15 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return None if names is None else ColumnSpec(columns=tuple(names), feature_names=tuple(names))
 
     def _opened(self, X):
-        """``X`` given after a fit: tables and files read by the names of the columns fitted on (a
-        DataFrame too, unless its names were checked as scikit-learn checks them, ``feature_names_in_``);
+        """``X`` given after a fit: tables and files read by the names of the columns fitted on, as the
+        Autoencoder reads them (a DataFrame after a fit on one: its columns taken by name, as they are);
         arrays, and everything after a fit on an array, by position."""
         spec = getattr(self, "columns_", None)  # absent from a PCA pickled before it was kept
-        if spec is not None and hasattr(X, "columns") and not hasattr(self, "feature_names_in_"):
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and hasattr(X, "columns") and hasattr(X, "dtypes"):
+            check_has_columns(X, names)
+            return opened(X if list(X.columns) == list(names) else X[list(names)])
+        if spec is not None and hasattr(X, "columns"):
             return open_source(X, spec=spec)
         return opened(X, spec=spec)
 
