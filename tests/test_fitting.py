@@ -80,12 +80,19 @@ def test_folds_hold_equal_shares_of_the_rows():
         assert train.n_rows + held_out.n_rows == 1003
 
 
-
 @pytest.mark.parametrize("n_rows, folds", [(4, 2), (9, 4), (10, 5)])
 def test_a_table_of_few_rows_is_judged_on_fewer_folds_of_two_rows(low_rank_data, n_rows, folds):
     x = low_rank_data(n_samples=n_rows, n_features=4, rank=2, seed=0)
     fitted = Autoencoder(2, hidden=(4,), epochs=1, random_state=0).fit(x)
     assert fitted.history_["selection"]["held_out"] == f"{folds} folds of {n_rows} training rows"
+
+
+def test_too_few_rows_for_two_folds_are_refused_as_rows_not_as_a_folds_setting(low_rank_data):
+    x = low_rank_data(n_samples=3, n_features=4, rank=2, seed=0)
+    with pytest.raises(ValueError, match=r"^Received an invalid value for X, expected at least 4 training rows \(the "
+                                         r"fast recipe judges .* on 2 folds .*Received: 3 training rows\. Provide more"):
+        Autoencoder(2, hidden=(4,), epochs=1, random_state=0).fit(x)
+
 
 def _state(model):
     return {key: value for key, value in vars(model).items() if key.endswith("_") and not key.startswith("_")}

@@ -30,7 +30,7 @@ from aepca.recipes import LARGE_ROWS, get_recipe
 from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
 from aepca.statistics import MAX_HELD_BYTES, scan
 from aepca.training import TrainConfig, best_epoch, steps_per_epoch, train
-from aepca.validation import invalid_value
+from aepca.validation import invalid_value, plural
 
 # The salt of the folds' split of the training rows.
 FOLD_SALT = "folds"
@@ -421,6 +421,12 @@ def resolve_settings(recipe, given: dict, n_rows: int, n_features: int, n_compon
         raise invalid_value("n_components", "at most the number of features",
                             f"n_components={n_components}, n_features={n_features}", "Choose a smaller code size.")
     settings = get_recipe(recipe).settings(n_rows, n_features, n_components, **given)
+    folds = settings["folds"]
+    if folds and given.get("folds") is None and n_rows < 2 * folds:  # folds=N given: fold_views says why
+        raise invalid_value("X", f"at least {2 * folds} training rows (the {get_recipe(recipe).name} recipe judges "
+                                 f"the network against PCA on {folds} folds of 2 rows or more)",
+                            plural(n_rows, "training row"), "Provide more rows; in a comparison, hold fewer out "
+                            "for testing (--test-size, test_size=).")
     settings["hidden"] = tuple(int(h) for h in settings["hidden"])
     check_activation(settings["activation"])
     check_activation(settings["code_activation"], "code_activation")
