@@ -57,6 +57,14 @@ def test_encode_writes_the_codes_of_python_transform_with_the_ids(run, capsys):
     np.testing.assert_allclose(codes[["code_0", "code_1"]].to_numpy(), expected, rtol=0, atol=_codes_tolerance(model, expected))
 
 
+def test_a_compare_run_folder_is_read_as_the_model_inside_it(run):
+    folder, _, out = run
+    from_run, from_model = load_model(out), load_model(out / "model")
+    for got, expected in zip(from_run.model_.get_weights(), from_model.model_.get_weights()):
+        np.testing.assert_array_equal(got, expected)  # the same file read twice
+    assert main(["encode", str(out), str(folder / "table.csv"), "--out", str(folder / "run_codes.csv")]) == 0
+
+
 def test_reordered_columns_give_the_same_codes(run):
     folder, frame, out = run
     reordered = folder / "reordered.csv"
@@ -131,6 +139,12 @@ def test_an_existing_output_is_kept_unless_overwrite(run, capsys):
     assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder / "taken.csv")]) == EXIT_USAGE
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert (folder / "taken.csv").read_text() == "keep me"
+
+
+def test_a_folder_given_as_the_output_is_refused_as_a_folder(run, capsys):
+    folder, _, out = run
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder)]) == EXIT_USAGE
+    assert f"--out {folder} is a folder; name a file, e.g. {folder / 'codes.parquet'}" in capsys.readouterr().err
 
 
 def test_what_a_killed_encode_left_is_removed_by_the_next(run):

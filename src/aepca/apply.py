@@ -62,6 +62,8 @@ def _blocks(model, data, block_rows, names, apply):
 
 def check_output(out, *, overwrite: bool) -> Path:
     out = Path(out)
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder; name a file, e.g. {out / 'codes.parquet'}.")
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise invalid_value(
             "--out",
@@ -71,8 +73,6 @@ def check_output(out, *, overwrite: bool) -> Path:
         )
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {out} already exists; pass --overwrite to replace it, or choose another name.")
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a folder; name a file, e.g. {out / 'codes.parquet'}.")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
 

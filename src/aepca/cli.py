@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("reconstruct", run_reconstruct, "write every row's reconstruction and its error (the anomaly score), in blocks"),
     ):
         apply = commands.add_parser(name, help=what)
-        apply.add_argument("model", type=Path, help="a model folder (the model/ that aepca compare writes, or Autoencoder.save)")
+        apply.add_argument("model", type=Path, help="a model folder (Autoencoder.save's, or the --out folder of aepca compare, whose model/ is read)")
         apply.add_argument("data", type=Path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training "
                                                     "columns, a folder or glob of such files, or images (a row each)")
         apply.add_argument("--out", type=Path, required=True, help="output file: .parquet, .npy (ids beside it) or .csv")

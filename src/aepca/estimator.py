@@ -436,7 +436,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
 
 def load_model(path) -> Autoencoder:
-    """Load a model saved by :meth:`Autoencoder.save`, checked (see :mod:`aepca.persistence`).
+    """Load a model saved by :meth:`Autoencoder.save` (from its folder, or from a folder holding it,
+    such as an ``aepca compare`` run's), checked (see :mod:`aepca.persistence`).
 
     The loaded model knows nothing of the run that made it (``checkpoint_dir`` is None, no ``pca_``).
     """

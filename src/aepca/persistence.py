@@ -70,8 +70,12 @@ def _check_replaceable(path: Path) -> None:
 
 
 def read_model_folder(path) -> tuple:
-    """The network and the metadata of a folder written by :func:`write_model_folder`, checked."""
+    """The network and the metadata of a folder written by :func:`write_model_folder`, or of the one
+    such folder inside ``path`` (the ``model/`` of an ``aepca compare`` run's folder), checked."""
     path = Path(path)
+    inside = sorted(path.glob(f"*/{METADATA_FILE}")) if path.is_dir() and not (path / METADATA_FILE).exists() else []
+    if len(inside) == 1:
+        path = inside[0].parent
     model_file, metadata_file = path / MODEL_FILE, path / METADATA_FILE
     for file in (model_file, metadata_file):
         if not file.is_file():
