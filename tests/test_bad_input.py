@@ -48,7 +48,7 @@ def truncated_npz(tmp_path):
 # (file name, content, extra CLI args, text the one-line error must contain, ignoring case)
 CASES = {
     "nan": ("data.csv", HEADER + good_rows() + "0.1,nan,0.3,0.4,1\n", ["--label-column", "y"],
-            "data.csv has 1 missing value (NaN or empty cells) in columns 'b'"),
+            "data.csv (training rows) has 1 missing value (NaN or empty cells) in columns 'b'"),
     "inf": ("data.csv", HEADER + good_rows() + "0.1,inf,0.3,0.4,1\n", ["--label-column", "y"], "inf"),
     "text column": ("data.csv", "a,b,c,d,y\n" + "".join(f"0.1,0.2,x{i},0.4,1\n" for i in range(40)), [],
                     "data.csv has non-numeric columns 'c'"),

@@ -453,7 +453,7 @@ class ColumnSpec:
                 )
             fill = {str(name): float(value) for name, value in values.items()}
         else:
-            check_missing(features, source)
+            check_missing(features, f"{source} (training rows)")  # counted where they were found
         # min/max skip NaN, and a mean-imputed constant column stays constant.
         is_constant = (features.min() == features.max()).to_numpy()
         if is_constant.all():
