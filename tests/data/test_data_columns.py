@@ -9,6 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from aepca.data import ColumnSpec, load_user_data, read_table
+from aepca.data.formats import SNIFF_CHARS
+from aepca.data.sources import open_source
 from aepca.data.columns import shorten
 from conftest import float_tolerance
 
@@ -210,6 +212,29 @@ def test_delimiters_are_sniffed_and_tsv_is_read(tmp_path, name, text):
     table = read_table(path)
     assert table.feature_names == ("a", "b", "c")
     np.testing.assert_array_equal(table.features, [[1.5, 2, 3], [2.5, 3, 1], [4, 1, 2]])
+
+
+def test_a_windows_1252_csv_is_read_whole_and_a_block_at_a_time_with_its_names(tmp_path):
+    path = tmp_path / "excel.csv"
+    expected = np.array([[i + 0.5, i % 3] for i in range(10)])
+    lines = "".join(f"{a:.1f};{b:.0f};Orléans {i}\n".replace(".", ",") for i, (a, b) in enumerate(expected))
+    path.write_bytes(("température;débit;ville\n" + lines).encode("cp1252"))
+    table = read_table(path, drop_columns="ville")
+    assert table.feature_names == ("température", "débit")
+    np.testing.assert_array_equal(table.features, expected)
+    source = open_source(path, drop_columns="ville", block_rows=4)
+    np.testing.assert_array_equal(np.concatenate(list(source.iter_blocks())), expected)
+    notes = load_user_data(path, drop_columns="ville", test_size=0.5, seed=0).notes["preprocessing"]
+    assert "read as Windows-1252 (Latin-1) text: it is not UTF-8" in notes
+
+
+def test_a_csv_that_stops_being_utf8_after_its_first_lines_says_so(tmp_path):
+    path = tmp_path / "late.csv"
+    rows = "".join(f"{i},{i % 7}\n" for i in range(SNIFF_CHARS // 4))  # UTF-8 as far as the layout is sniffed
+    path.write_bytes(("a,b\n" + rows).encode() + "1,2\nNîmes,3\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"late\.csv( \(rows \d+-\d+\))? is not UTF-8 text throughout \(its first lines "
+                                         r"are\): byte 0xee is not\. Re-save the file as UTF-8"):
+        list(open_source(path).iter_blocks())
 
 
 def test_a_first_line_of_numbers_is_data(tmp_path):

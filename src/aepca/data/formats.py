@@ -338,6 +338,7 @@ class _CsvLayout:
     header: bool
     spaced: bool = False
     notes: tuple[str, ...] = ()
+    encoding: str = "utf-8"
 
 
 def _sniff(sample: str) -> str:
@@ -384,12 +385,15 @@ def _csv_layout(path: Path, no_header: bool | None) -> _CsvLayout:
         sample = fh.read(SNIFF_CHARS)
     if len(sample) == SNIFF_CHARS:  # whole lines only, so that a cut last line does not look inconsistent
         sample = sample[: sample.rfind(b"\n") + 1] or sample
-    lines = [line for line in sample.decode("utf-8-sig", errors="replace").splitlines() if line.strip()]
+    encoding = _encoding(sample)
+    lines = [line for line in sample.decode(encoding, errors="replace").splitlines() if line.strip()]
     tsv = path.suffix.lower() == ".tsv"
     delimiter = "\t" if tsv else _sniff("\n".join(lines))
     rows = list(csv.reader(lines, delimiter=delimiter))
     decimal = _decimal(rows) if delimiter == ";" else "."
     notes = [] if delimiter == "," or tsv else [f"read as {DELIMITERS[delimiter]}-separated values"]
+    if encoding != "utf-8-sig":
+        notes.append(f"read as {ENCODINGS[encoding]} text: it is not UTF-8")
     if decimal == ",":
         notes.append("numbers read with decimal commas")
     header = _has_header(rows[0] if rows else [], decimal, notes) if no_header is None else not no_header
@@ -397,7 +401,21 @@ def _csv_layout(path: Path, no_header: bool | None) -> _CsvLayout:
         notes.append("no header line: the first line was read as data and the columns named x0, x1, ...")
     # Skipping those spaces costs a quarter more parsing time: only for files written so.
     spaced = any(f"{delimiter} " in line for line in lines[:2])
-    return _CsvLayout(delimiter, decimal, header, spaced, tuple(notes))
+    return _CsvLayout(delimiter, decimal, header, spaced, tuple(notes), encoding)
+
+
+# Text encodings of CSV files: UTF-8 (a byte-order mark allowed), else what spreadsheets write on Windows.
+ENCODINGS = {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252 (Latin-1)"}
+
+
+def _encoding(sample: bytes) -> str:
+    """UTF-8 when the file's first bytes are UTF-8 (a character cut at the sample's end aside), else Windows-1252."""
+    try:
+        sample.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        if error.reason != "unexpected end of data":
+            return "cp1252"
+    return "utf-8-sig"
 
 
 @contextlib.contextmanager
@@ -408,7 +426,11 @@ def _csv_errors(where):
         raise ValueError(
             f"{where} has no header row and no data. Write a header line of column names, then the rows."
         ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:  # UTF-8 at the start (else read as Windows-1252), not further on
+        raise ValueError(f"{where} is not UTF-8 text throughout (its first lines are): byte "
+                         f"{err.object[err.start]:#04x} is not. Re-save the file as UTF-8 (e.g. 'CSV UTF-8' in a "
+                         "spreadsheet).") from None
+    except pd.errors.ParserError as err:
         fix = "Check that it is comma-, semicolon- or tab-separated text with the same number of fields on every line."
         raise _corrupt(where, "CSV", err, fix) from None
 
@@ -470,7 +492,11 @@ class _CsvPart(Part):
         with _csv_errors(where):
             # Spaces after a delimiter ("a, b") are not part of a name or a value.
             return pd.read_csv(source, sep=self._layout.delimiter, decimal=self._layout.decimal,
-                               header=0 if header else None, skipinitialspace=self._layout.spaced, **kwargs)
+                               header=0 if header else None, skipinitialspace=self._layout.spaced,
+                               encoding=self._layout.encoding,
+                               # Windows-1252 leaves five bytes undefined: read as U+FFFD, not refused.
+                               encoding_errors="strict" if self._layout.encoding == "utf-8-sig" else "replace",
+                               **kwargs)
 
     @property
     def positional(self) -> bool:
