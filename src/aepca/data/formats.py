@@ -12,6 +12,7 @@ with a file is one line naming the file, the rule and the fix.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import dataclasses
@@ -385,7 +386,7 @@ def _csv_layout(path: Path, no_header: bool | None) -> _CsvLayout:
         sample = fh.read(SNIFF_CHARS)
     if len(sample) == SNIFF_CHARS:  # whole lines only, so that a cut last line does not look inconsistent
         sample = sample[: sample.rfind(b"\n") + 1] or sample
-    encoding = _encoding(sample)
+    encoding = _encoding(sample, path)
     lines = [line for line in sample.decode(encoding, errors="replace").splitlines() if line.strip()]
     tsv = path.suffix.lower() == ".tsv"
     delimiter = "\t" if tsv else _sniff("\n".join(lines))
@@ -408,8 +409,14 @@ def _csv_layout(path: Path, no_header: bool | None) -> _CsvLayout:
 ENCODINGS = {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252 (Latin-1)"}
 
 
-def _encoding(sample: bytes) -> str:
-    """UTF-8 when the file's first bytes are UTF-8 (a character cut at the sample's end aside), else Windows-1252."""
+def _encoding(sample: bytes, path: Path) -> str:
+    """UTF-8 when the file's first bytes are UTF-8 (a character cut at the sample's end aside), else Windows-1252;
+    UTF-16 and binary data (NUL bytes) are refused."""
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValueError(f"{path} is UTF-16 text, which is not read. Re-save it as UTF-8 (e.g. 'CSV UTF-8' in a "
+                         "spreadsheet).")
+    if b"\0" in sample:
+        raise _corrupt(path, "CSV", "it holds NUL bytes: binary data", "Check that it is a text file.")
     try:
         sample.decode("utf-8-sig")
     except UnicodeDecodeError as error:
