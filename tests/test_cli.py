@@ -109,12 +109,20 @@ def test_unknown_dataset(capsys, tmp_path):
     ("--neighbour-queries", "0", "expected a positive integer, received 0"),
     ("--metric", "manhattan", "invalid choice: 'manhattan' (choose from 'euclidean', 'cosine', 'auto')"),
     ("--select-by", "loss", "invalid choice: 'loss' (choose from 'mse', 'recall')"),
+    ("--test", "", "expected a path, received ''"),
 ])
 def test_options_are_checked_with_one_prefixed_line(capsys, tmp_path, option, value, expected):
     out = tmp_path / "out"
     # The whole line: the "aepca: error:" prefix once, the option, the value, where to look.
     _assert_usage_error(capsys, ["compare", option, value, "--out", str(out)], out,
                         f"aepca: error: argument {option}: {expected} (see aepca compare --help)")
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "--dataset", "wine", "--out", ""]) == EXIT_USAGE
+    assert capsys.readouterr().err == "aepca: error: argument --out: expected a path, received '' (see aepca compare --help)\n"
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("value", ["8by8", "8x0", "2x2x3x1", "x"])

@@ -112,6 +112,13 @@ def image_shape(text: str) -> tuple[int, ...]:
     return values
 
 
+def nonempty_path(text: str) -> Path:
+    """A path, never empty: ``--out ""`` (an unset shell variable, say) would be the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, received {text!r}")
+    return Path(text)
+
+
 def names(text: str) -> list[str]:
     """Comma-separated column names or glob patterns (``a,b,emb*``)."""
     values = [part.strip() for part in text.split(",") if part.strip()]
@@ -121,8 +128,9 @@ def names(text: str) -> list[str]:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", type=Path,
-                        help="your data: .csv, .tsv, .npy, .npz or .parquet (default: --dataset)")
+    parser.add_argument("path", nargs="?", type=nonempty_path,
+                        help="your data: a .csv, .tsv, .npy, .npz or .parquet file, a folder or glob of them, "
+                             "or images (default: --dataset)")
     parser.add_argument("--dataset", default=None,
                         help="a bundled data set when no PATH is given: mnist (default), scikit-learn's digits, wine, "
                              "breast_cancer and diabetes, or a synthetic curves, low_rank, s_curve or swiss_roll")
@@ -135,7 +143,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="columns left out of the features, by name or glob pattern")
     parser.add_argument("--no-header", action="store_true",
                         help="the CSV's first line is data, not column names (detected when it holds only numbers)")
-    parser.add_argument("--test", type=Path, help="a separate test file with the same columns (instead of --test-size)")
+    parser.add_argument("--test", type=nonempty_path, help="a separate test file with the same columns (instead of --test-size)")
     parser.add_argument("--test-size", type=fraction, default=0.2, help="share of rows held out for testing (default: 0.2)")
     parser.add_argument("--scale", choices=["auto", "minmax", "standard", "none"], default="auto",
                         help="per-feature scaling seen by both methods, the space their errors are measured and compared in "
@@ -182,9 +190,9 @@ def shows_progress(args) -> bool:
 
 def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     """What a training command's run shares: its output folder, resuming, neighbours and scale."""
-    parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default: {out})")
+    parser.add_argument("--out", type=nonempty_path, default=Path(out), help=f"output folder (default: {out})")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
-    parser.add_argument("--resume", type=Path, metavar="DIR",
+    parser.add_argument("--resume", type=nonempty_path, metavar="DIR",
                         help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
     add_neighbour_arguments(parser)
     add_scale_arguments(parser)
@@ -255,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("paper", choices=sorted(REPRODUCTIONS), help="which result (hinton2006: Hinton & Salakhutdinov, Science 2006)")
     reproduce.add_argument("--quick", action="store_true", help="a few epochs everywhere and data subsets: minutes on a CPU, not the paper's protocol")
     reproduce.add_argument("--seed", type=non_negative_int, default=0, help="random seed for weights, shuffling and splits (default: 0)")
-    reproduce.add_argument("--out", type=Path, default=None, help="output folder (default: runs/PAPER)")
+    reproduce.add_argument("--out", type=nonempty_path, default=None, help="output folder (default: runs/PAPER)")
     reproduce.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
     add_progress_argument(reproduce)
     reproduce.set_defaults(handler=run_reproduce)
@@ -265,10 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("reconstruct", run_reconstruct, "write every row's reconstruction and its error (the anomaly score), in blocks"),
     ):
         apply = commands.add_parser(name, help=what)
-        apply.add_argument("model", type=Path, help="a model folder (Autoencoder.save's, or the --out folder of aepca compare, whose model/ is read)")
-        apply.add_argument("data", type=Path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training "
+        apply.add_argument("model", type=nonempty_path, help="a model folder (Autoencoder.save's, or the --out folder of aepca compare, whose model/ is read)")
+        apply.add_argument("data", type=nonempty_path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training "
                                                     "columns, a folder or glob of such files, or images (a row each)")
-        apply.add_argument("--out", type=Path, required=True, help="output file: .parquet, .npy (ids beside it) or .csv")
+        apply.add_argument("--out", type=nonempty_path, required=True, help="output file: .parquet, .npy (ids beside it) or .csv")
         apply.add_argument("--block-rows", type=positive_int, default=None, metavar="N",
                            help=f"rows read and written at a time (default: {BLOCK_ROWS}, fewer for rows of over 1,024 values)")
         apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
