@@ -10,6 +10,7 @@ category seen in training, and missing values are filled as in training.
 from __future__ import annotations
 
 import fnmatch
+import shlex
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -379,13 +380,15 @@ def check_identifiers(frame: pd.DataFrame, spec: ColumnSpec, selection: Selectio
     if not found:
         return
     names = list(found)
-    fixes = [f"keep it beside the codes with --id-column {names[0]} (id_column=)"] if spec.id_column is None else []
-    fixes += [f"leave it out with --drop-columns {','.join(names)} (drop_columns=)",
-              "choose the features with --columns (columns=; a name given there is a feature)"]
+    # Names as a shell takes them ('Unnamed: 0', the index pandas writes).
+    fixes = [f"keep it beside the codes with --id-column {shlex.quote(names[0])}"] if spec.id_column is None else []
+    fixes += [f"leave it out with --drop-columns {shlex.quote(','.join(names))}",
+              "choose the features with --columns (a name given there is a feature)"]
+    options = "id_column=, drop_columns=, columns=" if spec.id_column is None else "drop_columns=, columns="
     raise ValueError(
         f"{source}: {'column' if len(names) == 1 else 'columns'} {describe_names(names, SHOWN)} "
         f"{'looks' if len(names) == 1 else 'look'} like a row identifier (unique integers, {found[names[0]]}), "
-        f"not a measurement. Fix: {'; '.join(fixes)}."
+        f"not a measurement. Fix: {'; '.join(fixes)} (in Python: aepca.open_source(X, {options}))."
     )
 
 
