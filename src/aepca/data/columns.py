@@ -111,7 +111,7 @@ def _list_block(column, name: str, source: str) -> np.ndarray:
     import pyarrow.compute as pc
 
     counts = pc.value_counts(pc.list_value_length(column).drop_null())
-    fix = f"Store one length in every row, or leave the column out with --drop-columns {name}."
+    fix = f"Store one length in every row, or leave the column out with --drop-columns {shlex.quote(name)}."
     if len(counts) > 1:
         raise ValueError(
             f"{source}: list column {name!r} holds lists of different lengths: {_describe_lengths(counts)}, "
@@ -427,8 +427,9 @@ class ColumnSpec:
         categories = {}
         for name in self.categories:
             found = pd.unique(pd.Series(category_cells(frame[name])).dropna())
-            fix = (f"Leave it out with --drop-columns {name} (drop_columns=), keep it beside the rows with "
-                   f"--label-column {name} (label_columns=), or raise --max-categories (max_categories=) if its "
+            flag = shlex.quote(name)
+            fix = (f"Leave it out with --drop-columns {flag} (drop_columns=), keep it beside the rows with "
+                   f"--label-column {flag} (label_columns=), or raise --max-categories (max_categories=) if its "
                    "values are categories.")
             if len(found) > max_categories:
                 raise ValueError(
