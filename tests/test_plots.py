@@ -108,6 +108,14 @@ def test_plot_codes_keeps_the_axes_on_the_bulk_and_counts_the_outliers(tmp_path,
     np.testing.assert_allclose(panels[0]["xlim"], pca_ax.get_xlim(), rtol=float_tolerance(np.float64))  # through JSON
 
 
+def test_a_few_points_are_drawn_larger_than_many(tmp_path, rng, saved_figures):
+    for n in (30, 5000):
+        codes = rng.standard_normal((n, 2))
+        plots.plot_codes(codes, codes, rng.integers(0, 3, n), tmp_path / f"codes{n}.png")
+    few, many = (figure.axes[0].collections[0].get_sizes() for figure in saved_figures)
+    assert few.min() > 4 * many.max()  # 30 points: 40; 5,000: 5
+
+
 def test_plot_codes_rejects_misaligned_inputs(tmp_path, rng):
     with pytest.raises(ValueError, match="ae_codes, expected as many rows"):
         plots.plot_codes(rng.normal(size=(10, 2)), rng.normal(size=(9, 2)), None,

@@ -232,6 +232,12 @@ def _bulk_limits(values):
     return float(low), float(high)
 
 
+def point_area(n_points: int) -> float:
+    """Marker area (points^2) for a scatter of ``n_points``: 5 from 5,000 points on, larger for fewer
+    (the same ink in all), up to 40 so that a few dozen points stay visible."""
+    return float(np.clip(5.0 * np.sqrt(5000 / max(n_points, 1)), 5.0, 40.0))
+
+
 def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
     """Draw one method's codes; returns the artist that a colorbar should use and the panel's counts."""
     k = codes.shape[1]
@@ -240,6 +246,7 @@ def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
     dropped = int((~finite).sum())
     sub = sub[finite]
     lab = labels.values[idx][finite] if labels.values is not None else None
+    area = point_area(len(sub))
     # Code axes only: x, and y when it is a second code dimension.
     code_axes = sub[:, : min(k, 2)].T if len(sub) else ()
     limits = [_bulk_limits(column) for column in code_axes]
@@ -258,28 +265,28 @@ def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
             jitter = rng.uniform(-0.3, 0.3, size=rows.size)
             colors = labels.class_colors()
             point_colors = [colors[int(r)] if np.isfinite(r) else "lightgrey" for r in rows]
-            ax.scatter(x, rows + jitter, c=point_colors, s=5, alpha=0.6, linewidths=0)
+            ax.scatter(x, rows + jitter, c=point_colors, s=area, alpha=0.6, linewidths=0)
             ax.set_yticks(range(len(labels.names)), labels=labels.names)
             ax.set_ylabel(labels.title)
         else:
             mappable = ax.scatter(
                 x, lab, c=lab, cmap="viridis", vmin=labels.norm_range[0],
-                vmax=labels.norm_range[1], s=5, alpha=0.7, linewidths=0,
+                vmax=labels.norm_range[1], s=area, alpha=0.7, linewidths=0,
             )
             ax.set_ylabel(labels.title)
     else:
         x, y = sub[:, 0], sub[:, 1]
         if labels.kind == "none":
-            ax.scatter(x, y, color=color, s=5, alpha=0.5, linewidths=0)
+            ax.scatter(x, y, color=color, s=area, alpha=0.5, linewidths=0)
         elif labels.kind == "classes":
             rows = labels.class_positions(lab)
             colors = labels.class_colors()
             point_colors = [colors[int(r)] if np.isfinite(r) else "lightgrey" for r in rows]
-            ax.scatter(x, y, c=point_colors, s=5, alpha=0.6, linewidths=0)
+            ax.scatter(x, y, c=point_colors, s=area, alpha=0.6, linewidths=0)
         else:
             mappable = ax.scatter(
                 x, y, c=lab, cmap="viridis", vmin=labels.norm_range[0],
-                vmax=labels.norm_range[1], s=5, alpha=0.7, linewidths=0,
+                vmax=labels.norm_range[1], s=area, alpha=0.7, linewidths=0,
             )
         ax.set_xlabel(axis_names[0])
         ax.set_ylabel(axis_names[1])
