@@ -405,6 +405,7 @@ def plot_reconstructions(
     pca_mse=None,
     ae_mse=None,
     feature_names=None,
+    units=None,
 ):
     """Show the first ``n`` samples next to their PCA and autoencoder reconstructions.
 
@@ -412,7 +413,8 @@ def plot_reconstructions(
     (height, width) or (height, width, 1) are grey, (height, width, 3 or 4)
     colour. Without it each sample gets a small panel with its
     feature profile (original and both reconstructions as lines), with the
-    features named by ``feature_names`` when there are few enough to read.
+    features named by ``feature_names`` when there are few enough to read,
+    and the values' ``units`` in the title when given.
     ``pca_mse`` / ``ae_mse`` (test MSE) are shown with each method's label.
     Returns the PNG path.
     """
@@ -440,9 +442,9 @@ def plot_reconstructions(
         image_shape = _check_image_shape(image_shape, originals.shape[1])
         fig, shown_names = _image_rows(rows, image_shape, n), None
     else:
-        fig, shown_names = _profile_grid(rows, n, feature_names, originals.shape[1])
+        fig, shown_names = _profile_grid(rows, n, feature_names, originals.shape[1], units)
     data = {"samples": n, "image_shape": None if image_shape is None else list(image_shape),
-            "feature_names": shown_names,
+            "feature_names": shown_names, "units": units,
             "pca_test_mse": _json_value(pca_mse), "autoencoder_test_mse": _json_value(ae_mse)}
     return _save(fig, path, data)
 
@@ -501,7 +503,7 @@ def _image_rows(rows, image_shape, n):
     return fig
 
 
-def _profile_grid(rows, n, feature_names, n_features):
+def _profile_grid(rows, n, feature_names, n_features, units=None):
     """The grid of feature profiles, and the names labelling its features (None where they are numbered)."""
     from matplotlib.lines import Line2D
 
@@ -560,7 +562,7 @@ def _profile_grid(rows, n, feature_names, n_features):
         for (label, _, color), (linestyle, width) in zip(rows, styles)
     ]
     fig.legend(handles=handles, loc="lower center", ncols=3, frameon=False)
-    fig.suptitle(f"Reconstructions of {n} samples: feature profiles")
+    fig.suptitle(f"Reconstructions of {n} samples: feature profiles" + (f" in {units}" if units else ""))
     return fig, names
 
 

@@ -256,6 +256,25 @@ def test_pca_row_is_scikit_learns_pca_in_the_error_space(digits_comparison, digi
                                abs=_same_network_shift(digits_comparison.estimator, metrics, np.abs(test).max()))
 
 
+def test_a_table_in_other_units_is_drawn_in_the_error_space(digits, tmp_path, monkeypatch):
+    from aepca import plots
+    from aepca.experiments.compare import RECONSTRUCTED_ROWS, _evenly_spaced
+
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, data=None: figures.append(fig) or save(fig, path, data))
+    # 60 of the pixels: no image shape, nor a square one, so rows are drawn as feature profiles.
+    table = Dataset(name="digits", x_train=digits.x_train[:, :60], x_test=digits.x_test[:, :60],
+                    y_train=digits.y_train, y_test=digits.y_test)
+    comparison = compare(table, code_dim=2, recipe="classic", epochs=1, seed=0, scale="standard")
+    metrics = write_outputs(comparison, tmp_path, save_model=False)
+    assert plots.read_figure_data(tmp_path / "reconstructions.png")["units"] == metrics["units"]
+    first = table.x_test[_evenly_spaced(len(table.x_test), RECONSTRUCTED_ROWS)[0]]
+    drawn = figures[1].axes[0].lines[0].get_ydata()  # the first sample's original, as drawn
+    np.testing.assert_allclose(drawn, comparison.estimator.scaler_.transform(first[None])[0],
+                               rtol=0, atol=float_tolerance(np.float32, 16.0))
+
+
 def test_loss_figure_shows_the_table_numbers(digits_comparison, digits, tmp_path):
     from aepca.plots import read_figure_data
 
