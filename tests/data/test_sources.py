@@ -496,9 +496,9 @@ def test_a_pattern_matching_nothing_is_refused(tmp_path):
         open_source(str(tmp_path / "part-*.parquet"))
 
 
-@pytest.mark.parametrize(("name", "match"), [("extra.npy", r"mix \.npy and \.parquet files \(e\.g\. 'extra\.npy', "
+@pytest.mark.parametrize(("name", "match"), [("extra.npy", r"parts mixes \.npy and \.parquet files \(e\.g\. 'extra\.npy', "
                                                             r"'part-0\.parquet'\); a stream reads one kind"),
-                                             ("more.csv", r"mix \.csv and \.parquet files \(e\.g\. 'more\.csv'")])
+                                             ("more.csv", r"parts mixes \.csv and \.parquet files \(e\.g\. 'more\.csv'")])
 def test_a_folder_mixing_kinds_is_refused(tmp_path, name, match):
     embedding_parts(tmp_path / "parts")
     as_form(pd.DataFrame({"a": [1.0, 2.0]}), name.split(".")[1], tmp_path / "other").rename(tmp_path / "parts" / name)

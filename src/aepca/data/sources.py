@@ -347,7 +347,7 @@ def source_files(path) -> list[Path]:
     if len(kinds) > 1:
         examples = [next(p.name for p in files if _KINDS[p.suffix.lower()] == kind) for kind in kinds]
         raise ValueError(
-            f"{where.capitalize()} mix {' and '.join(kinds)} files (e.g. {describe_names(examples)}); a stream reads "
+            f"{where.capitalize()} {'mixes' if Path(path).is_dir() else 'mix'} {' and '.join(kinds)} files (e.g. {describe_names(examples)}); a stream reads "
             f"one kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
         )
     return files
