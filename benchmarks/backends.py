@@ -1,7 +1,7 @@
 """aepca's classic recipe on each Keras backend, alternating fresh processes.
 
 JAX trains through aepca's compiled chunks; TensorFlow and PyTorch through Keras' own
-model.fit (aepca.training.fit_runner). Each run is the benchmark worker's
+train step, one train_on_batch call a batch (aepca.training.fit_runner). Each run is the benchmark worker's
 ``classic`` task (``benchmarks/worker.py``) with ``KERAS_BACKEND`` set, on all of MNIST.
 
     .venv/bin/python benchmarks/backends.py [--repeats 3] [--epochs 2] [--out docs]
@@ -59,7 +59,7 @@ def render(results: dict) -> str:
         "",
         f"The classic recipe (784-512-128-2-128-512-784, batch 128, Adam) on all of MNIST, {settings['epochs']} epochs "
         f"per run, {settings['repeats']} run(s) per backend in fresh processes, backends alternating run by run; medians. "
-        "JAX trains through aepca's compiled chunks, TensorFlow and PyTorch through Keras' `model.fit`. "
+        "JAX trains through aepca's compiled chunks, TensorFlow and PyTorch through Keras' train step (`train_on_batch`). "
         "In parentheses: the median over repeats of the ratio to the JAX run of the same repeat.",
         "",
     ]

@@ -1,7 +1,7 @@
 """Training loops for aepca's Keras autoencoders.
 
 On JAX (the default) an epoch runs as compiled chunks of optimizer steps
-(:mod:`aepca.training.jax_runner`); other backends use ``model.fit``
+(:mod:`aepca.training.jax_runner`); other backends use Keras' train step
 (:mod:`aepca.training.fit_runner`). Both share the optimizer, schedule,
 loss, validation, best-weight and divergence rules.
 """
