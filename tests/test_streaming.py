@@ -437,7 +437,7 @@ def folder_with_csv(even_folder, tmp_path_factory):
     ("processes without PATH", "--stream, --processes and --coordinator read your own files (PATH); give PATH"),
     ("coordinator without --num-processes", "--coordinator, --num-processes and --process-id go together"),
     ("stream with --impute", "--impute applies to data read into memory, not to streamed files"),
-    ("a folder holding a .csv", "mix .csv and .parquet files (e.g. 'extra.csv', 'part-0.parquet')"),
+    ("a folder holding a .csv", "parts mixes .csv and .parquet files (e.g. 'extra.csv', 'part-0.parquet')"),
 ])
 def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, folder_with_csv, cli_env, tmp_path):
     out = tmp_path / "run"
