@@ -162,6 +162,17 @@ def test_a_csv_file_read_by_blocks_gives_the_rows_read_whole(tmp_path, layout, b
         np.testing.assert_array_equal(all_of(source, "ids"), whole.ids)
 
 
+@pytest.mark.parametrize("block_rows", [100, 30])
+def test_an_arrays_rows_are_given_as_they_are_not_copied(block_rows):
+    x = np.random.default_rng(0).standard_normal((100, 3)).astype(np.float32)
+    rows = open_source(x, block_rows=block_rows).to_array()  # one block, or views of x's rows in order
+    assert np.shares_memory(rows, x) and rows.shape == x.shape
+    held = open_source(x, block_rows=block_rows).held_out(0.5, seed=0, salt="test")
+    rows = held.to_array()
+    assert not np.shares_memory(rows, x)  # a view's rows: a new array of them
+    np.testing.assert_array_equal(rows, x[np.concatenate([held.row_indices(i) for i in range(held.n_blocks)])])
+
+
 def test_npy_images_are_memory_mapped_in_blocks_of_rows(tmp_path):
     images = np.random.default_rng(4).random((50, 4, 4)).astype(np.float32)
     np.save(tmp_path / "images.npy", images)

@@ -175,6 +175,24 @@ class _Layout:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def _one_array(blocks: list[np.ndarray]) -> np.ndarray | None:
+    """The one array whose rows, in order, ``blocks`` are (the block itself, or views of an array's
+    consecutive rows), or None: a copy of the training rows for the device costs its size again (188 MB
+    on MNIST)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    base = blocks[0].base if blocks else None
+    if not (isinstance(base, np.ndarray) and base.ndim == 2 and base.dtype == np.float32 and base.flags.c_contiguous
+            and len(base) == sum(map(len, blocks))):
+        return None
+    at = base.__array_interface__["data"][0]
+    for block in blocks:
+        if block.base is not base or block.__array_interface__["data"][0] != at:
+            return None
+        at += block.nbytes
+    return base
+
+
 class RowSource:
     """Rows of any input form (:func:`open_source`), read a block at a time; views keep rows by a seeded hash,
     copying nothing.
@@ -255,10 +273,15 @@ class RowSource:
             yield self.read(i)
 
     def to_array(self) -> np.ndarray:
-        """Every row in one array (for sources that fit in memory)."""
+        """Every row in one array (for sources that fit in memory): the rows given, without a copy, where
+        the blocks are their rows in order (an array), else a new array. Read it; do not write to it."""
+        blocks = list(self.iter_blocks())
+        whole = _one_array(blocks)
+        if whole is not None:
+            return whole
         rows = np.empty((self.n_rows, self.n_features), dtype=np.float32)
         at = 0
-        for block in self.iter_blocks():
+        for block in blocks:
             rows[at : at + len(block)] = block
             at += len(block)
         return rows
