@@ -339,7 +339,7 @@ class _CsvLayout:
     header: bool
     spaced: bool = False
     notes: tuple[str, ...] = ()
-    encoding: str = "utf-8"
+    encoding: str = "utf-8-sig"  # a key of ENCODINGS
 
 
 def _sniff(sample: str) -> str:

@@ -369,8 +369,9 @@ def source_files(path) -> list[Path]:
     kinds = sorted({_KINDS[p.suffix.lower()] for p in files})
     if len(kinds) > 1:
         examples = [next(p.name for p in files if _KINDS[p.suffix.lower()] == kind) for kind in kinds]
+        verb = "mixes" if Path(path).is_dir() else "mix"  # the folder mixes, the files matching a pattern mix
         raise ValueError(
-            f"{where.capitalize()} {'mixes' if Path(path).is_dir() else 'mix'} {' and '.join(kinds)} files (e.g. {describe_names(examples)}); a stream reads "
+            f"{where.capitalize()} {verb} {' and '.join(kinds)} files (e.g. {describe_names(examples)}); a stream reads "
             f"one kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
         )
     return files
