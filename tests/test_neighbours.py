@@ -121,6 +121,23 @@ def test_compare_records_recall_equal_to_a_brute_force_search(store):
     assert any(note.startswith("Neighbours kept (recall@10 of 150 test rows'") for note in comparison.notes)
 
 
+def test_methods_see_the_training_rows_a_database_block_at_a_time(monkeypatch):
+    import aepca.neighbours as neighbours
+
+    monkeypatch.setattr(neighbours, "DATABASE_BLOCK", 64)
+    rows = np.random.default_rng(0).random((400, 3)).astype(np.float32)
+    seen = []
+
+    def same(x):  # codes and reconstructions: the rows themselves
+        seen.append(len(x))
+        return x, x
+
+    train = open_source(rows[:300])  # one block of 300 rows
+    found = neighbours.measure(train, open_source(rows[300:]), lambda x: x, {"pca": same}, k=5, queries=50)
+    assert max(seen) == 64 and sum(seen) == 50 + 300  # the queries once, then the 300 rows in pieces
+    assert found["pca"]["recall_codes"] == 1.0  # the pieces' neighbours merged as the whole block's
+
+
 def test_a_k_above_the_training_rows_searches_all_of_them_and_says_so():
     from aepca.neighbours import measure, recall_note
 
