@@ -653,8 +653,8 @@ def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = Tr
     # Rows spread over the shown ones: data sorted by class shows its variety.
     samples = _evenly_spaced(len(dataset.x_test), RECONSTRUCTED_ROWS)
     shown_rows = [rows[samples] for rows in (dataset.x_test, comparison.pca_reconstruction, comparison.ae_reconstruction)]
-    scaler, units = comparison.estimator.scaler_, None
-    if display_shape(dataset) is None and scaler.method_ != "none":
+    scaler, units, image_shape = comparison.estimator.scaler_, None, display_shape(dataset)
+    if image_shape is None and scaler.method_ != "none":
         # Columns in other units are drawn in the error space, where they are compared: in their own
         # units the widest column flattens the others.
         shown_rows, units = [scaler.transform(rows) for rows in shown_rows], metrics["units"]
@@ -662,9 +662,9 @@ def write_outputs(comparison: Comparison, folder: Path, *, save_model: bool = Tr
         ("2-D codes of the test set: PCA and the autoencoder", plots.plot_codes(
             comparison.pca_codes, comparison.ae_codes, dataset.y_test,
             folder / "codes.png", title=f"{dataset.name}: codes (k={metrics['n_components']})")),
-        (f"Test {'images' if display_shape(dataset) else 'rows (each column a point)'}: originals, PCA and "
+        (f"Test {'images' if image_shape else 'rows (each column a point)'}: originals, PCA and "
          f"autoencoder reconstructions{f' in {units}' if units else ''}", plots.plot_reconstructions(
-            *shown_rows, folder / "reconstructions.png", image_shape=display_shape(dataset), n=RECONSTRUCTED_ROWS,
+            *shown_rows, folder / "reconstructions.png", image_shape=image_shape, n=RECONSTRUCTED_ROWS,
             pca_mse=metrics["pca"]["test_mse"], ae_mse=metrics["autoencoder"]["test_mse"],
             feature_names=dataset.feature_names, units=units)),
         (f"Loss per epoch in {metrics['units']}, with PCA's test MSE in the same units", plots.plot_loss(
