@@ -8,9 +8,11 @@ compile the fast suite faster).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from typing import NamedTuple
@@ -42,6 +44,15 @@ def pytest_configure(config):
     if one_thread:
         for variable in ONE_THREAD_BLAS:
             os.environ.setdefault(variable, "1")
+    # The commands the tests run keep JAX's compiled programs in a temporary folder, not in the user's
+    # ~/.cache (aepca.compilation_cache), unless whoever runs the tests chose one: a folder per worker
+    # (two processes writing one program at once get a warning from JAX), set before modules are read.
+    from aepca.compilation_cache import CACHE_ENV
+
+    if CACHE_ENV not in os.environ and (hasattr(config, "workerinput") or not one_thread):
+        folder = tempfile.mkdtemp(prefix="aepca-tests-jax-")
+        os.environ[CACHE_ENV] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture(scope="session", autouse=True)
