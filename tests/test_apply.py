@@ -55,6 +55,17 @@ def test_encode_writes_the_codes_of_python_transform_with_the_ids(run, capsys):
     model = load_model(out / "model")
     expected = model.transform(frame)
     np.testing.assert_allclose(codes[["code_0", "code_1"]].to_numpy(), expected, rtol=0, atol=_codes_tolerance(model, expected))
+    assert "note:" not in capsys.readouterr().out  # rows like the training rows
+
+
+def test_rows_in_other_units_are_encoded_with_a_note(run, capsys):
+    folder, frame, out = run
+    features = [f"f{i}" for i in range(6)]
+    frame.assign(**{name: frame[name] * 1000 for name in features}).to_csv(folder / "milli.csv", index=False)
+    assert main(["encode", str(out / "model"), str(folder / "milli.csv"), "--out", str(folder / "milli-codes.csv")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("wrote codes of 300 rows")
+    assert printed[1].startswith("note: the rows lie") and "were they scaled as the training rows were" in printed[1]
 
 
 def test_a_compare_run_folder_is_read_as_the_model_inside_it(run):

@@ -1,9 +1,10 @@
 import json
+import re
 
 import numpy as np
 import pytest
 
-from aepca.preprocessing import ColumnSummary, Scaler, in_unit_interval, network_scaling, shares_one_unit
+from aepca.preprocessing import ColumnSummary, RowMoments, Scaler, in_unit_interval, network_scaling, shares_one_unit
 from conftest import assert_within, float_tolerance, scaled_tolerance
 
 RNG = np.random.default_rng(0)
@@ -91,7 +92,38 @@ def test_to_dict_round_trips_exactly_through_json(method):
     np.testing.assert_array_equal(restored.offset_, scaler.offset_)
     np.testing.assert_array_equal(restored.scale_, scaler.scale_)
     assert restored.unit_interval_ == scaler.unit_interval_
+    np.testing.assert_array_equal(restored.mean_, scaler.mean_)
+    np.testing.assert_array_equal(restored.std_, scaler.std_)
     np.testing.assert_array_equal(restored.transform(TABULAR), scaler.transform(TABULAR))
+
+
+def _moments(X) -> RowMoments:
+    moments = RowMoments(X.shape[1])
+    moments.add(X)
+    return moments
+
+
+@pytest.mark.parametrize("method", ["auto", "minmax", "standard"])
+def test_rows_like_the_training_rows_get_no_note(method, rng):
+    training = rng.random((2000, 8)).astype(np.float32) * np.geomspace(1, 1000, 8).astype(np.float32)
+    scaler = Scaler(method).fit(training)
+    assert scaler.departure_notes(_moments(training)) == []
+    assert scaler.departure_notes(_moments(training[:2])) == []  # two rows: a spread too rough to judge
+
+
+@pytest.mark.parametrize(("factor", "what"), [(255.0, r"lie \d{3} training standard deviations from"),
+                                               (1 / 255, r"vary \d{3} times less than the training rows")])
+def test_rows_in_other_units_are_noted(factor, what, mnist_small):
+    training, test = mnist_small
+    notes = Scaler().fit(training).departure_notes(_moments(test * np.float32(factor)))
+    assert len(notes) == 1 and re.search(what, notes[0]) and "pixels divided by 255" in notes[0]
+
+
+def test_a_scaler_saved_without_the_training_moments_notes_nothing(mnist_small):
+    training, test = mnist_small
+    saved = Scaler().fit(training).to_dict()
+    restored = Scaler.from_dict({key: value for key, value in saved.items() if key not in ("mean", "std")})
+    assert restored.departure_notes(_moments(test * np.float32(255))) == []
 
 
 @pytest.mark.parametrize(

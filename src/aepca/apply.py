@@ -18,6 +18,7 @@ import numpy as np
 
 from aepca._files import staging_folder
 from aepca.data.sources import open_source
+from aepca.preprocessing import RowMoments
 from aepca.validation import invalid_value
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
@@ -25,10 +26,13 @@ ERROR_COLUMN = "error"
 
 
 def encode_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False) -> dict:
-    """Write the codes of every row of ``data`` (ids first, when the data has an id column) to ``out``."""
+    """Write the codes of every row of ``data`` (ids first, when the data has an id column) to ``out``.
+
+    Returns the rows written, the files, and notes on rows unlike the training rows
+    (:meth:`aepca.preprocessing.Scaler.departure_notes`).
+    """
     names = [f"code_{i}" for i in range(model.n_components)]
-    return _write(out, _blocks(model, data, block_rows, names, lambda features: (model.transform(features), {})),
-                  overwrite)
+    return _write(out, model, data, block_rows, names, lambda features: (model.transform(features), {}), overwrite)
 
 
 def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False) -> dict:
@@ -39,6 +43,7 @@ def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwri
     ``aepca compare`` reports. A model with categorical columns also writes each one's decoded
     category (a text column of its name, the largest reconstructed indicator's category; in a
     ``.npy`` output, ``NAME-categories.npy`` beside it, a column per categorical column).
+    Returns what :func:`encode_file` returns.
     """
     spec = model.column_spec()
     names = [*spec.feature_names, ERROR_COLUMN]
@@ -47,17 +52,16 @@ def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwri
         reconstruction, errors = model.reconstruct_with_errors(features)
         return np.column_stack([reconstruction, errors.astype(np.float32)]), spec.decode(reconstruction)
 
-    return _write(out, _blocks(model, data, block_rows, names, reconstruct), overwrite)
+    return _write(out, model, data, block_rows, names, reconstruct, overwrite)
 
 
-def _blocks(model, data, block_rows, names, apply):
-    """``(ids, values, text columns, column names, id column name)`` per block of ``data`` (any input
-    :func:`aepca.open_source` takes), read through the model's column specification; ``apply`` gives the
-    values and text columns (``{name: strings}``) of a block's features."""
-    spec = model.column_spec()
-    source = open_source(data, spec=spec, block_rows=block_rows)
+def _blocks(source, names, apply, moments: RowMoments):
+    """``(ids, values, text columns, column names, id column name)`` per block of ``source``; ``apply``
+    gives the values and text columns (``{name: strings}``) of a block's features, added to ``moments``."""
     for i in range(source.n_blocks):
-        yield source.ids(i), *apply(source.read(i)), names, source.id_name
+        features = source.read(i)
+        moments.add(features)
+        yield source.ids(i), *apply(features), names, source.id_name
 
 
 def check_output(out, *, overwrite: bool) -> Path:
@@ -77,17 +81,22 @@ def check_output(out, *, overwrite: bool) -> Path:
     return out
 
 
-def _write(out, blocks, overwrite: bool) -> dict:
+def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
+    """Apply ``apply`` to every block of ``data`` (any input :func:`aepca.open_source` takes, read through
+    the model's column specification) and write the results to ``out``."""
     out = check_output(out, overwrite=overwrite)
+    source = open_source(data, spec=model.column_spec(), block_rows=block_rows)
+    moments = RowMoments(source.n_features)
     writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter}[out.suffix.lower()]
     staging = staging_folder(out)
     try:
-        rows, files = writer(staging / out.name).write_all(blocks)
+        rows, files = writer(staging / out.name).write_all(_blocks(source, names, apply, moments))
         for file in files:
             os.replace(staging / file.name, out.parent / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"rows": rows, "files": [str(out.parent / file.name) for file in files]}
+    return {"rows": rows, "files": [str(out.parent / file.name) for file in files],
+            "notes": model.scaler_.departure_notes(moments)}
 
 
 class _ParquetWriter:

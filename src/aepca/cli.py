@@ -578,6 +578,8 @@ def _apply(args, function: str, what: str) -> int:
     model = load_model(args.model)
     written = getattr(aepca.apply, function)(model, args.data, args.out, block_rows=args.block_rows, overwrite=args.overwrite)
     print(f"wrote {what} of {plural(written['rows'], 'row')}: {', '.join(written['files'])}")
+    for note in written["notes"]:
+        print(f"note: {note}")
     return 0
 
 

@@ -28,6 +28,9 @@ UNIT_SAMPLE_ROWS = 20000
 # The network's per-column input scales are at least this share of the typical
 # column scale: near-constant columns (border pixels) are not blown up.
 NETWORK_SCALE_FLOOR = 0.1
+# Rows applied to a model are noted when they lie this many training standard deviations from the
+# training rows' mean, or vary this many times less (root mean square over columns, error space).
+FAR_FROM_TRAINING = 10.0
 
 
 def in_unit_interval(X) -> bool:
@@ -157,7 +160,9 @@ class Scaler:
 
     Constant features get scale 1 (left as they are, less their mean).
     ``unit_interval_`` tells whether the scaled training data lies in [0, 1],
-    i.e. whether a sigmoid decoder output can reproduce it.
+    i.e. whether a sigmoid decoder output can reproduce it. ``mean_`` and
+    ``std_`` are the training rows' column moments in the data's units, which
+    rows applied later are held against (:meth:`departure_notes`).
 
     ``fit`` takes an array or a :class:`ColumnSummary` of one (the same
     result), so a row source is scaled from its summary without holding it.
@@ -190,7 +195,35 @@ class Scaler:
         low = (summary.low - offset) / self.scale_
         high = (summary.high - offset) / self.scale_
         self.unit_interval_ = bool(low.min() >= 0.0 and high.max() <= 1.0)
+        self.mean_, self.std_ = summary.mean, summary.std
         return self
+
+    def departure_notes(self, moments: RowMoments) -> list[str]:
+        """Notes on rows (their ``moments``) that lie far from the training rows' mean or vary far less,
+        in the error space: most often rows in other units (pixels of 0-255 against 0-1). None for a
+        scaler saved without the training rows' moments."""
+        self._check_fitted()
+        if getattr(self, "mean_", None) is None:
+            return []
+        spread = float(np.sum(np.square(self.std_ / self.scale_)))
+        if not moments.count or spread == 0.0:
+            return []
+        n, scale2 = moments.count, np.square(self.scale_)
+        # Mean squared distance of the rows from the training mean, per column (the offset cancels).
+        distance2 = (moments.squares - 2 * self.mean_ * moments.sums) / n + np.square(self.mean_)
+        distance = float(np.sqrt(max(np.sum(distance2 / scale2), 0.0) / spread))
+        hint = ("were they scaled as the training rows were (the same units; pixels divided by 255 or not)? A "
+                "model's codes and reconstructions of rows unlike its training rows mean little.")
+        if distance > FAR_FROM_TRAINING:
+            return [f"the rows lie {distance:.3g} training standard deviations from the training rows' mean (root "
+                    f"mean square over columns, in the model's error space; rows like the training rows lie about 1 "
+                    f"away): {hint}"]
+        variance = (moments.squares - np.square(moments.sums) / n) / max(n - 1, 1)
+        variation = float(np.sqrt(max(np.sum(variance / scale2), 0.0) / spread))
+        if n > 1 and variation * FAR_FROM_TRAINING < 1.0:
+            return [f"the rows vary {1 / max(variation, 1e-300):.3g} times less than the training rows (root mean "
+                    f"square over columns, in the model's error space): {hint}"]
+        return []
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "scale_"):
@@ -239,6 +272,8 @@ class Scaler:
             "offset": self.offset_.tolist(),
             "scale": self.scale_.tolist(),
             "unit_interval": self.unit_interval_,
+            **{key: None if getattr(self, f"{key}_", None) is None else getattr(self, f"{key}_").tolist()
+               for key in ("mean", "std")},
         }
 
     @classmethod
@@ -267,7 +302,30 @@ class Scaler:
         scaler.scale_ = scale
         scaler.n_features_in_ = offset.shape[0]
         scaler.unit_interval_ = bool(d["unit_interval"])
+        # Models saved before the training rows' moments were kept have none.
+        moments = [None if d.get(key) is None else np.asarray(d[key], dtype=np.float64) for key in ("mean", "std")]
+        if any(m is not None and m.shape != offset.shape for m in moments):
+            raise invalid_value("scaler metadata", f"mean and std lists of {offset.shape[0]} values",
+                                f"shapes {[None if m is None else m.shape for m in moments]}", "Re-save the model.")
+        scaler.mean_, scaler.std_ = moments
         return scaler
+
+
+class RowMoments:
+    """Per-column count, sums and sums of squares (float64) of rows added a block at a time."""
+
+    def __init__(self, n_features: int):
+        self.count = 0
+        self.sums = np.zeros(n_features)
+        self.squares = np.zeros(n_features)
+
+    def add(self, rows: np.ndarray) -> None:
+        self.count += len(rows)
+        for start in range(0, len(rows), _CHUNK_ROWS):
+            chunk = rows[start : start + _CHUNK_ROWS]
+            # Products in the rows' precision (no float64 copy), summed in float64 a chunk at a time.
+            self.sums += chunk.sum(axis=0, dtype=np.float64)
+            self.squares += np.einsum("ij,ij->j", chunk, chunk)
 
 
 def network_scaling(X) -> tuple[np.ndarray, np.ndarray, float]:
