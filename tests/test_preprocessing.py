@@ -109,6 +109,7 @@ def test_rows_like_the_training_rows_get_no_note(method, rng):
     scaler = Scaler(method).fit(training)
     assert scaler.departure_notes(_moments(training)) == []
     assert scaler.departure_notes(_moments(training[:2])) == []  # two rows: a spread too rough to judge
+    assert scaler.departure_notes(_moments(np.repeat(training[:1], 5, axis=0))) == []  # copies of one row
 
 
 @pytest.mark.parametrize(("factor", "what"), [(255.0, r"lie \d{3} training standard deviations from"),

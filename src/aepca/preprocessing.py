@@ -220,8 +220,11 @@ class Scaler:
                     f"away): {hint}"]
         variance = (moments.squares - np.square(moments.sums) / n) / max(n - 1, 1)
         variation = float(np.sqrt(max(np.sum(variance / scale2), 0.0) / spread))
-        if n > 1 and variation * FAR_FROM_TRAINING < 1.0:
-            return [f"the rows vary {1 / max(variation, 1e-300):.3g} times less than the training rows (root mean "
+        # Rows that do not vary at all are copies of one row, whatever their units.
+        varies = bool(np.any(moments.high > moments.low))
+        if varies and variation * FAR_FROM_TRAINING < 1.0:
+            less = f"{1 / variation:.3g} times" if variation > 0.0 else "far"  # 0: below the sums' rounding
+            return [f"the rows vary {less} less than the training rows (root mean "
                     f"square over columns, in the model's error space): {hint}"]
         return []
 
@@ -312,15 +315,21 @@ class Scaler:
 
 
 class RowMoments:
-    """Per-column count, sums and sums of squares (float64) of rows added a block at a time."""
+    """Per-column count, sums and sums of squares (float64) and extremes of rows added a block at a time."""
 
     def __init__(self, n_features: int):
         self.count = 0
         self.sums = np.zeros(n_features)
         self.squares = np.zeros(n_features)
+        self.low = np.full(n_features, np.inf)
+        self.high = np.full(n_features, -np.inf)
 
     def add(self, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
         self.count += len(rows)
+        np.minimum(self.low, rows.min(axis=0), out=self.low)
+        np.maximum(self.high, rows.max(axis=0), out=self.high)
         for start in range(0, len(rows), _CHUNK_ROWS):
             chunk = rows[start : start + _CHUNK_ROWS]
             # Products in the rows' precision (no float64 copy), summed in float64 a chunk at a time.
