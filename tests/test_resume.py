@@ -24,6 +24,7 @@ from conftest import BLOCKING_CHILD, float_tolerance, optimizer_steps, terminate
 from aepca import Autoencoder
 from aepca.checkpoint import CHECKPOINT_FILE, Checkpointer, checkpoint_epoch, describe_differences
 from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
+from aepca.training import TrainState
 
 EPOCHS = 4
 STOP_AFTER = 2  # the interrupted runs stop right after this epoch's checkpoint
@@ -86,6 +87,26 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_weights(tmp_path, stop_aft
         np.testing.assert_allclose(got, expected, rtol=0, atol=rtol * np.abs(expected).max())
     codes = reference.transform(X)
     np.testing.assert_allclose(resumed.transform(X), codes, rtol=0, atol=rtol * max(1.0, np.abs(codes).max()))
+
+
+def test_epochs_are_written_as_their_writing_time_allows_and_the_last_when_training_ends(monkeypatch, tmp_path):
+    import aepca.checkpoint
+
+    clock, written = [0.0], []
+
+    def save(folder, state, fingerprint):
+        written.append(state.epoch)
+        clock[0] += 1.0  # a write takes 1 s: the next is written 20 s after it at the earliest
+
+    monkeypatch.setattr(aepca.checkpoint, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(aepca.checkpoint, "save_checkpoint", save)
+    checkpointer = Checkpointer(tmp_path, {})
+    for epoch in range(1, 26):
+        checkpointer(epoch, {}, lambda e=epoch: TrainState([], [], [], e, 1.0))
+        clock[0] += 2.0  # an epoch takes 2 s
+    checkpointer.close()
+    checkpointer.close()  # nothing left to write
+    assert written == [1, 11, 21, 25]
 
 
 def test_a_checkpoint_of_other_settings_or_data_is_refused(tmp_path):

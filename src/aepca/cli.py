@@ -759,7 +759,7 @@ def write_traceback(error: BaseException) -> str:
 STREAMING_COMMANDS = ("compare", "sweep")
 # Commands that write an output folder (a Run).
 RUN_COMMANDS = ("compare", "sweep", "reproduce")
-# Those whose training is checkpointed every epoch, to continue with --resume.
+# Those whose training is checkpointed, to continue with --resume.
 RESUMABLE_COMMANDS = ("compare", "sweep")
 JOIN_OPTIONS = {"--coordinator": "coordinator", "--num-processes": "num_processes", "--process-id": "process_id"}
 

@@ -109,8 +109,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     verbose : bool, default=False
         Show a progress bar while training.
     checkpoint_dir : str, path or None, default=None
-        Write a checkpoint there after every epoch and resume from the one found
-        there (same settings, same data): the weights of an uninterrupted fit.
+        Keep a checkpoint of the last finished epoch there (see :class:`aepca.checkpoint.Checkpointer`)
+        and resume from the one found there (same settings, same data): the weights of an uninterrupted fit.
     refine_steps : int, default=0
         ``transform`` and ``reconstruct`` improve each code by this many Adam steps
         on its reconstruction loss through the decoder (:mod:`aepca.refine`).

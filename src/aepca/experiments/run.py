@@ -2,7 +2,7 @@
 
 A :class:`Run` owns ``OUT`` from start to end::
 
-    OUT/checkpoint/            per-epoch training checkpoints and args.json (the arguments to resume with)
+    OUT/checkpoint/            training checkpoints and args.json (the arguments to resume with)
     OUT/.aepca-staging/        results being written (results/), then the record that commits them
     OUT/metrics.json, ...      the results, each file and folder replaced in one atomic step
     ../.OUT.aepca-lock(.pid)   the lock held for the whole run, and who holds it

@@ -161,7 +161,8 @@ class TrainState:
 
 class EpochCallback(Protocol):
     """Called after every epoch with the number of epochs done, the history so
-    far and a function returning a :class:`TrainState` to resume from."""
+    far and a function returning a :class:`TrainState` to resume from; one with
+    a ``close()`` method is closed once when training ends, however it ends."""
 
     def __call__(self, epoch: int, history: dict, snapshot: Callable[[], TrainState]) -> None: ...
 

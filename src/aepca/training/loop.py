@@ -142,6 +142,9 @@ class Runner:
         finally:
             if bar:
                 bar.close()
+            for callback in callbacks:
+                if hasattr(callback, "close"):
+                    callback.close()
         if config.restore_best and best is not None:
             self._restore_weights(best[1], best[2])
             history["best_val_loss"] = best[0]
