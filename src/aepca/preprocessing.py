@@ -198,10 +198,10 @@ class Scaler:
         self.mean_, self.std_ = summary.mean, summary.std
         return self
 
-    def departure_notes(self, moments: RowMoments) -> list[str]:
-        """Notes on rows (their ``moments``) that lie far from the training rows' mean or vary far less,
-        in the error space: most often rows in other units (pixels of 0-255 against 0-1). None for a
-        scaler saved without the training rows' moments."""
+    def departure_notes(self, moments: RowMoments, rows: str = "the rows") -> list[str]:
+        """Notes on ``rows`` (their ``moments``) that lie far from the training rows' mean or vary far
+        less, in the error space: most often rows in other units (pixels of 0-255 against 0-1). None for
+        a scaler saved without the training rows' moments."""
         self._check_fitted()
         if getattr(self, "mean_", None) is None:
             return []
@@ -215,7 +215,7 @@ class Scaler:
         hint = ("were they scaled as the training rows were (the same units; pixels divided by 255 or not)? A "
                 "model's codes and reconstructions of rows unlike its training rows mean little.")
         if distance > FAR_FROM_TRAINING:
-            return [f"the rows lie {distance:.3g} training standard deviations from the training rows' mean (root "
+            return [f"{rows} lie {distance:.3g} training standard deviations from the training rows' mean (root "
                     f"mean square over columns, in the model's error space; rows like the training rows lie about 1 "
                     f"away): {hint}"]
         variance = (moments.squares - np.square(moments.sums) / n) / max(n - 1, 1)
@@ -224,7 +224,7 @@ class Scaler:
         varies = bool(np.any(moments.high > moments.low))
         if varies and variation * FAR_FROM_TRAINING < 1.0:
             less = f"{1 / variation:.3g} times" if variation > 0.0 else "far"  # 0: below the sums' rounding
-            return [f"the rows vary {less} less than the training rows (root mean "
+            return [f"{rows} vary {less} less than the training rows (root mean "
                     f"square over columns, in the model's error space): {hint}"]
         return []
 

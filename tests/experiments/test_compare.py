@@ -50,6 +50,15 @@ def test_metrics_have_the_documented_keys(comparison):
     assert json.loads(json.dumps(metrics)) == metrics  # plain JSON, nothing lost
 
 
+def test_test_rows_in_other_units_are_noted(comparison, mnist_subset):
+    assert comparison.metrics["test_rows_departure"] == []  # MNIST's own test images
+    pixels = compare(mnist_subset.x_train, test=mnist_subset.x_test * np.float32(255), code_dim=2, recipe="classic",
+                     epochs=1, seed=0, neighbours=0)
+    assert len(pixels.metrics["test_rows_departure"]) == 1
+    note = next(note for note in pixels.notes if note.startswith("The test rows lie "))
+    assert "training standard deviations from the training rows' mean" in note
+
+
 def _same_network_shift(estimator, metrics, largest) -> float:
     """How far the reported test MSE may move when the same float32 network runs on the same rows in
     other blocks: each value (up to ``largest`` in the error space) as far as one pass rounds."""
@@ -124,6 +133,7 @@ def _metrics(pca_mse, ae_mse, verdict, interval):
         "pca": {"test_mse": pca_mse}, "autoencoder": {"test_mse": ae_mse, "pca_equivalent_components": 5},
         "comparison": {"ratio": ae_mse / pca_mse, "ratio_interval": interval, "verdict": verdict,
                        "method": "m", "pca_equivalent_interval": [4, 6]},
+        "test_rows_departure": [],
     }
 
 

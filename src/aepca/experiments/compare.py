@@ -29,7 +29,7 @@ from aepca.data.sources import RowSource, interleaved_source, open_source
 from aepca.experiments.diagnostics import SAMPLE_ROWS as DIAGNOSED_ROWS, check_comparison
 from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
-from aepca.preprocessing import Scaler, shares_one_unit
+from aepca.preprocessing import RowMoments, Scaler, shares_one_unit
 from aepca.recipes import SETTINGS, Recipe, get_recipe
 from aepca.selection import BOOTSTRAP_ROWS, PairedErrors
 from aepca.validation import invalid_value, plural
@@ -283,6 +283,8 @@ def compare(
     }
     # The paired difference of per-row test errors, autoencoder - PCA, with its 95% interval.
     metrics["comparison"] = comparison_interval(scores["paired"], code_dim, seed)
+    # Test rows unlike the training rows (another file in other units): said, not refused.
+    metrics["test_rows_departure"] = scores["departure"]
     if "categories" in scores:
         metrics["categories"] = _category_record(scores["categories"], estimator.column_spec(), test.n_rows)
         for method in ("pca", "autoencoder"):
@@ -354,8 +356,9 @@ def _pca_itself(estimator) -> bool:
 
 def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     """One pass over the test rows: PCA's error for every code size, both methods' errors per
-    column in original units, the autoencoder's in the error space, and the paired per-row
-    errors of the autoencoder and of PCA at each code size up to ``MAX_COMPARED_SIZE``."""
+    column in original units, the autoencoder's in the error space, the paired per-row
+    errors of the autoencoder and of PCA at each code size up to ``MAX_COMPARED_SIZE``, and notes
+    on test rows unlike the training rows (:meth:`Scaler.departure_notes`)."""
     d = test.n_features
     spec = estimator.column_spec()
     categories = np.zeros(6) if spec.categories else None
@@ -364,8 +367,10 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     sums = {"ae": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
     paired = PairedErrors(sizes, keep_rows=test.n_rows < BOOTSTRAP_ROWS)
     directions = pca.all_components_[: sizes - 1]
+    moments = RowMoments(d)
     with distributed.read_share(test) as blocks:
         for block in blocks:
+            moments.add(block)
             # A block in parts of one network call: float64 errors of a whole block would take several times its memory.
             for start in range(0, len(block), PREDICT_BATCH):
                 rows = block[start : start + PREDICT_BATCH]
@@ -395,7 +400,18 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
         "ae_columns": totals[2 * d + 2 :],
         **({} if categories is None else {"categories": distributed.all_sum(categories)}),
         "paired": paired.merged(distributed.all_sum(paired.to_array()), kept),
+        "departure": scaler.departure_notes(_of_every_process(moments), "the test rows"),
     }
+
+
+def _of_every_process(moments: RowMoments) -> RowMoments:
+    """The moments of every process's rows."""
+    merged = RowMoments(len(moments.sums))
+    totals = distributed.all_sum(np.concatenate([[moments.count], moments.sums, moments.squares]))
+    merged.count, merged.sums, merged.squares = int(totals[0]), *np.split(totals[1:], 2)
+    merged.low = distributed.all_rows(moments.low[None, :]).min(axis=0)
+    merged.high = distributed.all_rows(moments.high[None, :]).max(axis=0)
+    return merged
 
 
 def comparison_interval(paired: PairedErrors, code_dim: int, seed: int) -> dict:
@@ -599,6 +615,7 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
     if metrics["autoencoder"].get("selection"):
         notes.append(selection_note(metrics["autoencoder"]["selection"]))
     notes.append(verdict_note(metrics["comparison"], k))
+    notes.extend(note[0].upper() + note[1:] for note in metrics["test_rows_departure"])
     resumed_at = metrics["autoencoder"].get("resumed_at")
     if resumed_at is not None:
         notes.append(f"Training resumed from the checkpoint of epoch {resumed_at}; the epochs before it ran in the "
