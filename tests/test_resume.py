@@ -109,6 +109,17 @@ def test_epochs_are_written_as_their_writing_time_allows_and_the_last_when_train
     assert written == [1, 11, 21, 25]
 
 
+def test_an_interrupted_fit_writes_its_last_finished_epoch_however_recent_the_last_write(tmp_path, stop_after,
+                                                                                         monkeypatch):
+    import aepca.checkpoint
+
+    monkeypatch.setattr(aepca.checkpoint, "WRITE_INTERVAL", 1e9)  # as training goes, the first epoch alone
+    stop_after(3)
+    with pytest.raises(KeyboardInterrupt):
+        estimator(checkpoint_dir=tmp_path).fit(data())
+    assert checkpoint_epoch(tmp_path / "random") == 3
+
+
 def test_a_checkpoint_of_other_settings_or_data_is_refused(tmp_path):
     X = data()
     folder = tmp_path / "checkpoint"

@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from time import monotonic
 from collections.abc import Mapping
 from pathlib import Path
+from time import monotonic
 
 import numpy as np
 
@@ -196,7 +196,7 @@ class Checkpointer:
 
     The first epoch is written, then an epoch once ``WRITE_INTERVAL`` times the last write's duration
     has passed (every epoch of MNIST's; every few dozen of a small table's epochs of a few steps,
-    which written one by one took half the run), and the last one when training ends, however it
+    which written one by one took over a third of the run), and the last one when training ends, however it
     ends (done, Ctrl-C, SIGTERM, an error). Only a process killed outright loses the epochs since the
     last write: at most about ``WRITE_INTERVAL`` writes' time.
     """
