@@ -400,7 +400,7 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
         "ae_columns": totals[2 * d + 2 :],
         **({} if categories is None else {"categories": distributed.all_sum(categories)}),
         "paired": paired.merged(distributed.all_sum(paired.to_array()), kept),
-        "departure": scaler.departure_notes(_of_every_process(moments), "the test rows"),
+        "departure": scaler.departure_notes(_of_every_process(moments), "The test rows"),
     }
 
 
@@ -615,7 +615,7 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
     if metrics["autoencoder"].get("selection"):
         notes.append(selection_note(metrics["autoencoder"]["selection"]))
     notes.append(verdict_note(metrics["comparison"], k))
-    notes.extend(note[0].upper() + note[1:] for note in metrics["test_rows_departure"])
+    notes.extend(metrics["test_rows_departure"])
     resumed_at = metrics["autoencoder"].get("resumed_at")
     if resumed_at is not None:
         notes.append(f"Training resumed from the checkpoint of epoch {resumed_at}; the epochs before it ran in the "
