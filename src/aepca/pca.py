@@ -290,12 +290,9 @@ def _mirrored_upper(matrix: np.ndarray) -> np.ndarray:
     return np.triu(matrix) + np.triu(matrix, 1).T
 
 
-def _column_sums(rows: np.ndarray, run: int = 64) -> np.ndarray:
-    """Column sums in float64 of runs of ``run`` rows summed in the rows' precision: as exact
-    as a float64 sum (a run's rounding is a few epsilons), at about half its cost."""
-    cut = len(rows) - len(rows) % run
-    runs = rows[:cut].reshape(-1, run, rows.shape[1]).sum(axis=1)
-    return runs.sum(axis=0, dtype=np.float64) + rows[cut:].sum(axis=0, dtype=np.float64)
+def _column_sums(part: np.ndarray) -> np.ndarray:
+    """A part's column sums, summed as its products are (by BLAS, in the rows' precision), in float64."""
+    return (np.ones(len(part), part.dtype) @ part).astype(np.float64)
 
 
 def _finite(accumulator: ScatterAccumulator, X) -> ScatterAccumulator:
@@ -448,8 +445,9 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 rows = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False)
             self._check_n_components(rows.shape[1])
             starts = np.arange(0, len(rows), self.batch_size)
-            sampled = starts[self._sampled_blocks(np.diff(np.append(starts, len(rows))))]
-            batches = (rows[start : start + self.batch_size] for start in sampled)
+            chosen = starts[self._sampled_blocks(np.diff(np.append(starts, len(rows))))]
+            # Every row in one update (the accumulator parts them): the same statistics, less overhead.
+            batches = [rows] if len(chosen) == len(starts) else (rows[start : start + self.batch_size] for start in chosen)
             accumulator = _finite(self._accumulate(ScatterAccumulator(rows.shape[1]), batches), X)
         self._set_statistics(accumulator)
         self.columns_ = self._fitted_columns(X)
@@ -482,7 +480,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                                                ensure_min_samples=2 if first else 1, ensure_all_finite=False), X)
             self._check_n_components(X.shape[1])
             accumulator = ScatterAccumulator(X.shape[1]) if first else self._accumulator
-            self._accumulate(accumulator, self._batches([X]))
+            self._accumulate(accumulator, [X])
         self._set_statistics(accumulator)
         if first:
             self.columns_ = self._fitted_columns(X)
@@ -554,7 +552,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _accumulate_source(self, source, blocks: Iterable[int] | None = None) -> ScatterAccumulator:
         """A new accumulator of the source's blocks (all by default), its values checked."""
         with prefetch(source.iter_blocks(blocks)) as read:
-            return _finite(self._accumulate(ScatterAccumulator(source.n_features), self._batches(read)), source)
+            return _finite(self._accumulate(ScatterAccumulator(source.n_features), read), source)
 
     def _set_statistics(self, accumulator: ScatterAccumulator) -> None:
         self._accumulator = accumulator
