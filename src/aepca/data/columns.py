@@ -24,8 +24,18 @@ SHOWN = 10
 # A column of n distinct values falls in order by chance with probability
 # 2/n!: below one in a million from 10 rows on, so order there means a row id.
 MIN_ORDER_ROWS = 10
+
+
+def _column_means(features: pd.DataFrame) -> pd.Series:
+    """Column means skipping NaN, taken over values divided by the column's largest finite magnitude, so
+    that values near float64's largest average to a finite mean (then refused for their size, not as missing)."""
+    scale = features.abs().where(np.isfinite(features)).max()
+    scale = scale.where(scale > 0, 1.0)
+    return features.div(scale).mean() * scale
+
+
 # Imputation strategies: per-column fill values computed from the training rows.
-IMPUTERS = {"mean": pd.DataFrame.mean}
+IMPUTERS = {"mean": _column_means}
 SPEC_FORMAT = "aepca.columns"
 SPEC_VERSION = 1
 # What becomes of text and categorical feature columns: refused (with the flags that handle them; a
