@@ -150,14 +150,6 @@ class TrainState:
     history: dict = field(default_factory=dict)
     best: tuple[float, list, list] | None = None
 
-    @staticmethod
-    def capture(trainable, non_trainable, optimizer, epoch, lr_scale, history, best):
-        to_host = lambda values: [np.array(v) for v in values]  # noqa: E731
-        return TrainState(
-            to_host(trainable), to_host(non_trainable), to_host(optimizer), epoch, lr_scale,
-            copy_history(history), best,
-        )
-
 
 class EpochCallback(Protocol):
     """Called after every epoch with the number of epochs done, the history so

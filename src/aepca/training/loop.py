@@ -91,14 +91,15 @@ class Runner:
         bar = _EpochBar(config.epochs, start_epoch, self.per_epoch) if progress else None
         started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
         epoch, retries = start_epoch, 0
+        # One host copy of the state per epoch: where a diverging next epoch restarts, and the checkpoint's.
+        state = self.host_state()
         try:
             while epoch < config.epochs:
-                before = self.host_state()
                 loss = self.run_epoch(epoch, lr_scale * self._anneal_factor(history, epoch), bar.update if bar else _ignore)
                 if not (math.isfinite(loss) and self._weights_finite()):
                     retries += 1
                     if retries > config.max_divergence_retries:
-                        self.set_state(*before)
+                        self.set_state(*state)
                         self.finish()  # the model keeps the weights from before the failing epoch
                         raise DivergenceError(
                             f"Training diverged (non-finite loss) in epoch {epoch + 1} even at "
@@ -112,7 +113,7 @@ class Runner:
                         RuntimeWarning,
                         stacklevel=3,
                     )
-                    self.set_state(*before)
+                    self.set_state(*state)
                     if bar:
                         bar.reset_epoch(epoch)
                     continue
@@ -134,8 +135,9 @@ class Runner:
                     epoch = config.epochs
                 if bar:
                     bar.set_postfix(history)
-                snapshot = lambda e=epoch: TrainState.capture(  # noqa: E731
-                    *self.host_state(), e, lr_scale, history, best
+                state = self.host_state()
+                snapshot = lambda e=epoch, state=state: TrainState(  # noqa: E731
+                    *state, e, lr_scale, copy_history(history), best
                 )
                 for callback in callbacks:
                     callback(epoch, history, snapshot)
@@ -191,8 +193,8 @@ class Runner:
         return bool(distributed.all_sum([float(time.monotonic() + last > self.config.deadline)])[0] > 0)
 
     def _host_weights(self):
-        trainable, non_trainable, _ = self.host_state()
-        return trainable, non_trainable
+        trainable, non_trainable, _ = self.state()
+        return [self.host(v) for v in trainable], [self.host(v) for v in non_trainable]
 
     def _restore_weights(self, trainable, non_trainable):
         _, _, optimizer = self.host_state()
