@@ -92,11 +92,17 @@ def _assert_usage_error(capsys, argv, out, match):
     assert not out.exists() or not any(out.iterdir()), f"{out} was written to"
 
 
-def test_unknown_dataset(capsys, tmp_path):
+@pytest.mark.parametrize("name, fix", [
+    ("imagenet", "Or give your own data as the path argument (aepca compare PATH)"),
+    ("winee", "Did you mean 'wine'? Or give your own data as the path argument"),
+    # --data FILE: argparse takes --data for --dataset.
+    ("wine.csv.gz", "'wine.csv.gz' is a path, not a bundled data set: give your own data as the path argument"),
+])
+def test_unknown_dataset(capsys, tmp_path, name, fix):
     out = tmp_path / "out"
-    _assert_usage_error(capsys, ["compare", "--dataset", "imagenet", "--out", str(out)], out,
+    _assert_usage_error(capsys, ["compare", "--data", name, "--out", str(out)], out,
                         "Received an invalid value for dataset, expected one of ['breast_cancer', 'curves', 'diabetes', "
-                        "'digits', 'low_rank', 'mnist', 's_curve', 'swiss_roll', 'wine']. Received: dataset='imagenet'")
+                        f"'digits', 'low_rank', 'mnist', 's_curve', 'swiss_roll', 'wine']. Received: dataset={name!r}. {fix}")
 
 
 @pytest.mark.parametrize("option, value, expected", [

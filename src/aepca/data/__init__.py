@@ -1,7 +1,9 @@
 """Data sets: the bundled MNIST, scikit-learn's 8x8 digits and tables, readers for users' files, row sources streamed
 a block at a time, synthetic sets."""
 
+import difflib
 import functools
+from pathlib import Path
 
 from aepca.data._dataset import Dataset
 from aepca.data.columns import ColumnSpec
@@ -62,5 +64,14 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     try:
         loader = DATASETS[name]
     except KeyError:
-        raise invalid_value("dataset", f"one of {sorted(DATASETS)}", f"dataset={name!r}") from None
+        raise invalid_value("dataset", f"one of {sorted(DATASETS)}", f"dataset={name!r}", _unknown_dataset_fix(name)) from None
     return loader(**kwargs)
+
+
+def _unknown_dataset_fix(name) -> str:
+    """How to go on from a name that is not a bundled set: a path given in its place, or a misspelling."""
+    own_data = "give your own data as the path argument (aepca compare PATH), or to load_user_data(path) in Python."
+    if isinstance(name, str) and (Path(name).suffix or "/" in name or Path(name).exists()):
+        return f"{name!r} is a path, not a bundled data set: {own_data}"
+    close = difflib.get_close_matches(str(name), DATASETS, n=1)
+    return f"Did you mean {close[0]!r}? Or {own_data}" if close else f"Or {own_data}"
