@@ -97,8 +97,8 @@ def test_to_dict_round_trips_exactly_through_json(method):
     np.testing.assert_array_equal(restored.transform(TABULAR), scaler.transform(TABULAR))
 
 
-def _moments(X) -> RowMoments:
-    moments = RowMoments(X.shape[1])
+def _moments(X, scaler: Scaler) -> RowMoments:
+    moments = RowMoments(X.shape[1], shift=scaler.mean_)
     moments.add(X)
     return moments
 
@@ -107,16 +107,24 @@ def _moments(X) -> RowMoments:
 def test_rows_like_the_training_rows_get_no_note(method, rng):
     training = rng.random((2000, 8)).astype(np.float32) * np.geomspace(1, 1000, 8).astype(np.float32)
     scaler = Scaler(method).fit(training)
-    assert scaler.departure_notes(_moments(training)) == []
-    assert scaler.departure_notes(_moments(training[:2])) == []  # two rows: a spread too rough to judge
-    assert scaler.departure_notes(_moments(np.repeat(training[:1], 5, axis=0))) == []  # copies of one row
+    assert scaler.departure_notes(_moments(training, scaler)) == []
+    assert scaler.departure_notes(_moments(training[:2], scaler)) == []  # two rows: a spread too rough to judge
+    assert scaler.departure_notes(_moments(np.repeat(training[:1], 5, axis=0), scaler)) == []  # copies of one row
+
+
+def test_columns_far_from_zero_for_their_spread_get_no_note_on_their_own_rows(rng):
+    # Timestamps, coordinates: float32 squares of the raw values would lose the spread to rounding.
+    training = (rng.normal(size=(100_000, 3)) * [1.0, 100.0, 0.1] + [1e5, 1.7e6, 1e4]).astype(np.float32)
+    scaler = Scaler("standard").fit(training)
+    assert scaler.departure_notes(_moments(training, scaler)) == []
 
 
 @pytest.mark.parametrize(("factor", "what"), [(255.0, r"lie \d{3} training standard deviations from"),
                                                (1 / 255, r"vary \d{3} times less than the training rows")])
 def test_rows_in_other_units_are_noted(factor, what, mnist_small):
     training, test = mnist_small
-    notes = Scaler().fit(training).departure_notes(_moments(test * np.float32(factor)))
+    scaler = Scaler().fit(training)
+    notes = scaler.departure_notes(_moments(test * np.float32(factor), scaler))
     assert len(notes) == 1 and re.search(what, notes[0]) and "pixels divided by 255" in notes[0]
 
 
@@ -124,7 +132,7 @@ def test_a_scaler_saved_without_the_training_moments_notes_nothing(mnist_small):
     training, test = mnist_small
     saved = Scaler().fit(training).to_dict()
     restored = Scaler.from_dict({key: value for key, value in saved.items() if key not in ("mean", "std")})
-    assert restored.departure_notes(_moments(test * np.float32(255))) == []
+    assert restored.departure_notes(_moments(test * np.float32(255), restored)) == []
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,7 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
     the model's column specification) and write the results to ``out``."""
     out = check_output(out, overwrite=overwrite)
     source = open_source(data, spec=model.column_spec(), block_rows=block_rows)
-    moments = RowMoments(source.n_features)
+    moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter}[out.suffix.lower()]
     staging = staging_folder(out)
     try:

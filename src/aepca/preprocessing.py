@@ -209,8 +209,10 @@ class Scaler:
         if not moments.count or spread == 0.0:
             return []
         n, scale2 = moments.count, np.square(self.scale_)
-        # Mean squared distance of the rows from the training mean, per column (the offset cancels).
-        distance2 = (moments.squares - 2 * self.mean_ * moments.sums) / n + np.square(self.mean_)
+        # Mean squared distance of the rows from the training mean, per column (the offset cancels), from
+        # moments about their shift: (x - mean)^2 = (x - shift)^2 + 2 (x - shift) step + step^2.
+        step = moments.shift - self.mean_
+        distance2 = (moments.squares + 2 * step * moments.sums) / n + np.square(step)
         distance = float(np.sqrt(max(np.sum(distance2 / scale2), 0.0) / spread))
         hint = ("were they scaled as the training rows were (the same units; pixels divided by 255 or not)? A "
                 "model's codes and reconstructions of rows unlike its training rows mean little.")
@@ -315,10 +317,16 @@ class Scaler:
 
 
 class RowMoments:
-    """Per-column count, sums and sums of squares (float64) and extremes of rows added a block at a time."""
+    """Per-column count, sums and sums of squares (float64) of rows less ``shift``, and the rows'
+    extremes, added a block at a time.
 
-    def __init__(self, n_features: int):
+    The shift (e.g. the training rows' mean, rounded to float32) keeps the squares of a column far from
+    zero for its spread (timestamps, coordinates) from losing that spread to rounding.
+    """
+
+    def __init__(self, n_features: int, shift=None):
         self.count = 0
+        self.shift = np.zeros(n_features) if shift is None else np.asarray(shift, np.float32).astype(np.float64)
         self.sums = np.zeros(n_features)
         self.squares = np.zeros(n_features)
         self.low = np.full(n_features, np.inf)
@@ -330,8 +338,9 @@ class RowMoments:
         self.count += len(rows)
         np.minimum(self.low, rows.min(axis=0), out=self.low)
         np.maximum(self.high, rows.max(axis=0), out=self.high)
+        shift = self.shift.astype(rows.dtype)  # exact: the shift is float32-representable
         for start in range(0, len(rows), _CHUNK_ROWS):
-            chunk = rows[start : start + _CHUNK_ROWS]
+            chunk = rows[start : start + _CHUNK_ROWS] - shift
             # Products in the rows' precision (no float64 copy), summed in float64 a chunk at a time.
             self.sums += chunk.sum(axis=0, dtype=np.float64)
             self.squares += np.einsum("ij,ij->j", chunk, chunk)

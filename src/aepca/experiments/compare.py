@@ -367,7 +367,7 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     sums = {"ae": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
     paired = PairedErrors(sizes, keep_rows=test.n_rows < BOOTSTRAP_ROWS)
     directions = pca.all_components_[: sizes - 1]
-    moments = RowMoments(d)
+    moments = RowMoments(d, shift=scaler.mean_)
     with distributed.read_share(test) as blocks:
         for block in blocks:
             moments.add(block)
@@ -406,7 +406,7 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
 
 def _of_every_process(moments: RowMoments) -> RowMoments:
     """The moments of every process's rows."""
-    merged = RowMoments(len(moments.sums))
+    merged = RowMoments(len(moments.sums), shift=moments.shift)
     totals = distributed.all_sum(np.concatenate([[moments.count], moments.sums, moments.squares]))
     merged.count, merged.sums, merged.squares = int(totals[0]), *np.split(totals[1:], 2)
     merged.low = distributed.all_rows(moments.low[None, :]).min(axis=0)
