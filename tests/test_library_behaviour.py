@@ -246,6 +246,22 @@ def test_compilation_cache_leaves_a_users_jax_setting_alone(tmp_path):
     assert not (tmp_path / "mine").exists()
 
 
+@jax_only
+def test_programs_left_without_their_access_time_are_dropped_from_the_cache(tmp_path):
+    """JAX's size bound reads each program's access time: one left without it (a run killed between
+    JAX's two writes) would make every later write fail, so the cache drops such programs."""
+    import jax
+
+    (tmp_path / "kept-cache").write_bytes(b"program")
+    (tmp_path / "kept-atime").write_bytes(bytes(8))
+    (tmp_path / "unfinished-cache").write_bytes(b"program")
+    try:
+        assert aepca.compilation_cache.enable_compilation_cache(tmp_path) == tmp_path
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+    assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith(".")) == ["kept-atime", "kept-cache"]
+
+
 def test_compilation_cache_does_not_apply_to_other_backends(monkeypatch):
     monkeypatch.setattr(aepca.compilation_cache, "backend_name", lambda: "tensorflow")
     assert aepca.compilation_cache.enable_compilation_cache("/nonexistent/never-created") is None
