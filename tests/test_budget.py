@@ -18,12 +18,18 @@ ROWS = 57_000
 STEP_SECONDS = {(1000, 500, 250): 0.016, (512, 128): 0.005, (64,): 0.001, (256, 128): 0.002}
 
 
-def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0, n_train=None):
+def _measured(step, compile_seconds=0.0):
+    """A stand-in for the measured speed: ``step`` seconds a step, whatever the network."""
+    return lambda hidden, **_: budget.StepTime(step, compile_seconds)
+
+
+def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0, n_train=None, compile_seconds=0.0):
     given = given or {}
     # As the estimator resolves them: the recipe's settings, explicit arguments winning.
     settings = get_recipe("fast").settings(n_rows, 784, 2, **given)
     return budget.plan(settings, given, n_rows=n_rows, n_train=n_train or n_rows, budget=seconds,
-                       elapsed=lambda: elapsed, step_seconds=STEP_SECONDS.__getitem__)
+                       elapsed=lambda: elapsed,
+                       step_seconds=lambda hidden: budget.StepTime(STEP_SECONDS[hidden], compile_seconds))
 
 
 def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
@@ -85,7 +91,7 @@ def test_the_larger_network_trains_in_the_time_fasts_leaves_and_the_lower_on_val
 
     x = low_rank_data(n_samples=5_000, n_features=6, rank=2, seed=0)
     monkeypatch.setattr(budget, "CANDIDATES", ((24, 12),))
-    monkeypatch.setattr(budget, "measure_step", lambda hidden, **_: 0.05)  # the time left holds dozens of 32-step epochs
+    monkeypatch.setattr(budget, "measure_step", _measured(0.05))  # the time left holds dozens of 32-step epochs
     fitted = Autoencoder(1, patience=1, anneal_epochs=1, time_budget=120, checkpoint_dir=tmp_path,
                          random_state=0).fit(x)
     larger = fitted.history_["budget"]["larger"]
@@ -107,7 +113,10 @@ def test_small_data_is_judged_on_a_validation_split_when_the_budget_holds_no_fol
     assert settings == fast and record["step_s"] == {"[256, 128]": 0.002}
     settings, record = _plan(60, n_rows=4_000)  # 0.9 * (60 - 5 - 10) s do not
     assert settings == {**fast, "folds": 0, "validation_fraction": 0.2}
-    assert "a validation split of 20% of the rows instead of 5 folds, whose 37560 steps at most (75 s" in record["chose"]
+    assert "a validation split of 20% of the rows instead of 5 folds, whose 37560 steps at most and two compilations (75 s" in record["chose"]
+    # Their two compilations count too: 75 s of steps and 2 x 10 s do not fit in 0.9 * 105 s.
+    settings, record = _plan(120, n_rows=4_000, compile_seconds=10.0)
+    assert settings["folds"] == 0 and record["compile_s"] == 10.0
     # Folds the user asked for are kept.
     settings, _ = _plan(60, given={"folds": 5}, n_rows=4_000)
     assert settings["folds"] == 5
@@ -117,7 +126,7 @@ def test_a_fit_whose_budget_holds_no_folds_trains_once_judged_on_a_validation_sp
     from aepca import Autoencoder
 
     x = low_rank_data(n_samples=300, n_features=6, rank=2, seed=0)
-    monkeypatch.setattr(budget, "measure_step", lambda hidden, **_: 1.0)  # a second a step: no folds fit
+    monkeypatch.setattr(budget, "measure_step", _measured(1.0))  # a second a step: no folds fit
     fitted = Autoencoder(2, hidden=(8,), time_budget=600, random_state=0).fit(x)
     assert fitted.settings_["folds"] == 0 and fitted.settings_["validation_fraction"] == 0.2
     held_out = int(fitted.history_["selection"]["held_out"].removesuffix(" validation rows"))
@@ -245,11 +254,12 @@ def test_compare_refuses_a_small_budget_naming_the_budget_it_was_given(low_rank_
         compare(Dataset("table", x[:240], x[240:]), code_dim=2, time_budget=0.5)
 
 
-def test_under_a_budget_each_fold_gets_an_equal_share_of_the_time_left(monkeypatch, low_rank_data):
+def test_under_a_budget_each_fold_gets_an_equal_share_of_the_time_left_the_first_its_compilation_besides(monkeypatch, low_rank_data):
     from aepca import Autoencoder, fitting
 
     x = low_rank_data(n_samples=300, n_features=6, rank=2, seed=0)
-    monkeypatch.setattr(budget, "measure_step", lambda hidden, **_: 1e-6)  # the folds fit
+    # The folds fit; compiling their network takes 30 s (a stand-in), which the first fold gets besides its share.
+    monkeypatch.setattr(budget, "measure_step", _measured(1e-6, compile_seconds=30.0))
     calls, fit_network = [], fitting.Fit.fit_network
 
     def recording(self, *args, deadline=None, **kwargs):
@@ -261,7 +271,24 @@ def test_under_a_budget_each_fold_gets_an_equal_share_of_the_time_left(monkeypat
     # 5 folds, then (when kept) the network on every row by the fit's own deadline.
     assert len(calls) in (5, 6) and all(share is None for _, share, _ in calls[5:])
     for fold, (now, share, deadline) in enumerate(calls[:5]):
-        assert share == pytest.approx(now + (deadline - now) / (5 - fold + 1), abs=0.5)
+        compiling = 30.0 if fold == 0 else 0.0
+        assert share == pytest.approx(now + compiling + (deadline - now - compiling) / (5 - fold + 1), abs=0.5)
+
+
+def test_a_runs_first_epoch_which_compiles_does_not_end_training_before_the_deadline(monkeypatch):
+    from aepca.data import open_source
+    from aepca.models import build_autoencoder
+    from aepca.training import TrainConfig, loop, train
+
+    # The loop's clock: the first epoch takes 100 s (compiling), each later one 1 ms; the deadline is a minute
+    # away, so another 100 s epoch would miss it and 1 ms epochs do not.
+    ticks = iter([0.0, 100.0, 100.001, 100.002, 100.003])
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: next(ticks), monotonic=time.monotonic))
+    rows = np.random.default_rng(0).random((64, 6), dtype=np.float32)
+    net = build_autoencoder(6, 2, hidden=(4,), output_activation="linear", seed=0)
+    history = train(net.autoencoder, open_source(rows), config=TrainConfig(epochs=3, batch_size=16,
+                                                                          deadline=time.monotonic() + 60))
+    assert len(history["loss"]) == 3 and "stopped_at_deadline" not in history
 
 
 def test_a_table_too_small_for_a_validation_split_keeps_its_folds():

@@ -19,6 +19,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,6 +70,13 @@ PROBE_REFINE_REPEATS, PROBE_REFINE_ROWS = 3, 2048
 PLAN_FILE, LARGER_PLAN_FILE = "budget-plan.json", "budget-plan-larger.json"
 
 
+class StepTime(NamedTuple):
+    """A candidate network's measured seconds per optimizer step, and for compiling its training."""
+
+    step: float
+    compile: float
+
+
 class BudgetTooSmall(ValueError):
     """A time budget that leaves no time to train: the run needs ``needed`` seconds besides training."""
 
@@ -88,8 +96,8 @@ def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: floa
 
     ``n_rows`` are the training rows, ``n_train`` those the network trains on (less its validation rows);
     ``settings`` the recipe's for this data; ``given`` the estimator's explicit arguments, which win over
-    the plan. ``elapsed()`` is the run's time so far and ``step_seconds(hidden)`` measures one optimizer
-    step (its time counts as spent).
+    the plan. ``elapsed()`` is the run's time so far and ``step_seconds(hidden)`` measures a :class:`StepTime`
+    (its time counts as spent).
     """
     after = reserved_after_training(budget)
     record = {"budget_s": budget, "reserved_after_training_s": round(after, 2)}
@@ -104,18 +112,24 @@ def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: floa
         record["chose"] += ("; then, in the time it leaves, the network the large-data rule sizes to that time, "
                             "kept when its validation error is lower")
     folds = settings["folds"]
-    if folds >= 2 and given.get("folds") is None and n_rows * VALIDATION_SPLIT >= MIN_SPLIT_ROWS:
-        # fast's folds train folds + 1 networks: when their step caps do not fit, a validation split judges.
-        seconds = step_seconds(tuple(settings["hidden"]))
-        steps = settings["epochs"] * (folds * math.ceil(n_rows * (1 - 1 / folds) / settings["batch_size"])
-                                      + math.ceil(n_rows / settings["batch_size"]))
-        available = budget - elapsed() - after
-        record["step_s"] = {str(list(settings["hidden"])): round(seconds, 6)}
-        if steps * seconds > SAFETY * available:
-            settings = {**settings, "folds": 0, "validation_fraction": VALIDATION_SPLIT}
-            record["chose"] += (f"; judged on a validation split of {VALIDATION_SPLIT:.0%} of the rows instead of "
-                                f"{folds} folds, whose {steps} steps at most ({steps * seconds:.0f} s at "
-                                f"{seconds * 1e3:.2f} ms a step) the {available:.0f} s left do not hold")
+    if folds >= 2:
+        # The folds' network is measured: the first fold's share of the time needs its compilation besides.
+        probe = step_seconds(tuple(settings["hidden"]))
+        record["step_s"] = {str(list(settings["hidden"])): round(probe.step, 6)}
+        record["compile_s"] = round(probe.compile, 3)
+        if given.get("folds") is None and n_rows * VALIDATION_SPLIT >= MIN_SPLIT_ROWS:
+            # fast's folds train folds + 1 networks: when their step caps do not fit, a validation split judges.
+            # They compile twice: the folds' program (folds of one size share it), then the final network's.
+            steps = settings["epochs"] * (folds * math.ceil(n_rows * (1 - 1 / folds) / settings["batch_size"])
+                                          + math.ceil(n_rows / settings["batch_size"]))
+            needed = steps * probe.step + 2 * probe.compile
+            available = budget - elapsed() - after
+            if needed > SAFETY * available:
+                settings = {**settings, "folds": 0, "validation_fraction": VALIDATION_SPLIT}
+                record["chose"] += (f"; judged on a validation split of {VALIDATION_SPLIT:.0%} of the rows instead of "
+                                    f"{folds} folds, whose {steps} steps at most and two compilations ({needed:.0f} s "
+                                    f"at {probe.step * 1e3:.2f} ms a step and {probe.compile:.1f} s a compilation) the "
+                                    f"{available:.0f} s left do not hold")
     return settings, record
 
 
@@ -126,7 +140,7 @@ def sized_to_time(settings: dict, given: dict, n_train: int, available, step_sec
     steps_per_epoch = math.ceil(n_train / settings["batch_size"])
     measured = {}
     for hidden in (tuple(given["hidden"]),) if given.get("hidden") is not None else CANDIDATES:
-        seconds = measured[hidden] = step_seconds(hidden)
+        seconds = measured[hidden] = step_seconds(hidden).step
         left = available()
         epochs = int(SAFETY * left / (seconds * steps_per_epoch))
         if epochs >= MIN_EPOCHS:
@@ -174,8 +188,9 @@ def planned(checkpoint_dir, make_plan, name: str = PLAN_FILE) -> tuple[dict, dic
     return settings, record
 
 
-def measure_step(hidden: tuple, *, n_features: int, n_components: int, settings: dict) -> float:
-    """Seconds per optimizer step of a network of ``hidden`` widths, on random rows of this width."""
+def measure_step(hidden: tuple, *, n_features: int, n_components: int, settings: dict) -> StepTime:
+    """Seconds per optimizer step of a network of ``hidden`` widths, on random rows of this width,
+    and for compiling its training."""
     from aepca.data.sources import open_source
     from aepca.models import build_autoencoder
     from aepca.training import TrainConfig, train
@@ -188,7 +203,8 @@ def measure_step(hidden: tuple, *, n_features: int, n_components: int, settings:
                          loss="mse", seed=0, chunks_per_epoch=PROBE_CHUNKS)
     seconds = train(net.autoencoder, open_source(rows), config=config)["seconds"]
     # The first epoch compiles; the second is steady.
-    return (seconds[1] - seconds[0]) / PROBE_STEPS
+    steady = seconds[1] - seconds[0]
+    return StepTime(steady / PROBE_STEPS, max(seconds[0] - steady, 0.0))
 
 
 def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) -> dict:

@@ -139,11 +139,11 @@ class Fit:
             self.monitor = held_in_memory(validation_rows(self.rows, fraction, self.seed))
 
     def _step_seconds(self, settings: dict):
-        """Seconds per optimizer step of a network of given widths trained with ``settings``, the
-        processes' mean (:func:`aepca.budget.measure_step`)."""
+        """The step and compile times of a network of given widths trained with ``settings``, the
+        processes' means (:func:`aepca.budget.measure_step`)."""
         measure = partial(budget.measure_step, n_features=self.rows.n_features, n_components=self.n_components,
                           settings=settings)
-        return lambda hidden: distributed.mean_of(measure(hidden))
+        return lambda hidden: budget.StepTime(*map(distributed.mean_of, measure(hidden)))
 
     def larger_network(self, first: Trained, judge) -> Trained:
         """Under a budget, after fast's network ``first``: the network the large-data rule sizes to the
@@ -371,9 +371,11 @@ def start_folds(fit: Fit) -> Trained:
     network_errors, pca_errors, best_epochs, fold_gains = [], [], [], []
     for fold, (train_rows, held_out) in enumerate(fold_views(fit.rows, folds, fit.seed)):
         held_rows = held_out.to_array()  # folds are for few rows
-        # Under a time budget each fold, and the final fit on every row, gets an equal share of the time left.
+        # Under a time budget each fold, and the final fit on every row, gets an equal share of the time left,
+        # the first fold its compilation besides (the plan's measure), which would otherwise end it after an epoch.
         now = time.monotonic()
-        share = None if fit.deadline is None else now + (fit.deadline - now) / (folds - fold + 1)
+        compiling = (fit.budget or {}).get("compile_s", 0.0) if fold == 0 else 0.0
+        share = None if fit.deadline is None else now + compiling + (fit.deadline - now - compiling) / (folds + 1 - fold)
         trained = fit.fit_network("random", train_rows, held_rows, None, tag=f"fold-{fold}", deadline=share)
         pca = PCA(fit.n_components).fit(train_rows.map(fit.space.from_network))
         pca_losses, network_losses = fit.held_out_losses(pca, trained.net, held_rows)

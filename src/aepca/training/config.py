@@ -63,7 +63,8 @@ class TrainConfig:
     giving ``batch_size / lanes`` rows: the batches depend on it, not on how
     many processes read them (None: ``devices`` times the processes).
     ``deadline`` (a ``time.monotonic()`` value) ends training after the last
-    epoch that, as long as the one before, finishes by then.
+    epoch that, as long as the one before, finishes by then (a run's first
+    epoch, which compiles, is no measure: only a passed deadline ends it).
     """
 
     epochs: int = 5

@@ -130,7 +130,7 @@ class Runner:
                 if self._stops(history, epoch, best):
                     history["stopped_early"] = epoch
                     epoch = config.epochs
-                elif epoch < config.epochs and self._past_deadline(history):
+                elif epoch < config.epochs and self._past_deadline(history, first=epoch == start_epoch + 1):
                     history["stopped_at_deadline"] = epoch
                     epoch = config.epochs
                 if bar:
@@ -183,13 +183,15 @@ class Runner:
             return 1.0
         return (self.config.anneal_epochs - (epoch - history["annealed_from"])) / self.config.anneal_epochs
 
-    def _past_deadline(self, history: dict) -> bool:
+    def _past_deadline(self, history: dict, *, first: bool) -> bool:
         """Whether another epoch, as long as the last, would end after the deadline (on any
-        process: they stop together)."""
+        process: they stop together). The ``first`` epoch of a run compiles, so its length says
+        nothing of the next (on small data it is hundreds of epochs'): only a deadline already past
+        ends training after it."""
         if self.config.deadline is None:
             return False
         seconds = history["seconds"]
-        last = seconds[-1] - (seconds[-2] if len(seconds) > 1 else 0.0)
+        last = 0.0 if first else seconds[-1] - seconds[-2]
         return bool(distributed.all_sum([float(time.monotonic() + last > self.config.deadline)])[0] > 0)
 
     def _host_weights(self):
