@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from aepca.preprocessing import ColumnSummary, RowMoments, Scaler, in_unit_interval, network_scaling, shares_one_unit
+from aepca.preprocessing import ColumnSummary, RowMoments, Scaler, network_scaling, shares_one_unit
 from conftest import assert_within, float_tolerance, scaled_tolerance
 
 RNG = np.random.default_rng(0)
@@ -77,11 +77,6 @@ def test_constant_column_gets_scale_one(method):
 )
 def test_unit_interval(method, X, expected):
     assert Scaler(method).fit(X).unit_interval_ is expected
-
-
-@pytest.mark.parametrize(("X", "expected"), [(PIXELS, True), (TABULAR, False), ([[0.0, 1.0]], True), ([[-1e-9]], False)])
-def test_in_unit_interval(X, expected):
-    assert in_unit_interval(X) is expected
 
 
 @pytest.mark.parametrize("method", ["auto", "minmax", "standard", "none"])

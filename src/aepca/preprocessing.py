@@ -33,15 +33,6 @@ NETWORK_SCALE_FLOOR = 0.1
 FAR_FROM_TRAINING = 10.0
 
 
-def in_unit_interval(X) -> bool:
-    """Whether every value of ``X`` lies in [0, 1] (a sigmoid output can reproduce it)."""
-    return _within_unit(check_features(X))
-
-
-def _within_unit(X: np.ndarray) -> bool:
-    return bool(X.min() >= 0.0 and X.max() <= 1.0)
-
-
 def _unit_sample(X: np.ndarray) -> np.ndarray:
     """An evenly spaced sample of rows: enough to judge spreads."""
     return X[:: max(1, len(X) // UNIT_SAMPLE_ROWS)]
@@ -58,7 +49,7 @@ def shares_one_unit(X) -> tuple[bool, str]:
         within, sample = X.within_unit, X.sample
     else:
         X = check_features(X)
-        within, sample = _within_unit(X), _unit_sample(X)
+        within, sample = bool(X.min() >= 0.0 and X.max() <= 1.0), _unit_sample(X)
     if within:
         return True, "every value lies in [0, 1]"
     low, high = np.percentile(sample, [25, 75], axis=0)
