@@ -32,7 +32,8 @@ def paired_evidence(reference_errors, candidate_errors, z_threshold: float) -> d
 
 
 # A model that kept its PCA start matches PCA only to float32 round-off: a relative
-# difference below this is a tie, whatever its interval.
+# difference below this is a tie, whatever its interval (where PCA's own error is about 0, at
+# a code size of the data's rank, the round-off of the values themselves: PairedErrors' roundoff).
 TIE = 1e-6
 # Two-sided 95% normal quantile; below BOOTSTRAP_ROWS test rows the interval is a bootstrap.
 Z_95 = 1.959963984540054
@@ -44,12 +45,14 @@ class PairedErrors:
     """Per-row errors of a candidate (``a``, one per row) and of a reference at several sizes
     (``b``, one column per size), summed as rows arrive: enough for the mean paired difference,
     the ratio of means and their 95% intervals, without holding the rows (a few rows are kept
-    for a bootstrap). Sums from several processes add up (:meth:`to_array`, :meth:`merged`)."""
+    for a bootstrap). Sums from several processes add up (:meth:`to_array`, :meth:`merged`).
+    ``roundoff``: an error so small that it is the rounding of the computation, not a model's."""
 
-    def __init__(self, n_sizes: int, keep_rows: bool):
+    def __init__(self, n_sizes: int, keep_rows: bool, roundoff: float = 0.0):
         self.sums = np.zeros(3 + 3 * n_sizes)  # n, sum a, sum a^2 | sum b, sum b^2, sum ab per size
         self.n_sizes = n_sizes
         self.rows = [] if keep_rows else None
+        self.roundoff = roundoff
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64).reshape(len(a), self.n_sizes)
@@ -70,7 +73,8 @@ class PairedErrors:
         """The comparison with reference size ``size``: mean difference (candidate - reference) and
         ratio (candidate / reference) with 95% intervals, and the verdict the difference's
         interval words: "below" (clearly lower), "equal within noise" or "above" (a difference
-        within ``TIE`` of the reference's mean is a tie, however narrow its interval)."""
+        within ``TIE`` of the reference's mean, or within ``roundoff``, is a tie, however narrow its
+        interval); ``within_roundoff``: whether both mean errors are round-off."""
         n, sa, saa = self.sums[:3]
         k = self.n_sizes
         sb, sbb, sab = self.sums[3 + size], self.sums[3 + k + size], self.sums[3 + 2 * k + size]
@@ -98,17 +102,18 @@ class PairedErrors:
             method = (f"normal interval of the mean paired difference over {int(n)} test rows "
                       "(ratio: delta method on its logarithm)")
         low, high = (float(v) for v in interval)
-        tie = TIE * sb / n
+        tie = max(TIE * sb / n, self.roundoff)
         verdict = "below" if high < 0 and difference < -tie else "above" if low > 0 and difference > tie else "equal within noise"
         return {"difference": float(difference), "interval": [low, high], "ratio": float(ratio),
-                "ratio_interval": [float(v) for v in ratio_interval], "verdict": verdict, "method": method}
+                "ratio_interval": [float(v) for v in ratio_interval], "verdict": verdict, "method": method,
+                "within_roundoff": bool(max(sa, sb) / n <= self.roundoff)}
 
     def to_array(self) -> np.ndarray:
         return self.sums.copy()
 
     def merged(self, totals: np.ndarray, rows: np.ndarray | None) -> PairedErrors:
         """These errors with every process's sums ``totals`` (and kept rows)."""
-        merged = PairedErrors(self.n_sizes, keep_rows=rows is not None)
+        merged = PairedErrors(self.n_sizes, keep_rows=rows is not None, roundoff=self.roundoff)
         merged.sums = np.asarray(totals, np.float64)
         if rows is not None:
             merged.rows = [rows]

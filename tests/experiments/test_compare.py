@@ -167,6 +167,23 @@ def test_a_tie_with_pca_is_not_called_a_win_by_the_verdict_or_diagnoses():
     assert win.interval(0)["verdict"] == "below"
 
 
+def test_errors_at_round_off_tie_with_pcas_zero_error_and_the_note_says_so():
+    from aepca.experiments.compare import comparison_interval, verdict_note
+    from aepca.selection import PairedErrors
+
+    # At a code size of the data's rank PCA's error is 0; a network kept at its PCA start has float32 round-off.
+    network = np.random.default_rng(0).random(200) * 1e-15
+    exact = PairedErrors(1, keep_rows=False)
+    exact.add(network, np.zeros((200, 1)))
+    assert exact.interval(0)["verdict"] == "above"
+    rounded = PairedErrors(1, keep_rows=False, roundoff=1e-12)
+    rounded.add(network, np.zeros((200, 1)))
+    comparison = comparison_interval(rounded, 0, seed=0)
+    assert comparison["verdict"] == "equal within noise" and comparison["within_roundoff"]
+    assert verdict_note(comparison, 2).startswith(
+        "At k=2 the autoencoder and PCA both reconstruct the test rows to float32 round-off: equal within noise")
+
+
 def test_recipes():
     assert sorted(RECIPES) == ["classic", "fast", "linear"]
     classic = CLASSIC.settings(60000, 784, 2)
