@@ -568,8 +568,8 @@ def selection_note(selection: dict) -> str:
     if selection.get("criterion", "mse") != "mse":
         where = (f"{selection['network_recall']:.3f} vs PCA's {selection['pca_recall']:.3f} in {selection['criterion']} "
                  f"on {selection['held_out']}")
-    elif gain < -1:  # PCA's held-out error is near zero: a percentage above it says nothing
-        where = f"far above PCA's near-zero error on {selection['held_out']}"
+    elif gain < -1:  # over twice PCA's error (or PCA's near 0): a ratio says more than a percentage
+        where = f"{1 - gain:.3g} times PCA's error on {selection['held_out']}"
     else:
         where = f"{percent(abs(gain))} {'below' if gain >= 0 else 'above'} PCA on {selection['held_out']}"
     if "fold_gains" in selection:
