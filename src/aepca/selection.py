@@ -24,6 +24,8 @@ def paired_evidence(reference_errors, candidate_errors, z_threshold: float) -> d
     return {
         "kept_network": bool(gains.mean() > z_threshold * standard_error),
         "gain": float(1 - candidate.mean() / reference.mean()) if reference.mean() > 0 else 0.0,
+        "reference_error": float(reference.mean()),
+        "candidate_error": float(candidate.mean()),
         "z": z if np.isfinite(z) else None,
         "z_threshold": z_threshold,
         "rows": int(len(gains)),

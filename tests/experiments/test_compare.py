@@ -376,6 +376,9 @@ def test_selection_notes_say_what_was_kept_and_why():
     # Over twice PCA's error, a ratio: a network trained too little, or PCA reconstructing the rows exactly.
     assert "the network was 3.8 times PCA's error on 5 folds" in selection_note({**fell_back, "gain": -2.8})
     assert "the network was 2.6e+14 times PCA's error on 5 folds" in selection_note({**fell_back, "gain": -2.6e14})
+    # PCA reconstructs the held-out rows exactly (code size at the data's rank): no ratio.
+    exact = {**fell_back, "gain": 0.0, "reference_error": 0.0, "candidate_error": 6.8e-16}
+    assert "the network was at an error of 6.8e-16 against PCA's 0 on 5 folds" in selection_note(exact)
 
 
 def test_a_comparison_reads_the_training_rows_once_before_training(monkeypatch, tmp_path):

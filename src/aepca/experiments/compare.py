@@ -568,6 +568,8 @@ def selection_note(selection: dict) -> str:
     if selection.get("criterion", "mse") != "mse":
         where = (f"{selection['network_recall']:.3f} vs PCA's {selection['pca_recall']:.3f} in {selection['criterion']} "
                  f"on {selection['held_out']}")
+    elif selection.get("reference_error") == 0.0:  # absent from records made before it was kept
+        where = f"at an error of {selection['candidate_error']:.3g} against PCA's 0 on {selection['held_out']}"
     elif gain < -1:  # over twice PCA's error (or PCA's near 0): a ratio says more than a percentage
         where = f"{1 - gain:.3g} times PCA's error on {selection['held_out']}"
     else:
