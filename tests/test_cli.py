@@ -176,7 +176,7 @@ def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
 # A real run ------------------------------------------------------------------------------
 def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     """One real run: the default recipe on a small table, every output file, the run's record,
-    and --refine-steps reaching the saved model."""
+    and --refine-steps and --batch-size reaching the saved model."""
     rng = np.random.default_rng(0)
     latent = rng.standard_normal((300, 2))
     features = latent @ rng.standard_normal((2, 5)) + 0.1 * rng.standard_normal((300, 5))
@@ -185,8 +185,8 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     csv = _write_csv(tmp_path / "data.csv", ["f0", "f1", "f2", "f3", "f4", "y"], rows)
     out = tmp_path / "run"
 
-    status = main(["compare", str(csv), "--label-column", "y", "--epochs", "1", "--refine-steps", "7", "--no-progress",
-                   "--out", str(out)])
+    status = main(["compare", str(csv), "--label-column", "y", "--epochs", "1", "--refine-steps", "7", "--batch-size", "16",
+                   "--no-progress", "--out", str(out)])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     # The test rows are those order.held_out_mask holds out: 57 of the 300 with seed 0.
@@ -206,10 +206,12 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] <= 1
     assert metrics["autoencoder"]["selection"]["held_out"] == "5 folds of 243 training rows"
     record = metrics["run"]
-    assert record["command"] == f"aepca compare {csv} --label-column y --epochs 1 --refine-steps 7 --no-progress --out {out}"
+    assert record["command"] == (f"aepca compare {csv} --label-column y --epochs 1 --refine-steps 7 --batch-size 16 "
+                                 f"--no-progress --out {out}")
     assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 243, "test": 57}
     assert sorted(os.listdir(out / "model")) == ["aepca.json", "model.keras"]
-    assert json.loads((out / "model" / "aepca.json").read_text())["params"]["refine_steps"] == 7
+    params = json.loads((out / "model" / "aepca.json").read_text())["params"]
+    assert (params["refine_steps"], params["batch_size"]) == (7, 16)
 
 
 # An earlier run, a resumed run ----------------------------------------------------------

@@ -112,12 +112,16 @@ def test_devices_must_divide_the_batch():
     with pytest.raises(
         ValueError,
         match=r"Received an invalid value for devices, expected a divisor of batch_size=128 \(each device takes an "
-        r"equal share of every batch\)\. Received: devices=3\. Use one of 1, 2, 4, 8, 16, 32, 64, 128\.$",
+        r"equal share of every batch\)\. Received: devices=3\. Use one of 1, 2, 4, 8, 16, 32, 64, 128, or a batch size "
+        r"that is a multiple of 3 \(--batch-size, batch_size=\)\.$",
     ):
         TrainConfig(devices=3)
+    # Three processes find no such divisor: the batch size is the way out.
     with pytest.raises(ValueError, match=r"Received: lanes=3\. Use one of 1, 2, 4, 8, 16, 32, 64, 128 that is a multiple of "
-                                         r"devices x processes \(--lanes; by default that product\)\.$"):
+                                         r"devices x processes \(--lanes; by default that product\), or a batch size that "
+                                         r"is a multiple of 3 \(--batch-size, batch_size=\)\.$"):
         TrainConfig(lanes=3)
+    TrainConfig(lanes=3, batch_size=96)
     with pytest.raises(ValueError, match=r"The 'devices' parameter of Autoencoder must be an int in the range \[1, inf\)"):
         Autoencoder(devices=0).fit(np.zeros((10, 3), np.float32))
 

@@ -169,6 +169,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's)")
     parser.add_argument("--hidden", type=widths, default=None, metavar="W1,W2,...",
                         help="encoder hidden widths, mirrored by the decoder (default: the recipe's, 512,128)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                        help="rows per optimizer step, a multiple of devices x processes (default: the recipe's)")
     parser.add_argument("--refine-steps", type=non_negative_int, default=None, metavar="N",
                         help="refine each code by N gradient steps through the decoder when encoding "
                              "(better reconstructions of new data, N decoder passes each; default: 0)")
@@ -450,7 +452,8 @@ def run_compare(args) -> int:
                 code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
                 progress=writer and shows_progress(args), checkpoint_dir=str(run.checkpoint), record=run_record(args),
                 hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
-                devices=args.devices, lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
+                batch_size=args.batch_size, devices=args.devices, lanes=args.lanes, block_rows=args.block_rows,
+                **neighbour_options(args),
                 **({} if args.time_budget is None else {"time_budget": args.time_budget - spent}),
             )
         except BudgetTooSmall as error:  # said of --time-budget, counted from the command's start
@@ -510,8 +513,9 @@ def run_sweep(args) -> int:
             test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
             progress=writer and shows_progress(args), on_row=report_row, record=run_record(args),
             checkpoint_dir=str(run.checkpoint),
-            hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps, devices=args.devices,
-            lanes=args.lanes, block_rows=args.block_rows, **neighbour_options(args),
+            hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
+            batch_size=args.batch_size, devices=args.devices, lanes=args.lanes, block_rows=args.block_rows,
+            **neighbour_options(args),
         )
         if writer:
             with run.staged() as staging:

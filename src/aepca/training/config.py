@@ -99,13 +99,15 @@ class TrainConfig:
         if self.batch_size % self.devices:
             raise invalid_value(
                 "devices", f"a divisor of batch_size={self.batch_size} (each device takes an equal share of every batch)",
-                f"devices={self.devices}", f"Use one of {self._batch_divisors()}.",
+                f"devices={self.devices}", f"Use one of {self._batch_divisors()}, or a batch size that is a multiple "
+                f"of {self.devices} (--batch-size, batch_size=).",
             )
         if self.lanes is not None and self.batch_size % self.lanes:
             raise invalid_value(
                 "lanes", f"a divisor of batch_size={self.batch_size} (each lane gives an equal share of every batch)",
                 f"lanes={self.lanes}", f"Use one of {self._batch_divisors()} that is a multiple of devices x processes "
-                "(--lanes; by default that product).",
+                f"(--lanes; by default that product), or a batch size that is a multiple of {self.lanes} "
+                "(--batch-size, batch_size=).",
             )
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
             raise invalid_value("learning_rate", "a positive finite number", f"learning_rate={self.learning_rate!r}")
