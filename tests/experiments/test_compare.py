@@ -171,17 +171,21 @@ def test_errors_at_round_off_tie_with_pcas_zero_error_and_the_note_says_so():
     from aepca.experiments.compare import comparison_interval, verdict_note
     from aepca.selection import PairedErrors
 
-    # At a code size of the data's rank PCA's error is 0; a network kept at its PCA start has float32 round-off.
-    network = np.random.default_rng(0).random(200) * 1e-15
-    exact = PairedErrors(1, keep_rows=False)
-    exact.add(network, np.zeros((200, 1)))
-    assert exact.interval(0)["verdict"] == "above"
-    rounded = PairedErrors(1, keep_rows=False, roundoff=1e-12)
-    rounded.add(network, np.zeros((200, 1)))
-    comparison = comparison_interval(rounded, 0, seed=0)
+    # Three columns of rank 2: PCA's error is 0 from 2 components on; a network kept at its PCA start has
+    # float32 round-off.
+    rng = np.random.default_rng(0)
+    network = rng.random(200) * 1e-15
+    pca = np.column_stack([0.2 + rng.random(200), 0.1 + rng.random(200) / 10, np.zeros(200), np.zeros(200)])
+    exact = PairedErrors(4, keep_rows=False)
+    exact.add(network, pca)
+    assert exact.interval(2)["verdict"] == "above"
+    rounded = PairedErrors(4, keep_rows=False, roundoff=1e-12)
+    rounded.add(network, pca)
+    comparison = comparison_interval(rounded, 2, seed=0)
     assert comparison["verdict"] == "equal within noise" and comparison["within_roundoff"]
-    assert verdict_note(comparison, 2).startswith(
-        "At k=2 the autoencoder and PCA both reconstruct the test rows to float32 round-off: equal within noise")
+    assert verdict_note(comparison, 2) == (
+        "At k=2 the autoencoder and PCA both reconstruct the test rows to float32 round-off: equal within noise; "
+        "PCA needs at least 2 components to match it (none of up to 3 is clearly better).")
 
 
 def test_recipes():

@@ -433,6 +433,7 @@ def comparison_interval(paired: PairedErrors, code_dim: int, seed: int) -> dict:
         next((size for size, verdict in enumerate(verdicts) if verdict == "above"), beyond),
     ]
     found["verdict"] = found["verdict"] if found["verdict"] == "equal within noise" else f"{found['verdict']} PCA"
+    found["pca_sizes_compared"] = paired.n_sizes - 1
     return found
 
 
@@ -597,6 +598,9 @@ def verdict_note(comparison: dict, k: int) -> str:
     if comparison["verdict"] == "above PCA":
         return note + "."
     low_k, high_k = comparison["pca_equivalent_interval"]
+    compared = comparison.get("pca_sizes_compared", high_k)  # absent from records made before it was kept
+    if high_k > compared:  # no PCA compared is clearly better
+        return note + f"; PCA needs at least {low_k} components to match it (none of up to {compared} is clearly better)."
     return note + f"; PCA needs {low_k if low_k == high_k else f'{low_k} to {high_k}'} components to match it."
 
 
