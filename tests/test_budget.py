@@ -237,11 +237,16 @@ def test_a_budget_on_small_data_refines_the_codes_of_fasts_network(low_rank_data
     x = low_rank_data(n_samples=300, n_features=6, rank=2, seed=0)
     options = dict(code_dim=2, hidden=(16,), epochs=3, init="random", neighbours=0, seed=0)
     alone = compare(Dataset("table", x[:240], x[240:]), **options).metrics["autoencoder"]
-    timed = compare(Dataset("table", x[:240], x[240:]), time_budget=3600, **options).metrics["autoencoder"]
+    comparison = compare(Dataset("table", x[:240], x[240:]), time_budget=3600, **options)
+    timed = comparison.metrics["autoencoder"]
     # The same network (training ends long before the deadline), its codes refined by what the time left
     # affords: the most steps, as an hour affords them many times over.
     assert timed["budget"]["refine"]["refine_steps"] == budget.MAX_REFINE_STEPS
     assert timed["test_mse"] < 0.95 * alone["test_mse"]
+    # The record says what the budget bought: the network's own codes give the error it has without one.
+    assert alone["test_mse_unrefined"] is None
+    assert timed["test_mse_unrefined"] == pytest.approx(alone["test_mse"], rel=1e-6)
+    assert f"against {alone['test_mse']:.4g} from the network's own codes" in " ".join(comparison.notes)
 
 
 def test_compare_refuses_a_small_budget_naming_the_budget_it_was_given(low_rank_data):

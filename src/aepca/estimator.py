@@ -358,11 +358,12 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         codes = check_codes(X, self.n_components)
         return self.scaler_.inverse_transform(self.space_.from_network(predict(self.decoder_, codes)))
 
-    def reconstruct_scaled(self, X_space):
-        """Reconstructions of rows of the error space (``scaler_.transform(X)``), in that space."""
+    def reconstruct_scaled(self, X_space, *, refine: bool = True):
+        """Reconstructions of rows of the error space (``scaler_.transform(X)``), in that space;
+        ``refine=False``: from the encoder's codes, whatever ``refine_steps``."""
         space = self.space_
         X_net = space.to_network(X_space)
-        if self.refine_steps:
+        if self.refine_steps and refine:
             return space.from_network(predict(self.decoder_, self._codes(X_net)))
         return space.from_network(predict(self.model_, X_net))
 

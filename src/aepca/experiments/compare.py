@@ -259,6 +259,8 @@ def compare(
         "autoencoder": {
             "train_mse": ae_train_mse,
             "test_mse": scores["ae_test_mse"],
+            # With refined codes (refine_steps), the test MSE of the encoder's own codes (None without).
+            "test_mse_unrefined": scores["ae_test_mse_unrefined"],
             # A resumed fit's epochs before the interruption count too.
             "fit_seconds": max(ae_seconds, estimator.history_["training_seconds"]),
             "epochs": len(history.get("loss", [])),
@@ -366,7 +368,7 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
     categories = np.zeros(6) if spec.categories else None
     sizes = min(d, MAX_COMPARED_SIZE) + 1
     curve = np.zeros(d + 1)
-    sums = {"ae": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
+    sums = {"ae": 0.0, "ae_unrefined": 0.0, "pca_columns": np.zeros(d), "ae_columns": np.zeros(d)}
     # Errors below the float32 rounding of a sum of d products at the values' magnitude (in the error
     # space) are round-off: a network kept at its PCA start then ties with PCA where PCA's error is 0.
     mean_square = float(np.mean(np.square(pca.mean_)) + pca.all_explained_variance_.sum() / d)
@@ -392,18 +394,23 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
                 total = np.einsum("ij,ij->i", centred, centred)[:, None]
                 paired.add(ae_errors, np.maximum(np.hstack([total, total - captured]), 0.0) / d)
                 sums["ae"] += float(ae_errors.sum())
+                if estimator.refine_steps:  # the encoder's codes too: what refining them bought
+                    unrefined = estimator.reconstruct_scaled(space, refine=False)
+                    sums["ae_unrefined"] += float(np.square(unrefined.astype(np.float64) - space).mean(axis=1).sum())
                 sums["pca_columns"] += np.square(pca_rows.astype(np.float64) - rows).sum(axis=0)
                 sums["ae_columns"] += np.square(scaler.inverse_transform(ae_space).astype(np.float64) - rows).sum(axis=0)
                 if categories is not None:
                     categories += _category_sums(spec, rows, space, pca_rows, pca.inverse_transform(pca.transform(space)),
                                                  scaler.inverse_transform(ae_space), ae_space)
-    totals = distributed.all_sum(np.concatenate([curve, [sums["ae"]], sums["pca_columns"], sums["ae_columns"]])) / test.n_rows
+    totals = distributed.all_sum(np.concatenate([curve, [sums["ae"], sums["ae_unrefined"]], sums["pca_columns"],
+                                                 sums["ae_columns"]])) / test.n_rows
     kept = None if paired.rows is None else distributed.all_rows(paired.kept_rows())
     return {
         "pca_curve": totals[: d + 1],
         "ae_test_mse": float(totals[d + 1]),
-        "pca_columns": totals[d + 2 : 2 * d + 2],
-        "ae_columns": totals[2 * d + 2 :],
+        "ae_test_mse_unrefined": float(totals[d + 2]) if estimator.refine_steps else None,
+        "pca_columns": totals[d + 3 : 2 * d + 3],
+        "ae_columns": totals[2 * d + 3 :],
         **({} if categories is None else {"categories": distributed.all_sum(categories)}),
         "paired": paired.merged(distributed.all_sum(paired.to_array()), kept),
         "departure": scaler.departure_notes(_of_every_process(moments), "The test rows"),
@@ -646,6 +653,11 @@ def _notes(metrics: dict, settings: dict) -> list[str]:
         else:
             refined = (f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
                        f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
+            unrefined = metrics["autoencoder"].get("test_mse_unrefined")  # absent from records made before it was kept
+            if refine["refine_steps"] and unrefined:
+                gain = 1 - metrics["autoencoder"]["test_mse"] / unrefined
+                refined += (f": test MSE {metrics['autoencoder']['test_mse']:.4g} against {unrefined:.4g} from the "
+                            f"network's own codes ({percent(abs(gain))} {'lower' if gain >= 0 else 'higher'})")
         notes.append(f"Time budget {budget['budget_s']:.0f} s for training: {budget['chose']}{larger_note(budget)}; "
                      f"{metrics['autoencoder']['epochs_reason']}{refined}.")
     if "neighbours" in metrics["autoencoder"]:
