@@ -359,8 +359,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return self.scaler_.inverse_transform(self.space_.from_network(predict(self.decoder_, codes)))
 
     def reconstruct_scaled(self, X_space, *, refine: bool = True):
-        """Reconstructions of rows of the error space (``scaler_.transform(X)``), in that space;
-        ``refine=False``: from the encoder's codes, whatever ``refine_steps``."""
+        """Rows of the error space reconstructed there (``refine=False``: from the encoder's own codes)."""
         space = self.space_
         X_net = space.to_network(X_space)
         if self.refine_steps and refine:
