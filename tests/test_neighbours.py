@@ -94,7 +94,8 @@ def test_compare_refuses_bad_neighbour_settings_before_fitting(store, arguments,
 def test_compare_records_recall_equal_to_a_brute_force_search(store):
     """The recorded recall of both methods, recomputed with scikit-learn on the same rows: the
     seeded queries, the training rows, PCA's and the network's codes and reconstructions."""
-    comparison = compare(store, code_dim=3, epochs=2, seed=1, scale="none", neighbours=10, neighbour_queries=150)
+    comparison = compare(store, code_dim=3, recipe="classic", hidden=(16,), epochs=2, seed=1, scale="none", neighbours=10,
+                         neighbour_queries=150)
     metrics, estimator = comparison.metrics, comparison.estimator
     queries = store.x_test[query_positions(len(store.x_test), 150, seed=1)]
     true = brute_force(store.x_train, queries, 10, "cosine")
@@ -149,7 +150,7 @@ def test_a_k_above_the_training_rows_searches_all_of_them_and_says_so():
 
 
 def test_neighbours_zero_switches_the_measurement_off(store):
-    comparison = compare(store, code_dim=2, epochs=1, neighbours=0)
+    comparison = compare(store, code_dim=2, recipe="classic", hidden=(8,), epochs=1, neighbours=0)
     assert "neighbours" not in comparison.metrics["pca"] and "neighbours" not in comparison.metrics["autoencoder"]
     assert not any("recall@" in column for column in comparison.table_rows()[0])
 
