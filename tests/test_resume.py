@@ -326,7 +326,11 @@ def test_a_streamed_run_refused_on_a_changed_part_resumes_on_the_original(tmp_pa
     original, full = uninterrupted_streamed
     folder, out = tmp_path / "parts", tmp_path / "interrupted"
     shutil.copytree(original, folder)
-    interrupt_in_a_child(streamed_args(folder, out), out, tmp_path)
+    # Interrupted in this process (a real signal's way out: test_sigterm_keeps_a_checkpoint_...).
+    stop_after(1)
+    assert main(streamed_args(folder, out)) == EXIT_INTERRUPTED
+    capsys.readouterr()
+    assert checkpoint_epoch(out / "checkpoint" / "random") == 1 and not (out / "metrics.json").exists()
 
     part = folder / "part-1.parquet"
     kept = shutil.copy2(part, tmp_path / "part-1.kept")  # the bytes and the modification time

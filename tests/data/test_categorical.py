@@ -147,8 +147,8 @@ def test_python_compare_reports_category_accuracy_and_unseen_cells():
 def test_the_command_runs_with_onehot_and_reconstruct_writes_decoded_categories(capsys, tmp_path, table_csv,
                                                                                 unseen_csv):
     out = tmp_path / "run"
-    status = main(["compare", str(table_csv), "--categorical", "onehot", "--code-dim", "1", "--epochs", "1",
-                   "--no-progress", "--out", str(out)])
+    status = main(["compare", str(table_csv), "--categorical", "onehot", "--code-dim", "1", "--recipe", "classic",
+                   "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out)])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert "category accuracy" in captured.out and "note: Category accuracy" in captured.out
