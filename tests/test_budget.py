@@ -187,7 +187,7 @@ def test_refinement_gets_the_steps_its_time_affords_within_bounds():
     from aepca import Autoencoder
 
     rows = np.random.default_rng(0).random((200, 6), dtype=np.float32)
-    estimator = Autoencoder(2, hidden=(4,), epochs=1, random_state=0).fit(rows)
+    estimator = Autoencoder(2, recipe="classic", hidden=(4,), epochs=1, random_state=0).fit(rows)
     plenty = budget.plan_refinement(estimator, rows[:64], n_rows=200, seconds=1e9)
     assert plenty["refine_steps"] == estimator.refine_steps == budget.MAX_REFINE_STEPS
     # Less time than MIN_REFINE_STEPS steps of 200 rows take: no refinement.
