@@ -418,6 +418,19 @@ def test_held_out_and_kept_partition_the_rows():
     assert abs(held.n_rows - 2000) <= 3 * sigma
 
 
+def test_a_mapped_view_reads_blocks_it_leaves_empty_without_mapping_them():
+    def doubled(rows):  # refuses no rows, as a scaler's transform does
+        assert len(rows), "mapped an empty block"
+        return rows * np.float32(2)
+
+    source = counting_source(200, block_rows=3)
+    held = source.held_out(0.2, 0, "test").map(doubled)
+    assert (held.block_sizes == 0).any() and held.n_rows > 0
+    rows = held.to_array()
+    np.testing.assert_array_equal(rows, source.to_array()[all_of(held, "row_indices")] * 2)
+    assert all(block.shape == (0, 3) for block, size in zip(held.iter_blocks(), held.block_sizes) if size == 0)
+
+
 def test_views_compose_and_differ_by_salt(tmp_path):
     embedding_parts(tmp_path / "parts")
     source = open_source(tmp_path / "parts", label_column="label", block_rows=10)

@@ -245,7 +245,8 @@ class RowSource:
         """float32 C-contiguous ``(block_sizes[i], n_features)``; may be read-only or a view: copy before writing."""
         i, rows = self._all_rows(i)
         block = self._layout.gather(i, "features")[self._mask(rows)]
-        for function in self._maps:
+        # A block the filters leave empty (a split's share of a small block) has no rows to map.
+        for function in self._maps if len(block) else ():
             block = function(block)
         return block
 
