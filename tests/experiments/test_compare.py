@@ -167,6 +167,20 @@ def test_a_tie_with_pca_is_not_called_a_win_by_the_verdict_or_diagnoses():
     assert win.interval(0)["verdict"] == "below"
 
 
+def test_a_network_at_pcas_error_to_round_off_is_worded_a_tie_not_given_its_narrow_interval():
+    from aepca.experiments.compare import comparison_interval, verdict_note
+    from aepca.selection import PairedErrors
+
+    # PCA kept as a network at its PCA start: 1e-8 above PCA at k=1, every row alike (a narrow interval).
+    pca = np.random.default_rng(0).random((300, 3)) + np.array([2.0, 1.0, 0.5])
+    paired = PairedErrors(3, keep_rows=False)
+    paired.add(pca[:, 1] * (1 + 1e-8), pca)
+    comparison = comparison_interval(paired, 1, seed=0)
+    assert comparison["ratio_interval"][0] > 1 and comparison["verdict"] == "equal within noise"
+    assert verdict_note(comparison, 1) == ("At k=1 the autoencoder's test MSE equals PCA's to float32 round-off "
+                                           "(1e-06% above): equal within noise; PCA needs 1 to 2 components to match it.")
+
+
 def test_errors_at_round_off_tie_with_pcas_zero_error_and_the_note_says_so():
     from aepca.experiments.compare import comparison_interval, verdict_note
     from aepca.selection import PairedErrors

@@ -599,6 +599,10 @@ def verdict_note(comparison: dict, k: int) -> str:
     if comparison.get("within_roundoff"):  # absent from records made before it was kept
         note = (f"At k={k} the autoencoder and PCA both reconstruct the test rows to float32 round-off: "
                 f"{comparison['verdict']}")
+    elif comparison["verdict"] == "equal within noise" and (low - 1) * (high - 1) > 0:
+        # An interval clear of a tie, for a difference below selection.TIE: a network kept at its PCA start.
+        note = (f"At k={k} the autoencoder's test MSE equals PCA's to float32 round-off ({relative(comparison['ratio'])}): "
+                f"{comparison['verdict']}")
     else:
         note = (f"At k={k} the autoencoder's test MSE is {relative(comparison['ratio'])} PCA's, 95% interval "
                 f"{relative(low)} to {relative(high)} ({comparison['method']}): {comparison['verdict']}")
