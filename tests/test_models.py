@@ -29,12 +29,25 @@ def test_classic_architecture_layer_sizes_and_parameter_count():
     assert sizes == [784, 512, 128, 2, 128, 512, 784]
     expected = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
     assert expected == 936_466  # ~0.93 M
-    assert net.autoencoder.count_params() == expected
+    assert net.autoencoder.count_params() == expected == models.parameter_count(784, (512, 128), 2)
     assert net.encoder.count_params() + net.decoder.count_params() == expected
     assert net.autoencoder.input_shape == (None, 784)
     assert net.encoder.output_shape == (None, 2)
     assert net.decoder.input_shape == (None, 2)
     assert net.autoencoder.output_shape == (None, 784)
+
+
+def test_a_network_too_large_for_memory_is_refused_naming_its_size_before_anything_is_allocated():
+    from aepca import Autoencoder
+
+    rows = np.random.default_rng(0).random((40, 6), dtype=np.float32)
+    # 2 million squared weights: petabytes, beyond any machine's memory (JAX would abort the process).
+    with pytest.raises(ValueError, match=r"hidden=\(2000000, 2000000\): 6-2000000-2000000-2-2000000-2000000-6, "
+                                         r"8,000,040,000,008 weights, at least .* GiB to train") as refused:
+        Autoencoder(n_components=2, hidden=(2_000_000, 2_000_000), recipe="classic").fit(rows)
+    assert "Choose narrower hidden layers" in str(refused.value)
+    memory = models.training_memory()
+    assert memory is None or memory[1] in str(refused.value)
 
 
 def test_activations_code_layer_is_linear_output_is_sigmoid():

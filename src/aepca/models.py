@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -18,6 +19,49 @@ from dataclasses import dataclass
 import numpy as np
 
 from aepca._keras import keras
+from aepca.validation import invalid_value
+
+# A fit's peak memory in float32 copies of its network's weights, at the least: measured 13 for one
+# network (weights, gradients, Adam's two moments, each step's new ones, kept best weights) and 26 with
+# fast's folds (docs/usage.md, "Large networks").
+TRAINING_COPIES = 12
+
+
+def parameter_count(n_features: int, hidden, n_components: int) -> int:
+    """Weights and biases of the mirrored network ``d - hidden - k - reversed(hidden) - d``."""
+    widths = (n_features, *hidden, n_components, *reversed(hidden), n_features)
+    return sum((inputs + 1) * outputs for inputs, outputs in zip(widths[:-1], widths[1:]))
+
+
+def training_memory() -> tuple[int, str] | None:
+    """Bytes of the memory networks train in, and its name: the JAX device's where JAX reports its
+    limit (a GPU's), else the machine's RAM; None where neither is known."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.local_devices()[0]
+        limit = (device.memory_stats() or {}).get("bytes_limit")
+        if limit:
+            return int(limit), f"the memory of {device.platform.upper()} device {device.id}"
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's RAM"
+    except (AttributeError, ValueError, OSError):  # no such query on this system
+        return None
+
+
+def check_network_fits(n_features: int, hidden, n_components: int) -> None:
+    """Refuse a network too large to train in the memory it trains in, before anything is allocated:
+    a JAX allocation that fails there aborts the whole process instead of raising."""
+    memory = training_memory()
+    weights = parameter_count(n_features, hidden, n_components)
+    needed = TRAINING_COPIES * 4 * weights
+    if memory is not None and needed > memory[0]:
+        layers = "-".join(map(str, (n_features, *hidden, n_components, *reversed(hidden), n_features)))
+        raise invalid_value(
+            "hidden", f"a network whose training fits in {memory[1]} ({memory[0] / 2**30:.1f} GiB)",
+            f"hidden={tuple(hidden)}: {layers}, {weights:,} weights, at least {needed / 2**30:,.1f} GiB to train "
+            f"({TRAINING_COPIES} float32 copies of its weights)",
+            "Choose narrower hidden layers (--hidden, hidden=).")
 
 
 @dataclass(frozen=True)
