@@ -147,6 +147,13 @@ def test_image_shape_reaches_the_data_and_needs_a_path(four_columns):
         check_data_arguments(build_parser().parse_args(["compare", "--image-shape", "2x2"]))
 
 
+def test_a_test_size_for_a_bundled_data_set_is_refused_not_ignored():
+    from aepca.cli import UsageError, check_data_arguments
+
+    with pytest.raises(UsageError, match=r"--test-size applies to your own data file \(PATH\) only"):
+        check_data_arguments(build_parser().parse_args(["compare", "--dataset", "wine", "--test-size", "0.3"]))
+
+
 def test_a_streamed_file_takes_image_shape_only_when_it_holds_images_and_is_walked_only_to_check_it(
         four_columns, monkeypatch):
     from aepca.cli import UsageError, check_run_arguments

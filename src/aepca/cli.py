@@ -144,7 +144,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-header", action="store_true",
                         help="the CSV's first line is data, not column names (detected when it holds only numbers)")
     parser.add_argument("--test", type=nonempty_path, help="a separate test file with the same columns (instead of --test-size)")
-    parser.add_argument("--test-size", type=fraction, default=0.2, help="share of rows held out for testing (default: 0.2)")
+    parser.add_argument("--test-size", type=fraction, help="share of PATH's rows held out for testing (default: 0.2)")
     parser.add_argument("--scale", choices=["auto", "minmax", "standard", "none"], default="auto",
                         help="per-feature scaling seen by both methods, the space their errors are measured and compared in "
                              "(default: auto)")
@@ -291,7 +291,8 @@ def check_data_arguments(args) -> None:
         if args.dataset is not None:
             raise UsageError("give either PATH or --dataset, not both")
         return
-    for option in ("label_column", "id_column", "columns", "drop_columns", "no_header", "test", "impute", "image_shape"):
+    for option in ("label_column", "id_column", "columns", "drop_columns", "no_header", "test", "test_size", "impute",
+                   "image_shape"):
         if getattr(args, option):
             raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
     if args.categorical != "refuse":

@@ -89,7 +89,7 @@ def test_an_npz_holding_its_own_split_gives_compare_that_split_and_is_refused_el
     x_train, x_test = RNG.uniform(size=(6, 4, 3)), RNG.uniform(size=(4, 4, 3))
     path = write(tmp_path / "split.npz", {"x_train": x_train, "y_train": np.arange(6), "x_test": x_test,
                                           "y_test": np.arange(4) + 10})
-    data = load_user_data(path, test_size=0.5)  # the archive's split, not test_size's
+    data = load_user_data(path)  # the archive's split (a test_size with it is refused: test_compare)
     np.testing.assert_array_equal(data.x_train, x_train.reshape(6, 12).astype(np.float32))
     np.testing.assert_array_equal(data.x_test, x_test.reshape(4, 12).astype(np.float32))
     assert list(data.y_test) == [10, 11, 12, 13] and data.image_shape == (4, 3) and data.name == "split"

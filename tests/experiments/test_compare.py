@@ -202,6 +202,22 @@ def test_errors_at_round_off_tie_with_pcas_zero_error_and_the_note_says_so():
         "PCA needs at least 2 components to match it (none of up to 3 is clearly better).")
 
 
+@pytest.mark.parametrize("given", ["a test file", "a test set", "the data set", "the archive's x_test"])
+def test_a_test_size_is_refused_where_the_test_rows_are_given(tmp_path, given):
+    rows = np.random.default_rng(0).random((60, 4), dtype=np.float32)
+    np.save(tmp_path / "test.npy", rows[:20])
+    np.savez(tmp_path / "split.npz", x_train=rows[20:], x_test=rows[:20])
+    data, test, extra = {
+        "a test file": (rows, tmp_path / "test.npy", {"categorical": "onehot"}),  # read whole, by load_user_data
+        "a test set": (rows, rows[:20], {}),
+        "the data set": (Dataset("rows", rows[20:], rows[:20]), None, {}),
+        "the archive's x_test": (str(tmp_path / "split.npz"), None, {"categorical": "onehot"}),
+    }[given]
+    with pytest.raises(ValueError, match=rf"test_size, expected none where {given} gives the test rows .* "
+                                         r"Received: test_size=0\.3\. Drop --test-size \(test_size=\)\."):
+        compare(data, test=test, test_size=0.3, **extra)
+
+
 def test_recipes():
     assert sorted(RECIPES) == ["classic", "fast", "linear"]
     classic = CLASSIC.settings(60000, 784, 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from aepca.data._dataset import Dataset
-from aepca.data.readers import BUNDLED_TEST_SIZE, split_indices
+from aepca.data.readers import TEST_SIZE, split_indices
 
 IMAGE_SHAPE = (8, 8)
 
@@ -25,7 +25,7 @@ def digits(seed: int = 0) -> Dataset:
     bunch = load_digits()
     X = bunch.data.astype(np.float32)
     y = bunch.target.astype(np.int64)
-    train, test = split_indices(len(X), BUNDLED_TEST_SIZE, seed, "digits")
+    train, test = split_indices(len(X), TEST_SIZE, seed, "digits")
     return Dataset(
         name="digits",
         x_train=X[train],

@@ -224,8 +224,19 @@ def _check_test_size(test_size) -> float:
     return float(test_size)
 
 
-# The share of test rows of every bundled data set (the digits, scikit-learn's tables, the synthetic sets).
-BUNDLED_TEST_SIZE = 0.2
+# The share of rows held out for testing where data holds no test rows of its own (the bundled sets too).
+TEST_SIZE = 0.2
+
+
+def resolved_test_size(test_size, own_test: str | None) -> float | None:
+    """``test_size`` (None: ``TEST_SIZE``) where the test rows are held out of the data here; where
+    ``own_test`` names what gives them instead (a test file, ...), None, and a ``test_size`` refused."""
+    if own_test is None:
+        return TEST_SIZE if test_size is None else _check_test_size(test_size)
+    if test_size is not None:
+        raise invalid_value("test_size", f"none where {own_test} gives the test rows (all of the data's rows train)",
+                            f"test_size={test_size!r}", "Drop --test-size (test_size=).")
+    return None
 
 
 def split_indices(n_rows: int, test_size: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +286,7 @@ def load_user_data(
     path,
     *,
     test=None,
-    test_size: float = 0.2,
+    test_size: float | None = None,
     label_column: str | None = None,
     label_columns=None,
     columns=None,
@@ -309,6 +320,7 @@ def load_user_data(
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
     own_split = test is None and isinstance(path, str | os.PathLike) and holds_split(path)
+    test_size = resolved_test_size(test_size, "a test file" if test is not None else "the archive's x_test" if own_split else None)
     raw = _read_raw(path, no_header, split="train" if own_split else None)
     source = raw.source
     cleaning = {"drop_constant": drop_constant, "impute": impute, "max_categories": max_categories}

@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from aepca.data._dataset import Dataset
-from aepca.data.readers import BUNDLED_TEST_SIZE, split_indices
+from aepca.data.readers import TEST_SIZE, split_indices
 from aepca.validation import invalid_value
 
 IMAGE_SIDE = 28
@@ -31,7 +31,7 @@ def _check_noise(noise) -> float:
 
 
 def _split(name: str, X: np.ndarray, y: np.ndarray | None, seed: int, **fields) -> Dataset:
-    train, test = split_indices(len(X), BUNDLED_TEST_SIZE, seed, name)
+    train, test = split_indices(len(X), TEST_SIZE, seed, name)
     X = X.astype(np.float32)
     y = None if y is None else y.astype(np.float32)
     return Dataset(

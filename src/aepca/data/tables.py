@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from aepca.data._dataset import Dataset
-from aepca.data.readers import BUNDLED_TEST_SIZE, split_indices
+from aepca.data.readers import TEST_SIZE, split_indices
 
 # scikit-learn's loader, the features' units and the data's origin (labels: a class, or diabetes' progression).
 TABLES = {
@@ -35,7 +35,7 @@ def sklearn_table(name: str, seed: int = 0) -> Dataset:
     X = bunch.data.astype(np.float32)
     names = getattr(bunch, "target_names", None)
     y = np.asarray(names)[bunch.target] if names is not None else bunch.target.astype(np.float32)
-    train, test = split_indices(len(X), BUNDLED_TEST_SIZE, seed, name)
+    train, test = split_indices(len(X), TEST_SIZE, seed, name)
     return Dataset(
         name=name,
         x_train=X[train],

@@ -25,6 +25,7 @@ from aepca.budget import (PROBE_REFINE_ROWS, REFINE_SHARE, BudgetTooSmall, plan_
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
+from aepca.data.readers import resolved_test_size
 from aepca.data.sources import RowSource, interleaved_source, open_source
 from aepca.experiments.diagnostics import SAMPLE_ROWS as DIAGNOSED_ROWS, check_comparison
 from aepca.models import PREDICT_BATCH
@@ -128,7 +129,7 @@ def compare(
     data,
     *,
     test=None,
-    test_size: float = 0.2,
+    test_size: float | None = None,
     code_dim: int = 2,
     recipe: str | Recipe | None = None,
     epochs: int | None = None,
@@ -148,8 +149,8 @@ def compare(
 
     ``data`` is a :class:`Dataset` (with its own test rows), or any input
     :func:`aepca.open_source` takes: an array, table, file, folder or pattern
-    (test rows: ``test``, the same forms, or ``test_size`` of the rows chosen by a
-    seeded hash of their numbers). Every form is read the same way, a block at a
+    (test rows: ``test``, the same forms, or ``test_size``, default 0.2, of the rows chosen
+    by a seeded hash of their numbers). Every form is read the same way, a block at a
     time: one pass over the training rows fits the error space and the PCA, the
     network trains, and one pass over the test rows scores both. Both are
     fitted and scored in the error space chosen by ``scale``; ``record`` (e.g.
@@ -180,7 +181,7 @@ def compare(
 
         data = load_user_data(data, test=test, test_size=test_size, seed=seed, categorical=categorical,
                               max_categories=max_categories)
-        test = None
+        test = test_size = None
     train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
     # Indicators and numbers share no unit: under auto a table with categories is standardised, so each
     # indicator weighs as much as a numeric column (the weighting measured in docs/categorical.md).
@@ -312,12 +313,13 @@ def compare(
     return comparison
 
 
-def _split(data, test, test_size: float, seed: int, block_rows: int):
+def _split(data, test, test_size: float | None, seed: int, block_rows: int):
     """The training and test rows as row sources, how the test rows were chosen, and a small
     :class:`Dataset` of what the figures show (a sample of training rows, the first test rows)."""
     if isinstance(data, Dataset):
         if test is not None:
             raise invalid_value("test", "None for a Dataset (it holds its test rows)", "a test set", "Drop test=.")
+        resolved_test_size(test_size, "the data set")
         if data.split is None:
             train, test_rows = (open_source(rows, block_rows=block_rows) for rows in (data.x_train, data.x_test))
             held_out = "the data set's test split"
@@ -331,6 +333,7 @@ def _split(data, test, test_size: float, seed: int, block_rows: int):
     else:
         source = data if isinstance(data, RowSource) else open_source(data, block_rows=block_rows)
         name, labels, notes = source.name, None, {"units": f"original units of {source.name}"}
+        test_size = resolved_test_size(test_size, None if test is None else "a test set")
         if test is not None:
             train = source
             test_rows = test if isinstance(test, RowSource) else open_source(

@@ -83,7 +83,7 @@ def sweep(
     code_dims,
     *,
     test=None,
-    test_size: float = 0.2,
+    test_size: float | None = None,
     recipe: str | Recipe = "fast",
     epochs: int | None = None,
     seed: int = 0,
