@@ -21,9 +21,9 @@ import numpy as np
 from aepca._keras import keras
 from aepca.validation import invalid_value
 
-# A fit's peak memory in float32 copies of its network's weights, at the least: measured 13 for one
-# network (weights, gradients, Adam's two moments, each step's new ones, kept best weights) and 26 with
-# fast's folds (docs/usage.md, "Large networks").
+# A fit's peak memory in float32 copies of its network's weights, at the least: measured 14 for one
+# network (weights, gradients, Adam's two moments, each step's new ones, kept best weights, the
+# checkpoint's) and 21 with fast's folds (docs/usage.md, "Large networks").
 TRAINING_COPIES = 12
 
 
