@@ -19,7 +19,7 @@ import numpy as np
 from aepca._files import staging_folder
 from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
-from aepca.validation import invalid_value
+from aepca.validation import describe_names, invalid_value, plural
 
 OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
 ERROR_COLUMN = "error"
@@ -28,8 +28,8 @@ ERROR_COLUMN = "error"
 def encode_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False) -> dict:
     """Write the codes of every row of ``data`` (ids first, when the data has an id column) to ``out``.
 
-    Returns the rows written, the files, and notes on rows unlike the training rows
-    (:meth:`aepca.preprocessing.Scaler.departure_notes`).
+    Returns the rows written, the files, and notes on categorical cells of a category unseen in
+    training and on rows unlike the training rows (:meth:`aepca.preprocessing.Scaler.departure_notes`).
     """
     names = [f"code_{i}" for i in range(model.n_components)]
     return _write(out, model, data, block_rows, names, lambda features: (model.transform(features), {}), overwrite)
@@ -55,12 +55,36 @@ def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwri
     return _write(out, model, data, block_rows, names, reconstruct, overwrite)
 
 
-def _blocks(source, names, apply, moments: RowMoments):
+class UnseenCategories:
+    """Cells of categorical columns holding a category unseen in training or none (all-zero indicators):
+    how many per column, and the first one's row (from 1, in the order read)."""
+
+    def __init__(self, spec):
+        self.spec, self.rows, self.counts, self.first = spec, 0, {}, {}
+
+    def add(self, features: np.ndarray) -> None:
+        for name, unseen in self.spec.unseen_cells(features).items():
+            if unseen.any():
+                self.counts[name] = self.counts.get(name, 0) + int(unseen.sum())
+                self.first.setdefault(name, self.rows + int(np.argmax(unseen)) + 1)
+        self.rows += len(features)
+
+    def notes(self) -> list[str]:
+        if not self.counts:
+            return []
+        where = "; ".join(f"{plural(count, 'cell')} of {describe_names([name])}, first in row {self.first[name]}"
+                          for name, count in self.counts.items())
+        return [f"{plural(sum(self.counts.values()), 'cell')} held a category unseen in training or none ({where}): "
+                "encoded as all-zero indicators, so those rows' codes and reconstructions rest on their other columns."]
+
+
+def _blocks(source, names, apply, tallies):
     """``(ids, values, text columns, column names, id column name)`` per block of ``source``; ``apply``
-    gives the values and text columns (``{name: strings}``) of a block's features, added to ``moments``."""
+    gives the values and text columns (``{name: strings}``) of a block's features, added to each of ``tallies``."""
     for i in range(source.n_blocks):
         features = source.read(i)
-        moments.add(features)
+        for tally in tallies:
+            tally.add(features)
         yield source.ids(i), *apply(features), names, source.id_name
 
 
@@ -87,16 +111,17 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
     out = check_output(out, overwrite=overwrite)
     source = open_source(data, spec=model.column_spec(), block_rows=block_rows)
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
+    unseen = UnseenCategories(model.column_spec())
     writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter}[out.suffix.lower()]
     staging = staging_folder(out)
     try:
-        rows, files = writer(staging / out.name).write_all(_blocks(source, names, apply, moments))
+        rows, files = writer(staging / out.name).write_all(_blocks(source, names, apply, (moments, unseen)))
         for file in files:
             os.replace(staging / file.name, out.parent / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"rows": rows, "files": [str(out.parent / file.name) for file in files],
-            "notes": model.scaler_.departure_notes(moments)}
+            "notes": unseen.notes() + model.scaler_.departure_notes(moments)}
 
 
 class _ParquetWriter:

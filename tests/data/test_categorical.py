@@ -181,6 +181,21 @@ def test_a_saved_model_encodes_new_rows_as_in_training(tmp_path):
     np.testing.assert_array_equal(loaded.transform(new), model.transform(encoded))
 
 
+def test_encoding_new_rows_notes_their_cells_of_an_unseen_category_or_none(tmp_path):
+    from aepca.apply import encode_file
+    from aepca.estimator import Autoencoder
+
+    model = Autoencoder(n_components=1, recipe="classic", hidden=(8,), epochs=1, random_state=0)
+    model.fit(open_source(_table(), categorical="onehot"))
+    new = _unseen()  # rows 4 and 8 (from 1) in the unseen team "purple"
+    new.loc[9, "team"] = None
+    notes = encode_file(model, new, tmp_path / "codes.csv")["notes"]
+    assert notes[0] == ("3 cells held a category unseen in training or none (3 cells of 'team', first in row 4): "
+                        "encoded as all-zero indicators, so those rows' codes and reconstructions rest on their "
+                        "other columns.")
+    assert not any("unseen" in note for note in encode_file(model, _table(20, seed=2), tmp_path / "more.csv")["notes"])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--stream"], "--categorical applies to data read into memory"),
     (["--max-categories", "2"], "column 'team' has 3 distinct values"),
