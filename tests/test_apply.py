@@ -86,6 +86,20 @@ def test_reordered_columns_give_the_same_codes(run):
     np.testing.assert_array_equal(np.load(folder / "a-ids.npy"), frame["customer_id"])
 
 
+@pytest.mark.parametrize("separator", [",", "\t"], ids=["csv", "tsv"])
+def test_a_text_output_holds_the_ids_and_codes_with_its_separator(run, separator):
+    folder, frame, out = run
+    path = folder / f"codes-out.{'csv' if separator == ',' else 'tsv'}"
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(path)]) == 0
+    written = pd.read_csv(path, sep=separator)
+    assert list(written.columns) == ["customer_id", "code_0", "code_1"]
+    np.testing.assert_array_equal(written["customer_id"], frame["customer_id"])
+    model = load_model(out / "model")
+    expected = model.transform(frame)
+    np.testing.assert_allclose(written[["code_0", "code_1"]].to_numpy(), expected, rtol=0,
+                               atol=_codes_tolerance(model, expected))
+
+
 def write_form(frame: pd.DataFrame, form: str, folder):
     """``frame`` as a file, a folder of three parts, or in memory (DataFrame, Arrow table)."""
     if form == "DataFrame":

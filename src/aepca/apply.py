@@ -21,7 +21,7 @@ from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
 from aepca.validation import describe_names, invalid_value, plural
 
-OUTPUT_FORMATS = (".parquet", ".npy", ".csv")
+OUTPUT_FORMATS = (".parquet", ".npy", ".csv", ".tsv")
 ERROR_COLUMN = "error"
 
 
@@ -112,7 +112,7 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
     source = open_source(data, spec=model.column_spec(), block_rows=block_rows)
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = UnseenCategories(model.column_spec())
-    writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter}[out.suffix.lower()]
+    writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter, ".tsv": _CsvWriter}[out.suffix.lower()]
     staging = staging_folder(out)
     try:
         rows, files = writer(staging / out.name).write_all(_blocks(source, names, apply, (moments, unseen)))
@@ -154,8 +154,11 @@ class _ParquetWriter:
 
 
 class _CsvWriter:
+    """Comma-separated values, or tab-separated for a ``.tsv`` file (as they are read)."""
+
     def __init__(self, path: Path):
         self.path = path
+        self.separator = "\t" if path.suffix.lower() == ".tsv" else ","
 
     def write_all(self, blocks):
         import pandas as pd
@@ -168,7 +171,7 @@ class _CsvWriter:
                     frame[name] = cells
                 if ids is not None:
                     frame.insert(0, id_name, ids)
-                frame.to_csv(handle, header=rows == 0, index=False)
+                frame.to_csv(handle, sep=self.separator, header=rows == 0, index=False)
                 rows += len(values)
         return rows, [self.path]
 
