@@ -98,13 +98,15 @@ def test_two_devices_take_the_steps_of_one(tmp_path):
     assert report["loaded_equal"] and report["loaded_devices"] == 2
     assert report["too_many"] == (
         "Received an invalid value for devices, expected at most the 2 devices JAX sees (cpu:0, cpu:1). "
-        "Received: devices=4."
+        "Received: devices=4. On a CPU train on one (--devices 1, devices=1): it computes on every core; "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N makes N, to try a multi-device run."
     )
 
 
 def test_more_devices_than_jax_sees_is_refused():
     x = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"expected at most the 1 device JAX sees \(.*\)\. Received: devices=2\.$"):
+    with pytest.raises(ValueError, match=r"expected at most the 1 device JAX sees \(.*\)\. Received: devices=2\. On a CPU train on one "
+                                         r"\(--devices 1, devices=1\)"):
         Autoencoder(recipe="classic", n_components=2, hidden=(4,), epochs=1, batch_size=16, devices=2).fit(x)
 
 

@@ -39,9 +39,13 @@ def data_parallel_mesh(n_devices: int):
         return None
     local = jax.local_devices()
     if n_devices > len(local):
+        cpu = all(device.platform == "cpu" for device in local)
         raise invalid_value(
             "devices", f"at most the {plural(len(local), 'device')} JAX sees ({', '.join(str(d) for d in local)})",
             f"devices={n_devices}",
+            "On a CPU train on one (--devices 1, devices=1): it computes on every core; "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N makes N, to try a multi-device run."
+            if cpu else "Choose at most that many, or make more visible (CUDA_VISIBLE_DEVICES).",
         )
     by_process = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     chosen = [d for p in range(processes) for d in [d for d in by_process if d.process_index == p][:n_devices]]
