@@ -55,7 +55,7 @@ def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwri
     return _write(out, model, data, block_rows, names, reconstruct, overwrite)
 
 
-class UnseenCategories:
+class _UnseenCategories:
     """Cells of categorical columns holding a category unseen in training or none (all-zero indicators):
     how many per column, and the first one's row (from 1, in the order read)."""
 
@@ -109,9 +109,10 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
     """Apply ``apply`` to every block of ``data`` (any input :func:`aepca.open_source` takes, read through
     the model's column specification) and write the results to ``out``."""
     out = check_output(out, overwrite=overwrite)
-    source = open_source(data, spec=model.column_spec(), block_rows=block_rows)
+    spec = model.column_spec()
+    source = open_source(data, spec=spec, block_rows=block_rows)
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
-    unseen = UnseenCategories(model.column_spec())
+    unseen = _UnseenCategories(spec)
     writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter, ".tsv": _CsvWriter}[out.suffix.lower()]
     staging = staging_folder(out)
     try:
