@@ -24,7 +24,7 @@ import pytest
 from conftest import BLOCKING_CHILD, float_tolerance, mse_tolerance, pca_rounding, terminate_when, xla_flags
 
 from aepca.checkpoint import checkpoint_epoch
-from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE
+from aepca.cli import EXIT_INTERRUPTED, EXIT_USAGE, main
 from aepca.data.sources import open_source
 from aepca.pca import PCA
 
@@ -439,7 +439,8 @@ def folder_with_csv(even_folder, tmp_path_factory):
     ("stream with --impute", "--impute applies to data read into memory, not to streamed files"),
     ("a folder holding a .csv", "parts mixes .csv and .parquet files (e.g. 'extra.csv', 'part-0.parquet')"),
 ])
-def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, folder_with_csv, cli_env, tmp_path):
+def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, folder_with_csv, tmp_path, capsys):
+    # In this process: a fresh one's single line is test_cli's (test_errors_in_a_subprocess_have_no_traceback).
     out = tmp_path / "run"
     args = {
         "processes without PATH": ["--processes", "2"],
@@ -447,12 +448,13 @@ def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, 
         "stream with --impute": [even_folder[0], "--stream", "--impute", "mean"],
         "a folder holding a .csv": [folder_with_csv, "--epochs", "1"],
     }[case]
-    result = aepca("compare", *args, "--out", out, env=cli_env, timeout=120)
-    assert result.returncode == EXIT_USAGE, result.stderr[-3000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("aepca: error: "), result.stderr[-3000:]
+    status = main(["compare", *map(str, args), "--out", str(out), "--no-progress"])
+    printed, err = capsys.readouterr()
+    assert status == EXIT_USAGE, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aepca: error: "), err[-3000:]
     assert expected in lines[0]
-    assert result.stdout == ""
+    assert printed == ""
     assert not out.exists()
 
 
