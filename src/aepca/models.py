@@ -27,9 +27,14 @@ from aepca.validation import invalid_value
 TRAINING_COPIES = 12
 
 
+def mirrored_widths(n_features: int, hidden, n_components: int) -> tuple[int, ...]:
+    """The layer widths of the mirrored network ``d - hidden - k - reversed(hidden) - d``."""
+    return (n_features, *hidden, n_components, *reversed(hidden), n_features)
+
+
 def parameter_count(n_features: int, hidden, n_components: int) -> int:
-    """Weights and biases of the mirrored network ``d - hidden - k - reversed(hidden) - d``."""
-    widths = (n_features, *hidden, n_components, *reversed(hidden), n_features)
+    """Weights and biases of the mirrored network (:func:`mirrored_widths`)."""
+    widths = mirrored_widths(n_features, hidden, n_components)
     return sum((inputs + 1) * outputs for inputs, outputs in zip(widths[:-1], widths[1:]))
 
 
@@ -56,7 +61,7 @@ def check_network_fits(n_features: int, hidden, n_components: int) -> None:
     weights = parameter_count(n_features, hidden, n_components)
     needed = TRAINING_COPIES * 4 * weights
     if memory is not None and needed > memory[0]:
-        layers = "-".join(map(str, (n_features, *hidden, n_components, *reversed(hidden), n_features)))
+        layers = "-".join(map(str, mirrored_widths(n_features, hidden, n_components)))
         raise invalid_value(
             "hidden", f"a network whose training fits in {memory[1]} ({memory[0] / 2**30:.1f} GiB)",
             f"hidden={tuple(hidden)}: {layers}, {weights:,} weights, at least {needed / 2**30:,.1f} GiB to train "

@@ -517,20 +517,24 @@ class ColumnSpec:
                 decoded[name] = np.array(categories, dtype=object)[np.argmax(values[:, positions], axis=1)]
         return decoded
 
+    def _indicator_cells(self, features: np.ndarray):
+        """``(name, indicator positions, rows holding no category)`` per categorical column of rows of
+        ``features`` (but one whose only indicator was dropped as constant): a category unseen in
+        training or none gives every indicator 0."""
+        for name, (positions, _) in self.category_groups().items():
+            if len(positions):
+                yield name, positions, features[:, positions].max(axis=1) <= 0.5
+
     def unseen_cells(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Per categorical column (but one whose only indicator was dropped as constant), which rows of
-        ``features`` hold a category unseen in training or none: every indicator 0."""
-        return {name: features[:, positions].max(axis=1) <= 0.5
-                for name, (positions, _) in self.category_groups().items() if len(positions)}
+        """Per categorical column, which rows of ``features`` hold a category unseen in training or none."""
+        return {name: unseen for name, _, unseen in self._indicator_cells(features)}
 
     def category_counts(self, truth: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
         """``[recovered, known, unseen]`` categorical cells of rows of features ``truth`` reconstructed as
         ``reconstruction``: cells whose largest reconstructed indicator is their category, cells of a category
         seen in training, and cells with every indicator 0 (unseen in training, or missing)."""
         counts = np.zeros(3, dtype=np.int64)
-        groups = self.category_groups()
-        for name, unseen in self.unseen_cells(truth).items():
-            positions = groups[name][0]
+        for _, positions, unseen in self._indicator_cells(truth):
             found = np.argmax(reconstruction[:, positions], axis=1) == np.argmax(truth[:, positions], axis=1)
             counts += [np.sum(~unseen & found), np.sum(~unseen), np.sum(unseen)]
         return counts
