@@ -23,13 +23,13 @@ def _measured(step, compile_seconds=0.0):
     return lambda hidden, **_: budget.StepTime(step, compile_seconds)
 
 
-def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0, n_train=None, compile_seconds=0.0):
+def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0, n_train=None, compile_seconds=0.0, fits=lambda hidden: True):
     given = given or {}
     # As the estimator resolves them: the recipe's settings, explicit arguments winning.
     settings = get_recipe("fast").settings(n_rows, 784, 2, **given)
     return budget.plan(settings, given, n_rows=n_rows, n_train=n_train or n_rows, budget=seconds,
                        elapsed=lambda: elapsed,
-                       step_seconds=lambda hidden: budget.StepTime(STEP_SECONDS[hidden], compile_seconds))
+                       step_seconds=lambda hidden: budget.StepTime(STEP_SECONDS[hidden], compile_seconds), fits=fits)
 
 
 def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
@@ -44,6 +44,45 @@ def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
     assert settings["hidden"] == (512, 128) and settings["epochs"] == int(0.9 * 45 / (0.005 * 446))
     assert settings["learning_rate"] == get_recipe("fast").settings(ROWS, 784, 2)["learning_rate"]
     assert set(record["step_s"]) == {"[1000, 500, 250]", "[512, 128]"}
+
+
+def test_candidates_whose_training_does_not_fit_in_memory_are_left_out_and_named():
+    settings, record = _plan(600, fits=lambda hidden: hidden != (1000, 500, 250))
+    assert settings["hidden"] == (512, 128) and record["step_s"] == {"[512, 128]": 0.005}
+    assert "left out, their training not fitting in memory: [[1000, 500, 250]]" in record["chose"]
+
+
+def test_a_wide_networks_speed_is_probed_on_fewer_steps_and_rows(monkeypatch):
+    from aepca import models, training
+
+    probed = []
+
+    def timed_train(model, rows, config):
+        probed.append(rows.n_rows)
+        return {"seconds": [3.0, 4.0]}
+
+    monkeypatch.setattr(models, "build_autoencoder", lambda *args, **kwargs: SimpleNamespace(autoencoder=None))
+    monkeypatch.setattr(training, "train", timed_train)
+    settings = get_recipe("fast").settings(300, 200_000, 2)
+    # MNIST's candidates take every probe step; a table of 200,000 columns, whose network has
+    # 100 million weights, the fewest, and the random rows of that many steps only.
+    assert budget.probe_steps(models.parameter_count(784, (1000, 500, 250), 30)) == budget.PROBE_STEPS
+    step = budget.measure_step((256, 128), n_features=200_000, n_components=2, settings=settings)
+    assert probed == [settings["batch_size"] * budget.MIN_PROBE_STEPS]
+    assert step == budget.StepTime(1.0 / budget.MIN_PROBE_STEPS, 2.0)
+
+
+def test_a_probe_that_takes_what_the_budget_left_ends_the_run_with_a_refusal():
+    clock = [5.0]
+
+    def slow_probe(hidden):
+        clock[0] += 60.0  # steps of seconds each: a very wide table's network
+        return budget.StepTime(1.0, 5.0)
+
+    settings = get_recipe("fast").settings(300, 784, 2)
+    with pytest.raises(budget.BudgetTooSmall, match="expected more than the 75 s this run needs besides training"):
+        budget.plan(settings, {}, n_rows=300, n_train=300, budget=60, elapsed=lambda: clock[0],
+                    step_seconds=slow_probe, fits=lambda hidden: True)
 
 
 def test_a_budget_that_holds_less_than_an_epoch_trains_one_and_says_so():
@@ -103,6 +142,19 @@ def test_the_larger_network_trains_in_the_time_fasts_leaves_and_the_lower_on_val
     assert any(tuple(weight.shape) == kept_hidden for weight in fitted.model_.weights)  # the encoder's second kernel
     # Its plan is kept beside the checkpoints, for a resumed run.
     assert (tmp_path / budget.LARGER_PLAN_FILE).exists()
+
+
+def test_no_larger_network_follows_when_its_training_does_not_fit_in_memory(monkeypatch, low_rank_data):
+    from aepca import Autoencoder, fitting
+
+    x = low_rank_data(n_samples=600, n_features=6, rank=2, seed=0)
+    large = get_recipe("fast").settings(ROWS, 6, 1)["hidden"]
+    monkeypatch.setattr(fitting, "network_fits", lambda n_features, hidden, n_components: tuple(hidden) != large)
+    monkeypatch.setattr(budget, "measure_step", _measured(0.05))
+    # Judged on a validation split, as from 5,000 rows: a larger network would follow.
+    fitted = Autoencoder(1, folds=0, validation_fraction=0.2, patience=1, time_budget=120, random_state=0).fit(x)
+    assert fitted.history_["budget"]["larger"] == {"why": f"the larger network {list(large)} does not fit in memory to train"}
+    assert fitted.settings_["hidden"] == get_recipe("fast").settings(600, 6, 1)["hidden"]
 
 
 def test_small_data_is_judged_on_a_validation_split_when_the_budget_holds_no_folds():

@@ -572,3 +572,13 @@ def test_feature_count_mismatch_and_bad_codes():
 def test_feature_names_out():
     pca = PCA(n_components=3).fit(np.random.default_rng(0).random((20, 5)))
     assert list(pca.get_feature_names_out()) == ["pca0", "pca1", "pca2"]
+
+
+def test_a_table_of_a_million_columns_is_fitted_without_a_scatter_of_its_columns():
+    # Three rows of 1,000,000 columns: a 10^6 x 10^6 scatter would take 8 TB; the rows, 12 MB.
+    rows = np.random.default_rng(0).standard_normal((3, 1_000_000), dtype=np.float32)
+    pca = PCA(2).fit(rows)
+    centred = rows.astype(np.float64) - rows.astype(np.float64).mean(axis=0)
+    expected = np.linalg.svd(centred, compute_uv=False)[:2] ** 2 / 2
+    np.testing.assert_allclose(pca.explained_variance_, expected, rtol=1e3 * np.finfo(np.float64).eps)
+    np.testing.assert_allclose(pca.inverse_transform(pca.transform(rows)), rows, atol=1e3 * np.finfo(np.float32).eps)

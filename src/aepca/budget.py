@@ -51,8 +51,12 @@ SAFETY = 0.9
 # least this many rows (the floor of fast's validation rows, docs/recipes.md); fewer, the deadline stops the folds.
 MIN_SPLIT_ROWS = 50
 # Steps timed per candidate (after as many that compile), in chunks of about the length
-# training runs them in (aepca.training: 10 chunks an epoch, 45 steps on MNIST).
-PROBE_STEPS, PROBE_CHUNKS = 100, 2
+# training runs them in (aepca.training: 10 chunks an epoch, 45 steps on MNIST). Fewer, at least
+# MIN_PROBE_STEPS, for networks of more than PROBE_WEIGHT_STEPS / PROBE_STEPS weights (the deep
+# network's at MNIST's width): a step's time grows with the weights (about 6-14 ns a weight here,
+# whatever the batch), so a wide table's probe takes about MNIST's time and its random rows little
+# memory, not 100 steps of 0.7 s and 15 GB of rows (300 x 300,000, docs/recipes.md).
+PROBE_STEPS, PROBE_CHUNKS, MIN_PROBE_STEPS, PROBE_WEIGHT_STEPS = 100, 2, 2, 3e8
 # Where training fills the budget (trains_to_deadline), compare leaves this share of it (after what precedes
 # training), and what training leaves of its own, to code refinement (elsewhere, whatever training leaves): refined
 # codes lower the test error most at large k (docs/hinton2006.md: 2.83 -> 2.00 after 100 steps, 1.85
@@ -91,20 +95,21 @@ class BudgetTooSmall(ValueError):
         return BudgetTooSmall(budget, spent + self.needed / (1 - share))
 
 
-def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: float, elapsed, step_seconds) -> tuple[dict, dict]:
+def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: float, elapsed, step_seconds,
+         fits) -> tuple[dict, dict]:
     """The settings a run of ``budget`` seconds gets, and the record of why.
 
     ``n_rows`` are the training rows, ``n_train`` those the network trains on (less its validation rows);
     ``settings`` the recipe's for this data; ``given`` the estimator's explicit arguments, which win over
-    the plan. ``elapsed()`` is the run's time so far and ``step_seconds(hidden)`` measures a :class:`StepTime`
-    (its time counts as spent).
+    the plan. ``elapsed()`` is the run's time so far, ``step_seconds(hidden)`` measures a :class:`StepTime`
+    (its time counts as spent) and ``fits(hidden)`` says whether a network's training fits in memory.
     """
     after = reserved_after_training(budget)
     record = {"budget_s": budget, "reserved_after_training_s": round(after, 2)}
     if budget - elapsed() - after <= 0:
         raise BudgetTooSmall(budget, elapsed() + after)
     if n_rows >= LARGE_ROWS:
-        sized, chosen = sized_to_time(settings, given, n_train, lambda: budget - elapsed() - after, step_seconds)
+        sized, chosen = sized_to_time(settings, given, n_train, lambda: budget - elapsed() - after, step_seconds, fits)
         return sized, {**record, "spent_before_training_s": round(elapsed(), 2), **chosen}
     record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
                        f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")
@@ -115,6 +120,8 @@ def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: floa
     if folds >= 2:
         # The folds' network is measured: the first fold's share of the time needs its compilation besides.
         probe = step_seconds(tuple(settings["hidden"]))
+        if budget - elapsed() - after <= 0:  # the probe took what was left (a network of costly steps)
+            raise BudgetTooSmall(budget, elapsed() + after)
         record["step_s"] = {str(list(settings["hidden"])): round(probe.step, 6)}
         record["compile_s"] = round(probe.compile, 3)
         if given.get("folds") is None and n_rows * VALIDATION_SPLIT >= MIN_SPLIT_ROWS:
@@ -133,13 +140,15 @@ def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: floa
     return settings, record
 
 
-def sized_to_time(settings: dict, given: dict, n_train: int, available, step_seconds) -> tuple[dict, dict]:
-    """The large-data rule: the first candidate network (or the given one) that gets ``MIN_EPOCHS`` epochs
-    of ``n_train`` rows in ``SAFETY`` of ``available()`` seconds, with epochs filling them, and the record
-    of why (its measured step times and what it chose)."""
+def sized_to_time(settings: dict, given: dict, n_train: int, available, step_seconds, fits) -> tuple[dict, dict]:
+    """The large-data rule: the first candidate network whose training ``fits`` in memory (or the given
+    one) that gets ``MIN_EPOCHS`` epochs of ``n_train`` rows in ``SAFETY`` of ``available()`` seconds, with
+    epochs filling them, and the record of why (its measured step times and what it chose). Where no
+    candidate fits (very wide data), the recipe's network, whose memory was checked."""
     steps_per_epoch = math.ceil(n_train / settings["batch_size"])
     measured = {}
-    for hidden in (tuple(given["hidden"]),) if given.get("hidden") is not None else CANDIDATES:
+    candidates = [hidden for hidden in CANDIDATES if fits(hidden)] or [tuple(settings["hidden"])]
+    for hidden in (tuple(given["hidden"]),) if given.get("hidden") is not None else candidates:
         seconds = measured[hidden] = step_seconds(hidden).step
         left = available()
         epochs = int(SAFETY * left / (seconds * steps_per_epoch))
@@ -151,9 +160,11 @@ def sized_to_time(settings: dict, given: dict, n_train: int, available, step_sec
     sized = {"hidden": hidden, "epochs": max(1, epochs), "min_steps": None, "patience": PATIENCE_EPOCHS,
              "anneal_epochs": ANNEAL_EPOCHS, "learning_rate": LEARNING_RATES.get(hidden, settings["learning_rate"])}
     chosen = {key: value for key, value in sized.items() if given.get(key) is None}
+    too_large = [list(h) for h in CANDIDATES if h not in candidates]
     return {**settings, **chosen}, {
         "step_s": {str(list(h)): round(s, 6) for h, s in measured.items()},
-        "chose": f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {fill}"}
+        "chose": f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {fill}"
+                 + (f"; left out, their training not fitting in memory: {too_large}" if too_large else "")}
 
 
 def larger_follows(settings: dict, given: dict, n_rows: int) -> bool:
@@ -192,11 +203,12 @@ def measure_step(hidden: tuple, *, n_features: int, n_components: int, settings:
     """Seconds per optimizer step of a network of ``hidden`` widths, on random rows of this width,
     and for compiling its training."""
     from aepca.data.sources import open_source
-    from aepca.models import build_autoencoder
+    from aepca.models import build_autoencoder, parameter_count
     from aepca.training import TrainConfig, train
 
     batch_size = settings["batch_size"]
-    rows = np.random.default_rng(0).random((batch_size * PROBE_STEPS, n_features), dtype=np.float32)
+    steps = probe_steps(parameter_count(n_features, hidden, n_components))
+    rows = np.random.default_rng(0).random((batch_size * steps, n_features), dtype=np.float32)
     net = build_autoencoder(n_features, n_components, hidden=hidden, activation=settings["activation"],
                             output_activation="linear", code_activation=settings["code_activation"], seed=0)
     config = TrainConfig(epochs=2, batch_size=batch_size, learning_rate=1e-4, optimizer=settings["optimizer"],
@@ -204,7 +216,12 @@ def measure_step(hidden: tuple, *, n_features: int, n_components: int, settings:
     seconds = train(net.autoencoder, open_source(rows), config=config)["seconds"]
     # The first epoch compiles; the second is steady.
     steady = seconds[1] - seconds[0]
-    return StepTime(steady / PROBE_STEPS, max(seconds[0] - steady, 0.0))
+    return StepTime(steady / steps, max(seconds[0] - steady, 0.0))
+
+
+def probe_steps(weights: int) -> int:
+    """Steps to time of a network of ``weights`` weights."""
+    return max(MIN_PROBE_STEPS, min(PROBE_STEPS, int(PROBE_WEIGHT_STEPS // weights)))
 
 
 def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) -> dict:

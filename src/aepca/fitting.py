@@ -23,7 +23,7 @@ from aepca.data.order import VALIDATION_SALT, held_out_mask, row_hash
 from aepca.data.sources import RowSource
 from aepca.metrics import sample_mse
 from aepca.neighbours import DEFAULT_K, code_recall_misses, query_positions, take_rows
-from aepca.models import AutoencoderNet, build_autoencoder, check_activation, check_network_fits, predict, weights_of
+from aepca.models import AutoencoderNet, build_autoencoder, check_activation, check_network_fits, network_fits, predict, weights_of
 from aepca.pca import PCA
 from aepca.preprocessing import ColumnSummary, ErrorSpace, network_scaling
 from aepca.recipes import LARGE_ROWS, get_recipe
@@ -123,12 +123,16 @@ class Fit:
             # Every process plans on the same numbers (their mean), so all choose the same settings.
             return budget.plan(self.settings, given, n_rows=self.rows.n_rows, n_train=self.train.n_rows, budget=seconds,
                                elapsed=lambda: distributed.mean_of(time.monotonic() - started),
-                               step_seconds=self._step_seconds(self.settings))
+                               step_seconds=self._step_seconds(self.settings), fits=self._fits)
 
+        large = None
         if recipe is not None and budget.larger_follows(self.settings, given, self.rows.n_rows):
-            large = resolve_settings(recipe, given, LARGE_ROWS, self.rows.n_features, self.n_components)
-            self.larger = ({**large, "validation_fraction": self.settings["validation_fraction"]}, given)
+            large = resolve_settings(recipe, given, LARGE_ROWS, self.rows.n_features, self.n_components, check_memory=False)
         self.settings, self.budget = budget.planned(self.checkpoint_dir, make_plan)
+        if large is not None and not self._fits(large["hidden"]):  # wide data
+            self.budget["larger"] = {"why": f"the larger network {list(large['hidden'])} does not fit in memory to train"}
+        elif large is not None:
+            self.larger = ({**large, "validation_fraction": self.settings["validation_fraction"]}, given)
         self.deadline = budget.deadline_after(seconds, started)
         self.run["settings"] = json_settings(self.settings)
         if self.start_name == "folds" and self.settings["folds"] < 2:
@@ -145,6 +149,10 @@ class Fit:
                           settings=settings)
         return lambda hidden: budget.StepTime(*map(distributed.mean_of, measure(hidden)))
 
+    def _fits(self, hidden: tuple) -> bool:
+        """Whether a network of these hidden widths trains within memory on these rows."""
+        return network_fits(self.rows.n_features, hidden, self.n_components)
+
     def larger_network(self, first: Trained, judge) -> Trained:
         """Under a budget, after fast's network ``first``: the network the large-data rule sizes to the
         time left, trained on the same rows from the same seed; the one of lower loss on ``judge``
@@ -159,7 +167,7 @@ class Fit:
             self.budget["larger"] = {"why": "fast's network left no time for another"}
             return first
         settings, record = budget.planned(
-            self.checkpoint_dir, lambda: budget.sized_to_time(large, given, self.train.n_rows, left, self._step_seconds(large)),
+            self.checkpoint_dir, lambda: budget.sized_to_time(large, given, self.train.n_rows, left, self._step_seconds(large), self._fits),
             budget.LARGER_PLAN_FILE)
         if settings["epochs"] < budget.MIN_EPOCHS:
             self.budget["larger"] = {**record, "why": f"no candidate gets {budget.MIN_EPOCHS} epochs in the time left"}
@@ -417,8 +425,10 @@ def fold_views(rows: RowSource, folds: int, seed: int) -> list[tuple[RowSource, 
             for low, high in zip(edges[:-1], edges[1:])]
 
 
-def resolve_settings(recipe, given: dict, n_rows: int, n_features: int, n_components: int) -> dict:
-    """The recipe's settings for data of this size, with the ``given`` ones that are not None, checked."""
+def resolve_settings(recipe, given: dict, n_rows: int, n_features: int, n_components: int, *,
+                     check_memory: bool = True) -> dict:
+    """The recipe's settings for data of this size, with the ``given`` ones that are not None, checked
+    (the network's memory only with ``check_memory``)."""
     if n_components > n_features:
         raise invalid_value("n_components", "at most the number of features",
                             f"n_components={n_components}, n_features={n_features}", "Choose a smaller code size.")
@@ -430,7 +440,8 @@ def resolve_settings(recipe, given: dict, n_rows: int, n_features: int, n_compon
                             plural(n_rows, "training row"), "Provide more rows; in a comparison, hold fewer out "
                             "for testing (--test-size, test_size=).")
     settings["hidden"] = tuple(int(h) for h in settings["hidden"])
-    check_network_fits(n_features, settings["hidden"], n_components)
+    if check_memory:
+        check_network_fits(n_features, settings["hidden"], n_components)
     check_activation(settings["activation"])
     check_activation(settings["code_activation"], "code_activation")
     if settings["output_activation"] != "auto":

@@ -65,9 +65,9 @@ class ScatterAccumulator:
     gathering without ending it. Accumulators of disjoint rows merge exactly (:meth:`merge`),
     and travel between processes as one flat array (:meth:`to_array`).
 
-    While there are no more rows than features, the rows themselves are kept instead (no more
-    memory than the scatter): a wide table's directions are then an SVD of its centred rows, whose
-    cost grows with the rows, not an eigendecomposition of a d x d scatter (docs/pca.md).
+    While there are no more rows than features, the rows themselves are kept instead and no d x d
+    scatter is made (a million columns' would take 8 TB): a wide table's directions are then an SVD of
+    its centred rows, whose cost grows with the rows, not an eigendecomposition (docs/pca.md).
     """
 
     def __init__(self, n_features: int):
@@ -75,7 +75,7 @@ class ScatterAccumulator:
         # Rows are accumulated less the shift: sums of (row - shift) and of its outer products.
         self._shift = np.zeros(n_features)
         self._sums = np.zeros(n_features)
-        self._products = np.zeros((n_features, n_features), order="F")
+        self._products = None  # made when the rows outnumber the features: a wide table's would not fit
         self._part_rows = max(1, min(PART_ROWS, PART_BYTES // (4 * max(n_features, 1))))
         self._part = np.empty((0, n_features), np.float32)
         self._filled = 0
@@ -102,15 +102,22 @@ class ScatterAccumulator:
     @property
     def held_rows(self) -> np.ndarray | None:
         """The rows seen, in float64, while they are kept (no more rows than features); else None."""
+        rows = self._kept()
+        return None if rows is None else rows.astype(np.float64)
+
+    def _kept(self) -> np.ndarray | None:
+        """The kept rows as they came, as one array (joined once: a wide table's take seconds to join)."""
         if self._held is None:
             return None
-        return np.concatenate(self._held).astype(np.float64) if self._held else np.zeros((0, self.n_features))
+        if len(self._held) != 1:
+            self._held = [np.concatenate(self._held) if self._held else np.zeros((0, self.n_features))]
+        return self._held[0]
 
     @property
     def mean(self) -> np.ndarray:
-        rows = self.held_rows
+        rows = self._kept()
         if rows is not None:
-            return rows.mean(axis=0) if len(rows) else np.zeros(self.n_features)
+            return rows.mean(axis=0, dtype=np.float64) if len(rows) else np.zeros(self.n_features)
         whole = self._whole()
         return whole._shift + whole._sums / max(whole._n, 1)
 
@@ -146,6 +153,7 @@ class ScatterAccumulator:
                 return
             # More rows than features: from here on, products (the kept rows first, in their order).
             held, self._held = self._held, None
+            self._products = np.zeros((self.n_features, self.n_features), order="F")
             for rows in held:
                 self._add(rows)
         self._add(batch)
@@ -276,9 +284,9 @@ class ScatterAccumulator:
 
     def variance(self) -> np.ndarray:
         """Per-column (population) variance of the rows seen."""
-        rows = self.held_rows
+        rows = self._kept()
         if rows is not None:
-            return rows.var(axis=0) if len(rows) else np.zeros(self.n_features)
+            return rows.var(axis=0, dtype=np.float64) if len(rows) else np.zeros(self.n_features)
         return np.diag(self.scatter) / max(self.n, 1)
 
     def covariance(self) -> np.ndarray:

@@ -215,10 +215,17 @@ def _first_non_number(column: pd.Series):
     return bad.iloc[0] if len(bad) else None
 
 
+def dtype_test(dtypes: pd.Series, test) -> dict:
+    """``test`` of each column's dtype, by column name, evaluated once per distinct dtype: wide data has
+    hundreds of thousands of columns of a few dtypes (pandas' tests take microseconds a call)."""
+    results = {dtype: test(dtype) for dtype in set(dtypes)}
+    return {name: results[dtype] for name, dtype in zip(dtypes.index.tolist(), dtypes.tolist())}
+
+
 def check_numeric(frame: pd.DataFrame, source: str, fix: str, columns=None) -> None:
     """``ValueError`` naming every non-numeric column (of ``columns``; an example cell quoted short), with ``fix``."""
     dtypes = frame.dtypes if columns is None else frame.dtypes[list(columns)]
-    text = [c for c, dtype in dtypes.items() if not pd.api.types.is_numeric_dtype(dtype)]
+    text = [name for name, numeric in dtype_test(dtypes, pd.api.types.is_numeric_dtype).items() if not numeric]
     if not text:
         return
     example = _first_non_number(frame[text[0]])
@@ -354,8 +361,8 @@ class Selection:
         )
         if categorical == "onehot":
             sequences = set(_sequence_columns(frame))  # lists of text: not categories
-            pending = [name for name in chosen
-                       if name not in lists and name not in sequences and is_categorical(frame.dtypes[name])]
+            categorical_dtype = dtype_test(frame.dtypes, is_categorical)
+            pending = [name for name in chosen if name not in lists and name not in sequences and categorical_dtype[name]]
             spec = replace(spec, categories=dict.fromkeys(pending, ()),
                            feature_names=tuple(f for f in spec.feature_names if f not in pending))
         check_numeric(frame, source, self.advice(categorical), spec.feature_names)
@@ -373,9 +380,8 @@ def check_identifiers(frame: pd.DataFrame, spec: ColumnSpec, selection: Selectio
     ``frame`` holds the rows in file order. Columns named in ``columns`` are the user's choice and pass.
     """
     trusted = selection.trusted()
-    dtypes = frame.dtypes
-    integers = [name for name in spec.columns if name not in trusted and name not in spec.list_lengths
-                and pd.api.types.is_integer_dtype(dtypes[name])]
+    integer = dtype_test(frame.dtypes, pd.api.types.is_integer_dtype)
+    integers = [name for name in spec.columns if name not in trusted and name not in spec.list_lengths and integer[name]]
     if not integers:
         return
     # n distinct integers span at least n - 1: a cheap test that rules out most columns (e.g. pixels) at once.
