@@ -1,3 +1,6 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -54,35 +57,66 @@ def test_statistics_in_the_error_space_equal_those_of_the_scaled_rows(rows):
                                atol=rows.shape[1] * tolerance)
 
 
-def test_a_scan_shared_by_two_processes_gives_the_statistics_of_one(rows, monkeypatch):
+class TwoProcesses:
+    """Two threads standing for two processes: ``all_rows`` gathers both one's values, in process
+    order, refusing what a real gather refuses (values of other dtypes or widths)."""
+
+    def __init__(self):
+        self.barrier, self.values, self.local = threading.Barrier(2), [None, None], threading.local()
+        self.widest = 0  # values a row of the gathers
+
+    def all_rows(self, values):
+        values = np.asarray(values)
+        self.values[self.local.index] = values
+        self.barrier.wait()
+        first, second = self.values
+        gathered = np.concatenate([first, second])
+        self.widest = max(self.widest, gathered[0].size if len(gathered) else 0)
+        self.barrier.wait()
+        assert first.dtype == second.dtype and first.shape[1:] == second.shape[1:], (first.dtype, second.dtype)
+        return gathered
+
+    def run(self, task):
+        """``task()`` in both processes; their results, in process order."""
+
+        def in_process(index):
+            self.local.index = index
+            try:
+                return task()
+            except BaseException:
+                self.barrier.abort()  # the other process stops at its next gather instead of waiting
+                raise
+
+        with ThreadPoolExecutor(2) as pool:
+            return [future.result() for future in [pool.submit(in_process, i) for i in range(2)]]
+
+
+@pytest.mark.parametrize(("shape", "block_rows"), [
+    ((1003, 4), 97),  # 11 blocks of more rows than columns: process 0 takes 0, 2, ..., 10; process 1 the others
+    ((30, 50), 7),  # a wide table: every block, and all rows, fewer than the columns
+    ((80, 50), 7),  # wide blocks whose rows, together, outnumber the columns
+])
+def test_a_scan_shared_by_two_processes_gives_the_statistics_of_one(shape, block_rows, monkeypatch):
     import aepca.distributed as distributed
 
-    source = open_source(rows, block_rows=97)  # 11 blocks: process 0 takes 0, 2, ..., 10; process 1 the others
+    rng = np.random.default_rng(3)
+    rows = (rng.standard_normal(shape) * rng.uniform(0.01, 1e3, shape[1]) + rng.uniform(-1e4, 1e4, shape[1])).astype(np.float32)
+    source = open_source(rows, block_rows=block_rows)
     alone = scan(source)
-
-    def other_process_block(turn):
-        """What process 1 sends in round ``turn``: its block's accumulator, or an empty one."""
-        block = ScatterAccumulator(rows.shape[1])
-        if 2 * turn + 1 < source.n_blocks:
-            block.update(source.read(2 * turn + 1))
-        return block.to_array()[None, :]
-
-    turns = iter(range(source.n_blocks))
-    accumulator_width = len(ScatterAccumulator(rows.shape[1]).to_array())
-
-    def all_rows(values):
-        # Accumulators get process 1's; the other gathers (extremes, samples: not compared here) this one's twice.
-        if values.shape[1:] == (accumulator_width,):
-            return np.concatenate([values, other_process_block(next(turns))])
-        return np.concatenate([values, values])
-
+    processes = TwoProcesses()
     monkeypatch.setattr(distributed, "process_count", lambda: 2)
-    monkeypatch.setattr(distributed, "process_index", lambda: 0)
-    monkeypatch.setattr(distributed, "all_rows", all_rows)
-    shared = scan(source)
-    # The same products merged in the same order: the same values to float64 round-off of the
-    # scatter's largest entries (the old per-process sums differed by float32 roundings).
-    scale = np.abs(alone.accumulator.scatter).max()
-    assert shared.accumulator.n == alone.accumulator.n
-    assert_within(shared.accumulator.mean, alone.accumulator.mean, float_tolerance(np.float64, np.abs(rows).max(axis=0), 1))
-    assert_within(shared.accumulator.scatter, alone.accumulator.scatter, float_tolerance(np.float64, scale, 1))
+    monkeypatch.setattr(distributed, "process_index", lambda: processes.local.index)
+    monkeypatch.setattr(distributed, "all_rows", processes.all_rows)
+    results = processes.run(lambda: scan(source))
+    if shape[0] > block_rows < shape[1]:
+        # Wide blocks travel as their rows, not as d x d scatters.
+        assert processes.widest == shape[1]
+    for shared in results:
+        # The same blocks merged in the same order: the same values to float64 round-off of the
+        # scatter's largest entries.
+        scale = np.abs(alone.accumulator.scatter).max()
+        assert shared.accumulator.n == alone.accumulator.n
+        assert_within(shared.accumulator.mean, alone.accumulator.mean,
+                      float_tolerance(np.float64, np.abs(rows).max(axis=0), 1))
+        assert_within(shared.accumulator.scatter, alone.accumulator.scatter, float_tolerance(np.float64, scale, 1))
+        np.testing.assert_array_equal(shared.summary.sample, alone.summary.sample)

@@ -102,11 +102,13 @@ class ScatterAccumulator:
     @property
     def held_rows(self) -> np.ndarray | None:
         """The rows seen, in float64, while they are kept (no more rows than features); else None."""
-        rows = self._kept()
+        rows = self.kept_rows
         return None if rows is None else rows.astype(np.float64)
 
-    def _kept(self) -> np.ndarray | None:
-        """The kept rows as they came, as one array (joined once: a wide table's take seconds to join)."""
+    @property
+    def kept_rows(self) -> np.ndarray | None:
+        """The rows seen, as they came, while they are kept (no more rows than features); else None.
+        One array, joined once: a wide table's take seconds to join."""
         if self._held is None:
             return None
         if len(self._held) != 1:
@@ -115,7 +117,7 @@ class ScatterAccumulator:
 
     @property
     def mean(self) -> np.ndarray:
-        rows = self._kept()
+        rows = self.kept_rows
         if rows is not None:
             return rows.mean(axis=0, dtype=np.float64) if len(rows) else np.zeros(self.n_features)
         whole = self._whole()
@@ -284,7 +286,7 @@ class ScatterAccumulator:
 
     def variance(self) -> np.ndarray:
         """Per-column (population) variance of the rows seen."""
-        rows = self._kept()
+        rows = self.kept_rows
         if rows is not None:
             return rows.var(axis=0, dtype=np.float64) if len(rows) else np.zeros(self.n_features)
         return np.diag(self.scatter) / max(self.n, 1)
