@@ -72,16 +72,17 @@ def test_a_wide_networks_speed_is_probed_on_fewer_steps_and_rows(monkeypatch):
     assert step == budget.StepTime(1.0 / budget.MIN_PROBE_STEPS, 2.0)
 
 
-def test_a_probe_that_takes_what_the_budget_left_ends_the_run_with_a_refusal():
+@pytest.mark.parametrize(("n_rows", "needed"), [(300, 75), (ROWS, 135)])  # fast's network probed; both candidates
+def test_probes_that_take_what_the_budget_left_end_the_run_with_a_refusal(n_rows, needed):
     clock = [5.0]
 
     def slow_probe(hidden):
         clock[0] += 60.0  # steps of seconds each: a very wide table's network
         return budget.StepTime(1.0, 5.0)
 
-    settings = get_recipe("fast").settings(300, 784, 2)
-    with pytest.raises(budget.BudgetTooSmall, match="expected more than the 75 s this run needs besides training"):
-        budget.plan(settings, {}, n_rows=300, n_train=300, budget=60, elapsed=lambda: clock[0],
+    settings = get_recipe("fast").settings(n_rows, 784, 2)
+    with pytest.raises(budget.BudgetTooSmall, match=f"expected more than the {needed} s this run needs besides training"):
+        budget.plan(settings, {}, n_rows=n_rows, n_train=n_rows, budget=60, elapsed=lambda: clock[0],
                     step_seconds=slow_probe, fits=lambda hidden: True)
 
 

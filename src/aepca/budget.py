@@ -106,10 +106,10 @@ def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: floa
     """
     after = reserved_after_training(budget)
     record = {"budget_s": budget, "reserved_after_training_s": round(after, 2)}
-    if budget - elapsed() - after <= 0:
-        raise BudgetTooSmall(budget, elapsed() + after)
+    _check_time_left(budget, elapsed(), after)
     if n_rows >= LARGE_ROWS:
         sized, chosen = sized_to_time(settings, given, n_train, lambda: budget - elapsed() - after, step_seconds, fits)
+        _check_time_left(budget, elapsed(), after)
         return sized, {**record, "spent_before_training_s": round(elapsed(), 2), **chosen}
     record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
                        f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")
@@ -120,8 +120,7 @@ def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: floa
     if folds >= 2:
         # The folds' network is measured: the first fold's share of the time needs its compilation besides.
         probe = step_seconds(tuple(settings["hidden"]))
-        if budget - elapsed() - after <= 0:  # the probe took what was left (a network of costly steps)
-            raise BudgetTooSmall(budget, elapsed() + after)
+        _check_time_left(budget, elapsed(), after)
         record["step_s"] = {str(list(settings["hidden"])): round(probe.step, 6)}
         record["compile_s"] = round(probe.compile, 3)
         if given.get("folds") is None and n_rows * VALIDATION_SPLIT >= MIN_SPLIT_ROWS:
@@ -138,6 +137,13 @@ def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: floa
                                     f"at {probe.step * 1e3:.2f} ms a step and {probe.compile:.1f} s a compilation) the "
                                     f"{available:.0f} s left do not hold")
     return settings, record
+
+
+def _check_time_left(budget: float, spent: float, after: float) -> None:
+    """Refuse a budget that leaves no time to train: spent before the plan, or by its probes (networks of
+    costly steps: wide data)."""
+    if budget - spent - after <= 0:
+        raise BudgetTooSmall(budget, spent + after)
 
 
 def sized_to_time(settings: dict, given: dict, n_train: int, available, step_seconds, fits) -> tuple[dict, dict]:
