@@ -58,12 +58,12 @@ def test_statistics_in_the_error_space_equal_those_of_the_scaled_rows(rows):
 
 
 class TwoProcesses:
-    """Two threads standing for two processes: ``all_rows`` gathers both one's values, in process
+    """Two threads standing for two processes: ``all_rows`` gathers the values of both, in process
     order, refusing what a real gather refuses (values of other dtypes or widths)."""
 
     def __init__(self):
         self.barrier, self.values, self.local = threading.Barrier(2), [None, None], threading.local()
-        self.widest = 0  # values a row of the gathers
+        self.widest = 0  # the most values in a row of any gather
 
     def all_rows(self, values):
         values = np.asarray(values)

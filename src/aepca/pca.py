@@ -249,13 +249,18 @@ class ScatterAccumulator:
         upper = self.scatter[np.triu_indices(self.n_features)]
         return np.concatenate([[float(self.n)], self.mean, upper])
 
+    @staticmethod
+    def array_size(n_features: int) -> int:
+        """The length of :meth:`to_array`'s array for ``n_features`` features."""
+        return 1 + n_features + n_features * (n_features + 1) // 2
+
     @classmethod
     def from_array(cls, array) -> ScatterAccumulator:
         """The accumulator whose :meth:`to_array` is ``array``."""
         array = np.asarray(array, dtype=np.float64)
-        # len = 1 + d + d (d + 1) / 2
+        # Solving array_size(d) = len for d.
         n_features = int(round((np.sqrt(1 + 8 * array.size) - 3) / 2)) if array.ndim == 1 else -1
-        if n_features < 0 or array.size != 1 + n_features + n_features * (n_features + 1) // 2 or array[0] < 0:
+        if n_features < 0 or array.size != cls.array_size(n_features) or array[0] < 0:
             raise invalid_value(
                 "array",
                 "the flat array of ScatterAccumulator.to_array()",

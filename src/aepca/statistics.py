@@ -115,7 +115,7 @@ def _every_process(block: ScatterAccumulator) -> list[ScatterAccumulator]:
     travelling = np.zeros((0, n_features)) if kept is None else kept
     rows = distributed.all_rows(travelling.astype(np.float32, copy=False)) if any(counts > 0) else None
     arrays = iter(distributed.all_rows(block.to_array()[None, :] if kept is None else
-                                       np.zeros((0, 1 + n_features + n_features * (n_features + 1) // 2)))
+                                       np.zeros((0, ScatterAccumulator.array_size(n_features))))
                   if any(counts < 0) else ())
     blocks, start = [], 0
     for count in counts:
@@ -123,7 +123,8 @@ def _every_process(block: ScatterAccumulator) -> list[ScatterAccumulator]:
             blocks.append(ScatterAccumulator.from_array(next(arrays)))
             continue
         blocks.append(ScatterAccumulator(n_features))
-        blocks[-1].update(rows[start : start + count] if count else np.zeros((0, n_features), np.float32))
+        if count:
+            blocks[-1].update(rows[start : start + count])
         start += count
     return blocks
 
