@@ -180,6 +180,15 @@ def test_plot_reconstructions_tabular(tmp_path, rng, n_features, names):
     assert_png(path)
     # Names label the features while they stay readable (up to 12).
     assert plots.read_figure_data(path)["feature_names"] == feature_names
+    assert plots.read_figure_data(path)["view"] == "profiles"
+
+
+@pytest.mark.parametrize("n_features", [150, 3000])  # all features drawn; a sample of 2,000
+def test_rows_too_wide_for_a_profile_are_drawn_reconstructed_against_original(tmp_path, rng, n_features):
+    x = rng.normal(size=(4, n_features))
+    path = plots.plot_reconstructions(x, x * 0.9, x * 0.95, tmp_path / "w.png", n=4)
+    assert_png(path)
+    assert plots.read_figure_data(path)["view"] == "values"
 
 
 def test_plot_reconstructions_partial_grid(tmp_path, rng):

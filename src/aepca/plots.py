@@ -45,6 +45,10 @@ _MAX_LEGEND_CLASSES = 20
 # and feature names below them only while names stay readable.
 _MAX_MARKED_POINTS = 30
 _MAX_NAMED_FEATURES = 12
+# Rows of more features than this are drawn as each feature's reconstructed value against its original
+# (a profile of 20,000 features is a solid band), a fixed-seed sample of at most _MAX_PLOTTED_FEATURES.
+_MAX_PROFILE_FEATURES = 100
+_MAX_PLOTTED_FEATURES = 2000
 # The PNG text key holding a figure's numbers as JSON.
 FIGURE_DATA_KEY = "aepca:data"
 # Scatter axes cover these percentiles of the points, padded by this share of
@@ -414,7 +418,9 @@ def plot_reconstructions(
     colour. Without it each sample gets a small panel with its
     feature profile (original and both reconstructions as lines), with the
     features named by ``feature_names`` when there are few enough to read,
-    and the values' ``units`` in the title when given.
+    and the values' ``units`` in the title when given; rows of more than
+    ``_MAX_PROFILE_FEATURES`` features get each feature's reconstructed value
+    against its original instead.
     ``pca_mse`` / ``ae_mse`` (test MSE) are shown with each method's label.
     Returns the PNG path.
     """
@@ -440,10 +446,13 @@ def plot_reconstructions(
     ]
     if image_shape is not None:
         image_shape = _check_image_shape(image_shape, originals.shape[1])
-        fig, shown_names = _image_rows(rows, image_shape, n), None
+        fig, shown_names, view = _image_rows(rows, image_shape, n), None, "images"
+    elif originals.shape[1] > _MAX_PROFILE_FEATURES:
+        fig, shown_names, view = _value_grid(rows, n, originals.shape[1], units), None, "values"
     else:
         fig, shown_names = _profile_grid(rows, n, feature_names, originals.shape[1], units)
-    data = {"samples": n, "image_shape": None if image_shape is None else list(image_shape),
+        view = "profiles"
+    data = {"samples": n, "view": view, "image_shape": None if image_shape is None else list(image_shape),
             "feature_names": shown_names, "units": units,
             "pca_test_mse": _json_value(pca_mse), "autoencoder_test_mse": _json_value(ae_mse)}
     return _save(fig, path, data)
@@ -564,6 +573,45 @@ def _profile_grid(rows, n, feature_names, n_features, units=None):
     fig.legend(handles=handles, loc="lower center", ncols=3, frameon=False)
     fig.suptitle(f"Reconstructions of {n} samples: feature profiles" + (f" in {units}" if units else ""))
     return fig, names
+
+
+def _value_grid(rows, n, n_features, units=None):
+    """Each sample's reconstructed values against its original ones (on the diagonal: reconstructed
+    exactly), for rows too wide for a profile: a fixed-seed sample of at most _MAX_PLOTTED_FEATURES."""
+    from matplotlib.lines import Line2D
+
+    ncols = min(n, 5)
+    nrows = math.ceil(n / ncols)
+    fig = _new_figure(2.6 * ncols + 0.6, 2.4 * nrows + 1.0)
+    axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False))
+    sampled = n_features > _MAX_PLOTTED_FEATURES
+    shown = np.sort(np.random.default_rng(0).choice(n_features, _MAX_PLOTTED_FEATURES, replace=False)) if sampled \
+        else slice(None)
+    (_, originals, _), *methods = rows
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_visible(False)
+            continue
+        values = originals[i, shown]
+        for _, data, color in methods:
+            ax.plot(values, data[i, shown], linestyle="none", marker=".", markersize=2, alpha=0.5, color=color)
+        ends = [values.min(), values.max()]
+        ax.plot(ends, ends, color=ORIGINAL_COLOR, linewidth=1)
+        ax.set_title(f"sample {i + 1}", fontsize=9)
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+        ax.tick_params(labelsize=8)
+        if i % ncols == 0:
+            ax.set_ylabel("reconstructed value", fontsize=9)
+        if i // ncols == nrows - 1 or i + ncols >= n:
+            ax.set_xlabel("original value", fontsize=9)
+    handles = [Line2D([], [], color=ORIGINAL_COLOR, linewidth=1, label="Original (the diagonal)")]
+    handles += [Line2D([], [], linestyle="none", marker="o", markersize=4, color=color, label=label.replace("\n", ", "))
+                for label, _, color in methods]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
+    features = f"{_MAX_PLOTTED_FEATURES:,} of the {n_features:,} features" if sampled else f"the {n_features:,} features"
+    fig.suptitle(f"Reconstructions of {n} samples: each of {features}, reconstructed against its original value"
+                 + (f" ({units})" if units else ""))
+    return fig
 
 
 # --------------------------------------------------------------------------- loss
