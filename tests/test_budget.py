@@ -145,17 +145,24 @@ def test_the_larger_network_trains_in_the_time_fasts_leaves_and_the_lower_on_val
     assert (tmp_path / budget.LARGER_PLAN_FILE).exists()
 
 
-def test_no_larger_network_follows_when_its_training_does_not_fit_in_memory(monkeypatch, low_rank_data):
-    from aepca import Autoencoder, fitting
+@pytest.mark.parametrize("fits", [True, False])
+def test_a_larger_network_follows_only_when_its_training_fits_in_memory(monkeypatch, low_rank_data, fits):
+    from aepca import fitting
+    from aepca.data import open_source
 
     x = low_rank_data(n_samples=600, n_features=6, rank=2, seed=0)
     large = get_recipe("fast").settings(ROWS, 6, 1)["hidden"]
-    monkeypatch.setattr(fitting, "network_fits", lambda n_features, hidden, n_components: tuple(hidden) != large)
+    monkeypatch.setattr(fitting, "network_fits", lambda n_features, hidden, n_components: fits or tuple(hidden) != large)
     monkeypatch.setattr(budget, "measure_step", _measured(0.05))
     # Judged on a validation split, as from 5,000 rows: a larger network would follow.
-    fitted = Autoencoder(1, folds=0, validation_fraction=0.2, patience=1, time_budget=120, random_state=0).fit(x)
-    assert fitted.history_["budget"]["larger"] == {"why": f"the larger network {list(large)} does not fit in memory to train"}
-    assert fitted.settings_["hidden"] == get_recipe("fast").settings(600, 6, 1)["hidden"]
+    given = {"folds": 0, "validation_fraction": 0.2}
+    settings = fitting.resolve_settings("fast", given, len(x), 6, 1)
+    fit = fitting.Fit.prepare(open_source(x), None, n_components=1, settings=settings, scale="none", seed=0, params={})
+    fit.plan_budget(120.0, given, time.monotonic(), "fast")
+    assert (fit.larger is not None) is fits
+    assert ("larger" in fit.budget) is not fits
+    if not fits:
+        assert fit.budget["larger"] == {"why": f"the larger network {list(large)} does not fit in memory to train"}
 
 
 def test_small_data_is_judged_on_a_validation_split_when_the_budget_holds_no_folds():
