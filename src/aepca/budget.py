@@ -55,7 +55,7 @@ MIN_SPLIT_ROWS = 50
 # MIN_PROBE_STEPS, for networks of more than PROBE_WEIGHT_STEPS / PROBE_STEPS weights (the deep
 # network's at MNIST's width): a step's time grows with the weights (about 6-14 ns a weight here,
 # whatever the batch), so a wide table's probe takes about MNIST's time and its random rows little
-# memory, not 100 steps of 0.7 s and 15 GB of rows (300 x 300,000, docs/recipes.md).
+# memory, not 100 steps of 0.7 s on 3.8 GB of rows (300 x 300,000, docs/recipes.md).
 PROBE_STEPS, PROBE_CHUNKS, MIN_PROBE_STEPS, PROBE_WEIGHT_STEPS = 100, 2, 2, 3e8
 # Where training fills the budget (trains_to_deadline), compare leaves this share of it (after what precedes
 # training), and what training leaves of its own, to code refinement (elsewhere, whatever training leaves): refined
