@@ -50,6 +50,9 @@ def test_candidates_whose_training_does_not_fit_in_memory_are_left_out_and_named
     settings, record = _plan(600, fits=lambda hidden: hidden != (1000, 500, 250))
     assert settings["hidden"] == (512, 128) and record["step_s"] == {"[512, 128]": 0.005}
     assert "left out, their training not fitting in memory: [[1000, 500, 250]]" in record["chose"]
+    # A network the user gave is the only one timed: no candidate is left out, or named.
+    settings, record = _plan(600, given={"hidden": (64,)}, fits=lambda hidden: hidden == (64,))
+    assert settings["hidden"] == (64,) and "left out" not in record["chose"]
 
 
 def test_a_wide_networks_speed_is_probed_on_fewer_steps_and_rows(monkeypatch):

@@ -153,8 +153,12 @@ def sized_to_time(settings: dict, given: dict, n_train: int, available, step_sec
     candidate fits (very wide data), the recipe's network, whose memory was checked."""
     steps_per_epoch = math.ceil(n_train / settings["batch_size"])
     measured = {}
-    candidates = [hidden for hidden in CANDIDATES if fits(hidden)] or [tuple(settings["hidden"])]
-    for hidden in (tuple(given["hidden"]),) if given.get("hidden") is not None else candidates:
+    if given.get("hidden") is not None:
+        candidates, too_large = [tuple(given["hidden"])], []
+    else:
+        too_large = [hidden for hidden in CANDIDATES if not fits(hidden)]
+        candidates = [hidden for hidden in CANDIDATES if hidden not in too_large] or [tuple(settings["hidden"])]
+    for hidden in candidates:
         seconds = measured[hidden] = step_seconds(hidden).step
         left = available()
         epochs = int(SAFETY * left / (seconds * steps_per_epoch))
@@ -166,11 +170,10 @@ def sized_to_time(settings: dict, given: dict, n_train: int, available, step_sec
     sized = {"hidden": hidden, "epochs": max(1, epochs), "min_steps": None, "patience": PATIENCE_EPOCHS,
              "anneal_epochs": ANNEAL_EPOCHS, "learning_rate": LEARNING_RATES.get(hidden, settings["learning_rate"])}
     chosen = {key: value for key, value in sized.items() if given.get(key) is None}
-    too_large = [list(h) for h in CANDIDATES if h not in candidates]
     return {**settings, **chosen}, {
         "step_s": {str(list(h)): round(s, 6) for h, s in measured.items()},
         "chose": f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {fill}"
-                 + (f"; left out, their training not fitting in memory: {too_large}" if too_large else "")}
+                 + (f"; left out, their training not fitting in memory: {list(map(list, too_large))}" if too_large else "")}
 
 
 def larger_follows(settings: dict, given: dict, n_rows: int) -> bool:

@@ -129,10 +129,11 @@ class Fit:
         if recipe is not None and budget.larger_follows(self.settings, given, self.rows.n_rows):
             large = resolve_settings(recipe, given, LARGE_ROWS, self.rows.n_features, self.n_components, check_memory=False)
         self.settings, self.budget = budget.planned(self.checkpoint_dir, make_plan)
-        if large is not None and not self._fits(large["hidden"]):  # wide data
-            self.budget["larger"] = {"why": f"the larger network {list(large['hidden'])} does not fit in memory to train"}
-        elif large is not None:
-            self.larger = ({**large, "validation_fraction": self.settings["validation_fraction"]}, given)
+        if large is not None:
+            if self._fits(large["hidden"]):
+                self.larger = ({**large, "validation_fraction": self.settings["validation_fraction"]}, given)
+            else:  # wide data
+                self.budget["larger"] = {"why": f"the larger network {list(large['hidden'])} does not fit in memory to train"}
         self.deadline = budget.deadline_after(seconds, started)
         self.run["settings"] = json_settings(self.settings)
         if self.start_name == "folds" and self.settings["folds"] < 2:

@@ -57,16 +57,20 @@ def training_memory() -> tuple[int, str] | None:
 def network_fits(n_features: int, hidden, n_components: int) -> bool:
     """Whether the network's training fits in the memory it trains in (``TRAINING_COPIES`` of its weights)."""
     memory = training_memory()
-    return memory is None or TRAINING_COPIES * 4 * parameter_count(n_features, hidden, n_components) <= memory[0]
+    return memory is None or _training_bytes(parameter_count(n_features, hidden, n_components)) <= memory[0]
+
+
+def _training_bytes(weights: int) -> int:
+    return TRAINING_COPIES * 4 * weights
 
 
 def check_network_fits(n_features: int, hidden, n_components: int) -> None:
     """Refuse a network too large to train in the memory it trains in, before anything is allocated:
     a JAX allocation that fails there aborts the whole process instead of raising."""
-    if not network_fits(n_features, hidden, n_components):
-        memory = training_memory()
-        weights = parameter_count(n_features, hidden, n_components)
-        needed = TRAINING_COPIES * 4 * weights
+    memory = training_memory()
+    weights = parameter_count(n_features, hidden, n_components)
+    needed = _training_bytes(weights)
+    if memory is not None and needed > memory[0]:
         layers = "-".join(map(str, mirrored_widths(n_features, hidden, n_components)))
         raise invalid_value(
             "hidden", f"a network whose training fits in {memory[1]} ({memory[0] / 2**30:.1f} GiB)",
