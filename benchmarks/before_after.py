@@ -15,9 +15,10 @@ is reported apart):
   Keras imports TensorFlow to save the model (its difference to ``no cache`` is that guard).
 
 A second part times what the library keeps for Python users: a default-recipe fit of
-scikit-learn's wine table (five folds and a final fit of one network structure) in a fresh
-process without a disk cache, with the networks' compiled programs shared within the
-process and without (``aepca.models.MAX_SHARED_PROGRAMS = 0``).
+scikit-learn's wine table (five folds and a final fit of one network structure, hundreds
+of epochs of a few steps each) in a fresh process without a disk cache, by the source at
+``--before`` and by this tree, the latter with the networks' compiled programs shared
+within the process and without (``aepca.models.MAX_SHARED_PROGRAMS = 0``).
 
 The contenders alternate run by run. Reported: the process's wall time, the classic epoch
 (median of ``history.seconds`` differences after the first epoch, from ``metrics.json``)
@@ -70,16 +71,20 @@ model = Autoencoder(2, scale="standard", random_state=0).fit(X)
 print(json.dumps({"fit_s": time.perf_counter() - started, "training_s": model.history_["training_seconds"],
                   "score": model.score(X)}))
 """
-SHARING = ("shared", "not shared")
+SMALL_TABLE_CONTENDERS = ("before, shared", "after, shared", "after, not shared")
 
 
-def small_table_fit(sharing: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("AEPCA_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+def small_table_fit(contender: str, before_src: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("AEPCA_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR",
+                                                           "PYTHONPATH")}
     env["KERAS_BACKEND"] = "jax"  # as its user chose
+    if contender.startswith("before"):
+        env["PYTHONPATH"] = str(before_src)
+    sharing = contender.partition(", ")[2]
     done = subprocess.run([sys.executable, "-c", SMALL_TABLE_FIT, sharing], cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"small-table fit ({sharing}) failed:\n{done.stderr[-3000:]}")
-    return {"sharing": sharing, **json.loads(done.stdout.strip().splitlines()[-1])}
+        raise RuntimeError(f"small-table fit ({contender}) failed:\n{done.stderr[-3000:]}")
+    return {"contender": contender, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def run_once(contender: str, before_src: Path, caches: Path) -> dict:
@@ -158,12 +163,12 @@ def render(result: dict) -> str:
     for r in runs:
         lines.append(f"| {r['repeat']} | {r['contender']} | {r['wall_s']:.2f} | {r['epoch_s']:.3f} | {r['fit_s']:.2f} | {r['test_mse']:.6f} |")
     fits = result["small_table_fits"]
-    shared_median = lambda key, sharing: statistics.median(f[key] for f in fits if f["sharing"] == sharing)  # noqa: E731
-    lines += ["", "### Programs shared within a process: a default-recipe fit of wine from Python", "",
+    fit_median = lambda key, contender: statistics.median(f[key] for f in fits if f["contender"] == contender)  # noqa: E731
+    lines += ["", "### A default-recipe fit of wine from Python (programs shared within a process, or not)", "",
               "| | fit (s) | training loops (s) | every fit (s) |", "|---|---|---|---|"]
-    for sharing in SHARING:
-        every = ", ".join(f"{f['fit_s']:.1f}" for f in fits if f["sharing"] == sharing)
-        lines.append(f"| {sharing} | {shared_median('fit_s', sharing):.1f} | {shared_median('training_s', sharing):.1f} | {every} |")
+    for contender in SMALL_TABLE_CONTENDERS:
+        every = ", ".join(f"{f['fit_s']:.1f}" for f in fits if f["contender"] == contender)
+        lines.append(f"| {contender} | {fit_median('fit_s', contender):.1f} | {fit_median('training_s', contender):.1f} | {every} |")
     lines += ["", "### Removed, and what each saved when measured alone", "", "| mechanism | measured then |", "|---|---|"]
     lines += [f"| {what} | {value} |" for what, value in REMOVED]
     return "\n".join(lines) + "\n"
@@ -186,17 +191,21 @@ def main() -> None:
                 run["repeat"] = repeat
                 runs.append(run)
                 print(f"repeat {repeat} {contender}: {run['wall_s']:.2f} s, epoch {run['epoch_s']:.3f} s", flush=True)
-    fits = []
-    for repeat in range(args.repeats):
-        for sharing in SHARING:
-            fits.append(small_table_fit(sharing))
-            print(f"small table, {sharing}: fit {fits[-1]['fit_s']:.1f} s", flush=True)
+        fits = []
+        for repeat in range(args.repeats):
+            for contender in SMALL_TABLE_CONTENDERS:
+                fits.append(small_table_fit(contender, tree / "src"))
+                print(f"small table, {contender}: fit {fits[-1]['fit_s']:.1f} s", flush=True)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "small_table_fits": fits,
         "command": shlex.join([".venv/bin/python", "benchmarks/before_after.py", *sys.argv[1:]]),
-        "before": args.before, "repeats": args.repeats, "runs": runs,
+        # The commit itself: a name such as HEAD moves on.
+        "before": subprocess.run(["git", "rev-parse", "--short", args.before], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.strip(),
+        "repeats": args.repeats, "runs": runs,
     }
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "before_after.json").write_text(json.dumps(result, indent=1))
     (args.out / "before_after.md").write_text(render(result))
     print(render(result))

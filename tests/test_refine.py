@@ -7,6 +7,7 @@ import pytest
 
 from aepca import Autoencoder, load_model
 from aepca._keras import keras
+from aepca.models import build_autoencoder
 from aepca.refine import refine_codes
 from conftest import adam_drift, float_tolerance
 
@@ -91,6 +92,28 @@ def test_estimator_refine_steps_improve_the_score_and_survive_save_load(undertra
     again = load_model(refined_model.save(tmp_path / "r"))
     assert again.refine_steps == 50
     np.testing.assert_array_equal(again.transform(X), refined_model.transform(X))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="compiled refinement is JAX's")
+def test_decoders_of_one_structure_refine_with_one_compiled_program():
+    """The second decoder's refinement compiles nothing and gives its own codes, as it does alone."""
+    import jax
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 10)).astype(np.float32)
+    codes = rng.standard_normal((40, 2)).astype(np.float32)
+    first, second = (build_autoencoder(10, 2, hidden=(6,), seed=seed).decoder for seed in (0, 1))
+    refine_codes(first, x, codes, steps=3)
+    compiled = []
+    listener = lambda event, duration, **_: compiled.append(event) if "backend_compile" in event else None  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        shared = refine_codes(second, x, codes, steps=3)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiled == []
+    jax.clear_caches()
+    np.testing.assert_array_equal(shared, refine_codes(second, x, codes, steps=3))
 
 
 def test_zero_steps_returns_the_codes_unchanged():

@@ -188,6 +188,23 @@ def test_running_out_of_patience_anneals_from_the_best_weights(monkeypatch):
     _assert_weights_close(started_from[2], initial, rtol=0, atol=0)
 
 
+def test_the_state_kept_when_annealing_starts_is_the_best_weights():
+    """What a checkpoint holds (and a diverging next epoch restarts from) as annealing starts:
+    the best weights it went back to, not the last epoch's."""
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.standard_normal((N_FEATURES, 3)))
+    data = (rng.standard_normal((120, 3)) @ basis.T).astype(np.float32)
+    pca = PCA(n_components=3).fit(data[:90])
+    net = build_autoencoder(N_FEATURES, 3, hidden=(8,), output_activation="linear", seed=0, pca=(pca.components_, pca.mean_))
+    initial = [np.array(v) for v in net.autoencoder.trainable_variables]
+    kept = {}
+    config = TrainConfig(epochs=50, batch_size=BATCH, learning_rate=0.5, restore_best=True, patience=2, anneal_epochs=3)
+    train(net.autoencoder, data[:90], x_val=data[90:], config=config,
+          callbacks=(lambda epoch, history, snapshot: kept.setdefault(epoch, snapshot().trainable),))
+    _assert_weights_close(kept[2], initial, rtol=0, atol=0)
+    assert not all(np.array_equal(a, b) for a, b in zip(kept[1], initial))
+
+
 def _linear_net():
     return build_autoencoder(N_FEATURES, 3, hidden=(), activation="linear", output_activation="linear", seed=0)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from aepca._keras import keras
+from aepca.models import shared_program
 from aepca.training import LOSSES
 from aepca.validation import describe_names
 
@@ -53,7 +54,7 @@ def refine_codes(decoder: keras.Model, x: np.ndarray, codes: np.ndarray, *, step
         )
     # One compiled shape: batches of BATCH_SIZE rows, or all rows when fewer.
     size = min(BATCH_SIZE, len(codes))
-    refine_batch = _REFINERS[backend](decoder, LOSSES[loss], int(steps), float(learning_rate), size)
+    refine_batch = _REFINERS[backend](decoder, loss, int(steps), float(learning_rate), size)
     for start in range(0, len(codes), size):
         stop = min(start + size, len(codes))
         codes[start:stop] = refine_batch(x[start:stop], codes[start:stop])
@@ -68,30 +69,36 @@ def _adam_step(code, m, v, grad, t, learning_rate, ops):
     return code - alpha * m / (ops.sqrt(v) + _EPSILON), m, v
 
 
-def _jax_refiner(decoder, per_sample, steps, learning_rate, size):
+def _jax_refiner(decoder, loss, steps, learning_rate, size):
     import jax
     import jax.numpy as jnp
 
-    def losses(weights, code, xb):
-        reconstruction, _ = decoder.stateless_call(*weights, code, training=False)
-        return per_sample(xb, reconstruction)
+    per_sample = LOSSES[loss]
 
-    # Samples are independent, so the gradient of the summed loss is each code's own.
-    grad = jax.grad(lambda code, weights, xb: jnp.sum(losses(weights, code, xb)))
+    def build(live):
+        def losses(weights, code, xb):
+            reconstruction, _ = live.model.stateless_call(*weights, code, training=False)
+            return per_sample(xb, reconstruction)
 
-    # The weights are arguments, not constants baked into the program: the
-    # compiled refinement is then the same for every decoder of this shape.
-    @jax.jit
-    def refine(weights, xb, start):
-        def step(state, t):
-            code, m, v = state
-            return _adam_step(code, m, v, grad(code, weights, xb), t, learning_rate, jnp), None
+        # Samples are independent, so the gradient of the summed loss is each code's own.
+        grad = jax.grad(lambda code, weights, xb: jnp.sum(losses(weights, code, xb)))
 
-        zeros = jnp.zeros_like(start)
-        (code, _, _), _ = jax.lax.scan(step, (start, zeros, zeros), jnp.arange(1, steps + 1, dtype=jnp.float32))
-        better = losses(weights, code, xb) < losses(weights, start, xb)
-        return jnp.where(better[:, None], code, start)
+        @jax.jit
+        def refine(weights, xb, start):
+            def step(state, t):
+                code, m, v = state
+                return _adam_step(code, m, v, grad(code, weights, xb), t, learning_rate, jnp), None
 
+            zeros = jnp.zeros_like(start)
+            (code, _, _), _ = jax.lax.scan(step, (start, zeros, zeros), jnp.arange(1, steps + 1, dtype=jnp.float32))
+            better = losses(weights, code, xb) < losses(weights, start, xb)
+            return jnp.where(better[:, None], code, start)
+
+        return refine
+
+    # The weights are arguments, not constants baked into the program: one compiled refinement
+    # serves every decoder of this structure (each call of compare's, every fold's).
+    refine = shared_program(decoder, ("refine", loss, steps, learning_rate), build).bind(model=decoder)
     weights = ([v.value for v in decoder.trainable_variables], [v.value for v in decoder.non_trainable_variables])
 
     def refine_batch(xb, start):
@@ -104,8 +111,10 @@ def _jax_refiner(decoder, per_sample, steps, learning_rate, size):
     return refine_batch
 
 
-def _tensorflow_refiner(decoder, per_sample, steps, learning_rate, size):
+def _tensorflow_refiner(decoder, loss, steps, learning_rate, size):
     import tensorflow as tf
+
+    per_sample = LOSSES[loss]
 
     def losses(code, xb):
         return per_sample(xb, decoder(code, training=False))
@@ -124,8 +133,10 @@ def _tensorflow_refiner(decoder, per_sample, steps, learning_rate, size):
     return lambda xb, start: refine(tf.constant(xb), tf.constant(start)).numpy()
 
 
-def _torch_refiner(decoder, per_sample, steps, learning_rate, size):
+def _torch_refiner(decoder, loss, steps, learning_rate, size):
     import torch
+
+    per_sample = LOSSES[loss]
 
     def losses(code, xb):
         return per_sample(xb, decoder(code, training=False))

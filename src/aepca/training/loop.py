@@ -96,7 +96,9 @@ class Runner:
         try:
             while epoch < config.epochs:
                 loss = self.run_epoch(epoch, lr_scale * self._anneal_factor(history, epoch), bar.update if bar else _ignore)
-                if not (math.isfinite(loss) and self._weights_finite()):
+                # The epoch's one host copy: checked, kept as the best weights, checkpointed.
+                after = self.host_state()
+                if not (math.isfinite(loss) and all(np.isfinite(v).all() for v in after[0])):
                     retries += 1
                     if retries > config.max_divergence_retries:
                         self.set_state(*state)
@@ -123,10 +125,11 @@ class Runner:
                     history["val_loss"].append(val_loss)
                     history["val_mse"].append(val_mse)
                     if config.restore_best and (best is None or val_loss < best[0]):
-                        best = (val_loss, *self._host_weights())
+                        best = (val_loss, after[0], after[1])
                 history["seconds"].append(time.perf_counter() - started)
                 history["lr_scale"].append(lr_scale)
                 epoch += 1
+                annealing = "annealed_from" in history
                 if self._stops(history, epoch, best):
                     history["stopped_early"] = epoch
                     epoch = config.epochs
@@ -135,7 +138,8 @@ class Runner:
                     epoch = config.epochs
                 if bar:
                     bar.set_postfix(history)
-                state = self.host_state()
+                # Annealing that started now went back to the best weights.
+                state = after if ("annealed_from" in history) == annealing else self.host_state()
                 snapshot = lambda e=epoch, state=state: TrainState(  # noqa: E731
                     *state, e, lr_scale, copy_history(history), best
                 )
@@ -201,9 +205,6 @@ class Runner:
     def _restore_weights(self, trainable, non_trainable):
         _, _, optimizer = self.host_state()
         self.set_state(trainable, non_trainable, optimizer)
-
-    def _weights_finite(self) -> bool:
-        return all(bool(np.all(np.isfinite(self.host(v)))) for v in self.state()[0])
 
 
 def _ignore(_steps: int) -> None:
