@@ -44,8 +44,12 @@ BAD_FEATURES = [
     (np.zeros((0, 3)), {}, r"at least 1 row.*0 rows"),
     (np.zeros((2, 3)), {"min_rows": 5}, r"at least 5 rows.*2 rows.*more samples"),
     (np.zeros((2, 0)), {}, r"at least 1 feature"),
-    (np.array([[1.0, np.nan, 2.0], [np.inf, 0.0, np.nan]]), {}, r"3 NaN or infinite values in columns 0, 1, 2"),
-    (pd.DataFrame({"h": [1.0, np.nan]}), {}, r"1 NaN or infinite value in columns 'h'.*impute"),
+    (np.array([[1.0, np.nan, 2.0], [np.inf, 0.0, np.nan]]), {},
+     r"2 NaN \(missing\) values in columns 1, 2; 1 infinite value in columns 0\. Before fitting, impute the missing "
+     r"values.*and replace the infinite values"),
+    (pd.DataFrame({"h": [1.0, np.nan]}), {}, r"1 NaN \(missing\) value in columns 'h'\. Before fitting, impute.*rows\.$"),
+    (np.array([[1.0, -np.inf]]), {}, r"1 infinite value in columns 1\. Before fitting, replace the infinite values.*"
+                                     r"imputing fills missing values only\.$"),
     (np.array([[1.0, 1e30]]), {}, r"magnitude at most 1e\+15.*up to 1e\+30 in columns 1.*Rescale.*divide"),
     (np.array([[np.finfo(np.float64).max]]), {}, r"magnitude at most"),
     (np.array([[2**62]], dtype=np.int64), {}, r"magnitude at most"),

@@ -123,14 +123,19 @@ def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
     col_min = array.min(axis=0).astype(np.float64)
     col_max = array.max(axis=0).astype(np.float64)
     if array.dtype.kind == "f" and not (np.isfinite(col_min).all() and np.isfinite(col_max).all()):
-        bad = ~np.isfinite(array)
-        cols = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
-        raise invalid_value(
-            name,
-            "finite values",
-            f"{plural(int(bad.sum()), 'NaN or infinite value')} in columns {describe_names(cols)}",
-            "Impute or drop the missing values (e.g. --impute mean) before fitting.",
-        )
+        found, fixes = [], []
+        # A missing value can be imputed; an infinite one is a value, which imputing leaves as it is.
+        for bad, kind, fix in (
+            (np.isnan(array), "NaN (missing) value", "impute the missing values (impute='mean', --impute mean) or "
+                                                      "drop their rows"),
+            (np.isinf(array), "infinite value", "replace the infinite values (e.g. by a large finite value) or drop "
+                                                "their rows; imputing fills missing values only"),
+        ):
+            if bad.any():
+                cols = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
+                found.append(f"{plural(int(bad.sum()), kind)} in columns {describe_names(cols)}")
+                fixes.append(fix)
+        raise invalid_value(name, "finite values", "; ".join(found), f"Before fitting, {' and '.join(fixes)}.")
     col_abs_max = np.maximum(np.abs(col_max), np.abs(col_min))
     huge = col_abs_max > MAX_ABS_VALUE
     if huge.any():
