@@ -178,6 +178,12 @@ def test_impute_mean_and_drop_constant(tmp_path):
     np.testing.assert_array_equal(table.features, [[1, 5], [2, 6], [3, 5.5]])
 
 
+def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b\nTrue,False\nFalse,True\nTrue,True\n")
+    table = read_table(path, impute="mean")
+    np.testing.assert_array_equal(table.features, [[1, 0], [0, 1], [1, 1]])
+
+
 # --- bad files --------------------------------------------------------------------------------------
 
 BAD_FILES = [

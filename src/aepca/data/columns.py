@@ -28,7 +28,9 @@ MIN_ORDER_ROWS = 10
 
 def _column_means(features: pd.DataFrame) -> pd.Series:
     """Column means skipping NaN, taken over values divided by the column's largest finite magnitude, so
-    that values near float64's largest average to a finite mean (then refused for their size, not as missing)."""
+    that values near float64's largest average to a finite mean (then refused for their size, not as missing).
+    Booleans count as 0 and 1."""
+    features = features.astype(np.float64)
     scale = features.abs().where(np.isfinite(features)).max()
     scale = scale.where(scale > 0, 1.0)
     return features.div(scale).mean() * scale
