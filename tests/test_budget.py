@@ -23,13 +23,15 @@ def _measured(step, compile_seconds=0.0):
     return lambda hidden, **_: budget.StepTime(step, compile_seconds)
 
 
-def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0, n_train=None, compile_seconds=0.0, fits=lambda hidden: True):
+def _plan(seconds, given=None, n_rows=ROWS, elapsed=5.0, n_train=None, compile_seconds=0.0, fits=lambda hidden: True,
+          encoded_rows=0):
     given = given or {}
     # As the estimator resolves them: the recipe's settings, explicit arguments winning.
     settings = get_recipe("fast").settings(n_rows, 784, 2, **given)
     return budget.plan(settings, given, n_rows=n_rows, n_train=n_train or n_rows, budget=seconds,
                        elapsed=lambda: elapsed,
-                       step_seconds=lambda hidden: budget.StepTime(STEP_SECONDS[hidden], compile_seconds), fits=fits)
+                       step_seconds=lambda hidden: budget.StepTime(STEP_SECONDS[hidden], compile_seconds), fits=fits,
+                       encoded_rows=encoded_rows)
 
 
 def test_a_budget_buys_the_largest_network_that_gets_its_epochs():
@@ -93,6 +95,26 @@ def test_a_budget_that_holds_less_than_an_epoch_trains_one_and_says_so():
     # 20 s less 5 spent and 10 after training leave 5 s: 0.9 * 5 / (0.016 * 446) = 0.6 of the deep network's epochs.
     settings, record = _plan(20, given={"hidden": (1000, 500, 250)})
     assert settings["epochs"] == 1 and "1 epoch, the least a run trains" in record["chose"]
+
+
+def test_time_to_encode_millions_of_rows_after_training_is_kept_from_training():
+    # MNIST's 78,000 encoded rows (2/3 x 16 ms / 128 rows each: 6.5 s, with the 10 s floor) fit in the 8% kept.
+    assert _plan(600, encoded_rows=78_000) == _plan(600)
+    # 5,000,000 rows take 417 s with the deep network, more than 5 minutes leave, 130 s with the classic one.
+    settings, record = _plan(300, encoded_rows=5_000_000)
+    after = 10 + 2 / 3 * 0.005 / 128 * 5_000_000
+    assert settings["hidden"] == (512, 128) and record["reserved_after_training_s"] == pytest.approx(after, abs=0.01)
+    assert settings["epochs"] == int(0.9 * (300 - 5 - after) / (0.005 * 446))
+    # Where they leave no time to train, the budget is refused rather than overrun.
+    with pytest.raises(budget.BudgetTooSmall, match=f"more than the {5 + after:.0f} s this run needs besides training"):
+        _plan(120, encoded_rows=5_000_000, given={"hidden": (512, 128)})
+
+
+def test_rows_encoded_after_fitting_must_be_a_count():
+    from aepca import Autoencoder
+
+    with pytest.raises(ValueError, match=r"encoded_rows, expected an integer >= 0\. Received: encoded_rows=-1"):
+        Autoencoder(2, time_budget=60).fit(np.zeros((10, 3), np.float32), encoded_rows=-1)
 
 
 def test_explicit_arguments_win_over_the_plan():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -45,6 +46,10 @@ PATIENCE_EPOCHS = 10
 ANNEAL_EPOCHS = 20
 # What follows training (scoring, figures, the report), as a share of the budget, at least FLOOR_SECONDS.
 AFTER_TRAINING_SHARE, FLOOR_SECONDS = 0.08, 10.0
+# A pass over rows encoded after training (scores, neighbours, figures) costs about this share of a
+# training step's time a row: 12.7 against 19 us on 5,000,000 x 3 rows (docs/recipes.md). Millions of
+# such rows outgrow the share above: the time kept after training is then at least their pass's.
+PASS_SHARE = 2 / 3
 # The share of the measured speed planned on: validation passes, and steps slower than the probe's.
 SAFETY = 0.9
 # Small data whose folds the budget cannot hold is judged on a validation split when the split holds at
@@ -96,20 +101,27 @@ class BudgetTooSmall(ValueError):
 
 
 def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: float, elapsed, step_seconds,
-         fits) -> tuple[dict, dict]:
+         fits, encoded_rows: int = 0) -> tuple[dict, dict]:
     """The settings a run of ``budget`` seconds gets, and the record of why.
 
     ``n_rows`` are the training rows, ``n_train`` those the network trains on (less its validation rows);
     ``settings`` the recipe's for this data; ``given`` the estimator's explicit arguments, which win over
     the plan. ``elapsed()`` is the run's time so far, ``step_seconds(hidden)`` measures a :class:`StepTime`
     (its time counts as spent) and ``fits(hidden)`` says whether a network's training fits in memory.
+    ``encoded_rows`` rows are encoded after training, within the budget.
     """
     after = reserved_after_training(budget)
     record = {"budget_s": budget, "reserved_after_training_s": round(after, 2)}
     _check_time_left(budget, elapsed(), after)
     if n_rows >= LARGE_ROWS:
-        sized, chosen = sized_to_time(settings, given, n_train, lambda: budget - elapsed() - after, step_seconds, fits)
+        def after_training(step: float) -> float:  # with a network of this step time
+            return reserved_after_training(budget, PASS_SHARE * step / settings["batch_size"] * encoded_rows)
+
+        sized, chosen = sized_to_time(settings, given, n_train, lambda: budget - elapsed(), step_seconds, fits,
+                                      after_training)
+        after = chosen.pop("after_training_s")
         _check_time_left(budget, elapsed(), after)
+        record["reserved_after_training_s"] = round(after, 2)
         return sized, {**record, "spent_before_training_s": round(elapsed(), 2), **chosen}
     record["chose"] = (f"fast's network {list(settings['hidden'])} and its early stopping, which ends training "
                        f"before the budget on data of {n_rows} rows; the deadline stops it otherwise")
@@ -146,11 +158,14 @@ def _check_time_left(budget: float, spent: float, after: float) -> None:
         raise BudgetTooSmall(budget, spent + after)
 
 
-def sized_to_time(settings: dict, given: dict, n_train: int, available, step_seconds, fits) -> tuple[dict, dict]:
+def sized_to_time(settings: dict, given: dict, n_train: int, available, step_seconds, fits,
+                  after_training=lambda step: 0.0) -> tuple[dict, dict]:
     """The large-data rule: the first candidate network whose training ``fits`` in memory (or the given
-    one) that gets ``MIN_EPOCHS`` epochs of ``n_train`` rows in ``SAFETY`` of ``available()`` seconds, with
-    epochs filling them, and the record of why (its measured step times and what it chose). Where no
-    candidate fits (very wide data), the recipe's network, whose memory was checked."""
+    one) that gets ``MIN_EPOCHS`` epochs of ``n_train`` rows in ``SAFETY`` of ``available()`` seconds, less
+    ``after_training(step)`` for a network of that step time, with epochs filling them, and the record of
+    why (its measured step times, what it chose, and the seconds kept after training,
+    ``after_training_s``). Where no candidate fits (very wide data), the recipe's network, whose memory
+    was checked."""
     steps_per_epoch = math.ceil(n_train / settings["batch_size"])
     measured = {}
     if given.get("hidden") is not None:
@@ -160,7 +175,8 @@ def sized_to_time(settings: dict, given: dict, n_train: int, available, step_sec
         candidates = [hidden for hidden in CANDIDATES if hidden not in too_large] or [tuple(settings["hidden"])]
     for hidden in candidates:
         seconds = measured[hidden] = step_seconds(hidden).step
-        left = available()
+        after = after_training(seconds)
+        left = available() - after
         epochs = int(SAFETY * left / (seconds * steps_per_epoch))
         if epochs >= MIN_EPOCHS:
             break
@@ -171,7 +187,7 @@ def sized_to_time(settings: dict, given: dict, n_train: int, available, step_sec
              "anneal_epochs": ANNEAL_EPOCHS, "learning_rate": LEARNING_RATES.get(hidden, settings["learning_rate"])}
     chosen = {key: value for key, value in sized.items() if given.get(key) is None}
     return {**settings, **chosen}, {
-        "step_s": {str(list(h)): round(s, 6) for h, s in measured.items()},
+        "step_s": {str(list(h)): round(s, 6) for h, s in measured.items()}, "after_training_s": after,
         "chose": f"network {list(hidden)} at a peak learning rate of {sized['learning_rate']:g}: {fill}"
                  + (f"; left out, their training not fitting in memory: {list(map(list, too_large))}" if too_large else "")}
 
@@ -189,8 +205,9 @@ def trains_to_deadline(settings: dict, given: dict, n_rows: int) -> bool:
     return n_rows >= LARGE_ROWS or larger_follows(settings, given, n_rows)
 
 
-def reserved_after_training(budget: float) -> float:
-    return max(FLOOR_SECONDS, AFTER_TRAINING_SHARE * budget)
+def reserved_after_training(budget: float, encoding: float = 0.0) -> float:
+    """The seconds of a ``budget`` kept for what follows training, where encoding rows takes ``encoding``."""
+    return max(FLOOR_SECONDS, AFTER_TRAINING_SHARE * budget, FLOOR_SECONDS + encoding)
 
 
 def planned(checkpoint_dir, make_plan, name: str = PLAN_FILE) -> tuple[dict, dict]:
@@ -264,6 +281,15 @@ def plan_refinement(estimator, sample: np.ndarray, n_rows: int, seconds: float) 
             "seconds": round(seconds, 1)}
 
 
-def deadline_after(budget: float, started: float) -> float:
-    """The ``time.monotonic()`` by which training must end: the budget less what follows training."""
-    return started + budget - reserved_after_training(budget)
+def check_encoded_rows(encoded_rows) -> int:
+    """``encoded_rows`` (rows a caller encodes after fitting, within the budget), checked."""
+    if isinstance(encoded_rows, bool) or not isinstance(encoded_rows, numbers.Integral) or encoded_rows < 0:
+        raise invalid_value("encoded_rows", "an integer >= 0", f"encoded_rows={encoded_rows!r}",
+                            "Pass how many rows you encode once fitted, or 0.")
+    return int(encoded_rows)
+
+
+def deadline_after(record: dict, started: float) -> float:
+    """The ``time.monotonic()`` by which training must end: the budget less what the plan's ``record``
+    keeps for what follows training."""
+    return started + record["budget_s"] - record["reserved_after_training_s"]

@@ -18,6 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from aepca.budget import check_encoded_rows
 from aepca.data.columns import ColumnSpec
 from aepca.data.sources import RowSource, open_source
 from aepca.fitting import NOT_TRAINING, Fit, json_settings, resolve_settings
@@ -251,17 +252,17 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.time_budget = time_budget
 
     # Fitting -----------------------------------------------------------------
-    def fit(self, X, y=None, *, X_val=None, columns=None, image_shape=None):
+    def fit(self, X, y=None, *, X_val=None, columns=None, image_shape=None, encoded_rows=0):
         """Fit on ``X``; ``X_val`` (optional, the same forms) is monitored each epoch.
 
         ``X`` is an array, a DataFrame or Arrow table, a :class:`aepca.data.sources.RowSource`,
         or a ``.npy``/``.npz``/``.parquet``/``.csv`` file, folder or glob (:func:`aepca.open_source`):
         every form is read a block at a time, and the same rows and seed give the same model.
         ``columns`` (a :class:`aepca.data.columns.ColumnSpec`) says how a table's columns became
-        ``X``'s, for new tables; ``image_shape`` is kept for showing rows. A failed or
-        interrupted fit leaves the estimator as it was.
+        ``X``'s, for new tables; ``image_shape`` is kept for showing rows; a ``time_budget`` leaves time
+        to encode ``encoded_rows`` rows once fitted. A failed or interrupted fit changes nothing.
         """
-        started = time.monotonic()
+        started, encoded_rows = time.monotonic(), check_encoded_rows(encoded_rows)
         self._validate_params()
         source, names = training_rows(X, self)
         if columns is not None and len(columns.feature_names) != source.n_features:
@@ -284,7 +285,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             select_by=self.select_by,
         )
         if self.time_budget is not None:
-            fit.plan_budget(float(self.time_budget), given, started, self.recipe)
+            fit.plan_budget(float(self.time_budget), given, started, self.recipe, encoded_rows)
         trained = fit.start()
         # All at once, so that an exception or Ctrl-C above leaves a fitted estimator as it was.
         fitted = {

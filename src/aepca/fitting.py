@@ -113,17 +113,19 @@ class Fit:
                    pca=pca, run={"params": params, "settings": json_settings(settings), "seed": seed}, start_name=start,
                    statistics_seconds=seconds, **options)
 
-    def plan_budget(self, seconds: float, given: dict, started: float, recipe=None) -> None:
+    def plan_budget(self, seconds: float, given: dict, started: float, recipe=None, encoded_rows: int = 0) -> None:
         """Size the network and epochs to a time budget of ``seconds`` counted from ``started``
         (``time.monotonic()``; see :mod:`aepca.budget`) and set the deadline; ``given`` are the
         settings the user set, which the plan keeps. ``recipe``'s settings for large data are those
-        of the larger network that may follow fast's on smaller data (``larger_network``)."""
+        of the larger network that may follow fast's on smaller data (``larger_network``);
+        ``encoded_rows`` rows are encoded after the fit, within the budget."""
 
         def make_plan():
             # Every process plans on the same numbers (their mean), so all choose the same settings.
             return budget.plan(self.settings, given, n_rows=self.rows.n_rows, n_train=self.train.n_rows, budget=seconds,
                                elapsed=lambda: distributed.mean_of(time.monotonic() - started),
-                               step_seconds=self._step_seconds(self.settings), fits=self._fits)
+                               step_seconds=self._step_seconds(self.settings), fits=self._fits,
+                               encoded_rows=encoded_rows)
 
         large = None
         if recipe is not None and budget.larger_follows(self.settings, given, self.rows.n_rows):
@@ -134,7 +136,7 @@ class Fit:
                 self.larger = ({**large, "validation_fraction": self.settings["validation_fraction"]}, given)
             else:  # wide data
                 self.budget["larger"] = {"why": f"the larger network {list(large['hidden'])} does not fit in memory to train"}
-        self.deadline = budget.deadline_after(seconds, started)
+        self.deadline = budget.deadline_after(self.budget, started)
         self.run["settings"] = json_settings(self.settings)
         if self.start_name == "folds" and self.settings["folds"] < 2:
             # The budget holds no folds: a random start judged on a validation split, as fast's from FOLD_ROWS rows.
@@ -170,6 +172,7 @@ class Fit:
         settings, record = budget.planned(
             self.checkpoint_dir, lambda: budget.sized_to_time(large, given, self.train.n_rows, left, self._step_seconds(large), self._fits),
             budget.LARGER_PLAN_FILE)
+        record.pop("after_training_s", None)  # kept by the deadline it trains to
         if settings["epochs"] < budget.MIN_EPOCHS:
             self.budget["larger"] = {**record, "why": f"no candidate gets {budget.MIN_EPOCHS} epochs in the time left"}
             return first

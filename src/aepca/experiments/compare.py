@@ -200,19 +200,20 @@ def compare(
         spent = time.monotonic() - called
         given["time_budget"] = max(whole_budget - spent, 1e-3) * (1 - share)
     estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
+    # Rows encoded below: every training and test row, the neighbour queries, the test rows the
+    # figures show and the training rows the diagnoses reconstruct.
+    encoded = (train.n_rows + test.n_rows + min(test.n_rows, neighbour_queries) * bool(neighbours)
+               + len(shown.x_test) + min(len(shown.x_train), DIAGNOSED_ROWS))
     started = time.perf_counter()
     try:
-        estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape)
+        estimator.fit(train, X_val=test if recipe.monitor_test else None, columns=shown.columns, image_shape=shown.image_shape,
+                      encoded_rows=encoded)
     except BudgetTooSmall as error:  # said of the budget the caller gave, not of the fit's part of it
         raise error.of_budget(whole_budget, spent, share) from None
     ae_seconds = time.perf_counter() - started
     if refining and _pca_itself(estimator):
         estimator.history_["budget"]["refine"] = {"refine_steps": 0, "why": "PCA's codes are the best for its decoder"}
     elif refining:
-        # Rows encoded below: every training and test row, the neighbour queries, the test rows the
-        # figures show and the training rows the diagnoses reconstruct.
-        encoded = (train.n_rows + test.n_rows + min(test.n_rows, neighbour_queries) * bool(neighbours)
-                   + len(shown.x_test) + min(len(shown.x_train), DIAGNOSED_ROWS))
         sample = test.read(0)[:PROBE_REFINE_ROWS]
         estimator.history_["budget"]["refine"] = plan_refinement(
             estimator, sample, encoded,
