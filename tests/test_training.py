@@ -163,14 +163,20 @@ def test_restore_best_keeps_the_initial_weights_when_training_only_hurts():
     _assert_weights_close(net.autoencoder.get_weights(), initial, rtol=0, atol=0)
 
 
-def test_running_out_of_patience_anneals_from_the_best_weights(monkeypatch):
-    # Exactly rank-3 data from a PCA start (as above): every epoch hurts, so patience runs out at once.
+def _rank_3_from_pca():
+    """Exactly rank-3 data and a network started at its PCA, with its initial weights: every epoch hurts,
+    so patience runs out at once."""
     rng = np.random.default_rng(0)
     basis, _ = np.linalg.qr(rng.standard_normal((N_FEATURES, 3)))
     data = (rng.standard_normal((120, 3)) @ basis.T).astype(np.float32)
     pca = PCA(n_components=3).fit(data[:90])
     net = build_autoencoder(N_FEATURES, 3, hidden=(8,), output_activation="linear", seed=0, pca=(pca.components_, pca.mean_))
     initial = [np.array(v) for v in net.autoencoder.trainable_variables]
+    return data, net, initial
+
+
+def test_running_out_of_patience_anneals_from_the_best_weights(monkeypatch):
+    data, net, initial = _rank_3_from_pca()
     started_from, rates = [], []
     run_epoch = JaxRunner.run_epoch
 
@@ -191,12 +197,7 @@ def test_running_out_of_patience_anneals_from_the_best_weights(monkeypatch):
 def test_the_state_kept_when_annealing_starts_is_the_best_weights():
     """What a checkpoint holds (and a diverging next epoch restarts from) as annealing starts:
     the best weights it went back to, not the last epoch's."""
-    rng = np.random.default_rng(0)
-    basis, _ = np.linalg.qr(rng.standard_normal((N_FEATURES, 3)))
-    data = (rng.standard_normal((120, 3)) @ basis.T).astype(np.float32)
-    pca = PCA(n_components=3).fit(data[:90])
-    net = build_autoencoder(N_FEATURES, 3, hidden=(8,), output_activation="linear", seed=0, pca=(pca.components_, pca.mean_))
-    initial = [np.array(v) for v in net.autoencoder.trainable_variables]
+    data, net, initial = _rank_3_from_pca()
     kept = {}
     config = TrainConfig(epochs=50, batch_size=BATCH, learning_rate=0.5, restore_best=True, patience=2, anneal_epochs=3)
     train(net.autoencoder, data[:90], x_val=data[90:], config=config,
