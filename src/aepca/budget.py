@@ -289,7 +289,7 @@ def check_encoded_rows(encoded_rows) -> int:
     return int(encoded_rows)
 
 
-def deadline_after(record: dict, started: float) -> float:
+def deadline_after(budget: float, started: float, record: dict) -> float:
     """The ``time.monotonic()`` by which training must end: the budget less what the plan's ``record``
     keeps for what follows training."""
-    return started + record["budget_s"] - record["reserved_after_training_s"]
+    return started + budget - record["reserved_after_training_s"]

@@ -136,7 +136,7 @@ class Fit:
                 self.larger = ({**large, "validation_fraction": self.settings["validation_fraction"]}, given)
             else:  # wide data
                 self.budget["larger"] = {"why": f"the larger network {list(large['hidden'])} does not fit in memory to train"}
-        self.deadline = budget.deadline_after(self.budget, started)
+        self.deadline = budget.deadline_after(seconds, started, self.budget)
         self.run["settings"] = json_settings(self.settings)
         if self.start_name == "folds" and self.settings["folds"] < 2:
             # The budget holds no folds: a random start judged on a validation split, as fast's from FOLD_ROWS rows.
@@ -172,7 +172,7 @@ class Fit:
         settings, record = budget.planned(
             self.checkpoint_dir, lambda: budget.sized_to_time(large, given, self.train.n_rows, left, self._step_seconds(large), self._fits),
             budget.LARGER_PLAN_FILE)
-        record.pop("after_training_s", None)  # kept by the deadline it trains to
+        record.pop("after_training_s", None)  # it trains to the deadline planned with the first network
         if settings["epochs"] < budget.MIN_EPOCHS:
             self.budget["larger"] = {**record, "why": f"no candidate gets {budget.MIN_EPOCHS} epochs in the time left"}
             return first
