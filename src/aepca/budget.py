@@ -207,7 +207,7 @@ def trains_to_deadline(settings: dict, given: dict, n_rows: int) -> bool:
 
 def reserved_after_training(budget: float, encoding: float = 0.0) -> float:
     """The seconds of a ``budget`` kept for what follows training, where encoding rows takes ``encoding``."""
-    return max(FLOOR_SECONDS, AFTER_TRAINING_SHARE * budget, FLOOR_SECONDS + encoding)
+    return max(AFTER_TRAINING_SHARE * budget, FLOOR_SECONDS + encoding)
 
 
 def planned(checkpoint_dir, make_plan, name: str = PLAN_FILE) -> tuple[dict, dict]:

@@ -81,18 +81,19 @@ class Runner:
             history = copy_history(resume.history)
             lr_scale, start_epoch, best = resume.lr_scale, resume.epoch, resume.best
             history["resumed_at"] = start_epoch
-        elif config.restore_best and self.x_val is not None:
+        # One host copy of the state per epoch: where a diverging next epoch restarts, the checkpoint's,
+        # and the best weights when they are.
+        state = self.host_state()
+        if resume is None and config.restore_best and self.x_val is not None:
             # The starting point competes too: a PCA-initialised model can
             # then never end worse on validation than PCA.
             val_loss, _ = self.evaluate(self.x_val)
-            best = (val_loss, *self._host_weights())
+            best = (val_loss, state[0], state[1])
             history["start_val_loss"] = val_loss
 
         bar = _EpochBar(config.epochs, start_epoch, self.per_epoch) if progress else None
         started = time.perf_counter() - (history["seconds"][-1] if history["seconds"] else 0.0)
         epoch, retries = start_epoch, 0
-        # One host copy of the state per epoch: where a diverging next epoch restarts, and the checkpoint's.
-        state = self.host_state()
         try:
             while epoch < config.epochs:
                 loss = self.run_epoch(epoch, lr_scale * self._anneal_factor(history, epoch), bar.update if bar else _ignore)
@@ -197,10 +198,6 @@ class Runner:
         seconds = history["seconds"]
         last = 0.0 if first else seconds[-1] - seconds[-2]
         return bool(distributed.all_sum([float(time.monotonic() + last > self.config.deadline)])[0] > 0)
-
-    def _host_weights(self):
-        trainable, non_trainable, _ = self.state()
-        return [self.host(v) for v in trainable], [self.host(v) for v in non_trainable]
 
     def _restore_weights(self, trainable, non_trainable):
         _, _, optimizer = self.host_state()
