@@ -129,7 +129,7 @@ def names(text: str) -> list[str]:
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", type=nonempty_path,
-                        help="your data: a .csv, .tsv, .npy, .npz or .parquet file, a folder or glob of them, "
+                        help="your data: a .csv, .tsv, .npy, .npz, .parquet or .arrow/.feather file, a folder or glob of them, "
                              "or images (default: --dataset)")
     parser.add_argument("--dataset", default=None,
                         help="a bundled data set when no PATH is given: mnist (default), scikit-learn's digits, wine, "
@@ -217,7 +217,7 @@ def add_neighbour_arguments(parser: argparse.ArgumentParser) -> None:
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data bigger than memory, more than one process or machine")
     group.add_argument("--stream", action="store_true",
-                       help="read PATH (.npy, .parquet or CSV) a block at a time instead of into memory "
+                       help="read PATH (.npy, .parquet, .arrow or CSV) a block at a time instead of into memory "
                             "(always so for a folder or a glob pattern such as 'parts/*.parquet')")
     group.add_argument("--lanes", type=positive_int, default=None, metavar="N",
                        help="read streams making up each batch; the batches depend on it, not on the processes "
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         apply = commands.add_parser(name, help=what)
         apply.add_argument("model", type=nonempty_path, help="a model folder (Autoencoder.save's, or the --out folder of aepca compare, whose model/ is read)")
-        apply.add_argument("data", type=nonempty_path, help="rows to apply it to: .csv/.tsv, .parquet, .npy or .npz with the training "
+        apply.add_argument("data", type=nonempty_path, help="rows to apply it to: .csv/.tsv, .parquet, .arrow/.feather, .npy or .npz with the training "
                                                     "columns, a folder or glob of such files, or images (a row each)")
         apply.add_argument("--out", type=nonempty_path, required=True, help="output file: .parquet, .npy (ids beside it), .csv or .tsv")
         apply.add_argument("--block-rows", type=positive_int, default=None, metavar="N",

@@ -256,7 +256,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Fit on ``X``; ``X_val`` (optional, the same forms) is monitored each epoch.
 
         ``X`` is an array, a DataFrame or Arrow table, a :class:`aepca.data.sources.RowSource`,
-        or a ``.npy``/``.npz``/``.parquet``/``.csv`` file, folder or glob (:func:`aepca.open_source`):
+        or a ``.npy``/``.npz``/``.parquet``/``.arrow``/``.csv`` file, folder or glob (:func:`aepca.open_source`):
         every form is read a block at a time, and the same rows and seed give the same model.
         ``columns`` (a :class:`aepca.data.columns.ColumnSpec`) says how a table's columns became
         ``X``'s, for new tables; ``image_shape`` is kept for showing rows; a ``time_budget`` leaves time

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,12 +27,20 @@ def write(path: Path, content) -> Path:
     elif isinstance(content, str):
         path.write_text(content)
     elif isinstance(content, pd.DataFrame):
-        content.to_csv(path, index=False) if path.suffix == ".csv" else content.to_parquet(path)
+        {".csv": lambda: content.to_csv(path, index=False), ".feather": lambda: content.to_feather(path),
+         ".arrow": lambda: _arrow_stream(path, pa.Table.from_pandas(content, preserve_index=False))}.get(
+            path.suffix, lambda: content.to_parquet(path))()
     elif isinstance(content, dict):
         np.savez(path, **content)
     else:
         np.save(path, content)
     return path
+
+
+def _arrow_stream(path: Path, table, batch_rows=2) -> None:
+    """``table`` as an Arrow IPC stream of ``batch_rows``-row record batches (as Hugging Face datasets save)."""
+    with pa.OSFile(str(path), "wb") as file, pa.ipc.new_stream(file, table.schema) as stream:
+        stream.write_table(table, max_chunksize=batch_rows)
 
 
 def npy_bytes(array) -> bytes:
@@ -63,12 +72,13 @@ def test_spaces_after_the_commas_are_not_part_of_names_or_values(tmp_path):
     np.testing.assert_array_equal(table.features, [[1.5, 2], [3, 4], [5, 6]])
 
 
-def test_parquet_matches_csv(tmp_path):
-    frame = FRAME.drop(columns="label")
-    parquet = read_table(write(tmp_path / "d.parquet", frame))
-    csv = read_table(write(tmp_path / "d.csv", frame))
-    np.testing.assert_array_equal(parquet.features, csv.features)
-    assert parquet.feature_names == csv.feature_names == ("a", "b")
+@pytest.mark.parametrize("name", ["d.parquet", "d.feather", "d.arrow"])
+def test_parquet_and_arrow_files_match_csv(tmp_path, name):
+    table = read_table(write(tmp_path / name, FRAME), label_column="label")
+    csv = read_table(write(tmp_path / "d.csv", FRAME), label_column="label")
+    np.testing.assert_array_equal(table.features, csv.features)
+    assert table.feature_names == csv.feature_names == ("a", "b")
+    assert list(table.labels) == list(csv.labels)
 
 
 @pytest.mark.parametrize("x_name, y_name", [("x", "y"), ("X", "y"), ("X", "Y"), ("features", None)])
@@ -188,7 +198,7 @@ def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
 
 BAD_FILES = [
     ("d.txt", "a,b\n1,2\n", {}, ValueError,
-     r"expected one of \['\.csv', '\.npy', '\.npz', '\.parquet', '\.tsv'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
+     r"expected one of \['\.arrow', '\.csv', '\.feather', '\.ipc', '\.npy', '\.npz', '\.parquet', '\.tsv'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
     ("d.csv.gz", b"\x1f\x8b\x08\x00", {}, ValueError,
      r"Received: 'd\.csv\.gz'\. Files are read .* decompress first \(gunzip -k d\.csv\.gz\) or save as Parquet"),
     ("d.csv", b"", {}, ValueError, r"d\.csv is empty \(0 bytes\)"),
@@ -243,6 +253,10 @@ BAD_FILES = [
     ("d.parquet", "a,b\n1,2\n", {}, ValueError, r"not a Parquet file.*wrong extension"),
     ("d.parquet", b"PAR1 truncated", {}, ValueError, r"not a Parquet file.*truncated"),
     ("d.parquet", b"PAR1" + b"\x00" * 20 + b"PAR1", {}, ValueError, r"not a readable Parquet file"),
+    ("d.arrow", "a,b\n1,2\n", {}, ValueError, r"not a readable Arrow file.*truncated or corrupt"),
+    ("d.feather", b"FEA1" + b"\x00" * 20 + b"FEA1", {}, ValueError, r"Feather version 1 file.*Re-save it as version 2"),
+    ("d.arrow", pd.DataFrame({"a": [1.0, 2.0, 3.0], "c": pd.Categorical(["x", "y", "x"])}), {}, ValueError,
+     r"Arrow stream with dictionary-encoded columns.*Arrow file format"),
 ]
 
 
@@ -272,8 +286,9 @@ def test_unreadable_file(tmp_path, monkeypatch):
         read_table(path)
 
 
-def test_parquet_without_pyarrow(tmp_path, monkeypatch):
-    path = write(tmp_path / "d.parquet", FRAME)
+@pytest.mark.parametrize("name", ["d.parquet", "d.feather"])
+def test_parquet_and_arrow_without_pyarrow(tmp_path, monkeypatch, name):
+    path = write(tmp_path / name, FRAME)
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(ImportError, match=r"pip install 'aepca\[parquet\]'"):

@@ -18,7 +18,8 @@ DIM = 6
 PART_ROWS = (20, 13, 9)
 ROW_GROUP = 7
 # Table forms of TABLE: how each is written, and what open_source is given.
-TABLE_FORMS = ["DataFrame", "Arrow", "csv", "tsv", "parquet", "npy", "npz", "csv folder", "parquet folder"]
+TABLE_FORMS = ["DataFrame", "Arrow", "csv", "tsv", "parquet", "feather", "arrow", "npy", "npz", "csv folder",
+               "parquet folder", "arrow folder"]
 
 
 def list_column(values: np.ndarray, fixed: bool):
@@ -87,6 +88,12 @@ def as_form(frame: pd.DataFrame, form: str, folder):
         frame.to_csv(path, index=False, sep="," if form == "csv" else "\t")
     elif form == "parquet":
         frame.to_parquet(path, index=False, row_group_size=ROW_GROUP)
+    elif form == "feather":
+        frame.reset_index(drop=True).to_feather(path, chunksize=ROW_GROUP)
+    elif form == "arrow":  # the stream format, as Hugging Face datasets save
+        arrow = pa.Table.from_pandas(frame, preserve_index=False)
+        with pa.OSFile(str(path), "wb") as file, pa.ipc.new_stream(file, arrow.schema) as stream:
+            stream.write_table(arrow, max_chunksize=ROW_GROUP)
     elif form == "npy":
         np.save(path, frame.to_records(index=False))
     else:
@@ -125,6 +132,25 @@ def test_parquet_folder_of_list_columns_gives_the_rows_read_table_gives(tmp_path
     # Blocks of 7 consecutive rows, whatever the files' row groups.
     assert source.block_sizes.tolist() == [7] * 6 == [len(block) for block in source.iter_blocks()]
     assert (source.name, source.n_rows, source.n_features, source.image_shape) == ("parts", 42, DIM, None)
+
+
+def test_a_hugging_face_dataset_folder_reads_as_its_arrow_files_rows(tmp_path):
+    """``datasets.Dataset.save_to_disk``'s layout: Arrow streams of 1,000-row batches beside JSON files."""
+    folder, rng = tmp_path / "embedded", np.random.default_rng(4)
+    folder.mkdir()
+    emb = rng.standard_normal((2500, DIM)).astype(np.float32)
+    for k, rows in enumerate(np.array_split(np.arange(2500), 2)):
+        shard = pa.table({"text": [f"doc {i}" for i in rows], "embedding": list_column(emb[rows], fixed=False),
+                          "label": rows % 4})
+        with pa.OSFile(str(folder / f"data-{k:05d}-of-00002.arrow"), "wb") as file, \
+                pa.ipc.new_stream(file, shard.schema) as stream:
+            stream.write_table(shard, max_chunksize=1000)
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "state.json").write_text("{}")
+    source = open_source(folder, columns=["embedding"], label_column="label", block_rows=600)
+    np.testing.assert_array_equal(source.to_array(), emb)
+    np.testing.assert_array_equal(all_of(source, "labels"), np.arange(2500) % 4)
+    assert source.feature_names == tuple(f"embedding[{j}]" for j in range(DIM))
 
 
 def test_a_glob_pattern_reads_what_its_folder_reads(tmp_path):
@@ -502,7 +528,7 @@ def test_a_missing_path_names_it(tmp_path):
 
 def test_an_empty_folder_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"No \.parquet, \.npy, \.csv or image file in the folder .*empty"):
+    with pytest.raises(ValueError, match=r"No \.parquet, \.arrow, \.npy, \.csv or image file in the folder .*empty"):
         open_source(tmp_path / "empty")
 
 

@@ -1,9 +1,9 @@
-"""One reader per data format: CSV / TSV, NumPy ``.npy`` / ``.npz``, Parquet, image files, and arrays and
-tables in memory.
+"""One reader per data format: CSV / TSV, NumPy ``.npy`` / ``.npz``, Parquet, Arrow IPC (Feather), image
+files, and arrays and tables in memory.
 
 A file, or an array, DataFrame or Arrow table in memory, opens as a part: its source columns in order
-(list columns unexpanded) and its rows in native blocks -- a Parquet row group, a block of CSV lines
-found by byte offset in one pass over the file, a run of image files (a row each), a slice of an array
+(list columns unexpanded) and its rows in native blocks -- a Parquet row group, Arrow record batches, a
+block of CSV lines found by byte offset in one pass over the file, a run of image files (a row each), a slice of an array
 (read from the file for ``.npy``, whose header is memory-mapped; an ``.npz`` archive is loaded whole,
 since NumPy cannot map a member of a zip). A block, or every row, is read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
 turns blocks into features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem
@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import functools
 import hashlib
+import importlib
 import io
 import math
 import os
@@ -35,7 +36,7 @@ import pandas as pd
 from aepca.data.columns import arrow_columns, check_unique_names, to_frame
 from aepca.validation import as_image_shape, describe_names, invalid_value
 
-EXTENSIONS = (".csv", ".npy", ".npz", ".parquet", ".tsv")
+EXTENSIONS = (".arrow", ".csv", ".feather", ".ipc", ".npy", ".npz", ".parquet", ".tsv")
 # Compressed files, named with the command that decompresses each beside it.
 DECOMPRESSORS = {".gz": "gunzip -k", ".bz2": "bunzip2 -k", ".xz": "unxz -k", ".zst": "unzstd", ".zip": "unzip"}
 # Image files Pillow reads: one row each (ImagesPart).
@@ -544,11 +545,21 @@ class _CsvPart(Part):
         return frame
 
 
-# --- Parquet -------------------------------------------------------------------------------------------
+# --- Parquet (and what Arrow files share with it) ----------------------------------------------------
+
+
+def _pyarrow(path: Path, module: str = "pyarrow"):
+    """``module`` of pyarrow, which reads ``path``; the install hint without it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"Reading {path.name} needs pyarrow, which is not installed. Install it with: pip install 'aepca[parquet]'"
+        ) from None
 
 
 def _parquet(path: Path):
-    """``pyarrow.parquet`` once ``path`` looks like a Parquet file; the install hint without pyarrow."""
+    """``pyarrow.parquet`` once ``path`` looks like a Parquet file."""
     magic = b"PAR1"
     with open(path, "rb") as fh:
         head = fh.read(4)
@@ -560,23 +571,31 @@ def _parquet(path: Path):
             f"{path} is not a Parquet file (its first and last bytes are not 'PAR1'): it may be a text or CSV "
             "file with the wrong extension, or truncated. Rename it to its real format or re-export it."
         )
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ImportError(
-            f"Reading {path.name} needs pyarrow, which is not installed. Install it with: pip install 'aepca[parquet]'"
-        ) from None
-    return pq
+    return _pyarrow(path, "pyarrow.parquet")
 
 
 @contextlib.contextmanager
-def _parquet_errors(path: Path):
+def _arrow_errors(path: Path, kind: str):
     import pyarrow
 
     try:
         yield
     except (pyarrow.ArrowException, *_CORRUPT_ERRORS) as err:
-        raise _corrupt(path, "Parquet", err, "Re-export it.") from None
+        raise _corrupt(path, kind, err, "Re-export it.") from None
+
+
+def _arrow_cells(schema, names) -> dict:
+    """:attr:`Part.cells` of the columns ``names`` of a pyarrow schema."""
+    import pyarrow as pa
+
+    cells = {}
+    for name in names:
+        type_ = schema.field(name).type
+        if pa.types.is_fixed_size_list(type_):
+            cells[name] = type_.list_size
+        else:
+            cells[name] = "lists" if pa.types.is_list(type_) or pa.types.is_large_list(type_) else None
+    return cells
 
 
 class _ParquetPart(Part):
@@ -588,7 +607,7 @@ class _ParquetPart(Part):
     def __init__(self, path: Path):
         self.path, self.where = path, str(path)
         self._pq = _parquet(path)
-        with _parquet_errors(path), self._pq.ParquetFile(path) as parquet:
+        with _arrow_errors(path, "Parquet"), self._pq.ParquetFile(path) as parquet:
             self._metadata, self._schema = parquet.metadata, parquet.schema_arrow
         self.names = arrow_columns(self._schema, self.where)
         self.schema = [f"{name}: {self._schema.field(name).type}" for name in self.names]
@@ -596,24 +615,88 @@ class _ParquetPart(Part):
 
     @property
     def cells(self) -> dict:
-        import pyarrow as pa
-
-        cells = {}
-        for name in self.names:
-            type_ = self._schema.field(name).type
-            if pa.types.is_fixed_size_list(type_):
-                cells[name] = type_.list_size
-            else:
-                cells[name] = "lists" if pa.types.is_list(type_) or pa.types.is_large_list(type_) else None
-        return cells
+        return _arrow_cells(self._schema, self.names)
 
     def block(self, k: int, columns=None):
-        with _parquet_errors(self.path), self._pq.ParquetFile(self.path, metadata=self._metadata) as parquet:
+        with _arrow_errors(self.path, "Parquet"), self._pq.ParquetFile(self.path, metadata=self._metadata) as parquet:
             return parquet.read_row_group(k, columns=None if columns is None else list(columns))
 
     def whole(self):
-        with _parquet_errors(self.path):
+        with _arrow_errors(self.path, "Parquet"):
             return self._pq.read_table(self.path)
+
+
+# --- Arrow IPC (Feather) -------------------------------------------------------------------------------
+
+
+class _ArrowPart(Part):
+    """An Arrow IPC file: the file format (Feather v2; random access) or the stream format (as Hugging Face
+    datasets save them), in blocks of whole record batches of at most ``block_rows`` rows (or one batch).
+
+    Each batch's rows, and in a stream its byte offset, are found once on opening, through a memory map
+    that is then closed. Each read opens the file, reads its batches (only their bytes, not mapped: mapped
+    pages would stay in the process) and closes it, so reads share no state and may run from several
+    threads.
+    """
+
+    kind = "arrow"
+
+    def __init__(self, path: Path, block_rows: int):
+        pa = _pyarrow(path)
+        self.path, self.where = path, str(path)
+        with _arrow_errors(path, "Arrow"), pa.memory_map(str(path)) as mapped:
+            head = mapped.read(6)
+            if head.startswith(b"FEA1"):
+                raise ValueError(f"{path} is a Feather version 1 file, a format pyarrow deprecates. Re-save it as version 2: "
+                                 f"pyarrow.feather.write_feather(pyarrow.feather.read_table(path), path).")
+            self._random_access = head == b"ARROW1"
+            mapped.seek(0)
+            if self._random_access:
+                reader = pa.ipc.open_file(mapped)
+                rows = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+            else:
+                reader = pa.ipc.open_stream(mapped)
+                self._offsets, rows = [mapped.tell()], []
+                for batch in reader:
+                    rows.append(batch.num_rows)
+                    self._offsets.append(mapped.tell())
+            self._schema = reader.schema
+        if not self._random_access and any(pa.types.is_dictionary(field.type) for field in self._schema):
+            raise ValueError(f"{path} is an Arrow stream with dictionary-encoded columns, which cannot be read a batch "
+                             "at a time. Save it in the Arrow file format (pyarrow.feather.write_feather) or as Parquet.")
+        self.names = arrow_columns(self._schema, self.where)
+        self.schema = [f"{name}: {self._schema.field(name).type}" for name in self.names]
+        self._groups, self.sizes = [], []  # the batches of each block, and its rows
+        for batch, count in enumerate(rows):
+            if not self._groups or self.sizes[-1] + count > block_rows:
+                self._groups.append([])
+                self.sizes.append(0)
+            self._groups[-1].append(batch)
+            self.sizes[-1] += count
+
+    @property
+    def cells(self) -> dict:
+        return _arrow_cells(self._schema, self.names)
+
+    def _read(self, batches, columns=None):
+        pa = _pyarrow(self.path)
+        with _arrow_errors(self.path, "Arrow"), pa.OSFile(str(self.path)) as file:
+            if self._random_access:
+                reader = pa.ipc.open_file(file)
+                read = [reader.get_batch(i) for i in batches]
+            else:
+                read = []
+                for i in batches:
+                    file.seek(self._offsets[i])
+                    read.append(pa.ipc.read_record_batch(pa.ipc.read_message(file), self._schema))
+        table = pa.Table.from_batches(read, schema=self._schema)
+        return table if columns is None else table.select(list(columns))
+
+    def block(self, k: int, columns=None):
+        return self._read(self._groups[k], columns)
+
+    def whole(self):
+        return self._read([i for group in self._groups for i in group])
 
 
 # --- image files ---------------------------------------------------------------------------------------
@@ -770,7 +853,7 @@ def _check_path(path) -> Path:
     if path.is_dir():
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(EXTENSIONS)}).")
     if path.suffix.lower() not in EXTENSIONS + IMAGE_EXTENSIONS:
-        fix = "Convert the file to CSV (with a header row), .npy, .npz, Parquet or an image format."
+        fix = "Convert the file to CSV (with a header row), .npy, .npz, Parquet, Arrow (Feather) or an image format."
         if path.suffix.lower() in DECOMPRESSORS:
             fix = decompress_fix(path.name, path.suffix.lower())
         raise invalid_value("the file extension", f"one of {list(EXTENSIONS)} or an image's ({', '.join(IMAGE_EXTENSIONS)})",
@@ -784,11 +867,11 @@ def _check_path(path) -> Path:
 
 def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None,
               image_shape: tuple | None = None, split: str | None = None) -> Part:
-    """The file ``path`` (``.csv`` / ``.tsv``, ``.npy``, ``.npz``, ``.parquet`` or an image, one row), checked
-    and opened by the reader of its format, in blocks of ``block_rows`` rows (None: one; Parquet: its row
-    groups); ``no_header`` True or False overrides a CSV file's header guess; ``image_shape`` the shape an
-    image is read at (:class:`ImagesPart`); ``split`` ("train" or "test") the rows of an archive that
-    :func:`holds_split`."""
+    """The file ``path`` (``.csv`` / ``.tsv``, ``.npy``, ``.npz``, ``.parquet``, ``.arrow`` / ``.feather`` /
+    ``.ipc`` or an image, one row), checked and opened by the reader of its format, in blocks of ``block_rows``
+    rows (None: one; Parquet: its row groups; Arrow: whole record batches); ``no_header`` True or False
+    overrides a CSV file's header guess; ``image_shape`` the shape an image is read at (:class:`ImagesPart`);
+    ``split`` ("train" or "test") the rows of an archive that :func:`holds_split`."""
     path = _check_path(path)
     block_rows = block_rows or sys.maxsize
     suffix = path.suffix.lower()
@@ -798,6 +881,8 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
         return _CsvPart(path, no_header, block_rows)
     if suffix == ".parquet":
         return _ParquetPart(path)
+    if suffix in (".arrow", ".feather", ".ipc"):
+        return _ArrowPart(path, block_rows)
     fix = "Re-save it as a 2-D array, e.g. x.reshape(-1, 1) for a single feature."
     if suffix == ".npy":
         array = _load_npy(path)

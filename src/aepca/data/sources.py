@@ -37,7 +37,8 @@ __all__ = ["BLOCK_ROWS", "RowSource", "image_files", "is_source_path", "open_sou
 # Rows per block unless the caller chooses (fewer for rows of over 1,024 values: formats.BLOCK_BYTES a block).
 BLOCK_ROWS = 65536
 # The files a folder or pattern may hold, by kind (a stream reads one kind).
-_KINDS = {".npy": ".npy", ".parquet": ".parquet", ".csv": ".csv", ".tsv": ".csv"}
+_KINDS = {".npy": ".npy", ".parquet": ".parquet", ".csv": ".csv", ".tsv": ".csv", ".arrow": ".arrow",
+          ".feather": ".arrow", ".ipc": ".arrow"}
 # Rows of each sampled block that the fingerprint of rows in memory hashes.
 _DIGEST_ROWS = 4096
 
@@ -332,7 +333,7 @@ def is_source_path(path) -> bool:
 def source_files(path) -> list[Path]:
     """The data files a folder (with its Hive partition subfolders, ``key=value``, such as
     ``date=2024-01-01/``) or glob pattern names, sorted by path, of one kind: ``.parquet``, ``.npy``,
-    or ``.csv`` / ``.tsv``.
+    ``.csv`` / ``.tsv``, or Arrow's ``.arrow`` / ``.feather`` / ``.ipc``.
 
     Other subfolders (a run's output, say) are not read. Hidden files and those starting with ``_``
     (e.g. Spark's ``_SUCCESS``) and files of other kinds are skipped; ``.npz`` archives are refused
@@ -363,10 +364,10 @@ def source_files(path) -> list[Path]:
         if compressed:
             suffix = compressed[0].suffix.lower()
             target = str(Path(path) / f"*{suffix}") if Path(path).is_dir() else str(path)
-            raise ValueError(f"No .parquet, .npy, .csv or image file in {where}: {plural(len(compressed), 'file')} "
+            raise ValueError(f"No .parquet, .arrow, .npy, .csv or image file in {where}: {plural(len(compressed), 'file')} "
                              f"compressed ({describe_names([p.name for p in compressed])}). {decompress_fix(target, suffix)}")
-        raise ValueError(f"No .parquet, .npy, .csv or image file in {where}{inside}. Point to a folder "
-                         "or pattern of Parquet, .npy, CSV or image files.")
+        raise ValueError(f"No .parquet, .arrow, .npy, .csv or image file in {where}{inside}. Point to a folder "
+                         "or pattern of Parquet, Arrow, .npy, CSV or image files.")
     kinds = sorted({_KINDS[p.suffix.lower()] for p in files})
     if len(kinds) > 1:
         examples = [next(p.name for p in files if _KINDS[p.suffix.lower()] == kind) for kind in kinds]
@@ -489,8 +490,8 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     ``data``: a 2-D array or an ``(n, h, w[, c])`` image array, a pandas DataFrame, a pyarrow Table, a
     RowSource (returned as is); a ``.csv`` / ``.tsv`` (``block_rows`` lines at a time, its layout detected
     as by :func:`aepca.data.read_table`; ``no_header`` overrides the header guess), ``.npy`` (a block of rows read from the file),
-    ``.parquet`` (by row groups) or ``.npz`` (loaded whole) file; a folder or glob pattern of ``.parquet``,
-    ``.npy`` or CSV files (sorted by name, one kind, the same columns); image files, a row each, or a folder
+    ``.parquet`` (by row groups), ``.arrow`` / ``.feather`` / ``.ipc`` (by record batches) or ``.npz`` (loaded
+    whole) file; a folder or glob pattern of ``.parquet``, Arrow, ``.npy`` or CSV files (sorted by name, one kind, the same columns); image files, a row each, or a folder
     or pattern of them (:class:`aepca.data.formats.ImagesPart`: ids their paths, labels their subfolders),
     all of one size or resized to ``image_shape`` (height, width[, 1 or 3 channels]; a ``spec`` gives the
     shape of the training images).
