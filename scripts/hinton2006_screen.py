@@ -7,10 +7,13 @@ screened in a few minutes before anything is built; ``drop`` is dropout on the d
 1-epoch warm-up and cosine decay, batch 128, Glorot-uniform weights, 55,000 training /
 5,000 validation images. After every epoch it prints the summed squared error per image
 on validation and test, for the weights and for their running average; ``refine=N``
-then measures code refinement (N Adam steps on each test code through the decoder).
+then measures code refinement (N Adam steps on each test code through the decoder), and
+``every=K`` every K epochs the refined error of the first 1,000 validation images (100 steps,
+for the weights and for their running average).
 
     .venv/bin/python scripts/hinton2006_screen.py NAME [epochs=20] [lr=1e-3] [wd=0]
-        [aug=0] [noise=0] [drop=0] [act=elu] [ema=0.999] [refine=0] [refine_lr=0.01] [save=FILE.npz]
+        [aug=0] [noise=0] [drop=0] [act=elu] [ema=0.999] [refine=0] [refine_lr=0.01] [every=0]
+        [save=FILE.npz]
 
 The log goes to stdout and to NAME.json in the working directory. Results: docs/hinton2006.md.
 """
@@ -24,7 +27,7 @@ from aepca.data.mnist import load_mnist
 ACTIVATIONS = {"elu": jax.nn.elu, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
 
 def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise=0.0, batch=128,
-         ema=0.999, loss="ce", seed=0, full=0, refine=0, refine_lr=1e-2, drop=0.0, act="elu", save=""):
+         ema=0.999, loss="ce", seed=0, full=0, refine=0, refine_lr=1e-2, drop=0.0, act="elu", save="", every=0):
     epochs, batch, seed, full = int(epochs), int(batch), int(seed), int(full)
     lr, wd, aug, noise, ema = float(lr), float(wd), float(aug), float(noise), float(ema)
     refine_lr, drop = float(refine_lr), float(drop)
@@ -138,6 +141,11 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
         p, e = carry[0], carry[3]
         row = dict(epoch=ep + 1, s=time.perf_counter() - t0, loss=float(jnp.mean(losses)),
                    val=err(p, xval), val_ema=err(e, xval), test=err(p, xte), test_ema=err(e, xte))
+        if int(every) and (ep + 1) % int(every) == 0:
+            r = refine_codes(p, code_layer, forward, xval[:1000], 100, loss, refine_lr, act, quiet=True)
+            row["val_refined100"] = r["after"][-1]
+            r = refine_codes(e, code_layer, forward, xval[:1000], 100, loss, refine_lr, act, quiet=True)
+            row["val_ema_refined100"] = r["after"][-1]
         log["epochs"].append(row)
         print(name, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
     p, e = carry[0], carry[3]
@@ -151,7 +159,7 @@ def main(name, epochs=20, hidden="1000,500,250", lr=1e-3, wd=0.0, aug=0.0, noise
     with open(f"{name}.json", "w") as fh:
         json.dump(log, fh)
 
-def refine_codes(p, code_layer, forward, x, steps, loss, lr=1e-2, act="elu"):
+def refine_codes(p, code_layer, forward, x, steps, loss, lr=1e-2, act="elu", quiet=False):
     enc, dec = p[: code_layer + 1], p[code_layer + 1:]
     def encode(x):
         h = x
@@ -192,7 +200,7 @@ def refine_codes(p, code_layer, forward, x, steps, loss, lr=1e-2, act="elu"):
         a, b = run(jnp.asarray(x[i:i + 2000]))
         total0 += float(a); curve = curve + np.asarray(b)
     out = {"before": total0 / len(x), "after": [float(v) / len(x) for v in curve]}
-    print("refine before", out["before"], "after", [round(v, 3) for v in out["after"][9::10]], flush=True)
+    if not quiet: print("refine before", out["before"], "after", [round(v, 3) for v in out["after"][9::10]], flush=True)
     return out
 
 
