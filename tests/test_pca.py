@@ -536,6 +536,14 @@ def test_equivalent_components(target, expected):
     assert equivalent_components(np.array([1.0, 0.5, 0.2, 0.1]), target) == expected
 
 
+def test_a_network_that_is_pca_is_equivalent_to_its_own_code_size():
+    """PCA kept as the model scores within float32 round-off of PCA's float64 error (here 1e-7
+    below it): the same size, not the next one."""
+    curve = np.array([1.0, 0.5, 0.2, 0.1])
+    assert equivalent_components(curve, 0.2 * (1 - 1e-7)) == 2
+    assert equivalent_components(curve, 0.2 * (1 - 1e-3)) == 3  # clearly below: the next size
+
+
 # Bad input ---------------------------------------------------------------------------
 def test_too_many_components_is_refused():
     with pytest.raises(ValueError, match=r"n_components, expected at most the number of features \(5\)\. Received: n_components=6"):

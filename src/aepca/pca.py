@@ -714,10 +714,15 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return np.concatenate(parts) if parts else np.zeros(0)
 
 
+# Errors this close are equal: a network computes in float32, so one that is PCA's projection (PCA
+# kept as the model) scores within a few float32 epsilons of PCA's float64 error (measured: 1e-7).
+EQUAL_MSE_RTOL = 64 * float(np.finfo(np.float32).eps)
+
+
 def equivalent_components(mse_by_k: np.ndarray, target_mse: float) -> int:
-    """The smallest code size whose PCA error is at or below ``target_mse``.
+    """The smallest code size whose PCA error is at or below ``target_mse`` (within EQUAL_MSE_RTOL).
 
     Returns ``len(mse_by_k)`` when no size in the curve is good enough.
     """
-    good = np.flatnonzero(np.asarray(mse_by_k) <= target_mse)
+    good = np.flatnonzero(np.asarray(mse_by_k) <= target_mse * (1 + EQUAL_MSE_RTOL))
     return int(good[0]) if good.size else len(mse_by_k)
