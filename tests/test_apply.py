@@ -46,10 +46,17 @@ def _codes_tolerance(model, codes) -> float:
     return float_tolerance(np.float32, max(1.0, np.abs(codes).max()), np.sqrt(forward_roundings(model.encoder_)))
 
 
-def test_encode_writes_the_codes_of_python_transform_with_the_ids(run, capsys):
+# How each table output is read back: Parquet, an Arrow stream (as Hugging Face datasets read), Feather v2.
+TABLE_READERS = {"parquet": pd.read_parquet, "feather": pd.read_feather,
+                 "arrow": lambda path: pa.ipc.open_stream(str(path)).read_all().to_pandas()}
+
+
+@pytest.mark.parametrize("suffix", sorted(TABLE_READERS))
+def test_encode_writes_the_codes_of_python_transform_with_the_ids(run, capsys, suffix):
     folder, frame, out = run
-    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder / "codes.parquet")]) == 0
-    codes = pd.read_parquet(folder / "codes.parquet")
+    path = folder / f"codes.{suffix}"
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(path), "--overwrite"]) == 0
+    codes = TABLE_READERS[suffix](path)
     assert list(codes.columns) == ["customer_id", "code_0", "code_1"]
     np.testing.assert_array_equal(codes["customer_id"], frame["customer_id"])
     model = load_model(out / "model")

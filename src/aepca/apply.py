@@ -21,7 +21,7 @@ from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
 from aepca.validation import describe_names, invalid_value, plural
 
-OUTPUT_FORMATS = (".parquet", ".npy", ".csv", ".tsv")
+OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".csv", ".tsv")
 ERROR_COLUMN = "error"
 
 
@@ -113,7 +113,8 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
     source = open_source(data, spec=spec, block_rows=block_rows)
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = _UnseenCategories(spec)
-    writer = {".parquet": _ParquetWriter, ".npy": _NpyWriter, ".csv": _CsvWriter, ".tsv": _CsvWriter}[out.suffix.lower()]
+    writer = {".parquet": _TableWriter, ".arrow": _TableWriter, ".feather": _TableWriter, ".npy": _NpyWriter,
+              ".csv": _CsvWriter, ".tsv": _CsvWriter}[out.suffix.lower()]
     staging = staging_folder(out)
     try:
         rows, files = writer(staging / out.name).write_all(_blocks(source, names, apply, (moments, unseen)))
@@ -125,13 +126,22 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
             "notes": unseen.notes() + model.scaler_.departure_notes(moments)}
 
 
-class _ParquetWriter:
+class _TableWriter:
+    """A table a block at a time: Parquet, an Arrow stream (``.arrow``, as Hugging Face datasets read
+    them) or the Arrow file format (``.feather``, Feather v2)."""
+
     def __init__(self, path: Path):
         self.path = path
 
-    def write_all(self, blocks):
+    def _open(self, schema):
         import pyarrow as pa
         import pyarrow.parquet as pq
+
+        opener = {".parquet": pq.ParquetWriter, ".arrow": pa.ipc.new_stream, ".feather": pa.ipc.new_file}
+        return opener[self.path.suffix.lower()](str(self.path), schema)
+
+    def write_all(self, blocks):
+        import pyarrow as pa
 
         writer, rows = None, 0
         try:
@@ -143,7 +153,7 @@ class _ParquetWriter:
                     arrays.insert(0, pa.array(ids))
                     names.insert(0, id_name)
                 table = pa.table(arrays, names=names)
-                writer = writer or pq.ParquetWriter(self.path, table.schema)
+                writer = writer or self._open(table.schema)
                 writer.write_table(table)
                 rows += len(values)
         finally:

@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         apply.add_argument("model", type=nonempty_path, help="a model folder (Autoencoder.save's, or the --out folder of aepca compare, whose model/ is read)")
         apply.add_argument("data", type=nonempty_path, help="rows to apply it to: .csv/.tsv, .parquet, .arrow/.feather, .npy or .npz with the training "
                                                     "columns, a folder or glob of such files, or images (a row each)")
-        apply.add_argument("--out", type=nonempty_path, required=True, help="output file: .parquet, .npy (ids beside it), .csv or .tsv")
+        apply.add_argument("--out", type=nonempty_path, required=True,
+                           help="output file: .parquet, .arrow, .feather, .npy (ids beside it), .csv or .tsv")
         apply.add_argument("--block-rows", type=positive_int, default=None, metavar="N",
                            help=f"rows read and written at a time (default: {BLOCK_ROWS}, fewer for rows of over 1,024 values)")
         apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
