@@ -491,10 +491,11 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     RowSource (returned as is); a ``.csv`` / ``.tsv`` (``block_rows`` lines at a time, its layout detected
     as by :func:`aepca.data.read_table`; ``no_header`` overrides the header guess), ``.npy`` (a block of rows read from the file),
     ``.parquet`` (by row groups), ``.arrow`` / ``.feather`` / ``.ipc`` (by record batches) or ``.npz`` (loaded
-    whole) file; a folder or glob pattern of ``.parquet``, Arrow, ``.npy`` or CSV files (sorted by name, one kind, the same columns); image files, a row each, or a folder
-    or pattern of them (:class:`aepca.data.formats.ImagesPart`: ids their paths, labels their subfolders),
-    all of one size or resized to ``image_shape`` (height, width[, 1 or 3 channels]; a ``spec`` gives the
-    shape of the training images).
+    whole) file; a folder or glob pattern of ``.parquet``, Arrow, ``.npy`` or CSV files (sorted by name, one
+    kind, the same columns); image files, a row each, or a folder or pattern of them
+    (:class:`aepca.data.formats.ImagesPart`: ids their paths, labels their subfolders), all of one size or
+    resized to ``image_shape`` (height, width[, 1 or 3 channels]; a ``spec`` gives the shape of the training
+    images).
     ``block_rows`` (the unit of the shuffle): by default ``BLOCK_ROWS``, fewer for rows of over 1,024
     values, so that a block takes at most ``formats.BLOCK_BYTES``. The column options are those of
     :func:`aepca.data.read_table` on every table form (an array's columns are ``x0, x1, ...``), checked on
