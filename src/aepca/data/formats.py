@@ -682,14 +682,16 @@ class _ArrowPart(Part):
         pa = _pyarrow(self.path)
         with _arrow_errors(self.path, "Arrow"), pa.OSFile(str(self.path)) as file:
             if self._random_access:
-                reader = pa.ipc.open_file(file)
+                # The file format reads only the columns asked for (a text column beside them is skipped).
+                fields = None if columns is None else sorted(self._schema.get_field_index(name) for name in columns)
+                reader = pa.ipc.open_file(file, options=pa.ipc.IpcReadOptions(included_fields=fields))
                 read = [reader.get_batch(i) for i in batches]
             else:
                 read = []
                 for i in batches:
                     file.seek(self._offsets[i])
                     read.append(pa.ipc.read_record_batch(pa.ipc.read_message(file), self._schema))
-        table = pa.Table.from_batches(read, schema=self._schema)
+        table = pa.Table.from_batches(read)
         return table if columns is None else table.select(list(columns))
 
     def block(self, k: int, columns=None):
