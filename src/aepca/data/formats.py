@@ -182,17 +182,25 @@ class _SlicedPart(Part):
     def _read_file_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of the .npy file, read into a new array."""
         rows = np.empty((stop - start, *self._row_shape), dtype=self._file_dtype)
-        buffer, offset = memoryview(rows).cast("B"), self._offset + start * rows.itemsize * math.prod(self._row_shape)
-        with open(self.path, "rb", buffering=0) as file:
-            while buffer:
-                read = os.preadv(file.fileno(), [buffer], offset)
-                if read == 0:
-                    raise _corrupt(self.path, ".npy", EOFError("the file ends early"), "Re-save it with numpy.save(path, array).")
-                buffer, offset = buffer[read:], offset + read
+        try:
+            _read_exactly(self.path, memoryview(rows).cast("B"), self._offset + start * rows.itemsize * math.prod(self._row_shape))
+        except EOFError as err:
+            raise _corrupt(self.path, ".npy", err, "Re-save it with numpy.save(path, array).") from None
         return rows
 
     def whole(self):
         return self._raw(self._rows)
+
+
+def _read_exactly(path: Path, buffer: memoryview, offset: int) -> None:
+    """Fill ``buffer`` with ``path``'s bytes from ``offset`` (a read returns at most 2 GiB on Linux);
+    ``EOFError`` if the file ends first."""
+    with open(path, "rb", buffering=0) as file:
+        while buffer:
+            read = os.preadv(file.fileno(), [buffer], offset)
+            if read == 0:
+                raise EOFError("the file ends early")
+            buffer, offset = buffer[read:], offset + read
 
 
 class InterleavedPart(Part):
@@ -633,10 +641,11 @@ class _ArrowPart(Part):
     """An Arrow IPC file: the file format (Feather v2; random access) or the stream format (as Hugging Face
     datasets save them), in blocks of whole record batches of at most ``block_rows`` rows (or one batch).
 
-    Each batch's rows, and in a stream its byte offset, are found once on opening, through a memory map
-    that is then closed. Each read opens the file, reads its batches (only their bytes, not mapped: mapped
-    pages would stay in the process) and closes it, so reads share no state and may run from several
-    threads.
+    Each batch's rows, and in a stream the bytes of its message, are found once on opening, through a
+    memory map that is then closed; a stream's leading schema and dictionary messages are kept, and a block
+    is read as they and its batches' messages. Each read opens the file, reads only the block's bytes (not
+    mapped: mapped pages would stay in the process) and closes it, so reads share no state and may run
+    from several threads.
     """
 
     kind = "arrow"
@@ -647,23 +656,17 @@ class _ArrowPart(Part):
         with _arrow_errors(path, "Arrow"), pa.memory_map(str(path)) as mapped:
             head = mapped.read(6)
             if head.startswith(b"FEA1"):
-                raise ValueError(f"{path} is a Feather version 1 file, a format pyarrow deprecates. Re-save it as version 2: "
-                                 f"pyarrow.feather.write_feather(pyarrow.feather.read_table(path), path).")
+                raise ValueError(f"{path} is a Feather version 1 file, a format pyarrow deprecates. Re-save it as "
+                                 "version 2: pyarrow.feather.write_feather(pyarrow.feather.read_table(path), path).")
             self._random_access = head == b"ARROW1"
             mapped.seek(0)
-            if self._random_access:
-                reader = pa.ipc.open_file(mapped)
-                rows = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
-            else:
-                reader = pa.ipc.open_stream(mapped)
-                self._offsets, rows = [mapped.tell()], []
-                for batch in reader:
-                    rows.append(batch.num_rows)
-                    self._offsets.append(mapped.tell())
+            if not self._random_access:
+                self._spans = self._batch_spans(pa, mapped)
+                mapped.seek(0)
+            reader = pa.ipc.open_file(mapped) if self._random_access else pa.ipc.open_stream(mapped)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) if self._random_access else reader
+            rows = [batch.num_rows for batch in batches]
             self._schema = reader.schema
-        if not self._random_access and any(pa.types.is_dictionary(field.type) for field in self._schema):
-            raise ValueError(f"{path} is an Arrow stream with dictionary-encoded columns, which cannot be read a batch "
-                             "at a time. Save it in the Arrow file format (pyarrow.feather.write_feather) or as Parquet.")
         self.names = arrow_columns(self._schema, self.where)
         self.schema = [f"{name}: {self._schema.field(name).type}" for name in self.names]
         self._groups, self.sizes = [], []  # the batches of each block, and its rows
@@ -674,24 +677,48 @@ class _ArrowPart(Part):
             self._groups[-1].append(batch)
             self.sizes[-1] += count
 
+    def _batch_spans(self, pa, mapped) -> list[tuple[int, int]]:
+        """A stream's record batch messages as byte ranges, its leading messages (the schema and the
+        dictionaries) kept in ``self._header``."""
+        messages, starts, kinds = pa.ipc.MessageReader.open_stream(mapped), [], []
+        while True:
+            starts.append(mapped.tell())
+            try:
+                kinds.append(messages.read_next_message().type)
+            except StopIteration:
+                break
+        batches = [i for i, kind in enumerate(kinds) if kind == "record batch"]
+        first = batches[0] if batches else len(kinds)
+        if "dictionary" in kinds[first:]:
+            raise ValueError(f"{self.path} is an Arrow stream whose dictionaries change between record batches, which "
+                             "cannot be read a batch at a time. Save it in the Arrow file format "
+                             "(pyarrow.feather.write_feather) or as Parquet.")
+        mapped.seek(0)
+        self._header = mapped.read(starts[first])
+        return [(starts[i], starts[i + 1]) for i in batches]
+
     @property
     def cells(self) -> dict:
         return _arrow_cells(self._schema, self.names)
 
     def _read(self, batches, columns=None):
         pa = _pyarrow(self.path)
-        with _arrow_errors(self.path, "Arrow"), pa.OSFile(str(self.path)) as file:
-            if self._random_access:
-                # The file format reads only the columns asked for (a text column beside them is skipped).
-                fields = None if columns is None else sorted(self._schema.get_field_index(name) for name in columns)
-                reader = pa.ipc.open_file(file, options=pa.ipc.IpcReadOptions(included_fields=fields))
-                read = [reader.get_batch(i) for i in batches]
+        with _arrow_errors(self.path, "Arrow"):
+            if not batches:
+                table = self._schema.empty_table()
+            elif self._random_access:
+                with pa.OSFile(str(self.path)) as file:
+                    # Only the columns asked for are read (a text column beside them is skipped).
+                    fields = None if columns is None else sorted(self._schema.get_field_index(name) for name in columns)
+                    reader = pa.ipc.open_file(file, options=pa.ipc.IpcReadOptions(included_fields=fields))
+                    table = pa.Table.from_batches([reader.get_batch(i) for i in batches])
             else:
-                read = []
-                for i in batches:
-                    file.seek(self._offsets[i])
-                    read.append(pa.ipc.read_record_batch(pa.ipc.read_message(file), self._schema))
-        table = pa.Table.from_batches(read)
+                # The batches' messages are consecutive: one read after the leading messages, as a stream.
+                start, stop = self._spans[batches[0]][0], self._spans[batches[-1]][1]
+                buffer = np.empty(len(self._header) + stop - start, np.uint8)  # not zeroed: every byte is read
+                buffer[: len(self._header)] = np.frombuffer(self._header, np.uint8)
+                _read_exactly(self.path, memoryview(buffer)[len(self._header) :], start)
+                table = pa.ipc.open_stream(pa.py_buffer(buffer)).read_all()
         return table if columns is None else table.select(list(columns))
 
     def block(self, k: int, columns=None):
