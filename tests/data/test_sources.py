@@ -532,6 +532,20 @@ def test_an_empty_folder_is_refused(tmp_path):
         open_source(tmp_path / "empty")
 
 
+@pytest.mark.parametrize(("subfolders", "match"), [
+    (("train", "test"), r"its subfolders 'train' and 'test' hold a train/test split: pass .*dd/train as the data and "
+                        r".*dd/test as the test data, --test on the command line"),
+    (("2023", "2024"), r"its subfolders '2023', '2024' are read only when named as partitions.*dd/\*/\*\.arrow"),
+])
+def test_a_folder_of_subfolders_says_what_to_name(tmp_path, subfolders, match):
+    for name in subfolders:
+        (tmp_path / "dd" / name).mkdir(parents=True)
+        (tmp_path / "dd" / name / "data-00000-of-00001.arrow").write_bytes(b"")
+    (tmp_path / "dd" / "dataset_dict.json").write_text("{}")
+    with pytest.raises(ValueError, match=match):
+        open_source(tmp_path / "dd")
+
+
 def test_a_folder_of_compressed_files_says_how_to_read_them(tmp_path):
     (tmp_path / "parts").mkdir()
     for name in ("a.csv.gz", "b.csv.gz"):

@@ -39,6 +39,9 @@ BLOCK_ROWS = 65536
 # The files a folder or pattern may hold, by kind (a stream reads one kind).
 _KINDS = {".npy": ".npy", ".parquet": ".parquet", ".csv": ".csv", ".tsv": ".csv", ".arrow": ".arrow",
           ".feather": ".arrow", ".ipc": ".arrow"}
+# Subfolder names of the halves of a train/test split (the first found of each is suggested).
+TRAIN_FOLDERS = ("train", "training")
+TEST_FOLDERS = ("test", "testing", "validation", "valid", "val")
 # Rows of each sampled block that the fingerprint of rows in memory hashes.
 _DIGEST_ROWS = 4096
 
@@ -357,9 +360,7 @@ def source_files(path) -> list[Path]:
                              "Save its feature array as a .npy file with numpy.save(path, archive['x']).")
     files = [p for p in visible if p.suffix.lower() in _KINDS]
     if not files:
-        subfolders = sorted(p.name for p in Path(path).iterdir() if p.is_dir()) if Path(path).is_dir() else []
-        inside = (f" (its subfolders {describe_names(subfolders)} are read only when named as partitions, key=value; "
-                  f"name their files with a pattern such as {Path(path) / '*' / '*.parquet'})") if subfolders else ""
+        inside = _subfolders_hint(Path(path)) if Path(path).is_dir() else ""
         compressed = [p for p in visible if p.suffix.lower() in DECOMPRESSORS]
         if compressed:
             suffix = compressed[0].suffix.lower()
@@ -377,6 +378,24 @@ def source_files(path) -> list[Path]:
             f"one kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
         )
     return files
+
+
+def _subfolders_hint(folder: Path) -> str:
+    """Why ``folder``'s subfolders were not read, and what to name instead: the two halves of a train/test
+    split (``train/``, ``test/``, as a Hugging Face DatasetDict saves them), or a pattern of their files."""
+    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    by_name = {name.lower(): name for name in subfolders}
+    train = next((by_name[name] for name in TRAIN_FOLDERS if name in by_name), None)
+    test = next((by_name[name] for name in TEST_FOLDERS if name in by_name), None)
+    if train and test:
+        return (f" (its subfolders {train!r} and {test!r} hold a train/test split: pass {folder / train} as the data "
+                f"and {folder / test} as the test data, --test on the command line, test= in Python)")
+    if not subfolders:
+        return ""
+    suffix = next((p.suffix for name in subfolders for p in sorted((folder / name).iterdir())
+                   if p.suffix.lower() in _KINDS), ".parquet")
+    return (f" (its subfolders {describe_names(subfolders)} are read only when named as partitions, key=value; "
+            f"name their files with a pattern such as {folder / '*' / f'*{suffix}'})")
 
 
 def image_files(path) -> tuple[list[Path], Path] | None:
