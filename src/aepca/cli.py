@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"code sizes to train (default: {','.join(map(str, DEFAULT_CODE_DIMS))}, "
                             "those below the number of features)")
     add_training_arguments(sweep)
+    sweep.add_argument("--time-budget", type=duration, default=None, metavar="DURATION",
+                       help="the whole command's wall time, e.g. 10m: each code size in turn gets an equal share of what "
+                            "the sizes before it left, spent as compare's --time-budget; default: none")
     add_run_arguments(sweep, "runs/sweep")
     sweep.set_defaults(handler=run_sweep)
 
@@ -492,6 +495,7 @@ DEFAULT_CODE_DIMS = (1, 2, 3, 5, 10, 20, 30)
 
 def run_sweep(args) -> int:
     from aepca import distributed
+    from aepca.budget import BudgetTooSmall
 
     writer = distributed.is_writer()
     say = print if writer else (lambda *_, **__: None)
@@ -511,15 +515,19 @@ def run_sweep(args) -> int:
         def report_row(row):
             say(f"k={row['k']}: PCA {row['pca_test_mse']:.4g}, autoencoder {row['autoencoder_test_mse']:.4g}", flush=True)
 
-        result = sweep(
-            data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
-            test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-            progress=writer and shows_progress(args), on_row=report_row, record=run_record(args),
-            checkpoint_dir=str(run.checkpoint),
-            hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
-            batch_size=args.batch_size, devices=args.devices, lanes=args.lanes, block_rows=args.block_rows,
-            **neighbour_options(args),
-        )
+        spent = time.monotonic() - STARTED
+        try:
+            result = sweep(
+                data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
+                test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
+                progress=writer and shows_progress(args), on_row=report_row, record=run_record(args),
+                checkpoint_dir=str(run.checkpoint),
+                hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
+                batch_size=args.batch_size, devices=args.devices, lanes=args.lanes, block_rows=args.block_rows,
+                time_budget=None if args.time_budget is None else args.time_budget - spent, **neighbour_options(args),
+            )
+        except BudgetTooSmall as error:  # said of --time-budget, counted from the command's start
+            raise error.of_budget(args.time_budget, spent) from None
         if writer:
             with run.staged() as staging:
                 write_sweep_outputs(result, staging)

@@ -96,3 +96,43 @@ def test_cli_sweep_rejects_code_sizes_of_at_least_the_feature_count(dataset, tmp
     assert status == 2
     assert "code_dim" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+class _Clock:
+    """The sweep's clock: each comparison takes ``step`` seconds."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_time_budget_gives_each_code_size_an_equal_share_of_what_is_left(dataset, monkeypatch):
+    import aepca.experiments.sweep as sweep_module
+
+    clock, given, compare = _Clock(step=6.0), [], sweep_module.compare
+
+    def timed_compare(data, *, time_budget, **kwargs):  # records its share, trains without it (one epoch)
+        given.append(time_budget)
+        clock.now += clock.step
+        return compare(data, **{**kwargs, "epochs": 1})
+
+    monkeypatch.setattr(sweep_module, "time", clock)
+    monkeypatch.setattr(sweep_module, "compare", timed_compare)
+    result = sweep(dataset, [1, 2, 4], recipe="fast", hidden=SMALL_NET, time_budget=90.0)
+    assert given == pytest.approx([90 / 3, (90 - 6) / 2, 90 - 12])
+    assert [row["k"] for row in result.rows] == [1, 2, 4]
+
+
+def test_a_budget_too_small_for_a_share_is_said_of_the_whole_sweep(dataset, monkeypatch):
+    import aepca.experiments.sweep as sweep_module
+    from aepca.budget import BudgetTooSmall
+
+    def refusing_compare(data, *, time_budget, **kwargs):
+        raise BudgetTooSmall(time_budget, needed=10.0)
+
+    monkeypatch.setattr(sweep_module, "time", _Clock(step=0.0))
+    monkeypatch.setattr(sweep_module, "compare", refusing_compare)
+    with pytest.raises(BudgetTooSmall, match=r"more than the 30 s this run needs besides training.*time_budget=12"):
+        sweep(dataset, [1, 2, 4], recipe="fast", time_budget=12.0)

@@ -8,12 +8,14 @@ requested size on the same split, scaling and seed.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from aepca.budget import BudgetTooSmall
 from aepca.experiments.compare import check_code_dim, compare, selection_note, units_note
 from aepca.neighbours import recall_columns, recall_note
 from aepca.recipes import Recipe, get_recipe
@@ -91,6 +93,7 @@ def sweep(
     progress: bool = False,
     on_row: Callable[[dict], None] | None = None,
     record: dict | None = None,
+    time_budget: float | None = None,
     **overrides,
 ) -> SweepResult:
     """Train PCA and the autoencoder for each code size in ``code_dims``.
@@ -101,17 +104,28 @@ def sweep(
     ``kK`` per code size, so an interrupted sweep resumes where it stopped); ``on_row`` is
     called with each row as soon as it is done. ``neighbours``, ``neighbour_queries`` and
     ``metric`` (keywords of ``compare``) give each row's ``pca_neighbours`` and
-    ``autoencoder_neighbours`` (recall@K).
+    ``autoencoder_neighbours`` (recall@K). A ``time_budget`` (seconds, counted from this call) is
+    shared out: each code size in turn gets an equal share of what the sizes before it left, as
+    :func:`compare`'s ``time_budget``.
     """
+    called = time.monotonic()
     recipe = get_recipe(recipe)
     dims = check_code_dims(code_dims, data.n_features)
     rows, diagnostics, header, curve = [], [], None, None
     checkpoints = overrides.pop("checkpoint_dir", None)
-    for k in dims:
-        comparison = compare(
-            data, test=test, test_size=test_size, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale, progress=progress,
-            record=record, checkpoint_dir=None if checkpoints is None else str(Path(checkpoints) / f"k{k}"), **overrides
-        )
+    for i, k in enumerate(dims):
+        budget = {}
+        if time_budget is not None:
+            spent = time.monotonic() - called
+            budget = {"time_budget": max(time_budget - spent, 1e-3) / (len(dims) - i)}
+        try:
+            comparison = compare(
+                data, test=test, test_size=test_size, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale,
+                progress=progress, record=record, checkpoint_dir=None if checkpoints is None else str(Path(checkpoints) / f"k{k}"),
+                **budget, **overrides
+            )
+        except BudgetTooSmall as error:  # said of the sweep's budget: this share, and as much for each size left
+            raise BudgetTooSmall(time_budget, spent + error.needed * (len(dims) - i)) from None
         metrics = comparison.metrics
         pca, ae = metrics["pca"], metrics["autoencoder"]
         if header is None:
@@ -140,6 +154,8 @@ def sweep(
             "resumed_at": ae["resumed_at"],
             "kept_pca_start": comparison.estimator.history_.get("kept_start"),
             "selection": ae["selection"],
+            # Under a time budget: this size's share, and what it measured and chose (aepca.budget).
+            "budget": ae["budget"],
             # Recall@K searching each method's codes and reconstructions (absent with neighbours=0).
             **({"pca_neighbours": pca["neighbours"], "autoencoder_neighbours": ae["neighbours"]} if "neighbours" in ae else {}),
             "diagnoses": [item["problem"] for item in comparison.diagnostics],
