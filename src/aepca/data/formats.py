@@ -3,11 +3,12 @@ files, and arrays and tables in memory.
 
 A file, or an array, DataFrame or Arrow table in memory, opens as a part: its source columns in order
 (list columns unexpanded) and its rows in native blocks -- a Parquet row group, Arrow record batches, a
-block of CSV lines found by byte offset in one pass over the file, a run of image files (a row each), a slice of an array
-(read from the file for ``.npy``, whose header is memory-mapped; an ``.npz`` archive is loaded whole,
-since NumPy cannot map a member of a zip). A block, or every row, is read as a raw table: a 2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources`
-turns blocks into features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem
-with a file is one line naming the file, the rule and the fix.
+block of CSV lines found by byte offset in one pass over the file, a run of image files (a row each), a
+slice of an array (read from the file for ``.npy``, whose header is memory-mapped; an ``.npz`` archive is
+loaded whole, since NumPy cannot map a member of a zip). A block, or every row, is read as a raw table: a
+2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources` turns blocks into
+features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem with a file is one
+line naming the file, the rule and the fix.
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ class _SlicedPart(Part):
         """Rows ``start:stop`` of the .npy file, read into a new array."""
         rows = np.empty((stop - start, *self._row_shape), dtype=self._file_dtype)
         try:
-            _read_exactly(self.path, memoryview(rows).cast("B"), self._offset + start * rows.itemsize * math.prod(self._row_shape))
+            offset = self._offset + start * rows.itemsize * math.prod(self._row_shape)
+            _read_exactly(self.path, memoryview(rows).cast("B"), offset)
         except EOFError as err:
             raise _corrupt(self.path, ".npy", err, "Re-save it with numpy.save(path, array).") from None
         return rows
@@ -592,21 +594,24 @@ def _arrow_errors(path: Path, kind: str):
         raise _corrupt(path, kind, err, "Re-export it.") from None
 
 
-def _arrow_cells(schema, names) -> dict:
-    """:attr:`Part.cells` of the columns ``names`` of a pyarrow schema."""
-    import pyarrow as pa
+class _ArrowSchemaPart(Part):
+    """A file whose columns a pyarrow schema (``_schema``) describes: Parquet and Arrow."""
 
-    cells = {}
-    for name in names:
-        type_ = schema.field(name).type
-        if pa.types.is_fixed_size_list(type_):
-            cells[name] = type_.list_size
-        else:
-            cells[name] = "lists" if pa.types.is_list(type_) or pa.types.is_large_list(type_) else None
-    return cells
+    @property
+    def cells(self) -> dict:
+        import pyarrow as pa
+
+        cells = {}
+        for name in self.names:
+            type_ = self._schema.field(name).type
+            if pa.types.is_fixed_size_list(type_):
+                cells[name] = type_.list_size
+            else:
+                cells[name] = "lists" if pa.types.is_list(type_) or pa.types.is_large_list(type_) else None
+        return cells
 
 
-class _ParquetPart(Part):
+class _ParquetPart(_ArrowSchemaPart):
     """A Parquet file, a row group per block. Each read opens the file with the metadata kept from opening
     (no footer parsed again) and closes it, so reads share no state and may run from several threads."""
 
@@ -621,10 +626,6 @@ class _ParquetPart(Part):
         self.schema = [f"{name}: {self._schema.field(name).type}" for name in self.names]
         self.sizes = [self._metadata.row_group(g).num_rows for g in range(self._metadata.num_row_groups)]
 
-    @property
-    def cells(self) -> dict:
-        return _arrow_cells(self._schema, self.names)
-
     def block(self, k: int, columns=None):
         with _arrow_errors(self.path, "Parquet"), self._pq.ParquetFile(self.path, metadata=self._metadata) as parquet:
             return parquet.read_row_group(k, columns=None if columns is None else list(columns))
@@ -637,7 +638,7 @@ class _ParquetPart(Part):
 # --- Arrow IPC (Feather) -------------------------------------------------------------------------------
 
 
-class _ArrowPart(Part):
+class _ArrowPart(_ArrowSchemaPart):
     """An Arrow IPC file: the file format (Feather v2; random access) or the stream format (as Hugging Face
     datasets save them), in blocks of whole record batches of at most ``block_rows`` rows (or one batch).
 
@@ -696,10 +697,6 @@ class _ArrowPart(Part):
         mapped.seek(0)
         self._header = mapped.read(starts[first])
         return [(starts[i], starts[i + 1]) for i in batches]
-
-    @property
-    def cells(self) -> dict:
-        return _arrow_cells(self._schema, self.names)
 
     def _read(self, batches, columns=None):
         pa = _pyarrow(self.path)
