@@ -438,10 +438,22 @@ def describe_input(data, what: str) -> str:
             f"{plural(data.n_features, 'feature')}; {what}; {plural(distributed.process_count(), 'process', 'processes')}")
 
 
+@contextlib.contextmanager
+def time_budget_left(args):
+    """What is left of ``--time-budget`` (None without one), counted from the command's start; a budget
+    the run refuses is said of ``--time-budget``."""
+    from aepca.budget import BudgetTooSmall
+
+    spent = time.monotonic() - STARTED
+    try:
+        yield None if args.time_budget is None else args.time_budget - spent
+    except BudgetTooSmall as error:
+        raise error.of_budget(args.time_budget, spent) from None
+
+
 def run_compare(args) -> int:
     """``compare``: with several processes every one computes and only the first writes."""
     from aepca import distributed
-    from aepca.budget import BudgetTooSmall
     from aepca.experiments.compare import check_code_dim, compare, default_recipe, write_outputs
 
     writer = distributed.is_writer()
@@ -451,19 +463,15 @@ def run_compare(args) -> int:
         recipe = args.recipe or ("fast" if args.time_budget is not None else default_recipe(data))
         if writer:
             print(describe_input(data, f"code size {args.code_dim}; recipe {recipe}"), flush=True)
-        spent = time.monotonic() - STARTED
-        try:
+        with time_budget_left(args) as time_budget:
             comparison = compare(
                 data, test=None if args.test is None or not is_streamed(args) else str(args.test), test_size=args.test_size,
                 code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
                 progress=writer and shows_progress(args), checkpoint_dir=str(run.checkpoint), record=run_record(args),
                 hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
                 batch_size=args.batch_size, devices=args.devices, lanes=args.lanes, block_rows=args.block_rows,
-                **neighbour_options(args),
-                **({} if args.time_budget is None else {"time_budget": args.time_budget - spent}),
+                time_budget=time_budget, **neighbour_options(args),
             )
-        except BudgetTooSmall as error:  # said of --time-budget, counted from the command's start
-            raise error.of_budget(args.time_budget, spent) from None
         if writer:
             with run.staged() as staging:
                 write_outputs(comparison, staging)
@@ -495,7 +503,6 @@ DEFAULT_CODE_DIMS = (1, 2, 3, 5, 10, 20, 30)
 
 def run_sweep(args) -> int:
     from aepca import distributed
-    from aepca.budget import BudgetTooSmall
 
     writer = distributed.is_writer()
     say = print if writer else (lambda *_, **__: None)
@@ -515,8 +522,7 @@ def run_sweep(args) -> int:
         def report_row(row):
             say(f"k={row['k']}: PCA {row['pca_test_mse']:.4g}, autoencoder {row['autoencoder_test_mse']:.4g}", flush=True)
 
-        spent = time.monotonic() - STARTED
-        try:
+        with time_budget_left(args) as time_budget:
             result = sweep(
                 data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
                 test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
@@ -524,10 +530,8 @@ def run_sweep(args) -> int:
                 checkpoint_dir=str(run.checkpoint),
                 hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
                 batch_size=args.batch_size, devices=args.devices, lanes=args.lanes, block_rows=args.block_rows,
-                time_budget=None if args.time_budget is None else args.time_budget - spent, **neighbour_options(args),
+                time_budget=time_budget, **neighbour_options(args),
             )
-        except BudgetTooSmall as error:  # said of --time-budget, counted from the command's start
-            raise error.of_budget(args.time_budget, spent) from None
         if writer:
             with run.staged() as staging:
                 write_sweep_outputs(result, staging)
