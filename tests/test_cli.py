@@ -196,8 +196,8 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
                    "--no-progress", "--out", str(out)])
     captured = capsys.readouterr()
     assert status == 0, captured.err
-    # The test rows are those order.held_out_mask holds out: 57 of the 300 with seed 0.
-    assert "data: 243 train / 57 test, 5 features; code size 2; recipe fast" in captured.out
+    # The test rows are those order.held_out_mask holds out: 20% of the 300.
+    assert "data: 240 train / 60 test, 5 features; code size 2; recipe fast" in captured.out
     assert "PCA (k=2)" in captured.out and "Autoencoder (fast, k=2)" in captured.out
     # Where the errors are measured, said once.
     assert captured.out.count("MSE in ") == 1
@@ -208,14 +208,14 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     # The table's rows are drawn against its own column names.
     assert read_figure_data(out / "reconstructions.png")["feature_names"] == ["f0", "f1", "f2", "f3", "f4"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert (metrics["n_train"], metrics["n_test"], metrics["n_features"], metrics["n_components"]) == (243, 57, 5, 2)
+    assert (metrics["n_train"], metrics["n_test"], metrics["n_features"], metrics["n_components"]) == (240, 60, 5, 2)
     # --epochs 1 caps each fold's network; the kept model ran at most that many.
     assert metrics["recipe"] == "fast" and metrics["autoencoder"]["epochs"] <= 1
-    assert metrics["autoencoder"]["selection"]["held_out"] == "5 folds of 243 training rows"
+    assert metrics["autoencoder"]["selection"]["held_out"] == "5 folds of 240 training rows"
     record = metrics["run"]
     assert record["command"] == (f"aepca compare {csv} --label-column y --epochs 1 --refine-steps 7 --batch-size 16 "
                                  f"--no-progress --out {out}")
-    assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 243, "test": 57}
+    assert record["inputs"] == [str(csv.resolve())] and record["rows"] == {"train": 240, "test": 60}
     assert sorted(os.listdir(out / "model")) == ["aepca.json", "model.keras"]
     params = json.loads((out / "model" / "aepca.json").read_text())["params"]
     assert (params["refine_steps"], params["batch_size"]) == (7, 16)

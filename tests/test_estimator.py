@@ -284,7 +284,7 @@ def test_bad_codes_are_refused(fitted):
         ({"output_bias": "median"}, r"The 'output_bias' parameter of Autoencoder must be a str among"),
         ({"beta_2": 1.0}, r"The 'beta_2' parameter of Autoencoder must be a float in the range \(0\.0, 1\.0\) or None\. Got 1\.0 instead"),
         ({"output_bias": "mean", "output_activation": "relu"}, r"expected one of \['linear', 'sigmoid', 'tanh'\] when the output bias starts at the data mean\. Received: output_activation='relu'"),
-        ({"validation_fraction": 0.001}, r"validation_fraction, expected a share leaving at least one row on each side\. Received: validation_fraction=0\.001 with 3 rows"),
+        ({"validation_fraction": 0.9}, r"validation_fraction, expected a share leaving at least one row on each side\. Received: validation_fraction=0\.9 with 3 rows"),
     ],
 )
 def test_invalid_parameters_are_refused_at_fit(params, match):

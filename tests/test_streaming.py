@@ -177,8 +177,7 @@ def streamed_comparison(even_folder):
 
     source = open_source(even_folder[0], block_rows=BLOCK_ROWS)
     comparison = compare(source, code_dim=2, epochs=1, seed=0, recipe="classic", hidden=(16,), scale="none")
-    kept = source.kept(0.2, 0, "test").to_array()
-    held_out = source.held_out(0.2, 0, "test").to_array()
+    kept, held_out = (view.to_array() for view in source.split(0.2, 0, "test"))
     return comparison.metrics, kept, held_out
 
 
@@ -240,7 +239,7 @@ def test_two_processes_train_as_one_device_reading_two_lanes(two_processes, two_
 def test_two_processes_fit_the_pca_of_one(two_processes, two_lanes, even_folder):
     _, metrics, _ = two_processes
     source = open_source(even_folder[0])
-    kept, held_out = source.kept(0.2, 0, "test").to_array(), source.held_out(0.2, 0, "test").to_array()
+    kept, held_out = (view.to_array() for view in source.split(0.2, 0, "test"))
     assert metrics["scale"] == two_lanes[0]["scale"] == "none"  # auto: the columns share one unit
     pca = PCA(2).fit(kept)
     direction = pca_rounding(kept, 2, pca.all_explained_variance_).direction
@@ -416,7 +415,7 @@ def test_an_interrupted_streamed_run_resumes_to_the_uninterrupted_result(even_fo
                                    rtol=training_rtol(full), atol=0)
     assert again["autoencoder"]["test_mse"] == pytest.approx(full["autoencoder"]["test_mse"], rel=training_rtol(full))
     source = open_source(folder)
-    kept, held_out = source.kept(0.2, 0, "test").to_array(), source.held_out(0.2, 0, "test").to_array()
+    kept, held_out = (view.to_array() for view in source.split(0.2, 0, "test"))
     pca = PCA(2).fit(kept)
     direction = pca_rounding(kept, 2, pca.all_explained_variance_).direction
     assert again["pca"]["test_mse"] == pytest.approx(

@@ -19,7 +19,7 @@ import numpy as np
 
 from aepca import budget, distributed
 from aepca.checkpoint import Checkpointer, load_checkpoint, run_fingerprint
-from aepca.data.order import VALIDATION_SALT, held_out_mask, row_hash
+from aepca.data.order import VALIDATION_SALT, hash_edges
 from aepca.data.sources import RowSource
 from aepca.metrics import sample_mse
 from aepca.neighbours import DEFAULT_K, code_recall_misses, query_positions, take_rows
@@ -93,10 +93,9 @@ class Fit:
         start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
         validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
         started = time.perf_counter()
-        held_out = validation_rows(source, validation, seed) if validation else None
+        kept, held_out = validation_split(source, validation, seed) if validation else (source, None)
         # Validation rows that fit in memory are kept from the one pass; others are read each epoch.
-        keep = held_out is not None and fits_in_memory(held_out)
-        hold = (lambda rows: held_out_mask(rows, validation, seed, VALIDATION_SALT)) if keep else None
+        hold = held_out.admits if held_out is not None and fits_in_memory(held_out) else None
         statistics = scan(source, hold=hold)
         space = ErrorSpace.fit(scale, statistics.summary)
         in_space = statistics.in_scaled_space(space.scaler.offset_, space.scaler.scale_)
@@ -105,7 +104,7 @@ class Fit:
         rows = source.map(space.network_rows)
         train_rows, monitor = rows, None if X_val is None else held_in_memory(X_val.map(space.network_rows))
         if held_out is not None:
-            train_rows = rows.kept(validation, seed, VALIDATION_SALT)
+            train_rows = kept.map(space.network_rows)
             monitor = held_in_memory(held_out.map(space.network_rows),
                                      None if statistics.held is None else space.network_rows(statistics.held))
         return cls(n_components=n_components, settings=settings, seed=seed, space=space,
@@ -142,8 +141,8 @@ class Fit:
             # The budget holds no folds: a random start judged on a validation split, as fast's from FOLD_ROWS rows.
             fraction = self.settings["validation_fraction"]
             self.start_name = "auto"
-            self.train = self.rows.kept(fraction, self.seed, VALIDATION_SALT)
-            self.monitor = held_in_memory(validation_rows(self.rows, fraction, self.seed))
+            self.train, held_out = validation_split(self.rows, fraction, self.seed)
+            self.monitor = held_in_memory(held_out)
 
     def _step_seconds(self, settings: dict):
         """The step and compile times of a network of given widths trained with ``settings``, the
@@ -421,10 +420,9 @@ def fold_views(rows: RowSource, folds: int, seed: int) -> list[tuple[RowSource, 
     if rows.n_rows < 2 * folds:
         raise invalid_value("folds", f"at most half the {rows.n_rows} training rows", f"folds={folds}",
                             "Use fewer folds (folds=0 judges the network on a validation split instead) or more rows.")
-    indices = np.concatenate([rows.row_indices(i) for i in range(rows.n_blocks)])
-    hashes = np.sort(row_hash(seed, FOLD_SALT, indices))
+    ranks = [f * rows.n_rows // folds for f in range(1, folds)]
     # Hashes are multiples of 2**-53, so these differences and sums are exact.
-    edges = [0.0, *(float(hashes[f * len(hashes) // folds]) for f in range(1, folds)), 1.0]
+    edges = [0.0, *hash_edges(rows.iter_row_indices, rows.n_rows, seed, FOLD_SALT, ranks), 1.0]
     return [(rows.kept(high - low, seed, FOLD_SALT, low), rows.held_out(high - low, seed, FOLD_SALT, low))
             for low, high in zip(edges[:-1], edges[1:])]
 
@@ -458,13 +456,14 @@ def json_settings(settings: dict) -> dict:
     return {**settings, "hidden": list(settings["hidden"])}
 
 
-def validation_rows(rows: RowSource, fraction: float, seed: int) -> RowSource:
-    """The validation view of ``rows`` (``fraction`` held out by a seeded hash), leaving rows on each side."""
-    held_out = rows.held_out(fraction, seed, VALIDATION_SALT)
-    if min(held_out.n_rows, rows.n_rows - held_out.n_rows) < 1:
+def validation_split(rows: RowSource, fraction: float, seed: int) -> tuple[RowSource, RowSource]:
+    """The (training, validation) views of ``rows`` (``fraction`` held out by a seeded hash), leaving rows
+    on each side."""
+    kept, held_out = rows.split(fraction, seed, VALIDATION_SALT)
+    if min(held_out.n_rows, kept.n_rows) < 1:
         raise invalid_value("validation_fraction", "a share leaving at least one row on each side",
                             f"validation_fraction={fraction} with {rows.n_rows} rows")
-    return held_out
+    return kept, held_out
 
 
 def fits_in_memory(rows: RowSource) -> bool:

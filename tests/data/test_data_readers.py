@@ -370,8 +370,8 @@ FORTY = pd.DataFrame({"a": np.arange(40.0) % 7, "b": np.arange(40.0) ** 2 % 11, 
 def test_split_holds_out_the_rows_the_hash_rule_holds_out(tmp_path):
     path = write(tmp_path / "forty.csv", FORTY)
     data = load_user_data(path, label_column="y", seed=1)
-    test = held_out_mask(np.arange(40), 0.2, 1, TEST_SALT)
-    assert isinstance(data, Dataset) and 0 < test.sum() < 40
+    test = held_out_mask(40, 0.2, 1, TEST_SALT)
+    assert isinstance(data, Dataset) and test.sum() == 8
     np.testing.assert_array_equal(data.x_test, FORTY[["a", "b"]].to_numpy(np.float32)[test])
     np.testing.assert_array_equal(data.x_train, FORTY[["a", "b"]].to_numpy(np.float32)[~test])
     np.testing.assert_array_equal(data.y_train, FORTY["y"][~test])
@@ -386,8 +386,9 @@ def test_a_file_read_whole_and_streamed_has_the_same_test_rows(tmp_path, suffix)
     path = write(tmp_path / f"d{suffix}", x if suffix == ".npy" else pd.DataFrame(x, columns=["a", "b", "c"]))
     data = load_user_data(path, seed=5)
     source = open_source(path, block_rows=64)
-    np.testing.assert_array_equal(data.x_test, source.held_out(0.2, 5, TEST_SALT).to_array())
-    np.testing.assert_array_equal(data.x_train, source.kept(0.2, 5, TEST_SALT).to_array())
+    kept, held_out = source.split(0.2, 5, TEST_SALT)
+    np.testing.assert_array_equal(data.x_test, held_out.to_array())
+    np.testing.assert_array_equal(data.x_train, kept.to_array())
 
 
 def test_separate_test_file_learns_cleaning_on_train_only(tmp_path):
@@ -404,7 +405,7 @@ def test_separate_test_file_learns_cleaning_on_train_only(tmp_path):
     ("train", "test", "kwargs", "match"),
     [
         ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {}, r"Splitting the 5 rows of train\.csv with test_size=0\.2 "
-         r"leaves 1 training and 4 test rows, expected at least 2 on each side\. .*change test_size or seed"),
+         r"leaves 4 training and 1 test row, expected at least 2 on each side\. .*change test_size, or pass"),
         ("a,b\n" + "1,2\n3,4\n5,7\n6,1\n8,0\n", None, {"test_size": 1.5}, r"test_size=1\.5"),
         ("a,b\n1,2\n3,4\n5,7\n", "a,b\n1,2\n", {}, r"test\.csv has 1 row, expected at least 2"),
         ("a,b\n1,2\n3,4\n5,7\n", "a,c\n1,2\n3,3\n", {}, r"test\.csv has other columns than .*train\.csv: it lacks 'b'; it has extra 'c'\. A test file needs"),

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aepca.data import EpochBatches, open_source
-from aepca.data.order import TEST_SALT, held_out_mask
+from aepca.data.order import TEST_SALT, hash_edges, held_out_mask, row_hash
 
 
 def _rows(n_rows=1000, width=3, seed=0):
@@ -51,11 +51,38 @@ def test_blocks_do_not_depend_on_how_files_cut_the_rows(tmp_path):
     np.testing.assert_array_equal(ours[0], theirs[0])
 
 
-def test_held_out_mask_is_the_rule_of_held_out_views():
+def test_held_out_mask_is_the_rule_of_split_views():
     x = _rows(500)
-    held = open_source(x, block_rows=64).held_out(0.25, 7, TEST_SALT)
-    mask = held_out_mask(np.arange(len(x)), 0.25, 7, TEST_SALT)
+    kept, held = open_source(x, block_rows=64).split(0.25, 7, TEST_SALT)
+    mask = held_out_mask(len(x), 0.25, 7, TEST_SALT)
     np.testing.assert_array_equal(held.to_array(), x[mask])
+    np.testing.assert_array_equal(kept.to_array(), x[~mask])
+
+
+@pytest.mark.parametrize("n_rows, fraction, held", [(6, 0.2, 2), (20, 0.2, 4), (30, 0.1, 3), (1, 0.5, 1), (9_999, 0.1, 1000)])
+def test_a_split_holds_out_exactly_the_ceiling_of_its_share(n_rows, fraction, held):
+    mask = held_out_mask(n_rows, fraction, 0, TEST_SALT)
+    assert mask.sum() == held
+    # The rows of the smallest hashes.
+    hashes = row_hash(0, TEST_SALT, np.arange(n_rows))
+    assert hashes[mask].max(initial=0.0) < hashes[~mask].min(initial=1.0)
+
+
+def test_a_split_of_a_view_holds_out_its_share_of_the_view_s_rows():
+    x = _rows(1000)
+    train, test = open_source(x, block_rows=64).split(0.2, 1, TEST_SALT)
+    fit, validation = train.split(0.1, 1, "validation")
+    assert (test.n_rows, validation.n_rows, fit.n_rows) == (200, 80, 720)
+    hashes = row_hash(1, "validation", np.concatenate(list(train.iter_row_indices())))
+    assert np.sort(hashes)[80] == np.sort(row_hash(1, "validation", np.concatenate(list(fit.iter_row_indices()))))[0]
+
+
+def test_a_rank_outside_the_expected_window_is_found_by_widening_it(monkeypatch):
+    ranks = [1, 500, 999]
+    expected = hash_edges(lambda: [np.arange(1000)], 1000, 2, "folds", ranks)
+    assert expected == [float(np.sort(row_hash(2, "folds", np.arange(1000)))[r]) for r in ranks]
+    monkeypatch.setattr("aepca.data.order._WINDOW_SIGMAS", 1e-3)  # windows that miss at first
+    assert hash_edges(lambda: [np.arange(1000)], 1000, 2, "folds", ranks) == expected
 
 
 def test_a_view_of_a_hash_interval_holds_the_rows_hashed_there():
@@ -64,6 +91,5 @@ def test_a_view_of_a_hash_interval_holds_the_rows_hashed_there():
     inside = source.held_out(0.25, 3, "folds", start=0.5)
     outside = source.kept(0.25, 3, "folds", start=0.5)
     assert inside.n_rows + outside.n_rows == len(x)
-    lower = held_out_mask(np.arange(len(x)), 0.5, 3, "folds")
-    upper = held_out_mask(np.arange(len(x)), 0.75, 3, "folds")
-    np.testing.assert_array_equal(inside.to_array(), x[upper & ~lower])
+    hashes = row_hash(3, "folds", np.arange(len(x)))
+    np.testing.assert_array_equal(inside.to_array(), x[(hashes >= 0.5) & (hashes < 0.75)])

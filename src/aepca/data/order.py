@@ -1,14 +1,17 @@
 """Which rows are held out and in what order an epoch reads them.
 
 Both are pure functions of the seed, the row numbers and the block layout, computed
-from metadata alone: every process, and every form the same rows arrive in, gets
-the same split and the same batches.
+from metadata and hashes of row numbers alone: every process, and every form the same
+rows arrive in, gets the same split and the same batches. A split holds out exactly
+``ceil(fraction * n)`` rows, those of the smallest seeded hashes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,13 +49,58 @@ TEST_SALT = "test"
 VALIDATION_SALT = "validation"
 
 
-def held_out_mask(rows: np.ndarray, fraction: float, seed: int, salt: str) -> np.ndarray:
-    """Whether each global row index in ``rows`` is held out: ``row_hash(seed, salt, rows) < fraction``.
+def held_count(fraction: float, n_rows: int) -> int:
+    """Rows a split of ``fraction`` holds out of ``n_rows``: ``ceil(fraction * n_rows)``, as scikit-learn's
+    ``train_test_split`` (a product within rounding of a whole number counts as that number)."""
+    return math.ceil(round(fraction * n_rows, 6))
 
-    The one split rule of every input form: a file read whole, streamed, or an array.
-    """
+
+# A rank's hash is looked for within this many of its standard deviations of where it is expected
+# (ranks are uniform order statistics); one outside (odds below 1e-20) is looked for again, wider.
+_WINDOW_SIGMAS = 10.0
+
+
+def hash_edges(chunks: Callable[[], Iterable[np.ndarray]], n_rows: int, seed: int, salt: str,
+               ranks: list[int]) -> list[float]:
+    """For each rank ``r`` of ``ranks`` (0 to ``n_rows``), the hash below which exactly ``r`` of the rows'
+    hashes lie: the ``r``-th smallest (from 0), 1.0 for ``r = n_rows``. ``chunks()`` gives the rows'
+    global indices a chunk at a time; only hashes near each rank's expected value are kept (about
+    20 sqrt(n) of them), so the memory is bounded whatever the rows."""
+    edges = {r: 1.0 for r in ranks if r >= n_rows}
+    wanted, sigmas = sorted({r for r in ranks if r < n_rows}), _WINDOW_SIGMAS
+    while wanted:
+        centre = np.array(wanted) / n_rows
+        half = sigmas * (np.sqrt(centre * (1 - centre) / n_rows) + 1 / n_rows)
+        low, high = centre - half, centre + half
+        below = np.zeros(len(wanted), np.int64)
+        near: list[list[np.ndarray]] = [[] for _ in wanted]
+        for index in chunks():
+            hashes = row_hash(seed, salt, index)
+            for j in range(len(wanted)):
+                below[j] += np.count_nonzero(hashes < low[j])
+                near[j].append(hashes[(hashes >= low[j]) & (hashes < high[j])])
+        missed = []
+        for j, rank in enumerate(wanted):
+            values, k = np.sort(np.concatenate(near[j])), rank - below[j]
+            if 0 <= k < len(values):
+                edges[rank] = float(values[k])
+            else:
+                missed.append(rank)
+        wanted, sigmas = missed, sigmas * 16
+    return [edges[r] for r in ranks]
+
+
+def _index_chunks(n_rows: int) -> Callable[[], Iterable[np.ndarray]]:
+    return lambda: (np.arange(low, min(low + _HASH_CHUNK, n_rows), dtype=np.int64)
+                    for low in range(0, n_rows, _HASH_CHUNK))
+
+
+def held_out_mask(n_rows: int, fraction: float, seed: int, salt: str) -> np.ndarray:
+    """Whether each of rows ``0 .. n_rows - 1`` is held out: the ``held_count(fraction, n_rows)`` rows of
+    the smallest ``row_hash(seed, salt, row)``. The one split rule of every input form (``RowSource.split``)."""
     fraction, seed, salt = _check_filter(fraction, seed, salt)
-    return row_hash(seed, salt, rows) < fraction
+    edge, = hash_edges(_index_chunks(n_rows), n_rows, seed, salt, [held_count(fraction, n_rows)])
+    return row_hash(seed, salt, np.arange(n_rows, dtype=np.int64)) < edge
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import pandas as pd
 from aepca.data._dataset import Dataset
 from aepca.data.columns import IMPUTERS, MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
 from aepca.data.formats import Part, check_same_columns, holds_split, memory_part, open_part
-from aepca.data.order import TEST_SALT, held_out_mask
+from aepca.data.order import TEST_SALT, held_count, held_out_mask
 from aepca.validation import IMAGE_CHANNELS, as_image_shape, describe_names, invalid_value, plural
 
 MIN_ROWS = 3
@@ -212,7 +212,7 @@ def _checked_split(train: np.ndarray, test: np.ndarray, test_size, source: str) 
         raise ValueError(
             f"Splitting the {len(train) + len(test)} rows of {source} with test_size={test_size} leaves {len(train)} "
             f"training and {plural(len(test), 'test row')}, expected at least {MIN_SPLIT_ROWS} on each side. Provide "
-            "more rows, change test_size or seed, or pass a separate test file."
+            "more rows, change test_size, or pass a separate test file."
         )
     return train, test
 
@@ -243,15 +243,15 @@ def resolved_test_size(test_size, own_test: str | None) -> float | None:
 def split_indices(n_rows: int, test_size: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded shuffle of ``range(n_rows)`` into (train, test) index arrays: the split that defines the bundled
     data sets (users' files are split by :func:`held_out_split`)."""
-    n_test = math.ceil(_check_test_size(test_size) * n_rows)
+    n_test = held_count(_check_test_size(test_size), n_rows)
     order = np.random.default_rng(seed).permutation(n_rows)
     return _checked_split(order[n_test:], order[:n_test], test_size, source)
 
 
 def held_out_split(n_rows: int, test_size: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) row indices of ``range(n_rows)``: row ``i`` is a test row iff
-    ``held_out_mask(i, test_size, seed, TEST_SALT)``, the rule of a streamed file's test rows."""
-    test = held_out_mask(np.arange(n_rows, dtype=np.int64), _check_test_size(test_size), seed, TEST_SALT)
+    """(train, test) row indices of ``range(n_rows)``: the test rows are those of
+    ``held_out_mask(n_rows, test_size, seed, TEST_SALT)``, the rule of a streamed file's test rows."""
+    test = held_out_mask(n_rows, _check_test_size(test_size), seed, TEST_SALT)
     return _checked_split(np.flatnonzero(~test), np.flatnonzero(test), test_size, source)
 
 
@@ -303,7 +303,7 @@ def load_user_data(
 ) -> Dataset:
     """Read a user's file (or a DataFrame or Arrow table in memory) as a train/test :class:`Dataset`.
 
-    Without ``test``, row ``i`` is a test row iff ``held_out_mask(i, test_size, seed, TEST_SALT)``
+    Without ``test``, the test rows are ``held_out_mask(n_rows, test_size, seed, TEST_SALT)``
     (:func:`held_out_split`): the same test rows as when the file is streamed. With ``test`` that second
     file (same columns, any order) is the test set; an ``.npz`` archive of ``x_train`` and ``x_test`` (and
     ``y_train``, ``y_test``: Keras' mnist.npz) is its own (:func:`aepca.data.formats.holds_split`). Column

@@ -29,7 +29,7 @@ import numpy as np
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns,
                                 decompress_fix, memory_part, open_part, rows_within)
-from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int
+from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count
 from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
 
 __all__ = ["BLOCK_ROWS", "RowSource", "image_files", "is_source_path", "open_source", "source_files"]
@@ -221,7 +221,7 @@ class RowSource:
         self.block_rows: int = self._layout.block_rows
         bounds = self._layout.bounds
         self.n_blocks: int = len(bounds) - 1
-        self.block_sizes: np.ndarray = _admitted_sizes(bounds, self._admits) if filters else np.diff(bounds)
+        self.block_sizes: np.ndarray = _admitted_sizes(bounds, self.admits) if filters else np.diff(bounds)
         self.n_rows: int = int(self.block_sizes.sum())
         # Rows already in memory (an array): training may keep them all on its device.
         self.in_memory: bool = bool(getattr(self._rows, "in_memory", False))
@@ -229,9 +229,10 @@ class RowSource:
     def __repr__(self) -> str:
         return f"RowSource({self.name!r}: {self.n_rows} rows x {self.n_features} features in {self.n_blocks} blocks)"
 
-    def _admits(self, rows: np.ndarray) -> np.ndarray:
-        admitted = self._filters[0].admits(rows)
-        for row_filter in self._filters[1:]:
+    def admits(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each global row index in ``rows`` (positions in the unfiltered source) is in this view."""
+        admitted = np.ones(len(rows), bool)
+        for row_filter in self._filters:
             admitted &= row_filter.admits(rows)
         return admitted
 
@@ -243,7 +244,7 @@ class RowSource:
         return i, np.arange(self._layout.bounds[i], self._layout.bounds[i + 1], dtype=np.int64)
 
     def _mask(self, rows: np.ndarray) -> np.ndarray | slice:
-        return self._admits(rows) if self._filters else slice(None)
+        return self.admits(rows) if self._filters else slice(None)
 
     def read(self, i: int) -> np.ndarray:
         """float32 C-contiguous ``(block_sizes[i], n_features)``; may be read-only or a view: copy before writing."""
@@ -272,6 +273,11 @@ class RowSource:
         i, rows = self._all_rows(i)
         return rows[self._mask(rows)]
 
+    def iter_row_indices(self):
+        """``row_indices(i)`` for each block in order."""
+        for i in range(self.n_blocks):
+            yield self.row_indices(i)
+
     def iter_blocks(self, blocks=None):
         """``read(i)`` for each ``i`` of ``blocks`` (default: all), in that order."""
         for i in range(self.n_blocks) if blocks is None else blocks:
@@ -290,6 +296,14 @@ class RowSource:
             rows[at : at + len(block)] = block
             at += len(block)
         return rows
+
+    def split(self, fraction: float, seed: int, salt: str) -> tuple[RowSource, RowSource]:
+        """``(kept, held_out)`` views: exactly ``ceil(fraction * n_rows)`` of this view's rows held out,
+        those of the smallest ``row_hash(seed, salt, index)`` (a hash interval found from the indices)."""
+        fraction, seed, salt = _check_filter(fraction, seed, salt)
+        edge, = hash_edges(self.iter_row_indices, self.n_rows, seed, salt, [held_count(fraction, self.n_rows)])
+        return tuple(RowSource(self._layout, (*self._filters, _Filter(edge, seed, salt, held)), self._maps)
+                     for held in (False, True))
 
     def held_out(self, fraction: float, seed: int, salt: str, start: float = 0.0) -> RowSource:
         """The view of the rows with ``start <= row_hash(seed, salt, index) < start + fraction``

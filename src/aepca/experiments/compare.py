@@ -326,9 +326,9 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
             held_out = "the data set's test split"
         else:  # a file split by the hash: its rows back in file order, as when it is streamed
             n_rows = len(data.x_train) + len(data.x_test)
-            in_test = held_out_mask(np.arange(n_rows, dtype=np.int64), *data.split, TEST_SALT)
+            in_test = held_out_mask(n_rows, *data.split, TEST_SALT)
             source = interleaved_source(data.x_train, data.x_test, in_test, block_rows=block_rows)
-            train, test_rows = (view(*data.split, TEST_SALT) for view in (source.kept, source.held_out))
+            train, test_rows = source.split(*data.split, TEST_SALT)
             held_out = f"{data.split[0]:.0%} by a hash of the row numbers seeded with {data.split[1]}"
         name, labels, notes = data.name, data.y_test, dict(data.notes)
     else:
@@ -341,7 +341,7 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
                 test, spec=source.columns, block_rows=block_rows)
             held_out = "the test file"
         else:
-            train, test_rows = source.kept(test_size, seed, TEST_SALT), source.held_out(test_size, seed, TEST_SALT)
+            train, test_rows = source.split(test_size, seed, TEST_SALT)
             held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
         data = None
     shown_rows, shown_labels, positions = _figure_rows(test_rows, N_CODE_POINTS)

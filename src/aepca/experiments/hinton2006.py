@@ -314,8 +314,8 @@ def _fit_best(x, protocol, seed, progress):
 
     # The one split rule: the rows a seeded hash of their numbers holds out.
     rows = open_source(x)
-    fit_rows = rows.kept(VALIDATION_FRACTION, seed, VALIDATION_SALT)
-    val_rows = rows.held_out(VALIDATION_FRACTION, seed, VALIDATION_SALT).to_array()
+    fit_rows, val_rows = rows.split(VALIDATION_FRACTION, seed, VALIDATION_SALT)
+    val_rows = val_rows.to_array()
     net = build_autoencoder(x.shape[1], MNIST_SIZES[-1], hidden=MNIST_SIZES[:-1],
                             activation=BEST_RECIPE["activation"], output_activation="sigmoid",
                             seed=seed)
