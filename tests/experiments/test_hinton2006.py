@@ -101,7 +101,7 @@ def test_quick_command_on_a_subset_writes_every_file(tmp_path, monkeypatch, caps
         assert row["fit_seconds"] >= 0
     assert table["settings"]["mode"] == "quick"
     assert table["settings"]["mnist"] == {"n_train": 400, "n_test": 100,
-                                          "best_recipe_validation": 27}
+                                          "best_recipe_validation": 34}
     assert table["settings"]["fig3_points"] == 400  # fewer than 500 per class in 400 images
     assert any("Adam" in text for text in table["deviations"])
     report = (out / "report.html").read_text()
