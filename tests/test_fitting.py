@@ -87,6 +87,16 @@ def test_a_table_of_few_rows_is_judged_on_fewer_folds_of_two_rows(low_rank_data,
     assert fitted.history_["selection"]["held_out"] == f"{folds} folds of {n_rows} training rows"
 
 
+def test_a_fold_s_network_learns_nothing_of_the_rows_it_is_judged_on():
+    # Noise in many columns: no network reconstructs held-out rows better than PCA. Scaled by the
+    # mean of every training row, each fold's network knew its held-out rows' mean, which PCA
+    # (centred on the fold's training rows) did not: it won every fold by about 1/32 (z = 14).
+    x = np.random.default_rng(0).standard_normal((40, 300)).astype(np.float32)
+    selection = Autoencoder(2, epochs=20, random_state=0).fit(x).history_["selection"]
+    assert not selection["kept_network"]
+    assert max(selection["fold_gains"]) < 0.25 / 32  # a quarter of what the mean was worth
+
+
 def test_too_few_rows_for_two_folds_are_refused_as_rows_not_as_a_folds_setting(low_rank_data):
     x = low_rank_data(n_samples=3, n_features=4, rank=2, seed=0)
     with pytest.raises(ValueError, match=r"^Received an invalid value for X, expected at least 4 training rows \(the "
