@@ -167,9 +167,10 @@ def build_autoencoder(
     The output is then linear (a sigmoid would distort the PCA start).
 
     With ``output_mean`` (shape ``(d,)``, random starts only) the output
-    layer's bias starts where the output activation gives the data mean, so
-    the first steps spend no effort learning the mean (the PCA start already
-    includes it).
+    layer's bias starts where the output activation gives that mean, so the
+    first steps spend no effort learning the mean (the PCA start already
+    includes it; a standardised output starts at the standardising mean
+    without it).
 
     With ``standardise=(mean, scale)`` (each of shape ``(d,)``) the hidden
     layers see each column standardised and the output layer's values are
@@ -214,7 +215,9 @@ def build_autoencoder(
         output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
         outputs = output_layer(h)
         if output_mean is not None:
-            output_layer.bias.assign(output_bias_for(output_mean, output_activation))
+            # Before a standardised output is scaled back: the mean in the output layer's own units.
+            start = output_mean if rescale is None else (np.asarray(output_mean) - output_mean_shift) / scales
+            output_layer.bias.assign(output_bias_for(start, output_activation))
         if rescale is not None:
             outputs = rescale(outputs)
     else:
