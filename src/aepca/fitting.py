@@ -199,8 +199,8 @@ class Fit:
     # Networks ------------------------------------------------------------------
     def build(self, pca: PCA | None, fold_mean: np.ndarray | None = None) -> tuple[AutoencoderNet, str]:
         """A network started at ``pca``'s solution, or randomly when None, and its output activation.
-        A fold's network starts its output at ``fold_mean``, the mean of the rows it trains on; its
-        fixed scaling stays that of every training row, so all folds run the same compiled programs."""
+        Where it starts its output at a mean, a fold's network starts at ``fold_mean``, that of the rows
+        it trains on; its fixed scaling stays every training row's, so all folds run the same programs."""
         settings = self.settings
         output = settings["output_activation"]
         if pca is not None or output == "auto":
@@ -211,8 +211,10 @@ class Fit:
             mean, scale, typical = network_scaling(self.summary)
             standardise = (mean * typical, scale * typical)
         output_mean = None
-        if pca is None and (fold_mean is not None or (standardise is None and settings["output_bias"] == "mean")):
-            output_mean = self.summary.mean if fold_mean is None else fold_mean
+        if pca is None and fold_mean is not None and (standardise is not None or settings["output_bias"] == "mean"):
+            output_mean = fold_mean
+        elif pca is None and standardise is None and settings["output_bias"] == "mean":
+            output_mean = self.summary.mean  # a standardised output starts at it without a bias
         net = build_autoencoder(
             self.rows.n_features, self.n_components, hidden=settings["hidden"], activation=settings["activation"],
             output_activation=output, code_activation=settings["code_activation"], seed=self.seed,
