@@ -176,9 +176,11 @@ def _lane_batch(lanes, batch_size) -> int:
 
 def epoch_steps(source: RowSource, *, seed: int, epoch: int, lanes: int, batch_size: int) -> int:
     """Steps of an epoch: the most lane batches (``batch_size // lanes`` rows) any lane's blocks fill."""
-    lane_batch = _lane_batch(lanes, batch_size)
-    order = epoch_blocks(seed, epoch, source.n_blocks)
-    rows = [int(source.block_sizes[lane_blocks(order, lane, lanes)].sum()) for lane in range(lanes)]
+    return _steps(source.block_sizes, epoch_blocks(seed, epoch, source.n_blocks), lanes, _lane_batch(lanes, batch_size))
+
+
+def _steps(block_sizes: np.ndarray, order: np.ndarray, lanes: int, lane_batch: int) -> int:
+    rows = [int(block_sizes[lane_blocks(order, lane, lanes)].sum()) for lane in range(lanes)]
     return max(-(-count // lane_batch) for count in rows)
 
 
@@ -195,7 +197,8 @@ class EpochBatches:
     def __init__(self, source: RowSource, *, seed: int, epoch: int, lanes: int, batch_size: int,
                  lanes_here=None, buffer_blocks: int = 4):
         self.lane_batch = _lane_batch(lanes, batch_size)
-        self.steps = epoch_steps(source, seed=seed, epoch=epoch, lanes=lanes, batch_size=batch_size)
+        self._order = epoch_blocks(seed, epoch, source.n_blocks)
+        self.steps = _steps(source.block_sizes, self._order, lanes, self.lane_batch)
         self._lanes_here = list(range(lanes) if lanes_here is None else lanes_here)
         if not self._lanes_here or not all(0 <= lane < lanes for lane in self._lanes_here):
             raise invalid_value("lanes_here", f"lane numbers in range(0, {lanes})", f"lanes_here={lanes_here!r}",
@@ -204,7 +207,6 @@ class EpochBatches:
         self._source = source
         self._seed = seed
         self._epoch = epoch
-        self._order = epoch_blocks(seed, epoch, source.n_blocks)
         self._lanes = lanes
 
     def __len__(self) -> int:
