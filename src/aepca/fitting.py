@@ -433,7 +433,7 @@ def fold_views(rows: RowSource, folds: int, seed: int) -> list[tuple[RowSource, 
                             "Use fewer folds (folds=0 judges the network on a validation split instead) or more rows.")
     ranks = [f * rows.n_rows // folds for f in range(1, folds)]
     # Hashes are multiples of 2**-53, so these differences and sums are exact.
-    edges = [0.0, *hash_edges(rows.iter_row_indices, rows.n_rows, seed, FOLD_SALT, ranks), 1.0]
+    edges = [0.0, *hash_edges(lambda: rows.iter_row_hashes(seed, FOLD_SALT), rows.n_rows, ranks), 1.0]
     return [(rows.kept(high - low, seed, FOLD_SALT, low), rows.held_out(high - low, seed, FOLD_SALT, low))
             for low, high in zip(edges[:-1], edges[1:])]
 

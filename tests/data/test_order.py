@@ -73,16 +73,16 @@ def test_a_split_of_a_view_holds_out_its_share_of_the_view_s_rows():
     train, test = open_source(x, block_rows=64).split(0.2, 1, TEST_SALT)
     fit, validation = train.split(0.1, 1, "validation")
     assert (test.n_rows, validation.n_rows, fit.n_rows) == (200, 80, 720)
-    hashes = row_hash(1, "validation", np.concatenate(list(train.iter_row_indices())))
-    assert np.sort(hashes)[80] == np.sort(row_hash(1, "validation", np.concatenate(list(fit.iter_row_indices()))))[0]
+    hashes = np.concatenate(list(train.iter_row_hashes(1, "validation")))
+    assert np.sort(hashes)[80] == np.sort(np.concatenate(list(fit.iter_row_hashes(1, "validation"))))[0]
 
 
 def test_a_rank_outside_the_expected_window_is_found_by_widening_it(monkeypatch):
-    ranks = [1, 500, 999]
-    expected = hash_edges(lambda: [np.arange(1000)], 1000, 2, "folds", ranks)
-    assert expected == [float(np.sort(row_hash(2, "folds", np.arange(1000)))[r]) for r in ranks]
+    ranks, hashes = [1, 500, 999], row_hash(2, "folds", np.arange(1000))
+    expected = hash_edges(lambda: [hashes], 1000, ranks)
+    assert expected == [float(np.sort(hashes)[r]) for r in ranks]
     monkeypatch.setattr("aepca.data.order._WINDOW_SIGMAS", 1e-3)  # windows that miss at first
-    assert hash_edges(lambda: [np.arange(1000)], 1000, 2, "folds", ranks) == expected
+    assert hash_edges(lambda: [hashes], 1000, ranks) == expected
 
 
 def test_a_view_of_a_hash_interval_holds_the_rows_hashed_there():

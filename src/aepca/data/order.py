@@ -60,12 +60,11 @@ def held_count(fraction: float, n_rows: int) -> int:
 _WINDOW_SIGMAS = 10.0
 
 
-def hash_edges(chunks: Callable[[], Iterable[np.ndarray]], n_rows: int, seed: int, salt: str,
-               ranks: list[int]) -> list[float]:
+def hash_edges(hashes: Callable[[], Iterable[np.ndarray]], n_rows: int, ranks: list[int]) -> list[float]:
     """For each rank ``r`` of ``ranks`` (0 to ``n_rows``), the hash below which exactly ``r`` of the rows'
-    hashes lie: the ``r``-th smallest (from 0), 1.0 for ``r = n_rows``. ``chunks()`` gives the rows'
-    global indices a chunk at a time; only hashes near each rank's expected value are kept (about
-    20 sqrt(n) of them), so the memory is bounded whatever the rows."""
+    hashes lie: the ``r``-th smallest (from 0), 1.0 for ``r = n_rows``. ``hashes()`` gives the rows'
+    hashes a chunk at a time; only those near each rank's expected value are kept (about 20 sqrt(n) of
+    them), so the memory is bounded whatever the rows."""
     edges = {r: 1.0 for r in ranks if r >= n_rows}
     wanted, sigmas = sorted({r for r in ranks if r < n_rows}), _WINDOW_SIGMAS
     while wanted:
@@ -74,11 +73,10 @@ def hash_edges(chunks: Callable[[], Iterable[np.ndarray]], n_rows: int, seed: in
         low, high = centre - half, centre + half
         below = np.zeros(len(wanted), np.int64)
         near: list[list[np.ndarray]] = [[] for _ in wanted]
-        for index in chunks():
-            hashes = row_hash(seed, salt, index)
+        for chunk in hashes():
             for j in range(len(wanted)):
-                below[j] += np.count_nonzero(hashes < low[j])
-                near[j].append(hashes[(hashes >= low[j]) & (hashes < high[j])])
+                below[j] += np.count_nonzero(chunk < low[j])
+                near[j].append(chunk[(chunk >= low[j]) & (chunk < high[j])])
         missed = []
         for j, rank in enumerate(wanted):
             values, k = np.sort(np.concatenate(near[j])), rank - below[j]
@@ -90,17 +88,13 @@ def hash_edges(chunks: Callable[[], Iterable[np.ndarray]], n_rows: int, seed: in
     return [edges[r] for r in ranks]
 
 
-def _index_chunks(n_rows: int) -> Callable[[], Iterable[np.ndarray]]:
-    return lambda: (np.arange(low, min(low + _HASH_CHUNK, n_rows), dtype=np.int64)
-                    for low in range(0, n_rows, _HASH_CHUNK))
-
-
 def held_out_mask(n_rows: int, fraction: float, seed: int, salt: str) -> np.ndarray:
     """Whether each of rows ``0 .. n_rows - 1`` is held out: the ``held_count(fraction, n_rows)`` rows of
     the smallest ``row_hash(seed, salt, row)``. The one split rule of every input form (``RowSource.split``)."""
     fraction, seed, salt = _check_filter(fraction, seed, salt)
-    edge, = hash_edges(_index_chunks(n_rows), n_rows, seed, salt, [held_count(fraction, n_rows)])
-    return row_hash(seed, salt, np.arange(n_rows, dtype=np.int64)) < edge
+    hashes = row_hash(seed, salt, np.arange(n_rows, dtype=np.int64))
+    edge, = hash_edges(lambda: [hashes], n_rows, [held_count(fraction, n_rows)])
+    return hashes < edge
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns,
                                 decompress_fix, memory_part, open_part, rows_within)
-from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count
+from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
 from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
 
 __all__ = ["BLOCK_ROWS", "RowSource", "image_files", "is_source_path", "open_source", "source_files"]
@@ -273,10 +273,10 @@ class RowSource:
         i, rows = self._all_rows(i)
         return rows[self._mask(rows)]
 
-    def iter_row_indices(self):
-        """``row_indices(i)`` for each block in order."""
+    def iter_row_hashes(self, seed: int, salt: str):
+        """``row_hash(seed, salt, row_indices(i))`` for each block in order."""
         for i in range(self.n_blocks):
-            yield self.row_indices(i)
+            yield row_hash(seed, salt, self.row_indices(i))
 
     def iter_blocks(self, blocks=None):
         """``read(i)`` for each ``i`` of ``blocks`` (default: all), in that order."""
@@ -301,7 +301,7 @@ class RowSource:
         """``(kept, held_out)`` views: exactly ``ceil(fraction * n_rows)`` of this view's rows held out,
         those of the smallest ``row_hash(seed, salt, index)`` (a hash interval found from the indices)."""
         fraction, seed, salt = _check_filter(fraction, seed, salt)
-        edge, = hash_edges(self.iter_row_indices, self.n_rows, seed, salt, [held_count(fraction, self.n_rows)])
+        edge, = hash_edges(lambda: self.iter_row_hashes(seed, salt), self.n_rows, [held_count(fraction, self.n_rows)])
         return tuple(RowSource(self._layout, (*self._filters, _Filter(edge, seed, salt, held)), self._maps)
                      for held in (False, True))
 
