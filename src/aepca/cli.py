@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import signal
@@ -68,8 +69,8 @@ def duration(text: str) -> float:
     (90, 90s, 10m, 10min, 1.5h, 1h30m)."""
     lowered = text.lower()
     terms = re.findall(DURATION_TERM, lowered) if re.fullmatch(rf"\s*(?:{DURATION_TERM}\s*)+", lowered) else []
-    units = [DURATION_UNITS.get(unit or "s") for _, unit in terms]
-    seconds = sum(float(number) * unit for (number, _), unit in zip(terms, units)) if None not in units else 0.0
+    # A unit of no known name makes the sum NaN, refused like 0.
+    seconds = sum(float(number) * DURATION_UNITS.get(unit or "s", math.nan) for number, unit in terms)
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"expected a positive duration such as 90s, 10m, 1h or 1h30m, received {text!r}")
     return seconds
@@ -190,10 +191,14 @@ def shows_progress(args) -> bool:
     return sys.stderr.isatty() if args.progress is None else args.progress
 
 
+def add_out_arguments(parser: argparse.ArgumentParser, default: Path | None, shown: str) -> None:
+    parser.add_argument("--out", type=nonempty_path, default=default, help=f"output folder (default: {shown})")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     """What a training command's run shares: its output folder, resuming, neighbours and scale."""
-    parser.add_argument("--out", type=nonempty_path, default=Path(out), help=f"output folder (default: {out})")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
+    add_out_arguments(parser, Path(out), out)
     parser.add_argument("--resume", type=nonempty_path, metavar="DIR",
                         help="continue an interrupted run from the checkpoint in DIR (other arguments come from that run)")
     add_neighbour_arguments(parser)
@@ -265,11 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(handler=run_sweep)
 
     reproduce = commands.add_parser("reproduce", help="reproduce a published result: table beside the paper's numbers, figures, report")
-    reproduce.add_argument("paper", choices=sorted(REPRODUCTIONS), help="which result (hinton2006: Hinton & Salakhutdinov, Science 2006)")
+    reproduce.add_argument("paper", choices=["hinton2006"], help="which result (hinton2006: Hinton & Salakhutdinov, Science 2006)")
     reproduce.add_argument("--quick", action="store_true", help="a few epochs everywhere and data subsets: minutes on a CPU, not the paper's protocol")
     reproduce.add_argument("--seed", type=non_negative_int, default=0, help="random seed for weights, shuffling and splits (default: 0)")
-    reproduce.add_argument("--out", type=nonempty_path, default=None, help="output folder (default: runs/PAPER)")
-    reproduce.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (by default it is kept and the command refuses)")
+    add_out_arguments(reproduce, None, "runs/PAPER")
     add_progress_argument(reproduce)
     reproduce.set_defaults(handler=run_reproduce)
 
@@ -460,42 +464,45 @@ def run_compare(args) -> int:
     with output_run(args, writer=writer) as run:
         data = read_input(args)
         check_code_dim(args.code_dim, data.n_features)
-        recipe = args.recipe or ("fast" if args.time_budget is not None else default_recipe(data))
+        recipe = args.recipe or default_recipe(data, args.time_budget)
         if writer:
             print(describe_input(data, f"code size {args.code_dim}; recipe {recipe}"), flush=True)
         with time_budget_left(args) as time_budget:
-            comparison = compare(
-                data, test=None if args.test is None or not is_streamed(args) else str(args.test), test_size=args.test_size,
-                code_dim=args.code_dim, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-                progress=writer and shows_progress(args), checkpoint_dir=str(run.checkpoint), record=run_record(args),
-                hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
-                batch_size=args.batch_size, devices=args.devices, lanes=args.lanes, block_rows=args.block_rows,
-                time_budget=time_budget, **neighbour_options(args),
-            )
+            comparison = compare(data, code_dim=args.code_dim, recipe=recipe, time_budget=time_budget,
+                                 **experiment_options(args, run, writer))
         if writer:
             with run.staged() as staging:
                 write_outputs(comparison, staging)
     # Every process waits for the results to be written before it leaves the run.
     distributed.barrier("compare written")
     if writer:
-        print_comparison(comparison, args.out)
+        print_results(comparison.table_rows(), comparison.notes, comparison.diagnostics,
+                      f"{args.out}/ (metrics.json, codes.png, reconstructions.png, loss.png, report.html, model/)")
     return 0
 
 
-def neighbour_options(args) -> dict:
-    """compare's and sweep's keywords for the neighbours and the keep-or-fallback criterion."""
-    return {"neighbours": args.neighbours, "neighbour_queries": args.neighbour_queries, "metric": args.metric,
-            "select_by": args.select_by}
+def experiment_options(args, run, writer: bool) -> dict:
+    """compare's and sweep's keywords that come straight from the arguments."""
+    return {
+        "test": None if args.test is None or not is_streamed(args) else str(args.test), "test_size": args.test_size,
+        "epochs": args.epochs, "seed": args.seed, "scale": args.scale, "progress": writer and shows_progress(args),
+        "checkpoint_dir": str(run.checkpoint), "record": run_record(args),
+        "hidden": None if args.hidden is None else tuple(args.hidden), "refine_steps": args.refine_steps,
+        "batch_size": args.batch_size, "devices": args.devices, "lanes": args.lanes, "block_rows": args.block_rows,
+        "neighbours": args.neighbours, "neighbour_queries": args.neighbour_queries, "metric": args.metric,
+        "select_by": args.select_by,
+    }
 
 
-def print_comparison(comparison, out: Path) -> None:
-    print(format_table(comparison.table_rows()))
-    print("(fit seconds include compilation)")
-    for note in comparison.notes:
+def print_results(rows: list[dict], notes, diagnostics, wrote: str, footnote="(fit seconds include compilation)") -> None:
+    """A finished run's table, its footnote, notes and diagnoses, and what it wrote where."""
+    print(format_table(rows))
+    print(footnote)
+    for note in notes:
         print(f"note: {note}")
-    for item in comparison.diagnostics:
+    for item in diagnostics:
         print(f"diagnosis: {item['problem']} ({item['evidence']}); fix: {item['fix']}")
-    print(f"wrote {out}/ (metrics.json, codes.png, reconstructions.png, loss.png, report.html, model/)")
+    print(f"wrote {wrote}")
 
 
 DEFAULT_CODE_DIMS = (1, 2, 3, 5, 10, 20, 30)
@@ -510,11 +517,8 @@ def run_sweep(args) -> int:
         data = read_input(args)
         from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
 
-        if args.code_dims is None:
-            code_dims = [k for k in DEFAULT_CODE_DIMS if k < data.n_features] or [1]
-        else:
-            code_dims = args.code_dims
-        code_dims = check_code_dims(code_dims, data.n_features)
+        default_dims = [k for k in DEFAULT_CODE_DIMS if k < data.n_features] or [1]
+        code_dims = check_code_dims(args.code_dims or default_dims, data.n_features)
         # The sweep's claim is "never worse than PCA", which the PCA-started recipe keeps.
         recipe = args.recipe or "fast"
         say(describe_input(data, f"code sizes {','.join(map(str, code_dims))}; recipe {recipe}"), flush=True)
@@ -523,59 +527,34 @@ def run_sweep(args) -> int:
             say(f"k={row['k']}: PCA {row['pca_test_mse']:.4g}, autoencoder {row['autoencoder_test_mse']:.4g}", flush=True)
 
         with time_budget_left(args) as time_budget:
-            result = sweep(
-                data, code_dims, test=None if args.test is None or not is_streamed(args) else str(args.test),
-                test_size=args.test_size, recipe=recipe, epochs=args.epochs, seed=args.seed, scale=args.scale,
-                progress=writer and shows_progress(args), on_row=report_row, record=run_record(args),
-                checkpoint_dir=str(run.checkpoint),
-                hidden=None if args.hidden is None else tuple(args.hidden), refine_steps=args.refine_steps,
-                batch_size=args.batch_size, devices=args.devices, lanes=args.lanes, block_rows=args.block_rows,
-                time_budget=time_budget, **neighbour_options(args),
-            )
+            result = sweep(data, code_dims, recipe=recipe, on_row=report_row, time_budget=time_budget,
+                           **experiment_options(args, run, writer))
         if writer:
             with run.staged() as staging:
                 write_sweep_outputs(result, staging)
     distributed.barrier("sweep written")
-    if not writer:
-        return 0
-    print(format_table(result.table_rows()))
-    print("(fit seconds include compilation)")
-    for note in result.notes():
-        print(f"note: {note}")
-    for item in result.diagnostics:
-        print(f"diagnosis: {item['problem']} ({item['evidence']}); fix: {item['fix']}")
-    print(f"wrote {args.out}/ (sweep.json, sweep.png, report.html)")
+    if writer:
+        print_results(result.table_rows(), result.notes(), result.diagnostics,
+                      f"{args.out}/ (sweep.json, sweep.png, report.html)")
     return 0
 
 
-# Each published result: (module, function running it, function writing its files).
-REPRODUCTIONS = {
-    "hinton2006": ("aepca.experiments.hinton2006", "reproduce_hinton2006", "write_hinton2006_outputs"),
-}
-
-
 def run_reproduce(args) -> int:
-    import importlib
-
-    module_name, run_name, write_name = REPRODUCTIONS[args.paper]
-
     def report_row(row):
         paper = "" if row["paper"] is None else f" (paper {row['paper']:.2f})"
         print(f"{row['data']}: {row['method']}, code {row['code']}: {row['test_error']:.2f}{paper}, "
               f"{row['fit_seconds']:.0f} s", flush=True)
 
     with output_run(args) as run:
-        module = importlib.import_module(module_name)
+        from aepca.experiments.hinton2006 import reproduce_hinton2006, write_hinton2006_outputs
+
         print(f"reproducing {args.paper} ({'quick' if args.quick else 'full protocol'}, seed {args.seed})", flush=True)
-        result = getattr(module, run_name)(quick=args.quick, seed=args.seed, progress=shows_progress(args), on_row=report_row)
+        result = reproduce_hinton2006(quick=args.quick, seed=args.seed, progress=shows_progress(args), on_row=report_row)
         with run.staged() as staging:
-            files = getattr(module, write_name)(result, staging)
-    print(format_table(result.table_rows()))
-    print(f"(squared error summed over features, averaged over test images; fit seconds include compilation; "
-          f"total {result.settings['total_seconds']:.0f} s)")
-    for note in result.notes:
-        print(f"note: {note}")
-    print(f"wrote {args.out}/ ({', '.join(files)})")
+            files = write_hinton2006_outputs(result, staging)
+    print_results(result.table_rows(), result.notes, (), f"{args.out}/ ({', '.join(files)})",
+                  "(squared error summed over features, averaged over test images; fit seconds include compilation; "
+                  f"total {result.settings['total_seconds']:.0f} s)")
     return 0
 
 

@@ -67,10 +67,9 @@ def run_workers(argv: list[str], processes: int) -> int:
     """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="aepca-workers-") as logs:
-        workers, logs_of = [], []
-        for index in range(processes):
-            log = Path(logs) / f"worker-{index}.err"
-            logs_of.append(log)
+        logs_of = [Path(logs) / f"worker-{index}.err" for index in range(processes)]
+        workers = []
+        for index, log in enumerate(logs_of):
             with open(log, "w") as err:
                 workers.append(subprocess.Popen(
                     worker_argv(argv, processes, port, index),
@@ -90,16 +89,16 @@ def run_workers(argv: list[str], processes: int) -> int:
         except KeyboardInterrupt:
             # The workers checkpoint and stop; the first says so and how to resume. (A second Ctrl-C
             # ends the launcher at once: the command's handler; the workers still stop as told.)
-            _stop(workers, signal.SIGTERM)
+            _stop(workers)
             first_failed, status = None, workers[0].returncode if workers[0].returncode >= 0 else 130
         for relay in relays:
             relay.join()
         # The first worker's own error line is shown as it is, unless a signal killed it.
         if first_failed is not None and (first_failed != 0 or status < 0):
             how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"ended with status {status}"
-            message = _last_line(logs_of[first_failed]).removeprefix("aepca: error: ")
+            message = _last_line(logs_of[first_failed]).removeprefix(ERROR_PREFIX.decode())
             # The first worker, stopped, may have kept a checkpoint: say so on the same line.
-            kept = [line.decode(errors="replace").strip().removeprefix("aepca: interrupted") for line in held
+            kept = [line.decode(errors="replace").strip().removeprefix(INTERRUPTED_PREFIX.decode()) for line in held
                     if line.startswith(INTERRUPTED_PREFIX)]
             raise WorkerFailed(f"worker {first_failed} of {processes} {how}: {message}{''.join(kept)}", status)
         for line in held:
@@ -144,17 +143,18 @@ def _wait(workers: list[subprocess.Popen]) -> tuple[int | None, int]:
         codes = [worker.poll() for worker in workers]
         failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
         if failed:
-            _stop(workers, signal.SIGTERM)
+            _stop(workers)
             return failed[0], codes[failed[0]]
         if all(code == 0 for code in codes):
             return None, 0
         time.sleep(POLL_S)
 
 
-def _stop(workers: list[subprocess.Popen], how: int) -> None:
+def _stop(workers: list[subprocess.Popen]) -> None:
+    """SIGTERM to every worker still running; SIGKILL to those not gone ``STOP_GRACE_S`` later."""
     for worker in workers:
         if worker.poll() is None:
-            worker.send_signal(how)
+            worker.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     for worker in workers:
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -140,7 +140,7 @@ def nearest_neighbours(queries, database, k: int, metric: str = "euclidean", *, 
     "cosine" or "auto" (see :func:`resolve_metric`, judged on the queries)."""
     metric = resolve_metric(metric, queries)[0]
     search = RunningNeighbours(queries, k, metric, query_positions=query_positions)
-    for block in _blocks(database):
+    for block in database.iter_blocks() if isinstance(database, RowSource) else [np.asarray(database)]:
         search.add(block)
     return search.indices
 
@@ -167,13 +167,6 @@ def neighbour_recall(query_codes, database_codes, true_neighbours, k: int | None
                             f"shape {np.shape(true_neighbours)}")
     recalls = recall_per_query(nearest_neighbours(query_codes, database_codes, true.shape[1], metric), true)
     return recalls if per_query else float(recalls.mean())
-
-
-def _blocks(rows):
-    if isinstance(rows, RowSource):
-        yield from rows.iter_blocks()
-    else:
-        yield np.asarray(rows)
 
 
 def take_rows(source: RowSource, positions: np.ndarray) -> np.ndarray:
@@ -220,8 +213,8 @@ def measure(train: RowSource, test: RowSource, to_space: Callable[[np.ndarray], 
         codes, rebuilt = method(query_rows)
         searches[name] = (RunningNeighbours(codes, k, metric), RunningNeighbours(rebuilt, k, metric), method)
     for block in train.iter_blocks():
-        # A database block's rows at a time: a method's reconstructions of a whole block (MNIST's 60,000
-        # rows: 188 MB, twice while a prediction's parts are joined) would set the run's peak memory.
+        # A database block's rows at a time: a method's reconstructions of a whole source block
+        # would set the run's peak memory.
         for start in range(0, len(block), DATABASE_BLOCK):
             space = to_space(block[start : start + DATABASE_BLOCK])
             truth.add(space)

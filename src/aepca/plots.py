@@ -69,11 +69,11 @@ def _new_figure(width, height, layout="constrained"):
     return fig
 
 
-def _save(fig, path, data=None) -> Path:
+def _save(fig, path, data) -> Path:
     """Write ``fig`` as a PNG with ``data`` (JSON-able) under ``FIGURE_DATA_KEY``."""
     path = Path(path)
     buffer = io.BytesIO()
-    metadata = None if data is None else {FIGURE_DATA_KEY: json.dumps(data, allow_nan=False)}
+    metadata = {FIGURE_DATA_KEY: json.dumps(data, allow_nan=False)}
     fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata=metadata)
     write_atomic(path, buffer.getvalue())
     return path
@@ -147,7 +147,7 @@ def _optional_number(name, value):
 
 def _use_log_scale(values, min_ratio) -> bool:
     """Log scale only helps when all values are positive and span a wide range."""
-    finite = np.asarray([v for v in values if v is not None], dtype=float)
+    finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0 or finite.min() <= 0:
         return False
@@ -206,9 +206,7 @@ class _Labels:
     @staticmethod
     def _name(value, label_names):
         key = int(value) if isinstance(value, float) else value
-        if label_names is None:
-            return str(key)
-        try:
+        try:  # label_names may be None, or lack this label
             return str(label_names[key])
         except (KeyError, IndexError, TypeError):
             return str(key)
@@ -256,44 +254,39 @@ def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
     limits = [_bulk_limits(column) for column in code_axes]
     beyond = [(column < low) | (column > high) for column, (low, high) in zip(code_axes, limits)]
     outside = int(np.any(beyond, axis=0).sum()) if beyond else 0
+    x = sub[:, 0]
     mappable = None
-    if k == 1:
-        x = sub[:, 0]
-        ax.set_xlabel(axis_names[0])
-        if labels.kind == "none":
-            ax.hist(x, bins=min(50, max(10, int(np.sqrt(x.size)))), color=color, alpha=0.85,
-                    range=limits[0] if beyond and beyond[0].any() else None)
-            ax.set_ylabel("count (points)")
-        elif labels.kind == "classes":
-            rows = labels.class_positions(lab)
-            jitter = rng.uniform(-0.3, 0.3, size=rows.size)
-            colors = labels.class_colors()
-            point_colors = [colors[int(r)] if np.isfinite(r) else "lightgrey" for r in rows]
-            ax.scatter(x, rows + jitter, c=point_colors, s=area, alpha=0.6, linewidths=0)
-            ax.set_yticks(range(len(labels.names)), labels=labels.names)
-            ax.set_ylabel(labels.title)
-        else:
-            mappable = ax.scatter(
-                x, lab, c=lab, cmap="viridis", vmin=labels.norm_range[0],
-                vmax=labels.norm_range[1], s=area, alpha=0.7, linewidths=0,
-            )
-            ax.set_ylabel(labels.title)
+    if k == 1 and labels.kind == "none":
+        ax.hist(x, bins=min(50, max(10, int(np.sqrt(x.size)))), color=color, alpha=0.85,
+                range=limits[0] if beyond and beyond[0].any() else None)
     else:
-        x, y = sub[:, 0], sub[:, 1]
-        if labels.kind == "none":
-            ax.scatter(x, y, color=color, s=area, alpha=0.5, linewidths=0)
-        elif labels.kind == "classes":
+        if labels.kind == "classes":
             rows = labels.class_positions(lab)
             colors = labels.class_colors()
-            point_colors = [colors[int(r)] if np.isfinite(r) else "lightgrey" for r in rows]
-            ax.scatter(x, y, c=point_colors, s=area, alpha=0.6, linewidths=0)
+            style = {"c": [colors[int(r)] if np.isfinite(r) else "lightgrey" for r in rows], "alpha": 0.6}
+        elif labels.kind == "continuous":
+            style = {"c": lab, "cmap": "viridis", "vmin": labels.norm_range[0], "vmax": labels.norm_range[1],
+                     "alpha": 0.7}
         else:
-            mappable = ax.scatter(
-                x, y, c=lab, cmap="viridis", vmin=labels.norm_range[0],
-                vmax=labels.norm_range[1], s=area, alpha=0.7, linewidths=0,
-            )
-        ax.set_xlabel(axis_names[0])
+            style = {"color": color, "alpha": 0.5}
+        if k > 1:
+            y = sub[:, 1]
+        elif labels.kind == "classes":
+            y = rows + rng.uniform(-0.3, 0.3, size=rows.size)
+        else:
+            y = lab
+        artist = ax.scatter(x, y, s=area, linewidths=0, **style)
+        if labels.kind == "continuous":
+            mappable = artist
+    ax.set_xlabel(axis_names[0])
+    if k > 1:
         ax.set_ylabel(axis_names[1])
+    elif labels.kind == "none":
+        ax.set_ylabel("count (points)")
+    else:
+        ax.set_ylabel(labels.title)
+        if labels.kind == "classes":
+            ax.set_yticks(range(len(labels.names)), labels=labels.names)
     # A panel whose points all fit keeps matplotlib's automatic limits.
     for set_limits, axis_limits, out in zip((ax.set_xlim, ax.set_ylim), limits, beyond):
         if out.any():
@@ -314,9 +307,8 @@ def _scatter_panel(ax, codes, labels, idx, color, axis_names, rng):
 
 
 def _axis_names(prefix, k):
-    if k <= 2:
-        return [f"{prefix} {i}" for i in (1, 2)]
-    return [f"{prefix} {i} (of {k})" for i in (1, 2)]
+    of = f" (of {k})" if k > 2 else ""
+    return [f"{prefix} {i}{of}" for i in (1, 2)]
 
 
 def plot_codes(
@@ -434,15 +426,15 @@ def plot_reconstructions(
                 "Reconstruct the same samples that are passed as originals.",
             )
     originals = _as_matrix("originals", originals, rows=n)
-    recons = {"pca_recon": _as_matrix("pca_recon", pca_recon, rows=n),
-              "ae_recon": _as_matrix("ae_recon", ae_recon, rows=n)}
+    pca_recon = _as_matrix("pca_recon", pca_recon, rows=n)
+    ae_recon = _as_matrix("ae_recon", ae_recon, rows=n)
     pca_mse = _optional_number("pca_mse", pca_mse)
     ae_mse = _optional_number("ae_mse", ae_mse)
-    n = min(n, originals.shape[0])
+    n = originals.shape[0]
     rows = [
-        (_row_label("Original", None), originals[:n], ORIGINAL_COLOR),
-        (_row_label("PCA", pca_mse), recons["pca_recon"][:n], PCA_COLOR),
-        (_row_label("Autoencoder", ae_mse), recons["ae_recon"][:n], AE_COLOR),
+        ("Original", originals, ORIGINAL_COLOR),
+        (_row_label("PCA", pca_mse), pca_recon, PCA_COLOR),
+        (_row_label("Autoencoder", ae_mse), ae_recon, AE_COLOR),
     ]
     if image_shape is not None:
         image_shape = _check_image_shape(image_shape, originals.shape[1])
@@ -512,6 +504,23 @@ def _image_rows(rows, image_shape, n):
     return fig
 
 
+def _sample_panels(axes, n, ncols, ylabel, xlabel):
+    """Each sample's index, axes (titled, with a grid, small ticks and, on the outer panels, axis
+    labels) and whether it ends its column; the grid's unused axes are hidden."""
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for i, ax in enumerate(axes.flat[:n]):
+        bottom = i + ncols >= n
+        ax.set_title(f"sample {i + 1}", fontsize=9)
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+        ax.tick_params(labelsize=8)
+        if i % ncols == 0:
+            ax.set_ylabel(ylabel, fontsize=9)
+        if bottom:
+            ax.set_xlabel(xlabel, fontsize=9)
+        yield i, ax, bottom
+
+
 def _profile_grid(rows, n, feature_names, n_features, units=None):
     """The grid of feature profiles, and the names labelling its features (None where they are numbered)."""
     from matplotlib.lines import Line2D
@@ -528,8 +537,8 @@ def _profile_grid(rows, n, feature_names, n_features, units=None):
     named = feature_names is not None and n_features <= _MAX_NAMED_FEATURES
     names = [str(name) for name in feature_names] if named else None
     # Margins in inches, set by hand: constrained layout, which measures every panel to fit them,
-    # took half of this figure's time (1.1-1.3 s against 0.6 s for ten panels). Names, at 60 degrees
-    # and 7 points, take about 0.05 inch a character below each panel that shows them.
+    # is slow here. Names, at 60 degrees and 7 points, take about 0.05 inch a character below each
+    # panel that shows them.
     names_room = 0.1 + 0.05 * max(map(len, names)) if named else 0.0
     panel, gap = 1.9, 0.55 + names_room
     left, right, top, bottom = 0.75, 0.15, 0.7, 0.9 + names_room
@@ -541,26 +550,16 @@ def _profile_grid(rows, n, feature_names, n_features, units=None):
     x = np.arange(1, n_features + 1)
     marker = "o" if n_features <= _MAX_MARKED_POINTS else None
     styles = [("-", 1.8), ("--", 1.4), ("-.", 1.4)]
-    for i, ax in enumerate(axes.flat):
-        if i >= n:
-            ax.set_visible(False)
-            continue
+    for i, ax, bottom in _sample_panels(axes, n, ncols, "feature value", "feature"):
         for (label, data, color), (linestyle, width) in zip(rows, styles):
             ax.plot(x, data[i], linestyle=linestyle, linewidth=width, color=color,
                     marker=marker, markersize=3)
-        ax.set_title(f"sample {i + 1}", fontsize=9)
-        ax.grid(True, color="#e5e5e5", linewidth=0.6)
-        ax.tick_params(labelsize=8)
         # Short tick labels (a power of ten above the axis beyond 1e4), to fit the margins.
         ax.ticklabel_format(axis="y", scilimits=(-3, 4))
-        if i % ncols == 0:
-            ax.set_ylabel("feature value", fontsize=9)
-        if i // ncols == nrows - 1 or i + ncols >= n:
-            ax.set_xlabel("feature", fontsize=9)
+        if bottom:
             ax.xaxis.set_tick_params(labelbottom=True)
             if named:
-                ax.set_xticks(x, labels=names, rotation=60,
-                              ha="right", fontsize=7)
+                ax.set_xticks(x, labels=names, rotation=60, ha="right", fontsize=7)
     if not named:
         from matplotlib.ticker import MaxNLocator
 
@@ -588,22 +587,12 @@ def _value_grid(rows, n, n_features, units=None):
     shown = np.sort(np.random.default_rng(0).choice(n_features, _MAX_PLOTTED_FEATURES, replace=False)) if sampled \
         else slice(None)
     (_, originals, _), *methods = rows
-    for i, ax in enumerate(axes.flat):
-        if i >= n:
-            ax.set_visible(False)
-            continue
+    for i, ax, _ in _sample_panels(axes, n, ncols, "reconstructed value", "original value"):
         values = originals[i, shown]
         for _, data, color in methods:
             ax.plot(values, data[i, shown], linestyle="none", marker=".", markersize=2, alpha=0.5, color=color)
         ends = [values.min(), values.max()]
         ax.plot(ends, ends, color=ORIGINAL_COLOR, linewidth=1)
-        ax.set_title(f"sample {i + 1}", fontsize=9)
-        ax.grid(True, color="#e5e5e5", linewidth=0.6)
-        ax.tick_params(labelsize=8)
-        if i % ncols == 0:
-            ax.set_ylabel("reconstructed value", fontsize=9)
-        if i // ncols == nrows - 1 or i + ncols >= n:
-            ax.set_xlabel("original value", fontsize=9)
     handles = [Line2D([], [], color=ORIGINAL_COLOR, linewidth=1, label="Original (the diagonal)")]
     handles += [Line2D([], [], linestyle="none", marker="o", markersize=4, color=color, label=label.replace("\n", ", "))
                 for label, _, color in methods]
@@ -727,9 +716,8 @@ def plot_sweep(rows, path, *, title=None, units=None):
     pca, ae = column("pca_test_mse"), column("autoencoder_test_mse")
     fig = _new_figure(7.5, 4.8)
     ax = fig.subplots()
-    has_equivalent = any(row.get("pca_equivalent_components") is not None for row in rows)
     ae_label = "Autoencoder"
-    if has_equivalent:
+    if any(row.get("pca_equivalent_components") is not None for row in rows):
         ae_label += " (≈N: principal components needed for the same MSE)"
     ax.plot(ks, pca, marker="o", color=PCA_COLOR, linewidth=1.8, label="PCA")
     ax.plot(ks, ae, marker="s", color=AE_COLOR, linewidth=1.8, label=ae_label)

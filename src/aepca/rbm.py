@@ -1,33 +1,23 @@
 """RBM pretraining of deep autoencoders (Hinton & Salakhutdinov, Science 313:504, 2006).
 
-The paper's protocol, and where this module follows it:
+The paper's protocol, followed here:
 
 * A stack of RBMs is trained greedily; each layer's hidden probabilities are the next
-  layer's data (:func:`pretrain_stack`). Followed.
+  layer's data (:func:`pretrain_stack`).
 * Visible units are logistic and reconstructed with probabilities, not samples; hidden
   units are logistic except in the top RBM, whose hidden units are Gaussian with unit
-  variance (their mean is linear in the input). Followed (:func:`cd1_update`).
-* Each RBM is trained 50 epochs with CD-1 on mini-batches of 100, learning rate 0.1
-  (0.001 for the Gaussian top RBM), weight cost 0.0002 on the weights only, momentum 0.5
-  for the first 5 epochs then 0.9, weights initialised as 0.1 x N(0, 1) and biases at 0.
-  These are the defaults of :func:`train_rbm`; the update follows the authors' Matlab code
-  (``rbm.m`` / ``rbmhidlinear.m``), including ``v = momentum*v + lr*(grad - cost*W)``.
-* The stack is unrolled into an encoder and a decoder whose weights are the transposes and
-  whose biases are the RBMs' visible biases (:func:`unroll`), then fine-tuned on
-  cross-entropy. Fine-tuning is not done here: the unrolled Keras model is handed to the
-  general training loop.
+  variance (:func:`cd1_update`).
+* Each RBM is trained with CD-1 and the paper's hyperparameters (the defaults of
+  :func:`train_rbm`); the update follows the authors' Matlab code (``rbm.m`` /
+  ``rbmhidlinear.m``), including ``v = momentum*v + lr*(grad - cost*W)``.
+* The stack is unrolled into an encoder and a decoder started at the transposed weights
+  (:func:`unroll`), which the general training loop fine-tunes on cross-entropy.
 
-Deviations:
-
-* The Matlab code fixes the mini-batches once and visits them in the same order every
-  epoch; here the training set is reshuffled every epoch (``jax.random``), and the
-  ``n % batch_size`` examples left over by a shuffle are skipped for that epoch (the paper's
-  60,000 MNIST images divide evenly into batches of 100, so nothing is skipped there).
-* The paper fine-tunes with conjugate gradients (3 line searches on mini-batches of 1000);
-  whoever fine-tunes the unrolled model chooses the optimiser.
-* The paper computes everything in float64 (Matlab); here everything is float32.
-* :func:`logistic_pca` approximates the paper's "logistic PCA" baseline with an autoencoder
-  (linear encoder, logistic decoder) rather than fitting scores and components directly.
+Deviations: the training set is reshuffled every epoch (the Matlab code visits fixed
+mini-batches in a fixed order) and the ``n % batch_size`` examples left over by a shuffle
+are skipped for that epoch; everything is float32 (the paper: float64); the fine-tuning
+optimiser is the caller's (the paper: conjugate gradients); :func:`logistic_pca`
+approximates the paper's "logistic PCA" baseline with an autoencoder.
 """
 
 from __future__ import annotations
@@ -100,9 +90,8 @@ class RBMLayer:
         _check_hidden_type(self.hidden_type)
         for name in ("weights", "visible_bias", "hidden_bias"):
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float32))
-        n_visible, n_hidden = self.weights.shape if self.weights.ndim == 2 else (None, None)
-        if n_visible is None or self.visible_bias.shape != (n_visible,) or (
-            self.hidden_bias.shape != (n_hidden,)
+        if self.weights.ndim != 2 or self.visible_bias.shape != (self.n_visible,) or (
+            self.hidden_bias.shape != (self.n_hidden,)
         ):
             raise ValueError(
                 "Received an invalid value for the RBM parameters, expected weights of shape "
@@ -190,19 +179,15 @@ def cd1_update(
     _check_hidden_type(hidden_type)
     mean = _HIDDEN_MEAN[hidden_type](batch @ params.weights + params.hidden_bias)
     return cd1_update_with_states(
-        params,
-        velocity,
-        batch,
-        sample_hidden(mean, key, hidden_type),
-        learning_rate=learning_rate,
-        momentum=momentum,
-        weight_cost=weight_cost,
-        hidden_type=hidden_type,
+        params, velocity, batch, sample_hidden(mean, key, hidden_type), learning_rate=learning_rate,
+        momentum=momentum, weight_cost=weight_cost, hidden_type=hidden_type,
     )
 
 
-def _scan_shuffled_batches(step, carry, data, key, batch_size):
-    """Run ``step(carry, batch, key) -> (carry, out)`` over one shuffled epoch of ``data``.
+@functools.partial(jax.jit, static_argnames=("batch_size", "hidden_type"))
+def _rbm_epoch(params, velocity, data, key, learning_rate, momentum, weight_cost, *,
+               batch_size, hidden_type):
+    """One shuffled epoch of CD-1 steps and its reconstruction error per case.
 
     Mini-batches are gathered from the device-resident ``data`` inside ``lax.scan``; the
     ``n % batch_size`` examples left over by the permutation are skipped this epoch.
@@ -212,25 +197,16 @@ def _scan_shuffled_batches(step, carry, data, key, batch_size):
     order = jax.random.permutation(permutation_key, data.shape[0])
     order = order[: n_batches * batch_size].reshape(n_batches, batch_size)
 
-    def body(carry, indices_and_key):
+    def step(carry, indices_and_key):
         indices, batch_key = indices_and_key
-        return step(carry, data[indices], batch_key)
-
-    return jax.lax.scan(body, carry, (order, jax.random.split(step_key, n_batches)))
-
-
-@functools.partial(jax.jit, static_argnames=("batch_size", "hidden_type"))
-def _rbm_epoch(params, velocity, data, key, learning_rate, momentum, weight_cost, *,
-               batch_size, hidden_type):
-    def step(carry, batch, batch_key):
         params, velocity, error = cd1_update(
-            *carry, batch, batch_key, learning_rate=learning_rate, momentum=momentum,
+            *carry, data[indices], batch_key, learning_rate=learning_rate, momentum=momentum,
             weight_cost=weight_cost, hidden_type=hidden_type,
         )
         return (params, velocity), error
 
-    (params, velocity), errors = _scan_shuffled_batches(
-        step, (params, velocity), data, key, batch_size
+    (params, velocity), errors = jax.lax.scan(
+        step, (params, velocity), (order, jax.random.split(step_key, n_batches))
     )
     return params, velocity, jnp.sum(errors) / (errors.shape[0] * batch_size)
 

@@ -85,18 +85,12 @@ def _format_value(value) -> str:
     return str(value)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
 def _json_default(value):
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return value.tolist()
-    return str(value)
+    return value.tolist() if hasattr(value, "tolist") else str(value)  # tolist: numpy arrays and scalars
 
 
 def _table(rows) -> str:
@@ -104,80 +98,48 @@ def _table(rows) -> str:
         return "<p>No results.</p>"
     columns = list(dict.fromkeys(key for row in rows for key in row))
     head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for c in columns:
-            value = row.get(c)
-            css = ' class="num"' if _is_number(value) else ""
-            cells.append(f"<td{css}>{_esc(_format_value(value))}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return (
-        '<div class="table-wrap"><table>'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
-        "</table></div>"
-    )
+    body = "".join(f"<tr>{''.join(_cell(row.get(c)) for c in columns)}</tr>" for row in rows)
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _cell(value) -> str:
+    css = ' class="num"' if isinstance(value, numbers.Real) and not isinstance(value, bool) else ""
+    return f"<td{css}>{_esc(_format_value(value))}</td>"
 
 
 def _figure(caption, png_path) -> str:
     png_path = Path(png_path)
     if not png_path.is_file():
-        raise FileNotFoundError(
-            str(
-                invalid_value(
-                    "figures",
-                    "an existing PNG file",
-                    f"png_path={str(png_path)!r}",
-                    "Write the figure before the report.",
-                )
-            )
-        )
+        raise FileNotFoundError(str(invalid_value("figures", "an existing PNG file", f"png_path={str(png_path)!r}",
+                                                  "Write the figure before the report.")))
     data = png_path.read_bytes()
     if not data.startswith(_PNG_SIGNATURE):
-        raise invalid_value(
-            "figures", "a PNG file", f"png_path={str(png_path)!r} (no PNG signature)", "Save figures as PNG."
-        )
+        raise invalid_value("figures", "a PNG file", f"png_path={str(png_path)!r} (no PNG signature)", "Save figures as PNG.")
     encoded = base64.b64encode(data).decode("ascii")
-    return (
-        f'<figure><img src="data:image/png;base64,{encoded}" alt="{_esc(caption)}">'
-        f"<figcaption>{_esc(caption)}</figcaption></figure>"
-    )
+    return (f'<figure><img src="data:image/png;base64,{encoded}" alt="{_esc(caption)}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
 def _diagnostic(item) -> str:
     if not isinstance(item, Mapping) or "problem" not in item:
-        raise invalid_value(
-            "diagnostics",
-            "dicts with keys 'problem', 'evidence' and 'fix'",
-            f"{item!r:.200}",
-            "Describe each problem as such a dict.",
-        )
-    details = "".join(
-        f"<dt>{label}</dt><dd>{_esc(item[key])}</dd>"
-        for key, label in (("evidence", "Evidence"), ("fix", "Fix"))
-        if item.get(key) is not None
-    )
+        raise invalid_value("diagnostics", "dicts with keys 'problem', 'evidence' and 'fix'", f"{item!r:.200}",
+                            "Describe each problem as such a dict.")
+    details = "".join(f"<dt>{label}</dt><dd>{_esc(item[key])}</dd>"
+                      for key, label in (("evidence", "Evidence"), ("fix", "Fix")) if item.get(key) is not None)
     return f'<div class="diag"><h3>{_esc(item["problem"])}</h3><dl>{details}</dl></div>'
 
 
+def _definitions(items) -> str:
+    """``(name, text)`` pairs as a list of settings."""
+    return '<dl class="settings">' + "".join(f"<dt>{_esc(key)}</dt><dd>{_esc(text)}</dd>" for key, text in items) + "</dl>"
+
+
 def _settings(metrics) -> str:
-    scalars = [
-        (key, value)
-        for key, value in metrics.items()
-        if value is None or isinstance(value, (str, numbers.Number))
-    ]
-    parts = []
-    if scalars:
-        items = "".join(
-            f"<dt>{_esc(key)}</dt><dd>{_esc(_format_value(value))}</dd>" for key, value in scalars
-        )
-        parts.append(f'<dl class="settings">{items}</dl>')
+    scalars = [(key, _format_value(value)) for key, value in metrics.items()
+               if value is None or isinstance(value, (str, numbers.Number))]
     full = json.dumps(metrics, indent=2, default=_json_default, ensure_ascii=False)
-    parts.append(
-        f"<details><summary>Full run settings and metrics (JSON)</summary>"
-        f"<pre>{_esc(full)}</pre></details>"
-    )
-    return "".join(parts)
+    return ((_definitions(scalars) if scalars else "")
+            + f"<details><summary>Full run settings and metrics (JSON)</summary><pre>{_esc(full)}</pre></details>")
 
 
 def _record(record: Mapping) -> str:
@@ -188,8 +150,7 @@ def _record(record: Mapping) -> str:
             return "; ".join(text(item) for item in value)
         return _format_value(value)
 
-    items = "".join(f"<dt>{_esc(key)}</dt><dd>{_esc(text(value))}</dd>" for key, value in record.items())
-    return f'<dl class="settings">{items}</dl>'
+    return _definitions((key, text(value)) for key, value in record.items())
 
 
 def write_report(path, *, title, metrics, figures, table_rows, notes=(), diagnostics=(), tables=(), record=None):
@@ -219,9 +180,7 @@ def write_report(path, *, title, metrics, figures, table_rows, notes=(), diagnos
     for table_title, rows in tables:
         sections.append(f"<h3>{_esc(table_title)}</h3>" + _table(list(rows)))
     if figures:
-        sections.append(
-            "<h2>Figures</h2>" + "".join(_figure(caption, png) for caption, png in figures)
-        )
+        sections.append("<h2>Figures</h2>" + "".join(_figure(caption, png) for caption, png in figures))
     if record:
         sections.append("<h2>How this run was made</h2>" + _record(record))
     if metrics:

@@ -218,8 +218,8 @@ def _first_non_number(column: pd.Series):
 
 
 def dtype_test(dtypes: pd.Series, test) -> dict:
-    """``test`` of each column's dtype, by column name, evaluated once per distinct dtype: wide data has
-    hundreds of thousands of columns of a few dtypes (pandas' tests take microseconds a call)."""
+    """``test`` of each column's dtype, by column name, evaluated once per distinct dtype (wide data has
+    many columns of a few dtypes)."""
     results = {dtype: test(dtype) for dtype in set(dtypes)}
     return {name: results[dtype] for name, dtype in zip(dtypes.index.tolist(), dtypes.tolist())}
 
@@ -300,19 +300,11 @@ class Selection:
         named += [("id_column", self.id_column)] if self.id_column is not None else []
         for option, name in named:
             if name not in sources:
-                raise invalid_value(
-                    option,
-                    f"one of the columns of {source}: {describe_names(sources, SHOWN)}",
-                    f"{option}={name!r}",
-                    "Check the spelling and case.",
-                )
+                raise invalid_value(option, f"one of the columns of {source}: {describe_names(sources, SHOWN)}",
+                                    f"{option}={name!r}", "Check the spelling and case.")
             if name in lists:
-                raise invalid_value(
-                    option,
-                    "a column of single values",
-                    f"{option}={name!r}, a list column of {source}",
-                    "Pass a column with one value per row.",
-                )
+                raise invalid_value(option, "a column of single values", f"{option}={name!r}, a list column of "
+                                    f"{source}", "Pass a column with one value per row.")
         if self.id_column in self.label_columns:
             raise ValueError(
                 f"{self.id_column!r} is passed both as id_column and as a label column; a column is one or the "
@@ -690,9 +682,8 @@ class ColumnSpec:
                 constant_columns=tuple(data["constant_columns"]),
                 impute=data["impute"],
                 fill={str(k): float(v) for k, v in data["fill"].items()},
-                # Absent from the specifications of models saved before categories were encoded.
+                # Both absent from the specifications of older models.
                 categories={str(k): tuple(str(c) for c in v) for k, v in data.get("categories", {}).items()},
-                # Absent from the specifications of models saved before image files were read.
                 image_shape=tuple(int(d) for d in data["image_shape"]) if data.get("image_shape") else None,
             )
         except (KeyError, TypeError, AttributeError, ValueError) as err:

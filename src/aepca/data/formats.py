@@ -1,14 +1,11 @@
 """One reader per data format: CSV / TSV, NumPy ``.npy`` / ``.npz``, Parquet, Arrow IPC (Feather), image
 files, and arrays and tables in memory.
 
-A file, or an array, DataFrame or Arrow table in memory, opens as a part: its source columns in order
-(list columns unexpanded) and its rows in native blocks -- a Parquet row group, Arrow record batches, a
-block of CSV lines found by byte offset in one pass over the file, a run of image files (a row each), a
-slice of an array (read from the file for ``.npy``, whose header is memory-mapped; an ``.npz`` archive is
-loaded whole, since NumPy cannot map a member of a zip). A block, or every row, is read as a raw table: a
-2-D numeric array, a pandas DataFrame or a pyarrow Table. :mod:`aepca.data.sources` turns blocks into
-features, :mod:`aepca.data.readers` a whole file into a cleaned data set. Every problem with a file is one
-line naming the file, the rule and the fix.
+Each opens as a :class:`Part`: its source columns in order (list columns unexpanded) and its rows in native
+blocks (a Parquet row group, Arrow record batches, a run of CSV lines or of image files, a slice of an array;
+an ``.npz`` archive is loaded whole, as NumPy cannot map a member of a zip), each read as a raw table: a 2-D
+numeric array, a pandas DataFrame or a pyarrow Table. Every problem with a file is one line naming the file,
+the rule and the fix.
 """
 
 from __future__ import annotations
@@ -58,11 +55,21 @@ _INDEX_BYTES = 1 << 22
 # A file's fingerprint hashes this many of its first, middle and last bytes.
 _DIGEST_BYTES = 1 << 16
 _CORRUPT_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+_NPY_FIX = "Re-save it with numpy.save(path, array)."
 
 
 def _corrupt(where, kind: str, err: Exception, fix: str) -> ValueError:
     detail = str(err).splitlines()[0] if str(err) else type(err).__name__
     return ValueError(f"{where} is not a readable {kind} file ({detail}); it may be truncated or corrupt. {fix}")
+
+
+@contextlib.contextmanager
+def _read_errors(where, kind: str, fix: str, errors=_CORRUPT_ERRORS):
+    """``errors`` raised while reading ``where`` as :func:`_corrupt`'s one line."""
+    try:
+        yield
+    except errors as err:
+        raise _corrupt(where, kind, err, fix) from None
 
 
 def rows_within(block_rows: int, width: int) -> int:
@@ -183,11 +190,9 @@ class _SlicedPart(Part):
     def _read_file_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of the .npy file, read into a new array."""
         rows = np.empty((stop - start, *self._row_shape), dtype=self._file_dtype)
-        try:
+        with _read_errors(self.path, ".npy", _NPY_FIX, EOFError):
             offset = self._offset + start * rows.itemsize * math.prod(self._row_shape)
             _read_exactly(self.path, memoryview(rows).cast("B"), offset)
-        except EOFError as err:
-            raise _corrupt(self.path, ".npy", err, "Re-save it with numpy.save(path, array).") from None
         return rows
 
     def whole(self):
@@ -213,12 +218,14 @@ class InterleavedPart(Part):
     plain = True
     kind, where = "array", "the array"
 
-    def __init__(self, first: np.ndarray, second: np.ndarray, in_second: np.ndarray, block_rows: int):
+    def __init__(self, first: np.ndarray, second: np.ndarray, in_second: np.ndarray, block_rows: int, *,
+                 where: str | None = None, names: tuple[str, ...] | None = None):
         self._first, self._second, self._in_second, self._step = first, second, in_second, block_rows
         # Rows of ``second`` before each row: where each block starts in both arrays.
         self._second_before = np.concatenate([[0], np.cumsum(in_second, dtype=np.int64)])
         self.row_shape = first.shape[1:]
-        self.names = tuple(f"x{i}" for i in range(first.shape[1]))
+        self.where = where or self.where
+        self.names = names or tuple(f"x{i}" for i in range(first.shape[1]))
         self.schema = [f"{first.dtype} rows of shape {self.row_shape}"]
         self.sizes = _slices(len(in_second), block_rows)
 
@@ -245,10 +252,8 @@ def _check_array(array: np.ndarray, where: str, fix: str) -> None:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    try:
+    with _read_errors(path, ".npy", _NPY_FIX):
         array = np.load(path, allow_pickle=False, mmap_mode="r")
-    except _CORRUPT_ERRORS as err:
-        raise _corrupt(path, ".npy", err, "Re-save it with numpy.save(path, array).") from None
     if not isinstance(array, np.ndarray):
         array.close()
         raise ValueError(f"{path} is a .npz archive, not a .npy array. Rename it to end in .npz.")
@@ -293,19 +298,15 @@ def _pick_npz_arrays(names: list[str], path: Path, split: str | None) -> tuple[s
 
 def _load_npz(path: Path, split: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     fix = "Re-save it with numpy.savez(path, x=features, y=labels)."
-    try:
+    with _read_errors(path, ".npz", fix):
         archive = np.load(path, allow_pickle=False)
-    except _CORRUPT_ERRORS as err:
-        raise _corrupt(path, ".npz", err, fix) from None
     if isinstance(archive, np.ndarray):
         raise ValueError(f"{path} is a .npy array, not a .npz archive. Rename it to end in .npy.")
     with archive:
         x_name, y_name = _pick_npz_arrays(list(archive.files), path, split)
-        try:
+        with _read_errors(path, ".npz", fix):
             features = archive[x_name]
             labels = archive[y_name] if y_name else None
-        except _CORRUPT_ERRORS as err:
-            raise _corrupt(path, ".npz", err, fix) from None
     if labels is not None:
         labels = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
         if labels.ndim != 1 or features.ndim == 0 or len(labels) != len(features):
@@ -411,7 +412,7 @@ def _csv_layout(path: Path, no_header: bool | None) -> _CsvLayout:
     header = _has_header(rows[0] if rows else [], decimal, notes) if no_header is None else not no_header
     if not header:
         notes.append("no header line: the first line was read as data and the columns named x0, x1, ...")
-    # Skipping those spaces costs a quarter more parsing time: only for files written so.
+    # Skipping those spaces slows parsing: only for files written so.
     spaced = any(f"{delimiter} " in line for line in lines[:2])
     return _CsvLayout(delimiter, decimal, header, spaced, tuple(notes), encoding)
 
@@ -498,7 +499,7 @@ class _CsvPart(Part):
     kind = "csv"
 
     def __init__(self, path: Path, no_header: bool | None, block_rows: int):
-        self.path, self.where, self._step = path, str(path), block_rows
+        self.path, self.where = path, str(path)
         self._layout = _csv_layout(path, no_header)
         self.notes = self._layout.notes
         head = self._parse(path, self.where, header=self._layout.header, nrows=0 if self._layout.header else 1)
@@ -558,14 +559,18 @@ class _CsvPart(Part):
 # --- Parquet (and what Arrow files share with it) ----------------------------------------------------
 
 
-def _pyarrow(path: Path, module: str = "pyarrow"):
-    """``module`` of pyarrow, which reads ``path``; the install hint without it."""
+def _needs(module: str, package: str, what: str, install: str):
+    """``module``; without it, an ``ImportError``: reading ``what`` needs ``package``, and how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(
-            f"Reading {path.name} needs pyarrow, which is not installed. Install it with: pip install 'aepca[parquet]'"
-        ) from None
+        raise ImportError(f"Reading {what} needs {package}, which is not installed. Install it with: "
+                          f"pip install {install}") from None
+
+
+def _pyarrow(path: Path, module: str = "pyarrow"):
+    """``module`` of pyarrow, which reads ``path``."""
+    return _needs(module, "pyarrow", path.name, "'aepca[parquet]'")
 
 
 def _parquet(path: Path):
@@ -584,14 +589,10 @@ def _parquet(path: Path):
     return _pyarrow(path, "pyarrow.parquet")
 
 
-@contextlib.contextmanager
 def _arrow_errors(path: Path, kind: str):
     import pyarrow
 
-    try:
-        yield
-    except (pyarrow.ArrowException, *_CORRUPT_ERRORS) as err:
-        raise _corrupt(path, kind, err, "Re-export it.") from None
+    return _read_errors(path, kind, "Re-export it.", (pyarrow.ArrowException, *_CORRUPT_ERRORS))
 
 
 class _ArrowSchemaPart(Part):
@@ -642,11 +643,10 @@ class _ArrowPart(_ArrowSchemaPart):
     """An Arrow IPC file: the file format (Feather v2; random access) or the stream format (as Hugging Face
     datasets save them), in blocks of whole record batches of at most ``block_rows`` rows (or one batch).
 
-    Each batch's rows, and in a stream the bytes of its message, are found once on opening, through a
-    memory map that is then closed; a stream's leading schema and dictionary messages are kept, and a block
-    is read as they and its batches' messages. Each read opens the file, reads only the block's bytes (not
-    mapped: mapped pages would stay in the process) and closes it, so reads share no state and may run
-    from several threads.
+    Each batch's rows, and in a stream its message's bytes, are found once on opening; a stream's block is
+    read as its leading schema and dictionary messages and its batches' messages. Each read opens the file,
+    reads only the block's bytes (not mapped: mapped pages would stay in the process) and closes it, so reads
+    share no state and may run from several threads.
     """
 
     kind = "arrow"
@@ -729,20 +729,12 @@ class _ArrowPart(_ArrowSchemaPart):
 
 
 def _pillow():
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ImportError("Reading image files needs Pillow, which is not installed. Install it with: "
-                          "pip install pillow") from None
-    return Image
+    return _needs("PIL.Image", "Pillow", "image files", "pillow")
 
 
-@contextlib.contextmanager
 def _image_errors(path: Path):
-    try:
-        yield
-    except (*_CORRUPT_ERRORS, SyntaxError) as err:  # Pillow reports some broken headers as SyntaxError
-        raise _corrupt(path, "image", err, "Re-save it, or move it out of the folder.") from None
+    # Pillow reports some broken headers as SyntaxError.
+    return _read_errors(path, "image", "Re-save it, or move it out of the folder.", (*_CORRUPT_ERRORS, SyntaxError))
 
 
 class ImagesPart(Part):

@@ -139,7 +139,6 @@ def _admitted_sizes(bounds: np.ndarray, admits) -> np.ndarray:
     return np.diff(before)
 
 
-
 # --- the order of an epoch ----------------------------------------------------------------------------
 
 
@@ -198,10 +197,7 @@ class EpochBatches:
             raise invalid_value("lanes_here", f"lane numbers in range(0, {lanes})", f"lanes_here={lanes_here!r}",
                                 f"Pass e.g. range(0, {lanes}).")
         self._buffer_blocks = _positive_int(buffer_blocks, "buffer_blocks", 4)
-        self._source = source
-        self._seed = seed
-        self._epoch = epoch
-        self._lanes = lanes
+        self._source, self._seed, self._epoch, self._lanes = source, seed, epoch, lanes
 
     def __len__(self) -> int:
         return self.steps
@@ -254,11 +250,9 @@ class EpochBatches:
             order = [np.concatenate([np.arange(offsets[b], offsets[b + 1]) for b in blocks])[permutation]
                      for blocks, permutation in self._lane_windows(lane)]
             order = np.concatenate(order) if order else np.zeros(0, np.int64)
-            lane_positions = np.zeros(self.steps * size, np.int64)
-            lane_weights = np.zeros(self.steps * size, np.float32)
-            lane_positions[: len(order)], lane_weights[: len(order)] = order, 1.0
-            positions[:, k * size : (k + 1) * size] = lane_positions.reshape(self.steps, size)
-            weights[:, k * size : (k + 1) * size] = lane_weights.reshape(self.steps, size)
+            # The lane's columns, filled step after step.
+            positions[:, k * size : (k + 1) * size].flat[: len(order)] = order
+            weights[:, k * size : (k + 1) * size].flat[: len(order)] = 1.0
         return positions, weights
 
     def chunks(self, chunk_steps: int):

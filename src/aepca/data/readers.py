@@ -1,15 +1,10 @@
 """Users' own data files read whole, into a cleaned :class:`Table` or train/test :class:`Dataset`.
 
-Every file is read by the one reader of its format (:mod:`aepca.data.formats`: CSV / TSV, ``.npy``,
-``.npz``, Parquet). Every problem with a file is reported as one line naming the file, the rule and the
-fix (``ValueError``, ``FileNotFoundError`` or ``PermissionError``). Which columns are features, labels
-or an identifier is the user's choice (:class:`aepca.data.columns.Selection`); cleaning decisions (which
-constant columns to drop, which means to impute) are learned on the training rows only and then applied
-unchanged to the test rows, so no test information leaks into preprocessing. The result carries a
-:class:`ColumnSpec` that a saved model re-applies to new data of any form
-(``open_source(data, spec=...)``). A file's test rows are the rows :func:`aepca.data.order.held_out_mask`
-holds out, as when the same file is streamed. Images keep their shape: ``(n, h, w)`` and ``(n, h, w, c)``
-arrays, or flat rows given an ``image_shape``.
+Each file is read by the reader of its format (:mod:`aepca.data.formats`); every problem is one line naming
+the file, the rule and the fix. Cleaning (constant columns dropped, means imputed, categories) is learned on
+the training rows only, so no test information leaks; the learned :class:`ColumnSpec` is re-applied to new
+data (``open_source(data, spec=...)``). A file's test rows are those :func:`aepca.data.order.held_out_mask`
+holds out, as when the file is streamed.
 """
 
 from __future__ import annotations
@@ -95,10 +90,13 @@ def _check_image_shape(image_shape) -> tuple[int, ...] | None:
     return dims
 
 
-def _final_image_shape(requested, found, n_features: int, n_dropped: int, source: str) -> tuple | None:
-    """The requested image shape, checked against the features left; else the one found in an array file."""
+def _final_image_shape(requested, raw: _Raw, spec: ColumnSpec, n_features: int, source: str) -> tuple | None:
+    """The requested image shape, checked against the features left; else an array file's, while every pixel
+    is a feature in place."""
     if requested is None:
+        found = raw.part.image_shape if spec.feature_names == tuple(raw.frame.columns) else None
         return found if found and math.prod(found) == n_features else None
+    n_dropped = sum(name not in spec.feature_names for name in spec.constant_columns)
     if math.prod(requested) != n_features:
         left = f" left after dropping {plural(n_dropped, 'constant column')}" if n_dropped else ""
         fix = (
@@ -122,11 +120,14 @@ def _check_rows(frame: pd.DataFrame, source: str, min_rows: int) -> None:
         )
 
 
-def _check_impute(impute) -> None:
+def _check_options(impute, categorical, max_categories, image_shape) -> tuple[int, ...] | None:
+    """The cleaning options of both readers checked; the image shape asked for."""
     if impute is not None and impute not in IMPUTERS:
         raise invalid_value(
             "impute", f"one of {[None, *IMPUTERS]}", f"impute={impute!r}", "Use 'mean' or leave it unset."
         )
+    check_categorical(categorical, max_categories)
+    return _check_image_shape(image_shape)
 
 
 def _learn(raw: _Raw, spec: ColumnSpec, rows, selection: Selection, source: str, **cleaning) -> ColumnSpec:
@@ -147,15 +148,6 @@ def _labels(raw: _Raw, spec: ColumnSpec) -> dict:
 
 def _ids(raw: _Raw, spec: ColumnSpec) -> np.ndarray | None:
     return None if spec.id_column is None else raw.frame[spec.id_column].to_numpy()
-
-
-def _found_shape(raw: _Raw, spec: ColumnSpec) -> tuple | None:
-    """An array file's image shape, while every pixel is a feature in place."""
-    return raw.part.image_shape if spec.feature_names == tuple(raw.frame.columns) else None
-
-
-def _n_dropped(spec: ColumnSpec) -> int:
-    return sum(name not in spec.feature_names for name in spec.constant_columns)
 
 
 def read_table(
@@ -189,9 +181,7 @@ def read_table(
     category of the training rows (``NAME=CATEGORY``; docs/categorical.md), and a column of more than
     ``max_categories`` distinct values is refused.
     """
-    _check_impute(impute)
-    check_categorical(categorical, max_categories)
-    requested = _check_image_shape(image_shape)
+    requested = _check_options(impute, categorical, max_categories, image_shape)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
     source = Path(path).name
@@ -201,7 +191,7 @@ def read_table(
     spec = _learn(raw, spec, raw.frame, selection, source, drop_constant=drop_constant, impute=impute,
                   max_categories=max_categories)
     features = spec.apply(raw.frame, source)
-    shape = _final_image_shape(requested, _found_shape(raw, spec), features.shape[1], _n_dropped(spec), source)
+    shape = _final_image_shape(requested, raw, spec, features.shape[1], source)
     labels = _labels(raw, spec)
     return Table(features, next(iter(labels.values()), None), spec.feature_names, shape,
                  ids=_ids(raw, spec), all_labels=labels or None, columns=spec)
@@ -255,10 +245,6 @@ def held_out_split(n_rows: int, test_size: float, seed: int, source: str) -> tup
     return _checked_split(np.flatnonzero(~test), np.flatnonzero(test), test_size, source)
 
 
-def _take(values, index: np.ndarray):
-    return None if values is None else values[index]
-
-
 def _notes(raw: _Raw, spec: ColumnSpec, source: str, impute: str | None) -> dict:
     notes = {"units": f"original units of {source}"}
     n_constant_kept = sum(name in spec.feature_names for name in spec.constant_columns)
@@ -307,17 +293,13 @@ def load_user_data(
     (:func:`held_out_split`): the same test rows as when the file is streamed. With ``test`` that second
     file (same columns, any order) is the test set; an ``.npz`` archive of ``x_train`` and ``x_test`` (and
     ``y_train``, ``y_test``: Keras' mnist.npz) is its own (:func:`aepca.data.formats.holds_split`). Column
-    drops and imputed means are learned on the training rows only; the other keywords are those of
-    :func:`read_table`. The dataset carries the
-    learned :class:`ColumnSpec` (``columns``), the id column's values (``ids_train`` / ``ids_test``),
-    every label column (``all_labels_*``; ``y_*`` hold the first) and ``notes``: the constant columns
-    kept (``"constant_columns"``) and what was done to the columns (``"preprocessing"``), so that
-    reports can say so. Categories (``categorical="onehot"``) are learned on the training rows only, so
-    a test row's category unseen there has all-zero indicators.
+    drops, imputed means and categories are learned on the training rows only (a test row's category unseen
+    there has all-zero indicators); the other keywords are those of :func:`read_table`. The dataset carries
+    the learned :class:`ColumnSpec` (``columns``), the id column's values (``ids_train`` / ``ids_test``),
+    every label column (``all_labels_*``; ``y_*`` hold the first) and ``notes``: the constant columns kept
+    (``"constant_columns"``) and what was done to the columns (``"preprocessing"``).
     """
-    _check_impute(impute)
-    check_categorical(categorical, max_categories)
-    requested = _check_image_shape(image_shape)
+    requested = _check_options(impute, categorical, max_categories, image_shape)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
     own_split = test is None and isinstance(path, str | os.PathLike) and holds_split(path)
@@ -334,7 +316,7 @@ def load_user_data(
         labels, ids = _labels(raw, spec), _ids(raw, spec)
         labels_train = {name: values[train_index] for name, values in labels.items()}
         labels_test = {name: values[test_index] for name, values in labels.items()}
-        ids_train, ids_test = _take(ids, train_index), _take(ids, test_index)
+        ids_train, ids_test = (None, None) if ids is None else (ids[train_index], ids[test_index])
         test_source, split = source, (float(test_size), seed)
     else:
         test_raw = _read_raw(path, split="test") if own_split else _read_raw(test, no_header)
@@ -357,7 +339,7 @@ def load_user_data(
         x_test=x_test,
         y_train=next(iter(labels_train.values()), None),
         y_test=next(iter(labels_test.values()), None),
-        image_shape=_final_image_shape(requested, _found_shape(raw, spec), x_train.shape[1], _n_dropped(spec), source),
+        image_shape=_final_image_shape(requested, raw, spec, x_train.shape[1], source),
         feature_names=spec.feature_names,
         notes=_notes(raw, spec, source, impute),
         columns=spec,

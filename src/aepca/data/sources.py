@@ -1,14 +1,11 @@
 """Rows read a block at a time: every input form becomes a :class:`RowSource` once, at the public boundary.
 
-A row source is the rows of an array, a DataFrame or an Arrow table in memory, or of files read by the
-reader of their format (:mod:`aepca.data.formats`: CSV / TSV a block of lines at a time, ``.npy`` a
-block of rows read from the file, ``.npz``, Parquet by row groups), or of a folder or glob pattern of them,
-or of image files (a row each). The columns are
-chosen on the first block of rows, or given by a fitted model's :class:`ColumnSpec`; every block carries
-its float32 features, labels and ids. Row counts and block layout come from metadata (a CSV file's from
-one pass over its lines), so held-out views (a seeded hash of each row's index) and each epoch's block
-order are pure functions of them: every process computes the same ones without reading data, and no view
-copies data.
+A row source is the rows of an array or table in memory, or of files (or a folder or glob pattern of them)
+read by the reader of their format (:mod:`aepca.data.formats`). The columns are chosen on the first block,
+or given by a fitted model's :class:`ColumnSpec`; every block carries its float32 features, labels and ids.
+Row counts and block layout come from metadata, so held-out views (a seeded hash of each row's index) and
+each epoch's block order are pure functions of them: every process computes the same ones without reading
+data, and no view copies data.
 """
 
 from __future__ import annotations
@@ -181,8 +178,7 @@ class _Layout:
 
 def _one_array(blocks: list[np.ndarray]) -> np.ndarray | None:
     """The one array whose rows, in order, ``blocks`` are (the block itself, or views of an array's
-    consecutive rows), or None: a copy of the training rows for the device costs its size again (188 MB
-    on MNIST)."""
+    consecutive rows), or None: a copy would cost the rows' size again."""
     if len(blocks) == 1:
         return blocks[0]
     base = blocks[0].base if blocks else None
@@ -290,31 +286,26 @@ class RowSource:
         whole = _one_array(blocks)
         if whole is not None:
             return whole
-        rows = np.empty((self.n_rows, self.n_features), dtype=np.float32)
-        at = 0
-        for block in blocks:
-            rows[at : at + len(block)] = block
-            at += len(block)
-        return rows
+        return np.concatenate(blocks, dtype=np.float32) if blocks else np.empty((0, self.n_features), np.float32)
 
     def split(self, fraction: float, seed: int, salt: str) -> tuple[RowSource, RowSource]:
         """``(kept, held_out)`` views: exactly ``ceil(fraction * n_rows)`` of this view's rows held out,
         those of the smallest ``row_hash(seed, salt, index)`` (a hash interval found from the indices)."""
         fraction, seed, salt = _check_filter(fraction, seed, salt)
         edge, = hash_edges(lambda: self.iter_row_hashes(seed, salt), self.n_rows, [held_count(fraction, self.n_rows)])
-        return tuple(RowSource(self._layout, (*self._filters, _Filter(edge, seed, salt, held)), self._maps)
-                     for held in (False, True))
+        return tuple(self._filtered(_Filter(edge, seed, salt, held)) for held in (False, True))
 
     def held_out(self, fraction: float, seed: int, salt: str, start: float = 0.0) -> RowSource:
         """The view of the rows with ``start <= row_hash(seed, salt, index) < start + fraction``
         (fold ``f`` of ``k``: ``fraction=1/k, start=f/k``)."""
-        return RowSource(self._layout, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), True, start)),
-                         self._maps)
+        return self._filtered(_Filter(*_check_filter(fraction, seed, salt), True, start))
 
     def kept(self, fraction: float, seed: int, salt: str, start: float = 0.0) -> RowSource:
         """The view of the rows :meth:`held_out` leaves out."""
-        return RowSource(self._layout, (*self._filters, _Filter(*_check_filter(fraction, seed, salt), False, start)),
-                         self._maps)
+        return self._filtered(_Filter(*_check_filter(fraction, seed, salt), False, start))
+
+    def _filtered(self, row_filter: _Filter) -> RowSource:
+        return RowSource(self._layout, (*self._filters, row_filter), self._maps)
 
     def map(self, function) -> RowSource:
         """The view whose blocks are ``function(block)`` (rows in, as many float32 rows of the same width out),
@@ -588,11 +579,12 @@ def _not_images(image_shape: tuple, data) -> ValueError:
                          f"image_shape={image_shape!r} for {data}", "Drop image_shape: other data is read as it is.")
 
 
-def interleaved_source(first: np.ndarray, second: np.ndarray, in_second: np.ndarray, *,
-                       block_rows: int | None = None) -> RowSource:
+def interleaved_source(first: np.ndarray, second: np.ndarray, in_second: np.ndarray, *, name: str | None = None,
+                       feature_names: tuple[str, ...] | None = None, block_rows: int | None = None) -> RowSource:
     """The rows of two float32 arrays of one width as one source, in the order ``in_second`` gives (row ``i``
     is the next row of ``second`` where ``in_second[i]``, else of ``first``), copying a block at a time
-    (``block_rows``: as :func:`open_source` chooses by default)."""
+    (``block_rows``: as :func:`open_source` chooses by default); ``name`` and ``feature_names`` (default
+    ``array`` and ``x0, x1, ...``) are those of the data the arrays were read from, for messages."""
     block_rows = block_rows or rows_within(BLOCK_ROWS, first.shape[1])
-    part = InterleavedPart(first, second, in_second, block_rows)
-    return RowSource(_reader(part.kind, part.kind, [part], Selection(), None), block_rows=block_rows)
+    part = InterleavedPart(first, second, in_second, block_rows, where=name, names=feature_names)
+    return RowSource(_reader(name or part.kind, part.kind, [part], Selection(), None), block_rows=block_rows)

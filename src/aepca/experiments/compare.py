@@ -66,27 +66,17 @@ class Comparison:
     estimator: object = None
 
     def table_rows(self) -> list[dict]:
-        pca, ae = self.metrics["pca"], self.metrics["autoencoder"]
-        k = self.metrics["n_components"]
-        rows = [
-            {
-                "method": f"PCA (k={k})",
-                "train MSE": pca["train_mse"],
-                "test MSE": pca["test_mse"],
-                "PCA-equivalent components": k,
-                "fit seconds": pca["fit_seconds"],
-            },
-            {
-                "method": f"Autoencoder ({self.metrics['recipe']}, k={k})",
-                "train MSE": ae["train_mse"],
-                "test MSE": ae["test_mse"],
-                "PCA-equivalent components": ae["pca_equivalent_components"],
-                "fit seconds": ae["fit_seconds"],
-            },
-        ]
-        if "categories" in self.metrics:
-            rows = [{**row, "category accuracy": method["category_accuracy"]} for row, method in zip(rows, (pca, ae))]
-        return [{**row, **neighbour_search.recall_columns(method)} for row, method in zip(rows, (pca, ae))]
+        ae, k = self.metrics["autoencoder"], self.metrics["n_components"]
+        rows = []
+        for name, method, equivalent in ((f"PCA (k={k})", self.metrics["pca"], k),
+                                         (f"Autoencoder ({self.metrics['recipe']}, k={k})", ae,
+                                          ae["pca_equivalent_components"])):
+            row = {"method": name, "train MSE": method["train_mse"], "test MSE": method["test_mse"],
+                   "PCA-equivalent components": equivalent, "fit seconds": method["fit_seconds"]}
+            if "categories" in self.metrics:
+                row["category accuracy"] = method["category_accuracy"]
+            rows.append({**row, **neighbour_search.recall_columns(method)})
+        return rows
 
 
 def percent(share: float) -> str:
@@ -119,10 +109,11 @@ def check_code_dim(code_dim: int, n_features: int, *, name: str = "code_dim", gi
                             f"{name}={code_dim if given is None else given!r}")
 
 
-def default_recipe(data) -> str:
+def default_recipe(data, time_budget: float | None = None) -> str:
     """The recipe ``compare`` uses unless told: ``classic`` on the bundled MNIST (the recipe it
-    reproduces), ``fast`` on everything else; the command follows the same rule."""
-    return "classic" if isinstance(data, Dataset) and data.name == "mnist" else "fast"
+    reproduces) without a time budget (a budget sizes fast's network), ``fast`` on everything else;
+    the command follows the same rule."""
+    return "classic" if time_budget is None and isinstance(data, Dataset) and data.name == "mnist" else "fast"
 
 
 def compare(
@@ -173,8 +164,7 @@ def compare(
     from aepca.fitting import resolve_settings
 
     called = time.monotonic()
-    # A time budget sizes fast's network: it replaces the classic recipe MNIST reproduces by default.
-    recipe = get_recipe(recipe or ("fast" if overrides.get("time_budget") is not None else default_recipe(data)))
+    recipe = get_recipe(recipe or default_recipe(data, overrides.get("time_budget")))
     if categorical != "refuse" and not isinstance(data, Dataset | RowSource):
         # Categories are learned on the training rows, so the rows are read and split in memory.
         from aepca.data.readers import load_user_data
@@ -300,7 +290,7 @@ def compare(
         metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"] = found["pca"], found["autoencoder"]
     pca_codes = pca.transform(scaler.transform(shown.x_test))
     ae_codes = estimator.transform(shown.x_test)  # encoded (and refined) once for both figures
-    comparison = Comparison(
+    return Comparison(
         metrics=metrics,
         shown=shown,
         pca_codes=pca_codes,
@@ -308,10 +298,9 @@ def compare(
         pca_reconstruction=scaler.inverse_transform(pca.inverse_transform(pca_codes).astype(np.float32)),
         ae_reconstruction=estimator.inverse_transform(ae_codes),
         estimator=estimator,
+        notes=_notes(metrics, estimator.settings_),
+        diagnostics=check_comparison(metrics, estimator, shown.x_train, seed),
     )
-    comparison.notes.extend(_notes(metrics, estimator.settings_))
-    comparison.diagnostics.extend(check_comparison(metrics, estimator, shown.x_train, seed))
-    return comparison
 
 
 def _split(data, test, test_size: float | None, seed: int, block_rows: int):
@@ -327,13 +316,15 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
         else:  # a file split by the hash: its rows back in file order, as when it is streamed
             n_rows = len(data.x_train) + len(data.x_test)
             in_test = held_out_mask(n_rows, *data.split, TEST_SALT)
-            source = interleaved_source(data.x_train, data.x_test, in_test, block_rows=block_rows)
+            source = interleaved_source(data.x_train, data.x_test, in_test, name=data.name,
+                                        feature_names=data.feature_names, block_rows=block_rows)
             train, test_rows = source.split(*data.split, TEST_SALT)
             held_out = f"{data.split[0]:.0%} by a hash of the row numbers seeded with {data.split[1]}"
-        name, labels, notes = data.name, data.y_test, dict(data.notes)
+        labels = data.y_test
+        about = {"name": data.name, "notes": dict(data.notes), "image_shape": data.image_shape,
+                 "feature_names": data.feature_names, "columns": data.columns}
     else:
         source = data if isinstance(data, RowSource) else open_source(data, block_rows=block_rows)
-        name, labels, notes = source.name, None, {"units": f"original units of {source.name}"}
         test_size = resolved_test_size(test_size, None if test is None else "a test set")
         if test is not None:
             train = source
@@ -343,16 +334,14 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
         else:
             train, test_rows = source.split(test_size, seed, TEST_SALT)
             held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
-        data = None
+        labels = None
+        about = {"name": source.name, "notes": {"units": f"original units of {source.name}"},
+                 "image_shape": train.image_shape, "feature_names": tuple(train.feature_names), "columns": train.columns}
     shown_rows, shown_labels, positions = _figure_rows(test_rows, N_CODE_POINTS)
     if labels is not None:
         shown_labels = np.asarray(labels)[positions]
-    shown = Dataset(
-        name=name, x_train=_figure_rows(train, SAMPLE_ROWS)[0] if train.n_blocks else shown_rows, x_test=shown_rows,
-        y_test=shown_labels, image_shape=data.image_shape if data is not None else train.image_shape,
-        feature_names=data.feature_names if data is not None else tuple(train.feature_names), notes=notes,
-        columns=data.columns if data is not None else train.columns,
-    )
+    shown = Dataset(x_train=_figure_rows(train, SAMPLE_ROWS)[0] if train.n_blocks else shown_rows, x_test=shown_rows,
+                    y_test=shown_labels, **about)
     return train, test_rows, held_out, shown
 
 
@@ -388,7 +377,8 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
                 rows = block[start : start + PREDICT_BATCH]
                 space = scaler.transform(rows)
                 curve += pca.mse_by_components(space) * len(rows)
-                pca_rows = scaler.inverse_transform(pca.inverse_transform(pca.transform(space)).astype(np.float32))
+                pca_space = pca.inverse_transform(pca.transform(space))
+                pca_rows = scaler.inverse_transform(pca_space.astype(np.float32))
                 ae_space = estimator.reconstruct_scaled(space)
                 ae_errors = np.square(ae_space.astype(np.float64) - space).mean(axis=1)
                 centred = space.astype(np.float64) - pca.mean_
@@ -404,8 +394,8 @@ def _score_test(test: RowSource, scaler: Scaler, pca: PCA, estimator) -> dict:
                 sums["pca_columns"] += np.square(pca_rows.astype(np.float64) - rows).sum(axis=0)
                 sums["ae_columns"] += np.square(scaler.inverse_transform(ae_space).astype(np.float64) - rows).sum(axis=0)
                 if categories is not None:
-                    categories += _category_sums(spec, rows, space, pca_rows, pca.inverse_transform(pca.transform(space)),
-                                                 scaler.inverse_transform(ae_space), ae_space)
+                    categories += _category_sums(spec, rows, space, pca_rows, pca_space, scaler.inverse_transform(ae_space),
+                                                 ae_space)
     totals = distributed.all_sum(np.concatenate([curve, [sums["ae"], sums["ae_unrefined"]], sums["pca_columns"],
                                                  sums["ae_columns"]])) / test.n_rows
     kept = None if paired.rows is None else distributed.all_rows(paired.kept_rows())
@@ -486,7 +476,7 @@ def _figure_rows(source: RowSource, n: int) -> tuple[np.ndarray, np.ndarray | No
     """About ``n`` rows of ``source`` spread evenly over it (from at most ``FIGURE_BLOCKS`` blocks, evenly
     spaced), their labels and their positions, for figures: rows sorted by class (a folder per class)
     still show every class."""
-    blocks = np.unique(np.linspace(0, source.n_blocks - 1, min(source.n_blocks, FIGURE_BLOCKS)).round().astype(int))
+    blocks = _evenly_spaced(source.n_blocks, FIGURE_BLOCKS)
     sizes = source.block_sizes[blocks]
     starts = np.cumsum(source.block_sizes) - source.block_sizes
     rows, labels, positions = [], [], []
@@ -639,46 +629,46 @@ def units_note(record: dict) -> str:
 
 
 def _notes(metrics: dict, settings: dict) -> list[str]:
-    k = metrics["n_components"]
+    pca, ae = metrics["pca"], metrics["autoencoder"]
     notes = [units_note(metrics)]
     if "categories" in metrics:
         notes.append(category_note(metrics))
-    if metrics["autoencoder"].get("selection"):
-        notes.append(selection_note(metrics["autoencoder"]["selection"]))
-    notes.append(verdict_note(metrics["comparison"], k))
+    if ae.get("selection"):
+        notes.append(selection_note(ae["selection"]))
+    notes.append(verdict_note(metrics["comparison"], metrics["n_components"]))
     notes.extend(metrics["test_rows_departure"])
-    resumed_at = metrics["autoencoder"].get("resumed_at")
-    if resumed_at is not None:
-        notes.append(f"Training resumed from the checkpoint of epoch {resumed_at}; the epochs before it ran in the "
+    if ae.get("resumed_at") is not None:
+        notes.append(f"Training resumed from the checkpoint of epoch {ae['resumed_at']}; the epochs before it ran in the "
                      "interrupted run.")
-    budget = metrics["autoencoder"].get("budget")
+    budget = ae.get("budget")
     if budget:
-        refine = budget.get("refine")
-        if refine is None:
-            refined = ""
-        elif "why" in refine:
-            refined = f"; codes not refined: {refine['why']}"
-        else:
-            refined = (f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
-                       f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
-            unrefined = metrics["autoencoder"].get("test_mse_unrefined")  # absent from records made before it was kept
-            if refine["refine_steps"] and unrefined:
-                gain = 1 - metrics["autoencoder"]["test_mse"] / unrefined
-                refined += (f": test MSE {metrics['autoencoder']['test_mse']:.4g} against {unrefined:.4g} from the "
-                            f"network's own codes ({percent(abs(gain))} {'lower' if gain >= 0 else 'higher'})")
         notes.append(f"Time budget {budget['budget_s']:.0f} s for training: {budget['chose']}{larger_note(budget)}; "
-                     f"{metrics['autoencoder']['epochs_reason']}{refined}.")
-    if "neighbours" in metrics["autoencoder"]:
-        notes.append(neighbour_search.recall_note(metrics["pca"]["neighbours"], metrics["autoencoder"]["neighbours"],
-                                                  metrics["autoencoder"]["test_mse"] < metrics["pca"]["test_mse"]))
+                     f"{ae['epochs_reason']}{refine_note(ae)}.")
+    if "neighbours" in ae:
+        notes.append(neighbour_search.recall_note(pca["neighbours"], ae["neighbours"], ae["test_mse"] < pca["test_mse"]))
     if settings.get("activation") == "linear" and settings.get("output_activation") in ("linear", None):
-        gap = metrics["autoencoder"]["test_mse"] / metrics["pca"]["test_mse"] - 1
+        gap = ae["test_mse"] / pca["test_mse"] - 1
         verdict = "passes" if gap <= LINEAR_TOLERANCE else "fails"
-        notes.append(
-            f"Linear sanity check {verdict}: a linear autoencoder should converge to PCA; its test MSE "
-            f"is {100 * gap:+.2f}% from PCA's (tolerance {100 * LINEAR_TOLERANCE:.0f}%)."
-        )
+        notes.append(f"Linear sanity check {verdict}: a linear autoencoder should converge to PCA; its test MSE "
+                     f"is {100 * gap:+.2f}% from PCA's (tolerance {100 * LINEAR_TOLERANCE:.0f}%).")
     return notes
+
+
+def refine_note(ae: dict) -> str:
+    """How a budget refined the autoencoder's codes (aepca.budget), and what that bought, or ''."""
+    refine = ae["budget"].get("refine")
+    if refine is None:
+        return ""
+    if "why" in refine:
+        return f"; codes not refined: {refine['why']}"
+    note = (f"; codes refined by {refine['refine_steps']} steps, what {refine['seconds']:.0f} s afford for "
+            f"{refine['encoded_rows']} encoded rows at {refine['row_step_s'] * 1e6:.1f} us a row-step")
+    unrefined = ae.get("test_mse_unrefined")  # absent from records made before it was kept
+    if refine["refine_steps"] and unrefined:
+        gain = 1 - ae["test_mse"] / unrefined
+        note += (f": test MSE {ae['test_mse']:.4g} against {unrefined:.4g} from the network's own codes "
+                 f"({percent(abs(gain))} {'lower' if gain >= 0 else 'higher'})")
+    return note
 
 
 def larger_note(budget: dict) -> str:

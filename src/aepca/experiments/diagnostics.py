@@ -27,9 +27,8 @@ SATURATION_MARGIN = 0.01
 SATURATED_SHARE = 0.95
 # Activations that are zero or flat for negative inputs. Such a unit is dead
 # when its slope stays below DEAD_SLOPE (1% of its slope for positive inputs)
-# on every sample row: relu below zero, elu below about -4.6. An ELU unit
-# that is only mildly negative still learns (slope 0.37 at -1), so "never
-# positive" alone is not dead; a leaky_relu never dies.
+# on every sample row (relu below zero, elu below about -4.6): a mildly
+# negative ELU unit still learns, so "never positive" alone is not dead.
 RECTIFIERS = frozenset({"relu", "relu6", "elu", "selu", "leaky_relu", "gelu", "silu", "swish", "celu", "softplus"})
 DEAD_SLOPE = 0.01
 # Bounds of the saturating activations.
@@ -51,10 +50,8 @@ LOW_TRAVEL = 0.1
 # LOW_TRAVEL), yet the network recovered less than STALL_PROGRESS of what
 # PCA gains over reconstructing every row by the mean, and its loss stopped
 # falling, ended RISE above its lowest epoch, or a UNIT_PROBLEM_SHARE of its
-# hidden units are dead or saturated (what large steps do to them). Healthy
-# training is either still falling there with live units or well past it;
-# on small tables an epoch's loss swings by up to tens of percent from
-# mini-batch noise, so a rise alone, far past STALL_PROGRESS, is not evidence.
+# hidden units are dead or saturated (what large steps do to them). Past
+# STALL_PROGRESS a rise alone is mini-batch noise, not evidence.
 STALL_PROGRESS = 0.25
 RISE = 0.05
 # Or an epoch's loss exceeded EXPLODED times the mean's error: the weights

@@ -64,13 +64,17 @@ def _existing_ancestor(path: Path) -> Path:
     return Path(".")
 
 
+def _results_in(out: Path) -> list[str]:
+    return [name for name in RESULT_FILES if (out / name).exists()]
+
+
 def check_writable(out, *, overwrite: bool = True) -> Path:
     """Raise a clear error now, before any work, if ``out`` cannot be written,
     or holds an earlier run's results and ``overwrite`` is false."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder; choose a folder path.")
-    earlier = [name for name in RESULT_FILES if (out / name).exists()]
+    earlier = _results_in(out)
     if earlier and not overwrite:
         raise FileExistsError(
             f"--out {out} already holds a run ({', '.join(earlier)}); pass --overwrite to replace it, "
@@ -224,10 +228,6 @@ def recover(out) -> None:
 
 
 # The run -------------------------------------------------------------------------------------
-def _results_in(out: Path) -> list[str]:
-    return [name for name in RESULT_FILES if (out / name).exists()]
-
-
 def _not_resumable(out: Path) -> Exception:
     finished = _results_in(out)
     if finished or _committed_entries(out / STAGING_DIR) is not None:

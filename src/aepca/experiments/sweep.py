@@ -21,9 +21,6 @@ from aepca.neighbours import recall_columns, recall_note
 from aepca.recipes import Recipe, get_recipe
 from aepca.validation import invalid_value
 
-SWEEP_JSON, SWEEP_PNG, REPORT_HTML = "sweep.json", "sweep.png", "report.html"
-
-
 @dataclass
 class SweepResult:
     """A sweep's header (data, recipe, units), one row per code size and PCA's whole curve."""
@@ -172,15 +169,12 @@ def write_sweep_outputs(result: SweepResult, folder) -> dict:
     from aepca.plots import plot_sweep
     from aepca.report import write_report
 
-    folder = Path(folder)
-    data = result.to_dict()
-    (folder / SWEEP_JSON).write_text(json.dumps(data, indent=2))
-    header = result.header
-    title = f"PCA vs autoencoder across code sizes on {header['dataset']}"
-    png = plot_sweep(result.rows, folder / SWEEP_PNG, title=f"{header['dataset']}: test MSE vs code size", units=header["units"])
+    folder, data, header = Path(folder), result.to_dict(), result.header
+    (folder / "sweep.json").write_text(json.dumps(data, indent=2))
+    png = plot_sweep(result.rows, folder / "sweep.png", title=f"{header['dataset']}: test MSE vs code size", units=header["units"])
     write_report(
-        folder / REPORT_HTML,
-        title=title,
+        folder / "report.html",
+        title=f"PCA vs autoencoder across code sizes on {header['dataset']}",
         metrics=data,
         figures=[("Test MSE against code size k; ≈N: principal components PCA needs for the autoencoder's MSE", png)],
         table_rows=result.table_rows(),
