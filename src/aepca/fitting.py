@@ -30,7 +30,7 @@ from aepca.recipes import LARGE_ROWS, get_recipe
 from aepca.selection import CLEAR_IMPROVEMENT_Z, FOLD_Z, paired_evidence
 from aepca.statistics import MAX_HELD_BYTES, scan
 from aepca.training import TrainConfig, best_epoch, steps_per_epoch, train
-from aepca.validation import invalid_value, plural
+from aepca.validation import check_spread, invalid_value, plural
 
 # The salt of the folds' split of the training rows.
 FOLD_SALT = "folds"
@@ -97,6 +97,7 @@ class Fit:
         # Validation rows that fit in memory are kept from the one pass; others are read each epoch.
         hold = held_out.admits if held_out is not None and fits_in_memory(held_out) else None
         statistics = scan(source, hold=hold)
+        check_spread(statistics.summary.low, statistics.summary.high, source.name, source.feature_names)
         space = ErrorSpace.fit(scale, statistics.summary)
         in_space = statistics.in_scaled_space(space.scaler.offset_, space.scaler.scale_)
         pca = PCA.from_accumulator(in_space.accumulator, n_components)

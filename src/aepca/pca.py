@@ -294,7 +294,8 @@ class ScatterAccumulator:
         rows = self.kept_rows
         if rows is not None:
             return rows.var(axis=0, dtype=np.float64) if len(rows) else np.zeros(self.n_features)
-        return np.diag(self.scatter) / max(self.n, 1)
+        # Not below 0, where cancelling (or products that underflow) can round a column's.
+        return np.maximum(np.diag(self.scatter), 0.0) / max(self.n, 1)
 
     def covariance(self) -> np.ndarray:
         return self.scatter / max(self.n - 1, 1)

@@ -16,6 +16,9 @@ from scipy import sparse
 # float32 holds values up to ~3.4e38, but past ~1e15 its 24-bit mantissa makes
 # squared errors and variances meaningless, so such data must be rescaled.
 MAX_ABS_VALUE = 1e15
+# Below ~1e-15, squared deviations (1e-30) near float32's smallest normal (1e-38) lose precision
+# and then vanish: a column varying by less must be rescaled too.
+MIN_SPREAD = 1e-15
 _ACCEPTED_KINDS = "biuf"  # bool, signed int, unsigned int, float
 
 
@@ -147,6 +150,22 @@ def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
             "precision or overflow)",
             f"values up to {largest:.3g} in columns {describe_names(cols)}",
             f"Rescale the data first, e.g. divide those columns by {10.0 ** np.floor(np.log10(largest)):.0e} "
+            "or change their units.",
+        )
+
+
+def check_spread(low: np.ndarray, high: np.ndarray, name: str, feature_names: Sequence) -> None:
+    """Refuse columns that vary, but by less than ``MIN_SPREAD`` (``low``, ``high``: column extremes)."""
+    spread = np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)
+    tiny = (spread > 0) & (spread < MIN_SPREAD)
+    if tiny.any():
+        smallest = float(spread[tiny].min())
+        raise invalid_value(
+            name,
+            f"columns that vary by at least {MIN_SPREAD:.0e} or not at all (below, float32 squared errors underflow)",
+            f"columns {describe_names([feature_names[i] for i in np.flatnonzero(tiny)])} varying by as little as "
+            f"{smallest:.3g}",
+            f"Rescale the data first, e.g. multiply those columns by {10.0 ** -np.floor(np.log10(smallest)):.0e} "
             "or change their units.",
         )
 
