@@ -27,8 +27,11 @@ from pathlib import Path
 _LEFTOVER = re.compile(r"^\..+\.tmp-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]+$")
 
 
-def _temp_prefix(name: str) -> str:
-    return f".{name}.tmp-{os.getpid()}@{socket.gethostname()}-"
+def _temp_prefix(path: Path) -> str:
+    """The prefix of a temporary name beside ``path``; makes its folder and clears what killed writers left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, path.name)
+    return f".{path.name}.tmp-{os.getpid()}@{socket.gethostname()}-"
 
 
 def write_atomic(path, data: bytes, *, durable: bool = False) -> Path:
@@ -51,7 +54,7 @@ def write_atomic(path, data: bytes, *, durable: bool = False) -> Path:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     if durable:
         sync_folder(path.parent)
@@ -62,9 +65,7 @@ def temporary_file(path) -> tuple[int, Path]:
     """A new file beside ``path`` (its open descriptor and its path), named so that :func:`remove_leftovers`
     removes it should its writer be killed; what killed writers of ``path`` left is removed first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
     return fd, Path(tmp)
 
 
@@ -81,9 +82,7 @@ def sync_folder(folder) -> None:
 def staging_folder(target) -> Path:
     """A new empty folder beside ``target`` (same file system), to be moved into place by :func:`replace_dir`."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(target.parent, target.name)
-    folder = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target.name)))
+    folder = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target)))
     folder.chmod(0o755)  # mkdtemp's 0700 would keep a saved model from other accounts
     return folder
 
@@ -98,11 +97,9 @@ def remove_leftovers(folder, name: str | None = None) -> None:
         return
     for entry in entries:
         found = _LEFTOVER.match(entry.name)
-        if not found or found["host"] != host or _alive(int(found["pid"])):
-            continue
-        if name is not None and not entry.name.startswith(f".{name}.tmp-"):
-            continue
-        remove(Path(entry.path))
+        mine = name is None or entry.name.startswith(f".{name}.tmp-")
+        if found and mine and found["host"] == host and not _alive(int(found["pid"])):
+            remove(Path(entry.path))
 
 
 def _alive(pid: int) -> bool:
@@ -120,10 +117,14 @@ def _alive(pid: int) -> bool:
 def remove(path) -> None:
     """Remove a file or a folder tree; nothing if it is gone."""
     path = Path(path)
-    if path.is_dir() and not path.is_symlink():
+    if _is_dir(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 # Folders ------------------------------------------------------------------------------------
@@ -179,10 +180,6 @@ def move_into_place(source, target, aside) -> None:
     else:
         os.rename(target, aside)
         os.rename(source, target)
-
-
-def _is_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
 
 
 def restore_aside(target, aside) -> None:

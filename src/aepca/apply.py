@@ -113,11 +113,11 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
     source = open_source(data, spec=spec, block_rows=block_rows)
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = _UnseenCategories(spec)
-    writer = {".parquet": _TableWriter, ".arrow": _TableWriter, ".feather": _TableWriter, ".npy": _NpyWriter,
-              ".csv": _CsvWriter, ".tsv": _CsvWriter}[out.suffix.lower()]
+    # Each writer returns the rows and the files it wrote.
+    write = {".npy": _write_npy, ".csv": _write_csv, ".tsv": _write_csv}.get(out.suffix.lower(), _write_table)
     staging = staging_folder(out)
     try:
-        rows, files = writer(staging / out.name).write_all(_blocks(source, names, apply, (moments, unseen)))
+        rows, files = write(staging / out.name, _blocks(source, names, apply, (moments, unseen)))
         for file in files:
             os.replace(staging / file.name, out.parent / file.name)
     finally:
@@ -126,98 +126,73 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
             "notes": unseen.notes() + model.scaler_.departure_notes(moments)}
 
 
-class _TableWriter:
+def _write_table(path: Path, blocks) -> tuple[int, list[Path]]:
     """A table a block at a time: Parquet, an Arrow stream (``.arrow``, as Hugging Face datasets read
     them) or the Arrow file format (``.feather``, Feather v2)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    def __init__(self, path: Path):
-        self.path = path
-
-    def _open(self, schema):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        opener = {".parquet": pq.ParquetWriter, ".arrow": pa.ipc.new_stream, ".feather": pa.ipc.new_file}
-        return opener[self.path.suffix.lower()](str(self.path), schema)
-
-    def write_all(self, blocks):
-        import pyarrow as pa
-
-        writer, rows = None, 0
-        try:
-            for ids, values, text, columns, id_name in blocks:
-                arrays = [pa.array(values[:, i]) for i in range(values.shape[1])]
-                arrays += [pa.array(cells, type=pa.string()) for cells in text.values()]
-                names = [*columns, *text]
-                if ids is not None:
-                    arrays.insert(0, pa.array(ids))
-                    names.insert(0, id_name)
-                table = pa.table(arrays, names=names)
-                writer = writer or self._open(table.schema)
-                writer.write_table(table)
-                rows += len(values)
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:
-            raise ValueError("The data file has no rows; there is nothing to write.")
-        return rows, [self.path]
+    opener = {".parquet": pq.ParquetWriter, ".arrow": pa.ipc.new_stream, ".feather": pa.ipc.new_file}[path.suffix.lower()]
+    writer, rows = None, 0
+    try:
+        for ids, values, text, columns, id_name in blocks:
+            arrays = [pa.array(values[:, i]) for i in range(values.shape[1])]
+            arrays += [pa.array(cells, type=pa.string()) for cells in text.values()]
+            names = [*columns, *text]
+            if ids is not None:
+                arrays.insert(0, pa.array(ids))
+                names.insert(0, id_name)
+            table = pa.table(arrays, names=names)
+            writer = writer or opener(str(path), table.schema)
+            writer.write_table(table)
+            rows += len(values)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError("The data file has no rows; there is nothing to write.")
+    return rows, [path]
 
 
-class _CsvWriter:
+def _write_csv(path: Path, blocks) -> tuple[int, list[Path]]:
     """Comma-separated values, or tab-separated for a ``.tsv`` file (as they are read)."""
+    import pandas as pd
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.separator = "\t" if path.suffix.lower() == ".tsv" else ","
-
-    def write_all(self, blocks):
-        import pandas as pd
-
-        rows = 0
-        with open(self.path, "w", newline="") as handle:
-            for ids, values, text, columns, id_name in blocks:
-                frame = pd.DataFrame(values, columns=columns)
-                for name, cells in text.items():
-                    frame[name] = cells
-                if ids is not None:
-                    frame.insert(0, id_name, ids)
-                frame.to_csv(handle, sep=self.separator, header=rows == 0, index=False)
-                rows += len(values)
-        return rows, [self.path]
+    rows = 0
+    with open(path, "w", newline="") as handle:
+        for ids, values, text, columns, id_name in blocks:
+            frame = pd.DataFrame(values, columns=columns)
+            for name, cells in text.items():
+                frame[name] = cells
+            if ids is not None:
+                frame.insert(0, id_name, ids)
+            frame.to_csv(handle, sep="\t" if path.suffix.lower() == ".tsv" else ",", header=rows == 0, index=False)
+            rows += len(values)
+    return rows, [path]
 
 
-class _NpyWriter:
+def _write_npy(path: Path, blocks) -> tuple[int, list[Path]]:
     """Values as one float32 ``.npy`` (its header written last, once the row count
     is known), ids beside it as ``NAME-ids.npy``, text columns as ``NAME-categories.npy``."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def write_all(self, blocks):
-        raw, ids_parts, text_parts, rows, width = self.path.with_suffix(".raw"), [], [], 0, None
-        with open(raw, "wb") as handle:
-            for ids, values, text, _, _ in blocks:
-                handle.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
-                width, rows = values.shape[1], rows + len(values)
-                if ids is not None:
-                    ids_parts.append(ids)
-                if text:
-                    text_parts.append(np.column_stack(list(text.values())).astype(str))
-        if width is None:
-            raise ValueError("The data file has no rows; there is nothing to write.")
-        with open(self.path, "wb") as handle, open(raw, "rb") as source:
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (rows, width)}
-            np.lib.format.write_array_header_1_0(handle, header)
-            shutil.copyfileobj(source, handle)
-        files = [self.path]
-        if ids_parts:
-            ids_path = self.path.with_name(f"{self.path.stem}-ids.npy")
-            ids = np.concatenate(ids_parts)
-            np.save(ids_path, ids.astype(str) if ids.dtype == object else ids, allow_pickle=False)
-            files.append(ids_path)
-        if text_parts:
-            text_path = self.path.with_name(f"{self.path.stem}-categories.npy")
-            np.save(text_path, np.concatenate(text_parts), allow_pickle=False)
-            files.append(text_path)
-        return rows, files
+    raw, ids_parts, text_parts, rows, width = path.with_suffix(".raw"), [], [], 0, None
+    with open(raw, "wb") as handle:
+        for ids, values, text, _, _ in blocks:
+            handle.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+            width, rows = values.shape[1], rows + len(values)
+            if ids is not None:
+                ids_parts.append(ids)
+            if text:
+                text_parts.append(np.column_stack(list(text.values())).astype(str))
+    if width is None:
+        raise ValueError("The data file has no rows; there is nothing to write.")
+    with open(path, "wb") as handle, open(raw, "rb") as source:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (rows, width)}
+        np.lib.format.write_array_header_1_0(handle, header)
+        shutil.copyfileobj(source, handle)
+    files = [path]
+    for kind, parts in (("ids", ids_parts), ("categories", text_parts)):
+        if parts:
+            file, column = path.with_name(f"{path.stem}-{kind}.npy"), np.concatenate(parts)
+            np.save(file, column.astype(str) if column.dtype == object else column, allow_pickle=False)
+            files.append(file)
+    return rows, files

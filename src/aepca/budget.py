@@ -2,13 +2,10 @@
 
 ``plan`` is the rule docs/recipes.md describes. It times a few training steps of each
 candidate network on this machine (random rows of the data's width: a step's cost depends on
-shapes only), subtracts what the run has spent and what follows training, and takes the
-largest candidate that still gets ``MIN_EPOCHS`` epochs, with epochs filling the rest of the
-budget, stopping early when the validation error stops falling (after annealing from the best
-weights). Small data (below ``recipes.LARGE_ROWS`` rows) keeps ``fast``'s network and early
-stopping, which end training long before a budget of minutes; where it is judged on a validation
-split, the network the same rule sizes to the time left follows, and the one lower on the
-validation rows is kept (``larger_follows``). Training stops at the deadline whatever the estimate
+shapes only) and takes the largest that still gets ``MIN_EPOCHS`` epochs in the time left for
+training, with epochs filling it and early stopping after annealing. Small data (below
+``recipes.LARGE_ROWS`` rows) keeps ``fast``'s network and early stopping; a larger network may
+follow it (``larger_follows``). Training stops at the deadline whatever the estimate
 (``TrainConfig.deadline``). ``compare`` spends what training leaves on refining the codes it
 encodes (``plan_refinement``).
 """
@@ -32,48 +29,37 @@ from aepca.validation import invalid_value
 # Candidate networks for large data, largest first: the deep network of Hinton and
 # Salakhutdinov's MNIST autoencoder (1000-500-250), then fast's (the classic 512-128).
 CANDIDATES = ((1000, 500, 250), (512, 128))
-# Peak learning rates of candidates that do not train well at fast's 8e-3: the deep network at
-# k=30 stays above PCA through 124 epochs at 8e-3, and 1e-3 is its measured rate (docs/recipes.md).
+# Peak learning rates of candidates that do not train well at fast's 8e-3 (docs/recipes.md).
 LEARNING_RATES = {(1000, 500, 250): 1e-3}
 # Fewer epochs than this and a larger network is not worth its cost.
 MIN_EPOCHS = 10
 # Training stops once this many epochs have not lowered the validation error, leaving the time to
-# refinement: at k=30 on MNIST the deep network's best epoch was the 77th of 124 (docs/recipes.md).
-PATIENCE_EPOCHS = 10
-# Then the best weights train this many more epochs at a rate falling linearly to 0: at k=30 on MNIST,
-# 20 such epochs from the 87th epoch's kept weights lowered the refined test error by 3.7%, 40 no more
-# (docs/recipes.md).
-ANNEAL_EPOCHS = 20
+# refinement; then the best weights train ANNEAL_EPOCHS more at a rate falling linearly to 0 (docs/recipes.md).
+PATIENCE_EPOCHS, ANNEAL_EPOCHS = 10, 20
 # What follows training (scoring, figures, the report), as a share of the budget, at least FLOOR_SECONDS.
 AFTER_TRAINING_SHARE, FLOOR_SECONDS = 0.08, 10.0
 # A pass over rows encoded after training (scores, neighbours, figures) costs about this share of a
-# training step's time a row: 12.7 against 19 us on 5,000,000 x 3 rows (docs/recipes.md). Millions of
-# such rows outgrow the share above: the time kept after training is then at least their pass's.
+# training step's time a row (docs/recipes.md); the time kept after training is at least their pass's.
 PASS_SHARE = 2 / 3
 # The share of the measured speed planned on: validation passes, and steps slower than the probe's.
 SAFETY = 0.9
 # Small data whose folds the budget cannot hold is judged on a validation split when the split holds at
 # least this many rows (the floor of fast's validation rows, docs/recipes.md); fewer, the deadline stops the folds.
 MIN_SPLIT_ROWS = 50
-# Steps timed per candidate (after as many that compile), in chunks of about the length
-# training runs them in (aepca.training: 10 chunks an epoch, 45 steps on MNIST). Fewer, at least
-# MIN_PROBE_STEPS, for networks of more than PROBE_WEIGHT_STEPS / PROBE_STEPS weights (the deep
-# network's at MNIST's width): a step's time grows with the weights (about 6-14 ns a weight here,
-# whatever the batch), so a wide table's probe takes about MNIST's time and its random rows little
-# memory, not 100 steps of 0.7 s on 3.8 GB of rows (300 x 300,000, docs/recipes.md).
+# Steps timed per candidate (after as many that compile), in chunks of about the length training runs
+# them in. Fewer, at least MIN_PROBE_STEPS, for networks of more than PROBE_WEIGHT_STEPS / PROBE_STEPS
+# weights: a step's time grows with the weights, and a wide table's probe should take little time and
+# memory (docs/recipes.md).
 PROBE_STEPS, PROBE_CHUNKS, MIN_PROBE_STEPS, PROBE_WEIGHT_STEPS = 100, 2, 2, 3e8
 # Where training fills the budget (trains_to_deadline), compare leaves this share of it (after what precedes
-# training), and what training leaves of its own, to code refinement (elsewhere, whatever training leaves): refined
-# codes lower the test error most at large k (docs/hinton2006.md: 2.83 -> 2.00 after 100 steps, 1.85
-# after 300 at k=30), training most at small k (docs/recipes.md). At least MIN_REFINE_STEPS steps or
-# none; more than MAX_REFINE_STEPS add little.
+# training), and what training leaves of its own, to code refinement (elsewhere, whatever training leaves;
+# docs/recipes.md). At least MIN_REFINE_STEPS steps or none; more than MAX_REFINE_STEPS add little.
 REFINE_SHARE, MIN_REFINE_STEPS, MAX_REFINE_STEPS = 0.35, 20, 300
 # Steps per row of the two refinement probes (each timed after a call that compiles): their
 # difference gives a row-step, the first also what a row costs besides its steps (the encoder, the check).
 PROBE_REFINE_STEPS = (2, 12)
-# Each timed this many times, the median taken: one timing alone once put a row-step at half its cost
-# (7.2 against 14-18 us, docs/recipes.md), and the run ended 7% past its budget. On this many rows: the
-# probes' time is taken from refinement's, and 8,192 rows (a network call's) took 9 s of it on MNIST.
+# Each timed this many times, the median taken (one timing alone can be far off), on this many rows (the
+# probes' time is taken from refinement's; docs/recipes.md).
 PROBE_REFINE_REPEATS, PROBE_REFINE_ROWS = 3, 2048
 # The plans kept beside a run's checkpoints: the run's, and that of a larger network following fast's.
 PLAN_FILE, LARGER_PLAN_FILE = "budget-plan.json", "budget-plan-larger.json"

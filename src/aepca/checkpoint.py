@@ -38,9 +38,10 @@ def run_fingerprint(run: dict, data) -> dict:
     None entries stay None, so an entry keeps its place). Every input is seen as a row source
     (:func:`aepca.data.sources.open_source`), so a refused resume can name the file, the row
     count or the column that differs (:func:`describe_differences`)."""
-    items = data.items() if isinstance(data, Mapping) else None
-    inputs = {str(name): data_fingerprint(value) for name, value in items} if items is not None else \
-        [data_fingerprint(value) for value in data]
+    if isinstance(data, Mapping):
+        inputs = {str(name): data_fingerprint(value) for name, value in data.items()}
+    else:
+        inputs = [data_fingerprint(value) for value in data]
     # Through JSON, as the checkpoint stores it: tuples become lists and compare equal after a resume.
     return json.loads(json.dumps({**run, "data": inputs, "backend": keras.backend.backend()}))
 
@@ -122,15 +123,8 @@ def save_checkpoint(folder, state: TrainState, fingerprint: dict) -> Path:
     different run from this checkpoint is refused.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    best_loss, best_trainable, best_non_trainable = state.best if state.best else (None, [], [])
-    groups = {
-        "trainable": state.trainable,
-        "non_trainable": state.non_trainable,
-        "optimizer": state.optimizer,
-        "best_trainable": best_trainable,
-        "best_non_trainable": best_non_trainable,
-    }
+    best_loss, *best = state.best if state.best else (None, [], [])
+    groups = dict(zip(GROUPS, (state.trainable, state.non_trainable, state.optimizer, *best), strict=True))
     arrays = {f"{group}_{i}": np.asarray(value) for group, values in groups.items() for i, value in enumerate(values)}
     meta = {
         "epoch": state.epoch,
@@ -164,9 +158,7 @@ def load_checkpoint(folder, fingerprint: dict) -> TrainState | None:
     try:
         with np.load(file, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
-            groups = {
-                group: [npz[f"{group}_{i}"] for i in range(meta["counts"][group])] for group in GROUPS
-            }
+            groups = {group: [npz[f"{group}_{i}"] for i in range(meta["counts"][group])] for group in GROUPS}
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(
             f"The checkpoint in {folder} is unreadable ({error}); delete the folder to start over."
@@ -177,28 +169,18 @@ def load_checkpoint(folder, fingerprint: dict) -> TrainState | None:
             f"The checkpoint in {folder} was written by a run with other settings or data ({differences}); "
             "resume with the same arguments and data, or delete the folder to start over."
         )
-    best = None
-    if meta["best_loss"] is not None:
-        best = (meta["best_loss"], groups["best_trainable"], groups["best_non_trainable"])
-    return TrainState(
-        trainable=groups["trainable"],
-        non_trainable=groups["non_trainable"],
-        optimizer=groups["optimizer"],
-        epoch=meta["epoch"],
-        lr_scale=meta["lr_scale"],
-        history=meta["history"],
-        best=best,
-    )
+    best = meta["best_loss"], groups["best_trainable"], groups["best_non_trainable"]
+    return TrainState(groups["trainable"], groups["non_trainable"], groups["optimizer"], epoch=meta["epoch"],
+                      lr_scale=meta["lr_scale"], history=meta["history"], best=None if best[0] is None else best)
 
 
 class Checkpointer:
     """A training callback keeping a checkpoint of the last finished epoch.
 
     The first epoch is written, then an epoch once ``WRITE_INTERVAL`` times the last write's duration
-    has passed (every epoch of MNIST's; every few dozen of a small table's epochs of a few steps,
-    which written one by one took over a third of the run), and the last one when training ends, however it
-    ends (done, Ctrl-C, SIGTERM, an error). Only a process killed outright loses the epochs since the
-    last write: at most about ``WRITE_INTERVAL`` writes' time.
+    has passed, and the last one when training ends, however it ends (done, Ctrl-C, SIGTERM, an error).
+    Only a process killed outright loses the epochs since the last write: at most about ``WRITE_INTERVAL``
+    writes' time.
     """
 
     def __init__(self, folder, fingerprint: dict):

@@ -144,17 +144,15 @@ class _Watch:
         beat = 0
         while not self._leaving.is_set():
             beat += 1
-            try:
+            # A coordinator that does not answer is judged by the time since it last did.
+            with contextlib.suppress(Exception):
                 self._client.key_value_set(f"{_BEAT}{self._process}", str(beat), allow_overwrite=True)
                 beats = _by_process(self._client.key_value_dir_get(_BEAT))
                 self._left |= set(_by_process(self._client.key_value_dir_get(_LEFT)))
-            except Exception:  # noqa: BLE001 - the coordinator did not answer: judged by the time since it last did
-                self._leaving.wait(WATCH_POLL_S)
-                continue
-            now = self._answered = time.monotonic()
-            for other, (seen, since) in self._beats.items():
-                if beats.get(other) != seen:
-                    self._beats[other] = (beats.get(other), now)
+                now = self._answered = time.monotonic()
+                for other, (seen, _) in self._beats.items():
+                    if beats.get(other) != seen:
+                        self._beats[other] = (beats.get(other), now)
             self._leaving.wait(WATCH_POLL_S)
 
     def _judge(self) -> None:

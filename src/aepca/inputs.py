@@ -17,11 +17,6 @@ from aepca.data.sources import RowSource, open_source
 from aepca.validation import describe_names, invalid_value, plural
 
 
-def is_table(X) -> bool:
-    """A pandas DataFrame or a pyarrow Table: columns with names."""
-    return hasattr(X, "columns") or is_arrow_table(X)
-
-
 def is_arrow_table(X) -> bool:
     return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")
 
@@ -78,7 +73,7 @@ def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
     """Training rows of any form as a row source, and their feature names (a DataFrame's, else None)."""
     if isinstance(X, RowSource):
         return X, None
-    if isinstance(X, (str, os.PathLike)) or is_table(X):
+    if isinstance(X, (str, os.PathLike)) or hasattr(X, "columns") or is_arrow_table(X):
         return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
     with numbers_expected():
         # Values are checked as the source reads them, with the message every input form gets.

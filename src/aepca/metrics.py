@@ -44,14 +44,10 @@ def sample_mse(x, reconstruction: Reconstruction) -> np.ndarray:
     """Each row's mean squared error. For a row source ``reconstruction`` is a
     function; its blocks are shared out over the processes and every process
     gets all rows' errors, in the same order."""
-    if isinstance(x, RowSource):
-        return _source_sample_mse(x, reconstruction)
-    errors = [block.mean(axis=1) for block in squared_errors(x, reconstruction)]
-    return np.concatenate(errors) if errors else np.zeros(0)
-
-
-def _source_sample_mse(source: RowSource, reconstruction: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    with distributed.read_share(source) as blocks:
+    if not isinstance(x, RowSource):
+        errors = [block.mean(axis=1) for block in squared_errors(x, reconstruction)]
+        return np.concatenate(errors) if errors else np.zeros(0)
+    with distributed.read_share(x) as blocks:
         errors = [sample_mse(rows, reconstruction) for rows in blocks]
     return distributed.all_rows(np.concatenate(errors) if errors else np.zeros(0))
 

@@ -21,9 +21,8 @@ import numpy as np
 from aepca._keras import keras
 from aepca.validation import invalid_value
 
-# A fit's peak memory in float32 copies of its network's weights, at the least: measured 14 for one
-# network (weights, gradients, Adam's two moments, each step's new ones, kept best weights, the
-# checkpoint's) and 21 with fast's folds (docs/usage.md, "Large networks").
+# A fit's peak memory in float32 copies of its network's weights, at the least (weights, gradients,
+# Adam's moments, kept best weights...; measurements in docs/usage.md, "Large networks").
 TRAINING_COPIES = 12
 
 
@@ -57,11 +56,7 @@ def training_memory() -> tuple[int, str] | None:
 def network_fits(n_features: int, hidden, n_components: int) -> bool:
     """Whether the network's training fits in the memory it trains in (``TRAINING_COPIES`` of its weights)."""
     memory = training_memory()
-    return memory is None or _training_bytes(parameter_count(n_features, hidden, n_components)) <= memory[0]
-
-
-def _training_bytes(weights: int) -> int:
-    return TRAINING_COPIES * 4 * weights
+    return memory is None or TRAINING_COPIES * 4 * parameter_count(n_features, hidden, n_components) <= memory[0]
 
 
 def check_network_fits(n_features: int, hidden, n_components: int) -> None:
@@ -69,7 +64,7 @@ def check_network_fits(n_features: int, hidden, n_components: int) -> None:
     a JAX allocation that fails there aborts the whole process instead of raising."""
     memory = training_memory()
     weights = parameter_count(n_features, hidden, n_components)
-    needed = _training_bytes(weights)
+    needed = TRAINING_COPIES * 4 * weights
     if memory is not None and needed > memory[0]:
         layers = "-".join(map(str, mirrored_widths(n_features, hidden, n_components)))
         raise invalid_value(
@@ -124,12 +119,10 @@ def output_bias_for(mean: np.ndarray, output_activation: str) -> np.ndarray:
     return inverse(np.clip(np.asarray(mean, dtype=np.float64), low, high)).astype(np.float32)
 
 
-def _layer_seed(seed: int | None, index: int) -> int | None:
-    return None if seed is None else (int(seed) * 1009 + index) % (2**31 - 1)
-
-
 def _dense(units, activation, name, seed, index, zero=False):
-    kernel = "zeros" if zero else keras.initializers.GlorotUniform(seed=_layer_seed(seed, index))
+    """A Dense layer whose kernel starts at zero or from its own seed, derived from ``seed`` and ``index``."""
+    layer_seed = None if seed is None else (int(seed) * 1009 + index) % (2**31 - 1)
+    kernel = "zeros" if zero else keras.initializers.GlorotUniform(seed=layer_seed)
     return keras.layers.Dense(units, activation=activation, kernel_initializer=kernel, name=name)
 
 
@@ -155,8 +148,7 @@ def build_autoencoder(
 ) -> AutoencoderNet:
     """A mirrored multilayer autoencoder ``d - hidden - k - reversed(hidden) - d``.
 
-    The code layer is linear by default, as in the classic recipe and in
-    Hinton & Salakhutdinov (2006): a bounded code wastes capacity
+    The code layer is linear by default: a bounded code wastes capacity
     (``code_activation`` exists to show that; a PCA start is always linear).
 
     With ``pca=(components, mean)`` (``components`` of shape ``(k, d)``) the
@@ -183,10 +175,9 @@ def build_autoencoder(
     check_activation(output_activation, "output_activation")
     check_activation(code_activation, "code_activation")
     hidden = tuple(int(h) for h in hidden)
+    n_hidden = len(hidden)
     inputs = keras.Input(shape=(n_features,), name="features")
     code_inputs = keras.Input(shape=(n_components,), name="code_in")
-    decoder_sizes = tuple(reversed(hidden))
-    n_hidden = len(hidden)
     if output_mean is not None and np.shape(output_mean) != (n_features,):
         raise ValueError(
             f"Received an invalid value for output_mean, expected shape ({n_features},). "
@@ -208,19 +199,7 @@ def build_autoencoder(
         )
     else:
         hidden_inputs, rescale = inputs, None
-    if pca is None:
-        h = _mlp(hidden_inputs, hidden, activation, "encoder", seed, 0)
-        code = _dense(n_components, code_activation, "code", seed, n_hidden)(h)
-        h = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
-        output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
-        outputs = output_layer(h)
-        if output_mean is not None:
-            # Before a standardised output is scaled back: the mean in the output layer's own units.
-            start = output_mean if rescale is None else (np.asarray(output_mean) - output_mean_shift) / scales
-            output_layer.bias.assign(output_bias_for(start, output_activation))
-        if rescale is not None:
-            outputs = rescale(outputs)
-    else:
+    if pca is not None:
         components, mean = (np.asarray(a, dtype=np.float32) for a in pca)
         if components.shape != (n_components, n_features) or mean.shape != (n_features,):
             raise ValueError(
@@ -228,16 +207,28 @@ def build_autoencoder(
                 f"({n_components}, {n_features}) and a mean of shape ({n_features},). "
                 f"Received: components.shape={components.shape}, mean.shape={mean.shape}"
             )
+    # The hidden layers; a PCA start's residual branches.
+    encoded = _mlp(hidden_inputs, hidden, activation, "encoder", seed, 0)
+    decoded = _mlp(code_inputs, tuple(reversed(hidden)), activation, "decoder", seed, n_hidden + 1)
+    if pca is None:
+        code = _dense(n_components, code_activation, "code", seed, n_hidden)(encoded)
+        output_layer = _dense(n_features, output_activation, "reconstruction", seed, 2 * n_hidden + 1)
+        outputs = output_layer(decoded)
+        if output_mean is not None:
+            # Before a standardised output is scaled back: the mean in the output layer's own units.
+            start = output_mean if rescale is None else (np.asarray(output_mean) - output_mean_shift) / scales
+            output_layer.bias.assign(output_bias_for(start, output_activation))
+        if rescale is not None:
+            outputs = rescale(outputs)
+    else:
         projection = keras.layers.Dense(n_components, name="pca_projection")
-        residual = _mlp(hidden_inputs, hidden, activation, "encoder", seed, 0)
-        residual = _dense(n_components, "linear", "encoder_residual", seed, n_hidden, zero=True)(residual)
+        residual = _dense(n_components, "linear", "encoder_residual", seed, n_hidden, zero=True)(encoded)
         code = keras.layers.Add(name="code")([projection(inputs), residual])
         # Inputs are data / data_scale; codes and means stay in the data's units.
         projection.set_weights([components.T * data_scale, -mean @ components.T])
 
         reconstruction = keras.layers.Dense(n_features, name="pca_reconstruction")
-        residual = _mlp(code_inputs, decoder_sizes, activation, "decoder", seed, n_hidden + 1)
-        residual = _dense(n_features, "linear", "decoder_residual", seed, 2 * n_hidden + 1, zero=True)(residual)
+        residual = _dense(n_features, "linear", "decoder_residual", seed, 2 * n_hidden + 1, zero=True)(decoded)
         if rescale is not None:
             residual = rescale(residual)
         outputs = keras.layers.Add(name="reconstruction")([reconstruction(code_inputs), residual])
@@ -280,37 +271,26 @@ MIN_PREDICT_BLOCK = 64
 def predict(model: keras.Model, X: np.ndarray) -> np.ndarray:
     """``model(X)`` as float32 numpy, ``PREDICT_BATCH`` rows at a time.
 
-    On JAX each block runs as one compiled program, about twice as fast as
-    Keras' eager call on MNIST's 60,000 rows and with the same numbers. A short
-    last block is padded to a power of two, so only a handful of shapes is ever
-    compiled (and JAX's disk cache keeps them). Other backends call the model
-    eagerly, without recording gradients.
+    On JAX each block runs as one compiled program (faster than Keras' eager
+    call, with the same numbers); a short last block is padded to a power of
+    two, so only a handful of shapes is ever compiled. Other backends call the
+    model eagerly, without recording gradients.
     """
     if len(X) == 0:
         return np.zeros((0, model.output_shape[-1]), np.float32)
-    forward = _compiled_forward(model) if keras.backend.backend() == "jax" else None
-    parts = []
-    for start in range(0, len(X), PREDICT_BATCH):
-        block = X[start : start + PREDICT_BATCH]
-        if forward is None:
+    if keras.backend.backend() == "jax":
+        forward = _compiled_forward(model)
+    else:
+        def forward(block):
             with without_gradients():
-                parts.append(keras.ops.convert_to_numpy(model(block, training=False)))
-            continue
-        rows = len(block)
-        size = max(MIN_PREDICT_BLOCK, 1 << (rows - 1).bit_length())
-        if size > rows:
-            block = np.pad(block, ((0, size - rows), (0, 0)))
-        parts.append(np.asarray(forward(block))[:rows])
+                return keras.ops.convert_to_numpy(model(block, training=False))
+    parts = [forward(X[start : start + PREDICT_BATCH]) for start in range(0, len(X), PREDICT_BATCH)]
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 def without_gradients():
-    """A context for eager calls whose results are only read.
-
-    PyTorch records every call on trainable weights for a backward pass and
-    keeps the activations it needs, costing predictions memory and time. JAX
-    and TensorFlow record nothing outside ``grad`` or a ``GradientTape``.
-    """
+    """A context for eager calls whose results are only read: ``torch.no_grad()`` on PyTorch, which
+    otherwise records every call for a backward pass; JAX and TensorFlow record nothing there."""
     if keras.backend.backend() == "torch":
         import torch
 
@@ -319,7 +299,7 @@ def without_gradients():
 
 
 def _compiled_forward(model: keras.Model):
-    """``block -> model(block)`` compiled by JAX, at the model's current weights."""
+    """``block -> model(block)`` compiled by JAX, at the model's current weights, as numpy."""
     import jax
 
     program = shared_program(
@@ -331,7 +311,14 @@ def _compiled_forward(model: keras.Model):
     call = program.bind(model=model)
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
-    return lambda block: call(trainable, non_trainable, block)
+
+    def forward(block):
+        rows = len(block)
+        size = max(MIN_PREDICT_BLOCK, 1 << (rows - 1).bit_length())
+        padded = np.pad(block, ((0, size - rows), (0, 0))) if size > rows else block
+        return np.asarray(call(trainable, non_trainable, padded))[:rows]
+
+    return forward
 
 
 # The structure of each model build_autoencoder made (weakly: a model's entry goes with it).

@@ -3,19 +3,14 @@
 The scatter of the rows about their mean is accumulated part by part (products
 in the rows' precision, sums in float64; see :class:`ScatterAccumulator`), so
 data never has to be in memory at once, and a symmetric eigendecomposition of
-the d x d scatter gives every principal direction. For float64 rows that is a
-full SVD's result to float64 round-off; for float32 rows, explained variances
-within about 1e-7 relative of it, at the cost of scikit-learn's float32
-covariance solver (docs/pca.md). Cheaper than an SVD when there are many more
-samples than features.
+the d x d scatter gives every principal direction (accuracy and cost: docs/pca.md).
 
 Data bigger than memory comes as a *row source*: an object with ``n_features``,
 ``n_rows``, ``n_blocks``, ``block_sizes`` and ``read(i)`` (block ``i`` as a
 float32 array), such as those of :mod:`aepca.data.sources`. Fitting,
 ``transform`` and the error curves read it a block at a time, the next block in
-a background thread while the current one is computed on. Accumulators of
-separate shards merge exactly (:meth:`ScatterAccumulator.merge`), so several
-processes can each accumulate their part and one eigendecomposition
+a background thread. Accumulators of separate shards merge exactly
+(:meth:`ScatterAccumulator.merge`), and one eigendecomposition
 (:meth:`PCA.from_accumulator`) fits the whole.
 """
 
@@ -58,16 +53,13 @@ class ScatterAccumulator:
     Rows are gathered into parts of a fixed number of rows, counted from the first row seen, so
     the parts (and the result) do not depend on how the rows were batched. Every part is taken
     less one shift (the first part's mean, rounded to the rows' precision, moved when rows drift
-    away from it), and its products are one BLAS product in the rows' precision: for float32
-    rows, the cost of scikit-learn's float32 covariance. Sums of parts are float64, which keeps
-    explained variances within about 1e-7 relative of a float64 eigensolution (docs/pca.md). A
-    constant column's variance is exactly 0. Reading the statistics folds in the part still
-    gathering without ending it. Accumulators of disjoint rows merge exactly (:meth:`merge`),
-    and travel between processes as one flat array (:meth:`to_array`).
+    away from it), and its products are one BLAS product in the rows' precision, summed in
+    float64 (accuracy: docs/pca.md). A constant column's variance is exactly 0. Reading the
+    statistics folds in the part still gathering without ending it. Accumulators of disjoint rows
+    merge exactly (:meth:`merge`) and travel between processes as one flat array (:meth:`to_array`).
 
     While there are no more rows than features, the rows themselves are kept instead and no d x d
-    scatter is made (a million columns' would take 8 TB): a wide table's directions are then an SVD of
-    its centred rows, whose cost grows with the rows, not an eigendecomposition (docs/pca.md).
+    scatter is made (a wide table's would not fit): their directions then come from the centred rows.
     """
 
     def __init__(self, n_features: int):
@@ -108,7 +100,7 @@ class ScatterAccumulator:
     @property
     def kept_rows(self) -> np.ndarray | None:
         """The rows seen, as they came, while they are kept (no more rows than features); else None.
-        One array, joined once: a wide table's take seconds to join."""
+        Joined into one array once, not at every reading."""
         if self._held is None:
             return None
         if len(self._held) != 1:
@@ -167,7 +159,7 @@ class ScatterAccumulator:
                 self._start_part(batch[start])
             taken = min(self._part_rows - self._filled, len(batch) - start)
             part = self._part[self._filled : self._filled + taken]
-            # A non-finite value is refused once it reaches the statistics (see _finite).
+            # A non-finite value is refused once it reaches the statistics (see _accumulated).
             with np.errstate(invalid="ignore", over="ignore"):
                 np.subtract(batch[start : start + taken], self._part_shift, out=part, casting="same_kind")
             self._filled += taken
@@ -189,7 +181,7 @@ class ScatterAccumulator:
         """Fold the rows gathered in the current part into the statistics."""
         m, self._filled = self._filled, 0
         part = self._part[:m]
-        # A non-finite value is refused once it reaches the statistics (see _finite), without warnings.
+        # A non-finite value is refused once it reaches the statistics (see _accumulated), without warnings.
         with np.errstate(invalid="ignore", over="ignore"):
             sums = _column_sums(part)
             offset = sums / m
@@ -226,9 +218,7 @@ class ScatterAccumulator:
         statistics of the whole.
         """
         if other.n_features != self.n_features:
-            raise invalid_value(
-                "other", f"an accumulator of {self.n_features} features", f"one of {other.n_features}"
-            )
+            raise invalid_value("other", f"an accumulator of {self.n_features} features", f"one of {other.n_features}")
         if self._held is not None and other._held is not None and self.n + other.n <= self.n_features:
             self._held = self._held + other._held  # kept rows are never changed in place
             return self
@@ -261,11 +251,8 @@ class ScatterAccumulator:
         # Solving array_size(d) = len for d.
         n_features = int(round((np.sqrt(1 + 8 * array.size) - 3) / 2)) if array.ndim == 1 else -1
         if n_features < 0 or array.size != cls.array_size(n_features) or array[0] < 0:
-            raise invalid_value(
-                "array",
-                "the flat array of ScatterAccumulator.to_array()",
-                f"an array of shape {array.shape}",
-            )
+            raise invalid_value("array", "the flat array of ScatterAccumulator.to_array()",
+                                f"an array of shape {array.shape}")
         upper = np.zeros((n_features, n_features))
         upper[np.triu_indices(n_features)] = array[1 + n_features :]
         return cls._of(int(array[0]), array[1 : 1 + n_features], _mirrored_upper(upper))
@@ -311,9 +298,12 @@ def _column_sums(part: np.ndarray) -> np.ndarray:
     return (np.ones(len(part), part.dtype) @ part).astype(np.float64)
 
 
-def _finite(accumulator: ScatterAccumulator, X) -> ScatterAccumulator:
-    """``accumulator`` of the rows of ``X``, checked: a non-finite value in any row makes the mean or the
-    scatter non-finite, and only then are the rows read again, to name the first bad cell."""
+def _accumulated(n_features: int, batches: Iterable[np.ndarray], X) -> ScatterAccumulator:
+    """A new accumulator of ``batches``, the rows of ``X``, checked: a non-finite value in any row makes the
+    mean or the scatter non-finite, and only then are the rows read again, to name the first bad cell."""
+    accumulator = ScatterAccumulator(n_features)
+    for batch in batches:
+        accumulator.update(batch)
     if not (np.isfinite(accumulator.mean).all() and np.isfinite(accumulator.variance()).all()):
         refuse_non_finite(X)
     return accumulator
@@ -457,14 +447,13 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             accumulator = self._accumulate_source(X, self._sampled_blocks(np.asarray(X.block_sizes)))
         else:
             # Values are checked through the statistics, without a pass of their own.
-            with numbers_expected():
-                rows = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2, ensure_all_finite=False)
+            rows = self._validated(X, ensure_min_samples=2)
             self._check_n_components(rows.shape[1])
             starts = np.arange(0, len(rows), self.batch_size)
             chosen = starts[self._sampled_blocks(np.diff(np.append(starts, len(rows))))]
             # Every row in one update (the accumulator parts them): the same statistics, less overhead.
             batches = [rows] if len(chosen) == len(starts) else (rows[start : start + self.batch_size] for start in chosen)
-            accumulator = _finite(self._accumulate(ScatterAccumulator(rows.shape[1]), batches), X)
+            accumulator = _accumulated(rows.shape[1], batches, X)
         self._set_statistics(accumulator)
         self.columns_ = self._fitted_columns(X)
         # Solved now, so that reading a fitted estimator never changes its state.
@@ -491,16 +480,19 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             added = self._accumulate_source(X)
             accumulator = added if first else self._accumulator.merge(added)
         else:
-            with numbers_expected():
-                X = check_finite(validate_data(self, X, dtype=[np.float64, np.float32], reset=first,
-                                               ensure_min_samples=2 if first else 1, ensure_all_finite=False), X)
+            X = check_finite(self._validated(X, reset=first, ensure_min_samples=2 if first else 1), X)
             self._check_n_components(X.shape[1])
             accumulator = ScatterAccumulator(X.shape[1]) if first else self._accumulator
-            self._accumulate(accumulator, [X])
+            accumulator.update(X)
         self._set_statistics(accumulator)
         if first:
             self.columns_ = self._fitted_columns(X)
         return self
+
+    def _validated(self, X, **params) -> np.ndarray:
+        """``X`` as scikit-learn validates it (float32 kept float32), its values not yet checked."""
+        with numbers_expected():
+            return validate_data(self, X, dtype=[np.float64, np.float32], ensure_all_finite=False, **params)
 
     def _fitted_columns(self, X) -> ColumnSpec | None:
         """The columns of named rows just fitted on (a row source's, or a DataFrame's names), which later
@@ -539,11 +531,8 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _check_n_components(self, n_features: int) -> None:
         if self.n_components > n_features:
-            raise invalid_value(
-                "n_components",
-                f"at most the number of features ({n_features})",
-                f"n_components={self.n_components}",
-            )
+            raise invalid_value("n_components", f"at most the number of features ({n_features})",
+                                f"n_components={self.n_components}")
 
     def _sampled_blocks(self, sizes: np.ndarray) -> np.ndarray:
         """Indices, ascending, of the blocks to fit on: all of them, or a
@@ -559,16 +548,10 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             for start in range(0, len(block), self.batch_size):
                 yield block[start : start + self.batch_size]
 
-    @staticmethod
-    def _accumulate(accumulator: ScatterAccumulator, batches: Iterable[np.ndarray]) -> ScatterAccumulator:
-        for batch in batches:
-            accumulator.update(batch)
-        return accumulator
-
     def _accumulate_source(self, source, blocks: Iterable[int] | None = None) -> ScatterAccumulator:
         """A new accumulator of the source's blocks (all by default), its values checked."""
         with prefetch(source.iter_blocks(blocks)) as read:
-            return _finite(self._accumulate(ScatterAccumulator(source.n_features), read), source)
+            return _accumulated(source.n_features, read, source)
 
     def _set_statistics(self, accumulator: ScatterAccumulator) -> None:
         self._accumulator = accumulator
@@ -622,15 +605,13 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """The number of rows of ``X`` (checked against the fit) and its row batches, while the
         block lasts (a row source is read ahead, and the reading stops with the block)."""
         X = self._opened(X)
-        if not is_row_source(X):
-            with numbers_expected():
-                X = check_finite(validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
-                                               ensure_all_finite=False), X)
+        if is_row_source(X):
+            self._check_source(X, reset=False)
+            with prefetch(X.iter_blocks()) as blocks:
+                yield X.n_rows, self._batches(blocks)
+        else:
+            X = check_finite(self._validated(X, reset=False), X)
             yield len(X), self._batches([X])
-            return
-        self._check_source(X, reset=False)
-        with prefetch(X.iter_blocks()) as blocks:
-            yield X.n_rows, self._batches(blocks)
 
     def transform(self, X):
         """Codes of the rows of ``X`` (an array or a row source), as one array."""

@@ -173,10 +173,9 @@ def skip_tensorflow_probe() -> None:
     """Tell Keras, for this whole process, that TensorFlow is unavailable (off the TensorFlow backend,
     when TensorFlow is not imported yet).
 
-    Keras' serialisation asks whether TensorFlow is available, to recognise its types, and answers
-    by importing it: a model's first save then costs 3.7 s and ~400 MB when TensorFlow is installed
-    (docs/benchmarks.md). Keras layers that need TensorFlow break after this, so only the ``aepca``
-    command's entry point calls it (``aepca.cli.tune_command_process``), never the library.
+    Keras' serialisation answers whether TensorFlow is available by importing it, which makes a model's
+    first save slow where TensorFlow is installed (docs/benchmarks.md). Keras layers that need TensorFlow
+    break after this, so only the ``aepca`` command's entry point calls it, never the library.
     """
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         return

@@ -13,6 +13,7 @@ even while a traceback keeps the caller's frame alive::
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import traceback
@@ -94,11 +95,9 @@ class Prefetch:
         self._items = None
 
     def _drain(self) -> None:
-        while True:
-            try:
+        with contextlib.suppress(queue.Empty):
+            while True:
                 self._ready.get_nowait()
-            except queue.Empty:
-                return
 
 
 def _produce(items, ready: queue.Queue, stop: threading.Event) -> None:
@@ -106,11 +105,9 @@ def _produce(items, ready: queue.Queue, stop: threading.Event) -> None:
 
     def offer(item) -> bool:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(queue.Full):
                 ready.put(item, timeout=_POLL_S)
                 return True
-            except queue.Full:
-                continue
         return False
 
     try:

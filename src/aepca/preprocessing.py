@@ -46,7 +46,7 @@ def shares_one_unit(X) -> tuple[bool, str]:
     column extremes and the summary's sample of rows are looked at).
     """
     if isinstance(X, ColumnSummary):
-        within, sample = X.within_unit, X.sample
+        within, sample = bool(X.low.min() >= 0.0 and X.high.max() <= 1.0), X.sample
     else:
         X = check_features(X)
         within, sample = bool(X.min() >= 0.0 and X.max() <= 1.0), _unit_sample(X)
@@ -102,11 +102,6 @@ class ColumnSummary:
         low, high = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         return cls(len(X), mean, std, low, high, _unit_sample(X))
 
-    @property
-    def within_unit(self) -> bool:
-        """Whether every value lies in [0, 1]."""
-        return bool(self.low.min() >= 0.0 and self.high.max() <= 1.0)
-
     def in_scaled_space(self, offset, scale) -> ColumnSummary:
         """The summary of the rows ``(x - offset) / scale`` (positive scales),
         computed from this one; the sample is scaled in float32 as
@@ -120,20 +115,12 @@ class ColumnSummary:
         )
 
 
-def _identity(summary: ColumnSummary) -> tuple[np.ndarray, np.ndarray]:
-    n = len(summary.mean)
-    return np.zeros(n), np.ones(n)
-
-
-def _minmax(summary: ColumnSummary) -> tuple[np.ndarray, np.ndarray]:
-    return summary.low, summary.high - summary.low
-
-
-def _standard(summary: ColumnSummary) -> tuple[np.ndarray, np.ndarray]:
-    return summary.mean, summary.std
-
-
-_METHODS = {"minmax": _minmax, "standard": _standard, "none": _identity}
+# Each method's (offset, scale) from the summary of the rows.
+_METHODS = {
+    "minmax": lambda summary: (summary.low, summary.high - summary.low),
+    "standard": lambda summary: (summary.mean, summary.std),
+    "none": lambda summary: (np.zeros(len(summary.mean)), np.ones(len(summary.mean))),
+}
 _OPTIONS = ("auto", *_METHODS)
 # How each space's MSE reads, for tables, figures and reports.
 UNITS = {
@@ -164,9 +151,8 @@ class Scaler:
 
     def _resolve(self, summary: ColumnSummary) -> tuple[str, str]:
         if self.method not in _OPTIONS:
-            raise invalid_value(
-                "method", f"one of {list(_OPTIONS)}", f"method={self.method!r}", "Pick one of the listed options."
-            )
+            raise invalid_value("method", f"one of {list(_OPTIONS)}", f"method={self.method!r}",
+                                "Pick one of the listed options.")
         if self.method == "auto":
             one_unit, why = shares_one_unit(summary)
             return ("none" if one_unit else "standard"), f"auto: {why}"
@@ -175,10 +161,8 @@ class Scaler:
     def fit(self, X, y=None) -> Scaler:
         """Learn the scaling of ``X``: an array, or a :class:`ColumnSummary` of one."""
         summary = X if isinstance(X, ColumnSummary) else ColumnSummary.of(X)
-        method, reason = self._resolve(summary)
-        offset, scale = _METHODS[method](summary)
-        self.method_ = method
-        self.reason_ = reason
+        self.method_, self.reason_ = self._resolve(summary)
+        offset, scale = _METHODS[self.method_](summary)
         self.offset_ = offset
         self.scale_ = np.where(scale > 0.0, scale, 1.0)
         self.n_features_in_ = len(summary.mean)
@@ -276,18 +260,13 @@ class Scaler:
     def from_dict(cls, d: dict) -> Scaler:
         missing = {"method", "method_", "offset", "scale", "unit_interval"} - set(d)
         if missing:
-            raise invalid_value(
-                "scaler metadata",
-                "keys method, method_, offset, scale and unit_interval",
-                f"missing {sorted(missing)}",
-                "Re-save the model.",
-            )
+            raise invalid_value("scaler metadata", "keys method, method_, offset, scale and unit_interval",
+                                f"missing {sorted(missing)}", "Re-save the model.")
         offset = np.asarray(d["offset"], dtype=np.float64)
         scale = np.asarray(d["scale"], dtype=np.float64)
         if offset.ndim != 1 or offset.shape != scale.shape or d["method_"] not in _METHODS:
             raise invalid_value(
-                "scaler metadata",
-                f"equal-length offset and scale lists and method_ in {list(_METHODS)}",
+                "scaler metadata", f"equal-length offset and scale lists and method_ in {list(_METHODS)}",
                 f"offset of shape {offset.shape}, scale of shape {scale.shape}, method_={d['method_']!r}",
                 "Re-save the model.",
             )
@@ -393,8 +372,7 @@ class ErrorSpace:
 
     def network_summary(self, summary: ColumnSummary) -> ColumnSummary:
         """The summary of the network's rows, from the summary of the error space's."""
-        d = len(summary.mean)
-        return summary.in_scaled_space(np.zeros(d), np.full(d, self.network_scale))
+        return summary.in_scaled_space(0.0, self.network_scale)
 
     def in_space_units(self, value):
         """A mean squared error of the network's rows (or a list of them) in the error space's units."""

@@ -19,18 +19,14 @@ from typing import Callable
 
 from aepca.validation import invalid_value
 
-# Settings a recipe decides; an estimator argument of None takes the recipe's.
-SETTINGS = (
-    "hidden", "activation", "output_activation", "code_activation", "init", "output_bias", "epochs",
-    "min_steps", "batch_size", "learning_rate", "optimizer", "beta_2", "schedule", "warmup_epochs", "loss",
-    "validation_fraction", "restore_best", "patience", "anneal_epochs", "folds",
-)
 DEFAULTS = dict(
     hidden=(512, 128), activation="elu", output_activation="auto", code_activation="linear", init="random",
     output_bias="zeros", epochs=5, min_steps=None, batch_size=128, learning_rate=1e-3, optimizer="adam",
     beta_2=0.999, schedule="constant", warmup_epochs=0.0, loss="mse", validation_fraction=0.0,
     restore_best=False, patience=None, anneal_epochs=None, folds=0,
 )
+# Settings a recipe decides; an estimator argument of None takes the recipe's.
+SETTINGS = tuple(DEFAULTS)
 
 # From this many training rows on, fast trains the classic network for speed (MNIST).
 LARGE_ROWS = 20_000
@@ -66,9 +62,7 @@ class Recipe:
         settings = {**DEFAULTS, **self.sized(n_rows, n_features, n_components)}
         given = {key: value for key, value in overrides.items() if value is not None}
         if "epochs" in given:
-            for key in ("min_steps", "patience"):
-                if key not in given:
-                    settings[key] = DEFAULTS[key]
+            settings.update(min_steps=DEFAULTS["min_steps"], patience=DEFAULTS["patience"])
         settings.update(given)
         return settings
 

@@ -7,9 +7,7 @@ is the exact optimum for its linear decoder. Refinement closes most of the
 gap for an autoencoder: starting from the encoder's code, a few hundred Adam
 steps on each sample's own code minimise its reconstruction loss through the
 fixed decoder. The code stays ``n_components`` numbers; only how it is found
-changes. Measured on MNIST with a 784-1000-500-250-30 network trained for 60
-epochs (docs/hinton2006.md, at the earlier rate of 1e-2): summed squared error
-per test image 2.83 with the encoder's codes, 2.00 after 100 steps, 1.85 after 300.
+changes (docs/hinton2006.md measures the gain).
 
 A sample whose refined code does not lower its loss keeps the encoder's code,
 so refinement never makes a reconstruction worse (in the training loss).
@@ -24,9 +22,8 @@ from aepca.models import shared_program
 from aepca.training import LOSSES
 from aepca.validation import describe_names
 
-# Adam's step in code units. Against 1e-2, 0.3 lowers the refined test error by 3% on MNIST
-# (k=2, 63 steps; k=30, 300 steps) and by 9% on the digits (k=2, 100 steps), and is within 0.6%
-# of the best of 0.01-1 on every case measured (docs/recipes.md, benchmarks/refine_rate.py).
+# Adam's step in code units: within 0.6% of the best of 0.01-1 on every case measured
+# (docs/recipes.md, benchmarks/refine_rate.py).
 LEARNING_RATE = 0.3
 BATCH_SIZE = 2048
 _BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults
@@ -56,8 +53,7 @@ def refine_codes(decoder: keras.Model, x: np.ndarray, codes: np.ndarray, *, step
     size = min(BATCH_SIZE, len(codes))
     refine_batch = _REFINERS[backend](decoder, loss, int(steps), float(learning_rate), size)
     for start in range(0, len(codes), size):
-        stop = min(start + size, len(codes))
-        codes[start:stop] = refine_batch(x[start:stop], codes[start:stop])
+        codes[start : start + size] = refine_batch(x[start : start + size], codes[start : start + size])
     return codes
 
 
@@ -111,13 +107,16 @@ def _jax_refiner(decoder, loss, steps, learning_rate, size):
     return refine_batch
 
 
+def _eager_losses(decoder, loss):
+    """A function of ``(code, xb)``: each sample's loss of reconstructing ``xb`` by ``decoder(code)``."""
+    per_sample = LOSSES[loss]
+    return lambda code, xb: per_sample(xb, decoder(code, training=False))
+
+
 def _tensorflow_refiner(decoder, loss, steps, learning_rate, size):
     import tensorflow as tf
 
-    per_sample = LOSSES[loss]
-
-    def losses(code, xb):
-        return per_sample(xb, decoder(code, training=False))
+    losses = _eager_losses(decoder, loss)
 
     @tf.function(reduce_retracing=True)
     def refine(xb, start):
@@ -136,10 +135,7 @@ def _tensorflow_refiner(decoder, loss, steps, learning_rate, size):
 def _torch_refiner(decoder, loss, steps, learning_rate, size):
     import torch
 
-    per_sample = LOSSES[loss]
-
-    def losses(code, xb):
-        return per_sample(xb, decoder(code, training=False))
+    losses = _eager_losses(decoder, loss)
 
     def refine(xb, start):
         # Keras' tensors, so on the device that holds the decoder's weights.

@@ -32,7 +32,6 @@ def paired_evidence(reference_errors, candidate_errors, z_threshold: float) -> d
     }
 
 
-
 # A model that kept its PCA start matches PCA only to float32 round-off: a relative
 # difference below this is a tie, whatever its interval (where PCA's own error is about 0, at
 # a code size of the data's rank, the round-off of the values themselves: PairedErrors' roundoff).
@@ -59,8 +58,7 @@ class PairedErrors:
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64).reshape(len(a), self.n_sizes)
         k = self.n_sizes
-        self.sums[:2] += (len(a), a.sum())
-        self.sums[2] += np.dot(a, a)
+        self.sums[:3] += (len(a), a.sum(), np.dot(a, a))
         self.sums[3 : 3 + k] += b.sum(axis=0)
         self.sums[3 + k : 3 + 2 * k] += np.einsum("ij,ij->j", b, b)
         self.sums[3 + 2 * k :] += a @ b

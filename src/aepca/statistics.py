@@ -65,7 +65,9 @@ def scan(source: RowSource, *, hold=None) -> RowStatistics:
             i, rows = (blocks[turn], next(read)) if turn < len(blocks) else (None, np.zeros((0, source.n_features)))
             block = ScatterAccumulator(source.n_features)
             block.update(rows)
-            _merge_in_block_order(accumulator, block)
+            # Every process's block, in process order: block order (process p takes blocks p, p + P, ...).
+            for other in [block] if distributed.process_count() == 1 else _every_process(block):
+                accumulator.merge(other)
             if not len(rows):
                 continue
             np.minimum(low, rows.min(axis=0), out=low)
@@ -93,16 +95,6 @@ def scan(source: RowSource, *, hold=None) -> RowStatistics:
         low=low.astype(np.float64), high=high.astype(np.float64), sample=sample,
     )
     return RowStatistics(accumulator, summary, held if hold is not None else None)
-
-
-def _merge_in_block_order(accumulator: ScatterAccumulator, block: ScatterAccumulator) -> None:
-    """Merge into ``accumulator`` the block each process accumulated this round, in process order:
-    the blocks' order (process ``p`` takes blocks ``p, p + P, ...``)."""
-    if distributed.process_count() == 1:
-        accumulator.merge(block)
-        return
-    for other in _every_process(block):
-        accumulator.merge(other)
 
 
 def _every_process(block: ScatterAccumulator) -> list[ScatterAccumulator]:

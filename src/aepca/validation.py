@@ -56,12 +56,8 @@ def _frame_to_array(frame: pd.DataFrame, name: str) -> np.ndarray:
     dtypes = frame.dtypes
     text = [c for c, dt in dtypes.items() if not pd.api.types.is_numeric_dtype(dt)]
     if text:
-        raise invalid_value(
-            name,
-            "numeric columns only",
-            f"non-numeric columns {describe_names(text)}",
-            "Convert them to numbers or drop them.",
-        )
+        raise invalid_value(name, "numeric columns only", f"non-numeric columns {describe_names(text)}",
+                            "Convert them to numbers or drop them.")
     if any(pd.api.types.is_complex_dtype(dt) for dt in dtypes):
         raise invalid_value(name, "real numbers", "complex columns", "Take .real or abs() first.")
     if len(set(dtypes)) == 1 and isinstance(dtypes.iloc[0], np.dtype):
@@ -76,46 +72,27 @@ def _check_dtype(array: np.ndarray, name: str) -> None:
     if kind in _ACCEPTED_KINDS:
         return
     if kind == "c":
-        raise invalid_value(
-            name, "real numbers", f"{name} with dtype {array.dtype}", "Take .real or abs() first."
-        )
-    raise invalid_value(
-        name,
-        "a numeric array (bool, int or float)",
-        f"{name} with dtype {array.dtype}",
-        "Convert text or object values to numbers, or drop those columns.",
-    )
+        raise invalid_value(name, "real numbers", f"{name} with dtype {array.dtype}", "Take .real or abs() first.")
+    raise invalid_value(name, "a numeric array (bool, int or float)", f"{name} with dtype {array.dtype}",
+                        "Convert text or object values to numbers, or drop those columns.")
 
 
 def _check_shape(array: np.ndarray, name: str, min_rows: int) -> None:
     if array.ndim == 1:
-        raise invalid_value(
-            name,
-            "a 2-D array (samples x features)",
-            f"a 1-D array of shape {array.shape}",
-            f"Use {name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) for a single sample.",
-        )
+        raise invalid_value(name, "a 2-D array (samples x features)", f"a 1-D array of shape {array.shape}",
+                            f"Use {name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) for a single sample.")
     if array.ndim != 2:
-        raise invalid_value(
-            name,
-            "a 2-D array (samples x features)",
-            f"an array of shape {array.shape}",
-            f"Flatten each sample, e.g. {name}.reshape(len({name}), -1).",
-        )
+        raise invalid_value(name, "a 2-D array (samples x features)", f"an array of shape {array.shape}",
+                            f"Flatten each sample, e.g. {name}.reshape(len({name}), -1).")
     n_rows, n_cols = array.shape
     if n_rows == 0:
         raise invalid_value(name, "at least 1 row", f"{name} with 0 rows", "Pass a non-empty array.")
     if n_rows < min_rows:
-        raise invalid_value(
-            name,
-            f"at least {min_rows} rows",
-            f"{name} with {plural(n_rows, 'row')}",
-            "Provide more samples.",
-        )
+        raise invalid_value(name, f"at least {min_rows} rows", f"{name} with {plural(n_rows, 'row')}",
+                            "Provide more samples.")
     if n_cols == 0:
-        raise invalid_value(
-            name, "at least 1 feature", f"{name} with shape {array.shape}", "Pass some feature columns."
-        )
+        raise invalid_value(name, "at least 1 feature", f"{name} with shape {array.shape}",
+                            "Pass some feature columns.")
 
 
 def _check_values(array: np.ndarray, name: str, columns: Sequence) -> None:
@@ -177,28 +154,18 @@ def check_features(X, *, name: str = "X", min_rows: int = 1, n_features: int | N
     DataFrames (whose column names then appear in error messages).
     """
     if sparse.issparse(X):
-        raise invalid_value(
-            name, "a dense array", f"a sparse {type(X).__name__}", f"Use {name}.toarray() first."
-        )
-    columns: Sequence | None = None
+        raise invalid_value(name, "a dense array", f"a sparse {type(X).__name__}", f"Use {name}.toarray() first.")
     if isinstance(X, pd.DataFrame):
-        columns = list(X.columns)
         array = _frame_to_array(X, name)
     else:
         try:
             array = np.asarray(X)
         except (ValueError, TypeError) as err:
-            raise invalid_value(
-                name,
-                "a rectangular numeric array",
-                f"an object numpy cannot convert ({err})",
-                "Make every row the same length.",
-            ) from None
+            raise invalid_value(name, "a rectangular numeric array", f"an object numpy cannot convert ({err})",
+                                "Make every row the same length.") from None
     _check_dtype(array, name)
     _check_shape(array, name, min_rows)
-    if columns is None:
-        columns = range(array.shape[1])
-    _check_values(array, name, columns)
+    _check_values(array, name, list(X.columns) if isinstance(X, pd.DataFrame) else range(array.shape[1]))
     if n_features is not None and array.shape[1] != n_features:
         raise ValueError(
             f"{name} has {array.shape[1]} features, but the model was fitted with {n_features}. "
@@ -212,18 +179,13 @@ def check_n_components(n_components, n_features: int, *, allow_equal: bool = Fal
 
     ``allow_equal=True`` also admits ``n_features`` (a full-rank PCA).
     """
-    upper = "<=" if allow_equal else "<"
-    expected = f"an integer with 1 <= n_components {upper} n_features={n_features}"
-    valid_type = isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool | np.bool_)
-    if valid_type:
-        n = int(n_components)
-        in_range = 1 <= n and (n <= n_features if allow_equal else n < n_features)
-        if in_range:
-            return n
     limit = n_features if allow_equal else n_features - 1
+    if isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool | np.bool_):
+        if 1 <= int(n_components) <= limit:
+            return int(n_components)
     raise invalid_value(
         "n_components",
-        expected,
+        f"an integer with 1 <= n_components {'<=' if allow_equal else '<'} n_features={n_features}",
         f"n_components={n_components!r}",
         f"Choose a whole number between 1 and {limit}." if limit >= 1 else "The data needs more features.",
     )
@@ -233,12 +195,8 @@ def check_codes(codes, n_components: int, dtype=np.float32) -> np.ndarray:
     """Codes to decode: a finite 2-D array with ``n_components`` columns."""
     codes = np.asarray(codes, dtype=dtype)
     if codes.ndim != 2 or codes.shape[1] != n_components:
-        raise invalid_value(
-            "X",
-            f"codes of shape (n_samples, {n_components})",
-            f"X.shape={codes.shape}",
-            "Pass the output of transform.",
-        )
+        raise invalid_value("X", f"codes of shape (n_samples, {n_components})", f"X.shape={codes.shape}",
+                            "Pass the output of transform.")
     if not np.all(np.isfinite(codes)):
         raise ValueError("Received codes with NaN or infinite values; pass the output of transform.")
     return codes

@@ -43,3 +43,4 @@ class Dataset:
     @property
     def n_features(self) -> int:
         return self.x_train.shape[1]
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from aepca.data._dataset import Dataset
-from aepca.data.readers import TEST_SIZE, split_indices
+from aepca.data.readers import split_dataset
 
 IMAGE_SHAPE = (8, 8)
 
@@ -22,23 +22,13 @@ def digits(seed: int = 0) -> Dataset:
     """
     from sklearn.datasets import load_digits  # here: only this data set needs it
 
+    notes = {
+        "units": "pixel darkness (0-16)",
+        "provenance": (
+            "scikit-learn's bundled copy (sklearn.datasets.load_digits) of the test set of the UCI "
+            "Optical Recognition of Handwritten Digits data (Alpaydin & Kaynak, 1998): 32x32 bitmaps "
+            "written by 13 people, reduced to 8x8 by counting the dark pixels in each 4x4 block"
+        ),
+    }
     bunch = load_digits()
-    X = bunch.data.astype(np.float32)
-    y = bunch.target.astype(np.int64)
-    train, test = split_indices(len(X), TEST_SIZE, seed, "digits")
-    return Dataset(
-        name="digits",
-        x_train=X[train],
-        x_test=X[test],
-        y_train=y[train],
-        y_test=y[test],
-        image_shape=IMAGE_SHAPE,
-        notes={
-            "units": "pixel darkness (0-16)",
-            "provenance": (
-                "scikit-learn's bundled copy (sklearn.datasets.load_digits) of the test set of the UCI "
-                "Optical Recognition of Handwritten Digits data (Alpaydin & Kaynak, 1998): 32x32 bitmaps "
-                "written by 13 people, reduced to 8x8 by counting the dark pixels in each 4x4 block"
-            ),
-        },
-    )
+    return split_dataset("digits", bunch.data, bunch.target.astype(np.int64), seed, image_shape=IMAGE_SHAPE, notes=notes)

@@ -66,10 +66,11 @@ def load_mnist_arrays() -> dict[str, np.ndarray]:
     return arrays
 
 
-def _scaled(images: np.ndarray, scale: np.float32) -> np.ndarray:
-    # One pass (uint8 cast to float32, then multiplied in float32), no full-size temporary.
+def _scaled(images: np.ndarray) -> np.ndarray:
+    """``images`` flattened and scaled by 1/255 in one pass (uint8 cast to float32, then multiplied in
+    float32), with no full-size temporary."""
     flat = np.empty((len(images), int(np.prod(images.shape[1:]))), np.float32)
-    np.multiply(images.reshape(len(images), -1), scale, out=flat, casting="unsafe")
+    np.multiply(images.reshape(len(images), -1), np.float32(1.0 / 255.0), out=flat, casting="unsafe")
     return flat
 
 
@@ -82,13 +83,10 @@ def load_mnist(n_train: int | None = None, n_test: int | None = None) -> Dataset
 
 
 def _mnist_dataset(arrays: dict[str, np.ndarray], n_train: int | None, n_test: int | None, notes: dict) -> Dataset:
-    scale = np.float32(1.0 / 255.0)
-    x_train = _scaled(arrays["x_train"][:n_train], scale)
-    x_test = _scaled(arrays["x_test"][:n_test], scale)
     return Dataset(
         name="mnist",
-        x_train=x_train,
-        x_test=x_test,
+        x_train=_scaled(arrays["x_train"][:n_train]),
+        x_test=_scaled(arrays["x_test"][:n_test]),
         # Copies: the read arrays are read-only views of the inflated bytes.
         y_train=arrays["y_train"][:n_train].copy(),
         y_test=arrays["y_test"][:n_test].copy(),
@@ -152,21 +150,14 @@ def _find_idx(folder: Path, stem: str) -> Path:
     )
 
 
-def _read_idx_folder(folder: Path) -> dict[str, np.ndarray]:
-    return {
-        name: _read_idx(_find_idx(folder, stem), 3 if name.startswith("x") else 1)
-        for name, stem in IDX_FILES.items()
-    }
-
-
 def _read_mnist_npz(file, source: str) -> dict[str, np.ndarray]:
     """The MNIST arrays found in a .npz archive (a path or a binary file object)."""
-    fix = "Download it again."
     try:
         with np.load(file, allow_pickle=False) as archive:
             return {name: archive[name] for name in MNIST_SHA256 if name in archive.files}
     except _CORRUPT_ERRORS as err:
-        raise ValueError(f"{source} is not a readable .npz file or has a damaged array ({err}); it may be truncated or corrupt. {fix}") from None
+        raise ValueError(f"{source} is not a readable .npz file or has a damaged array ({err}); it may be truncated "
+                         "or corrupt. Download it again.") from None
 
 
 def load_mnist_file(path, n_train: int | None = None, n_test: int | None = None) -> Dataset:
@@ -180,7 +171,8 @@ def load_mnist_file(path, n_train: int | None = None, n_test: int | None = None)
     if not path.exists():
         raise FileNotFoundError(f"No such file or folder: {path}. Check the path.")
     if path.is_dir():
-        arrays = _read_idx_folder(path)
+        arrays = {name: _read_idx(_find_idx(path, stem), 3 if name.startswith("x") else 1)
+                  for name, stem in IDX_FILES.items()}
     elif path.suffix.lower() == ".npz":
         arrays = _read_mnist_npz(path, str(path))
     else:

@@ -238,6 +238,15 @@ def split_indices(n_rows: int, test_size: float, seed: int, source: str) -> tupl
     return _checked_split(order[n_test:], order[:n_test], test_size, source)
 
 
+def split_dataset(name: str, X: np.ndarray, y: np.ndarray | None, seed: int, **fields) -> Dataset:
+    """``X`` (as float32) and its labels ``y`` split 80/20 by :func:`split_indices` seeded with ``seed``,
+    as every bundled data set is; ``fields`` are the other :class:`Dataset` fields."""
+    train, test = split_indices(len(X), TEST_SIZE, seed, name)
+    X = X.astype(np.float32)
+    return Dataset(name=name, x_train=X[train], x_test=X[test], y_train=None if y is None else y[train],
+                   y_test=None if y is None else y[test], **fields)
+
+
 def held_out_split(n_rows: int, test_size: float, seed: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) row indices of ``range(n_rows)``: the test rows are those of
     ``held_out_mask(n_rows, test_size, seed, TEST_SALT)``, the rule of a streamed file's test rows."""

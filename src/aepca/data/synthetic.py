@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from aepca.data._dataset import Dataset
-from aepca.data.readers import TEST_SIZE, split_indices
+from aepca.data.readers import split_dataset
 from aepca.validation import invalid_value
 
 IMAGE_SIDE = 28
@@ -28,20 +28,6 @@ def _check_noise(noise) -> float:
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not noise >= 0 or not np.isfinite(noise):
         raise invalid_value("noise", "a finite number >= 0", f"noise={noise!r}", "Use e.g. 0.05.")
     return float(noise)
-
-
-def _split(name: str, X: np.ndarray, y: np.ndarray | None, seed: int, **fields) -> Dataset:
-    train, test = split_indices(len(X), TEST_SIZE, seed, name)
-    X = X.astype(np.float32)
-    y = None if y is None else y.astype(np.float32)
-    return Dataset(
-        name=name,
-        x_train=X[train],
-        x_test=X[test],
-        y_train=None if y is None else y[train],
-        y_test=None if y is None else y[test],
-        **fields,
-    )
 
 
 def low_rank(
@@ -64,34 +50,16 @@ def low_rank(
     latent = rng.standard_normal((n_samples, rank))
     basis, _ = np.linalg.qr(rng.standard_normal((n_features, rank)))  # orthonormal columns
     X = latent @ basis.T + noise * rng.standard_normal((n_samples, n_features))
-    return _split(
-        "low_rank",
-        X,
-        latent[:, 0],
-        seed,
-        notes={
-            "units": "arbitrary (unit-variance latent factors)",
-            "intrinsic_dimension": rank,
-            "noise_std": noise,
-        },
-    )
+    notes = {"units": "arbitrary (unit-variance latent factors)", "intrinsic_dimension": rank, "noise_std": noise}
+    return split_dataset("low_rank", X, latent[:, 0].astype(np.float32), seed, notes=notes)
 
 
 def _manifold(name: str, make, n_samples: int, noise: float, seed: int, **kwargs) -> Dataset:
     n_samples = _check_int("n_samples", n_samples, 10)
     X, t = make(n_samples, noise=_check_noise(noise), random_state=seed, **kwargs)
-    return _split(
-        name,
-        X,
-        t,
-        seed,
-        feature_names=("x", "y", "z"),
-        notes={
-            "units": "arbitrary (scikit-learn generator)",
-            "intrinsic_dimension": 2,
-            "labels": "position along the manifold (colour)",
-        },
-    )
+    notes = {"units": "arbitrary (scikit-learn generator)", "intrinsic_dimension": 2,
+             "labels": "position along the manifold (colour)"}
+    return split_dataset(name, X, t.astype(np.float32), seed, feature_names=("x", "y", "z"), notes=notes)
 
 
 def s_curve(n_samples: int = 5000, noise: float = 0.05, seed: int = 0) -> Dataset:
@@ -173,21 +141,15 @@ def curves(n_samples: int = 25000, seed: int = 0) -> Dataset:
     images = np.concatenate(
         [_render(_quadratic_through(points[i : i + chunk], t)) for i in range(0, n_samples, chunk)]
     )
-    return _split(
-        "curves",
-        images,
-        None,
-        seed,
-        image_shape=(IMAGE_SIDE, IMAGE_SIDE),
-        notes={
-            "units": "ink intensity in [0, 1]",
-            "intrinsic_dimension": 6,
-            "provenance": (
-                "approximate: regenerated from the paper's description (Hinton & Salakhutdinov, "
-                "Science 2006: curves through three random 2-D points), not the original files"
-            ),
-        },
-    )
+    notes = {
+        "units": "ink intensity in [0, 1]",
+        "intrinsic_dimension": 6,
+        "provenance": (
+            "approximate: regenerated from the paper's description (Hinton & Salakhutdinov, "
+            "Science 2006: curves through three random 2-D points), not the original files"
+        ),
+    }
+    return split_dataset("curves", images, None, seed, image_shape=(IMAGE_SIDE, IMAGE_SIDE), notes=notes)
 
 
 def embeddings(
@@ -212,14 +174,5 @@ def embeddings(
     latent = rng.standard_normal((n_samples, latent_dim))
     X = np.tanh(latent @ lift + offset) @ mix + noise * rng.standard_normal((n_samples, n_features))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return _split(
-        "embeddings",
-        X,
-        latent[:, 0],
-        seed,
-        notes={
-            "units": "embedding coordinates (rows of length 1)",
-            "intrinsic_dimension": latent_dim,
-            "noise_std": noise,
-        },
-    )
+    notes = {"units": "embedding coordinates (rows of length 1)", "intrinsic_dimension": latent_dim, "noise_std": noise}
+    return split_dataset("embeddings", X, latent[:, 0].astype(np.float32), seed, notes=notes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from aepca.data._dataset import Dataset
-from aepca.data.readers import TEST_SIZE, split_indices
+from aepca.data.readers import split_dataset
 
 # scikit-learn's loader, the features' units and the data's origin (labels: a class, or diabetes' progression).
 TABLES = {
@@ -32,16 +32,7 @@ def sklearn_table(name: str, seed: int = 0) -> Dataset:
 
     loader, units, provenance = TABLES[name]
     bunch = getattr(sklearn.datasets, loader)()
-    X = bunch.data.astype(np.float32)
     names = getattr(bunch, "target_names", None)
     y = np.asarray(names)[bunch.target] if names is not None else bunch.target.astype(np.float32)
-    train, test = split_indices(len(X), TEST_SIZE, seed, name)
-    return Dataset(
-        name=name,
-        x_train=X[train],
-        x_test=X[test],
-        y_train=y[train],
-        y_test=y[test],
-        feature_names=tuple(map(str, bunch.feature_names)),
-        notes={"units": units, "provenance": f"scikit-learn's bundled copy of {provenance}"},
-    )
+    return split_dataset(name, bunch.data, y, seed, feature_names=tuple(map(str, bunch.feature_names)),
+                         notes={"units": units, "provenance": f"scikit-learn's bundled copy of {provenance}"})

@@ -167,10 +167,6 @@ def copy_history(history: dict) -> dict:
     return {k: list(v) if isinstance(v, list) else v for k, v in history.items()}
 
 
-def empty_history() -> dict:
-    return {"loss": [], "val_loss": [], "val_mse": [], "seconds": [], "lr_scale": []}
-
-
 def best_epoch(history: dict) -> int:
     """The epoch with the lowest validation loss (0: the start, or no validation, was best)."""
     losses = history.get("val_loss", [])

@@ -19,8 +19,7 @@ FIT_BACKENDS = ("tensorflow", "torch")
 
 class KerasFitRunner(Runner):
     """Keras' ``train_on_batch``, one call a step of the epoch's batches, for backends without the
-    compiled path: no slower than ``model.fit`` an epoch at a time on MNIST, and faster on small
-    tables, where ``fit`` built its data pipeline anew every epoch (docs/backends.md)."""
+    compiled path (faster than ``model.fit`` on small tables: docs/backends.md)."""
 
     def __init__(self, model, x, x_val, config):
         super().__init__(model, x, x_val, config, config.lanes or 1)
@@ -37,13 +36,11 @@ class KerasFitRunner(Runner):
 
     def _rescale_learning_rate(self, lr_scale):
         """Swap in an optimizer at the scaled rate that keeps the old one's state."""
-        old = self.optimizer
+        old = self.optimizer.variables
         scaled = dataclasses.replace(self.config, learning_rate=self.config.learning_rate * lr_scale)
         self.optimizer = make_optimizer(scaled, self.per_epoch)
         self.optimizer.build(self.model.trainable_variables)
-        for new_variable, old_variable in zip(self.optimizer.variables, old.variables):
-            if "learning_rate" not in new_variable.path:
-                new_variable.assign(old_variable)
+        self._assign_optimizer(old)
         self.lr_scale = lr_scale
         self._compile()
 
@@ -55,11 +52,12 @@ class KerasFitRunner(Runner):
         )
 
     def set_state(self, trainable, non_trainable, optimizer):
-        for variable, value in zip(self.model.trainable_variables, trainable):
-            variable.assign(value)
-        for variable, value in zip(self.model.non_trainable_variables, non_trainable):
-            variable.assign(value)
-        for variable, value in zip(self.optimizer.variables, optimizer):
+        self.assign_weights(trainable, non_trainable)
+        self._assign_optimizer(optimizer)
+
+    def _assign_optimizer(self, values):
+        """Write the optimizer's state from ``values``, but its learning rate: the current scale's."""
+        for variable, value in zip(self.optimizer.variables, values):
             if "learning_rate" not in variable.path:
                 variable.assign(value)
 

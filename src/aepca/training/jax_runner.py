@@ -83,10 +83,12 @@ class JaxRunner(Runner):
         )
         mesh_key = None if self.mesh is None else tuple(d.id for d in self.mesh.devices.flat)
         settings = (config.optimizer, config.beta_2, *schedule, config.loss, mesh_key)
+        # Outputs placed on every device: any process can then read them.
+        replicated = {} if self.mesh is None else {"out_shardings": self._sharding()}
         # The programs reach this model and optimizer only while this runner calls them (models.SharedProgram).
         self._train_chunk = shared_program(
             model, ("train", self.streamed, *settings),
-            lambda live: jax.jit(self._make_train_chunk(live), donate_argnums=(0,), **self._replicated_outputs()),
+            lambda live: jax.jit(self._make_train_chunk(live), donate_argnums=(0,), **replicated),
         ).bind(model=model, optimizer=self.optimizer)
         self._eval_batch = shared_program(
             model, ("evaluate", *settings), lambda live: jax.jit(self._make_eval_batch(live))
@@ -94,20 +96,12 @@ class JaxRunner(Runner):
 
     def _my_lanes(self) -> range:
         """The lanes this process reads: an equal, contiguous share, in process order."""
-        processes = jax.process_count()
         if self.lanes % self.mesh.size:
             raise invalid_value(
                 "lanes", f"a multiple of the {self.mesh.size} devices training together", f"lanes={self.lanes}",
             )
-        share = self.lanes // processes
-        index = jax.process_index()
-        return range(index * share, (index + 1) * share)
-
-    def _replicated_outputs(self) -> dict:
-        """Outputs placed on every device: any process can then read them."""
-        if self.mesh is None:
-            return {}
-        return {"out_shardings": self._sharding()}
+        share = self.lanes // jax.process_count()
+        return range(jax.process_index() * share, (jax.process_index() + 1) * share)
 
     def _make_train_chunk(self, live):
         """The training chunk of any model and optimizer of this runner's structure and settings, as
@@ -194,7 +188,7 @@ class JaxRunner(Runner):
     def _batches(self, array: np.ndarray, *spec):
         """One chunk's batches (steps first) from this process, as the global arrays the chunk takes.
         On one device, the host array itself: the compiled call copies it over for less than
-        ``device_put`` and slicing on the device cost (a third of a small table's epoch)."""
+        ``device_put`` and slicing on the device cost."""
         if self.mesh is None:
             return array
         sharding = self._sharding(*spec)
@@ -269,17 +263,10 @@ class JaxRunner(Runner):
         return self._eval_batches(self.x_val)
 
     def _eval_batches(self, x: np.ndarray) -> list:
-        """``x`` on the device in equal batches of at most EVAL_BATCH rows (10,000 rows as 3 x 3,334,
-        not 3 x 4,096 with a fifth of the work spent on padding), with weights: one compiled shape,
-        the last batch padded and its padding masked out."""
+        """``x`` on the device in equal batches of at most EVAL_BATCH rows (little padding), with
+        weights: one compiled shape, the last batch padded and its padding masked out."""
         size = math.ceil(len(x) / math.ceil(len(x) / EVAL_BATCH))
-        batches = []
-        for start in range(0, len(x), size):
-            rows = x[start : start + size]
-            weights = np.zeros(size, dtype=np.float32)
-            weights[: len(rows)] = 1.0
-            batches.append((self._put(np.pad(rows, ((0, size - len(rows)), (0, 0)))), self._put(weights)))
-        return batches
+        return [tuple(map(self._put, _padded(x[start : start + size], size))) for start in range(0, len(x), size)]
 
     def _evaluate_source(self, source: RowSource):
         """Mean loss and MSE over a stream: each process its share of the blocks,
@@ -293,21 +280,21 @@ class JaxRunner(Runner):
         with distributed.read_share(source) as blocks:
             for block in blocks:
                 for start in range(0, len(block), EVAL_BATCH):
-                    rows = block[start : start + EVAL_BATCH]
-                    weights = np.zeros(EVAL_BATCH, dtype=np.float32)
-                    weights[: len(rows)] = 1.0
-                    if len(rows) < EVAL_BATCH:  # one compiled shape: pad and mask
-                        rows = np.pad(rows, ((0, EVAL_BATCH - len(rows)), (0, 0)))
+                    rows, weights = _padded(block[start : start + EVAL_BATCH], EVAL_BATCH)
                     batch_loss, batch_mse = self._eval_batch(trainable, non_trainable, jax.device_put(rows, self.device), weights)
                     sums += (float(batch_loss), float(batch_mse))
         loss, mse = distributed.all_sum(sums) / source.n_rows
         return float(loss), float(mse)
 
     def finish(self):
-        trainable, non_trainable, optimizer = self.host_state()
-        for variable, value in zip(self.model.trainable_variables, trainable):
-            variable.assign(value)
-        for variable, value in zip(self.model.non_trainable_variables, non_trainable):
-            variable.assign(value)
-        for variable, value in zip(self.optimizer.variables, optimizer):
-            variable.assign(value)
+        trainable, non_trainable, _ = self.host_state()
+        self.assign_weights(trainable, non_trainable)
+
+
+def _padded(rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` padded with zero rows to ``size`` (one compiled shape), and weights masking the padding out."""
+    weights = np.zeros(size, dtype=np.float32)
+    weights[: len(rows)] = 1.0
+    if len(rows) < size:
+        rows = np.pad(rows, ((0, size - len(rows)), (0, 0)))
+    return rows, weights

@@ -18,7 +18,6 @@ from aepca.training.config import (
     TrainState,
     best_epoch,
     copy_history,
-    empty_history,
     make_optimizer,
 )
 
@@ -33,7 +32,7 @@ class Runner:
         self.config = config
         self.x, self.n_train, self.lanes = x, x.n_rows, lanes
         self.x_val = x_val if x_val is None or isinstance(x_val, RowSource) else np.ascontiguousarray(x_val, dtype=np.float32)
-        self.per_epoch = self.epoch_steps(0)
+        self.per_epoch = epoch_steps(x, seed=config.seed, epoch=0, lanes=lanes, batch_size=config.batch_size)
         self.optimizer = make_optimizer(config, self.per_epoch)
         self.optimizer.build(model.trainable_variables)
 
@@ -53,11 +52,7 @@ class Runner:
         raise NotImplementedError
 
     def finish(self) -> None:
-        """Write the final state into the Keras variables."""
-
-    def epoch_steps(self, epoch: int) -> int:
-        """Optimizer steps in epoch ``epoch``."""
-        return epoch_steps(self.x, seed=self.config.seed, epoch=epoch, lanes=self.lanes, batch_size=self.config.batch_size)
+        """Write the final weights into the model's Keras variables."""
 
     def epoch_batches(self, epoch: int, lanes_here=None) -> EpochBatches:
         """Epoch ``epoch``'s batches: one order for rows held in memory and rows read as they go."""
@@ -71,10 +66,16 @@ class Runner:
     def host_state(self) -> list[list[np.ndarray]]:
         return [[self.host(v) for v in part] for part in self.state()]
 
+    def assign_weights(self, trainable, non_trainable) -> None:
+        """Write weights into the model's Keras variables."""
+        variables = self.model.trainable_variables + self.model.non_trainable_variables
+        for variable, value in zip(variables, [*trainable, *non_trainable]):
+            variable.assign(value)
+
     # Shared loop -------------------------------------------------------------
     def run(self, *, progress, callbacks, resume: TrainState | None) -> dict:
         config = self.config
-        history = empty_history()
+        history = {"loss": [], "val_loss": [], "val_mse": [], "seconds": [], "lr_scale": []}
         lr_scale, start_epoch, best = 1.0, 0, None
         if resume is not None:
             self.set_state(resume.trainable, resume.non_trainable, resume.optimizer)
@@ -96,7 +97,8 @@ class Runner:
         epoch, retries = start_epoch, 0
         try:
             while epoch < config.epochs:
-                loss = self.run_epoch(epoch, lr_scale * self._anneal_factor(history, epoch), bar.update if bar else _ignore)
+                loss = self.run_epoch(epoch, lr_scale * self._anneal_factor(history, epoch),
+                                      bar.update if bar else lambda steps: None)
                 # The epoch's one host copy: checked, kept as the best weights, checkpointed.
                 after = self.host_state()
                 if not (math.isfinite(loss) and all(np.isfinite(v).all() for v in after[0])):
@@ -158,20 +160,14 @@ class Runner:
         self.finish()
         return history
 
-    def _out_of_patience(self, history: dict) -> bool:
-        """Whether ``patience`` epochs have passed since the lowest validation
-        loss (the starting point counting as epoch 0)."""
-        losses = history["val_loss"]
-        if self.config.patience is None or not losses:
-            return False
-        return len(losses) - best_epoch(history) >= self.config.patience
-
     def _stops(self, history: dict, epoch: int, best) -> bool:
-        """Whether training ends after ``epoch`` epochs: out of patience, or, with ``anneal_epochs``,
-        at the end of the annealing that running out of patience starts from the best weights."""
+        """Whether training ends after ``epoch`` epochs: out of patience (``patience`` epochs since the
+        lowest validation loss, the start counting as epoch 0), or, with ``anneal_epochs``, at the end
+        of the annealing that running out of patience starts from the best weights."""
         if "annealed_from" in history:
             return epoch - history["annealed_from"] >= self.config.anneal_epochs
-        if not self._out_of_patience(history):
+        losses = history["val_loss"]
+        if self.config.patience is None or not losses or len(losses) - best_epoch(history) < self.config.patience:
             return False
         if not self.config.anneal_epochs:
             return True
@@ -191,8 +187,7 @@ class Runner:
     def _past_deadline(self, history: dict, *, first: bool) -> bool:
         """Whether another epoch, as long as the last, would end after the deadline (on any
         process: they stop together). The ``first`` epoch of a run compiles, so its length says
-        nothing of the next (on small data it is hundreds of epochs'): only a deadline already past
-        ends training after it."""
+        nothing of the next: only a deadline already past ends training after it."""
         if self.config.deadline is None:
             return False
         seconds = history["seconds"]
@@ -202,10 +197,6 @@ class Runner:
     def _restore_weights(self, trainable, non_trainable):
         _, _, optimizer = self.host_state()
         self.set_state(trainable, non_trainable, optimizer)
-
-
-def _ignore(_steps: int) -> None:
-    pass
 
 
 class _EpochBar:
