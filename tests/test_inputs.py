@@ -176,6 +176,14 @@ def test_two_columns_of_one_name_are_refused_in_every_form(tmp_path, estimator, 
         clone(estimator).fit(data[form])
 
 
+def test_validation_rows_without_a_table_s_column_names_are_refused_naming_both():
+    x = _rows(60, 3)
+    with pytest.raises(ValueError, match=r"X_val, expected the columns of X, in the same order: 'a', 'b', 'c'\. "
+                                         r"Received: an array of 3 unnamed columns\. Pass validation rows as a "
+                                         r"table with X's columns\."):
+        Autoencoder(1, epochs=1).fit(pd.DataFrame(x, columns=["a", "b", "c"]), X_val=x)
+
+
 @pytest.mark.parametrize("form", ["array", "DataFrame", "npy"])
 @pytest.mark.parametrize(("estimator", "method"), [("autoencoder", "fit"), ("autoencoder", "transform"),
                                                    ("autoencoder", "score_samples"), ("pca", "fit"),

@@ -113,8 +113,10 @@ def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> Ro
     else:
         source, found = training_rows(X)
         if names is not None and (found is None or list(found) != list(names)):
-            raise invalid_value("X_val", "the columns of X, in the same order", f"columns {found}",
-                                "Pass validation rows with X's columns.")
+            received = (f"an array of {source.n_features} unnamed columns" if found is None
+                        else f"columns {describe_names(list(found))}")
+            raise invalid_value("X_val", f"the columns of X, in the same order: {describe_names(list(names))}",
+                                received, "Pass validation rows as a table with X's columns.")
     if source.n_features != n_features:
         raise invalid_value("X", f"rows of the {n_features} training features", f"{source.n_features} features",
                             "Pass rows with the columns the model was trained on.")
