@@ -127,7 +127,7 @@ def test_explicit_arguments_win_over_the_plan():
 
 def test_small_data_keeps_fast_and_its_early_stopping():
     fast = get_recipe("fast").settings(1_000, 784, 2)
-    settings, record = _plan(120, n_rows=1_000)
+    settings, record = _plan(240, n_rows=1_000)
     assert settings == fast and "early stopping" in record["chose"] and "in the time it leaves" not in record["chose"]
 
 
@@ -193,14 +193,15 @@ def test_a_larger_network_follows_only_when_its_training_fits_in_memory(monkeypa
 def test_small_data_is_judged_on_a_validation_split_when_the_budget_holds_no_folds():
     fast = get_recipe("fast").settings(4_000, 784, 2)
     assert fast["folds"] == 5 and fast["epochs"] == 120  # at most 6,000 steps of 50 an epoch (3,200 rows, batches of 64)
-    # Six networks (5 folds and the final one) of at most 120 epochs: 120 * (5 * 50 + 63) = 37,560 steps at 2 ms.
-    settings, record = _plan(120, n_rows=4_000)  # 0.9 * (120 - 5 - 10) s hold their 75 s
+    # Eleven networks (each fold's twice, then the final one) of at most 120 epochs:
+    # 120 * (2 * 5 * 50 + 63) = 67,560 steps at 2 ms.
+    settings, record = _plan(180, n_rows=4_000)  # 0.9 * (180 - 5 - 10) s hold their 135 s
     assert settings == fast and record["step_s"] == {"[256, 128]": 0.002}
-    settings, record = _plan(60, n_rows=4_000)  # 0.9 * (60 - 5 - 10) s do not
+    settings, record = _plan(120, n_rows=4_000)  # 0.9 * (120 - 5 - 10) s do not
     assert settings == {**fast, "folds": 0, "validation_fraction": 0.2}
-    assert "a validation split of 20% of the rows instead of 5 folds, whose 37560 steps at most and two compilations (75 s" in record["chose"]
-    # Their two compilations count too: 75 s of steps and 2 x 10 s do not fit in 0.9 * 105 s.
-    settings, record = _plan(120, n_rows=4_000, compile_seconds=10.0)
+    assert "a validation split of 20% of the rows instead of 5 folds, whose 67560 steps at most and two compilations (135 s" in record["chose"]
+    # Their two compilations count too: 135 s of steps and 2 x 10 s do not fit in 0.9 * 165 s.
+    settings, record = _plan(180, n_rows=4_000, compile_seconds=10.0)
     assert settings["folds"] == 0 and record["compile_s"] == 10.0
     # Folds the user asked for are kept.
     settings, _ = _plan(60, given={"folds": 5}, n_rows=4_000)
@@ -358,11 +359,11 @@ def test_under_a_budget_each_fold_gets_an_equal_share_of_the_time_left_the_first
 
     monkeypatch.setattr(fitting.Fit, "fit_network", recording)
     Autoencoder(2, hidden=(8,), epochs=2, time_budget=600, random_state=0).fit(x)
-    # 5 folds, then (when kept) the network on every row by the fit's own deadline.
-    assert len(calls) in (5, 6) and all(share is None for _, share, _ in calls[5:])
-    for fold, (now, share, deadline) in enumerate(calls[:5]):
-        compiling = 30.0 if fold == 0 else 0.0
-        assert share == pytest.approx(now + compiling + (deadline - now - compiling) / (5 - fold + 1), abs=0.5)
+    # Each of 5 folds twice, then (when kept) the network on every row by the fit's own deadline.
+    assert len(calls) in (10, 11) and all(share is None for _, share, _ in calls[10:])
+    for done, (now, share, deadline) in enumerate(calls[:10]):
+        compiling = 30.0 if done == 0 else 0.0
+        assert share == pytest.approx(now + compiling + (deadline - now - compiling) / (2 * 5 + 1 - done), abs=0.5)
 
 
 def test_a_runs_first_epoch_which_compiles_does_not_end_training_before_the_deadline(monkeypatch):

@@ -122,9 +122,10 @@ def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: floa
         record["step_s"] = {str(list(settings["hidden"])): round(probe.step, 6)}
         record["compile_s"] = round(probe.compile, 3)
         if given.get("folds") is None and n_rows * VALIDATION_SPLIT >= MIN_SPLIT_ROWS:
-            # fast's folds train folds + 1 networks: when their step caps do not fit, a validation split judges.
-            # They compile twice: the folds' program (folds of one size share it), then the final network's.
-            steps = settings["epochs"] * (folds * math.ceil(n_rows * (1 - 1 / folds) / settings["batch_size"])
+            # fast's folds train 2 x folds + 1 networks (fitting.start_folds): when their step caps do not fit,
+            # a validation split judges. They compile twice: the folds' program (folds of one size share it),
+            # then the final network's.
+            steps = settings["epochs"] * (2 * folds * math.ceil(n_rows * (1 - 1 / folds) / settings["batch_size"])
                                           + math.ceil(n_rows / settings["batch_size"]))
             needed = steps * probe.step + 2 * probe.compile
             available = budget - elapsed() - after

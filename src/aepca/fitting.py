@@ -384,31 +384,46 @@ def start_auto(fit: Fit) -> Trained:
 
 
 def start_folds(fit: Fit) -> Trained:
-    """Decide between a random start and PCA on ``folds`` folds of every training row (each held
-    out once, the network trained on the rest and stopped on it); a kept network is trained once
-    more on every row for the folds' median best epoch count, else PCA itself is the model."""
+    """Decide between a random start and PCA on ``folds`` folds of every training row. Each fold's
+    network is first trained on the other rows and stopped on the fold, which gives its best epoch
+    count; the evidence is cross-fitted: each fold's network trained again for the other folds' median
+    best epoch count and scored on the fold, so no fold's score chose its own epochs (a network stopped
+    at its best epoch on the rows it is scored on looks better than it is: docs/recipes.md).
+    A kept network is trained once more on every row for the folds' median best epoch count, else PCA
+    itself is the model."""
     folds = fit.settings["folds"]
-    network_errors, pca_errors, best_epochs, fold_gains = [], [], [], []
-    for fold, (train_rows, held_out) in enumerate(fold_views(fit.rows, folds, fit.seed)):
-        held_rows = held_out.to_array()  # folds are for few rows
-        # Under a time budget each fold, and the final fit on every row, gets an equal share of the time left,
-        # the first fold its compilation besides (the plan's measure), which would otherwise end it after an epoch.
-        now = time.monotonic()
-        compiling = (fit.budget or {}).get("compile_s", 0.0) if fold == 0 else 0.0
-        share = None if fit.deadline is None else now + compiling + (fit.deadline - now - compiling) / (folds + 1 - fold)
-        pca = PCA(fit.n_components).fit(train_rows.map(fit.space.from_network))
-        # The network's output starts at the mean of its own training rows, where PCA is centred: started at
-        # every training row's, it knew the held-out rows' mean (on 96 rows of noise it won every fold by 2%).
-        trained = fit.fit_network("random", train_rows, held_rows, None, tag=f"fold-{fold}", deadline=share,
-                                  fold_mean=fit.space.to_network(pca.mean_))
-        pca_losses, network_losses = fit.held_out_losses(pca, trained.net, held_rows)
-        network_errors.append(network_losses)
+    views = fold_views(fit.rows, folds, fit.seed)
+    pcas = [PCA(fit.n_components).fit(train_rows.map(fit.space.from_network)) for train_rows, _ in views]
+    held_rows = [held_out.to_array() for _, held_out in views]  # folds are for few rows
+
+    def trained_on(fold: int, done: int, **how) -> Trained:
+        # Under a time budget each of the 2 x folds fits, and the final fit on every row, gets an equal share
+        # of the time left, the first its compilation besides (the plan's measure), which would otherwise end
+        # it after an epoch. The network's output starts at the mean of its own training rows, where PCA is
+        # centred: started at every training row's, it knew the held-out rows' mean (on 96 rows of noise it
+        # won every fold by 2%).
+        share = None
+        if fit.deadline is not None:
+            now = time.monotonic()
+            compiling = (fit.budget or {}).get("compile_s", 0.0) if done == 0 else 0.0
+            share = now + compiling + (fit.deadline - now - compiling) / (2 * folds + 1 - done)
+        return fit.fit_network("random", views[fold][0], pca=None, deadline=share,
+                               fold_mean=fit.space.to_network(pcas[fold].mean_), **how)
+
+    best_epochs = [best_epoch(trained_on(fold, fold, monitor=held_rows[fold], tag=f"fold-{fold}").history)
+                   for fold in range(folds)]
+    cross_epochs = [max(1, int(np.median(best_epochs[:fold] + best_epochs[fold + 1 :]))) for fold in range(folds)]
+    pca_errors, network_errors, fold_gains = [], [], []
+    for fold in range(folds):
+        trained = trained_on(fold, folds + fold, monitor=None, epochs=cross_epochs[fold], tag=f"cross-{fold}")
+        pca_losses, network_losses = fit.held_out_losses(pcas[fold], trained.net, held_rows[fold])
         pca_errors.append(pca_losses)
-        best_epochs.append(best_epoch(trained.history))
+        network_errors.append(network_losses)
         fold_gains.append(1 - network_losses.mean() / pca_losses.mean() if pca_losses.mean() > 0 else 0.0)
     selection = fit.judged(np.concatenate(pca_errors), np.concatenate(network_errors), FOLD_Z)
     selection.update(held_out=f"{folds} folds of {fit.rows.n_rows} training rows", fold_gains=fold_gains,
-                     folds_below=int(sum(gain > 0 for gain in fold_gains)), best_epochs=best_epochs)
+                     folds_below=int(sum(gain > 0 for gain in fold_gains)), best_epochs=best_epochs,
+                     cross_fitted_epochs=cross_epochs)
     if selection["kept_network"]:
         epochs = max(1, int(np.median(best_epochs)))
         trained = fit.fit_network("random", fit.rows, None, None, epochs=epochs, tag="all")
