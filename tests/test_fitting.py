@@ -110,6 +110,27 @@ def test_a_fold_s_verdict_does_not_rest_on_epochs_chosen_on_the_rows_it_scores()
     assert not selection["kept_network"] and selection["z"] < 2
 
 
+def test_a_network_cut_short_on_every_row_is_not_the_one_the_folds_judged_and_pca_is_kept(monkeypatch):
+    # Under a tight time budget the deadline can end the training on every row after an epoch or two
+    # (a wine sweep's k=1 kept such a network, 25% worse than PCA on the test rows); here it is forced.
+    from aepca import fitting
+    from aepca.data import load_dataset
+    from aepca.experiments.compare import selection_note
+
+    fit_network = fitting.Fit.fit_network
+
+    def cut_short(self, *args, epochs=None, tag=None, **kwargs):
+        return fit_network(self, *args, epochs=1 if tag == "all" else epochs, tag=tag, **kwargs)
+
+    monkeypatch.setattr(fitting.Fit, "fit_network", cut_short)
+    fitted = Autoencoder(1, scale="standard", random_state=0).fit(load_dataset("wine").x_train)
+    selection = fitted.history_["selection"]
+    assert fitted.init_ == "pca" and not selection["kept_network"] and selection["z"] > 2
+    assert selection_note(selection).endswith(
+        f"z = {selection['z']:.2f} > 2, but its training on every row reached 1 of "
+        f"{max(1, int(np.median(selection['best_epochs'])))} epochs before the time budget's deadline.")
+
+
 def test_too_few_rows_for_two_folds_are_refused_as_rows_not_as_a_folds_setting(low_rank_data):
     x = low_rank_data(n_samples=3, n_features=4, rank=2, seed=0)
     with pytest.raises(ValueError, match=r"^Received an invalid value for X, expected at least 4 training rows \(the "

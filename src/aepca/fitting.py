@@ -390,7 +390,8 @@ def start_folds(fit: Fit) -> Trained:
     best epoch count and scored on the fold, so no fold's score chose its own epochs (a network stopped
     at its best epoch on the rows it is scored on looks better than it is: docs/recipes.md).
     A kept network is trained once more on every row for the folds' median best epoch count, else PCA
-    itself is the model."""
+    itself is the model (also when a time budget's deadline cuts that training short of every epoch
+    count the folds were judged at)."""
     folds = fit.settings["folds"]
     views = fold_views(fit.rows, folds, fit.seed)
     pcas = [PCA(fit.n_components).fit(train_rows.map(fit.space.from_network)) for train_rows, _ in views]
@@ -427,10 +428,19 @@ def start_folds(fit: Fit) -> Trained:
     if selection["kept_network"]:
         epochs = max(1, int(np.median(best_epochs)))
         trained = fit.fit_network("random", fit.rows, None, None, epochs=epochs, tag="all")
-        trained.history["epochs_reason"] = (
-            f"{epochs} epochs on every training row: the median epoch with the lowest held-out loss over "
-            f"{folds} folds {best_epochs}"
-        )
+        reached = len(trained.history["loss"])
+        if reached < min(cross_epochs):
+            # A time budget's deadline cut it short of every epoch count the folds were judged at.
+            selection.update(kept_network=False, cut_short=f"its training on every row reached {reached} of "
+                                                           f"{epochs} epochs before the time budget's deadline")
+            trained = fit.untrained_pca(f"PCA was kept (the network was clearly better on the folds, but "
+                                        f"{selection['cut_short']})")
+        else:
+            cut = "" if reached == epochs else f" ({epochs} planned; the time budget's deadline came)"
+            trained.history["epochs_reason"] = (
+                f"{reached} epochs on every training row: the median epoch with the lowest held-out loss over "
+                f"{folds} folds {best_epochs}{cut}"
+            )
     else:
         trained = fit.untrained_pca("PCA was kept (the network was not clearly better on the folds)")
     trained.history["selection"] = selection

@@ -583,6 +583,8 @@ def selection_note(selection: dict) -> str:
     z = "z undefined" if selection["z"] is None else f"z = {selection['z']:.2f}"
     if selection["kept_network"]:
         return f"Kept the network: {where}; {z} > {selection['z_threshold']:g}."
+    if "cut_short" in selection:
+        return f"Kept PCA: the network was {where}; {z} > {selection['z_threshold']:g}, but {selection['cut_short']}."
     return f"Kept PCA: the network was {where}, not clearly better ({z}, needs > {selection['z_threshold']:g})."
 
 
