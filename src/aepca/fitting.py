@@ -212,10 +212,10 @@ class Fit:
             mean, scale, typical = network_scaling(self.summary)
             standardise = (mean * typical, scale * typical)
         output_mean = None
-        if pca is None and fold_mean is not None and (standardise is not None or settings["output_bias"] == "mean"):
-            output_mean = fold_mean
-        elif pca is None and standardise is None and settings["output_bias"] == "mean":
-            output_mean = self.summary.mean  # a standardised output starts at it without a bias
+        if pca is None and (standardise is not None or settings["output_bias"] == "mean"):
+            # A fold's network at its own rows' mean; else every training row's, where a standardised
+            # output starts without a bias.
+            output_mean = fold_mean if fold_mean is not None or standardise is not None else self.summary.mean
         net = build_autoencoder(
             self.rows.n_features, self.n_components, hidden=settings["hidden"], activation=settings["activation"],
             output_activation=output, code_activation=settings["code_activation"], seed=self.seed,
