@@ -93,6 +93,15 @@ def test_cli_refuses_bad_input_with_one_line_and_exit_2(tmp_path, capsys, case):
     assert (out / "keep.txt").read_text() == "earlier result"
 
 
+def test_cli_names_the_training_file_and_its_columns_beside_a_test_file(tmp_path, capsys):
+    name, content, extra, expected = CASES["tiny spread"]
+    path, test = write(tmp_path, name, content), write(tmp_path, "test.csv", content)
+    code = main(["compare", str(path), "--test", str(test), *extra, "--epochs", "1", "--hidden", "4", "--no-progress",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_USAGE and expected.lower() in err.lower(), err
+
+
 def test_cli_missing_file(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "out")]) == EXIT_USAGE
     err = capsys.readouterr().err

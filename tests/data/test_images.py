@@ -129,10 +129,11 @@ def test_32_bit_pixels_are_refused_naming_the_file(tmp_path):
 
 
 def test_an_image_of_another_size_is_refused_naming_both_files(tmp_path):
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((8, 6), np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(np.zeros((8, 9), np.uint8)).save(tmp_path / "b.png")
-    with pytest.raises(ValueError, match=r"b\.png is 9 x 8 pixels, but .*a\.png is 8 x 8: .* Give the size to read them at "
-                                         r"\(--image-shape 8x8, image_shape=\(8, 8\)\)"):
+    with pytest.raises(ValueError, match=r"b\.png is 9 pixels wide and 8 high, but .*a\.png is 6 pixels wide and 8 high: .* "
+                                         r"Give the size to read them at, height by width \(--image-shape 8x6, "
+                                         r"image_shape=\(8, 6\)\)"):
         open_source(str(tmp_path))
 
 

@@ -238,6 +238,8 @@ class InterleavedPart(Part):
 
     def _merged(self, start: int, stop: int) -> np.ndarray:
         second_start, second_stop = self._second_before[start], self._second_before[stop]
+        if second_start == second_stop:  # rows of the first array alone: a view of them, as an array's block is
+            return self._first[start - second_start : stop - second_stop]
         mask = self._in_second[start:stop]
         rows = np.empty((stop - start, *self.row_shape), dtype=self._first.dtype)
         rows[~mask] = self._first[start - second_start : stop - second_stop]
@@ -737,6 +739,11 @@ def _image_errors(path: Path):
     return _read_errors(path, "image", "Re-save it, or move it out of the folder.", (*_CORRUPT_ERRORS, SyntaxError))
 
 
+def _size(width: int, height: int) -> str:
+    """An image's size in words: image sizes are said width first, ``image_shape`` is height first."""
+    return f"{width} pixels wide and {height} high"
+
+
 class ImagesPart(Part):
     """Image files, one row each, in the order given: pixels row by row, channels last, as 8-bit values
     over 255 (16-bit greyscale over 65535), so in [0, 1]. Greyscale unless a file has colour, then every
@@ -765,15 +772,15 @@ class ImagesPart(Part):
             for file, size in zip(files, sizes):
                 if size != sizes[0]:
                     raise ValueError(
-                        f"{file} is {size[0]} x {size[1]} pixels, but {files[0]} is {sizes[0][0]} x {sizes[0][1]}: "
-                        "every image is one row, so all need one size. Give the size to read them at (--image-shape "
+                        f"{file} is {_size(*size)}, but {files[0]} is {_size(*sizes[0])}: every image is one row, so "
+                        "all need one size. Give the size to read them at, height by width (--image-shape "
                         f"{sizes[0][1]}x{sizes[0][0]}, image_shape=({sizes[0][1]}, {sizes[0][0]})), or move the odd "
                         "ones out.")
         width, height = sizes[0] if shape is None else (shape[1], shape[0])
         self._colour = shape[2] == 3 if shape is not None and len(shape) == 3 else not modes <= set(_GREY_MODES)
         self.row_shape = self.image_shape = (height, width, 3) if self._colour else (height, width)
         self.names = tuple(f"x{i}" for i in range(math.prod(self.row_shape)))
-        self.schema = [f"{'RGB' if self._colour else 'greyscale'} images of {width} x {height} pixels"]
+        self.schema = [f"{'RGB' if self._colour else 'greyscale'} images {_size(width, height)}"]
         relative = [file.relative_to(root) for file in files]
         self.ids = np.array([name.as_posix() for name in relative])
         self.y = np.array([name.parts[0] for name in relative]) if all(len(name.parts) > 1 for name in relative) else None
@@ -796,8 +803,8 @@ class ImagesPart(Part):
             image = image.convert("F" if deep else "RGB" if self._colour else "L")
             if image.size != (width, height):
                 if self._given_shape is None:
-                    raise ValueError(f"{file} is {image.width} x {image.height} pixels, but it was {width} x {height} "
-                                     "when the folder was opened. Keep the files unchanged while they are read.")
+                    raise ValueError(f"{file} is {_size(*image.size)}, but it was {_size(width, height)} when the "
+                                     "folder was opened. Keep the files unchanged while they are read.")
                 image = image.resize((width, height), _pillow().Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32) / np.float32(65535 if deep else 255)
         return np.repeat(pixels[..., None], 3, axis=-1) if deep and self._colour else pixels

@@ -310,14 +310,14 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
         if test is not None:
             raise invalid_value("test", "None for a Dataset (it holds its test rows)", "a test set", "Drop test=.")
         resolved_test_size(test_size, "the data set")
+        named = {"name": data.name, "feature_names": data.feature_names, "block_rows": block_rows}
         if data.split is None:
-            train, test_rows = (open_source(rows, block_rows=block_rows) for rows in (data.x_train, data.x_test))
+            train, test_rows = (interleaved_source(rows, **named) for rows in (data.x_train, data.x_test))
             held_out = "the data set's test split"
         else:  # a file split by the hash: its rows back in file order, as when it is streamed
             n_rows = len(data.x_train) + len(data.x_test)
             in_test = held_out_mask(n_rows, *data.split, TEST_SALT)
-            source = interleaved_source(data.x_train, data.x_test, in_test, name=data.name,
-                                        feature_names=data.feature_names, block_rows=block_rows)
+            source = interleaved_source(data.x_train, data.x_test, in_test, **named)
             train, test_rows = source.split(*data.split, TEST_SALT)
             held_out = f"{data.split[0]:.0%} by a hash of the row numbers seeded with {data.split[1]}"
         labels = data.y_test
