@@ -123,7 +123,7 @@ def _list_block(column, name: str, source: str) -> np.ndarray:
     import pyarrow.compute as pc
 
     counts = pc.value_counts(pc.list_value_length(column).drop_null())
-    fix = f"Store one length in every row, or leave the column out with --drop-columns {shlex.quote(name)}."
+    fix = f"Store one length in every row, or leave the column out with --drop-columns {shlex.quote(name)} (drop_columns=)."
     if len(counts) > 1:
         raise ValueError(
             f"{source}: list column {name!r} holds lists of different lengths: {_describe_lengths(counts)}, "
