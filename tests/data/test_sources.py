@@ -356,6 +356,14 @@ def test_a_missing_training_column_is_named_before_any_block_is_read(tmp_path):
         open_source(np.zeros((3, 2)), spec=spec)
 
 
+def test_a_named_table_given_to_a_model_fitted_on_unnamed_columns_is_told_to_pass_them_by_position(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((5, 3), np.float32))
+    spec = read_table(tmp_path / "x.npy").columns
+    with pytest.raises(ValueError, match=r"lacks columns 'x0', 'x1', 'x2' that .*\. The model was fitted on unnamed "
+                                         r"columns \(an array, a \.npy or a headerless CSV\): give its 3 columns"):
+        open_source(pd.DataFrame({"a": [1.0], "b": [2.0], "c": [3.0]}), spec=spec)
+
+
 @pytest.mark.parametrize("form", ["DataFrame", "Arrow"])
 def test_a_text_column_in_a_table_is_named_with_the_fix(form):
     frame = table().drop(columns=["row_id"]).assign(country=["NL", "FR", "DE"] * 10)

@@ -546,10 +546,15 @@ class ColumnSpec:
         missing = [name for name in self.columns
                    if name not in available and not set(expanded(name, self.list_lengths.get(name))) <= available]
         if missing:
+            # Columns named by position were fitted on unnamed ones, which a table's names cannot match.
+            positional = list(self.columns) == [f"x{i}" for i in range(len(self.columns))]
+            fix = (f"The model was fitted on unnamed columns (an array, a .npy or a headerless CSV): give its "
+                   f"{len(self.columns)} columns in their order as one of those, or fit on the named table."
+                   if positional else "Provide them under the names used in training.")
             raise ValueError(
                 f"{source} lacks {'column' if len(missing) == 1 else 'columns'} {describe_names(missing, SHOWN)} "
                 f"that the model reads as features (columns are matched by name; its columns: "
-                f"{describe_names(names, SHOWN)}). Provide them under the names used in training."
+                f"{describe_names(names, SHOWN)}). {fix}"
             )
 
     def check_width(self, names, source: str) -> None:
