@@ -123,7 +123,7 @@ def _list_block(column, name: str, source: str) -> np.ndarray:
     import pyarrow.compute as pc
 
     counts = pc.value_counts(pc.list_value_length(column).drop_null())
-    fix = f"Store one length in every row, or leave the column out with --drop-columns {shlex.quote(name)} (drop_columns=)."
+    fix = f"Store one length in every row, or leave the column out with {drop_flag([name])}."
     if len(counts) > 1:
         raise ValueError(
             f"{source}: list column {name!r} holds lists of different lengths: {_describe_lengths(counts)}, "
@@ -246,12 +246,22 @@ def check_unique_names(names, source: str) -> None:
 def check_missing(frame: pd.DataFrame, source: str) -> None:
     counts = frame.isna().sum()
     counts = counts[counts > 0]
-    if len(counts):
-        raise ValueError(
-            f"{source} has {plural(int(counts.sum()), 'missing value')} (NaN or empty cells) in columns "
-            f"{describe_names(list(counts.index))}. Fill them with the column mean using impute='mean' "
-            "(--impute mean), or remove those rows."
-        )
+    if not len(counts):
+        return
+    empty = list(counts.index[(counts == len(frame)).to_numpy()])
+    if empty:  # e.g. the unnamed column a trailing delimiter makes: nothing to fill it from
+        raise ValueError(f"{source} has columns with no values at all: {describe_names(empty)}. Leave them out with "
+                         f"{drop_flag(empty)}.")
+    raise ValueError(
+        f"{source} has {plural(int(counts.sum()), 'missing value')} (NaN or empty cells) in columns "
+        f"{describe_names(list(counts.index))}. Fill them with the column mean using impute='mean' "
+        "(--impute mean), or remove those rows."
+    )
+
+
+def drop_flag(names) -> str:
+    """The option leaving ``names`` out of the features, as a shell takes it and as Python's parameter."""
+    return f"--drop-columns {shlex.quote(','.join(map(str, names)))} (drop_columns=)"
 
 
 # --- what the user asked for -----------------------------------------------------------------------------
@@ -461,10 +471,8 @@ class ColumnSpec:
             values = IMPUTERS[impute](features)
             empty = list(values.index[values.isna()])
             if empty:
-                raise ValueError(
-                    f"{source} has columns with no values at all: {describe_names(empty)}, so there is no "
-                    f"{impute} to impute. Remove those columns."
-                )
+                raise ValueError(f"{source} has columns with no values at all: {describe_names(empty)}, so there is "
+                                 f"no {impute} to impute. Leave them out with {drop_flag(empty)}.")
             fill = {str(name): float(value) for name, value in values.items()}
         else:
             check_missing(features, f"{source} (training rows)")  # counted where they were found

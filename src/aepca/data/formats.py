@@ -60,6 +60,10 @@ _NPY_FIX = "Re-save it with numpy.save(path, array)."
 
 def _corrupt(where, kind: str, err: Exception, fix: str) -> ValueError:
     detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "Object arrays cannot be loaded" in detail or "Python objects in dtype" in detail:  # NumPy's, for dtype object
+        return ValueError(f"{where} holds Python objects (dtype object), expected numbers (objects are not read: "
+                          "unpickling them could run code). Convert the array to numbers before saving it, e.g. "
+                          "array.astype(float).")
     return ValueError(f"{where} is not a readable {kind} file ({detail}); it may be truncated or corrupt. {fix}")
 
 
