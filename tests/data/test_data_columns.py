@@ -161,6 +161,19 @@ def test_missing_lists_are_missing_values(tmp_path):
                                rtol=float_tolerance(np.float32, 1.0, 3))
 
 
+def test_decimal_columns_are_numbers(tmp_path):
+    """Decimals (as SQL exports write prices and amounts) are features, read whole or a block at a time."""
+    from decimal import Decimal
+
+    path = tmp_path / "d.parquet"
+    price = [Decimal("1.25"), Decimal("-3.50"), Decimal("7.00"), Decimal("2.75")]
+    pq.write_table(pa.table({"price": pa.array(price, pa.decimal128(6, 2)),
+                             "pair": pa.array([[p, p * 2] for p in price], pa.list_(pa.decimal128(6, 2), 2))}), path)
+    expected = np.array([[float(p), float(p), float(p * 2)] for p in price], np.float32)
+    np.testing.assert_array_equal(read_table(path).features, expected)
+    np.testing.assert_array_equal(open_source(path).read(0), expected)
+
+
 def test_ragged_list_column_names_the_lengths(tmp_path):
     path = tmp_path / "r.parquet"
     pq.write_table(pa.table({"emb": [[1.0, 2.0], [3.0], [4.0, 5.0], [1.0, 1.0]]}), path)

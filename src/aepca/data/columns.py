@@ -98,7 +98,15 @@ def _as_names(value) -> tuple[str, ...]:
 def _numeric(type_) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_boolean(type_)
+    return (pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_boolean(type_)
+            or pa.types.is_decimal(type_))
+
+
+def _floats(array):
+    """An Arrow array of decimals as float64 (pandas and NumPy would hold them as Python objects); else as it is."""
+    import pyarrow as pa
+
+    return array.cast(pa.float64()) if pa.types.is_decimal(array.type) else array
 
 
 def _numeric_list(type_) -> bool:
@@ -135,7 +143,7 @@ def _list_block(column, name: str, source: str) -> np.ndarray:
     blocks = []
     for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
         # flatten() skips missing lists and honours slicing offsets.
-        block = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, length)
+        block = _floats(chunk.flatten()).to_numpy(zero_copy_only=False).reshape(-1, length)
         if chunk.null_count:
             full = np.full((len(chunk), length), np.nan)
             full[chunk.is_valid().to_numpy(zero_copy_only=False)] = block
@@ -164,8 +172,9 @@ def frame_from_arrow(table, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
         table = pa.Table.from_batches([table])
     names = arrow_columns(table, source)
     lists = [n for n in names if _numeric_list(table.schema.field(n).type)]
-    scalar = [n for n in names if n not in lists]
-    parts = [table.select(scalar).to_pandas(ignore_metadata=True)]
+    scalar = table.select([n for n in names if n not in lists])
+    scalar = pa.Table.from_arrays([_floats(column) for column in scalar.columns], names=scalar.column_names)
+    parts = [scalar.to_pandas(ignore_metadata=True)]
     lengths = {}
     for name in lists:
         block = _list_block(table.column(name), name, source)
