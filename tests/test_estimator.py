@@ -101,6 +101,16 @@ def test_random_state_makes_fits_repeatable(fitted, data):
     assert not np.allclose(other.transform(X_test), fitted.transform(X_test), atol=1e-3)
 
 
+def test_numpy_scalar_parameters_train_the_same_model(fitted, data, tmp_path):
+    """As ``np.arange`` and grid searches give them: the same model, and a record and model folder of plain numbers."""
+    numpy_params = {key: (np.int64(value) if isinstance(value, int) else np.float32(value) if isinstance(value, float)
+                          else value) for key, value in PARAMS.items()}
+    again = Autoencoder(**numpy_params).fit(data[0])
+    np.testing.assert_array_equal(again.transform(data[1]), fitted.transform(data[1]))
+    assert json.loads(json.dumps(again.json_params())) == {**fitted.json_params(), "learning_rate": float(np.float32(1e-2))}
+    assert load_model(again.save(tmp_path / "model")).json_params() == again.json_params()
+
+
 # Persistence -------------------------------------------------------------------------
 def test_save_and_load_round_trip(fitted, data, tmp_path):
     X_test = data[1]

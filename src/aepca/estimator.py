@@ -272,13 +272,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         if source.n_rows < 2:
             raise invalid_value("X", "at least 2 samples", f"n_samples={source.n_rows} in {source.name}", "Pass more rows.")
-        given = {name: getattr(self, name) for name in SETTINGS}
-        settings = resolve_settings(self.recipe, given, source.n_rows, source.n_features, self.n_components)
+        given = {name: _python(getattr(self, name)) for name in SETTINGS}
+        n_components = int(self.n_components)
+        settings = resolve_settings(self.recipe, given, source.n_rows, source.n_features, n_components)
         if X_val is not None:
             X_val = new_rows(X_val, n_features=source.n_features, names=names,
                              spec=columns if columns is not None else source.columns)
         fit = Fit.prepare(
-            source, X_val, n_components=self.n_components, settings=settings, scale=self.scale,
+            source, X_val, n_components=n_components, settings=settings, scale=self.scale,
             seed=int(check_random_state(self.random_state).randint(2**31 - 1)),
             params={k: v for k, v in self.json_params().items() if k not in NOT_TRAINING},
             devices=int(self.devices), lanes=self.lanes, verbose=bool(self.verbose), checkpoint_dir=self.checkpoint_dir,
@@ -408,7 +409,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
 
     def json_params(self) -> dict:
         """``get_params()`` as JSON values (a RandomState becomes None, paths strings)."""
-        params = self.get_params()
+        params = {name: _python(value) for name, value in self.get_params().items()}
         if params["hidden"] is not None:
             params["hidden"] = [int(h) for h in params["hidden"]]
         if isinstance(params["recipe"], Recipe):
@@ -446,3 +447,9 @@ def load_model(path) -> Autoencoder:
     estimator = restore_estimator(Autoencoder, metadata)
     estimator._set_net(split_autoencoder(model))
     return estimator
+
+
+def _python(value):
+    """A NumPy scalar (``np.int64(2)`` from ``np.arange`` or a grid search) as the Python number it holds;
+    anything else as it is."""
+    return value.item() if isinstance(value, np.generic) else value

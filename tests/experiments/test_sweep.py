@@ -68,6 +68,16 @@ def test_write_outputs(result, tmp_path):
     assert "PCA vs autoencoder across code sizes on low_rank" in html
 
 
+def test_an_array_and_its_file_give_the_same_sweep(dataset, tmp_path):
+    """Like compare, sweep takes any input form, and the same rows give the same results."""
+    rows = np.concatenate([dataset.x_train, dataset.x_test])
+    np.save(tmp_path / "rows.npy", rows)
+    results = [sweep(data, [1], epochs=1, seed=0, hidden=SMALL_NET, neighbours=0).rows[0]
+               for data in (rows, tmp_path / "rows.npy")]
+    for key in ("pca_test_mse", "autoencoder_test_mse"):
+        assert results[0][key] == pytest.approx(results[1][key], rel=1e-6)  # as compare's forms (tests/test_inputs.py)
+
+
 @pytest.mark.parametrize("code_dims", [[], [0], [5], "1,2", None])
 def test_code_dims_are_checked(code_dims):
     with pytest.raises(ValueError, match="invalid value for code_dims, "):

@@ -165,13 +165,7 @@ def compare(
 
     called = time.monotonic()
     recipe = get_recipe(recipe or default_recipe(data, overrides.get("time_budget")))
-    if categorical != "refuse" and not isinstance(data, Dataset | RowSource):
-        # Categories are learned on the training rows, so the rows are read and split in memory.
-        from aepca.data.readers import load_user_data
-
-        data = load_user_data(data, test=test, test_size=test_size, seed=seed, categorical=categorical,
-                              max_categories=max_categories)
-        test = test_size = None
+    data, test, test_size = read_rows(data, test, test_size, seed, categorical, max_categories, block_rows)
     train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
     # Indicators and numbers share no unit: under auto a table with categories is standardised, so each
     # indicator weighs as much as a numeric column (the weighting measured in docs/categorical.md).
@@ -303,6 +297,21 @@ def compare(
     )
 
 
+def read_rows(data, test, test_size: float | None, seed: int, categorical: str = "refuse",
+              max_categories: int = MAX_CATEGORIES, block_rows: int | None = None):
+    """``data``, ``test`` and ``test_size`` with the data opened as :func:`compare` reads it: a
+    :class:`Dataset` or row source as it is, a table with categories read and split in memory (they
+    are learned on the training rows), anything else as a row source."""
+    if isinstance(data, Dataset | RowSource):
+        return data, test, test_size
+    if categorical != "refuse":
+        from aepca.data.readers import load_user_data
+
+        return load_user_data(data, test=test, test_size=test_size, seed=seed, categorical=categorical,
+                              max_categories=max_categories), None, None
+    return open_source(data, block_rows=block_rows), test, test_size
+
+
 def _split(data, test, test_size: float | None, seed: int, block_rows: int):
     """The training and test rows as row sources, how the test rows were chosen, and a small
     :class:`Dataset` of what the figures show (a sample of training rows, the first test rows)."""
@@ -323,19 +332,18 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
         labels = data.y_test
         about = {"name": data.name, "notes": dict(data.notes), "image_shape": data.image_shape,
                  "feature_names": data.feature_names, "columns": data.columns}
-    else:
-        source = data if isinstance(data, RowSource) else open_source(data, block_rows=block_rows)
+    else:  # a row source (read_rows)
         test_size = resolved_test_size(test_size, None if test is None else "a test set")
         if test is not None:
-            train = source
+            train = data
             test_rows = test if isinstance(test, RowSource) else open_source(
-                test, spec=source.columns, block_rows=block_rows)
+                test, spec=data.columns, block_rows=block_rows)
             held_out = "the test file"
         else:
-            train, test_rows = source.split(test_size, seed, TEST_SALT)
+            train, test_rows = data.split(test_size, seed, TEST_SALT)
             held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
         labels = None
-        about = {"name": source.name, "notes": {"units": f"original units of {source.name}"},
+        about = {"name": data.name, "notes": {"units": f"original units of {data.name}"},
                  "image_shape": train.image_shape, "feature_names": tuple(train.feature_names), "columns": train.columns}
     shown_rows, shown_labels, positions = _figure_rows(test_rows, N_CODE_POINTS)
     if labels is not None:
