@@ -272,8 +272,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         if source.n_rows < 2:
             raise invalid_value("X", "at least 2 samples", f"n_samples={source.n_rows} in {source.name}", "Pass more rows.")
-        given = {name: _python(getattr(self, name)) for name in SETTINGS}
-        n_components = int(self.n_components)
+        given, n_components = {name: _python(getattr(self, name)) for name in SETTINGS}, int(self.n_components)
         settings = resolve_settings(self.recipe, given, source.n_rows, source.n_features, n_components)
         if X_val is not None:
             X_val = new_rows(X_val, n_features=source.n_features, names=names,

@@ -629,13 +629,6 @@ def test_a_missing_scalar_names_the_file_and_row(tmp_path):
         open_source(tmp_path / "t.parquet").read(0)
 
 
-def test_a_column_missing_in_every_row_of_a_block_is_to_leave_out(tmp_path):
-    (tmp_path / "t.csv").write_text("a,b,\n" + "1,2,\n3,5,\n4,4,\n")  # a trailing delimiter: an unnamed column
-    with pytest.raises(ValueError, match=r"t\.csv \(rows 1-3\) has columns with no values at all: 'Unnamed: 2'\. "
-                                         r"Leave them out with --drop-columns 'Unnamed: 2' \(drop_columns=\)\.$"):
-        open_source(tmp_path / "t.csv").read(0)
-
-
 def test_text_in_a_later_csv_block_names_the_rows(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n" + "1,2\n" * 5 + "3,x\n")
     source = open_source(tmp_path / "t.csv", block_rows=4)

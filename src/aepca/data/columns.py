@@ -255,17 +255,12 @@ def check_unique_names(names, source: str) -> None:
 def check_missing(frame: pd.DataFrame, source: str) -> None:
     counts = frame.isna().sum()
     counts = counts[counts > 0]
-    if not len(counts):
-        return
-    empty = list(counts.index[(counts == len(frame)).to_numpy()])
-    if empty:  # e.g. the unnamed column a trailing delimiter makes: nothing to fill it from
-        raise ValueError(f"{source} has columns with no values at all: {describe_names(empty)}. Leave them out with "
-                         f"{drop_flag(empty)}.")
-    raise ValueError(
-        f"{source} has {plural(int(counts.sum()), 'missing value')} (NaN or empty cells) in columns "
-        f"{describe_names(list(counts.index))}. Fill them with the column mean using impute='mean' "
-        "(--impute mean), or remove those rows."
-    )
+    if len(counts):
+        raise ValueError(
+            f"{source} has {plural(int(counts.sum()), 'missing value')} (NaN or empty cells) in columns "
+            f"{describe_names(list(counts.index))}. Fill them with the column mean using impute='mean' "
+            "(--impute mean), or remove those rows."
+        )
 
 
 def drop_flag(names) -> str:
@@ -476,13 +471,12 @@ class ColumnSpec:
         spec = self.with_categories(frame, source, max_categories) if self.categories else self
         features = spec._encode(frame)[list(spec.feature_names)]
         fill = {}
+        empty = list(features.columns[features.isna().all().to_numpy()])
+        if empty:  # e.g. the unnamed column a trailing delimiter makes: nothing to learn or impute from
+            raise ValueError(f"{source} has columns with no values at all: {describe_names(empty)}. Leave them out "
+                             f"with {drop_flag(empty)}.")
         if impute is not None:
-            values = IMPUTERS[impute](features)
-            empty = list(values.index[values.isna()])
-            if empty:
-                raise ValueError(f"{source} has columns with no values at all: {describe_names(empty)}, so there is "
-                                 f"no {impute} to impute. Leave them out with {drop_flag(empty)}.")
-            fill = {str(name): float(value) for name, value in values.items()}
+            fill = {str(name): float(value) for name, value in IMPUTERS[impute](features).items()}
         else:
             check_missing(features, f"{source} (training rows)")  # counted where they were found
         # min/max skip NaN, and a mean-imputed constant column stays constant.

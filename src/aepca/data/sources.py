@@ -23,8 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers,
-                                drop_flag)
+from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns,
                                 decompress_fix, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
@@ -51,11 +50,6 @@ def _check_values(block: np.ndarray, where: str, feature_names, first_row: int) 
     low, high = float(block.min()), float(block.max())
     if math.isfinite(low) and math.isfinite(high) and max(-low, high) <= MAX_ABS_VALUE:
         return
-    # A column missing in every row (e.g. the unnamed one a trailing delimiter makes) is left out, not filled.
-    empty = [feature_names[i] for i in np.flatnonzero(np.isnan(block).all(axis=0))] if len(block) > 1 else []
-    if empty:
-        raise ValueError(f"{where} has columns with no values at all: {describe_names(empty)}. Leave them out with "
-                         f"{drop_flag(empty)}.")
     bad = ~(np.abs(block) <= MAX_ABS_VALUE)  # NaN compares False
     rows, columns = np.nonzero(bad)
     raise ValueError(
