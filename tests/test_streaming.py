@@ -230,6 +230,16 @@ def test_two_processes_train_as_one_process_on_two_devices(two_processes, two_de
     assert_same_training(metrics, two_devices[0])
 
 
+def test_two_processes_share_a_bundled_data_set_as_one_process_reading_two_lanes(cli_env, tmp_path):
+    """A bundled data set, held in memory by every process, is shared out as files are."""
+    settings = ["--dataset", "digits", "--epochs", 1, *TRAINING]
+    result, metrics = run_compare(cli_env, tmp_path / "two", "--processes", 2, *settings)
+    assert "digits: 1437 train / 360 test, 64 features; code size 2; recipe classic; 2 processes" in result.stdout
+    _, one = run_compare(cli_env, tmp_path / "one", "--lanes", 2, *settings)
+    assert (metrics["reading"]["processes"], one["reading"]["processes"]) == (2, 1)
+    assert_same_training(metrics, one)
+
+
 @pytest.mark.slow
 def test_two_processes_train_as_one_device_reading_two_lanes(two_processes, two_lanes):
     assert_same_training(two_processes[1], two_lanes[0])
@@ -433,7 +443,7 @@ def folder_with_csv(even_folder, tmp_path_factory):
 
 
 @pytest.mark.parametrize(("case", "expected"), [
-    ("processes without PATH", "--stream, --processes and --coordinator read your own files (PATH); give PATH"),
+    ("stream without PATH", "--stream reads your own files (PATH) a block at a time; give PATH"),
     ("coordinator without --num-processes", "--coordinator, --num-processes and --process-id go together"),
     ("stream with --impute", "--impute applies to data read into memory, not to streamed files"),
     ("a folder holding a .csv", "parts mixes .csv and .parquet files (e.g. 'extra.csv', 'part-0.parquet')"),
@@ -442,7 +452,7 @@ def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, 
     # In this process: a fresh one's single line is test_cli's (test_errors_in_a_subprocess_have_no_traceback).
     out = tmp_path / "run"
     args = {
-        "processes without PATH": ["--processes", "2"],
+        "stream without PATH": ["--stream"],
         "coordinator without --num-processes": [even_folder[0], "--coordinator", "127.0.0.1:1"],
         "stream with --impute": [even_folder[0], "--stream", "--impute", "mean"],
         "a folder holding a .csv": [folder_with_csv, "--epochs", "1"],

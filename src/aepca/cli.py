@@ -232,7 +232,7 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
                             f"the order depends on it, not on how files cut the rows (default: {BLOCK_ROWS}, fewer "
                             "for rows of over 1,024 values: 256 MiB a block)")
     group.add_argument("--processes", type=positive_int, default=None, metavar="N",
-                       help="train with N local worker processes, each reading its share (streams the data)")
+                       help="train with N local worker processes, each taking its share of the rows (PATH is streamed)")
     group.add_argument("--coordinator", metavar="HOST:PORT",
                        help="join a multi-machine run: the address of process 0 (with --num-processes, --process-id)")
     group.add_argument("--num-processes", type=positive_int, default=None, metavar="N", help="processes in the run, on all machines")
@@ -320,8 +320,8 @@ def is_streamed(args) -> bool:
 
 def check_run_arguments(args) -> None:
     """What can be told of PATH, --test and the streaming options before the run starts."""
-    if args.path is None and (args.stream or args.processes or args.coordinator or args.num_processes):
-        raise UsageError("--stream, --processes and --coordinator read your own files (PATH); give PATH")
+    if args.path is None and args.stream:  # a bundled data set is held in memory; several processes share it out
+        raise UsageError("--stream reads your own files (PATH) a block at a time; give PATH")
     from aepca.data.formats import check_exists
     from aepca.data.sources import is_source_path
 
@@ -436,10 +436,12 @@ def describe_input(data, what: str) -> str:
     from aepca.data import Dataset
     from aepca.validation import plural
 
+    processes = plural(distributed.process_count(), "process", "processes")
     if isinstance(data, Dataset):
-        return f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test, {data.n_features} features; {what}"
+        shared = f"; {processes}" if distributed.process_count() > 1 else ""
+        return f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test, {data.n_features} features; {what}{shared}"
     return (f"{data.name}: {plural(data.n_rows, 'row')} in {plural(data.n_blocks, 'block')} (streamed), "
-            f"{plural(data.n_features, 'feature')}; {what}; {plural(distributed.process_count(), 'process', 'processes')}")
+            f"{plural(data.n_features, 'feature')}; {what}; {processes}")
 
 
 @contextlib.contextmanager

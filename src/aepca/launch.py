@@ -80,7 +80,7 @@ def run_workers(argv: list[str], processes: int) -> int:
         held: list[bytes] = []
         relays = [
             threading.Thread(target=_relay, args=(workers[0].stdout, sys.stdout, []), daemon=True),
-            threading.Thread(target=_relay, args=(workers[0].stderr, sys.stderr, held), daemon=True),
+            threading.Thread(target=_relay, args=(workers[0].stderr, sys.stderr, held, logs_of[0]), daemon=True),
         ]
         for relay in relays:
             relay.start()
@@ -107,21 +107,25 @@ def run_workers(argv: list[str], processes: int) -> int:
         return status
 
 
-def _relay(stream, out, held: list[bytes]) -> None:
+def _relay(stream, out, held: list[bytes], log: Path | None = None) -> None:
     """Copy a worker's output to ``out`` as it comes, less gloo's connection lines;
     its error and interruption lines go into ``held``, shown (or joined to the launcher's
-    own line) once the run's outcome is known."""
+    own line) once the run's outcome is known. ``log`` gets all of it, for the last line
+    that says why a worker killed by a signal failed."""
     line = b""
-    for piece in iter(lambda: stream.read1(65536), b""):
-        for part in piece.splitlines(keepends=True):
-            line += part
-            if line.endswith((b"\n", b"\r")):  # a whole line, or a progress bar's update
-                if line.startswith((ERROR_PREFIX, INTERRUPTED_PREFIX)):
-                    held.append(line)
-                elif not line.startswith(GLOO_CHATTER) and RECOVERABLE_NOTICE not in line:
-                    out.buffer.write(line)
-                line = b""
-        out.flush()
+    with open(log, "ab") if log is not None else contextlib.nullcontext() as copy:
+        for piece in iter(lambda: stream.read1(65536), b""):
+            if copy is not None:
+                copy.write(piece)
+            for part in piece.splitlines(keepends=True):
+                line += part
+                if line.endswith((b"\n", b"\r")):  # a whole line, or a progress bar's update
+                    if line.startswith((ERROR_PREFIX, INTERRUPTED_PREFIX)):
+                        held.append(line)
+                    elif not line.startswith(GLOO_CHATTER) and RECOVERABLE_NOTICE not in line:
+                        out.buffer.write(line)
+                    line = b""
+            out.flush()
     if line:
         out.buffer.write(line)
         out.flush()
