@@ -291,6 +291,9 @@ def test_bad_codes_are_refused(fitted):
         ({"init": "svd"}, r"The 'init' parameter of Autoencoder must be a str among"),
         ({"scale": "robust"}, r"The 'scale' parameter of Autoencoder must be a str among"),
         ({"epochs": 0}, r"The 'epochs' parameter of Autoencoder must be an int in the range \[1, inf\)"),
+        ({"hidden": [8, 0]}, r"invalid value for hidden, expected widths that are whole numbers of units, at least 1 each\. "
+                             r"Received: hidden=\[8, 0\]\. Give the encoder's widths, e.g\. hidden=\(512, 128\)"),
+        ({"hidden": [8.5]}, r"Received: hidden=\[8\.5\]"),
         ({"output_bias": "median"}, r"The 'output_bias' parameter of Autoencoder must be a str among"),
         ({"beta_2": 1.0}, r"The 'beta_2' parameter of Autoencoder must be a float in the range \(0\.0, 1\.0\) or None\. Got 1\.0 instead"),
         ({"output_bias": "mean", "output_activation": "relu"}, r"expected one of \['linear', 'sigmoid', 'tanh'\] when the output bias starts at the data mean\. Received: output_activation='relu'"),

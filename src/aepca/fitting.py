@@ -23,7 +23,8 @@ from aepca.data.order import VALIDATION_SALT, hash_edges
 from aepca.data.sources import RowSource
 from aepca.metrics import sample_mse
 from aepca.neighbours import DEFAULT_K, code_recall_misses, query_positions, take_rows
-from aepca.models import AutoencoderNet, build_autoencoder, check_activation, check_network_fits, network_fits, predict, weights_of
+from aepca.models import (AutoencoderNet, build_autoencoder, check_activation, check_hidden, check_network_fits, network_fits,
+                          predict, weights_of)
 from aepca.pca import PCA
 from aepca.preprocessing import ColumnSummary, ErrorSpace, network_scaling
 from aepca.recipes import LARGE_ROWS, get_recipe
@@ -478,7 +479,7 @@ def resolve_settings(recipe, given: dict, n_rows: int, n_features: int, n_compon
                                  f"the network against PCA on {folds} folds of 2 rows or more)",
                             plural(n_rows, "training row"), "Provide more rows; in a comparison, hold fewer out "
                             "for testing (--test-size, test_size=).")
-    settings["hidden"] = tuple(int(h) for h in settings["hidden"])
+    settings["hidden"] = check_hidden(settings["hidden"])
     if check_memory:
         check_network_fits(n_features, settings["hidden"], n_components)
     check_activation(settings["activation"])

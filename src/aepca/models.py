@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import numbers
 import os
 import threading
 import weakref
@@ -92,6 +93,17 @@ def check_activation(name: str, what: str = "activation") -> str:
             f"'elu', 'relu', 'tanh', 'sigmoid' or 'linear'. Received: {what}={name!r}"
         ) from None
     return name
+
+
+def check_hidden(hidden) -> tuple[int, ...]:
+    """The encoder's hidden widths as ints: each a whole number of units, at least 1 (none: no hidden layer)."""
+    widths = list(hidden)
+    if not all(isinstance(w, numbers.Real) and not isinstance(w, bool) and float(w).is_integer() and w >= 1
+               for w in widths):
+        raise invalid_value("hidden", "widths that are whole numbers of units, at least 1 each",
+                            f"hidden=[{', '.join(map(str, widths))}]",
+                            "Give the encoder's widths, e.g. hidden=(512, 128) (--hidden 512,128).")
+    return tuple(int(w) for w in widths)
 
 
 # Where an output activation can be inverted: the pre-activation giving a
