@@ -9,6 +9,7 @@ import pytest
 
 from aepca.data import Dataset, load_mnist
 from aepca.experiments.compare import LINEAR_TOLERANCE, _notes, check_code_dim, compare, write_outputs
+from aepca.experiments.sweep import sweep
 from aepca.metrics import mse
 from aepca.recipes import CLASSIC, FAST, RECIPES, get_recipe
 from aepca.pca import PCA
@@ -106,6 +107,17 @@ def test_write_outputs_writes_every_file(comparison, mnist_subset, tmp_path):
     model = load_model(tmp_path / "model")
     assert mse(model.reconstruct(mnist_subset.x_test), mnist_subset.x_test) == pytest.approx(
         metrics["autoencoder"]["test_mse"], rel=0, abs=_same_network_shift(model, metrics, 1.0))
+
+
+@pytest.mark.parametrize(("function", "keywords", "match"), [
+    (compare, {"epochz": 1}, r"^compare\(\) got an unexpected keyword argument 'epochz' \(did you mean 'epochs'\?\)"),
+    (compare, {"n_components": 3}, r"^compare\(\) takes code_dim= for the Autoencoder's n_components$"),
+    (sweep, {"neighbourz": 5}, r"^sweep\(\) got an unexpected keyword argument 'neighbourz' \(did you mean 'neighbours'\?\)"),
+])
+def test_an_unknown_keyword_is_refused_before_the_data_is_read(function, keywords, match, tmp_path):
+    args = (tmp_path / "not-there.csv",) if function is compare else (tmp_path / "not-there.csv", [1])
+    with pytest.raises(TypeError, match=match):
+        function(*args, **keywords)
 
 
 def test_a_table_of_fewer_rows_than_columns_is_compared_at_every_code_size():

@@ -8,6 +8,7 @@ the data's original units are recorded beside.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import platform
@@ -164,6 +165,7 @@ def compare(
     from aepca.fitting import resolve_settings
 
     called = time.monotonic()
+    check_overrides(overrides)
     recipe = get_recipe(recipe or default_recipe(data, overrides.get("time_budget")))
     data, test, test_size = read_rows(data, test, test_size, seed, categorical, max_categories, block_rows)
     train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
@@ -295,6 +297,26 @@ def compare(
         notes=_notes(metrics, estimator.settings_),
         diagnostics=check_comparison(metrics, estimator, shown.x_train, seed),
     )
+
+
+# compare()'s own names for the Autoencoder parameters it sets.
+OWN_NAMES = {"n_components": "code_dim", "random_state": "seed", "verbose": "progress"}
+
+
+def check_overrides(overrides: dict, function: str = "compare", also=()) -> None:
+    """``TypeError`` naming a keyword that is neither an Autoencoder parameter nor in ``also`` (and the
+    closest that is), before any data is read."""
+    from aepca.estimator import Autoencoder
+
+    accepted = [name for name in Autoencoder._get_param_names() if name not in OWN_NAMES] + list(also)
+    for name in overrides:
+        if name in OWN_NAMES:
+            raise TypeError(f"{function}() takes {OWN_NAMES[name]}= for the Autoencoder's {name}")
+        if name not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}{hint}; besides its own it takes "
+                            "aepca.Autoencoder's parameters")
 
 
 def read_rows(data, test, test_size: float | None, seed: int, categorical: str = "refuse",

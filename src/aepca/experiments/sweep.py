@@ -7,6 +7,7 @@ requested size on the same split, scaling and seed.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from aepca.budget import BudgetTooSmall
-from aepca.experiments.compare import check_code_dim, compare, read_rows, selection_note, units_note
+from aepca.experiments.compare import check_code_dim, check_overrides, compare, read_rows, selection_note, units_note
 from aepca.neighbours import recall_columns, recall_note
 from aepca.recipes import Recipe, get_recipe
 from aepca.validation import invalid_value
@@ -106,6 +107,9 @@ def sweep(
     :func:`compare`'s ``time_budget``.
     """
     called = time.monotonic()
+    # The keywords compare() takes besides the Autoencoder's, less those sweep() sets itself.
+    check_overrides(overrides, "sweep", set(inspect.signature(compare).parameters) - set(inspect.signature(sweep).parameters)
+                    - {"code_dim"})
     recipe = get_recipe(recipe)
     # Opened once, for every code size.
     data, test, test_size = read_rows(data, test, test_size, seed, **{
