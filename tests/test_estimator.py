@@ -151,9 +151,21 @@ def test_tampered_weights_are_refused(fitted, tmp_path):
         load_model(path)
 
 
+def test_either_file_of_a_model_folder_loads_the_folder(fitted, data, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    for file in (MODEL_FILE, METADATA_FILE):
+        np.testing.assert_array_equal(load_model(path / file).transform(data[1]), fitted.transform(data[1]))
+
+
 def test_corrupt_or_missing_model_folders_are_refused(fitted, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"model\.keras does not exist; pass the folder written by Autoencoder\.save"):
+    with pytest.raises(FileNotFoundError, match=r"No such model folder: .*nowhere .*Pass the folder written by Autoencoder\.save"):
         load_model(tmp_path / "nowhere")
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"expected a model folder .* Received: .*rows\.csv, a file\."):
+        load_model(tmp_path / "rows.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"model\.keras does not exist; pass the folder written by Autoencoder\.save"):
+        load_model(tmp_path / "empty")
     path = fitted.save(tmp_path / "model")
     metadata = json.loads((path / METADATA_FILE).read_text())
     (path / METADATA_FILE).write_text(json.dumps({**metadata, "format": 99}))
