@@ -130,7 +130,7 @@ def names(text: str) -> list[str]:
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", type=nonempty_path,
-                        help="your data: a .csv, .tsv, .npy, .npz, .parquet or .arrow/.feather file, a folder or glob "
+                        help="your data: a .csv (or .csv.gz), .tsv, .npy, .npz, .parquet or .arrow/.feather file, a folder or glob "
                              "of them, or images (default: --dataset)")
     parser.add_argument("--dataset", default=None,
                         help="a bundled data set when no PATH is given: mnist (default), scikit-learn's digits, wine, "

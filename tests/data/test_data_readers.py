@@ -1,7 +1,11 @@
+import bz2
+import gzip
 import io
+import lzma
 import os
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +64,19 @@ def npy_bytes(array) -> bytes:
     return buffer.getvalue()
 
 
+def _zip_of(**members) -> bytes:
+    """A .zip archive of the CSV files ``name.csv`` holding each member's text (dated, so that its bytes, in a
+    test's id, are the same whenever the tests are collected)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in members.items():
+            archive.writestr(zipfile.ZipInfo(f"{name}.csv", date_time=(2026, 1, 1, 0, 0, 0)), text)
+    return buffer.getvalue()
+
+
+COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress, ".zip": lambda data: _zip_of(d=data)}
+
+
 def npz_bytes(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -81,6 +98,20 @@ def test_spaces_after_the_commas_are_not_part_of_names_or_values(tmp_path):
     table = read_table(write(tmp_path / "d.csv", "a, b, label\n1.5, 2, x\n3, 4, y\n5, 6, x\n"), label_column="label")
     assert table.feature_names == ("a", "b") and list(table.labels) == ["x", "y", "x"]
     np.testing.assert_array_equal(table.features, [[1.5, 2], [3, 4], [5, 6]])
+
+
+@pytest.mark.parametrize("suffix", list(COMPRESS))
+def test_a_compressed_csv_gives_the_rows_of_the_csv(tmp_path, suffix):
+    """Read whole and a block at a time, from its text decompressed once into a temporary file."""
+    text = "a;b;label\n" + "".join(f"{i},5;{i % 7};{'xy'[i % 2]}\n" for i in range(50))  # decimal commas too
+    plain = read_table(write(tmp_path / "d.csv", text), label_column="label")
+    packed = tmp_path / f"d.csv{suffix}"
+    packed.write_bytes(COMPRESS[suffix](text.encode()))
+    table = read_table(packed, label_column="label")
+    np.testing.assert_array_equal(table.features, plain.features)
+    assert list(table.labels) == list(plain.labels) and table.feature_names == plain.feature_names
+    source = open_source(packed, label_columns="label", block_rows=16)
+    np.testing.assert_array_equal(np.concatenate([source.read(k) for k in range(source.n_blocks)]), plain.features)
 
 
 @pytest.mark.parametrize("name", ["d.parquet", "d.feather", "d.arrow"])
@@ -220,8 +251,15 @@ def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
 BAD_FILES = [
     ("d.txt", "a,b\n1,2\n", {}, ValueError,
      r"expected one of \['\.arrow', '\.csv', '\.feather', '\.ipc', '\.npy', '\.npz', '\.parquet', '\.tsv'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
+    ("d.csv.zst", b"\x28\xb5\x2f\xfd", {}, ValueError,
+     r"Received: 'd\.csv\.zst'\. Files are read .* decompress first \(unzstd d\.csv\.zst\) or save as Parquet"),
+    ("d.npy.gz", gzip.compress(npy_bytes(np.ones((3, 2)))), {}, ValueError,
+     r"Received: 'd\.npy\.gz'\. .*decompress first \(gunzip -k d\.npy\.gz\)"),
     ("d.csv.gz", b"\x1f\x8b\x08\x00", {}, ValueError,
-     r"Received: 'd\.csv\.gz'\. Files are read .* decompress first \(gunzip -k d\.csv\.gz\) or save as Parquet"),
+     r"d\.csv\.gz is not a readable \.gz-compressed file \(.*\); it may be truncated or corrupt\. Check the file, or "
+     r"decompress it yourself \(gunzip -k d\.csv\.gz\)\."),
+    ("d.csv.zip", _zip_of(a="a,b\n1,2\n", b="a,b\n3,4\n"), {}, ValueError,
+     r"d\.csv\.zip holds 2 files, expected one CSV file\. Unzip it"),
     ("d.csv", b"", {}, ValueError, r"d\.csv is empty \(0 bytes\)"),
     ("d.csv", "\n\n", {}, ValueError, r"no header row"),
     ("d.csv", "a,b\n", {}, ValueError, r"has 0 rows, expected at least 3"),

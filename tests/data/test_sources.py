@@ -1,6 +1,7 @@
 """Row sources: every input form read a block at a time, column options and model specifications on every
 form, content fingerprints, held-out views, the seeded batches of an epoch, bad input."""
 
+import gzip
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -556,11 +557,23 @@ def test_a_folder_of_subfolders_says_what_to_name(tmp_path, subfolders, match):
 
 def test_a_folder_of_compressed_files_says_how_to_read_them(tmp_path):
     (tmp_path / "parts").mkdir()
-    for name in ("a.csv.gz", "b.csv.gz"):
+    for name in ("a.npy.gz", "b.npy.gz"):
         (tmp_path / "parts" / name).write_bytes(b"\x1f\x8b\x08\x00")
-    with pytest.raises(ValueError, match=r"in the folder .*parts: 2 files compressed \('a\.csv\.gz', 'b\.csv\.gz'\)\. "
+    with pytest.raises(ValueError, match=r"in the folder .*parts: 2 files compressed \('a\.npy\.gz', 'b\.npy\.gz'\)\. "
                                          r".*decompress first \(gunzip -k .*parts/\*\.gz\)"):
         open_source(tmp_path / "parts")
+
+
+def test_a_folder_of_compressed_csv_parts_gives_the_rows_of_the_plain_parts(tmp_path):
+    rows = np.random.default_rng(0).random((30, 3)).round(4)
+    for folder, suffix in (("plain", ""), ("packed", ".gz")):
+        (tmp_path / folder).mkdir()
+        for k, part in enumerate(np.array_split(rows, 3)):
+            text = "a,b,c\n" + "".join(",".join(map(str, row)) + "\n" for row in part)
+            (tmp_path / folder / f"part-{k}.csv{suffix}").write_bytes(gzip.compress(text.encode()) if suffix else text.encode())
+    plain, packed = (open_source(tmp_path / folder, block_rows=4) for folder in ("plain", "packed"))
+    np.testing.assert_array_equal(packed.block_sizes, plain.block_sizes)
+    np.testing.assert_array_equal(packed.to_array(), plain.to_array())
 
 
 def test_a_pattern_matching_nothing_is_refused(tmp_path):

@@ -10,18 +10,25 @@ the rule and the fix.
 
 from __future__ import annotations
 
+import atexit
+import bz2
 import codecs
 import contextlib
 import csv
 import dataclasses
+import errno
 import functools
+import gzip
 import hashlib
 import importlib
 import io
+import lzma
 import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import zipfile
 import zlib
@@ -31,12 +38,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aepca._files import remove
 from aepca.data.columns import arrow_columns, check_unique_names, to_frame
 from aepca.validation import as_image_shape, describe_names, invalid_value
 
 EXTENSIONS = (".arrow", ".csv", ".feather", ".ipc", ".npy", ".npz", ".parquet", ".tsv")
 # Compressed files, named with the command that decompresses each beside it.
 DECOMPRESSORS = {".gz": "gunzip -k", ".bz2": "bunzip2 -k", ".xz": "unxz -k", ".zst": "unzstd", ".zip": "unzip"}
+# Compressed CSV and TSV files (x.csv.gz) read as their text, decompressed by the standard library.
+DECOMPRESS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": None}  # .zip: its one member
 # Image files Pillow reads: one row each (ImagesPart).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 # Image files decoded at a time (a native block), and the modes read as greyscale (1, 8 or 16
@@ -395,16 +405,16 @@ def _has_header(fields: list[str], decimal: str, notes: list[str]) -> bool:
     return not values
 
 
-def _csv_layout(path: Path, no_header: bool | None) -> _CsvLayout:
+def _csv_layout(path: Path, no_header: bool | None, where) -> _CsvLayout:
     """The delimiter (``,`` ``;`` or tab, sniffed; tab for ``.tsv``), decimal mark and header of a CSV file.
 
-    ``no_header`` True or False overrides the header guess.
+    ``no_header`` True or False overrides the header guess; ``where`` names the file in messages.
     """
     with open(path, "rb") as fh:
         sample = fh.read(SNIFF_CHARS)
     if len(sample) == SNIFF_CHARS:  # whole lines only, so that a cut last line does not look inconsistent
         sample = sample[: sample.rfind(b"\n") + 1] or sample
-    encoding = _encoding(sample, path)
+    encoding = _encoding(sample, where)
     lines = [line for line in sample.decode(encoding, errors="replace").splitlines() if line.strip()]
     tsv = path.suffix.lower() == ".tsv"
     delimiter = "\t" if tsv else _sniff("\n".join(lines))
@@ -427,14 +437,14 @@ def _csv_layout(path: Path, no_header: bool | None) -> _CsvLayout:
 ENCODINGS = {"utf-8-sig": "UTF-8", "cp1252": "Windows-1252 (Latin-1)"}
 
 
-def _encoding(sample: bytes, path: Path) -> str:
+def _encoding(sample: bytes, where) -> str:
     """UTF-8 when the file's first bytes are UTF-8 (a character cut at the sample's end aside), else Windows-1252;
     UTF-16 and binary data (NUL bytes) are refused."""
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ValueError(f"{path} is UTF-16 text, which is not read. Re-save it as UTF-8 (e.g. 'CSV UTF-8' in a "
+        raise ValueError(f"{where} is UTF-16 text, which is not read. Re-save it as UTF-8 (e.g. 'CSV UTF-8' in a "
                          "spreadsheet).")
     if b"\0" in sample:
-        raise _corrupt(path, "CSV", "it holds NUL bytes: binary data", "Check that it is a text file.")
+        raise _corrupt(where, "CSV", "it holds NUL bytes: binary data", "Check that it is a text file.")
     try:
         sample.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -506,9 +516,12 @@ class _CsvPart(Part):
 
     def __init__(self, path: Path, no_header: bool | None, block_rows: int):
         self.path, self.where = path, str(path)
-        self._layout = _csv_layout(path, no_header)
-        self.notes = self._layout.notes
-        head = self._parse(path, self.where, header=self._layout.header, nrows=0 if self._layout.header else 1)
+        # What is read: the file, or a compressed one's text, decompressed once (compression has no block offsets).
+        self._file = decompressed(path) if path.suffix.lower() in DECOMPRESS else path
+        self._layout = _csv_layout(self._file, no_header, self.where)
+        unpacked = (f"decompressed ({path.suffix.lower()}) into a temporary file, read from there",) if self._file != path else ()
+        self.notes = unpacked + self._layout.notes
+        head = self._parse(self._file, self.where, header=self._layout.header, nrows=0 if self._layout.header else 1)
         self.names = tuple(str(c) if self._layout.header else f"x{c}" for c in head.columns)
         self.schema = list(self.names)
         self._step = rows_within(block_rows, len(self.names))
@@ -529,12 +542,12 @@ class _CsvPart(Part):
 
     @functools.cached_property
     def _index(self) -> tuple[np.ndarray, np.ndarray]:
-        with open(self.path, "rb") as fh:
+        with open(self._file, "rb") as fh:
             sample = fh.read(SNIFF_CHARS)
         if b"\r" in sample and b"\n" not in sample:
             raise ValueError(f"{self.path} ends its lines with \\r alone (old Mac style), which is not read a block "
                              "at a time. Re-save it with \\n or \\r\\n line ends.")
-        return _index_lines(self.path, self._step, self._layout.header, self._layout.delimiter == "\t")
+        return _index_lines(self._file, self._step, self._layout.header, self._layout.delimiter == "\t")
 
     @property
     def sizes(self) -> np.ndarray:
@@ -542,7 +555,7 @@ class _CsvPart(Part):
 
     def block(self, k: int, columns=None) -> pd.DataFrame:
         starts, sizes = self._index
-        with open(self.path, "rb") as fh:
+        with open(self._file, "rb") as fh:
             fh.seek(starts[k])
             data = fh.read(starts[k + 1] - starts[k] if k + 1 < len(starts) else -1)
         first = k * self._step
@@ -557,7 +570,7 @@ class _CsvPart(Part):
         return frame
 
     def whole(self) -> pd.DataFrame:
-        frame = self._parse(self.path, self.where, header=self._layout.header)
+        frame = self._parse(self._file, self.where, header=self._layout.header)
         frame.columns = [str(c) if self._layout.header else f"x{c}" for c in frame.columns]
         return frame
 
@@ -866,7 +879,63 @@ def check_same_columns(first: Part, part: Part, fix: str) -> None:
 def decompress_fix(target: str, suffix: str) -> str:
     """What to do with compressed files (``target``: a name or a pattern; ``suffix`` a key of DECOMPRESSORS)."""
     return (f"Files are read a block at a time from any offset, which compression does not allow: decompress first "
-            f"({DECOMPRESSORS[suffix]} {target}) or save as Parquet (compressed, read by blocks).")
+            f"({DECOMPRESSORS[suffix]} {target}) or save as Parquet (compressed, read by blocks); a CSV compressed "
+            f"by {', '.join(DECOMPRESS)} (x.csv.gz) is read as it is.")
+
+
+def format_suffix(path) -> str:
+    """The suffix that names the format of ``path``, lower case: ``.csv`` for a compressed CSV (``x.csv.gz``)."""
+    path = Path(path)
+    inner = Path(path.stem).suffix.lower()
+    return inner if path.suffix.lower() in DECOMPRESS and inner in (".csv", ".tsv") else path.suffix.lower()
+
+
+# Compressed files decompressed by this process: {(path, size, time): the temporary file}, removed at exit.
+_DECOMPRESSED: dict[tuple, Path] = {}
+_DECOMPRESSING = threading.Lock()
+
+
+def decompressed(path: Path) -> Path:
+    """The text of the compressed CSV ``path``, decompressed into a temporary file once per process (each
+    block is then read from its offset there); the file goes at exit."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _DECOMPRESSING:
+        if key not in _DECOMPRESSED:
+            handle, name = tempfile.mkstemp(prefix="aepca-", suffix=format_suffix(path))
+            target = Path(name)
+            atexit.register(remove, target)
+            try:
+                with os.fdopen(handle, "wb") as out, _compressed_text(path) as text:
+                    shutil.copyfileobj(text, out, 1 << 20)
+            except BaseException as error:
+                remove(target)  # nothing half-written is left
+                if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise OSError(error.errno, f"No room to decompress {path} in {target.parent}: set TMPDIR to a "
+                                               "folder with room, or decompress it yourself") from None
+                if isinstance(error, (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile)):
+                    raise _corrupt(path, f"{path.suffix.lower()}-compressed", error, "Check the file, or decompress "
+                                   f"it yourself ({DECOMPRESSORS[path.suffix.lower()]} {path.name}).") from None
+                raise
+            _DECOMPRESSED[key] = target
+        return _DECOMPRESSED[key]
+
+
+@contextlib.contextmanager
+def _compressed_text(path: Path):
+    """A binary stream of the text the compressed ``path`` holds (a .zip archive: its one file)."""
+    opener = DECOMPRESS[path.suffix.lower()]
+    if opener is not None:
+        with opener(path, "rb") as text:
+            yield text
+        return
+    with zipfile.ZipFile(path) as archive:
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if len(members) != 1:
+            raise ValueError(f"{path} holds {len(members)} files, expected one CSV file. Unzip it (unzip {path.name}) "
+                             "and point to the files.")
+        with archive.open(members[0]) as text:
+            yield text
 
 
 def check_exists(path) -> None:
@@ -881,7 +950,7 @@ def _check_path(path) -> Path:
     check_exists(path)
     if path.is_dir():
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(EXTENSIONS)}).")
-    if path.suffix.lower() not in EXTENSIONS + IMAGE_EXTENSIONS:
+    if format_suffix(path) not in EXTENSIONS + IMAGE_EXTENSIONS:
         fix = "Convert the file to CSV (with a header row), .npy, .npz, Parquet, Arrow (Feather) or an image format."
         if path.suffix.lower() in DECOMPRESSORS:
             fix = decompress_fix(path.name, path.suffix.lower())
@@ -903,7 +972,7 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
     ``split`` ("train" or "test") the rows of an archive that :func:`holds_split`."""
     path = _check_path(path)
     block_rows = block_rows or sys.maxsize
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)
     if suffix in IMAGE_EXTENSIONS:
         return ImagesPart([path], path.parent, block_rows, image_shape)
     if suffix in (".csv", ".tsv"):

@@ -25,7 +25,7 @@ import numpy as np
 
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns,
-                                decompress_fix, memory_part, open_part, rows_within)
+                                decompress_fix, format_suffix, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
 from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
 
@@ -363,7 +363,7 @@ def source_files(path) -> list[Path]:
         if p.suffix.lower() == ".npz":
             raise ValueError(f"{p} in {where} cannot be read a block at a time: NumPy loads an .npz archive whole. "
                              "Save its feature array as a .npy file with numpy.save(path, archive['x']).")
-    files = [p for p in visible if p.suffix.lower() in _KINDS]
+    files = [p for p in visible if format_suffix(p) in _KINDS]
     if not files:
         inside = _subfolders_hint(Path(path)) if Path(path).is_dir() else ""
         compressed = [p for p in visible if p.suffix.lower() in DECOMPRESSORS]
@@ -374,9 +374,9 @@ def source_files(path) -> list[Path]:
                              f"compressed ({describe_names([p.name for p in compressed])}). {decompress_fix(target, suffix)}")
         raise ValueError(f"No .parquet, .arrow, .npy, .csv or image file in {where}{inside}. Point to a folder "
                          "or pattern of Parquet, Arrow, .npy, CSV or image files.")
-    kinds = sorted({_KINDS[p.suffix.lower()] for p in files})
+    kinds = sorted({_KINDS[format_suffix(p)] for p in files})
     if len(kinds) > 1:
-        examples = [next(p.name for p in files if _KINDS[p.suffix.lower()] == kind) for kind in kinds]
+        examples = [next(p.name for p in files if _KINDS[format_suffix(p)] == kind) for kind in kinds]
         verb = "mixes" if Path(path).is_dir() else "mix"  # the folder mixes, the files matching a pattern mix
         raise ValueError(
             f"{where.capitalize()} {verb} {' and '.join(kinds)} files (e.g. {describe_names(examples)}); a stream reads "
@@ -398,7 +398,7 @@ def _subfolders_hint(folder: Path) -> str:
     if not subfolders:
         return ""
     suffix = next((p.suffix for name in subfolders for p in sorted((folder / name).iterdir())
-                   if p.suffix.lower() in _KINDS), ".parquet")
+                   if format_suffix(p) in _KINDS), ".parquet")
     return (f" (its subfolders {describe_names(subfolders)} are read only when named as partitions, key=value; "
             f"name their files with a pattern such as {folder / '*' / f'*{suffix}'})")
 
@@ -410,7 +410,7 @@ def image_files(path) -> tuple[list[Path], Path] | None:
     are skipped."""
     path = Path(path)
     if path.is_dir():
-        if any(p.suffix.lower() in (*_KINDS, ".npz") for p in _partition_files(path) if not p.name.startswith((".", "_"))):
+        if any(format_suffix(p) in (*_KINDS, ".npz") for p in _partition_files(path) if not p.name.startswith((".", "_"))):
             return None
         found = []
         for root, folders, files in os.walk(path):
@@ -418,7 +418,7 @@ def image_files(path) -> tuple[list[Path], Path] | None:
             found += [Path(root) / name for name in files]
     else:
         found = [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
-        if any(p.suffix.lower() in (*_KINDS, ".npz") for p in found):
+        if any(format_suffix(p) in (*_KINDS, ".npz") for p in found):
             return None
     images = sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith((".", "_")))
     if not images:
