@@ -88,6 +88,17 @@ def test_an_error_in_the_loop_stops_the_thread_and_frees_what_it_read_ahead():
     assert blocks.alive() == [2]
 
 
+def test_an_interrupt_before_the_thread_starts_is_what_the_loop_raises(monkeypatch):
+    """Ctrl-C (or SIGTERM) landing as the thread is being started: leaving the loop raises the interrupt,
+    not a failure to wait for a thread that never started."""
+    def interrupted(thread):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(KeyboardInterrupt), prefetch(Blocks(3)) as blocks:
+        next(blocks)
+
+
 def test_leaving_the_loop_early_stops_the_thread():
     before = set(threading.enumerate())
     blocks = Blocks(50)

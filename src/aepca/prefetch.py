@@ -90,7 +90,9 @@ class Prefetch:
         self._stop.set()
         if self._thread is not None:
             self._drain()  # a producer waiting on a full queue sees the stop at once
-            self._thread.join()
+            # Not when an interrupt came before the thread started (it then sees the stop first, if it runs).
+            if self._thread.is_alive():
+                self._thread.join()
         self._drain()
         self._items = None
 
