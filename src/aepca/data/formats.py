@@ -510,7 +510,8 @@ def _index_lines(path: Path, block_rows: int, header: bool, tab: bool) -> tuple[
 
 
 class _CsvPart(Part):
-    """A CSV or TSV file; a block is ``block_rows`` records parsed by pandas from their byte range."""
+    """A CSV or TSV file, or a compressed one's text; a block is ``block_rows`` records parsed by pandas from
+    their byte range."""
 
     kind = "csv"
 
