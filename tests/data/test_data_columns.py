@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -163,15 +164,23 @@ def test_missing_lists_are_missing_values(tmp_path):
 
 def test_decimal_columns_are_numbers(tmp_path):
     """Decimals (as SQL exports write prices and amounts) are features, read whole or a block at a time."""
-    from decimal import Decimal
-
     path = tmp_path / "d.parquet"
     price = [Decimal("1.25"), Decimal("-3.50"), Decimal("7.00"), Decimal("2.75")]
-    pq.write_table(pa.table({"price": pa.array(price, pa.decimal128(6, 2)),
+    count = [Decimal(3), Decimal(3), Decimal(9), Decimal(1)]
+    pq.write_table(pa.table({"price": pa.array(price, pa.decimal128(6, 2)), "count": pa.array(count, pa.decimal128(6, 0)),
                              "pair": pa.array([[p, p * 2] for p in price], pa.list_(pa.decimal128(6, 2), 2))}), path)
-    expected = np.array([[float(p), float(p), float(p * 2)] for p in price], np.float32)
+    expected = np.array([[float(p), float(c), float(p), float(p * 2)] for p, c in zip(price, count)], np.float32)
     np.testing.assert_array_equal(read_table(path).features, expected)
     np.testing.assert_array_equal(open_source(path).read(0), expected)
+
+
+def test_whole_decimals_numbering_the_rows_are_told_apart_as_an_identifier(tmp_path):
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"id": pa.array([Decimal(i) for i in range(40)], pa.decimal128(10, 0)),
+                             "a": np.arange(40.0) % 7, "b": np.arange(40.0) % 5}), path)
+    with pytest.raises(ValueError, match=r"column 'id' looks like a row identifier \(unique integers, in order\)"):
+        read_table(path)
+    assert list(read_table(path, id_column="id").ids[:3]) == [0, 1, 2]
 
 
 def test_ragged_list_column_names_the_lengths(tmp_path):

@@ -102,11 +102,16 @@ def _numeric(type_) -> bool:
             or pa.types.is_decimal(type_))
 
 
-def _floats(array):
-    """An Arrow array of decimals as float64 (pandas and NumPy would hold them as Python objects); else as it is."""
+def _as_numbers(array):
+    """An Arrow array of decimals as numbers (pandas and NumPy would hold them as Python objects): whole ones
+    (scale 0, up to 18 digits) as int64, so that an identifier among them is told apart as for integers, others
+    as float64; any other array as it is."""
     import pyarrow as pa
 
-    return array.cast(pa.float64()) if pa.types.is_decimal(array.type) else array
+    if not pa.types.is_decimal(array.type):
+        return array
+    whole = array.type.scale == 0 and array.type.precision <= 18
+    return array.cast(pa.int64() if whole else pa.float64())
 
 
 def _numeric_list(type_) -> bool:
@@ -143,7 +148,7 @@ def _list_block(column, name: str, source: str) -> np.ndarray:
     blocks = []
     for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
         # flatten() skips missing lists and honours slicing offsets.
-        block = _floats(chunk.flatten()).to_numpy(zero_copy_only=False).reshape(-1, length)
+        block = _as_numbers(chunk.flatten()).to_numpy(zero_copy_only=False).reshape(-1, length)
         if chunk.null_count:
             full = np.full((len(chunk), length), np.nan)
             full[chunk.is_valid().to_numpy(zero_copy_only=False)] = block
@@ -173,7 +178,7 @@ def frame_from_arrow(table, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
     names = arrow_columns(table, source)
     lists = [n for n in names if _numeric_list(table.schema.field(n).type)]
     scalar = table.select([n for n in names if n not in lists])
-    scalar = pa.Table.from_arrays([_floats(column) for column in scalar.columns], names=scalar.column_names)
+    scalar = pa.Table.from_arrays([_as_numbers(column) for column in scalar.columns], names=scalar.column_names)
     parts = [scalar.to_pandas(ignore_metadata=True)]
     lengths = {}
     for name in lists:
