@@ -62,7 +62,7 @@ CASES = {
                     ["--label-column", "y"], "value for data, expected columns that vary by at least 1e-15 or not at all (below, "
                     "float32 squared errors underflow). Received: columns 'a' varying by as little as "),
     "code size = features": ("data.csv", HEADER + good_rows(), ["--label-column", "y", "--code-dim", "4"],
-                             "code_dim, expected an integer from 1 to 3 (fewer than the 4 features). Received: code_dim=4"),
+                             "--code-dim, expected an integer from 1 to 3 (fewer than the 4 features). Received: --code-dim=4"),
     "one feature": ("data.csv", "a,y\n" + "".join(f"{i / 40:.3f},{i % 2}\n" for i in range(40)), ["--label-column", "y"],
                     "data, expected at least 2 features, so that a code of fewer can be learned. Received: data of 1 feature"),
     # Said of the budget as given (the run spends part of it before training, and keeps none back here).

@@ -465,7 +465,7 @@ def run_compare(args) -> int:
     writer = distributed.is_writer()
     with output_run(args, writer=writer) as run:
         data = read_input(args)
-        check_code_dim(args.code_dim, data.n_features)
+        check_code_dim(args.code_dim, data.n_features, name="--code-dim")
         recipe = args.recipe or default_recipe(data, args.time_budget)
         if writer:
             print(describe_input(data, f"code size {args.code_dim}; recipe {recipe}"), flush=True)
@@ -520,7 +520,7 @@ def run_sweep(args) -> int:
         from aepca.experiments.sweep import check_code_dims, sweep, write_sweep_outputs
 
         default_dims = [k for k in DEFAULT_CODE_DIMS if k < data.n_features] or [1]
-        code_dims = check_code_dims(args.code_dims or default_dims, data.n_features)
+        code_dims = check_code_dims(args.code_dims or default_dims, data.n_features, name="--code-dims")
         # The sweep's claim is "never worse than PCA", which the PCA-started recipe keeps.
         recipe = args.recipe or "fast"
         say(describe_input(data, f"code sizes {','.join(map(str, code_dims))}; recipe {recipe}"), flush=True)

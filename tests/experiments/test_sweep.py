@@ -104,7 +104,7 @@ def test_cli_sweep_rejects_code_sizes_of_at_least_the_feature_count(dataset, tmp
     np.savetxt(path, dataset.x_train, delimiter=",", header="a,b,c,d,e", comments="")
     status = main(["sweep", str(path), "--code-dims", "2,5", "--out", str(tmp_path / "run")])
     assert status == 2
-    assert "code_dim" in capsys.readouterr().err
+    assert "invalid value for --code-dims, expected integers from 1 to 4 (fewer than the 5 features)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

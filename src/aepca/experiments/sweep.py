@@ -66,15 +66,15 @@ class SweepResult:
         return {**self.header, "pca_test_mse_by_components": self.pca_test_mse_by_components, "rows": self.rows}
 
 
-def check_code_dims(code_dims, n_features: int) -> list[int]:
-    """Sorted, distinct code sizes, each from 1 to ``n_features - 1``."""
+def check_code_dims(code_dims, n_features: int, name: str = "code_dims") -> list[int]:
+    """Sorted, distinct code sizes, each from 1 to ``n_features - 1`` (``name`` words the error)."""
     dims = sorted(set(code_dims)) if isinstance(code_dims, (list, tuple, set, range, np.ndarray)) else None
     if not dims:
         raise invalid_value(
-            "code_dims", "a non-empty list of code sizes", f"code_dims={code_dims!r}", "Pass e.g. [1, 2, 5]."
+            name, "a non-empty list of code sizes", f"{name}={code_dims!r}", "Pass e.g. [1, 2, 5]."
         )
     for k in dims:
-        check_code_dim(k, n_features, name="code_dims", given=dims)
+        check_code_dim(k, n_features, name=name, given=dims)
     return [int(k) for k in dims]
 
 
