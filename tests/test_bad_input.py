@@ -67,7 +67,7 @@ CASES = {
                     "data, expected at least 2 features, so that a code of fewer can be learned. Received: data of 1 feature"),
     # Said of the budget as given (the run spends part of it before training, and keeps none back here).
     "budget too small": ("data.csv", HEADER + good_rows(), ["--label-column", "y", "--time-budget", "1s"],
-                         "this run needs besides training. Received: time_budget=1. Give the run a larger budget."),
+                         "this run needs besides training. Received: --time-budget 1s. Give the run a larger budget."),
     "unknown extension": ("data.xlsx", "whatever", [], ".csv"),
     "text named parquet": ("data.parquet", "this is not parquet\n", [], "data.parquet"),
     "truncated npz": ("data.npz", None, [], "data.npz"),

@@ -73,17 +73,19 @@ class StepTime(NamedTuple):
 
 
 class BudgetTooSmall(ValueError):
-    """A time budget that leaves no time to train: the run needs ``needed`` seconds besides training."""
+    """A time budget that leaves no time to train: the run needs ``needed`` seconds besides training. The
+    budget is named as Python's parameter, or as the command line's ``flag`` (``--time-budget``)."""
 
-    def __init__(self, budget: float, needed: float):
+    def __init__(self, budget: float, needed: float, flag: str | None = None):
         self.needed = needed
-        super().__init__(str(invalid_value("time_budget", f"more than the {needed:.0f} s this run needs besides training",
-                                           f"time_budget={budget:g}", "Give the run a larger budget.")))
+        name, given = ("time_budget", f"time_budget={budget:g}") if flag is None else (flag, f"{flag} {budget:g}s")
+        super().__init__(str(invalid_value(name, f"more than the {needed:.0f} s this run needs besides training",
+                                           given, "Give the run a larger budget.")))
 
-    def of_budget(self, budget: float, spent: float, share: float = 0.0) -> BudgetTooSmall:
+    def of_budget(self, budget: float, spent: float, share: float = 0.0, flag: str | None = None) -> BudgetTooSmall:
         """The same refusal said of the ``budget`` this one was cut from: ``spent`` seconds of it went
         before, and ``share`` of the rest was kept back."""
-        return BudgetTooSmall(budget, spent + self.needed / (1 - share))
+        return BudgetTooSmall(budget, spent + self.needed / (1 - share), flag)
 
 
 def plan(settings: dict, given: dict, *, n_rows: int, n_train: int, budget: float, elapsed, step_seconds,

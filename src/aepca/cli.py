@@ -454,7 +454,7 @@ def time_budget_left(args):
     try:
         yield None if args.time_budget is None else args.time_budget - spent
     except BudgetTooSmall as error:
-        raise error.of_budget(args.time_budget, spent) from None
+        raise error.of_budget(args.time_budget, spent, flag="--time-budget") from None
 
 
 def run_compare(args) -> int:
