@@ -253,7 +253,7 @@ BAD_FILES = [
      r"expected one of \['\.arrow', '\.csv', '\.feather', '\.ipc', '\.npy', '\.npz', '\.parquet', '\.tsv'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
     ("d.csv.zst", b"\x28\xb5\x2f\xfd", {}, ValueError,
      r"Received: 'd\.csv\.zst'\. Files are read .* decompress first \(unzstd d\.csv\.zst\) or save as Parquet"),
-    ("d.npy.gz", gzip.compress(npy_bytes(np.ones((3, 2)))), {}, ValueError,
+    ("d.npy.gz", gzip.compress(npy_bytes(np.ones((3, 2))), mtime=0), {}, ValueError,  # dated: ids equal on every worker
      r"Received: 'd\.npy\.gz'\. .*decompress first \(gunzip -k d\.npy\.gz\)"),
     ("d.csv.gz", b"\x1f\x8b\x08\x00", {}, ValueError,
      r"d\.csv\.gz is not a readable \.gz-compressed file \(.*\); it may be truncated or corrupt\. Check the file, or "
