@@ -45,8 +45,6 @@ from aepca.validation import as_image_shape, describe_names, invalid_value
 EXTENSIONS = (".arrow", ".csv", ".feather", ".ipc", ".npy", ".npz", ".parquet", ".tsv")
 # Compressed files, named with the command that decompresses each beside it.
 DECOMPRESSORS = {".gz": "gunzip -k", ".bz2": "bunzip2 -k", ".xz": "unxz -k", ".zst": "unzstd", ".zip": "unzip"}
-# Compressed CSV and TSV files (x.csv.gz) read as their text, decompressed by the standard library.
-DECOMPRESS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": None}  # .zip: its one member
 # Image files Pillow reads: one row each (ImagesPart).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 # Image files decoded at a time (a native block), and the modes read as greyscale (1, 8 or 16
@@ -518,9 +516,10 @@ class _CsvPart(Part):
     def __init__(self, path: Path, no_header: bool | None, block_rows: int):
         self.path, self.where = path, str(path)
         # What is read: the file, or a compressed one's text, decompressed once (compression has no block offsets).
-        self._file = decompressed(path) if path.suffix.lower() in DECOMPRESS else path
+        compressed = path.suffix.lower() in DECOMPRESS
+        self._file = decompressed(path) if compressed else path
         self._layout = _csv_layout(self._file, no_header, self.where)
-        unpacked = (f"decompressed ({path.suffix.lower()}) into a temporary file, read from there",) if self._file != path else ()
+        unpacked = (f"decompressed ({path.suffix.lower()}) into a temporary file, read from there",) if compressed else ()
         self.notes = unpacked + self._layout.notes
         head = self._parse(self._file, self.where, header=self._layout.header, nrows=0 if self._layout.header else 1)
         self.names = tuple(str(c) if self._layout.header else f"x{c}" for c in head.columns)
@@ -877,6 +876,22 @@ def check_same_columns(first: Part, part: Part, fix: str) -> None:
         raise ValueError(f"{part.where} has other columns than {first.where}: {'; '.join(changes)}. {fix}")
 
 
+@contextlib.contextmanager
+def _zip_member(path: Path, mode: str = "rb"):
+    """The one file of a .zip archive, as a binary stream (opened as ``gzip.open`` opens a .gz file)."""
+    with zipfile.ZipFile(path) as archive:
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if len(members) != 1:
+            raise ValueError(f"{path} holds {len(members)} files, expected one CSV file. Unzip it (unzip {path.name}) "
+                             "and point to the files.")
+        with archive.open(members[0], mode[0]) as text:
+            yield text
+
+
+# Compressed CSV and TSV files (x.csv.gz) read as their text: the opener of each, from the standard library.
+DECOMPRESS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": _zip_member}
+
+
 def decompress_fix(target: str, suffix: str) -> str:
     """What to do with compressed files (``target``: a name or a pattern; ``suffix`` a key of DECOMPRESSORS)."""
     return (f"Files are read a block at a time from any offset, which compression does not allow: decompress first "
@@ -907,7 +922,7 @@ def decompressed(path: Path) -> Path:
             target = Path(name)
             atexit.register(remove, target)
             try:
-                with os.fdopen(handle, "wb") as out, _compressed_text(path) as text:
+                with os.fdopen(handle, "wb") as out, DECOMPRESS[path.suffix.lower()](path, "rb") as text:
                     shutil.copyfileobj(text, out, 1 << 20)
             except BaseException as error:
                 remove(target)  # nothing half-written is left
@@ -920,23 +935,6 @@ def decompressed(path: Path) -> Path:
                 raise
             _DECOMPRESSED[key] = target
         return _DECOMPRESSED[key]
-
-
-@contextlib.contextmanager
-def _compressed_text(path: Path):
-    """A binary stream of the text the compressed ``path`` holds (a .zip archive: its one file)."""
-    opener = DECOMPRESS[path.suffix.lower()]
-    if opener is not None:
-        with opener(path, "rb") as text:
-            yield text
-        return
-    with zipfile.ZipFile(path) as archive:
-        members = [info for info in archive.infolist() if not info.is_dir()]
-        if len(members) != 1:
-            raise ValueError(f"{path} holds {len(members)} files, expected one CSV file. Unzip it (unzip {path.name}) "
-                             "and point to the files.")
-        with archive.open(members[0]) as text:
-            yield text
 
 
 def check_exists(path) -> None:
