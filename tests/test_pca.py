@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA as SkPCA
 from threadpoolctl import threadpool_limits
 
@@ -555,9 +556,10 @@ def test_one_row_is_refused():
         PCA(n_components=2).fit(np.ones((1, 5)))
 
 
-@pytest.mark.parametrize("n_components", [0, -1, 1.5])
+@pytest.mark.parametrize("n_components", [0, -1, 1.0, 1.5, "mle"])
 def test_invalid_n_components_is_refused(n_components):
-    with pytest.raises(ValueError, match=r"'n_components' parameter of PCA must be an int in the range \[1, inf\)"):
+    with pytest.raises(ValueError, match=r"'n_components' parameter of PCA must be an int in the range \[1, inf\), "
+                                         r"a float in the range \(0.0, 1.0\) or None"):
         PCA(n_components=n_components).fit(np.random.default_rng(0).random((20, 5)))
 
 
@@ -575,6 +577,24 @@ def test_feature_count_mismatch_and_bad_codes():
         pca.inverse_transform(np.ones((3, 3)))
 
 
+
+
+@pytest.mark.parametrize("shape", [(1797, 64), (6, 20)])
+@pytest.mark.parametrize("n_components", [0.5, 0.9, 0.999, None])
+def test_a_fraction_of_variance_or_none_keeps_as_many_directions_as_sklearn(shape, n_components):
+    X = load_digits().data[: shape[0], : shape[1]]
+    ours, theirs = PCA(n_components).fit(X), SkPCA(n_components, svd_solver="full").fit(X)
+    assert ours.n_components_ == theirs.n_components_
+    k = ours.n_components_
+    assert ours.components_.shape == (k, shape[1]) and ours.transform(X).shape == (len(X), k)
+    assert len(ours.explained_variance_ratio_) == k and ours.get_feature_names_out()[-1] == f"pca{k - 1}"
+    if n_components is not None:
+        ratios = ours.all_explained_variance_ / ours.all_explained_variance_.sum()
+        assert ratios[: k - 1].sum() <= n_components < ratios[:k].sum()
+
+
+def test_a_fraction_of_rows_of_no_variance_keeps_one_direction():
+    assert PCA(0.9).fit(np.ones((10, 3))).n_components_ == 1
 
 
 def test_feature_names_out():

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, RealNotInt
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aepca.data.columns import ColumnSpec
@@ -310,20 +310,38 @@ def _accumulated(n_features: int, batches: Iterable[np.ndarray], X) -> ScatterAc
 
 
 class _Eigen(NamedTuple):
-    """Every principal direction (rows, by decreasing variance) and its variance, with the mean."""
+    """Every principal direction (rows, by decreasing variance) and its variance, with the mean,
+    and how many directions are kept (``n_components``'s count)."""
 
     mean: np.ndarray
     directions: np.ndarray
     variances: np.ndarray
+    kept: int
 
 
-def _solve(accumulator: ScatterAccumulator, n_components: int) -> _Eigen:
-    """Every direction of the rows seen, at least ``n_components`` of them."""
+def _kept(n_components, variances: np.ndarray) -> int:
+    """The directions ``n_components`` keeps: that many, all of them (None), or as scikit-learn's PCA
+    reads a fraction, the fewest whose variance exceeds that fraction of the total."""
+    if n_components is None or isinstance(n_components, Integral):
+        return len(variances) if n_components is None else int(n_components)
+    total = variances.sum()
+    if total <= 0:
+        return 1
+    return min(int(np.searchsorted(np.cumsum(variances) / total, n_components, side="right")) + 1, len(variances))
+
+
+def _solve(accumulator: ScatterAccumulator, n_components) -> _Eigen:
+    """Every direction of the rows seen, and at least as many as ``n_components`` asks for (None: as
+    many as the smaller of rows and features, as scikit-learn's PCA keeps)."""
+    if isinstance(n_components, Integral):
+        count = n_components
+    else:  # a fraction is reached within the directions of nonzero variance
+        count = min(accumulator.n, accumulator.n_features) if n_components is None else 1
     rows = accumulator.held_rows
     if rows is not None:
         # No more rows than features: the directions from the n x n Gram matrix of the centred rows,
         # whose nonzero eigenvalues are the d x d scatter's (faster than the rows' SVD, docs/pca.md),
-        # those of nonzero variance, then zero-variance ones orthogonal to them up to n_components.
+        # those of nonzero variance, then zero-variance ones orthogonal to them up to count.
         mean = rows.mean(axis=0)
         centred = rows - mean
         gram_values, gram_vectors = np.linalg.eigh(centred @ centred.T)
@@ -335,7 +353,7 @@ def _solve(accumulator: ScatterAccumulator, n_components: int) -> _Eigen:
         # Orthonormal to rounding only where the variance is far below the largest: made so in their
         # order by one Cholesky QR step (BLAS-3, unlike Householder's, on these nearly orthonormal rows).
         directions = np.linalg.inv(np.linalg.cholesky(directions @ directions.T)) @ directions
-        directions = _completed(directions, n_components)
+        directions = _completed(directions, count)
         eigenvalues = np.zeros(len(directions))
         eigenvalues[: kept.sum()] = gram_values[kept] / max(len(rows) - 1, 1)
     else:
@@ -349,7 +367,7 @@ def _solve(accumulator: ScatterAccumulator, n_components: int) -> _Eigen:
     # Deterministic signs: the largest-magnitude loading of each direction is positive.
     signs = np.sign(directions[np.arange(len(directions)), np.argmax(np.abs(directions), axis=1)])
     directions *= signs[:, None]
-    return _Eigen(mean, directions, eigenvalues)
+    return _Eigen(mean, directions, eigenvalues, _kept(n_components, eigenvalues))
 
 
 def _completed(directions: np.ndarray, count: int) -> np.ndarray:
@@ -371,8 +389,11 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int, default=2
-        Number of principal directions kept by ``transform``. All directions
+    n_components : int, float in (0, 1) or None, default=2
+        Number of principal directions kept by ``transform``; a fraction keeps
+        the fewest directions whose variance exceeds that fraction of the
+        total, and None as many as the smaller of rows and features (both as
+        in scikit-learn's PCA; the count is ``n_components_``). All directions
         are learned, so reconstruction errors for every code size are
         available from :meth:`mse_by_components` at no extra cost.
     batch_size : int, default=2048
@@ -395,6 +416,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     explained_variance_ : ndarray of shape (n_components,)
     explained_variance_ratio_ : ndarray of shape (n_components,)
     mean_ : ndarray of shape (n_features,)
+    n_components_ : int
     all_components_ : ndarray of shape (n_directions, n_features)
         Every principal direction, by decreasing variance: ``n_features`` of them, or on a wide
         table (no more rows than features) those of nonzero variance (fewer than the rows), and
@@ -408,7 +430,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "sample_rows": [Interval(Integral, 2, None, closed="left"), None],
     }
@@ -530,7 +552,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             )
 
     def _check_n_components(self, n_features: int) -> None:
-        if self.n_components > n_features:
+        if isinstance(self.n_components, Integral) and self.n_components > n_features:
             raise invalid_value("n_components", f"at most the number of features ({n_features})",
                                 f"n_components={self.n_components}")
 
@@ -558,7 +580,6 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._eigen = None  # solved on first reading
         self.n_samples_seen_ = accumulator.n
         self.n_features_in_ = accumulator.n_features
-        self._n_features_out = self.n_components
 
     def _solved(self) -> _Eigen:
         """The eigen-solution of the statistics so far, computed once per new data."""
@@ -566,6 +587,12 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if self._eigen is None:
             self._eigen = _solve(self._accumulator, self.n_components)
         return self._eigen
+
+    @property
+    def n_components_(self) -> int:
+        return self._solved().kept
+
+    _n_features_out = n_components_  # the count scikit-learn's get_feature_names_out reads
 
     @property
     def mean_(self) -> np.ndarray:
