@@ -179,6 +179,21 @@ def test_a_folder_given_as_the_output_is_refused_as_a_folder(run, capsys):
     assert f"--out {folder} is a folder; name a file, e.g. {folder / 'codes.parquet'}" in capsys.readouterr().err
 
 
+def test_an_output_under_a_file_is_refused_before_the_model_is_read(run, capsys):
+    folder, _, _ = run
+    blocker = folder / "file.txt"
+    blocker.write_text("a file, not a folder")
+    out = blocker / "codes.csv"
+    assert main(["encode", str(folder / "no-model"), str(folder / "table.csv"), "--out", str(out)]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"aepca: error: --out {out}: {blocker} is a file, not a folder; choose another path."
+
+
+def test_an_encode_that_fails_on_its_data_makes_no_output_folders(run, capsys):
+    folder, _, out = run
+    assert main(["encode", str(out / "model"), str(folder / "missing.csv"), "--out", str(folder / "new" / "codes.csv")]) == EXIT_USAGE
+    assert "missing.csv" in capsys.readouterr().err and not (folder / "new").exists()
+
+
 def test_what_a_killed_encode_left_is_removed_by_the_next(run):
     folder, _, out = run
     left = folder / f".after-kill.parquet.tmp-{dead_pid()}@{socket.gethostname()}-abcd1234"

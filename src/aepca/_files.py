@@ -27,6 +27,21 @@ from pathlib import Path
 _LEFTOVER = re.compile(r"^\..+\.tmp-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]+$")
 
 
+def check_can_write(path, named: str) -> Path:
+    """The nearest existing folder at or above ``path``, checked now to take new files, so that a path
+    that cannot be written stops a command before its work; ``named`` is how errors name the path."""
+    path = Path(path)
+    base = next((candidate for candidate in (path, *path.parents) if candidate.exists()), Path("."))
+    if not base.is_dir():
+        raise NotADirectoryError(f"{named}: {base} is a file, not a folder; choose another path.")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as error:
+        raise PermissionError(f"{named} is not writable ({error.strerror}); choose a folder you can write to.") from None
+    return base
+
+
 def _temp_prefix(path: Path) -> str:
     """The prefix of a temporary name beside ``path``; makes its folder and clears what killed writers left."""
     path.parent.mkdir(parents=True, exist_ok=True)

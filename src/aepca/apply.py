@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aepca._files import staging_folder
+from aepca._files import check_can_write, staging_folder
 from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
 from aepca.validation import describe_names, invalid_value, plural
@@ -101,7 +101,7 @@ def check_output(out, *, overwrite: bool) -> Path:
         )
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {out} already exists; pass --overwrite to replace it, or choose another name.")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_can_write(out.parent, f"--out {out}")
     return out
 
 

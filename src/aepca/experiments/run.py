@@ -26,10 +26,10 @@ import contextlib
 import json
 import os
 import socket
-import tempfile
 from pathlib import Path
 
 from aepca._files import (
+    check_can_write,
     move_into_place,
     remove,
     remove_leftovers,
@@ -57,13 +57,6 @@ class Interrupted(KeyboardInterrupt):
 
 
 # Checks before any work ----------------------------------------------------------------------
-def _existing_ancestor(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path(".")
-
-
 def _results_in(out: Path) -> list[str]:
     return [name for name in RESULT_FILES if (out / name).exists()]
 
@@ -80,15 +73,7 @@ def check_writable(out, *, overwrite: bool = True) -> Path:
             f"--out {out} already holds a run ({', '.join(earlier)}); pass --overwrite to replace it, "
             "or choose another --out."
         )
-    base = _existing_ancestor(out)
-    if not base.is_dir():
-        raise NotADirectoryError(f"--out {out}: {base} is a file, not a folder; choose another path.")
-    try:
-        with tempfile.TemporaryFile(dir=base):
-            pass
-    except OSError as error:
-        raise PermissionError(f"--out {out} is not writable ({error.strerror}); choose a folder you can write to.") from None
-    return base
+    return check_can_write(out, f"--out {out}")
 
 
 # The lock --------------------------------------------------------------------------------------
