@@ -85,3 +85,7 @@ def test_saving_replaces_a_model_folder_but_never_a_folder_of_other_files_or_a_f
     with pytest.raises(ValueError, match=r"Received: .*notes\.txt, a file\."):
         model.save(notes)
     assert os.listdir(notes.parent) == ["notes.txt"] and notes.read_text() == "kept"
+    # A folder under a file: named as given, not by a temporary name, and nothing is written.
+    with pytest.raises(NotADirectoryError, match=r"^path .*notes\.txt/model: .*notes\.txt is a file, not a folder; choose another path\.$"):
+        model.save(notes / "model")
+    assert os.listdir(notes.parent) == ["notes.txt"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from aepca import __version__
-from aepca._files import remove, replace_dir, staging_folder
+from aepca._files import check_can_write, remove, replace_dir, staging_folder
 from aepca._keras import keras
 from aepca.data.columns import ColumnSpec
 from aepca.models import weights_of
@@ -67,6 +67,7 @@ def _check_replaceable(path: Path) -> None:
         raise invalid_value("path", f"a new or empty folder, or a model folder to replace (only {MODEL_FILE} and {METADATA_FILE})",
                             f"{path}, which holds {describe_names(others)}",
                             "Choose another folder: saving replaces the whole folder.")
+    check_can_write(path.parent, f"path {path}")
 
 
 def read_model_folder(path) -> tuple:
