@@ -32,6 +32,7 @@ def write(path: Path, content) -> Path:
         path.write_text(content)
     elif isinstance(content, pd.DataFrame):
         {".csv": lambda: content.to_csv(path, index=False), ".feather": lambda: content.to_feather(path),
+         ".jsonl": lambda: content.to_json(path, orient="records", lines=True),
          ".arrow": lambda: _arrow_stream(path, pa.Table.from_pandas(content, preserve_index=False))}.get(
             path.suffix, lambda: content.to_parquet(path))()
     elif isinstance(content, dict):
@@ -114,13 +115,33 @@ def test_a_compressed_csv_gives_the_rows_of_the_csv(tmp_path, suffix):
     np.testing.assert_array_equal(np.concatenate([source.read(k) for k in range(source.n_blocks)]), plain.features)
 
 
-@pytest.mark.parametrize("name", ["d.parquet", "d.feather", "d.arrow"])
-def test_parquet_and_arrow_files_match_csv(tmp_path, name):
+@pytest.mark.parametrize("name", ["d.parquet", "d.feather", "d.arrow", "d.jsonl"])
+def test_parquet_arrow_and_json_lines_files_match_csv(tmp_path, name):
     table = read_table(write(tmp_path / name, FRAME), label_column="label")
     csv = read_table(write(tmp_path / "d.csv", FRAME), label_column="label")
     np.testing.assert_array_equal(table.features, csv.features)
     assert table.feature_names == csv.feature_names == ("a", "b")
     assert list(table.labels) == list(csv.labels)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_json_lines_read_lists_absent_keys_and_blank_lines_alike_whole_and_in_blocks(tmp_path, suffix):
+    """An embedding store's lines: an id, a list column, a key absent from some lines (a missing value)."""
+    lines = [f'{{"id": "doc{i}", "emb": [{i}, {i % 3}.5], "w": {i % 4}}}' if i % 5 else f'{{"id": "doc{i}", "emb": [{i}, 0]}}'
+             for i in range(40)]
+    text = "\n".join(lines[:20]) + "\n\n  \n" + "\n".join(lines[20:]) + "\n"
+    path = tmp_path / f"d.jsonl{suffix}"
+    path.write_bytes(gzip.compress(text.encode(), mtime=0) if suffix else text.encode())
+    expected = np.array([[i, i % 3 + 0.5, i % 4] if i % 5 else [i, 0, np.nan] for i in range(40)], np.float32)
+    table = read_table(path, id_column="id", impute="mean")
+    assert table.feature_names == ("emb[0]", "emb[1]", "w") and list(table.ids) == [f"doc{i}" for i in range(40)]
+    np.testing.assert_array_equal(table.features[:, :2], expected[:, :2])
+    source = open_source(path, id_column="id", drop_columns="w", block_rows=16)
+    assert list(source.block_sizes) == [16, 16, 8]
+    np.testing.assert_array_equal(np.concatenate([source.read(k) for k in range(source.n_blocks)]), expected[:, :2])
+    # A key absent from every line of a block is missing there too (streamed rows are read as they are).
+    with pytest.raises(ValueError, match=r"\(rows 1-1\) holds 1 missing, infinite or huge value .* column 'w'"):
+        open_source(path, id_column="id", block_rows=1).read(0)
 
 
 def test_an_arrow_stream_of_categorical_labels_reads_them(tmp_path):
@@ -208,7 +229,7 @@ def test_constant_columns_are_kept_and_counted(tmp_path):
     assert "constant_columns" not in load_user_data(write(tmp_path / "ten.csv", TEN)).notes
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".npy", ".npz"])
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet", ".npy", ".npz"])
 def test_column_options_read_every_format_alike(tmp_path, suffix):
     frame = pd.DataFrame({"key": [7, 3, 9, 1, 5], "a": [0.5, 1.5, 2.0, 3.5, 1.0], "b": [4, 2, 2, 1, 3],
                           "c": [9.0, 8.5, 7.0, 1.5, 2.5], "kind": ["x", "y", "x", "y", "z"]})
@@ -217,6 +238,8 @@ def test_column_options_read_every_format_alike(tmp_path, suffix):
         frame.to_csv(path, index=False, sep="," if suffix == ".csv" else "\t")
     elif suffix == ".parquet":
         frame.to_parquet(path, index=False)
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
     else:
         records = frame.to_records(index=False).astype([("key", "i8"), ("a", "f8"), ("b", "i8"), ("c", "f8"), ("kind", "U1")])
         np.save(path, records) if suffix == ".npy" else np.savez(path, x=records)
@@ -250,7 +273,7 @@ def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
 
 BAD_FILES = [
     ("d.txt", "a,b\n1,2\n", {}, ValueError,
-     r"expected one of \['\.arrow', '\.csv', '\.feather', '\.ipc', '\.npy', '\.npz', '\.parquet', '\.tsv'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
+     r"expected one of \['\.arrow', '\.csv', '\.feather', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
     ("d.csv.zst", b"\x28\xb5\x2f\xfd", {}, ValueError,
      r"Received: 'd\.csv\.zst'\. Files are read .* decompress first \(unzstd d\.csv\.zst\) or save as Parquet"),
     ("d.npy.gz", gzip.compress(npy_bytes(np.ones((3, 2))), mtime=0), {}, ValueError,  # dated: ids equal on every worker
@@ -259,8 +282,13 @@ BAD_FILES = [
      r"d\.csv\.gz is not a readable \.gz-compressed file \(.*\); it may be truncated or corrupt\. Check the file, or "
      r"decompress it yourself \(gunzip -k d\.csv\.gz\)\."),
     ("d.csv.zip", _zip_of(a="a,b\n1,2\n", b="a,b\n3,4\n"), {}, ValueError,
-     r"d\.csv\.zip holds 2 files, expected one CSV file\. Unzip it"),
+     r"d\.csv\.zip holds 2 files, expected one data file\. Unzip it"),
     ("d.csv", b"", {}, ValueError, r"d\.csv is empty \(0 bytes\)"),
+    ("d.jsonl", '{"a": 1, "b": 2}\n{"a": 3, "b": \n', {}, ValueError,
+     r"d\.jsonl is not a readable JSON Lines file \(JSON parse error: .*\); it may be truncated or corrupt\. "
+     r"Write one JSON object per line, e\.g\. \{\"id\": 7, \"embedding\": \[0\.1, 0\.2\]\}\.$"),
+    ("d.jsonl", "[1, 2]\n[3, 4]\n[5, 6]\n", {}, ValueError, r"d\.jsonl is not a readable JSON Lines file .* Write one JSON object per line"),
+    ("d.jsonl", "\n \n", {}, ValueError, r"d\.jsonl holds no JSON objects\. Write one JSON object per line"),
     ("d.csv", "\n\n", {}, ValueError, r"no header row"),
     ("d.csv", "a,b\n", {}, ValueError, r"has 0 rows, expected at least 3"),
     ("d.csv", "a,b\n1,2\n3,4\n", {}, ValueError, r"has 2 rows, expected at least 3"),

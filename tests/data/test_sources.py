@@ -537,7 +537,7 @@ def test_a_missing_path_names_it(tmp_path):
 
 def test_an_empty_folder_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"No \.parquet, \.arrow, \.npy, \.csv or image file in the folder .*empty"):
+    with pytest.raises(ValueError, match=r"No \.parquet, \.arrow, \.npy, \.csv, \.jsonl or image file in the folder .*empty"):
         open_source(tmp_path / "empty")
 
 

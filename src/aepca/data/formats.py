@@ -1,8 +1,8 @@
-"""One reader per data format: CSV / TSV, NumPy ``.npy`` / ``.npz``, Parquet, Arrow IPC (Feather), image
-files, and arrays and tables in memory.
+"""One reader per data format: CSV / TSV, JSON Lines, NumPy ``.npy`` / ``.npz``, Parquet, Arrow IPC (Feather),
+image files, and arrays and tables in memory.
 
 Each opens as a :class:`Part`: its source columns in order (list columns unexpanded) and its rows in native
-blocks (a Parquet row group, Arrow record batches, a run of CSV lines or of image files, a slice of an array;
+blocks (a Parquet row group, Arrow record batches, a run of CSV or JSON lines or of image files, a slice of an array;
 an ``.npz`` archive is loaded whole, as NumPy cannot map a member of a zip), each read as a raw table: a 2-D
 numeric array, a pandas DataFrame or a pyarrow Table. Every problem with a file is one line naming the file,
 the rule and the fix.
@@ -42,7 +42,9 @@ from aepca._files import remove
 from aepca.data.columns import arrow_columns, check_unique_names, to_frame
 from aepca.validation import as_image_shape, describe_names, invalid_value
 
-EXTENSIONS = (".arrow", ".csv", ".feather", ".ipc", ".npy", ".npz", ".parquet", ".tsv")
+EXTENSIONS = (".arrow", ".csv", ".feather", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet", ".tsv")
+# Text formats, read also compressed (x.csv.gz): their text is decompressed once (see decompressed).
+TEXT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson")
 # Compressed files, named with the command that decompresses each beside it.
 DECOMPRESSORS = {".gz": "gunzip -k", ".bz2": "bunzip2 -k", ".xz": "unxz -k", ".zst": "unzstd", ".zip": "unzip"}
 # Image files Pillow reads: one row each (ImagesPart).
@@ -468,10 +470,12 @@ def _csv_errors(where):
         raise _corrupt(where, "CSV", err, fix) from None
 
 
-def _index_lines(path: Path, block_rows: int, header: bool, tab: bool) -> tuple[np.ndarray, np.ndarray]:
+def _index_lines(path: Path, block_rows: int, header: bool, tab: bool, quoted_fields: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """The byte offset where each block of ``block_rows`` records starts, and each block's records, in one
-    pass over the file. A record ends at a newline outside double quotes; records of whitespace only are
-    skipped, as pandas skips them; with ``header`` the first record is the header."""
+    pass over the file. A record ends at a newline outside double quotes (at every newline without
+    ``quoted_fields``: JSON escapes its strings' newlines); records of whitespace only are skipped, as pandas
+    and pyarrow skip them; with ``header`` the first record is the header."""
     blank = np.zeros(256, bool)
     blank[[ord(" "), ord("\r"), ord("\n")] + ([] if tab else [ord("\t")])] = True
     starts, n_records, skip = [], 0, int(header)
@@ -488,7 +492,7 @@ def _index_lines(path: Path, block_rows: int, header: bool, tab: bool) -> tuple[
         while chunk := fh.read(_INDEX_BYTES):
             buf = np.frombuffer(chunk, np.uint8)
             ends = buf == ord("\n")
-            if quoted or b'"' in chunk:
+            if quoted_fields and (quoted or b'"' in chunk):
                 parity = (np.cumsum(buf == ord('"'), dtype=np.int32) + quoted) & 1
                 ends &= parity == 0
                 quoted = int(parity[-1])
@@ -507,6 +511,25 @@ def _index_lines(path: Path, block_rows: int, header: bool, tab: bool) -> tuple[
     return np.array(starts, np.int64), np.array(_slices(n_records, block_rows), np.int64)
 
 
+def _text_file(path: Path) -> tuple[Path, tuple[str, ...]]:
+    """The file a text format is read from: ``path``, or a compressed file's text, decompressed once
+    (compression has no block offsets), with the note that says so."""
+    if path.suffix.lower() not in DECOMPRESS:
+        return path, ()
+    return decompressed(path), (f"decompressed ({path.suffix.lower()}) into a temporary file, read from there",)
+
+
+def _lines(part, k: int) -> tuple[bytes, str]:
+    """The bytes of block ``k`` of a text part (its ``_file``, blocks of ``_step`` records at the offsets of
+    its ``_index``), and how messages name its rows."""
+    starts, sizes = part._index
+    with open(part._file, "rb") as fh:
+        fh.seek(starts[k])
+        data = fh.read(starts[k + 1] - starts[k] if k + 1 < len(starts) else -1)
+    first = k * part._step
+    return data, f"{part.path} (rows {first + 1}-{first + sizes[k]})"
+
+
 class _CsvPart(Part):
     """A CSV or TSV file, or a compressed one's text; a block is ``block_rows`` records parsed by pandas from
     their byte range."""
@@ -515,11 +538,8 @@ class _CsvPart(Part):
 
     def __init__(self, path: Path, no_header: bool | None, block_rows: int):
         self.path, self.where = path, str(path)
-        # What is read: the file, or a compressed one's text, decompressed once (compression has no block offsets).
-        compressed = path.suffix.lower() in DECOMPRESS
-        self._file = decompressed(path) if compressed else path
+        self._file, unpacked = _text_file(path)
         self._layout = _csv_layout(self._file, no_header, self.where)
-        unpacked = (f"decompressed ({path.suffix.lower()}) into a temporary file, read from there",) if compressed else ()
         self.notes = unpacked + self._layout.notes
         head = self._parse(self._file, self.where, header=self._layout.header, nrows=0 if self._layout.header else 1)
         self.names = tuple(str(c) if self._layout.header else f"x{c}" for c in head.columns)
@@ -554,12 +574,8 @@ class _CsvPart(Part):
         return self._index[1]
 
     def block(self, k: int, columns=None) -> pd.DataFrame:
-        starts, sizes = self._index
-        with open(self._file, "rb") as fh:
-            fh.seek(starts[k])
-            data = fh.read(starts[k + 1] - starts[k] if k + 1 < len(starts) else -1)
-        first = k * self._step
-        where = f"{self.path} (rows {first + 1}-{first + sizes[k]})"
+        sizes = self.sizes
+        data, where = _lines(self, k)
         wanted = set(self.names if columns is None else columns)
         positions = [i for i, name in enumerate(self.names) if name in wanted]
         frame = self._parse(io.BytesIO(data), where, header=False, usecols=positions)
@@ -575,7 +591,7 @@ class _CsvPart(Part):
         return frame
 
 
-# --- Parquet (and what Arrow files share with it) ----------------------------------------------------
+# --- Parquet, JSON Lines (and what Arrow files share with them) ------------------------------------------
 
 
 def _needs(module: str, package: str, what: str, install: str):
@@ -653,6 +669,67 @@ class _ParquetPart(_ArrowSchemaPart):
     def whole(self):
         with _arrow_errors(self.path, "Parquet"):
             return self._pq.read_table(self.path)
+
+
+class _JsonLinesPart(_ArrowSchemaPart):
+    """A JSON Lines file (``.jsonl``, ``.ndjson``, or a compressed one's text): an object per line, its keys
+    the columns (an array is a list column, as embedding stores write them). The columns are the keys of
+    the first lines; a block is ``block_rows`` lines parsed by pyarrow from their byte range, a key absent
+    from a line a missing value."""
+
+    kind = "jsonl"
+    _FIX = 'Write one JSON object per line, e.g. {"id": 7, "embedding": [0.1, 0.2]}.'
+    # Lines read to learn the columns; bytes pyarrow parses at a time (a line may not be longer).
+    _HEAD_LINES = 100
+    _PARSE_BYTES = 64 * 2**20
+
+    def __init__(self, path: Path, block_rows: int):
+        self.path, self.where = path, str(path)
+        self._json = _pyarrow(path, "pyarrow.json")
+        self._file, self.notes = _text_file(path)
+        with open(self._file, "rb") as fh:
+            head = self._parse(b"".join(line for _, line in zip(range(self._HEAD_LINES), fh)), self.where)
+        if head.num_rows == 0:
+            raise ValueError(f"{path} holds no JSON objects. {self._FIX}")
+        self._schema = head.schema
+        self.names = arrow_columns(self._schema, self.where)
+        self.schema = [f"{name}: {self._schema.field(name).type}" for name in self.names]
+        # A row's values: a list column counts its longest list in the first lines.
+        pc = _pyarrow(path, "pyarrow.compute")
+        width = sum(int(pc.max(pc.list_value_length(head[name])).as_py() or 1) if self.cells[name] else 1
+                    for name in self.names)
+        self._step = rows_within(block_rows, width)
+
+    def _parse(self, data: bytes, where):
+        pa = _pyarrow(self.path)
+        with _read_errors(where, "JSON Lines", self._FIX, (pa.ArrowException, *_CORRUPT_ERRORS)):
+            options = self._json.ReadOptions(block_size=self._PARSE_BYTES)
+            return self._json.read_json(pa.py_buffer(data), read_options=options)
+
+    def _columns(self, table, columns):
+        """``columns`` of ``table`` (None: every column of the file), a key absent from all its lines as nulls."""
+        pa = _pyarrow(self.path)
+        names = self.names if columns is None else list(columns)
+        return pa.table({name: table[name] if name in table.column_names
+                         else pa.nulls(table.num_rows, self._schema.field(name).type) for name in names})
+
+    @functools.cached_property
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        return _index_lines(self._file, self._step, header=False, tab=False, quoted_fields=False)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return self._index[1]
+
+    def block(self, k: int, columns=None):
+        data, where = _lines(self, k)
+        table = self._parse(data, where)
+        if table.num_rows != self.sizes[k]:
+            raise ValueError(f"{where}: {table.num_rows} objects parsed where {self.sizes[k]} lines were counted. {self._FIX}")
+        return self._columns(table, columns)
+
+    def whole(self):
+        return self._columns(self._parse(self._file.read_bytes(), self.where), None)
 
 
 # --- Arrow IPC (Feather) -------------------------------------------------------------------------------
@@ -882,13 +959,13 @@ def _zip_member(path: Path, mode: str = "rb"):
     with zipfile.ZipFile(path) as archive:
         members = [info for info in archive.infolist() if not info.is_dir()]
         if len(members) != 1:
-            raise ValueError(f"{path} holds {len(members)} files, expected one CSV file. Unzip it (unzip {path.name}) "
+            raise ValueError(f"{path} holds {len(members)} files, expected one data file. Unzip it (unzip {path.name}) "
                              "and point to the files.")
         with archive.open(members[0], mode[0]) as text:
             yield text
 
 
-# Compressed CSV and TSV files (x.csv.gz) read as their text: the opener of each, from the standard library.
+# Compressed text files (x.csv.gz, x.jsonl.gz) read as their text: the opener of each, from the standard library.
 DECOMPRESS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": _zip_member}
 
 
@@ -896,14 +973,14 @@ def decompress_fix(target: str, suffix: str) -> str:
     """What to do with compressed files (``target``: a name or a pattern; ``suffix`` a key of DECOMPRESSORS)."""
     return (f"Files are read a block at a time from any offset, which compression does not allow: decompress first "
             f"({DECOMPRESSORS[suffix]} {target}) or save as Parquet (compressed, read by blocks); a CSV compressed "
-            f"by {', '.join(DECOMPRESS)} (x.csv.gz) is read as it is.")
+            f"by {', '.join(DECOMPRESS)} (x.csv.gz) or a JSON Lines file so compressed is read as it is.")
 
 
 def format_suffix(path) -> str:
     """The suffix that names the format of ``path``, lower case: ``.csv`` for a compressed CSV (``x.csv.gz``)."""
     path = Path(path)
     inner = Path(path.stem).suffix.lower()
-    return inner if path.suffix.lower() in DECOMPRESS and inner in (".csv", ".tsv") else path.suffix.lower()
+    return inner if path.suffix.lower() in DECOMPRESS and inner in TEXT_EXTENSIONS else path.suffix.lower()
 
 
 # Compressed files decompressed by this process: {(path, size, time): the temporary file}, removed at exit.
@@ -912,7 +989,7 @@ _DECOMPRESSING = threading.Lock()
 
 
 def decompressed(path: Path) -> Path:
-    """The text of the compressed CSV ``path``, decompressed into a temporary file once per process (each
+    """The text of the compressed text file ``path``, decompressed into a temporary file once per process (each
     block is then read from its offset there); the file goes at exit."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
@@ -950,7 +1027,7 @@ def _check_path(path) -> Path:
     if path.is_dir():
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(EXTENSIONS)}).")
     if format_suffix(path) not in EXTENSIONS + IMAGE_EXTENSIONS:
-        fix = "Convert the file to CSV (with a header row), .npy, .npz, Parquet, Arrow (Feather) or an image format."
+        fix = "Convert the file to CSV (with a header row), JSON Lines, .npy, .npz, Parquet, Arrow (Feather) or an image format."
         if path.suffix.lower() in DECOMPRESSORS:
             fix = decompress_fix(path.name, path.suffix.lower())
         raise invalid_value("the file extension", f"one of {list(EXTENSIONS)} or an image's ({', '.join(IMAGE_EXTENSIONS)})",
@@ -964,8 +1041,8 @@ def _check_path(path) -> Path:
 
 def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None,
               image_shape: tuple | None = None, split: str | None = None) -> Part:
-    """The file ``path`` (``.csv`` / ``.tsv``, ``.npy``, ``.npz``, ``.parquet``, ``.arrow`` / ``.feather`` /
-    ``.ipc`` or an image, one row), checked and opened by the reader of its format, in blocks of ``block_rows``
+    """The file ``path`` (``.csv`` / ``.tsv``, ``.jsonl`` / ``.ndjson``, ``.npy``, ``.npz``, ``.parquet``,
+    ``.arrow`` / ``.feather`` / ``.ipc`` or an image, one row), checked and opened by the reader of its format, in blocks of ``block_rows``
     rows (None: one; Parquet: its row groups; Arrow: whole record batches); ``no_header`` True or False
     overrides a CSV file's header guess; ``image_shape`` the shape an image is read at (:class:`ImagesPart`);
     ``split`` ("train" or "test") the rows of an archive that :func:`holds_split`."""
@@ -976,6 +1053,8 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
         return ImagesPart([path], path.parent, block_rows, image_shape)
     if suffix in (".csv", ".tsv"):
         return _CsvPart(path, no_header, block_rows)
+    if suffix in (".jsonl", ".ndjson"):
+        return _JsonLinesPart(path, block_rows)
     if suffix == ".parquet":
         return _ParquetPart(path)
     if suffix in (".arrow", ".feather", ".ipc"):

@@ -35,7 +35,7 @@ __all__ = ["BLOCK_ROWS", "RowSource", "image_files", "is_source_path", "open_sou
 BLOCK_ROWS = 65536
 # The files a folder or pattern may hold, by kind (a stream reads one kind).
 _KINDS = {".npy": ".npy", ".parquet": ".parquet", ".csv": ".csv", ".tsv": ".csv", ".arrow": ".arrow",
-          ".feather": ".arrow", ".ipc": ".arrow"}
+          ".feather": ".arrow", ".ipc": ".arrow", ".jsonl": ".jsonl", ".ndjson": ".jsonl"}
 # Subfolder names of the halves of a train/test split (the first found of each is suggested).
 TRAIN_FOLDERS = ("train", "training")
 TEST_FOLDERS = ("test", "testing", "validation", "valid", "val")
@@ -372,8 +372,8 @@ def source_files(path) -> list[Path]:
             target = str(Path(path) / f"*{suffix}") if Path(path).is_dir() else str(path)
             raise ValueError(f"No .parquet, .arrow, .npy, .csv or image file in {where}: {plural(len(compressed), 'file')} "
                              f"compressed ({describe_names([p.name for p in compressed])}). {decompress_fix(target, suffix)}")
-        raise ValueError(f"No .parquet, .arrow, .npy, .csv or image file in {where}{inside}. Point to a folder "
-                         "or pattern of Parquet, Arrow, .npy, CSV or image files.")
+        raise ValueError(f"No .parquet, .arrow, .npy, .csv, .jsonl or image file in {where}{inside}. Point to a "
+                         "folder or pattern of Parquet, Arrow, .npy, CSV, JSON Lines or image files.")
     kinds = sorted({_KINDS[format_suffix(p)] for p in files})
     if len(kinds) > 1:
         examples = [next(p.name for p in files if _KINDS[format_suffix(p)] == kind) for kind in kinds]
