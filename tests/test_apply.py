@@ -46,9 +46,11 @@ def _codes_tolerance(model, codes) -> float:
     return float_tolerance(np.float32, max(1.0, np.abs(codes).max()), np.sqrt(forward_roundings(model.encoder_)))
 
 
-# How each table output is read back: Parquet, an Arrow stream (as Hugging Face datasets read), Feather v2.
+# How each table output is read back: Parquet, an Arrow stream (as Hugging Face datasets read), Feather v2,
+# JSON Lines.
 TABLE_READERS = {"parquet": pd.read_parquet, "feather": pd.read_feather,
-                 "arrow": lambda path: pa.ipc.open_stream(str(path)).read_all().to_pandas()}
+                 "arrow": lambda path: pa.ipc.open_stream(str(path)).read_all().to_pandas(),
+                 "jsonl": lambda path: pd.read_json(path, lines=True)}
 
 
 @pytest.mark.parametrize("suffix", sorted(TABLE_READERS))

@@ -21,7 +21,7 @@ from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
 from aepca.validation import describe_names, invalid_value, plural
 
-OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".csv", ".tsv")
+OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".csv", ".tsv", ".jsonl")
 ERROR_COLUMN = "error"
 
 
@@ -114,7 +114,7 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = _UnseenCategories(spec)
     # Each writer returns the rows and the files it wrote.
-    write = {".npy": _write_npy, ".csv": _write_csv, ".tsv": _write_csv}.get(out.suffix.lower(), _write_table)
+    write = {".npy": _write_npy, ".csv": _write_text, ".tsv": _write_text, ".jsonl": _write_text}.get(out.suffix.lower(), _write_table)
     staging = staging_folder(out)
     try:
         rows, files = write(staging / out.name, _blocks(source, names, apply, (moments, unseen)))
@@ -154,8 +154,8 @@ def _write_table(path: Path, blocks) -> tuple[int, list[Path]]:
     return rows, [path]
 
 
-def _write_csv(path: Path, blocks) -> tuple[int, list[Path]]:
-    """Comma-separated values, or tab-separated for a ``.tsv`` file (as they are read)."""
+def _write_text(path: Path, blocks) -> tuple[int, list[Path]]:
+    """Comma-separated values, tab-separated for a ``.tsv`` file, or JSON Lines (as they are read)."""
     import pandas as pd
 
     rows = 0
@@ -166,7 +166,10 @@ def _write_csv(path: Path, blocks) -> tuple[int, list[Path]]:
                 frame[name] = cells
             if ids is not None:
                 frame.insert(0, id_name, ids)
-            frame.to_csv(handle, sep="\t" if path.suffix.lower() == ".tsv" else ",", header=rows == 0, index=False)
+            if path.suffix.lower() == ".jsonl":
+                frame.to_json(handle, orient="records", lines=True)
+            else:
+                frame.to_csv(handle, sep="\t" if path.suffix.lower() == ".tsv" else ",", header=rows == 0, index=False)
             rows += len(values)
     return rows, [path]
 
