@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from aepca.apply import encode_file
+from aepca.apply import _write_text, encode_file
 from aepca.cli import EXIT_USAGE, main
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.estimator import Autoencoder, load_model
@@ -65,6 +65,15 @@ def test_encode_writes_the_codes_of_python_transform_with_the_ids(run, capsys, s
     expected = model.transform(frame)
     np.testing.assert_allclose(codes[["code_0", "code_1"]].to_numpy(), expected, rtol=0, atol=_codes_tolerance(model, expected))
     assert "note:" not in capsys.readouterr().out  # rows like the training rows
+
+
+def test_json_lines_output_keeps_every_float32_value(tmp_path):
+    """JSON text holds decimals: enough of them that every float32 value, tiny or huge, reads back the same."""
+    values = (np.random.default_rng(0).standard_normal((4, 3)) * [[1e-6], [1e-3], [1], [1e20]]).astype(np.float32)
+    rows, _ = _write_text(tmp_path / "v.jsonl", [(None, values, {}, ["a", "b", "c"], None)])
+    back = pd.read_json(tmp_path / "v.jsonl", lines=True).to_numpy().astype(np.float32)
+    assert rows == len(values)
+    np.testing.assert_array_equal(back, values)
 
 
 def test_rows_in_other_units_are_encoded_with_a_note(run, capsys):
