@@ -322,8 +322,10 @@ class _Eigen(NamedTuple):
 def _kept(n_components, variances: np.ndarray) -> int:
     """The directions ``n_components`` keeps: that many, all of them (None), or as scikit-learn's PCA
     reads a fraction, the fewest whose variance exceeds that fraction of the total."""
-    if n_components is None or isinstance(n_components, Integral):
-        return len(variances) if n_components is None else int(n_components)
+    if n_components is None:
+        return len(variances)
+    if isinstance(n_components, Integral):
+        return int(n_components)
     total = variances.sum()
     if total <= 0:
         return 1
