@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,7 +97,7 @@ def run_workers(argv: list[str], processes: int) -> int:
         # The first worker's own error line is shown as it is, unless a signal killed it.
         if first_failed is not None and (first_failed != 0 or status < 0):
             how = f"was killed by {signal.Signals(-status).name}" if status < 0 else f"ended with status {status}"
-            message = _last_line(logs_of[first_failed]).removeprefix(ERROR_PREFIX.decode())
+            message = _why_stopped(logs_of[first_failed]).removeprefix(ERROR_PREFIX.decode())
             # The first worker, stopped, may have kept a checkpoint: say so on the same line.
             kept = [line.decode(errors="replace").strip().removeprefix(INTERRUPTED_PREFIX.decode()) for line in held
                     if line.startswith(INTERRUPTED_PREFIX)]
@@ -132,9 +133,20 @@ def _relay(stream, out, held: list[bytes], log: Path | None = None) -> None:
     stream.close()
 
 
-def _last_line(path: Path) -> str:
+# Lines in which a runtime says why it stopped a process, most telling first, each followed by a stack
+# trace: absl's fatal log line (XLA's and JAX's C++), a C++ exception's message, Python's fatal error.
+_REASONS = (re.compile(r"F\d{4} \d\d:\d\d:\d\d\.\d+ "), re.compile(r"what\(\): "), re.compile(r"Fatal Python error: "))
+
+
+def _why_stopped(path: Path) -> str:
+    """Why the worker whose output ``path`` holds stopped: a runtime's reason where it printed one, else its
+    last line."""
     with contextlib.suppress(OSError):
         lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        for reason in _REASONS:
+            found = [line for line in lines if reason.match(line)]
+            if found:
+                return found[-1]
         if lines:
             return lines[-1]
     return "it printed no message"
