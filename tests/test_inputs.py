@@ -31,6 +31,21 @@ def _table(x, names):
     return pa.table({name: x[:, j] for j, name in enumerate(names)})
 
 
+class Frame:
+    """A table of another library (as polars' DataFrame is): it exports Arrow data (the PyCapsule
+    interface) and has pandas-like ``columns``, ``dtypes`` and an array form of its own."""
+
+    def __init__(self, table):
+        self._table = table
+        self.columns, self.dtypes, self.shape = table.column_names, [str(t) for t in table.schema.types], table.shape
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return self._table.__arrow_c_stream__(requested_schema)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.column_stack([column.to_numpy() for column in self._table.columns]).astype(dtype)
+
+
 def _write_forms(x, folder, names, parts=3, row_group_size=None):
     """``x`` as a .npy file, a Parquet file, a Feather file, an Arrow stream (record batches of 1,000 rows,
     as Hugging Face datasets save them), JSON Lines and a folder of Parquet parts (other row groups)."""
@@ -90,7 +105,7 @@ def fitted(tmp_path_factory):
     names = [f"x{j}" for j in range(8)]  # the names a model fitted on an array reads tables by
     files = _write_forms(x, tmp_path_factory.mktemp("methods"), names)
     forms = {"array": x, "DataFrame": pd.DataFrame(x, columns=names), "Arrow table": _table(x, names),
-             "row source": open_source(x, block_rows=700), **files}
+             "another library's table": Frame(_table(x, names)), "row source": open_source(x, block_rows=700), **files}
     autoencoder = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0).fit(x)
     pca = PCA(2).fit(x)
     return x, forms, autoencoder, pca
@@ -103,7 +118,7 @@ def _call(estimator, method, data):
         return getattr(estimator, method)(data)
 
 
-FORMS = ["DataFrame", "Arrow table", "row source", "npy", "parquet", "feather", "arrow stream", "jsonl", "folder", "pattern"]
+FORMS = ["DataFrame", "Arrow table", "another library's table", "row source", "npy", "parquet", "feather", "arrow stream", "jsonl", "folder", "pattern"]
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -133,7 +148,7 @@ def test_pca_methods_take_every_form(fitted, method, form):
 
 
 @pytest.mark.parametrize("estimator", ["autoencoder", "pca"])
-@pytest.mark.parametrize("form", ["DataFrame", "Arrow table", "parquet"])
+@pytest.mark.parametrize("form", ["DataFrame", "Arrow table", "another library's table", "parquet"])
 def test_a_model_fitted_on_named_columns_reads_tables_and_files_by_name(fitted, estimator, form, tmp_path):
     _, forms, _, _ = fitted
     model = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0) if estimator == "autoencoder" else PCA(2)
@@ -142,12 +157,19 @@ def test_a_model_fitted_on_named_columns_reads_tables_and_files_by_name(fitted, 
     reordered = table.select(table.column_names[::-1])
     pq.write_table(reordered, tmp_path / "reordered.parquet")
     expected = np.asarray(model.transform(table))
-    for data in (reordered, tmp_path / "reordered.parquet", reordered.to_pandas().assign(extra=1.0)):
+    for data in (reordered, tmp_path / "reordered.parquet", reordered.to_pandas().assign(extra=1.0), Frame(reordered)):
         np.testing.assert_allclose(model.transform(data), expected, rtol=0,
                                    atol=16 * EPS32 * max(1.0, float(np.abs(expected).max())))
     if form == "DataFrame":
         with pytest.raises(ValueError, match=r"X lacks 1 column the model was trained on: 'x3'\. Pass rows with every"):
             model.transform(forms["DataFrame"].drop(columns=["x3"]))
+
+
+@pytest.mark.parametrize("estimator", [PCA(2), Autoencoder(2, epochs=1)])
+def test_another_librarys_table_is_named_by_its_library_and_class(estimator):
+    table = Frame(pa.table({"a": _rows(50, 1)[:, 0], "team": ["x", "y"] * 25}))
+    with pytest.raises(ValueError, match=r"^the test_inputs Frame has non-numeric columns 'team' \(e\.g\. 'team' holds 'x'\)"):
+        clone(estimator).fit(table)
 
 
 @pytest.mark.parametrize("estimator", ["autoencoder", "pca"])

@@ -1,6 +1,7 @@
 """Every input form becomes a row source here, once, at the public boundary.
 
-Arrays and lists are checked as scikit-learn checks them; DataFrames, Arrow tables,
+Arrays and lists are checked as scikit-learn checks them; DataFrames, Arrow tables (and other libraries'
+tables that export Arrow data, as polars does),
 files, folders and patterns are read by :func:`aepca.open_source` (one reader per
 format, with its errors); a :class:`aepca.data.sources.RowSource` is taken as it is.
 """
@@ -13,12 +14,14 @@ import os
 import numpy as np
 from sklearn.utils.validation import _get_feature_names, check_array, validate_data
 
+from aepca.data.formats import exports_arrow
 from aepca.data.sources import RowSource, open_source
 from aepca.validation import describe_names, invalid_value, plural
 
 
 def is_arrow_table(X) -> bool:
-    return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema")
+    """A pyarrow Table, or another library's table read as one (:func:`aepca.data.formats.exports_arrow`)."""
+    return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema") or exports_arrow(X)
 
 
 @contextlib.contextmanager
@@ -84,8 +87,8 @@ def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
 
 def check_has_columns(X, names) -> None:
     """``ValueError`` naming the training columns ``names`` that the table or file ``X`` lacks."""
-    # An Arrow table's .columns are its arrays: its names are .column_names.
-    columns = X.column_names if is_arrow_table(X) else getattr(X, "columns", None)
+    # A pyarrow table's .columns are its arrays: its names are .column_names.
+    columns = X.column_names if hasattr(X, "column_names") else getattr(X, "columns", None)
     missing = [name for name in names if name not in columns] if columns is not None else []
     if missing:
         raise ValueError(

@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from aepca.data.columns import ColumnSpec
 from aepca.data.sources import open_source
-from aepca.inputs import check_finite, check_has_columns, numbers_expected, opened, refuse_non_finite
+from aepca.inputs import check_finite, check_has_columns, is_arrow_table, numbers_expected, opened, refuse_non_finite
 from aepca.prefetch import prefetch
 from aepca.validation import check_codes, invalid_value
 
@@ -532,7 +532,7 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         arrays, and everything after a fit on an array, by position."""
         spec = getattr(self, "columns_", None)  # absent from a PCA pickled before it was kept
         names = getattr(self, "feature_names_in_", None)
-        if names is not None and hasattr(X, "columns") and hasattr(X, "dtypes"):
+        if names is not None and hasattr(X, "columns") and hasattr(X, "dtypes") and not is_arrow_table(X):
             check_has_columns(X, names)
             return opened(X if list(X.columns) == list(names) else X[list(names)])
         if spec is not None and hasattr(X, "columns"):

@@ -333,8 +333,20 @@ def _load_npz(path: Path, split: str | None = None) -> tuple[np.ndarray, np.ndar
     return features, labels
 
 
+def exports_arrow(data) -> bool:
+    """Whether ``data`` is another library's table that exports its data through the Arrow PyCapsule
+    interface (a polars or DuckDB frame), read as a pyarrow Table: its columns by name."""
+    return not isinstance(data, pd.DataFrame) and not type(data).__module__.startswith("pyarrow") and hasattr(
+        data, "__arrow_c_stream__")
+
+
 def memory_part(data, block_rows: int) -> Part:
-    """An array (2-D, or images ``(n, h, w[, c])``), a pandas DataFrame, or a pyarrow Table or RecordBatch."""
+    """An array (2-D, or images ``(n, h, w[, c])``), a pandas DataFrame, a pyarrow Table or RecordBatch, or
+    another library's table that exports Arrow data (:func:`exports_arrow`)."""
+    if exports_arrow(data):
+        library = f"{type(data).__module__.split('.')[0]} {type(data).__name__}"  # "polars DataFrame"
+        table = _needs("pyarrow", "pyarrow", f"a {library}", "'aepca[parquet]'").table(data)
+        return _SlicedPart(table, "Arrow table", f"the {library}", block_rows)
     if isinstance(data, pd.DataFrame):
         return _SlicedPart(data, "DataFrame", "the DataFrame", block_rows)
     if type(data).__module__.startswith("pyarrow") and hasattr(data, "schema"):
