@@ -78,6 +78,18 @@ def _zip_of(**members) -> bytes:
 COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress, ".zip": lambda data: _zip_of(d=data)}
 
 
+def vectors_bytes(rows: np.ndarray, suffix: str) -> bytes:
+    """``rows`` as a file of vectors: each row its length (int32) first (.fvecs, .bvecs), or the file its
+    row count and length (.fbin, .u8bin, .i8bin)."""
+    n, d = rows.shape
+    if suffix in (".fvecs", ".bvecs"):
+        return b"".join(np.int32(d).tobytes() + row.tobytes() for row in rows)
+    return np.array([n, d], np.int32).tobytes() + rows.tobytes()
+
+
+VECTOR_TYPES = {".fvecs": np.float32, ".bvecs": np.uint8, ".fbin": np.float32, ".u8bin": np.uint8, ".i8bin": np.int8}
+
+
 def npz_bytes(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -142,6 +154,17 @@ def test_json_lines_read_lists_absent_keys_and_blank_lines_alike_whole_and_in_bl
     # A key absent from every line of a block is missing there too (streamed rows are read as they are).
     with pytest.raises(ValueError, match=r"\(rows 1-1\) holds 1 missing, infinite or huge value .* column 'w'"):
         open_source(path, id_column="id", block_rows=1).read(0)
+
+
+@pytest.mark.parametrize("suffix", list(VECTOR_TYPES))
+def test_files_of_vectors_read_their_rows_whole_and_in_blocks(tmp_path, suffix):
+    rows = (RNG.standard_normal((50, 7)) * 40).clip(-128, 127).astype(VECTOR_TYPES[suffix])
+    path = write(tmp_path / f"v{suffix}", vectors_bytes(rows, suffix))
+    table = read_table(path)
+    assert table.feature_names == tuple(f"x{i}" for i in range(7))
+    np.testing.assert_array_equal(table.features, rows.astype(np.float32))
+    source = open_source(path, block_rows=16)
+    np.testing.assert_array_equal(np.concatenate([source.read(k) for k in range(source.n_blocks)]), rows.astype(np.float32))
 
 
 def test_an_arrow_stream_of_categorical_labels_reads_them(tmp_path):
@@ -273,7 +296,7 @@ def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
 
 BAD_FILES = [
     ("d.txt", "a,b\n1,2\n", {}, ValueError,
-     r"expected one of \['\.arrow', '\.csv', '\.feather', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
+     r"expected one of \['\.arrow', '\.csv', '\.feather', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv', '\.fvecs', '\.bvecs', '\.fbin', '\.u8bin', '\.i8bin'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
     ("d.csv.zst", b"\x28\xb5\x2f\xfd", {}, ValueError,
      r"Received: 'd\.csv\.zst'\. Files are read .* decompress first \(unzstd d\.csv\.zst\) or save as Parquet"),
     ("d.npy.gz", gzip.compress(npy_bytes(np.ones((3, 2))), mtime=0), {}, ValueError,  # dated: ids equal on every worker
@@ -284,6 +307,14 @@ BAD_FILES = [
     ("d.csv.zip", _zip_of(a="a,b\n1,2\n", b="a,b\n3,4\n"), {}, ValueError,
      r"d\.csv\.zip holds 2 files, expected one data file\. Unzip it"),
     ("d.csv", b"", {}, ValueError, r"d\.csv is empty \(0 bytes\)"),
+    ("d.fvecs", vectors_bytes(np.ones((4, 3), np.float32), ".fvecs")[:-2], {}, ValueError,
+     r"d\.fvecs holds 62 bytes, not a whole number of rows of 3 values \(16 bytes each\)\. It may be truncated"),
+    ("d.fbin", vectors_bytes(np.ones((4, 3), np.float32), ".fbin")[:-4], {}, ValueError,
+     r"d\.fbin holds 52 bytes, not a whole number of rows of 3 values \(12 bytes each after an 8-byte header\)"),
+    ("d.fvecs", vectors_bytes(np.ones((4, 3), np.float32), ".fvecs")[:16] + vectors_bytes(np.ones((3, 2), np.float32), ".fvecs")[:-4],
+     {}, ValueError, r"d\.fvecs: row 2 says it holds 2 values, the first row 3; every row must hold as many\."),
+    ("d.fvecs", b"abcd", {}, ValueError, r"d\.fvecs is not a readable \.fvecs file: its header says 1684234849 values a row, "
+     r"in a file of 4 bytes\."),
     ("d.jsonl", '{"a": 1, "b": 2}\n{"a": 3, "b": \n', {}, ValueError,
      r"d\.jsonl is not a readable JSON Lines file \(JSON parse error: .*\); it may be truncated or corrupt\. "
      r"Write one JSON object per line, e\.g\. \{\"id\": 7, \"embedding\": \[0\.1, 0\.2\]\}\.$"),

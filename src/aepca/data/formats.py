@@ -1,5 +1,5 @@
 """One reader per data format: CSV / TSV, JSON Lines, NumPy ``.npy`` / ``.npz``, Parquet, Arrow IPC (Feather),
-image files, and arrays and tables in memory.
+files of vectors (``.fvecs``, ``.fbin``, ...), image files, and arrays and tables in memory.
 
 Each opens as a :class:`Part`: its source columns in order (list columns unexpanded) and its rows in native
 blocks (a Parquet row group, Arrow record batches, a run of CSV or JSON lines or of image files, a slice of an array;
@@ -42,7 +42,11 @@ from aepca._files import remove
 from aepca.data.columns import arrow_columns, check_unique_names, to_frame
 from aepca.validation import as_image_shape, describe_names, invalid_value
 
-EXTENSIONS = (".arrow", ".csv", ".feather", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet", ".tsv")
+# Files of vectors as FAISS and the ANN benchmarks store them: {suffix: (value type, whether each row starts
+# with its length as an int32 (TEXMEX's .fvecs, .bvecs), else the file with its rows and length (big-ann-benchmarks'))}.
+VECTOR_FORMATS = {".fvecs": ("<f4", True), ".bvecs": ("u1", True), ".fbin": ("<f4", False), ".u8bin": ("u1", False),
+                  ".i8bin": ("i1", False)}
+EXTENSIONS = (".arrow", ".csv", ".feather", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet", ".tsv", *VECTOR_FORMATS)
 # Text formats, read also compressed (x.csv.gz): their text is decompressed once (see decompressed).
 TEXT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson")
 # Compressed files, named with the command that decompresses each beside it.
@@ -274,6 +278,52 @@ def _load_npy(path: Path) -> np.ndarray:
         array.close()
         raise ValueError(f"{path} is a .npz archive, not a .npy array. Rename it to end in .npz.")
     return array
+
+
+class _VectorsPart(Part):
+    """A file of vectors (:data:`VECTOR_FORMATS`), a block of rows read at a time from the file."""
+
+    plain = True
+    _FIX = "It may be truncated: copy or download it again."
+
+    def __init__(self, path: Path, block_rows: int):
+        self.path, self.where, self.kind = path, str(path), path.suffix.lower()[1:]
+        value, prefixed = VECTOR_FORMATS[path.suffix.lower()]
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = np.frombuffer(fh.read(4 if prefixed else 8).ljust(8, b"\0"), "<i4")
+        n_rows, width = (None, int(head[0])) if prefixed else (int(head[0]), int(head[1]))
+        if not 0 < width * np.dtype(value).itemsize <= size or n_rows is not None and n_rows < 0:
+            raise ValueError(f"{path} is not a readable .{self.kind} file: its header says {width} values a row, in a "
+                             f"file of {size} bytes. {self._FIX}")
+        self._row = np.dtype([("length", "<i4"), ("values", value, (width,))]) if prefixed else np.dtype((value, (width,)))
+        self._offset = 0 if prefixed else 8
+        body = size - self._offset
+        if n_rows is None and body % self._row.itemsize or n_rows is not None and body != n_rows * self._row.itemsize:
+            raise ValueError(f"{path} holds {size} bytes, not a whole number of rows of {width} values "
+                             f"({self._row.itemsize} bytes each{' after an 8-byte header' if self._offset else ''}). {self._FIX}")
+        self.names, self.row_shape = tuple(f"x{i}" for i in range(width)), (width,)
+        self.schema = [f"{np.dtype(value)} vectors of {width} values"]
+        self._step = rows_within(block_rows, width)
+        self.sizes = _slices(body // self._row.itemsize, self._step)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        rows = np.empty(stop - start, self._row)
+        with _read_errors(self.path, f".{self.kind}", self._FIX, EOFError):
+            _read_exactly(self.path, memoryview(rows.view(np.uint8).reshape(-1)), self._offset + start * self._row.itemsize)
+        if not self._row.names:
+            return rows
+        wrong = np.flatnonzero(rows["length"] != len(self.names))
+        if wrong.size:
+            raise ValueError(f"{self.path}: row {start + wrong[0] + 1} says it holds {rows['length'][wrong[0]]} values, the "
+                             f"first row {len(self.names)}; every row must hold as many. {self._FIX}")
+        return rows["values"]
+
+    def block(self, k: int, columns=None) -> np.ndarray:
+        return self._read(k * self._step, k * self._step + self.sizes[k])
+
+    def whole(self) -> np.ndarray:
+        return self._read(0, sum(self.sizes))
 
 
 # The arrays of an .npz archive that holds its own train/test split, as Keras' mnist.npz.
@@ -1071,6 +1121,8 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
         return _ParquetPart(path)
     if suffix in (".arrow", ".feather", ".ipc"):
         return _ArrowPart(path, block_rows)
+    if suffix in VECTOR_FORMATS:
+        return _VectorsPart(path, block_rows)
     fix = "Re-save it as a 2-D array, e.g. x.reshape(-1, 1) for a single feature."
     if suffix == ".npy":
         array = _load_npy(path)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
-from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, ImagesPart, InterleavedPart, check_same_columns,
+from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, VECTOR_FORMATS, ImagesPart, InterleavedPart, check_same_columns,
                                 decompress_fix, format_suffix, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
 from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
@@ -35,7 +35,8 @@ __all__ = ["BLOCK_ROWS", "RowSource", "image_files", "is_source_path", "open_sou
 BLOCK_ROWS = 65536
 # The files a folder or pattern may hold, by kind (a stream reads one kind).
 _KINDS = {".npy": ".npy", ".parquet": ".parquet", ".csv": ".csv", ".tsv": ".csv", ".arrow": ".arrow",
-          ".feather": ".arrow", ".ipc": ".arrow", ".jsonl": ".jsonl", ".ndjson": ".jsonl"}
+          ".feather": ".arrow", ".ipc": ".arrow", ".jsonl": ".jsonl", ".ndjson": ".jsonl",
+          **{suffix: suffix for suffix in VECTOR_FORMATS}}
 # Subfolder names of the halves of a train/test split (the first found of each is suggested).
 TRAIN_FOLDERS = ("train", "training")
 TEST_FOLDERS = ("test", "testing", "validation", "valid", "val")
