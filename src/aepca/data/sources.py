@@ -368,13 +368,14 @@ def source_files(path) -> list[Path]:
     if not files:
         inside = _subfolders_hint(Path(path)) if Path(path).is_dir() else ""
         compressed = [p for p in visible if p.suffix.lower() in DECOMPRESSORS]
+        none = f"No .parquet, .arrow, .npy, .csv, .jsonl or image file in {where}"
         if compressed:
             suffix = compressed[0].suffix.lower()
             target = str(Path(path) / f"*{suffix}") if Path(path).is_dir() else str(path)
-            raise ValueError(f"No .parquet, .arrow, .npy, .csv or image file in {where}: {plural(len(compressed), 'file')} "
-                             f"compressed ({describe_names([p.name for p in compressed])}). {decompress_fix(target, suffix)}")
-        raise ValueError(f"No .parquet, .arrow, .npy, .csv, .jsonl or image file in {where}{inside}. Point to a "
-                         "folder or pattern of Parquet, Arrow, .npy, CSV, JSON Lines or image files.")
+            raise ValueError(f"{none}: {plural(len(compressed), 'file')} compressed "
+                             f"({describe_names([p.name for p in compressed])}). {decompress_fix(target, suffix)}")
+        raise ValueError(f"{none}{inside}. Point to a folder or pattern of Parquet, Arrow, .npy, CSV, JSON Lines or "
+                         "image files.")
     kinds = sorted({_KINDS[format_suffix(p)] for p in files})
     if len(kinds) > 1:
         examples = [next(p.name for p in files if _KINDS[format_suffix(p)] == kind) for kind in kinds]
