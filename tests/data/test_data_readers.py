@@ -8,6 +8,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -88,6 +89,14 @@ def vectors_bytes(rows: np.ndarray, suffix: str) -> bytes:
 
 
 VECTOR_TYPES = {".fvecs": np.float32, ".bvecs": np.uint8, ".fbin": np.float32, ".u8bin": np.uint8, ".i8bin": np.int8}
+
+
+def hdf5_bytes(**datasets) -> bytes:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as file:
+        for name, values in datasets.items():
+            file[name] = values
+    return buffer.getvalue()
 
 
 def npz_bytes(**arrays) -> bytes:
@@ -204,6 +213,28 @@ def test_an_npz_holding_its_own_split_gives_compare_that_split_and_is_refused_el
             read()
 
 
+@pytest.mark.parametrize("labels", [None, "y"])
+def test_an_hdf5_dataset_of_rows_is_read_whole_and_in_blocks_with_its_labels(tmp_path, labels):
+    rows = RNG.standard_normal((40, 5)).astype(np.float32)
+    datasets = {"x": rows, "y": np.arange(40) % 3, "other": np.ones(2)} if labels else {"embeddings": rows}
+    path = write(tmp_path / "d.h5", hdf5_bytes(**datasets))
+    table = read_table(path)
+    np.testing.assert_array_equal(table.features, rows)
+    assert table.labels is None if labels is None else list(table.labels) == list(np.arange(40) % 3)
+    source = open_source(path, block_rows=16)
+    np.testing.assert_array_equal(np.concatenate([source.read(k) for k in range(source.n_blocks)]), rows)
+
+
+def test_an_hdf5_file_of_the_ann_benchmarks_gives_compare_its_train_and_test_split(tmp_path):
+    train, test = RNG.standard_normal((30, 4)).astype(np.float32), RNG.standard_normal((10, 4)).astype(np.float32)
+    path = write(tmp_path / "glove.hdf5", hdf5_bytes(train=train, test=test, neighbors=np.zeros((10, 3), np.int32)))
+    data = load_user_data(path)
+    np.testing.assert_array_equal(data.x_train, train)
+    np.testing.assert_array_equal(data.x_test, test)
+    with pytest.raises(ValueError, match=r"holds a train/test split \('train', 'test'\), expected one set of rows"):
+        open_source(path)
+
+
 def test_npy_images_keep_their_shape_until_a_column_is_dropped(tmp_path):
     images = RNG.uniform(size=(5, 4, 3)).astype(np.float32)
     table = read_table(write(tmp_path / "d.npy", images))
@@ -296,7 +327,7 @@ def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
 
 BAD_FILES = [
     ("d.txt", "a,b\n1,2\n", {}, ValueError,
-     r"expected one of \['\.arrow', '\.csv', '\.feather', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv', '\.fvecs', '\.bvecs', '\.fbin', '\.u8bin', '\.i8bin'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
+     r"expected one of \['\.arrow', '\.csv', '\.feather', '\.h5', '\.hdf5', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv', '\.fvecs', '\.bvecs', '\.fbin', '\.u8bin', '\.i8bin'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
     ("d.csv.zst", b"\x28\xb5\x2f\xfd", {}, ValueError,
      r"Received: 'd\.csv\.zst'\. Files are read .* decompress first \(unzstd d\.csv\.zst\) or save as Parquet"),
     ("d.npy.gz", gzip.compress(npy_bytes(np.ones((3, 2))), mtime=0), {}, ValueError,  # dated: ids equal on every worker
@@ -307,6 +338,12 @@ BAD_FILES = [
     ("d.csv.zip", _zip_of(a="a,b\n1,2\n", b="a,b\n3,4\n"), {}, ValueError,
      r"d\.csv\.zip holds 2 files, expected one data file\. Unzip it"),
     ("d.csv", b"", {}, ValueError, r"d\.csv is empty \(0 bytes\)"),
+    ("d.h5", "not an HDF5 file", {}, ValueError, r"d\.h5 is not a readable HDF5 file \(.*signature not found\)"),
+    ("d.h5", npz_bytes(), {}, ValueError, r"d\.h5 is not a readable HDF5 file"),
+    ("d.h5", hdf5_bytes(a=np.ones((3, 2)), b=np.ones((3, 2))), {}, ValueError,
+     r"d\.h5 holds arrays \['a', 'b'\], expected a single array or arrays named 'x' \(features\) and optionally 'y' "
+     r"\(labels\)\. Write the rows as one dataset named 'x'"),
+    ("d.h5", hdf5_bytes(x=np.array([b"a", b"b"])), {}, ValueError, r"d\.h5: dataset 'x' holds \|S1 values, expected numbers\."),
     ("d.fvecs", vectors_bytes(np.ones((4, 3), np.float32), ".fvecs")[:-2], {}, ValueError,
      r"d\.fvecs holds 62 bytes, not a whole number of rows of 3 values \(16 bytes each\)\. It may be truncated"),
     ("d.fbin", vectors_bytes(np.ones((4, 3), np.float32), ".fbin")[:-4], {}, ValueError,

@@ -46,7 +46,8 @@ from aepca.validation import as_image_shape, describe_names, invalid_value
 # with its length as an int32 (TEXMEX's .fvecs, .bvecs), else the file with its rows and length (big-ann-benchmarks'))}.
 VECTOR_FORMATS = {".fvecs": ("<f4", True), ".bvecs": ("u1", True), ".fbin": ("<f4", False), ".u8bin": ("u1", False),
                   ".i8bin": ("i1", False)}
-EXTENSIONS = (".arrow", ".csv", ".feather", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet", ".tsv", *VECTOR_FORMATS)
+EXTENSIONS = (".arrow", ".csv", ".feather", ".h5", ".hdf5", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet", ".tsv",
+              *VECTOR_FORMATS)
 # Text formats, read also compressed (x.csv.gz): their text is decompressed once (see decompressed).
 TEXT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson")
 # Compressed files, named with the command that decompresses each beside it.
@@ -326,61 +327,129 @@ class _VectorsPart(Part):
         return self._read(0, sum(self.sizes))
 
 
-# The arrays of an .npz archive that holds its own train/test split, as Keras' mnist.npz.
-SPLIT_ARRAYS = ("x_train", "x_test")
+# The arrays of a file that holds its own train/test split, by the prefix of their names: Keras' mnist.npz
+# (x_train, x_test, with labels y_train, y_test), the ANN benchmarks' HDF5 files (train, test).
+SPLIT_PREFIXES = ("x_", "")
+HDF5_EXTENSIONS = (".h5", ".hdf5")
+_NPZ_FIX = "Re-save it with numpy.savez(path, x=features, y=labels)."
+
+
+def _split_prefix(names) -> str | None:
+    return next((prefix for prefix in SPLIT_PREFIXES if {f"{prefix}train", f"{prefix}test"} <= set(names)), None)
+
+
+def _array_names(path: Path) -> list[str]:
+    """The arrays of an ``.npz`` archive, or the datasets at the top of an HDF5 file."""
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return list(archive.files)
+    with _hdf5().File(path, "r") as file:
+        return [name for name, item in file.items() if isinstance(item, _hdf5().Dataset)]
 
 
 def holds_split(path) -> bool:
-    """Whether ``path`` is an ``.npz`` archive of a train/test split of its own (``x_train``, ``x_test``,
-    with ``y_train`` and ``y_test`` for labels), which compare and sweep take as their split."""
-    if Path(path).suffix.lower() != ".npz":
+    """Whether ``path`` is an ``.npz`` archive or an HDF5 file of a train/test split of its own (``x_train``,
+    ``x_test``, with ``y_train`` and ``y_test`` for labels; or ``train`` and ``test``), which compare and sweep
+    take as their split."""
+    if Path(path).suffix.lower() not in (".npz", *HDF5_EXTENSIONS):
         return False
     try:
-        with np.load(_check_path(path), allow_pickle=False) as archive:
-            return set(SPLIT_ARRAYS) <= set(archive.files)
+        return _split_prefix(_array_names(_check_path(path))) is not None
     except (*_CORRUPT_ERRORS, TypeError):  # not an archive (a .npy array has no context): its reading says so
         return False
 
 
-def _pick_npz_arrays(names: list[str], path: Path, split: str | None) -> tuple[str, str | None]:
-    if set(SPLIT_ARRAYS) <= set(names):
+def _pick_arrays(names: list[str], path: Path, split: str | None, fix: str) -> tuple[str, str | None]:
+    """The names of the features and the labels (or None) among a file's arrays ``names``: the ``split``
+    ("train" or "test") of a file that holds one, else 'x' (or the only array) and 'y'."""
+    prefix = _split_prefix(names)
+    if prefix is not None:
         if split is None:
             raise ValueError(
-                f"{path} holds a train/test split ('x_train', 'x_test'), expected one set of rows: compare and sweep "
-                "take it as their split (without --test), but not this. Save the rows to read as a file of their "
-                "own, e.g. numpy.savez('test.npz', x=x_test, y=y_test)."
+                f"{path} holds a train/test split ('{prefix}train', '{prefix}test'), expected one set of rows: compare "
+                "and sweep take it as their split (without --test), but not this. Save the rows to read as a file of "
+                "their own, e.g. numpy.savez('test.npz', x=x_test, y=y_test)."
             )
-        return f"x_{split}", f"y_{split}" if f"y_{split}" in names else None
+        return f"{prefix}{split}", f"y_{split}" if prefix and f"y_{split}" in names else None
     x_name = next((n for n in ("x", "X") if n in names), None)
     if x_name:
         return x_name, next((n for n in ("y", "Y") if n in names), None)
     if len(names) == 1:
         return names[0], None
-    raise ValueError(
-        f"{path} holds arrays {names}, expected a single array or arrays named 'x' (features) and optionally "
-        "'y' (labels). Re-save it with numpy.savez(path, x=features, y=labels)."
-    )
+    raise ValueError(f"{path} holds arrays {names}, expected a single array or arrays named 'x' (features) and "
+                     f"optionally 'y' (labels). {fix}")
+
+
+def _checked_labels(labels: np.ndarray, n_rows: int, path: Path, names: tuple[str, str], shape: tuple) -> np.ndarray:
+    """``labels`` (array ``names[1]``) as one per row of the features (``names[0]``, of ``shape``)."""
+    labels = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
+    if labels.ndim != 1 or len(labels) != n_rows:
+        raise ValueError(f"{path}: labels {names[1]!r} have shape {labels.shape} but features {names[0]!r} have shape "
+                         f"{shape}, expected one label per row. Save one label per sample.")
+    return labels
 
 
 def _load_npz(path: Path, split: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    fix = "Re-save it with numpy.savez(path, x=features, y=labels)."
-    with _read_errors(path, ".npz", fix):
+    with _read_errors(path, ".npz", _NPZ_FIX):
         archive = np.load(path, allow_pickle=False)
     if isinstance(archive, np.ndarray):
-        raise ValueError(f"{path} is a .npy array, not a .npz archive. Rename it to end in .npy.")
+        raise ValueError(f"{path} is a .npy array, not a .npz archive. Rename it to end in .npz.")
     with archive:
-        x_name, y_name = _pick_npz_arrays(list(archive.files), path, split)
-        with _read_errors(path, ".npz", fix):
+        x_name, y_name = _pick_arrays(list(archive.files), path, split, _NPZ_FIX)
+        with _read_errors(path, ".npz", _NPZ_FIX):
             features = archive[x_name]
             labels = archive[y_name] if y_name else None
     if labels is not None:
-        labels = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
-        if labels.ndim != 1 or features.ndim == 0 or len(labels) != len(features):
-            raise ValueError(
-                f"{path}: labels {y_name!r} have shape {labels.shape} but features {x_name!r} have shape "
-                f"{features.shape}, expected one label per row. Save one label per sample."
-            )
+        labels = _checked_labels(labels, len(features) if features.ndim else -1, path, (x_name, y_name), features.shape)
     return features, labels
+
+
+def _hdf5():
+    return _needs("h5py", "h5py", "HDF5 files", "h5py")
+
+
+class _Hdf5Part(Part):
+    """An HDF5 file's dataset of rows (chosen by name as an ``.npz`` archive's array is; the ANN benchmarks'
+    ``train`` and ``test`` as a split), a block of rows read at a time by h5py; labels read whole."""
+
+    kind, plain = "hdf5", True
+    _FIX = "Write the rows as one dataset named 'x' (labels: 'y'), e.g. with h5py: file['x'] = rows."
+
+    def __init__(self, path: Path, block_rows: int, split: str | None):
+        self.path = path
+        with self._file() as file:
+            datasets = {name: (item.shape, item.dtype) for name, item in file.items() if isinstance(item, _hdf5().Dataset)}
+        self._x, y_name = _pick_arrays(list(datasets), path, split, self._FIX)
+        shape, dtype = datasets[self._x]
+        if y_name is not None:
+            with self._file() as file:
+                labels = file[y_name][()]
+            self.y = _checked_labels(labels, shape[0] if shape else -1, path, (self._x, y_name), shape)
+        self.where = f"{path} ({self._x})" if split else str(path)
+        if dtype.kind not in "biuf":
+            raise ValueError(f"{self.where}: dataset {self._x!r} holds {dtype} values, expected numbers. {self._FIX}")
+        _check_array(np.broadcast_to(np.zeros((), dtype), shape), self.where, self._FIX)  # its shape, no rows read
+        self.row_shape, width = shape[1:], math.prod(shape[1:])
+        self.image_shape = as_image_shape(shape[1:]) if len(shape) in (3, 4) else None
+        self.names = tuple(f"x{i}" for i in range(width))
+        self.schema = [f"{dtype} rows of shape {self.row_shape}"]
+        self._step = rows_within(block_rows, width)
+        self.sizes = _slices(shape[0], self._step)
+
+    @contextlib.contextmanager
+    def _file(self):
+        with _read_errors(self.path, "HDF5", self._FIX), _hdf5().File(self.path, "r") as file:
+            yield file
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        with self._file() as file:
+            return file[self._x][start:stop].reshape(stop - start, -1)
+
+    def block(self, k: int, columns=None) -> np.ndarray:
+        return self._read(k * self._step, k * self._step + self.sizes[k])
+
+    def whole(self) -> np.ndarray:
+        return self._read(0, sum(self.sizes))
 
 
 def exports_arrow(data) -> bool:
@@ -1107,7 +1176,7 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
     ``.arrow`` / ``.feather`` / ``.ipc`` or an image, one row), checked and opened by the reader of its format, in blocks of ``block_rows``
     rows (None: one; Parquet: its row groups; Arrow: whole record batches); ``no_header`` True or False
     overrides a CSV file's header guess; ``image_shape`` the shape an image is read at (:class:`ImagesPart`);
-    ``split`` ("train" or "test") the rows of an archive that :func:`holds_split`."""
+    ``split`` ("train" or "test") the rows of an archive or HDF5 file that :func:`holds_split`."""
     path = _check_path(path)
     block_rows = block_rows or sys.maxsize
     suffix = format_suffix(path)
@@ -1123,6 +1192,8 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
         return _ArrowPart(path, block_rows)
     if suffix in VECTOR_FORMATS:
         return _VectorsPart(path, block_rows)
+    if suffix in HDF5_EXTENSIONS:
+        return _Hdf5Part(path, block_rows, split)
     fix = "Re-save it as a 2-D array, e.g. x.reshape(-1, 1) for a single feature."
     if suffix == ".npy":
         array = _load_npy(path)
