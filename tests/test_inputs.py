@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -48,8 +49,8 @@ class Frame:
 
 def _write_forms(x, folder, names, parts=3, row_group_size=None):
     """``x`` as a .npy file, a Parquet file, a Feather file, an Arrow stream (record batches of 1,000 rows,
-    as Hugging Face datasets save them), JSON Lines, vectors (.fvecs, as FAISS reads them) and a folder of
-    Parquet parts (other row groups)."""
+    as Hugging Face datasets save them), JSON Lines, vectors (.fvecs, as FAISS reads them), an HDF5 dataset
+    and a folder of Parquet parts (other row groups)."""
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "x.npy", x)
     pq.write_table(_table(x, names), folder / "x.parquet")
@@ -59,12 +60,14 @@ def _write_forms(x, folder, names, parts=3, row_group_size=None):
             stream.write_batch(batch)
     pd.DataFrame(x, columns=names).to_json(folder / "x.jsonl", orient="records", lines=True, double_precision=15)
     np.hstack([np.full((len(x), 1), x.shape[1], np.int32).view(np.float32), x]).tofile(folder / "x.fvecs")
+    with h5py.File(folder / "x.h5", "w") as file:
+        file["x"] = x
     (folder / "parts").mkdir()
     for k, rows in enumerate(np.array_split(x, parts)):
         pq.write_table(_table(rows, names), folder / "parts" / f"part-{k}.parquet",
                        row_group_size=row_group_size or max(1, len(rows) // 3))
     return {"npy": folder / "x.npy", "parquet": folder / "x.parquet", "feather": folder / "x.feather",
-            "arrow stream": folder / "x.arrow", "jsonl": folder / "x.jsonl", "fvecs": folder / "x.fvecs",
+            "arrow stream": folder / "x.arrow", "jsonl": folder / "x.jsonl", "fvecs": folder / "x.fvecs", "h5": folder / "x.h5",
             "folder": folder / "parts",
             "pattern": str(folder / "parts" / "part-*.parquet")}
 
@@ -121,7 +124,7 @@ def _call(estimator, method, data):
         return getattr(estimator, method)(data)
 
 
-FORMS = ["DataFrame", "Arrow table", "another library's table", "row source", "npy", "parquet", "feather", "arrow stream", "jsonl", "fvecs", "folder", "pattern"]
+FORMS = ["DataFrame", "Arrow table", "another library's table", "row source", "npy", "parquet", "feather", "arrow stream", "jsonl", "fvecs", "h5", "folder", "pattern"]
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -283,7 +286,7 @@ def test_transforming_a_big_file_holds_blocks_not_the_file(tmp_path, form, copie
 
 
 # Every command takes every file form --------------------------------------------------------------
-FILE_FORMS = ["csv", "jsonl", "fvecs", "npy", "npz", "parquet", "feather", "arrow stream", "folder", "pattern", "csv folder"]
+FILE_FORMS = ["csv", "jsonl", "fvecs", "h5", "npy", "npz", "parquet", "feather", "arrow stream", "folder", "pattern", "csv folder"]
 # The fast suite runs one form per command; the others are slow.
 FAST_FORMS = {"compare": "folder", "sweep": "csv", "encode": "npz", "reconstruct": "arrow stream"}
 
