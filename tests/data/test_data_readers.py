@@ -216,7 +216,7 @@ def test_an_npz_holding_its_own_split_gives_compare_that_split_and_is_refused_el
 @pytest.mark.parametrize("labels", [None, "y"])
 def test_an_hdf5_dataset_of_rows_is_read_whole_and_in_blocks_with_its_labels(tmp_path, labels):
     rows = RNG.standard_normal((40, 5)).astype(np.float32)
-    datasets = {"x": rows, "y": np.arange(40) % 3, "other": np.ones(2)} if labels else {"embeddings": rows}
+    datasets = {"x": rows, "y": np.arange(40) % 3, "other": np.ones(2)} if labels else {"data/embeddings": rows}
     path = write(tmp_path / "d.h5", hdf5_bytes(**datasets))
     table = read_table(path)
     np.testing.assert_array_equal(table.features, rows)

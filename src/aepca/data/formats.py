@@ -339,12 +339,20 @@ def _split_prefix(names) -> str | None:
 
 
 def _array_names(path: Path) -> list[str]:
-    """The arrays of an ``.npz`` archive, or the datasets at the top of an HDF5 file."""
+    """The arrays of an ``.npz`` archive, or the datasets of an HDF5 file."""
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             return list(archive.files)
     with _hdf5().File(path, "r") as file:
-        return [name for name, item in file.items() if isinstance(item, _hdf5().Dataset)]
+        return list(_datasets(file))
+
+
+def _datasets(file) -> dict[str, tuple]:
+    """The shape and type of every dataset of an open HDF5 file, by its path ('x', 'group/x')."""
+    found = {}
+    file.visititems(lambda name, item: found.update({name: (item.shape, item.dtype)})
+                    if isinstance(item, _hdf5().Dataset) else None)
+    return found
 
 
 def holds_split(path) -> bool:
@@ -409,8 +417,9 @@ def _hdf5():
 
 
 class _Hdf5Part(Part):
-    """An HDF5 file's dataset of rows (chosen by name as an ``.npz`` archive's array is; the ANN benchmarks'
-    ``train`` and ``test`` as a split), a block of rows read at a time by h5py; labels read whole."""
+    """An HDF5 file's dataset of rows (chosen by name as an ``.npz`` archive's array is, in a group too; the
+    ANN benchmarks' ``train`` and ``test`` as a split), a block of rows read at a time by h5py; labels read
+    whole."""
 
     kind, plain = "hdf5", True
     _FIX = "Write the rows as one dataset named 'x' (labels: 'y'), e.g. with h5py: file['x'] = rows."
@@ -418,7 +427,7 @@ class _Hdf5Part(Part):
     def __init__(self, path: Path, block_rows: int, split: str | None):
         self.path = path
         with self._file() as file:
-            datasets = {name: (item.shape, item.dtype) for name, item in file.items() if isinstance(item, _hdf5().Dataset)}
+            datasets = _datasets(file)
         self._x, y_name = _pick_arrays(list(datasets), path, split, self._FIX)
         shape, dtype = datasets[self._x]
         if y_name is not None:
