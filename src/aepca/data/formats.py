@@ -401,7 +401,7 @@ def _load_npz(path: Path, split: str | None = None) -> tuple[np.ndarray, np.ndar
     with _read_errors(path, ".npz", _NPZ_FIX):
         archive = np.load(path, allow_pickle=False)
     if isinstance(archive, np.ndarray):
-        raise ValueError(f"{path} is a .npy array, not a .npz archive. Rename it to end in .npz.")
+        raise ValueError(f"{path} is a .npy array, not a .npz archive. Rename it to end in .npy.")
     with archive:
         x_name, y_name = _pick_arrays(list(archive.files), path, split, _NPZ_FIX)
         with _read_errors(path, ".npz", _NPZ_FIX):
