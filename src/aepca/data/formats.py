@@ -1182,7 +1182,8 @@ def _check_path(path) -> Path:
 def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None,
               image_shape: tuple | None = None, split: str | None = None) -> Part:
     """The file ``path`` (``.csv`` / ``.tsv``, ``.jsonl`` / ``.ndjson``, ``.npy``, ``.npz``, ``.parquet``,
-    ``.arrow`` / ``.feather`` / ``.ipc`` or an image, one row), checked and opened by the reader of its format, in blocks of ``block_rows``
+    ``.arrow`` / ``.feather`` / ``.ipc``, ``.h5`` / ``.hdf5``, a file of vectors (:data:`VECTOR_FORMATS`) or an
+    image, one row), checked and opened by the reader of its format, in blocks of ``block_rows``
     rows (None: one; Parquet: its row groups; Arrow: whole record batches); ``no_header`` True or False
     overrides a CSV file's header guess; ``image_shape`` the shape an image is read at (:class:`ImagesPart`);
     ``split`` ("train" or "test") the rows of an archive or HDF5 file that :func:`holds_split`."""
