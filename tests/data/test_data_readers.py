@@ -225,6 +225,14 @@ def test_an_hdf5_dataset_of_rows_is_read_whole_and_in_blocks_with_its_labels(tmp
     np.testing.assert_array_equal(np.concatenate([source.read(k) for k in range(source.n_blocks)]), rows)
 
 
+def test_a_folder_of_hdf5_parts_reads_as_their_rows_in_order(tmp_path):
+    rows = RNG.standard_normal((30, 3)).astype(np.float32)
+    (tmp_path / "parts").mkdir()
+    for k, part in enumerate(np.array_split(rows, 3)):
+        write(tmp_path / "parts" / f"part-{k}.h5", hdf5_bytes(x=part))
+    np.testing.assert_array_equal(open_source(tmp_path / "parts").to_array(), rows)
+
+
 def test_an_hdf5_file_of_the_ann_benchmarks_gives_compare_its_train_and_test_split(tmp_path):
     train, test = RNG.standard_normal((30, 4)).astype(np.float32), RNG.standard_normal((10, 4)).astype(np.float32)
     path = write(tmp_path / "glove.hdf5", hdf5_bytes(train=train, test=test, neighbors=np.zeros((10, 3), np.int32)))

@@ -35,7 +35,7 @@ __all__ = ["BLOCK_ROWS", "RowSource", "image_files", "is_source_path", "open_sou
 BLOCK_ROWS = 65536
 # The files a folder or pattern may hold, by kind (a stream reads one kind).
 _KINDS = {".npy": ".npy", ".parquet": ".parquet", ".csv": ".csv", ".tsv": ".csv", ".arrow": ".arrow",
-          ".feather": ".arrow", ".ipc": ".arrow", ".jsonl": ".jsonl", ".ndjson": ".jsonl",
+          ".feather": ".arrow", ".ipc": ".arrow", ".jsonl": ".jsonl", ".ndjson": ".jsonl", ".h5": ".h5", ".hdf5": ".h5",
           **{suffix: suffix for suffix in VECTOR_FORMATS}}
 # Subfolder names of the halves of a train/test split (the first found of each is suggested).
 TRAIN_FOLDERS = ("train", "training")
