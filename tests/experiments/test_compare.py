@@ -214,7 +214,7 @@ def test_errors_at_round_off_tie_with_pcas_zero_error_and_the_note_says_so():
         "PCA needs at least 2 components to match it (none of up to 3 is clearly better).")
 
 
-@pytest.mark.parametrize("given", ["a test file", "a test set", "the data set", "the archive's x_test"])
+@pytest.mark.parametrize("given", ["a test file", "a test set", "the data set", "the file's own test split"])
 def test_a_test_size_is_refused_where_the_test_rows_are_given(tmp_path, given):
     rows = np.random.default_rng(0).random((60, 4), dtype=np.float32)
     np.save(tmp_path / "test.npy", rows[:20])
@@ -223,11 +223,20 @@ def test_a_test_size_is_refused_where_the_test_rows_are_given(tmp_path, given):
         "a test file": (rows, tmp_path / "test.npy", {"categorical": "onehot"}),  # read whole, by load_user_data
         "a test set": (rows, rows[:20], {}),
         "the data set": (Dataset("rows", rows[20:], rows[:20]), None, {}),
-        "the archive's x_test": (str(tmp_path / "split.npz"), None, {"categorical": "onehot"}),
+        "the file's own test split": (str(tmp_path / "split.npz"), None, {}),
     }[given]
     with pytest.raises(ValueError, match=rf"test_size, expected none where {given} gives the test rows .* "
                                          r"Received: test_size=0\.3\. Drop --test-size \(test_size=\)\."):
         compare(data, test=test, test_size=0.3, **extra)
+
+
+def test_a_file_holding_its_own_split_is_compared_on_that_split(tmp_path):
+    """As an .npz of x_train and x_test (Keras' mnist.npz) or an HDF5 file of train and test (the ANN benchmarks')."""
+    rows = np.random.default_rng(0).random((60, 4), dtype=np.float32)
+    np.savez(tmp_path / "split.npz", x_train=rows[20:], x_test=rows[:20])
+    result = compare(str(tmp_path / "split.npz"), code_dim=1, recipe="classic", hidden=(4,), epochs=1)
+    assert (result.metrics["n_train"], result.metrics["n_test"]) == (40, 20)
+    np.testing.assert_array_equal(result.shown.x_test, rows[:20])
 
 
 def test_recipes():

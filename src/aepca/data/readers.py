@@ -312,7 +312,7 @@ def load_user_data(
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
                              label_column=label_column, label_columns=label_columns)
     own_split = test is None and isinstance(path, str | os.PathLike) and holds_split(path)
-    test_size = resolved_test_size(test_size, "a test file" if test is not None else "the archive's x_test" if own_split else None)
+    test_size = resolved_test_size(test_size, "a test file" if test is not None else "the file's own test split" if own_split else None)
     raw = _read_raw(path, no_header, split="train" if own_split else None)
     source = raw.source
     cleaning = {"drop_constant": drop_constant, "impute": impute, "max_categories": max_categories}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from aepca.budget import (PROBE_REFINE_ROWS, REFINE_SHARE, BudgetTooSmall, plan_
                           trains_to_deadline)
 from aepca.data import Dataset
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
+from aepca.data.formats import holds_split
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.data.readers import resolved_test_size
 from aepca.data.sources import RowSource, interleaved_source, open_source
@@ -323,10 +325,11 @@ def read_rows(data, test, test_size: float | None, seed: int, categorical: str =
               max_categories: int = MAX_CATEGORIES, block_rows: int | None = None):
     """``data``, ``test`` and ``test_size`` with the data opened as :func:`compare` reads it: a
     :class:`Dataset` or row source as it is, a table with categories read and split in memory (they
-    are learned on the training rows), anything else as a row source."""
+    are learned on the training rows), a file holding its own split (:func:`holds_split`) as that
+    split, anything else as a row source."""
     if isinstance(data, Dataset | RowSource):
         return data, test, test_size
-    if categorical != "refuse":
+    if categorical != "refuse" or isinstance(data, str | os.PathLike) and holds_split(data):
         from aepca.data.readers import load_user_data
 
         return load_user_data(data, test=test, test_size=test_size, seed=seed, categorical=categorical,
