@@ -75,6 +75,14 @@ def test_auto_metric_is_cosine_only_for_unit_length_rows(store):
     assert resolve_metric("euclidean", store.x_test) == ("euclidean", "as set")
 
 
+def test_auto_metric_is_the_one_the_data_declares(store):
+    """An ANN-benchmarks file's distance (angular for glove: cosine) decides "auto"; a set metric wins."""
+    assert resolve_metric("auto", 2 * store.x_test, "angular") == ("cosine", "auto: the data's distance is angular")
+    assert resolve_metric("auto", store.x_test, "euclidean") == ("euclidean", "auto: the data's distance is euclidean")
+    assert resolve_metric("auto", store.x_test, "hamming")[0] == "cosine"  # not one searched: the rows decide
+    assert resolve_metric("euclidean", store.x_test, "angular") == ("euclidean", "as set")
+
+
 def test_take_rows_reads_the_chosen_rows_a_block_at_a_time(store):
     source = open_source(store.x_train, block_rows=128)
     positions = query_positions(source.n_rows, 40, seed=5)

@@ -43,12 +43,19 @@ def check_neighbour_settings(k, queries, metric: str) -> None:
         raise invalid_value("metric", f"one of {', '.join(METRICS)}", f"metric={metric!r}")
 
 
-def resolve_metric(metric: str, rows: np.ndarray) -> tuple[str, str]:
-    """The metric to search with and why: ``"auto"`` is cosine when every row of ``rows`` has length 1
-    (within ``UNIT_TOLERANCE``), else euclidean."""
+# The metric "auto" takes from a distance the data declares (an ANN-benchmarks HDF5 file's attribute).
+DECLARED_METRICS = {"angular": "cosine", "cosine": "cosine", "euclidean": "euclidean"}
+
+
+def resolve_metric(metric: str, rows: np.ndarray, declared: str | None = None) -> tuple[str, str]:
+    """The metric to search with and why: ``"auto"`` is the one the data declares (``declared``, a key of
+    ``DECLARED_METRICS``), else cosine when every row of ``rows`` has length 1 (within ``UNIT_TOLERANCE``),
+    else euclidean."""
     check_neighbour_settings(0, 1, metric)
     if metric != "auto":
         return metric, "as set"
+    if declared in DECLARED_METRICS:
+        return DECLARED_METRICS[declared], f"auto: the data's distance is {declared}"
     lengths = np.linalg.norm(np.asarray(rows, np.float64), axis=1)
     if len(lengths) and np.all(np.abs(lengths - 1) <= UNIT_TOLERANCE):
         return "cosine", "auto: the rows have unit length"
@@ -190,12 +197,12 @@ Method = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def measure(train: RowSource, test: RowSource, to_space: Callable[[np.ndarray], np.ndarray], methods: dict[str, Method],
-            *, k: int = DEFAULT_K, queries: int = DEFAULT_QUERIES, metric: str = "auto", seed: int = 0,
-            observe: Callable[[str, np.ndarray, np.ndarray], None] | None = None) -> dict:
+            *, k: int = DEFAULT_K, queries: int = DEFAULT_QUERIES, metric: str = "auto", declared: str | None = None,
+            seed: int = 0, observe: Callable[[str, np.ndarray, np.ndarray], None] | None = None) -> dict:
     """Recall@``k`` of each method: ``queries`` test rows (a seeded choice) search the training rows
     (``to_space`` maps rows to the error space) in one pass over them. True neighbours are exact in
-    the error space; each method's codes and reconstructions are searched for the same queries.
-    Returns ``{name: {"k", "queries", "metric", "metric_reason", "recall_codes",
+    the error space; each method's codes and reconstructions are searched for the same queries
+    (``metric`` and ``declared``: :func:`resolve_metric`'s). Returns ``{name: {"k", "queries", "metric", "metric_reason", "recall_codes",
     "recall_reconstructions", "seconds"}}`` (with ``"k_reason"`` when there were fewer than ``k``
     training rows, each then searched for all of them), the seconds being the whole measurement's; every
     method after the first also gets ``"paired_with_first"``: the mean per-query difference of
@@ -206,7 +213,7 @@ def measure(train: RowSource, test: RowSource, to_space: Callable[[np.ndarray], 
     # A K of more neighbours than there are training rows is cut to all of them (a table of few rows).
     asked, k = k, min(k, train.n_rows)
     query_rows = to_space(take_rows(test, query_positions(test.n_rows, queries, seed)))
-    metric, reason = resolve_metric(metric, query_rows)
+    metric, reason = resolve_metric(metric, query_rows, declared)
     truth = RunningNeighbours(query_rows, k, metric)
     searches = {}
     for name, method in methods.items():
@@ -251,7 +258,7 @@ def _paired(differences: np.ndarray) -> tuple[float, float]:
 
 
 def compare_methods(train: RowSource, test: RowSource, estimator, *, k: int = DEFAULT_K, queries: int = DEFAULT_QUERIES,
-                    metric: str = "auto", seed: int = 0) -> tuple[dict, float]:
+                    metric: str = "auto", declared: str | None = None, seed: int = 0) -> tuple[dict, float]:
     """:func:`measure` for a fitted :class:`aepca.Autoencoder` and its ``pca_`` (``{"pca": ..., "autoencoder": ...}``),
     and the network's MSE over the training rows in the error space (the pass runs the network on
     every one, so it needs no pass of its own). The network's reconstructions are decoded from the
@@ -283,7 +290,7 @@ def compare_methods(train: RowSource, test: RowSource, estimator, *, k: int = DE
             total[0] += float(sample_mse(rows, rebuilt).sum())
 
     records = measure(train, test, space.scaler.transform, {"pca": pca_method, "autoencoder": network_method},
-                      k=k, queries=queries, metric=metric, seed=seed, observe=observe)
+                      k=k, queries=queries, metric=metric, declared=declared, seed=seed, observe=observe)
     return records, total[0] / max(train.n_rows, 1)
 
 

@@ -235,10 +235,14 @@ def test_a_folder_of_hdf5_parts_reads_as_their_rows_in_order(tmp_path):
 
 def test_an_hdf5_file_of_the_ann_benchmarks_gives_compare_its_train_and_test_split(tmp_path):
     train, test = RNG.standard_normal((30, 4)).astype(np.float32), RNG.standard_normal((10, 4)).astype(np.float32)
-    path = write(tmp_path / "glove.hdf5", hdf5_bytes(train=train, test=test, neighbors=np.zeros((10, 3), np.int32)))
+    content = io.BytesIO(hdf5_bytes(train=train, test=test, neighbors=np.zeros((10, 3), np.int32)))
+    with h5py.File(content, "a") as file:
+        file.attrs["distance"] = "angular"
+    path = write(tmp_path / "glove.hdf5", content.getvalue())
     data = load_user_data(path)
     np.testing.assert_array_equal(data.x_train, train)
     np.testing.assert_array_equal(data.x_test, test)
+    assert data.notes["distance"] == "angular"  # the metric the neighbours' "auto" takes
     with pytest.raises(ValueError, match=r"holds a train/test split \('train', 'test'\), expected one set of rows"):
         open_source(path)
 

@@ -121,6 +121,8 @@ class Part:
     image_shape: tuple | None = None
     y: np.ndarray | None = None
     notes: tuple[str, ...] = ()
+    # The distance the file says its rows are compared by (an ANN-benchmarks HDF5 file's attribute).
+    distance: str | None = None
 
     @property
     def cells(self) -> dict:
@@ -428,6 +430,8 @@ class _Hdf5Part(Part):
         self.path = path
         with self._file() as file:
             datasets = _datasets(file)
+            distance = file.attrs.get("distance")
+        self.distance = distance.decode() if isinstance(distance, bytes) else None if distance is None else str(distance)
         self._x, y_name = _pick_arrays(list(datasets), path, split, self._FIX)
         shape, dtype = datasets[self._x]
         if y_name is not None:

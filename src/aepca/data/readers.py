@@ -256,6 +256,8 @@ def held_out_split(n_rows: int, test_size: float, seed: int, source: str) -> tup
 
 def _notes(raw: _Raw, spec: ColumnSpec, source: str, impute: str | None) -> dict:
     notes = {"units": f"original units of {source}"}
+    if raw.part.distance is not None:
+        notes["distance"] = raw.part.distance
     n_constant_kept = sum(name in spec.feature_names for name in spec.constant_columns)
     dropped = [name for name in spec.constant_columns if name not in spec.feature_names]
     if n_constant_kept:

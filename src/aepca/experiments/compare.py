@@ -215,7 +215,8 @@ def compare(
     pca_train_mse = float(np.sum(pca.all_explained_variance_[code_dim:]) * (n - 1) / n / train.n_features)
     # The neighbours' pass over the training rows runs the network on each: it gives the training MSE too.
     found, ae_train_mse = (neighbour_search.compare_methods(train, test, estimator, k=neighbours, queries=neighbour_queries,
-                                                            metric=metric, seed=seed) if neighbours else ({}, None))
+                                                            metric=metric, declared=shown.notes.get("distance"), seed=seed)
+                           if neighbours else ({}, None))
     if ae_train_mse is None:
         with distributed.read_share(train) as blocks:
             ae_train_mse = -float(distributed.all_sum(sum(np.sum(estimator.score_samples(rows)) for rows in blocks)) / n)
