@@ -202,8 +202,8 @@ def measure(train: RowSource, test: RowSource, to_space: Callable[[np.ndarray], 
     """Recall@``k`` of each method: ``queries`` test rows (a seeded choice) search the training rows
     (``to_space`` maps rows to the error space) in one pass over them. True neighbours are exact in
     the error space; each method's codes and reconstructions are searched for the same queries
-    (``metric`` and ``declared``: :func:`resolve_metric`'s). Returns ``{name: {"k", "queries", "metric", "metric_reason", "recall_codes",
-    "recall_reconstructions", "seconds"}}`` (with ``"k_reason"`` when there were fewer than ``k``
+    (``metric`` and ``declared``: :func:`resolve_metric`'s). Returns ``{name: {"k", "queries", "metric",
+    "metric_reason", "recall_codes", "recall_reconstructions", "seconds"}}`` (with ``"k_reason"`` when there were fewer than ``k``
     training rows, each then searched for all of them), the seconds being the whole measurement's; every
     method after the first also gets ``"paired_with_first"``: the mean per-query difference of
     its recall from the first method's, and that mean's standard error, for codes and reconstructions.

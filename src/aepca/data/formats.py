@@ -431,7 +431,8 @@ class _Hdf5Part(Part):
         with self._file() as file:
             datasets = _datasets(file)
             distance = file.attrs.get("distance")
-        self.distance = distance.decode() if isinstance(distance, bytes) else None if distance is None else str(distance)
+        if distance is not None:
+            self.distance = distance.decode() if isinstance(distance, bytes) else str(distance)
         self._x, y_name = _pick_arrays(list(datasets), path, split, self._FIX)
         shape, dtype = datasets[self._x]
         if y_name is not None:
