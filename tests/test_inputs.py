@@ -329,6 +329,23 @@ def test_the_command_trains_one_model_whether_a_file_is_read_whole_or_streamed(c
     assert streamed["autoencoder"]["history"]["loss"] == pytest.approx(whole["autoencoder"]["history"]["loss"], rel=1e-6)
 
 
+def test_a_file_holding_its_own_split_is_compared_on_it_whether_read_whole_or_streamed(tmp_path):
+    """An ANN-benchmarks HDF5 file (train, test, an angular distance): the same split, model and neighbours."""
+    from aepca.cli import main
+
+    x = _rows(300, 6, seed=5)
+    with h5py.File(tmp_path / "glove.hdf5", "w") as file:
+        file["train"], file["test"], file.attrs["distance"] = x[:240], x[240:], "angular"
+    args = ["--recipe", "classic", "--hidden", "4", "--epochs", "1", "--no-progress", "--block-rows", "64"]
+    for run, stream in (("whole", []), ("streamed", ["--stream"])):
+        assert main(["compare", str(tmp_path / "glove.hdf5"), "--out", str(tmp_path / run), *stream, *args]) == 0
+    whole, streamed = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("whole", "streamed"))
+    assert (streamed["n_train"], streamed["n_test"]) == (whole["n_train"], whole["n_test"]) == (240, 60)
+    for method in ("pca", "autoencoder"):
+        assert streamed[method]["test_mse"] == pytest.approx(whole[method]["test_mse"], rel=1e-6)
+        assert streamed[method]["neighbours"]["metric"] == whole[method]["neighbours"]["metric"] == "cosine"
+
+
 COMMAND_CASES = [
     pytest.param(command, form, id=f"{command}-{form}", marks=() if form == FAST_FORMS[command] else pytest.mark.slow)
     for command in FAST_FORMS for form in FILE_FORMS

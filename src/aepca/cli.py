@@ -343,15 +343,24 @@ def check_run_arguments(args) -> None:
         raise UsageError(f"--process-id must be below --num-processes={args.num_processes}, received {args.process_id}")
 
 
-def open_data_source(args):
-    """PATH (a file, folder or pattern) as a row source, with the column options."""
+def open_data_source(args, split: str | None = None):
+    """PATH (a file, folder or pattern) as a row source, with the column options; ``split``: the rows of a
+    file that holds its own split (:func:`own_split`)."""
     from aepca.data.sources import open_source
 
     return open_source(
         str(args.path), columns=args.columns, drop_columns=args.drop_columns, id_column=args.id_column,
         label_columns=args.label_column, no_header=True if args.no_header else None, block_rows=args.block_rows,
-        image_shape=args.image_shape,
+        image_shape=args.image_shape, split=split,
     )
+
+
+def own_split(args) -> bool:
+    """Whether PATH, streamed without --test, holds its own train/test split (mnist.npz's layout, an
+    ANN-benchmarks HDF5 file), whose two halves are then the training and the test rows."""
+    from aepca.data.formats import holds_split
+
+    return args.test is None and args.path is not None and holds_split(args.path)
 
 
 def read_data(args):
@@ -427,7 +436,7 @@ def read_input(args):
     cleaning options) or a row source read a block at a time (a folder, a pattern, ``--stream``,
     several processes). Both go through the same comparison."""
     if is_streamed(args):
-        return open_data_source(args)
+        return open_data_source(args, "train" if own_split(args) else None)
     return read_data(args)
 
 
@@ -483,10 +492,18 @@ def run_compare(args) -> int:
     return 0
 
 
+def streamed_test(args):
+    """The test rows of a streamed run: --test's file, or the test half of a file that holds its own split;
+    None where they are read with the data (or held out of it)."""
+    if not is_streamed(args):
+        return None
+    return open_data_source(args, "test") if own_split(args) else None if args.test is None else str(args.test)
+
+
 def experiment_options(args, run, writer: bool) -> dict:
     """compare's and sweep's keywords that come straight from the arguments."""
     return {
-        "test": None if args.test is None or not is_streamed(args) else str(args.test), "test_size": args.test_size,
+        "test": streamed_test(args), "test_size": args.test_size,
         "epochs": args.epochs, "seed": args.seed, "scale": args.scale, "progress": writer and shows_progress(args),
         "checkpoint_dir": str(run.checkpoint), "record": run_record(args),
         "hidden": None if args.hidden is None else tuple(args.hidden), "refine_steps": args.refine_steps,

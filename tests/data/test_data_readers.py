@@ -420,7 +420,7 @@ BAD_FILES = [
      r"holds arrays \['a', 'b'\], expected a single array or arrays named 'x'"),
     ("d.npz", npz_bytes(x_train=np.ones((3, 2)), x_test=np.ones((3, 2)), y_train=np.ones(3), y_test=np.ones(3)), {},
      ValueError, r"holds a train/test split \('x_train', 'x_test'\), expected one set of rows: compare and sweep take "
-     r"it as their split when they read it whole \(without --test or --stream\), but not this\. .*"
+     r"it as their split \(without --test\), but not this\. .*"
      r"numpy\.save\('x_test\.npy', rows\) with the rows of 'x_test'\."),
     ("d.npz", npz_bytes(x=np.ones((3, 2)), y=np.ones(4)), {}, ValueError, r"labels 'y' have shape \(4,\)"),
     ("d.npz", npz_bytes(x=np.arange(6.0).reshape(3, 2), y=np.ones(3)), {"label_column": "x0"}, ValueError,

@@ -377,7 +377,7 @@ def _pick_arrays(names: list[str], path: Path, split: str | None, fix: str) -> t
         if split is None:
             raise ValueError(
                 f"{path} holds a train/test split ('{prefix}train', '{prefix}test'), expected one set of rows: compare "
-                "and sweep take it as their split when they read it whole (without --test or --stream), but not this. "
+                "and sweep take it as their split (without --test), but not this. "
                 f"Save the rows to read as a file of their own, e.g. numpy.save('{prefix}test.npy', rows) with the rows "
                 f"of '{prefix}test'."
             )

@@ -90,6 +90,7 @@ class _Rows:
         first = parts[0]
         self.in_memory = first.path is None or kind == "npz"
         self.image_shape = first.image_shape if take is None else None  # every pixel a feature, in place
+        self.distance = first.distance
         present = set(first.names) if named else set()
         self._label = next((name for name in spec.label_columns[:1] if name in present), None)
         self._id = spec.id_column if spec.id_column in present else None
@@ -215,6 +216,8 @@ class RowSource:
         # The name of the column ``ids`` gives (an id column, or image files' paths); None without ids.
         self.id_name: str | None = self._rows.id_name
         self.image_shape: tuple | None = self._rows.image_shape
+        # The distance the data declares its rows compared by (an ANN-benchmarks HDF5 file's), or None.
+        self.distance: str | None = self._rows.distance
         self.block_rows: int = self._layout.block_rows
         bounds = self._layout.bounds
         self.n_blocks: int = len(bounds) - 1
@@ -490,7 +493,8 @@ def _reader(name: str, kind: str, parts: list, selection: Selection, spec: Colum
     return _Rows(name, kind, parts, spec, take=take, exposed=exposed, named=not positional)
 
 
-def _open_files(path: Path, no_header: bool | None, block_rows: int, image_shape) -> tuple[str, str, list]:
+def _open_files(path: Path, no_header: bool | None, block_rows: int, image_shape,
+                split: str | None = None) -> tuple[str, str, list]:
     """The name, kind and parts of a file, or of a folder's or pattern's files (the same columns in each)."""
     if is_source_path(path):
         name = path.resolve().name if path.is_dir() else str(path)
@@ -500,7 +504,8 @@ def _open_files(path: Path, no_header: bool | None, block_rows: int, image_shape
         files = source_files(path)
     else:
         files, name = [path], path.name
-    parts = [open_part(file, no_header=no_header, block_rows=block_rows, image_shape=image_shape) for file in files]
+    parts = [open_part(file, no_header=no_header, block_rows=block_rows, image_shape=image_shape, split=split)
+             for file in files]
     for part in parts[1:]:
         check_same_columns(parts[0], part, "Every file of a folder or pattern needs the same columns and row "
                            "shape: rewrite it or move it out.")
@@ -510,7 +515,7 @@ def _open_files(path: Path, no_header: bool | None, block_rows: int, image_shape
 def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None,
                 spec: ColumnSpec | None = None, no_header: bool | None = None,
                 block_rows: int | None = None, categorical: str = "refuse",
-                max_categories: int = MAX_CATEGORIES, image_shape=None) -> RowSource:
+                max_categories: int = MAX_CATEGORIES, image_shape=None, split: str | None = None) -> RowSource:
     """``data`` as a :class:`RowSource`, read a block at a time (memory bounded by blocks, except for ``.npz``).
 
     ``data``: a 2-D array or an ``(n, h, w[, c])`` image array, a pandas DataFrame, a pyarrow Table (or
@@ -533,7 +538,8 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     ``categorical="onehot"`` encodes the text, categorical and boolean columns of a DataFrame or Arrow
     table as indicators of the categories of all its rows (at most ``max_categories`` per column); files
     with categories are read by :func:`aepca.data.load_user_data`, which learns them on the training rows.
-    A ``spec`` applies the categories it carries.
+    A ``spec`` applies the categories it carries. ``split`` ("train" or "test") reads those rows of a file
+    that holds its own split (:func:`aepca.data.formats.holds_split`), which is otherwise refused.
     """
     given_rows = None if block_rows is None else _positive_int(block_rows, "block_rows", BLOCK_ROWS)
     given_shape = _image_shape(image_shape)
@@ -556,7 +562,7 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
                              f"{len(spec.feature_names)}. Pass a row source of the features the model was trained on.")
         return data
     if isinstance(data, str | os.PathLike):
-        name, kind, parts = _open_files(Path(data), no_header, block_rows, image_shape)
+        name, kind, parts = _open_files(Path(data), no_header, block_rows, image_shape, split)
     else:
         part = memory_part(data, block_rows)
         name, kind, parts = part.kind, part.kind, [part]

@@ -369,7 +369,8 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
             train, test_rows = data.split(test_size, seed, TEST_SALT)
             held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
         labels = None
-        about = {"name": data.name, "notes": {"units": f"original units of {data.name}"},
+        declared = {"distance": data.distance} if data.distance is not None else {}
+        about = {"name": data.name, "notes": {"units": f"original units of {data.name}", **declared},
                  "image_shape": train.image_shape, "feature_names": tuple(train.feature_names), "columns": train.columns}
     shown_rows, shown_labels, positions = _figure_rows(test_rows, N_CODE_POINTS)
     if labels is not None:
