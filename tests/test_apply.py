@@ -190,6 +190,21 @@ def test_a_folder_given_as_the_output_is_refused_as_a_folder(run, capsys):
     assert f"--out {folder} is a folder; name a file, e.g. {folder / 'codes.parquet'}" in capsys.readouterr().err
 
 
+def test_encode_reads_the_half_of_a_split_file_that_split_names(run, capsys):
+    folder, frame, out = run
+    features = frame[[f"f{i}" for i in range(6)]].to_numpy(np.float32)
+    np.savez(folder / "split.npz", x_train=features[:200], x_test=features[200:])  # mnist.npz's layout
+    codes = folder / "split-codes.npy"
+    assert main(["encode", str(out / "model"), str(folder / "split.npz"), "--split", "test", "--out", str(codes)]) == 0
+    model = load_model(out / "model")
+    expected = model.transform(features[200:])
+    np.testing.assert_allclose(np.load(codes), expected, rtol=0, atol=_codes_tolerance(model, expected))
+    capsys.readouterr()
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--split", "test", "--out",
+                 str(folder / "no.npy")]) == EXIT_USAGE
+    assert "split='test' for " in capsys.readouterr().err and not (folder / "no.npy").exists()
+
+
 def test_an_output_under_a_file_is_refused_before_the_model_is_read(run, capsys):
     folder, _, _ = run
     blocker = folder / "file.txt"

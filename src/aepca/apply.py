@@ -25,17 +25,20 @@ OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".csv", ".tsv", ".js
 ERROR_COLUMN = "error"
 
 
-def encode_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False) -> dict:
-    """Write the codes of every row of ``data`` (ids first, when the data has an id column) to ``out``.
+def encode_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False,
+                split: str | None = None) -> dict:
+    """Write the codes of every row of ``data`` (ids first, when the data has an id column) to ``out``;
+    ``split`` ("train" or "test"): that half of a file that holds its own split.
 
     Returns the rows written, the files, and notes on categorical cells of a category unseen in
     training and on rows unlike the training rows (:meth:`aepca.preprocessing.Scaler.departure_notes`).
     """
     names = [f"code_{i}" for i in range(model.n_components)]
-    return _write(out, model, data, block_rows, names, lambda features: (model.transform(features), {}), overwrite)
+    return _write(out, model, data, block_rows, names, lambda features: (model.transform(features), {}), overwrite, split)
 
 
-def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False) -> dict:
+def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False,
+                     split: str | None = None) -> dict:
     """Write every row's reconstruction (in the data's units) and its error to ``out``.
 
     ``error`` is the row's mean squared error in the model's error space, the
@@ -52,7 +55,7 @@ def reconstruct_file(model, data, out, *, block_rows: int | None = None, overwri
         reconstruction, errors = model.reconstruct_with_errors(features)
         return np.column_stack([reconstruction, errors.astype(np.float32)]), spec.decode(reconstruction)
 
-    return _write(out, model, data, block_rows, names, reconstruct, overwrite)
+    return _write(out, model, data, block_rows, names, reconstruct, overwrite, split)
 
 
 class _UnseenCategories:
@@ -105,12 +108,12 @@ def check_output(out, *, overwrite: bool) -> Path:
     return out
 
 
-def _write(out, model, data, block_rows, names, apply, overwrite: bool) -> dict:
+def _write(out, model, data, block_rows, names, apply, overwrite: bool, split: str | None) -> dict:
     """Apply ``apply`` to every block of ``data`` (any input :func:`aepca.open_source` takes, read through
     the model's column specification) and write the results to ``out``."""
     out = check_output(out, overwrite=overwrite)
     spec = model.column_spec()
-    source = open_source(data, spec=spec, block_rows=block_rows)
+    source = open_source(data, spec=spec, block_rows=block_rows, split=split)
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = _UnseenCategories(spec)
     # Each writer returns the rows and the files it wrote.

@@ -291,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         apply.add_argument("--block-rows", type=positive_int, default=None, metavar="N",
                            help=f"rows read and written at a time (default: {BLOCK_ROWS}, fewer for rows of over 1,024 values)")
         apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+        apply.add_argument("--split", choices=["train", "test"],
+                           help="the half to read of a file that holds its own split (mnist.npz; an ANN-benchmarks "
+                                "HDF5 file's train and test)")
         apply.set_defaults(handler=handler)
     return parser
 
@@ -593,7 +596,8 @@ def _apply(args, function: str, what: str) -> int:
     from aepca.estimator import load_model
 
     model = load_model(args.model)
-    written = getattr(aepca.apply, function)(model, args.data, args.out, block_rows=args.block_rows, overwrite=args.overwrite)
+    written = getattr(aepca.apply, function)(model, args.data, args.out, block_rows=args.block_rows, overwrite=args.overwrite,
+                                             split=args.split)
     print(f"wrote {what} of {plural(written['rows'], 'row')}: {', '.join(written['files'])}")
     for note in written["notes"]:
         print(f"note: {note}")

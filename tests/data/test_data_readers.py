@@ -420,8 +420,8 @@ BAD_FILES = [
      r"holds arrays \['a', 'b'\], expected a single array or arrays named 'x'"),
     ("d.npz", npz_bytes(x_train=np.ones((3, 2)), x_test=np.ones((3, 2)), y_train=np.ones(3), y_test=np.ones(3)), {},
      ValueError, r"holds a train/test split \('x_train', 'x_test'\), expected one set of rows: compare and sweep take "
-     r"it as their split \(without --test\), but not this\. .*"
-     r"numpy\.save\('x_test\.npy', rows\) with the rows of 'x_test'\."),
+     r"it as their split \(without --test\), but not this\. Name the half to read: aepca encode or reconstruct "
+     r"--split train or test; aepca\.open_source\(path, split='test'\) in Python\."),
     ("d.npz", npz_bytes(x=np.ones((3, 2)), y=np.ones(4)), {}, ValueError, r"labels 'y' have shape \(4,\)"),
     ("d.npz", npz_bytes(x=np.arange(6.0).reshape(3, 2), y=np.ones(3)), {"label_column": "x0"}, ValueError,
      r"already holds labels"),

@@ -377,9 +377,8 @@ def _pick_arrays(names: list[str], path: Path, split: str | None, fix: str) -> t
         if split is None:
             raise ValueError(
                 f"{path} holds a train/test split ('{prefix}train', '{prefix}test'), expected one set of rows: compare "
-                "and sweep take it as their split (without --test), but not this. "
-                f"Save the rows to read as a file of their own, e.g. numpy.save('{prefix}test.npy', rows) with the rows "
-                f"of '{prefix}test'."
+                "and sweep take it as their split (without --test), but not this. Name the half to read: aepca encode "
+                "or reconstruct --split train or test; aepca.open_source(path, split='test') in Python."
             )
         return f"{prefix}{split}", f"y_{split}" if prefix and f"y_{split}" in names else None
     x_name = next((n for n in ("x", "X") if n in names), None)

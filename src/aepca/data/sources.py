@@ -25,7 +25,7 @@ import numpy as np
 
 from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, VECTOR_FORMATS, ImagesPart, InterleavedPart, check_same_columns,
-                                decompress_fix, format_suffix, memory_part, open_part, rows_within)
+                                decompress_fix, format_suffix, holds_split, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
 from aepca.validation import MAX_ABS_VALUE, as_image_shape, describe_names, invalid_value, plural
 
@@ -561,6 +561,10 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
             raise ValueError(f"{data.name} has {data.n_features} features, but the model reads "
                              f"{len(spec.feature_names)}. Pass a row source of the features the model was trained on.")
         return data
+    if split is not None and not (isinstance(data, str | os.PathLike) and holds_split(data) and split in ("train", "test")):
+        raise invalid_value("split", "'train' or 'test' of a file that holds its own split (mnist.npz's x_train and "
+                            "x_test; an ANN-benchmarks HDF5 file's train and test)", f"split={split!r} for {data}",
+                            "Drop split (--split): the data is one set of rows.")
     if isinstance(data, str | os.PathLike):
         name, kind, parts = _open_files(Path(data), no_header, block_rows, image_shape, split)
     else:
