@@ -283,7 +283,20 @@ def _load_npy(path: Path) -> np.ndarray:
     return array
 
 
-class _VectorsPart(Part):
+class _RowRangePart(Part):
+    """A file whose rows ``start:stop`` its ``_read`` reads, in blocks of ``_step`` rows."""
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def block(self, k: int, columns=None) -> np.ndarray:
+        return self._read(k * self._step, k * self._step + self.sizes[k])
+
+    def whole(self) -> np.ndarray:
+        return self._read(0, sum(self.sizes))
+
+
+class _VectorsPart(_RowRangePart):
     """A file of vectors (:data:`VECTOR_FORMATS`), a block of rows read at a time from the file."""
 
     plain = True
@@ -321,12 +334,6 @@ class _VectorsPart(Part):
             raise ValueError(f"{self.path}: row {start + wrong[0] + 1} says it holds {rows['length'][wrong[0]]} values, the "
                              f"first row {len(self.names)}; every row must hold as many. {self._FIX}")
         return rows["values"]
-
-    def block(self, k: int, columns=None) -> np.ndarray:
-        return self._read(k * self._step, k * self._step + self.sizes[k])
-
-    def whole(self) -> np.ndarray:
-        return self._read(0, sum(self.sizes))
 
 
 # The arrays of a file that holds its own train/test split, by the prefix of their names: Keras' mnist.npz
@@ -418,7 +425,7 @@ def _hdf5():
     return _needs("h5py", "h5py", "HDF5 files", "h5py")
 
 
-class _Hdf5Part(Part):
+class _Hdf5Part(_RowRangePart):
     """An HDF5 file's dataset of rows (chosen by name as an ``.npz`` archive's array is, in a group too; the
     ANN benchmarks' ``train`` and ``test`` as a split), a block of rows read at a time by h5py; labels read
     whole."""
@@ -458,12 +465,6 @@ class _Hdf5Part(Part):
     def _read(self, start: int, stop: int) -> np.ndarray:
         with self._file() as file:
             return file[self._x][start:stop].reshape(stop - start, -1)
-
-    def block(self, k: int, columns=None) -> np.ndarray:
-        return self._read(k * self._step, k * self._step + self.sizes[k])
-
-    def whole(self) -> np.ndarray:
-        return self._read(0, sum(self.sizes))
 
 
 def exports_arrow(data) -> bool:
@@ -656,36 +657,41 @@ def _index_lines(path: Path, block_rows: int, header: bool, tab: bool, quoted_fi
     return np.array(starts, np.int64), np.array(_slices(n_records, block_rows), np.int64)
 
 
-def _text_file(path: Path) -> tuple[Path, tuple[str, ...]]:
-    """The file a text format is read from: ``path``, or a compressed file's text, decompressed once
-    (compression has no block offsets), with the note that says so."""
-    if path.suffix.lower() not in DECOMPRESS:
-        return path, ()
-    return decompressed(path), (f"decompressed ({path.suffix.lower()}) into a temporary file, read from there",)
+class _TextPart(Part):
+    """A text file read a block of ``_step`` records at a time: ``_file`` is the file, or a compressed one's
+    text, decompressed once (compression has no block offsets); ``_index`` (the format's) the byte offset
+    where each block starts and each block's records."""
+
+    def __init__(self, path: Path):
+        self.path, self.where, self._file, self.notes = path, str(path), path, ()
+        if path.suffix.lower() in DECOMPRESS:
+            self._file = decompressed(path)
+            self.notes = (f"decompressed ({path.suffix.lower()}) into a temporary file, read from there",)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return self._index[1]
+
+    def _text(self, k: int) -> tuple[bytes, str]:
+        """The bytes of block ``k``, and how messages name its rows."""
+        starts, sizes = self._index
+        with open(self._file, "rb") as fh:
+            fh.seek(starts[k])
+            data = fh.read(starts[k + 1] - starts[k] if k + 1 < len(starts) else -1)
+        first = k * self._step
+        return data, f"{self.path} (rows {first + 1}-{first + sizes[k]})"
 
 
-def _lines(part, k: int) -> tuple[bytes, str]:
-    """The bytes of block ``k`` of a text part (its ``_file``, blocks of ``_step`` records at the offsets of
-    its ``_index``), and how messages name its rows."""
-    starts, sizes = part._index
-    with open(part._file, "rb") as fh:
-        fh.seek(starts[k])
-        data = fh.read(starts[k + 1] - starts[k] if k + 1 < len(starts) else -1)
-    first = k * part._step
-    return data, f"{part.path} (rows {first + 1}-{first + sizes[k]})"
-
-
-class _CsvPart(Part):
+class _CsvPart(_TextPart):
     """A CSV or TSV file, or a compressed one's text; a block is ``block_rows`` records parsed by pandas from
     their byte range."""
 
     kind = "csv"
 
     def __init__(self, path: Path, no_header: bool | None, block_rows: int):
-        self.path, self.where = path, str(path)
-        self._file, unpacked = _text_file(path)
+        super().__init__(path)
         self._layout = _csv_layout(self._file, no_header, self.where)
-        self.notes = unpacked + self._layout.notes
+        self.notes += self._layout.notes
         head = self._parse(self._file, self.where, header=self._layout.header, nrows=0 if self._layout.header else 1)
         self.names = tuple(str(c) if self._layout.header else f"x{c}" for c in head.columns)
         self.schema = list(self.names)
@@ -714,13 +720,9 @@ class _CsvPart(Part):
                              "at a time. Re-save it with \\n or \\r\\n line ends.")
         return _index_lines(self._file, self._step, self._layout.header, self._layout.delimiter == "\t")
 
-    @property
-    def sizes(self) -> np.ndarray:
-        return self._index[1]
-
     def block(self, k: int, columns=None) -> pd.DataFrame:
         sizes = self.sizes
-        data, where = _lines(self, k)
+        data, where = self._text(k)
         wanted = set(self.names if columns is None else columns)
         positions = [i for i, name in enumerate(self.names) if name in wanted]
         frame = self._parse(io.BytesIO(data), where, header=False, usecols=positions)
@@ -816,7 +818,7 @@ class _ParquetPart(_ArrowSchemaPart):
             return self._pq.read_table(self.path)
 
 
-class _JsonLinesPart(_ArrowSchemaPart):
+class _JsonLinesPart(_TextPart, _ArrowSchemaPart):
     """A JSON Lines file (``.jsonl``, ``.ndjson``, or a compressed one's text): an object per line, its keys
     the columns (an array is a list column, as embedding stores write them). The columns are the keys of
     the first lines; a block is ``block_rows`` lines parsed by pyarrow from their byte range, a key absent
@@ -829,9 +831,8 @@ class _JsonLinesPart(_ArrowSchemaPart):
     _PARSE_BYTES = 64 * 2**20
 
     def __init__(self, path: Path, block_rows: int):
-        self.path, self.where = path, str(path)
+        super().__init__(path)
         self._json = _pyarrow(path, "pyarrow.json")
-        self._file, self.notes = _text_file(path)
         with open(self._file, "rb") as fh:
             head = self._parse(b"".join(line for _, line in zip(range(self._HEAD_LINES), fh)), self.where)
         if head.num_rows == 0:
@@ -845,11 +846,12 @@ class _JsonLinesPart(_ArrowSchemaPart):
                     for name in self.names)
         self._step = rows_within(block_rows, width)
 
-    def _parse(self, data: bytes, where):
+    def _parse(self, text: bytes | Path, where):
+        """The objects of ``text`` (a block's bytes, or the file, read by pyarrow as it parses) as a table."""
         pa = _pyarrow(self.path)
         with _read_errors(where, "JSON Lines", self._FIX, (pa.ArrowException, *_CORRUPT_ERRORS)):
             options = self._json.ReadOptions(block_size=self._PARSE_BYTES)
-            return self._json.read_json(pa.py_buffer(data), read_options=options)
+            return self._json.read_json(str(text) if isinstance(text, Path) else pa.py_buffer(text), read_options=options)
 
     def _columns(self, table, columns):
         """``columns`` of ``table`` (None: every column of the file), a key absent from all its lines as nulls."""
@@ -862,19 +864,15 @@ class _JsonLinesPart(_ArrowSchemaPart):
     def _index(self) -> tuple[np.ndarray, np.ndarray]:
         return _index_lines(self._file, self._step, header=False, tab=False, quoted_fields=False)
 
-    @property
-    def sizes(self) -> np.ndarray:
-        return self._index[1]
-
     def block(self, k: int, columns=None):
-        data, where = _lines(self, k)
+        data, where = self._text(k)
         table = self._parse(data, where)
         if table.num_rows != self.sizes[k]:
             raise ValueError(f"{where}: {table.num_rows} objects parsed where {self.sizes[k]} lines were counted. {self._FIX}")
         return self._columns(table, columns)
 
     def whole(self):
-        return self._columns(self._parse(self._file.read_bytes(), self.where), None)
+        return self._columns(self._parse(self._file, self.where), None)
 
 
 # --- Arrow IPC (Feather) -------------------------------------------------------------------------------
