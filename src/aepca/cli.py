@@ -500,7 +500,9 @@ def streamed_test(args):
     None where they are read with the data (or held out of it)."""
     if not is_streamed(args):
         return None
-    return open_data_source(args, "test") if own_split(args) else None if args.test is None else str(args.test)
+    if own_split(args):
+        return open_data_source(args, "test")
+    return None if args.test is None else str(args.test)
 
 
 def experiment_options(args, run, writer: bool) -> dict:
