@@ -75,14 +75,12 @@ def read_model_folder(path) -> tuple:
     such folder inside ``path`` (the ``model/`` of an ``aepca compare`` run's folder), or holding
     ``path`` (one of its two files), checked."""
     path = Path(path)
+    fix = "Pass the folder written by Autoencoder.save, or an aepca compare run's folder (--out)."
     if not path.exists():
-        raise FileNotFoundError(f"No such model folder: {path} (looked for from {Path.cwd()}). Pass the folder written "
-                                "by Autoencoder.save, or an aepca compare run's folder (--out).")
+        raise FileNotFoundError(f"No such model folder: {path} (looked for from {Path.cwd()}). {fix}")
     if path.is_file():
         if path.name not in (MODEL_FILE, METADATA_FILE):
-            raise invalid_value("path", f"a model folder (it holds {MODEL_FILE} and {METADATA_FILE})",
-                                f"{path}, a file", "Pass the folder written by Autoencoder.save, or an aepca compare "
-                                "run's folder (--out).")
+            raise invalid_value("path", f"a model folder (it holds {MODEL_FILE} and {METADATA_FILE})", f"{path}, a file", fix)
         path = path.parent
     inside = sorted(path.glob(f"*/{METADATA_FILE}")) if path.is_dir() and not (path / METADATA_FILE).exists() else []
     if len(inside) == 1:
