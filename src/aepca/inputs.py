@@ -14,14 +14,14 @@ import os
 import numpy as np
 from sklearn.utils.validation import _get_feature_names, check_array, validate_data
 
-from aepca.data.formats import exports_arrow
+from aepca.data.formats import exports_arrow, is_pyarrow_table
 from aepca.data.sources import RowSource, open_source
 from aepca.validation import describe_names, invalid_value, plural
 
 
 def is_arrow_table(X) -> bool:
     """A pyarrow Table, or another library's table read as one (:func:`aepca.data.formats.exports_arrow`)."""
-    return type(X).__module__.startswith("pyarrow") and hasattr(X, "schema") or exports_arrow(X)
+    return is_pyarrow_table(X) or exports_arrow(X)
 
 
 @contextlib.contextmanager

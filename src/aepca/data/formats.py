@@ -467,6 +467,11 @@ class _Hdf5Part(_RowRangePart):
             return file[self._x][start:stop].reshape(stop - start, -1)
 
 
+def is_pyarrow_table(data) -> bool:
+    """Whether ``data`` is a pyarrow Table or RecordBatch."""
+    return type(data).__module__.startswith("pyarrow") and hasattr(data, "schema")
+
+
 def exports_arrow(data) -> bool:
     """Whether ``data`` is another library's table that exports its data through the Arrow PyCapsule
     interface (a polars or DuckDB frame), read as a pyarrow Table: its columns by name."""
@@ -483,7 +488,7 @@ def memory_part(data, block_rows: int) -> Part:
         return _SlicedPart(table, "Arrow table", f"the {library}", block_rows)
     if isinstance(data, pd.DataFrame):
         return _SlicedPart(data, "DataFrame", "the DataFrame", block_rows)
-    if type(data).__module__.startswith("pyarrow") and hasattr(data, "schema"):
+    if is_pyarrow_table(data):
         import pyarrow as pa
 
         table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
