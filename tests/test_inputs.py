@@ -346,6 +346,17 @@ def test_a_file_holding_its_own_split_is_compared_on_it_whether_read_whole_or_st
         assert streamed[method]["neighbours"]["metric"] == whole[method]["neighbours"]["metric"] == "cosine"
 
 
+def test_the_distance_a_file_declares_decides_the_recall_rule_of_compare_in_python(tmp_path):
+    """compare() of an ANN-benchmarks file read whole: its declared distance reaches the keep rule."""
+    x = 3 * _rows(300, 6, seed=5)
+    with h5py.File(tmp_path / "glove.hdf5", "w") as file:
+        file["train"], file["test"], file.attrs["distance"] = x[:240], x[240:], "angular"
+    result = compare(str(tmp_path / "glove.hdf5"), code_dim=2, recipe="classic", hidden=(4,), epochs=1, init="auto",
+                     select_by="recall", neighbours=0)
+    selection = result.metrics["autoencoder"]["selection"]
+    assert (selection["metric"], selection["metric_reason"]) == ("cosine", "auto: the data's distance is angular")
+
+
 COMMAND_CASES = [
     pytest.param(command, form, id=f"{command}-{form}", marks=() if form == FAST_FORMS[command] else pytest.mark.slow)
     for command in FAST_FORMS for form in FILE_FORMS

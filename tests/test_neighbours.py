@@ -12,6 +12,7 @@ from sklearn.neighbors import NearestNeighbors
 from aepca._keras import keras
 from aepca.cli import main
 from aepca.data import open_source
+from aepca.data.sources import interleaved_source
 from aepca.data.synthetic import embeddings
 from aepca.experiments.compare import compare
 from aepca.fitting import Fit, Trained, resolve_settings, start_auto
@@ -177,15 +178,11 @@ def scrambling_identity(n_features: int, n_components: int) -> AutoencoderNet:
     return AutoencoderNet(autoencoder=autoencoder, encoder=encoder, decoder=autoencoder)
 
 
-@pytest.mark.parametrize("select_by, kept", [("mse", "random"), ("recall", "pca")])
-def test_a_network_better_on_mse_that_scrambles_neighbours_is_kept_only_by_mse(monkeypatch, store, select_by, kept):
-    """init="auto" on validation rows: the scrambling network wins on MSE (zero error), so the MSE
-    rule keeps it; the recall rule sees its codes find fewer neighbours than PCA's and keeps PCA."""
-    source = open_source(store.x_train)
+def scrambler_judged(monkeypatch, source, **options) -> Trained:
+    """init="auto" on validation rows (``options``: Fit's) between PCA and the scrambling network."""
     settings = resolve_settings("fast", {"init": "auto", "folds": 0, "validation_fraction": 0.3, "epochs": 1},
                                 source.n_rows, source.n_features, 3)
-    fit = Fit.prepare(source, None, n_components=3, settings=settings, scale="none", seed=0, params={},
-                      select_by=select_by)
+    fit = Fit.prepare(source, None, n_components=3, settings=settings, scale="none", seed=0, params={}, **options)
 
     def fit_network(self, init, *args, **kwargs):
         if init == "random":
@@ -193,7 +190,14 @@ def test_a_network_better_on_mse_that_scrambles_neighbours_is_kept_only_by_mse(m
         return self.untrained_pca("a PCA start")
 
     monkeypatch.setattr(Fit, "fit_network", fit_network)
-    trained = start_auto(fit)
+    return start_auto(fit)
+
+
+@pytest.mark.parametrize("select_by, kept", [("mse", "random"), ("recall", "pca")])
+def test_a_network_better_on_mse_that_scrambles_neighbours_is_kept_only_by_mse(monkeypatch, store, select_by, kept):
+    """init="auto" on validation rows: the scrambling network wins on MSE (zero error), so the MSE
+    rule keeps it; the recall rule sees its codes find fewer neighbours than PCA's and keeps PCA."""
+    trained = scrambler_judged(monkeypatch, open_source(store.x_train), select_by=select_by)
     selection = trained.history["selection"]
     assert trained.init == kept and selection["z_threshold"] == CLEAR_IMPROVEMENT_Z
     if select_by == "recall":
@@ -201,6 +205,19 @@ def test_a_network_better_on_mse_that_scrambles_neighbours_is_kept_only_by_mse(m
         assert selection["network_recall"] < selection["pca_recall"] and not selection["kept_network"]
     else:
         assert selection["criterion"] == "mse" and selection["kept_network"]
+
+
+@pytest.mark.parametrize("metric, declared, lengths, searched", [
+    ("auto", "angular", 2.0, ("cosine", "auto: the data's distance is angular")),
+    ("auto", None, 2.0, ("euclidean", "auto: the rows do not all have unit length")),
+    ("euclidean", "angular", 1.0, ("euclidean", "as set")),
+])
+def test_the_recall_rule_seeks_neighbours_by_the_metric_set_else_the_one_the_data_declares(
+        monkeypatch, store, metric, declared, lengths, searched):
+    """As the reported neighbours are sought: a set metric, else the data's declared distance, else by the rows' lengths."""
+    source = interleaved_source(lengths * store.x_train, distance=declared)
+    selection = scrambler_judged(monkeypatch, source, select_by="recall", metric=metric).history["selection"]
+    assert (selection["metric"], selection["metric_reason"]) == searched
 
 
 def test_recall_rule_on_folds_records_its_evidence(store):
@@ -236,6 +253,8 @@ def test_compare_flags_reach_metrics_json(capsys, tmp_path, store):
         assert f"{record['recall_codes']:.4g}" in captured.out
     assert metrics["autoencoder"]["params"]["select_by"] == "recall"
     assert metrics["autoencoder"]["selection"]["criterion"] == "recall@10 of the codes"
+    # The keep rule searched by the --metric set, not by auto's cosine for these unit-length rows.
+    assert metrics["autoencoder"]["selection"]["metric"] == "euclidean"
     assert "recall@5 codes" in captured.out and "note: Neighbours kept (recall@5" in captured.out
     assert "recall@5 codes" in (out / "report.html").read_text()
 

@@ -213,7 +213,7 @@ def add_neighbour_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--neighbour-queries", type=positive_int, default=1000, metavar="N",
                        help="test rows used as queries, a seeded choice (default: 1000)")
     group.add_argument("--metric", choices=["euclidean", "cosine", "auto"], default="auto",
-                       help="distance for the neighbours (default: auto, the one the data declares, else cosine when the rows have unit length)")
+                       help="distance for the neighbours and --select-by recall (default: auto, the one the data declares, else cosine when the rows have unit length)")
     group.add_argument("--select-by", choices=["mse", "recall"], default="mse",
                        help="what the keep-or-fallback rule judges on held-out rows: per-row MSE, or recall@10 "
                             "of neighbours searched in the codes (keep the network only where it keeps more; default: mse)")

@@ -25,6 +25,7 @@ from aepca.fitting import NOT_TRAINING, Fit, json_settings, resolve_settings
 from aepca.inputs import is_arrow_table, new_rows, training_rows
 from aepca.metrics import sample_mse
 from aepca.models import PREDICT_BATCH, predict, split_autoencoder
+from aepca.neighbours import METRICS
 from aepca.pca import PCA
 from aepca.persistence import estimator_metadata, model_from_bytes, model_to_bytes, read_model_folder, restore_estimator, write_model_folder
 from aepca.preprocessing import ErrorSpace
@@ -72,9 +73,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         better than PCA on held-out rows (``folds`` or the validation rows), else PCA
         (with folds PCA itself, else a PCA-started network trained on); ``init_`` and
         ``history_["selection"]`` record which and why.
-    select_by : {"mse", "recall"}, default="mse"
-        What ``init="auto"`` judges on held-out rows: each row's MSE, or the recall@10
-        of its neighbours in the codes (:meth:`aepca.fitting.Fit.held_out_losses`).
+    select_by, metric : {"mse", "recall"}, default="mse"; {"auto", "euclidean", "cosine"}, default="auto"
+        What ``init="auto"`` judges on held-out rows: each row's MSE, or the recall@10 of its
+        neighbours in the codes, sought by ``metric`` (:meth:`aepca.fitting.Fit.held_out_losses`;
+        auto: the distance the data declares, else cosine for unit-length rows, else euclidean).
     output_bias : {"zeros", "mean"} or None
         How a randomly initialised network's output starts: at zero, or at
         the training mean (a standardised linear output starts there anyway).
@@ -159,6 +161,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         "code_activation": [str, None],
         "init": [StrOptions({"random", "pca", "auto"}), None],
         "select_by": [StrOptions({"mse", "recall"})],
+        "metric": [StrOptions(set(METRICS))],
         "output_bias": [StrOptions({"zeros", "mean"}), None],
         "scale": [StrOptions({"none", "auto", "minmax", "standard"})],
         "epochs": [Interval(Integral, 1, None, closed="left"), None],
@@ -195,6 +198,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         code_activation=None,
         init=None,
         select_by="mse",
+        metric="auto",
         output_bias=None,
         scale="none",
         epochs=None,
@@ -227,6 +231,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.code_activation = code_activation
         self.init = init
         self.select_by = select_by
+        self.metric = metric
         self.output_bias = output_bias
         self.scale = scale
         self.epochs = epochs
@@ -266,10 +271,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self._validate_params()
         source, names = training_rows(X, self)
         if columns is not None and len(columns.feature_names) != source.n_features:
-            raise invalid_value(
-                "columns", f"a specification of {source.n_features} features", f"{len(columns.feature_names)} features",
-                "Pass the specification X was read with.",
-            )
+            raise invalid_value("columns", f"a specification of {source.n_features} features",
+                                f"{len(columns.feature_names)} features", "Pass the specification X was read with.")
         if source.n_rows < 2:
             raise invalid_value("X", "at least 2 samples", f"n_samples={source.n_rows} in {source.name}", "Pass more rows.")
         given, n_components = {name: _python(getattr(self, name)) for name in SETTINGS}, int(self.n_components)
@@ -282,7 +285,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             seed=int(check_random_state(self.random_state).randint(2**31 - 1)),
             params={k: v for k, v in self.json_params().items() if k not in NOT_TRAINING},
             devices=int(self.devices), lanes=self.lanes, verbose=bool(self.verbose), checkpoint_dir=self.checkpoint_dir,
-            select_by=self.select_by,
+            select_by=self.select_by, metric=self.metric,
         )
         if self.time_budget is not None:
             fit.plan_budget(float(self.time_budget), given, started, self.recipe, encoded_rows)
@@ -409,13 +412,11 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def json_params(self) -> dict:
         """``get_params()`` as JSON values (a RandomState becomes None, paths strings)."""
         params = {name: _python(value) for name, value in self.get_params().items()}
-        if params["hidden"] is not None:
-            params["hidden"] = [int(h) for h in params["hidden"]]
-        if isinstance(params["recipe"], Recipe):
-            params["recipe"] = params["recipe"].name
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None
-        params["checkpoint_dir"] = None if params["checkpoint_dir"] is None else str(params["checkpoint_dir"])
+        params.update(
+            hidden=None if params["hidden"] is None else [int(h) for h in params["hidden"]],
+            recipe=params["recipe"].name if isinstance(params["recipe"], Recipe) else params["recipe"],
+            random_state=params["random_state"] if isinstance(params["random_state"], (int, type(None))) else None,
+            checkpoint_dir=None if params["checkpoint_dir"] is None else str(params["checkpoint_dir"]))
         return params
 
     def json_settings(self) -> dict:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,6 +41,15 @@ SELECTION_ROWS = 20_000
 # Parameters that change neither training nor its data: a checkpoint written with other values resumes
 # (a time budget acts through the settings it chose, which the checkpoint's fingerprint holds).
 NOT_TRAINING = ("verbose", "checkpoint_dir", "refine_steps", "time_budget")
+
+
+class HeldOutLosses(NamedTuple):
+    """PCA's and the network's losses on held-out rows, as the keep-or-fallback rule judges them (lower is
+    better), and with ``select_by="recall"`` the distance the neighbours were sought by and why."""
+
+    pca: np.ndarray
+    network: np.ndarray
+    metric: tuple[str, str] | None = None
 
 
 @dataclass
@@ -78,6 +88,7 @@ class Fit:
     verbose: bool = False
     checkpoint_dir: str | None = None
     select_by: str = "mse"
+    metric: str = "auto"
     deadline: float | None = None
     budget: dict | None = None
     larger: tuple[dict, dict] | None = None
@@ -90,7 +101,7 @@ class Fit:
         """One pass over ``source`` (the training rows) gives the error space ``scale`` chooses, the
         PCA, the network's scaling and the validation rows (the settings' share, held out by a seeded
         hash; or ``X_val``); ``options`` are the remaining fields (devices, lanes, verbose,
-        checkpoint_dir, select_by)."""
+        checkpoint_dir, select_by, metric)."""
         start = "folds" if settings["init"] == "auto" and settings["folds"] >= 2 and X_val is None else settings["init"]
         validation = settings["validation_fraction"] if X_val is None and start != "folds" else 0.0
         started = time.perf_counter()
@@ -179,7 +190,7 @@ class Fit:
             return first
         larger = replace(self, settings=settings, run={**self.run, "settings": json_settings(settings)})
         second = larger.fit_network("random", self.train, self.monitor, None, tag="larger")
-        losses = {name: float(np.mean(self.held_out_losses(self.pca, trained.net, judge)[1]))
+        losses = {name: float(np.mean(self.held_out_losses(self.pca, trained.net, judge).network))
                   for name, trained in (("fast", first), ("larger", second))}
         kept = "larger" if losses["larger"] < losses["fast"] else "fast"
         self.budget["larger"] = {**record, "held_out_loss": losses, "kept": kept}
@@ -328,30 +339,32 @@ class Fit:
         return space.in_space_units(sample_mse(rows, lambda block: space.to_network(
             pca.inverse_transform(pca.transform(space.from_network(block))).astype(np.float32))))
 
-    def held_out_losses(self, pca: PCA, net: AutoencoderNet, rows) -> tuple[np.ndarray, np.ndarray]:
+    def held_out_losses(self, pca: PCA, net: AutoencoderNet, rows) -> HeldOutLosses:
         """PCA's and the network's per-row losses on held-out ``rows`` (as the network takes them), as
         the keep-or-fallback rule judges them (``select_by``): each row's MSE in the error space; or
         with ``"recall"`` each query row's share of its ``DEFAULT_K`` nearest neighbours missed when
         searching the codes (:func:`aepca.neighbours.code_recall_misses`: exact neighbours among the
-        held-out rows in the error space, cosine for unit-length rows; at most ``SELECTION_ROWS`` of
-        them, a seeded sample, 1,000 of those the queries)."""
+        held-out rows in the error space, by ``metric``, whose ``"auto"`` takes the distance the data
+        declares; at most ``SELECTION_ROWS`` of them, a seeded sample, 1,000 of those the queries)."""
         if self.select_by == "mse":
-            return self.pca_errors(pca, rows), self.errors(net, rows)
+            return HeldOutLosses(self.pca_errors(pca, rows), self.errors(net, rows))
         if isinstance(rows, RowSource):
             rows = take_rows(rows, query_positions(rows.n_rows, SELECTION_ROWS, self.seed))
         elif len(rows) > SELECTION_ROWS:
             rows = rows[query_positions(len(rows), SELECTION_ROWS, self.seed)]
         space_rows = self.space.from_network(rows)
-        misses = code_recall_misses(space_rows, {"pca": pca.transform(space_rows),
-                                                 "network": predict(net.encoder, rows)}, seed=self.seed)
-        return misses["pca"], misses["network"]
+        misses, metric = code_recall_misses(
+            space_rows, {"pca": pca.transform(space_rows), "network": predict(net.encoder, rows)},
+            metric=self.metric, declared=self.rows.distance, seed=self.seed)
+        return HeldOutLosses(misses["pca"], misses["network"], metric)
 
-    def judged(self, pca_losses, network_losses, z_threshold: float) -> dict:
+    def judged(self, losses: HeldOutLosses, z_threshold: float) -> dict:
         """:func:`aepca.selection.paired_evidence` on ``held_out_losses``, naming what was judged."""
-        selection = paired_evidence(pca_losses, network_losses, z_threshold)
+        selection = paired_evidence(losses.pca, losses.network, z_threshold)
         selection["criterion"] = "mse" if self.select_by == "mse" else f"recall@{DEFAULT_K} of the codes"
         if self.select_by == "recall":
-            selection.update(pca_recall=float(1 - np.mean(pca_losses)), network_recall=float(1 - np.mean(network_losses)))
+            selection.update(pca_recall=float(1 - np.mean(losses.pca)), network_recall=float(1 - np.mean(losses.network)),
+                             metric=losses.metric[0], metric_reason=losses.metric[1])
         return selection
 
 
@@ -373,7 +386,7 @@ def start_auto(fit: Fit) -> Trained:
     judge = fit.train if fit.monitor is None else fit.monitor
     if fit.larger is not None:
         trained = fit.larger_network(trained, judge)
-    selection = fit.judged(*fit.held_out_losses(fit.pca, trained.net, judge), CLEAR_IMPROVEMENT_Z)
+    selection = fit.judged(fit.held_out_losses(fit.pca, trained.net, judge), CLEAR_IMPROVEMENT_Z)
     selection["held_out"] = "training rows" if fit.monitor is None else f"{_n_rows(judge)} validation rows"
     if not selection["kept_network"]:
         # Under a time budget the time went to the random start: PCA itself is the fallback.
@@ -415,14 +428,14 @@ def start_folds(fit: Fit) -> Trained:
     best_epochs = [best_epoch(trained_on(fold, fold, monitor=held_rows[fold], tag=f"fold-{fold}").history)
                    for fold in range(folds)]
     cross_epochs = [max(1, int(np.median(best_epochs[:fold] + best_epochs[fold + 1 :]))) for fold in range(folds)]
-    pca_errors, network_errors, fold_gains = [], [], []
+    by_fold = []
     for fold in range(folds):
         trained = trained_on(fold, folds + fold, monitor=None, epochs=cross_epochs[fold], tag=f"cross-{fold}")
-        pca_losses, network_losses = fit.held_out_losses(pcas[fold], trained.net, held_rows[fold])
-        pca_errors.append(pca_losses)
-        network_errors.append(network_losses)
-        fold_gains.append(1 - network_losses.mean() / pca_losses.mean() if pca_losses.mean() > 0 else 0.0)
-    selection = fit.judged(np.concatenate(pca_errors), np.concatenate(network_errors), FOLD_Z)
+        by_fold.append(fit.held_out_losses(pcas[fold], trained.net, held_rows[fold]))
+    fold_gains = [1 - losses.network.mean() / losses.pca.mean() if losses.pca.mean() > 0 else 0.0 for losses in by_fold]
+    pooled = HeldOutLosses(*(np.concatenate([getattr(losses, name) for losses in by_fold]) for name in ("pca", "network")),
+                           by_fold[0].metric)
+    selection = fit.judged(pooled, FOLD_Z)
     selection.update(held_out=f"{folds} folds of {fit.rows.n_rows} training rows", fold_gains=fold_gains,
                      folds_below=int(sum(gain > 0 for gain in fold_gains)), best_epochs=best_epochs,
                      cross_fitted_epochs=cross_epochs)

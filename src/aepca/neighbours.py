@@ -334,16 +334,18 @@ def recall_note(pca: dict, network: dict, mse_lower: bool) -> str:
 
 
 def code_recall_misses(rows: np.ndarray, codes_by_method: dict[str, np.ndarray], *, k: int = DEFAULT_K,
-                       queries: int = DEFAULT_QUERIES, seed: int = 0) -> dict[str, np.ndarray]:
+                       queries: int = DEFAULT_QUERIES, metric: str = "auto", declared: str | None = None,
+                       seed: int = 0) -> tuple[dict[str, np.ndarray], tuple[str, str]]:
     """The keep-or-fallback rule's evidence for ``select_by="recall"``: for up to ``queries`` of the
     held-out ``rows`` (a seeded choice), each query's share of its true ``k`` nearest neighbours among
-    the other held-out rows (exact, in the error space; cosine when the rows have unit length) that a
-    search of each method's codes of the same rows misses (``1 - recall``; lower is better, so the
-    rule's paired test applies unchanged)."""
+    the other held-out rows (exact, in the error space) that a search of each method's codes of the
+    same rows misses (``1 - recall``; lower is better, so the rule's paired test applies unchanged);
+    and the distance searched with and why (``metric`` and ``declared`` as :func:`resolve_metric` takes them)."""
     rows = np.asarray(rows)
     k = min(k, len(rows) - 1)
     chosen = query_positions(len(rows), queries, seed)
-    metric = resolve_metric("auto", rows[chosen])[0]
+    metric, reason = resolve_metric(metric, rows[chosen], declared)
     true = nearest_neighbours(rows[chosen], rows, k, metric, query_positions=chosen)
-    return {name: 1 - recall_per_query(nearest_neighbours(codes[chosen], codes, k, metric, query_positions=chosen), true)
-            for name, codes in codes_by_method.items()}
+    misses = {name: 1 - recall_per_query(nearest_neighbours(codes[chosen], codes, k, metric, query_positions=chosen), true)
+              for name, codes in codes_by_method.items()}
+    return misses, (metric, reason)

@@ -240,8 +240,9 @@ class InterleavedPart(Part):
     kind, where = "array", "the array"
 
     def __init__(self, first: np.ndarray, second: np.ndarray, in_second: np.ndarray, block_rows: int, *,
-                 where: str | None = None, names: tuple[str, ...] | None = None):
+                 where: str | None = None, names: tuple[str, ...] | None = None, distance: str | None = None):
         self._first, self._second, self._in_second, self._step = first, second, in_second, block_rows
+        self.distance = distance
         # Rows of ``second`` before each row: where each block starts in both arrays.
         self._second_before = np.concatenate([[0], np.cumsum(in_second, dtype=np.int64)])
         self.row_shape = first.shape[1:]

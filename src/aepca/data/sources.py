@@ -594,13 +594,14 @@ def _not_images(image_shape: tuple, data) -> ValueError:
 
 def interleaved_source(first: np.ndarray, second: np.ndarray | None = None, in_second: np.ndarray | None = None, *,
                        name: str | None = None, feature_names: tuple[str, ...] | None = None,
-                       block_rows: int | None = None) -> RowSource:
+                       block_rows: int | None = None, distance: str | None = None) -> RowSource:
     """The rows of a float32 array, or of two of one width as one source in the order ``in_second`` gives
     (row ``i`` is the next row of ``second`` where ``in_second[i]``, else of ``first``), copying a block at
-    a time (``block_rows``: as :func:`open_source` chooses by default); ``name`` and ``feature_names``
-    (default ``array`` and ``x0, x1, ...``) are those of the data the arrays were read from, for messages."""
+    a time (``block_rows``: as :func:`open_source` chooses by default); ``name``, ``feature_names``
+    (default ``array`` and ``x0, x1, ...``) and ``distance`` (declared, or None) are those of the data the
+    arrays were read from."""
     if second is None:
         second, in_second = first[:0], np.zeros(len(first), bool)
     block_rows = block_rows or rows_within(BLOCK_ROWS, first.shape[1])
-    part = InterleavedPart(first, second, in_second, block_rows, where=name, names=feature_names)
+    part = InterleavedPart(first, second, in_second, block_rows, where=name, names=feature_names, distance=distance)
     return RowSource(_reader(name or part.kind, part.kind, [part], Selection(), None), block_rows=block_rows)

@@ -187,7 +187,8 @@ def compare(
         share = REFINE_SHARE if refining and trains_to_deadline(settings, given, train.n_rows) else 0.0
         spent = time.monotonic() - called
         given["time_budget"] = max(whole_budget - spent, 1e-3) * (1 - share)
-    estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, random_state=seed, verbose=progress, **given)
+    estimator = Autoencoder(n_components=code_dim, recipe=recipe, scale=scale, metric=metric, random_state=seed,
+                            verbose=progress, **given)
     # Rows encoded below: every training and test row, the neighbour queries, the test rows the
     # figures show and the training rows the diagnoses reconstruct.
     encoded = (train.n_rows + test.n_rows + min(test.n_rows, neighbour_queries) * bool(neighbours)
@@ -345,7 +346,8 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
         if test is not None:
             raise invalid_value("test", "None for a Dataset (it holds its test rows)", "a test set", "Drop test=.")
         resolved_test_size(test_size, "the data set")
-        named = {"name": data.name, "feature_names": data.feature_names, "block_rows": block_rows}
+        named = {"name": data.name, "feature_names": data.feature_names, "block_rows": block_rows,
+                 "distance": data.notes.get("distance")}
         if data.split is None:
             train, test_rows = (interleaved_source(rows, **named) for rows in (data.x_train, data.x_test))
             held_out = "the data set's test split"
@@ -603,7 +605,8 @@ def selection_note(selection: dict) -> str:
     """What the keep-or-fallback rule kept, and on what evidence."""
     gain = selection["gain"]
     if selection.get("criterion", "mse") != "mse":
-        where = (f"{selection['network_recall']:.3f} vs PCA's {selection['pca_recall']:.3f} in {selection['criterion']} "
+        by = f" ({selection['metric']} distance)" if "metric" in selection else ""  # recorded since 2026-12-07
+        where = (f"{selection['network_recall']:.3f} vs PCA's {selection['pca_recall']:.3f} in {selection['criterion']}{by} "
                  f"on {selection['held_out']}")
     elif selection.get("reference_error") == 0.0:  # absent from records made before it was kept
         where = f"at an error of {selection['candidate_error']:.3g} against PCA's 0 on {selection['held_out']}"
