@@ -67,6 +67,29 @@ def test_encode_writes_the_codes_of_python_transform_with_the_ids(run, capsys, s
     assert "note:" not in capsys.readouterr().out  # rows like the training rows
 
 
+def read_fvecs(path) -> np.ndarray:
+    framed = np.fromfile(path, "<i4").reshape(-1, np.fromfile(path, "<i4", count=1)[0] + 1)
+    assert (framed[:, 0] == framed.shape[1] - 1).all()  # every row its length first
+    return framed[:, 1:].view("<f4")
+
+
+def read_fbin(path) -> np.ndarray:
+    rows, width = np.fromfile(path, "<u4", count=2)
+    return np.fromfile(path, "<f4", offset=8).reshape(rows, width)
+
+
+@pytest.mark.parametrize("suffix, read", [("fvecs", read_fvecs), ("fbin", read_fbin)])
+def test_encode_writes_vector_files_as_the_ann_tools_read_them_with_the_ids_beside(run, suffix, read):
+    folder, frame, out = run
+    path = folder / f"codes.{suffix}"
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(path), "--overwrite",
+                 "--block-rows", "64"]) == 0
+    model = load_model(out / "model")
+    expected = model.transform(frame)
+    np.testing.assert_allclose(read(path), expected, rtol=0, atol=_codes_tolerance(model, expected))
+    np.testing.assert_array_equal(np.load(folder / "codes-ids.npy"), frame["customer_id"])
+
+
 def test_json_lines_output_keeps_every_float32_value(tmp_path):
     """JSON text holds decimals: enough of them that every float32 value, tiny or huge, reads back the same."""
     values = (np.random.default_rng(0).standard_normal((4, 3)) * [[1e-6], [1e-3], [1], [1e20]]).astype(np.float32)

@@ -21,7 +21,7 @@ from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
 from aepca.validation import describe_names, invalid_value, plural
 
-OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".csv", ".tsv", ".jsonl")
+OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".fvecs", ".fbin", ".csv", ".tsv", ".jsonl")
 ERROR_COLUMN = "error"
 
 
@@ -117,7 +117,8 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool, split: s
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = _UnseenCategories(spec)
     # Each writer returns the rows and the files it wrote.
-    write = {".npy": _write_npy, ".csv": _write_text, ".tsv": _write_text, ".jsonl": _write_text}.get(out.suffix.lower(), _write_table)
+    write = {".npy": _write_npy, ".fvecs": _write_vectors, ".fbin": _write_vectors, ".csv": _write_text, ".tsv": _write_text,
+             ".jsonl": _write_text}.get(out.suffix.lower(), _write_table)
     staging = staging_folder(out)
     try:
         rows, files = write(staging / out.name, _blocks(source, names, apply, (moments, unseen)))
@@ -153,7 +154,7 @@ def _write_table(path: Path, blocks) -> tuple[int, list[Path]]:
         if writer is not None:
             writer.close()
     if writer is None:
-        raise ValueError("The data file has no rows; there is nothing to write.")
+        raise _no_rows()
     return rows, [path]
 
 
@@ -178,28 +179,68 @@ def _write_text(path: Path, blocks) -> tuple[int, list[Path]]:
     return rows, [path]
 
 
-def _write_npy(path: Path, blocks) -> tuple[int, list[Path]]:
-    """Values as one float32 ``.npy`` (its header written last, once the row count
-    is known), ids beside it as ``NAME-ids.npy``, text columns as ``NAME-categories.npy``."""
-    raw, ids_parts, text_parts, rows, width = path.with_suffix(".raw"), [], [], 0, None
-    with open(raw, "wb") as handle:
+def _no_rows() -> ValueError:
+    return ValueError("The data file has no rows; there is nothing to write.")
+
+
+class _Beside:
+    """The ids and text columns of a binary output's rows, gathered block by block and written beside
+    it: ids as ``NAME-ids.npy``, text columns as ``NAME-categories.npy`` (a column each)."""
+
+    def __init__(self):
+        self.parts = {"ids": [], "categories": []}
+
+    def values(self, blocks):
+        """Each block's values as float32, its ids and text columns kept."""
         for ids, values, text, _, _ in blocks:
-            handle.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
-            width, rows = values.shape[1], rows + len(values)
             if ids is not None:
-                ids_parts.append(ids)
+                self.parts["ids"].append(ids)
             if text:
-                text_parts.append(np.column_stack(list(text.values())).astype(str))
+                self.parts["categories"].append(np.column_stack(list(text.values())).astype(str))
+            yield np.ascontiguousarray(values, dtype=np.float32)
+
+    def write(self, path: Path) -> list[Path]:
+        files = []
+        for kind, parts in self.parts.items():
+            if parts:
+                file, column = path.with_name(f"{path.stem}-{kind}.npy"), np.concatenate(parts)
+                np.save(file, column.astype(str) if column.dtype == object else column, allow_pickle=False)
+                files.append(file)
+        return files
+
+
+def _write_npy(path: Path, blocks) -> tuple[int, list[Path]]:
+    """Values as one float32 ``.npy`` (its header written last, once the row count is known), ids and
+    text columns beside it (:class:`_Beside`)."""
+    raw, beside, rows, width = path.with_suffix(".raw"), _Beside(), 0, None
+    with open(raw, "wb") as handle:
+        for values in beside.values(blocks):
+            handle.write(values.tobytes())
+            width, rows = values.shape[1], rows + len(values)
     if width is None:
-        raise ValueError("The data file has no rows; there is nothing to write.")
+        raise _no_rows()
     with open(path, "wb") as handle, open(raw, "rb") as source:
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (rows, width)}
         np.lib.format.write_array_header_1_0(handle, header)
         shutil.copyfileobj(source, handle)
-    files = [path]
-    for kind, parts in (("ids", ids_parts), ("categories", text_parts)):
-        if parts:
-            file, column = path.with_name(f"{path.stem}-{kind}.npy"), np.concatenate(parts)
-            np.save(file, column.astype(str) if column.dtype == object else column, allow_pickle=False)
-            files.append(file)
-    return rows, files
+    return rows, [path, *beside.write(path)]
+
+
+def _write_vectors(path: Path, blocks) -> tuple[int, list[Path]]:
+    """Float32 vectors as FAISS and the ANN benchmarks read them: ``.fvecs`` (each row its length, an
+    int32, then its values) or ``.fbin`` (the row count and length, two uint32, written last, then the
+    rows); ids and text columns beside it (:class:`_Beside`)."""
+    framed, beside, rows, width = path.suffix.lower() == ".fvecs", _Beside(), 0, None
+    with open(path, "wb") as handle:
+        handle.write(bytes(0 if framed else 8))
+        for values in beside.values(blocks):
+            width, rows, values = values.shape[1], rows + len(values), values.astype("<f4", copy=False)
+            if framed:
+                values = np.column_stack([np.full((len(values), 1), width, "<i4").view("<f4"), values])
+            handle.write(values.tobytes())
+        if width is None:
+            raise _no_rows()
+        if not framed:
+            handle.seek(0)
+            handle.write(np.array([rows, width], "<u4").tobytes())
+    return rows, [path, *beside.write(path)]
