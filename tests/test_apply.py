@@ -207,6 +207,24 @@ def test_an_existing_output_is_kept_unless_overwrite(run, capsys):
     assert (folder / "taken.csv").read_text() == "keep me"
 
 
+def test_the_ids_an_output_writes_beside_it_are_kept_unless_overwrite(run, capsys):
+    folder, _, out = run
+    (folder / "other-ids.npy").write_text("keep me")
+    argv = ["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder / "other.fbin")]
+    assert main(argv) == EXIT_USAGE
+    assert f"--out {folder / 'other-ids.npy'} already exists; pass --overwrite" in capsys.readouterr().err
+    assert (folder / "other-ids.npy").read_text() == "keep me" and not (folder / "other.fbin").exists()
+
+
+def test_an_output_overwritten_without_ids_leaves_none_of_the_earlier_ones_beside_it(run):
+    """Ids beside codes of other rows would be matched to them: replacing the codes removes them."""
+    folder, frame, out = run
+    frame.drop(columns="customer_id").iloc[:40].to_csv(folder / "no-ids.csv", index=False)
+    for data in ("table.csv", "no-ids.csv"):
+        assert main(["encode", str(out / "model"), str(folder / data), "--out", str(folder / "replaced.npy"), "--overwrite"]) == 0
+    assert len(np.load(folder / "replaced.npy")) == 40 and not (folder / "replaced-ids.npy").exists()
+
+
 def test_a_folder_given_as_the_output_is_refused_as_a_folder(run, capsys):
     folder, _, out = run
     assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder)]) == EXIT_USAGE

@@ -16,13 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from aepca._files import check_can_write, staging_folder
+from aepca._files import check_can_write, remove, staging_folder
 from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
 from aepca.validation import describe_names, invalid_value, plural
 
 OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".fvecs", ".fbin", ".csv", ".tsv", ".jsonl")
 ERROR_COLUMN = "error"
+# Binary outputs hold float32 values alone: ids and text columns go beside them (NAME-ids.npy, NAME-categories.npy).
+BESIDE_KINDS = ("ids", "categories")
+WRITES_BESIDE = (".npy", ".fvecs", ".fbin")
 
 
 def encode_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False,
@@ -102,8 +105,9 @@ def check_output(out, *, overwrite: bool) -> Path:
             repr(out.name),
             "Name the output e.g. codes.parquet.",
         )
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"--out {out} already exists; pass --overwrite to replace it, or choose another name.")
+    taken = next((path for path in (out, *_beside_paths(out)) if path.exists()), None)
+    if taken is not None and not overwrite:
+        raise FileExistsError(f"--out {taken} already exists; pass --overwrite to replace it, or choose another name.")
     check_can_write(out.parent, f"--out {out}")
     return out
 
@@ -126,6 +130,8 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool, split: s
             os.replace(staging / file.name, out.parent / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    for stale in set(_beside_paths(out)) - {out.parent / file.name for file in files}:  # an earlier output's ids
+        remove(stale)
     return {"rows": rows, "files": [str(out.parent / file.name) for file in files],
             "notes": unseen.notes() + model.scaler_.departure_notes(moments)}
 
@@ -179,6 +185,13 @@ def _write_text(path: Path, blocks) -> tuple[int, list[Path]]:
     return rows, [path]
 
 
+def _beside_paths(out: Path) -> list[Path]:
+    """The files an output ``out`` may write beside it (:class:`_Beside`)."""
+    if out.suffix.lower() not in WRITES_BESIDE:
+        return []
+    return [out.with_name(f"{out.stem}-{kind}.npy") for kind in BESIDE_KINDS]
+
+
 def _no_rows() -> ValueError:
     return ValueError("The data file has no rows; there is nothing to write.")
 
@@ -188,7 +201,7 @@ class _Beside:
     it: ids as ``NAME-ids.npy``, text columns as ``NAME-categories.npy`` (a column each)."""
 
     def __init__(self):
-        self.parts = {"ids": [], "categories": []}
+        self.parts = {kind: [] for kind in BESIDE_KINDS}
 
     def values(self, blocks):
         """Each block's values as float32, its ids and text columns kept."""
@@ -201,9 +214,9 @@ class _Beside:
 
     def write(self, path: Path) -> list[Path]:
         files = []
-        for kind, parts in self.parts.items():
+        for file, parts in zip(_beside_paths(path), self.parts.values()):
             if parts:
-                file, column = path.with_name(f"{path.stem}-{kind}.npy"), np.concatenate(parts)
+                column = np.concatenate(parts)
                 np.save(file, column.astype(str) if column.dtype == object else column, allow_pickle=False)
                 files.append(file)
         return files

@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="output file: .parquet, .arrow, .feather, .npy or .fvecs/.fbin (ids beside them), .csv, .tsv or .jsonl")
         apply.add_argument("--block-rows", type=positive_int, default=None, metavar="N",
                            help=f"rows read and written at a time (default: {BLOCK_ROWS}, fewer for rows of over 1,024 values)")
-        apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+        apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file (and the ids and categories files beside it)")
         apply.add_argument("--split", choices=["train", "test"],
                            help="the half to read of a file that holds its own split (mnist.npz; an ANN-benchmarks "
                                 "HDF5 file's train and test)")
