@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -223,6 +224,27 @@ def test_an_output_overwritten_without_ids_leaves_none_of_the_earlier_ones_besid
     for data in ("table.csv", "no-ids.csv"):
         assert main(["encode", str(out / "model"), str(folder / data), "--out", str(folder / "replaced.npy"), "--overwrite"]) == 0
     assert len(np.load(folder / "replaced.npy")) == 40 and not (folder / "replaced-ids.npy").exists()
+
+
+@pytest.mark.parametrize("failing", ["placed.npy", "placed-ids.npy"])
+def test_a_failure_placing_an_output_leaves_no_codes_beside_ids_of_other_rows(run, monkeypatch, failing):
+    """Replacing codes and their ids is two moves: whichever fails, no codes are left beside ids of other rows."""
+    import aepca.apply
+
+    folder, frame, out = run
+    model, path = load_model(out / "model"), folder / "placed.npy"
+    encode_file(model, frame.iloc[:50], path, overwrite=True)
+    place = os.replace
+
+    def fail_one(source, destination):
+        if Path(destination).name == failing:
+            raise OSError("disk gone")
+        place(source, destination)
+
+    monkeypatch.setattr(aepca.apply.os, "replace", fail_one)
+    with pytest.raises(OSError, match="disk gone"):
+        encode_file(model, frame.iloc[:40], path, overwrite=True)
+    assert not path.exists() or len(np.load(path)) == len(np.load(folder / "placed-ids.npy"))
 
 
 def test_a_folder_given_as_the_output_is_refused_as_a_folder(run, capsys):

@@ -120,18 +120,22 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool, split: s
     source = open_source(data, spec=spec, block_rows=block_rows, split=split)
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = _UnseenCategories(spec)
-    # Each writer returns the rows and the files it wrote.
+    # Each writer returns the rows and the files it wrote, the output first.
     write = {".npy": _write_npy, ".fvecs": _write_vectors, ".fbin": _write_vectors, ".csv": _write_text, ".tsv": _write_text,
              ".jsonl": _write_text}.get(out.suffix.lower(), _write_table)
     staging = staging_folder(out)
     try:
         rows, files = write(staging / out.name, _blocks(source, names, apply, (moments, unseen)))
-        for file in files:
+        # The files beside an output belong to it: the earlier output and those of its files the new one does
+        # not write go first, the new output's own last, so that at no moment are codes beside ids of other rows.
+        if _beside_paths(out):
+            rewritten = {out.parent / file.name for file in files[1:]}
+            for stale in {out, *_beside_paths(out)} - rewritten:
+                remove(stale)
+        for file in files[::-1]:
             os.replace(staging / file.name, out.parent / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    for stale in set(_beside_paths(out)) - {out.parent / file.name for file in files}:  # an earlier output's ids
-        remove(stale)
     return {"rows": rows, "files": [str(out.parent / file.name) for file in files],
             "notes": unseen.notes() + model.scaler_.departure_notes(moments)}
 
