@@ -605,7 +605,7 @@ def selection_note(selection: dict) -> str:
     """What the keep-or-fallback rule kept, and on what evidence."""
     gain = selection["gain"]
     if selection.get("criterion", "mse") != "mse":
-        by = f" ({selection['metric']} distance)" if "metric" in selection else ""  # recorded since 2026-12-07
+        by = f" ({selection['metric']} distance)" if "metric" in selection else ""  # absent from earlier records
         where = (f"{selection['network_recall']:.3f} vs PCA's {selection['pca_recall']:.3f} in {selection['criterion']}{by} "
                  f"on {selection['held_out']}")
     elif selection.get("reference_error") == 0.0:  # absent from records made before it was kept
