@@ -91,6 +91,24 @@ def test_encode_writes_vector_files_as_the_ann_tools_read_them_with_the_ids_besi
     np.testing.assert_array_equal(np.load(folder / "codes-ids.npy"), frame["customer_id"])
 
 
+def test_encode_writes_one_hdf5_file_of_codes_and_ids_that_reads_back_as_data(run):
+    import h5py
+
+    from aepca.data import open_source
+
+    folder, frame, out = run
+    path = folder / "codes.h5"
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(path), "--overwrite",
+                 "--block-rows", "64"]) == 0
+    model = load_model(out / "model")
+    expected = model.transform(frame)
+    with h5py.File(path) as file:
+        assert list(file["x"].attrs["columns"]) == ["code_0", "code_1"] and file["ids"].attrs["name"] == "customer_id"
+        np.testing.assert_allclose(file["x"][:], expected, rtol=0, atol=_codes_tolerance(model, expected))
+        np.testing.assert_array_equal(file["ids"][:], frame["customer_id"])
+    np.testing.assert_array_equal(open_source(path).to_array(), h5py.File(path)["x"][:])
+
+
 def test_json_lines_output_keeps_every_float32_value(tmp_path):
     """JSON text holds decimals: enough of them that every float32 value, tiny or huge, reads back the same."""
     values = (np.random.default_rng(0).standard_normal((4, 3)) * [[1e-6], [1e-3], [1], [1e20]]).astype(np.float32)

@@ -21,7 +21,7 @@ from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
 from aepca.validation import describe_names, invalid_value, plural
 
-OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".fvecs", ".fbin", ".csv", ".tsv", ".jsonl")
+OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".fvecs", ".fbin", ".h5", ".hdf5", ".csv", ".tsv", ".jsonl")
 ERROR_COLUMN = "error"
 # Binary outputs hold float32 values alone: ids and text columns go beside them (NAME-ids.npy, NAME-categories.npy).
 BESIDE_KINDS = ("ids", "categories")
@@ -121,8 +121,8 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool, split: s
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = _UnseenCategories(spec)
     # Each writer returns the rows and the files it wrote, the output first.
-    write = {".npy": _write_npy, ".fvecs": _write_vectors, ".fbin": _write_vectors, ".csv": _write_text, ".tsv": _write_text,
-             ".jsonl": _write_text}.get(out.suffix.lower(), _write_table)
+    write = {".npy": _write_npy, ".fvecs": _write_vectors, ".fbin": _write_vectors, ".h5": _write_hdf5, ".hdf5": _write_hdf5,
+             ".csv": _write_text, ".tsv": _write_text, ".jsonl": _write_text}.get(out.suffix.lower(), _write_table)
     staging = staging_folder(out)
     try:
         rows, files = write(staging / out.name, _blocks(source, names, apply, (moments, unseen)))
@@ -196,6 +196,11 @@ def _beside_paths(out: Path) -> list[Path]:
     return [out.with_name(f"{out.stem}-{kind}.npy") for kind in BESIDE_KINDS]
 
 
+def _text_array(text: dict) -> np.ndarray:
+    """A block's text columns (``{name: strings}``) as one array of strings, a column each."""
+    return np.column_stack(list(text.values())).astype(str)
+
+
 def _no_rows() -> ValueError:
     return ValueError("The data file has no rows; there is nothing to write.")
 
@@ -213,7 +218,7 @@ class _Beside:
             if ids is not None:
                 self.parts["ids"].append(ids)
             if text:
-                self.parts["categories"].append(np.column_stack(list(text.values())).astype(str))
+                self.parts["categories"].append(_text_array(text))
             yield np.ascontiguousarray(values, dtype=np.float32)
 
     def write(self, path: Path) -> list[Path]:
@@ -261,3 +266,32 @@ def _write_vectors(path: Path, blocks) -> tuple[int, list[Path]]:
             handle.seek(0)
             handle.write(np.array([rows, width], "<u4").tobytes())
     return rows, [path, *beside.write(path)]
+
+
+def _write_hdf5(path: Path, blocks) -> tuple[int, list[Path]]:
+    """One HDF5 file (h5py), grown a block at a time: the values as dataset ``x`` (the name
+    ``open_source`` reads back), their column names in its attribute ``columns``; the ids as ``ids``
+    (the id column's name in its attribute ``name``) and the text columns as ``categories``."""
+    import h5py
+
+    rows = 0
+    with h5py.File(path, "w") as file:
+        for ids, values, text, columns, id_name in blocks:
+            arrays = {"x": (np.asarray(values, np.float32), {"columns": list(columns)})}
+            if ids is not None:
+                arrays["ids"] = (ids.astype(str) if ids.dtype == object else ids, {"name": id_name})
+            if text:
+                arrays["categories"] = (_text_array(text), {"columns": list(text)})
+            for name, (array, attributes) in arrays.items():
+                strings = array.dtype.kind == "U"
+                if name not in file:
+                    dataset = file.create_dataset(name, (0, *array.shape[1:]), h5py.string_dtype() if strings else array.dtype,
+                                                  maxshape=(None, *array.shape[1:]), chunks=True)
+                    dataset.attrs.update(attributes)
+                dataset = file[name]
+                dataset.resize(rows + len(array), axis=0)
+                dataset[rows:] = array.astype(object) if strings else array
+            rows += len(values)
+    if not rows:
+        raise _no_rows()
+    return rows, [path]

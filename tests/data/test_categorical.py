@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -164,6 +165,11 @@ def test_the_command_runs_with_onehot_and_reconstruct_writes_decoded_categories(
     assert set(result["team"]) <= set(TEAMS) and set(result["home"].astype(str)) <= {"False", "True"}
     indicators = result[[f"team={team}" for team in TEAMS]].to_numpy()
     np.testing.assert_array_equal(result["team"], np.array(TEAMS)[indicators.argmax(axis=1)])
+    stored = tmp_path / "reconstructed.h5"  # one HDF5 file: the decoded categories beside the numbers
+    assert main(["reconstruct", str(out / "model"), str(unseen_csv), "--out", str(stored)]) == 0
+    with h5py.File(stored) as file:
+        team = list(file["categories"].attrs["columns"]).index("team")
+        np.testing.assert_array_equal(file["categories"].asstr()[:, team], result["team"])
     codes = tmp_path / "codes.parquet"
     assert main(["encode", str(out / "model"), str(unseen_csv), "--out", str(codes)]) == 0
     assert pd.read_parquet(codes).shape == (40, 1)
