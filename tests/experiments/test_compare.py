@@ -239,6 +239,32 @@ def test_a_file_holding_its_own_split_is_compared_on_that_split(tmp_path):
     np.testing.assert_array_equal(result.shown.x_test, rows[:20])
 
 
+def test_compare_in_python_cleans_a_file_as_the_command_does(tmp_path, capsys):
+    """impute= and drop_constant= (the command's --impute mean, --drop-constant): the same run."""
+    from aepca.cli import main
+
+    rows = np.random.default_rng(0).standard_normal((200, 5))
+    rows[[3, 70], [2, 4]], rows[:, 1] = np.nan, 7.0
+    np.savetxt(tmp_path / "gaps.csv", rows, delimiter=",", header="a,b,c,d,e", comments="")
+    args = {"recipe": "classic", "hidden": (4,), "epochs": 1}
+    result = compare(str(tmp_path / "gaps.csv"), impute="mean", drop_constant=True, **args)
+    assert main(["compare", str(tmp_path / "gaps.csv"), "--impute", "mean", "--drop-constant", "--recipe", "classic",
+                 "--hidden", "4", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0, capsys.readouterr().err
+    command = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    columns = result.metrics["column_test_mse_original_units"]["columns"]
+    assert columns == command["column_test_mse_original_units"]["columns"] == ["a", "c", "d", "e"]
+    for method in ("pca", "autoencoder"):
+        assert result.metrics[method]["test_mse"] == pytest.approx(command[method]["test_mse"], rel=1e-6)
+
+
+@pytest.mark.parametrize("function", [compare, lambda rows, **kw: sweep(rows, [1], **kw)], ids=["compare", "sweep"])
+def test_cleaning_rows_read_as_they_are_is_refused_naming_the_option(function):
+    from aepca.data import open_source
+
+    with pytest.raises(ValueError, match=r"impute, expected no cleaning of a RowSource, whose rows are read as they are"):
+        function(open_source(np.ones((10, 3), np.float32)), impute="mean")
+
+
 def test_recipes():
     assert sorted(RECIPES) == ["classic", "fast", "linear"]
     classic = CLASSIC.settings(60000, 784, 2)

@@ -56,8 +56,8 @@ def _check_values(block: np.ndarray, where: str, feature_names, first_row: int) 
     raise ValueError(
         f"{where} holds {plural(int(bad.sum()), 'missing, infinite or huge value')} (NaN, inf or beyond "
         f"{MAX_ABS_VALUE:.0e}), first in row {first_row + int(rows[0])}, column {feature_names[columns[0]]!r}. "
-        "Fill or remove those rows and rescale huge values: rows are read as they are (only a file read whole with "
-        "impute='mean', --impute mean, is imputed)."
+        "Fill or remove those rows and rescale huge values: rows are read as they are, except by compare and sweep "
+        "told to fill missing values with the training rows' means (--impute mean without --stream; impute='mean')."
     )
 
 

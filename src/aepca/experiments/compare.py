@@ -132,6 +132,8 @@ def compare(
     progress: bool = False,
     categorical: str = "refuse",
     max_categories: int = MAX_CATEGORIES,
+    impute: str | None = None,
+    drop_constant: bool = False,
     record: dict | None = None,
     block_rows: int | None = None,
     neighbours: int = neighbour_search.DEFAULT_K,
@@ -156,7 +158,8 @@ def compare(
     ``categorical="onehot"`` encodes text, categorical and boolean columns of at most
     ``max_categories`` values as indicators learned on the training rows (the data, a file or a
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
-    and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells.
+    and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells. ``impute="mean"``
+    (missing values: the training rows' column means) and ``drop_constant`` are learned the same way.
     ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter); a
     ``time_budget`` (seconds) counts from this call, and what training leaves of it (at least
     ``budget.REFINE_SHARE`` where training fills it) goes to refining the codes compare encodes
@@ -169,7 +172,8 @@ def compare(
     called = time.monotonic()
     check_overrides(overrides)
     recipe = get_recipe(recipe or default_recipe(data, overrides.get("time_budget")))
-    data, test, test_size = read_rows(data, test, test_size, seed, categorical, max_categories, block_rows)
+    data, test, test_size = read_rows(data, test, test_size, seed, block_rows, categorical=categorical,
+                                      max_categories=max_categories, impute=impute, drop_constant=drop_constant)
     train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
     # Indicators and numbers share no unit: under auto a table with categories is standardised, so each
     # indicator weighs as much as a numeric column (the weighting measured in docs/categorical.md).
@@ -303,6 +307,9 @@ def compare(
     )
 
 
+# The cleaning compare() and sweep() learn on the training rows (load_user_data's keywords), at their defaults.
+CLEANING = {"categorical": "refuse", "max_categories": MAX_CATEGORIES, "impute": None, "drop_constant": False}
+
 # compare()'s own names for the Autoencoder parameters it sets.
 OWN_NAMES = {"n_components": "code_dim", "random_state": "seed", "verbose": "progress"}
 
@@ -323,19 +330,23 @@ def check_overrides(overrides: dict, function: str = "compare", also=()) -> None
                             "aepca.Autoencoder's parameters")
 
 
-def read_rows(data, test, test_size: float | None, seed: int, categorical: str = "refuse",
-              max_categories: int = MAX_CATEGORIES, block_rows: int | None = None):
+def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | None = None, **cleaning):
     """``data``, ``test`` and ``test_size`` with the data opened as :func:`compare` reads it: a
-    :class:`Dataset` or row source as it is, a table with categories read and split in memory (they
-    are learned on the training rows), a file holding its own split (:func:`holds_split`) as that
-    split, anything else as a row source."""
+    :class:`Dataset` or row source as it is, data to clean (``cleaning``: :func:`load_user_data`'s
+    categorical, max_categories, impute, drop_constant) read and split in memory (the cleaning is
+    learned on the training rows), a file holding its own split (:func:`holds_split`) as that split,
+    anything else as a row source."""
+    asked = {name: value for name, value in cleaning.items() if value != CLEANING[name]}
     if isinstance(data, Dataset | RowSource):
+        if asked:
+            name, value = next(iter(asked.items()))
+            raise invalid_value(name, f"no cleaning of a {type(data).__name__}, whose rows are read as they are",
+                                f"{name}={value!r}", "Pass the file or table itself, or clean the rows first.")
         return data, test, test_size
-    if categorical != "refuse" or isinstance(data, str | os.PathLike) and holds_split(data):
+    if asked or isinstance(data, str | os.PathLike) and holds_split(data):
         from aepca.data.readers import load_user_data
 
-        return load_user_data(data, test=test, test_size=test_size, seed=seed, categorical=categorical,
-                              max_categories=max_categories), None, None
+        return load_user_data(data, test=test, test_size=test_size, seed=seed, **cleaning), None, None
     return open_source(data, block_rows=block_rows), test, test_size
 
 
