@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aepca.data import Dataset, load_mnist
@@ -239,17 +240,21 @@ def test_a_file_holding_its_own_split_is_compared_on_that_split(tmp_path):
     np.testing.assert_array_equal(result.shown.x_test, rows[:20])
 
 
-def test_compare_in_python_cleans_a_file_as_the_command_does(tmp_path, capsys):
-    """impute= and drop_constant= (the command's --impute mean, --drop-constant): the same run."""
+def test_compare_in_python_reads_and_cleans_a_file_as_the_command_does(tmp_path, capsys):
+    """The command's column options and cleaning, as compare()'s keywords: the same run."""
     from aepca.cli import main
 
     rows = np.random.default_rng(0).standard_normal((200, 5))
     rows[[3, 70], [2, 4]], rows[:, 1] = np.nan, 7.0
-    np.savetxt(tmp_path / "gaps.csv", rows, delimiter=",", header="a,b,c,d,e", comments="")
-    args = {"recipe": "classic", "hidden": (4,), "epochs": 1}
-    result = compare(str(tmp_path / "gaps.csv"), impute="mean", drop_constant=True, **args)
-    assert main(["compare", str(tmp_path / "gaps.csv"), "--impute", "mean", "--drop-constant", "--recipe", "classic",
-                 "--hidden", "4", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0, capsys.readouterr().err
+    frame = pd.DataFrame(rows, columns=list("abcde"))
+    frame.insert(0, "row_id", np.arange(200))
+    frame["note"] = "text"
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    result = compare(str(tmp_path / "gaps.csv"), id_column="row_id", drop_columns=["note"], impute="mean",
+                     drop_constant=True, recipe="classic", hidden=(4,), epochs=1)
+    assert main(["compare", str(tmp_path / "gaps.csv"), "--id-column", "row_id", "--drop-columns", "note", "--impute",
+                 "mean", "--drop-constant", "--recipe", "classic", "--hidden", "4", "--epochs", "1", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 0, capsys.readouterr().err
     command = json.loads((tmp_path / "run" / "metrics.json").read_text())
     columns = result.metrics["column_test_mse_original_units"]["columns"]
     assert columns == command["column_test_mse_original_units"]["columns"] == ["a", "c", "d", "e"]
@@ -257,11 +262,20 @@ def test_compare_in_python_cleans_a_file_as_the_command_does(tmp_path, capsys):
         assert result.metrics[method]["test_mse"] == pytest.approx(command[method]["test_mse"], rel=1e-6)
 
 
+def test_compare_in_python_chooses_the_columns_of_a_file_it_streams(tmp_path):
+    frame = pd.DataFrame(np.random.default_rng(1).standard_normal((120, 4)), columns=list("abcd"))
+    frame.insert(0, "row_id", np.arange(120))
+    frame.to_parquet(tmp_path / "rows.parquet")
+    result = compare(str(tmp_path / "rows.parquet"), id_column="row_id", columns=["a", "b", "c"], code_dim=1,
+                     recipe="classic", hidden=(4,), epochs=1)
+    assert result.metrics["column_test_mse_original_units"]["columns"] == ["a", "b", "c"]
+
+
 @pytest.mark.parametrize("function", [compare, lambda rows, **kw: sweep(rows, [1], **kw)], ids=["compare", "sweep"])
 def test_cleaning_rows_read_as_they_are_is_refused_naming_the_option(function):
     from aepca.data import open_source
 
-    with pytest.raises(ValueError, match=r"impute, expected no cleaning of a RowSource, whose rows are read as they are"):
+    with pytest.raises(ValueError, match=r"impute, expected none beside a RowSource, whose columns and rows are read as they are"):
         function(open_source(np.ones((10, 3), np.float32)), impute="mean")
 
 

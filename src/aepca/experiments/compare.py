@@ -130,6 +130,12 @@ def compare(
     seed: int = 0,
     scale: str = "auto",
     progress: bool = False,
+    columns=None,
+    drop_columns=None,
+    id_column: str | None = None,
+    label_columns=None,
+    no_header: bool | None = None,
+    image_shape=None,
     categorical: str = "refuse",
     max_categories: int = MAX_CATEGORIES,
     impute: str | None = None,
@@ -155,6 +161,8 @@ def compare(
     :func:`aepca.open_source`'s choice): the unit of the shuffle, so the order depends on it.
     ``neighbours`` (K; 0: off), ``neighbour_queries`` and ``metric`` set the recall@K of
     each method (:func:`aepca.neighbours.compare_methods`), recorded as its ``"neighbours"``.
+    ``columns``, ``drop_columns``, ``id_column``, ``label_columns``, ``no_header`` and ``image_shape``
+    read a file's or a table's columns as :func:`aepca.open_source` does (the command's options).
     ``categorical="onehot"`` encodes text, categorical and boolean columns of at most
     ``max_categories`` values as indicators learned on the training rows (the data, a file or a
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
@@ -172,8 +180,10 @@ def compare(
     called = time.monotonic()
     check_overrides(overrides)
     recipe = get_recipe(recipe or default_recipe(data, overrides.get("time_budget")))
-    data, test, test_size = read_rows(data, test, test_size, seed, block_rows, categorical=categorical,
-                                      max_categories=max_categories, impute=impute, drop_constant=drop_constant)
+    data, test, test_size = read_rows(
+        data, test, test_size, seed, block_rows, columns=columns, drop_columns=drop_columns, id_column=id_column,
+        label_columns=label_columns, no_header=no_header, image_shape=image_shape, categorical=categorical,
+        max_categories=max_categories, impute=impute, drop_constant=drop_constant)
     train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
     # Indicators and numbers share no unit: under auto a table with categories is standardised, so each
     # indicator weighs as much as a numeric column (the weighting measured in docs/categorical.md).
@@ -307,8 +317,12 @@ def compare(
     )
 
 
-# The cleaning compare() and sweep() learn on the training rows (load_user_data's keywords), at their defaults.
+# How compare() and sweep() read a file's or a table's columns (open_source's keywords), and the cleaning they
+# learn on its training rows (load_user_data's besides), at their defaults.
+COLUMN_OPTIONS = {"columns": None, "drop_columns": None, "id_column": None, "label_columns": None, "no_header": None,
+                  "image_shape": None}
 CLEANING = {"categorical": "refuse", "max_categories": MAX_CATEGORIES, "impute": None, "drop_constant": False}
+READING = {**COLUMN_OPTIONS, **CLEANING}
 
 # compare()'s own names for the Autoencoder parameters it sets.
 OWN_NAMES = {"n_components": "code_dim", "random_state": "seed", "verbose": "progress"}
@@ -330,24 +344,24 @@ def check_overrides(overrides: dict, function: str = "compare", also=()) -> None
                             "aepca.Autoencoder's parameters")
 
 
-def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | None = None, **cleaning):
-    """``data``, ``test`` and ``test_size`` with the data opened as :func:`compare` reads it: a
-    :class:`Dataset` or row source as it is, data to clean (``cleaning``: :func:`load_user_data`'s
-    categorical, max_categories, impute, drop_constant) read and split in memory (the cleaning is
-    learned on the training rows), a file holding its own split (:func:`holds_split`) as that split,
-    anything else as a row source."""
-    asked = {name: value for name, value in cleaning.items() if value != CLEANING[name]}
+def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | None = None, **reading):
+    """``data``, ``test`` and ``test_size`` with the data opened as :func:`compare` reads it (``reading``:
+    keys of ``READING``): a :class:`Dataset` or row source as it is; data to clean read and split in
+    memory (the cleaning learned on the training rows), and a file holding its own split
+    (:func:`holds_split`) as that split, by :func:`load_user_data`; anything else as a row source."""
+    reading = {**READING, **reading}
+    asked = {name: value for name, value in reading.items() if value != READING[name]}
     if isinstance(data, Dataset | RowSource):
         if asked:
             name, value = next(iter(asked.items()))
-            raise invalid_value(name, f"no cleaning of a {type(data).__name__}, whose rows are read as they are",
-                                f"{name}={value!r}", "Pass the file or table itself, or clean the rows first.")
+            raise invalid_value(name, f"none beside a {type(data).__name__}, whose columns and rows are read as they are",
+                                f"{name}={value!r}", "Pass the file or table itself, or give the option where it was read.")
         return data, test, test_size
-    if asked or isinstance(data, str | os.PathLike) and holds_split(data):
+    if asked.keys() & CLEANING.keys() or isinstance(data, str | os.PathLike) and holds_split(data):
         from aepca.data.readers import load_user_data
 
-        return load_user_data(data, test=test, test_size=test_size, seed=seed, **cleaning), None, None
-    return open_source(data, block_rows=block_rows), test, test_size
+        return load_user_data(data, test=test, test_size=test_size, seed=seed, **reading), None, None
+    return open_source(data, block_rows=block_rows, **{name: reading[name] for name in COLUMN_OPTIONS}), test, test_size
 
 
 def _split(data, test, test_size: float | None, seed: int, block_rows: int):

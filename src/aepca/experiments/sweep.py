@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from aepca.budget import BudgetTooSmall
-from aepca.experiments.compare import CLEANING, check_code_dim, check_overrides, compare, read_rows, selection_note, units_note
+from aepca.experiments.compare import READING, check_code_dim, check_overrides, compare, read_rows, selection_note, units_note
 from aepca.neighbours import recall_columns, recall_note
 from aepca.recipes import Recipe, get_recipe
 from aepca.validation import invalid_value
@@ -112,8 +112,8 @@ def sweep(
                     - {"code_dim"})
     recipe = get_recipe(recipe)
     # Opened once, for every code size.
-    cleaning = {key: overrides.pop(key) for key in CLEANING if key in overrides}  # learned here, once
-    data, test, test_size = read_rows(data, test, test_size, seed, overrides.get("block_rows"), **cleaning)
+    reading = {key: overrides.pop(key) for key in READING if key in overrides}  # read here, once
+    data, test, test_size = read_rows(data, test, test_size, seed, overrides.get("block_rows"), **reading)
     dims = check_code_dims(code_dims, data.n_features)
     rows, diagnostics, header, curve = [], [], None, None
     checkpoints = overrides.pop("checkpoint_dir", None)
