@@ -350,7 +350,9 @@ def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | 
     memory (the cleaning learned on the training rows), and a file holding its own split
     (:func:`holds_split`) as that split, by :func:`load_user_data`; anything else as a row source."""
     reading = {**READING, **reading}
-    asked = {name: value for name, value in reading.items() if value != READING[name]}
+    # Given unless the default itself (an array of column names compares by element, so not by ==).
+    asked = {name: value for name, value in reading.items()
+             if value is not READING[name] and not (isinstance(value, str | int) and value == READING[name])}
     if isinstance(data, Dataset | RowSource):
         if asked:
             name, value = next(iter(asked.items()))
