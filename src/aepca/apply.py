@@ -26,6 +26,7 @@ ERROR_COLUMN = "error"
 # Binary outputs hold float32 values alone: ids and text columns go beside them (NAME-ids.npy, NAME-categories.npy).
 BESIDE_KINDS = ("ids", "categories")
 WRITES_BESIDE = (".npy", ".fvecs", ".fbin")
+HDF5_CHUNK_BYTES = 2**20
 
 
 def encode_file(model, data, out, *, block_rows: int | None = None, overwrite: bool = False,
@@ -285,8 +286,10 @@ def _write_hdf5(path: Path, blocks) -> tuple[int, list[Path]]:
             for name, (array, attributes) in arrays.items():
                 strings = array.dtype.kind == "U"
                 if name not in file:
+                    # Chunks of whole rows, about HDF5_CHUNK_BYTES each: rows are read back a block at a time.
+                    rows_per_chunk = max(1, HDF5_CHUNK_BYTES // max(1, array[:1].nbytes))
                     dataset = file.create_dataset(name, (0, *array.shape[1:]), h5py.string_dtype() if strings else array.dtype,
-                                                  maxshape=(None, *array.shape[1:]), chunks=True)
+                                                  maxshape=(None, *array.shape[1:]), chunks=(rows_per_chunk, *array.shape[1:]))
                     dataset.attrs.update(attributes)
                 dataset = file[name]
                 dataset.resize(rows + len(array), axis=0)
