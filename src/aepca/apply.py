@@ -10,6 +10,7 @@ is left.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -122,7 +123,7 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool, split: s
     moments = RowMoments(source.n_features, shift=getattr(model.scaler_, "mean_", None))
     unseen = _UnseenCategories(spec)
     # Each writer returns the rows and the files it wrote, the output first.
-    write = {".npy": _write_npy, ".fvecs": _write_vectors, ".fbin": _write_vectors, ".h5": _write_hdf5, ".hdf5": _write_hdf5,
+    write = {**dict.fromkeys(WRITES_BESIDE, _write_binary), ".h5": _write_hdf5, ".hdf5": _write_hdf5,
              ".csv": _write_text, ".tsv": _write_text, ".jsonl": _write_text}.get(out.suffix.lower(), _write_table)
     staging = staging_folder(out)
     try:
@@ -232,40 +233,36 @@ class _Beside:
         return files
 
 
-def _write_npy(path: Path, blocks) -> tuple[int, list[Path]]:
-    """Values as one float32 ``.npy`` (its header written last, once the row count is known), ids and
-    text columns beside it (:class:`_Beside`)."""
-    raw, beside, rows, width = path.with_suffix(".raw"), _Beside(), 0, None
-    with open(raw, "wb") as handle:
-        for values in beside.values(blocks):
-            handle.write(values.tobytes())
-            width, rows = values.shape[1], rows + len(values)
-    if width is None:
-        raise _no_rows()
-    with open(path, "wb") as handle, open(raw, "rb") as source:
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (rows, width)}
-        np.lib.format.write_array_header_1_0(handle, header)
-        shutil.copyfileobj(source, handle)
-    return rows, [path, *beside.write(path)]
+def _binary_header(suffix: str, rows: int, width: int) -> bytes:
+    """A binary output's header: NumPy's (whose room for the row count takes any count, so the header is
+    rewritten in place once the count is known), ``.fbin``'s row count and length (two uint32), or none
+    (``.fvecs``: each row carries its length)."""
+    if suffix == ".npy":
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (rows, width)})
+        return header.getvalue()
+    return np.array([rows, width], "<u4").tobytes() if suffix == ".fbin" else b""
 
 
-def _write_vectors(path: Path, blocks) -> tuple[int, list[Path]]:
-    """Float32 vectors as FAISS and the ANN benchmarks read them: ``.fvecs`` (each row its length, an
-    int32, then its values) or ``.fbin`` (the row count and length, two uint32, written last, then the
-    rows); ids and text columns beside it (:class:`_Beside`)."""
-    framed, beside, rows, width = path.suffix.lower() == ".fvecs", _Beside(), 0, None
+def _write_binary(path: Path, blocks) -> tuple[int, list[Path]]:
+    """Float32 rows (little-endian) in one file, a block at a time: a ``.npy`` array, or vectors as FAISS
+    and the ANN benchmarks read them, ``.fvecs`` (each row its length, an int32, then its values) or
+    ``.fbin``; its header written again with the row count at the end; ids and text columns beside it
+    (:class:`_Beside`)."""
+    suffix, beside, rows, width = path.suffix.lower(), _Beside(), 0, None
     with open(path, "wb") as handle:
-        handle.write(bytes(0 if framed else 8))
         for values in beside.values(blocks):
-            width, rows, values = values.shape[1], rows + len(values), values.astype("<f4", copy=False)
-            if framed:
+            if width is None:
+                width = values.shape[1]
+                handle.write(_binary_header(suffix, 0, width))
+            rows, values = rows + len(values), values.astype("<f4", copy=False)
+            if suffix == ".fvecs":
                 values = np.column_stack([np.full((len(values), 1), width, "<i4").view("<f4"), values])
             handle.write(values.tobytes())
         if width is None:
             raise _no_rows()
-        if not framed:
-            handle.seek(0)
-            handle.write(np.array([rows, width], "<u4").tobytes())
+        handle.seek(0)
+        handle.write(_binary_header(suffix, rows, width))
     return rows, [path, *beside.write(path)]
 
 
