@@ -236,6 +236,16 @@ def test_the_ids_an_output_writes_beside_it_are_kept_unless_overwrite(run, capsy
     assert (folder / "other-ids.npy").read_text() == "keep me" and not (folder / "other.fbin").exists()
 
 
+def test_a_folder_named_as_a_file_beside_the_output_is_never_replaced(run, capsys):
+    folder, _, out = run
+    (folder / "kept-ids.npy").mkdir()
+    (folder / "kept-ids.npy" / "mine.txt").write_text("keep me")
+    argv = ["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(folder / "kept.npy"), "--overwrite"]
+    assert main(argv) == EXIT_USAGE
+    assert f"writes kept-ids.npy beside it, and {folder / 'kept-ids.npy'} is a folder" in capsys.readouterr().err
+    assert (folder / "kept-ids.npy" / "mine.txt").read_text() == "keep me"
+
+
 def test_an_output_overwritten_without_ids_leaves_none_of_the_earlier_ones_beside_it(run):
     """Ids beside codes of other rows would be matched to them: replacing the codes removes them."""
     folder, frame, out = run

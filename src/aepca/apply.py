@@ -100,6 +100,9 @@ def check_output(out, *, overwrite: bool) -> Path:
     out = Path(out)
     if out.is_dir():
         raise IsADirectoryError(f"--out {out} is a folder; name a file, e.g. {out / 'codes.parquet'}.")
+    beside = next((path for path in _beside_paths(out) if path.is_dir()), None)
+    if beside is not None:  # not a file of an earlier output, so never replaced
+        raise IsADirectoryError(f"--out {out} writes {beside.name} beside it, and {beside} is a folder; choose another name.")
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise invalid_value(
             "--out",
