@@ -346,6 +346,32 @@ def test_a_file_holding_its_own_split_is_compared_on_it_whether_read_whole_or_st
         assert streamed[method]["neighbours"]["metric"] == whole[method]["neighbours"]["metric"] == "cosine"
 
 
+def test_streamed_rows_learn_the_cleaning_that_rows_read_whole_learn(tmp_path):
+    """--impute mean and --drop-constant with --stream: learned in a pass over the training rows, the same
+    fill values (to float32 rounding: the whole file's means are of its float64 values), constant columns
+    and test MSE as when the file is read whole."""
+    from aepca.cli import main
+    from aepca.estimator import load_model
+
+    x = _rows(600, 6, seed=2)
+    x[np.random.default_rng(3).random(x.shape) < 0.03], x[:, 3] = np.nan, 2.5
+    pd.DataFrame(x, columns=list("abcdef")).to_csv(tmp_path / "gaps.csv", index=False)
+    args = ["--impute", "mean", "--drop-constant", "--recipe", "classic", "--hidden", "4", "--epochs", "1", "--neighbours",
+            "0", "--no-progress", "--block-rows", "128"]
+    for run, stream in (("whole", []), ("streamed", ["--stream"])):
+        assert main(["compare", str(tmp_path / "gaps.csv"), "--out", str(tmp_path / run), *stream, *args]) == 0
+    whole, streamed = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("whole", "streamed"))
+    columns = [load_model(tmp_path / run).columns_ for run in ("whole", "streamed")]
+    assert columns[0].feature_names == columns[1].feature_names == tuple("abcef") and columns[1].constant_columns == ("d",)
+    fill = [np.array([spec.fill[name] for name in spec.feature_names]) for spec in columns]
+    np.testing.assert_allclose(fill[1], fill[0], rtol=0, atol=np.finfo(np.float32).eps * np.nanmax(np.abs(x)))
+    for method in ("pca", "autoencoder"):
+        assert streamed[method]["test_mse"] == pytest.approx(whole[method]["test_mse"], rel=1e-5)
+    for record in (whole, streamed):  # the record says how the rows were cleaned
+        assert {"1 constant column of the training rows dropped: 'd'",
+                "missing values filled with the mean of the training rows"} <= set(record["run"]["preprocessing"])
+
+
 def test_the_distance_a_file_declares_decides_the_recall_rule_of_compare_in_python(tmp_path):
     """compare() of an ANN-benchmarks file read whole: its declared distance reaches the keep rule."""
     x = 3 * _rows(300, 6, seed=5)

@@ -336,7 +336,7 @@ def check_run_arguments(args) -> None:
 
         # Image files are read at the shape --image-shape gives (the folder is walked for them only then).
         shaped = () if args.image_shape is None or image_files(args.path) is not None else ("image_shape",)
-        for option in ("impute", "drop_constant", *shaped, "categorical"):
+        for option in (*shaped, "categorical"):
             if getattr(args, option) not in (None, False, "refuse"):
                 raise UsageError(f"--{option.replace('_', '-')} applies to data read into memory, not to streamed files; "
                                  "clean the files first, or drop --stream")
@@ -453,7 +453,7 @@ def describe_input(data, what: str) -> str:
         shared = f"; {processes}" if distributed.process_count() > 1 else ""
         return f"{data.name}: {len(data.x_train)} train / {len(data.x_test)} test, {data.n_features} features; {what}{shared}"
     return (f"{data.name}: {plural(data.n_rows, 'row')} in {plural(data.n_blocks, 'block')} (streamed), "
-            f"{plural(data.n_features, 'feature')}; {what}; {processes}")
+            f"{plural(data.n_features, 'feature')} read; {what}; {processes}")
 
 
 @contextlib.contextmanager
@@ -515,6 +515,8 @@ def experiment_options(args, run, writer: bool) -> dict:
         "batch_size": args.batch_size, "devices": args.devices, "lanes": args.lanes, "block_rows": args.block_rows,
         "neighbours": args.neighbours, "neighbour_queries": args.neighbour_queries, "metric": args.metric,
         "select_by": args.select_by,
+        # Streamed rows learn their cleaning in compare (data read into memory was cleaned as it was read).
+        **({"impute": args.impute, "drop_constant": args.drop_constant} if is_streamed(args) else {}),
     }
 
 

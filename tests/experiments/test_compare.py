@@ -271,6 +271,17 @@ def test_compare_in_python_chooses_the_columns_of_a_file_it_streams(tmp_path):
     assert result.metrics["column_test_mse_original_units"]["columns"] == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("function", [compare, lambda rows, **kw: sweep(rows, [1], **kw).rows[0]], ids=["compare", "sweep"])
+def test_a_row_source_of_a_file_learns_its_cleaning_on_its_training_rows(tmp_path, function):
+    """Its missing value, unfilled, would be refused when the rows are read."""
+    from aepca.data import open_source
+
+    rows = np.random.default_rng(2).standard_normal((150, 4))
+    rows[5, 1] = np.nan
+    np.savetxt(tmp_path / "gap.csv", rows, delimiter=",", header="a,b,c,d", comments="")
+    function(open_source(str(tmp_path / "gap.csv")), impute="mean", recipe="classic", hidden=(3,), epochs=1)
+
+
 @pytest.mark.parametrize("function", [compare, lambda rows, **kw: sweep(rows, [1], **kw)], ids=["compare", "sweep"])
 def test_cleaning_rows_read_as_they_are_is_refused_naming_the_option(function):
     from aepca.data import open_source

@@ -63,6 +63,11 @@ def category_cells(column: pd.Series) -> np.ndarray:
     return column.astype("string").to_numpy(dtype=object, na_value=None)
 
 
+def check_impute(impute) -> None:
+    if impute is not None and impute not in IMPUTERS:
+        raise invalid_value("impute", f"one of {[None, *IMPUTERS]}", f"impute={impute!r}", "Use 'mean' or leave it unset.")
+
+
 def check_categorical(categorical, max_categories) -> None:
     if categorical not in CATEGORICAL:
         raise invalid_value("categorical", f"one of {list(CATEGORICAL)}", f"categorical={categorical!r}",
@@ -424,6 +429,51 @@ def check_identifiers(frame: pd.DataFrame, spec: ColumnSpec, selection: Selectio
 # --- the specification -----------------------------------------------------------------------------------
 
 
+def cleaning_notes(spec: ColumnSpec) -> dict:
+    """What a data set's notes say of the cleaning ``spec`` learned: constant columns kept (how many) or
+    dropped (which), and how missing values are imputed."""
+    notes = {}
+    kept = sum(name in spec.feature_names for name in spec.constant_columns)
+    dropped = [name for name in spec.constant_columns if name not in spec.feature_names]
+    if kept:
+        notes["constant_columns"] = kept
+    if dropped:
+        notes["dropped_constant_columns"] = dropped
+    if spec.impute:
+        notes["impute"] = f"{spec.impute} of the training rows"
+    return notes
+
+
+@dataclass(frozen=True)
+class FeatureSummary:
+    """Per feature of the training rows, missing values skipped: how many values there are, their mean,
+    least and largest; what :meth:`ColumnSpec.cleaned` learns from, whether the rows came whole or in blocks."""
+
+    count: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def of_frame(cls, features: pd.DataFrame) -> FeatureSummary:
+        return cls(features.notna().sum().to_numpy(), _column_means(features).to_numpy(np.float64),
+                   features.min().to_numpy(np.float64), features.max().to_numpy(np.float64))
+
+    @classmethod
+    def of_blocks(cls, blocks, n_features: int) -> FeatureSummary:
+        """Of float32 blocks of rows (NaN: missing), summed in float64."""
+        count, total = np.zeros(n_features, np.int64), np.zeros(n_features)
+        low, high = np.full(n_features, np.inf), np.full(n_features, -np.inf)
+        for block in blocks:
+            present = ~np.isnan(block)
+            count += present.sum(axis=0)
+            total += np.where(present, block, 0).sum(axis=0, dtype=np.float64)
+            low = np.minimum(low, np.where(present, block, np.inf).min(axis=0, initial=np.inf))
+            high = np.maximum(high, np.where(present, block, -np.inf).max(axis=0, initial=-np.inf))
+        mean = np.divide(total, count, out=np.full(n_features, np.nan), where=count > 0)
+        return cls(count, mean, np.where(count > 0, low, np.nan), np.where(count > 0, high, np.nan))
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """How a table's columns become the model's features; learned on training rows, JSON-able, re-applied by name.
@@ -475,22 +525,30 @@ class ColumnSpec:
         """Categories, fill values and constant columns learned on the training rows ``frame``."""
         spec = self.with_categories(frame, source, max_categories) if self.categories else self
         features = spec._encode(frame)[list(spec.feature_names)]
-        fill = {}
-        empty = list(features.columns[features.isna().all().to_numpy()])
-        if empty:  # e.g. the unnamed column a trailing delimiter makes: nothing to learn or impute from
+        summary = FeatureSummary.of_frame(features)
+        spec.check_present(summary, source)
+        if impute is None:
+            check_missing(features, f"{source} (training rows)")  # counted where they were found
+        return spec.cleaned(summary, source, drop_constant=drop_constant, impute=impute)
+
+    def check_present(self, summary: FeatureSummary, source: str) -> None:
+        """Refuse features with no value in the training rows (nothing to learn or impute from)."""
+        empty = [name for name, count in zip(self.feature_names, summary.count) if not count]
+        if empty:  # e.g. the unnamed column a trailing delimiter makes
             raise ValueError(f"{source} has columns with no values at all: {describe_names(empty)}. Leave them out "
                              f"with {drop_flag(empty)}.")
-        if impute is not None:
-            fill = {str(name): float(value) for name, value in IMPUTERS[impute](features).items()}
-        else:
-            check_missing(features, f"{source} (training rows)")  # counted where they were found
-        # min/max skip NaN, and a mean-imputed constant column stays constant.
-        is_constant = (features.min() == features.max()).to_numpy()
+
+    def cleaned(self, summary: FeatureSummary, source: str, *, drop_constant: bool, impute: str | None) -> ColumnSpec:
+        """This specification with the fill values (``impute``: the means) and constant columns of the
+        training rows ``summary`` describes, those dropped with ``drop_constant``."""
+        # Least and largest skip missing values, so a mean-imputed constant column stays constant.
+        is_constant = summary.low == summary.high
         if is_constant.all():
             raise ValueError(f"Every feature column of {source} is constant. There is nothing to learn from.")
-        constant = tuple(name for name, flag in zip(spec.feature_names, is_constant) if flag)
-        kept = tuple(name for name in spec.feature_names if not (drop_constant and name in constant))
-        return replace(spec, feature_names=kept, constant_columns=constant, impute=impute,
+        constant = tuple(name for name, flag in zip(self.feature_names, is_constant) if flag)
+        kept = tuple(name for name in self.feature_names if not (drop_constant and name in constant))
+        fill = dict(zip(self.feature_names, map(float, summary.mean))) if impute is not None else {}
+        return replace(self, feature_names=kept, constant_columns=constant, impute=impute,
                        fill={name: fill[name] for name in kept} if fill else {})
 
     def _expanded(self, name: str) -> list[str]:

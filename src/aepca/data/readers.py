@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from aepca.data._dataset import Dataset
-from aepca.data.columns import IMPUTERS, MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
+from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers, check_impute,
+                                cleaning_notes)
 from aepca.data.formats import Part, check_same_columns, holds_split, memory_part, open_part
 from aepca.data.order import TEST_SALT, held_count, held_out_mask
 from aepca.validation import IMAGE_CHANNELS, as_image_shape, describe_names, invalid_value, plural
@@ -122,10 +123,7 @@ def _check_rows(frame: pd.DataFrame, source: str, min_rows: int) -> None:
 
 def _check_options(impute, categorical, max_categories, image_shape) -> tuple[int, ...] | None:
     """The cleaning options of both readers checked; the image shape asked for."""
-    if impute is not None and impute not in IMPUTERS:
-        raise invalid_value(
-            "impute", f"one of {[None, *IMPUTERS]}", f"impute={impute!r}", "Use 'mean' or leave it unset."
-        )
+    check_impute(impute)
     check_categorical(categorical, max_categories)
     return _check_image_shape(image_shape)
 
@@ -254,18 +252,10 @@ def held_out_split(n_rows: int, test_size: float, seed: int, source: str) -> tup
     return _checked_split(np.flatnonzero(~test), np.flatnonzero(test), test_size, source)
 
 
-def _notes(raw: _Raw, spec: ColumnSpec, source: str, impute: str | None) -> dict:
-    notes = {"units": f"original units of {source}"}
+def _notes(raw: _Raw, spec: ColumnSpec, source: str) -> dict:
+    notes = {"units": f"original units of {source}", **cleaning_notes(spec)}
     if raw.part.distance is not None:
         notes["distance"] = raw.part.distance
-    n_constant_kept = sum(name in spec.feature_names for name in spec.constant_columns)
-    dropped = [name for name in spec.constant_columns if name not in spec.feature_names]
-    if n_constant_kept:
-        notes["constant_columns"] = n_constant_kept
-    if dropped:
-        notes["dropped_constant_columns"] = dropped
-    if impute:
-        notes["impute"] = f"{impute} of the training rows"
     lines = list(raw.part.notes)
     if spec.id_column is not None:
         lines.append(f"column {spec.id_column!r} kept beside the rows as their identifier, not as a feature")
@@ -352,7 +342,7 @@ def load_user_data(
         y_test=next(iter(labels_test.values()), None),
         image_shape=_final_image_shape(requested, raw, spec, x_train.shape[1], source),
         feature_names=spec.feature_names,
-        notes=_notes(raw, spec, source, impute),
+        notes=_notes(raw, spec, source),
         columns=spec,
         ids_train=ids_train,
         ids_test=ids_test,

@@ -23,7 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers
+from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, FeatureSummary, Selection, check_categorical, check_identifiers,
+                                check_impute)
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, VECTOR_FORMATS, ImagesPart, InterleavedPart, check_same_columns,
                                 decompress_fix, format_suffix, holds_split, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
@@ -57,7 +58,7 @@ def _check_values(block: np.ndarray, where: str, feature_names, first_row: int) 
         f"{where} holds {plural(int(bad.sum()), 'missing, infinite or huge value')} (NaN, inf or beyond "
         f"{MAX_ABS_VALUE:.0e}), first in row {first_row + int(rows[0])}, column {feature_names[columns[0]]!r}. "
         "Fill or remove those rows and rescale huge values: rows are read as they are, except by compare and sweep "
-        "told to fill missing values with the training rows' means (--impute mean without --stream; impute='mean')."
+        "told to fill missing values with the training rows' means (--impute mean; impute='mean')."
     )
 
 
@@ -80,11 +81,14 @@ class _Rows:
     time: float32 features, the first label column and the id column (where the data has them).
 
     ``take``: for plain arrays, the positions of the features (None: every column, in order). The block
-    decoded last is kept, so the features, labels and ids of a block are read once.
+    decoded last is kept, so the features, labels and ids of a block are read once. ``checked``: refuse
+    missing, infinite and huge values (else they pass, for cleaning to be learned from them).
     """
 
-    def __init__(self, name: str, kind: str, parts: list, spec: ColumnSpec, *, take, exposed: bool, named: bool):
+    def __init__(self, name: str, kind: str, parts: list, spec: ColumnSpec, *, take, exposed: bool, named: bool,
+                 checked: bool = True):
         self.name, self.kind, self._parts, self._spec, self._take = name, kind, parts, spec, take
+        self.checked = checked
         self.columns = spec if exposed else None
         self.feature_names = spec.feature_names
         first = parts[0]
@@ -125,7 +129,8 @@ class _Rows:
             features = self._spec.values(raw, where)
         labels = part.y[first : first + n] if part.y is not None else _column(raw, self._label)
         ids = part.ids[first : first + n] if part.ids is not None else _column(raw, self._id)
-        _check_values(features, where, self.feature_names, first + 1)
+        if self.checked:
+            _check_values(features, where, self.feature_names, first + 1)
         block = _Block(features, labels, ids)
         with self._lock:
             self._last = (j, block)
@@ -311,6 +316,21 @@ class RowSource:
     def _filtered(self, row_filter: _Filter) -> RowSource:
         return RowSource(self._layout, (*self._filters, row_filter), self._maps)
 
+    @property
+    def reads_files(self) -> bool:
+        """Whether the rows are read from files (which :meth:`respecified` can read again), not from memory."""
+        return self._rows._parts[0].path is not None
+
+    def respecified(self, spec: ColumnSpec, *, checked: bool = True) -> RowSource:
+        """This view of the same files' rows read through ``spec`` (the cleaning learned on them, say);
+        ``checked=False`` lets missing, infinite and huge values through, for cleaning to be learned from them."""
+        rows = self._rows
+        if not self.reads_files:
+            raise invalid_value("data", "files for their columns to be read again", f"rows in memory ({self.name})",
+                                "Pass the array or table itself.")
+        reader = _reader(rows.name, rows.kind, rows._parts, Selection(), spec, checked=checked)
+        return RowSource(_Layout(reader, self.block_rows), self._filters, self._maps)
+
     def map(self, function) -> RowSource:
         """The view whose blocks are ``function(block)`` (rows in, as many float32 rows of the same width out),
         e.g. the scaling a model applies."""
@@ -471,7 +491,7 @@ def _positions(part, spec: ColumnSpec) -> np.ndarray | None:
 
 
 def _reader(name: str, kind: str, parts: list, selection: Selection, spec: ColumnSpec | None,
-            categorical: str = "refuse", max_categories: int = MAX_CATEGORIES) -> _Rows:
+            categorical: str = "refuse", max_categories: int = MAX_CATEGORIES, checked: bool = True) -> _Rows:
     first = parts[0]
     given = spec is not None
     # An array holds the features in order: in memory always, in a file (.npy, .npz, images) unless its
@@ -490,7 +510,7 @@ def _reader(name: str, kind: str, parts: list, selection: Selection, spec: Colum
                 spec.check_width(part.names, part.where)
     exposed = given or first.path is not None or not first.plain or selection != Selection()
     take = _positions(first, spec) if first.plain and not positional else None
-    return _Rows(name, kind, parts, spec, take=take, exposed=exposed, named=not positional)
+    return _Rows(name, kind, parts, spec, take=take, exposed=exposed, named=not positional, checked=checked)
 
 
 def _open_files(path: Path, no_header: bool | None, block_rows: int, image_shape,
@@ -590,6 +610,16 @@ def _image_shape(image_shape) -> tuple | None:
 def _not_images(image_shape: tuple, data) -> ValueError:
     return invalid_value("image_shape", "image files (a folder, a pattern or one image) to read at that shape",
                          f"image_shape={image_shape!r} for {data}", "Drop image_shape: other data is read as it is.")
+
+
+def learn_cleaning(train: RowSource, *, impute: str | None, drop_constant: bool) -> ColumnSpec:
+    """The column specification of ``train``'s files completed by the cleaning learned in one pass over its
+    rows (its missing values let through): ``impute="mean"``'s fill values and the constant columns, dropped
+    with ``drop_constant``, as :func:`aepca.data.load_user_data` learns them on training rows read whole."""
+    check_impute(impute)
+    summary = FeatureSummary.of_blocks(train.respecified(train.columns, checked=False).iter_blocks(), train.n_features)
+    train.columns.check_present(summary, train.name)
+    return train.columns.cleaned(summary, train.name, drop_constant=drop_constant, impute=impute)
 
 
 def interleaved_source(first: np.ndarray, second: np.ndarray | None = None, in_second: np.ndarray | None = None, *,

@@ -25,18 +25,18 @@ from aepca import neighbours as neighbour_search
 from aepca.budget import (PROBE_REFINE_ROWS, REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training,
                           trains_to_deadline)
 from aepca.data import Dataset
-from aepca.data.columns import MAX_CATEGORIES, ColumnSpec
+from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, cleaning_notes
 from aepca.data.formats import holds_split
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.data.readers import resolved_test_size
-from aepca.data.sources import RowSource, interleaved_source, open_source
+from aepca.data.sources import RowSource, interleaved_source, learn_cleaning, open_source
 from aepca.experiments.diagnostics import SAMPLE_ROWS as DIAGNOSED_ROWS, check_comparison
 from aepca.models import PREDICT_BATCH
 from aepca.pca import PCA, equivalent_components
 from aepca.preprocessing import RowMoments, Scaler, shares_one_unit
 from aepca.recipes import SETTINGS, Recipe, get_recipe
 from aepca.selection import BOOTSTRAP_ROWS, PairedErrors
-from aepca.validation import invalid_value, plural
+from aepca.validation import describe_names, invalid_value, plural
 
 # How close a linear autoencoder must come to PCA for the sanity check to pass.
 LINEAR_TOLERANCE = 0.02
@@ -184,7 +184,8 @@ def compare(
         data, test, test_size, seed, block_rows, columns=columns, drop_columns=drop_columns, id_column=id_column,
         label_columns=label_columns, no_header=no_header, image_shape=image_shape, categorical=categorical,
         max_categories=max_categories, impute=impute, drop_constant=drop_constant)
-    train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
+    cleaning = {"impute": impute, "drop_constant": drop_constant} if isinstance(data, RowSource) else {}
+    train, test, held_out, shown = _split(data, test, test_size, seed, block_rows, cleaning)
     # Indicators and numbers share no unit: under auto a table with categories is standardised, so each
     # indicator weighs as much as a numeric column (the weighting measured in docs/categorical.md).
     standardised_categories = scale == "auto" and shown.columns is not None and bool(shown.columns.categories)
@@ -323,6 +324,8 @@ COLUMN_OPTIONS = {"columns": None, "drop_columns": None, "id_column": None, "lab
                   "image_shape": None}
 CLEANING = {"categorical": "refuse", "max_categories": MAX_CATEGORIES, "impute": None, "drop_constant": False}
 READING = {**COLUMN_OPTIONS, **CLEANING}
+# The cleaning a row source of files learns in a pass of its own over the training rows.
+STREAMED_CLEANING = ("impute", "drop_constant")
 
 # compare()'s own names for the Autoencoder parameters it sets.
 OWN_NAMES = {"n_components": "code_dim", "random_state": "seed", "verbose": "progress"}
@@ -354,8 +357,11 @@ def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | 
     asked = {name: value for name, value in reading.items()
              if value is not READING[name] and not (isinstance(value, str | int) and value == READING[name])}
     if isinstance(data, Dataset | RowSource):
-        if asked:
-            name, value = next(iter(asked.items()))
+        # A row source of files learns these in a pass over its training rows (_split).
+        refused = {name: value for name, value in asked.items()
+                   if not (isinstance(data, RowSource) and data.reads_files and name in STREAMED_CLEANING)}
+        if refused:
+            name, value = next(iter(refused.items()))
             raise invalid_value(name, f"none beside a {type(data).__name__}, whose columns and rows are read as they are",
                                 f"{name}={value!r}", "Pass the file or table itself, or give the option where it was read.")
         return data, test, test_size
@@ -366,9 +372,11 @@ def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | 
     return open_source(data, block_rows=block_rows, **{name: reading[name] for name in COLUMN_OPTIONS}), test, test_size
 
 
-def _split(data, test, test_size: float | None, seed: int, block_rows: int):
+def _split(data, test, test_size: float | None, seed: int, block_rows: int, cleaning: dict):
     """The training and test rows as row sources, how the test rows were chosen, and a small
-    :class:`Dataset` of what the figures show (a sample of training rows, the first test rows)."""
+    :class:`Dataset` of what the figures show (a sample of training rows, the first test rows). A row
+    source's ``cleaning`` (impute, drop_constant), where asked, is learned on its training rows, in a
+    pass of their own, and every row then read with it."""
     if isinstance(data, Dataset):
         if test is not None:
             raise invalid_value("test", "None for a Dataset (it holds its test rows)", "a test set", "Drop test=.")
@@ -397,10 +405,15 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
         else:
             train, test_rows = data.split(test_size, seed, TEST_SALT)
             held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
-        labels = None
-        declared = {"distance": data.distance} if data.distance is not None else {}
-        about = {"name": data.name, "notes": {"units": f"original units of {data.name}", **declared},
-                 "image_shape": train.image_shape, "feature_names": tuple(train.feature_names), "columns": train.columns}
+        labels, notes = None, {"units": f"original units of {data.name}"}
+        if cleaning.get("impute") or cleaning.get("drop_constant"):
+            spec = learn_cleaning(train, **cleaning)
+            train, test_rows = train.respecified(spec), test_rows.respecified(spec)
+            notes.update(cleaning_notes(spec))
+        if data.distance is not None:
+            notes["distance"] = data.distance
+        about = {"name": data.name, "notes": notes, "image_shape": train.image_shape,
+                 "feature_names": tuple(train.feature_names), "columns": train.columns}
     shown_rows, shown_labels, positions = _figure_rows(test_rows, N_CODE_POINTS)
     if labels is not None:
         shown_labels = np.asarray(labels)[positions]
@@ -583,6 +596,11 @@ def _record(shown: Dataset, train: RowSource, test: RowSource, held_out: str, es
     """What a reader needs to reproduce the run: inputs, preprocessing, scaling, epochs, versions."""
     scaler = estimator.scaler_
     preprocessing = [str(item) for item in shown.notes.get("preprocessing", [])]
+    if "dropped_constant_columns" in shown.notes:
+        dropped = shown.notes["dropped_constant_columns"]
+        preprocessing.append(f"{plural(len(dropped), 'constant column')} of the training rows dropped: {describe_names(dropped)}")
+    if "impute" in shown.notes:
+        preprocessing.append(f"missing values filled with the {shown.notes['impute']}")
     if not train.in_memory:
         preprocessing.append(f"read from {train.name} a block of {train.block_rows} rows at a time")
     preprocessing.append(f"test rows: {held_out}")
