@@ -167,7 +167,8 @@ def compare(
     ``max_categories`` values as indicators learned on the training rows (the data, a file or a
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
     and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells. ``impute="mean"``
-    (missing values: the training rows' column means) and ``drop_constant`` are learned the same way.
+    (missing values: the training rows' column means) and ``drop_constant`` are learned the same way, or,
+    for a row source of files, in a pass of their own over its training rows.
     ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter); a
     ``time_budget`` (seconds) counts from this call, and what training leaves of it (at least
     ``budget.REFINE_SHARE`` where training fills it) goes to refining the codes compare encodes
