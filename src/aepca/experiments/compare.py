@@ -185,8 +185,7 @@ def compare(
         data, test, test_size, seed, block_rows, columns=columns, drop_columns=drop_columns, id_column=id_column,
         label_columns=label_columns, no_header=no_header, image_shape=image_shape, categorical=categorical,
         max_categories=max_categories, impute=impute, drop_constant=drop_constant)
-    cleaning = {"impute": impute, "drop_constant": drop_constant} if isinstance(data, RowSource) else {}
-    train, test, held_out, shown = _split(data, test, test_size, seed, block_rows, cleaning)
+    train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
     # Indicators and numbers share no unit: under auto a table with categories is standardised, so each
     # indicator weighs as much as a numeric column (the weighting measured in docs/categorical.md).
     standardised_categories = scale == "auto" and shown.columns is not None and bool(shown.columns.categories)
@@ -350,22 +349,23 @@ def check_overrides(overrides: dict, function: str = "compare", also=()) -> None
 
 def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | None = None, **reading):
     """``data``, ``test`` and ``test_size`` with the data opened as :func:`compare` reads it (``reading``:
-    keys of ``READING``): a :class:`Dataset` or row source as it is; data to clean read and split in
-    memory (the cleaning learned on the training rows), and a file holding its own split
+    keys of ``READING``): a :class:`Dataset` or row source as it is (a row source of files read again with
+    the cleaning it is asked for, learned on its training rows: :func:`_cleaned`); data to clean read and
+    split in memory (the cleaning learned on the training rows), and a file holding its own split
     (:func:`holds_split`) as that split, by :func:`load_user_data`; anything else as a row source."""
     reading = {**READING, **reading}
     # Given unless the default itself (an array of column names compares by element, so not by ==).
     asked = {name: value for name, value in reading.items()
              if value is not READING[name] and not (isinstance(value, str | int) and value == READING[name])}
     if isinstance(data, Dataset | RowSource):
-        # A row source of files learns these in a pass over its training rows (_split).
+        # A row source of files learns these in a pass over its training rows.
         refused = {name: value for name, value in asked.items()
                    if not (isinstance(data, RowSource) and data.reads_files and name in STREAMED_CLEANING)}
         if refused:
             name, value = next(iter(refused.items()))
             raise invalid_value(name, f"none beside a {type(data).__name__}, whose columns and rows are read as they are",
                                 f"{name}={value!r}", "Pass the file or table itself, or give the option where it was read.")
-        return data, test, test_size
+        return _cleaned(data, test, test_size, seed, asked) if asked else (data, test, test_size)
     if asked.keys() & CLEANING.keys() or isinstance(data, str | os.PathLike) and holds_split(data):
         from aepca.data.readers import load_user_data
 
@@ -373,11 +373,19 @@ def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | 
     return open_source(data, block_rows=block_rows, **{name: reading[name] for name in COLUMN_OPTIONS}), test, test_size
 
 
-def _split(data, test, test_size: float | None, seed: int, block_rows: int, cleaning: dict):
+def _cleaned(data: RowSource, test, test_size: float | None, seed: int, cleaning: dict):
+    """A row source of files and its test rows (a row source; a file is opened with the data's columns
+    later) read with the ``cleaning`` (impute, drop_constant) learned in a pass over its training rows:
+    those :func:`_split` keeps."""
+    test_size = resolved_test_size(test_size, None if test is None else "a test set")
+    train = data if test is not None else data.split(test_size, seed, TEST_SALT)[0]
+    spec = learn_cleaning(train, impute=cleaning.get("impute"), drop_constant=cleaning.get("drop_constant", False))
+    return data.respecified(spec), test.respecified(spec) if isinstance(test, RowSource) else test, test_size
+
+
+def _split(data, test, test_size: float | None, seed: int, block_rows: int):
     """The training and test rows as row sources, how the test rows were chosen, and a small
-    :class:`Dataset` of what the figures show (a sample of training rows, the first test rows). A row
-    source's ``cleaning`` (impute, drop_constant), where asked, is learned on its training rows, in a
-    pass of their own, and every row then read with it."""
+    :class:`Dataset` of what the figures show (a sample of training rows, the first test rows)."""
     if isinstance(data, Dataset):
         if test is not None:
             raise invalid_value("test", "None for a Dataset (it holds its test rows)", "a test set", "Drop test=.")
@@ -407,10 +415,8 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int, clea
             train, test_rows = data.split(test_size, seed, TEST_SALT)
             held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
         labels, notes = None, {"units": f"original units of {data.name}"}
-        if cleaning.get("impute") or cleaning.get("drop_constant"):
-            spec = learn_cleaning(train, **cleaning)
-            train, test_rows = train.respecified(spec), test_rows.respecified(spec)
-            notes.update(cleaning_notes(spec))
+        if data.columns is not None:
+            notes.update(cleaning_notes(data.columns))
         if data.distance is not None:
             notes["distance"] = data.distance
         about = {"name": data.name, "notes": notes, "image_shape": train.image_shape,

@@ -17,8 +17,7 @@ from typing import Callable
 import numpy as np
 
 from aepca.budget import BudgetTooSmall
-from aepca.data.sources import RowSource
-from aepca.experiments.compare import READING, STREAMED_CLEANING, check_code_dim, check_overrides, compare, read_rows, selection_note, units_note
+from aepca.experiments.compare import READING, check_code_dim, check_overrides, compare, read_rows, selection_note, units_note
 from aepca.neighbours import recall_columns, recall_note
 from aepca.recipes import Recipe, get_recipe
 from aepca.validation import invalid_value
@@ -115,8 +114,6 @@ def sweep(
     # Opened once, for every code size.
     reading = {key: overrides.pop(key) for key in READING if key in overrides}  # read here, once
     data, test, test_size = read_rows(data, test, test_size, seed, overrides.get("block_rows"), **reading)
-    # A row source of files learns its cleaning in each compare, on that compare's training rows.
-    streamed = {key: reading[key] for key in STREAMED_CLEANING if key in reading} if isinstance(data, RowSource) else {}
     dims = check_code_dims(code_dims, data.n_features)
     rows, diagnostics, header, curve = [], [], None, None
     checkpoints = overrides.pop("checkpoint_dir", None)
@@ -129,7 +126,7 @@ def sweep(
             comparison = compare(
                 data, test=test, test_size=test_size, code_dim=k, recipe=recipe, epochs=epochs, seed=seed, scale=scale,
                 progress=progress, record=record, checkpoint_dir=None if checkpoints is None else str(Path(checkpoints) / f"k{k}"),
-                **budget, **streamed, **overrides
+                **budget, **overrides
             )
         except BudgetTooSmall as error:  # said of the sweep's budget: this share, and as much for each size left
             raise BudgetTooSmall(time_budget, spent + error.needed * (len(dims) - i)) from None
