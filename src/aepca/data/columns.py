@@ -36,8 +36,8 @@ def _column_means(features: pd.DataFrame) -> pd.Series:
     return features.div(scale).mean() * scale
 
 
-# Imputation strategies: per-column fill values computed from the training rows.
-IMPUTERS = {"mean": _column_means}
+# How missing values may be filled: with the training rows' column means (FeatureSummary.mean).
+IMPUTE_METHODS = ("mean",)
 SPEC_FORMAT = "aepca.columns"
 SPEC_VERSION = 1
 # What becomes of text and categorical feature columns: refused (with the flags that handle them; a
@@ -64,8 +64,8 @@ def category_cells(column: pd.Series) -> np.ndarray:
 
 
 def check_impute(impute) -> None:
-    if impute is not None and impute not in IMPUTERS:
-        raise invalid_value("impute", f"one of {[None, *IMPUTERS]}", f"impute={impute!r}", "Use 'mean' or leave it unset.")
+    if impute is not None and impute not in IMPUTE_METHODS:
+        raise invalid_value("impute", f"one of {[None, *IMPUTE_METHODS]}", f"impute={impute!r}", "Use 'mean' or leave it unset.")
 
 
 def check_categorical(categorical, max_categories) -> None:
