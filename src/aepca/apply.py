@@ -133,9 +133,9 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool, split: s
         rows, files = write(staging / out.name, _blocks(source, names, apply, (moments, unseen)))
         # The files beside an output belong to it: the earlier output and those of its files the new one does
         # not write go first, the new output's own last, so that at no moment are codes beside ids of other rows.
-        if _beside_paths(out):
-            rewritten = {out.parent / file.name for file in files[1:]}
-            for stale in {out, *_beside_paths(out)} - rewritten:
+        beside = _beside_paths(out)
+        if beside:
+            for stale in {out, *beside} - {out.parent / file.name for file in files[1:]}:
                 remove(stale)
         for file in files[::-1]:
             os.replace(staging / file.name, out.parent / file.name)
