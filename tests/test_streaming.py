@@ -445,7 +445,6 @@ def folder_with_csv(even_folder, tmp_path_factory):
 @pytest.mark.parametrize(("case", "expected"), [
     ("stream without PATH", "--stream reads your own files (PATH) a block at a time; give PATH"),
     ("coordinator without --num-processes", "--coordinator, --num-processes and --process-id go together"),
-    ("stream with --categorical", "--categorical applies to data read into memory, not to streamed files"),
     ("a folder holding a .csv", "parts mixes .csv and .parquet files (e.g. 'extra.csv', 'part-0.parquet')"),
 ])
 def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, folder_with_csv, tmp_path, capsys):
@@ -454,7 +453,6 @@ def test_bad_streaming_input_exits_2_with_one_line(case, expected, even_folder, 
     args = {
         "stream without PATH": ["--stream"],
         "coordinator without --num-processes": [even_folder[0], "--coordinator", "127.0.0.1:1"],
-        "stream with --categorical": [even_folder[0], "--stream", "--categorical", "onehot"],
         "a folder holding a .csv": [folder_with_csv, "--epochs", "1"],
     }[case]
     status = main(["compare", *map(str, args), "--out", str(out), "--no-progress"])

@@ -335,11 +335,9 @@ def check_run_arguments(args) -> None:
         from aepca.data.sources import image_files
 
         # Image files are read at the shape --image-shape gives (the folder is walked for them only then).
-        shaped = () if args.image_shape is None or image_files(args.path) is not None else ("image_shape",)
-        for option in (*shaped, "categorical"):
-            if getattr(args, option) not in (None, False, "refuse"):
-                raise UsageError(f"--{option.replace('_', '-')} applies to data read into memory, not to streamed files; "
-                                 "clean the files first, or drop --stream")
+        if args.image_shape is not None and image_files(args.path) is None:
+            raise UsageError("--image-shape applies to data read into memory, not to streamed files; "
+                             "reshape the rows first, or drop --stream")
     if (args.coordinator is None) != (args.num_processes is None) or (args.coordinator is None) != (args.process_id is None):
         raise UsageError("--coordinator, --num-processes and --process-id go together")
     if args.process_id is not None and args.process_id >= args.num_processes:
@@ -354,7 +352,7 @@ def open_data_source(args, split: str | None = None):
     return open_source(
         str(args.path), columns=args.columns, drop_columns=args.drop_columns, id_column=args.id_column,
         label_columns=args.label_column, no_header=True if args.no_header else None, block_rows=args.block_rows,
-        image_shape=args.image_shape, split=split,
+        image_shape=args.image_shape, split=split, categorical=args.categorical, max_categories=args.max_categories,
     )
 
 
@@ -516,7 +514,8 @@ def experiment_options(args, run, writer: bool) -> dict:
         "neighbours": args.neighbours, "neighbour_queries": args.neighbour_queries, "metric": args.metric,
         "select_by": args.select_by,
         # Streamed rows learn their cleaning in compare (data read into memory was cleaned as it was read).
-        **({"impute": args.impute, "drop_constant": args.drop_constant} if is_streamed(args) else {}),
+        **({"categorical": args.categorical, "impute": args.impute, "drop_constant": args.drop_constant}
+           if is_streamed(args) else {}),
     }
 
 

@@ -107,9 +107,23 @@ def test_bad_options_are_refused(table_csv, options, message):
         read_table(table_csv, **options)
 
 
-def test_a_file_opened_as_a_row_source_refuses_categories_with_the_way_that_reads_them(table_csv):
-    with pytest.raises(ValueError, match=r"'team', 'home'.*load_user_data\(path, categorical='onehot'\)"):
-        open_source(table_csv, categorical="onehot")
+def test_a_file_opened_as_a_row_source_learns_the_categories_of_all_its_rows_a_block_at_a_time(tmp_path):
+    frame = _table()
+    frame.loc[200, "team"] = "purple"  # in the last of three blocks only
+    frame.to_csv(tmp_path / "teams.csv", index=False)
+    source = open_source(tmp_path / "teams.csv", categorical="onehot", block_rows=100)
+    assert source.columns.categories == {"team": ("blue", "green", "purple", "red"), "home": ("False", "True")}
+    np.testing.assert_array_equal(source.to_array(), open_source(frame, categorical="onehot").to_array())
+
+
+def test_a_file_of_too_many_categories_is_refused_naming_the_rows_read(tmp_path):
+    frame = _table(300)
+    frame["name"] = [f"person {i}" for i in range(len(frame))]
+    frame.to_csv(tmp_path / "names.csv", index=False)
+    # Reading stops at the block where the count passes the limit: the error says how far it read.
+    with pytest.raises(ValueError, match=r"column 'name' has 100 distinct values in its first 100 rows, more than "
+                                         r"max_categories=50"):
+        open_source(tmp_path / "names.csv", categorical="onehot", block_rows=100)
 
 
 def test_a_dataframe_as_a_row_source_is_encoded(table_csv):
@@ -202,9 +216,34 @@ def test_encoding_new_rows_notes_their_cells_of_an_unseen_category_or_none(tmp_p
     assert not any("unseen" in note for note in encode_file(model, _table(20, seed=2), tmp_path / "more.csv")["notes"])
 
 
+def test_streamed_categories_are_learned_on_the_training_rows_as_when_read_whole(tmp_path):
+    from aepca.data.order import TEST_SALT, held_out_mask
+
+    frame = _table(600)
+    test_rows = np.flatnonzero(held_out_mask(len(frame), 0.2, 0, TEST_SALT))
+    frame.loc[test_rows[:2], "team"] = "purple"  # a category of two test rows: no indicator, as read whole
+    frame.loc[test_rows[2], "x2"] = np.nan
+    frame.to_csv(tmp_path / "teams.csv", index=False)
+    metrics = {}
+    for how in ("whole", "stream"):
+        argv = ["compare", str(tmp_path / "teams.csv"), "--categorical", "onehot", "--impute", "mean", "--code-dim",
+                "2", "--recipe", "classic", "--hidden", "8", "--epochs", "1", "--block-rows", "200", "--no-progress",
+                "--out", str(tmp_path / how)]
+        assert main(argv + (["--stream"] if how == "stream" else [])) == 0
+        metrics[how] = json.loads((tmp_path / how / "metrics.json").read_text())
+    whole, stream = metrics["whole"], metrics["stream"]
+    assert stream["categories"] == whole["categories"]
+    assert stream["categories"]["columns"]["team"] == list(TEAMS) and stream["categories"]["unseen_cells"] == 2
+    columns = "column_test_mse_original_units"
+    assert stream[columns]["columns"] == whole[columns]["columns"]
+    for method in ("pca", "autoencoder"):
+        for key in ("test_mse", "category_accuracy"):
+            np.testing.assert_allclose(stream[method][key], whole[method][key], rtol=1e-5)
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--stream"], "--categorical applies to data read into memory"),
-    (["--max-categories", "2"], "column 'team' has 3 distinct values"),
+    (["--max-categories", "2"], "column 'team' has 3 distinct values in the training rows"),
+    (["--stream", "--max-categories", "2"], "column 'team' has 3 distinct values in its rows"),
 ])
 def test_the_command_refuses_in_one_line(capsys, tmp_path, table_csv, argv, message):
     status = main(["compare", str(table_csv), "--categorical", "onehot", *argv, "--out", str(tmp_path / "run")])

@@ -500,22 +500,24 @@ class ColumnSpec:
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     image_shape: tuple[int, ...] | None = None
 
-    def with_categories(self, frame: pd.DataFrame, source: str, max_categories: int = MAX_CATEGORIES) -> ColumnSpec:
-        """The categories of the categorical columns, learned on the training rows ``frame``, and the features
-        with their indicators; a column of more than ``max_categories`` distinct values is refused."""
+    def with_categories(self, cells: dict, source: str, max_categories: int = MAX_CATEGORIES,
+                        rows: str = "the training rows") -> ColumnSpec:
+        """The categories of the categorical columns, the distinct ``cells`` (per column: its cells, None where
+        missing) found in ``rows``, and the features with their indicators; a column of more than
+        ``max_categories`` distinct values is refused."""
         categories = {}
         for name in self.categories:
-            found = pd.unique(pd.Series(category_cells(frame[name])).dropna())
+            found = pd.unique(pd.Series(list(cells[name]), dtype=object).dropna())
             flag = shlex.quote(name)
             fix = (f"Leave it out with --drop-columns {flag} (drop_columns=), keep it beside the rows with "
                    f"--label-column {flag} (label_columns=), or raise --max-categories (max_categories=) if its "
                    "values are categories.")
             if len(found) > max_categories:
                 raise ValueError(
-                    f"{source}: column {name!r} has {len(found)} distinct values in the training rows, more than "
+                    f"{source}: column {name!r} has {len(found)} distinct values in {rows}, more than "
                     f"max_categories={max_categories}: names, free text or dates are not categories. {fix}")
             if not len(found):
-                raise ValueError(f"{source}: column {name!r} holds no values in the training rows. {fix}")
+                raise ValueError(f"{source}: column {name!r} holds no values in {rows}. {fix}")
             categories[name] = tuple(sorted(found))
         learned = replace(self, categories=categories)
         return replace(learned, feature_names=tuple(learned._sources()))
@@ -523,13 +525,26 @@ class ColumnSpec:
     def learn(self, frame: pd.DataFrame, source: str, *, drop_constant: bool, impute: str | None,
               max_categories: int = MAX_CATEGORIES) -> ColumnSpec:
         """Categories, fill values and constant columns learned on the training rows ``frame``."""
-        spec = self.with_categories(frame, source, max_categories) if self.categories else self
+        spec = self
+        if self.categories:
+            spec = self.with_categories({name: category_cells(frame[name]) for name in self.categories}, source,
+                                        max_categories)
         features = spec._encode(frame)[list(spec.feature_names)]
         summary = FeatureSummary.of_frame(features)
         spec.check_present(summary, source)
         if impute is None:
             check_missing(features, f"{source} (training rows)")  # counted where they were found
         return spec.cleaned(summary, source, drop_constant=drop_constant, impute=impute)
+
+    def seen_categories(self, summary: FeatureSummary, source: str) -> tuple[ColumnSpec, FeatureSummary]:
+        """The categories whose indicators are set in some of the training rows ``summary`` describes (this
+        specification's categories were learned on more rows), and the summary of the features left."""
+        position = {name: i for i, name in enumerate(self.feature_names)}
+        seen = {name: [category for category in categories if summary.high[position[indicator(name, category)]] > 0]
+                for name, categories in self.categories.items()}
+        spec = self.with_categories(seen, source, max(map(len, self.categories.values())))  # fewer than learned
+        kept = [position[name] for name in spec.feature_names]
+        return spec, FeatureSummary(summary.count[kept], summary.mean[kept], summary.low[kept], summary.high[kept])
 
     def check_present(self, summary: FeatureSummary, source: str) -> None:
         """Refuse features with no value in the training rows (nothing to learn or impute from)."""

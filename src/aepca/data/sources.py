@@ -23,8 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, FeatureSummary, Selection, check_categorical, check_identifiers,
-                                check_impute)
+from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, FeatureSummary, Selection, category_cells, check_categorical,
+                                check_identifiers, check_impute)
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, VECTOR_FORMATS, ImagesPart, InterleavedPart, check_same_columns,
                                 decompress_fix, format_suffix, holds_split, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
@@ -459,12 +459,8 @@ def _partition_files(folder: Path) -> Iterator[Path]:
 
 
 def _choose_columns(name: str, parts: list, selection: Selection, categorical: str, max_categories: int) -> ColumnSpec:
-    """The columns ``selection`` names, chosen and checked (numbers, no row ids) on the first block of rows.
-
-    Categories are learned on every row, so only for rows in memory (a DataFrame or Arrow table): a file's
-    categories would need a pass of their own before the fit's one pass, and its training rows are chosen
-    only later (docs/categorical.md).
-    """
+    """The columns ``selection`` names, chosen and checked (numbers, no row ids) on the first block of rows;
+    the categories of categorical columns learned on every row (:func:`_category_cells`)."""
     part, k = next(((part, k) for part in parts for k, size in enumerate(part.sizes) if size), (None, None))
     if part is None:
         raise ValueError(f"{name} holds no rows. Point to data that holds rows.")
@@ -472,14 +468,30 @@ def _choose_columns(name: str, parts: list, selection: Selection, categorical: s
     spec = part.select(frame, lists, selection, part.where, categorical)
     check_identifiers(frame, spec, selection, part.where)
     if spec.categories:
-        if part.path is not None:
-            raise ValueError(
-                f"{name}: categorical='onehot' learns the categories of {describe_names(list(spec.categories))} on "
-                "the training rows read into memory, and files opened as a row source are read a block at a time. "
-                "Read the file with aepca.data.load_user_data(path, categorical='onehot') (the command without "
-                "--stream), or pass its rows as a DataFrame.")
-        spec = spec.with_categories(part.frame(part.whole(), part.where)[0], part.where, max_categories)
+        cells, read = _category_cells(parts, list(spec.categories), max_categories)
+        total = sum(sum(part.sizes) for part in parts)
+        rows = "its rows" if read == total else f"its first {plural(read, 'row')}"
+        spec = spec.with_categories(cells, name, max_categories, rows=rows)
     return spec
+
+
+def _category_cells(parts: list, names: list[str], max_categories: int) -> tuple[dict[str, set], int]:
+    """The distinct cells of the columns ``names`` in the rows of ``parts``, read a block at a time (those
+    columns alone), and how many rows were read: all, unless a column is found to hold more than
+    ``max_categories``."""
+    found, read = {name: set() for name in names}, 0
+    for part in parts:
+        for k, size in enumerate(part.sizes):
+            if not size:
+                continue
+            frame = part.frame(part.block(k, names), part.where)[0]
+            for name in names:
+                found[name].update(category_cells(frame[name]))
+                found[name].discard(None)
+            read += size
+            if any(len(cells) > max_categories for cells in found.values()):
+                return found, read
+    return found, read
 
 
 def _positions(part, spec: ColumnSpec) -> np.ndarray | None:
@@ -555,10 +567,10 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     instead reads its columns from any form: matched by name, extra ones ignored, a missing one reported
     before the first block, list columns decoded, missing values imputed as in training (an array in
     memory holds the features in order). Constant columns are kept; other missing values are errors.
-    ``categorical="onehot"`` encodes the text, categorical and boolean columns of a DataFrame or Arrow
-    table as indicators of the categories of all its rows (at most ``max_categories`` per column); files
-    with categories are read by :func:`aepca.data.load_user_data`, which learns them on the training rows.
-    A ``spec`` applies the categories it carries. ``split`` ("train" or "test") reads those rows of a file
+    ``categorical="onehot"`` encodes the text, categorical and boolean columns as indicators of the
+    categories of all the rows (at most ``max_categories`` per column), found in a pass over those columns
+    (:func:`aepca.experiments.compare` keeps the training rows' alone). A ``spec`` applies the categories
+    it carries. ``split`` ("train" or "test") reads those rows of a file
     that holds its own split (:func:`aepca.data.formats.holds_split`), which is otherwise refused.
     """
     given_rows = None if block_rows is None else _positive_int(block_rows, "block_rows", BLOCK_ROWS)
@@ -613,13 +625,17 @@ def _not_images(image_shape: tuple, data) -> ValueError:
 
 
 def learn_cleaning(train: RowSource, *, impute: str | None, drop_constant: bool) -> ColumnSpec:
-    """The column specification of ``train``'s files completed by the cleaning learned in one pass over its
-    rows (its missing values let through): ``impute="mean"``'s fill values and the constant columns, dropped
-    with ``drop_constant``, as :func:`aepca.data.load_user_data` learns them on training rows read whole."""
+    """The column specification of ``train``'s files completed by what one pass over its rows (missing values
+    let through) learns, as :func:`aepca.data.load_user_data` learns it on training rows read whole: the
+    categories seen in them, ``impute="mean"``'s fill values and the constant columns, dropped with
+    ``drop_constant``."""
     check_impute(impute)
-    summary = FeatureSummary.of_blocks(train.respecified(train.columns, checked=False).iter_blocks(), train.n_features)
-    train.columns.check_present(summary, train.name)
-    return train.columns.cleaned(summary, train.name, drop_constant=drop_constant, impute=impute)
+    spec = train.columns
+    summary = FeatureSummary.of_blocks(train.respecified(spec, checked=False).iter_blocks(), train.n_features)
+    if spec.categories:
+        spec, summary = spec.seen_categories(summary, train.name)
+    spec.check_present(summary, train.name)
+    return spec.cleaned(summary, train.name, drop_constant=drop_constant, impute=impute)
 
 
 def interleaved_source(first: np.ndarray, second: np.ndarray | None = None, in_second: np.ndarray | None = None, *,

@@ -168,7 +168,8 @@ def compare(
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
     and ``numeric_test_mse``, and ``"categories"`` the columns and unseen test cells. ``impute="mean"``
     (missing values: the training rows' column means) and ``drop_constant`` are learned the same way, or,
-    for a row source of files, in a pass of their own over its training rows.
+    for a row source of files, in a pass of their own over its training rows, which also narrows the
+    categories it was opened with (``open_source(path, categorical="onehot")``) to the training rows'.
     ``overrides`` replace recipe settings (any :class:`aepca.Autoencoder` parameter); a
     ``time_budget`` (seconds) counts from this call, and what training leaves of it (at least
     ``budget.REFINE_SHARE`` where training fills it) goes to refining the codes compare encodes
@@ -324,8 +325,9 @@ COLUMN_OPTIONS = {"columns": None, "drop_columns": None, "id_column": None, "lab
                   "image_shape": None}
 CLEANING = {"categorical": "refuse", "max_categories": MAX_CATEGORIES, "impute": None, "drop_constant": False}
 READING = {**COLUMN_OPTIONS, **CLEANING}
-# The cleaning a row source of files learns in a pass of its own over the training rows.
-STREAMED_CLEANING = ("impute", "drop_constant")
+# The cleaning a row source of files learns in a pass of its own over the training rows (its categories,
+# learned on all its rows when it was opened, narrowed to those the training rows hold).
+STREAMED_CLEANING = ("categorical", "impute", "drop_constant")
 
 # compare()'s own names for the Autoencoder parameters it sets.
 OWN_NAMES = {"n_components": "code_dim", "random_state": "seed", "verbose": "progress"}
@@ -375,8 +377,8 @@ def read_rows(data, test, test_size: float | None, seed: int, block_rows: int | 
 
 def _cleaned(data: RowSource, test, test_size: float | None, seed: int, cleaning: dict):
     """A row source of files and its test rows (a row source; a file is opened with the data's columns
-    later) read with the ``cleaning`` (impute, drop_constant) learned in a pass over its training rows:
-    those :func:`_split` keeps."""
+    later) read with the ``cleaning`` (categories, impute, drop_constant) learned in a pass over its training
+    rows: those :func:`_split` keeps."""
     test_size = resolved_test_size(test_size, None if test is None else "a test set")
     train = data if test is not None else data.split(test_size, seed, TEST_SALT)[0]
     spec = learn_cleaning(train, impute=cleaning.get("impute"), drop_constant=cleaning.get("drop_constant", False))
