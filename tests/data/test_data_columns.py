@@ -232,6 +232,10 @@ def test_identifiers_pass_when_handled_and_floats_are_never_ids(tmp_path):
         ("decimal_commas.csv", "a;b;c\n1,5;2;3\n2,5;3;1\n4;1;2\n"),
         ("tabs.tsv", "a\tb\tc\n1.5\t2\t3\n2.5\t3\t1\n4\t1\t2\n"),
         ("tabs.csv", "a\tb\tc\n1.5\t2\t3\n2.5\t3\t1\n4\t1\t2\n"),
+        # np.savetxt's layout (spaces; aligned columns have runs of them, and leading ones).
+        ("spaces.txt", "a b c\n1.5 2 3\n2.5 3 1\n4 1 2\n"),
+        ("aligned.dat", "  a    b  c\n 1.5   2  3\n 2.5   3  1\n   4\t 1  2\n"),
+        ("spaces.csv", "a b c\n1.5 2 3\n2.5 3 1\n4 1 2\n"),
     ],
 )
 def test_delimiters_are_sniffed_and_tsv_is_read(tmp_path, name, text):

@@ -338,8 +338,8 @@ def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
 # --- bad files --------------------------------------------------------------------------------------
 
 BAD_FILES = [
-    ("d.txt", "a,b\n1,2\n", {}, ValueError,
-     r"expected one of \['\.arrow', '\.csv', '\.feather', '\.h5', '\.hdf5', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv', '\.fvecs', '\.bvecs', '\.fbin', '\.u8bin', '\.i8bin'\] or an image's \(\.bmp.*\)\. Received: 'd\.txt'"),
+    ("d.xls", "a,b\n1,2\n", {}, ValueError,
+     r"expected one of \['\.arrow', '\.csv', '\.dat', '\.feather', '\.h5', '\.hdf5', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv', '\.txt', '\.fvecs', '\.bvecs', '\.fbin', '\.u8bin', '\.i8bin'\] or an image's \(\.bmp.*\)\. Received: 'd\.xls'"),
     ("d.csv.zst", b"\x28\xb5\x2f\xfd", {}, ValueError,
      r"Received: 'd\.csv\.zst'\. Files are read .* decompress first \(unzstd d\.csv\.zst\) or save as Parquet"),
     ("d.npy.gz", gzip.compress(npy_bytes(np.ones((3, 2))), mtime=0), {}, ValueError,  # dated: ids equal on every worker

@@ -154,6 +154,17 @@ def test_a_hugging_face_dataset_folder_reads_as_its_arrow_files_rows(tmp_path):
     assert source.feature_names == tuple(f"embedding[{j}]" for j in range(DIM))
 
 
+def test_a_folder_skips_its_text_notes_and_a_pattern_naming_txt_files_reads_them(tmp_path):
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)
+    (tmp_path / "parts").mkdir()
+    for k in range(2):
+        np.savetxt(tmp_path / "parts" / f"part-{k}.txt", rows[3 * k : 3 * k + 3])
+    pd.DataFrame(rows, columns=["x0", "x1"]).to_csv(tmp_path / "parts" / "all.csv", index=False)
+    (tmp_path / "parts" / "README.txt").write_text("rows written by np.savetxt")
+    np.testing.assert_array_equal(open_source(tmp_path / "parts").to_array(), rows)  # all.csv alone
+    np.testing.assert_array_equal(open_source(str(tmp_path / "parts" / "part-*.txt")).to_array(), rows)
+
+
 def test_a_glob_pattern_reads_what_its_folder_reads(tmp_path):
     embedding_parts(tmp_path / "parts")
     (tmp_path / "parts" / "_SUCCESS").write_text("")
@@ -171,6 +182,8 @@ CSV_LAYOUTS = {
     "semicolons and decimal commas": "a;b\n1,5;2\n2,5;3\n\n4;1\n0,25;7\n1;1\n3;3\n",
     "no header": "1.5,2\n2.5,3\n4,1\n0.5,7\n1,1\n3,3\n",
     "tabs": "a\tb\n1.5\t2\n2.5\t3\n  \n4\t1\n0.5\t7\n1\t1\n3\t3\n",
+    "whitespace, aligned": " 1.50e+00  2.00e+00\n 2.50e+00  3.00e+00\n\n-4.00e+00  1.00e+00\n 5.00e-01  7.00e+00\n"
+                           " 1.00e+00  1.00e+00\n 3.00e+00  3.00e+00\n",
 }
 
 

@@ -46,10 +46,12 @@ from aepca.validation import as_image_shape, describe_names, invalid_value
 # with its length as an int32 (TEXMEX's .fvecs, .bvecs), else the file with its rows and length (big-ann-benchmarks'))}.
 VECTOR_FORMATS = {".fvecs": ("<f4", True), ".bvecs": ("u1", True), ".fbin": ("<f4", False), ".u8bin": ("u1", False),
                   ".i8bin": ("i1", False)}
-EXTENSIONS = (".arrow", ".csv", ".feather", ".h5", ".hdf5", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet", ".tsv",
-              *VECTOR_FORMATS)
+# Delimited text: comma-, semicolon-, tab- or whitespace-separated values (what np.savetxt writes).
+DELIMITED_EXTENSIONS = (".csv", ".tsv", ".txt", ".dat")
+EXTENSIONS = (".arrow", ".csv", ".dat", ".feather", ".h5", ".hdf5", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet",
+              ".tsv", ".txt", *VECTOR_FORMATS)
 # Text formats, read also compressed (x.csv.gz): their text is decompressed once (see decompressed).
-TEXT_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson")
+TEXT_EXTENSIONS = (*DELIMITED_EXTENSIONS, ".jsonl", ".ndjson")
 # Compressed files, named with the command that decompresses each beside it.
 DECOMPRESSORS = {".gz": "gunzip -k", ".bz2": "bunzip2 -k", ".xz": "unxz -k", ".zst": "unzstd", ".zip": "unzip"}
 # Image files Pillow reads: one row each (ImagesPart).
@@ -65,6 +67,8 @@ BLOCK_BYTES = 256 * 2**20
 # The start of a CSV file read to find its delimiter and header.
 SNIFF_CHARS = 16 * 1024
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+# Fields separated by runs of spaces or tabs, leading ones ignored (pandas' own pattern for it).
+WHITESPACE = r"\s+"
 # Bytes of a CSV file scanned at a time when its lines are indexed.
 _INDEX_BYTES = 1 << 22
 # A file's fingerprint hashes this many of its first, middle and last bytes.
@@ -522,14 +526,17 @@ class _CsvLayout:
     encoding: str = "utf-8-sig"  # a key of ENCODINGS
 
 
-def _sniff(sample: str) -> str:
+def _sniff(lines: list[str]) -> str:
+    """The delimiter of non-blank ``lines``: one of :data:`DELIMITERS`, else :data:`WHITESPACE` when every
+    line splits on whitespace into the same number (over one) of fields, else ``,`` (one column)."""
     sniffer = csv.Sniffer()
     # On a tie, ';' beats ',' (semicolon files often hold decimal commas) and tab beats both.
     sniffer.preferred = ["\t", ";", ","]
     try:
-        return sniffer.sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+        return sniffer.sniff("\n".join(lines), delimiters="".join(DELIMITERS)).delimiter
     except csv.Error:  # one column, or no consistent delimiter
-        return ","
+        widths = {len(line.split()) for line in lines}
+        return WHITESPACE if len(widths) == 1 and widths.pop() > 1 else ","
 
 
 _COMMA_DECIMAL = re.compile(r"[+-]?\d*,\d+([eE][+-]?\d+)?")
@@ -558,7 +565,8 @@ def _has_header(fields: list[str], decimal: str, notes: list[str]) -> bool:
 
 
 def _csv_layout(path: Path, no_header: bool | None, where) -> _CsvLayout:
-    """The delimiter (``,`` ``;`` or tab, sniffed; tab for ``.tsv``), decimal mark and header of a CSV file.
+    """The delimiter (``,`` ``;``, tab or whitespace, sniffed; tab for ``.tsv``), decimal mark and header of a
+    CSV file.
 
     ``no_header`` True or False overrides the header guess; ``where`` names the file in messages.
     """
@@ -569,10 +577,10 @@ def _csv_layout(path: Path, no_header: bool | None, where) -> _CsvLayout:
     encoding = _encoding(sample, where)
     lines = [line for line in sample.decode(encoding, errors="replace").splitlines() if line.strip()]
     tsv = path.suffix.lower() == ".tsv"
-    delimiter = "\t" if tsv else _sniff("\n".join(lines))
-    rows = list(csv.reader(lines, delimiter=delimiter))
+    delimiter = "\t" if tsv else _sniff(lines)
+    rows = [line.split() for line in lines] if delimiter == WHITESPACE else list(csv.reader(lines, delimiter=delimiter))
     decimal = _decimal(rows) if delimiter == ";" else "."
-    notes = [] if delimiter == "," or tsv else [f"read as {DELIMITERS[delimiter]}-separated values"]
+    notes = [] if delimiter == "," or tsv else [f"read as {DELIMITERS.get(delimiter, 'whitespace')}-separated values"]
     if encoding != "utf-8-sig":
         notes.append(f"read as {ENCODINGS[encoding]} text: it is not UTF-8")
     if decimal == ",":
@@ -618,7 +626,8 @@ def _csv_errors(where):
                          f"{err.object[err.start]:#04x} is not. Re-save the file as UTF-8 (e.g. 'CSV UTF-8' in a "
                          "spreadsheet).") from None
     except pd.errors.ParserError as err:
-        fix = "Check that it is comma-, semicolon- or tab-separated text with the same number of fields on every line."
+        fix = ("Check that it is comma-, semicolon-, tab- or whitespace-separated text with the same number of fields "
+               "on every line.")
         raise _corrupt(where, "CSV", err, fix) from None
 
 
@@ -689,8 +698,8 @@ class _TextPart(Part):
 
 
 class _CsvPart(_TextPart):
-    """A CSV or TSV file, or a compressed one's text; a block is ``block_rows`` records parsed by pandas from
-    their byte range."""
+    """A file of delimited text (CSV, TSV, whitespace-separated), or a compressed one's text; a block is
+    ``block_rows`` records parsed by pandas from their byte range."""
 
     kind = "csv"
 
@@ -1190,7 +1199,7 @@ def _check_path(path) -> Path:
 
 def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None,
               image_shape: tuple | None = None, split: str | None = None) -> Part:
-    """The file ``path`` (``.csv`` / ``.tsv``, ``.jsonl`` / ``.ndjson``, ``.npy``, ``.npz``, ``.parquet``,
+    """The file ``path`` (``.csv`` / ``.tsv`` / ``.txt`` / ``.dat``, ``.jsonl`` / ``.ndjson``, ``.npy``, ``.npz``, ``.parquet``,
     ``.arrow`` / ``.feather`` / ``.ipc``, ``.h5`` / ``.hdf5``, a file of vectors (:data:`VECTOR_FORMATS`) or an
     image, one row), checked and opened by the reader of its format, in blocks of ``block_rows``
     rows (None: one; Parquet: its row groups; Arrow: whole record batches); ``no_header`` True or False
@@ -1201,7 +1210,7 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
     suffix = format_suffix(path)
     if suffix in IMAGE_EXTENSIONS:
         return ImagesPart([path], path.parent, block_rows, image_shape)
-    if suffix in (".csv", ".tsv"):
+    if suffix in DELIMITED_EXTENSIONS:
         return _CsvPart(path, no_header, block_rows)
     if suffix in (".jsonl", ".ndjson"):
         return _JsonLinesPart(path, block_rows)

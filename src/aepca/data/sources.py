@@ -38,6 +38,8 @@ BLOCK_ROWS = 65536
 _KINDS = {".npy": ".npy", ".parquet": ".parquet", ".csv": ".csv", ".tsv": ".csv", ".arrow": ".arrow",
           ".feather": ".arrow", ".ipc": ".arrow", ".jsonl": ".jsonl", ".ndjson": ".jsonl", ".h5": ".h5", ".hdf5": ".h5",
           **{suffix: suffix for suffix in VECTOR_FORMATS}}
+# A folder's .txt and .dat files are taken for notes (README.txt) and skipped; a pattern naming them reads them.
+_PATTERN_KINDS = {**_KINDS, ".txt": ".csv", ".dat": ".csv"}
 # Subfolder names of the halves of a train/test split (the first found of each is suggested).
 TRAIN_FOLDERS = ("train", "training")
 TEST_FOLDERS = ("test", "testing", "validation", "valid", "val")
@@ -365,17 +367,19 @@ def is_source_path(path) -> bool:
 def source_files(path) -> list[Path]:
     """The data files a folder (with its Hive partition subfolders, ``key=value``, such as
     ``date=2024-01-01/``) or glob pattern names, sorted by path, of one kind: ``.parquet``, ``.npy``,
-    ``.csv`` / ``.tsv``, or Arrow's ``.arrow`` / ``.feather`` / ``.ipc``.
+    ``.csv`` / ``.tsv`` (and ``.txt`` / ``.dat`` that a pattern names), or Arrow's ``.arrow`` / ``.feather`` /
+    ``.ipc``.
 
     Other subfolders (a run's output, say) are not read. Hidden files and those starting with ``_``
     (e.g. Spark's ``_SUCCESS``) and files of other kinds are skipped; ``.npz`` archives are refused
     (NumPy loads them whole).
     """
+    kinds = _KINDS
     if Path(path).is_dir():
         where = f"the folder {path}"
         found = sorted(_partition_files(Path(path)))
     else:
-        where = f"the files matching {path}"
+        where, kinds = f"the files matching {path}", _PATTERN_KINDS
         found = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
         if not found:
             raise FileNotFoundError(
@@ -387,7 +391,7 @@ def source_files(path) -> list[Path]:
         if p.suffix.lower() == ".npz":
             raise ValueError(f"{p} in {where} cannot be read a block at a time: NumPy loads an .npz archive whole. "
                              "Save its feature array as a .npy file with numpy.save(path, archive['x']).")
-    files = [p for p in visible if format_suffix(p) in _KINDS]
+    files = [p for p in visible if format_suffix(p) in kinds]
     if not files:
         inside = _subfolders_hint(Path(path)) if Path(path).is_dir() else ""
         compressed = [p for p in visible if p.suffix.lower() in DECOMPRESSORS]
@@ -399,12 +403,12 @@ def source_files(path) -> list[Path]:
                              f"({describe_names([p.name for p in compressed])}). {decompress_fix(target, suffix)}")
         raise ValueError(f"{none}{inside}. Point to a folder or pattern of Parquet, Arrow, .npy, CSV, JSON Lines or "
                          "image files.")
-    kinds = sorted({_KINDS[format_suffix(p)] for p in files})
-    if len(kinds) > 1:
-        examples = [next(p.name for p in files if _KINDS[format_suffix(p)] == kind) for kind in kinds]
+    found_kinds = sorted({kinds[format_suffix(p)] for p in files})
+    if len(found_kinds) > 1:
+        examples = [next(p.name for p in files if kinds[format_suffix(p)] == kind) for kind in found_kinds]
         verb = "mixes" if Path(path).is_dir() else "mix"  # the folder mixes, the files matching a pattern mix
         raise ValueError(
-            f"{where.capitalize()} {verb} {' and '.join(kinds)} files (e.g. {describe_names(examples)}); a stream reads "
+            f"{where.capitalize()} {verb} {' and '.join(found_kinds)} files (e.g. {describe_names(examples)}); a stream reads "
             f"one kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
         )
     return files
@@ -443,7 +447,7 @@ def image_files(path) -> tuple[list[Path], Path] | None:
             found += [Path(root) / name for name in files]
     else:
         found = [Path(p) for p in glob.glob(str(path)) if Path(p).is_file()]
-        if any(format_suffix(p) in (*_KINDS, ".npz") for p in found):
+        if any(format_suffix(p) in (*_PATTERN_KINDS, ".npz") for p in found):
             return None
     images = sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith((".", "_")))
     if not images:
@@ -551,8 +555,9 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     """``data`` as a :class:`RowSource`, read a block at a time (memory bounded by blocks, except for ``.npz``).
 
     ``data``: a 2-D array or an ``(n, h, w[, c])`` image array, a pandas DataFrame, a pyarrow Table (or
-    another library's table that exports Arrow data), a RowSource (returned as is); a ``.csv`` / ``.tsv`` or
-    ``.jsonl`` (``block_rows`` lines at a time, a CSV's layout detected as by :func:`aepca.data.read_table`;
+    another library's table that exports Arrow data), a RowSource (returned as is); a delimited text file
+    (``.csv``, ``.tsv``, ``.txt``, ``.dat``) or ``.jsonl`` (``block_rows`` lines at a time, the delimiter and
+    header detected as by :func:`aepca.data.read_table`;
     ``no_header`` overrides the header guess), ``.npy``, ``.h5`` or vectors' (``.fvecs``, ``.fbin``, ...: a
     block of rows read from the file), ``.parquet`` (by row groups), ``.arrow`` / ``.feather`` / ``.ipc`` (by
     record batches) or ``.npz`` (loaded whole) file; a folder or glob pattern of such files (sorted by name,
