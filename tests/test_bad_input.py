@@ -68,7 +68,8 @@ CASES = {
     # Said of the budget as given (the run spends part of it before training, and keeps none back here).
     "budget too small": ("data.csv", HEADER + good_rows(), ["--label-column", "y", "--time-budget", "1s"],
                          "this run needs besides training. Received: --time-budget 1s. Give the run a larger budget."),
-    "unknown extension": ("data.xlsx", "whatever", [], ".csv"),
+    "unknown extension": ("data.xls", "whatever", [], ".csv"),
+    "text named xlsx": ("data.xlsx", "whatever", [], "data.xlsx is not a readable Excel file"),
     "text named parquet": ("data.parquet", "this is not parquet\n", [], "data.parquet"),
     "truncated npz": ("data.npz", None, [], "data.npz"),
     "missing label column": ("data.csv", HEADER + good_rows(), ["--label-column", "label"], "label"),

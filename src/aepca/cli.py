@@ -130,7 +130,7 @@ def names(text: str) -> list[str]:
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", type=nonempty_path,
-                        help="your data: a .csv (or .csv.gz), .tsv, .txt, .jsonl, .npy, .npz, .parquet, .arrow/.feather, .h5 or .fvecs/.fbin file, a folder or glob "
+                        help="your data: a .csv (or .csv.gz), .tsv, .txt, .xlsx, .jsonl, .npy, .npz, .parquet, .arrow/.feather, .h5 or .fvecs/.fbin file, a folder or glob "
                              "of them, or images (default: --dataset)")
     parser.add_argument("--dataset", default=None,
                         help="a bundled data set when no PATH is given: mnist (default), scikit-learn's digits, wine, "
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         apply = commands.add_parser(name, help=what)
         apply.add_argument("model", type=nonempty_path, help="a model folder (Autoencoder.save's, or the --out folder of aepca compare, whose model/ is read)")
         apply.add_argument("data", type=nonempty_path,
-                           help="rows to apply it to: .csv/.tsv/.txt, .jsonl, .parquet, .arrow/.feather, .npy, .npz, .h5 or .fvecs/.fbin with the "
+                           help="rows to apply it to: .csv/.tsv/.txt, .xlsx, .jsonl, .parquet, .arrow/.feather, .npy, .npz, .h5 or .fvecs/.fbin with the "
                                 "training columns, a folder or glob of such files, or images (a row each)")
         apply.add_argument("--out", type=nonempty_path, required=True,
                            help="output file: .parquet, .arrow, .feather, .h5, .npy or .fvecs/.fbin (ids beside them), .csv, .tsv or .jsonl")

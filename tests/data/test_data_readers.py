@@ -339,7 +339,7 @@ def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
 
 BAD_FILES = [
     ("d.xls", "a,b\n1,2\n", {}, ValueError,
-     r"expected one of \['\.arrow', '\.csv', '\.dat', '\.feather', '\.h5', '\.hdf5', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv', '\.txt', '\.fvecs', '\.bvecs', '\.fbin', '\.u8bin', '\.i8bin'\] or an image's \(\.bmp.*\)\. Received: 'd\.xls'"),
+     r"expected one of \['\.arrow', '\.csv', '\.dat', '\.feather', '\.h5', '\.hdf5', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv', '\.txt', '\.xlsx', '\.xlsm', '\.fvecs', '\.bvecs', '\.fbin', '\.u8bin', '\.i8bin'\] or an image's \(\.bmp.*\)\. Received: 'd\.xls'"),
     ("d.csv.zst", b"\x28\xb5\x2f\xfd", {}, ValueError,
      r"Received: 'd\.csv\.zst'\. Files are read .* decompress first \(unzstd d\.csv\.zst\) or save as Parquet"),
     ("d.npy.gz", gzip.compress(npy_bytes(np.ones((3, 2))), mtime=0), {}, ValueError,  # dated: ids equal on every worker
@@ -459,6 +459,40 @@ def test_unreadable_file(tmp_path, monkeypatch):
     path = write(tmp_path / "d.csv", FRAME)
     monkeypatch.setattr(os, "access", lambda *args: False)
     with pytest.raises(PermissionError, match=r"permission denied.*chmod"):
+        read_table(path)
+
+
+# --- Excel workbooks ----------------------------------------------------------------------------------
+
+
+def test_an_excel_workbooks_first_sheet_is_read_as_its_csv_is_with_a_note_on_the_other_sheets(tmp_path):
+    frame = pd.DataFrame({"a": RNG.standard_normal(40).round(6), "b": RNG.integers(0, 9, 40), "label": ["x", "y"] * 20})
+    with pd.ExcelWriter(tmp_path / "book.xlsx") as book:
+        frame.to_excel(book, sheet_name="rows", index=False)
+        frame.head(2).to_excel(book, sheet_name="summary", index=False)
+    data = load_user_data(tmp_path / "book.xlsx", label_columns="label", test_size=0.25, seed=0)
+    expected = load_user_data(write(tmp_path / "book.csv", frame), label_columns="label", test_size=0.25, seed=0)
+    np.testing.assert_array_equal(data.x_train, expected.x_train)
+    np.testing.assert_array_equal(data.y_test, expected.y_test)
+    assert data.feature_names == ("a", "b")
+    assert ("read its first sheet, 'rows', of 2 (not read: 'summary'; move the one to read first, or save it as "
+            "CSV)") in data.notes["preprocessing"]
+
+
+def test_an_excel_sheet_of_numbers_alone_has_no_header_row_and_is_sliced_into_blocks(tmp_path):
+    rows = RNG.standard_normal((30, 3)).round(6)
+    pd.DataFrame(rows).to_excel(tmp_path / "numbers.xlsx", index=False, header=False)
+    source = open_source(tmp_path / "numbers.xlsx", block_rows=8)
+    assert source.feature_names == ("x0", "x1", "x2") and source.block_sizes.tolist() == [8, 8, 8, 6]
+    np.testing.assert_allclose(source.to_array(), rows, rtol=np.finfo(np.float32).eps)
+
+
+def test_a_corrupt_workbook_and_one_without_openpyxl_are_refused_with_the_fix(tmp_path, monkeypatch):
+    path = write(tmp_path / "d.xlsx", b"not a zip archive")
+    with pytest.raises(ValueError, match=r"d\.xlsx is not a readable Excel file .*Re-save it as \.xlsx, or the sheet as CSV"):
+        read_table(path)
+    monkeypatch.setitem(sys.modules, "openpyxl", None)
+    with pytest.raises(ImportError, match=r"Reading d\.xlsx \(an Excel workbook\) needs openpyxl.*'aepca\[excel\]'"):
         read_table(path)
 
 

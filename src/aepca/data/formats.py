@@ -48,8 +48,10 @@ VECTOR_FORMATS = {".fvecs": ("<f4", True), ".bvecs": ("u1", True), ".fbin": ("<f
                   ".i8bin": ("i1", False)}
 # Delimited text: comma-, semicolon-, tab- or whitespace-separated values (what np.savetxt writes).
 DELIMITED_EXTENSIONS = (".csv", ".tsv", ".txt", ".dat")
+# Excel workbooks (their first sheet), read by openpyxl.
+EXCEL_EXTENSIONS = (".xlsx", ".xlsm")
 EXTENSIONS = (".arrow", ".csv", ".dat", ".feather", ".h5", ".hdf5", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet",
-              ".tsv", ".txt", *VECTOR_FORMATS)
+              ".tsv", ".txt", *EXCEL_EXTENSIONS, *VECTOR_FORMATS)
 # Text formats, read also compressed (x.csv.gz): their text is decompressed once (see decompressed).
 TEXT_EXTENSIONS = (*DELIMITED_EXTENSIONS, ".jsonl", ".ndjson")
 # Compressed files, named with the command that decompresses each beside it.
@@ -550,6 +552,9 @@ def _decimal(rows: list[list[str]]) -> str:
     return "," if comma else "."
 
 
+NO_HEADER_NOTE = "no header line: the first line was read as data and the columns named x0, x1, ..."
+
+
 def _has_header(fields: list[str], decimal: str, notes: list[str]) -> bool:
     """A first line of numbers is data, except ``0,1,...,n-1``: the names pandas gives unnamed columns."""
     values = [f.strip() for f in fields if f.strip()]
@@ -587,7 +592,7 @@ def _csv_layout(path: Path, no_header: bool | None, where) -> _CsvLayout:
         notes.append("numbers read with decimal commas")
     header = _has_header(rows[0] if rows else [], decimal, notes) if no_header is None else not no_header
     if not header:
-        notes.append("no header line: the first line was read as data and the columns named x0, x1, ...")
+        notes.append(NO_HEADER_NOTE)
     # Skipping those spaces slows parsing: only for files written so.
     spaced = any(f"{delimiter} " in line for line in lines[:2])
     return _CsvLayout(delimiter, decimal, header, spaced, tuple(notes), encoding)
@@ -751,6 +756,38 @@ class _CsvPart(_TextPart):
         frame = self._parse(self._file, self.where, header=self._layout.header)
         frame.columns = [str(c) if self._layout.header else f"x{c}" for c in frame.columns]
         return frame
+
+
+class _ExcelPart(_SlicedPart):
+    """The first sheet of an Excel workbook, read whole by openpyxl (a sheet holds at most 1,048,576 rows)
+    and sliced into blocks; its first row is taken for column names unless it holds numbers alone, as a
+    CSV file's first line (``no_header`` overrides the guess)."""
+
+    kind = "xlsx"
+
+    def __init__(self, path: Path, no_header: bool | None, block_rows: int):
+        openpyxl = _needs("openpyxl", "openpyxl", f"{path.name} (an Excel workbook)", "'aepca[excel]'")
+        notes = []
+        errors = (*_CORRUPT_ERRORS, KeyError, openpyxl.utils.exceptions.InvalidFileException)
+        with _read_errors(path, "Excel", "Re-save it as .xlsx, or the sheet as CSV.", errors), \
+                pd.ExcelFile(path, engine="openpyxl") as book:
+            sheets = book.sheet_names
+            first = pd.read_excel(book, sheets[0], header=None, nrows=1)
+            cells = ["" if pd.isna(value) else str(value) for value in first.iloc[0]] if len(first) else []
+            header = _has_header(cells, ".", notes) if no_header is None else not no_header
+            frame = pd.read_excel(book, sheets[0], header=0 if header else None)
+        frame.columns = [str(name) if header else f"x{name}" for name in frame.columns]
+        if not header:
+            notes.append(NO_HEADER_NOTE)
+        if len(sheets) > 1:
+            notes.append(f"read its first sheet, {sheets[0]!r}, of {len(sheets)} (not read: "
+                         f"{describe_names(sheets[1:])}; move the one to read first, or save it as CSV)")
+        super().__init__(frame, self.kind, str(path), block_rows, path=path)
+        self.notes, self._header = tuple(notes), header
+
+    @property
+    def positional(self) -> bool:
+        return not self._header
 
 
 # --- Parquet, JSON Lines (and what Arrow files share with them) ------------------------------------------
@@ -1212,6 +1249,8 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
         return ImagesPart([path], path.parent, block_rows, image_shape)
     if suffix in DELIMITED_EXTENSIONS:
         return _CsvPart(path, no_header, block_rows)
+    if suffix in EXCEL_EXTENSIONS:
+        return _ExcelPart(path, no_header, block_rows)
     if suffix in (".jsonl", ".ndjson"):
         return _JsonLinesPart(path, block_rows)
     if suffix == ".parquet":

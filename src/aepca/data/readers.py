@@ -163,8 +163,8 @@ def read_table(
     categorical: str = "refuse",
     max_categories: int = MAX_CATEGORIES,
 ) -> Table:
-    """Read a delimited text (``.csv``, ``.tsv``, ``.txt``, ``.dat``), ``.npy``, ``.npz``, ``.parquet`` or Arrow
-    (``.arrow``, ``.feather``) file as a :class:`Table`.
+    """Read a delimited text (``.csv``, ``.tsv``, ``.txt``, ``.dat``), Excel (``.xlsx``: the first sheet), ``.npy``,
+    ``.npz``, ``.parquet`` or Arrow (``.arrow``, ``.feather``) file as a :class:`Table`.
 
     ``label_column`` / ``label_columns`` name columns returned as labels instead of features (a
     ``.npz`` file may instead hold labels as array ``y``); ``id_column`` is kept beside the rows;

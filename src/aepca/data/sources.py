@@ -552,15 +552,16 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
                 spec: ColumnSpec | None = None, no_header: bool | None = None,
                 block_rows: int | None = None, categorical: str = "refuse",
                 max_categories: int = MAX_CATEGORIES, image_shape=None, split: str | None = None) -> RowSource:
-    """``data`` as a :class:`RowSource`, read a block at a time (memory bounded by blocks, except for ``.npz``).
+    """``data`` as a :class:`RowSource`, read a block at a time (memory bounded by blocks, except for ``.npz`` and
+    Excel workbooks, read whole).
 
     ``data``: a 2-D array or an ``(n, h, w[, c])`` image array, a pandas DataFrame, a pyarrow Table (or
     another library's table that exports Arrow data), a RowSource (returned as is); a delimited text file
     (``.csv``, ``.tsv``, ``.txt``, ``.dat``) or ``.jsonl`` (``block_rows`` lines at a time, the delimiter and
-    header detected as by :func:`aepca.data.read_table`;
-    ``no_header`` overrides the header guess), ``.npy``, ``.h5`` or vectors' (``.fvecs``, ``.fbin``, ...: a
-    block of rows read from the file), ``.parquet`` (by row groups), ``.arrow`` / ``.feather`` / ``.ipc`` (by
-    record batches) or ``.npz`` (loaded whole) file; a folder or glob pattern of such files (sorted by name,
+    header detected as by :func:`aepca.data.read_table`; ``no_header`` overrides the header guess), ``.npy``,
+    ``.h5`` or vectors' (``.fvecs``, ``.fbin``, ...: a block of rows read from the file), ``.parquet`` (by row
+    groups), ``.arrow`` / ``.feather`` / ``.ipc`` (by record batches), ``.npz`` or an Excel workbook's first
+    sheet (``.xlsx``, ``.xlsm``; loaded whole) file; a folder or glob pattern of such files (sorted by name,
     one kind, the same columns); image files, a row each, or a folder or pattern of them
     (:class:`aepca.data.formats.ImagesPart`: ids their paths, labels their subfolders), all of one size or
     resized to ``image_shape`` (height, width[, 1 or 3 channels]; a ``spec`` gives the shape of the training
