@@ -154,18 +154,20 @@ def test_a_test_size_for_a_bundled_data_set_is_refused_not_ignored():
         check_data_arguments(build_parser().parse_args(["compare", "--dataset", "wine", "--test-size", "0.3"]))
 
 
-def test_a_streamed_file_takes_image_shape_only_when_it_holds_images_and_is_walked_only_to_check_it(
-        four_columns, monkeypatch):
-    from aepca.cli import UsageError, check_run_arguments
-    from aepca.data import sources
+def test_a_streamed_table_takes_image_shape_as_when_read_whole(four_columns, tmp_path):
+    from aepca.cli import read_data, read_input
+    from aepca.experiments.compare import compare
 
-    with pytest.raises(UsageError, match=r"--image-shape applies to data read into memory, not to streamed files"):
-        check_run_arguments(build_parser().parse_args(["compare", str(four_columns), "--stream", "--image-shape", "2x2"]))
-    # Without --image-shape there is nothing to check: a folder of many images is walked once, when opened.
-    walked = []
-    monkeypatch.setattr(sources, "image_files", lambda path: walked.append(path))
-    check_run_arguments(build_parser().parse_args(["compare", str(four_columns), "--stream"]))
-    assert walked == []
+    for argv in ([], ["--stream"]):
+        args = build_parser().parse_args(["compare", str(four_columns), "--image-shape", "2x2", *argv])
+        assert (read_input(args) if argv else read_data(args)).image_shape == (2, 2)
+    # A constant column dropped leaves 3 features for 4 pixels: refused, streamed or not, naming the fix.
+    constant = _write_csv(tmp_path / "constant.csv", ["a", "b", "c", "d"], [[i % 3, i % 5, 1, i % 7] for i in range(12)])
+    for stream in (False, True):
+        data = open_source(constant, image_shape=(2, 2)) if stream else str(constant)
+        with pytest.raises(ValueError, match=r"the 3 feature columns of constant.csv left after dropping 1 constant "
+                                             r"column.*Keep the constant columns"):
+            compare(data, drop_constant=True, **({} if stream else {"image_shape": (2, 2)}), code_dim=1, epochs=1)
 
 
 def test_errors_in_a_subprocess_have_no_traceback(tmp_path):

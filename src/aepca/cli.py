@@ -331,13 +331,6 @@ def check_run_arguments(args) -> None:
     for path in (args.path, args.test):  # a mistyped name refused before the run takes --out's lock
         if path is not None and not is_source_path(path):
             check_exists(path)
-    if is_streamed(args):
-        from aepca.data.sources import image_files
-
-        # Image files are read at the shape --image-shape gives (the folder is walked for them only then).
-        if args.image_shape is not None and image_files(args.path) is None:
-            raise UsageError("--image-shape applies to data read into memory, not to streamed files; "
-                             "reshape the rows first, or drop --stream")
     if (args.coordinator is None) != (args.num_processes is None) or (args.coordinator is None) != (args.process_id is None):
         raise UsageError("--coordinator, --num-processes and --process-id go together")
     if args.process_id is not None and args.process_id >= args.num_processes:

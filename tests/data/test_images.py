@@ -166,13 +166,15 @@ def test_a_model_reads_new_images_at_the_shape_it_was_trained_on(class_folders, 
 
 @pytest.mark.parametrize(("shape", "data", "match"), [
     ((8, 8, 4), "folder", r"expected \(height, width\) or \(height, width, 1 or 3\)"),
-    ((8, 8), "npy", r"expected image files .* Drop image_shape"),
+    ((4, 4), "npy", r"expected dimensions whose product is the 64 feature columns of x.npy"),
 ])
-def test_an_image_shape_is_refused_unless_it_reads_image_files(class_folders, tmp_path, shape, data, match):
+def test_an_image_shape_is_refused_unless_it_fits_the_images_or_the_flat_rows(class_folders, tmp_path, shape, data,
+                                                                               match):
     root, *_ = class_folders
     np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
     with pytest.raises(ValueError, match=match):
         open_source(str(root) if data == "folder" else str(tmp_path / "x.npy"), image_shape=shape)
+    assert open_source(str(tmp_path / "x.npy"), image_shape=(8, 8)).image_shape == (8, 8)  # flat rows drawn as images
 
 
 def test_the_command_reads_image_files_at_the_image_shape_it_is_given(class_folders, tmp_path):

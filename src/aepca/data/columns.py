@@ -10,6 +10,7 @@ category seen in training, and missing values are filled as in training.
 from __future__ import annotations
 
 import fnmatch
+import math
 import shlex
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -565,6 +566,18 @@ class ColumnSpec:
         fill = dict(zip(self.feature_names, map(float, summary.mean))) if impute is not None else {}
         return replace(self, feature_names=kept, constant_columns=constant, impute=impute,
                        fill={name: fill[name] for name in kept} if fill else {})
+
+    def checked_image_shape(self, requested: tuple, source: str) -> tuple:
+        """``requested``, the shape of one image for flat rows of these features, if its product is their count."""
+        n_features, n_dropped = len(self.feature_names), len(set(self.constant_columns) - set(self.feature_names))
+        if math.prod(requested) != n_features:
+            left = f" left after dropping {plural(n_dropped, 'constant column')}" if n_dropped else ""
+            fix = ("Keep the constant columns (leave out drop_constant / --drop-constant) so that every pixel stays."
+                   if n_dropped else
+                   "Pass the shape of one image (labels excluded), or leave image_shape unset for tabular data.")
+            raise invalid_value("image_shape", f"dimensions whose product is the {n_features} feature columns of "
+                                f"{source}{left}", f"image_shape={requested!r}", fix)
+        return requested
 
     def _expanded(self, name: str) -> list[str]:
         """The features of the source column ``name``: itself, its list's entries or its categories' indicators."""

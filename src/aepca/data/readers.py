@@ -97,21 +97,7 @@ def _final_image_shape(requested, raw: _Raw, spec: ColumnSpec, n_features: int, 
     if requested is None:
         found = raw.part.image_shape if spec.feature_names == tuple(raw.frame.columns) else None
         return found if found and math.prod(found) == n_features else None
-    n_dropped = sum(name not in spec.feature_names for name in spec.constant_columns)
-    if math.prod(requested) != n_features:
-        left = f" left after dropping {plural(n_dropped, 'constant column')}" if n_dropped else ""
-        fix = (
-            "Keep the constant columns (leave out drop_constant / --drop-constant) so that every pixel stays."
-            if n_dropped
-            else "Pass the shape of one image (labels excluded), or leave image_shape unset for tabular data."
-        )
-        raise invalid_value(
-            "image_shape",
-            f"dimensions whose product is the {n_features} feature columns of {source}{left}",
-            f"image_shape={requested!r}",
-            fix,
-        )
-    return requested
+    return spec.checked_image_shape(requested, source)
 
 
 def _check_rows(frame: pd.DataFrame, source: str, min_rows: int) -> None:

@@ -96,6 +96,7 @@ class _Rows:
         first = parts[0]
         self.in_memory = first.path is None or kind == "npz"
         self.image_shape = first.image_shape if take is None else None  # every pixel a feature, in place
+        self.declared_shape = None  # the shape given for flat rows (_reader)
         self.distance = first.distance
         present = set(first.names) if named else set()
         self._label = next((name for name in spec.label_columns[:1] if name in present), None)
@@ -330,7 +331,8 @@ class RowSource:
         if not self.reads_files:
             raise invalid_value("data", "files for their columns to be read again", f"rows in memory ({self.name})",
                                 "Pass the array or table itself.")
-        reader = _reader(rows.name, rows.kind, rows._parts, Selection(), spec, checked=checked)
+        reader = _reader(rows.name, rows.kind, rows._parts, Selection(), spec, checked=checked,
+                         image_shape=rows.declared_shape)
         return RowSource(_Layout(reader, self.block_rows), self._filters, self._maps)
 
     def map(self, function) -> RowSource:
@@ -507,7 +509,10 @@ def _positions(part, spec: ColumnSpec) -> np.ndarray | None:
 
 
 def _reader(name: str, kind: str, parts: list, selection: Selection, spec: ColumnSpec | None,
-            categorical: str = "refuse", max_categories: int = MAX_CATEGORIES, checked: bool = True) -> _Rows:
+            categorical: str = "refuse", max_categories: int = MAX_CATEGORIES, checked: bool = True,
+            image_shape: tuple | None = None) -> _Rows:
+    """The rows of ``parts`` through ``spec``, or the columns ``selection`` chooses; ``image_shape``: one image's
+    shape for flat rows of a table or array (image files are read at theirs)."""
     first = parts[0]
     given = spec is not None
     # An array holds the features in order: in memory always, in a file (.npy, .npz, images) unless its
@@ -526,7 +531,10 @@ def _reader(name: str, kind: str, parts: list, selection: Selection, spec: Colum
                 spec.check_width(part.names, part.where)
     exposed = given or first.path is not None or not first.plain or selection != Selection()
     take = _positions(first, spec) if first.plain and not positional else None
-    return _Rows(name, kind, parts, spec, take=take, exposed=exposed, named=not positional, checked=checked)
+    rows = _Rows(name, kind, parts, spec, take=take, exposed=exposed, named=not positional, checked=checked)
+    if image_shape is not None and kind != ImagesPart.kind:
+        rows.image_shape = rows.declared_shape = spec.checked_image_shape(image_shape, name)
+    return rows
 
 
 def _open_files(path: Path, no_header: bool | None, block_rows: int, image_shape,
@@ -594,7 +602,8 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
                                 "Pass the column options with the data itself, or the spec alone.")
     if isinstance(data, RowSource):
         if given_shape is not None:
-            raise _not_images(given_shape, "a RowSource")
+            raise invalid_value("image_shape", "none beside a RowSource, whose rows are read as they are",
+                                f"image_shape={given_shape!r}", "Give it where the rows are opened.")
         if spec is not None and data.n_features != len(spec.feature_names):
             raise ValueError(f"{data.name} has {data.n_features} features, but the model reads "
                              f"{len(spec.feature_names)}. Pass a row source of the features the model was trained on.")
@@ -608,9 +617,7 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     else:
         part = memory_part(data, block_rows)
         name, kind, parts = part.kind, part.kind, [part]
-    if given_shape is not None and kind != ImagesPart.kind:
-        raise _not_images(given_shape, data if isinstance(data, str | os.PathLike) else kind)
-    reader = _reader(name, kind, parts, selection, spec, categorical, max_categories)
+    reader = _reader(name, kind, parts, selection, spec, categorical, max_categories, image_shape=given_shape)
     return RowSource(reader, block_rows=given_rows or rows_within(BLOCK_ROWS, len(reader.feature_names)))
 
 
@@ -623,11 +630,6 @@ def _image_shape(image_shape) -> tuple | None:
         raise invalid_value("image_shape", "(height, width) or (height, width, 1 or 3) of positive integers",
                             f"image_shape={image_shape!r}", "Use e.g. (64, 64) or (64, 64, 3).")
     return shape
-
-
-def _not_images(image_shape: tuple, data) -> ValueError:
-    return invalid_value("image_shape", "image files (a folder, a pattern or one image) to read at that shape",
-                         f"image_shape={image_shape!r} for {data}", "Drop image_shape: other data is read as it is.")
 
 
 def learn_cleaning(train: RowSource, *, impute: str | None, drop_constant: bool) -> ColumnSpec:
