@@ -1,5 +1,5 @@
-"""One pipeline for every input: an array, a DataFrame, an Arrow table, a file, a folder, a
-pattern or a row source give the same rows, so the same model and the same answers."""
+"""One pipeline for every input: an array, a sparse matrix, a DataFrame, an Arrow table, a file, a
+folder, a pattern or a row source give the same rows, so the same model and the same answers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
+import scipy.sparse
 from sklearn.base import clone
 
 from aepca import PCA, Autoencoder
@@ -111,7 +112,8 @@ def fitted(tmp_path_factory):
     names = [f"x{j}" for j in range(8)]  # the names a model fitted on an array reads tables by
     files = _write_forms(x, tmp_path_factory.mktemp("methods"), names)
     forms = {"array": x, "DataFrame": pd.DataFrame(x, columns=names), "Arrow table": _table(x, names),
-             "another library's table": Frame(_table(x, names)), "row source": open_source(x, block_rows=700), **files}
+             "another library's table": Frame(_table(x, names)), "row source": open_source(x, block_rows=700),
+             "sparse matrix": scipy.sparse.csr_array(x), **files}
     autoencoder = Autoencoder(2, recipe="classic", hidden=(8,), epochs=1, random_state=0).fit(x)
     pca = PCA(2).fit(x)
     return x, forms, autoencoder, pca
@@ -124,7 +126,7 @@ def _call(estimator, method, data):
         return getattr(estimator, method)(data)
 
 
-FORMS = ["DataFrame", "Arrow table", "another library's table", "row source", "npy", "parquet", "feather", "arrow stream", "jsonl", "fvecs", "h5", "folder", "pattern"]
+FORMS = ["DataFrame", "Arrow table", "another library's table", "row source", "sparse matrix", "npy", "parquet", "feather", "arrow stream", "jsonl", "fvecs", "h5", "folder", "pattern"]
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -151,6 +153,21 @@ def test_pca_methods_take_every_form(fitted, method, form):
         got, expected = _call(pca, method, forms[form]), _call(pca, method, x)
         tolerance = 8 * np.finfo(np.float64).eps * x.shape[1]
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=tolerance, atol=tolerance * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("layout", ["csr_matrix", "csc_array", "coo_matrix"])
+def test_a_sparse_matrix_trains_the_model_its_dense_rows_train_made_dense_a_block_at_a_time(layout):
+    x = _rows(2_000, 12, seed=3)
+    x[np.random.default_rng(3).random(x.shape) < 0.7] = 0.0  # mostly zeros, as sparse data is
+    sparse = getattr(scipy.sparse, layout)(x)
+    settings = dict(recipe="classic", hidden=(8,), epochs=2, batch_size=64, random_state=0)
+    ours, reference = Autoencoder(2, **settings).fit(sparse), Autoencoder(2, **settings).fit(x)
+    for got, expected in zip(ours.model_.get_weights(), reference.model_.get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=64 * EPS32 * max(1.0, float(np.abs(expected).max())))
+    codes = reference.transform(x)
+    np.testing.assert_allclose(ours.inverse_transform(scipy.sparse.csr_matrix(codes)), reference.inverse_transform(codes),
+                               rtol=0, atol=16 * EPS32 * max(1.0, float(np.abs(x).max())))
+    assert not open_source(sparse).in_memory  # blocks are made dense as read: training streams them
 
 
 @pytest.mark.parametrize("estimator", ["autoencoder", "pca"])

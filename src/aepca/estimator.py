@@ -20,9 +20,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from aepca.budget import check_encoded_rows
 from aepca.data.columns import ColumnSpec
-from aepca.data.sources import RowSource, open_source
+from aepca.data.sources import RowSource
 from aepca.fitting import NOT_TRAINING, Fit, json_settings, resolve_settings
-from aepca.inputs import is_arrow_table, new_rows, training_rows
+from aepca.inputs import new_rows, opened, training_rows
 from aepca.metrics import sample_mse
 from aepca.models import PREDICT_BATCH, predict, split_autoencoder
 from aepca.neighbours import METRICS
@@ -333,9 +333,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                         spec=self.column_spec() if by_name else None, estimator=self)
 
     def _by_block(self, X, method, width: int) -> np.ndarray:
-        """``method`` (of float32 rows) applied to ``X`` a block at a time, in parts of one network
-        call's rows (``PREDICT_BATCH``), the results concatenated: memory is bounded by one block,
-        whatever the input's size (the result aside); float32 temporaries stay small beside it."""
+        """``method`` (of float32 rows) applied to ``X`` a block at a time, in parts of one network call's rows
+        (``PREDICT_BATCH``), the results concatenated: memory is bounded by one block (the result aside)."""
         parts = [method(block[start : start + PREDICT_BATCH]) for block in self._new_rows(X).iter_blocks()
                  for start in range(0, len(block), PREDICT_BATCH)]
         return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
@@ -355,9 +354,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """Decode codes (an array, or codes in any form a row source takes) back to
         reconstructions in the data's original units."""
         check_is_fitted(self)
-        if isinstance(X, (RowSource, str, os.PathLike)) or is_arrow_table(X):
-            source = X if isinstance(X, RowSource) else open_source(X)
-            parts = [self.inverse_transform(block) for block in source.iter_blocks()]
+        X = opened(X)
+        if isinstance(X, RowSource):
+            parts = [self.inverse_transform(block) for block in X.iter_blocks()]
             return np.concatenate(parts) if parts else np.zeros((0, self.n_features_in_), np.float32)
         codes = check_codes(X, self.n_components)
         return self.scaler_.inverse_transform(self.space_.from_network(predict(self.decoder_, codes)))
@@ -399,6 +398,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.input_tags.sparse = True  # rows made dense a block at a time
         return tags
 
     # Persistence -------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Every input form becomes a row source here, once, at the public boundary.
 
 Arrays and lists are checked as scikit-learn checks them; DataFrames, Arrow tables (and other libraries'
-tables that export Arrow data, as polars does),
+tables that export Arrow data, as polars does), SciPy sparse matrices (made dense a block at a time),
 files, folders and patterns are read by :func:`aepca.open_source` (one reader per
 format, with its errors); a :class:`aepca.data.sources.RowSource` is taken as it is.
 """
@@ -12,6 +12,7 @@ import contextlib
 import os
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.utils.validation import _get_feature_names, check_array, validate_data
 
 from aepca.data.formats import exports_arrow, is_pyarrow_table
@@ -44,7 +45,7 @@ def opened(X, spec=None):
     a fitted model's :class:`aepca.data.columns.ColumnSpec`, when given); arrays and DataFrames as they
     are (for estimators that keep float64 arrays float64, as :class:`aepca.PCA` does), a DataFrame's
     columns checked to be numbers."""
-    if isinstance(X, (str, os.PathLike)) or is_arrow_table(X):
+    if isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or issparse(X):
         return open_source(X, spec=spec)
     if hasattr(X, "columns") and hasattr(X, "dtypes"):
         from aepca.data.columns import Selection, check_numeric, check_unique_names
@@ -76,7 +77,7 @@ def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
     """Training rows of any form as a row source, and their feature names (a DataFrame's, else None)."""
     if isinstance(X, RowSource):
         return X, None
-    if isinstance(X, (str, os.PathLike)) or hasattr(X, "columns") or is_arrow_table(X):
+    if isinstance(X, (str, os.PathLike)) or hasattr(X, "columns") or is_arrow_table(X) or issparse(X):
         return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
     with numbers_expected():
         # Values are checked as the source reads them, with the message every input form gets.
@@ -106,7 +107,8 @@ def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> Ro
     """
     if isinstance(X, RowSource):
         source = X
-    elif isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or (spec is not None and hasattr(X, "columns")):
+    elif (isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or issparse(X)
+          or (spec is not None and hasattr(X, "columns"))):
         if names is not None:
             check_has_columns(X, names)
         source = open_source(X, spec=spec)

@@ -702,6 +702,11 @@ class PCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         errors = np.pad(errors, (0, max_components - len(directions)), mode="edge")
         return np.maximum(errors, 0.0) / (n_rows * n_features)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # rows made dense a block at a time
+        return tags
+
     def reconstruction_mse(self, X) -> float:
         """Mean squared error of reconstructing ``X`` (an array or a row source) from ``n_components`` directions."""
         check_is_fitted(self)

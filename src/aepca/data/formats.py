@@ -135,6 +135,11 @@ class Part:
         return dict.fromkeys(self.names)
 
     @property
+    def in_memory(self) -> bool:
+        """Whether the rows are held as they are read (an array or table in memory, an ``.npz`` archive)."""
+        return self.path is None or self.kind == "npz"
+
+    @property
     def positional(self) -> bool:
         """Whether the columns are named by position (``x0, x1, ...``), not by the data."""
         return self.plain
@@ -487,8 +492,12 @@ def exports_arrow(data) -> bool:
 
 
 def memory_part(data, block_rows: int) -> Part:
-    """An array (2-D, or images ``(n, h, w[, c])``), a pandas DataFrame, a pyarrow Table or RecordBatch, or
-    another library's table that exports Arrow data (:func:`exports_arrow`)."""
+    """An array (2-D, or images ``(n, h, w[, c])``), a SciPy sparse matrix or array, a pandas DataFrame, a
+    pyarrow Table or RecordBatch, or another library's table that exports Arrow data (:func:`exports_arrow`)."""
+    from scipy import sparse
+
+    if sparse.issparse(data):
+        return _SparsePart(data, block_rows)
     if exports_arrow(data):
         library = f"{type(data).__module__.split('.')[0]} {type(data).__name__}"  # "polars DataFrame"
         table = _needs("pyarrow", "pyarrow", f"a {library}", "'aepca[parquet]'").table(data)
@@ -510,6 +519,31 @@ def memory_part(data, block_rows: int) -> Part:
             array = array.astype(np.float64)
     _check_array(array, "data", "Use data.reshape(-1, 1) for a single feature.")
     return _SlicedPart(array, "array", "the array", block_rows)
+
+
+class _SparsePart(Part):
+    """A SciPy sparse matrix or array of numbers (any format, read as CSR), its rows made dense a block at a
+    time: the dense rows are never held all at once."""
+
+    plain, kind, where, in_memory = True, "sparse matrix", "the sparse matrix", False
+
+    def __init__(self, matrix, block_rows: int):
+        if matrix.dtype.kind not in "biuf":
+            raise invalid_value("data", "a sparse matrix of numbers", f"one of dtype {matrix.dtype}",
+                                "Convert it with matrix.astype(float).")
+        self._rows = matrix.tocsr()
+        n_rows, width = self._rows.shape
+        self.names, self.row_shape = tuple(f"x{i}" for i in range(width)), (width,)
+        self.schema = [f"{matrix.dtype} sparse rows of {width} columns"]
+        self._step = rows_within(block_rows, width)
+        self.sizes = _slices(n_rows, self._step)
+
+    def block(self, k: int, columns=None) -> np.ndarray:
+        start = k * self._step
+        return self._rows[start : start + self.sizes[k]].toarray()
+
+    def whole(self) -> np.ndarray:
+        return self._rows.toarray()
 
 
 # --- CSV and TSV ---------------------------------------------------------------------------------------

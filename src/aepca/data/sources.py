@@ -94,7 +94,7 @@ class _Rows:
         self.columns = spec if exposed else None
         self.feature_names = spec.feature_names
         first = parts[0]
-        self.in_memory = first.path is None or kind == "npz"
+        self.in_memory = first.in_memory
         self.image_shape = first.image_shape if take is None else None  # every pixel a feature, in place
         self.declared_shape = None  # the shape given for flat rows (_reader)
         self.distance = first.distance
