@@ -170,6 +170,14 @@ def test_a_sparse_matrix_trains_the_model_its_dense_rows_train_made_dense_a_bloc
     assert not open_source(sparse).in_memory  # blocks are made dense as read: training streams them
 
 
+def test_a_sparse_matrix_saved_by_scipy_is_read_as_in_memory(tmp_path):
+    matrix = scipy.sparse.random(300, 9, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    scipy.sparse.save_npz(tmp_path / "x.npz", matrix)
+    source = open_source(tmp_path / "x.npz", block_rows=128)
+    assert source.block_sizes.tolist() == [128, 128, 44] and source.feature_names == tuple(f"x{j}" for j in range(9))
+    np.testing.assert_array_equal(source.to_array(), matrix.toarray())
+
+
 @pytest.mark.parametrize("estimator", ["autoencoder", "pca"])
 @pytest.mark.parametrize("form", ["DataFrame", "Arrow table", "another library's table", "parquet"])
 def test_a_model_fitted_on_named_columns_reads_tables_and_files_by_name(fitted, estimator, form, tmp_path):

@@ -433,6 +433,16 @@ def _load_npz(path: Path, split: str | None = None) -> tuple[np.ndarray, np.ndar
     return features, labels
 
 
+def _holds_sparse_matrix(path: Path) -> bool:
+    """Whether an ``.npz`` archive is a sparse matrix as ``scipy.sparse.save_npz`` writes one."""
+    with _read_errors(path, ".npz", _NPZ_FIX):
+        archive = np.load(path, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy file so named: refused where it is loaded
+        return False
+    with archive:
+        return {"format", "shape", "data"} <= set(archive.files)
+
+
 def _hdf5():
     return _needs("h5py", "h5py", "HDF5 files", "h5py")
 
@@ -522,12 +532,14 @@ def memory_part(data, block_rows: int) -> Part:
 
 
 class _SparsePart(Part):
-    """A SciPy sparse matrix or array of numbers (any format, read as CSR), its rows made dense a block at a
-    time: the dense rows are never held all at once."""
+    """A SciPy sparse matrix or array of numbers (any format, read as CSR; in memory, or a file that
+    ``scipy.sparse.save_npz`` wrote), its rows made dense a block at a time: never all at once."""
 
-    plain, kind, where, in_memory = True, "sparse matrix", "the sparse matrix", False
+    plain, in_memory = True, False
 
-    def __init__(self, matrix, block_rows: int):
+    def __init__(self, matrix, block_rows: int, path: Path | None = None):
+        self.path, self.kind = path, "sparse matrix" if path is None else "npz"
+        self.where = "the sparse matrix" if path is None else str(path)
         if matrix.dtype.kind not in "biuf":
             raise invalid_value("data", "a sparse matrix of numbers", f"one of dtype {matrix.dtype}",
                                 "Convert it with matrix.astype(float).")
@@ -1296,6 +1308,11 @@ def open_part(path, *, no_header: bool | None = None, block_rows: int | None = N
     if suffix in HDF5_EXTENSIONS:
         return _Hdf5Part(path, block_rows, split)
     fix = "Re-save it as a 2-D array, e.g. x.reshape(-1, 1) for a single feature."
+    if suffix == ".npz" and _holds_sparse_matrix(path):
+        from scipy import sparse
+
+        with _read_errors(path, ".npz", _NPZ_FIX):
+            return _SparsePart(sparse.load_npz(path), block_rows, path=path)
     if suffix == ".npy":
         array = _load_npy(path)
         _check_array(array, str(path), fix)
