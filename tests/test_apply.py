@@ -48,10 +48,10 @@ def _codes_tolerance(model, codes) -> float:
 
 
 # How each table output is read back: Parquet, an Arrow stream (as Hugging Face datasets read), Feather v2,
-# JSON Lines.
+# JSON Lines, an Excel workbook.
 TABLE_READERS = {"parquet": pd.read_parquet, "feather": pd.read_feather,
                  "arrow": lambda path: pa.ipc.open_stream(str(path)).read_all().to_pandas(),
-                 "jsonl": lambda path: pd.read_json(path, lines=True)}
+                 "jsonl": lambda path: pd.read_json(path, lines=True), "xlsx": pd.read_excel}
 
 
 @pytest.mark.parametrize("suffix", sorted(TABLE_READERS))
@@ -66,6 +66,17 @@ def test_encode_writes_the_codes_of_python_transform_with_the_ids(run, capsys, s
     expected = model.transform(frame)
     np.testing.assert_allclose(codes[["code_0", "code_1"]].to_numpy(), expected, rtol=0, atol=_codes_tolerance(model, expected))
     assert "note:" not in capsys.readouterr().out  # rows like the training rows
+
+
+def test_more_rows_than_an_excel_sheet_holds_are_refused_leaving_nothing(run, capsys, monkeypatch):
+    from aepca import apply
+
+    folder, _, out = run
+    monkeypatch.setattr(apply, "EXCEL_MAX_ROWS", 300)  # the table's 300 rows and a header: one too many
+    path = folder / "too-long.xlsx"
+    assert main(["encode", str(out / "model"), str(folder / "table.csv"), "--out", str(path)]) == EXIT_USAGE
+    assert "at most 299 rows for an Excel sheet" in capsys.readouterr().err
+    assert not path.exists() and not list(folder.glob(".*too-long*"))
 
 
 def read_fvecs(path) -> np.ndarray:

@@ -22,7 +22,10 @@ from aepca.data.sources import open_source
 from aepca.preprocessing import RowMoments
 from aepca.validation import describe_names, invalid_value, plural
 
-OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".fvecs", ".fbin", ".h5", ".hdf5", ".csv", ".tsv", ".jsonl")
+OUTPUT_FORMATS = (".parquet", ".arrow", ".feather", ".npy", ".fvecs", ".fbin", ".h5", ".hdf5", ".csv", ".tsv", ".jsonl",
+                  ".xlsx")
+# The most rows an Excel sheet holds, its header row included.
+EXCEL_MAX_ROWS = 1_048_576
 ERROR_COLUMN = "error"
 # Binary outputs hold float32 values alone: ids and text columns go beside them (NAME-ids.npy, NAME-categories.npy).
 BESIDE_KINDS = ("ids", "categories")
@@ -127,7 +130,8 @@ def _write(out, model, data, block_rows, names, apply, overwrite: bool, split: s
     unseen = _UnseenCategories(spec)
     # Each writer returns the rows and the files it wrote, the output first.
     write = {**dict.fromkeys(WRITES_BESIDE, _write_binary), ".h5": _write_hdf5, ".hdf5": _write_hdf5,
-             ".csv": _write_text, ".tsv": _write_text, ".jsonl": _write_text}.get(out.suffix.lower(), _write_table)
+             ".csv": _write_text, ".tsv": _write_text, ".jsonl": _write_text, ".xlsx": _write_excel}.get(
+                 out.suffix.lower(), _write_table)
     staging = staging_folder(out)
     try:
         rows, files = write(staging / out.name, _blocks(source, names, apply, (moments, unseen)))
@@ -191,6 +195,31 @@ def _write_text(path: Path, blocks) -> tuple[int, list[Path]]:
             else:
                 frame.to_csv(handle, sep="\t" if path.suffix.lower() == ".tsv" else ",", header=rows == 0, index=False)
             rows += len(values)
+    return rows, [path]
+
+
+def _write_excel(path: Path, blocks) -> tuple[int, list[Path]]:
+    """An Excel workbook of one sheet, appended a block at a time by openpyxl's write-only mode; more rows
+    than a sheet holds are refused."""
+    from aepca.data.formats import needs
+
+    openpyxl = needs("openpyxl", "openpyxl", "Writing an Excel workbook", "'aepca[excel]'")
+    book = openpyxl.Workbook(write_only=True)
+    sheet, rows = book.create_sheet(path.stem[:31]), 0  # Excel's longest sheet name
+    for ids, values, text, columns, id_name in blocks:
+        if rows + len(values) >= EXCEL_MAX_ROWS:
+            raise invalid_value("--out", f"at most {EXCEL_MAX_ROWS - 1} rows for an Excel sheet",
+                                f"{path.name} for more rows", "Write .parquet or .csv instead.")
+        if not rows:
+            sheet.append([*([id_name] if ids is not None else []), *columns, *text])
+        lead = [[cell] for cell in np.asarray(ids).tolist()] if ids is not None else [[]] * len(values)
+        words = list(zip(*(np.asarray(cells).tolist() for cells in text.values()))) if text else [()] * len(values)
+        for first, numbers, last in zip(lead, values.tolist(), words):
+            sheet.append([*first, *numbers, *last])
+        rows += len(values)
+    if not rows:
+        raise _no_rows()
+    book.save(path)
     return rows, [path]
 
 

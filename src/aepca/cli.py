@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="rows to apply it to: .csv/.tsv/.txt, .xlsx, .jsonl, .parquet, .arrow/.feather, .npy, .npz, .h5 or .fvecs/.fbin with the "
                                 "training columns, a folder or glob of such files, or images (a row each)")
         apply.add_argument("--out", type=nonempty_path, required=True,
-                           help="output file: .parquet, .arrow, .feather, .h5, .npy or .fvecs/.fbin (ids beside them), .csv, .tsv or .jsonl")
+                           help="output file: .parquet, .arrow, .feather, .h5, .npy or .fvecs/.fbin (ids beside them), .csv, .tsv, .jsonl or .xlsx")
         apply.add_argument("--block-rows", type=positive_int, default=None, metavar="N",
                            help=f"rows read and written at a time (default: {BLOCK_ROWS}, fewer for rows of over 1,024 values)")
         apply.add_argument("--overwrite", action="store_true", help="replace an existing --out file (and the ids and categories files beside it)")

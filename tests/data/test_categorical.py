@@ -184,6 +184,9 @@ def test_the_command_runs_with_onehot_and_reconstruct_writes_decoded_categories(
     with h5py.File(stored) as file:
         team = list(file["categories"].attrs["columns"]).index("team")
         np.testing.assert_array_equal(file["categories"].asstr()[:, team], result["team"])
+    workbook = tmp_path / "reconstructed.xlsx"
+    assert main(["reconstruct", str(out / "model"), str(unseen_csv), "--out", str(workbook)]) == 0
+    np.testing.assert_array_equal(pd.read_excel(workbook)["team"], result["team"])
     codes = tmp_path / "codes.parquet"
     assert main(["encode", str(out / "model"), str(unseen_csv), "--out", str(codes)]) == 0
     assert pd.read_parquet(codes).shape == (40, 1)

@@ -444,7 +444,7 @@ def _holds_sparse_matrix(path: Path) -> bool:
 
 
 def _hdf5():
-    return _needs("h5py", "h5py", "HDF5 files", "h5py")
+    return needs("h5py", "h5py", "Reading HDF5 files", "h5py")
 
 
 class _Hdf5Part(_RowRangePart):
@@ -510,7 +510,7 @@ def memory_part(data, block_rows: int) -> Part:
         return _SparsePart(data, block_rows)
     if exports_arrow(data):
         library = f"{type(data).__module__.split('.')[0]} {type(data).__name__}"  # "polars DataFrame"
-        table = _needs("pyarrow", "pyarrow", f"a {library}", "'aepca[parquet]'").table(data)
+        table = needs("pyarrow", "pyarrow", f"Reading a {library}", "'aepca[parquet]'").table(data)
         return _SlicedPart(table, "Arrow table", f"the {library}", block_rows)
     if isinstance(data, pd.DataFrame):
         return _SlicedPart(data, "DataFrame", "the DataFrame", block_rows)
@@ -812,7 +812,7 @@ class _ExcelPart(_SlicedPart):
     kind = "xlsx"
 
     def __init__(self, path: Path, no_header: bool | None, block_rows: int):
-        openpyxl = _needs("openpyxl", "openpyxl", f"{path.name} (an Excel workbook)", "'aepca[excel]'")
+        openpyxl = needs("openpyxl", "openpyxl", f"Reading {path.name} (an Excel workbook)", "'aepca[excel]'")
         notes = []
         errors = (*_CORRUPT_ERRORS, KeyError, openpyxl.utils.exceptions.InvalidFileException)
         with _read_errors(path, "Excel", "Re-save it as .xlsx, or the sheet as CSV.", errors), \
@@ -839,18 +839,19 @@ class _ExcelPart(_SlicedPart):
 # --- Parquet, JSON Lines (and what Arrow files share with them) ------------------------------------------
 
 
-def _needs(module: str, package: str, what: str, install: str):
-    """``module``; without it, an ``ImportError``: reading ``what`` needs ``package``, and how to install it."""
+def needs(module: str, package: str, what: str, install: str):
+    """``module``; without it, an ``ImportError``: ``what`` (e.g. "Reading x.parquet") needs ``package``, and how
+    to install it."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"Reading {what} needs {package}, which is not installed. Install it with: "
+        raise ImportError(f"{what} needs {package}, which is not installed. Install it with: "
                           f"pip install {install}") from None
 
 
 def _pyarrow(path: Path, module: str = "pyarrow"):
     """``module`` of pyarrow, which reads ``path``."""
-    return _needs(module, "pyarrow", path.name, "'aepca[parquet]'")
+    return needs(module, "pyarrow", f"Reading {path.name}", "'aepca[parquet]'")
 
 
 def _parquet(path: Path):
@@ -1066,7 +1067,7 @@ class _ArrowPart(_ArrowSchemaPart):
 
 
 def _pillow():
-    return _needs("PIL.Image", "Pillow", "image files", "pillow")
+    return needs("PIL.Image", "Pillow", "Reading image files", "pillow")
 
 
 def _image_errors(path: Path):
