@@ -239,6 +239,9 @@ def test_streamed_categories_are_learned_on_the_training_rows_as_when_read_whole
     assert stream["categories"]["columns"]["team"] == list(TEAMS) and stream["categories"]["unseen_cells"] == 2
     columns = "column_test_mse_original_units"
     assert stream[columns]["columns"] == whole[columns]["columns"]
+    # The record says the same of the columns and their cleaning (the stream adds how it read the blocks).
+    said = [line for line in stream["run"]["preprocessing"] if not line.startswith("read from")]
+    assert said == whole["run"]["preprocessing"] and "categorical column 'team' encoded as 3 indicators" in said[0]
     for method in ("pca", "autoencoder"):
         for key in ("test_mse", "category_accuracy"):
             np.testing.assert_allclose(stream[method][key], whole[method][key], rtol=1e-5)

@@ -162,7 +162,11 @@ def test_a_folder_skips_its_text_notes_and_a_pattern_naming_txt_files_reads_them
     pd.DataFrame(rows, columns=["x0", "x1"]).to_csv(tmp_path / "parts" / "all.csv", index=False)
     (tmp_path / "parts" / "README.txt").write_text("rows written by np.savetxt")
     np.testing.assert_array_equal(open_source(tmp_path / "parts").to_array(), rows)  # all.csv alone
-    np.testing.assert_array_equal(open_source(str(tmp_path / "parts" / "part-*.txt")).to_array(), rows)
+    pattern = open_source(str(tmp_path / "parts" / "part-*.txt"))
+    np.testing.assert_array_equal(pattern.to_array(), rows)
+    # What the files' reader noted, once for all of them (the run's record shows it).
+    assert pattern.notes == ("read as whitespace-separated values", "no header line: the first line was read as data "
+                             "and the columns named x0, x1, ...")
 
 
 def test_a_glob_pattern_reads_what_its_folder_reads(tmp_path):

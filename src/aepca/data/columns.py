@@ -430,6 +430,21 @@ def check_identifiers(frame: pd.DataFrame, spec: ColumnSpec, selection: Selectio
 # --- the specification -----------------------------------------------------------------------------------
 
 
+def column_notes(spec: ColumnSpec) -> list[str]:
+    """What the run's record says of how ``spec`` read the columns: the id column, the columns left out, list
+    columns and categorical columns."""
+    lines = []
+    if spec.id_column is not None:
+        lines.append(f"column {spec.id_column!r} kept beside the rows as their identifier, not as a feature")
+    if spec.dropped_columns:
+        lines.append(f"{plural(len(spec.dropped_columns), 'column')} left out: {describe_names(spec.dropped_columns)}")
+    lines += [f"list column {name!r} read as {length} features {name}[0] to {name}[{length - 1}]"
+              for name, length in spec.list_lengths.items()]
+    lines += [f"categorical column {name!r} encoded as {plural(len(categories), 'indicator')} (the categories of the "
+              "training rows; an unseen category gives all zeros)" for name, categories in spec.categories.items()]
+    return lines
+
+
 def cleaning_notes(spec: ColumnSpec) -> dict:
     """What a data set's notes say of the cleaning ``spec`` learned: constant columns kept (how many) or
     dropped (which), and how missing values are imputed."""

@@ -21,7 +21,7 @@ import pandas as pd
 
 from aepca.data._dataset import Dataset
 from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, Selection, check_categorical, check_identifiers, check_impute,
-                                cleaning_notes)
+                                cleaning_notes, column_notes)
 from aepca.data.formats import Part, check_same_columns, holds_split, memory_part, open_part
 from aepca.data.order import TEST_SALT, held_count, held_out_mask
 from aepca.validation import IMAGE_CHANNELS, as_image_shape, describe_names, invalid_value, plural
@@ -242,15 +242,7 @@ def _notes(raw: _Raw, spec: ColumnSpec, source: str) -> dict:
     notes = {"units": f"original units of {source}", **cleaning_notes(spec)}
     if raw.part.distance is not None:
         notes["distance"] = raw.part.distance
-    lines = list(raw.part.notes)
-    if spec.id_column is not None:
-        lines.append(f"column {spec.id_column!r} kept beside the rows as their identifier, not as a feature")
-    if spec.dropped_columns:
-        lines.append(f"{plural(len(spec.dropped_columns), 'column')} left out: {describe_names(spec.dropped_columns)}")
-    lines += [f"list column {name!r} read as {length} features {name}[0] to {name}[{length - 1}]"
-              for name, length in spec.list_lengths.items()]
-    lines += [f"categorical column {name!r} encoded as {plural(len(categories), 'indicator')} (the categories of the "
-              "training rows; an unseen category gives all zeros)" for name, categories in spec.categories.items()]
+    lines = [*raw.part.notes, *column_notes(spec)]
     if lines:
         notes["preprocessing"] = lines
     return notes

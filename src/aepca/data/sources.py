@@ -98,6 +98,7 @@ class _Rows:
         self.image_shape = first.image_shape if take is None else None  # every pixel a feature, in place
         self.declared_shape = None  # the shape given for flat rows (_reader)
         self.distance = first.distance
+        self.notes = tuple(dict.fromkeys(note for part in parts for note in part.notes))  # how the files were read
         present = set(first.names) if named else set()
         self._label = next((name for name in spec.label_columns[:1] if name in present), None)
         self._id = spec.id_column if spec.id_column in present else None
@@ -226,6 +227,8 @@ class RowSource:
         self.image_shape: tuple | None = self._rows.image_shape
         # The distance the data declares its rows compared by (an ANN-benchmarks HDF5 file's), or None.
         self.distance: str | None = self._rows.distance
+        # How the files were read (a CSV's delimiter, a workbook's other sheets, decompression).
+        self.notes: tuple[str, ...] = self._rows.notes
         self.block_rows: int = self._layout.block_rows
         bounds = self._layout.bounds
         self.n_blocks: int = len(bounds) - 1

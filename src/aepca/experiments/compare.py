@@ -25,7 +25,7 @@ from aepca import neighbours as neighbour_search
 from aepca.budget import (PROBE_REFINE_ROWS, REFINE_SHARE, BudgetTooSmall, plan_refinement, reserved_after_training,
                           trains_to_deadline)
 from aepca.data import Dataset
-from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, cleaning_notes
+from aepca.data.columns import MAX_CATEGORIES, ColumnSpec, cleaning_notes, column_notes
 from aepca.data.formats import holds_split
 from aepca.data.order import TEST_SALT, held_out_mask
 from aepca.data.readers import resolved_test_size
@@ -417,6 +417,9 @@ def _split(data, test, test_size: float | None, seed: int, block_rows: int):
             train, test_rows = data.split(test_size, seed, TEST_SALT)
             held_out = f"{test_size:.0%} by a hash of the row numbers seeded with {seed}"
         labels, notes = None, {"units": f"original units of {data.name}"}
+        preprocessing = [*data.notes, *(column_notes(data.columns) if data.columns is not None else [])]
+        if preprocessing:
+            notes["preprocessing"] = preprocessing
         if data.columns is not None:
             notes.update(cleaning_notes(data.columns))
         if data.distance is not None:
