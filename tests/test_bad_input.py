@@ -59,7 +59,7 @@ CASES = {
     "huge values": ("data.csv", HEADER + good_rows() + "1e30,0.2,0.3,0.4,1\n", ["--label-column", "y"], "1e+30"),
     # Squared deviations of 1e-31 values underflow float32 (they left NaN standard deviations).
     "tiny spread": ("data.csv", HEADER + "".join(f"{(i % 7) * 1e-31:.1e},0.2,0.3,{i / 40:.3f},{i % 2}\n" for i in range(40)),
-                    ["--label-column", "y"], "value for data, expected columns that vary by at least 1e-15 or not at all (below, "
+                    ["--label-column", "y"], "value for data.csv, expected columns that vary by at least 1e-15 or not at all (below, "
                     "float32 squared errors underflow). Received: columns 'a' varying by as little as "),
     "code size = features": ("data.csv", HEADER + good_rows(), ["--label-column", "y", "--code-dim", "4"],
                              "--code-dim, expected an integer from 1 to 3 (fewer than the 4 features). Received: --code-dim=4"),

@@ -199,7 +199,7 @@ def test_compare_on_a_csv_writes_every_file(capsys, tmp_path):
     captured = capsys.readouterr()
     assert status == 0, captured.err
     # The test rows are those order.held_out_mask holds out: 20% of the 300.
-    assert "data: 240 train / 60 test, 5 features; code size 2; recipe fast" in captured.out
+    assert "data.csv: 240 train / 60 test, 5 features; code size 2; recipe fast" in captured.out
     assert "PCA (k=2)" in captured.out and "Autoencoder (fast, k=2)" in captured.out
     # Where the errors are measured, said once.
     assert captured.out.count("MSE in ") == 1

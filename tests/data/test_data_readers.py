@@ -207,7 +207,7 @@ def test_an_npz_holding_its_own_split_gives_compare_that_split_and_is_refused_el
     data = load_user_data(path)  # the archive's split (a test_size with it is refused: test_compare)
     np.testing.assert_array_equal(data.x_train, x_train.reshape(6, 12).astype(np.float32))
     np.testing.assert_array_equal(data.x_test, x_test.reshape(4, 12).astype(np.float32))
-    assert list(data.y_test) == [10, 11, 12, 13] and data.image_shape == (4, 3) and data.name == "split"
+    assert list(data.y_test) == [10, 11, 12, 13] and data.image_shape == (4, 3) and data.name == "split.npz"
     for read in (lambda: load_user_data(path, test=path), lambda: open_source(path)):
         with pytest.raises(ValueError, match=r"holds a train/test split .* compare and sweep take it as their split"):
             read()
@@ -565,7 +565,7 @@ def test_split_holds_out_the_rows_the_hash_rule_holds_out(tmp_path):
     np.testing.assert_array_equal(data.x_train, FORTY[["a", "b"]].to_numpy(np.float32)[~test])
     np.testing.assert_array_equal(data.y_train, FORTY["y"][~test])
     assert not np.array_equal(data.x_test, load_user_data(path, label_column="y", seed=2).x_test)
-    assert data.name == "forty" and data.feature_names == ("a", "b")
+    assert data.name == "forty.csv" and data.feature_names == ("a", "b")
     assert data.notes["units"] == "original units of forty.csv"
 
 

@@ -306,6 +306,16 @@ def test_recipes():
         get_recipe("slow")
 
 
+def test_a_users_file_named_mnist_gets_the_default_of_the_users_data_read_whole_or_streamed(tmp_path):
+    from aepca.data import load_user_data, open_source
+    from aepca.experiments.compare import default_recipe
+
+    np.save(tmp_path / "mnist.npy", np.random.default_rng(0).random((40, 4), dtype=np.float32))
+    assert default_recipe(load_mnist()) == "classic"  # the bundled set, the recipe it reproduces
+    assert default_recipe(load_user_data(tmp_path / "mnist.npy")) == "fast"
+    assert default_recipe(open_source(tmp_path / "mnist.npy")) == "fast"
+
+
 def test_fast_is_sized_to_the_data():
     large = FAST.settings(57000, 784, 2)
     assert (large["hidden"], large["epochs"], large["batch_size"], large["folds"]) == ((512, 128), 3, 128, 0)

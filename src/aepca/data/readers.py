@@ -63,7 +63,8 @@ class _Raw:
 
     @property
     def name(self) -> str:
-        return self.part.kind if self.part.path is None else self.part.path.stem
+        """The data's name, as a row source of it is named: a file's name, else its kind."""
+        return self.part.kind if self.part.path is None else self.part.path.name
 
 
 def _read_raw(data, no_header: bool | None = None, split: str | None = None) -> _Raw:
