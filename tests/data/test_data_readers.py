@@ -487,6 +487,25 @@ def test_an_excel_sheet_of_numbers_alone_has_no_header_row_and_is_sliced_into_bl
     np.testing.assert_allclose(source.to_array(), rows, rtol=np.finfo(np.float32).eps)
 
 
+def test_a_table_below_and_right_of_a1_with_numbers_stored_as_text_is_read_as_its_numbers(tmp_path):
+    import openpyxl
+
+    values = RNG.standard_normal((12, 2)).round(6)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append([])  # an empty first row, and the table from column B
+    sheet.append([None, "a", "b", "team"])
+    for (a, b), team in zip(values, "xyz" * 4):
+        sheet.append([None, a, str(b), team])  # b's cells hold text, as pasted numbers often are
+    book.save(tmp_path / "offset.xlsx")
+    data = load_user_data(tmp_path / "offset.xlsx", drop_columns="team", test_size=0.25, seed=0)
+    rows = np.concatenate([data.x_train, data.x_test])
+    test = held_out_mask(12, 0.25, 0, TEST_SALT)
+    np.testing.assert_array_equal(rows, np.concatenate([values[~test], values[test]]).astype(np.float32))
+    assert data.notes["preprocessing"][:2] == ["1 empty row above the table skipped (it starts at row 2)",
+                                               "numbers stored as text read as numbers in 'b'"]
+
+
 def test_a_corrupt_workbook_and_one_without_openpyxl_are_refused_with_the_fix(tmp_path, monkeypatch):
     path = write(tmp_path / "d.xlsx", b"not a zip archive")
     with pytest.raises(ValueError, match=r"d\.xlsx is not a readable Excel file .*Re-save it as \.xlsx, or the sheet as CSV"):

@@ -40,7 +40,7 @@ import pandas as pd
 
 from aepca._files import remove
 from aepca.data.columns import arrow_columns, check_unique_names, to_frame
-from aepca.validation import as_image_shape, describe_names, invalid_value
+from aepca.validation import as_image_shape, describe_names, invalid_value, plural
 
 # Files of vectors as FAISS and the ANN benchmarks store them: {suffix: (value type, whether each row starts
 # with its length as an int32 (TEXMEX's .fvecs, .bvecs), else the file with its rows and length (big-ann-benchmarks'))}.
@@ -806,7 +806,8 @@ class _CsvPart(_TextPart):
 
 class _ExcelPart(_SlicedPart):
     """The first sheet of an Excel workbook, read whole by openpyxl (a sheet holds at most 1,048,576 rows)
-    and sliced into blocks; its first row is taken for column names unless it holds numbers alone, as a
+    and sliced into blocks. The table may start below or right of A1 (empty rows above it and empty
+    columns are skipped); its first row is taken for column names unless it holds numbers alone, as a
     CSV file's first line (``no_header`` overrides the guess)."""
 
     kind = "xlsx"
@@ -818,13 +819,28 @@ class _ExcelPart(_SlicedPart):
         with _read_errors(path, "Excel", "Re-save it as .xlsx, or the sheet as CSV.", errors), \
                 pd.ExcelFile(path, engine="openpyxl") as book:
             sheets = book.sheet_names
-            first = pd.read_excel(book, sheets[0], header=None, nrows=1)
-            cells = ["" if pd.isna(value) else str(value) for value in first.iloc[0]] if len(first) else []
-            header = _has_header(cells, ".", notes) if no_header is None else not no_header
-            frame = pd.read_excel(book, sheets[0], header=0 if header else None)
-        frame.columns = [str(name) if header else f"x{name}" for name in frame.columns]
-        if not header:
+            cells = pd.read_excel(book, sheets[0], header=None).dropna(axis=1, how="all")
+        skipped = int(np.argmax(cells.notna().any(axis=1).to_numpy())) if len(cells) else 0
+        cells = cells.iloc[skipped:].reset_index(drop=True)
+        if skipped:
+            notes.append(f"{plural(skipped, 'empty row')} above the table skipped (it starts at row {skipped + 1})")
+        first = [] if cells.empty else ["" if pd.isna(value) else str(value) for value in cells.iloc[0]]
+        header = _has_header(first, ".", notes) if no_header is None else not no_header
+        if header:  # the names row out, then each column's type found again from its values alone
+            frame = cells.iloc[1:].reset_index(drop=True).infer_objects()
+            frame.columns = [f"Unnamed: {i}" if not name else name for i, name in enumerate(first)]
+        else:
+            frame = cells.set_axis([f"x{i}" for i in range(cells.shape[1])], axis=1)
             notes.append(NO_HEADER_NOTE)
+        texts = []
+        for name in [name for name, dtype in frame.dtypes.items() if pd.api.types.is_string_dtype(dtype)]:
+            # Numbers stored as text, read as a CSV file's are.
+            numbers = pd.to_numeric(frame[name], errors="coerce")
+            if numbers.notna().sum() == frame[name].notna().sum():
+                frame[name] = numbers
+                texts.append(name)
+        if texts:
+            notes.append(f"numbers stored as text read as numbers in {describe_names(texts)}")
         if len(sheets) > 1:
             notes.append(f"read its first sheet, {sheets[0]!r}, of {len(sheets)} (not read: "
                          f"{describe_names(sheets[1:])}; move the one to read first, or save it as CSV)")
