@@ -413,8 +413,8 @@ def source_files(path) -> list[Path]:
         examples = [next(p.name for p in files if kinds[format_suffix(p)] == kind) for kind in found_kinds]
         verb = "mixes" if Path(path).is_dir() else "mix"  # the folder mixes, the files matching a pattern mix
         raise ValueError(
-            f"{where.capitalize()} {verb} {' and '.join(found_kinds)} files (e.g. {describe_names(examples)}); a stream reads "
-            f"one kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
+            f"{where.capitalize()} {verb} {' and '.join(found_kinds)} files (e.g. {describe_names(examples)}); a stream "
+            f"reads one kind. Move one kind elsewhere or name the files with a pattern such as {Path(path) / '*.parquet'}."
         )
     return files
 
@@ -478,8 +478,7 @@ def _choose_columns(name: str, parts: list, selection: Selection, categorical: s
     check_identifiers(frame, spec, selection, part.where)
     if spec.categories:
         cells, read = _category_cells(parts, list(spec.categories), max_categories)
-        total = sum(sum(part.sizes) for part in parts)
-        rows = "its rows" if read == total else f"its first {plural(read, 'row')}"
+        rows = "its rows" if read == sum(sum(p.sizes) for p in parts) else f"its first {plural(read, 'row')}"
         spec = spec.with_categories(cells, name, max_categories, rows=rows)
     return spec
 
@@ -576,7 +575,8 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     one kind, the same columns); image files, a row each, or a folder or pattern of them
     (:class:`aepca.data.formats.ImagesPart`: ids their paths, labels their subfolders), all of one size or
     resized to ``image_shape`` (height, width[, 1 or 3 channels]; a ``spec`` gives the shape of the training
-    images).
+    images); for other data, ``image_shape`` is one image's shape for its flat rows (its product: the
+    features), as figures draw them.
     ``block_rows`` (the unit of the shuffle): by default ``BLOCK_ROWS``, fewer for rows of over 1,024
     values, so that a block takes at most ``formats.BLOCK_BYTES``. The column options are those of
     :func:`aepca.data.read_table` on every table form (an array's columns are ``x0, x1, ...``), checked on
