@@ -50,8 +50,8 @@ VECTOR_FORMATS = {".fvecs": ("<f4", True), ".bvecs": ("u1", True), ".fbin": ("<f
 DELIMITED_EXTENSIONS = (".csv", ".tsv", ".txt", ".dat")
 # Excel workbooks (their first sheet), read by openpyxl.
 EXCEL_EXTENSIONS = (".xlsx", ".xlsm")
-EXTENSIONS = (".arrow", ".csv", ".dat", ".feather", ".h5", ".hdf5", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz", ".parquet",
-              ".tsv", ".txt", *EXCEL_EXTENSIONS, *VECTOR_FORMATS)
+EXTENSIONS = (".arrow", ".csv", ".dat", ".feather", ".h5", ".hdf5", ".ipc", ".jsonl", ".ndjson", ".npy", ".npz",
+              ".parquet", ".tsv", ".txt", *EXCEL_EXTENSIONS, *VECTOR_FORMATS)
 # Text formats, read also compressed (x.csv.gz): their text is decompressed once (see decompressed).
 TEXT_EXTENSIONS = (*DELIMITED_EXTENSIONS, ".jsonl", ".ndjson")
 # Compressed files, named with the command that decompresses each beside it.
@@ -1299,9 +1299,10 @@ def _check_path(path) -> Path:
 
 def open_part(path, *, no_header: bool | None = None, block_rows: int | None = None,
               image_shape: tuple | None = None, split: str | None = None) -> Part:
-    """The file ``path`` (``.csv`` / ``.tsv`` / ``.txt`` / ``.dat``, ``.jsonl`` / ``.ndjson``, ``.npy``, ``.npz``, ``.parquet``,
-    ``.arrow`` / ``.feather`` / ``.ipc``, ``.h5`` / ``.hdf5``, a file of vectors (:data:`VECTOR_FORMATS`) or an
-    image, one row), checked and opened by the reader of its format, in blocks of ``block_rows``
+    """The file ``path`` (delimited text: :data:`DELIMITED_EXTENSIONS`, ``.jsonl`` / ``.ndjson``, ``.npy``,
+    ``.npz`` (arrays, or a sparse matrix), ``.parquet``, ``.arrow`` / ``.feather`` / ``.ipc``, ``.h5`` / ``.hdf5``,
+    an Excel workbook, a file of vectors (:data:`VECTOR_FORMATS`) or an image, one row), checked and opened by
+    the reader of its format, in blocks of ``block_rows``
     rows (None: one; Parquet: its row groups; Arrow: whole record batches); ``no_header`` True or False
     overrides a CSV file's header guess; ``image_shape`` the shape an image is read at (:class:`ImagesPart`);
     ``split`` ("train" or "test") the rows of an archive or HDF5 file that :func:`holds_split`."""
