@@ -338,6 +338,7 @@ def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):
 # --- bad files --------------------------------------------------------------------------------------
 
 BAD_FILES = [
+    ("d.ods", "a,b\n1,2\n", {}, ValueError, r"Received: 'd\.ods'\. Save the sheet as \.xlsx \(the Excel workbook format read here\) or as CSV\."),
     ("d.xls", "a,b\n1,2\n", {}, ValueError,
      r"expected one of \['\.arrow', '\.csv', '\.dat', '\.feather', '\.h5', '\.hdf5', '\.ipc', '\.jsonl', '\.ndjson', '\.npy', '\.npz', '\.parquet', '\.tsv', '\.txt', '\.xlsx', '\.xlsm', '\.fvecs', '\.bvecs', '\.fbin', '\.u8bin', '\.i8bin'\] or an image's \(\.bmp.*\)\. Received: 'd\.xls'"),
     ("d.csv.zst", b"\x28\xb5\x2f\xfd", {}, ValueError,

@@ -1286,6 +1286,8 @@ def _check_path(path) -> Path:
         raise ValueError(f"{path} is a directory, expected a data file ({', '.join(EXTENSIONS)}).")
     if format_suffix(path) not in EXTENSIONS + IMAGE_EXTENSIONS:
         fix = "Convert the file to CSV (with a header row), JSON Lines, .npy, .npz, Parquet, Arrow (Feather) or an image format."
+        if path.suffix.lower() in (".xls", ".ods", ".xlsb", ".numbers"):  # spreadsheets of other formats
+            fix = "Save the sheet as .xlsx (the Excel workbook format read here) or as CSV."
         if path.suffix.lower() in DECOMPRESSORS:
             fix = decompress_fix(path.name, path.suffix.lower())
         raise invalid_value("the file extension", f"one of {list(EXTENSIONS)} or an image's ({', '.join(IMAGE_EXTENSIONS)})",
