@@ -152,6 +152,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-constant", action="store_true",
                         help="drop constant columns (by default they are kept; they cost nothing)")
     parser.add_argument("--impute", choices=["mean"], help="fill missing values with the training mean instead of failing")
+    parser.add_argument("--na-values", type=names, metavar="A,B",
+                        help="cell values that mark a missing value besides empty cells and NaN, e.g. '?' (a saved "
+                             "model reads new rows the same way)")
     parser.add_argument("--categorical", choices=["refuse", "onehot"], default="refuse",
                         help="text and categorical columns: refused (default; a boolean column is a 0/1 number), or one "
                              "indicator per category of the training rows, booleans included (onehot; reconstructions "
@@ -304,7 +307,7 @@ def check_data_arguments(args) -> None:
             raise UsageError("give either PATH or --dataset, not both")
         return
     for option in ("label_column", "id_column", "columns", "drop_columns", "no_header", "test", "test_size", "impute",
-                   "image_shape"):
+                   "image_shape", "na_values"):
         if getattr(args, option):
             raise UsageError(f"--{option.replace('_', '-')} applies to your own data file (PATH) only")
     if args.categorical != "refuse":
@@ -346,6 +349,7 @@ def open_data_source(args, split: str | None = None):
         str(args.path), columns=args.columns, drop_columns=args.drop_columns, id_column=args.id_column,
         label_columns=args.label_column, no_header=True if args.no_header else None, block_rows=args.block_rows,
         image_shape=args.image_shape, split=split, categorical=args.categorical, max_categories=args.max_categories,
+        na_values=args.na_values,
     )
 
 
@@ -368,7 +372,7 @@ def read_data(args):
             id_column=args.id_column, columns=args.columns, drop_columns=args.drop_columns,
             no_header=True if args.no_header else None, seed=args.seed, drop_constant=args.drop_constant,
             impute=args.impute, image_shape=args.image_shape, categorical=args.categorical,
-            max_categories=args.max_categories,
+            max_categories=args.max_categories, na_values=args.na_values,
         )
     from aepca.data import load_dataset
 

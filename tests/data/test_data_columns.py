@@ -343,6 +343,19 @@ def test_cli_column_options_reach_the_reader(tmp_path):
     assert read_data(build_parser().parse_args(["compare", str(no_header), "--no-header"])).feature_names == ("x0", "x1")
 
 
+def test_cli_na_values_reach_the_reader_whole_and_streamed(tmp_path):
+    from aepca.cli import UsageError, build_parser, check_data_arguments, read_data, read_input
+
+    path = tmp_path / "q.csv"
+    path.write_text("a,b\n" + "".join(f"{i % 5}.5,{'?' if i % 4 == 0 else i % 7}\n" for i in range(40)))
+    for streamed in ([], ["--stream"]):
+        args = build_parser().parse_args(["compare", str(path), "--na-values", "?", "--impute", "mean", *streamed])
+        data = read_input(args) if streamed else read_data(args)
+        assert data.columns.na_values == ("?",)
+    with pytest.raises(UsageError, match=r"--na-values applies to your own data file \(PATH\) only"):
+        check_data_arguments(build_parser().parse_args(["compare", "--na-values", "?"]))
+
+
 @pytest.mark.parametrize("option", [["--id-column", "a"], ["--columns", "a"], ["--drop-columns", "a"], ["--no-header"]])
 def test_cli_column_options_need_a_path(option):
     from aepca.cli import UsageError, build_parser, check_data_arguments

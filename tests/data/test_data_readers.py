@@ -1,4 +1,5 @@
 import bz2
+import json
 import gzip
 import io
 import lzma
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aepca.data import Dataset, load_user_data, open_source, read_table
+from aepca.data.columns import ColumnSpec
 from aepca.data.order import TEST_SALT, held_out_mask
 from conftest import float_tolerance
 
@@ -327,6 +329,25 @@ def test_impute_mean_and_drop_constant(tmp_path):
     table = read_table(path, impute="mean", drop_constant=True)
     assert table.feature_names == ("a", "b")
     np.testing.assert_array_equal(table.features, [[1, 5], [2, 6], [3, 5.5]])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_codes_of_missing_values_are_read_as_missing_whole_by_blocks_and_by_a_saved_spec(tmp_path, suffix):
+    frame = pd.DataFrame({"a": ["1", "?", "3", "4", "-", "6"], "b": [5.0, 6.0, 7.0, 8.0, 9.0, 1.0],
+                          "team": ["x", "?", "y", "x", "y", "x"]})
+    path = write(tmp_path / f"d{suffix}", frame)
+    with pytest.raises(ValueError, match=r"'a' holds '\?'\)\. If '\?' marks a missing value, say so with --na-values '\?' "
+                                         r"\(na_values=\), then fill them with --impute mean\."):
+        read_table(path, drop_columns="team")
+    table = read_table(path, na_values=["?", "-"], impute="mean", categorical="onehot")
+    assert table.feature_names == ("a", "b", "team=x", "team=y")  # '?' no category: all-zero indicators
+    np.testing.assert_array_equal(table.features[:, 0], [1, 3.5, 3, 4, 3.5, 6])
+    np.testing.assert_array_equal(table.features[1, 2:], [0, 0])
+    source = open_source(path, na_values=["?", "-"], categorical="onehot", block_rows=2)
+    assert source.columns.categories == {"team": ("x", "y")}
+    spec = ColumnSpec.from_dict(json.loads(json.dumps(table.columns.to_dict())))  # as a saved model has it
+    assert spec.na_values == ("?", "-")
+    np.testing.assert_array_equal(open_source(path, spec=spec, block_rows=4).to_array(), table.features)
 
 
 def test_impute_mean_reads_boolean_columns_as_zeros_and_ones(tmp_path):

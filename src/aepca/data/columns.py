@@ -64,6 +64,22 @@ def category_cells(column: pd.Series) -> np.ndarray:
     return column.astype("string").to_numpy(dtype=object, na_value=None)
 
 
+def marked_missing(frame: pd.DataFrame, names, na_values: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with the cells of the columns ``names`` that read as one of ``na_values`` (say ``?``) made
+    missing, and each of those columns then holding numbers alone read as numbers; ``frame`` itself as it is."""
+    if not na_values:
+        return frame
+    changed = {}
+    for name in names:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column.dtype):
+            continue
+        marked = column.mask(column.astype("string").isin(na_values))
+        numbers = pd.to_numeric(marked, errors="coerce")
+        changed[name] = numbers if numbers.notna().sum() == marked.notna().sum() else marked
+    return frame.assign(**changed) if changed else frame
+
+
 def check_impute(impute) -> None:
     if impute is not None and impute not in IMPUTE_METHODS:
         raise invalid_value("impute", f"one of {[None, *IMPUTE_METHODS]}", f"impute={impute!r}", "Use 'mean' or leave it unset.")
@@ -252,7 +268,15 @@ def check_numeric(frame: pd.DataFrame, source: str, fix: str, columns=None) -> N
         return
     example = _first_non_number(frame[text[0]])
     quoted = f" (e.g. {text[0]!r} holds {shorten(example)})" if example is not None else ""
+    if _looks_missing(example):  # as '?' marks a missing value in many published tables
+        fix = (f"If {example!r} marks a missing value, say so with --na-values {shlex.quote(example)} "
+               f"(na_values=), then fill them with --impute mean. {fix}")
     raise ValueError(f"{source} has non-numeric columns {describe_names(text, SHOWN)}{quoted}. {fix}")
+
+
+def _looks_missing(cell) -> bool:
+    """A short cell of punctuation alone (``?``, ``-``, ``.``, ``--``): a code for a missing value."""
+    return isinstance(cell, str) and 0 < len(cell.strip()) <= 3 and not any(ch.isalnum() for ch in cell)
 
 
 def check_unique_names(names, source: str) -> None:
@@ -291,12 +315,15 @@ class Selection:
     drop_columns: tuple[str, ...] = ()
     id_column: str | None = None
     label_columns: tuple[str, ...] = ()
+    na_values: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None):
-        """The keyword arguments of the readers; ``label_column`` is one more label, placed first."""
+    def of(cls, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None,
+           na_values=None):
+        """The keyword arguments of the readers; ``label_column`` is one more label, placed first; ``na_values``:
+        cell values that mark a missing value besides the empty cell, NaN and the like (``?``, ``-``)."""
         labels = tuple(dict.fromkeys(_as_names(label_column) + _as_names(label_columns)))
-        return cls(_as_names(columns), _as_names(drop_columns), id_column, labels)
+        return cls(_as_names(columns), _as_names(drop_columns), id_column, labels, _as_names(na_values))
 
     def trusted(self) -> set[str]:
         """Columns named in ``columns`` without a pattern: chosen as features, so never taken for ids."""
@@ -365,6 +392,7 @@ class Selection:
         allowed = set(candidates) - dropped  # sets: wide data has tens of thousands of columns
         chosen = [name for name in chosen if name in allowed]
         chosen_set = set(chosen)
+        frame = marked_missing(frame, [name for name in chosen if name not in lists], self.na_values)
         if not chosen:
             raise ValueError(
                 f"{source} has no feature columns left besides labels, the id column and dropped columns "
@@ -377,6 +405,7 @@ class Selection:
             id_column=self.id_column,
             label_columns=self.label_columns,
             dropped_columns=tuple(name for name in candidates if name not in chosen_set),
+            na_values=self.na_values,
         )
         if categorical == "onehot":
             sequences = set(_sequence_columns(frame))  # lists of text: not categories
@@ -433,7 +462,7 @@ def check_identifiers(frame: pd.DataFrame, spec: ColumnSpec, selection: Selectio
 def column_notes(spec: ColumnSpec) -> list[str]:
     """What the run's record says of how ``spec`` read the columns: the id column, the columns left out, list
     columns and categorical columns."""
-    lines = []
+    lines = [f"cells {describe_names(spec.na_values)} read as missing values"] if spec.na_values else []
     if spec.id_column is not None:
         lines.append(f"column {spec.id_column!r} kept beside the rows as their identifier, not as a feature")
     if spec.dropped_columns:
@@ -502,6 +531,7 @@ class ColumnSpec:
     are absent here when dropped). ``dropped_columns``: source columns left out by ``drop_columns`` or
     ``columns``. ``fill``: the value imputed per feature (``impute`` names how it was learned).
     ``image_shape``: for image files, the (height, width, channels: 1 or 3) every image is read at.
+    ``na_values``: cell values read as missing besides the empty cell and NaN (``?``, say).
     """
 
     columns: tuple[str, ...]
@@ -515,6 +545,7 @@ class ColumnSpec:
     fill: dict[str, float] = field(default_factory=dict)
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     image_shape: tuple[int, ...] | None = None
+    na_values: tuple[str, ...] = ()
 
     def with_categories(self, cells: dict, source: str, max_categories: int = MAX_CATEGORIES,
                         rows: str = "the training rows") -> ColumnSpec:
@@ -541,6 +572,7 @@ class ColumnSpec:
     def learn(self, frame: pd.DataFrame, source: str, *, drop_constant: bool, impute: str | None,
               max_categories: int = MAX_CATEGORIES) -> ColumnSpec:
         """Categories, fill values and constant columns learned on the training rows ``frame``."""
+        frame = self.marked_missing(frame)
         spec = self
         if self.categories:
             spec = self.with_categories({name: category_cells(frame[name]) for name in self.categories}, source,
@@ -581,6 +613,11 @@ class ColumnSpec:
         fill = dict(zip(self.feature_names, map(float, summary.mean))) if impute is not None else {}
         return replace(self, feature_names=kept, constant_columns=constant, impute=impute,
                        fill={name: fill[name] for name in kept} if fill else {})
+
+    def marked_missing(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame``'s source columns with the cells of ``na_values`` missing (:func:`marked_missing`)."""
+        names = [name for name in self.columns if name not in self.list_lengths and name in frame.columns]
+        return marked_missing(frame, names, self.na_values)
 
     def checked_image_shape(self, requested: tuple, source: str) -> tuple:
         """``requested``, the shape of one image for flat rows of these features, if its product is their count."""
@@ -704,7 +741,7 @@ class ColumnSpec:
             # Neither a list nor a single column: given as NAME[0], NAME[1], ..., which check_names matched.
             found = lists[name] if name in lists else (None if name in frame.columns else self.list_lengths.get(name))
             self._check_cells(name, found, source)
-        return self._encode(frame)[list(self.feature_names)]
+        return self._encode(self.marked_missing(frame))[list(self.feature_names)]
 
     def _arrow_values(self, table, source: str) -> np.ndarray | None:
         """Numeric Arrow columns straight to float32 (no pandas; a float32 list column is not copied); None
@@ -780,6 +817,7 @@ class ColumnSpec:
             "fill": dict(self.fill),
             "categories": {name: list(categories) for name, categories in self.categories.items()},
             "image_shape": None if self.image_shape is None else list(self.image_shape),
+            "na_values": list(self.na_values),
         }
 
     @classmethod
@@ -804,9 +842,10 @@ class ColumnSpec:
                 constant_columns=tuple(data["constant_columns"]),
                 impute=data["impute"],
                 fill={str(k): float(v) for k, v in data["fill"].items()},
-                # Both absent from the specifications of older models.
+                # These three are absent from the specifications of older models.
                 categories={str(k): tuple(str(c) for c in v) for k, v in data.get("categories", {}).items()},
                 image_shape=tuple(int(d) for d in data["image_shape"]) if data.get("image_shape") else None,
+                na_values=tuple(str(value) for value in data.get("na_values", ())),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise ValueError(

@@ -149,6 +149,7 @@ def read_table(
     image_shape: tuple[int, ...] | None = None,
     categorical: str = "refuse",
     max_categories: int = MAX_CATEGORIES,
+    na_values=None,
 ) -> Table:
     """Read a delimited text (``.csv``, ``.tsv``, ``.txt``, ``.dat``), Excel (``.xlsx``: the first sheet), ``.npy``,
     ``.npz``, ``.parquet`` or Arrow (``.arrow``, ``.feather``) file as a :class:`Table`.
@@ -159,8 +160,8 @@ def read_table(
     list column of numbers (embeddings) gives features ``NAME[0], NAME[1], ...``. Integer columns that
     look like row ids are refused unless handled. A CSV's delimiter (``,`` ``;`` tab) and header are
     detected; ``no_header=True`` reads its first line as data. Constant columns are kept (PCA and the
-    autoencoder handle them) unless ``drop_constant=True``; missing values are errors unless
-    ``impute="mean"``. ``image_shape`` ((h, w) or (h, w, c)) marks flat rows as images and overrides
+    autoencoder handle them) unless ``drop_constant=True``; missing values (empty cells, NaN, and the
+    cell values ``na_values`` lists, such as ``"?"``) are errors unless ``impute="mean"``. ``image_shape`` ((h, w) or (h, w, c)) marks flat rows as images and overrides
     the shape of an image array. Text and categorical columns are refused (a boolean column is a 0/1
     number) unless ``categorical="onehot"``: then each, booleans too, becomes one 0/1 indicator per
     category of the training rows (``NAME=CATEGORY``; docs/categorical.md), and a column of more than
@@ -168,7 +169,7 @@ def read_table(
     """
     requested = _check_options(impute, categorical, max_categories, image_shape)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
-                             label_column=label_column, label_columns=label_columns)
+                             label_column=label_column, label_columns=label_columns, na_values=na_values)
     source = Path(path).name
     raw = _read_raw(path, no_header)
     _check_rows(raw.frame, source, MIN_ROWS)
@@ -266,6 +267,7 @@ def load_user_data(
     image_shape: tuple[int, ...] | None = None,
     categorical: str = "refuse",
     max_categories: int = MAX_CATEGORIES,
+    na_values=None,
 ) -> Dataset:
     """Read a user's file (or a DataFrame or Arrow table in memory) as a train/test :class:`Dataset`.
 
@@ -281,7 +283,7 @@ def load_user_data(
     """
     requested = _check_options(impute, categorical, max_categories, image_shape)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
-                             label_column=label_column, label_columns=label_columns)
+                             label_column=label_column, label_columns=label_columns, na_values=na_values)
     own_split = test is None and isinstance(path, str | os.PathLike) and holds_split(path)
     test_size = resolved_test_size(test_size, "a test file" if test is not None else "the file's own test split" if own_split else None)
     raw = _read_raw(path, no_header, split="train" if own_split else None)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, FeatureSummary, Selection, category_cells, check_categorical,
-                                check_identifiers, check_impute)
+                                check_identifiers, check_impute, marked_missing)
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, VECTOR_FORMATS, ImagesPart, InterleavedPart, check_same_columns,
                                 decompress_fix, format_suffix, holds_split, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
@@ -477,22 +477,23 @@ def _choose_columns(name: str, parts: list, selection: Selection, categorical: s
     spec = part.select(frame, lists, selection, part.where, categorical)
     check_identifiers(frame, spec, selection, part.where)
     if spec.categories:
-        cells, read = _category_cells(parts, list(spec.categories), max_categories)
+        cells, read = _category_cells(parts, spec, max_categories)
         rows = "its rows" if read == sum(sum(p.sizes) for p in parts) else f"its first {plural(read, 'row')}"
         spec = spec.with_categories(cells, name, max_categories, rows=rows)
     return spec
 
 
-def _category_cells(parts: list, names: list[str], max_categories: int) -> tuple[dict[str, set], int]:
-    """The distinct cells of the columns ``names`` in the rows of ``parts``, read a block at a time (those
-    columns alone), and how many rows were read: all, unless a column is found to hold more than
+def _category_cells(parts: list, spec: ColumnSpec, max_categories: int) -> tuple[dict[str, set], int]:
+    """The distinct cells of ``spec``'s categorical columns in the rows of ``parts``, read a block at a time
+    (those columns alone), and how many rows were read: all, unless a column is found to hold more than
     ``max_categories``."""
+    names = list(spec.categories)
     found, read = {name: set() for name in names}, 0
     for part in parts:
         for k, size in enumerate(part.sizes):
             if not size:
                 continue
-            frame = part.frame(part.block(k, names), part.where)[0]
+            frame = marked_missing(part.frame(part.block(k, names), part.where)[0], names, spec.na_values)
             for name in names:
                 found[name].update(category_cells(frame[name]))
                 found[name].discard(None)
@@ -559,7 +560,7 @@ def _open_files(path: Path, no_header: bool | None, block_rows: int, image_shape
 
 
 def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_column=None, label_columns=None,
-                spec: ColumnSpec | None = None, no_header: bool | None = None,
+                na_values=None, spec: ColumnSpec | None = None, no_header: bool | None = None,
                 block_rows: int | None = None, categorical: str = "refuse",
                 max_categories: int = MAX_CATEGORIES, image_shape=None, split: str | None = None) -> RowSource:
     """``data`` as a :class:`RowSource`, read a block at a time (memory bounded by blocks, except for ``.npz`` and
@@ -596,8 +597,8 @@ def open_source(data, *, columns=None, drop_columns=None, id_column=None, label_
     block_rows = given_rows or BLOCK_ROWS
     check_categorical(categorical, max_categories)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
-                             label_column=label_column, label_columns=label_columns)
-    for option in ("columns", "drop_columns", "id_column", "label_columns"):
+                             label_column=label_column, label_columns=label_columns, na_values=na_values)
+    for option in ("columns", "drop_columns", "id_column", "label_columns", "na_values"):
         value = getattr(selection, option)
         if value and (spec is not None or isinstance(data, RowSource)):
             beside = "a RowSource" if isinstance(data, RowSource) else "spec (which names the columns)"

@@ -136,6 +136,7 @@ def compare(
     label_columns=None,
     no_header: bool | None = None,
     image_shape=None,
+    na_values=None,
     categorical: str = "refuse",
     max_categories: int = MAX_CATEGORIES,
     impute: str | None = None,
@@ -161,8 +162,8 @@ def compare(
     :func:`aepca.open_source`'s choice): the unit of the shuffle, so the order depends on it.
     ``neighbours`` (K; 0: off), ``neighbour_queries`` and ``metric`` set the recall@K of
     each method (:func:`aepca.neighbours.compare_methods`), recorded as its ``"neighbours"``.
-    ``columns``, ``drop_columns``, ``id_column``, ``label_columns``, ``no_header`` and ``image_shape``
-    read a file's or a table's columns as :func:`aepca.open_source` does (the command's options).
+    ``columns``, ``drop_columns``, ``id_column``, ``label_columns``, ``no_header``, ``image_shape`` and
+    ``na_values`` read a file's or a table's columns as :func:`aepca.open_source` does (the command's options).
     ``categorical="onehot"`` encodes text, categorical and boolean columns of at most
     ``max_categories`` values as indicators learned on the training rows (the data, a file or a
     table, is read and split in memory); each method's record then holds its ``category_accuracy``
@@ -184,8 +185,8 @@ def compare(
     recipe = get_recipe(recipe or default_recipe(data, overrides.get("time_budget")))
     data, test, test_size = read_rows(
         data, test, test_size, seed, block_rows, columns=columns, drop_columns=drop_columns, id_column=id_column,
-        label_columns=label_columns, no_header=no_header, image_shape=image_shape, categorical=categorical,
-        max_categories=max_categories, impute=impute, drop_constant=drop_constant)
+        label_columns=label_columns, no_header=no_header, image_shape=image_shape, na_values=na_values,
+        categorical=categorical, max_categories=max_categories, impute=impute, drop_constant=drop_constant)
     train, test, held_out, shown = _split(data, test, test_size, seed, block_rows)
     # Indicators and numbers share no unit: under auto a table with categories is standardised, so each
     # indicator weighs as much as a numeric column (the weighting measured in docs/categorical.md).
@@ -322,7 +323,7 @@ def compare(
 # How compare() and sweep() read a file's or a table's columns (open_source's keywords), and the cleaning they
 # learn on its training rows (load_user_data's besides), at their defaults.
 COLUMN_OPTIONS = {"columns": None, "drop_columns": None, "id_column": None, "label_columns": None, "no_header": None,
-                  "image_shape": None}
+                  "image_shape": None, "na_values": None}
 CLEANING = {"categorical": "refuse", "max_categories": MAX_CATEGORIES, "impute": None, "drop_constant": False}
 READING = {**COLUMN_OPTIONS, **CLEANING}
 # The cleaning a row source of files learns in a pass of its own over the training rows (its categories,
