@@ -287,12 +287,13 @@ def check_unique_names(names, source: str) -> None:
                          "read by name. Give each column a name of its own.")
 
 
-def check_missing(frame: pd.DataFrame, source: str) -> None:
+def check_missing(frame: pd.DataFrame, source: str, na_values: tuple[str, ...] = ()) -> None:
     counts = frame.isna().sum()
     counts = counts[counts > 0]
     if len(counts):
+        kinds = f"NaN, empty cells or {describe_names(na_values)}" if na_values else "NaN or empty cells"
         raise ValueError(
-            f"{source} has {plural(int(counts.sum()), 'missing value')} (NaN or empty cells) in columns "
+            f"{source} has {plural(int(counts.sum()), 'missing value')} ({kinds}) in columns "
             f"{describe_names(list(counts.index))}. Fill them with the column mean using impute='mean' "
             "(--impute mean), or remove those rows."
         )
@@ -581,7 +582,7 @@ class ColumnSpec:
         summary = FeatureSummary.of_frame(features)
         spec.check_present(summary, source)
         if impute is None:
-            check_missing(features, f"{source} (training rows)")  # counted where they were found
+            check_missing(features, f"{source} (training rows)", self.na_values)  # counted where they were found
         return spec.cleaned(summary, source, drop_constant=drop_constant, impute=impute)
 
     def seen_categories(self, summary: FeatureSummary, source: str) -> tuple[ColumnSpec, FeatureSummary]:
@@ -798,7 +799,7 @@ class ColumnSpec:
         frame = self._numbers(data, source)
         if self.fill:
             frame = frame.fillna(self.fill)
-        check_missing(frame, source)
+        check_missing(frame, source, self.na_values)
         return check_features(frame, name=source)
 
     def to_dict(self) -> dict:
