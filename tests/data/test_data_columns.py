@@ -246,6 +246,14 @@ def test_delimiters_are_sniffed_and_tsv_is_read(tmp_path, name, text):
     np.testing.assert_array_equal(table.features, [[1.5, 2, 3], [2.5, 3, 1], [4, 1, 2]])
 
 
+def test_numbers_with_thousands_separators_are_read_as_numbers_and_said_so(tmp_path):
+    path = tmp_path / "sales.csv"
+    path.write_text('region,amount\nnorth,"1,234.50"\nsouth,"-12,000"\neast,7.25\nwest,"3,001"\n')
+    data = load_user_data(path, drop_columns="region", test_size=0.5, seed=0)
+    assert sorted(np.concatenate([data.x_train, data.x_test])[:, 0]) == [-12000.0, 7.25, 1234.5, 3001.0]
+    assert "numbers written with thousands separators (1,234.5) read as numbers" in data.notes["preprocessing"]
+
+
 def test_a_windows_1252_csv_is_read_whole_and_a_block_at_a_time_with_its_names(tmp_path):
     path = tmp_path / "excel.csv"
     expected = np.array([[i + 0.5, i % 3] for i in range(10)])

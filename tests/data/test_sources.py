@@ -186,6 +186,7 @@ CSV_LAYOUTS = {
     "semicolons and decimal commas": "a;b\n1,5;2\n2,5;3\n\n4;1\n0,25;7\n1;1\n3;3\n",
     "no header": "1.5,2\n2.5,3\n4,1\n0.5,7\n1,1\n3,3\n",
     "tabs": "a\tb\n1.5\t2\n2.5\t3\n  \n4\t1\n0.5\t7\n1\t1\n3\t3\n",
+    "thousands separators": 'a,b\n"1,234.5",2\n2.5,3\n"-12,000",1\n0.5,7\n1,1\n3,3\n',
     "whitespace, aligned": " 1.50e+00  2.00e+00\n 2.50e+00  3.00e+00\n\n-4.00e+00  1.00e+00\n 5.00e-01  7.00e+00\n"
                            " 1.00e+00  1.00e+00\n 3.00e+00  3.00e+00\n",
 }

@@ -572,6 +572,7 @@ class _CsvLayout:
     spaced: bool = False
     notes: tuple[str, ...] = ()
     encoding: str = "utf-8-sig"  # a key of ENCODINGS
+    thousands: str | None = None  # "," where numbers are written 1,234.5
 
 
 def _sniff(lines: list[str]) -> str:
@@ -589,6 +590,8 @@ def _sniff(lines: list[str]) -> str:
 
 _COMMA_DECIMAL = re.compile(r"[+-]?\d*,\d+([eE][+-]?\d+)?")
 _POINT_DECIMAL = re.compile(r"[+-]?\d*\.\d+([eE][+-]?\d+)?")
+# A number written with thousands separators, as spreadsheets export formatted cells: 1,234.5 or -12,000.
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 
 
 def _decimal(rows: list[list[str]]) -> str:
@@ -641,7 +644,10 @@ def _csv_layout(path: Path, no_header: bool | None, where) -> _CsvLayout:
         notes.append(NO_HEADER_NOTE)
     # Skipping those spaces slows parsing: only for files written so.
     spaced = any(f"{delimiter} " in line for line in lines[:2])
-    return _CsvLayout(delimiter, decimal, header, spaced, tuple(notes), encoding)
+    separated = decimal == "." and any(_THOUSANDS.fullmatch(cell.strip()) for row in rows[header:] for cell in row)
+    if separated:
+        notes.append("numbers written with thousands separators (1,234.5) read as numbers")
+    return _CsvLayout(delimiter, decimal, header, spaced, tuple(notes), encoding, "," if separated else None)
 
 
 # Text encodings of CSV files: UTF-8 (a byte-order mark allowed), else what spreadsheets write on Windows.
@@ -767,6 +773,7 @@ class _CsvPart(_TextPart):
         with _csv_errors(where):
             # Spaces after a delimiter ("a, b") are not part of a name or a value.
             return pd.read_csv(source, sep=self._layout.delimiter, decimal=self._layout.decimal,
+                               thousands=self._layout.thousands,
                                header=0 if header else None, skipinitialspace=self._layout.spaced,
                                encoding=self._layout.encoding,
                                # Windows-1252 leaves five bytes undefined: read as U+FFFD, not refused.
