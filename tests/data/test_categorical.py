@@ -116,6 +116,21 @@ def test_a_file_opened_as_a_row_source_learns_the_categories_of_all_its_rows_a_b
     np.testing.assert_array_equal(source.to_array(), open_source(frame, categorical="onehot").to_array())
 
 
+def test_a_column_empty_in_the_first_block_is_categorical_if_later_rows_hold_text_as_read_whole(tmp_path):
+    frame = _table(300)
+    frame["referrer"] = None
+    frame.loc[250:, "referrer"] = ["web", "mail"] * 25  # the first two blocks of 100 rows hold none
+    frame["late"] = np.nan
+    frame.loc[250:, "late"] = np.arange(50) / 7  # numbers alone: stays a number
+    frame.to_csv(tmp_path / "late.csv", index=False)
+    whole = read_table(tmp_path / "late.csv", categorical="onehot", impute="mean")
+    source = open_source(tmp_path / "late.csv", categorical="onehot", block_rows=100)
+    assert source.columns.categories["referrer"] == ("mail", "web") and "late" in source.feature_names
+    assert source.feature_names == whole.feature_names
+    features = source.respecified(whole.columns).to_array()  # the whole file's fill values for 'late'
+    np.testing.assert_allclose(features, whole.features, rtol=np.finfo(np.float32).eps)
+
+
 def test_a_file_of_too_many_categories_is_refused_naming_the_rows_read(tmp_path):
     frame = _table(300)
     frame["name"] = [f"person {i}" for i in range(len(frame))]

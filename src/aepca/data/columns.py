@@ -411,9 +411,8 @@ class Selection:
         if categorical == "onehot":
             sequences = set(_sequence_columns(frame))  # lists of text: not categories
             categorical_dtype = dtype_test(frame.dtypes, is_categorical)
-            pending = [name for name in chosen if name not in lists and name not in sequences and categorical_dtype[name]]
-            spec = replace(spec, categories=dict.fromkeys(pending, ()),
-                           feature_names=tuple(f for f in spec.feature_names if f not in pending))
+            spec = spec.with_pending_categories(
+                [name for name in chosen if name not in lists and name not in sequences and categorical_dtype[name]])
         check_numeric(frame, source, self.advice(categorical), spec.feature_names)
         return spec
 
@@ -569,6 +568,14 @@ class ColumnSpec:
             categories[name] = tuple(sorted(found))
         learned = replace(self, categories=categories)
         return replace(learned, feature_names=tuple(learned._sources()))
+
+    def with_pending_categories(self, names) -> ColumnSpec:
+        """This specification with the source columns ``names`` categorical, their categories still to learn."""
+        names = [name for name in names if name not in self.categories]
+        if not names:
+            return self
+        return replace(self, categories={**self.categories, **dict.fromkeys(names, ())},
+                       feature_names=tuple(f for f in self.feature_names if f not in names))
 
     def learn(self, frame: pd.DataFrame, source: str, *, drop_constant: bool, impute: str | None,
               max_categories: int = MAX_CATEGORIES) -> ColumnSpec:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, FeatureSummary, Selection, category_cells, check_categorical,
                                 check_identifiers, check_impute, marked_missing)
@@ -469,38 +470,49 @@ def _partition_files(folder: Path) -> Iterator[Path]:
 
 def _choose_columns(name: str, parts: list, selection: Selection, categorical: str, max_categories: int) -> ColumnSpec:
     """The columns ``selection`` names, chosen and checked (numbers, no row ids) on the first block of rows;
-    the categories of categorical columns learned on every row (:func:`_category_cells`)."""
+    the categories of categorical columns learned on every row (:func:`_category_cells`). A column the
+    first block of a file leaves empty has no type there: with ``categorical="onehot"`` it is categorical
+    if a later row holds text, as when the file is read whole."""
     part, k = next(((part, k) for part in parts for k, size in enumerate(part.sizes) if size), (None, None))
     if part is None:
         raise ValueError(f"{name} holds no rows. Point to data that holds rows.")
     frame, lists = part.frame(part.block(k), part.where)
     spec = part.select(frame, lists, selection, part.where, categorical)
     check_identifiers(frame, spec, selection, part.where)
-    if spec.categories:
-        cells, read = _category_cells(parts, spec, max_categories)
+    empty = [] if categorical != "onehot" or part.path is None else [
+        column for column in spec.columns
+        if column not in spec.categories and column not in spec.list_lengths and frame[column].isna().all()]
+    if spec.categories or empty:
+        cells, read, texts = _category_cells(parts, spec, empty, max_categories)
+        spec = spec.with_pending_categories(texts)
         rows = "its rows" if read == sum(sum(p.sizes) for p in parts) else f"its first {plural(read, 'row')}"
-        spec = spec.with_categories(cells, name, max_categories, rows=rows)
+        spec = spec.with_categories(cells, name, max_categories, rows=rows) if spec.categories else spec
     return spec
 
 
-def _category_cells(parts: list, spec: ColumnSpec, max_categories: int) -> tuple[dict[str, set], int]:
-    """The distinct cells of ``spec``'s categorical columns in the rows of ``parts``, read a block at a time
-    (those columns alone), and how many rows were read: all, unless a column is found to hold more than
-    ``max_categories``."""
-    names = list(spec.categories)
-    found, read = {name: set() for name in names}, 0
+def _category_cells(parts: list, spec: ColumnSpec, empty: list[str], max_categories: int
+                    ) -> tuple[dict[str, set], int, list[str]]:
+    """The distinct cells of ``spec``'s categorical columns and of the columns ``empty`` (their first block's
+    cells all missing) in the rows of ``parts``, read a block at a time (those columns alone); how many rows
+    were read (all, unless a categorical column is found to hold more than ``max_categories``); and which of
+    ``empty`` hold text. Of a column of numbers alone, no more than ``max_categories + 1`` are kept."""
+    names = [*spec.categories, *empty]
+    found, read, texts = {column: set() for column in names}, 0, set()
     for part in parts:
         for k, size in enumerate(part.sizes):
             if not size:
                 continue
             frame = marked_missing(part.frame(part.block(k, names), part.where)[0], names, spec.na_values)
-            for name in names:
-                found[name].update(category_cells(frame[name]))
-                found[name].discard(None)
+            for column in names:
+                if column in empty and not pd.api.types.is_numeric_dtype(frame[column].dtype):
+                    texts.add(column)
+                if len(found[column]) <= max_categories:
+                    found[column].update(category_cells(frame[column]))
+                    found[column].discard(None)
             read += size
-            if any(len(cells) > max_categories for cells in found.values()):
-                return found, read
-    return found, read
+            if any(len(found[column]) > max_categories for column in [*spec.categories, *texts]):
+                return found, read, [column for column in empty if column in texts]
+    return found, read, [column for column in empty if column in texts]
 
 
 def _positions(part, spec: ColumnSpec) -> np.ndarray | None:
