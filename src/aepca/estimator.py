@@ -26,7 +26,6 @@ from aepca.inputs import new_rows, opened, training_rows
 from aepca.metrics import sample_mse
 from aepca.models import PREDICT_BATCH, predict, split_autoencoder
 from aepca.neighbours import METRICS
-from aepca.pca import PCA
 from aepca.persistence import estimator_metadata, model_from_bytes, model_to_bytes, read_model_folder, restore_estimator, write_model_folder
 from aepca.preprocessing import ErrorSpace
 from aepca.recipes import RECIPES, SETTINGS, Recipe

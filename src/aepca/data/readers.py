@@ -24,7 +24,7 @@ from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, Selection, check_cat
                                 cleaning_notes, column_notes)
 from aepca.data.formats import Part, check_same_columns, holds_split, memory_part, open_part
 from aepca.data.order import TEST_SALT, held_count, held_out_mask
-from aepca.validation import IMAGE_CHANNELS, as_image_shape, describe_names, invalid_value, plural
+from aepca.validation import IMAGE_CHANNELS, as_image_shape, invalid_value, plural
 
 MIN_ROWS = 3
 MIN_SPLIT_ROWS = 2
