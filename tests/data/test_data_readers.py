@@ -336,8 +336,9 @@ def test_codes_of_missing_values_are_read_as_missing_whole_by_blocks_and_by_a_sa
     frame = pd.DataFrame({"a": ["1", "?", "3", "4", "-", "6"], "b": [5.0, 6.0, 7.0, 8.0, 9.0, 1.0],
                           "team": ["x", "?", "y", "x", "y", "x"]})
     path = write(tmp_path / f"d{suffix}", frame)
-    with pytest.raises(ValueError, match=r"'a' holds '\?'\)\. If '\?' marks a missing value, say so with --na-values '\?' "
-                                         r"\(na_values=\), then fill them with --impute mean\."):
+    with pytest.raises(ValueError, match=r"'a' holds '\?'\)\. If '\?' marks a missing value, compare and sweep read it so "
+                                         r"with --na-values '\?' \(na_values=\) and fill it with --impute mean; a model "
+                                         r"trained so reads new rows the same way\."):
         read_table(path, drop_columns="team")
     table = read_table(path, na_values=["?", "-"], impute="mean", categorical="onehot")
     assert table.feature_names == ("a", "b", "team=x", "team=y")  # '?' no category: all-zero indicators

@@ -269,8 +269,9 @@ def check_numeric(frame: pd.DataFrame, source: str, fix: str, columns=None) -> N
     example = _first_non_number(frame[text[0]])
     quoted = f" (e.g. {text[0]!r} holds {shorten(example)})" if example is not None else ""
     if _looks_missing(example):  # as '?' marks a missing value in many published tables
-        fix = (f"If {example!r} marks a missing value, say so with --na-values {shlex.quote(example)} "
-               f"(na_values=), then fill them with --impute mean. {fix}")
+        fix = (f"If {example!r} marks a missing value, compare and sweep read it so with --na-values "
+               f"{shlex.quote(example)} (na_values=) and fill it with --impute mean; a model trained so reads new "
+               f"rows the same way. {fix}")
     raise ValueError(f"{source} has non-numeric columns {describe_names(text, SHOWN)}{quoted}. {fix}")
 
 
