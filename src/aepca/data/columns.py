@@ -64,19 +64,23 @@ def category_cells(column: pd.Series) -> np.ndarray:
     return column.astype("string").to_numpy(dtype=object, na_value=None)
 
 
-def marked_missing(frame: pd.DataFrame, names, na_values: tuple[str, ...]) -> pd.DataFrame:
+def numbers_if_all(column: pd.Series) -> pd.Series | None:
+    """``column`` as numbers when every cell present is one (text such as ``"3.5"`` too), else None."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    return numbers if numbers.notna().sum() == column.notna().sum() else None
+
+
+def _marked_missing(frame: pd.DataFrame, names, na_values: tuple[str, ...]) -> pd.DataFrame:
     """``frame`` with the cells of the columns ``names`` that read as one of ``na_values`` (say ``?``) made
     missing, and each of those columns then holding numbers alone read as numbers; ``frame`` itself as it is."""
-    if not na_values:
-        return frame
     changed = {}
     for name in names:
         column = frame[name]
         if pd.api.types.is_numeric_dtype(column.dtype):
             continue
         marked = column.mask(column.astype("string").isin(na_values))
-        numbers = pd.to_numeric(marked, errors="coerce")
-        changed[name] = numbers if numbers.notna().sum() == marked.notna().sum() else marked
+        numbers = numbers_if_all(marked)
+        changed[name] = marked if numbers is None else numbers
     return frame.assign(**changed) if changed else frame
 
 
@@ -394,7 +398,6 @@ class Selection:
         allowed = set(candidates) - dropped  # sets: wide data has tens of thousands of columns
         chosen = [name for name in chosen if name in allowed]
         chosen_set = set(chosen)
-        frame = marked_missing(frame, [name for name in chosen if name not in lists], self.na_values)
         if not chosen:
             raise ValueError(
                 f"{source} has no feature columns left besides labels, the id column and dropped columns "
@@ -409,6 +412,7 @@ class Selection:
             dropped_columns=tuple(name for name in candidates if name not in chosen_set),
             na_values=self.na_values,
         )
+        frame = spec.marked_missing(frame)
         if categorical == "onehot":
             sequences = set(_sequence_columns(frame))  # lists of text: not categories
             categorical_dtype = dtype_test(frame.dtypes, is_categorical)
@@ -624,9 +628,12 @@ class ColumnSpec:
                        fill={name: fill[name] for name in kept} if fill else {})
 
     def marked_missing(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame``'s source columns with the cells of ``na_values`` missing (:func:`marked_missing`)."""
+        """``frame`` (of these source columns, or some) with the cells of ``na_values`` missing, and a column of
+        numbers and such cells read as numbers (:func:`_marked_missing`)."""
+        if not self.na_values:  # every block read through pandas comes here
+            return frame
         names = [name for name in self.columns if name not in self.list_lengths and name in frame.columns]
-        return marked_missing(frame, names, self.na_values)
+        return _marked_missing(frame, names, self.na_values)
 
     def checked_image_shape(self, requested: tuple, source: str) -> tuple:
         """``requested``, the shape of one image for flat rows of these features, if its product is their count."""

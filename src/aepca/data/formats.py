@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from aepca._files import remove
-from aepca.data.columns import arrow_columns, check_unique_names, to_frame
+from aepca.data.columns import arrow_columns, check_unique_names, numbers_if_all, to_frame
 from aepca.validation import as_image_shape, describe_names, invalid_value, plural
 
 # Files of vectors as FAISS and the ANN benchmarks store them: {suffix: (value type, whether each row starts
@@ -841,9 +841,8 @@ class _ExcelPart(_SlicedPart):
             notes.append(NO_HEADER_NOTE)
         texts = []
         for name in [name for name, dtype in frame.dtypes.items() if pd.api.types.is_string_dtype(dtype)]:
-            # Numbers stored as text, read as a CSV file's are.
-            numbers = pd.to_numeric(frame[name], errors="coerce")
-            if numbers.notna().sum() == frame[name].notna().sum():
+            numbers = numbers_if_all(frame[name])  # numbers stored as text, read as a CSV file's are
+            if numbers is not None:
                 frame[name] = numbers
                 texts.append(name)
         if texts:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from aepca.data.columns import (MAX_CATEGORIES, ColumnSpec, FeatureSummary, Selection, category_cells, check_categorical,
-                                check_identifiers, check_impute, marked_missing)
+                                check_identifiers, check_impute)
 from aepca.data.formats import (DECOMPRESSORS, IMAGE_EXTENSIONS, VECTOR_FORMATS, ImagesPart, InterleavedPart, check_same_columns,
                                 decompress_fix, format_suffix, holds_split, memory_part, open_part, rows_within)
 from aepca.data.order import _admitted_sizes, _check_filter, _Filter, _positive_int, hash_edges, held_count, row_hash
@@ -498,20 +498,18 @@ def _category_cells(parts: list, spec: ColumnSpec, empty: list[str], max_categor
     ``empty`` hold text. Of a column of numbers alone, no more than ``max_categories + 1`` are kept."""
     names = [*spec.categories, *empty]
     found, read, texts = {column: set() for column in names}, 0, set()
-    for part in parts:
-        for k, size in enumerate(part.sizes):
-            if not size:
-                continue
-            frame = marked_missing(part.frame(part.block(k, names), part.where)[0], names, spec.na_values)
-            for column in names:
-                if column in empty and not pd.api.types.is_numeric_dtype(frame[column].dtype):
-                    texts.add(column)
-                if len(found[column]) <= max_categories:
-                    found[column].update(category_cells(frame[column]))
-                    found[column].discard(None)
-            read += size
-            if any(len(found[column]) > max_categories for column in [*spec.categories, *texts]):
-                return found, read, [column for column in empty if column in texts]
+    blocks = ((part, k, size) for part in parts for k, size in enumerate(part.sizes) if size)
+    for part, k, size in blocks:
+        frame = spec.marked_missing(part.frame(part.block(k, names), part.where)[0])
+        for column in names:
+            if column in empty and not pd.api.types.is_numeric_dtype(frame[column].dtype):
+                texts.add(column)
+            if len(found[column]) <= max_categories:
+                found[column].update(category_cells(frame[column]))
+                found[column].discard(None)
+        read += size
+        if any(len(found[column]) > max_categories for column in [*spec.categories, *texts]):
+            break
     return found, read, [column for column in empty if column in texts]
 
 
