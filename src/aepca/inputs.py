@@ -25,6 +25,11 @@ def is_arrow_table(X) -> bool:
     return is_pyarrow_table(X) or exports_arrow(X)
 
 
+def _read_by_open_source(X) -> bool:
+    """A path (file, folder, pattern), an Arrow table or a sparse matrix: forms only :func:`open_source` reads."""
+    return isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or issparse(X)
+
+
 @contextlib.contextmanager
 def numbers_expected():
     """Array checks whose text cells are said with the fix (NumPy says only which text it could not convert)."""
@@ -45,7 +50,7 @@ def opened(X, spec=None):
     a fitted model's :class:`aepca.data.columns.ColumnSpec`, when given); arrays and DataFrames as they
     are (for estimators that keep float64 arrays float64, as :class:`aepca.PCA` does), a DataFrame's
     columns checked to be numbers."""
-    if isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or issparse(X):
+    if _read_by_open_source(X):
         return open_source(X, spec=spec)
     if hasattr(X, "columns") and hasattr(X, "dtypes"):
         from aepca.data.columns import Selection, check_numeric, check_unique_names
@@ -77,7 +82,7 @@ def training_rows(X, estimator=None) -> tuple[RowSource, np.ndarray | None]:
     """Training rows of any form as a row source, and their feature names (a DataFrame's, else None)."""
     if isinstance(X, RowSource):
         return X, None
-    if isinstance(X, (str, os.PathLike)) or hasattr(X, "columns") or is_arrow_table(X) or issparse(X):
+    if _read_by_open_source(X) or hasattr(X, "columns"):
         return open_source(X), _get_feature_names(X) if hasattr(X, "columns") else None
     with numbers_expected():
         # Values are checked as the source reads them, with the message every input form gets.
@@ -107,8 +112,7 @@ def new_rows(X, *, n_features: int, names=None, spec=None, estimator=None) -> Ro
     """
     if isinstance(X, RowSource):
         source = X
-    elif (isinstance(X, (str, os.PathLike)) or is_arrow_table(X) or issparse(X)
-          or (spec is not None and hasattr(X, "columns"))):
+    elif _read_by_open_source(X) or (spec is not None and hasattr(X, "columns")):
         if names is not None:
             check_has_columns(X, names)
         source = open_source(X, spec=spec)

@@ -160,12 +160,12 @@ def read_table(
     list column of numbers (embeddings) gives features ``NAME[0], NAME[1], ...``. Integer columns that
     look like row ids are refused unless handled. A CSV's delimiter (``,`` ``;`` tab) and header are
     detected; ``no_header=True`` reads its first line as data. Constant columns are kept (PCA and the
-    autoencoder handle them) unless ``drop_constant=True``; missing values (empty cells, NaN, and the
-    cell values ``na_values`` lists, such as ``"?"``) are errors unless ``impute="mean"``. ``image_shape`` ((h, w) or (h, w, c)) marks flat rows as images and overrides
-    the shape of an image array. Text and categorical columns are refused (a boolean column is a 0/1
-    number) unless ``categorical="onehot"``: then each, booleans too, becomes one 0/1 indicator per
-    category of the training rows (``NAME=CATEGORY``; docs/categorical.md), and a column of more than
-    ``max_categories`` distinct values is refused.
+    autoencoder handle them) unless ``drop_constant=True``; missing values (empty cells, NaN, and the cell
+    values ``na_values`` lists, such as ``"?"``) are errors unless ``impute="mean"``. ``image_shape`` ((h, w) or
+    (h, w, c)) marks flat rows as images and overrides the shape of an image array. Text and categorical columns
+    are refused (a boolean column is a 0/1 number) unless ``categorical="onehot"``: then each, booleans too,
+    becomes one 0/1 indicator per category of the training rows (``NAME=CATEGORY``; docs/categorical.md), and a
+    column of more than ``max_categories`` distinct values is refused.
     """
     requested = _check_options(impute, categorical, max_categories, image_shape)
     selection = Selection.of(columns=columns, drop_columns=drop_columns, id_column=id_column,
